@@ -1,0 +1,105 @@
+/* session.h - internals of ferry_session shared by lib/, sync/ and exec/:
+ * the libssh2 session, its error text and the one event loop.
+ *
+ * The event loop.  Every user of the session's socket (the SFTP channel,
+ * exec channels, the spare channel) is a ferry__io registered on the
+ * session.  ferry__session_run() calls every registered io's step() in
+ * turn until its done() predicate holds; when a whole pass made no progress
+ * and no io has input waiting in libssh2's queue, it poll()s the socket
+ * (and the interrupt pipe) in the directions libssh2 is blocked on.
+ * step() must never block: it calls libssh2 in non-blocking mode and
+ * returns 1 when it moved anything, 0 when everything would block.
+ * step() should always try to read its channel so that incoming data is
+ * drained from the socket.
+ */
+#ifndef FERRY_SESSION_H
+#define FERRY_SESSION_H
+
+#include <libssh2.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "ferry.h"
+
+typedef struct ferry__io ferry__io;
+struct ferry__io {
+	/* Non-blocking progress: 1 progressed, 0 would block.  Errors are the
+	 * io's own business (it records them and lets done() see them). */
+	int (*step)(ferry__io *io);
+	/* Non-draining check for input queued inside libssh2 that step() has
+	 * not consumed yet (libssh2_poll_channel_read, a new EOF...). May be
+	 * NULL.  An io waiting inside an opaque libssh2 state machine (channel
+	 * open, exec request) returns -1: the loop then polls with a short
+	 * timeout because a reply may sit in libssh2's queue. */
+	int (*pending)(ferry__io *io);
+	ferry__io *prev, *next;
+	int registered;
+};
+
+/* Run flags */
+#define FERRY__RUN_NOINTR 0x1u /* ignore ferry_interrupt (cleanup paths) */
+
+struct ferry_session {
+	LIBSSH2_SESSION *ssh;
+	int fd;
+	int intr_pipe[2];
+	atomic_int interrupted;
+	char errmsg[1024];
+
+	char *host, *user, *target; /* target: user@host:port */
+	int port;
+	ferry_session_opts opts; /* strings not owned; only scalars used after open */
+	ferry_log_fn log;
+	void *log_ctx;
+
+	ferry__io *ios; /* registered ios (doubly linked, head) */
+	int64_t last_rx_ms;
+	int keepalive_s, idle_timeout_ms;
+	int dead; /* the connection failed: every later call fails at once */
+
+	/* info for ping */
+	char *info_strings[10];
+	ferry_session_info info;
+
+	/* Per-session state of other modules, created on first use and freed
+	 * by the session: the shared SFTP client (lib/sftp) and the exec
+	 * state (exec/).  The free functions are set by their owners. */
+	void *sftp;
+	void (*sftp_free)(void *);
+	void *exec_state;
+	void (*exec_free)(void *);
+	uint64_t round_trips; /* maintained by the SFTP client */
+};
+
+int64_t ferry__now_ms(void);
+double ferry__now_ms_f(void);
+
+/* Error text on the session.  Returns code, so: return ferry__seterr(...). */
+int ferry__seterr(ferry_session *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Same, appending libssh2's last error message: "<step>: <libssh2 text>". */
+int ferry__seterr_ssh(ferry_session *s, int code, const char *step);
+void ferry__log(ferry_session *s, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+void ferry__io_add(ferry_session *s, ferry__io *io);
+void ferry__io_remove(ferry_session *s, ferry__io *io);
+
+/* Run the loop until done(ctx) returns nonzero (checked before each
+ * wait).  deadline_ms: absolute ferry__now_ms() time, or 0 for none (the
+ * idle timeout still applies).  Returns 0, FERRY_ETIMEOUT, FERRY_EINTR,
+ * FERRY_ECONN/FERRY_EEOF (socket dead; the session is marked dead).  The
+ * error text is set on the session. */
+int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
+		       int64_t deadline_ms, unsigned flags);
+
+/* Wait once for the socket in the directions libssh2 is blocked on (or for
+ * input when it is not blocked).  For setup code that drives one libssh2
+ * call until it stops returning LIBSSH2_ERROR_EAGAIN. */
+int ferry__session_wait(ferry_session *s, int64_t deadline_ms, unsigned flags);
+
+/* Consume a pending interrupt: 1 when one was requested. */
+int ferry__session_take_interrupt(ferry_session *s);
+
+#endif

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# tests/run.sh - run the whole suite: starts one private sshd shared by the
+# tests (tests may start more), runs every Criterion binary and a short
+# fuzz run, stops the sshd, prints one closing line.
+set -uo pipefail
+B=${B:-build}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+src=$(cd "$(dirname "$0")/.." && pwd)
+B=$(cd "$src" && mkdir -p "$B" && cd "$B" && pwd)
+export FERRY_TEST_TMP=$(mktemp -d /tmp/ferry-test.XXXXXX)
+export XDG_STATE_HOME=$FERRY_TEST_TMP/state
+export FERRY_BIN=$B/ferry
+unset SSH_AUTH_SOCK
+sv=$FERRY_TEST_TMP/sshd
+cleanup() {
+	"$src/tests/sshd.sh" stop "$sv" >/dev/null 2>&1
+	# Private servers started by tests that crashed before stopping them.
+	for p in "$FERRY_TEST_TMP"/ferry-sshd-*/sshd.pid; do
+		[ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null
+	done
+	rm -rf "$FERRY_TEST_TMP"
+}
+trap cleanup EXIT
+"$src/tests/sshd.sh" start "$sv" >/dev/null || { echo "run.sh: cannot start the test sshd"; exit 1; }
+export FERRY_TEST_SSHD_DIR=$sv
+
+passed=0 failed=0 status=0
+for t in "$B"/tests/test-*; do
+	[ -x "$t" ] || continue
+	echo "== $(basename "$t")"
+	out=$("$t" --jobs 2 --timeout 300 ${CRITERION_ARGS:-} 2>&1); rc=$?
+	printf '%s\n' "$out" | grep -vE '^\[----\]|^$' | tail -n 40
+	syn=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -1 | sed 's/\x1b\[[0-9;]*m//g')
+	p=$(printf '%s' "$syn" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+	f=$(printf '%s' "$syn" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+	c=$(printf '%s' "$syn" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+	passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${c:-0}))
+	[ "$rc" = 0 ] || { status=1; [ -z "$syn" ] && failed=$((failed + 1)); }
+done
+
+if [ "$FUZZ_SECONDS" -gt 0 ] && command -v clang >/dev/null && ls "$src"/tests/fuzz/*.c >/dev/null 2>&1; then
+	echo "== fuzz (${FUZZ_SECONDS}s each)"
+	if make -s -C "$src" B="$B" FUZZ_SECONDS="$FUZZ_SECONDS" fuzz >"$FERRY_TEST_TMP/fuzz.log" 2>&1; then
+		grep -E '^fuzz |stat::number_of_executed_units' "$FERRY_TEST_TMP/fuzz.log"
+		passed=$((passed + 1))
+	else
+		tail -40 "$FERRY_TEST_TMP/fuzz.log"; failed=$((failed + 1)); status=1
+	fi
+fi
+echo
+echo "ferry tests: $passed passed, $failed failed"
+exit $status
