@@ -1,4 +1,5 @@
-/* alloc.h - the library's allocator, with a failure-injection hook for tests. */
+/* alloc.h - the library's allocator, with a failure-injection hook for tests.
+ */
 #ifndef FERRY_ALLOC_H
 #define FERRY_ALLOC_H
 
@@ -15,7 +16,8 @@ void ferry__free(void *p);
 /* Wipe then free a secret of n bytes (or a C string when n is 0). */
 void ferry__free_secret(void *p, size_t n);
 /* printf into a new string; NULL on failure. */
-char *ferry__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *ferry__asprintf(const char *fmt, ...)
+        __attribute__((format(printf, 1, 2)));
 
 /* Tests: make the n-th allocation from now fail (1 = the next one); 0 turns
  * injection off.  Returns the number of allocations counted so far. */

@@ -1,5 +1,6 @@
 /* buf.h - growable byte buffer with bounds-checked SSH wire types
- * (RFC 4251: uint8, uint32, uint64 big-endian, string = uint32 length + bytes). */
+ * (RFC 4251: uint8, uint32, uint64 big-endian, string = uint32 length + bytes).
+ */
 #ifndef FERRY_BUF_H
 #define FERRY_BUF_H
 
@@ -8,13 +9,16 @@
 
 typedef struct ferry_buf {
 	uint8_t *data;
-	size_t off;  /* read position */
-	size_t len;  /* end of valid data */
-	size_t cap;  /* allocated; 0 for a read-only view */
-	size_t max;  /* growth limit; 0: 256 MiB */
+	size_t off; /* read position */
+	size_t len; /* end of valid data */
+	size_t cap; /* allocated; 0 for a read-only view */
+	size_t max; /* growth limit; 0: 256 MiB */
 } ferry_buf;
 
-#define FERRY_BUF_INIT {0}
+#define FERRY_BUF_INIT                                                         \
+	{                                                                      \
+		0                                                              \
+	}
 
 void ferry__buf_init(ferry_buf *b);
 /* A read-only view of existing bytes (never freed, never grown). */
@@ -23,7 +27,7 @@ void ferry__buf_free(ferry_buf *b);
 void ferry__buf_reset(ferry_buf *b);
 /* Drop consumed bytes [0, off). */
 void ferry__buf_compact(ferry_buf *b);
-size_t ferry__buf_avail(const ferry_buf *b); /* unread bytes */
+size_t ferry__buf_avail(const ferry_buf *b);       /* unread bytes */
 const uint8_t *ferry__buf_ptr(const ferry_buf *b); /* first unread byte */
 
 /* Writers: 0 or FERRY_ENOMEM (or FERRY_EINVALID past the limit). */

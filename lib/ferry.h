@@ -102,7 +102,9 @@ typedef struct ferry_session_opts {
 	void *log_ctx;
 } ferry_session_opts;
 
-#define FERRY_SESSION_OPTS_INIT {FERRY_SESSION_OPTS_VERSION}
+#define FERRY_SESSION_OPTS_INIT                                                \
+	{FERRY_SESSION_OPTS_VERSION, NULL, 0, NULL, NULL, 0, NULL, NULL,       \
+	 FERRY_HOSTKEY_ACCEPT_NEW, 0, 0, 0, 0, 0, NULL, NULL}
 
 /* What ferry ping prints. Strings live as long as the session. */
 typedef struct ferry_session_info {
@@ -197,7 +199,9 @@ typedef struct ferry_sync_opts {
 	void *ctx;
 } ferry_sync_opts;
 
-#define FERRY_SYNC_OPTS_INIT {FERRY_SYNC_OPTS_VERSION}
+#define FERRY_SYNC_OPTS_INIT                                                   \
+	{FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0, 0, 0, 0, \
+	 NULL, NULL, NULL, NULL, NULL}
 
 typedef struct ferry_sync_report {
 	uint64_t files_scanned, dirs_scanned;
@@ -244,7 +248,9 @@ typedef struct ferry_exec_opts {
 	int no_snapshot; /* plain bash -c, no session-shell state */
 } ferry_exec_opts;
 
-#define FERRY_EXEC_OPTS_INIT {FERRY_EXEC_OPTS_VERSION}
+#define FERRY_EXEC_OPTS_INIT                                                   \
+	{FERRY_EXEC_OPTS_VERSION, NULL, 0, NULL, 0, NULL, NULL, 0, 0, NULL, 0, \
+	 0}
 
 typedef struct ferry_exec_result {
 	int exit_status; /* the command's; 124 timeout, 130 interrupted, 126 cd failed */

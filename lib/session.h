@@ -49,7 +49,8 @@ struct ferry_session {
 
 	char *host, *user, *target; /* target: user@host:port */
 	int port;
-	ferry_session_opts opts; /* strings not owned; only scalars used after open */
+	ferry_session_opts
+	        opts; /* strings not owned; only scalars used after open */
 	ferry_log_fn log;
 	void *log_ctx;
 
@@ -77,11 +78,11 @@ double ferry__now_ms_f(void);
 
 /* Error text on the session.  Returns code, so: return ferry__seterr(...). */
 int ferry__seterr(ferry_session *s, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 /* Same, appending libssh2's last error message: "<step>: <libssh2 text>". */
 int ferry__seterr_ssh(ferry_session *s, int code, const char *step);
 void ferry__log(ferry_session *s, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 void ferry__io_add(ferry_session *s, ferry__io *io);
 void ferry__io_remove(ferry_session *s, ferry__io *io);
@@ -92,12 +93,16 @@ void ferry__io_remove(ferry_session *s, ferry__io *io);
  * FERRY_ECONN/FERRY_EEOF (socket dead; the session is marked dead).  The
  * error text is set on the session. */
 int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
-		       int64_t deadline_ms, unsigned flags);
+                       int64_t deadline_ms, unsigned flags);
 
 /* Wait once for the socket in the directions libssh2 is blocked on (or for
  * input when it is not blocked).  For setup code that drives one libssh2
  * call until it stops returning LIBSSH2_ERROR_EAGAIN. */
 int ferry__session_wait(ferry_session *s, int64_t deadline_ms, unsigned flags);
+
+/* "user@host:port" ([host] for IPv6), the key of a target: user NULL
+ * means the local user, port 0 means 22.  Caller frees. */
+char *ferry__target_string(const char *user, const char *host, int port);
 
 /* Consume a pending interrupt: 1 when one was requested. */
 int ferry__session_take_interrupt(ferry_session *s);

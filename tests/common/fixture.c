@@ -22,9 +22,11 @@ static int shared_ok;
 
 static void fill_paths(fx_sshd *sv)
 {
-	snprintf(sv->key_ed25519, sizeof(sv->key_ed25519), "%s/id_ed25519", sv->dir);
+	snprintf(sv->key_ed25519, sizeof(sv->key_ed25519), "%s/id_ed25519",
+	         sv->dir);
 	snprintf(sv->key_ecdsa, sizeof(sv->key_ecdsa), "%s/id_ecdsa", sv->dir);
-	snprintf(sv->known_hosts, sizeof(sv->known_hosts), "%s/known_hosts", sv->dir);
+	snprintf(sv->known_hosts, sizeof(sv->known_hosts), "%s/known_hosts",
+	         sv->dir);
 }
 
 static int read_port(fx_sshd *sv)
@@ -50,11 +52,12 @@ int fx_sshd_start(fx_sshd *out, const char *extra_config)
 	char extra[700] = "";
 	if (extra_config) {
 		snprintf(extra, sizeof(extra), "%s/extra_config", out->dir);
-		if (fx_write_file(extra, extra_config, strlen(extra_config), 0600))
+		if (fx_write_file(extra, extra_config, strlen(extra_config),
+		                  0600))
 			return -1;
 	}
 	if (fx_sh("%s/tests/sshd.sh start '%s' %s >/dev/null", FERRY_SRCDIR,
-		  out->dir, extra) != 0)
+	          out->dir, extra) != 0)
 		return -1;
 	fill_paths(out);
 	out->owned = 1;
@@ -83,7 +86,8 @@ const fx_sshd *fx_shared(void)
 		fill_paths(&shared_sv);
 		cr_assert_eq(read_port(&shared_sv), 0, "no port file in %s", d);
 	} else {
-		cr_assert_eq(fx_sshd_start(&shared_sv, NULL), 0, "cannot start sshd");
+		cr_assert_eq(fx_sshd_start(&shared_sv, NULL), 0,
+		             "cannot start sshd");
 		atexit(stop_shared);
 	}
 	shared_ok = 1;

@@ -1,0 +1,264 @@
+/* cli.c - what every subcommand shares. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sshconfig.h"
+
+static char *own(cli_conn *c, char *s)
+{
+	if (s && c->owned_count < sizeof(c->owned) / sizeof(c->owned[0]))
+		c->owned[c->owned_count++] = s;
+	return s;
+}
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", cli_prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: warning: ", cli_prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", cli_prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (usage)
+		fprintf(stderr, "usage: %s\n", usage);
+	return EXIT_USAGE;
+}
+
+int cli_exit_for(int rc)
+{
+	switch (rc) {
+	case 0:
+		return EXIT_OK;
+	case FERRY_EPARTIAL:
+		return EXIT_PARTIAL;
+	case FERRY_ECONN:
+	case FERRY_EHOSTKEY:
+	case FERRY_EAUTH:
+	case FERRY_EEOF:
+		return EXIT_CONN;
+	case FERRY_EINVALID:
+		return EXIT_USAGE;
+	default:
+		return EXIT_ERROR;
+	}
+}
+
+void cli_log(void *ctx, int level, const char *msg)
+{
+	const cli_conn *c = ctx;
+	if (level == FERRY_LOG_DEBUG && (!c || c->verbose < 2))
+		return;
+	if (level == FERRY_LOG_INFO && (!c || c->verbose < 1))
+		return;
+	if (c && c->quiet && level < FERRY_LOG_WARN)
+		return;
+	fprintf(stderr, "%s: %s%s\n", cli_prog,
+	        level == FERRY_LOG_WARN ? "warning: " : "", msg);
+}
+
+int cli_parse_ll(const char *s, long long *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < 0)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_ms(const char *s, int allow_fraction, int *out_ms)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || v < 0 || v > INT_MAX / 1000.0)
+		return -1;
+	if (!allow_fraction && v != (double)(long long)v)
+		return -1;
+	*out_ms = (int)(v * 1000.0 + 0.5);
+	return 0;
+}
+
+void cli_conn_init(cli_conn *c)
+{
+	ferry_session_opts init = FERRY_SESSION_OPTS_INIT;
+	memset(c, 0, sizeof(*c));
+	c->o = init;
+	c->o.log = cli_log;
+	c->o.log_ctx = c;
+}
+
+void cli_conn_free(cli_conn *c)
+{
+	for (size_t i = 0; i < c->owned_count; i++)
+		free(c->owned[i]);
+	c->owned_count = 0;
+}
+
+int cli_conn_option(cli_conn *c, int opt, const char *arg)
+{
+	long long v;
+	switch (opt) {
+	case 'p':
+		if (cli_parse_ll(arg, &v) || v < 1 || v > 65535) {
+			cli_error("bad port '%s' (1-65535)", arg);
+			return -1;
+		}
+		c->o.port = (int)v;
+		c->port_set = 1;
+		return 1;
+	case 'i':
+		if (c->identity_count >=
+		    sizeof(c->identities) / sizeof(c->identities[0])) {
+			cli_error("too many -i options");
+			return -1;
+		}
+		c->identities[c->identity_count++] = arg;
+		return 1;
+	case 'F':
+		c->config_file = arg;
+		return 1;
+	case 'z':
+		c->o.compress = 1;
+		return 1;
+	case 'v':
+		c->verbose++;
+		return 1;
+	case 'q':
+		c->quiet = 1;
+		return 1;
+	case OPT_KNOWN_HOSTS:
+		c->o.known_hosts = arg;
+		return 1;
+	case OPT_HOST_KEY:
+		if (!strcmp(arg, "strict") || !strcmp(arg, "yes"))
+			c->o.host_key_policy = FERRY_HOSTKEY_STRICT;
+		else if (!strcmp(arg, "accept-new"))
+			c->o.host_key_policy = FERRY_HOSTKEY_ACCEPT_NEW;
+		else if (!strcmp(arg, "off") || !strcmp(arg, "no"))
+			c->o.host_key_policy = FERRY_HOSTKEY_OFF;
+		else {
+			cli_error("bad --host-key '%s' (strict, accept-new or "
+			          "off)",
+			          arg);
+			return -1;
+		}
+		c->policy_set = 1;
+		return 1;
+	case OPT_CONNECT_TIMEOUT:
+		if (cli_parse_ms(arg, 1, &c->o.connect_timeout_ms) ||
+		    c->o.connect_timeout_ms == 0) {
+			cli_error("bad --connect-timeout '%s' (seconds > 0)",
+			          arg);
+			return -1;
+		}
+		c->timeout_set = 1;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int cli_conn_target(cli_conn *c, const char *arg, int want_path, char **path)
+{
+	const char *at = NULL;
+	/* USER@ ends at the last '@' before the host part. */
+	for (const char *p = arg; *p && *p != ':' && *p != '['; p++)
+		if (*p == '@')
+			at = p;
+	const char *h = at ? at + 1 : arg;
+	const char *hend, *rest;
+	if (*h == '[') {
+		hend = strchr(h, ']');
+		if (!hend || hend == h + 1) {
+			cli_error("bad host in '%s': unterminated [", arg);
+			return -1;
+		}
+		rest = hend + 1;
+		h++;
+	} else {
+		hend = h + strcspn(h, ":");
+		rest = hend;
+	}
+	if (hend == h) {
+		cli_error("no host in '%s'", arg);
+		return -1;
+	}
+	if (want_path) {
+		if (*rest != ':') {
+			cli_error("'%s' is not a remote destination "
+			          "([USER@]HOST:DEST)",
+			          arg);
+			return -1;
+		}
+		*path = own(c, strdup(rest[1] ? rest + 1 : "."));
+	} else if (*rest) {
+		cli_error("unexpected '%s' after the host in '%s'", rest, arg);
+		return -1;
+	}
+	c->host = own(c, strndup(h, (size_t)(hend - h)));
+	if (at) {
+		if (at == arg) {
+			cli_error("empty user name in '%s'", arg);
+			return -1;
+		}
+		c->user = own(c, strndup(arg, (size_t)(at - arg)));
+	}
+	if (!c->host || (at && !c->user) || (want_path && !*path)) {
+		cli_error("out of memory");
+		return -1;
+	}
+	if (ferry_cli_sshconfig_apply(c) < 0)
+		return -1;
+	c->o.host = c->host;
+	c->o.user = c->user;
+	if (c->identity_count) {
+		c->o.identity_files = c->identities;
+		c->o.identity_count = c->identity_count;
+	}
+	return 0;
+}
+
+int cli_connect(cli_conn *c, ferry_session **out)
+{
+	char err[1024];
+	int rc = ferry_session_open_ex(out, &c->o, err, sizeof(err));
+	if (rc) {
+		cli_error("%s", err);
+		return rc == FERRY_EINTR ? 130 : EXIT_CONN;
+	}
+	return 0;
+}
+
+char *cli_own(cli_conn *c, char *s)
+{
+	return own(c, s);
+}

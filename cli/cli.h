@@ -1,0 +1,91 @@
+/* cli.h - shared pieces of the ferry program: exit statuses, messages,
+ * target parsing and the connection options every subcommand takes. */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+#include <getopt.h>
+#include <stddef.h>
+
+#include "ferry.h"
+
+enum {
+	EXIT_OK = 0,
+	EXIT_ERROR = 1,
+	EXIT_USAGE = 2,
+	EXIT_PARTIAL = 23,
+	EXIT_CONN = 255
+};
+
+/* Long-option ids of the connection options (short ones use the letter). */
+enum {
+	OPT_KNOWN_HOSTS = 1000,
+	OPT_HOST_KEY,
+	OPT_CONNECT_TIMEOUT,
+	OPT_CONN_LAST_
+};
+
+/* The connection options as getopt_long entries and short letters. */
+#define CLI_CONN_SHORTOPTS "p:i:F:zvq"
+#define CLI_CONN_LONGOPTS                                                      \
+	{"port", required_argument, NULL, 'p'},                                \
+	        {"identity", required_argument, NULL, 'i'},                    \
+	        {"config", required_argument, NULL, 'F'},                      \
+	        {"compress", no_argument, NULL, 'z'},                          \
+	        {"verbose", no_argument, NULL, 'v'},                           \
+	        {"quiet", no_argument, NULL, 'q'},                             \
+	        {"known-hosts", required_argument, NULL, OPT_KNOWN_HOSTS},     \
+	        {"host-key", required_argument, NULL, OPT_HOST_KEY},           \
+	{                                                                      \
+		"connect-timeout", required_argument, NULL,                    \
+		        OPT_CONNECT_TIMEOUT                                    \
+	}
+
+typedef struct cli_conn {
+	ferry_session_opts o;
+	const char *identities[16];
+	size_t identity_count;
+	int port_set, policy_set, timeout_set;
+	const char *config_file;
+	int verbose, quiet;
+	char *user, *host; /* parsed from [USER@]HOST */
+	char *owned[16];   /* strings to free */
+	size_t owned_count;
+} cli_conn;
+
+extern const char *cli_prog;
+
+void cli_conn_init(cli_conn *c);
+void cli_conn_free(cli_conn *c);
+/* Handle a connection option: 1 consumed, 0 not ours, -1 bad value
+ * (message printed). */
+int cli_conn_option(cli_conn *c, int opt, const char *arg);
+/* Parse "[USER@]HOST" (HOST may be "[v6]") into c, then apply -F config and
+ * defaults.  path receives what follows "HOST:" when want_path (required
+ * then).  -1 on error (message printed). */
+int cli_conn_target(cli_conn *c, const char *arg, int want_path, char **path);
+/* Open a session; prints the error on failure and returns the exit code
+ * (255 for connection, host key and auth failures). */
+int cli_connect(cli_conn *c, ferry_session **out);
+
+/* Messages: "ferry: ..." on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Bad usage: the message and one usage line; returns EXIT_USAGE. */
+int cli_usage_error(const char *usage, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+/* Exit status for a library error code. */
+int cli_exit_for(int rc);
+/* Parse a non-negative decimal number (seconds may have a fraction when
+ * allow_fraction); -1 on error. */
+int cli_parse_ms(const char *s, int allow_fraction, int *out_ms);
+int cli_parse_ll(const char *s, long long *out);
+/* Log callback printing library warnings to stderr (ctx: cli_conn *). */
+void cli_log(void *ctx, int level, const char *msg);
+
+/* The subcommands. */
+int cmd_ping(int argc, char **argv);
+int cmd_push(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+
+#endif

@@ -1,0 +1,75 @@
+/* cmd_ping.c - ferry ping: connect, authenticate, show what was negotiated
+ * and how long each step took. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+        "ferry ping [-p PORT] [-i KEY] [-F CONFIG] [--known-hosts FILE] "
+        "[--host-key strict|accept-new|off] [--connect-timeout S] [-z] "
+        "[USER@]HOST";
+
+int cmd_ping(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	        CLI_CONN_LONGOPTS, {"help", no_argument, NULL, 'h'}, {0}};
+	cli_conn c;
+	cli_conn_init(&c);
+	int opt, rc = EXIT_OK;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+" CLI_CONN_SHORTOPTS "h",
+	                          longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			printf("usage: %s\n\nConnect, verify the host key, "
+			       "authenticate; print the negotiated algorithms "
+			       "and the time of each step.\n",
+			       usage);
+			goto out;
+		}
+		int r = cli_conn_option(&c, opt, optarg);
+		if (r < 0) {
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		if (r == 0) {
+			rc = cli_usage_error(usage, "unknown option '%s'",
+			                     argv[optind - 1]);
+			goto out;
+		}
+	}
+	if (argc - optind != 1) {
+		rc = cli_usage_error(usage, "expected one [USER@]HOST");
+		goto out;
+	}
+	if (cli_conn_target(&c, argv[optind], 0, NULL) < 0) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	ferry_session *s = NULL;
+	if ((rc = cli_connect(&c, &s)))
+		goto out;
+	ferry_session_info in;
+	ferry_session_info_get(&in, s);
+	if (!c.quiet) {
+		printf("%s: authenticated by %s\n", in.target, in.auth_method);
+		printf("  kex       %s\n", in.kex);
+		printf("  host key  %s %s\n", in.hostkey_type,
+		       in.hostkey_fingerprint);
+		printf("  cipher    %s / %s\n", in.cipher_cs, in.cipher_sc);
+		printf("  mac       %s / %s\n", in.mac_cs, in.mac_sc);
+		printf("  compress  %s / %s\n", in.comp_cs, in.comp_sc);
+		printf("  time      connect %.1f ms, handshake %.1f ms, host "
+		       "key "
+		       "%.1f ms, auth %.1f ms, total %.1f ms\n",
+		       in.ms_resolve_connect, in.ms_handshake, in.ms_hostkey,
+		       in.ms_auth,
+		       in.ms_resolve_connect + in.ms_handshake + in.ms_hostkey +
+		               in.ms_auth);
+	}
+	ferry_session_close(s);
+out:
+	cli_conn_free(&c);
+	return rc;
+}

@@ -1,0 +1,590 @@
+/* session.c - one SSH connection: connect, handshake, host key, auth, and
+ * the event loop every channel of the session runs in. */
+#include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "auth.h"
+#include "hostkey.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 15000
+#define DEFAULT_KEEPALIVE_S        15
+
+int64_t ferry__now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+double ferry__now_ms_f(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int ferry__seterr(ferry_session *s, int code, const char *fmt, ...)
+{
+	if (!s)
+		return code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int ferry__seterr_ssh(ferry_session *s, int code, const char *step)
+{
+	char *msg = NULL;
+	int rc = s->ssh ? libssh2_session_last_error(s->ssh, &msg, NULL, 0) : 0;
+	if (msg && *msg)
+		return ferry__seterr(s, code, "%s: %s (libssh2 error %d)", step,
+		                     msg, rc);
+	return ferry__seterr(s, code, "%s failed", step);
+}
+
+void ferry__log(ferry_session *s, int level, const char *fmt, ...)
+{
+	if (!s || !s->log)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->log(s->log_ctx, level, msg);
+}
+
+const char *ferry_session_errmsg(const ferry_session *s)
+{
+	if (!s)
+		return "no session";
+	return s->errmsg[0] ? s->errmsg : "no error";
+}
+
+uint64_t ferry_session_round_trips(const ferry_session *s)
+{
+	return s ? s->round_trips : 0;
+}
+
+void ferry_interrupt(ferry_session *s)
+{
+	if (!s)
+		return;
+	int saved = errno;
+	atomic_store(&s->interrupted, 1);
+	if (s->intr_pipe[1] >= 0) {
+		ssize_t r = write(s->intr_pipe[1], "i", 1);
+		(void)r;
+	}
+	errno = saved;
+}
+
+int ferry__session_take_interrupt(ferry_session *s)
+{
+	if (!atomic_exchange(&s->interrupted, 0))
+		return 0;
+	char buf[64];
+	while (read(s->intr_pipe[0], buf, sizeof(buf)) > 0)
+		;
+	return 1;
+}
+
+/* ---- waiting ----------------------------------------------------------- */
+
+static int wait_fd(ferry_session *s, int fd, short events, int64_t deadline,
+                   unsigned flags, short *revents)
+{
+	struct pollfd p[2] = {{.fd = fd, .events = events},
+	                      {.fd = s->intr_pipe[0], .events = POLLIN}};
+	for (;;) {
+		if (!(flags & FERRY__RUN_NOINTR) &&
+		    ferry__session_take_interrupt(s))
+			return ferry__seterr(s, FERRY_EINTR, "interrupted");
+		int timeout = -1;
+		if (deadline) {
+			int64_t left = deadline - ferry__now_ms();
+			if (left <= 0)
+				return FERRY_ETIMEOUT;
+			timeout = left > 60000 ? 60000 : (int)left;
+		}
+		int n = poll(p, (flags & FERRY__RUN_NOINTR) ? 1 : 2, timeout);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return ferry__seterr(s, FERRY_EIO, "poll: %s",
+			                     strerror(errno));
+		if (n == 0)
+			continue; /* re-check the deadline */
+		if (p[0].revents) {
+			*revents = p[0].revents;
+			return 0;
+		}
+	}
+}
+
+int ferry__session_wait(ferry_session *s, int64_t deadline_ms, unsigned flags)
+{
+	int dir = libssh2_session_block_directions(s->ssh);
+	short ev = 0;
+	if (dir & LIBSSH2_SESSION_BLOCK_INBOUND || !dir)
+		ev |= POLLIN;
+	if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+		ev |= POLLOUT;
+	/* Without it sshd's reply waits for our delayed ACK (~40 ms). */
+	int one = 1;
+	setsockopt(s->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	short rev = 0;
+	int rc = wait_fd(s, s->fd, ev, deadline_ms, flags, &rev);
+	if (!rc && (rev & POLLIN))
+		s->last_rx_ms = ferry__now_ms();
+	return rc;
+}
+
+/* ---- the event loop ---------------------------------------------------- */
+
+void ferry__io_add(ferry_session *s, ferry__io *io)
+{
+	if (io->registered)
+		return;
+	io->prev = NULL;
+	io->next = s->ios;
+	if (s->ios)
+		s->ios->prev = io;
+	s->ios = io;
+	io->registered = 1;
+}
+
+void ferry__io_remove(ferry_session *s, ferry__io *io)
+{
+	if (!io->registered)
+		return;
+	if (io->prev)
+		io->prev->next = io->next;
+	else
+		s->ios = io->next;
+	if (io->next)
+		io->next->prev = io->prev;
+	io->prev = io->next = NULL;
+	io->registered = 0;
+}
+
+/* One pass over the ios; a list changed by a step restarts the pass. */
+static int run_pass(ferry_session *s)
+{
+	int progress = 0;
+	ferry__io *io = s->ios;
+	while (io) {
+		ferry__io *next = io->next;
+		if (io->step(io) > 0)
+			progress = 1;
+		/* io may have been removed (and freed) by its step: the saved
+		 * next is still registered unless it went too. */
+		if (next && !next->registered)
+			break;
+		io = next;
+	}
+	return progress;
+}
+
+int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
+                       int64_t deadline_ms, unsigned flags)
+{
+	if (s->dead)
+		return ferry__seterr(s, FERRY_ECONN,
+		                     "the connection to %s was lost earlier",
+		                     s->target);
+	s->last_rx_ms = ferry__now_ms();
+	int64_t next_keepalive = 0;
+	for (;;) {
+		if (done(ctx))
+			return 0;
+		if (run_pass(s))
+			continue;
+		if (done(ctx))
+			return 0;
+		int opaque = 0, pending = 0;
+		for (ferry__io *io = s->ios; io; io = io->next) {
+			int r = io->pending ? io->pending(io) : 0;
+			if (r > 0)
+				pending = 1;
+			else if (r < 0)
+				opaque = 1;
+		}
+		if (pending)
+			continue;
+
+		int64_t now = ferry__now_ms();
+		if (s->keepalive_s > 0 && now >= next_keepalive) {
+			int secs = s->keepalive_s;
+			if (libssh2_keepalive_send(s->ssh, &secs) == 0)
+				next_keepalive =
+				        now + (secs > 0 ? secs : 1) * 1000;
+		}
+		if (s->idle_timeout_ms > 0 &&
+		    now - s->last_rx_ms > s->idle_timeout_ms) {
+			s->dead = 1;
+			return ferry__seterr(s, FERRY_ETIMEOUT,
+			                     "no data from %s for %d s: "
+			                     "connection presumed dead",
+			                     s->target,
+			                     s->idle_timeout_ms / 1000);
+		}
+		int64_t until = deadline_ms;
+		int64_t cap = opaque ? now + 1 : 0;
+		if (s->keepalive_s > 0 && (!cap || next_keepalive < cap))
+			cap = next_keepalive;
+		if (s->idle_timeout_ms > 0) {
+			int64_t idle_at =
+			        s->last_rx_ms + s->idle_timeout_ms + 1;
+			if (!cap || idle_at < cap)
+				cap = idle_at;
+		}
+		int capped = 0;
+		if (cap && (!until || cap < until)) {
+			until = cap;
+			capped = 1;
+		}
+		int dir = libssh2_session_block_directions(s->ssh);
+		short ev = POLLIN;
+		if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+			ev |= POLLOUT;
+		short rev = 0;
+		int one = 1;
+		setsockopt(s->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		int rc = wait_fd(s, s->fd, ev, until, flags, &rev);
+		if (rc == FERRY_ETIMEOUT && capped)
+			continue;
+		if (rc == FERRY_ETIMEOUT)
+			return ferry__seterr(s, FERRY_ETIMEOUT, "timed out");
+		if (rc)
+			return rc;
+		if (rev & POLLIN)
+			s->last_rx_ms = ferry__now_ms();
+		if ((rev & (POLLERR | POLLHUP | POLLNVAL)) && !(rev & POLLIN)) {
+			if (!run_pass(s) && !done(ctx)) {
+				s->dead = 1;
+				return ferry__seterr(s, FERRY_EEOF,
+				                     "connection to %s closed",
+				                     s->target);
+			}
+		}
+	}
+}
+
+/* ---- connect ----------------------------------------------------------- */
+
+static int tcp_connect(ferry_session *s, int64_t deadline)
+{
+	struct addrinfo hints = {0}, *res = NULL;
+	char port[16];
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	snprintf(port, sizeof(port), "%d", s->port);
+	int gai = getaddrinfo(s->host, port, &hints, &res);
+	if (gai)
+		return ferry__seterr(s, FERRY_ECONN, "resolve %s: %s", s->host,
+		                     gai_strerror(gai));
+	int error = FERRY_ECONN;
+	int last_errno = 0;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		int fd = socket(ai->ai_family,
+		                ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		                ai->ai_protocol);
+		if (fd < 0) {
+			last_errno = errno;
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 &&
+		    errno != EINPROGRESS) {
+			last_errno = errno;
+			close(fd);
+			continue;
+		}
+		short rev = 0;
+		int rc = wait_fd(s, fd, POLLOUT, deadline, 0, &rev);
+		if (rc) {
+			close(fd);
+			error = rc;
+			if (rc == FERRY_ETIMEOUT)
+				ferry__seterr(
+				        s, rc,
+				        "connect to %s port %d: timed out",
+				        s->host, s->port);
+			break;
+		}
+		int soerr = 0;
+		socklen_t sl = sizeof(soerr);
+		getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+		if (soerr) {
+			last_errno = soerr;
+			close(fd);
+			continue;
+		}
+		s->fd = fd;
+		error = 0;
+		break;
+	}
+	freeaddrinfo(res);
+	if (error == FERRY_ECONN)
+		ferry__seterr(s, FERRY_ECONN, "connect to %s port %d: %s",
+		              s->host, s->port,
+		              last_errno ? strerror(last_errno) : "no address");
+	return error;
+}
+
+/* Drive one libssh2 setup call to completion. */
+#define SSH_CALL(s, rc, deadline, call)                                        \
+	do {                                                                   \
+		while (((rc) = (call)) == LIBSSH2_ERROR_EAGAIN) {              \
+			int w_ = ferry__session_wait((s), (deadline), 0);      \
+			if (w_) {                                              \
+				(rc) = w_;                                     \
+				break;                                         \
+			}                                                      \
+		}                                                              \
+	} while (0)
+
+static const char *local_user(void)
+{
+	struct passwd *pw = getpwuid(geteuid());
+	if (pw && pw->pw_name)
+		return pw->pw_name;
+	const char *u = getenv("USER");
+	return u && *u ? u : "root";
+}
+
+char *ferry__target_string(const char *user, const char *host, int port)
+{
+	if (!user)
+		user = local_user();
+	if (!port)
+		port = 22;
+	if (strchr(host, ':'))
+		return ferry__asprintf("%s@[%s]:%d", user, host, port);
+	return ferry__asprintf("%s@%s:%d", user, host, port);
+}
+
+static int session_new(ferry_session **out, const ferry_session_opts *o)
+{
+	ferry_session *s = ferry__calloc(1, sizeof(*s));
+	if (!s)
+		return FERRY_ENOMEM;
+	s->fd = -1;
+	s->intr_pipe[0] = s->intr_pipe[1] = -1;
+	s->opts = *o;
+	s->log = o->log;
+	s->log_ctx = o->log_ctx;
+	s->port = o->port ? o->port : 22;
+	s->keepalive_s = o->keepalive_s ? o->keepalive_s : DEFAULT_KEEPALIVE_S;
+	s->idle_timeout_ms =
+	        o->idle_timeout_ms
+	                ? o->idle_timeout_ms
+	                : (s->keepalive_s > 0 ? s->keepalive_s * 4000 : 0);
+	*out = s;
+	s->host = ferry__strdup(o->host);
+	s->user = ferry__strdup(o->user ? o->user : local_user());
+	if (!s->host || !s->user)
+		return FERRY_ENOMEM;
+	s->target = ferry__target_string(s->user, s->host, s->port);
+	if (!s->target)
+		return FERRY_ENOMEM;
+	if (pipe2(s->intr_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+		return ferry__seterr(s, FERRY_EIO, "pipe: %s", strerror(errno));
+	return 0;
+}
+
+static void fill_info(ferry_session *s)
+{
+	static const int methods[] = {
+	        LIBSSH2_METHOD_KEX,      LIBSSH2_METHOD_HOSTKEY,
+	        LIBSSH2_METHOD_CRYPT_CS, LIBSSH2_METHOD_CRYPT_SC,
+	        LIBSSH2_METHOD_MAC_CS,   LIBSSH2_METHOD_MAC_SC,
+	        LIBSSH2_METHOD_COMP_CS,  LIBSSH2_METHOD_COMP_SC};
+	const char **dst[] = {&s->info.kex,       &s->info.hostkey_type,
+	                      &s->info.cipher_cs, &s->info.cipher_sc,
+	                      &s->info.mac_cs,    &s->info.mac_sc,
+	                      &s->info.comp_cs,   &s->info.comp_sc};
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		const char *m = libssh2_session_methods(s->ssh, methods[i]);
+		*dst[i] = m ? m : "?";
+	}
+	s->info.target = s->target;
+}
+
+static int session_setup(ferry_session *s, const ferry_session_opts *o)
+{
+	int rc;
+	char *kh_path = NULL;
+	int timeout = o->connect_timeout_ms > 0 ? o->connect_timeout_ms
+	                                        : DEFAULT_CONNECT_TIMEOUT_MS;
+	int64_t deadline = ferry__now_ms() + timeout;
+	double t0 = ferry__now_ms_f();
+
+	if ((rc = tcp_connect(s, deadline)))
+		goto out;
+	double t1 = ferry__now_ms_f();
+	s->info.ms_resolve_connect = t1 - t0;
+
+	s->ssh = libssh2_session_init_ex(NULL, NULL, NULL, s);
+	if (!s->ssh) {
+		rc = ferry__seterr(s, FERRY_ENOMEM,
+		                   "libssh2 session: out of memory");
+		goto out;
+	}
+	libssh2_session_set_blocking(s->ssh, 0);
+	if (o->compress)
+		libssh2_session_flag(s->ssh, LIBSSH2_FLAG_COMPRESS, 1);
+	kh_path = o->known_hosts ? ferry__strdup(o->known_hosts)
+	                         : ferry__home_path(".ssh/known_hosts");
+	if (!kh_path) {
+		rc = FERRY_ENOMEM;
+		goto out;
+	}
+	if (o->host_key_policy != FERRY_HOSTKEY_OFF &&
+	    (rc = ferry__hostkey_prefer(s, kh_path)))
+		goto out;
+
+	SSH_CALL(s, rc, deadline, libssh2_session_handshake(s->ssh, s->fd));
+	if (rc) {
+		if (rc == FERRY_ETIMEOUT)
+			rc = ferry__seterr(s, rc,
+			                   "handshake with %s: timed out after "
+			                   "%d ms (the port accepts but no SSH "
+			                   "server answers)",
+			                   s->target, timeout);
+		else if (rc < 0 && rc > FERRY_ERROR_LAST_ && rc != FERRY_EINTR)
+			rc = ferry__seterr_ssh(s, FERRY_ECONN, "handshake");
+		else if (rc != FERRY_EINTR)
+			rc = ferry__seterr_ssh(s, FERRY_ECONN, "handshake");
+		goto out;
+	}
+	double t2 = ferry__now_ms_f();
+	s->info.ms_handshake = t2 - t1;
+
+	char fp[80];
+	if ((rc = ferry__hostkey_check(s, kh_path, o->host_key_policy, fp,
+	                               sizeof(fp))))
+		goto out;
+	s->info_strings[0] = ferry__strdup(fp);
+	if (!s->info_strings[0]) {
+		rc = FERRY_ENOMEM;
+		goto out;
+	}
+	s->info.hostkey_fingerprint = s->info_strings[0];
+	double t3 = ferry__now_ms_f();
+	s->info.ms_hostkey = t3 - t2;
+
+	const char *method = NULL;
+	if ((rc = ferry__auth(s, o, deadline, &s->info_strings[1], &method)))
+		goto out;
+	s->info.auth_method = s->info_strings[1];
+	s->info.ms_auth = ferry__now_ms_f() - t3;
+
+	if (s->keepalive_s > 0)
+		libssh2_keepalive_config(s->ssh, 1, (unsigned)s->keepalive_s);
+	fill_info(s);
+out:
+	ferry__free(kh_path);
+	return rc;
+}
+
+int ferry_session_open_ex(ferry_session **out, const ferry_session_opts *o,
+                          char *errmsg, size_t errmsg_size)
+{
+	ferry_session *s = NULL;
+	int error;
+	if (out)
+		*out = NULL;
+	if (errmsg && errmsg_size)
+		errmsg[0] = '\0';
+	if (!out || !o || !o->host || !*o->host ||
+	    o->version != FERRY_SESSION_OPTS_VERSION || o->port < 0 ||
+	    o->port > 65535) {
+		if (errmsg && errmsg_size)
+			snprintf(errmsg, errmsg_size,
+			         "invalid session options (%s)",
+			         !o ? "none given"
+			         : o->version != FERRY_SESSION_OPTS_VERSION
+			                 ? "unknown options version"
+			         : (!o->host || !*o->host) ? "no host"
+			                                   : "bad port");
+		return FERRY_EINVALID;
+	}
+	error = session_new(&s, o);
+	if (!error)
+		error = session_setup(s, o);
+	if (error) {
+		if (errmsg && errmsg_size)
+			snprintf(errmsg, errmsg_size, "%s",
+			         s && s->errmsg[0] ? s->errmsg
+			                           : ferry_strerror(error));
+		ferry_session_close(s);
+		return error;
+	}
+	*out = s;
+	return 0;
+}
+
+int ferry_session_open(ferry_session **out, const ferry_session_opts *opts)
+{
+	return ferry_session_open_ex(out, opts, NULL, 0);
+}
+
+int ferry_session_info_get(ferry_session_info *out, const ferry_session *s)
+{
+	if (!out || !s)
+		return FERRY_EINVALID;
+	*out = s->info;
+	return 0;
+}
+
+void ferry_session_close(ferry_session *s)
+{
+	if (!s)
+		return;
+	if (s->exec_free && s->exec_state)
+		s->exec_free(s->exec_state);
+	if (s->sftp_free && s->sftp)
+		s->sftp_free(s->sftp);
+	if (s->ssh) {
+		/* Bounded: a dead peer must not hang close. */
+		libssh2_session_set_timeout(s->ssh, 1000);
+		libssh2_session_set_blocking(s->ssh, 1);
+		if (!s->dead)
+			libssh2_session_disconnect(s->ssh, "ferry: bye");
+		libssh2_session_free(s->ssh);
+	}
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->intr_pipe[0] >= 0)
+		close(s->intr_pipe[0]);
+	if (s->intr_pipe[1] >= 0)
+		close(s->intr_pipe[1]);
+	for (size_t i = 0;
+	     i < sizeof(s->info_strings) / sizeof(s->info_strings[0]); i++)
+		ferry__free(s->info_strings[i]);
+	ferry__free(s->host);
+	ferry__free(s->user);
+	ferry__free(s->target);
+	ferry__free(s);
+}
