@@ -76,7 +76,7 @@ $(B)/tobj/%.o: %.c
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
 .SECONDEXPANSION:
-$(B)/tests/test-%: $$(patsubst %.c,$(B)/tobj/%.o,$$(sort $$(wildcard tests/$$*/*.c)) $(TEST_COMMON)) $(LIBA)
+$(B)/tests/test-%: $$(addprefix $(B)/tobj/,$$(addsuffix .o,$$(basename $$(sort $$(wildcard tests/$$*/*.c)) $(TEST_COMMON)))) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $(filter %.o,$^) $(LIBA) -lcriterion $(LDLIBS)
 

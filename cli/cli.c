@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,15 +248,50 @@ int cli_conn_target(cli_conn *c, const char *arg, int want_path, char **path)
 	return 0;
 }
 
+/* The session Ctrl-C interrupts: the library stops what it is doing (a
+ * remote command is killed remotely) instead of the process dying. */
+static ferry_session *volatile cli_current;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (cli_current)
+		ferry_interrupt(cli_current);
+}
+
 int cli_connect(cli_conn *c, ferry_session **out)
 {
-	char err[1024];
-	int rc = ferry_session_open_ex(out, &c->o, err, sizeof(err));
+	*out = NULL;
+	ferry_session *s = NULL;
+	int rc = ferry_session_new(&s, &c->o);
 	if (rc) {
-		cli_error("%s", err);
+		cli_error("invalid connection options for %s", c->host);
+		return EXIT_USAGE;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	cli_current = s;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	rc = ferry_session_connect(s);
+	if (rc) {
+		cli_error("%s", ferry_session_errmsg(s));
+		cli_current = NULL;
+		ferry_session_close(s);
 		return rc == FERRY_EINTR ? 130 : EXIT_CONN;
 	}
+	*out = s;
 	return 0;
+}
+
+void cli_disconnect(ferry_session *s)
+{
+	cli_current = NULL;
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	ferry_session_close(s);
 }
 
 char *cli_own(cli_conn *c, char *s)

@@ -63,9 +63,12 @@ int cli_conn_option(cli_conn *c, int opt, const char *arg);
  * defaults.  path receives what follows "HOST:" when want_path (required
  * then).  -1 on error (message printed). */
 int cli_conn_target(cli_conn *c, const char *arg, int want_path, char **path);
-/* Open a session; prints the error on failure and returns the exit code
+/* Open a session (Ctrl-C and SIGTERM interrupt it, and later calls on
+ * it); prints the error on failure and returns the exit code
  * (255 for connection, host key and auth failures). */
 int cli_connect(cli_conn *c, ferry_session **out);
+/* Close a session from cli_connect (Ctrl-C then ends the process). */
+void cli_disconnect(ferry_session *s);
 
 /* Messages: "ferry: ..." on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -68,7 +68,7 @@ int cmd_ping(int argc, char **argv)
 		       in.ms_resolve_connect + in.ms_handshake + in.ms_hostkey +
 		               in.ms_auth);
 	}
-	ferry_session_close(s);
+	cli_disconnect(s);
 out:
 	cli_conn_free(&c);
 	return rc;

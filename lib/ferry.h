@@ -120,6 +120,13 @@ typedef struct ferry_session_info {
  * when errmsg is not NULL, a message naming the failing step is copied to it. */
 FERRY_API int ferry_session_open(ferry_session **out,
 				 const ferry_session_opts *opts);
+/* The same in two steps, so that ferry_interrupt() can stop a connect in
+ * progress: new validates and allocates, connect does the network part.
+ * After a failed connect only ferry_session_errmsg and _close are valid.
+ * The strings opts points to must stay valid until connect returns. */
+FERRY_API int ferry_session_new(ferry_session **out,
+				const ferry_session_opts *opts);
+FERRY_API int ferry_session_connect(ferry_session *s);
 FERRY_API int ferry_session_open_ex(ferry_session **out,
 				    const ferry_session_opts *opts,
 				    char *errmsg, size_t errmsg_size);

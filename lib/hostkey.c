@@ -210,7 +210,7 @@ static int append_line(ferry_session *s, const char *path, const char *line)
 		}
 	}
 	ferry__free(dir);
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return ferry__seterr(s, FERRY_EHOSTKEY,
 		                     "host key: cannot add to %s: %s", path,

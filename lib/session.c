@@ -508,31 +508,72 @@ out:
 	return rc;
 }
 
+static const char *opts_problem(const ferry_session_opts *o)
+{
+	if (!o)
+		return "no options given";
+	if (o->version != FERRY_SESSION_OPTS_VERSION)
+		return "unknown options version";
+	if (!o->host || !*o->host)
+		return "no host";
+	if (o->port < 0 || o->port > 65535)
+		return "port out of range";
+	if (o->identity_count && !o->identity_files)
+		return "identity_count without identity_files";
+	return NULL;
+}
+
+int ferry_session_new(ferry_session **out, const ferry_session_opts *o)
+{
+	if (!out)
+		return FERRY_EINVALID;
+	*out = NULL;
+	if (opts_problem(o))
+		return FERRY_EINVALID;
+	ferry_session *s = NULL;
+	int error = session_new(&s, o);
+	if (error) {
+		ferry_session_close(s);
+		return error;
+	}
+	*out = s;
+	return 0;
+}
+
+int ferry_session_connect(ferry_session *s)
+{
+	if (!s)
+		return FERRY_EINVALID;
+	if (s->ssh || s->fd >= 0)
+		return ferry__seterr(s, FERRY_EINVALID,
+		                     "session already connected");
+	int error = session_setup(s, &s->opts);
+	if (error) {
+		s->dead = 1;
+		if (!s->errmsg[0])
+			ferry__seterr(s, error, "%s", ferry_strerror(error));
+	}
+	return error;
+}
+
 int ferry_session_open_ex(ferry_session **out, const ferry_session_opts *o,
                           char *errmsg, size_t errmsg_size)
 {
 	ferry_session *s = NULL;
-	int error;
 	if (out)
 		*out = NULL;
 	if (errmsg && errmsg_size)
 		errmsg[0] = '\0';
-	if (!out || !o || !o->host || !*o->host ||
-	    o->version != FERRY_SESSION_OPTS_VERSION || o->port < 0 ||
-	    o->port > 65535) {
+	const char *problem = out ? opts_problem(o) : "no output pointer";
+	if (problem) {
 		if (errmsg && errmsg_size)
 			snprintf(errmsg, errmsg_size,
-			         "invalid session options (%s)",
-			         !o ? "none given"
-			         : o->version != FERRY_SESSION_OPTS_VERSION
-			                 ? "unknown options version"
-			         : (!o->host || !*o->host) ? "no host"
-			                                   : "bad port");
+			         "invalid session options: %s", problem);
 		return FERRY_EINVALID;
 	}
-	error = session_new(&s, o);
+	int error = ferry_session_new(&s, o);
 	if (!error)
-		error = session_setup(s, o);
+		error = ferry_session_connect(s);
 	if (error) {
 		if (errmsg && errmsg_size)
 			snprintf(errmsg, errmsg_size, "%s",

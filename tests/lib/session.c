@@ -1,0 +1,439 @@
+/* Tests of lib/session.c, lib/hostkey.c and lib/auth.c against a real sshd. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "ferry.h"
+#include "fixture.h"
+#include "session.h"
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int try_open(ferry_session_opts *o, char *err, size_t errsz)
+{
+	ferry_session *s = NULL;
+	int rc = ferry_session_open_ex(&s, o, err, errsz);
+	if (rc == 0) {
+		cr_assert_not_null(s);
+		ferry_session_close(s);
+	} else {
+		cr_assert_null(s);
+	}
+	return rc;
+}
+
+static int count_lines(const char *path)
+{
+	size_t len = 0;
+	char *t = fx_read_file(path, &len);
+	if (!t)
+		return -1;
+	int n = 0;
+	for (size_t i = 0; i < len; i++)
+		n += t[i] == '\n';
+	free(t);
+	return n;
+}
+
+Test(session, ed25519_and_ecdsa_keys)
+{
+	const fx_sshd *sv = fx_shared();
+	ferry_session_opts o;
+	char err[512];
+	fx_opts(sv, &o);
+	cr_assert_eq(try_open(&o, err, sizeof(err)), 0, "%s", err);
+	const char *ids[] = {sv->key_ecdsa};
+	o.identity_files = ids;
+	cr_assert_eq(try_open(&o, err, sizeof(err)), 0, "%s", err);
+}
+
+Test(session, info_reports_algorithms_and_steps)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_session_info in;
+	cr_assert_eq(ferry_session_info_get(&in, s), 0);
+	cr_assert(strstr(in.hostkey_fingerprint, "SHA256:") ==
+	          in.hostkey_fingerprint);
+	cr_assert_str_neq(in.kex, "?");
+	cr_assert_str_neq(in.cipher_cs, "?");
+	cr_assert(in.ms_handshake > 0 && in.ms_auth > 0);
+	cr_assert(strstr(in.target, "@127.0.0.1:") != NULL);
+	ferry_session_close(s);
+}
+
+Test(session, accept_new_appends_exactly_one_line)
+{
+	const fx_sshd *sv = fx_shared();
+	char *dir = fx_tmpdir("kh");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/sub/known_hosts", dir);
+	ferry_session_opts o;
+	char err[512];
+	fx_opts(sv, &o);
+	o.known_hosts = path;
+
+	o.host_key_policy = FERRY_HOSTKEY_STRICT;
+	cr_assert_eq(try_open(&o, err, sizeof(err)), FERRY_EHOSTKEY);
+	cr_assert(strstr(err, "SHA256:") != NULL, "%s", err);
+	cr_assert(access(path, F_OK) != 0, "strict must not create the file");
+
+	o.host_key_policy = FERRY_HOSTKEY_ACCEPT_NEW;
+	cr_assert_eq(try_open(&o, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(count_lines(path), 1);
+	char *first = fx_read_file(path, NULL);
+	char want[64];
+	snprintf(want, sizeof(want), "[127.0.0.1]:%d ", sv->port);
+	cr_assert(strncmp(first, want, strlen(want)) == 0, "line: %s", first);
+	cr_assert_eq(try_open(&o, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(count_lines(path), 1, "second connect must add nothing");
+	char *second = fx_read_file(path, NULL);
+	cr_assert_str_eq(first, second);
+	/* What accept-new wrote is what strict accepts. */
+	o.host_key_policy = FERRY_HOSTKEY_STRICT;
+	cr_assert_eq(try_open(&o, err, sizeof(err)), 0, "%s", err);
+	free(first);
+	free(second);
+	free(dir);
+}
+
+Test(session, accept_new_keeps_unterminated_last_line_separate)
+{
+	const fx_sshd *sv = fx_shared();
+	char *dir = fx_tmpdir("kh");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/known_hosts", dir);
+	const char *other =
+	        "otherhost ssh-ed25519 "
+	        "AAAAC3NzaC1lZDI1NTE5AAAAIEl3M8K7Tt0o1o4dCC9q0Yy5wz3rCCrKe"
+	        "Gqf7Ax5Y2Yz";
+	cr_assert_eq(fx_write_file(path, other, strlen(other), 0600), 0);
+	ferry_session_opts o;
+	char err[512];
+	fx_opts(sv, &o);
+	o.known_hosts = path;
+	o.host_key_policy = FERRY_HOSTKEY_ACCEPT_NEW;
+	cr_assert_eq(try_open(&o, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(count_lines(path), 2);
+	char *t = fx_read_file(path, NULL);
+	cr_assert(strncmp(t, other, strlen(other)) == 0 &&
+	          t[strlen(other)] == '\n');
+	free(t);
+	free(dir);
+}
+
+Test(session, changed_host_key_is_refused_and_file_untouched)
+{
+	const fx_sshd *sv = fx_shared();
+	char *dir = fx_tmpdir("kh");
+	cr_assert_eq(fx_sh("ssh-keygen -q -t ed25519 -N '' -f %s/fake", dir),
+	             0);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/known_hosts", dir);
+	cr_assert_eq(
+	        fx_sh("printf '# mine\\n[127.0.0.1]:%d ' > %s && cut -d' ' "
+	              "-f1,2 %s/fake.pub >> %s",
+	              sv->port, path, dir, path),
+	        0);
+	size_t before_len;
+	char *before = fx_read_file(path, &before_len);
+	char *fp = fx_sh_out(
+	        "ssh-keygen -lf %s/host_ed25519.pub | cut -d' ' -f2", sv->dir);
+	fp[strcspn(fp, "\n")] = '\0';
+
+	ferry_session_opts o;
+	char err[1024];
+	fx_opts(sv, &o);
+	o.known_hosts = path;
+	for (int policy = 0; policy < 2; policy++) {
+		o.host_key_policy = policy ? FERRY_HOSTKEY_STRICT
+		                           : FERRY_HOSTKEY_ACCEPT_NEW;
+		cr_assert_eq(try_open(&o, err, sizeof(err)), FERRY_EHOSTKEY);
+		cr_assert(strstr(err, fp) != NULL, "fingerprint %s not in: %s",
+		          fp, err);
+		cr_assert(strstr(err, "CHANGED") != NULL, "%s", err);
+		size_t after_len;
+		char *after = fx_read_file(path, &after_len);
+		cr_assert_eq(after_len, before_len);
+		cr_assert(memcmp(before, after, before_len) == 0);
+		free(after);
+	}
+	free(before);
+	free(fp);
+	free(dir);
+}
+
+Test(session, hashed_known_hosts_entries_match)
+{
+	const fx_sshd *sv = fx_shared();
+	char *dir = fx_tmpdir("kh");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/known_hosts", dir);
+	cr_assert_eq(
+	        fx_sh("cp %s %s && ssh-keygen -q -H -f %s >/dev/null 2>&1 && "
+	              "! grep -q 127.0.0.1 %s",
+	              sv->known_hosts, path, path, path),
+	        0);
+	ferry_session_opts o;
+	char err[512];
+	fx_opts(sv, &o);
+	o.known_hosts = path;
+	cr_assert_eq(try_open(&o, err, sizeof(err)), 0, "%s", err);
+	free(dir);
+}
+
+Test(session, ecdsa_only_known_host_prefers_ecdsa)
+{
+	const fx_sshd *sv = fx_shared();
+	char *dir = fx_tmpdir("kh");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/known_hosts", dir);
+	cr_assert_eq(fx_sh("grep ecdsa %s > %s", sv->known_hosts, path), 0);
+	ferry_session_opts o;
+	char err[512];
+	fx_opts(sv, &o);
+	o.known_hosts = path;
+	ferry_session *s = NULL;
+	cr_assert_eq(ferry_session_open_ex(&s, &o, err, sizeof(err)), 0, "%s",
+	             err);
+	ferry_session_info in;
+	ferry_session_info_get(&in, s);
+	cr_assert(strstr(in.hostkey_type, "ecdsa") != NULL, "%s",
+	          in.hostkey_type);
+	ferry_session_close(s);
+	free(dir);
+}
+
+/* A private server whose authorized_keys the test may change. */
+static void private_server(fx_sshd *sv)
+{
+	cr_assert_eq(fx_sshd_start(sv, NULL), 0);
+}
+
+Test(session, wrong_key_is_auth_error)
+{
+	const fx_sshd *sv = fx_shared();
+	char *dir = fx_tmpdir("key");
+	char key[600];
+	snprintf(key, sizeof(key), "%s/stranger", dir);
+	cr_assert_eq(fx_sh("ssh-keygen -q -t ed25519 -N '' -f %s", key), 0);
+	ferry_session_opts o;
+	char err[1024];
+	fx_opts(sv, &o);
+	const char *ids[] = {key};
+	o.identity_files = ids;
+	cr_assert_eq(try_open(&o, err, sizeof(err)), FERRY_EAUTH);
+	cr_assert(strstr(err, "stranger") != NULL, "%s", err);
+	cr_assert(strstr(err, "ed25519") == NULL ||
+	          strstr(err, "Hint") == NULL);
+	free(dir);
+}
+
+Test(session, missing_identity_file_is_named)
+{
+	const fx_sshd *sv = fx_shared();
+	ferry_session_opts o;
+	char err[1024];
+	fx_opts(sv, &o);
+	const char *ids[] = {"/nonexistent/id_ed25519"};
+	o.identity_files = ids;
+	cr_assert_eq(try_open(&o, err, sizeof(err)), FERRY_EAUTH);
+	cr_assert(strstr(err, "/nonexistent/id_ed25519") != NULL, "%s", err);
+}
+
+Test(session, rsa_key_fails_with_ed25519_hint)
+{
+	fx_sshd sv;
+	private_server(&sv);
+	char key[600];
+	snprintf(key, sizeof(key), "%s/id_rsa", sv.dir);
+	cr_assert_eq(fx_sh("ssh-keygen -q -t rsa -b 2048 -N '' -f %s && cat "
+	                   "%s.pub >> %s/authorized_keys",
+	                   key, key, sv.dir),
+	             0);
+	ferry_session_opts o;
+	char err[1024];
+	fx_opts(&sv, &o);
+	const char *ids[] = {key};
+	o.identity_files = ids;
+	int rc = try_open(&o, err, sizeof(err));
+	fx_sshd_stop(&sv);
+	cr_assert_eq(rc, FERRY_EAUTH, "%s", err);
+	cr_assert(strstr(err, "ed25519") != NULL, "no hint in: %s", err);
+	cr_assert(strstr(err, "RSA") != NULL, "%s", err);
+}
+
+Test(session, encrypted_key_right_and_wrong_passphrase)
+{
+	fx_sshd sv;
+	private_server(&sv);
+	char key[600];
+	snprintf(key, sizeof(key), "%s/id_locked", sv.dir);
+	cr_assert_eq(fx_sh("ssh-keygen -q -t ed25519 -N 's3cret pass' -f %s && "
+	                   "cat %s.pub >> %s/authorized_keys",
+	                   key, key, sv.dir),
+	             0);
+	ferry_session_opts o;
+	char err[1024];
+	fx_opts(&sv, &o);
+	const char *ids[] = {key};
+	o.identity_files = ids;
+	o.passphrase = "s3cret pass";
+	int ok = try_open(&o, err, sizeof(err));
+	char okerr[1024];
+	memcpy(okerr, err, sizeof(err));
+	o.passphrase = "wrong";
+	int bad = try_open(&o, err, sizeof(err));
+	char baderr[1024];
+	memcpy(baderr, err, sizeof(err));
+	o.passphrase = NULL;
+	unsetenv("FERRY_PASSPHRASE");
+	int none = try_open(&o, err, sizeof(err));
+	setenv("FERRY_PASSPHRASE", "s3cret pass", 1);
+	int env = try_open(&o, okerr, sizeof(okerr));
+	unsetenv("FERRY_PASSPHRASE");
+	fx_sshd_stop(&sv);
+	cr_assert_eq(ok, 0, "%s", okerr);
+	cr_assert_eq(bad, FERRY_EAUTH);
+	cr_assert(strstr(baderr, "passphrase") != NULL, "%s", baderr);
+	cr_assert_eq(none, FERRY_EAUTH);
+	cr_assert(strstr(err, "FERRY_PASSPHRASE") != NULL, "%s", err);
+	cr_assert_eq(env, 0, "%s", okerr);
+}
+
+static int closed_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t l = sizeof(a);
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	close(fd); /* bound then closed: nothing listens there now */
+	return ntohs(a.sin_port);
+}
+
+/* A port that accepts connections (the kernel does) but never speaks. */
+static int silent_listener(int *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t l = sizeof(a);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(fd, 8), 0);
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+Test(session, closed_port_fails_at_once)
+{
+	ferry_session_opts o;
+	char err[512];
+	fx_opts(fx_shared(), &o);
+	o.port = closed_port();
+	double t0 = now_ms();
+	cr_assert_eq(try_open(&o, err, sizeof(err)), FERRY_ECONN);
+	cr_assert(now_ms() - t0 < 1000);
+	cr_assert(strstr(err, "refused") != NULL, "%s", err);
+}
+
+Test(session, silent_port_times_out_within_deadline)
+{
+	int port;
+	int lfd = silent_listener(&port);
+	ferry_session_opts o;
+	char err[512];
+	fx_opts(fx_shared(), &o);
+	o.port = port;
+	o.connect_timeout_ms = 700;
+	double t0 = now_ms();
+	cr_assert_eq(try_open(&o, err, sizeof(err)), FERRY_ETIMEOUT);
+	double el = now_ms() - t0;
+	cr_assert(el >= 650 && el < 2000, "took %.0f ms", el);
+	cr_assert(strstr(err, "handshake") != NULL, "%s", err);
+	close(lfd);
+}
+
+static void *interrupt_later(void *arg)
+{
+	usleep(200 * 1000);
+	ferry_interrupt(arg);
+	return NULL;
+}
+
+Test(session, interrupt_during_connect)
+{
+	int port;
+	int lfd = silent_listener(&port);
+	ferry_session_opts o;
+	fx_opts(fx_shared(), &o);
+	o.port = port;
+	o.connect_timeout_ms = 10000;
+	ferry_session *s = NULL;
+	cr_assert_eq(ferry_session_new(&s, &o), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, interrupt_later, s);
+	double t0 = now_ms();
+	int rc = ferry_session_connect(s);
+	double el = now_ms() - t0;
+	pthread_join(t, NULL);
+	cr_assert_eq(rc, FERRY_EINTR, "%s", ferry_session_errmsg(s));
+	cr_assert(el < 2000, "took %.0f ms", el);
+	ferry_session_close(s);
+	close(lfd);
+}
+
+Test(session, bad_options_are_invalid)
+{
+	ferry_session *s = (ferry_session *)1;
+	ferry_session_opts o = FERRY_SESSION_OPTS_INIT;
+	char err[256];
+	cr_assert_eq(ferry_session_open_ex(&s, &o, err, sizeof(err)),
+	             FERRY_EINVALID);
+	cr_assert_null(s);
+	cr_assert(strstr(err, "no host") != NULL, "%s", err);
+	o.host = "127.0.0.1";
+	o.version = 99;
+	cr_assert_eq(ferry_session_open_ex(&s, &o, err, sizeof(err)),
+	             FERRY_EINVALID);
+	cr_assert(strstr(err, "version") != NULL, "%s", err);
+	cr_assert_eq(ferry_session_open(NULL, &o), FERRY_EINVALID);
+}
+
+Test(session, allocation_failures_fail_cleanly)
+{
+	const fx_sshd *sv = fx_shared();
+	ferry_session_opts o;
+	fx_opts(sv, &o);
+	int failures = 0;
+	for (unsigned long n = 1; n < 200; n++) {
+		ferry_session *s = NULL;
+		char err[512];
+		ferry__alloc_fail_at(n);
+		int rc = ferry_session_open_ex(&s, &o, err, sizeof(err));
+		ferry__alloc_fail_at(0);
+		if (rc == 0) {
+			ferry_session_close(s);
+			break;
+		}
+		failures++;
+		cr_assert_null(s);
+		cr_assert_eq(rc, FERRY_ENOMEM, "allocation %lu: %s (%s)", n,
+		             ferry_strerror(rc), err);
+	}
+	cr_assert(failures >= 5, "only %d allocations were tested", failures);
+}
