@@ -75,6 +75,7 @@ $(B)/tobj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
+.SECONDARY:
 .SECONDEXPANSION:
 $(B)/tests/test-%: $$(addprefix $(B)/tobj/,$$(addsuffix .o,$$(basename $$(sort $$(wildcard tests/$$*/*.c)) $(TEST_COMMON)))) $(LIBA)
 	@mkdir -p $(dir $@)

@@ -10,6 +10,8 @@ B=$(cd "$src" && mkdir -p "$B" && cd "$B" && pwd)
 export FERRY_TEST_TMP=$(mktemp -d /tmp/ferry-test.XXXXXX)
 export XDG_STATE_HOME=$FERRY_TEST_TMP/state
 export FERRY_BIN=$B/ferry
+export LSAN_OPTIONS=suppressions=$src/tests/lsan.supp:print_suppressions=0
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 unset SSH_AUTH_SOCK
 sv=$FERRY_TEST_TMP/sshd
 cleanup() {
@@ -36,6 +38,11 @@ for t in "$B"/tests/test-*; do
 	c=$(printf '%s' "$syn" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
 	passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${c:-0}))
 	[ "$rc" = 0 ] || { status=1; [ -z "$syn" ] && failed=$((failed + 1)); }
+	# A leak is reported after a test passed: it fails the run all the same.
+	if printf '%s\n' "$out" | grep -q 'ERROR: LeakSanitizer'; then
+		printf '%s\n' "$out" | grep -A30 'ERROR: LeakSanitizer' | head -60
+		echo "run.sh: memory leaked in $(basename "$t")"; failed=$((failed + 1)); status=1
+	fi
 done
 
 if [ "$FUZZ_SECONDS" -gt 0 ] && command -v clang >/dev/null && ls "$src"/tests/fuzz/*.c >/dev/null 2>&1; then
