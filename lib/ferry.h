@@ -17,9 +17,9 @@
 extern "C" {
 #endif
 
-#define FERRY_VERSION_MAJOR 0
-#define FERRY_VERSION_MINOR 1
-#define FERRY_VERSION_PATCH 0
+#define FERRY_VERSION_MAJOR  0
+#define FERRY_VERSION_MINOR  1
+#define FERRY_VERSION_PATCH  0
 #define FERRY_VERSION_STRING "0.1.0"
 
 #if defined(FERRY_BUILDING) && defined(__GNUC__)
@@ -31,33 +31,33 @@ extern "C" {
 /* ---- errors ------------------------------------------------------------ */
 
 /* The one table of error codes: X(name, value, text). */
-#define FERRY_ERROR_TABLE(X)                                                  \
-	X(FERRY_OK, 0, "success")                                             \
-	X(FERRY_ERROR, -1, "error")                                           \
-	X(FERRY_EINVALID, -2, "invalid argument")                             \
-	X(FERRY_ENOMEM, -3, "out of memory")                                  \
-	X(FERRY_ECONN, -4, "connection failed")                               \
-	X(FERRY_ETIMEOUT, -5, "timed out")                                    \
-	X(FERRY_EHOSTKEY, -6, "host key verification failed")                 \
-	X(FERRY_EAUTH, -7, "authentication failed")                           \
-	X(FERRY_EREMOTE, -8, "remote error")                                  \
-	X(FERRY_EINTR, -9, "interrupted")                                     \
-	X(FERRY_ENOTFOUND, -10, "no such file or directory")                  \
-	X(FERRY_EIO, -11, "input/output error")                               \
-	X(FERRY_EEXIST, -12, "already exists")                                \
-	X(FERRY_EPERM, -13, "permission denied")                              \
-	X(FERRY_EPROTO, -14, "protocol error")                                \
-	X(FERRY_EUNSUPPORTED, -15, "not supported")                           \
-	X(FERRY_EPARTIAL, -16, "some files could not be transferred")         \
-	X(FERRY_ENOSPACE, -17, "no space left on the remote")                 \
-	X(FERRY_EEOF, -18, "connection closed by the remote")                 \
+#define FERRY_ERROR_TABLE(X)                                                   \
+	X(FERRY_OK, 0, "success")                                              \
+	X(FERRY_ERROR, -1, "error")                                            \
+	X(FERRY_EINVALID, -2, "invalid argument")                              \
+	X(FERRY_ENOMEM, -3, "out of memory")                                   \
+	X(FERRY_ECONN, -4, "connection failed")                                \
+	X(FERRY_ETIMEOUT, -5, "timed out")                                     \
+	X(FERRY_EHOSTKEY, -6, "host key verification failed")                  \
+	X(FERRY_EAUTH, -7, "authentication failed")                            \
+	X(FERRY_EREMOTE, -8, "remote error")                                   \
+	X(FERRY_EINTR, -9, "interrupted")                                      \
+	X(FERRY_ENOTFOUND, -10, "no such file or directory")                   \
+	X(FERRY_EIO, -11, "input/output error")                                \
+	X(FERRY_EEXIST, -12, "already exists")                                 \
+	X(FERRY_EPERM, -13, "permission denied")                               \
+	X(FERRY_EPROTO, -14, "protocol error")                                 \
+	X(FERRY_EUNSUPPORTED, -15, "not supported")                            \
+	X(FERRY_EPARTIAL, -16, "some files could not be transferred")          \
+	X(FERRY_ENOSPACE, -17, "no space left on the remote")                  \
+	X(FERRY_EEOF, -18, "connection closed by the remote")                  \
 	X(FERRY_ELOCKED, -19, "target is locked by another process")
 
 enum ferry_error {
 #define FERRY_X_(name, value, text) name = value,
 	FERRY_ERROR_TABLE(FERRY_X_)
 #undef FERRY_X_
-	FERRY_ERROR_LAST_ = -20
+	        FERRY_ERROR_LAST_ = -20
 };
 
 /* Static text for a FERRY_E* code; never NULL. */
@@ -71,9 +71,10 @@ FERRY_API const char *ferry_version(void);
 typedef struct ferry_session ferry_session;
 
 typedef enum ferry_hostkey_policy {
-	FERRY_HOSTKEY_ACCEPT_NEW = 0, /* default: unknown host appended, changed refused */
-	FERRY_HOSTKEY_STRICT = 1,     /* unknown or changed host refused */
-	FERRY_HOSTKEY_OFF = 2         /* no check at all: tests only */
+	FERRY_HOSTKEY_ACCEPT_NEW =
+	        0, /* default: unknown host appended, changed refused */
+	FERRY_HOSTKEY_STRICT = 1, /* unknown or changed host refused */
+	FERRY_HOSTKEY_OFF = 2     /* no check at all: tests only */
 } ferry_hostkey_policy;
 
 enum { FERRY_LOG_DEBUG = 0, FERRY_LOG_INFO = 1, FERRY_LOG_WARN = 2 };
@@ -84,16 +85,18 @@ typedef void (*ferry_log_fn)(void *ctx, int level, const char *msg);
 
 /* Every field left zero takes its documented default. */
 typedef struct ferry_session_opts {
-	unsigned int version;   /* FERRY_SESSION_OPTS_VERSION */
-	const char *host;       /* name, IPv4 or IPv6 literal (no brackets) */
-	int port;               /* 0: 22 */
-	const char *user;       /* NULL: the local user name */
-	const char *const *identity_files; /* NULL: ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa */
+	unsigned int version; /* FERRY_SESSION_OPTS_VERSION */
+	const char *host;     /* name, IPv4 or IPv6 literal (no brackets) */
+	int port;             /* 0: 22 */
+	const char *user;     /* NULL: the local user name */
+	const char *const
+	        *identity_files; /* NULL: ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa */
 	size_t identity_count;
-	const char *passphrase; /* NULL: $FERRY_PASSPHRASE, else none */
+	const char *passphrase;  /* NULL: $FERRY_PASSPHRASE, else none */
 	const char *known_hosts; /* NULL: ~/.ssh/known_hosts */
 	ferry_hostkey_policy host_key_policy;
-	int connect_timeout_ms; /* 0: 15000; covers connect, handshake and auth */
+	int connect_timeout_ms; /* 0: 15000; covers connect, handshake and auth
+	                         */
 	int keepalive_s;        /* 0: 15; < 0: off */
 	int idle_timeout_ms;    /* 0: 4 keepalive intervals; < 0: off */
 	int compress;           /* zlib transport compression */
@@ -103,13 +106,16 @@ typedef struct ferry_session_opts {
 } ferry_session_opts;
 
 #define FERRY_SESSION_OPTS_INIT                                                \
-	{FERRY_SESSION_OPTS_VERSION, NULL, 0, NULL, NULL, 0, NULL, NULL,       \
-	 FERRY_HOSTKEY_ACCEPT_NEW, 0, 0, 0, 0, 0, NULL, NULL}
+	{                                                                      \
+		FERRY_SESSION_OPTS_VERSION, NULL, 0, NULL, NULL, 0, NULL,      \
+		        NULL, FERRY_HOSTKEY_ACCEPT_NEW, 0, 0, 0, 0, 0, NULL,   \
+		        NULL                                                   \
+	}
 
 /* What ferry ping prints. Strings live as long as the session. */
 typedef struct ferry_session_info {
 	const char *kex, *hostkey_type, *cipher_cs, *cipher_sc, *mac_cs,
-	    *mac_sc, *comp_cs, *comp_sc;
+	        *mac_sc, *comp_cs, *comp_sc;
 	const char *hostkey_fingerprint; /* "SHA256:..." as OpenSSH prints it */
 	const char *auth_method;         /* "agent" or "publickey <file>" */
 	const char *target;              /* user@host:port */
@@ -117,23 +123,24 @@ typedef struct ferry_session_info {
 } ferry_session_info;
 
 /* Connect, verify the host key, authenticate.  On failure *out is NULL and,
- * when errmsg is not NULL, a message naming the failing step is copied to it. */
+ * when errmsg is not NULL, a message naming the failing step is copied to it.
+ */
 FERRY_API int ferry_session_open(ferry_session **out,
-				 const ferry_session_opts *opts);
+                                 const ferry_session_opts *opts);
 /* The same in two steps, so that ferry_interrupt() can stop a connect in
  * progress: new validates and allocates, connect does the network part.
  * After a failed connect only ferry_session_errmsg and _close are valid.
  * The strings opts points to must stay valid until connect returns. */
 FERRY_API int ferry_session_new(ferry_session **out,
-				const ferry_session_opts *opts);
+                                const ferry_session_opts *opts);
 FERRY_API int ferry_session_connect(ferry_session *s);
 FERRY_API int ferry_session_open_ex(ferry_session **out,
-				    const ferry_session_opts *opts,
-				    char *errmsg, size_t errmsg_size);
+                                    const ferry_session_opts *opts,
+                                    char *errmsg, size_t errmsg_size);
 FERRY_API void ferry_session_close(ferry_session *s);
 FERRY_API const char *ferry_session_errmsg(const ferry_session *s);
 FERRY_API int ferry_session_info_get(ferry_session_info *out,
-				     const ferry_session *s);
+                                     const ferry_session *s);
 /* Wire round trips waited for on this session's SFTP channel so far. */
 FERRY_API uint64_t ferry_session_round_trips(const ferry_session *s);
 /* Make the running (or next) blocking call return FERRY_EINTR as soon as it
@@ -152,17 +159,17 @@ typedef enum ferry_change_kind {
 } ferry_change_kind;
 
 /* ferry_change.flags */
-#define FERRY_CHANGED_NEW 0x1u     /* did not exist remotely */
+#define FERRY_CHANGED_NEW     0x1u /* did not exist remotely */
 #define FERRY_CHANGED_CONTENT 0x2u /* checksum differs */
-#define FERRY_CHANGED_SIZE 0x4u
-#define FERRY_CHANGED_MTIME 0x8u
-#define FERRY_CHANGED_MODE 0x10u
-#define FERRY_CHANGED_TYPE 0x20u /* a file became a directory, or back */
+#define FERRY_CHANGED_SIZE    0x4u
+#define FERRY_CHANGED_MTIME   0x8u
+#define FERRY_CHANGED_MODE    0x10u
+#define FERRY_CHANGED_TYPE    0x20u /* a file became a directory, or back */
 
 typedef struct ferry_change {
 	ferry_change_kind kind;
 	unsigned int flags;
-	const char *path;        /* relative to the destination, '/'-separated */
+	const char *path; /* relative to the destination, '/'-separated */
 	const char *link_target; /* FERRY_CHANGE_SYMLINK only */
 	uint64_t size;
 	uint32_t mode; /* permission bits */
@@ -176,28 +183,31 @@ typedef struct ferry_progress {
 } ferry_progress;
 
 typedef struct ferry_file_error {
-	char *path;   /* local path, or remote path relative to the destination */
-	int code;     /* FERRY_E* */
+	char *path; /* local path, or remote path relative to the destination */
+	int code;   /* FERRY_E* */
 	char *message;
 } ferry_file_error;
 
 #define FERRY_SYNC_OPTS_VERSION 1
 
 typedef struct ferry_sync_opts {
-	unsigned int version; /* FERRY_SYNC_OPTS_VERSION */
+	unsigned int version;       /* FERRY_SYNC_OPTS_VERSION */
 	const char *const *sources; /* rsync meaning of a trailing slash */
 	size_t source_count;
-	const char *dest; /* remote directory; relative to the login directory */
+	const char
+	        *dest; /* remote directory; relative to the login directory */
 	int delete_extraneous; /* --delete */
-	long long max_delete;  /* 0: no limit; > 0: refuse more; < 0: delete none */
+	long long max_delete; /* 0: no limit; > 0: refuse more; < 0: delete none
+	                       */
 	const char *const *excludes; /* fnmatch patterns, ** and trailing / */
 	size_t exclude_count;
-	int dry_run;  /* plan only, change nothing */
-	int force;    /* ignore the manifest */
-	int verify;   /* list the remote tree even if the marker matches */
-	int checksum; /* hash every file */
+	int dry_run;   /* plan only, change nothing */
+	int force;     /* ignore the manifest */
+	int verify;    /* list the remote tree even if the marker matches */
+	int checksum;  /* hash every file */
 	int fsync_all; /* fsync every file, not only owner-only ones */
-	const char *state_dir; /* NULL: $XDG_STATE_HOME/ferry or ~/.local/state/ferry */
+	const char *state_dir; /* NULL: $XDG_STATE_HOME/ferry or
+	                          ~/.local/state/ferry */
 	/* Called once per change: when planned on a dry run, when done (or
 	 * failed) otherwise. */
 	void (*on_change)(void *ctx, const ferry_change *c);
@@ -207,8 +217,10 @@ typedef struct ferry_sync_opts {
 } ferry_sync_opts;
 
 #define FERRY_SYNC_OPTS_INIT                                                   \
-	{FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0, 0, 0, 0, \
-	 NULL, NULL, NULL, NULL, NULL}
+	{                                                                      \
+		FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0,   \
+		        0, 0, 0, NULL, NULL, NULL, NULL, NULL                  \
+	}
 
 typedef struct ferry_sync_report {
 	uint64_t files_scanned, dirs_scanned;
@@ -226,13 +238,13 @@ typedef struct ferry_sync_report {
 /* Push.  Returns 0, FERRY_EPARTIAL when some files failed (see
  * report->errors), or another FERRY_E* when the push as a whole failed. */
 FERRY_API int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
-			 ferry_sync_report *report);
+                         ferry_sync_report *report);
 /* What ferry_sync would do, from the manifest and the local tree alone,
  * without connecting.  conn names the target (host, port, user). */
 FERRY_API int ferry_sync_status(const ferry_session_opts *conn,
-				const ferry_sync_opts *opts,
-				ferry_sync_report *report, char *errmsg,
-				size_t errmsg_size);
+                                const ferry_sync_opts *opts,
+                                ferry_sync_report *report, char *errmsg,
+                                size_t errmsg_size);
 FERRY_API void ferry_sync_report_free(ferry_sync_report *r);
 
 /* ---- exec -------------------------------------------------------------- */
@@ -248,19 +260,22 @@ typedef struct ferry_exec_opts {
 	/* Output as it arrives; stream is 1 (stdout) or 2 (stderr). */
 	void (*on_output)(void *ctx, int stream, const void *data, size_t len);
 	void *ctx;
-	int separate_stderr; /* without on_output: stderr to result->err */
-	size_t output_cap;   /* 0: unlimited; else keep head and tail */
+	int separate_stderr;    /* without on_output: stderr to result->err */
+	size_t output_cap;      /* 0: unlimited; else keep head and tail */
 	const char *const *env; /* "NAME=value" additions */
 	size_t env_count;
 	int no_snapshot; /* plain bash -c, no session-shell state */
 } ferry_exec_opts;
 
 #define FERRY_EXEC_OPTS_INIT                                                   \
-	{FERRY_EXEC_OPTS_VERSION, NULL, 0, NULL, 0, NULL, NULL, 0, 0, NULL, 0, \
-	 0}
+	{                                                                      \
+		FERRY_EXEC_OPTS_VERSION, NULL, 0, NULL, 0, NULL, NULL, 0, 0,   \
+		        NULL, 0, 0                                             \
+	}
 
 typedef struct ferry_exec_result {
-	int exit_status; /* the command's; 124 timeout, 130 interrupted, 126 cd failed */
+	int exit_status; /* the command's; 124 timeout, 130 interrupted, 126 cd
+	                    failed */
 	char *output;    /* without on_output: merged (or stdout) bytes */
 	size_t output_len;
 	char *err; /* with separate_stderr */
@@ -272,7 +287,8 @@ typedef struct ferry_exec_result {
 } ferry_exec_result;
 
 FERRY_API int ferry_exec(ferry_session *s, const char *command,
-			 const ferry_exec_opts *opts, ferry_exec_result *result);
+                         const ferry_exec_opts *opts,
+                         ferry_exec_result *result);
 FERRY_API void ferry_exec_result_free(ferry_exec_result *r);
 
 #ifdef __cplusplus
