@@ -1,0 +1,485 @@
+#!/usr/bin/env python3
+"""bench/report.py - turn bench/run.sh's raw runs into the results.
+
+    report.py --raw RAW.tsv --meta META.tsv --out DIR --stamp STAMP
+
+RAW rows: level case tool run ms round_trips maxrss_kb status extra
+(run is 1..N for measured runs, wN for warm-ups, "na" for a cell that could
+not be measured).  Writes DIR/bench-STAMP.{md,json,png,raw.tsv} and copies
+them to DIR/latest.*.  Standard library only (Debian's python3) + gnuplot.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+CASES = [
+    ("cold", "cold push (tree)"),
+    ("noop", "no-op push"),
+    ("change5", "5 files changed"),
+    ("touch5", "5 files touched (mtime only)"),
+    ("exec", "`exec true`"),
+    ("connect", "new connection to first command"),
+    ("big", "256 MiB file"),
+    ("noop100k", "100,000-file tree, no-op"),
+]
+CASE_LABEL = dict(CASES)
+SHORT = {"cold": "cold", "noop": "no-op", "change5": "5 changed",
+         "touch5": "5 touched", "exec": "exec true",
+         "connect": "connect+cmd", "big": "256 MiB",
+         "noop100k": "100k no-op"}
+
+TOOLS = {
+    "ferry-held": "ferry, held session (libferry)",
+    "ferry-lib": "ferry library: open + exec + close",
+    "ferry-cli": "ferry CLI (one process, new connection)",
+    "rsync-cm": "rsync -az --delete via ssh ControlMaster",
+    "rsync-new": "rsync -az --delete, new ssh connection",
+    "ssh-cm": "ssh true via ControlMaster",
+    "ssh-new": "ssh true, new connection",
+    "ssh-cat": "ssh 'cat >/dev/null', new connection",
+    "stat-find": "floor: stat walk, find -printf (process)",
+    "hash-xxh3": "floor: read + XXH3-128 all files (process)",
+    "stat-inproc": "floor: stat walk, in-process (openat/fstatat)",
+    "hash-inproc": "floor: read + XXH3-128, in-process",
+}
+TOOL_ORDER = list(TOOLS)
+
+# Plot series: which tool plays which role in each case.
+SERIES = [
+    ("ferry held session / library", {"ferry-held", "ferry-lib"}, "#1b7837"),
+    ("ferry CLI process", {"ferry-cli"}, "#a6dba0"),
+    ("rsync/ssh via ControlMaster", {"rsync-cm", "ssh-cm"}, "#4575b4"),
+    ("rsync/ssh new connection", {"rsync-new", "ssh-new"}, "#f46d43"),
+    ("ssh cat (256 MiB)", {"ssh-cat"}, "#fee090"),
+    ("local stat walk (find)", {"stat-find"}, "#969696"),
+]
+
+# DESIGN.md "Numbers to beat" (medians, ms) for the peers.
+DESIGN = {
+    ("exec", "ssh-new"): {0: 195, 20: 450, 50: 784},
+    ("connect", "ssh-new"): {0: 195, 20: 450, 50: 784},
+    ("exec", "ssh-cm"): {0: 5.5, 20: 50, 50: 109},
+    ("cold", "rsync-new"): {0: 263, 20: 710, 50: 1425},
+    ("noop", "rsync-new"): {0: 237, 20: 590, 50: 1095},
+    ("change5", "rsync-new"): {0: 244, 20: 585, 50: 1129},
+    ("cold", "rsync-cm"): {0: 75, 20: 251, 50: 504},
+    ("noop", "rsync-cm"): {0: 57, 20: 198, 50: 411},
+    ("change5", "rsync-cm"): {0: 60, 20: 201, 50: 442},
+    ("noop", "stat-find"): {0: 2.1},
+    ("noop", "hash-xxh3"): {0: 5.9},
+}
+DESIGN_MIBS = {0: 404, 20: 70, 50: 28}  # ssh cat throughput
+
+
+def within(limit):
+    return lambda r, f, p, lvl: (r <= limit, "≤ %.2g×" % limit)
+
+
+def below():
+    return lambda r, f, p, lvl: (r < 1.0, "< 1×")
+
+
+def rt_max(n, extra=None):
+    def check(r, f, p, lvl):
+        rt = f.get("round_trips")
+        ok = rt is not None and rt <= n
+        if extra:
+            e_ok, e_txt = extra(r, f, p, lvl)
+            return (ok and e_ok if rt is not None else None,
+                    "%s and ≤ %d round trips" % (e_txt, n))
+        return (ok if rt is not None else None, "≤ %d round trips" % n)
+    return check
+
+
+def exec_target(r, f, p, lvl):
+    rtt = lvl if lvl else 0.1
+    ok = f["median"] <= rtt + 2.0 and r < 1.0
+    return ok, "≤ 1 RTT + 2 ms and < 1×"
+
+
+def throughput(limit_ratio, lvls):
+    def check(r, f, p, lvl):
+        if lvl not in lvls:
+            return None, "(no target at this RTT)"
+        # time ratio r; throughput ratio is 1/r
+        return (1.0 / r) >= limit_ratio, "throughput ≥ %.2g× (time ≤ %.2f×)" % (
+            limit_ratio, 1 / limit_ratio)
+    return check
+
+
+PAIRS = [
+    ("cold", "ferry-held", "rsync-cm", rt_max(6, below())),
+    ("cold", "ferry-cli", "rsync-new", None),
+    ("noop", "ferry-held", "stat-find", rt_max(0, within(1.5))),
+    ("noop", "ferry-held", "stat-inproc", None),
+    ("noop", "ferry-held", "rsync-cm", None),
+    ("noop", "ferry-cli", "rsync-new", None),
+    ("change5", "ferry-held", "rsync-cm", rt_max(3)),
+    ("change5", "ferry-cli", "rsync-new", None),
+    ("touch5", "ferry-held", "rsync-cm", None),
+    ("touch5", "ferry-cli", "rsync-new", None),
+    ("exec", "ferry-held", "ssh-cm", exec_target),
+    ("exec", "ferry-cli", "ssh-new", None),
+    ("connect", "ferry-lib", "ssh-new", below()),
+    ("connect", "ferry-cli", "ssh-new", below()),
+    ("big", "ferry-cli", "ssh-cat", throughput(0.9, {0})),
+    ("big", "ferry-held", "ssh-cat", None),
+    ("big", "ferry-cli", "rsync-new", throughput(1.0, {50})),
+    ("noop100k", "ferry-held", "stat-find", within(1.5)),
+    ("noop100k", "ferry-cli", "stat-find", None),
+    ("noop100k", "ferry-cli", "rsync-cm", None),
+]
+
+
+def fnum(x):
+    if x is None:
+        return "–"
+    if x >= 100:
+        return "%.0f" % x
+    if x >= 10:
+        return "%.1f" % x
+    return "%.2f" % x
+
+
+def level_name(lvl):
+    return "loopback" if lvl == 0 else "RTT %g ms" % lvl
+
+
+def load(raw_path, meta_path):
+    meta = {}
+    with open(meta_path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if "\t" in line:
+                k, v = line.split("\t", 1)
+                meta[k] = v
+    rows = []
+    with open(raw_path) as f:
+        for line in f:
+            p = line.rstrip("\n").split("\t")
+            if len(p) < 8:
+                continue
+            rows.append({"level": float(p[0]), "case": p[1], "tool": p[2],
+                         "run": p[3], "ms": float(p[4] or 0),
+                         "rt": p[5], "rss": p[6], "status": p[7],
+                         "extra": p[8] if len(p) > 8 else ""})
+    for r in rows:
+        if r["level"] == int(r["level"]):
+            r["level"] = int(r["level"])
+    return meta, rows
+
+
+def na_reason(meta, tool, case):
+    if tool == "ferry-cli":
+        key = "na_ferry_cli_exec" if case in ("exec", "connect") else "na_ferry_cli_push"
+    else:
+        key = "na_ferry_held"
+    return meta.get(key) or "not measured"
+
+
+def summarise(meta, rows):
+    cells = {}
+    for r in rows:
+        key = (r["level"], r["case"], r["tool"])
+        c = cells.setdefault(key, {"level": r["level"], "case": r["case"],
+                                   "tool": r["tool"], "runs_ms": [],
+                                   "rts": [], "rss": [], "failed": 0,
+                                   "warmup_ms": [], "na": None,
+                                   "extra": []})
+        if r["status"] == "na":
+            c["na"] = na_reason(meta, r["tool"], r["case"])
+            continue
+        if r["run"].startswith("w"):
+            if r["status"] == "0":
+                c["warmup_ms"].append(r["ms"])
+            continue
+        if r["status"] != "0":
+            c["failed"] += 1
+            continue
+        c["runs_ms"].append(r["ms"])
+        if r["rt"].isdigit():
+            c["rts"].append(int(r["rt"]))
+        if r["rss"].isdigit():
+            c["rss"].append(int(r["rss"]))
+        if r["extra"]:
+            c["extra"].append(r["extra"])
+    for c in cells.values():
+        v = c["runs_ms"]
+        c["n"] = len(v)
+        c["median"] = statistics.median(v) if v else None
+        c["min"] = min(v) if v else None
+        c["max"] = max(v) if v else None
+        c["round_trips"] = statistics.median(c["rts"]) if c["rts"] else None
+        if c["round_trips"] is not None and c["round_trips"] == int(c["round_trips"]):
+            c["round_trips"] = int(c["round_trips"])
+        c["round_trips_range"] = [min(c["rts"]), max(c["rts"])] if c["rts"] else None
+        c["max_rss_kb"] = max(c["rss"]) if c["rss"] else None
+        if c["failed"] and not v and not c["na"]:
+            err = meta.get("error_err-%s-%s-%s" % (fmt_level(c["level"]), c["case"], c["tool"]), "")
+            c["na"] = "all %d runs failed: %s" % (c["failed"], err[:200] or "see log")
+    return cells
+
+
+def fmt_level(lvl):
+    return str(lvl)
+
+
+def cell_text(c, big_mib):
+    if c is None:
+        return ""
+    if c["median"] is None:
+        return "n/a"
+    t = "%s (%s–%s)" % (fnum(c["median"]), fnum(c["min"]), fnum(c["max"]))
+    if c["case"] == "big":
+        t += " · %.0f MiB/s" % (big_mib / (c["median"] / 1000.0))
+    if c["round_trips"] is not None:
+        rr = c["round_trips_range"]
+        t += " · %s rt" % (c["round_trips"] if rr[0] == rr[1] else "%s–%s" % tuple(rr))
+    if c["failed"]:
+        t += " · %d failed" % c["failed"]
+    return t
+
+
+def ratios(cells, levels):
+    out = []
+    for case, f, p, target in PAIRS:
+        for lvl in levels:
+            fc, pc = cells.get((lvl, case, f)), cells.get((lvl, case, p))
+            if not fc or not pc:
+                continue
+            item = {"case": case, "ferry": f, "peer": p, "level": lvl,
+                    "ratio": None, "target": None, "met": None}
+            if target:
+                item["target"] = target(1.0, {"median": 0, "round_trips": 0}, {}, lvl)[1]
+            if fc["median"] is not None and pc["median"] is not None and pc["median"] > 0:
+                r = fc["median"] / pc["median"]
+                item["ratio"] = r
+                if target:
+                    met, txt = target(r, fc, pc, lvl)
+                    item["met"], item["target"] = met, txt
+            elif fc.get("na"):
+                item["na"] = fc["na"]
+            out.append(item)
+    return out
+
+
+def write_plot(cells, levels, out_png, meta):
+    base = out_png[:-4]
+    dat_files = []
+    for lvl in levels:
+        path = "%s-L%s.dat" % (base, lvl)
+        with open(path, "w") as f:
+            f.write("# case " + " ".join('"%s" lo hi' % s[0] for s in SERIES) + "\n")
+            for case, _ in CASES:
+                if not any(k[0] == lvl and k[1] == case for k in cells):
+                    continue
+                vals = []
+                for _, tools, _ in SERIES:
+                    c = next((cells[k] for k in cells if k[0] == lvl and k[1] == case
+                              and k[2] in tools and cells[k]["median"] is not None), None)
+                    if c:
+                        vals += ["%.3f" % max(c["median"], 0.01), "%.3f" % max(c["min"], 0.01),
+                                 "%.3f" % max(c["max"], 0.01)]
+                    else:
+                        vals += ["?", "?", "?"]
+                f.write('"%s" %s\n' % (SHORT[case], " ".join(vals)))
+        dat_files.append((lvl, path))
+    n = len(dat_files)
+    gp = "%s.gp" % base
+    with open(gp, "w") as g:
+        g.write('set terminal pngcairo size 1500,%d font ",10"\n' % (420 * n + 40))
+        g.write('set output "%s"\n' % out_png)
+        g.write('set datafile missing "?"\n')
+        g.write("set style data histogram\n")
+        g.write("set style histogram errorbars gap 1 lw 1\n")
+        g.write("set style fill solid 0.85 border -1\n")
+        g.write("set logscale y\nset yrange [0.5:*]\n")
+        g.write('set ylabel "ms (median, bars: min–max; log scale)"\n')
+        g.write("set grid ytics\nset key outside right top vertical\n")
+        g.write('set multiplot layout %d,1 title "ferry vs rsync/ssh — %s — %s"\n' % (
+            n, meta.get("date", ""), meta.get("remote_fs", "").split(" (")[0]))
+        for lvl, path in dat_files:
+            g.write('set title "%s"\n' % level_name(lvl))
+            parts = []
+            for i, (name, _, color) in enumerate(SERIES):
+                col = 2 + 3 * i
+                parts.append("'%s' using %d:%d:%d%s lc rgb \"%s\" title \"%s\"" % (
+                    path, col, col + 1, col + 2, ":xtic(1)" if i == 0 else "", color, name))
+            g.write("plot " + ", \\\n     ".join(parts) + "\n")
+        g.write("unset multiplot\n")
+    r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write("report: gnuplot failed: %s\n" % r.stderr[-800:])
+        return False
+    for _, path in dat_files:
+        os.unlink(path)
+    os.unlink(gp)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--raw", required=True)
+    ap.add_argument("--meta", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--stamp", required=True)
+    a = ap.parse_args()
+    meta, rows = load(a.raw, a.meta)
+    cells = summarise(meta, rows)
+    levels = sorted({k[0] for k in cells})
+    big_mib = float(meta.get("big_mib", 256))
+    rat = ratios(cells, levels)
+    base = os.path.join(a.out, "bench-%s" % a.stamp)
+    png_ok = write_plot(cells, levels, base + ".png", meta)
+
+    md = []
+    md.append("# ferry benchmark — %s\n" % meta.get("date", a.stamp))
+    md.append("- Machine: %s" % meta.get("machine", "?"))
+    md.append("- Tools: %s; %s; libssh2 %s; ferry at `%s`" % (
+        meta.get("ssh", "?"), meta.get("rsync", "?"), meta.get("libssh2", "?"),
+        meta.get("ferry_commit", "?")))
+    t = meta.get("tree", "").split()
+    tree = dict(zip(t[::2], t[1::2])) if t else {}
+    if tree:
+        md.append("- Tree (bench/gentree, seed 1): %s files in %s directories, %.2f MB, "
+                  "median %s B (%s B – %s B), depth ≤ %s, incl. 3 owner-only credential files" % (
+                      tree.get("files"), tree.get("dirs"), int(tree.get("bytes", 0)) / 1e6,
+                      tree.get("median"), tree.get("min"), tree.get("max"), tree.get("maxdepth")))
+    if "tree100k" in meta:
+        t = meta["tree100k"].split()
+        t = dict(zip(t[::2], t[1::2]))
+        md.append("- 100k tree: %s files in %s directories, %.0f MB" % (
+            t.get("files"), t.get("dirs"), int(t.get("bytes", 0)) / 1e6))
+    md.append("- Big file: %s MiB of PRNG bytes (incompressible)" % meta.get("big_mib", "256"))
+    md.append("- Remote: private sshd on 127.0.0.1 (tests/sshd.sh), destination on a %s" %
+              meta.get("remote_fs", "?"))
+    md.append("- Login shell: root's `~/.bashrc` here costs about %s ms per command "
+              "(pyenv init; measured `bash -c '. ~/.bashrc'`: %s ms this run); the bench sshd "
+              "sets `SetEnv SHLVL=1`, so bash does not source it for any tool — ssh, rsync and "
+              "ferry alike." % ("100", fnum(float(meta.get("bashrc_ms", "0") or 0))))
+    md.append("- Round trips: loopback is the direct connection; other RTTs go through "
+              "`bench/relay` (a userspace TCP relay delaying each direction by RTT/2, TCP "
+              "handshake modelled; no `tc netem` on this kernel).")
+    md.append("- Method: %s warm-up rounds, then %s rounds (256 MiB: %s) alternating the tools "
+              "round-robin (A B C A B C …); median (min–max) in ms; `rt` = wire round trips "
+              "ferry reported (`--json` `round_trips`, or ferry_sync_report); every push is "
+              "checked against the source after each run (untimed)." % (
+                  meta.get("warm"), meta.get("runs"), meta.get("runs")))
+    if meta.get("mismatches"):
+        md.append("- **%s runs left a remote copy that differs from the source** (see the log)" %
+                  meta["mismatches"])
+    md.append("- Duration: %s s\n" % meta.get("duration_s", "?"))
+
+    md.append("## Relay check\n")
+    md.append("| configured RTT | one echo (expect 1 RTT) | connect → server's first byte "
+              "(expect 2 RTT: handshake + banner) | connect → sshd banner |")
+    md.append("| ---: | ---: | ---: | ---: |")
+    for lvl in levels:
+        pr = meta.get("relay_probe_%s" % lvl, "").split()
+        pr = dict(zip(pr[::2], pr[1::2]))
+        bn = meta.get("relay_sshd_banner_%s" % lvl, "").split()
+        bn = dict(zip(bn[::2], bn[1::2]))
+        md.append("| %s | %s ms | %s ms | %s ms |" % (
+            level_name(lvl), pr.get("echo_ms", "?"), pr.get("first_byte_ms", "?"),
+            bn.get("first_byte_ms", "?")))
+    md.append("")
+
+    md.append("## Results (ms: median (min–max) · round trips)\n")
+    md.append("| case | tool | " + " | ".join(level_name(l) for l in levels) + " |")
+    md.append("| --- | --- | " + " | ".join("---:" for _ in levels) + " |")
+    notes = {}
+    for case, clabel in CASES:
+        for tool in TOOL_ORDER:
+            cs = [cells.get((l, case, tool)) for l in levels]
+            if not any(cs):
+                continue
+            texts = []
+            for c in cs:
+                if c and c["median"] is None and c["na"]:
+                    notes.setdefault(c["na"], set()).add(tool)
+                texts.append(cell_text(c, big_mib))
+            md.append("| %s | %s | %s |" % (clabel, TOOLS[tool], " | ".join(texts)))
+    md.append("")
+    if notes:
+        md.append("Cells marked n/a:\n")
+        for reason, tools in notes.items():
+            md.append("- %s: %s" % (", ".join(sorted(tools)), reason))
+        md.append("")
+    if "held_rss_kb_100k" in meta:
+        md.append("Held driver peak RSS after the 100k-file runs: %s KiB\n" % meta["held_rss_kb_100k"])
+
+    md.append("## ferry / peer (ratio of medians; < 1 means ferry is faster)\n")
+    md.append("| case | ferry | peer | " + " | ".join(level_name(l) for l in levels) +
+              " | DESIGN.md target |")
+    md.append("| --- | --- | --- | " + " | ".join("---:" for _ in levels) + " | --- |")
+    for case, f, p, target in PAIRS:
+        items = {i["level"]: i for i in rat if i["case"] == case and i["ferry"] == f and i["peer"] == p}
+        if not items:
+            continue
+        tx = []
+        ttxt = ""
+        for l in levels:
+            i = items.get(l)
+            if not i:
+                tx.append("")
+                continue
+            ttxt = i["target"] or ttxt
+            if i["ratio"] is None:
+                tx.append("n/a")
+            else:
+                mark = "" if i["met"] is None else (" ✓" if i["met"] else " ✗")
+                tx.append("%.2f×%s" % (i["ratio"], mark))
+        md.append("| %s | %s | %s | %s | %s |" % (CASE_LABEL[case], f, p, " | ".join(tx), ttxt or "–"))
+    md.append("")
+
+    md.append("## Peers against DESIGN.md \"Numbers to beat\" (medians, ms)\n")
+    md.append("| case | peer | " + " | ".join("%s here / DESIGN" % level_name(l) for l in levels) + " |")
+    md.append("| --- | --- | " + " | ".join("---:" for _ in levels) + " |")
+    for (case, tool), ref in DESIGN.items():
+        tx = []
+        for l in levels:
+            c = cells.get((l, case, tool))
+            here = fnum(c["median"]) if c and c["median"] is not None else "–"
+            tx.append("%s / %s" % (here, fnum(ref[l]) if l in ref else "–"))
+        md.append("| %s | %s | %s |" % (CASE_LABEL[case], tool, " | ".join(tx)))
+    tx = []
+    for l in levels:
+        c = cells.get((l, "big", "ssh-cat"))
+        here = "%.0f" % (big_mib / (c["median"] / 1000.0)) if c and c["median"] else "–"
+        tx.append("%s / %s MiB/s" % (here, DESIGN_MIBS.get(l, "–")))
+    md.append("| 256 MiB file | ssh cat (throughput) | %s |" % " | ".join(tx))
+    md.append("")
+    if png_ok:
+        md.append("![latency per case and round trip](bench-%s.png)\n" % a.stamp)
+
+    with open(base + ".md", "w") as f:
+        f.write("\n".join(md))
+    doc = {"meta": meta, "levels_ms": levels,
+           "cases": {k: v for k, v in CASES}, "tools": TOOLS,
+           "results": [
+               {k: c[k] for k in ("level", "case", "tool", "n", "median", "min", "max",
+                                  "round_trips", "round_trips_range", "max_rss_kb",
+                                  "failed", "na", "runs_ms", "warmup_ms", "extra")}
+               for c in sorted(cells.values(), key=lambda c: (c["level"], c["case"], c["tool"]))],
+           "ratios": rat}
+    with open(base + ".json", "w") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+    shutil.copy(a.raw, base + ".raw.tsv")
+    for ext in (".md", ".json", ".png", ".raw.tsv"):
+        if os.path.exists(base + ext):
+            shutil.copy(base + ext, os.path.join(a.out, "latest" + ext))
+    # latest.md must point at latest.png
+    lm = os.path.join(a.out, "latest.md")
+    with open(lm) as f:
+        s = f.read()
+    with open(lm, "w") as f:
+        f.write(s.replace("(bench-%s.png)" % a.stamp, "(latest.png)"))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

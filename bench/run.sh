@@ -1,0 +1,495 @@
+#!/usr/bin/env bash
+# bench/run.sh - `make bench`: ferry against rsync and ssh on one machine,
+# on loopback and through bench/relay at simulated round trips.
+#
+#   B=build RTT="20 50" bench/run.sh
+#
+# Environment (all optional):
+#   B         build directory holding ferry and bench/* (default build)
+#   RTT       extra round trips in ms besides loopback, e.g. "20 50"
+#   RUNS      measured runs per tool and case (default 10, at least 10 for
+#             a committed result); WARM warm-up rounds (default 2)
+#   BIG_RUNS  runs for the 256 MiB case (default RUNS); BIG_MIB (256)
+#   CASES     subset of: cold noop change5 touch5 exec connect big noop100k
+#   TREE100K  0 skips the 100,000-file no-op case (loopback only)
+#   FERRY     0 marks every ferry cell n/a without trying (peers only)
+#   OUT       results directory (default bench/results)
+#   KEEP      1 keeps the work directory
+#
+# Runs alternate between tools round-robin (A B C A B C ...) so drift hits
+# every tool alike.  Each ferry cell is measured only when that part of
+# ferry works (probed first); otherwise it is reported as n/a with the reason.
+set -uo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+B=${B:-build}
+B=$(cd "$src" && mkdir -p "$B" && cd "$B" && pwd)
+BIN=$B/bench
+RTT=${RTT:-}
+RUNS=${RUNS:-10}
+WARM=${WARM:-2}
+BIG_RUNS=${BIG_RUNS:-$RUNS}
+BIG_MIB=${BIG_MIB:-256}
+TREE100K=${TREE100K:-1}
+CASES=${CASES:-cold noop change5 touch5 exec connect big noop100k}
+FERRY=${FERRY:-1}
+OUT=${OUT:-$src/bench/results}
+FERRY_BIN=$B/ferry
+
+for t in gentree relay rttprobe tm xxhfloor; do
+	[ -x "$BIN/$t" ] || { echo "bench: $BIN/$t missing (make B=${B#$src/} bench builds it)" >&2; exit 1; }
+done
+for t in rsync ssh gnuplot; do
+	command -v $t >/dev/null || { echo "bench: $t not installed (make deps)" >&2; exit 1; }
+done
+
+W=$(mktemp -d /tmp/ferry-bench.XXXXXX)
+RAW=$W/raw.tsv
+META=$W/meta.tsv
+: >"$RAW"
+: >"$META"
+export XDG_STATE_HOME=$W/state
+unset SSH_AUTH_SOCK
+PIDS=()
+CMS=()
+HPID=
+HIN=
+HOUT=
+mounted=0
+
+log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
+
+cleanup() {
+	held_stop
+	for cm in "${CMS[@]}"; do ssh -o ControlPath="$cm" -O exit x >/dev/null 2>&1; done
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	"$src/tests/sshd.sh" stop "$W/sshd" >/dev/null 2>&1
+	[ "$mounted" = 1 ] && umount "$W/remote" 2>/dev/null
+	if [ "${KEEP:-0}" = 1 ]; then log "kept $W"; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- the remote: private sshd, destination on a tmpfs if we may mount one --
+PORT=$("$src/tests/sshd.sh" start "$W/sshd") || { echo "bench: cannot start sshd" >&2; exit 1; }
+KEY=$W/sshd/id_ed25519
+KH=$W/known_hosts
+cp "$W/sshd/known_hosts" "$KH"
+mkdir -p "$W/remote"
+if mount -t tmpfs -o size=12g,mode=0755 ferry-bench "$W/remote" 2>/dev/null; then
+	mounted=1
+	meta remote_fs "tmpfs (mounted for the run)"
+else
+	meta remote_fs "plain directory on $(df -T "$W" | awk 'NR==2{print $2}') (mount -t tmpfs not permitted)"
+fi
+R=$W/remote
+log "sshd on 127.0.0.1:$PORT, remote destination: $(grep remote_fs "$META" | cut -f2)"
+
+add_known_host() { # PORT: the relay presents sshd's host keys on its own port
+	local k
+	for k in "$W/sshd/host_ed25519.pub" "$W/sshd/host_ecdsa.pub"; do
+		printf '[127.0.0.1]:%s %s\n' "$1" "$(cut -d' ' -f1,2 "$k")" >>"$KH"
+	done
+}
+
+# ---- machine and tools -----------------------------------------------------
+meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+meta machine "$(uname -srm), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
+meta ssh "$(ssh -V 2>&1)"
+meta rsync "$(rsync --version | head -1 | sed 's/  */ /g')"
+meta libssh2 "$(pkg-config --modversion libssh2 2>/dev/null || echo unknown)"
+meta ferry_commit "$(git -C "$src" log -1 --format='%h %s' 2>/dev/null | cut -c1-100)"
+meta runs "$RUNS"
+meta warm "$WARM"
+meta big_mib "$BIG_MIB"
+bashrc_ms=$("$BIN/tm" -- bash -c '. ~/.bashrc' | cut -d' ' -f1)
+meta bashrc_ms "$bashrc_ms"
+
+# ---- trees ---------------------------------------------------------------
+tree_info=$("$BIN/gentree" create "$W/tree" -n 400 -s 1) || exit 1
+meta tree "$tree_info"
+log "tree: $tree_info"
+TOOLS_PUSH="ferry-cli ferry-held rsync-new rsync-cm"
+mkdir -p "$W/src"
+for t in $TOOLS_PUSH; do cp -a "$W/tree" "$W/src/$t"; done
+big_needed=0
+case " $CASES " in *" big "*) big_needed=1 ;; esac
+if [ $big_needed = 1 ]; then
+	mkdir -p "$W/big"
+	"$BIN/gentree" big "$W/big/big.bin" -m "$BIG_MIB" >/dev/null || exit 1
+fi
+
+# ---- the ways to reach the server at one round trip --------------------------
+# Sets P (port), SSHC (ssh command for this port), SSHCM (through the master).
+ssh_base() {
+	printf 'ssh -F /dev/null -p %s -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=%s -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR' "$1" "$KEY" "$KH"
+}
+
+relay_start() { # RTT -> sets P
+	local rtt=$1 pf=$W/relay-$1.port
+	"$BIN/relay" -t "$PORT" -r "$rtt" -P "$pf" 2>>"$W/relay.log" &
+	PIDS+=($!)
+	RELAY_PID=$!
+	for _ in $(seq 100); do [ -s "$pf" ] && break; sleep 0.02; done
+	P=$(cat "$pf")
+	add_known_host "$P"
+}
+
+relay_check() { # RTT: connect + first byte and one echo through a relay
+	local rtt=$1 pf=$W/probe.port rp=$W/probe-relay-$1.port out
+	if [ ! -s "$pf" ]; then
+		"$BIN/rttprobe" serve "$pf" &
+		PIDS+=($!)
+		for _ in $(seq 100); do [ -s "$pf" ] && break; sleep 0.02; done
+	fi
+	if [ "$rtt" = 0 ]; then
+		out=$("$BIN/rttprobe" client "$(cat "$pf")" 20)
+	else
+		"$BIN/relay" -t "$(cat "$pf")" -r "$rtt" -P "$rp" 2>/dev/null &
+		local rpid=$!
+		for _ in $(seq 100); do [ -s "$rp" ] && break; sleep 0.02; done
+		out=$("$BIN/rttprobe" client "$(cat "$rp")" 20)
+		kill $rpid
+	fi
+	meta "relay_probe_$rtt" "$out"
+	meta "relay_sshd_banner_$rtt" "$("$BIN/rttprobe" banner "$P" 10)"
+	log "relay check at $rtt ms: $out; sshd banner: $(grep "relay_sshd_banner_$rtt" "$META" | cut -f2)"
+}
+
+cm_start() { # RTT
+	CMPATH=$W/cm-$1
+	$SSHC -o ControlMaster=yes -o ControlPath="$CMPATH" -o ControlPersist=yes -f -N 127.0.0.1 ||
+		{ log "ControlMaster failed"; return 1; }
+	CMS+=("$CMPATH")
+	SSHCM="$SSHC -o ControlMaster=no -o ControlPath=$CMPATH"
+}
+
+cm_stop() { ssh -o ControlPath="$CMPATH" -O exit x >/dev/null 2>&1; }
+
+# ---- the held-session driver (bench/held.c, once libferry has sync/exec) ----
+# bash's coproc: HELDCO[0] reads its answers, HELDCO[1] writes commands.
+held_start() {
+	HPID=
+	[ -x "$BIN/held" ] || return 1
+	coproc HELDCO { exec "$BIN/held" -h 127.0.0.1 -p "$P" -i "$KEY" -k "$KH" 2>>"$W/held.err"; }
+	HPID=$HELDCO_PID
+	HIN=${HELDCO[1]}
+	HOUT=${HELDCO[0]}
+	local line=
+	if ! read -r -t 60 -u "$HOUT" line || [ "${line%% *}" != ready ]; then
+		log "held driver: ${line:-no answer}"
+		HELD_ERR=${line:-no answer}
+		held_stop
+		return 1
+	fi
+	meta "held_open_ms_$LVL" "${line#ready }"
+	return 0
+}
+
+held_cmd() { # COMMAND... -> REPLY (one line)
+	REPLY=
+	[ -n "$HPID" ] || { REPLY="err driver not running"; return 1; }
+	printf '%s\n' "$*" >&"$HIN" 2>/dev/null || { REPLY="err driver gone"; return 1; }
+	if ! read -r -t 900 -u "$HOUT" REPLY; then
+		REPLY="err driver timed out or died"
+		held_stop
+		return 1
+	fi
+	[ "${REPLY%% *}" = ok ]
+}
+
+held_stop() {
+	if [ -n "${HPID:-}" ]; then
+		printf 'quit\n' >&"$HIN" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "$HPID" 2>/dev/null || break; sleep 0.05; done
+		kill "$HPID" 2>/dev/null
+		wait "$HPID" 2>/dev/null
+		HPID=
+	fi
+}
+
+# ---- which ferry cells can be measured --------------------------------------
+NA_CLI_PUSH="" NA_CLI_EXEC="" NA_HELD=""
+probe_ferry() {
+	if [ "$FERRY" = 0 ]; then
+		NA_CLI_PUSH="FERRY=0" NA_CLI_EXEC="FERRY=0" NA_HELD="FERRY=0"
+		return
+	fi
+	if [ ! -x "$FERRY_BIN" ]; then
+		NA_CLI_PUSH="no $FERRY_BIN" NA_CLI_EXEC="no $FERRY_BIN"
+	else
+		local r
+		r=$("$BIN/tm" -o "$W/probe.out" -e "$W/probe.err" -- "$FERRY_BIN" push -p "$P" -i "$KEY" \
+			--known-hosts "$KH" --delete --json "$W/tree/" "127.0.0.1:$R/probe-push")
+		if [ "$(echo "$r" | cut -d' ' -f3)" != 0 ]; then
+			NA_CLI_PUSH="ferry push exits $(echo "$r" | cut -d' ' -f3): $(head -c 150 "$W/probe.err" | tr '\n\t' '  ')"
+		elif ! diff -rq "$W/tree" "$R/probe-push" >/dev/null 2>&1; then
+			NA_CLI_PUSH="ferry push exits 0 but the remote copy differs"
+		fi
+		r=$("$BIN/tm" -o "$W/probe.out" -e "$W/probe.err" -- "$FERRY_BIN" exec -p "$P" -i "$KEY" \
+			--known-hosts "$KH" 127.0.0.1 -- echo ferry-bench-ok)
+		if ! grep -q ferry-bench-ok "$W/probe.out"; then
+			NA_CLI_EXEC="ferry exec exits $(echo "$r" | cut -d' ' -f3): $(head -c 150 "$W/probe.err" | tr '\n\t' '  ')"
+		fi
+	fi
+	if [ ! -x "$BIN/held" ]; then
+		NA_HELD="bench/held.c not built yet (libferry lacks ferry_sync/ferry_exec; the driver waits in bench/wip/)"
+	elif ! held_start; then
+		NA_HELD="held driver: ${HELD_ERR:-cannot start}"
+	else
+		held_cmd sync "$R/probe-held" "$W/tree/" || NA_HELD="ferry_sync: $REPLY"
+		if [ -z "$NA_HELD" ]; then
+			diff -rq "$W/tree" "$R/probe-held" >/dev/null 2>&1 || NA_HELD="ferry_sync returns 0 but the remote copy differs"
+		fi
+		held_cmd exec "echo ferry-bench-ok" || NA_HELD="${NA_HELD:+$NA_HELD; }ferry_exec: $REPLY"
+		held_stop
+	fi
+	rm -rf "$R/probe-push" "$R/probe-held"
+	meta na_ferry_cli_push "$NA_CLI_PUSH"
+	meta na_ferry_cli_exec "$NA_CLI_EXEC"
+	meta na_ferry_held "$NA_HELD"
+	log "ferry push CLI: ${NA_CLI_PUSH:-measured}; ferry exec CLI: ${NA_CLI_EXEC:-measured}; held: ${NA_HELD:-measured}"
+}
+
+# ---- one timed run ------------------------------------------------------------
+# record CASE TOOL RUN MS RT RSS STATUS [EXTRA]
+record() {
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LVL" "$1" "$2" "$3" "$4" "$5" "$6" "$7" "${8:-}" >>"$RAW"
+}
+
+tool_na() { # TOOL CASE -> reason or empty
+	case $1 in
+	ferry-cli) case $2 in exec | connect) echo "$NA_CLI_EXEC" ;; *) echo "$NA_CLI_PUSH" ;; esac ;;
+	ferry-held | ferry-lib) echo "$NA_HELD" ;;
+	esac
+}
+
+# tm output "MS RSS STATUS" -> record; ferry's --json gives round trips.
+record_tm() { # CASE TOOL RUN TMOUT [RT]
+	local ms rss st
+	read -r ms rss st <<<"$4"
+	if [ "$st" != 0 ]; then
+		cp "$W/run.err" "$W/err-$LVL-$1-$2.txt" 2>/dev/null
+	fi
+	record "$1" "$2" "$3" "$ms" "${5:--}" "$rss" "$st"
+}
+
+json_rt() { grep -o '"round_trips"[[:space:]]*:[[:space:]]*[0-9]*' "$1" 2>/dev/null | head -1 | grep -o '[0-9]*$'; }
+
+# A push through tool TOOL of SRC (dir with trailing slash, or a file) into DEST.
+push_run() { # CASE TOOL RUN SRC DEST
+	local c=$1 t=$2 n=$3 s=$4 d=$5 out
+	case $t in
+	ferry-cli)
+		out=$("$BIN/tm" -o "$W/run.out" -e "$W/run.err" -- "$FERRY_BIN" push -p "$P" -i "$KEY" \
+			--known-hosts "$KH" --delete --json "$s" "127.0.0.1:$d")
+		record_tm "$c" "$t" "$n" "$out" "$(json_rt "$W/run.out")"
+		;;
+	ferry-held)
+		if held_cmd sync "$d" "$s"; then
+			set -- $REPLY
+			record "$c" "$t" "$n" "$2" "$3" - 0 "up=$4 upd=$5 del=$6 bytes=$7 verified=$8"
+		else
+			echo "$REPLY" >"$W/err-$LVL-$c-$t.txt"
+			record "$c" "$t" "$n" 0 - - 1
+		fi
+		;;
+	rsync-new | rsync-cm)
+		local e=$SSHC
+		[ $t = rsync-cm ] && e=$SSHCM
+		out=$("$BIN/tm" -e "$W/run.err" -- rsync -az --delete -e "$e" "$s" "127.0.0.1:$d/")
+		record_tm "$c" "$t" "$n" "$out"
+		;;
+	esac
+}
+
+# Checked after every run, untimed: the remote copy must equal the source.
+check_copy() { # CASE TOOL RUN SRC DEST
+	local s=${4%/}
+	if [ -d "$s" ]; then
+		diff -rq "$s" "$5" >/dev/null 2>&1 && return 0
+	else
+		cmp -s "$s" "$5/$(basename "$s")" && return 0
+	fi
+	log "$LVL ms $1 $2 run $3: remote copy differs from the source"
+	printf '%s\t%s\t%s\t%s\n' "$LVL" "$1" "$2" "$3" >>"$W/mismatch.tsv"
+	return 1
+}
+
+exec_run() { # CASE TOOL RUN
+	local c=$1 t=$2 n=$3 out
+	case $t in
+	ferry-cli)
+		out=$("$BIN/tm" -e "$W/run.err" -- "$FERRY_BIN" exec -p "$P" -i "$KEY" --known-hosts "$KH" 127.0.0.1 -- true)
+		record_tm "$c" "$t" "$n" "$out"
+		;;
+	ferry-held)
+		if held_cmd exec true; then
+			set -- $REPLY
+			record "$c" "$t" "$n" "$2" "$3" - "$4"
+		else
+			echo "$REPLY" >"$W/err-$LVL-$c-$t.txt"
+			record "$c" "$t" "$n" 0 - - 1
+		fi
+		;;
+	ferry-lib)
+		if held_cmd connect true; then
+			set -- $REPLY
+			record "$c" "$t" "$n" "$2" - - "$6" "open=$3 exec=$4 close=$5"
+		else
+			echo "$REPLY" >"$W/err-$LVL-$c-$t.txt"
+			record "$c" "$t" "$n" 0 - - 1
+		fi
+		;;
+	ssh-new) record_tm "$c" "$t" "$n" "$("$BIN/tm" -e "$W/run.err" -- $SSHC 127.0.0.1 true)" ;;
+	ssh-cm) record_tm "$c" "$t" "$n" "$("$BIN/tm" -e "$W/run.err" -- $SSHCM 127.0.0.1 true)" ;;
+	esac
+}
+
+floor_run() { # CASE TOOL RUN TREE
+	local c=$1 t=$2 n=$3 tree=$4 out
+	case $t in
+	stat-find)
+		out=$("$BIN/tm" -- find "$tree" -printf '%s %T@\n')
+		record_tm "$c" "$t" "$n" "$out"
+		;;
+	hash-xxh3)
+		out=$("$BIN/tm" -o "$W/floor.out" -- "$BIN/xxhfloor" hash "$tree")
+		record_tm "$c" "$t" "$n" "$out" - 
+		;;
+	stat-inproc | hash-inproc)
+		"$BIN/xxhfloor" "${t%-inproc}" "$tree" >"$W/floor.out"
+		record "$c" "$t" "$n" "$(awk '{print $6}' "$W/floor.out")" - - 0
+		;;
+	esac
+}
+
+# ---- the cases ------------------------------------------------------------------
+# Each case: a list of tools, run round-robin WARM rounds unrecorded (except
+# as warm-up rows) then RUNS rounds.
+run_case() { # CASE ROUNDS TOOLS...
+	local c=$1 rounds=$2
+	shift 2
+	local tools=() t na
+	for t in "$@"; do
+		na=$(tool_na "$t" "$c")
+		if [ -n "$na" ]; then
+			record "$c" "$t" na 0 - - na
+		else
+			tools+=("$t")
+		fi
+	done
+	[ ${#tools[@]} -gt 0 ] || return 0
+	log "$LVL ms: $c (${tools[*]}), $WARM warm-up + $rounds rounds"
+	local i n
+	for ((i = 1; i <= WARM + rounds; i++)); do
+		n=$((i - WARM))
+		[ $i -le $WARM ] && n=w$i
+		for t in "${tools[@]}"; do one_run "$c" "$t" "$n" "$i"; done
+	done
+}
+
+one_run() { # CASE TOOL RUN INDEX
+	local c=$1 t=$2 n=$3 i=$4 d
+	case $c in
+	cold)
+		d=$R/L$LVL/cold-$t-$i
+		push_run cold "$t" "$n" "$W/tree/" "$d"
+		check_copy cold "$t" "$n" "$W/tree/" "$d"
+		rm -rf "$d"
+		;;
+	noop | change5 | touch5)
+		case $t in
+		stat-* | hash-*) floor_run "$c" "$t" "$n" "$W/tree"; return ;;
+		esac
+		d=$R/L$LVL/steady-$t
+		if [ $c = change5 ]; then
+			"$BIN/gentree" touch "$W/src/$t" -k 5 -s $((LVL * 1000 + i)) >/dev/null
+		elif [ $c = touch5 ]; then
+			"$BIN/gentree" touch "$W/src/$t" -k 5 -s $((LVL * 1000 + i)) --mtime-only >/dev/null
+		fi
+		push_run "$c" "$t" "$n" "$W/src/$t/" "$d"
+		check_copy "$c" "$t" "$n" "$W/src/$t/" "$d"
+		;;
+	exec | connect) exec_run "$c" "$t" "$n" ;;
+	big)
+		d=$R/L$LVL/big-$t-$i
+		if [ $t = ssh-cat ]; then
+			record_tm big ssh-cat "$n" "$("$BIN/tm" -i "$W/big/big.bin" -e "$W/run.err" -- $SSHC 127.0.0.1 'cat >/dev/null')"
+		else
+			push_run big "$t" "$n" "$W/big/big.bin" "$d"
+			check_copy big "$t" "$n" "$W/big/big.bin" "$d"
+		fi
+		rm -rf "$d"
+		;;
+	noop100k)
+		case $t in
+		stat-* | hash-*) floor_run "$c" "$t" "$n" "$W/tree100k"; return ;;
+		esac
+		push_run noop100k "$t" "$n" "$W/tree100k/" "$R/L$LVL/steady100k-$t"
+		;;
+	esac
+}
+
+has_case() { case " $CASES " in *" $1 "*) return 0 ;; esac; return 1; }
+
+run_level() { # RTT
+	LVL=$1
+	if [ "$LVL" = 0 ]; then
+		P=$PORT
+	else
+		relay_start "$LVL"
+	fi
+	SSHC=$(ssh_base "$P")
+	relay_check "$LVL"
+	cm_start "$LVL" || return 1
+	mkdir -p "$R/L$LVL"
+	[ -z "$NA_HELD" ] && { held_start || NA_HELD="held driver: ${HELD_ERR:-cannot start} at $LVL ms"; }
+
+	has_case cold && run_case cold "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
+	has_case noop && run_case noop "$RUNS" ferry-held ferry-cli rsync-cm rsync-new stat-find hash-xxh3 stat-inproc hash-inproc
+	has_case change5 && run_case change5 "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
+	has_case touch5 && run_case touch5 "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
+	has_case exec && run_case exec "$RUNS" ferry-held ferry-cli ssh-cm ssh-new
+	has_case connect && run_case connect "$RUNS" ferry-lib ferry-cli ssh-new
+	if has_case big; then
+		local w=$WARM
+		WARM=1
+		run_case big "$BIG_RUNS" ferry-held ferry-cli ssh-cat rsync-new
+		WARM=$w
+	fi
+	if [ "$LVL" = 0 ] && has_case noop100k && [ "$TREE100K" != 0 ]; then
+		log "generating the 100,000-file tree"
+		meta tree100k "$("$BIN/gentree" create "$W/tree100k" -n 99997 -s 2)"
+		# The first warm-up round is each tool's cold push of the big tree.
+		run_case noop100k "$RUNS" ferry-held ferry-cli rsync-cm stat-find stat-inproc
+		if [ -n "$HPID" ] && held_cmd rss; then meta held_rss_kb_100k "${REPLY#ok }"; fi
+		rm -rf "$W/tree100k" "$R/L$LVL"/steady100k-*
+	fi
+	held_stop
+	cm_stop
+	if [ "$LVL" != 0 ]; then kill "$RELAY_PID" 2>/dev/null; fi
+	rm -rf "$R/L$LVL"
+}
+
+# ---- go -------------------------------------------------------------------------
+LVL=0
+P=$PORT
+SSHC=$(ssh_base "$P")
+probe_ferry
+start=$(date +%s)
+for lvl in 0 $RTT; do
+	run_level "$lvl"
+	log "level $lvl ms done after $(($(date +%s) - start)) s"
+done
+meta duration_s "$(($(date +%s) - start))"
+[ -s "$W/mismatch.tsv" ] && meta mismatches "$(wc -l <"$W/mismatch.tsv")"
+for f in "$W"/err-*.txt; do
+	[ -f "$f" ] && meta "error_$(basename "$f" .txt)" "$(head -c 300 "$f" | tr '\n\t' '  ')"
+done
+
+mkdir -p "$OUT"
+stamp=$(date -u +%Y%m%d-%H%M%S)
+python3 "$src/bench/report.py" --raw "$RAW" --meta "$META" --out "$OUT" --stamp "$stamp" || exit 1
+log "results: $OUT/latest.md, $OUT/latest.json, $OUT/latest.png (also bench-$stamp.*)"
