@@ -1,0 +1,469 @@
+/* syncopt.c - transfer options and report output for push, status and
+ * exec --push. */
+#include "syncopt.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double cli_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void cli_itemize(const ferry_change *c, char out[16])
+{
+	unsigned f = c->flags;
+	switch (c->kind) {
+	case FERRY_CHANGE_DELETE:
+	case FERRY_CHANGE_RMDIR:
+		snprintf(out, 16, "*deleting  ");
+		return;
+	case FERRY_CHANGE_MKDIR:
+		snprintf(out, 16, "cd+++++++++");
+		return;
+	case FERRY_CHANGE_SYMLINK:
+		snprintf(out, 16,
+		         (f & FERRY_CHANGED_NEW) ? "cL+++++++++"
+		                                 : "cL.c.......");
+		return;
+	case FERRY_CHANGE_UPLOAD:
+		if (f & FERRY_CHANGED_NEW) {
+			snprintf(out, 16, ">f+++++++++");
+			return;
+		}
+		snprintf(out, 16, ">f%c%c%c%c.....",
+		         (f & FERRY_CHANGED_CONTENT) ? 'c' : '.',
+		         (f & FERRY_CHANGED_SIZE) ? 's' : '.',
+		         (f & FERRY_CHANGED_MTIME) ? 't' : '.',
+		         (f & FERRY_CHANGED_MODE) ? 'p' : '.');
+		return;
+	case FERRY_CHANGE_META:
+	default:
+		snprintf(out, 16, ".f..%c%c.....",
+		         (f & FERRY_CHANGED_MTIME) ? 't' : '.',
+		         (f & FERRY_CHANGED_MODE) ? 'p' : '.');
+		return;
+	}
+}
+
+static const char *kind_name(int k)
+{
+	static const char *const names[] = {"mkdir",   "upload", "update",
+	                                    "symlink", "delete", "rmdir"};
+	return k >= 0 && k < 6 ? names[k] : "?";
+}
+
+/* Names with a newline or other control bytes are printed escaped, so one
+ * change is one line. */
+static void print_path(FILE *f, const char *p)
+{
+	for (const unsigned char *q = (const unsigned char *)p; *q; q++) {
+		if (*q < 0x20 || *q == 0x7f || *q == '\\')
+			fprintf(f, "\\%03o", *q);
+		else
+			fputc(*q, f);
+	}
+}
+
+static void clear_bar(cli_sync *cs)
+{
+	if (cs->bar_shown) {
+		fputs("\r\033[K", stderr);
+		cs->bar_shown = 0;
+	}
+}
+
+static void on_change(void *ctx, const ferry_change *c)
+{
+	cli_sync *cs = ctx;
+	char item[16];
+	cli_itemize(c, item);
+	if (cs->json) {
+		if (cs->changes_len == cs->changes_cap) {
+			size_t ncap =
+			        cs->changes_cap ? cs->changes_cap * 2 : 64;
+			struct cli_change *n =
+			        realloc(cs->changes, ncap * sizeof(*n));
+			if (!n)
+				return;
+			cs->changes = n;
+			cs->changes_cap = ncap;
+		}
+		struct cli_change *cc = &cs->changes[cs->changes_len++];
+		memset(cc, 0, sizeof(*cc));
+		memcpy(cc->item, item, sizeof(item));
+		cc->path = strdup(c->path);
+		cc->target = c->link_target ? strdup(c->link_target) : NULL;
+		cc->errmsg = c->errmsg ? strdup(c->errmsg) : NULL;
+		cc->kind = (int)c->kind;
+		cc->error = c->error;
+		cc->size = c->size;
+		return;
+	}
+	if (c->error) {
+		clear_bar(cs);
+		fprintf(stderr, "%s: ", cli_prog);
+		print_path(stderr, c->path);
+		fprintf(stderr, ": %s\n",
+		        c->errmsg ? c->errmsg : ferry_strerror(c->error));
+		return;
+	}
+	if (!cs->itemize && cs->conn->verbose < 1)
+		return;
+	clear_bar(cs);
+	printf("%s ", item);
+	print_path(stdout, c->path);
+	if (c->kind == FERRY_CHANGE_MKDIR || c->kind == FERRY_CHANGE_RMDIR)
+		putchar('/');
+	if (c->kind == FERRY_CHANGE_SYMLINK && c->link_target) {
+		fputs(" -> ", stdout);
+		print_path(stdout, c->link_target);
+	}
+	putchar('\n');
+}
+
+static void human(char *buf, size_t n, double v)
+{
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	int i = 0;
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+static void on_progress(void *ctx, const ferry_progress *p)
+{
+	cli_sync *cs = ctx;
+	double now = cli_now_ms();
+	double el = now - cs->start_ms;
+	int finished = p->bytes_done >= p->bytes_total &&
+	               p->files_done >= p->files_total;
+	/* A bar only for transfers longer than about a second. */
+	if (el < 1000 || (now - cs->last_draw_ms < 100 && !finished))
+		return;
+	cs->last_draw_ms = now;
+	char done[32], total[32], rate[32];
+	human(done, sizeof(done), (double)p->bytes_done);
+	human(total, sizeof(total), (double)p->bytes_total);
+	double bps = (double)p->bytes_done / (el / 1000.0);
+	human(rate, sizeof(rate), bps);
+	double eta =
+	        bps > 0 ? (double)(p->bytes_total - p->bytes_done) / bps : 0;
+	int pct = p->bytes_total ? (int)(100.0 * (double)p->bytes_done /
+	                                 (double)p->bytes_total)
+	                         : 100;
+	char bar[21];
+	for (int i = 0; i < 20; i++)
+		bar[i] = i < pct / 5 ? '#' : '-';
+	bar[20] = '\0';
+	fprintf(stderr,
+	        "\r\033[K[%s] %3d%% %s/%s  %llu/%llu files  %s/s  ETA %d:%02d",
+	        bar, pct, done, total, (unsigned long long)p->files_done,
+	        (unsigned long long)p->files_total, rate, (int)eta / 60,
+	        (int)eta % 60);
+	cs->bar_shown = 1;
+}
+
+static void on_log(void *ctx, int level, const char *msg)
+{
+	cli_sync *cs = ctx;
+	if (cs->json && level < FERRY_LOG_WARN)
+		return;
+	clear_bar(cs);
+	cli_log((void *)(uintptr_t)cs->conn, level, msg);
+}
+
+void cli_sync_init(cli_sync *cs, const cli_conn *conn)
+{
+	ferry_sync_opts init = FERRY_SYNC_OPTS_INIT;
+	memset(cs, 0, sizeof(*cs));
+	cs->o = init;
+	cs->conn = conn;
+}
+
+void cli_sync_free(cli_sync *cs)
+{
+	for (size_t i = 0; i < cs->exclude_count; i++)
+		free(cs->excludes[i]);
+	free(cs->excludes);
+	for (size_t i = 0; i < cs->changes_len; i++) {
+		free(cs->changes[i].path);
+		free(cs->changes[i].target);
+		free(cs->changes[i].errmsg);
+	}
+	free(cs->changes);
+	memset(cs, 0, sizeof(*cs));
+}
+
+static int add_exclude(cli_sync *cs, const char *pat, size_t len)
+{
+	if (cs->exclude_count == cs->exclude_cap) {
+		size_t ncap = cs->exclude_cap ? cs->exclude_cap * 2 : 16;
+		char **n = realloc(cs->excludes, ncap * sizeof(*n));
+		if (!n)
+			return -1;
+		cs->excludes = n;
+		cs->exclude_cap = ncap;
+	}
+	char *p = strndup(pat, len);
+	if (!p)
+		return -1;
+	cs->excludes[cs->exclude_count++] = p;
+	return 0;
+}
+
+/* rsync's --exclude-from: one pattern a line; blank lines and lines
+ * starting with ; or # are comments. */
+static int read_exclude_from(cli_sync *cs, const char *file)
+{
+	FILE *f = strcmp(file, "-") ? fopen(file, "re") : stdin;
+	if (!f) {
+		cli_error("cannot read --exclude-from %s: %s", file,
+		          strerror(errno));
+		return -1;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int rc = 0;
+	while ((n = getline(&line, &cap, f)) > 0) {
+		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			n--;
+		if (!n || line[0] == '#' || line[0] == ';')
+			continue;
+		if (add_exclude(cs, line, (size_t)n) < 0) {
+			cli_error("out of memory");
+			rc = -1;
+			break;
+		}
+	}
+	free(line);
+	if (f != stdin)
+		fclose(f);
+	return rc;
+}
+
+int cli_sync_option(cli_sync *cs, int opt, const char *arg)
+{
+	long long v;
+	switch (opt) {
+	case 'n':
+		cs->o.dry_run = 1;
+		return 1;
+	case OPT_DELETE:
+		cs->o.delete_extraneous = 1;
+		return 1;
+	case OPT_MAX_DELETE:
+		if (cli_parse_ll(arg, &v)) {
+			cli_error("bad --max-delete '%s' (a number >= 0)", arg);
+			return -1;
+		}
+		/* rsync: --max-delete=0 deletes nothing (and warns). */
+		cs->o.max_delete = v ? v : -1;
+		return 1;
+	case OPT_EXCLUDE:
+		if (!*arg) {
+			cli_error("empty --exclude pattern");
+			return -1;
+		}
+		if (add_exclude(cs, arg, strlen(arg)) < 0) {
+			cli_error("out of memory");
+			return -1;
+		}
+		return 1;
+	case OPT_EXCLUDE_FROM:
+		return read_exclude_from(cs, arg) < 0 ? -1 : 1;
+	case OPT_CHECKSUM:
+		cs->o.checksum = 1;
+		return 1;
+	case OPT_ITEMIZE:
+		cs->itemize = 1;
+		return 1;
+	case OPT_STATS:
+		cs->stats = 1;
+		return 1;
+	case OPT_JSON:
+		cs->json = 1;
+		return 1;
+	case OPT_PROGRESS:
+		cs->progress = 1;
+		return 1;
+	case OPT_VERIFY:
+		cs->o.verify = 1;
+		return 1;
+	case OPT_FORCE:
+		cs->o.force = 1;
+		return 1;
+	case OPT_FSYNC:
+		cs->o.fsync_all = 1;
+		return 1;
+	case OPT_STATE_DIR:
+		cs->o.state_dir = arg;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int cli_sync_finish(cli_sync *cs, char **sources, size_t n, const char *dest)
+{
+	cs->sources = sources;
+	cs->source_count = n;
+	cs->o.sources = (const char *const *)sources;
+	cs->o.source_count = n;
+	cs->o.dest = dest;
+	cs->o.excludes = (const char *const *)cs->excludes;
+	cs->o.exclude_count = cs->exclude_count;
+	cs->o.on_change = on_change;
+	/* Never on a non-TTY, never mixed into --json. */
+	if (cs->progress && !cs->json && isatty(STDERR_FILENO))
+		cs->o.on_progress = on_progress;
+	cs->o.log = on_log;
+	cs->o.ctx = cs;
+	cs->start_ms = cli_now_ms();
+	return 0;
+}
+
+static const char *code_name(int code)
+{
+	switch (code) {
+#define FERRY_X_(name, value, text)                                            \
+	case value:                                                            \
+		return #name;
+		FERRY_ERROR_TABLE(FERRY_X_)
+#undef FERRY_X_
+	default:
+		return "FERRY_ERROR";
+	}
+}
+
+void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
+                          const ferry_sync_report *r, const char *errmsg)
+{
+	json_str(j, "dest", cs->o.dest);
+	json_bool(j, "dry_run", cs->o.dry_run);
+	json_str(j, "result",
+	         rc == 0                ? "ok"
+	         : rc == FERRY_EPARTIAL ? "partial"
+	                                : "error");
+	json_str(j, "error", rc && rc != FERRY_EPARTIAL ? errmsg : NULL);
+	json_u64(j, "files_scanned", r->files_scanned);
+	json_u64(j, "dirs_scanned", r->dirs_scanned);
+	json_u64(j, "files_uploaded", r->files_uploaded);
+	json_u64(j, "files_updated", r->files_updated);
+	json_u64(j, "files_deleted", r->files_deleted);
+	json_u64(j, "dirs_created", r->dirs_created);
+	json_u64(j, "dirs_deleted", r->dirs_deleted);
+	json_u64(j, "symlinks_created", r->symlinks_created);
+	json_u64(j, "bytes_sent", r->bytes_sent);
+	json_u64(j, "round_trips", r->round_trips);
+	json_u64(j, "requests", r->requests);
+	json_bool(j, "verified", r->verified);
+	json_key_obj(j, "time_ms");
+	json_num(j, "scan", r->ms_scan);
+	json_num(j, "plan", r->ms_plan);
+	json_num(j, "transfer", r->ms_transfer);
+	json_num(j, "manifest", r->ms_manifest);
+	json_num(j, "total", r->ms_total);
+	json_close_obj(j);
+	json_key_arr(j, "changes");
+	for (size_t i = 0; i < cs->changes_len; i++) {
+		const struct cli_change *c = &cs->changes[i];
+		json_obj(j);
+		json_str(j, "op", kind_name(c->kind));
+		json_str(j, "path", c->path);
+		json_str(j, "itemize", c->item);
+		json_u64(j, "size", c->size);
+		if (c->target)
+			json_str(j, "target", c->target);
+		if (c->error) {
+			json_str(j, "error", code_name(c->error));
+			json_str(j, "message", c->errmsg);
+		}
+		json_close_obj(j);
+	}
+	json_close_arr(j);
+	json_key_arr(j, "errors");
+	for (size_t i = 0; i < r->error_count; i++) {
+		json_obj(j);
+		json_str(j, "path", r->errors[i].path);
+		json_str(j, "code", code_name(r->errors[i].code));
+		json_str(j, "message", r->errors[i].message);
+		json_close_obj(j);
+	}
+	json_close_arr(j);
+}
+
+static void print_stats(const ferry_sync_report *r, int dry)
+{
+	const char *w = dry ? " (dry run: planned)" : "";
+	printf("Files scanned:        %llu (%llu directories)\n",
+	       (unsigned long long)r->files_scanned,
+	       (unsigned long long)r->dirs_scanned);
+	printf("Uploaded:             %llu%s\n",
+	       (unsigned long long)r->files_uploaded, w);
+	printf("Metadata updated:     %llu\n",
+	       (unsigned long long)r->files_updated);
+	printf("Deleted:              %llu files, %llu directories\n",
+	       (unsigned long long)r->files_deleted,
+	       (unsigned long long)r->dirs_deleted);
+	printf("Directories created:  %llu\n",
+	       (unsigned long long)r->dirs_created);
+	printf("Symlinks created:     %llu\n",
+	       (unsigned long long)r->symlinks_created);
+	printf("Bytes sent:           %llu\n",
+	       (unsigned long long)r->bytes_sent);
+	printf("Round trips:          %llu\n",
+	       (unsigned long long)r->round_trips);
+	printf("Requests:             %llu\n", (unsigned long long)r->requests);
+	printf("Remote listed:        %s\n", r->verified ? "yes" : "no");
+	printf("Time:                 scan %.1f ms, plan %.1f ms, transfer "
+	       "%.1f "
+	       "ms, manifest %.1f ms, total %.1f ms\n",
+	       r->ms_scan, r->ms_plan, r->ms_transfer, r->ms_manifest,
+	       r->ms_total);
+}
+
+int cli_sync_report(cli_sync *cs, const char *command, int rc,
+                    const ferry_sync_report *r, const char *errmsg)
+{
+	clear_bar(cs);
+	int status = rc == 0 ? EXIT_OK : cli_exit_for(rc);
+	if (cs->json) {
+		json j;
+		json_begin(&j, stdout);
+		json_str(&j, "command", command);
+		json_int(&j, "exit_status", status);
+		cli_sync_json_fields(cs, &j, rc, r, errmsg);
+		json_end(&j);
+		return status;
+	}
+	for (size_t i = 0; i < r->error_count; i++)
+		cli_error("%s: %s", r->errors[i].path, r->errors[i].message);
+	if (rc && rc != FERRY_EPARTIAL)
+		cli_error("%s",
+		          errmsg && *errmsg ? errmsg : ferry_strerror(rc));
+	if (cs->stats)
+		print_stats(r, cs->o.dry_run);
+	else if (!cs->conn->quiet && (rc == 0 || rc == FERRY_EPARTIAL))
+		printf("%s%s: %llu uploaded, %llu updated, %llu deleted, %llu "
+		       "dirs created of %llu files; %llu bytes, %llu round "
+		       "trips, %.0f ms%s\n",
+		       cs->o.dry_run ? "dry run " : "", cs->o.dest,
+		       (unsigned long long)r->files_uploaded,
+		       (unsigned long long)r->files_updated,
+		       (unsigned long long)r->files_deleted,
+		       (unsigned long long)r->dirs_created,
+		       (unsigned long long)r->files_scanned,
+		       (unsigned long long)r->bytes_sent,
+		       (unsigned long long)r->round_trips, r->ms_total,
+		       rc == FERRY_EPARTIAL ? " (some files failed)" : "");
+	return status;
+}

@@ -1,0 +1,87 @@
+/* syncopt.h - the transfer options and the report output shared by push,
+ * status and exec --push. */
+#ifndef FERRY_CLI_SYNCOPT_H
+#define FERRY_CLI_SYNCOPT_H
+
+#include <stdio.h>
+
+#include "cli.h"
+#include "json.h"
+
+enum {
+	OPT_DELETE = OPT_CONN_LAST_ + 1,
+	OPT_MAX_DELETE,
+	OPT_EXCLUDE,
+	OPT_EXCLUDE_FROM,
+	OPT_CHECKSUM,
+	OPT_ITEMIZE,
+	OPT_STATS,
+	OPT_JSON,
+	OPT_PROGRESS,
+	OPT_VERIFY,
+	OPT_FORCE,
+	OPT_FSYNC,
+	OPT_STATE_DIR,
+	OPT_SYNC_LAST_
+};
+
+#define CLI_SYNC_SHORTOPTS "n"
+#define CLI_SYNC_LONGOPTS                                                      \
+	{"dry-run", no_argument, NULL, 'n'},                                   \
+	        {"delete", no_argument, NULL, OPT_DELETE},                     \
+	        {"max-delete", required_argument, NULL, OPT_MAX_DELETE},       \
+	        {"exclude", required_argument, NULL, OPT_EXCLUDE},             \
+	        {"exclude-from", required_argument, NULL, OPT_EXCLUDE_FROM},   \
+	        {"checksum", no_argument, NULL, OPT_CHECKSUM},                 \
+	        {"itemize-changes", no_argument, NULL, OPT_ITEMIZE},           \
+	        {"stats", no_argument, NULL, OPT_STATS},                       \
+	        {"json", no_argument, NULL, OPT_JSON},                         \
+	        {"progress", no_argument, NULL, OPT_PROGRESS},                 \
+	        {"verify", no_argument, NULL, OPT_VERIFY},                     \
+	        {"force", no_argument, NULL, OPT_FORCE},                       \
+	        {"fsync", no_argument, NULL, OPT_FSYNC},                       \
+	{                                                                      \
+		"state-dir", required_argument, NULL, OPT_STATE_DIR            \
+	}
+
+typedef struct cli_sync {
+	ferry_sync_opts o;
+	char **sources;
+	size_t source_count;
+	char **excludes; /* owned, with the strings */
+	size_t exclude_count, exclude_cap;
+	int itemize, stats, json, progress;
+	const cli_conn *conn;
+	/* output state */
+	double start_ms, last_draw_ms;
+	int bar_shown;
+	size_t changes_cap, changes_len;
+	struct cli_change {
+		char item[16];
+		char *path, *target;
+		int kind, error;
+		uint64_t size;
+		char *errmsg;
+	} * changes;
+} cli_sync;
+
+void cli_sync_init(cli_sync *cs, const cli_conn *conn);
+void cli_sync_free(cli_sync *cs);
+/* 1 consumed, 0 not ours, -1 bad value (message printed). */
+int cli_sync_option(cli_sync *cs, int opt, const char *arg);
+/* Sources, destination: fills cs->o (callbacks included). */
+int cli_sync_finish(cli_sync *cs, char **sources, size_t n, const char *dest);
+/* Print the outcome: itemize lines were printed as they came; this prints
+ * the summary or --stats, or the --json object (with the rest of the
+ * exec object when exec_fields is set).  Returns the exit status. */
+int cli_sync_report(cli_sync *cs, const char *command, int rc,
+                    const ferry_sync_report *r, const char *errmsg);
+/* Emit the --json members of a sync report into an open object. */
+void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
+                          const ferry_sync_report *r, const char *errmsg);
+/* rsync's 11-character itemize code for a change. */
+void cli_itemize(const ferry_change *c, char out[16]);
+/* Monotonic milliseconds. */
+double cli_now_ms(void);
+
+#endif
