@@ -354,38 +354,58 @@ def main():
         t = dict(zip(t[::2], t[1::2]))
         md.append("- 100k tree: %s files in %s directories, %.0f MB" % (
             t.get("files"), t.get("dirs"), int(t.get("bytes", 0)) / 1e6))
-    md.append("- Big file: %s MiB of PRNG bytes (incompressible)" % meta.get("big_mib", "256"))
+    md.append("- Big file: %s MiB of PRNG bytes (incompressible), a cold upload each run; "
+              "MiB/s counts the whole command, connection setup included" % meta.get("big_mib", "256"))
     md.append("- Remote: private sshd on 127.0.0.1 (tests/sshd.sh), destination on a %s" %
               meta.get("remote_fs", "?"))
     md.append("- Login shell: root's `~/.bashrc` here costs about %s ms per command "
               "(pyenv init; measured `bash -c '. ~/.bashrc'`: %s ms this run); the bench sshd "
               "sets `SetEnv SHLVL=1`, so bash does not source it for any tool — ssh, rsync and "
               "ferry alike." % ("100", fnum(float(meta.get("bashrc_ms", "0") or 0))))
-    md.append("- Round trips: loopback is the direct connection; other RTTs go through "
-              "`bench/relay` (a userspace TCP relay delaying each direction by RTT/2, TCP "
-              "handshake modelled; no `tc netem` on this kernel).")
+    sim = meta.get("sim")
+    if sim == "wire":
+        md.append("- Round trips: loopback is the direct connection to 127.0.0.1. Other RTTs: "
+                  "`bench/wire` — every IP packet delayed RTT/2 each way between two TUN "
+                  "devices, the server side in its own network namespace with its own sshd "
+                  "(same config) — so both TCP stacks see a real path (handshake, Nagle, "
+                  "delayed ACKs, slow start, windows). No `tc netem` on this kernel.")
+    elif sim == "relay":
+        md.append("- Round trips: loopback is the direct connection. Other RTTs: `bench/relay`, "
+                  "a userspace TCP relay in front of sshd delaying each direction's bytes by "
+                  "RTT/2 (TCP handshake modelled). It terminates TCP locally on both sides, so "
+                  "TCP-level stalls of a real path (Nagle against delayed ACK) are not "
+                  "reproduced: new ssh connections cost about 4 RTT less than over a "
+                  "packet-delayed path.")
+    else:
+        md.append("- Round trips: loopback only.")
     md.append("- Method: %s warm-up rounds, then %s rounds (256 MiB: %s) alternating the tools "
               "round-robin (A B C A B C …); median (min–max) in ms; `rt` = wire round trips "
               "ferry reported (`--json` `round_trips`, or ferry_sync_report); every push is "
               "checked against the source after each run (untimed)." % (
-                  meta.get("warm"), meta.get("runs"), meta.get("runs")))
+                  meta.get("warm"), meta.get("runs"), meta.get("big_runs", meta.get("runs"))))
     if meta.get("mismatches"):
         md.append("- **%s runs left a remote copy that differs from the source** (see the log)" %
                   meta["mismatches"])
     md.append("- Duration: %s s\n" % meta.get("duration_s", "?"))
 
-    md.append("## Relay check\n")
-    md.append("| configured RTT | one echo (expect 1 RTT) | connect → server's first byte "
-              "(expect 2 RTT: handshake + banner) | connect → sshd banner |")
-    md.append("| ---: | ---: | ---: | ---: |")
+    md.append("## Round-trip simulation check\n")
+    md.append("A probe server that sends one byte on accept (as sshd sends its banner) and "
+              "then echoes; medians of 20 connections (ms). Over a real path a connect "
+              "costs 1 RTT, the server's first byte arrives at 2 RTT (SYN, SYN-ACK, then "
+              "ACK + first byte), and each echo costs 1 RTT.\n")
+    md.append("| configured RTT | relay: echo | relay: connect → first byte | "
+              "wire: connect() | wire: echo | wire: connect → first byte | "
+              "connect → sshd banner (as measured) |")
+    md.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for lvl in levels:
-        pr = meta.get("relay_probe_%s" % lvl, "").split()
-        pr = dict(zip(pr[::2], pr[1::2]))
-        bn = meta.get("relay_sshd_banner_%s" % lvl, "").split()
-        bn = dict(zip(bn[::2], bn[1::2]))
-        md.append("| %s | %s ms | %s ms | %s ms |" % (
-            level_name(lvl), pr.get("echo_ms", "?"), pr.get("first_byte_ms", "?"),
-            bn.get("first_byte_ms", "?")))
+        def kv(key):
+            v = meta.get(key, "").split()
+            return dict(zip(v[::2], v[1::2]))
+        pr, wp, bn = kv("relay_probe_%s" % lvl), kv("wire_probe_%s" % lvl), kv("sshd_banner_%s" % lvl)
+        md.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            level_name(lvl), pr.get("echo_ms", "–"), pr.get("first_byte_ms", "–"),
+            wp.get("connect_ms", "–"), wp.get("echo_ms", "–"), wp.get("first_byte_ms", "–"),
+            bn.get("first_byte_ms", "–")))
     md.append("")
 
     md.append("## Results (ms: median (min–max) · round trips)\n")

@@ -1,16 +1,18 @@
 /*
  * rttprobe - check what a TCP path costs (used on bench/relay.c).
  *
- *   rttprobe serve PORT_FILE      a server that sends one byte on accept
- *                                 (like sshd's banner), then echoes; runs
- *                                 until killed
- *   rttprobe client PORT [N]      N times: connect, wait for the server's
- *                                 first byte, then 5 one-byte echoes;
- *                                 prints medians (ms) of connect() return,
- *                                 connect to first byte, and one echo
- *   rttprobe banner PORT [N]      N times: connect and wait for the first
- *                                 byte (e.g. sshd's "SSH-2.0-"), then close
+ *   rttprobe serve PORT_FILE [ADDR]   a server that sends one byte on
+ *                                 accept (like sshd's banner), then echoes;
+ *                                 runs until killed
+ *   rttprobe client PORT [N [ADDR]]   N times: connect, wait for the
+ *                                 server's first byte, then 5 one-byte
+ *                                 echoes; prints medians (ms) of connect()
+ *                                 return, connect to first byte, one echo
+ *   rttprobe banner PORT [N [ADDR]]   N times: connect and wait for the
+ *                                 first byte (sshd's "SSH-2.0-"), close
+ * ADDR is an IPv4 address, default 127.0.0.1.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -37,12 +39,14 @@ static void nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+static struct in_addr addr;
+
 static int serve(const char *port_file)
 {
 	int lfd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in sa = {0};
 	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_addr = addr;
 	socklen_t sl = sizeof(sa);
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
 	    listen(lfd, 64) != 0 ||
@@ -99,7 +103,7 @@ static int client(int port, int n, int echo)
 		struct sockaddr_in sa = {0};
 		sa.sin_family = AF_INET;
 		sa.sin_port = htons((uint16_t)port);
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sa.sin_addr = addr;
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
 		double t0 = now_ms();
 		if (fd < 0 ||
@@ -139,6 +143,15 @@ static int client(int port, int n, int echo)
 
 int main(int argc, char **argv)
 {
+	const char *a = "127.0.0.1";
+	if (argc >= 4 && !strcmp(argv[1], "serve"))
+		a = argv[3];
+	else if (argc >= 5)
+		a = argv[4];
+	if (inet_pton(AF_INET, a, &addr) != 1) {
+		fprintf(stderr, "rttprobe: bad address %s\n", a);
+		return 2;
+	}
 	if (argc >= 3 && !strcmp(argv[1], "serve"))
 		return serve(argv[2]);
 	if (argc >= 3 &&
@@ -149,7 +162,7 @@ int main(int argc, char **argv)
 			return 2;
 		return client(port, n, !strcmp(argv[1], "client"));
 	}
-	fprintf(stderr, "usage: rttprobe serve PORT_FILE | client PORT [N] | "
-	                "banner PORT [N]\n");
+	fprintf(stderr, "usage: rttprobe serve PORT_FILE [ADDR] | "
+	                "client PORT [N [ADDR]] | banner PORT [N [ADDR]]\n");
 	return 2;
 }

@@ -7,6 +7,12 @@
 # Environment (all optional):
 #   B         build directory holding ferry and bench/* (default build)
 #   RTT       extra round trips in ms besides loopback, e.g. "20 50"
+#   SIM       how a round trip is simulated: wire (packets delayed between
+#             two TUN devices across a network namespace: real TCP
+#             behaviour), relay (bench/relay, a userspace TCP relay: no
+#             kernel support needed), or auto (default: wire when this
+#             machine allows it, else relay; tc netem when present is
+#             not used by either - neither needs it)
 #   RUNS      measured runs per tool and case (default 10, at least 10 for
 #             a committed result); WARM warm-up rounds (default 2)
 #   BIG_RUNS  runs for the 256 MiB case (default RUNS); BIG_MIB (256)
@@ -36,7 +42,7 @@ FERRY=${FERRY:-1}
 OUT=${OUT:-$src/bench/results}
 FERRY_BIN=$B/ferry
 
-for t in gentree relay rttprobe tm xxhfloor; do
+for t in gentree relay wire rttprobe tm xxhfloor; do
 	[ -x "$BIN/$t" ] || { echo "bench: $BIN/$t missing (make B=${B#$src/} bench builds it)" >&2; exit 1; }
 done
 for t in rsync ssh gnuplot; do
@@ -56,6 +62,11 @@ HPID=
 HIN=
 HOUT=
 mounted=0
+NS=
+TA=
+WIRE_PID=
+SIM=${SIM:-auto}
+H=127.0.0.1
 
 log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
@@ -65,6 +76,10 @@ cleanup() {
 	for cm in "${CMS[@]}"; do ssh -o ControlPath="$cm" -O exit x >/dev/null 2>&1; done
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	"$src/tests/sshd.sh" stop "$W/sshd" >/dev/null 2>&1
+	"$src/tests/sshd.sh" stop "$W/sshd-ns" >/dev/null 2>&1
+	[ -n "$WIRE_PID" ] && kill "$WIRE_PID" 2>/dev/null && wait "$WIRE_PID" 2>/dev/null
+	[ -n "$NS" ] && ip netns del "$NS" 2>/dev/null
+	[ -n "$TA" ] && ip tuntap del dev "$TA" mode tun 2>/dev/null
 	[ "$mounted" = 1 ] && umount "$W/remote" 2>/dev/null
 	if [ "${KEEP:-0}" = 1 ]; then log "kept $W"; else rm -rf "$W"; fi
 }
@@ -86,10 +101,10 @@ fi
 R=$W/remote
 log "sshd on 127.0.0.1:$PORT, remote destination: $(grep remote_fs "$META" | cut -f2)"
 
-add_known_host() { # PORT: the relay presents sshd's host keys on its own port
+add_known_host() { # HOST PORT SSHD_DIR
 	local k
-	for k in "$W/sshd/host_ed25519.pub" "$W/sshd/host_ecdsa.pub"; do
-		printf '[127.0.0.1]:%s %s\n' "$1" "$(cut -d' ' -f1,2 "$k")" >>"$KH"
+	for k in "$3/host_ed25519.pub" "$3/host_ecdsa.pub"; do
+		printf '[%s]:%s %s\n' "$1" "$2" "$(cut -d' ' -f1,2 "$k")" >>"$KH"
 	done
 }
 
@@ -103,6 +118,7 @@ meta ferry_commit "$(git -C "$src" log -1 --format='%h %s' 2>/dev/null | cut -c1
 meta runs "$RUNS"
 meta warm "$WARM"
 meta big_mib "$BIG_MIB"
+meta big_runs "$BIG_RUNS"
 bashrc_ms=$("$BIN/tm" -- bash -c '. ~/.bashrc' | cut -d' ' -f1)
 meta bashrc_ms "$bashrc_ms"
 
@@ -122,8 +138,49 @@ fi
 
 # ---- the ways to reach the server at one round trip --------------------------
 # Sets P (port), SSHC (ssh command for this port), SSHCM (through the master).
-ssh_base() {
+ssh_base() { # PORT
 	printf 'ssh -F /dev/null -p %s -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=%s -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR' "$1" "$KEY" "$KH"
+}
+
+# ---- packet-level simulation: wire between this namespace and $NS -----------
+# The second sshd runs inside $NS on $HW; packets between $HA (here) and
+# $HW cross bench/wire, which holds them RTT/2 each way.
+wire_setup() {
+	[ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && command -v ip >/dev/null || return 1
+	NS=ferry-bench-$$
+	TA=fbA$$
+	local TB=fbB$$ oct=$(($$ % 250 + 1))
+	HA=10.77.$oct.1
+	HW=10.77.$oct.2
+	ip netns add "$NS" 2>/dev/null || { NS=; return 1; }
+	ip netns exec "$NS" ip link set lo up &&
+		ip tuntap add dev "$TA" mode tun &&
+		ip netns exec "$NS" ip tuntap add dev "$TB" mode tun &&
+		ip addr add "$HA" peer "$HW" dev "$TA" && ip link set "$TA" up &&
+		ip netns exec "$NS" ip addr add "$HW" peer "$HA" dev "$TB" &&
+		ip netns exec "$NS" ip link set "$TB" up || return 1
+	TB_NAME=$TB
+	printf 'ListenAddress %s\n' "$HW" >"$W/ns-extra.conf"
+	PORT_NS=$(ip netns exec "$NS" "$src/tests/sshd.sh" start "$W/sshd-ns" "$W/ns-extra.conf") || return 1
+	add_known_host "$HW" "$PORT_NS" "$W/sshd-ns"
+	wire_start 0 || return 1
+	# a sanity check through a zero-delay wire
+	"$BIN/rttprobe" banner "$PORT_NS" 3 "$HW" >/dev/null || return 1
+	wire_stop
+	return 0
+}
+
+wire_start() { # RTT
+	rm -f "$W/wire.ready"
+	"$BIN/wire" -a "$TA" -b "$TB_NAME" -n "/var/run/netns/$NS" -r "$1" -R "$W/wire.ready" 2>>"$W/wire.log" &
+	WIRE_PID=$!
+	for _ in $(seq 100); do [ -e "$W/wire.ready" ] && return 0; sleep 0.02; done
+	return 1
+}
+
+wire_stop() {
+	[ -n "$WIRE_PID" ] && kill "$WIRE_PID" 2>/dev/null && wait "$WIRE_PID" 2>/dev/null
+	WIRE_PID=
 }
 
 relay_start() { # RTT -> sets P
@@ -133,10 +190,14 @@ relay_start() { # RTT -> sets P
 	RELAY_PID=$!
 	for _ in $(seq 100); do [ -s "$pf" ] && break; sleep 0.02; done
 	P=$(cat "$pf")
-	add_known_host "$P"
+	add_known_host 127.0.0.1 "$P" "$W/sshd"
 }
 
-relay_check() { # RTT: connect + first byte and one echo through a relay
+# What a connection costs at this level, for the report: the relay's model
+# (always checked, whichever simulator runs the cases) and, with the wire,
+# the packet-level path.  A probe server sends one byte on accept, then
+# echoes.
+sim_check() { # RTT
 	local rtt=$1 pf=$W/probe.port rp=$W/probe-relay-$1.port out
 	if [ ! -s "$pf" ]; then
 		"$BIN/rttprobe" serve "$pf" &
@@ -151,15 +212,26 @@ relay_check() { # RTT: connect + first byte and one echo through a relay
 		for _ in $(seq 100); do [ -s "$rp" ] && break; sleep 0.02; done
 		out=$("$BIN/rttprobe" client "$(cat "$rp")" 20)
 		kill $rpid
+		wait $rpid 2>/dev/null
 	fi
 	meta "relay_probe_$rtt" "$out"
-	meta "relay_sshd_banner_$rtt" "$("$BIN/rttprobe" banner "$P" 10)"
-	log "relay check at $rtt ms: $out; sshd banner: $(grep "relay_sshd_banner_$rtt" "$META" | cut -f2)"
+	log "relay check at $rtt ms: $out"
+	if [ "$rtt" != 0 ] && [ "$SIM" = wire ]; then
+		if [ ! -s "$W/probe-ns.port" ]; then
+			ip netns exec "$NS" "$BIN/rttprobe" serve "$W/probe-ns.port" "$HW" &
+			PIDS+=($!)
+			for _ in $(seq 100); do [ -s "$W/probe-ns.port" ] && break; sleep 0.02; done
+		fi
+		out=$("$BIN/rttprobe" client "$(cat "$W/probe-ns.port")" 20 "$HW")
+		meta "wire_probe_$rtt" "$out"
+		log "wire check at $rtt ms: $out"
+	fi
+	meta "sshd_banner_$rtt" "$("$BIN/rttprobe" banner "$P" 10 "$H")"
 }
 
 cm_start() { # RTT
 	CMPATH=$W/cm-$1
-	$SSHC -o ControlMaster=yes -o ControlPath="$CMPATH" -o ControlPersist=yes -f -N 127.0.0.1 ||
+	$SSHC -o ControlMaster=yes -o ControlPath="$CMPATH" -o ControlPersist=yes -f -N "$H" ||
 		{ log "ControlMaster failed"; return 1; }
 	CMS+=("$CMPATH")
 	SSHCM="$SSHC -o ControlMaster=no -o ControlPath=$CMPATH"
@@ -172,7 +244,7 @@ cm_stop() { ssh -o ControlPath="$CMPATH" -O exit x >/dev/null 2>&1; }
 held_start() {
 	HPID=
 	[ -x "$BIN/held" ] || return 1
-	coproc HELDCO { exec "$BIN/held" -h 127.0.0.1 -p "$P" -i "$KEY" -k "$KH" 2>>"$W/held.err"; }
+	coproc HELDCO { exec "$BIN/held" -h "$H" -p "$P" -i "$KEY" -k "$KH" 2>>"$W/held.err"; }
 	HPID=$HELDCO_PID
 	HIN=${HELDCO[1]}
 	HOUT=${HELDCO[0]}
@@ -221,14 +293,14 @@ probe_ferry() {
 	else
 		local r
 		r=$("$BIN/tm" -o "$W/probe.out" -e "$W/probe.err" -- "$FERRY_BIN" push -p "$P" -i "$KEY" \
-			--known-hosts "$KH" --delete --json "$W/tree/" "127.0.0.1:$R/probe-push")
+			--known-hosts "$KH" --delete --json "$W/tree/" "$H:$R/probe-push")
 		if [ "$(echo "$r" | cut -d' ' -f3)" != 0 ]; then
 			NA_CLI_PUSH="ferry push exits $(echo "$r" | cut -d' ' -f3): $(head -c 150 "$W/probe.err" | tr '\n\t' '  ')"
 		elif ! diff -rq "$W/tree" "$R/probe-push" >/dev/null 2>&1; then
 			NA_CLI_PUSH="ferry push exits 0 but the remote copy differs"
 		fi
 		r=$("$BIN/tm" -o "$W/probe.out" -e "$W/probe.err" -- "$FERRY_BIN" exec -p "$P" -i "$KEY" \
-			--known-hosts "$KH" 127.0.0.1 -- echo ferry-bench-ok)
+			--known-hosts "$KH" "$H" -- echo ferry-bench-ok)
 		if ! grep -q ferry-bench-ok "$W/probe.out"; then
 			NA_CLI_EXEC="ferry exec exits $(echo "$r" | cut -d' ' -f3): $(head -c 150 "$W/probe.err" | tr '\n\t' '  ')"
 		fi
@@ -283,7 +355,7 @@ push_run() { # CASE TOOL RUN SRC DEST
 	case $t in
 	ferry-cli)
 		out=$("$BIN/tm" -o "$W/run.out" -e "$W/run.err" -- "$FERRY_BIN" push -p "$P" -i "$KEY" \
-			--known-hosts "$KH" --delete --json "$s" "127.0.0.1:$d")
+			--known-hosts "$KH" --delete --json "$s" "$H:$d")
 		record_tm "$c" "$t" "$n" "$out" "$(json_rt "$W/run.out")"
 		;;
 	ferry-held)
@@ -298,7 +370,7 @@ push_run() { # CASE TOOL RUN SRC DEST
 	rsync-new | rsync-cm)
 		local e=$SSHC
 		[ $t = rsync-cm ] && e=$SSHCM
-		out=$("$BIN/tm" -e "$W/run.err" -- rsync -az --delete -e "$e" "$s" "127.0.0.1:$d/")
+		out=$("$BIN/tm" -e "$W/run.err" -- rsync -az --delete -e "$e" "$s" "$H:$d/")
 		record_tm "$c" "$t" "$n" "$out"
 		;;
 	esac
@@ -321,7 +393,7 @@ exec_run() { # CASE TOOL RUN
 	local c=$1 t=$2 n=$3 out
 	case $t in
 	ferry-cli)
-		out=$("$BIN/tm" -e "$W/run.err" -- "$FERRY_BIN" exec -p "$P" -i "$KEY" --known-hosts "$KH" 127.0.0.1 -- true)
+		out=$("$BIN/tm" -e "$W/run.err" -- "$FERRY_BIN" exec -p "$P" -i "$KEY" --known-hosts "$KH" "$H" -- true)
 		record_tm "$c" "$t" "$n" "$out"
 		;;
 	ferry-held)
@@ -342,8 +414,8 @@ exec_run() { # CASE TOOL RUN
 			record "$c" "$t" "$n" 0 - - 1
 		fi
 		;;
-	ssh-new) record_tm "$c" "$t" "$n" "$("$BIN/tm" -e "$W/run.err" -- $SSHC 127.0.0.1 true)" ;;
-	ssh-cm) record_tm "$c" "$t" "$n" "$("$BIN/tm" -e "$W/run.err" -- $SSHCM 127.0.0.1 true)" ;;
+	ssh-new) record_tm "$c" "$t" "$n" "$("$BIN/tm" -e "$W/run.err" -- $SSHC "$H" true)" ;;
+	ssh-cm) record_tm "$c" "$t" "$n" "$("$BIN/tm" -e "$W/run.err" -- $SSHCM "$H" true)" ;;
 	esac
 }
 
@@ -416,7 +488,7 @@ one_run() { # CASE TOOL RUN INDEX
 	big)
 		d=$R/L$LVL/big-$t-$i
 		if [ $t = ssh-cat ]; then
-			record_tm big ssh-cat "$n" "$("$BIN/tm" -i "$W/big/big.bin" -e "$W/run.err" -- $SSHC 127.0.0.1 'cat >/dev/null')"
+			record_tm big ssh-cat "$n" "$("$BIN/tm" -i "$W/big/big.bin" -e "$W/run.err" -- $SSHC "$H" 'cat >/dev/null')"
 		else
 			push_run big "$t" "$n" "$W/big/big.bin" "$d"
 			check_copy big "$t" "$n" "$W/big/big.bin" "$d"
@@ -436,13 +508,20 @@ has_case() { case " $CASES " in *" $1 "*) return 0 ;; esac; return 1; }
 
 run_level() { # RTT
 	LVL=$1
+	H=127.0.0.1
+	KEY=$W/sshd/id_ed25519
 	if [ "$LVL" = 0 ]; then
 		P=$PORT
+	elif [ "$SIM" = wire ]; then
+		wire_start "$LVL" || { log "wire did not start"; return 1; }
+		H=$HW
+		P=$PORT_NS
+		KEY=$W/sshd-ns/id_ed25519
 	else
 		relay_start "$LVL"
 	fi
 	SSHC=$(ssh_base "$P")
-	relay_check "$LVL"
+	sim_check "$LVL"
 	cm_start "$LVL" || return 1
 	mkdir -p "$R/L$LVL"
 	[ -z "$NA_HELD" ] && { held_start || NA_HELD="held driver: ${HELD_ERR:-cannot start} at $LVL ms"; }
@@ -469,13 +548,33 @@ run_level() { # RTT
 	fi
 	held_stop
 	cm_stop
-	if [ "$LVL" != 0 ]; then kill "$RELAY_PID" 2>/dev/null; fi
+	if [ "$LVL" != 0 ] && [ "$SIM" = relay ]; then kill "$RELAY_PID" 2>/dev/null; fi
+	wire_stop
 	rm -rf "$R/L$LVL"
 }
 
 # ---- go -------------------------------------------------------------------------
+if [ -n "$RTT" ]; then
+	case $SIM in
+	auto | wire)
+		if wire_setup; then
+			SIM=wire
+		elif [ "$SIM" = wire ]; then
+			echo "bench: SIM=wire needs root, /dev/net/tun and ip netns" >&2
+			exit 1
+		else
+			SIM=relay
+		fi
+		;;
+	relay) ;;
+	*) echo "bench: SIM must be auto, wire or relay" >&2; exit 1 ;;
+	esac
+	meta sim "$SIM"
+	log "round trips simulated by: $SIM"
+fi
 LVL=0
 P=$PORT
+KEY=$W/sshd/id_ed25519
 SSHC=$(ssh_base "$P")
 probe_ferry
 start=$(date +%s)
