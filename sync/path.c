@@ -1,0 +1,79 @@
+#include "sync/path.h"
+
+#include <string.h>
+
+int ferry__path_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	size_t n = alen < blen ? alen : blen;
+	const unsigned char *x = (const unsigned char *)a;
+	const unsigned char *y = (const unsigned char *)b;
+	for (size_t i = 0; i < n; i++) {
+		if (x[i] != y[i]) {
+			unsigned cx = x[i] == '/' ? 0u : x[i];
+			unsigned cy = y[i] == '/' ? 0u : y[i];
+			return cx < cy ? -1 : 1;
+		}
+	}
+	return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+int ferry__path_valid(const char *p, size_t n)
+{
+	if (n == 0 || n >= FERRY__PATH_MAX || memchr(p, 0, n))
+		return 0;
+	size_t start = 0;
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && p[i] != '/')
+			continue;
+		size_t len = i - start;
+		if (len == 0)
+			return 0; /* leading '/', "//" or trailing '/' */
+		if (p[start] == '.' &&
+		    (len == 1 || (len == 2 && p[start + 1] == '.')))
+			return 0;
+		start = i + 1;
+	}
+	return 1;
+}
+
+size_t ferry__path_dirlen(const char *p, size_t n)
+{
+	while (n > 0 && p[n - 1] != '/')
+		n--;
+	return n ? n - 1 : 0;
+}
+
+int ferry__path_under(const char *p, size_t n, const char *d, size_t dn)
+{
+	if (dn == 0)
+		return 1;
+	return n > dn && p[dn] == '/' && memcmp(p, d, dn) == 0;
+}
+
+size_t ferry__path_escape(char *out, size_t size, const char *p, size_t n)
+{
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		char tmp[5];
+		size_t k;
+		if (c < 0x20 || c == 0x7f ||
+		    (c == '\\' && i + 1 < n && p[i + 1] == '#')) {
+			tmp[0] = '\\';
+			tmp[1] = '#';
+			tmp[2] = (char)('0' + (c >> 6));
+			tmp[3] = (char)('0' + ((c >> 3) & 7));
+			tmp[4] = (char)('0' + (c & 7));
+			k = 5;
+		} else {
+			tmp[0] = (char)c;
+			k = 1;
+		}
+		for (size_t j = 0; j < k; j++, len++)
+			if (size && len < size - 1)
+				out[len] = tmp[j];
+	}
+	if (size)
+		out[len < size - 1 ? len : size - 1] = '\0';
+	return len;
+}

@@ -1,0 +1,1063 @@
+#include "sync/plan.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "hash.h"
+#include "sync/path.h"
+#include "sync/report.h"
+
+#define ACT_DROP      0x1000u /* internal: removed before finish returns */
+#define PUBLIC_FLAGS  0x7fu
+#define SMALL_HASHBUF ((size_t)64 << 10)
+#define NO_SLOT       UINT32_MAX
+
+/* ---- the set of paths seen when several sources merge
+ * ---------------------------- */
+
+typedef struct seen_slot {
+	uint64_t h;
+	const char *p;
+	uint32_t n;
+	uint8_t type;
+	uint8_t used;
+} seen_slot;
+
+struct ferry__plan_set {
+	seen_slot *v;
+	size_t mask, count;
+};
+
+enum { SEEN_NEW = 0, SEEN_MERGE = 1, SEEN_DUP = 2 };
+
+static int seen_grow(ferry__plan_set *s)
+{
+	size_t size = s->v ? (s->mask + 1) * 2 : 1024;
+	seen_slot *v = ferry__calloc(size, sizeof(*v));
+	if (!v)
+		return FERRY_ENOMEM;
+	for (size_t i = 0; s->v && i <= s->mask; i++) {
+		if (!s->v[i].used)
+			continue;
+		size_t h = (size_t)s->v[i].h;
+		while (v[h & (size - 1)].used)
+			h++;
+		v[h & (size - 1)] = s->v[i];
+	}
+	ferry__free(s->v);
+	s->v = v;
+	s->mask = size - 1;
+	return 0;
+}
+
+/* SEEN_NEW (added), SEEN_MERGE (a directory seen before, and this is one),
+ * SEEN_DUP (seen before otherwise), or FERRY_ENOMEM. */
+static int seen_add(ferry__plan *p, const ferry__scan_item *it)
+{
+	ferry__plan_set *s = p->seen;
+	if ((s->count + 1) * 2 > (s->v ? s->mask + 1 : 0) && seen_grow(s))
+		return FERRY_ENOMEM;
+	uint64_t h = ferry__hash64(it->path, it->path_len);
+	size_t i = (size_t)h;
+	for (;; i++) {
+		seen_slot *x = &s->v[i & s->mask];
+		if (!x->used)
+			break;
+		if (x->h == h && x->n == it->path_len &&
+		    memcmp(x->p, it->path, it->path_len) == 0)
+			return x->type == FERRY__T_DIR &&
+			                       it->st.type == FERRY__T_DIR
+			               ? SEEN_MERGE
+			               : SEEN_DUP;
+	}
+	char *copy = ferry__arena_strndup(&p->arena, it->path, it->path_len);
+	if (!copy)
+		return FERRY_ENOMEM;
+	seen_slot *x = &s->v[i & s->mask];
+	x->h = h;
+	x->p = copy;
+	x->n = (uint32_t)it->path_len;
+	x->type = it->st.type;
+	x->used = 1;
+	s->count++;
+	return SEEN_NEW;
+}
+
+/* ---- actions
+ * ------------------------------------------------------------------------------
+ */
+
+static void entry_from(ferry__mentry *e, const ferry__stat *st)
+{
+	memset(e, 0, sizeof(*e));
+	e->size = st->size;
+	e->ino = st->ino;
+	e->dev = st->dev;
+	e->mtime_ns = st->mtime_ns;
+	e->ctime_ns = st->ctime_ns;
+	e->mode = (uint16_t)st->mode;
+	e->type = st->type;
+}
+
+static void drop_plan_index(ferry__plan *p)
+{
+	ferry__free(p->index);
+	p->index = NULL;
+	p->index_mask = 0;
+}
+
+static ferry__action *add_action(ferry__plan *p, int kind, unsigned flags,
+                                 const ferry__mentry *entry, unsigned src)
+{
+	if (p->n == p->cap) {
+		size_t ncap = p->cap ? p->cap * 2 : 64;
+		ferry__action *na =
+		        ferry__reallocarray(p->a, ncap, sizeof(*na));
+		if (!na)
+			return NULL;
+		p->a = na;
+		p->cap = ncap;
+	}
+	char *path =
+	        ferry__arena_strndup(&p->arena, entry->path, entry->path_len);
+	if (!path)
+		return NULL;
+	ferry__action *a = &p->a[p->n++];
+	memset(a, 0, sizeof(*a));
+	a->entry = *entry;
+	a->entry.path = path;
+	a->entry.flags &= FERRY__ME_DISK_FLAGS;
+	a->kind = (uint8_t)kind;
+	a->flags = flags;
+	if (entry->type == FERRY__T_DIR)
+		a->flags |= FERRY__CHANGED_DIR;
+	a->src = (uint16_t)src;
+	a->create_mode = entry->mode;
+	drop_plan_index(p);
+	return a;
+}
+
+static ferry__action *add_item_action(ferry__plan *p, int kind, unsigned flags,
+                                      const ferry__scan_item *it,
+                                      const ferry__stat *st,
+                                      const ferry__hash *h)
+{
+	ferry__mentry e;
+	entry_from(&e, st);
+	e.path = it->path;
+	e.path_len = (uint32_t)it->path_len;
+	if (h) {
+		e.hash = *h;
+		e.flags = FERRY__ME_HASHED;
+	}
+	ferry__action *a = add_action(p, kind, flags, &e, it->src);
+	if (a && it->st.type == FERRY__T_LINK) {
+		char *l =
+		        ferry__arena_strndup(&p->arena, it->link, it->link_len);
+		if (!l)
+			return NULL;
+		a->link = l;
+		a->link_len = (uint32_t)it->link_len;
+	}
+	return a;
+}
+
+static int racy(int64_t mtime_ns, int64_t ctime_ns, int64_t ref_ns)
+{
+	return mtime_ns >= ref_ns - FERRY__RACY_NS ||
+	       ctime_ns >= ref_ns - FERRY__RACY_NS;
+}
+
+static int same_stat(const ferry__mentry *e, const ferry__stat *st)
+{
+	return e->size == st->size && e->mtime_ns == st->mtime_ns &&
+	       e->ctime_ns == st->ctime_ns && e->ino == st->ino &&
+	       e->mode == st->mode;
+}
+
+static int stat_eq(const ferry__stat *a, const ferry__stat *b)
+{
+	return a->size == b->size && a->mtime_ns == b->mtime_ns &&
+	       a->ctime_ns == b->ctime_ns && a->ino == b->ino &&
+	       a->dev == b->dev && a->mode == b->mode;
+}
+
+/* Hash the item's file.  *cur gets the stat of what was read and *stable
+ * whether it stayed the same while it was read. */
+static int hash_item(ferry__plan *p, const ferry__scan_item *it,
+                     ferry__stat *cur, ferry__hash *h, int *stable)
+{
+	struct stat st;
+	int fd, error;
+	error = ferry__scan_open_at(it->dirfd, it->name, it->follow, &fd, &st);
+	if (error)
+		return error;
+	ferry__stat before, after;
+	ferry__stat_from(&before, &st);
+	size_t want = before.size > SMALL_HASHBUF ? FERRY__HASH_BUFSIZE
+	                                          : SMALL_HASHBUF;
+	if (p->hashbuf && want > SMALL_HASHBUF && p->hashbuf_size < want) {
+		ferry__free(p->hashbuf);
+		p->hashbuf = NULL;
+	}
+	if (!p->hashbuf) {
+		p->hashbuf = ferry__malloc(want);
+		if (!p->hashbuf) {
+			close(fd);
+			return FERRY_ENOMEM;
+		}
+		p->hashbuf_size = want;
+	}
+	uint64_t nread = 0;
+	error = ferry__hash_fd(h, &nread, fd, p->hashbuf, p->hashbuf_size);
+	if (!error && fstat(fd, &st) < 0)
+		error = FERRY_EIO;
+	int e = errno;
+	close(fd);
+	errno = e;
+	if (error)
+		return error;
+	ferry__stat_from(&after, &st);
+	*cur = before;
+	*stable = stat_eq(&before, &after) && nread == before.size;
+	p->hashed_files++;
+	p->hashed_bytes += nread;
+	return 0;
+}
+
+static int keep_none(ferry__plan *p, const ferry__scan_item *it,
+                     const ferry__mentry *e)
+{
+	if (!p->o.keep_unchanged)
+		return 0;
+	ferry__action *a =
+	        add_item_action(p, FERRY__ACT_NONE, 0, it, &it->st, NULL);
+	if (!a)
+		return FERRY_ENOMEM;
+	a->entry.hash = e->hash;
+	a->entry.flags = e->flags & FERRY__ME_DISK_FLAGS;
+	return 0;
+}
+
+static int visit_file(ferry__plan *p, const ferry__scan_item *it,
+                      ferry__mentry *e, unsigned typechg)
+{
+	const ferry__stat *st = &it->st;
+	if (!e || typechg) {
+		p->bytes_upload += st->size;
+		return add_item_action(p, FERRY__ACT_UPLOAD,
+		                       FERRY_CHANGED_NEW | typechg |
+		                               FERRY__ACT_UNHASHED,
+		                       it, st, NULL)
+		               ? 0
+		               : FERRY_ENOMEM;
+	}
+	int same = same_stat(e, st);
+	int was_racy = racy(e->mtime_ns, e->ctime_ns, p->m->stat_ns);
+	if (same && !was_racy && !p->o.checksum)
+		return keep_none(p, it, e);
+
+	ferry__stat cur;
+	ferry__hash h;
+	int stable = 0;
+	int error = hash_item(p, it, &cur, &h, &stable);
+	if (error == FERRY_ENOMEM)
+		return error;
+	if (error) {
+		p->io_error = 1;
+		ferry__report_error(p->o.report, p->o.log, p->o.log_ctx,
+		                    it->path, it->path_len, error,
+		                    "cannot read: %s", strerror(errno));
+		return 0; /* the old entry stays */
+	}
+	if (stable && (e->flags & FERRY__ME_HASHED) &&
+	    ferry__hash_eq(&h, &e->hash)) {
+		unsigned fl = 0;
+		if (cur.mode != e->mode)
+			fl |= FERRY_CHANGED_MODE;
+		if (cur.mtime_ns != e->mtime_ns)
+			fl |= FERRY_CHANGED_MTIME;
+		int kind = FERRY__ACT_META;
+		if (!fl) {
+			/* Same content and metadata: only the stat moved (or
+			 * the entry was racily clean); refresh the entry so
+			 * the next push needs no hash, unless it would still
+			 * be racily clean. */
+			if (same_stat(e, &cur) &&
+			    racy(cur.mtime_ns, cur.ctime_ns, p->stat_ns))
+				return keep_none(p, it, e);
+			kind = FERRY__ACT_RECORD;
+		}
+		return add_item_action(p, kind, fl, it, &cur, &h)
+		               ? 0
+		               : FERRY_ENOMEM;
+	}
+	unsigned fl = FERRY_CHANGED_CONTENT;
+	if (cur.size != e->size)
+		fl |= FERRY_CHANGED_SIZE;
+	if (cur.mtime_ns != e->mtime_ns)
+		fl |= FERRY_CHANGED_MTIME;
+	if (cur.mode != e->mode)
+		fl |= FERRY_CHANGED_MODE;
+	if (!stable)
+		fl |= FERRY__ACT_UNHASHED;
+	p->bytes_upload += cur.size;
+	return add_item_action(p, FERRY__ACT_UPLOAD, fl, it, &cur,
+	                       stable ? &h : NULL)
+	               ? 0
+	               : FERRY_ENOMEM;
+}
+
+static int visit_dir(ferry__plan *p, const ferry__scan_item *it,
+                     ferry__mentry *e, unsigned typechg)
+{
+	const ferry__stat *st = &it->st;
+	if (!e || typechg) {
+		ferry__action *a = add_item_action(p, FERRY__ACT_MKDIR,
+		                                   FERRY_CHANGED_NEW | typechg,
+		                                   it, st, NULL);
+		if (!a)
+			return FERRY_ENOMEM;
+		if ((st->mode & 0700) != 0700) {
+			a->create_mode = st->mode | 0700;
+			if (!add_item_action(p, FERRY__ACT_META,
+			                     FERRY_CHANGED_MODE |
+			                             FERRY__ACT_QUIET,
+			                     it, st, NULL))
+				return FERRY_ENOMEM;
+		}
+		return 0;
+	}
+	if (e->mode != st->mode)
+		return add_item_action(p, FERRY__ACT_META, FERRY_CHANGED_MODE,
+		                       it, st, NULL)
+		               ? 0
+		               : FERRY_ENOMEM;
+	return keep_none(p, it, e);
+}
+
+static int visit_link(ferry__plan *p, const ferry__scan_item *it,
+                      ferry__mentry *e, unsigned typechg)
+{
+	ferry__hash h;
+	ferry__hash_buf(&h, it->link, it->link_len);
+	unsigned fl;
+	if (!e || typechg)
+		fl = FERRY_CHANGED_NEW | typechg;
+	else if (!(e->flags & FERRY__ME_HASHED) ||
+	         !ferry__hash_eq(&h, &e->hash))
+		fl = FERRY_CHANGED_CONTENT;
+	else
+		return keep_none(p, it, e);
+	return add_item_action(p, FERRY__ACT_SYMLINK, fl, it, &it->st, &h)
+	               ? 0
+	               : FERRY_ENOMEM;
+}
+
+static int visit(void *ctx, const ferry__scan_item *it)
+{
+	ferry__plan *p = ctx;
+	if (p->seen) {
+		int r = seen_add(p, it);
+		if (r < 0)
+			return r;
+		if (r == SEEN_MERGE)
+			return 0;
+		if (r == SEEN_DUP) {
+			ferry__report_warn(
+			        p->o.log, p->o.log_ctx, FERRY_LOG_WARN,
+			        it->path, it->path_len,
+			        "also in source %s: the first one is kept",
+			        p->scan->src[it->src].arg);
+			return FERRY__SCAN_PRUNE;
+		}
+	}
+	ferry__mentry *e = ferry__manifest_find(p->m, it->path, it->path_len);
+	unsigned typechg = 0;
+	if (e) {
+		e->flags |= FERRY__ME_SEEN;
+		if (e->type != it->st.type) {
+			e->flags |= FERRY__ME_REPLACED;
+			typechg = FERRY_CHANGED_TYPE;
+		}
+	}
+	switch (it->st.type) {
+	case FERRY__T_FILE:
+		return visit_file(p, it, e, typechg);
+	case FERRY__T_DIR:
+		return visit_dir(p, it, e, typechg);
+	default:
+		return visit_link(p, it, e, typechg);
+	}
+}
+
+/* ---- deletions
+ * ------------------------------------------------------------------------------
+ */
+
+static int in_scope(const ferry__plan *p, const char *path, size_t n)
+{
+	for (size_t i = 0; i < p->scan->nsrc; i++) {
+		const ferry__source *s = &p->scan->src[i];
+		if (s->fd < 0)
+			continue;
+		if (s->kind == FERRY__SRC_CONTENTS)
+			return 1;
+		if (s->kind == FERRY__SRC_DIR &&
+		    ferry__path_under(path, n, s->prefix, s->prefix_len))
+			return 1;
+	}
+	return 0;
+}
+
+static ferry__action *add_removal(ferry__plan *p, const ferry__mentry *e,
+                                  unsigned flags)
+{
+	return add_action(p,
+	                  e->type == FERRY__T_DIR ? FERRY__ACT_RMDIR
+	                                          : FERRY__ACT_DELETE,
+	                  flags, e, 0);
+}
+
+static int plan_deletions(ferry__plan *p)
+{
+	int error = 0;
+	ferry__manifest *m = p->m;
+	size_t *stack = NULL, depth = 0, cap = 0;
+	ssize_t replaced = -1;
+
+	for (size_t i = 0; i < m->n; i++) {
+		const ferry__mentry *e = &m->e[i];
+		if (replaced >= 0 &&
+		    ferry__path_under(e->path, e->path_len, m->e[replaced].path,
+		                      m->e[replaced].path_len)) {
+			if (!add_removal(p, e, FERRY_CHANGED_TYPE))
+				goto nomem;
+			continue;
+		}
+		replaced = -1;
+		if (e->flags & FERRY__ME_REPLACED) {
+			if (!add_removal(p, e, FERRY_CHANGED_TYPE))
+				goto nomem;
+			if (e->type == FERRY__T_DIR)
+				replaced = (ssize_t)i;
+			continue;
+		}
+		if ((e->flags & FERRY__ME_SEEN) || !p->o.delete_extraneous ||
+		    !in_scope(p, e->path, e->path_len))
+			continue;
+		/* Candidate rmdirs on the current path. */
+		while (depth > 0) {
+			const ferry__mentry *d = &p->a[stack[depth - 1]].entry;
+			if (ferry__path_under(e->path, e->path_len, d->path,
+			                      d->path_len))
+				break;
+			depth--;
+		}
+		if (ferry__excludes_match_tree(p->o.excludes, e->path,
+		                               e->path_len,
+		                               e->type == FERRY__T_DIR)) {
+			/* Protected: its directories must stay too. */
+			for (size_t k = 0; k < depth; k++)
+				p->a[stack[k]].flags |= ACT_DROP;
+			continue;
+		}
+		if (!add_removal(p, e, FERRY__ACT_EXTRANEOUS))
+			goto nomem;
+		if (e->type == FERRY__T_DIR) {
+			if (depth == cap) {
+				size_t ncap = cap ? cap * 2 : 32;
+				size_t *ns = ferry__reallocarray(stack, ncap,
+				                                 sizeof(*ns));
+				if (!ns)
+					goto nomem;
+				stack = ns;
+				cap = ncap;
+			}
+			stack[depth++] = p->n - 1;
+		}
+	}
+	goto out;
+nomem:
+	error = FERRY_ENOMEM;
+out:
+	ferry__free(stack);
+	return error;
+}
+
+static void drop_marked(ferry__plan *p)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < p->n; i++)
+		if (!(p->a[i].flags & ACT_DROP))
+			p->a[k++] = p->a[i];
+	if (k != p->n)
+		drop_plan_index(p);
+	p->n = k;
+}
+
+/* ---- build
+ * ------------------------------------------------------------------------------------
+ */
+
+int ferry__plan_build(ferry__plan **out, ferry__scan *scan, ferry__manifest *m,
+                      const ferry__plan_opts *o)
+{
+	int error = 0;
+	*out = NULL;
+	ferry__plan *p = ferry__calloc(1, sizeof(*p));
+	if (!p)
+		return FERRY_ENOMEM;
+	p->o = *o;
+	p->scan = scan;
+	p->m = m;
+	m->cursor = 0;
+	if (scan->nsrc > 1) {
+		p->seen = ferry__calloc(1, sizeof(*p->seen));
+		if (!p->seen) {
+			error = FERRY_ENOMEM;
+			goto out;
+		}
+	}
+	error = ferry__scan_run(scan, visit, p);
+	p->stat_ns = scan->start_ns;
+	if (!error)
+		error = plan_deletions(p);
+	if (!error)
+		drop_marked(p);
+out:
+	if (error) {
+		ferry__plan_free(p);
+		return error;
+	}
+	*out = p;
+	return 0;
+}
+
+void ferry__plan_free(ferry__plan *p)
+{
+	if (!p)
+		return;
+	ferry__free(p->a);
+	ferry__arena_free(&p->arena);
+	ferry__free(p->hashbuf);
+	if (p->seen)
+		ferry__free(p->seen->v);
+	ferry__free(p->seen);
+	ferry__free(p->index);
+	ferry__free(p);
+}
+
+/* ---- verify support
+ * ---------------------------------------------------------------------------
+ */
+
+static int find_rank(const ferry__action *a)
+{
+	if (a->kind == FERRY__ACT_DELETE || a->kind == FERRY__ACT_RMDIR)
+		return 0;
+	return a->flags & FERRY__ACT_QUIET ? 1 : 2;
+}
+
+ferry__action *ferry__plan_find(ferry__plan *p, const char *path, size_t n)
+{
+	if (!p->index && p->n) {
+		size_t size = 16;
+		while (size < 2 * p->n)
+			size *= 2;
+		uint32_t *ix = ferry__reallocarray(NULL, size, sizeof(*ix));
+		if (ix) {
+			memset(ix, 0xff, size * sizeof(*ix));
+			for (size_t i = 0; i < p->n; i++) {
+				size_t h = (size_t)ferry__hash64(
+				        p->a[i].entry.path,
+				        p->a[i].entry.path_len);
+				while (ix[h & (size - 1)] != NO_SLOT)
+					h++;
+				ix[h & (size - 1)] = (uint32_t)i;
+			}
+			p->index = ix;
+			p->index_mask = size - 1;
+		}
+	}
+	ferry__action *best = NULL;
+	if (p->index) {
+		size_t h = (size_t)ferry__hash64(path, n);
+		for (;; h++) {
+			uint32_t i = p->index[h & p->index_mask];
+			if (i == NO_SLOT)
+				break;
+			ferry__action *a = &p->a[i];
+			if (a->entry.path_len == n &&
+			    memcmp(a->entry.path, path, n) == 0 &&
+			    (!best || find_rank(a) > find_rank(best)))
+				best = a;
+		}
+		return best;
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		ferry__action *a = &p->a[i];
+		if (a->entry.path_len == n &&
+		    memcmp(a->entry.path, path, n) == 0 &&
+		    (!best || find_rank(a) > find_rank(best)))
+			best = a;
+	}
+	return best;
+}
+
+void ferry__plan_promote(ferry__plan *p, ferry__action *a, int kind,
+                         unsigned flags)
+{
+	if (kind == FERRY__ACT_UPLOAD && a->kind != FERRY__ACT_UPLOAD)
+		p->bytes_upload += a->entry.size;
+	a->kind = (uint8_t)kind;
+	a->flags |= flags;
+	if (kind == FERRY__ACT_MKDIR && (a->entry.mode & 0700) != 0700)
+		a->create_mode = a->entry.mode | 0700u;
+}
+
+int ferry__plan_add_delete(ferry__plan *p, const char *path, size_t n, int type,
+                           unsigned flags)
+{
+	ferry__mentry e;
+	memset(&e, 0, sizeof(e));
+	e.path = path;
+	e.path_len = (uint32_t)n;
+	e.type = (uint8_t)type;
+	if (!(flags & FERRY_CHANGED_TYPE)) {
+		if (!p->o.delete_extraneous || !in_scope(p, path, n) ||
+		    ferry__excludes_match_tree(p->o.excludes, path, n,
+		                               type == FERRY__T_DIR))
+			return 0;
+		flags |= FERRY__ACT_EXTRANEOUS | FERRY__ACT_REMOTE_ONLY;
+	}
+	return add_removal(p, &e, flags) ? 0 : FERRY_ENOMEM;
+}
+
+/* ---- finish: deletion policy and order
+ * -------------------------------------------------------- */
+
+static int phase_of(const ferry__action *a)
+{
+	switch (a->kind) {
+	case FERRY__ACT_DELETE:
+	case FERRY__ACT_RMDIR:
+		if (!(a->flags & FERRY__ACT_EXTRANEOUS))
+			return 0;
+		return a->kind == FERRY__ACT_DELETE ? 5 : 6;
+	case FERRY__ACT_MKDIR:
+		return 1;
+	case FERRY__ACT_UPLOAD:
+		return 2;
+	case FERRY__ACT_META:
+		return a->entry.type == FERRY__T_DIR ? 7 : 3;
+	case FERRY__ACT_SYMLINK:
+		return 4;
+	default:
+		return 7;
+	}
+}
+
+static int reverse_phase(int phase)
+{
+	return phase == 0 || phase == 5 || phase == 6;
+}
+
+static int action_cmp(const void *x, const void *y, void *ctx)
+{
+	const ferry__action *a = x, *b = y;
+	(void)ctx;
+	if (a->phase != b->phase)
+		return a->phase < b->phase ? -1 : 1;
+	int c = ferry__path_cmp(a->entry.path, a->entry.path_len, b->entry.path,
+	                        b->entry.path_len);
+	return reverse_phase(a->phase) ? -c : c;
+}
+
+static void apply_policy(ferry__plan *p)
+{
+	uint64_t count = 0;
+	for (size_t i = 0; i < p->n; i++)
+		if (p->a[i].flags & FERRY__ACT_EXTRANEOUS)
+			count++;
+	if (count == 0)
+		return;
+	int empty = 0;
+	for (unsigned i = 0; i < p->scan->nsrc; i++)
+		if (p->scan->src[i].fd < 0 ||
+		    ferry__scan_source_empty(p->scan, i))
+			empty = 1;
+	long long max = p->o.max_delete;
+	if (p->scan->incomplete || p->io_error) {
+		p->deletions_skipped = FERRY__DEL_IOERR;
+		ferry__report_warn(
+		        p->o.log, p->o.log_ctx, FERRY_LOG_WARN, NULL, 0,
+		        "some files could not be read: skipping %llu deletions",
+		        (unsigned long long)count);
+	} else if (empty) {
+		p->deletions_skipped = FERRY__DEL_EMPTY;
+		ferry__report_warn(
+		        p->o.log, p->o.log_ctx, FERRY_LOG_WARN, NULL, 0,
+		        "a source directory is empty: refusing %llu deletions",
+		        (unsigned long long)count);
+	} else if (max < 0) {
+		p->deletions_skipped = FERRY__DEL_NONE;
+		ferry__report_warn(p->o.log, p->o.log_ctx, FERRY_LOG_INFO, NULL,
+		                   0, "--max-delete: skipping %llu deletions",
+		                   (unsigned long long)count);
+	} else if (max > 0 && count > (unsigned long long)max) {
+		p->deletions_skipped = FERRY__DEL_MAX;
+		snprintf(p->refused, sizeof(p->refused),
+		         "refusing to delete %llu entries: more than "
+		         "--max-delete %lld",
+		         (unsigned long long)count, max);
+		ferry__report_error(p->o.report, p->o.log, p->o.log_ctx, "", 0,
+		                    FERRY_EINVALID, "%s", p->refused);
+	} else {
+		return;
+	}
+	p->deletions_dropped = count;
+	for (size_t i = 0; i < p->n; i++)
+		if (p->a[i].flags & FERRY__ACT_EXTRANEOUS)
+			p->a[i].flags |= ACT_DROP;
+	drop_marked(p);
+}
+
+int ferry__plan_finish(ferry__plan *p)
+{
+	if (p->finished)
+		return 0;
+	apply_policy(p);
+	size_t count[8] = {0}, start[8];
+	for (size_t i = 0; i < p->n; i++) {
+		p->a[i].phase = (uint8_t)phase_of(&p->a[i]);
+		count[p->a[i].phase]++;
+	}
+	ferry__action *na = NULL;
+	if (p->n) {
+		na = ferry__reallocarray(NULL, p->n, sizeof(*na));
+		if (!na)
+			return FERRY_ENOMEM;
+	}
+	size_t pos = 0;
+	for (int ph = 0; ph < 8; ph++) {
+		start[ph] = pos;
+		pos += count[ph];
+	}
+	size_t fill[8];
+	memcpy(fill, start, sizeof(fill));
+	for (size_t i = 0; i < p->n; i++)
+		na[fill[p->a[i].phase]++] = p->a[i];
+	/* Within a phase the scan and manifest order usually is the order
+	 * wanted (reversed for removals): sort only when it is not. */
+	for (int ph = 0; ph < 8; ph++) {
+		ferry__action *v = na ? na + start[ph] : NULL;
+		size_t k = count[ph];
+		if (k < 2)
+			continue;
+		int rev = reverse_phase(ph);
+		if (rev) {
+			for (size_t i = 0, j = k - 1; i < j; i++, j--) {
+				ferry__action t = v[i];
+				v[i] = v[j];
+				v[j] = t;
+			}
+		}
+		size_t i = 1;
+		while (i < k && action_cmp(&v[i - 1], &v[i], NULL) <= 0)
+			i++;
+		if (i < k)
+			qsort_r(v, k, sizeof(*v), action_cmp, NULL);
+	}
+	ferry__free(p->a);
+	p->a = na;
+	p->cap = p->n;
+	drop_plan_index(p);
+	p->finished = 1;
+	return 0;
+}
+
+/* ---- reporting
+ * --------------------------------------------------------------------------------
+ */
+
+int ferry__action_visible(const ferry__action *a)
+{
+	return a->kind <= FERRY__ACT_RMDIR && !(a->flags & FERRY__ACT_QUIET);
+}
+
+void ferry__action_change(const ferry__action *a, ferry_change *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->kind = (ferry_change_kind)a->kind;
+	c->flags = a->flags & PUBLIC_FLAGS;
+	c->path = a->entry.path;
+	c->link_target = a->kind == FERRY__ACT_SYMLINK ? a->link : NULL;
+	c->size = a->entry.size;
+	c->mode = a->entry.mode;
+	c->error = a->error;
+}
+
+void ferry__plan_report(const ferry__plan *p, ferry_sync_report *r,
+                        void (*on_change)(void *ctx, const ferry_change *c),
+                        void *ctx)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		const ferry__action *a = &p->a[i];
+		if (!ferry__action_visible(a))
+			continue;
+		if (r) {
+			switch (a->kind) {
+			case FERRY__ACT_MKDIR:
+				r->dirs_created++;
+				break;
+			case FERRY__ACT_UPLOAD:
+				r->files_uploaded++;
+				break;
+			case FERRY__ACT_META:
+				r->files_updated++;
+				break;
+			case FERRY__ACT_SYMLINK:
+				r->symlinks_created++;
+				break;
+			case FERRY__ACT_DELETE:
+				r->files_deleted++;
+				break;
+			default:
+				r->dirs_deleted++;
+				break;
+			}
+		}
+		if (on_change) {
+			ferry_change c;
+			ferry__action_change(a, &c);
+			on_change(ctx, &c);
+		}
+	}
+}
+
+static void put(char *buf, size_t size, size_t *len, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++, (*len)++)
+		if (*len + 1 < size)
+			buf[*len] = s[i];
+}
+
+static void put_escaped(char *buf, size_t size, size_t *len, const char *s,
+                        size_t n)
+{
+	size_t need = ferry__path_escape(NULL, 0, s, n);
+	if (*len + 1 < size)
+		ferry__path_escape(buf + *len, size - *len, s, n);
+	*len += need;
+}
+
+size_t ferry_change_itemize(char *buf, size_t size, const ferry_change *c)
+{
+	char code[12];
+	size_t len = 0;
+	unsigned f = c->flags;
+	int dir = (f & FERRY__CHANGED_DIR) || c->kind == FERRY_CHANGE_MKDIR ||
+	          c->kind == FERRY_CHANGE_RMDIR;
+	int is_new = (f & (FERRY_CHANGED_NEW | FERRY_CHANGED_TYPE)) != 0;
+	memset(code, '.', 11);
+	code[11] = '\0';
+	switch (c->kind) {
+	case FERRY_CHANGE_DELETE:
+	case FERRY_CHANGE_RMDIR:
+		memcpy(code, "*deleting  ", 11);
+		break;
+	case FERRY_CHANGE_MKDIR:
+		memcpy(code, "cd+++++++++", 11);
+		break;
+	case FERRY_CHANGE_SYMLINK:
+		memcpy(code, is_new ? "cL+++++++++" : "cLc........", 11);
+		break;
+	case FERRY_CHANGE_UPLOAD:
+	case FERRY_CHANGE_META:
+		code[0] = c->kind == FERRY_CHANGE_UPLOAD ? '>' : '.';
+		code[1] = dir ? 'd' : 'f';
+		if (is_new && c->kind == FERRY_CHANGE_UPLOAD) {
+			memset(code + 2, '+', 9);
+			break;
+		}
+		if (f & FERRY_CHANGED_CONTENT)
+			code[2] = 'c';
+		if (f & FERRY_CHANGED_SIZE)
+			code[3] = 's';
+		if (f & FERRY_CHANGED_MTIME)
+			code[4] = 't';
+		if (f & FERRY_CHANGED_MODE)
+			code[5] = 'p';
+		break;
+	}
+	put(buf, size, &len, code, 11);
+	put(buf, size, &len, " ", 1);
+	const char *path = c->path ? c->path : "";
+	put_escaped(buf, size, &len, path, strlen(path));
+	if (dir)
+		put(buf, size, &len, "/", 1);
+	if (c->kind == FERRY_CHANGE_SYMLINK && c->link_target) {
+		put(buf, size, &len, " -> ", 4);
+		put_escaped(buf, size, &len, c->link_target,
+		            strlen(c->link_target));
+	}
+	if (size)
+		buf[len < size ? len : size - 1] = '\0';
+	return len;
+}
+
+/* ---- apply
+ * --------------------------------------------------------------------------------------
+ */
+
+static int is_removal(const ferry__action *a)
+{
+	return a->kind == FERRY__ACT_DELETE || a->kind == FERRY__ACT_RMDIR;
+}
+
+static int effect_cmp(const void *x, const void *y, void *ctx)
+{
+	const ferry__action *v = ctx;
+	const ferry__action *a = &v[*(const size_t *)x];
+	const ferry__action *b = &v[*(const size_t *)y];
+	int c = ferry__path_cmp(a->entry.path, a->entry.path_len, b->entry.path,
+	                        b->entry.path_len);
+	if (c)
+		return c;
+	/* One path: removal first, then creations by phase. */
+	int ra = is_removal(a) ? 0 : 1 + phase_of(a);
+	int rb = is_removal(b) ? 0 : 1 + phase_of(b);
+	return ra < rb ? -1 : ra > rb;
+}
+
+int ferry__plan_apply(const ferry__plan *p, ferry__manifest *m)
+{
+	int error = 0;
+	size_t ne = 0, puts = 0;
+	size_t *eff = NULL;
+	ferry__mentry *out = NULL;
+	uint32_t *stack = NULL;
+
+	if (p->n) {
+		eff = ferry__reallocarray(NULL, p->n, sizeof(*eff));
+		if (!eff)
+			goto nomem;
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		const ferry__action *a = &p->a[i];
+		if (a->kind == FERRY__ACT_NONE ||
+		    (!a->committed && a->kind != FERRY__ACT_RECORD))
+			continue;
+		eff[ne++] = i;
+		if (!is_removal(a))
+			puts++;
+	}
+	qsort_r(eff, ne, sizeof(*eff), effect_cmp, p->a);
+	out = ferry__reallocarray(NULL, m->n + puts + 1, sizeof(*out));
+	if (!out)
+		goto nomem;
+
+	size_t i = 0, j = 0, k = 0;
+	int64_t old_ref = m->stat_ns;
+	while (i < m->n || j < ne) {
+		int c;
+		if (i >= m->n)
+			c = 1;
+		else if (j >= ne)
+			c = -1;
+		else
+			c = ferry__path_cmp(m->e[i].path, m->e[i].path_len,
+			                    p->a[eff[j]].entry.path,
+			                    p->a[eff[j]].entry.path_len);
+		if (c < 0) {
+			ferry__mentry e = m->e[i++];
+			e.flags &= FERRY__ME_DISK_FLAGS;
+			/* Racily clean when recorded and not verified since:
+			 * make sure the next push hashes it. */
+			if (e.type == FERRY__T_FILE &&
+			    racy(e.mtime_ns, e.ctime_ns, old_ref))
+				e.ctime_ns = -1;
+			out[k++] = e;
+			continue;
+		}
+		const ferry__action *first = &p->a[eff[j]];
+		const char *path = first->entry.path;
+		size_t plen = first->entry.path_len;
+		int have = c == 0;
+		ferry__mentry cur;
+		if (have)
+			cur = m->e[i];
+		const ferry__action *put_a = NULL;
+		while (j < ne && p->a[eff[j]].entry.path_len == plen &&
+		       memcmp(p->a[eff[j]].entry.path, path, plen) == 0) {
+			const ferry__action *a = &p->a[eff[j++]];
+			if (is_removal(a)) {
+				have = 0;
+				put_a = NULL;
+			} else {
+				put_a = a;
+				have = 1;
+			}
+		}
+		if (put_a) {
+			const char *owned = c == 0 ? m->e[i].path : NULL;
+			cur = put_a->entry;
+			if (!owned) {
+				owned = ferry__arena_strndup(&m->arena, path,
+				                             plen);
+				if (!owned)
+					goto nomem;
+			}
+			cur.path = owned;
+			if (put_a->kind == FERRY__ACT_MKDIR)
+				cur.mode = (uint16_t)put_a->create_mode;
+			if (put_a->flags & FERRY__ACT_UNHASHED)
+				cur.flags &= (uint8_t)~FERRY__ME_HASHED;
+		}
+		if (c == 0)
+			i++;
+		if (have) {
+			cur.flags &= FERRY__ME_DISK_FLAGS;
+			out[k++] = cur;
+		}
+	}
+
+	/* Drop entries whose parent directory is not recorded. */
+	size_t depth = 0, kept = 0;
+	stack = ferry__reallocarray(NULL, FERRY__PATH_MAX / 2 + 2,
+	                            sizeof(*stack));
+	if (!stack)
+		goto nomem;
+	for (size_t x = 0; x < k; x++) {
+		const ferry__mentry *e = &out[x];
+		while (depth > 0 &&
+		       !ferry__path_under(e->path, e->path_len,
+		                          out[stack[depth - 1]].path,
+		                          out[stack[depth - 1]].path_len))
+			depth--;
+		size_t dl = ferry__path_dirlen(e->path, e->path_len);
+		if (dl > 0 &&
+		    (depth == 0 || out[stack[depth - 1]].path_len != dl))
+			continue;
+		out[kept] = *e;
+		if (e->type == FERRY__T_DIR && depth < FERRY__PATH_MAX / 2 + 2)
+			stack[depth++] = (uint32_t)kept;
+		kept++;
+	}
+	ferry__manifest_adopt(m, out, kept, m->n + puts + 1);
+	out = NULL;
+	m->stat_ns = p->stat_ns;
+	goto done;
+nomem:
+	error = FERRY_ENOMEM;
+done:
+	ferry__free(eff);
+	ferry__free(out);
+	ferry__free(stack);
+	return error;
+}

@@ -1,0 +1,192 @@
+/* plan.h - change detection and the ordered plan of a push.
+ *
+ * ferry__plan_build runs the scan and compares each item with the manifest
+ * as it comes (nothing is kept for unchanged items, so the no-change
+ * decision costs one stat walk and the manifest):
+ *
+ *  - a file is unchanged when type, mode, size, mtime, ctime and inode
+ *    match its entry and it is not racily clean (mtime or ctime within
+ *    FERRY__RACY_NS of the manifest's stat_ns); otherwise it is hashed
+ *    (XXH3-128): same content -> a metadata update when mode or mtime
+ *    differ, else only a manifest refresh (FERRY__ACT_RECORD); different
+ *    content -> an upload.  checksum hashes every file that has an entry.
+ *  - a directory changes only by mode; a symlink by its target.
+ *  - manifest entries the scan did not see are deleted when
+ *    delete_extraneous is set (only below synced directories, never when
+ *    excluded); a path whose type changed has its old entry (and subtree)
+ *    removed first, whatever delete_extraneous says.
+ *
+ * ferry__plan_finish applies the deletion policy (skip all when the scan
+ * was incomplete or a file could not be read, or a source root is empty;
+ * max_delete) and orders the actions:
+ *
+ *   0 removals for type changes (deepest first)   4 symlinks
+ *   1 mkdir (parents first)                       5 file and symlink deletes
+ *   2 uploads                                     6 rmdir (deepest first)
+ *   3 file metadata updates                       7 directory modes, records
+ *
+ * The executor runs the actions in order, marks each committed (or sets
+ * its error), then ferry__plan_apply turns the old manifest into the new
+ * one with exactly the committed actions applied. */
+#ifndef FERRY_SYNC_PLAN_H
+#define FERRY_SYNC_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry.h"
+#include "sync/arena.h"
+#include "sync/exclude.h"
+#include "sync/manifest.h"
+#include "sync/scan.h"
+
+/* Timestamp granularity assumed for racily clean entries (covers coarse
+ * kernel clocks and 2-second filesystems). */
+#define FERRY__RACY_NS ((int64_t)2000000000)
+
+enum {
+	FERRY__ACT_MKDIR = FERRY_CHANGE_MKDIR,
+	FERRY__ACT_UPLOAD = FERRY_CHANGE_UPLOAD,
+	FERRY__ACT_META = FERRY_CHANGE_META,
+	FERRY__ACT_SYMLINK = FERRY_CHANGE_SYMLINK,
+	FERRY__ACT_DELETE = FERRY_CHANGE_DELETE, /* a file or a symlink */
+	FERRY__ACT_RMDIR = FERRY_CHANGE_RMDIR,
+	FERRY__ACT_RECORD = 6, /* nothing remote: refresh the manifest entry */
+	FERRY__ACT_NONE = 7    /* unchanged (kept only with keep_unchanged) */
+};
+
+/* ferry__action.flags, beyond FERRY_CHANGED_* (ferry.h) */
+#define FERRY__CHANGED_DIR     0x40u  /* the path is a directory */
+#define FERRY__ACT_QUIET       0x100u /* internal fix-up, not reported */
+#define FERRY__ACT_EXTRANEOUS  0x200u /* a --delete deletion */
+#define FERRY__ACT_REMOTE_ONLY 0x400u /* found by listing the remote */
+#define FERRY__ACT_UNHASHED                                                    \
+	0x800u /* entry.hash to be computed by the                             \
+	        * executor as it reads the file */
+
+typedef struct ferry__action {
+	/* The manifest entry to record once the action is committed
+	 * (path = destination path; hash valid when FERRY__ME_HASHED).  For
+	 * a deletion: the entry removed (path and type). */
+	ferry__mentry entry;
+	const char *link; /* FERRY__ACT_SYMLINK: target, NUL-terminated */
+	uint32_t link_len;
+	uint32_t
+	        flags; /* FERRY_CHANGED_* | FERRY__CHANGED_DIR | FERRY__ACT_* */
+	/* FERRY__ACT_MKDIR: the mode to create with.  When the final mode
+	 * lacks owner rwx, this adds it and a quiet phase-7 META sets the
+	 * final mode once the directory is filled. */
+	uint32_t create_mode;
+	uint16_t src; /* source to read from: ferry__scan_open(scan, src,
+	               * entry.path, entry.path_len, ...) */
+	uint8_t kind; /* FERRY__ACT_* */
+	uint8_t phase;
+	uint8_t committed; /* set by the executor */
+	int error;         /* FERRY_E* when it failed (executor) */
+} ferry__action;
+
+typedef struct ferry__plan_opts {
+	int checksum;          /* hash every file that has an entry */
+	int delete_extraneous; /* --delete */
+	long long max_delete;  /* 0: no limit; > 0: refuse more; < 0: none */
+	int keep_unchanged;    /* record FERRY__ACT_NONE actions (verify) */
+	const ferry__excludes *excludes; /* protect excluded remote paths */
+	ferry_log_fn log;
+	void *log_ctx;
+	ferry_sync_report *report; /* per-file errors appended; may be NULL */
+} ferry__plan_opts;
+
+/* Why deletions were dropped (ferry__plan.deletions_skipped). */
+enum {
+	FERRY__DEL_OK = 0,
+	FERRY__DEL_IOERR = 1, /* a source, directory or file unreadable */
+	FERRY__DEL_EMPTY = 2, /* a source root is missing or empty */
+	FERRY__DEL_NONE = 3,  /* max_delete < 0 */
+	FERRY__DEL_MAX = 4    /* more than max_delete: refused (an error) */
+};
+
+typedef struct ferry__plan_set ferry__plan_set; /* private */
+
+typedef struct ferry__plan {
+	ferry__action *a; /* in execution order after ferry__plan_finish */
+	size_t n, cap;
+	ferry__arena arena; /* paths and link targets of the actions */
+	ferry__plan_opts o;
+	ferry__scan *scan;  /* borrowed */
+	ferry__manifest *m; /* borrowed: the old manifest */
+	int64_t stat_ns;    /* the scan's start: stat_ns of the new manifest */
+	int io_error;       /* a file could not be read for hashing */
+	int deletions_skipped; /* FERRY__DEL_* */
+	uint64_t deletions_dropped;
+	char refused[256];     /* FERRY__DEL_MAX: the message */
+	uint64_t bytes_upload; /* sum of upload sizes */
+	uint64_t hashed_files, hashed_bytes;
+	int finished;
+	void *hashbuf; /* for hashing files, grown on demand */
+	size_t hashbuf_size;
+	ferry__plan_set *seen; /* paths seen, when several sources */
+	uint32_t *index;       /* lazy path index for ferry__plan_find */
+	size_t index_mask;
+} ferry__plan;
+
+/* Scan (ferry__scan_run) and compare with m.  scan and m must outlive the
+ * plan; m's entries get FERRY__ME_SEEN set.  0, FERRY_ENOMEM or FERRY_EIO;
+ * per-file problems go to o->report and o->log. */
+int ferry__plan_build(ferry__plan **out, ferry__scan *scan, ferry__manifest *m,
+                      const ferry__plan_opts *o);
+void ferry__plan_free(ferry__plan *p);
+
+/* Verify mode, between build and finish ---------------------------------- */
+
+/* The action of a destination path (any kind, NONE included), or NULL. */
+ferry__action *ferry__plan_find(ferry__plan *p, const char *path, size_t n);
+/* Turn a into kind (FERRY__ACT_UPLOAD, META, MKDIR, SYMLINK) with
+ * flags added, e.g. a NONE whose remote copy was found different. */
+void ferry__plan_promote(ferry__plan *p, ferry__action *a, int kind,
+                         unsigned flags);
+/* A remote path to remove (type FERRY__T_*), e.g. found by listing the
+ * remote: with FERRY_CHANGED_TYPE in flags it is a removal that a type
+ * change requires (always planned); otherwise an extraneous deletion,
+ * planned only with delete_extraneous, inside a synced directory and not
+ * excluded (FERRY__ACT_REMOTE_ONLY is added).  0 or FERRY_ENOMEM. */
+int ferry__plan_add_delete(ferry__plan *p, const char *path, size_t n, int type,
+                           unsigned flags);
+
+/* Deletion policy and order (call once).  0, or FERRY_ENOMEM. */
+int ferry__plan_finish(ferry__plan *p);
+
+/* Reporting ---------------------------------------------------------------- */
+
+/* 1 when a is reported to the user (not NONE, RECORD or quiet). */
+int ferry__action_visible(const ferry__action *a);
+/* The public view of an action (pointers into the plan). */
+void ferry__action_change(const ferry__action *a, ferry_change *c);
+/* Counts of the visible actions added to r (files_uploaded,
+ * files_updated, files_deleted, dirs_created, dirs_deleted,
+ * symlinks_created) and on_change called for each, in order. */
+void ferry__plan_report(const ferry__plan *p, ferry_sync_report *r,
+                        void (*on_change)(void *ctx, const ferry_change *c),
+                        void *ctx);
+
+/* One rsync --itemize-changes line for c, without newline:
+ *   >f+++++++++ path            new file
+ *   >fcst...... path            content (c), size (s), time (t) changed
+ *   .f..t...... path            mtime only;  .f...p..... path  mode only
+ *   cd+++++++++ dir/            new directory;  .d...p..... dir/  its mode
+ *   cL+++++++++ link -> target  new symlink;  cLc........ changed target
+ *   *deleting   path            deletion (directories with a '/')
+ * Control bytes in names are written as \#ooo.  Writes at most size bytes
+ * (NUL included) and returns the full length, like snprintf.  For the
+ * CLI; declared here until lib/ferry.h carries it. */
+FERRY_API size_t ferry_change_itemize(char *buf, size_t size,
+                                      const ferry_change *c);
+
+/* Committing -------------------------------------------------------------- */
+
+/* Make m the manifest after this push: m with every committed action (and
+ * every RECORD) applied, entries whose parent directory is not recorded
+ * dropped, and stat_ns = p->stat_ns.  Uncommitted actions leave their old
+ * entries as they were.  0 or FERRY_ENOMEM (m unchanged). */
+int ferry__plan_apply(const ferry__plan *p, ferry__manifest *m);
+
+#endif

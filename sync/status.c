@@ -1,0 +1,166 @@
+#include "sync/status.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "sync/report.h"
+
+static void set_err(char *errmsg, size_t size, const char *msg)
+{
+	if (errmsg && size)
+		snprintf(errmsg, size, "%s", msg);
+}
+
+void ferry__local_free(ferry__local *l)
+{
+	ferry__plan_free(l->plan);
+	ferry__scan_free(l->scan);
+	ferry__manifest_free(l->m);
+	ferry__excludes_free(l->ex);
+	ferry__sync_paths_free(&l->paths);
+	memset(l, 0, sizeof(*l));
+}
+
+int ferry__local_plan(ferry__local *l, const char *user, const char *host,
+                      int port, const ferry_sync_opts *opts, int keep_unchanged,
+                      ferry_sync_report *report, char *errmsg,
+                      size_t errmsg_size)
+{
+	int error = 0;
+	char err[512] = "";
+	double t0 = ferry__sync_now_ms();
+	memset(l, 0, sizeof(*l));
+
+	if (!opts || opts->version != FERRY_SYNC_OPTS_VERSION) {
+		set_err(errmsg, errmsg_size,
+		        "ferry_sync_opts: bad version (use "
+		        "FERRY_SYNC_OPTS_INIT)");
+		return FERRY_EINVALID;
+	}
+	if (!opts->sources || opts->source_count == 0) {
+		set_err(errmsg, errmsg_size, "no source given");
+		return FERRY_EINVALID;
+	}
+	if (!opts->dest) {
+		set_err(errmsg, errmsg_size, "no destination given");
+		return FERRY_EINVALID;
+	}
+	if (opts->source_count > UINT16_MAX) {
+		set_err(errmsg, errmsg_size, "too many sources");
+		return FERRY_EINVALID;
+	}
+	error = ferry__sync_paths_new(&l->paths, user, host, port, opts->dest,
+	                              opts->state_dir);
+	if (error) {
+		set_err(errmsg, errmsg_size,
+		        error == FERRY_EINVALID ? "no host given"
+		        : error == FERRY_ENOTFOUND
+		                ? "no state directory: set HOME or "
+		                  "XDG_STATE_HOME, or give a state directory"
+		                : "out of memory");
+		goto out;
+	}
+
+	error = ferry__excludes_new(&l->ex);
+	for (size_t i = 0; !error && i < opts->exclude_count; i++) {
+		const char *pat = opts->excludes[i];
+		error = ferry__excludes_add(l->ex, pat ? pat : "");
+		if (error == FERRY_EINVALID)
+			set_err(errmsg, errmsg_size, "empty exclude pattern");
+	}
+	if (error)
+		goto out;
+
+	double tm = ferry__sync_now_ms();
+	if (opts->force)
+		error = ferry__manifest_new(&l->m, l->paths.target,
+		                            l->paths.dest);
+	else
+		error = ferry__manifest_load(&l->m, l->paths.manifest,
+		                             l->paths.target, l->paths.dest,
+		                             opts->log, opts->ctx);
+	if (error)
+		goto out;
+	double ts = ferry__sync_now_ms();
+
+	ferry__scan_opts so = {
+	        .sources = opts->sources,
+	        .source_count = opts->source_count,
+	        .excludes = l->ex,
+	        .log = opts->log,
+	        .log_ctx = opts->ctx,
+	        .report = report,
+	};
+	error = ferry__scan_new(&l->scan, &so, err, sizeof(err));
+	if (error) {
+		set_err(errmsg, errmsg_size, err);
+		goto out;
+	}
+	ferry__plan_opts po = {
+	        .checksum = opts->checksum,
+	        .delete_extraneous = opts->delete_extraneous,
+	        .max_delete = opts->max_delete,
+	        .keep_unchanged = keep_unchanged,
+	        .excludes = l->ex,
+	        .log = opts->log,
+	        .log_ctx = opts->ctx,
+	        .report = report,
+	};
+	error = ferry__plan_build(&l->plan, l->scan, l->m, &po);
+	double tp = ferry__sync_now_ms();
+	if (!error)
+		error = ferry__plan_finish(l->plan);
+	if (error)
+		goto out;
+	if (report) {
+		report->files_scanned += l->scan->files + l->scan->links;
+		report->dirs_scanned += l->scan->dirs;
+		report->ms_manifest += ts - tm;
+		report->ms_scan += tp - ts;
+		report->ms_plan += (tm - t0) + (ferry__sync_now_ms() - tp);
+	}
+out:
+	if (error == FERRY_ENOMEM)
+		set_err(errmsg, errmsg_size, "out of memory");
+	if (error)
+		ferry__local_free(l);
+	return error;
+}
+
+int ferry_sync_status(const ferry_session_opts *conn,
+                      const ferry_sync_opts *opts, ferry_sync_report *report,
+                      char *errmsg, size_t errmsg_size)
+{
+	ferry__local l;
+	ferry_sync_report tmp;
+	double t0 = ferry__sync_now_ms();
+	if (errmsg && errmsg_size)
+		errmsg[0] = '\0';
+	if (!report) {
+		memset(&tmp, 0, sizeof(tmp));
+		report = &tmp;
+	}
+	if (!conn || !conn->host || !*conn->host) {
+		set_err(errmsg, errmsg_size, "no host given");
+		return FERRY_EINVALID;
+	}
+	int error = ferry__local_plan(&l, conn->user, conn->host, conn->port,
+	                              opts, 0, report, errmsg, errmsg_size);
+	if (error)
+		goto out;
+	ferry__plan_report(l.plan, report, opts->on_change, opts->ctx);
+	if (l.plan->deletions_skipped == FERRY__DEL_MAX) {
+		set_err(errmsg, errmsg_size, l.plan->refused);
+		error = FERRY_EPARTIAL;
+	} else if (report->error_count) {
+		set_err(errmsg, errmsg_size, "some files could not be read");
+		error = FERRY_EPARTIAL;
+	}
+	ferry__local_free(&l);
+out:
+	report->ms_total += ferry__sync_now_ms() - t0;
+	if (report == &tmp)
+		ferry_sync_report_free(&tmp);
+	return error;
+}
