@@ -42,8 +42,7 @@ static uint64_t get64(const uint8_t *p)
 	return (uint64_t)ferry__peek_u32(p) << 32 | ferry__peek_u32(p + 4);
 }
 
-/* ---- in memory
- * ---------------------------------------------------------------- */
+/* ---- in memory ---- */
 
 int ferry__manifest_new(ferry__manifest **out, const char *target,
                         const char *dest)
@@ -189,8 +188,7 @@ ferry__mentry *ferry__manifest_find(ferry__manifest *m, const char *path,
 	return &m->e[i];
 }
 
-/* ---- validation
- * ------------------------------------------------------------------ */
+/* ---- validation ---- */
 
 typedef struct treechk {
 	uint32_t stack[FERRY__PATH_MAX / 2 + 2]; /* directories on the path */
@@ -249,8 +247,7 @@ int ferry__manifest_check(const ferry__manifest *m, char *why, size_t whysz)
 	return error;
 }
 
-/* ---- reading
- * ----------------------------------------------------------------------- */
+/* ---- reading ---- */
 
 /* A window over the file body (everything before the trailer): all of it
  * for a manifest in memory, or a buffer refilled from fd, hashing what it
@@ -548,8 +545,7 @@ out:
 	return error;
 }
 
-/* ---- writing
- * ------------------------------------------------------------------------ */
+/* ---- writing ---- */
 
 typedef struct enc {
 	ferry_buf *b;
@@ -795,9 +791,7 @@ out:
 	return error;
 }
 
-/* ---- lock
- * ------------------------------------------------------------------------------
- */
+/* ---- lock ---- */
 
 struct ferry__lock {
 	int fd;

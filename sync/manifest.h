@@ -115,8 +115,7 @@ void ferry__manifest_adopt(ferry__manifest *m, ferry__mentry *e, size_t n,
  * parents; else FERRY_EPROTO with why. */
 int ferry__manifest_check(const ferry__manifest *m, char *why, size_t whysz);
 
-/* ---- the per-target lock ----------------------------------------------------
- */
+/* ---- the per-target lock ---- */
 
 typedef struct ferry__lock ferry__lock;
 

@@ -16,8 +16,7 @@
 #define SMALL_HASHBUF ((size_t)64 << 10)
 #define NO_SLOT       UINT32_MAX
 
-/* ---- the set of paths seen when several sources merge
- * ---------------------------- */
+/* ---- the set of paths seen when several sources merge ---- */
 
 typedef struct seen_slot {
 	uint64_t h;
@@ -87,9 +86,7 @@ static int seen_add(ferry__plan *p, const ferry__scan_item *it)
 	return SEEN_NEW;
 }
 
-/* ---- actions
- * ------------------------------------------------------------------------------
- */
+/* ---- actions ---- */
 
 static void entry_from(ferry__mentry *e, const ferry__stat *st)
 {
@@ -395,9 +392,7 @@ static int visit(void *ctx, const ferry__scan_item *it)
 	}
 }
 
-/* ---- deletions
- * ------------------------------------------------------------------------------
- */
+/* ---- deletions ---- */
 
 static int in_scope(const ferry__plan *p, const char *path, size_t n)
 {
@@ -500,9 +495,7 @@ static void drop_marked(ferry__plan *p)
 	p->n = k;
 }
 
-/* ---- build
- * ------------------------------------------------------------------------------------
- */
+/* ---- build ---- */
 
 int ferry__plan_build(ferry__plan **out, ferry__scan *scan, ferry__manifest *m,
                       const ferry__plan_opts *o)
@@ -552,9 +545,7 @@ void ferry__plan_free(ferry__plan *p)
 	ferry__free(p);
 }
 
-/* ---- verify support
- * ---------------------------------------------------------------------------
- */
+/* ---- verify support ---- */
 
 static int find_rank(const ferry__action *a)
 {
@@ -638,8 +629,7 @@ int ferry__plan_add_delete(ferry__plan *p, const char *path, size_t n, int type,
 	return add_removal(p, &e, flags) ? 0 : FERRY_ENOMEM;
 }
 
-/* ---- finish: deletion policy and order
- * -------------------------------------------------------- */
+/* ---- finish: deletion policy and order ---- */
 
 static int phase_of(const ferry__action *a)
 {
@@ -781,9 +771,7 @@ int ferry__plan_finish(ferry__plan *p)
 	return 0;
 }
 
-/* ---- reporting
- * --------------------------------------------------------------------------------
- */
+/* ---- reporting ---- */
 
 int ferry__action_visible(const ferry__action *a)
 {
@@ -911,9 +899,46 @@ size_t ferry_change_itemize(char *buf, size_t size, const ferry_change *c)
 	return len;
 }
 
-/* ---- apply
- * --------------------------------------------------------------------------------------
- */
+int ferry__action_hash_local(ferry__plan *p, ferry__action *a)
+{
+	int fd, error;
+	struct stat st;
+	if (a->entry.type != FERRY__T_FILE)
+		return FERRY_EINVALID;
+	error = ferry__scan_open(p->scan, a->src, a->entry.path,
+	                         a->entry.path_len, &fd, &st);
+	if (error)
+		return error;
+	ferry__stat before, after;
+	ferry__stat_from(&before, &st);
+	ferry__hash h;
+	uint64_t nread = 0;
+	error = ferry__hash_fd(&h, &nread, fd, NULL, 0);
+	if (!error && fstat(fd, &st) < 0)
+		error = FERRY_EIO;
+	close(fd);
+	if (error)
+		return error;
+	ferry__stat_from(&after, &st);
+	ferry__stat scanned = {
+	        .size = a->entry.size,
+	        .ino = a->entry.ino,
+	        .dev = a->entry.dev,
+	        .mtime_ns = a->entry.mtime_ns,
+	        .ctime_ns = a->entry.ctime_ns,
+	        .mode = a->entry.mode,
+	        .type = a->entry.type,
+	};
+	if (stat_eq(&before, &after) && stat_eq(&before, &scanned) &&
+	    nread == before.size) {
+		a->entry.hash = h;
+		a->entry.flags |= FERRY__ME_HASHED;
+		a->flags &= ~FERRY__ACT_UNHASHED;
+	}
+	return 0;
+}
+
+/* ---- apply ---- */
 
 static int is_removal(const ferry__action *a)
 {

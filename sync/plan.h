@@ -183,6 +183,12 @@ FERRY_API size_t ferry_change_itemize(char *buf, size_t size,
 
 /* Committing -------------------------------------------------------------- */
 
+/* Hash an upload's local file now (re-opened with ferry__scan_open) and
+ * store the result in a->entry, clearing FERRY__ACT_UNHASHED when the file
+ * stayed the same while read.  For executors that do not hash as they
+ * upload, and for tests.  0 or a FERRY_E* of the open or read. */
+int ferry__action_hash_local(ferry__plan *p, ferry__action *a);
+
 /* Make m the manifest after this push: m with every committed action (and
  * every RECORD) applied, entries whose parent directory is not recorded
  * dropped, and stat_ns = p->stat_ns.  Uncommitted actions leave their old

@@ -89,8 +89,7 @@ static void scan_error(ferry__scan *s, const char *path, size_t n, int e,
 	                    errno_code(e), "%s: %s", what, strerror(e));
 }
 
-/* ---- sources --------------------------------------------------------------
- */
+/* ---- sources ---- */
 
 static int open_source(ferry__scan *s, ferry__source *src, char *err,
                        size_t errsz)
@@ -219,8 +218,7 @@ int ferry__scan_source_empty(const ferry__scan *s, unsigned src)
 	return r->kind != FERRY__SRC_FILE && r->fd >= 0 && r->root_entries == 0;
 }
 
-/* ---- symlinks -------------------------------------------------------------
- */
+/* ---- symlinks ---- */
 
 enum { LINK_INSIDE, LINK_ABSOLUTE, LINK_ESCAPES, LINK_LOOP, LINK_TOOLONG };
 
@@ -299,8 +297,7 @@ static int link_check(ferry__scan_walk *w, int rootfd, const char *dir,
 	return LINK_INSIDE;
 }
 
-/* ---- the walk -------------------------------------------------------------
- */
+/* ---- the walk ---- */
 
 static int name_cmp(const void *a, const void *b, void *ctx)
 {
@@ -689,8 +686,7 @@ int ferry__scan_run(ferry__scan *s, ferry__scan_fn fn, void *ctx)
 	return 0;
 }
 
-/* ---- opening files again ----------------------------------------------------
- */
+/* ---- opening files again ---- */
 
 int ferry__scan_open_at(int dirfd, const char *name, int follow, int *fd_out,
                         struct stat *st)
