@@ -90,8 +90,9 @@ def rt_max(n, extra=None):
         if extra:
             e_ok, e_txt = extra(r, f, p, lvl)
             return (ok and e_ok if rt is not None else None,
-                    "%s and ≤ %d round trips" % (e_txt, n))
-        return (ok if rt is not None else None, "≤ %d round trips" % n)
+                    "%s and %s round trips" % (e_txt, "0" if n == 0 else "≤ %d" % n))
+        return (ok if rt is not None else None,
+                "0 round trips" if n == 0 else "≤ %d round trips" % n)
     return check
 
 
@@ -386,7 +387,9 @@ def main():
     if meta.get("mismatches"):
         md.append("- **%s runs left a remote copy that differs from the source** (see the log)" %
                   meta["mismatches"])
-    md.append("- Duration: %s s\n" % meta.get("duration_s", "?"))
+    md.append("- Duration: %s s; load average (1/5/15 min) at start %s, at end %s "
+              "(other work on this machine shares its 2 CPUs)\n" % (
+                  meta.get("duration_s", "?"), meta.get("load_start", "?"), meta.get("load_end", "?")))
 
     md.append("## Round-trip simulation check\n")
     md.append("A probe server that sends one byte on accept (as sshd sends its banner) and "
@@ -447,7 +450,10 @@ def main():
             if not i:
                 tx.append("")
                 continue
-            ttxt = i["target"] or ttxt
+            if i["target"] and not i["target"].startswith("(no target"):
+                ttxt = i["target"]
+            elif not ttxt:
+                ttxt = i["target"] or ""
             if i["ratio"] is None:
                 tx.append("n/a")
             else:
@@ -455,6 +461,52 @@ def main():
                 tx.append("%.2f×%s" % (i["ratio"], mark))
         md.append("| %s | %s | %s | %s | %s |" % (CASE_LABEL[case], f, p, " | ".join(tx), ttxt or "–"))
     md.append("")
+
+    # Where ferry's time goes: medians of the phase times ferry reports.
+    phase_rows = []
+    for case, clabel in CASES:
+        for tool in ("ferry-held", "ferry-cli"):
+            for l in levels:
+                c = cells.get((l, case, tool))
+                if not c or c["median"] is None or not c["extra"]:
+                    continue
+                kv = {}
+                for e in c["extra"]:
+                    for pair in e.split():
+                        if "=" in pair:
+                            k, v = pair.split("=", 1)
+                            try:
+                                kv.setdefault(k, []).append(float(v))
+                            except ValueError:
+                                pass
+                med = {k: statistics.median(v) for k, v in kv.items() if v}
+                rt = c["round_trips"]
+                phase_rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    clabel, tool, level_name(l), fnum(c["median"]),
+                    fnum(med.get("scan")), fnum(med.get("plan")), fnum(med.get("transfer")),
+                    fnum(med.get("manifest")),
+                    "%s × %g = %s" % (rt, l, fnum(rt * l)) if rt is not None and l else (rt if rt is not None else "–"),
+                    "%d/%d/%d" % (med.get("up", 0), med.get("upd", 0), med.get("del", 0))
+                    if "up" in med else "–"))
+    if phase_rows:
+        md.append("## Where ferry's time goes (medians, ms, as ferry reports them)\n")
+        md.append("Wall = the whole call (held) or the whole process (CLI); the phases are "
+                  "ferry's own `time_ms`; round trips × RTT is the least network wait.\n")
+        md.append("| case | ferry | RTT | wall | scan | plan | transfer | manifest | "
+                  "round trips × RTT | uploaded/updated/deleted |")
+        md.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        md += phase_rows
+        md.append("")
+    small = cells.get((0, "noop", "ferry-cli"))
+    large = cells.get((0, "noop100k", "ferry-cli"))
+    if small and large and small["max_rss_kb"] and large["max_rss_kb"]:
+        t = meta.get("tree100k", "").split()
+        nfiles = int(dict(zip(t[::2], t[1::2])).get("files", 100000))
+        per = (large["max_rss_kb"] - small["max_rss_kb"]) * 1024.0 / max(nfiles - 403, 1)
+        md.append("Memory, ferry CLI no-op: peak RSS %d KiB for 403 files, %d KiB for %d files: "
+                  "%.0f bytes per file (DESIGN.md target ≤ 256) %s\n" % (
+                      small["max_rss_kb"], large["max_rss_kb"], nfiles, per,
+                      "✓" if per <= 256 else "✗"))
 
     md.append("## Peers against DESIGN.md \"Numbers to beat\" (medians, ms)\n")
     md.append("| case | peer | " + " | ".join("%s here / DESIGN" % level_name(l) for l in levels) + " |")

@@ -115,6 +115,7 @@ meta ssh "$(ssh -V 2>&1)"
 meta rsync "$(rsync --version | head -1 | sed 's/  */ /g')"
 meta libssh2 "$(pkg-config --modversion libssh2 2>/dev/null || echo unknown)"
 meta ferry_commit "$(git -C "$src" log -1 --format='%h %s' 2>/dev/null | cut -c1-100)"
+meta load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta runs "$RUNS"
 meta warm "$WARM"
 meta big_mib "$BIG_MIB"
@@ -338,16 +339,28 @@ tool_na() { # TOOL CASE -> reason or empty
 }
 
 # tm output "MS RSS STATUS" -> record; ferry's --json gives round trips.
-record_tm() { # CASE TOOL RUN TMOUT [RT]
+record_tm() { # CASE TOOL RUN TMOUT [RT [EXTRA]]
 	local ms rss st
 	read -r ms rss st <<<"$4"
 	if [ "$st" != 0 ]; then
 		cp "$W/run.err" "$W/err-$LVL-$1-$2.txt" 2>/dev/null
 	fi
-	record "$1" "$2" "$3" "$ms" "${5:--}" "$rss" "$st"
+	record "$1" "$2" "$3" "$ms" "${5:--}" "$rss" "$st" "${6:-}"
 }
 
-json_rt() { grep -o '"round_trips"[[:space:]]*:[[:space:]]*[0-9]*' "$1" 2>/dev/null | head -1 | grep -o '[0-9]*$'; }
+json_field() { # FILE NAME: first numeric (or boolean) value of "NAME"
+	grep -o "\"$2\"[[:space:]]*:[[:space:]]*[0-9a-z.eE+-]*" "$1" 2>/dev/null | head -1 | sed 's/.*:[[:space:]]*//'
+}
+json_rt() { json_field "$1" round_trips; }
+json_extra() { # ferry push --json -> the same fields the held driver reports
+	local f=$1
+	[ -s "$f" ] || return 0
+	printf 'up=%s upd=%s del=%s bytes=%s verified=%s scan=%s plan=%s transfer=%s manifest=%s total=%s' \
+		"$(json_field "$f" files_uploaded)" "$(json_field "$f" files_updated)" \
+		"$(json_field "$f" files_deleted)" "$(json_field "$f" bytes_sent)" \
+		"$(json_field "$f" verified)" "$(json_field "$f" scan)" "$(json_field "$f" plan)" \
+		"$(json_field "$f" transfer)" "$(json_field "$f" manifest)" "$(json_field "$f" total)"
+}
 
 # A push through tool TOOL of SRC (dir with trailing slash, or a file) into DEST.
 push_run() { # CASE TOOL RUN SRC DEST
@@ -356,12 +369,13 @@ push_run() { # CASE TOOL RUN SRC DEST
 	ferry-cli)
 		out=$("$BIN/tm" -o "$W/run.out" -e "$W/run.err" -- "$FERRY_BIN" push -p "$P" -i "$KEY" \
 			--known-hosts "$KH" --delete --json "$s" "$H:$d")
-		record_tm "$c" "$t" "$n" "$out" "$(json_rt "$W/run.out")"
+		record_tm "$c" "$t" "$n" "$out" "$(json_rt "$W/run.out")" "$(json_extra "$W/run.out")"
 		;;
 	ferry-held)
 		if held_cmd sync "$d" "$s"; then
 			set -- $REPLY
-			record "$c" "$t" "$n" "$2" "$3" - 0 "up=$4 upd=$5 del=$6 bytes=$7 verified=$8"
+			record "$c" "$t" "$n" "$2" "$3" - 0 \
+				"up=$4 upd=$5 del=$6 bytes=$7 verified=$8 scan=$9 plan=${10} transfer=${11} manifest=${12}"
 		else
 			echo "$REPLY" >"$W/err-$LVL-$c-$t.txt"
 			record "$c" "$t" "$n" 0 - - 1
@@ -583,6 +597,7 @@ for lvl in 0 $RTT; do
 	log "level $lvl ms done after $(($(date +%s) - start)) s"
 done
 meta duration_s "$(($(date +%s) - start))"
+meta load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 [ -s "$W/mismatch.tsv" ] && meta mismatches "$(wc -l <"$W/mismatch.tsv")"
 for f in "$W"/err-*.txt; do
 	[ -f "$f" ] && meta "error_$(basename "$f" .txt)" "$(head -c 300 "$f" | tr '\n\t' '  ')"

@@ -9,7 +9,8 @@
  *     -> "ready OPEN_MS" or "err CODE MESSAGE" (and exit 1)
  *
  *   sync DEST SRC...   ferry_sync with --delete
- *     -> "ok MS ROUND_TRIPS UPLOADED UPDATED DELETED BYTES VERIFIED"
+ *     -> "ok MS ROUND_TRIPS UPLOADED UPDATED DELETED BYTES VERIFIED
+ *         SCAN_MS PLAN_MS TRANSFER_MS MANIFEST_MS"
  *   exec COMMAND...    ferry_exec on the held session
  *     -> "ok MS ROUND_TRIPS EXIT_STATUS"
  *   connect COMMAND... a new session: open, one ferry_exec, close
@@ -80,12 +81,14 @@ static void do_sync(ferry_session *s, char *args)
 		                      ? r.errors[0].message
 		                      : ferry_session_errmsg(s));
 	} else {
-		printf("ok %.3f %llu %llu %llu %llu %llu %d\n", ms,
-		       (unsigned long long)r.round_trips,
+		printf("ok %.3f %llu %llu %llu %llu %llu %d %.3f %.3f %.3f "
+		       "%.3f\n",
+		       ms, (unsigned long long)r.round_trips,
 		       (unsigned long long)r.files_uploaded,
 		       (unsigned long long)r.files_updated,
 		       (unsigned long long)r.files_deleted,
-		       (unsigned long long)r.bytes_sent, r.verified);
+		       (unsigned long long)r.bytes_sent, r.verified, r.ms_scan,
+		       r.ms_plan, r.ms_transfer, r.ms_manifest);
 		fflush(stdout);
 	}
 	ferry_sync_report_free(&r);
