@@ -1,0 +1,1668 @@
+/* sftp.c - the pipelined SFTP client: queue, window, ids, dispatch,
+ * generations, and the asynchronous requests.  See sftp.h. */
+#include "sftp.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "session.h"
+#include "sftp_int.h"
+
+#define DEFAULT_WINDOW     ((size_t)8 << 20)
+#define DEFAULT_IO_SIZE    32768u /* draft-02: every server takes 32 KiB */
+#define DEFAULT_MAX_PACKET 34000u
+#define DEFAULT_HANDLES    64u
+#define MAX_PATH_BYTES     65536u
+#define RECV_CHUNK         ((size_t)128 << 10)
+#define RECV_PER_STEP      ((size_t)8 << 20)
+#define WRITE_HDR(hlen)    (4 + 1 + 4 + 4 + (size_t)(hlen) + 8 + 4)
+
+static const char limits_name[] = "limits@openssh.com";
+
+/* ---- small helpers ------------------------------------------------------ */
+
+int64_t ferry__sftp__now(void)
+{
+	return ferry__now_ms();
+}
+
+static void vset_err(ferry__sftp *sf, const char *fmt, va_list ap)
+        __attribute__((format(printf, 2, 0)));
+
+static void vset_err(ferry__sftp *sf, const char *fmt, va_list ap)
+{
+	vsnprintf(sf->errmsg, sizeof(sf->errmsg), fmt, ap);
+}
+
+int ferry__sftp_seterr(ferry__sftp *sf, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vset_err(sf, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+uint64_t ferry__sftp__next_gen(const ferry__sftp *sf)
+{
+	return sf->in_cb ? sf->cur_gen + 1 : *sf->rt + 1;
+}
+
+static void q_push(ferry__sftp_queue *q, ferry__sftp_req *r)
+{
+	r->next = NULL;
+	if (q->tail)
+		q->tail->next = r;
+	else
+		q->head = r;
+	q->tail = r;
+	q->count++;
+}
+
+static ferry__sftp_req *q_pop(ferry__sftp_queue *q)
+{
+	ferry__sftp_req *r = q->head;
+	if (r) {
+		q->head = r->next;
+		if (!q->head)
+			q->tail = NULL;
+		q->count--;
+		r->next = NULL;
+	}
+	return r;
+}
+
+/* ---- the in-flight table ------------------------------------------------ */
+
+static void table_grow(ferry__sftp *sf)
+{
+	size_t nsize = sf->table_size ? sf->table_size * 2 : 256;
+	ferry__sftp_req **nt = ferry__calloc(nsize, sizeof(*nt));
+	if (!nt)
+		return; /* chains just get longer */
+	for (size_t i = 0; i < sf->table_size; i++) {
+		ferry__sftp_req *r = sf->table[i], *next;
+		for (; r; r = next) {
+			next = r->hnext;
+			r->hnext = nt[r->id & (nsize - 1)];
+			nt[r->id & (nsize - 1)] = r;
+		}
+	}
+	ferry__free(sf->table);
+	sf->table = nt;
+	sf->table_size = nsize;
+}
+
+/* Only called with a table (created with the client). */
+static void table_insert(ferry__sftp *sf, ferry__sftp_req *r)
+{
+	if (sf->table_count >= sf->table_size * 2)
+		table_grow(sf);
+	size_t i = r->id & (sf->table_size - 1);
+	r->hnext = sf->table[i];
+	sf->table[i] = r;
+	sf->table_count++;
+	if (sf->table_count > sf->stats.max_in_flight)
+		sf->stats.max_in_flight = sf->table_count;
+}
+
+static ferry__sftp_req *table_remove(ferry__sftp *sf, uint32_t id)
+{
+	ferry__sftp_req **pp = &sf->table[id & (sf->table_size - 1)];
+	for (; *pp; pp = &(*pp)->hnext) {
+		if ((*pp)->id == id) {
+			ferry__sftp_req *r = *pp;
+			*pp = r->hnext;
+			r->hnext = NULL;
+			sf->table_count--;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+/* ---- completion ---------------------------------------------------------- */
+
+static void message_of(char *dst, size_t size, const ferry__sftp_parsed *pr,
+                       uint32_t status)
+{
+	if (pr && pr->msg_len)
+		ferry__sftp_sanitize(dst, size, pr->msg, pr->msg_len);
+	else
+		snprintf(dst, size, "%s", ferry__sftp_status_name(status));
+}
+
+/* Call r's callback and free r. */
+static void complete(ferry__sftp *sf, ferry__sftp_req *r,
+                     const ferry__sftp_parsed *pr, int error, uint32_t status,
+                     const char *message, uint64_t gen)
+{
+	ferry__sftp_reply rep;
+	memset(&rep, 0, sizeof(rep));
+	rep.error = error;
+	rep.status = status;
+	rep.message = message ? message : "";
+	rep.req_type = r->type;
+	rep.id = r->id;
+	rep.gen = gen;
+	if (pr && pr->type != FERRY__FXP_STATUS) {
+		switch (pr->type) {
+		case FERRY__FXP_HANDLE:
+			rep.handle = &pr->handle;
+			break;
+		case FERRY__FXP_DATA:
+			rep.data = pr->data;
+			rep.data_len = pr->data_len;
+			break;
+		case FERRY__FXP_ATTRS:
+			rep.attrs = &pr->attrs;
+			break;
+		case FERRY__FXP_NAME:
+			rep.names = pr->names;
+			rep.count = pr->count;
+			break;
+		case FERRY__FXP_EXTENDED_REPLY:
+			if (r->ext_kind == FERRY__XK_LIMITS)
+				rep.limits = &pr->limits;
+			else
+				rep.vfs = &pr->vfs;
+			break;
+		default:
+			break;
+		}
+	}
+	if (pr && status == FERRY__FX_EOF &&
+	    (r->type == FERRY__FXP_READ || r->type == FERRY__FXP_READDIR)) {
+		rep.eof = 1;
+		rep.error = 0;
+	}
+	if (r->cb) {
+		uint64_t saved = sf->cur_gen;
+		sf->in_cb++;
+		sf->cur_gen = gen;
+		r->cb(r->ctx, &rep);
+		sf->cur_gen = saved;
+		sf->in_cb--;
+	}
+	ferry__free(r);
+}
+
+static void complete_local(ferry__sftp *sf, ferry__sftp_req *r, int code,
+                           const char *msg)
+{
+	if (r->flags & REQF_GEN) {
+		if (r->gen_fn.fail)
+			r->gen_fn.fail(r->gen_fn.ctx, code, msg);
+		ferry__free(r);
+		return;
+	}
+	complete(sf, r, NULL, code, FERRY__FX_LOCAL, msg, *sf->rt);
+}
+
+/* Complete every queued request, and every in-flight one (orphan: keep
+ * it to recognise and drop its reply; else free it). */
+static void fail_all(ferry__sftp *sf, int code, const char *msg, int orphan)
+{
+	/* In flight first, by id: the order they were sent. */
+	for (;;) {
+		ferry__sftp_req *best = NULL;
+		for (size_t i = 0; i < sf->table_size; i++)
+			for (ferry__sftp_req *r = sf->table[i]; r; r = r->hnext)
+				if (!(r->flags & REQF_ORPHAN) &&
+				    (!best || r->seq < best->seq))
+					best = r;
+		if (!best)
+			break;
+		if (orphan) {
+			/* Tell the caller now; the reply is dropped. */
+			ferry__sftp_reply rep;
+			memset(&rep, 0, sizeof(rep));
+			rep.error = code;
+			rep.status = FERRY__FX_LOCAL;
+			rep.message = msg;
+			rep.req_type = best->type;
+			rep.id = best->id;
+			rep.gen = *sf->rt;
+			best->flags |= REQF_ORPHAN;
+			ferry__sftp_cb cb = best->cb;
+			best->cb = NULL;
+			if (cb) {
+				uint64_t saved = sf->cur_gen;
+				sf->in_cb++;
+				sf->cur_gen = *sf->rt;
+				cb(best->ctx, &rep);
+				sf->cur_gen = saved;
+				sf->in_cb--;
+			}
+		} else {
+			table_remove(sf, best->id);
+			sf->inflight_bytes -= best->cost < sf->inflight_bytes
+			                              ? best->cost
+			                              : sf->inflight_bytes;
+			complete_local(sf, best, code, msg);
+		}
+	}
+	for (;;) {
+		ferry__sftp_req *p = sf->qpath.head, *h = sf->qhandle.head;
+		ferry__sftp_req *r;
+		if (!p && !h)
+			break;
+		if (p && (!h || p->seq < h->seq))
+			r = q_pop(&sf->qpath);
+		else
+			r = q_pop(&sf->qhandle);
+		if (!(r->flags & REQF_GEN))
+			sf->queued_bytes -= r->pkt_len;
+		complete_local(sf, r, code, msg);
+	}
+}
+
+static void die(ferry__sftp *sf, int code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void die(ferry__sftp *sf, int code, const char *fmt, ...)
+{
+	if (sf->dead)
+		return;
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vset_err(sf, fmt, ap);
+		va_end(ap);
+	}
+	if (!sf->errmsg[0])
+		snprintf(sf->errmsg, sizeof(sf->errmsg), "SFTP: %s",
+		         ferry_strerror(code));
+	sf->dead = code;
+	if (sf->session)
+		ferry__seterr(sf->session, code, "%s", sf->errmsg);
+	/* Nothing more goes out; what is held back is dropped. */
+	ferry__buf_reset(&sf->out);
+	while (sf->din_head) {
+		ferry__sftp_delayed *d = sf->din_head;
+		sf->din_head = d->next;
+		ferry__free(d);
+	}
+	sf->din_tail = NULL;
+	sf->din_count = 0;
+	sf->marks_len = 0;
+	char msg[sizeof(sf->errmsg)];
+	ferry__sftp__textcpy(msg, sizeof(msg), sf->errmsg);
+	fail_all(sf, code, msg, 0);
+	/* Orphans left from an earlier cancel. */
+	for (size_t i = 0; i < sf->table_size; i++) {
+		while (sf->table[i]) {
+			ferry__sftp_req *r = sf->table[i];
+			sf->table[i] = r->hnext;
+			ferry__free(r);
+		}
+	}
+	sf->table_count = 0;
+	sf->inflight_bytes = 0;
+	sf->slots_used = 0;
+}
+
+void ferry__sftp__die(ferry__sftp *sf, int code, const char *fmt, ...)
+{
+	if (sf->dead)
+		return;
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vset_err(sf, fmt, ap);
+		va_end(ap);
+	}
+	die(sf, code, NULL);
+}
+
+void ferry__sftp_cancel_all(ferry__sftp *sf, int code)
+{
+	if (!sf || sf->dead || sf->in_cb)
+		return;
+	char msg[128];
+	snprintf(msg, sizeof(msg), "SFTP request abandoned: %s",
+	         ferry_strerror(code));
+	sf->cancelling = code ? code : FERRY_EINTR;
+	fail_all(sf, code, msg, 1);
+	sf->cancelling = 0;
+}
+
+/* ---- encoding and submission ----------------------------------------------
+ */
+
+typedef struct enc {
+	ferry_buf b;
+	uint32_t id;
+	uint32_t subj_off, subj_len;
+} enc;
+
+static int enc_begin(ferry__sftp *sf, enc *e, uint8_t type)
+{
+	ferry__buf_init(&e->b);
+	e->id = sf->next_id;
+	e->subj_off = e->subj_len = 0;
+	int error = ferry__buf_put_u32(&e->b, 0);
+	if (!error)
+		error = ferry__buf_put_u8(&e->b, type);
+	if (!error)
+		error = ferry__buf_put_u32(&e->b, e->id);
+	return error;
+}
+
+static int enc_ext(ferry__sftp *sf, enc *e, const char *name)
+{
+	int error = enc_begin(sf, e, FERRY__FXP_EXTENDED);
+	if (!error)
+		error = ferry__buf_put_cstring(&e->b, name);
+	return error;
+}
+
+static int put_path(enc *e, const char *path, int subject)
+{
+	size_t n = strlen(path);
+	if (n > MAX_PATH_BYTES)
+		return FERRY_EINVALID;
+	if (subject) {
+		e->subj_off = (uint32_t)e->b.len + 4;
+		e->subj_len = (uint32_t)n;
+	}
+	return ferry__buf_put_string(&e->b, path, n);
+}
+
+static int put_handle(enc *e, const ferry__sftp_handle *h)
+{
+	if (!h || h->len > FERRY__SFTP_HANDLE_MAX)
+		return FERRY_EINVALID;
+	return ferry__buf_put_string(&e->b, h->data, h->len);
+}
+
+static int usable(const ferry__sftp *sf)
+{
+	if (sf->dead)
+		return sf->dead;
+	if (sf->cancelling)
+		return sf->cancelling;
+	return 0;
+}
+
+/* Turn the encoded packet into a queued request.  Frees e's buffer. */
+static int submit(ferry__sftp *sf, enc *e, int error, uint8_t type,
+                  int ext_kind, unsigned flags, size_t reply_cost,
+                  uint32_t read_len, ferry__sftp_cb cb, void *ctx)
+{
+	ferry__sftp_req *r = NULL;
+	if (!error)
+		error = usable(sf);
+	if (error)
+		goto out;
+	size_t len = e->b.len;
+	if (len - 4 > sf->limits.max_packet) {
+		error = ferry__sftp_seterr(
+		        sf, FERRY_EINVALID,
+		        "SFTP %s: request of %zu bytes above the server's "
+		        "maximum packet of %llu",
+		        ferry__sftp_type_name(type), len - 4,
+		        (unsigned long long)sf->limits.max_packet);
+		goto out;
+	}
+	ferry__buf_poke_u32(&e->b, 0, (uint32_t)(len - 4));
+	r = ferry__malloc(sizeof(*r) + len);
+	if (!r) {
+		error = FERRY_ENOMEM;
+		goto out;
+	}
+	memset(r, 0, sizeof(*r));
+	memcpy(r->pkt, e->b.data, len);
+	r->pkt_len = len;
+	r->id = e->id;
+	sf->next_id++;
+	r->type = type;
+	r->ext_kind = (uint8_t)ext_kind;
+	r->flags = (uint8_t)flags;
+	r->subj_off = e->subj_off;
+	r->subj_len = e->subj_len;
+	r->read_len = read_len;
+	r->cost = len + reply_cost;
+	r->cb = cb;
+	r->ctx = ctx;
+	r->seq = sf->next_seq++;
+	r->gen = ferry__sftp__next_gen(sf);
+	q_push((flags & REQF_HANDLE) ? &sf->qhandle : &sf->qpath, r);
+	sf->queued_bytes += len;
+out:
+	ferry__buf_free(&e->b);
+	return error;
+}
+
+int ferry__sftp__add_gen(ferry__sftp *sf, const ferry__sftp_gen *g)
+{
+	int error = usable(sf);
+	if (error)
+		return error;
+	ferry__sftp_req *r = ferry__calloc(1, sizeof(*r));
+	if (!r)
+		return FERRY_ENOMEM;
+	r->flags = REQF_GEN | REQF_HANDLE;
+	r->gen_fn = *g;
+	r->seq = sf->next_seq++;
+	r->gen = ferry__sftp__next_gen(sf);
+	q_push(&sf->qhandle, r);
+	return 0;
+}
+
+/* ---- sending ------------------------------------------------------------- */
+
+static int window_allows(const ferry__sftp *sf, size_t cost)
+{
+	return sf->inflight_bytes == 0 ||
+	       sf->inflight_bytes + cost <= sf->window;
+}
+
+/* Latency: the bytes appended up to out_total become due in D ms. */
+static int mark_reserve(ferry__sftp *sf)
+{
+	if (sf->opts.latency_ms <= 0 || sf->marks_len < sf->marks_cap)
+		return 0;
+	size_t ncap = sf->marks_cap ? sf->marks_cap * 2 : 64;
+	ferry__sftp_mark *nm = ferry__reallocarray(NULL, ncap, sizeof(*nm));
+	if (!nm)
+		return FERRY_ENOMEM;
+	for (size_t i = 0; i < sf->marks_len; i++)
+		nm[i] = sf->marks[(sf->marks_head + i) % sf->marks_cap];
+	ferry__free(sf->marks);
+	sf->marks = nm;
+	sf->marks_cap = ncap;
+	sf->marks_head = 0;
+	return 0;
+}
+
+static void mark_add(ferry__sftp *sf)
+{
+	if (sf->opts.latency_ms <= 0)
+		return;
+	/* Reserved by mark_reserve. */
+	size_t i = (sf->marks_head + sf->marks_len) % sf->marks_cap;
+	sf->marks[i].end = sf->out_total;
+	sf->marks[i].due = ferry__sftp__now() + sf->opts.latency_ms;
+	sf->marks_len++;
+}
+
+static void sent(ferry__sftp *sf, ferry__sftp_req *r, size_t len)
+{
+	sf->out_total += len;
+	mark_add(sf);
+	if ((r->flags & REQF_SLOT) &&
+	    ++sf->slots_used > sf->stats.max_handles_used)
+		sf->stats.max_handles_used = sf->slots_used;
+	table_insert(sf, r);
+	sf->inflight_bytes += r->cost;
+	if (sf->inflight_bytes > sf->stats.max_bytes_in_flight)
+		sf->stats.max_bytes_in_flight = sf->inflight_bytes;
+	sf->stats.requests++;
+	sf->stats.bytes_out += len;
+	sf->blocked_window = sf->blocked_slot = 0;
+}
+
+/* Move r (popped from its queue) to the wire buffer. */
+static void send_req(ferry__sftp *sf, ferry__sftp_req *r)
+{
+	int error = mark_reserve(sf);
+	if (!error)
+		error = ferry__buf_put(&sf->out, r->pkt, r->pkt_len);
+	sf->queued_bytes -= r->pkt_len;
+	if (error) {
+		complete(sf, r, NULL, error, FERRY__FX_LOCAL,
+		         "SFTP: out of memory queueing a request", *sf->rt);
+		return;
+	}
+	size_t len = r->pkt_len;
+	/* The payload of a big request is not needed any more. */
+	if (len > 4096 && !r->subj_len) {
+		ferry__sftp_req *small = ferry__realloc(r, sizeof(*r));
+		if (small) {
+			r = small;
+			r->pkt_len = 0;
+		}
+	}
+	sent(sf, r, len);
+}
+
+int ferry__sftp__send_write(ferry__sftp *sf, uint64_t gen,
+                            const ferry__sftp_handle *h, uint64_t off,
+                            size_t len,
+                            int (*fill)(void *fctx, uint8_t *dst, size_t n,
+                                        uint64_t off),
+                            void *fctx, ferry__sftp_cb cb, void *ctx)
+{
+	size_t hdr = WRITE_HDR(h->len), plen = hdr + len;
+	size_t cost = plen + 64;
+	uint8_t *p;
+	int error;
+	if (!window_allows(sf, cost)) {
+		if (!sf->blocked_window) {
+			sf->blocked_window = 1;
+			sf->stats.window_waits++;
+		}
+		return 0;
+	}
+	ferry__sftp_req *r = ferry__calloc(1, sizeof(*r));
+	if (!r)
+		return FERRY_ENOMEM;
+	if ((error = mark_reserve(sf)) ||
+	    (error = ferry__buf_reserve(&sf->out, plen, &p))) {
+		ferry__free(r);
+		return error;
+	}
+	r->id = sf->next_id;
+	ferry__poke_u32(p, (uint32_t)(plen - 4));
+	p[4] = FERRY__FXP_WRITE;
+	ferry__poke_u32(p + 5, r->id);
+	ferry__poke_u32(p + 9, h->len);
+	memcpy(p + 13, h->data, h->len);
+	ferry__poke_u32(p + 13 + h->len, (uint32_t)(off >> 32));
+	ferry__poke_u32(p + 17 + h->len, (uint32_t)off);
+	ferry__poke_u32(p + 21 + h->len, (uint32_t)len);
+	if ((error = fill(fctx, p + hdr, len, off))) {
+		sf->out.len -= plen;
+		ferry__free(r);
+		return error;
+	}
+	sf->next_id++;
+	r->type = FERRY__FXP_WRITE;
+	r->flags = REQF_HANDLE;
+	r->cost = cost;
+	r->cb = cb;
+	r->ctx = ctx;
+	r->seq = sf->next_seq++;
+	r->gen = gen;
+	sent(sf, r, plen);
+	return 1;
+}
+
+/* Queue -> wire buffer, in submission order, as the window allows. */
+static void flush(ferry__sftp *sf)
+{
+	while (!sf->dead && sf->state != SFTP_NEW) {
+		ferry__sftp_req *p = sf->qpath.head, *h = sf->qhandle.head;
+		ferry__sftp_req *r;
+		int p_blocked = p && (p->flags & REQF_SLOT) &&
+		                sf->slots_used >= sf->slots_max;
+		if (p_blocked && !sf->blocked_slot) {
+			sf->blocked_slot = 1;
+			sf->stats.handle_waits++;
+		}
+		if (p && !p_blocked && (!h || p->seq < h->seq))
+			r = p;
+		else if (h && (!p || p_blocked || h->seq < p->seq))
+			r = h;
+		else
+			break;
+		if (r->flags & REQF_GEN) {
+			int rc = r->gen_fn.emit(sf, r->gen_fn.ctx, r->gen);
+			if (rc == 0)
+				break;
+			if (rc == 2) {
+				q_pop(&sf->qhandle);
+				ferry__free(r);
+			}
+			continue;
+		}
+		if (!window_allows(sf, r->cost)) {
+			if (!sf->blocked_window) {
+				sf->blocked_window = 1;
+				sf->stats.window_waits++;
+			}
+			break;
+		}
+		q_pop(r == p ? &sf->qpath : &sf->qhandle);
+		send_req(sf, r);
+	}
+}
+
+/* Latency: move the marks that fell due into due_end. */
+static void pop_due_marks(ferry__sftp *sf, int64_t now)
+{
+	while (sf->marks_len) {
+		ferry__sftp_mark *m = &sf->marks[sf->marks_head];
+		if (m->due > now)
+			break;
+		if (m->end > sf->due_end)
+			sf->due_end = m->end;
+		sf->marks_head = (sf->marks_head + 1) % sf->marks_cap;
+		sf->marks_len--;
+	}
+}
+
+/* Bytes of out that may go to the transport now. */
+static size_t sendable(ferry__sftp *sf)
+{
+	size_t avail = ferry__buf_avail(&sf->out);
+	if (sf->opts.latency_ms <= 0)
+		return avail;
+	pop_due_marks(sf, ferry__sftp__now());
+	uint64_t due =
+	        sf->due_end > sf->sent_total ? sf->due_end - sf->sent_total : 0;
+	return due < avail ? (size_t)due : avail;
+}
+
+/* 1 moved bytes, 0 nothing, -1 died. */
+static int do_send(ferry__sftp *sf)
+{
+	int progress = 0;
+	size_t n;
+	while ((n = sendable(sf)) > 0) {
+		ssize_t w = sf->t->send(sf->t, ferry__buf_ptr(&sf->out), n);
+		if (w == 0)
+			break;
+		if (w < 0) {
+			die(sf, (int)w, NULL);
+			return -1;
+		}
+		sf->out.off += (size_t)w;
+		sf->sent_total += (uint64_t)w;
+		progress = 1;
+	}
+	if (sf->out.off == sf->out.len)
+		ferry__buf_reset(&sf->out);
+	else if (sf->out.off > sf->out.cap / 2)
+		ferry__buf_compact(&sf->out);
+	return progress;
+}
+
+int ferry__sftp_want_write(const ferry__sftp *sf)
+{
+	if (sf->dead || !ferry__buf_avail(&sf->out))
+		return 0;
+	if (sf->opts.latency_ms <= 0)
+		return 1;
+	if (sf->due_end > sf->sent_total)
+		return 1;
+	return sf->marks_len &&
+	       sf->marks[sf->marks_head].due <= ferry__sftp__now();
+}
+
+int64_t ferry__sftp_next_timer(const ferry__sftp *sf)
+{
+	int64_t t = 0;
+	if (sf->dead || sf->opts.latency_ms <= 0)
+		return 0;
+	if (sf->marks_len)
+		t = sf->marks[sf->marks_head].due;
+	if (sf->din_head && (!t || sf->din_head->due < t))
+		t = sf->din_head->due;
+	return t;
+}
+
+/* ---- receiving ------------------------------------------------------------
+ */
+
+static void apply_limits(ferry__sftp *sf, const ferry__sftp_limits_info *l)
+{
+	uint64_t pkt = l->max_packet ? l->max_packet : DEFAULT_MAX_PACKET;
+	if (pkt < 4096)
+		pkt = 4096;
+	if (pkt > FERRY__SFTP_MAX_IN_PACKET)
+		pkt = FERRY__SFTP_MAX_IN_PACKET;
+	uint64_t w = l->max_write ? l->max_write : DEFAULT_IO_SIZE;
+	uint64_t rd = l->max_read ? l->max_read : DEFAULT_IO_SIZE;
+	/* A WRITE's header with the largest handle must fit the packet. */
+	if (w > pkt - WRITE_HDR(FERRY__SFTP_HANDLE_MAX))
+		w = pkt - WRITE_HDR(FERRY__SFTP_HANDLE_MAX);
+	if (rd > pkt - 64)
+		rd = pkt - 64;
+	if (sf->opts.max_write && w > sf->opts.max_write)
+		w = sf->opts.max_write;
+	if (w < 512)
+		w = 512;
+	sf->limits.max_packet = pkt;
+	sf->limits.max_write = w;
+	sf->limits.max_read = rd;
+	uint64_t hs = l->max_handles ? l->max_handles : DEFAULT_HANDLES;
+	if (sf->opts.max_handles && hs > sf->opts.max_handles)
+		hs = sf->opts.max_handles;
+	if (hs > 1u << 20)
+		hs = 1u << 20;
+	sf->limits.max_handles = hs;
+	sf->slots_max = (unsigned)hs;
+}
+
+static void limits_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	ferry__sftp *sf = ctx;
+	sf->limits_pending = 0;
+	if (!r->error && r->limits && (sf->ext & FERRY__EXT_LIMITS))
+		apply_limits(sf, r->limits);
+}
+
+static void got_version(ferry__sftp *sf, const uint8_t *p, size_t n)
+{
+	ferry__sftp_version v;
+	if (ferry__sftp_parse_version(p, n, &v)) {
+		die(sf, FERRY_EPROTO, "SFTP init: malformed VERSION reply");
+		return;
+	}
+	if (v.version != 3) {
+		die(sf, FERRY_EUNSUPPORTED,
+		    "SFTP init: the server speaks SFTP version %u; ferry needs "
+		    "version 3",
+		    v.version);
+		return;
+	}
+	sf->version = v.version;
+	if (sf->init_gen > *sf->rt)
+		*sf->rt = sf->init_gen;
+	sf->ext_advertised = v.ext;
+	sf->ext = v.ext & ~sf->opts.ignore_ext;
+	sf->state = SFTP_READY;
+	/* The speculative limits request, when unanswered, comes next. */
+}
+
+static void init_garbage(ferry__sftp *sf, const uint8_t *p, size_t n)
+{
+	char text[200];
+	ferry__sftp_sanitize(text, sizeof(text), p, n < 64 ? n : 64);
+	die(sf, FERRY_EPROTO,
+	    "SFTP init: the remote shell printed text on a non-interactive "
+	    "login (the first bytes read were \"%s\"); make the login "
+	    "shell's startup files print nothing unless interactive",
+	    text);
+}
+
+/* One whole packet body (type byte first). */
+static void dispatch(ferry__sftp *sf, const uint8_t *p, size_t n);
+
+static void disamb_start(ferry__sftp *sf, ferry__sftp_req *r,
+                         const ferry__sftp_parsed *pr);
+
+static void dispatch(ferry__sftp *sf, const uint8_t *p, size_t n)
+{
+	uint8_t type;
+	uint32_t id;
+	ferry__sftp_parsed pr;
+	char msg[512];
+	sf->stats.replies++;
+	if (sf->state == SFTP_INIT_SENT) {
+		if (n < 1 || p[0] != FERRY__FXP_VERSION) {
+			init_garbage(sf, p, n);
+			return;
+		}
+		got_version(sf, p + 1, n - 1);
+		return;
+	}
+	if (ferry__sftp_peek_id(p, n, &type, &id)) {
+		die(sf, FERRY_EPROTO, "SFTP: short reply (%zu bytes)", n);
+		return;
+	}
+	ferry__sftp_req *r = table_remove(sf, id);
+	if (!r) {
+		die(sf, FERRY_EPROTO,
+		    "SFTP: the server answered request id %u that was not "
+		    "asked (reply type %u)",
+		    id, type);
+		return;
+	}
+	sf->inflight_bytes -=
+	        r->cost < sf->inflight_bytes ? r->cost : sf->inflight_bytes;
+	int error = ferry__sftp_parse_reply(p, n, r->type, r->ext_kind, &pr);
+	if (!error && r->type == FERRY__FXP_READ &&
+	    pr.type == FERRY__FXP_DATA && pr.data_len > r->read_len)
+		error = FERRY_EPROTO;
+	if (r->gen > *sf->rt)
+		*sf->rt = r->gen;
+	/* Handle slots. */
+	if ((r->flags & REQF_SLOT) && (error || pr.type != FERRY__FXP_HANDLE))
+		sf->slots_used -= sf->slots_used ? 1 : 0;
+	if (r->flags & REQF_CLOSE)
+		sf->slots_used -= sf->slots_used ? 1 : 0;
+	if (error == FERRY_ENOMEM) {
+		complete(sf, r, NULL, error, FERRY__FX_LOCAL,
+		         "SFTP: out of memory reading a reply", r->gen);
+		return;
+	}
+	if (error) {
+		uint8_t rt = r->type;
+		complete(sf, r, NULL, FERRY_EPROTO, FERRY__FX_LOCAL,
+		         "SFTP: malformed reply", r->gen);
+		die(sf, FERRY_EPROTO,
+		    "SFTP: malformed reply of type %u to %s request id %u",
+		    type, ferry__sftp_type_name(rt), id);
+		return;
+	}
+	if (r->flags & REQF_ORPHAN) {
+		/* Its caller is gone; a handle it opened is closed. */
+		if (pr.type == FERRY__FXP_HANDLE && !sf->dead) {
+			enc e;
+			int err = enc_begin(sf, &e, FERRY__FXP_CLOSE);
+			if (!err)
+				err = put_handle(&e, &pr.handle);
+			submit(sf, &e, err, FERRY__FXP_CLOSE, 0,
+			       REQF_HANDLE | REQF_CLOSE, 64, 0, NULL, NULL);
+		}
+		ferry__sftp_parsed_free(&pr);
+		ferry__free(r);
+		return;
+	}
+	if ((r->flags & REQF_CREATE) && pr.status == FERRY__FX_FAILURE &&
+	    r->subj_len) {
+		disamb_start(sf, r, &pr);
+		ferry__sftp_parsed_free(&pr);
+		return;
+	}
+	message_of(msg, sizeof(msg), &pr, pr.status);
+	complete(sf, r, &pr, ferry__sftp_status_error(pr.status), pr.status,
+	         msg, r->gen);
+	ferry__sftp_parsed_free(&pr);
+}
+
+/* FAILURE to a creating request: OpenSSH maps EEXIST and ENOSPC alike.
+ * An LSTAT of the path (and a statvfs of its directory) pipelined after it
+ * tell them apart, at one more round trip on the failure path only. */
+typedef struct disamb {
+	ferry__sftp *sf;
+	ferry__sftp_req *orig;
+	char msg[400];
+	int pending, exists, full;
+	uint64_t gen;
+} disamb;
+
+static void disamb_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	disamb *d = ctx;
+	if (r->gen > d->gen)
+		d->gen = r->gen;
+	if (!r->error && r->req_type == FERRY__FXP_LSTAT)
+		d->exists = 1;
+	if (!r->error && r->vfs &&
+	    (r->vfs->bavail == 0 || (r->vfs->files && r->vfs->favail == 0)))
+		d->full = 1;
+	if (--d->pending)
+		return;
+	char msg[512];
+	int error = FERRY_EREMOTE;
+	if (d->exists) {
+		error = FERRY_EEXIST;
+		snprintf(msg, sizeof(msg), "%s (the path already exists)",
+		         d->msg);
+	} else if (d->full) {
+		error = FERRY_ENOSPACE;
+		snprintf(msg, sizeof(msg),
+		         "%s (no space left on the remote filesystem)", d->msg);
+	} else {
+		ferry__sftp__textcpy(msg, sizeof(msg), d->msg);
+	}
+	ferry__sftp *sf = d->sf;
+	ferry__sftp_req *orig = d->orig;
+	uint64_t gen = d->gen;
+	ferry__free(d);
+	complete(sf, orig, NULL, error, FERRY__FX_FAILURE, msg, gen);
+}
+
+static void disamb_start(ferry__sftp *sf, ferry__sftp_req *r,
+                         const ferry__sftp_parsed *pr)
+{
+	char msg[400];
+	message_of(msg, sizeof(msg), pr, pr->status);
+	disamb *d = ferry__calloc(1, sizeof(*d));
+	char *path =
+	        ferry__strndup((const char *)r->pkt + r->subj_off, r->subj_len);
+	if (!d || !path)
+		goto plain;
+	d->sf = sf;
+	d->orig = r;
+	d->gen = r->gen;
+	ferry__sftp__textcpy(d->msg, sizeof(d->msg), msg);
+	/* Submitted as if from r's callback: generation r->gen + 1. */
+	uint64_t saved = sf->cur_gen;
+	sf->in_cb++;
+	sf->cur_gen = r->gen;
+	if (!ferry__sftp_lstat(sf, path, disamb_cb, d))
+		d->pending++;
+	if (sf->ext & FERRY__EXT_STATVFS) {
+		char *slash = strrchr(path, '/');
+		const char *dir = ".";
+		if (slash == path)
+			dir = "/";
+		else if (slash) {
+			*slash = '\0';
+			dir = path;
+		}
+		if (!ferry__sftp_statvfs(sf, dir, disamb_cb, d))
+			d->pending++;
+	}
+	sf->in_cb--;
+	sf->cur_gen = saved;
+	ferry__free(path);
+	if (!d->pending) {
+		ferry__free(d);
+		d = NULL;
+		path = NULL;
+		goto plain;
+	}
+	return;
+plain:
+	ferry__free(d);
+	ferry__free(path);
+	complete(sf, r, NULL, ferry__sftp_status_error(pr->status), pr->status,
+	         msg, r->gen);
+}
+
+static void process_in(ferry__sftp *sf)
+{
+	while (!sf->dead) {
+		const uint8_t *p = ferry__buf_ptr(&sf->in);
+		size_t avail = ferry__buf_avail(&sf->in), total;
+		if (!sf->first_framed && avail >= 5) {
+			/* The first packet must be VERSION: anything else
+			 * is text some login script printed. */
+			uint32_t len = ferry__peek_u32(p);
+			if (len < 5 || len > 256 * 1024 ||
+			    p[4] != FERRY__FXP_VERSION) {
+				init_garbage(sf, p, avail);
+				return;
+			}
+			sf->first_framed = 1;
+		}
+		int rc = ferry__sftp_frame(p, avail, FERRY__SFTP_MAX_IN_PACKET,
+		                           &total);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			die(sf, FERRY_EPROTO,
+			    "SFTP: reply of impossible length %u",
+			    ferry__peek_u32(p));
+			return;
+		}
+		if (sf->opts.latency_ms > 0) {
+			ferry__sftp_delayed *d =
+			        ferry__malloc(sizeof(*d) + total - 4);
+			if (!d) {
+				die(sf, FERRY_ENOMEM,
+				    "SFTP: out of memory holding a reply");
+				return;
+			}
+			d->next = NULL;
+			d->due = ferry__sftp__now() + sf->opts.latency_ms;
+			d->len = total - 4;
+			memcpy(d->data, p + 4, total - 4);
+			if (sf->din_tail)
+				sf->din_tail->next = d;
+			else
+				sf->din_head = d;
+			sf->din_tail = d;
+			sf->din_count++;
+			sf->in.off += total;
+			continue;
+		}
+		sf->in.off += total;
+		/* p stays valid: nothing writes to in during dispatch. */
+		dispatch(sf, p + 4, total - 4);
+	}
+	if (sf->in.off == sf->in.len)
+		ferry__buf_reset(&sf->in);
+	else if (sf->in.off > sf->in.cap / 2)
+		ferry__buf_compact(&sf->in);
+}
+
+static int deliver_delayed(ferry__sftp *sf)
+{
+	int progress = 0;
+	if (!sf->din_head)
+		return 0;
+	int64_t now = ferry__sftp__now();
+	while (!sf->dead && sf->din_head && sf->din_head->due <= now) {
+		ferry__sftp_delayed *d = sf->din_head;
+		sf->din_head = d->next;
+		if (!sf->din_head)
+			sf->din_tail = NULL;
+		sf->din_count--;
+		dispatch(sf, d->data, d->len);
+		ferry__free(d);
+		progress = 1;
+	}
+	return progress;
+}
+
+/* 1 moved bytes, 0 nothing, -1 died. */
+static int do_recv(ferry__sftp *sf)
+{
+	int progress = 0;
+	size_t got = 0;
+	while (!sf->dead && got < RECV_PER_STEP) {
+		uint8_t *p;
+		if (ferry__buf_reserve(&sf->in, RECV_CHUNK, &p)) {
+			die(sf, FERRY_ENOMEM, "SFTP: out of memory reading");
+			return -1;
+		}
+		ssize_t n = sf->t->recv(sf->t, p, RECV_CHUNK);
+		sf->in.len -= RECV_CHUNK - (n > 0 ? (size_t)n : 0);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (sf->state == SFTP_INIT_SENT && !sf->errmsg[0])
+				ferry__sftp_seterr(
+				        sf, (int)n,
+				        "SFTP init: the channel closed before "
+				        "the server answered");
+			if (!sf->first_framed && ferry__buf_avail(&sf->in)) {
+				init_garbage(sf, ferry__buf_ptr(&sf->in),
+				             ferry__buf_avail(&sf->in));
+				return -1;
+			}
+			die(sf, (int)n, NULL);
+			return -1;
+		}
+		got += (size_t)n;
+		sf->stats.bytes_in += (uint64_t)n;
+		progress = 1;
+		process_in(sf);
+	}
+	return sf->dead ? -1 : progress;
+}
+
+int ferry__sftp_step(ferry__sftp *sf)
+{
+	int progress = 0, rc;
+	if (sf->dead || sf->state == SFTP_NEW)
+		return 0;
+	if (deliver_delayed(sf))
+		progress = 1;
+	flush(sf);
+	if ((rc = do_send(sf)) < 0)
+		return 1;
+	progress |= rc;
+	if ((rc = do_recv(sf)) < 0)
+		return 1;
+	progress |= rc;
+	if (progress) {
+		/* Replies may have queued follow-ups: out with them now. */
+		flush(sf);
+		if ((rc = do_send(sf)) < 0)
+			return 1;
+	}
+	return progress;
+}
+
+/* ---- lifecycle ------------------------------------------------------------
+ */
+
+int ferry__sftp_new(ferry__sftp **out, ferry__sftp_transport *t,
+                    ferry_session *s, const ferry__sftp_opts *opts)
+{
+	*out = NULL;
+	ferry__sftp *sf = ferry__calloc(1, sizeof(*sf));
+	if (!sf) {
+		t->free(t);
+		return FERRY_ENOMEM;
+	}
+	sf->t = t;
+	t->sf = sf;
+	sf->session = s;
+	if (opts)
+		sf->opts = *opts;
+	sf->rt = s ? &s->round_trips : &sf->own_rt;
+	sf->window =
+	        sf->opts.window_bytes ? sf->opts.window_bytes : DEFAULT_WINDOW;
+	sf->next_id = 1;
+	ferry__sftp_limits_info none = {0, 0, 0, 0};
+	apply_limits(sf, &none);
+	sf->in.max = FERRY__SFTP_MAX_IN_PACKET + RECV_CHUNK * 2;
+	sf->table_size = 0;
+	table_grow(sf);
+	if (!sf->table) {
+		ferry__sftp_free(sf);
+		return FERRY_ENOMEM;
+	}
+	*out = sf;
+	return 0;
+}
+
+int ferry__sftp_start(ferry__sftp *sf)
+{
+	uint8_t init[9];
+	int error;
+	if (sf->state != SFTP_NEW)
+		return FERRY_EINVALID;
+	if (sf->dead)
+		return sf->dead;
+	ferry__poke_u32(init, 5);
+	init[4] = FERRY__FXP_INIT;
+	ferry__poke_u32(init + 5, 3);
+	if ((error = mark_reserve(sf)) ||
+	    (error = ferry__buf_put(&sf->out, init, sizeof(init))))
+		return error;
+	sf->out_total += sizeof(init);
+	mark_add(sf);
+	sf->state = SFTP_INIT_SENT;
+	sf->init_gen = ferry__sftp__next_gen(sf);
+	if (!(sf->opts.ignore_ext & FERRY__EXT_LIMITS)) {
+		/* Pipelined behind INIT: OpenSSH answers in order, and a
+		 * server without it answers SSH_FX_OP_UNSUPPORTED. */
+		enc e;
+		error = enc_ext(sf, &e, limits_name);
+		error = submit(sf, &e, error, FERRY__FXP_EXTENDED,
+		               FERRY__XK_LIMITS, 0, 64, 0, limits_cb, sf);
+		if (!error)
+			sf->limits_pending = 1;
+	}
+	return error;
+}
+
+static int init_done(void *ctx)
+{
+	return ferry__sftp_ready(ctx);
+}
+
+int ferry__sftp_init(ferry__sftp *sf, int64_t deadline_ms)
+{
+	int error = 0;
+	if (sf->state == SFTP_NEW && (error = ferry__sftp_start(sf)))
+		return error;
+	error = ferry__sftp_run(sf, init_done, sf, deadline_ms);
+	if (error == FERRY_ETIMEOUT)
+		ferry__sftp_seterr(sf, error,
+		                   "SFTP init: no answer from the server");
+	return error;
+}
+
+void ferry__sftp_free(ferry__sftp *sf)
+{
+	if (!sf)
+		return;
+	if (!sf->dead) {
+		/* Callbacks learn that their requests are gone. */
+		sf->cancelling = FERRY_ECONN;
+		fail_all(sf, FERRY_ECONN, "SFTP client closed", 0);
+	}
+	for (size_t i = 0; i < sf->table_size; i++) {
+		while (sf->table[i]) {
+			ferry__sftp_req *r = sf->table[i];
+			sf->table[i] = r->hnext;
+			ferry__free(r);
+		}
+	}
+	while (sf->din_head) {
+		ferry__sftp_delayed *d = sf->din_head;
+		sf->din_head = d->next;
+		ferry__free(d);
+	}
+	if (sf->t)
+		sf->t->free(sf->t);
+	ferry__free(sf->table);
+	ferry__free(sf->marks);
+	ferry__buf_free(&sf->out);
+	ferry__buf_free(&sf->in);
+	ferry__free(sf);
+}
+
+/* ---- running ----------------------------------------------------------------
+ */
+
+static int idle(const ferry__sftp *sf)
+{
+	return !sf->qpath.count && !sf->qhandle.count && !sf->table_count &&
+	       !sf->din_count && !sf->jobs;
+}
+
+typedef struct run_ctx {
+	ferry__sftp *sf;
+	int (*done)(void *);
+	void *ctx;
+} run_ctx;
+
+static int run_check(void *v)
+{
+	run_ctx *rc = v;
+	if (rc->done ? rc->done(rc->ctx) : idle(rc->sf))
+		return 1;
+	return rc->sf->dead != 0;
+}
+
+int ferry__sftp_run(ferry__sftp *sf, int (*done)(void *ctx), void *ctx,
+                    int64_t deadline_ms)
+{
+	run_ctx rc = {sf, done, ctx};
+	if (sf->in_cb)
+		return FERRY_EINVALID;
+	int error = 0;
+	if (!run_check(&rc))
+		error = sf->t->run(sf->t, run_check, &rc, deadline_ms);
+	if (done ? done(ctx) : idle(sf) && !sf->dead)
+		return 0;
+	if (sf->dead)
+		return sf->dead;
+	return error ? error : FERRY_ERROR;
+}
+
+size_t ferry__sftp_pending(const ferry__sftp *sf)
+{
+	return sf->qpath.count + sf->qhandle.count + sf->table_count +
+	       sf->din_count + sf->jobs;
+}
+
+size_t ferry__sftp_queued_bytes(const ferry__sftp *sf)
+{
+	return sf->queued_bytes;
+}
+
+/* ---- information ------------------------------------------------------------
+ */
+
+int ferry__sftp_ready(const ferry__sftp *sf)
+{
+	return sf->state == SFTP_READY && !sf->limits_pending && !sf->dead;
+}
+
+int ferry__sftp_dead(const ferry__sftp *sf)
+{
+	return sf->dead;
+}
+
+const char *ferry__sftp_errmsg(const ferry__sftp *sf)
+{
+	return sf->errmsg;
+}
+
+unsigned ferry__sftp_extensions(const ferry__sftp *sf)
+{
+	return sf->ext;
+}
+
+int ferry__sftp_has(const ferry__sftp *sf, unsigned ext)
+{
+	return (sf->ext & ext) == ext;
+}
+
+void ferry__sftp_limits_get(const ferry__sftp *sf, ferry__sftp_limits_info *out)
+{
+	*out = sf->limits;
+}
+
+uint64_t ferry__sftp_round_trips(const ferry__sftp *sf)
+{
+	return *sf->rt;
+}
+
+void ferry__sftp_stats_get(const ferry__sftp *sf, ferry__sftp_stats *out)
+{
+	*out = sf->stats;
+}
+
+/* ---- requests
+ * ------------------------------------------------------------------ */
+
+/* An extension: absent (or ignored) once VERSION is known; before that
+ * the server decides (it answers OP_UNSUPPORTED). */
+static int ext_ok(const ferry__sftp *sf, unsigned bit)
+{
+	if (sf->opts.ignore_ext & bit)
+		return 0;
+	if (sf->state == SFTP_READY)
+		return (sf->ext & bit) != 0;
+	return 1;
+}
+
+static int path_req(ferry__sftp *sf, uint8_t type, const char *path,
+                    unsigned flags, size_t reply_cost, ferry__sftp_cb cb,
+                    void *ctx)
+{
+	enc e;
+	if (!path)
+		return FERRY_EINVALID;
+	int error = enc_begin(sf, &e, type);
+	if (!error)
+		error = put_path(&e, path, (flags & REQF_CREATE) != 0);
+	return submit(sf, &e, error, type, 0, flags, reply_cost, 0, cb, ctx);
+}
+
+static int handle_req(ferry__sftp *sf, uint8_t type,
+                      const ferry__sftp_handle *h, unsigned flags,
+                      size_t reply_cost, ferry__sftp_cb cb, void *ctx)
+{
+	enc e;
+	int error = enc_begin(sf, &e, type);
+	if (!error)
+		error = put_handle(&e, h);
+	return submit(sf, &e, error, type, 0, flags | REQF_HANDLE, reply_cost,
+	              0, cb, ctx);
+}
+
+int ferry__sftp_open(ferry__sftp *sf, const char *path, uint32_t pflags,
+                     const ferry__sftp_attrs *attrs, ferry__sftp_cb cb,
+                     void *ctx)
+{
+	enc e;
+	unsigned flags = REQF_SLOT;
+	if (!path)
+		return FERRY_EINVALID;
+	if ((pflags & (FERRY__FXF_CREAT | FERRY__FXF_EXCL)) ==
+	    (FERRY__FXF_CREAT | FERRY__FXF_EXCL))
+		flags |= REQF_CREATE;
+	int error = enc_begin(sf, &e, FERRY__FXP_OPEN);
+	if (!error)
+		error = put_path(&e, path, 1);
+	if (!error)
+		error = ferry__buf_put_u32(&e.b, pflags);
+	if (!error)
+		error = ferry__sftp_put_attrs(&e.b, attrs);
+	return submit(sf, &e, error, FERRY__FXP_OPEN, 0, flags, 64, 0, cb, ctx);
+}
+
+int ferry__sftp_close(ferry__sftp *sf, const ferry__sftp_handle *h,
+                      ferry__sftp_cb cb, void *ctx)
+{
+	return handle_req(sf, FERRY__FXP_CLOSE, h, REQF_CLOSE, 64, cb, ctx);
+}
+
+int ferry__sftp_read(ferry__sftp *sf, const ferry__sftp_handle *h, uint64_t off,
+                     uint32_t len, ferry__sftp_cb cb, void *ctx)
+{
+	enc e;
+	if (len > sf->limits.max_read)
+		return FERRY_EINVALID;
+	int error = enc_begin(sf, &e, FERRY__FXP_READ);
+	if (!error)
+		error = put_handle(&e, h);
+	if (!error)
+		error = ferry__buf_put_u64(&e.b, off);
+	if (!error)
+		error = ferry__buf_put_u32(&e.b, len);
+	return submit(sf, &e, error, FERRY__FXP_READ, 0, REQF_HANDLE,
+	              (size_t)len + 64, len, cb, ctx);
+}
+
+int ferry__sftp_write(ferry__sftp *sf, const ferry__sftp_handle *h,
+                      uint64_t off, const void *data, size_t len,
+                      ferry__sftp_cb cb, void *ctx)
+{
+	enc e;
+	if (len > sf->limits.max_write || (len && !data))
+		return FERRY_EINVALID;
+	int error = enc_begin(sf, &e, FERRY__FXP_WRITE);
+	if (!error)
+		error = put_handle(&e, h);
+	if (!error)
+		error = ferry__buf_put_u64(&e.b, off);
+	if (!error)
+		error = ferry__buf_put_string(&e.b, data, len);
+	return submit(sf, &e, error, FERRY__FXP_WRITE, 0, REQF_HANDLE, 64, 0,
+	              cb, ctx);
+}
+
+int ferry__sftp_lstat(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                      void *ctx)
+{
+	return path_req(sf, FERRY__FXP_LSTAT, path, 0, 128, cb, ctx);
+}
+
+int ferry__sftp_stat(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                     void *ctx)
+{
+	return path_req(sf, FERRY__FXP_STAT, path, 0, 128, cb, ctx);
+}
+
+int ferry__sftp_fstat(ferry__sftp *sf, const ferry__sftp_handle *h,
+                      ferry__sftp_cb cb, void *ctx)
+{
+	return handle_req(sf, FERRY__FXP_FSTAT, h, 0, 128, cb, ctx);
+}
+
+static int attrs_req(ferry__sftp *sf, uint8_t type, const char *ext,
+                     const char *path, const ferry__sftp_handle *h,
+                     const ferry__sftp_attrs *a, ferry__sftp_cb cb, void *ctx)
+{
+	enc e;
+	int error;
+	if (!a || (!path && !h))
+		return FERRY_EINVALID;
+	error = ext ? enc_ext(sf, &e, ext) : enc_begin(sf, &e, type);
+	if (!error)
+		error = path ? put_path(&e, path, 0) : put_handle(&e, h);
+	if (!error)
+		error = ferry__sftp_put_attrs(&e.b, a);
+	return submit(sf, &e, error, type, ext ? FERRY__XK_STATUS : 0,
+	              h ? REQF_HANDLE : 0, 64, 0, cb, ctx);
+}
+
+int ferry__sftp_setstat(ferry__sftp *sf, const char *path,
+                        const ferry__sftp_attrs *a, ferry__sftp_cb cb,
+                        void *ctx)
+{
+	return attrs_req(sf, FERRY__FXP_SETSTAT, NULL, path, NULL, a, cb, ctx);
+}
+
+int ferry__sftp_fsetstat(ferry__sftp *sf, const ferry__sftp_handle *h,
+                         const ferry__sftp_attrs *a, ferry__sftp_cb cb,
+                         void *ctx)
+{
+	if (!h)
+		return FERRY_EINVALID;
+	return attrs_req(sf, FERRY__FXP_FSETSTAT, NULL, NULL, h, a, cb, ctx);
+}
+
+int ferry__sftp_lsetstat(ferry__sftp *sf, const char *path,
+                         const ferry__sftp_attrs *a, ferry__sftp_cb cb,
+                         void *ctx)
+{
+	if (!ext_ok(sf, FERRY__EXT_LSETSTAT))
+		return ferry__sftp_seterr(sf, FERRY_EUNSUPPORTED,
+		                          "SFTP: the server lacks "
+		                          "lsetstat@openssh.com");
+	if (!path)
+		return FERRY_EINVALID;
+	return attrs_req(sf, FERRY__FXP_EXTENDED, "lsetstat@openssh.com", path,
+	                 NULL, a, cb, ctx);
+}
+
+int ferry__sftp_opendir(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                        void *ctx)
+{
+	return path_req(sf, FERRY__FXP_OPENDIR, path, REQF_SLOT, 64, cb, ctx);
+}
+
+int ferry__sftp_readdir(ferry__sftp *sf, const ferry__sftp_handle *h,
+                        ferry__sftp_cb cb, void *ctx)
+{
+	return handle_req(sf, FERRY__FXP_READDIR, h, 0, 32768, cb, ctx);
+}
+
+int ferry__sftp_remove(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                       void *ctx)
+{
+	return path_req(sf, FERRY__FXP_REMOVE, path, 0, 64, cb, ctx);
+}
+
+int ferry__sftp_mkdir(ferry__sftp *sf, const char *path,
+                      const ferry__sftp_attrs *a, ferry__sftp_cb cb, void *ctx)
+{
+	enc e;
+	if (!path)
+		return FERRY_EINVALID;
+	int error = enc_begin(sf, &e, FERRY__FXP_MKDIR);
+	if (!error)
+		error = put_path(&e, path, 1);
+	if (!error)
+		error = ferry__sftp_put_attrs(&e.b, a);
+	return submit(sf, &e, error, FERRY__FXP_MKDIR, 0, REQF_CREATE, 64, 0,
+	              cb, ctx);
+}
+
+int ferry__sftp_rmdir(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                      void *ctx)
+{
+	return path_req(sf, FERRY__FXP_RMDIR, path, 0, 64, cb, ctx);
+}
+
+int ferry__sftp_realpath(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                         void *ctx)
+{
+	return path_req(sf, FERRY__FXP_REALPATH, path, 0, 8192, cb, ctx);
+}
+
+int ferry__sftp_readlink(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                         void *ctx)
+{
+	return path_req(sf, FERRY__FXP_READLINK, path, 0, 8192, cb, ctx);
+}
+
+/* Two paths; the second is the subject when create is set. */
+static int two_paths(ferry__sftp *sf, uint8_t type, const char *ext,
+                     const char *a, const char *b, unsigned flags,
+                     ferry__sftp_cb cb, void *ctx)
+{
+	enc e;
+	int error;
+	if (!a || !b)
+		return FERRY_EINVALID;
+	error = ext ? enc_ext(sf, &e, ext) : enc_begin(sf, &e, type);
+	if (!error)
+		error = put_path(&e, a, 0);
+	if (!error)
+		error = put_path(&e, b, (flags & REQF_CREATE) != 0);
+	return submit(sf, &e, error, type, ext ? FERRY__XK_STATUS : 0, flags,
+	              64, 0, cb, ctx);
+}
+
+int ferry__sftp_rename(ferry__sftp *sf, const char *from, const char *to,
+                       ferry__sftp_cb cb, void *ctx)
+{
+	return two_paths(sf, FERRY__FXP_RENAME, NULL, from, to, REQF_CREATE, cb,
+	                 ctx);
+}
+
+int ferry__sftp_posix_rename(ferry__sftp *sf, const char *from, const char *to,
+                             ferry__sftp_cb cb, void *ctx)
+{
+	if (!ext_ok(sf, FERRY__EXT_POSIX_RENAME))
+		return ferry__sftp_seterr(sf, FERRY_EUNSUPPORTED,
+		                          "SFTP: the server lacks "
+		                          "posix-rename@openssh.com");
+	return two_paths(sf, FERRY__FXP_EXTENDED, "posix-rename@openssh.com",
+	                 from, to, 0, cb, ctx);
+}
+
+int ferry__sftp_rename_replace(ferry__sftp *sf, const char *from,
+                               const char *to, int *fallback, ferry__sftp_cb cb,
+                               void *ctx)
+{
+	int error;
+	if (fallback)
+		*fallback = 0;
+	if (ext_ok(sf, FERRY__EXT_POSIX_RENAME))
+		return ferry__sftp_posix_rename(sf, from, to, cb, ctx);
+	if (!from || !to)
+		return FERRY_EINVALID;
+	/* Not atomic: for a moment "to" does not exist. */
+	if ((error = ferry__sftp_remove(sf, to, NULL, NULL)))
+		return error;
+	if (fallback)
+		*fallback = 1;
+	return ferry__sftp_rename(sf, from, to, cb, ctx);
+}
+
+int ferry__sftp_symlink(ferry__sftp *sf, const char *linkpath,
+                        const char *target, ferry__sftp_cb cb, void *ctx)
+{
+	/* OpenSSH reads (target, linkpath): the reverse of draft-02. */
+	return two_paths(sf, FERRY__FXP_SYMLINK, NULL, target, linkpath,
+	                 REQF_CREATE, cb, ctx);
+}
+
+int ferry__sftp_hardlink(ferry__sftp *sf, const char *oldpath,
+                         const char *newpath, ferry__sftp_cb cb, void *ctx)
+{
+	if (!ext_ok(sf, FERRY__EXT_HARDLINK))
+		return ferry__sftp_seterr(sf, FERRY_EUNSUPPORTED,
+		                          "SFTP: the server lacks "
+		                          "hardlink@openssh.com");
+	return two_paths(sf, FERRY__FXP_EXTENDED, "hardlink@openssh.com",
+	                 oldpath, newpath, REQF_CREATE, cb, ctx);
+}
+
+static int handle_ext(ferry__sftp *sf, const char *name, int kind,
+                      const ferry__sftp_handle *h, ferry__sftp_cb cb, void *ctx)
+{
+	enc e;
+	int error = enc_ext(sf, &e, name);
+	if (!error)
+		error = put_handle(&e, h);
+	return submit(sf, &e, error, FERRY__FXP_EXTENDED, kind, REQF_HANDLE,
+	              128, 0, cb, ctx);
+}
+
+int ferry__sftp_fsync(ferry__sftp *sf, const ferry__sftp_handle *h,
+                      ferry__sftp_cb cb, void *ctx)
+{
+	if (!ext_ok(sf, FERRY__EXT_FSYNC))
+		return ferry__sftp_seterr(sf, FERRY_EUNSUPPORTED,
+		                          "SFTP: the server lacks "
+		                          "fsync@openssh.com");
+	return handle_ext(sf, "fsync@openssh.com", FERRY__XK_STATUS, h, cb,
+	                  ctx);
+}
+
+int ferry__sftp_statvfs(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                        void *ctx)
+{
+	enc e;
+	if (!ext_ok(sf, FERRY__EXT_STATVFS))
+		return ferry__sftp_seterr(sf, FERRY_EUNSUPPORTED,
+		                          "SFTP: the server lacks "
+		                          "statvfs@openssh.com");
+	if (!path)
+		return FERRY_EINVALID;
+	int error = enc_ext(sf, &e, "statvfs@openssh.com");
+	if (!error)
+		error = put_path(&e, path, 0);
+	return submit(sf, &e, error, FERRY__FXP_EXTENDED, FERRY__XK_STATVFS, 0,
+	              128, 0, cb, ctx);
+}
+
+int ferry__sftp_fstatvfs(ferry__sftp *sf, const ferry__sftp_handle *h,
+                         ferry__sftp_cb cb, void *ctx)
+{
+	if (!ext_ok(sf, FERRY__EXT_FSTATVFS))
+		return ferry__sftp_seterr(sf, FERRY_EUNSUPPORTED,
+		                          "SFTP: the server lacks "
+		                          "fstatvfs@openssh.com");
+	return handle_ext(sf, "fstatvfs@openssh.com", FERRY__XK_STATVFS, h, cb,
+	                  ctx);
+}
+
+int ferry__sftp_copy_data(ferry__sftp *sf, const ferry__sftp_handle *rh,
+                          uint64_t roff, uint64_t len,
+                          const ferry__sftp_handle *wh, uint64_t woff,
+                          ferry__sftp_cb cb, void *ctx)
+{
+	enc e;
+	if (!ext_ok(sf, FERRY__EXT_COPY_DATA))
+		return ferry__sftp_seterr(sf, FERRY_EUNSUPPORTED,
+		                          "SFTP: the server lacks copy-data");
+	int error = enc_ext(sf, &e, "copy-data");
+	if (!error)
+		error = put_handle(&e, rh);
+	if (!error)
+		error = ferry__buf_put_u64(&e.b, roff);
+	if (!error)
+		error = ferry__buf_put_u64(&e.b, len);
+	if (!error)
+		error = put_handle(&e, wh);
+	if (!error)
+		error = ferry__buf_put_u64(&e.b, woff);
+	return submit(sf, &e, error, FERRY__FXP_EXTENDED, FERRY__XK_STATUS,
+	              REQF_HANDLE, 64, 0, cb, ctx);
+}
+
+int ferry__sftp_limits(ferry__sftp *sf, ferry__sftp_cb cb, void *ctx)
+{
+	enc e;
+	if (!ext_ok(sf, FERRY__EXT_LIMITS))
+		return ferry__sftp_seterr(sf, FERRY_EUNSUPPORTED,
+		                          "SFTP: the server lacks "
+		                          "limits@openssh.com");
+	int error = enc_ext(sf, &e, limits_name);
+	return submit(sf, &e, error, FERRY__FXP_EXTENDED, FERRY__XK_LIMITS, 0,
+	              64, 0, cb, ctx);
+}

@@ -1,0 +1,395 @@
+/* sftp.h - ferry's own pipelined SFTP v3 client (lib/sftp*.c).
+ *
+ * Model.  Every request is submitted with a completion callback and goes
+ * into one FIFO; ferry__sftp_run() drives the loop (the session's, or the
+ * pipe transport's own) until a caller's predicate holds.  Requests reach
+ * the server in submission order, with one exception: a request on an
+ * open handle (WRITE, CLOSE...) may pass an OPEN/OPENDIR that waits for a
+ * free handle slot, so that the CLOSEs that free slots are never stuck
+ * behind the OPENs that need them.  The window is bounded by bytes in
+ * flight and by the server's open-handle limit; what does not fit waits
+ * in the queue (the upload block generates its WRITEs only as the window
+ * opens, so a large file is never held in memory).
+ *
+ * Callbacks.  A submit function returning 0 guarantees exactly one call
+ * of its callback: with the server's reply, or with a local error when the
+ * request was cancelled or the connection died.  A submit returning an
+ * error never calls it.  Callbacks may submit more requests (that is how
+ * chains are built: OPEN's callback submits WRITEs + CLOSE, CLOSE's
+ * callback the rename) but must not call ferry__sftp_run, cancel or free.
+ * A reply and everything it points to is valid only during the callback.
+ *
+ * Round trips.  Each request carries a generation: a request submitted in
+ * the callback of a reply of generation g has generation g + 1; one
+ * submitted outside any callback has generation N + 1 where N is the
+ * number of round trips already counted.  A reply completes the round trip
+ * of its request's generation, and the counter (ferry__sftp_round_trips,
+ * and s->round_trips on a session) is the highest generation completed.
+ * So OPEN; WRITEs + FSETSTAT + CLOSE; rename is 3 for one file and for a
+ * thousand submitted together.  Waiting for window space is flow control
+ * ("transfer") and is counted in the stats, not as a round trip.
+ */
+#ifndef FERRY_SFTP_H
+#define FERRY_SFTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ferry.h"
+#include "sftp_proto.h"
+
+typedef struct ferry__sftp ferry__sftp;
+
+/* What a completion callback receives. */
+typedef struct ferry__sftp_reply {
+	int error;           /* 0 or FERRY_E* */
+	uint32_t status;     /* FERRY__FX_* of the server, or FERRY__FX_LOCAL */
+	const char *message; /* never NULL: the server's text, or ferry's */
+	uint8_t req_type;    /* FERRY__FXP_* of the request */
+	uint32_t id;
+	uint64_t gen; /* the round trip this reply completed */
+	int eof;      /* READ, READDIR: end of file (error is 0) */
+	const ferry__sftp_handle *handle; /* OPEN, OPENDIR */
+	const uint8_t *data;              /* READ */
+	size_t data_len;
+	const ferry__sftp_attrs *attrs; /* STAT, LSTAT, FSTAT */
+	const ferry__sftp_name *names;  /* READDIR, REALPATH, READLINK */
+	uint32_t count;
+	const ferry__sftp_vfs_info *vfs;       /* statvfs, fstatvfs */
+	const ferry__sftp_limits_info *limits; /* limits */
+} ferry__sftp_reply;
+
+typedef void (*ferry__sftp_cb)(void *ctx, const ferry__sftp_reply *r);
+
+typedef struct ferry__sftp_opts {
+	size_t window_bytes;  /* bytes in flight; 0: 8 MiB */
+	unsigned max_handles; /* 0: the server's limit (64 without limits) */
+	uint32_t max_write;   /* 0: the server's limit (32 KiB without) */
+	unsigned ignore_ext;  /* FERRY__EXT_* to treat as absent (tests) */
+	int latency_ms;       /* delay every message by this much each way */
+	int timeout_ms;       /* the _wait calls; 0: 120000; < 0: none */
+	int init_timeout_ms;  /* channel open + INIT; 0: 15000 */
+} ferry__sftp_opts;
+
+/* ---- byte-stream transports ------------------------------------------- */
+
+typedef struct ferry__sftp_transport ferry__sftp_transport;
+struct ferry__sftp_transport {
+	/* Non-blocking: bytes moved (> 0), 0 when it would block, or a
+	 * negative FERRY_E* (FERRY_EEOF when the peer closed), after
+	 * ferry__sftp_seterr() with the reason. */
+	ssize_t (*send)(ferry__sftp_transport *t, const void *p, size_t n);
+	ssize_t (*recv)(ferry__sftp_transport *t, void *p, size_t n);
+	/* Drive the loop, calling ferry__sftp_step(), until done(ctx),
+	 * the deadline (absolute ferry__now_ms(); 0: none) or an error of
+	 * the loop itself.  0, FERRY_ETIMEOUT, FERRY_EINTR, FERRY_ECONN... */
+	int (*run)(ferry__sftp_transport *t, int (*done)(void *ctx), void *ctx,
+	           int64_t deadline_ms);
+	void (*free)(ferry__sftp_transport *t);
+	ferry__sftp *sf;        /* set by ferry__sftp_new */
+	ferry_session *session; /* NULL for the pipe transport */
+};
+
+/* A client on a transport (taken over: freed with the client, also on
+ * failure).  s, when not NULL, receives error text and round trips. */
+int ferry__sftp_new(ferry__sftp **out, ferry__sftp_transport *t,
+                    ferry_session *s, const ferry__sftp_opts *opts);
+/* Queue INIT (and a limits@openssh.com request, pipelined behind it).
+ * Requests submitted before VERSION arrives are sent behind them. */
+int ferry__sftp_start(ferry__sftp *sf);
+/* Start and run until VERSION (and the limits) arrived. */
+int ferry__sftp_init(ferry__sftp *sf, int64_t deadline_ms);
+void ferry__sftp_free(ferry__sftp *sf);
+
+/* For transports: one non-blocking pass (deliver due delayed replies,
+ * queue -> wire, wire -> callbacks).  1 when anything moved. */
+int ferry__sftp_step(ferry__sftp *sf);
+/* Bytes are waiting to be sent now (poll for writability). */
+int ferry__sftp_want_write(const ferry__sftp *sf);
+/* Absolute ferry__now_ms() of the next delayed message, 0 when none. */
+int64_t ferry__sftp_next_timer(const ferry__sftp *sf);
+/* Error text without side effects (for transports); returns code. */
+int ferry__sftp_seterr(ferry__sftp *sf, int code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* The pipe transport: a child SFTP server on a socketpair (stdin and
+ * stdout), for tests and for local targets. */
+typedef struct ferry__sftp_pipe_opts {
+	const char *const *argv; /* NULL: /usr/lib/openssh/sftp-server */
+	int keep_stderr;         /* child stderr: ours (else /dev/null) */
+	ferry__sftp_opts sftp;
+} ferry__sftp_pipe_opts;
+
+/* Spawn, INIT, limits.  On failure *out is NULL and errbuf says why. */
+int ferry__sftp_open_pipe(ferry__sftp **out, const ferry__sftp_pipe_opts *o,
+                          char *errbuf, size_t errlen);
+/* The child's pid (tests kill it); 0 when not a pipe client. */
+pid_t ferry__sftp_pipe_pid(const ferry__sftp *sf);
+
+/* The session's one shared SFTP channel, opened on first use (subsystem
+ * "sftp", INIT, limits) and freed with the session.  A client that died
+ * (channel closed, protocol error) is replaced by a new one. */
+int ferry__session_sftp(ferry_session *s, ferry__sftp **out);
+/* Same with options; they apply only when the channel is opened now. */
+int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
+                           ferry__sftp **out);
+
+/* ---- running ------------------------------------------------------------ */
+
+/* Run until done(ctx) holds (checked first), the deadline (absolute
+ * ferry__now_ms(); 0: none) passes, or the client dies.  done NULL: until
+ * nothing is queued or in flight.  0; FERRY_ETIMEOUT / FERRY_EINTR
+ * (requests stay in flight: run again, or cancel); the death error
+ * (every callback has then been called).  Not from a callback. */
+int ferry__sftp_run(ferry__sftp *sf, int (*done)(void *ctx), void *ctx,
+                    int64_t deadline_ms);
+/* Complete every queued and in-flight request now with code (callbacks
+ * run; late replies are dropped; handles they open are closed). */
+void ferry__sftp_cancel_all(ferry__sftp *sf, int code);
+/* Requests queued, in flight or delayed, plus upload jobs running. */
+size_t ferry__sftp_pending(const ferry__sftp *sf);
+/* Bytes of submitted requests not yet sent (to bound a producer). */
+size_t ferry__sftp_queued_bytes(const ferry__sftp *sf);
+
+/* ---- information --------------------------------------------------------- */
+
+int ferry__sftp_ready(const ferry__sftp *sf);
+/* 0 while usable, else the FERRY_E* it died of. */
+int ferry__sftp_dead(const ferry__sftp *sf);
+const char *ferry__sftp_errmsg(const ferry__sftp *sf);
+/* FERRY__EXT_* advertised by the server and not ignored. */
+unsigned ferry__sftp_extensions(const ferry__sftp *sf);
+int ferry__sftp_has(const ferry__sftp *sf, unsigned ext);
+/* The limits in force (the server's, clamped; defaults without them). */
+void ferry__sftp_limits_get(const ferry__sftp *sf,
+                            ferry__sftp_limits_info *out);
+uint64_t ferry__sftp_round_trips(const ferry__sftp *sf);
+
+typedef struct ferry__sftp_stats {
+	uint64_t requests; /* sent */
+	uint64_t replies;
+	uint64_t bytes_out, bytes_in;
+	uint64_t window_waits;  /* times the queue waited for bytes in flight */
+	uint64_t handle_waits;  /* times an OPEN waited for a handle slot */
+	uint64_t max_in_flight; /* requests */
+	unsigned max_handles_used; /* handles open or being opened */
+	size_t max_bytes_in_flight;
+} ferry__sftp_stats;
+void ferry__sftp_stats_get(const ferry__sftp *sf, ferry__sftp_stats *out);
+
+/* ---- asynchronous requests ------------------------------------------------
+ * 0 (cb will be called once) or FERRY_EINVALID / FERRY_ENOMEM / the death
+ * error (cb never called).  Strings and data are copied. */
+
+int ferry__sftp_open(ferry__sftp *sf, const char *path, uint32_t pflags,
+                     const ferry__sftp_attrs *attrs, ferry__sftp_cb cb,
+                     void *ctx);
+int ferry__sftp_close(ferry__sftp *sf, const ferry__sftp_handle *h,
+                      ferry__sftp_cb cb, void *ctx);
+/* len <= the server's max read; r->data_len may be shorter; r->eof. */
+int ferry__sftp_read(ferry__sftp *sf, const ferry__sftp_handle *h, uint64_t off,
+                     uint32_t len, ferry__sftp_cb cb, void *ctx);
+/* len <= ferry__sftp limits max_write. */
+int ferry__sftp_write(ferry__sftp *sf, const ferry__sftp_handle *h,
+                      uint64_t off, const void *data, size_t len,
+                      ferry__sftp_cb cb, void *ctx);
+int ferry__sftp_lstat(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                      void *ctx);
+int ferry__sftp_stat(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                     void *ctx);
+int ferry__sftp_fstat(ferry__sftp *sf, const ferry__sftp_handle *h,
+                      ferry__sftp_cb cb, void *ctx);
+int ferry__sftp_setstat(ferry__sftp *sf, const char *path,
+                        const ferry__sftp_attrs *a, ferry__sftp_cb cb,
+                        void *ctx);
+int ferry__sftp_fsetstat(ferry__sftp *sf, const ferry__sftp_handle *h,
+                         const ferry__sftp_attrs *a, ferry__sftp_cb cb,
+                         void *ctx);
+/* lsetstat@openssh.com; FERRY_EUNSUPPORTED when absent. */
+int ferry__sftp_lsetstat(ferry__sftp *sf, const char *path,
+                         const ferry__sftp_attrs *a, ferry__sftp_cb cb,
+                         void *ctx);
+int ferry__sftp_opendir(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                        void *ctx);
+/* r->names (at most 100 from OpenSSH, "." and ".." included), or r->eof. */
+int ferry__sftp_readdir(ferry__sftp *sf, const ferry__sftp_handle *h,
+                        ferry__sftp_cb cb, void *ctx);
+int ferry__sftp_remove(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                       void *ctx);
+int ferry__sftp_mkdir(ferry__sftp *sf, const char *path,
+                      const ferry__sftp_attrs *a, ferry__sftp_cb cb, void *ctx);
+int ferry__sftp_rmdir(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                      void *ctx);
+int ferry__sftp_realpath(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                         void *ctx);
+int ferry__sftp_readlink(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                         void *ctx);
+/* Plain RENAME: never replaces an existing target (OpenSSH links, then
+ * unlinks): FERRY_EEXIST then. */
+int ferry__sftp_rename(ferry__sftp *sf, const char *from, const char *to,
+                       ferry__sftp_cb cb, void *ctx);
+/* posix-rename@openssh.com (atomic replace); FERRY_EUNSUPPORTED absent. */
+int ferry__sftp_posix_rename(ferry__sftp *sf, const char *from, const char *to,
+                             ferry__sftp_cb cb, void *ctx);
+/* Replace to by from: posix-rename, or without it REMOVE to + RENAME
+ * pipelined (not atomic; *fallback set to 1 when taken, may be NULL).
+ * cb gets the rename's reply. */
+int ferry__sftp_rename_replace(ferry__sftp *sf, const char *from,
+                               const char *to, int *fallback, ferry__sftp_cb cb,
+                               void *ctx);
+/* linkpath -> target (sent in OpenSSH's order: target first). */
+int ferry__sftp_symlink(ferry__sftp *sf, const char *linkpath,
+                        const char *target, ferry__sftp_cb cb, void *ctx);
+/* hardlink@openssh.com; FERRY_EUNSUPPORTED when absent. */
+int ferry__sftp_hardlink(ferry__sftp *sf, const char *oldpath,
+                         const char *newpath, ferry__sftp_cb cb, void *ctx);
+/* fsync@openssh.com; FERRY_EUNSUPPORTED when absent. */
+int ferry__sftp_fsync(ferry__sftp *sf, const ferry__sftp_handle *h,
+                      ferry__sftp_cb cb, void *ctx);
+/* statvfs@openssh.com / fstatvfs@openssh.com; FERRY_EUNSUPPORTED. */
+int ferry__sftp_statvfs(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
+                        void *ctx);
+int ferry__sftp_fstatvfs(ferry__sftp *sf, const ferry__sftp_handle *h,
+                         ferry__sftp_cb cb, void *ctx);
+/* copy-data: len bytes (0: to EOF) from rh at roff to wh at woff, on the
+ * server.  FERRY_EUNSUPPORTED when absent. */
+int ferry__sftp_copy_data(ferry__sftp *sf, const ferry__sftp_handle *rh,
+                          uint64_t roff, uint64_t len,
+                          const ferry__sftp_handle *wh, uint64_t woff,
+                          ferry__sftp_cb cb, void *ctx);
+/* limits@openssh.com, asked again; FERRY_EUNSUPPORTED when absent. */
+int ferry__sftp_limits(ferry__sftp *sf, ferry__sftp_cb cb, void *ctx);
+
+/* ---- building blocks (lib/sftp_blocks.c) ----------------------------------
+ */
+
+typedef struct ferry__sftp_upload_result {
+	int error;           /* 0 or FERRY_E* */
+	const char *step;    /* NULL, or where it failed: "open", "read",
+	                        "write", "fsetstat", "fsync", "close",
+	                        "rename" */
+	const char *message; /* never NULL */
+	uint64_t bytes;      /* written and acknowledged */
+	uint64_t gen;        /* round trip of its last reply */
+	int fsynced;         /* fsync@openssh.com succeeded */
+	int fsync_skipped;   /* asked, but the server lacks fsync */
+	int renamed;
+	int rename_fallback; /* no posix-rename: remove + rename */
+	int removed;         /* after a failure the file was removed */
+} ferry__sftp_upload_result;
+
+typedef struct ferry__sftp_upload_opts {
+	const char *path; /* the file to create (copied) */
+	uint32_t pflags;  /* 0: WRITE | CREAT | EXCL */
+	int has_perm;     /* perm applies at creation (OPEN attrs) */
+	uint32_t perm;
+	/* The content, size bytes, from exactly one of: */
+	const void *data; /* memory, valid until done */
+	int fd;           /* pread() from offset 0; used when use_fd */
+	int use_fd;
+	/* a reader: fill buf with n bytes at off; 0 or FERRY_E* */
+	int (*read)(void *rctx, void *buf, size_t n, uint64_t off);
+	void *rctx;
+	uint64_t size;
+	int has_attrs; /* FSETSTAT with attrs after the writes */
+	ferry__sftp_attrs attrs;
+	int fsync; /* fsync@openssh.com before CLOSE (skipped without) */
+	const char *rename_to; /* after CLOSE succeeded: replace this path */
+	int remove_on_error;   /* remove path when a step after OPEN failed */
+	void (*done)(void *ctx, const ferry__sftp_upload_result *r);
+	void *ctx;
+} ferry__sftp_upload_opts;
+
+/* OPEN; then WRITEs of the server's maximum size, generated as the window
+ * opens; FSETSTAT; fsync; CLOSE; then (only when everything succeeded)
+ * the rename.  A write failure stops the remaining writes; FAILURE at
+ * write/close is checked against statvfs to report FERRY_ENOSPACE.
+ * Round trips: 2, or 3 with rename_to.  done is called exactly once when
+ * this returns 0. */
+int ferry__sftp_upload(ferry__sftp *sf, const ferry__sftp_upload_opts *o);
+
+/* A small file's content: OPEN; READ + CLOSE.  2 round trips.  max <=
+ * the server's max read.  err FERRY_ENOTFOUND when it does not exist.
+ * truncated: the file holds more than max bytes. */
+typedef void (*ferry__sftp_small_cb)(void *ctx, int err, const char *msg,
+                                     const uint8_t *data, size_t len,
+                                     int truncated);
+int ferry__sftp_read_small(ferry__sftp *sf, const char *path, uint32_t max,
+                           ferry__sftp_small_cb cb, void *ctx);
+
+/* One directory's entries ("." and ".." left out), attrs from lstat:
+ * OPENDIR; then 4 READDIRs + CLOSE pipelined.  2 round trips for
+ * directories of up to 298 entries (OpenSSH sends 100 per READDIR); for
+ * bigger ones it lists again keeping the handle open until EOF (+3).  Entries
+ * valid during the callback. */
+typedef struct ferry__sftp_dirent {
+	char *name;
+	ferry__sftp_attrs attrs;
+} ferry__sftp_dirent;
+typedef void (*ferry__sftp_list_cb)(void *ctx, int err, const char *msg,
+                                    const ferry__sftp_dirent *ents, size_t n);
+int ferry__sftp_list(ferry__sftp *sf, const char *path, ferry__sftp_list_cb cb,
+                     void *ctx);
+
+/* ---- synchronous layer (lib/sftp_wait.c) -----------------------------------
+ * Each submits, runs until its reply (the client's timeout_ms), and returns
+ * 0 or FERRY_E*; on error the text ("<op> <path>: <server text>") is on the
+ * client and on its session. */
+
+int ferry__sftp_open_wait(ferry__sftp *sf, const char *path, uint32_t pflags,
+                          const ferry__sftp_attrs *attrs,
+                          ferry__sftp_handle *out);
+int ferry__sftp_opendir_wait(ferry__sftp *sf, const char *path,
+                             ferry__sftp_handle *out);
+int ferry__sftp_close_wait(ferry__sftp *sf, const ferry__sftp_handle *h);
+/* *got 0 at end of file. */
+int ferry__sftp_read_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
+                          uint64_t off, void *buf, size_t len, size_t *got);
+/* Any length: split in max-write pieces, all in flight. */
+int ferry__sftp_write_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
+                           uint64_t off, const void *data, size_t len);
+int ferry__sftp_stat_wait(ferry__sftp *sf, const char *path,
+                          ferry__sftp_attrs *out);
+int ferry__sftp_lstat_wait(ferry__sftp *sf, const char *path,
+                           ferry__sftp_attrs *out);
+int ferry__sftp_fstat_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
+                           ferry__sftp_attrs *out);
+int ferry__sftp_setstat_wait(ferry__sftp *sf, const char *path,
+                             const ferry__sftp_attrs *a);
+int ferry__sftp_lsetstat_wait(ferry__sftp *sf, const char *path,
+                              const ferry__sftp_attrs *a);
+int ferry__sftp_fsetstat_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
+                              const ferry__sftp_attrs *a);
+int ferry__sftp_remove_wait(ferry__sftp *sf, const char *path);
+int ferry__sftp_mkdir_wait(ferry__sftp *sf, const char *path,
+                           const ferry__sftp_attrs *a);
+int ferry__sftp_rmdir_wait(ferry__sftp *sf, const char *path);
+/* *out: a new string, ferry__free. */
+int ferry__sftp_realpath_wait(ferry__sftp *sf, const char *path, char **out);
+int ferry__sftp_readlink_wait(ferry__sftp *sf, const char *path, char **out);
+int ferry__sftp_rename_wait(ferry__sftp *sf, const char *from, const char *to);
+int ferry__sftp_posix_rename_wait(ferry__sftp *sf, const char *from,
+                                  const char *to);
+int ferry__sftp_symlink_wait(ferry__sftp *sf, const char *linkpath,
+                             const char *target);
+int ferry__sftp_hardlink_wait(ferry__sftp *sf, const char *oldpath,
+                              const char *newpath);
+int ferry__sftp_fsync_wait(ferry__sftp *sf, const ferry__sftp_handle *h);
+int ferry__sftp_statvfs_wait(ferry__sftp *sf, const char *path,
+                             ferry__sftp_vfs_info *out);
+int ferry__sftp_copy_data_wait(ferry__sftp *sf, const ferry__sftp_handle *rh,
+                               uint64_t roff, uint64_t len,
+                               const ferry__sftp_handle *wh, uint64_t woff);
+/* *out: array of n entries; ferry__sftp_dirents_free. */
+int ferry__sftp_list_wait(ferry__sftp *sf, const char *path,
+                          ferry__sftp_dirent **out, size_t *n);
+void ferry__sftp_dirents_free(ferry__sftp_dirent *d, size_t n);
+/* *out: new buffer of *len bytes (+ a NUL), ferry__free. */
+int ferry__sftp_read_small_wait(ferry__sftp *sf, const char *path, uint32_t max,
+                                char **out, size_t *len);
+/* The upload block; r filled (message copied to the client's errmsg). */
+int ferry__sftp_upload_wait(ferry__sftp *sf, const ferry__sftp_upload_opts *o,
+                            ferry__sftp_upload_result *r);
+
+#endif

@@ -1,0 +1,690 @@
+/* sftp_blocks.c - building blocks on the asynchronous client: the upload
+ * of one file (what the push executor runs for every file), the read of a
+ * small file, and the listing of one directory. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "sftp.h"
+#include "sftp_int.h"
+
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return ferry__strdup(".");
+	if (slash == path)
+		return ferry__strdup("/");
+	return ferry__strndup(path, (size_t)(slash - path));
+}
+
+/* ---- upload ----------------------------------------------------------------
+ */
+
+typedef struct upload_job {
+	ferry__sftp *sf;
+	ferry__sftp_upload_opts o;
+	char *path, *rename_to;
+	ferry__sftp_handle h;
+	int opened;
+	uint64_t next_off;
+	unsigned outstanding;
+	int gen_active, closed, post_close;
+	int error;
+	const char *step;
+	uint32_t err_status;
+	char msg[600];
+	int fill_failed;
+	uint64_t gen;
+	ferry__sftp_upload_result res;
+} upload_job;
+
+static void job_record(upload_job *j, const char *step, int error,
+                       uint32_t status, const char *msg)
+{
+	if (j->error)
+		return;
+	j->error = error;
+	j->step = step;
+	j->err_status = status;
+	snprintf(j->msg, sizeof(j->msg), "%s %s: %s", step, j->path, msg);
+}
+
+static void job_seen(upload_job *j, const ferry__sftp_reply *r)
+{
+	if (r->gen > j->gen)
+		j->gen = r->gen;
+}
+
+static void job_finish(upload_job *j)
+{
+	ferry__sftp_upload_result *r = &j->res;
+	ferry__sftp *sf = j->sf;
+	r->error = j->error;
+	r->step = j->error ? j->step : NULL;
+	r->message = j->error ? j->msg : "ok";
+	r->bytes = j->next_off;
+	r->gen = j->gen;
+	if (j->o.done)
+		j->o.done(j->o.ctx, r);
+	ferry__free(j->path);
+	ferry__free(j->rename_to);
+	ferry__free(j);
+	sf->jobs--;
+}
+
+static void job_after_error(upload_job *j);
+static void job_maybe_post_close(upload_job *j);
+
+static void job_remove_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	job_seen(j, r);
+	j->outstanding--;
+	j->res.removed = !r->error;
+	job_finish(j);
+}
+
+static void job_after_error(upload_job *j)
+{
+	if (j->o.remove_on_error && j->opened &&
+	    !ferry__sftp_remove(j->sf, j->path, job_remove_cb, j)) {
+		j->outstanding++;
+		return;
+	}
+	job_finish(j);
+}
+
+static void job_nospace_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	job_seen(j, r);
+	j->outstanding--;
+	if (!r->error && r->vfs) {
+		uint64_t frsize = r->vfs->frsize ? r->vfs->frsize : 512;
+		uint64_t avail = r->vfs->bavail * frsize;
+		ferry__sftp_limits_info l;
+		ferry__sftp_limits_get(j->sf, &l);
+		if (avail < l.max_write + 65536 ||
+		    (r->vfs->files && !r->vfs->favail)) {
+			j->error = FERRY_ENOSPACE;
+			size_t n = strlen(j->msg);
+			snprintf(j->msg + n, sizeof(j->msg) - n,
+			         " (no space left on the remote filesystem: "
+			         "%llu bytes available)",
+			         (unsigned long long)avail);
+		}
+	}
+	job_after_error(j);
+}
+
+static void job_rename_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	job_seen(j, r);
+	j->outstanding--;
+	if (r->error) {
+		job_record(j, "rename", r->error, r->status, r->message);
+		job_after_error(j);
+		return;
+	}
+	j->res.renamed = 1;
+	job_finish(j);
+}
+
+static void job_maybe_post_close(upload_job *j)
+{
+	if (!j->closed || j->outstanding || j->gen_active || j->post_close)
+		return;
+	j->post_close = 1;
+	if (j->error) {
+		/* OpenSSH says FAILURE for ENOSPC: ask statvfs. */
+		char *dir = NULL;
+		if (j->err_status == FERRY__FX_FAILURE &&
+		    ferry__sftp_has(j->sf, FERRY__EXT_STATVFS) &&
+		    (dir = dir_of(j->path)) &&
+		    !ferry__sftp_statvfs(j->sf, dir, job_nospace_cb, j)) {
+			j->outstanding++;
+			ferry__free(dir);
+			return;
+		}
+		ferry__free(dir);
+		job_after_error(j);
+		return;
+	}
+	if (j->rename_to) {
+		int err = ferry__sftp_rename_replace(
+		        j->sf, j->path, j->rename_to, &j->res.rename_fallback,
+		        job_rename_cb, j);
+		if (!err) {
+			j->outstanding++;
+			return;
+		}
+		job_record(j, "rename", err, FERRY__FX_LOCAL,
+		           ferry__sftp_errmsg(j->sf)[0]
+		                   ? ferry__sftp_errmsg(j->sf)
+		                   : ferry_strerror(err));
+		job_after_error(j);
+		return;
+	}
+	job_finish(j);
+}
+
+static void job_write_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	job_seen(j, r);
+	j->outstanding--;
+	if (r->error)
+		job_record(j, "write", r->error, r->status, r->message);
+	job_maybe_post_close(j);
+}
+
+static void job_fsetstat_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	job_seen(j, r);
+	j->outstanding--;
+	if (r->error)
+		job_record(j, "fsetstat", r->error, r->status, r->message);
+	job_maybe_post_close(j);
+}
+
+static void job_fsync_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	job_seen(j, r);
+	j->outstanding--;
+	if (r->error)
+		job_record(j, "fsync", r->error, r->status, r->message);
+	else
+		j->res.fsynced = 1;
+	job_maybe_post_close(j);
+}
+
+static void job_close_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	job_seen(j, r);
+	j->outstanding--;
+	j->closed = 1;
+	if (r->error)
+		job_record(j, "close", r->error, r->status, r->message);
+	job_maybe_post_close(j);
+}
+
+static int job_fill(void *fctx, uint8_t *dst, size_t n, uint64_t off)
+{
+	upload_job *j = fctx;
+	if (j->o.data) {
+		memcpy(dst, (const uint8_t *)j->o.data + off, n);
+		return 0;
+	}
+	if (j->o.use_fd) {
+		size_t done = 0;
+		while (done < n) {
+			ssize_t r = pread(j->o.fd, dst + done, n - done,
+			                  (off_t)(off + done));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				j->fill_failed = 1;
+				job_record(j, "read", FERRY_EIO,
+				           FERRY__FX_LOCAL,
+				           r < 0 ? strerror(errno)
+				                 : "the local file shrank "
+				                   "while it was uploaded");
+				return FERRY_EIO;
+			}
+			done += (size_t)r;
+		}
+		return 0;
+	}
+	int err = j->o.read(j->o.rctx, dst, n, off);
+	if (err) {
+		j->fill_failed = 1;
+		job_record(j, "read", err, FERRY__FX_LOCAL,
+		           "reading the local content failed");
+	}
+	return err;
+}
+
+static int job_emit(ferry__sftp *sf, void *ctx, uint64_t gen)
+{
+	upload_job *j = ctx;
+	if (j->error || j->next_off >= j->o.size) {
+		j->gen_active = 0;
+		return 2;
+	}
+	ferry__sftp_limits_info l;
+	ferry__sftp_limits_get(sf, &l);
+	uint64_t left = j->o.size - j->next_off;
+	size_t len = left < l.max_write ? (size_t)left : (size_t)l.max_write;
+	int rc = ferry__sftp__send_write(sf, gen, &j->h, j->next_off, len,
+	                                 job_fill, j, job_write_cb, j);
+	if (rc == 1) {
+		j->next_off += len;
+		j->outstanding++;
+		return 1;
+	}
+	if (rc == 0)
+		return 0;
+	if (!j->fill_failed)
+		job_record(j, "write", rc, FERRY__FX_LOCAL, ferry_strerror(rc));
+	j->gen_active = 0;
+	return 2;
+}
+
+static void job_gen_fail(void *ctx, int code, const char *msg)
+{
+	upload_job *j = ctx;
+	j->gen_active = 0;
+	job_record(j, "write", code, FERRY__FX_LOCAL, msg);
+	job_maybe_post_close(j);
+}
+
+static void job_open_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	ferry__sftp *sf = j->sf;
+	int err;
+	job_seen(j, r);
+	j->outstanding--;
+	if (r->error) {
+		job_record(j, "open", r->error, r->status, r->message);
+		job_finish(j);
+		return;
+	}
+	j->h = *r->handle;
+	j->opened = 1;
+	if (j->o.size) {
+		ferry__sftp_gen g = {job_emit, job_gen_fail, j};
+		if ((err = ferry__sftp__add_gen(sf, &g)))
+			job_record(j, "write", err, FERRY__FX_LOCAL,
+			           ferry_strerror(err));
+		else
+			j->gen_active = 1;
+	}
+	if (j->o.has_attrs && !j->error) {
+		if ((err = ferry__sftp_fsetstat(sf, &j->h, &j->o.attrs,
+		                                job_fsetstat_cb, j)))
+			job_record(j, "fsetstat", err, FERRY__FX_LOCAL,
+			           ferry_strerror(err));
+		else
+			j->outstanding++;
+	}
+	if (j->o.fsync && !j->error) {
+		if (!ferry__sftp_has(sf, FERRY__EXT_FSYNC))
+			j->res.fsync_skipped = 1;
+		else if ((err = ferry__sftp_fsync(sf, &j->h, job_fsync_cb, j)))
+			job_record(j, "fsync", err, FERRY__FX_LOCAL,
+			           ferry_strerror(err));
+		else
+			j->outstanding++;
+	}
+	/* Always: the handle must go back. */
+	if ((err = ferry__sftp_close(sf, &j->h, job_close_cb, j))) {
+		job_record(j, "close", err, FERRY__FX_LOCAL,
+		           ferry_strerror(err));
+		j->closed = 1;
+		job_maybe_post_close(j);
+		return;
+	}
+	j->outstanding++;
+}
+
+int ferry__sftp_upload(ferry__sftp *sf, const ferry__sftp_upload_opts *o)
+{
+	int sources = (o->data != NULL) + (o->use_fd != 0) + (o->read != NULL);
+	int error;
+	if (!o->path || !o->done || sources > 1 || (o->size && !sources))
+		return FERRY_EINVALID;
+	if (sf->dead)
+		return sf->dead;
+	upload_job *j = ferry__calloc(1, sizeof(*j));
+	if (!j)
+		return FERRY_ENOMEM;
+	j->sf = sf;
+	j->o = *o;
+	j->path = ferry__strdup(o->path);
+	if (!j->path ||
+	    (o->rename_to && !(j->rename_to = ferry__strdup(o->rename_to)))) {
+		error = FERRY_ENOMEM;
+		goto fail;
+	}
+	j->o.path = j->path;
+	j->o.rename_to = j->rename_to;
+	ferry__sftp_attrs a;
+	memset(&a, 0, sizeof(a));
+	if (o->has_perm) {
+		a.flags = FERRY__ATTR_PERMISSIONS;
+		a.perm = o->perm;
+	}
+	uint32_t pflags = o->pflags ? o->pflags
+	                            : FERRY__FXF_WRITE | FERRY__FXF_CREAT |
+	                                      FERRY__FXF_EXCL;
+	if ((error = ferry__sftp_open(sf, j->path, pflags, &a, job_open_cb, j)))
+		goto fail;
+	j->outstanding = 1;
+	sf->jobs++;
+	return 0;
+fail:
+	ferry__free(j->path);
+	ferry__free(j->rename_to);
+	ferry__free(j);
+	return error;
+}
+
+/* ---- read a small file
+ * ------------------------------------------------------- */
+
+typedef struct small_job {
+	ferry__sftp *sf;
+	ferry__sftp_small_cb cb;
+	void *ctx;
+	uint32_t max;
+	int pending, err, truncated;
+	char msg[512];
+	uint8_t *data;
+	size_t len;
+	char *path;
+} small_job;
+
+static void small_finish(small_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	j->cb(j->ctx, j->err, j->err ? j->msg : "ok", j->data,
+	      j->err ? 0 : j->len, j->truncated);
+	ferry__free(j->data);
+	ferry__free(j->path);
+	ferry__free(j);
+	sf->jobs--;
+}
+
+static void small_err(small_job *j, const char *op, int err, const char *m)
+{
+	if (j->err)
+		return;
+	j->err = err;
+	snprintf(j->msg, sizeof(j->msg), "%s %s: %s", op, j->path, m);
+}
+
+static void small_read_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	small_job *j = ctx;
+	if (r->error) {
+		small_err(j, "read", r->error, r->message);
+	} else if (!r->eof && r->data_len) {
+		size_t n = r->data_len;
+		if (n > j->max) {
+			n = j->max;
+			j->truncated = 1;
+		}
+		j->data = ferry__malloc(n + 1);
+		if (!j->data) {
+			small_err(j, "read", FERRY_ENOMEM, "out of memory");
+		} else {
+			memcpy(j->data, r->data, n);
+			j->data[n] = 0;
+			j->len = n;
+		}
+	}
+	if (!--j->pending)
+		small_finish(j);
+}
+
+static void small_close_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	small_job *j = ctx;
+	(void)r; /* the content is read; a failing close changes nothing */
+	if (!--j->pending)
+		small_finish(j);
+}
+
+static void small_open_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	small_job *j = ctx;
+	ferry__sftp_limits_info l;
+	j->pending--;
+	if (r->error) {
+		small_err(j, "open", r->error, r->message);
+		small_finish(j);
+		return;
+	}
+	ferry__sftp_limits_get(j->sf, &l);
+	uint32_t ask = j->max < l.max_read ? j->max + 1 : (uint32_t)l.max_read;
+	int err = ferry__sftp_read(j->sf, r->handle, 0, ask, small_read_cb, j);
+	if (err)
+		small_err(j, "read", err, ferry_strerror(err));
+	else
+		j->pending++;
+	if (!ferry__sftp_close(j->sf, r->handle, small_close_cb, j))
+		j->pending++;
+	if (!j->pending)
+		small_finish(j);
+}
+
+int ferry__sftp_read_small(ferry__sftp *sf, const char *path, uint32_t max,
+                           ferry__sftp_small_cb cb, void *ctx)
+{
+	ferry__sftp_limits_info l;
+	ferry__sftp_limits_get(sf, &l);
+	if (!path || !cb || max > l.max_read)
+		return FERRY_EINVALID;
+	small_job *j = ferry__calloc(1, sizeof(*j));
+	if (!j)
+		return FERRY_ENOMEM;
+	j->sf = sf;
+	j->cb = cb;
+	j->ctx = ctx;
+	j->max = max;
+	j->path = ferry__strdup(path);
+	int error = j->path ? ferry__sftp_open(sf, path, FERRY__FXF_READ, NULL,
+	                                       small_open_cb, j)
+	                    : FERRY_ENOMEM;
+	if (error) {
+		ferry__free(j->path);
+		ferry__free(j);
+		return error;
+	}
+	j->pending = 1;
+	sf->jobs++;
+	return 0;
+}
+
+/* ---- list one directory
+ * ------------------------------------------------------ */
+
+/* READDIRs sent with the speculative CLOSE, then per batch when a
+ * directory is bigger than that. */
+#define LIST_FIRST 4
+#define LIST_BATCH 8
+
+typedef struct list_job {
+	ferry__sftp *sf;
+	ferry__sftp_list_cb cb;
+	void *ctx;
+	char *path;
+	ferry__sftp_handle h;
+	ferry__sftp_dirent *ents;
+	size_t n, cap;
+	int pending, eof, err, closed, big, opened;
+	char msg[512];
+} list_job;
+
+static void list_clear(list_job *j)
+{
+	for (size_t i = 0; i < j->n; i++)
+		ferry__free(j->ents[i].name);
+	j->n = 0;
+}
+
+static void list_finish(list_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	j->cb(j->ctx, j->err, j->err ? j->msg : "ok", j->err ? NULL : j->ents,
+	      j->err ? 0 : j->n);
+	list_clear(j);
+	ferry__free(j->ents);
+	ferry__free(j->path);
+	ferry__free(j);
+	sf->jobs--;
+}
+
+static void list_err(list_job *j, const char *op, int err, const char *m)
+{
+	if (j->err)
+		return;
+	j->err = err;
+	snprintf(j->msg, sizeof(j->msg), "%s %s: %s", op, j->path, m);
+}
+
+static void list_open_cb(void *ctx, const ferry__sftp_reply *r);
+static void list_step(list_job *j);
+
+static void list_close_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	list_job *j = ctx;
+	(void)r;
+	j->closed = 1;
+	j->pending--;
+	list_step(j);
+}
+
+static void list_add(list_job *j, const ferry__sftp_reply *r)
+{
+	for (uint32_t i = 0; i < r->count && !j->err; i++) {
+		const ferry__sftp_name *nm = &r->names[i];
+		if (!strcmp(nm->name, ".") || !strcmp(nm->name, ".."))
+			continue;
+		if (j->n == j->cap) {
+			size_t ncap = j->cap ? j->cap * 2 : 64;
+			ferry__sftp_dirent *ne =
+			        ferry__reallocarray(j->ents, ncap, sizeof(*ne));
+			if (!ne) {
+				list_err(j, "readdir", FERRY_ENOMEM,
+				         "out of memory");
+				return;
+			}
+			j->ents = ne;
+			j->cap = ncap;
+		}
+		j->ents[j->n].name = ferry__strdup(nm->name);
+		if (!j->ents[j->n].name) {
+			list_err(j, "readdir", FERRY_ENOMEM, "out of memory");
+			return;
+		}
+		j->ents[j->n].attrs = nm->attrs;
+		j->n++;
+	}
+}
+
+static void list_readdir_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	list_job *j = ctx;
+	j->pending--;
+	if (r->error)
+		list_err(j, "readdir", r->error, r->message);
+	else if (r->eof)
+		j->eof = 1;
+	else if (!j->eof)
+		list_add(j, r);
+	list_step(j);
+}
+
+static void list_send(list_job *j, int reads, int close)
+{
+	for (int i = 0; i < reads; i++) {
+		int err = ferry__sftp_readdir(j->sf, &j->h, list_readdir_cb, j);
+		if (err) {
+			list_err(j, "readdir", err, ferry_strerror(err));
+			break;
+		}
+		j->pending++;
+	}
+	if (close || j->err) {
+		if (!ferry__sftp_close(j->sf, &j->h, list_close_cb, j))
+			j->pending++;
+		else
+			j->closed = 1;
+	}
+}
+
+/* Decide what comes next once the outstanding replies are in. */
+static void list_step(list_job *j)
+{
+	if (j->pending)
+		return;
+	if (j->opened && !j->closed && (j->err || j->eof)) {
+		list_send(j, 0, 1);
+		if (j->pending)
+			return;
+	}
+	if (j->err || j->eof) {
+		list_finish(j);
+		return;
+	}
+	if (!j->big) {
+		/* Bigger than the speculative reads: list it again, with
+		 * the handle kept open until EOF. */
+		j->big = 1;
+		j->opened = 0;
+		list_clear(j);
+		int err = ferry__sftp_opendir(j->sf, j->path, list_open_cb, j);
+		if (err) {
+			list_err(j, "opendir", err, ferry_strerror(err));
+			list_finish(j);
+			return;
+		}
+		j->pending++;
+		return;
+	}
+	list_send(j, LIST_BATCH, 0);
+	list_step(j);
+}
+
+static void list_open_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	list_job *j = ctx;
+	j->pending--;
+	if (r->error) {
+		list_err(j, "opendir", r->error, r->message);
+		list_finish(j);
+		return;
+	}
+	j->h = *r->handle;
+	j->opened = 1;
+	j->closed = 0;
+	j->eof = 0;
+	if (!j->big)
+		list_send(j, LIST_FIRST, 1);
+	else
+		list_send(j, LIST_BATCH, 0);
+	list_step(j);
+}
+
+int ferry__sftp_list(ferry__sftp *sf, const char *path, ferry__sftp_list_cb cb,
+                     void *ctx)
+{
+	if (!path || !cb)
+		return FERRY_EINVALID;
+	list_job *j = ferry__calloc(1, sizeof(*j));
+	if (!j)
+		return FERRY_ENOMEM;
+	j->sf = sf;
+	j->cb = cb;
+	j->ctx = ctx;
+	j->path = ferry__strdup(path);
+	int error = j->path ? ferry__sftp_opendir(sf, path, list_open_cb, j)
+	                    : FERRY_ENOMEM;
+	if (error) {
+		ferry__free(j->path);
+		ferry__free(j);
+		return error;
+	}
+	j->pending = 1;
+	sf->jobs++;
+	return 0;
+}

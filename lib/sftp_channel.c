@@ -1,0 +1,279 @@
+/* sftp_channel.c - the production transport: a libssh2 channel with the
+ * "sftp" subsystem on the session, driven by the session's event loop. */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "session.h"
+#include "sftp.h"
+#include "sftp_int.h"
+
+/* Our receive window: READ replies in flight (OpenSSH's own is 2 MiB). */
+#define CHAN_WINDOW ((unsigned)8 << 20)
+#define CHAN_PACKET 32768u
+
+enum { CH_OPENING = 0, CH_STARTING, CH_OPEN };
+
+typedef struct chan_tr {
+	ferry__sftp_transport t;
+	ferry__io io;
+	ferry_session *s;
+	LIBSSH2_CHANNEL *ch;
+	int phase;
+	char err_text[256]; /* what the server wrote on stderr */
+	size_t err_len;
+} chan_tr;
+
+static chan_tr *chan_of(ferry__io *io)
+{
+	return (chan_tr *)(void *)((char *)io - offsetof(chan_tr, io));
+}
+
+static const char *ssh_msg(const chan_tr *c)
+{
+	char *m = NULL;
+	libssh2_session_last_error(c->s->ssh, &m, NULL, 0);
+	return m && *m ? m : "unknown error";
+}
+
+static int drain_stderr(chan_tr *c)
+{
+	int progress = 0;
+	char buf[1024];
+	for (;;) {
+		ssize_t n =
+		        libssh2_channel_read_stderr(c->ch, buf, sizeof(buf));
+		if (n <= 0)
+			return progress;
+		progress = 1;
+		size_t keep = sizeof(c->err_text) - 1 - c->err_len;
+		if ((size_t)n < keep)
+			keep = (size_t)n;
+		memcpy(c->err_text + c->err_len, buf, keep);
+		c->err_len += keep;
+	}
+}
+
+static ssize_t chan_send(ferry__sftp_transport *t, const void *p, size_t n)
+{
+	chan_tr *c = (chan_tr *)t;
+	ssize_t w = libssh2_channel_write(c->ch, p, n);
+	if (w == LIBSSH2_ERROR_EAGAIN)
+		return 0;
+	if (w < 0)
+		return ferry__sftp_seterr(t->sf, FERRY_ECONN,
+		                          "SFTP: writing to the channel "
+		                          "failed: %s (libssh2 error %d)",
+		                          ssh_msg(c), (int)w);
+	return w;
+}
+
+static ssize_t chan_recv(ferry__sftp_transport *t, void *p, size_t n)
+{
+	chan_tr *c = (chan_tr *)t;
+	ssize_t r = libssh2_channel_read(c->ch, p, n);
+	if (r > 0)
+		return r;
+	if (r == LIBSSH2_ERROR_EAGAIN ||
+	    (r == 0 && !libssh2_channel_eof(c->ch)))
+		return 0;
+	if (r < 0)
+		return ferry__sftp_seterr(t->sf, FERRY_ECONN,
+		                          "SFTP: reading the channel failed: "
+		                          "%s (libssh2 error %d)",
+		                          ssh_msg(c), (int)r);
+	drain_stderr(c);
+	char said[300] = "";
+	if (c->err_len)
+		ferry__sftp_sanitize(said, sizeof(said),
+		                     (const uint8_t *)c->err_text, c->err_len);
+	return ferry__sftp_seterr(
+	        t->sf, FERRY_EEOF,
+	        "SFTP: the server closed the SFTP channel%s%s%s",
+	        said[0] ? " (it said: \"" : "", said, said[0] ? "\")" : "");
+}
+
+static int chan_step(ferry__io *io)
+{
+	chan_tr *c = chan_of(io);
+	ferry__sftp *sf = c->t.sf;
+	LIBSSH2_SESSION *ssh = c->s->ssh;
+	int rc;
+	if (sf->dead)
+		return 0;
+	switch (c->phase) {
+	case CH_OPENING:
+		c->ch = libssh2_channel_open_ex(ssh, "session", 7, CHAN_WINDOW,
+		                                CHAN_PACKET, NULL, 0);
+		if (!c->ch) {
+			if (libssh2_session_last_errno(ssh) ==
+			    LIBSSH2_ERROR_EAGAIN)
+				return 0;
+			ferry__sftp__die(sf, FERRY_ECONN,
+			                 "SFTP init: opening a channel failed: "
+			                 "%s",
+			                 ssh_msg(c));
+			return 1;
+		}
+		(*sf->rt)++; /* we waited for the confirmation */
+		c->phase = CH_STARTING;
+		return 1;
+	case CH_STARTING:
+		rc = libssh2_channel_process_startup(c->ch, "subsystem", 9,
+		                                     "sftp", 4);
+		if (rc == LIBSSH2_ERROR_EAGAIN)
+			return 0;
+		if (rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED) {
+			ferry__sftp__die(sf, FERRY_EUNSUPPORTED,
+			                 "SFTP init: the server refused the "
+			                 "sftp subsystem");
+			return 1;
+		}
+		if (rc) {
+			ferry__sftp__die(sf, FERRY_ECONN,
+			                 "SFTP init: starting the sftp "
+			                 "subsystem failed: %s",
+			                 ssh_msg(c));
+			return 1;
+		}
+		(*sf->rt)++;
+		c->phase = CH_OPEN;
+		if ((rc = ferry__sftp_start(sf)))
+			ferry__sftp__die(sf, rc, "SFTP init: %s",
+			                 ferry_strerror(rc));
+		return 1;
+	default:
+		rc = ferry__sftp_step(sf);
+		if (!sf->dead && drain_stderr(c))
+			rc = 1;
+		return rc;
+	}
+}
+
+static int chan_pending(ferry__io *io)
+{
+	chan_tr *c = chan_of(io);
+	ferry__sftp *sf = c->t.sf;
+	if (sf->dead)
+		return 0;
+	if (c->phase != CH_OPEN)
+		return -1; /* inside libssh2's channel open / request */
+	if (ferry__sftp_next_timer(sf))
+		return -1; /* latency: wake up soon */
+	if (libssh2_poll_channel_read(c->ch, 0) > 0 ||
+	    libssh2_poll_channel_read(c->ch, 1) > 0 ||
+	    libssh2_channel_eof(c->ch))
+		return 1;
+	return 0;
+}
+
+static int chan_run(ferry__sftp_transport *t, int (*done)(void *ctx), void *ctx,
+                    int64_t deadline_ms)
+{
+	chan_tr *c = (chan_tr *)t;
+	int rc = ferry__session_run(c->s, done, ctx, deadline_ms, 0);
+	if (rc && c->s->dead && !t->sf->dead) {
+		char msg[sizeof(c->s->errmsg)];
+		ferry__sftp__textcpy(msg, sizeof(msg), c->s->errmsg);
+		ferry__sftp__die(t->sf, rc, "%s", msg);
+	}
+	return rc;
+}
+
+static void chan_free(ferry__sftp_transport *t)
+{
+	chan_tr *c = (chan_tr *)t;
+	ferry__io_remove(c->s, &c->io);
+	if (c->ch) {
+		int64_t deadline = ferry__now_ms() + 1000;
+		int rc;
+		/* Bounded: a dead peer must not hang the close.  A channel
+		 * left behind is freed with the libssh2 session. */
+		while ((rc = libssh2_channel_free(c->ch)) ==
+		               LIBSSH2_ERROR_EAGAIN &&
+		       !c->s->dead) {
+			if (ferry__session_wait(c->s, deadline,
+			                        FERRY__RUN_NOINTR))
+				break;
+		}
+	}
+	ferry__free(c);
+}
+
+static void sftp_free_void(void *p)
+{
+	ferry__sftp_free(p);
+}
+
+static int ready(void *ctx)
+{
+	return ferry__sftp_ready(ctx);
+}
+
+int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
+                           ferry__sftp **out)
+{
+	ferry__sftp *sf = NULL;
+	int error;
+	*out = NULL;
+	if (s->sftp) {
+		ferry__sftp *old = s->sftp;
+		if (!ferry__sftp_dead(old)) {
+			*out = old;
+			return 0;
+		}
+		s->sftp = NULL;
+		ferry__sftp_free(old);
+	}
+	if (s->dead)
+		return ferry__seterr(s, FERRY_ECONN,
+		                     "SFTP: the connection to %s was lost "
+		                     "earlier",
+		                     s->target ? s->target : "the server");
+	chan_tr *c = ferry__calloc(1, sizeof(*c));
+	if (!c)
+		return ferry__seterr(s, FERRY_ENOMEM,
+		                     "SFTP init: out of memory");
+	c->s = s;
+	c->t.session = s;
+	c->t.send = chan_send;
+	c->t.recv = chan_recv;
+	c->t.run = chan_run;
+	c->t.free = chan_free;
+	c->io.step = chan_step;
+	c->io.pending = chan_pending;
+	if ((error = ferry__sftp_new(&sf, &c->t, s, opts)))
+		return ferry__seterr(s, error, "SFTP init: %s",
+		                     ferry_strerror(error));
+	ferry__io_add(s, &c->io);
+	int tmo = opts && opts->init_timeout_ms ? opts->init_timeout_ms
+	          : s->opts.connect_timeout_ms  ? s->opts.connect_timeout_ms
+	                                        : 15000;
+	error = ferry__sftp_run(sf, ready, sf, ferry__now_ms() + tmo);
+	if (error) {
+		char msg[sizeof(s->errmsg)];
+		if (sf->errmsg[0])
+			ferry__sftp__textcpy(msg, sizeof(msg), sf->errmsg);
+		else if (error == FERRY_ETIMEOUT)
+			snprintf(
+			        msg, sizeof(msg),
+			        "SFTP init: no answer from the server in %d ms",
+			        tmo);
+		else if (snprintf(msg, sizeof(msg), "SFTP init: %s",
+		                  s->errmsg[0] ? s->errmsg
+		                               : ferry_strerror(error)) < 0)
+			msg[0] = '\0';
+		ferry__sftp_free(sf);
+		return ferry__seterr(s, error, "%s", msg);
+	}
+	s->sftp = sf;
+	s->sftp_free = sftp_free_void;
+	*out = sf;
+	return 0;
+}
+
+int ferry__session_sftp(ferry_session *s, ferry__sftp **out)
+{
+	return ferry__session_sftp_ex(s, NULL, out);
+}

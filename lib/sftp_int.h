@@ -1,0 +1,147 @@
+/* sftp_int.h - internals of the SFTP client shared by lib/sftp*.c only. */
+#ifndef FERRY_SFTP_INT_H
+#define FERRY_SFTP_INT_H
+
+#include <string.h>
+
+#include "buf.h"
+#include "sftp.h"
+
+/* req.flags */
+#define REQF_HANDLE 0x01u /* on an open handle: may pass a waiting OPEN */
+#define REQF_SLOT   0x02u /* OPEN/OPENDIR: takes a handle slot */
+#define REQF_CLOSE  0x04u /* CLOSE: frees a handle slot when answered */
+#define REQF_CREATE 0x08u /* FAILURE: find out whether the path exists */
+#define REQF_ORPHAN 0x10u /* cancelled: drop the reply */
+#define REQF_GEN    0x20u /* a generator (upload writes), not a request */
+
+/* A generator sits in the handle queue and produces WRITEs while the
+ * window allows (ferry__sftp__send_write); emit returns 1 when it sent
+ * one, 0 when the window is full, 2 when it has nothing more to send (it
+ * is then removed).  fail is called instead when the client dies or is
+ * cancelled before it finished. */
+typedef struct ferry__sftp_gen {
+	int (*emit)(ferry__sftp *sf, void *ctx, uint64_t gen);
+	void (*fail)(void *ctx, int code, const char *msg);
+	void *ctx;
+} ferry__sftp_gen;
+
+typedef struct ferry__sftp_req ferry__sftp_req;
+struct ferry__sftp_req {
+	ferry__sftp_req *next;  /* queue */
+	ferry__sftp_req *hnext; /* in-flight table chain */
+	uint64_t seq, gen;
+	uint32_t id;
+	uint8_t type, ext_kind, flags;
+	uint32_t read_len;           /* READ: bytes asked */
+	uint32_t subj_off, subj_len; /* REQF_CREATE: the path in pkt */
+	size_t cost;                 /* window bytes */
+	ferry__sftp_cb cb;
+	void *ctx;
+	ferry__sftp_gen gen_fn; /* REQF_GEN */
+	size_t pkt_len;
+	uint8_t pkt[];
+};
+
+typedef struct ferry__sftp_queue {
+	ferry__sftp_req *head, *tail;
+	size_t count;
+} ferry__sftp_queue;
+
+typedef struct ferry__sftp_mark { /* latency: bytes due at a time */
+	uint64_t end;
+	int64_t due;
+} ferry__sftp_mark;
+
+typedef struct ferry__sftp_delayed { /* latency: a reply held back */
+	struct ferry__sftp_delayed *next;
+	int64_t due;
+	size_t len;
+	uint8_t data[];
+} ferry__sftp_delayed;
+
+enum { SFTP_NEW = 0, SFTP_INIT_SENT, SFTP_READY };
+
+struct ferry__sftp {
+	ferry__sftp_transport *t;
+	ferry_session *session;
+	ferry__sftp_opts opts;
+	int state;
+	int dead; /* 0 or the FERRY_E* it died of */
+	char errmsg[1024];
+
+	uint32_t version;
+	uint64_t init_gen;
+	unsigned ext_advertised, ext;   /* ext: advertised minus ignored */
+	int limits_pending;             /* the speculative limits request */
+	ferry__sftp_limits_info limits; /* in force */
+	size_t window;
+	unsigned slots_max, slots_used;
+
+	uint32_t next_id;
+	uint64_t next_seq;
+	ferry__sftp_queue qpath, qhandle;
+	size_t queued_bytes;
+	ferry__sftp_req **table; /* in flight, by id */
+	size_t table_size, table_count;
+	size_t inflight_bytes;
+
+	ferry_buf out, in;
+	uint64_t out_total;  /* bytes ever appended to out */
+	uint64_t sent_total; /* bytes ever handed to the transport */
+	uint64_t due_end;    /* latency: bytes up to here may be sent */
+	int first_framed;    /* the first packet (VERSION) was framed */
+	ferry__sftp_mark *marks;
+	size_t marks_head, marks_len, marks_cap;
+	ferry__sftp_delayed *din_head, *din_tail;
+	size_t din_count;
+
+	uint64_t own_rt;
+	uint64_t *rt;     /* own_rt, or the session's counter */
+	int in_cb;        /* depth of callbacks running */
+	uint64_t cur_gen; /* generation of the reply being delivered */
+	int cancelling;   /* submissions fail with this meanwhile */
+	size_t jobs;      /* building blocks running (for pending) */
+
+	ferry__sftp_stats stats;
+	int blocked_window, blocked_slot; /* to count each wait once */
+
+	uint8_t garbage[64]; /* first bytes when INIT read garbage */
+	size_t garbage_len;
+};
+
+/* The generation a request submitted now gets. */
+uint64_t ferry__sftp__next_gen(const ferry__sftp *sf);
+
+/* Send a WRITE now, filling its data with fill() straight into the
+ * outgoing buffer.  1 sent; 0 the window is full (nothing done); or the
+ * error of fill / FERRY_ENOMEM (nothing sent). */
+int ferry__sftp__send_write(ferry__sftp *sf, uint64_t gen,
+                            const ferry__sftp_handle *h, uint64_t off,
+                            size_t len,
+                            int (*fill)(void *fctx, uint8_t *dst, size_t n,
+                                        uint64_t off),
+                            void *fctx, ferry__sftp_cb cb, void *ctx);
+
+/* Queue a generator on the handle queue (after everything submitted so
+ * far).  0 or FERRY_ENOMEM / the death error. */
+int ferry__sftp__add_gen(ferry__sftp *sf, const ferry__sftp_gen *g);
+
+int64_t ferry__sftp__now(void);
+
+/* Copy text, cut to fit (size > 0). */
+static inline void ferry__sftp__textcpy(char *dst, size_t size, const char *src)
+{
+	size_t n = 0;
+	while (n + 1 < size && src[n])
+		n++;
+	memmove(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* The client is unusable from now on: every callback is called with code
+ * and the text (fmt NULL: keep the text already set). */
+void ferry__sftp__die(ferry__sftp *sf, int code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,181 @@
+#include "sftp_helpers.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "buf.h"
+#include "sftp_int.h"
+
+ferry__sftp *sh_pipe_argv(const char *const *argv, const ferry__sftp_opts *o)
+{
+	ferry__sftp_pipe_opts po;
+	memset(&po, 0, sizeof(po));
+	po.argv = argv;
+	if (o)
+		po.sftp = *o;
+	ferry__sftp *sf = NULL;
+	char err[512] = "";
+	int rc = ferry__sftp_open_pipe(&sf, &po, err, sizeof(err));
+	cr_assert_eq(rc, 0, "open_pipe: %s (%s)", ferry_strerror(rc), err);
+	cr_assert_not_null(sf);
+	return sf;
+}
+
+ferry__sftp *sh_pipe(const ferry__sftp_opts *o)
+{
+	return sh_pipe_argv(NULL, o);
+}
+
+typedef struct mem_tr {
+	ferry__sftp_transport t;
+	const uint8_t *in;
+	size_t len, off, chunk;
+	int eof;
+	ferry_buf sent;
+} mem_tr;
+
+static ssize_t mem_send(ferry__sftp_transport *t, const void *p, size_t n)
+{
+	mem_tr *m = (mem_tr *)t;
+	if (ferry__buf_put(&m->sent, p, n))
+		return FERRY_ENOMEM;
+	return (ssize_t)n;
+}
+
+static ssize_t mem_recv(ferry__sftp_transport *t, void *p, size_t n)
+{
+	mem_tr *m = (mem_tr *)t;
+	if (m->off < m->len) {
+		size_t k = m->len - m->off;
+		if (m->chunk && k > m->chunk)
+			k = m->chunk;
+		if (k > n)
+			k = n;
+		memcpy(p, m->in + m->off, k);
+		m->off += k;
+		return (ssize_t)k;
+	}
+	if (m->eof)
+		return ferry__sftp_seterr(t->sf, FERRY_EEOF,
+		                          "test stream: end of input");
+	return 0;
+}
+
+static int mem_run(ferry__sftp_transport *t, int (*done)(void *), void *ctx,
+                   int64_t deadline)
+{
+	(void)deadline;
+	for (;;) {
+		if (done(ctx))
+			return 0;
+		if (!ferry__sftp_step(t->sf))
+			return done(ctx) ? 0 : FERRY_ETIMEOUT;
+	}
+}
+
+static void mem_free(ferry__sftp_transport *t)
+{
+	mem_tr *m = (mem_tr *)t;
+	ferry__buf_free(&m->sent);
+	ferry__free(m);
+}
+
+ferry__sftp *sh_mem(const void *in, size_t len, size_t chunk, int eof,
+                    const ferry__sftp_opts *o)
+{
+	mem_tr *m = ferry__calloc(1, sizeof(*m));
+	cr_assert_not_null(m);
+	m->in = in;
+	m->len = len;
+	m->chunk = chunk;
+	m->eof = eof;
+	m->t.send = mem_send;
+	m->t.recv = mem_recv;
+	m->t.run = mem_run;
+	m->t.free = mem_free;
+	ferry__sftp *sf = NULL;
+	cr_assert_eq(ferry__sftp_new(&sf, &m->t, NULL, o), 0);
+	return sf;
+}
+
+const uint8_t *sh_mem_sent(ferry__sftp *sf, size_t *len)
+{
+	mem_tr *m = (mem_tr *)sf->t;
+	*len = m->sent.len;
+	return m->sent.data;
+}
+
+size_t sh_version_pkt(uint8_t *out, size_t cap, uint32_t version,
+                      const char *const *ext)
+{
+	ferry_buf b = FERRY_BUF_INIT;
+	ferry__buf_put_u32(&b, 0);
+	ferry__buf_put_u8(&b, FERRY__FXP_VERSION);
+	ferry__buf_put_u32(&b, version);
+	for (; ext && *ext; ext++) {
+		ferry__buf_put_cstring(&b, *ext);
+		ferry__buf_put_cstring(&b, "1");
+	}
+	ferry__buf_poke_u32(&b, 0, (uint32_t)(b.len - 4));
+	cr_assert_leq(b.len, cap);
+	memcpy(out, b.data, b.len);
+	size_t n = b.len;
+	ferry__buf_free(&b);
+	return n;
+}
+
+void sh_fill(void *p, size_t n, uint64_t seed)
+{
+	uint8_t *d = p;
+	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+	for (size_t i = 0; i < n; i++) {
+		if (!(i & 7)) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+		}
+		d[i] = (uint8_t)(x >> ((i & 7) * 8));
+	}
+}
+
+XXH128_hash_t sh_hash_file(const char *path)
+{
+	XXH128_hash_t zero = {0, 0};
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return zero;
+	XXH3_state_t *st = XXH3_createState();
+	XXH3_128bits_reset(st);
+	size_t cap = 1 << 20;
+	uint8_t *buf = malloc(cap);
+	ssize_t n;
+	while (buf && (n = read(fd, buf, cap)) > 0)
+		XXH3_128bits_update(st, buf, (size_t)n);
+	free(buf);
+	close(fd);
+	XXH128_hash_t h = XXH3_128bits_digest(st);
+	XXH3_freeState(st);
+	return h;
+}
+
+int sh_hash_eq(XXH128_hash_t a, XXH128_hash_t b)
+{
+	return XXH128_isEqual(a, b);
+}
+
+int sh_is_root(void)
+{
+	return geteuid() == 0;
+}
+
+double sh_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}

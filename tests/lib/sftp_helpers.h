@@ -1,0 +1,34 @@
+/* sftp_helpers.h - helpers for the SFTP client tests (tests/lib/sftp*.c). */
+#ifndef FERRY_TEST_SFTP_HELPERS_H
+#define FERRY_TEST_SFTP_HELPERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <xxhash.h>
+
+#include "sftp.h"
+
+#define SFTP_SERVER "/usr/lib/openssh/sftp-server"
+
+/* A client on a child sftp-server (asserts success). */
+ferry__sftp *sh_pipe(const ferry__sftp_opts *o);
+ferry__sftp *sh_pipe_argv(const char *const *argv, const ferry__sftp_opts *o);
+/* A client on a scripted byte stream: recv hands out `in` (chunk bytes at a
+ * time, 0: all), then EOF when eof is set, else "would block".  Sent bytes
+ * are kept: sh_mem_sent(). */
+ferry__sftp *sh_mem(const void *in, size_t len, size_t chunk, int eof,
+                    const ferry__sftp_opts *o);
+const uint8_t *sh_mem_sent(ferry__sftp *sf, size_t *len);
+
+/* A VERSION packet with the given extensions (NULL-terminated names). */
+size_t sh_version_pkt(uint8_t *out, size_t cap, uint32_t version,
+                      const char *const *ext);
+
+void sh_fill(void *p, size_t n, uint64_t seed);
+XXH128_hash_t sh_hash_file(const char *path);
+int sh_hash_eq(XXH128_hash_t a, XXH128_hash_t b);
+int sh_is_root(void);
+/* Wall-clock ms (CLOCK_MONOTONIC). */
+double sh_now_ms(void);
+
+#endif
