@@ -1,0 +1,564 @@
+/* shell.c - the scripts of the session-shell contract and the filter that
+ * removes the wrapper's header and trailer from the output (shell.h).
+ *
+ * Every script is bash 3.2 compatible (no $BASHPID, no mapfile, no
+ * printf -v) and forks nothing on the per-command path: the snapshot is
+ * sourced and re-dumped with builtins, and the dump goes to a file ferry
+ * names, which becomes the next command's snapshot only when the trailer
+ * says it was written completely.  First words are "builtin" (or a
+ * backslash-quoted builtin) so that functions and aliases from the
+ * account's startup files cannot redirect the wrapper itself. */
+#include "shell.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "ferry.h"
+
+#define NOISE_MAX   ((size_t)64 << 10)
+#define TRAILER_MAX ((size_t)16 << 10)
+
+/* The state the snapshot keeps: exported variables, functions (exported
+ * ones marked again by export -pf), aliases, and the options every
+ * command starts with. */
+#define DUMP_BODY                                                              \
+	"builtin export -p; builtin declare -f; builtin export -pf; "          \
+	"builtin alias -p; builtin echo 'shopt -s expand_aliases'; "           \
+	"builtin echo 'set +e'; builtin echo 'set +u'"
+
+static int put(ferry_buf *b, const char *s)
+{
+	return ferry__buf_put(b, s, strlen(s));
+}
+
+int ferry__sh_quote(ferry_buf *b, const char *s)
+{
+	int error = ferry__buf_put_u8(b, '\'');
+	while (!error && *s) {
+		size_t n = strcspn(s, "'");
+		error = ferry__buf_put(b, s, n);
+		s += n;
+		if (!error && *s == '\'') {
+			error = put(b, "'\\''");
+			s++;
+		}
+	}
+	if (!error)
+		error = ferry__buf_put_u8(b, '\'');
+	return error;
+}
+
+static int is_ident(const char *s, size_t n)
+{
+	if (!n || !((s[0] >= 'A' && s[0] <= 'Z') ||
+	            (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if (!((s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+int ferry__sh_env_name_ok(const char *a)
+{
+	const char *eq = a ? strchr(a, '=') : NULL;
+	/* Our own names are reserved: the wrapper relies on them. */
+	return eq && is_ident(a, (size_t)(eq - a)) &&
+	       strncmp(a, "__ferry_", 8) != 0;
+}
+
+/* Wrap text for the login shell according to invoke. */
+static int invoke_text(ferry_buf *out, const ferry_buf *text, int invoke)
+{
+	int error = 0;
+	if (invoke == FERRY__SH_DIRECT) {
+		error = ferry__buf_put(out, text->data, text->len);
+	} else {
+		char *t = ferry__strndup((const char *)text->data, text->len);
+		if (!t)
+			return FERRY_ENOMEM;
+		error = put(out, invoke == FERRY__SH_LOGIN
+		                         ? "exec bash -l -c "
+		                         : "exec bash --norc -c ");
+		if (!error)
+			error = ferry__sh_quote(out, t);
+		ferry__free(t);
+	}
+	if (!error)
+		error = ferry__buf_put_u8(out, 0);
+	if (!error)
+		out->len--; /* NUL-terminated, not counted */
+	return error;
+}
+
+static int put_env_name(ferry_buf *b, const char *a)
+{
+	return ferry__buf_put(b, a, strcspn(a, "="));
+}
+
+/* The trap that ends every command: restore the environment additions,
+ * dump the state, report status and physical cwd, exit with the status. */
+static int build_trap(ferry_buf *t, const ferry__sh_cmd *c)
+{
+	char num[32];
+	int error = put(t, "__ferry_st=$?; ");
+	for (size_t i = 0; !error && c->snap_dst && i < c->env_count; i++) {
+		const char *a = c->env[i];
+		snprintf(num, sizeof(num), "%zu", i);
+		error = put(t, "if [ \"${");
+		error = error ? error : put_env_name(t, a);
+		error = error ? error : put(t, "-}\" = ");
+		error = error ? error : ferry__sh_quote(t, strchr(a, '=') + 1);
+		error = error ? error : put(t, " ]; then case $__ferry_e");
+		error = error ? error : put(t, num);
+		error = error ? error : put(t, " in 1:*) ");
+		error = error ? error : put_env_name(t, a);
+		error = error ? error : put(t, "=${__ferry_e");
+		error = error ? error : put(t, num);
+		error = error ? error : put(t, "#1:};; *) builtin unset ");
+		error = error ? error : put_env_name(t, a);
+		error = error ? error : put(t, ";; esac; fi; ");
+	}
+	if (error)
+		return error;
+	if (c->snap_dst)
+		error = put(t, "__ferry_ok=0; { " DUMP_BODY
+		               "; } >\"$__ferry_dst\" "
+		               "2>/dev/null && __ferry_ok=1; ");
+	else
+		error = put(t, "__ferry_ok=0; ");
+	if (!error)
+		error = put(t,
+		            "builtin cd -P . >/dev/null 2>&1; builtin printf "
+		            "'\\n%s:%s:%s:%s\\0' \"$__ferry_mk\" "
+		            "\"$__ferry_st\" \"$__ferry_ok\" \"$PWD\"; "
+		            "builtin exit \"$__ferry_st\"");
+	return error;
+}
+
+int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
+{
+	ferry_buf t, trap;
+	ferry__buf_init(&t);
+	ferry__buf_init(&trap);
+	char num[32];
+	int error = 0;
+	for (size_t i = 0; i < c->env_count; i++)
+		if (!ferry__sh_env_name_ok(c->env[i]))
+			return FERRY_EINVALID;
+
+	/* One line: bash parses it whole before the snapshot is sourced, so
+	 * aliases from the snapshot apply to the command, not to us. */
+	error = put(&t, "builtin printf '%s:%s\\n' ");
+	error = error ? error : ferry__sh_quote(&t, c->mark);
+	error = error ? error : put(&t, " \"$$\"; ");
+	if (!error && c->stderr_header) {
+		error = put(&t, "builtin printf '%s:%s\\n' ");
+		error = error ? error : ferry__sh_quote(&t, c->mark);
+		error = error ? error : put(&t, " \"$$\" >&2; ");
+	}
+	if (!error && c->snap_src) {
+		error = put(&t, "builtin source ");
+		error = error ? error : ferry__sh_quote(&t, c->snap_src);
+		error = error ? error : put(&t, " >/dev/null 2>&1; ");
+	}
+	error = error ? error : put(&t, "__ferry_mk=");
+	error = error ? error : ferry__sh_quote(&t, c->mark);
+	error = error ? error : put(&t, "; ");
+	if (!error && c->snap_dst) {
+		error = put(&t, "__ferry_dst=");
+		error = error ? error : ferry__sh_quote(&t, c->snap_dst);
+		error = error ? error : put(&t, "; ");
+	}
+	for (size_t i = 0; !error && i < c->env_count; i++) {
+		const char *a = c->env[i];
+		snprintf(num, sizeof(num), "%zu", i);
+		if (c->snap_dst) {
+			error = put(&t, "__ferry_e");
+			error = error ? error : put(&t, num);
+			error = error ? error : put(&t, "=${");
+			error = error ? error : put_env_name(&t, a);
+			error = error ? error : put(&t, "+1}:${");
+			error = error ? error : put_env_name(&t, a);
+			error = error ? error : put(&t, "-}; ");
+		}
+		error = error ? error : put(&t, "builtin export ");
+		error = error ? error : put_env_name(&t, a);
+		error = error ? error : put(&t, "=");
+		error = error ? error : ferry__sh_quote(&t, strchr(a, '=') + 1);
+		error = error ? error : put(&t, "; ");
+	}
+	if (!error && c->cwd) {
+		/* cd sets OLDPWD; keep the user's so that "cd -" works
+		 * across commands. */
+		error = put(&t, "__ferry_op=${OLDPWD-}; builtin cd -- ");
+		error = error ? error : ferry__sh_quote(&t, c->cwd);
+		error = error ? error
+		              : put(&t, " || builtin exit 126; "
+		                        "OLDPWD=$__ferry_op; ");
+	}
+	error = error ? error : build_trap(&trap, c);
+	error = error ? error : ferry__buf_put_u8(&trap, 0);
+	error = error ? error : put(&t, "builtin trap ");
+	error = error ? error : ferry__sh_quote(&t, (const char *)trap.data);
+	error = error ? error : put(&t, " EXIT; builtin eval ");
+	error = error ? error : ferry__sh_quote(&t, c->command);
+	error = error ? error : invoke_text(out, &t, c->invoke);
+	ferry__buf_free(&t);
+	ferry__buf_free(&trap);
+	return error;
+}
+
+int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name)
+{
+	ferry_buf t;
+	ferry__buf_init(&t);
+	int error = put(&t, "\\builtin umask 077; "
+	                    "__ferry_d=${TMPDIR:-/tmp}; case $__ferry_d in /*) "
+	                    ";; *) __ferry_d=/tmp;; esac; "
+	                    "__ferry_d=${__ferry_d%/}/");
+	error = error ? error : ferry__sh_quote(&t, name);
+	error = error ? error
+	              : put(&t,
+	                    "; \\command mkdir -m 700 -- \"$__ferry_d\" || "
+	                    "\\builtin exit 97; { " DUMP_BODY
+	                    "; } >\"$__ferry_d/boot.tmp\" 2>/dev/null || "
+	                    "\\builtin exit 98; \\command mv -f -- "
+	                    "\"$__ferry_d/boot.tmp\" \"$__ferry_d/0\" || "
+	                    "\\builtin exit 98; \\builtin cd -P . >/dev/null "
+	                    "2>&1; \\builtin printf '%s:boot:%s\\0%s\\0' ");
+	error = error ? error : ferry__sh_quote(&t, mark);
+	error = error ? error : put(&t, " \"$__ferry_d\" \"$PWD\"");
+	error = error ? error : ferry__buf_put_u8(&t, 0);
+	/* The login shell itself says whether it is bash (then commands need
+	 * no second bash), before starting the login bash. */
+	error = error ? error : put(out, "printf '%s:sh:%s:%s\\n' ");
+	error = error ? error : ferry__sh_quote(out, mark);
+	error = error ? error
+	              : put(out, " \"${BASH_VERSION-}\" \"${SHELLOPTS-}\"; "
+	                         "exec bash -l -c ");
+	error = error ? error : ferry__sh_quote(out, (const char *)t.data);
+	error = error ? error : ferry__buf_put_u8(out, 0);
+	if (!error)
+		out->len--;
+	ferry__buf_free(&t);
+	return error;
+}
+
+int ferry__sh_probe(ferry_buf *out, const char *mark, int login)
+{
+	ferry_buf t;
+	ferry__buf_init(&t);
+	int error = put(&t, "builtin cd -P . >/dev/null 2>&1; "
+	                    "builtin printf '%s:probe:%s\\0' ");
+	error = error ? error : ferry__sh_quote(&t, mark);
+	error = error ? error : put(&t, " \"$PWD\"");
+	error = error ? error
+	              : invoke_text(out, &t,
+	                            login ? FERRY__SH_LOGIN : FERRY__SH_BASH);
+	ferry__buf_free(&t);
+	return error;
+}
+
+int ferry__sh_kill(ferry_buf *out, long pgid)
+{
+	char s[512];
+	if (pgid <= 1)
+		return FERRY_EINVALID;
+	/* POSIX sh (dash has no "kill --"); the group, else the process. */
+	int n = snprintf(s, sizeof(s),
+	                 "kill -TERM -%ld 2>/dev/null || kill -TERM %ld "
+	                 "2>/dev/null || exit 0; i=0; while kill -0 -%ld "
+	                 "2>/dev/null; do if [ $i -ge 25 ]; then kill -KILL "
+	                 "-%ld 2>/dev/null; exit 0; fi; sleep 0.02; "
+	                 "i=$((i+1)); done",
+	                 pgid, pgid, pgid, pgid);
+	if (n < 0 || (size_t)n >= sizeof(s))
+		return FERRY_EINVALID;
+	int error = ferry__buf_put(out, s, (size_t)n + 1);
+	if (!error)
+		out->len--;
+	return error;
+}
+
+int ferry__sh_cleanup(ferry_buf *out, const char *dir)
+{
+	int error = put(out, "rm -rf -- ");
+	error = error ? error : ferry__sh_quote(out, dir);
+	error = error ? error : ferry__buf_put_u8(out, 0);
+	if (!error)
+		out->len--;
+	return error;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+static const char *find(const char *p, size_t n, const char *pat, size_t m)
+{
+	if (!m)
+		return p;
+	return memmem(p, n, pat, m);
+}
+
+/* "MARK:<tag>:" anywhere in p; returns the byte after it. */
+static const char *find_tag(const char *p, size_t n, const char *mark,
+                            const char *tag)
+{
+	char pat[128];
+	int k = snprintf(pat, sizeof(pat), "%s:%s:", mark, tag);
+	if (k < 0 || (size_t)k >= sizeof(pat))
+		return NULL;
+	const char *at = find(p, n, pat, (size_t)k);
+	return at ? at + k : NULL;
+}
+
+int ferry__sh_parse_boot(const void *data, size_t n, const char *mark,
+                         ferry__sh_boot *out)
+{
+	const char *p = data, *end = p + n;
+	memset(out, 0, sizeof(*out));
+	const char *sh = find_tag(p, n, mark, "sh");
+	if (sh) {
+		const char *nl = memchr(sh, '\n', (size_t)(end - sh));
+		const char *colon = memchr(sh, ':', (size_t)(end - sh));
+		if (nl && colon && colon < nl) {
+			out->have_sh = 1;
+			/* bash, and not bash as sh (POSIX mode) */
+			out->bash =
+			        colon > sh &&
+			        !find(colon, (size_t)(nl - colon), "posix", 5);
+		}
+	}
+	const char *b = find_tag(p, n, mark, "boot");
+	if (!b)
+		return 0;
+	const char *z1 = memchr(b, 0, (size_t)(end - b));
+	if (!z1 || z1 == b || *b != '/')
+		return 0;
+	const char *z2 = memchr(z1 + 1, 0, (size_t)(end - z1 - 1));
+	if (!z2 || z2 == z1 + 1)
+		return 0;
+	out->dir = ferry__strndup(b, (size_t)(z1 - b));
+	out->cwd = ferry__strndup(z1 + 1, (size_t)(z2 - z1 - 1));
+	if (!out->dir || !out->cwd) {
+		ferry__sh_boot_free(out);
+		return FERRY_ENOMEM;
+	}
+	return 0;
+}
+
+void ferry__sh_boot_free(ferry__sh_boot *b)
+{
+	ferry__free(b->dir);
+	ferry__free(b->cwd);
+	b->dir = b->cwd = NULL;
+}
+
+int ferry__sh_parse_probe(const void *data, size_t n, const char *mark,
+                          char **cwd)
+{
+	const char *p = data, *end = p + n;
+	*cwd = NULL;
+	const char *b = find_tag(p, n, mark, "probe");
+	if (!b)
+		return 0;
+	const char *z = memchr(b, 0, (size_t)(end - b));
+	if (!z || z == b)
+		return 0;
+	*cwd = ferry__strndup(b, (size_t)(z - b));
+	return *cwd ? 0 : FERRY_ENOMEM;
+}
+
+/* ---- the filter ------------------------------------------------------- */
+
+int ferry__sh_filter_init(ferry__sh_filter *f, const char *mark,
+                          int want_trailer)
+{
+	memset(f, 0, sizeof(*f));
+	int n = snprintf(f->pat, sizeof(f->pat), "\n%s:", mark);
+	if (n < 3 || (size_t)n >= sizeof(f->pat))
+		return FERRY_EINVALID;
+	f->pat_len = (size_t)n;
+	f->want_trailer = want_trailer;
+	f->pgid = -1;
+	f->status = -1;
+	f->hold.max = (size_t)-1;
+	return 0;
+}
+
+void ferry__sh_filter_free(ferry__sh_filter *f)
+{
+	ferry__buf_free(&f->hold);
+	ferry__free(f->cwd);
+	f->cwd = NULL;
+}
+
+static void emit_some(ferry__sh_emit_fn emit, void *ctx, const void *p,
+                      size_t n)
+{
+	if (n)
+		emit(ctx, p, n);
+}
+
+/* Header "MARK:PGID\n" in hold (the noise before it is dropped).
+ * 1 found (hold then holds what followed), 0 not yet. */
+static int take_header(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
+{
+	const char *mark = f->pat + 1;
+	size_t mlen = f->pat_len - 1; /* "MARK:" */
+	const char *h = (const char *)f->hold.data;
+	size_t n = f->hold.len;
+	const char *at = n ? find(h, n, mark, mlen) : NULL;
+	while (at) {
+		const char *q = at + mlen, *end = h + n;
+		long v = 0;
+		int digits = 0;
+		while (q < end && *q >= '0' && *q <= '9' && digits < 12) {
+			v = v * 10 + (*q - '0');
+			q++;
+			digits++;
+		}
+		if (q == end)
+			return 0; /* the line is not complete yet */
+		if (*q == '\n' && digits) {
+			f->pgid = v;
+			f->have_header = 1;
+			f->hold.off = (size_t)(q + 1 - h);
+			ferry__buf_compact(&f->hold);
+			f->state = f->want_trailer ? FERRY__SHF_BODY
+			                           : FERRY__SHF_AFTER;
+			return 1;
+		}
+		size_t skip = (size_t)(at + 1 - h);
+		at = find(at + 1, n - skip, mark, mlen);
+	}
+	if (n > NOISE_MAX) {
+		/* Pathological noise: let the oldest part through, keep
+		 * enough to still find the header. */
+		size_t keep = f->pat_len + 16;
+		emit_some(emit, ctx, h, n - keep);
+		f->hold.off = n - keep;
+		ferry__buf_compact(&f->hold);
+	}
+	return 0;
+}
+
+/* Parse "STATUS:DUMPED:CWD\0" at the start of hold.  1 complete, 0 wait,
+ * -1 not a trailer. */
+static int take_trailer(ferry__sh_filter *f)
+{
+	const char *h = (const char *)f->hold.data;
+	size_t n = f->hold.len;
+	const char *z = n ? memchr(h, 0, n) : NULL;
+	if (!z)
+		return n > TRAILER_MAX ? -1 : 0;
+	const char *q = h;
+	int st = 0, digits = 0;
+	while (q < z && *q >= '0' && *q <= '9' && digits < 4) {
+		st = st * 10 + (*q - '0');
+		q++;
+		digits++;
+	}
+	if (!digits || st > 255 || q + 3 > z || q[0] != ':' ||
+	    (q[1] != '0' && q[1] != '1') || q[2] != ':')
+		return -1;
+	char *cwd = ferry__strndup(q + 3, (size_t)(z - q - 3));
+	if (!cwd)
+		return -1;
+	f->status = st;
+	f->dumped = q[1] == '1';
+	f->cwd = cwd;
+	f->have_trailer = 1;
+	f->hold.off = (size_t)(z + 1 - h);
+	ferry__buf_compact(&f->hold);
+	return 1;
+}
+
+/* Longest suffix of p[0..n) that is a proper prefix of pat. */
+static size_t prefix_tail(const char *p, size_t n, const char *pat, size_t m)
+{
+	size_t k = m - 1 < n ? m - 1 : n;
+	for (; k; k--)
+		if (!memcmp(p + n - k, pat, k))
+			return k;
+	return 0;
+}
+
+static int run(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
+{
+	for (;;) {
+		const char *h = (const char *)f->hold.data;
+		size_t n = f->hold.len;
+		switch (f->state) {
+		case FERRY__SHF_PRE:
+			if (!take_header(f, emit, ctx))
+				return 0;
+			continue;
+		case FERRY__SHF_BODY: {
+			const char *at =
+			        n ? find(h, n, f->pat, f->pat_len) : NULL;
+			if (at) {
+				emit_some(emit, ctx, h, (size_t)(at - h));
+				f->hold.off = (size_t)(at - h) + f->pat_len;
+				ferry__buf_compact(&f->hold);
+				f->state = FERRY__SHF_TRAILER;
+				continue;
+			}
+			size_t k = prefix_tail(h, n, f->pat, f->pat_len);
+			emit_some(emit, ctx, h, n - k);
+			f->hold.off = n - k;
+			ferry__buf_compact(&f->hold);
+			return 0;
+		}
+		case FERRY__SHF_TRAILER: {
+			int r = take_trailer(f);
+			if (r == 0)
+				return 0;
+			if (r < 0) {
+				/* Not ours after all: the bytes are the
+				 * user's. */
+				emit_some(emit, ctx, f->pat, f->pat_len);
+				f->state = FERRY__SHF_BODY;
+				continue;
+			}
+			f->state = FERRY__SHF_AFTER;
+			continue;
+		}
+		default:
+			emit_some(emit, ctx, h, n);
+			ferry__buf_reset(&f->hold);
+			return 0;
+		}
+	}
+}
+
+int ferry__sh_filter_feed(ferry__sh_filter *f, const void *p, size_t n,
+                          ferry__sh_emit_fn emit, void *ctx)
+{
+	if (!n)
+		return 0;
+	if (f->state == FERRY__SHF_AFTER) {
+		emit(ctx, p, n);
+		return 0;
+	}
+	int error = ferry__buf_put(&f->hold, p, n);
+	if (error)
+		return error;
+	return run(f, emit, ctx);
+}
+
+int ferry__sh_filter_finish(ferry__sh_filter *f, ferry__sh_emit_fn emit,
+                            void *ctx)
+{
+	if (f->state == FERRY__SHF_TRAILER)
+		emit_some(emit, ctx, f->pat, f->pat_len);
+	emit_some(emit, ctx, f->hold.data, f->hold.len);
+	ferry__buf_reset(&f->hold);
+	f->state = FERRY__SHF_AFTER;
+	return 0;
+}
