@@ -605,6 +605,8 @@ void ferry_session_close(ferry_session *s)
 		return;
 	if (s->exec_free && s->exec_state)
 		s->exec_free(s->exec_state);
+	if (s->sync_free && s->sync_state)
+		s->sync_free(s->sync_state);
 	if (s->sftp_free && s->sftp)
 		s->sftp_free(s->sftp);
 	if (s->ssh) {

@@ -70,6 +70,8 @@ struct ferry_session {
 	void (*sftp_free)(void *);
 	void *exec_state;
 	void (*exec_free)(void *);
+	void *sync_state; /* sync/: what this session verified per target */
+	void (*sync_free)(void *);
 	uint64_t round_trips; /* maintained by the SFTP client */
 };
 
