@@ -15,42 +15,6 @@ double cli_now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-void cli_itemize(const ferry_change *c, char out[16])
-{
-	unsigned f = c->flags;
-	switch (c->kind) {
-	case FERRY_CHANGE_DELETE:
-	case FERRY_CHANGE_RMDIR:
-		snprintf(out, 16, "*deleting  ");
-		return;
-	case FERRY_CHANGE_MKDIR:
-		snprintf(out, 16, "cd+++++++++");
-		return;
-	case FERRY_CHANGE_SYMLINK:
-		snprintf(out, 16,
-		         (f & FERRY_CHANGED_NEW) ? "cL+++++++++"
-		                                 : "cL.c.......");
-		return;
-	case FERRY_CHANGE_UPLOAD:
-		if (f & FERRY_CHANGED_NEW) {
-			snprintf(out, 16, ">f+++++++++");
-			return;
-		}
-		snprintf(out, 16, ">f%c%c%c%c.....",
-		         (f & FERRY_CHANGED_CONTENT) ? 'c' : '.',
-		         (f & FERRY_CHANGED_SIZE) ? 's' : '.',
-		         (f & FERRY_CHANGED_MTIME) ? 't' : '.',
-		         (f & FERRY_CHANGED_MODE) ? 'p' : '.');
-		return;
-	case FERRY_CHANGE_META:
-	default:
-		snprintf(out, 16, ".f..%c%c.....",
-		         (f & FERRY_CHANGED_MTIME) ? 't' : '.',
-		         (f & FERRY_CHANGED_MODE) ? 'p' : '.');
-		return;
-	}
-}
-
 static const char *kind_name(int k)
 {
 	static const char *const names[] = {"mkdir",   "upload", "update",
@@ -81,8 +45,10 @@ static void clear_bar(cli_sync *cs)
 static void on_change(void *ctx, const ferry_change *c)
 {
 	cli_sync *cs = ctx;
+	char line[8192];
+	size_t ll = ferry_change_itemize(line, sizeof(line), c);
 	char item[16];
-	cli_itemize(c, item);
+	snprintf(item, sizeof(item), "%.11s", line);
 	if (cs->json) {
 		if (cs->changes_len == cs->changes_cap) {
 			size_t ncap =
@@ -116,15 +82,16 @@ static void on_change(void *ctx, const ferry_change *c)
 	if (!cs->itemize && cs->conn->verbose < 1)
 		return;
 	clear_bar(cs);
-	printf("%s ", item);
-	print_path(stdout, c->path);
-	if (c->kind == FERRY_CHANGE_MKDIR || c->kind == FERRY_CHANGE_RMDIR)
-		putchar('/');
-	if (c->kind == FERRY_CHANGE_SYMLINK && c->link_target) {
-		fputs(" -> ", stdout);
-		print_path(stdout, c->link_target);
+	if (ll >= sizeof(line)) {
+		char *big = malloc(ll + 1);
+		if (big) {
+			ferry_change_itemize(big, ll + 1, c);
+			puts(big);
+			free(big);
+			return;
+		}
 	}
-	putchar('\n');
+	puts(line);
 }
 
 static void human(char *buf, size_t n, double v)
@@ -453,10 +420,11 @@ int cli_sync_report(cli_sync *cs, const char *command, int rc,
 	if (cs->stats)
 		print_stats(r, cs->o.dry_run);
 	else if (!cs->conn->quiet && (rc == 0 || rc == FERRY_EPARTIAL))
-		printf("%s%s: %llu uploaded, %llu updated, %llu deleted, %llu "
-		       "dirs created of %llu files; %llu bytes, %llu round "
-		       "trips, %.0f ms%s\n",
-		       cs->o.dry_run ? "dry run " : "", cs->o.dest,
+		printf("%s %s: %s%llu uploaded, %llu updated, %llu deleted, "
+		       "%llu directories created; %llu files scanned, %llu "
+		       "bytes sent, %llu round trips, %.0f ms%s\n",
+		       cs->o.dry_run ? "would push to" : "pushed to",
+		       cs->o.dest, cs->o.dry_run ? "(dry run) " : "",
 		       (unsigned long long)r->files_uploaded,
 		       (unsigned long long)r->files_updated,
 		       (unsigned long long)r->files_deleted,

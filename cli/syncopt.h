@@ -79,8 +79,6 @@ int cli_sync_report(cli_sync *cs, const char *command, int rc,
 /* Emit the --json members of a sync report into an open object. */
 void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
                           const ferry_sync_report *r, const char *errmsg);
-/* rsync's 11-character itemize code for a change. */
-void cli_itemize(const ferry_change *c, char out[16]);
 /* Monotonic milliseconds. */
 double cli_now_ms(void);
 

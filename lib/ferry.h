@@ -235,6 +235,13 @@ typedef struct ferry_sync_report {
 	ferry_file_error *errors;
 } ferry_sync_report;
 
+/* One rsync --itemize-changes line for c, without newline ("cd+++++++++
+ * dir/", ">f+++++++++ path", ".f..t...... path", "*deleting   path",
+ * "cL+++++++++ link -> target"); control bytes in names as \#ooo.  Writes
+ * at most size bytes (NUL included), returns the full length. */
+FERRY_API size_t ferry_change_itemize(char *buf, size_t size,
+                                      const ferry_change *c);
+
 /* Push.  Returns 0, FERRY_EPARTIAL when some files failed (see
  * report->errors), or another FERRY_E* when the push as a whole failed. */
 FERRY_API int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
