@@ -76,6 +76,8 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Bad usage: the message and one usage line; returns EXIT_USAGE. */
 int cli_usage_error(const char *usage, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
+/* Just the usage line (the problem was printed already); EXIT_USAGE. */
+int cli_usage_line(const char *usage);
 /* Exit status for a library error code. */
 int cli_exit_for(int rc);
 /* Parse a non-negative decimal number (seconds may have a fraction when

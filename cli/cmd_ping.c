@@ -30,7 +30,7 @@ int cmd_ping(int argc, char **argv)
 		}
 		int r = cli_conn_option(&c, opt, optarg);
 		if (r < 0) {
-			rc = EXIT_USAGE;
+			rc = cli_usage_line(usage);
 			goto out;
 		}
 		if (r == 0) {
@@ -44,7 +44,7 @@ int cmd_ping(int argc, char **argv)
 		goto out;
 	}
 	if (cli_conn_target(&c, argv[optind], 0, NULL) < 0) {
-		rc = EXIT_USAGE;
+		rc = cli_usage_line(usage);
 		goto out;
 	}
 	ferry_session *s = NULL;

@@ -33,6 +33,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
+		fprintf(stderr, "ferry: no command given\n");
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -58,7 +59,9 @@ int main(int argc, char **argv)
 				                 NULL};
 				return commands[i].run(2, hargv);
 			}
-		return cli_usage_error(NULL, "unknown command '%s'", verb);
+		return cli_usage_error("ferry help COMMAND (push, status, "
+		                       "exec, ping)",
+		                       "unknown command '%s'", verb);
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(verb, commands[i].name))

@@ -1,0 +1,275 @@
+/* CLI tests: option parsing, usage errors, ssh_config, exit statuses, JSON.
+ * They run the built program (FERRY_BIN, else build/ferry). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixture.h"
+
+/* Run ferry with a shell-quoted argument string; capture stdout and
+ * stderr; return the exit status. */
+static int ferry_run(char **out, char **err, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static int ferry_run(char **out, char **err, const char *fmt, ...)
+{
+	char *args = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	cr_assert(vasprintf(&args, fmt, ap) >= 0);
+	va_end(ap);
+	char *dir = fx_tmpdir("cli");
+	char *cmd = NULL;
+	cr_assert(asprintf(&cmd, "%s %s >%s/out 2>%s/err </dev/null",
+	                   fx_ferry_bin(), args, dir, dir) >= 0);
+	int st = system(cmd);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/out", dir);
+	char *o = fx_read_file(path, NULL);
+	snprintf(path, sizeof(path), "%s/err", dir);
+	char *e = fx_read_file(path, NULL);
+	if (out)
+		*out = o;
+	else
+		free(o);
+	if (err)
+		*err = e;
+	else
+		free(e);
+	fx_sh("rm -rf %s", dir);
+	free(cmd);
+	free(args);
+	free(dir);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int count_substr(const char *s, const char *sub)
+{
+	int n = 0;
+	for (const char *p = s; (p = strstr(p, sub)); p += strlen(sub))
+		n++;
+	return n;
+}
+
+/* Each malformed command line: exit 2, one usage line, a message. */
+static void expect_usage(const char *args)
+{
+	char *err = NULL;
+	int rc = ferry_run(NULL, &err, "%s", args);
+	cr_expect_eq(rc, 2, "'ferry %s' exited %d: %s", args, rc, err);
+	cr_expect_eq(count_substr(err, "usage:"), 1, "'ferry %s' printed: %s",
+	             args, err);
+	cr_expect(strstr(err, "ferry: ") != NULL, "'ferry %s': %s", args, err);
+	free(err);
+}
+
+Test(cli, malformed_command_lines_are_usage_errors)
+{
+	expect_usage("");
+	expect_usage("frobnicate");
+	expect_usage("help frobnicate");
+	expect_usage("ping");
+	expect_usage("ping a b");
+	expect_usage("ping --bogus h");
+	expect_usage("ping -p 0 h");
+	expect_usage("ping -p 70000 h");
+	expect_usage("ping -p x h");
+	expect_usage("ping --host-key maybe h");
+	expect_usage("ping --connect-timeout -1 h");
+	expect_usage("ping --connect-timeout abc h");
+	expect_usage("ping 'h:path'");
+	expect_usage("ping '[::1'");
+	expect_usage("ping '@h'");
+	expect_usage("status");
+	expect_usage("status /tmp");
+	expect_usage("status /tmp host");
+	expect_usage("status --max-delete -3 /tmp h:d");
+	expect_usage("status --max-delete x /tmp h:d");
+	expect_usage("status --exclude '' /tmp h:d");
+	expect_usage("status --exclude-from /nonexistent/file /tmp h:d");
+	expect_usage("status --nope /tmp h:d");
+}
+
+Test(cli, version_and_help)
+{
+	char *out = NULL;
+	cr_assert_eq(ferry_run(&out, NULL, "--version"), 0);
+	cr_assert(strncmp(out, "ferry ", 6) == 0, "%s", out);
+	free(out);
+	const char *cmds[] = {"ping", "status"};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char *a = NULL, *b = NULL;
+		cr_assert_eq(ferry_run(&a, NULL, "help %s", cmds[i]), 0);
+		cr_assert_eq(ferry_run(&b, NULL, "%s --help", cmds[i]), 0);
+		cr_assert_str_eq(a, b);
+		cr_assert(strstr(a, "usage: ferry ") != NULL, "%s", a);
+		free(a);
+		free(b);
+	}
+}
+
+/* ssh_config: an alias resolved to the fixture's server. */
+static char *write_config(const fx_sshd *sv, const char *extra)
+{
+	char *dir = fx_tmpdir("cfg");
+	char *path = NULL;
+	cr_assert(asprintf(&path, "%s/config", dir) >= 0);
+	char *text = NULL;
+	cr_assert(asprintf(&text,
+	                   "# test config\n"
+	                   "Host !myother* my*\n"
+	                   "  HostName 127.0.0.1\n"
+	                   "  Port %d\n"
+	                   "  IdentityFile %s\n"
+	                   "  UserKnownHostsFile %s\n"
+	                   "  StrictHostKeyChecking yes\n"
+	                   "Host *\n"
+	                   "  Port 1\n"
+	                   "  ConnectTimeout 5\n"
+	                   "%s",
+	                   sv->port, sv->key_ed25519, sv->known_hosts,
+	                   extra ? extra : "") >= 0);
+	cr_assert_eq(fx_write_file(path, text, strlen(text), 0600), 0);
+	free(text);
+	free(dir);
+	return path;
+}
+
+Test(cli, ssh_config_alias_pattern_and_precedence)
+{
+	const fx_sshd *sv = fx_shared();
+	char *cfg = write_config(sv, NULL);
+	char *out = NULL, *err = NULL;
+	/* myalias matches "my*": first value wins, "Host *" Port 1 ignored. */
+	int rc = ferry_run(&out, &err, "ping -F %s myalias", cfg);
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert(strstr(out, "@127.0.0.1:") != NULL, "%s", out);
+	free(out);
+	free(err);
+	/* "myotherx" is negated: only "Host *" applies -> port 1, refused. */
+	rc = ferry_run(NULL, &err, "ping -F %s --connect-timeout 2 myotherx",
+	               cfg);
+	cr_assert_eq(rc, 255, "%s", err);
+	free(err);
+	rc = ferry_run(NULL, &err, "ping -F %s otherhost", cfg);
+	cr_assert_eq(rc, 255, "%s", err);
+	free(err);
+	/* The command line wins: a wrong -p is used. */
+	rc = ferry_run(NULL, &err, "ping -F %s -p 1 myalias", cfg);
+	cr_assert_eq(rc, 255);
+	cr_assert(strstr(err, "port 1") != NULL, "%s", err);
+	free(err);
+	free(cfg);
+}
+
+Test(cli, ssh_config_missing_or_malformed)
+{
+	char *err = NULL;
+	int rc = ferry_run(NULL, &err, "ping -F /nonexistent/ssh_config h");
+	cr_assert_eq(rc, 2, "%s", err);
+	cr_assert(strstr(err, "/nonexistent/ssh_config") != NULL, "%s", err);
+	free(err);
+	char *dir = fx_tmpdir("cfg");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/config", dir);
+	const char *bad = "Host h\n  HostName 127.0.0.1\n  Port banana\n";
+	cr_assert_eq(fx_write_file(path, bad, strlen(bad), 0600), 0);
+	rc = ferry_run(NULL, &err, "ping -F %s h", path);
+	cr_assert_eq(rc, 2, "%s", err);
+	cr_assert(strstr(err, "line 3") != NULL, "%s", err);
+	cr_assert(strstr(err, "banana") != NULL, "%s", err);
+	free(err);
+	free(dir);
+}
+
+Test(cli, ping_exit_statuses)
+{
+	const fx_sshd *sv = fx_shared();
+	char *out = NULL, *err = NULL;
+	int rc =
+	        ferry_run(&out, &err,
+	                  "ping -p %d -i %s --known-hosts %s --host-key strict "
+	                  "127.0.0.1",
+	                  sv->port, sv->key_ed25519, sv->known_hosts);
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert(strstr(out, "SHA256:") && strstr(out, "handshake"), "%s",
+	          out);
+	free(out);
+	free(err);
+	/* Unknown host under strict: 255 and one line naming the problem. */
+	rc = ferry_run(&out, &err,
+	               "ping -p %d -i %s --known-hosts /dev/null --host-key "
+	               "strict 127.0.0.1",
+	               sv->port, sv->key_ed25519);
+	cr_assert_eq(rc, 255);
+	cr_assert_eq(count_substr(err, "\n"), 1, "%s", err);
+	cr_assert(strstr(err, "host key") != NULL, "%s", err);
+	free(out);
+	free(err);
+	/* Failed authentication: 255. */
+	char *dir = fx_tmpdir("key");
+	cr_assert_eq(fx_sh("ssh-keygen -q -t ed25519 -N '' -f %s/k", dir), 0);
+	rc = ferry_run(NULL, &err,
+	               "ping -p %d -i %s/k --known-hosts %s 127.0.0.1",
+	               sv->port, dir, sv->known_hosts);
+	cr_assert_eq(rc, 255);
+	cr_assert(strstr(err, "auth") != NULL, "%s", err);
+	free(err);
+	free(dir);
+}
+
+Test(cli, target_parsing_user_and_ipv6)
+{
+	const fx_sshd *sv = fx_shared();
+	char *out = NULL, *err = NULL;
+	int rc = ferry_run(&out, &err,
+	                   "ping -p %d -i %s --known-hosts %s root@127.0.0.1",
+	                   sv->port, sv->key_ed25519, sv->known_hosts);
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert(strstr(out, "root@127.0.0.1:") != NULL, "%s", out);
+	free(out);
+	free(err);
+	/* An IPv6 literal in brackets reaches the resolver as ::1 (nothing
+	 * listens there: a connection error, not a usage error). */
+	rc = ferry_run(NULL, &err, "ping -p 1 --connect-timeout 2 'u@[::1]'");
+	cr_assert_eq(rc, 255, "%s", err);
+	cr_assert(strstr(err, "::1") != NULL, "%s", err);
+	free(err);
+}
+
+Test(cli, status_json_parses_and_holds_the_fields)
+{
+	char *dir = fx_tmpdir("st");
+	cr_assert_eq(fx_sh("mkdir -p %s/src/d && echo a > %s/src/d/f && echo b "
+	                   "> '%s/src/sp ace'",
+	                   dir, dir, dir),
+	             0);
+	char *out = NULL, *err = NULL;
+	int rc = ferry_run(&out, &err,
+	                   "status --json --state-dir %s/state %s/src/ "
+	                   "u@example.invalid:dest",
+	                   dir, dir);
+	cr_assert_eq(rc, 0, "%s", err);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/out.json", dir);
+	cr_assert_eq(fx_write_file(path, out, strlen(out), 0600), 0);
+	cr_assert_eq(
+	        fx_sh("python3 -c 'import json,sys; d=json.load(open(\"%s\"));"
+	              " assert d[\"command\"]==\"status\";"
+	              " assert d[\"files_uploaded\"]==2, d;"
+	              " assert d[\"dirs_created\"]==1, d;"
+	              " assert d[\"round_trips\"]==0;"
+	              " assert {c[\"itemize\"] for c in d[\"changes\"]}"
+	              "=={\">f+++++++++\",\"cd+++++++++\"}, d;"
+	              " [d[k] for k in (\"files_scanned\",\"bytes_sent\","
+	              "\"requests\",\"verified\",\"time_ms\",\"errors\","
+	              "\"exit_status\",\"result\")]'",
+	              path),
+	        0, "%s", out);
+	free(out);
+	free(err);
+	free(dir);
+}
