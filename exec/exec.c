@@ -73,7 +73,6 @@ struct ferry__exec_op {
 	LIBSSH2_CHANNEL *ch;
 	ferry_buf req;
 	char mark[64];
-	int merge; /* stderr merged into stdout by libssh2 */
 	int req_sent, exec_ok, eof_sent, out_eof, closed;
 	int need_close; /* wait for the channel close: exit status */
 	const uint8_t *in;
@@ -359,9 +358,6 @@ static void op_take_channel(ferry__exec_op *op, LIBSSH2_CHANNEL *ch)
 {
 	op->ch = ch;
 	op->state = op->state == S_KILL ? S_KILL : S_RUN;
-	if (op->merge)
-		libssh2_channel_handle_extended_data2(
-		        ch, LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE);
 }
 
 static void wq_remove(exec_state *es, ferry__exec_op *op)
@@ -553,8 +549,7 @@ static int read_streams(ferry__exec_op *op)
 	char buf[32768];
 	size_t budget = READ_BUDGET;
 	int progress = 0;
-	int streams = op->merge ? 1 : 2;
-	for (int stream = 0; stream < streams; stream++) {
+	for (int stream = 0; stream < 2; stream++) {
 		while (budget) {
 			ssize_t n = libssh2_channel_read_ex(op->ch, stream, buf,
 			                                    sizeof(buf));
@@ -710,6 +705,8 @@ static void op_abort(ferry__exec_op *op, int timeout)
 		op_finish(op);
 		return;
 	}
+	/* What the command printed so far is its output. */
+	ferry__sh_filter_flush(&op->fout, filter_emit, &op->ec_out);
 	if (timeout) {
 		char note[160];
 		int n = snprintf(note, sizeof(note),
@@ -1119,7 +1116,7 @@ static void op_launch(ferry__exec_op *op)
 	c.cwd = cwd ? cwd : es->cwd;
 	c.env = (const char *const *)op->env;
 	c.env_count = op->env_count;
-	c.stderr_header = !op->merge;
+	c.stderr_header = 1;
 	c.invoke = es->mode == FERRY__EXEC_MODE_LOGIN ? FERRY__SH_LOGIN
 	           : es->direct                       ? FERRY__SH_DIRECT
 	                                              : FERRY__SH_BASH;
@@ -1202,7 +1199,6 @@ int ferry__exec_start(ferry_session *s, const char *command,
 	op->on_output = o->on_output;
 	op->ctx = o->ctx;
 	op->separate = o->separate_stderr || o->on_output;
-	op->merge = !op->separate;
 	op->no_snapshot = o->no_snapshot;
 	op->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 0;
 	op->in = o->stdin_data;
@@ -1281,7 +1277,11 @@ int ferry__exec_prepare(ferry_session *s)
 typedef struct wait_ctx {
 	ferry__exec_op *const *ops;
 	size_t n;
+	exec_state *es;
+	int64_t until; /* the deadline the loop runs with (0: none) */
 } wait_ctx;
+
+static int64_t es_next_timer(const exec_state *es);
 
 static int all_done(void *ctx)
 {
@@ -1290,6 +1290,17 @@ static int all_done(void *ctx)
 		if (w->ops[i] && w->ops[i]->state != S_DONE)
 			return 0;
 	return 1;
+}
+
+/* Done, or a step set a timer earlier than the loop's deadline: return
+ * so that the loop is run again with it. */
+static int done_or_timer(void *ctx)
+{
+	wait_ctx *w = ctx;
+	if (all_done(w))
+		return 1;
+	int64_t t = es_next_timer(w->es);
+	return t && (!w->until || t < w->until);
 }
 
 /* The earliest timer of any live op (0: none). */
@@ -1333,7 +1344,7 @@ static int wait_flags(ferry_session *s, ferry__exec_op *const *ops, size_t n,
                       int64_t deadline, unsigned flags)
 {
 	exec_state *es = s->exec_state;
-	wait_ctx w = {ops, n};
+	wait_ctx w = {ops, n, es, 0};
 	if (!es)
 		return 0;
 	for (;;) {
@@ -1347,7 +1358,8 @@ static int wait_flags(ferry_session *s, ferry__exec_op *const *ops, size_t n,
 			until = t;
 			capped = 1;
 		}
-		int rc = ferry__session_run(s, all_done, &w, until, flags);
+		w.until = until;
+		int rc = ferry__session_run(s, done_or_timer, &w, until, flags);
 		if (rc == 0)
 			continue;
 		if (rc == FERRY_ETIMEOUT && !s->dead &&

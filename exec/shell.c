@@ -552,6 +552,15 @@ int ferry__sh_filter_feed(ferry__sh_filter *f, const void *p, size_t n,
 	return run(f, emit, ctx);
 }
 
+void ferry__sh_filter_flush(ferry__sh_filter *f, ferry__sh_emit_fn emit,
+                            void *ctx)
+{
+	if (f->state != FERRY__SHF_BODY)
+		return;
+	emit_some(emit, ctx, f->hold.data, f->hold.len);
+	ferry__buf_reset(&f->hold);
+}
+
 int ferry__sh_filter_finish(ferry__sh_filter *f, ferry__sh_emit_fn emit,
                             void *ctx)
 {

@@ -107,6 +107,10 @@ int ferry__sh_filter_init(ferry__sh_filter *f, const char *mark,
                           int want_trailer);
 int ferry__sh_filter_feed(ferry__sh_filter *f, const void *p, size_t n,
                           ferry__sh_emit_fn emit, void *ctx);
+/* Emit what is held back as a possible trailer start (the command is
+ * being killed: it will not come). */
+void ferry__sh_filter_flush(ferry__sh_filter *f, ferry__sh_emit_fn emit,
+                            void *ctx);
 /* End of stream: what was held back and is not a trailer is emitted. */
 int ferry__sh_filter_finish(ferry__sh_filter *f, ferry__sh_emit_fn emit,
                             void *ctx);

@@ -1,0 +1,798 @@
+/* Tests of exec/exec.c against a real sshd.  The remote is this machine,
+ * so remote processes and files are checked locally. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exec/exec.h"
+#include "ferry.h"
+#include "fixture.h"
+#include "session.h"
+#include "sftp.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int run(ferry_session *s, const char *cmd, const ferry_exec_opts *o,
+               ferry_exec_result *r)
+{
+	int rc = ferry_exec(s, cmd, o, r);
+	cr_assert_eq(rc, 0, "exec '%s': %s (%s)", cmd, ferry_strerror(rc),
+	             ferry_session_errmsg(s));
+	return r->exit_status;
+}
+
+/* Output of a command that must succeed; caller frees. */
+static char *out_of(ferry_session *s, const char *cmd)
+{
+	ferry_exec_result r;
+	int st = run(s, cmd, NULL, &r);
+	cr_assert_eq(st, 0, "'%s' exited %d: %s", cmd, st, r.output);
+	char *o = strdup(r.output);
+	ferry_exec_result_free(&r);
+	return o;
+}
+
+/* Live (not zombie) processes whose command line contains needle. */
+static long live_procs(const char *needle)
+{
+	char *o = fx_sh_out("ps -eo stat=,args= | awk '$1 !~ /Z/' | "
+	                    "grep -F -- '%s' | grep -v -e grep -e awk | wc -l",
+	                    needle);
+	cr_assert_not_null(o);
+	long n = strtol(o, NULL, 10);
+	free(o);
+	return n;
+}
+
+/* Wait up to ms for no live process to match needle. */
+static long live_procs_after(const char *needle, int ms)
+{
+	long n = live_procs(needle);
+	for (int i = 0; n && i < ms / 50; i++) {
+		usleep(50 * 1000);
+		n = live_procs(needle);
+	}
+	return n;
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	cr_assert_not_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* ---- the session-shell contract --------------------------------------- */
+
+Test(exec, printf_is_exact_and_state_persists)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_result r;
+	run(s, "printf x", NULL, &r);
+	cr_assert_eq(r.output_len, 1);
+	cr_assert_str_eq(r.output, "x");
+	cr_assert_not_null(r.cwd);
+	char *home = strdup(r.cwd);
+	ferry_exec_result_free(&r);
+
+	char *dir = fx_tmpdir("cwd");
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+	         "export FERRY_T_VAR='a b'; ft(){ echo \"ft:$1\"; }; "
+	         "alias fa='echo alias-ok'; cd '%s'",
+	         dir);
+	cr_assert_eq(run(s, cmd, NULL, &r), 0);
+	char real[1024];
+	cr_assert_not_null(realpath(dir, real));
+	cr_assert_str_eq(r.cwd, real);
+	ferry_exec_result_free(&r);
+
+	char *o = out_of(s, "echo \"$FERRY_T_VAR\"; ft 1; fa; pwd");
+	char want[1200];
+	snprintf(want, sizeof(want), "a b\nft:1\nalias-ok\n%s\n", real);
+	cr_assert_str_eq(o, want);
+	free(o);
+
+	/* cd into a missing directory: 126, cwd unchanged */
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.cwd = "/nonexistent/ferry";
+	cr_assert_eq(run(s, "echo never", &eo, &r), 126);
+	cr_assert_null(strstr(r.output, "never"));
+	cr_assert_str_eq(r.cwd, real);
+	ferry_exec_result_free(&r);
+	o = out_of(s, "pwd");
+	snprintf(want, sizeof(want), "%s\n", real);
+	cr_assert_str_eq(o, want);
+	free(o);
+
+	/* the session cwd removed under us: 126 until a cwd is given */
+	cr_assert_eq(fx_sh("rmdir '%s'", dir), 0);
+	cr_assert_eq(run(s, "true", NULL, &r), 126);
+	ferry_exec_result_free(&r);
+	eo.cwd = home;
+	cr_assert_eq(run(s, "true", &eo, &r), 0);
+	cr_assert_str_eq(r.cwd, home);
+	ferry_exec_result_free(&r);
+
+	/* "cd -" works across commands: OLDPWD is the user's */
+	o = out_of(s, "cd /tmp && cd / && cd - >/dev/null && pwd");
+	cr_assert_str_eq(o, "/tmp\n");
+	free(o);
+	free(home);
+	free(dir);
+	ferry_session_close(s);
+}
+
+Test(exec, exit_status_signal_and_exec)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "exit 7", NULL, &r), 7);
+	ferry_exec_result_free(&r);
+	cr_assert_eq(run(s, "false", NULL, &r), 1);
+	ferry_exec_result_free(&r);
+	cr_assert_eq(run(s, "kill -9 $$", NULL, &r), 137);
+	ferry_exec_result_free(&r);
+	/* exec replaces the wrapper: its status, cwd unchanged */
+	cr_assert_eq(run(s, "cd /tmp", NULL, &r), 0);
+	ferry_exec_result_free(&r);
+	cr_assert_eq(run(s, "cd /; exec sh -c 'printf y; exit 4'", NULL, &r),
+	             4);
+	cr_assert_str_eq(r.output, "y");
+	cr_assert_str_eq(r.cwd, "/tmp");
+	ferry_exec_result_free(&r);
+	/* a syntax error is status 2, and the session goes on */
+	cr_assert_eq(run(s, "if then", NULL, &r), 2);
+	ferry_exec_result_free(&r);
+	char *o = out_of(s, "pwd");
+	cr_assert_str_eq(o, "/tmp\n");
+	free(o);
+	ferry_session_close(s);
+}
+
+Test(exec, binary_output_and_stdin)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	char *dir = fx_tmpdir("bin");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/all", dir);
+	/* every byte value, the marker's prefix, and newlines at the end */
+	unsigned char data[256 * 3 + 32];
+	size_t n = 0;
+	for (int k = 0; k < 3; k++)
+		for (int i = 0; i < 256; i++)
+			data[n++] = (unsigned char)(k == 1 ? 255 - i : i);
+	memcpy(data + n, "\n__ferry_\n\n", 11);
+	n += 11;
+	cr_assert_eq(fx_write_file(path, data, n, 0600), 0);
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd), "cat '%s'", path);
+	ferry_exec_result r;
+	cr_assert_eq(run(s, cmd, NULL, &r), 0);
+	cr_assert_eq(r.output_len, n);
+	cr_assert(!memcmp(r.output, data, n));
+	ferry_exec_result_free(&r);
+
+	/* stdin: 1 MiB of binary through cat, and its checksum */
+	size_t in_len = 1 << 20;
+	unsigned char *in = malloc(in_len);
+	for (size_t i = 0; i < in_len; i++)
+		in[i] = (unsigned char)(i * 7 + (i >> 9));
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.stdin_data = in;
+	eo.stdin_len = in_len;
+	cr_assert_eq(run(s, "cat", &eo, &r), 0);
+	cr_assert_eq(r.output_len, in_len);
+	cr_assert(!memcmp(r.output, in, in_len));
+	ferry_exec_result_free(&r);
+	eo.stdin_len = 5;
+	cr_assert_eq(run(s, "wc -c", &eo, &r), 0);
+	cr_assert_eq(strtol(r.output, NULL, 10), 5);
+	ferry_exec_result_free(&r);
+	/* no stdin: EOF at once, so a reader does not hang */
+	cr_assert_eq(run(s, "cat; echo end", NULL, &r), 0);
+	cr_assert_str_eq(r.output, "end\n");
+	ferry_exec_result_free(&r);
+	free(in);
+	fx_sh("rm -rf '%s'", dir);
+	free(dir);
+	ferry_session_close(s);
+}
+
+typedef struct counter {
+	uint64_t bytes[3];
+	uint64_t sum;
+	size_t calls;
+	char first[64];
+	size_t first_len;
+} counter;
+
+static void count_output(void *ctx, int stream, const void *p, size_t n)
+{
+	counter *c = ctx;
+	cr_assert(stream == 1 || stream == 2);
+	c->bytes[stream] += n;
+	c->calls++;
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++)
+		c->sum += b[i];
+	if (c->first_len < sizeof(c->first)) {
+		size_t k = sizeof(c->first) - c->first_len;
+		k = k < n ? k : n;
+		memcpy(c->first + c->first_len, p, k);
+		c->first_len += k;
+	}
+}
+
+static long maxrss_kb(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+Test(exec, large_output_streams_in_bounded_memory, .timeout = 60)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_result r;
+	run(s, "true", NULL, &r); /* bootstrap outside the measurement */
+	ferry_exec_result_free(&r);
+	counter c;
+	memset(&c, 0, sizeof(c));
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.on_output = count_output;
+	eo.ctx = &c;
+	long before = maxrss_kb();
+	/* 32 MiB of 'a' on stdout, one line on stderr */
+	cr_assert_eq(run(s,
+	                 "echo start >&2; head -c 33554432 /dev/zero | "
+	                 "tr '\\0' a",
+	                 &eo, &r),
+	             0);
+	long grown = maxrss_kb() - before;
+	cr_assert_null(r.output);
+	cr_assert_eq(c.bytes[1], (uint64_t)32 << 20);
+	uint64_t want = ((uint64_t)32 << 20) * 'a';
+	for (const char *q = "start\n"; *q; q++)
+		want += (unsigned char)*q;
+	cr_assert_eq(c.sum, want);
+	cr_assert_eq(c.bytes[2], 6);
+	cr_assert_gt(c.calls, 10, "streamed, not delivered at the end");
+	if (!UNDER_ASAN)
+		cr_assert_lt(grown, 12 * 1024, "memory grew by %ld KiB", grown);
+	ferry_exec_result_free(&r);
+	ferry_session_close(s);
+}
+
+Test(exec, cap_keeps_head_and_tail)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.output_cap = 1000;
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "seq 1 100000", &eo, &r), 0);
+	cr_assert_eq(r.output_len, 1000);
+	cr_assert(r.output_truncated);
+	char *full = fx_sh_out("seq 1 100000");
+	size_t fl = strlen(full);
+	cr_assert(!memcmp(r.output, full, 500));
+	cr_assert(!memcmp(r.output + 500, full + fl - 500, 500));
+	free(full);
+	ferry_exec_result_free(&r);
+	/* within the cap: everything, not truncated */
+	cr_assert_eq(run(s, "seq 1 10", &eo, &r), 0);
+	cr_assert_not(r.output_truncated);
+	cr_assert_str_eq(r.output, "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n");
+	ferry_exec_result_free(&r);
+	ferry_session_close(s);
+}
+
+Test(exec, stderr_apart_env_and_no_snapshot)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.separate_stderr = 1;
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "echo out; echo err >&2; printf tail >&2", &eo, &r),
+	             0);
+	cr_assert_str_eq(r.output, "out\n");
+	cr_assert_str_eq(r.err, "err\ntail");
+	ferry_exec_result_free(&r);
+
+	/* merged: both, in one buffer */
+	cr_assert_eq(run(s, "echo out; echo err >&2", NULL, &r), 0);
+	cr_assert_eq(r.output_len, 8);
+	cr_assert_null(r.err);
+	ferry_exec_result_free(&r);
+
+	/* environment additions apply to one command */
+	const char *env[] = {"FERRY_T_ENV=it's $(x)", "FERRY_T_B="};
+	ferry_exec_opts ee = FERRY_EXEC_OPTS_INIT;
+	ee.env = env;
+	ee.env_count = 2;
+	cr_assert_eq(
+	        run(s, "echo \"$FERRY_T_ENV|${FERRY_T_B-unset}\"", &ee, &r), 0);
+	cr_assert_str_eq(r.output, "it's $(x)|\n");
+	ferry_exec_result_free(&r);
+	char *o = out_of(s, "echo \"${FERRY_T_ENV-unset}\"");
+	cr_assert_str_eq(o, "unset\n");
+	free(o);
+
+	/* no_snapshot: plain bash -c, the session's state untouched */
+	cr_assert_eq(run(s, "export FERRY_T_S=1; cd /tmp", NULL, &r), 0);
+	ferry_exec_result_free(&r);
+	ferry_exec_opts ns = FERRY_EXEC_OPTS_INIT;
+	ns.no_snapshot = 1;
+	cr_assert_eq(run(s,
+	                 "echo \"${FERRY_T_S-unset}\"; pwd; cd /; "
+	                 "export FERRY_T_S=2",
+	                 &ns, &r),
+	             0);
+	cr_assert_str_eq(r.output, "unset\n/tmp\n");
+	cr_assert_str_eq(r.cwd, "/tmp");
+	ferry_exec_result_free(&r);
+	o = out_of(s, "echo \"$FERRY_T_S\"; pwd");
+	cr_assert_str_eq(o, "1\n/tmp\n");
+	free(o);
+
+	/* bad input */
+	const char *bad[] = {"1BAD=x"};
+	ee.env = bad;
+	ee.env_count = 1;
+	cr_assert_eq(ferry_exec(s, "true", &ee, &r), FERRY_EINVALID);
+	cr_assert_eq(ferry_exec(s, NULL, NULL, &r), FERRY_EINVALID);
+	ferry_exec_opts v = FERRY_EXEC_OPTS_INIT;
+	v.version = 99;
+	cr_assert_eq(ferry_exec(s, "true", &v, &r), FERRY_EINVALID);
+	cr_assert_eq(ferry_exec(NULL, "true", NULL, &r), FERRY_EINVALID);
+	ferry_session_close(s);
+}
+
+Test(exec, quoting_of_cwd_and_command)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	char *base = fx_tmpdir("q");
+	char weird[800];
+	snprintf(weird, sizeof(weird), "%s/it's $(touch pwned) `id` \"x\"",
+	         base);
+	cr_assert_eq(mkdir(weird, 0700), 0);
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.cwd = weird;
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "printf '%s' \"$PWD\"; echo 'a'\\''b'", &eo, &r),
+	             0);
+	char want[900];
+	snprintf(want, sizeof(want), "%sa'b\n", weird);
+	cr_assert_str_eq(r.output, want);
+	cr_assert_str_eq(r.cwd, weird);
+	ferry_exec_result_free(&r);
+	/* relative cwd: against the session cwd */
+	eo.cwd = "..";
+	cr_assert_eq(run(s, "pwd", &eo, &r), 0);
+	snprintf(want, sizeof(want), "%s\n", base);
+	cr_assert_str_eq(r.output, want);
+	ferry_exec_result_free(&r);
+	char *p = fx_sh_out("find '%s' -name pwned | wc -l", base);
+	cr_assert_eq(strtol(p, NULL, 10), 0);
+	free(p);
+	fx_sh("rm -rf '%s'", base);
+	free(base);
+	ferry_session_close(s);
+}
+
+/* ---- timeouts, interrupts, background children -------------------------- */
+
+Test(exec, timeout_kills_the_process_group, .timeout = 30)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.timeout_ms = 500;
+	ferry_exec_result r;
+	double t0 = now_ms();
+	int st = run(s,
+	             "echo started; sleep 1234.51 & sleep 1234.52; echo "
+	             "never",
+	             &eo, &r);
+	double ms = now_ms() - t0;
+	cr_assert_eq(st, 124);
+	cr_assert(r.timed_out);
+	cr_assert_not(r.interrupted);
+	cr_assert_geq(ms, 500);
+	cr_assert_lt(ms, 2500, "took %.0f ms", ms);
+	cr_assert_not_null(strstr(r.output, "started\n"));
+	cr_assert_not_null(strstr(r.output, "timed out"));
+	cr_assert_null(strstr(r.output, "never"));
+	ferry_exec_result_free(&r);
+	cr_assert_eq(live_procs_after("1234.5", 1000), 0,
+	             "the command or its children survived");
+	/* the session is fine afterwards */
+	char *o = out_of(s, "echo ok");
+	cr_assert_str_eq(o, "ok\n");
+	free(o);
+	ferry_session_close(s);
+}
+
+typedef struct intr_arg {
+	ferry_session *s;
+	int ms;
+} intr_arg;
+
+static void *interrupter(void *p)
+{
+	intr_arg *a = p;
+	usleep((useconds_t)a->ms * 1000);
+	ferry_interrupt(a->s);
+	return NULL;
+}
+
+Test(exec, interrupt_kills_the_process_group, .timeout = 30)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_result r;
+	run(s, "true", NULL, &r);
+	ferry_exec_result_free(&r);
+	intr_arg a = {s, 400};
+	pthread_t th;
+	pthread_create(&th, NULL, interrupter, &a);
+	double t0 = now_ms();
+	int st = run(s, "sleep 1234.61 & sleep 1234.62", NULL, &r);
+	double ms = now_ms() - t0;
+	pthread_join(th, NULL);
+	cr_assert_eq(st, 130);
+	cr_assert(r.interrupted);
+	cr_assert_not(r.timed_out);
+	cr_assert_lt(ms, 2500, "took %.0f ms", ms);
+	ferry_exec_result_free(&r);
+	cr_assert_eq(live_procs_after("1234.6", 1000), 0,
+	             "the command or its children survived");
+	char *o = out_of(s, "echo ok");
+	cr_assert_str_eq(o, "ok\n");
+	free(o);
+	ferry_session_close(s);
+}
+
+Test(exec, background_child_holding_stdout_returns_fast, .timeout = 30)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_result r;
+	run(s, "true", NULL, &r);
+	ferry_exec_result_free(&r);
+	double t0 = now_ms();
+	cr_assert_eq(run(s, "sleep 1234.71 & echo $!", NULL, &r), 0);
+	double ms = now_ms() - t0;
+	cr_assert_lt(ms, 1000, "took %.0f ms", ms);
+	long pid = strtol(r.output, NULL, 10);
+	cr_assert_gt(pid, 1);
+	kill((pid_t)pid, SIGTERM);
+	ferry_exec_result_free(&r);
+	char *o = out_of(s, "echo next");
+	cr_assert_str_eq(o, "next\n");
+	free(o);
+	ferry_session_close(s);
+}
+
+/* ---- channels, many commands, concurrency ---------------------------------
+ */
+
+Test(exec, many_commands_leave_nothing_behind, .timeout = 120)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	char *o = out_of(s, "echo $PPID");
+	long sshd = strtol(o, NULL, 10);
+	free(o);
+	cr_assert_gt(sshd, 1);
+	int fds = count_fds();
+	ferry__exec_info in;
+	ferry__exec_info_get(s, &in);
+	char dir[600];
+	snprintf(dir, sizeof(dir), "%s", in.snapshot_dir);
+	for (int i = 0; i < 200; i++) {
+		ferry_exec_result r;
+		char cmd[64];
+		snprintf(cmd, sizeof(cmd), "echo %d", i);
+		cr_assert_eq(run(s, cmd, NULL, &r), 0);
+		cr_assert_eq(strtol(r.output, NULL, 10), i);
+		ferry_exec_result_free(&r);
+	}
+	cr_assert_eq(count_fds(), fds);
+	ferry__exec_info_get(s, &in);
+	cr_assert_eq(in.ops, 0);
+	cr_assert_leq(in.channels, 3, "%u channels held", in.channels);
+	cr_assert_eq(in.commands, 201);
+	/* no process under our sshd session, a bounded snapshot directory */
+	char *kids =
+	        fx_sh_out("ps -o stat= --ppid %ld | grep -v Z | wc -l", sshd);
+	cr_assert_eq(strtol(kids, NULL, 10), 0, "processes left: %s", kids);
+	free(kids);
+	char *files = fx_sh_out("ls -A '%s' | wc -l", dir);
+	cr_assert_leq(strtol(files, NULL, 10), 3);
+	free(files);
+	ferry_session_close(s);
+	/* the snapshot goes with the session */
+	struct stat st;
+	cr_assert_neq(stat(dir, &st), 0, "%s still exists", dir);
+}
+
+Test(exec, four_commands_at_once, .timeout = 30)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_result r;
+	run(s, "true", NULL, &r);
+	ferry_exec_result_free(&r);
+	ferry__exec_op *ops[4];
+	double t0 = now_ms();
+	for (int i = 0; i < 4; i++) {
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd),
+		         "sleep 0.4; echo cmd%d; echo e%d >&2; exit %d", i, i,
+		         10 + i);
+		ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+		eo.separate_stderr = 1;
+		cr_assert_eq(ferry__exec_start(s, cmd, &eo, &ops[i]), 0);
+	}
+	cr_assert_eq(ferry__exec_wait(s, ops, 4, 0), 0);
+	double ms = now_ms() - t0;
+	cr_assert_lt(ms, 1200, "took %.0f ms: not concurrent", ms);
+	for (int i = 0; i < 4; i++) {
+		cr_assert(ferry__exec_done(ops[i]));
+		cr_assert_eq(ferry__exec_finish(ops[i], &r), 0);
+		char want[32];
+		snprintf(want, sizeof(want), "cmd%d\n", i);
+		cr_assert_str_eq(r.output, want);
+		snprintf(want, sizeof(want), "e%d\n", i);
+		cr_assert_str_eq(r.err, want);
+		cr_assert_eq(r.exit_status, 10 + i);
+		ferry_exec_result_free(&r);
+	}
+	/* one of several timing out alone */
+	ferry_exec_opts slow = FERRY_EXEC_OPTS_INIT;
+	slow.timeout_ms = 300;
+	cr_assert_eq(ferry__exec_start(s, "sleep 1234.81", &slow, &ops[0]), 0);
+	cr_assert_eq(
+	        ferry__exec_start(s, "sleep 0.6; echo fine", NULL, &ops[1]), 0);
+	cr_assert_eq(ferry__exec_wait(s, ops, 2, 0), 0);
+	cr_assert_eq(ferry__exec_finish(ops[0], &r), 0);
+	cr_assert_eq(r.exit_status, 124);
+	ferry_exec_result_free(&r);
+	cr_assert_eq(ferry__exec_finish(ops[1], &r), 0);
+	cr_assert_eq(r.exit_status, 0);
+	cr_assert_str_eq(r.output, "fine\n");
+	ferry_exec_result_free(&r);
+	cr_assert_eq(live_procs_after("1234.81", 1000), 0);
+	ferry_session_close(s);
+}
+
+typedef struct upload_state {
+	int done;
+	int error;
+	uint64_t bytes;
+} upload_state;
+
+static void upload_done(void *ctx, const ferry__sftp_upload_result *r)
+{
+	upload_state *u = ctx;
+	u->done = 1;
+	u->error = r->error;
+	u->bytes = r->bytes;
+}
+
+static int gen_read(void *ctx, void *buf, size_t n, uint64_t off)
+{
+	(void)ctx;
+	unsigned char *b = buf;
+	for (size_t i = 0; i < n; i++)
+		b[i] = (unsigned char)((off + i) * 31);
+	return 0;
+}
+
+Test(exec, runs_while_a_push_is_in_flight, .timeout = 60)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_result r;
+	run(s, "true", NULL, &r);
+	ferry_exec_result_free(&r);
+	ferry__sftp *sf = NULL;
+	cr_assert_eq(ferry__session_sftp(s, &sf), 0, "%s",
+	             ferry_session_errmsg(s));
+	char *dir = fx_tmpdir("push");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/big", dir);
+	upload_state u = {0, 0, 0};
+	ferry__sftp_upload_opts uo;
+	memset(&uo, 0, sizeof(uo));
+	uo.path = path;
+	uo.read = gen_read;
+	uo.size = (uint64_t)256 << 20;
+	uo.done = upload_done;
+	uo.ctx = &u;
+	cr_assert_eq(ferry__sftp_upload(sf, &uo), 0);
+	/* let the upload get going, then run commands through it */
+	ferry__sftp_run(sf, NULL, NULL, (int64_t)ferry__now_ms() + 30);
+	cr_assert_not(u.done, "the upload finished too soon to tell");
+	double worst = 0;
+	for (int i = 0; i < 3; i++) {
+		double t0 = now_ms();
+		cr_assert_eq(run(s, "printf x", NULL, &r), 0);
+		double ms = now_ms() - t0;
+		worst = ms > worst ? ms : worst;
+		cr_assert_str_eq(r.output, "x");
+		ferry_exec_result_free(&r);
+	}
+	cr_assert_not(u.done, "exec waited for the upload");
+	cr_assert_lt(worst, 300, "an exec took %.0f ms", worst);
+	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), 0);
+	cr_assert(u.done);
+	cr_assert_eq(u.error, 0);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq((uint64_t)st.st_size, uo.size);
+	fx_sh("rm -rf '%s'", dir);
+	free(dir);
+	ferry_session_close(s);
+}
+
+/* ---- accounts with unusual shells ------------------------------------------
+ */
+
+/* A private sshd whose commands run with HOME=home (root's own dotfiles
+ * stay untouched): ForceCommand re-runs the original command. */
+static void home_sshd(fx_sshd *sv, const char *home, int source_bashrc)
+{
+	char cfg[1200];
+	snprintf(cfg, sizeof(cfg),
+	         "ForceCommand exec env HOME='%s'%s /bin/bash -c "
+	         "\"$SSH_ORIGINAL_COMMAND\"\n",
+	         home, source_bashrc ? " SHLVL=0" : "");
+	cr_assert_eq(fx_sshd_start(sv, cfg), 0, "cannot start sshd");
+}
+
+Test(exec, broken_login_profile_falls_back, .timeout = 60)
+{
+	char *home = fx_tmpdir("home");
+	char p[700];
+	snprintf(p, sizeof(p), "%s/.bash_profile", home);
+	const char *prof = "echo profile runs; exit 3\n";
+	cr_assert_eq(fx_write_file(p, prof, strlen(prof), 0644), 0);
+	fx_sshd sv;
+	home_sshd(&sv, home, 0);
+	ferry_session *s = fx_connect(&sv);
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "printf x; cd /tmp", NULL, &r), 0);
+	cr_assert_str_eq(r.output, "x");
+	ferry_exec_result_free(&r);
+	ferry__exec_info in;
+	ferry__exec_info_get(s, &in);
+	cr_assert_eq(in.mode, FERRY__EXEC_MODE_PLAIN);
+	cr_assert_null(in.snapshot_dir);
+	/* cwd is still followed; variables are not */
+	char *o = out_of(s, "pwd; export V=1");
+	cr_assert_str_eq(o, "/tmp\n");
+	free(o);
+	o = out_of(s, "echo \"${V-unset}\"");
+	cr_assert_str_eq(o, "unset\n");
+	free(o);
+	ferry_session_close(s);
+	fx_sshd_stop(&sv);
+	fx_sh("rm -rf '%s'", home);
+	free(home);
+}
+
+Test(exec, chatty_bashrc_does_not_reach_the_output, .timeout = 60)
+{
+	char *home = fx_tmpdir("home");
+	char p[700];
+	snprintf(p, sizeof(p), "%s/.bashrc", home);
+	const char *rc = "echo BASHRC-NOISE; echo bashrc-err >&2\n";
+	cr_assert_eq(fx_write_file(p, rc, strlen(rc), 0644), 0);
+	fx_sshd sv;
+	home_sshd(&sv, home, 1);
+	ferry_session *s = fx_connect(&sv);
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "printf x", NULL, &r), 0);
+	cr_assert_str_eq(r.output, "x");
+	ferry_exec_result_free(&r);
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.separate_stderr = 1;
+	cr_assert_eq(run(s, "echo o; echo e >&2", &eo, &r), 0);
+	cr_assert_str_eq(r.output, "o\n");
+	cr_assert_str_eq(r.err, "e\n");
+	ferry_exec_result_free(&r);
+	ferry__exec_info in;
+	ferry__exec_info_get(s, &in);
+	cr_assert_eq(in.mode, FERRY__EXEC_MODE_SNAPSHOT);
+	/* SFTP on the same account: the clear diagnostic */
+	ferry__sftp *sf = NULL;
+	int e = ferry__session_sftp(s, &sf);
+	cr_assert_neq(e, 0);
+	cr_assert_not_null(strstr(ferry_session_errmsg(s), "printed text"),
+	                   "%s", ferry_session_errmsg(s));
+	/* and exec still works after that */
+	cr_assert_eq(run(s, "echo still", NULL, &r), 0);
+	cr_assert_str_eq(r.output, "still\n");
+	ferry_exec_result_free(&r);
+	ferry_session_close(s);
+	fx_sshd_stop(&sv);
+	fx_sh("rm -rf '%s'", home);
+	free(home);
+}
+
+static void small_done(void *ctx, const ferry__sftp_upload_result *r)
+{
+	int *st = ctx;
+	*st = r->error ? r->error : 1;
+}
+
+Test(exec, sftp_only_account, .timeout = 60)
+{
+	fx_sshd sv;
+	cr_assert_eq(fx_sshd_start(&sv, "ForceCommand internal-sftp\n"), 0);
+	ferry_session *s = fx_connect(&sv);
+	ferry_exec_result r;
+	double t0 = now_ms();
+	int rc = ferry_exec(s, "echo hi", NULL, &r);
+	cr_assert_eq(rc, FERRY_EREMOTE, "rc %d", rc);
+	cr_assert_not_null(strstr(ferry_session_errmsg(s), "SFTP-only"), "%s",
+	                   ferry_session_errmsg(s));
+	cr_assert_eq(r.exit_status, 255);
+	cr_assert_lt(now_ms() - t0, 5000);
+	ferry_exec_result_free(&r);
+	/* fails fast the second time */
+	t0 = now_ms();
+	cr_assert_eq(ferry_exec(s, "echo hi", NULL, &r), FERRY_EREMOTE);
+	cr_assert_lt(now_ms() - t0, 50);
+	ferry_exec_result_free(&r);
+	/* the push side works on the same session */
+	ferry__sftp *sf = NULL;
+	cr_assert_eq(ferry__session_sftp(s, &sf), 0, "%s",
+	             ferry_session_errmsg(s));
+	char *dir = fx_tmpdir("sftponly");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/f", dir);
+	int st = 0;
+	ferry__sftp_upload_opts uo;
+	memset(&uo, 0, sizeof(uo));
+	uo.path = path;
+	uo.data = "hello";
+	uo.size = 5;
+	uo.done = small_done;
+	uo.ctx = &st;
+	cr_assert_eq(ferry__sftp_upload(sf, &uo), 0);
+	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), 0);
+	cr_assert_eq(st, 1);
+	size_t len = 0;
+	char *got = fx_read_file(path, &len);
+	cr_assert_str_eq(got, "hello");
+	free(got);
+	ferry_session_close(s);
+	fx_sshd_stop(&sv);
+	fx_sh("rm -rf '%s'", dir);
+	free(dir);
+}

@@ -1,0 +1,489 @@
+/* Tests of exec/shell.c: quoting, the output filter, and the scripts run
+ * by a local bash (no SSH: the wrapper is plain text for bash -c). */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "buf.h"
+#include "exec/shell.h"
+#include "fixture.h"
+
+#define MARK "__ferry_0123456789abcdef_7"
+
+/* ---- helpers --------------------------------------------------------------
+ */
+
+/* Run argv with input on stdin, collect stdout; returns exit status. */
+static int run_capture(char *const argv[], const char *env_home,
+                       const char *env_tmp, ferry_buf *out)
+{
+	int pout[2];
+	cr_assert_eq(pipe(pout), 0);
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		dup2(pout[1], 1);
+		close(pout[0]);
+		close(pout[1]);
+		int devnull = open("/dev/null", O_RDWR);
+		dup2(devnull, 0);
+		dup2(devnull, 2);
+		if (env_home)
+			setenv("HOME", env_home, 1);
+		if (env_tmp)
+			setenv("TMPDIR", env_tmp, 1);
+		unsetenv("BASH_ENV");
+		unsetenv("ENV");
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(pout[1]);
+	char buf[65536];
+	ssize_t n;
+	while ((n = read(pout[0], buf, sizeof(buf))) > 0)
+		cr_assert_eq(ferry__buf_put(out, buf, (size_t)n), 0);
+	close(pout[0]);
+	int st = 0;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void collect(void *ctx, const void *p, size_t n)
+{
+	cr_assert_eq(ferry__buf_put(ctx, p, n), 0);
+}
+
+/* Feed data to a fresh filter in pieces of step bytes. */
+static void filter_all(const char *data, size_t n, size_t step,
+                       int want_trailer, ferry_buf *out, ferry__sh_filter *f)
+{
+	cr_assert_eq(ferry__sh_filter_init(f, MARK, want_trailer), 0);
+	for (size_t off = 0; off < n; off += step) {
+		size_t k = n - off < step ? n - off : step;
+		cr_assert_eq(
+		        ferry__sh_filter_feed(f, data + off, k, collect, out),
+		        0);
+	}
+	cr_assert_eq(ferry__sh_filter_finish(f, collect, out), 0);
+}
+
+/* ---- quoting --------------------------------------------------------------
+ */
+
+Test(shell, quote_round_trips_through_bash)
+{
+	const char *nasty[] = {"",
+	                       "plain",
+	                       "it's",
+	                       "'",
+	                       "''",
+	                       "a b\tc\nd",
+	                       "$(touch /tmp/ferry-injected)`id` $HOME ${x}",
+	                       "\\ \\\\ \\'",
+	                       "*?[a-z]",
+	                       "; rm -rf / #",
+	                       "\"double\"",
+	                       "-n",
+	                       "héllo wörld ✓",
+	                       "!event"};
+	for (size_t i = 0; i < sizeof(nasty) / sizeof(nasty[0]); i++) {
+		ferry_buf q = FERRY_BUF_INIT;
+		cr_assert_eq(ferry__buf_put(&q, "printf %s ", 10), 0);
+		cr_assert_eq(ferry__sh_quote(&q, nasty[i]), 0);
+		cr_assert_eq(ferry__buf_put_u8(&q, 0), 0);
+		char *argv[] = {"bash", "-c", (char *)q.data, NULL};
+		ferry_buf out = FERRY_BUF_INIT;
+		cr_assert_eq(run_capture(argv, NULL, NULL, &out), 0);
+		cr_assert_eq(out.len, strlen(nasty[i]), "case %zu", i);
+		cr_assert(!memcmp(out.data, nasty[i], out.len), "case %zu", i);
+		/* dash too: the kill and cleanup scripts are POSIX sh */
+		char *argv2[] = {"sh", "-c", (char *)q.data, NULL};
+		ferry__buf_reset(&out);
+		cr_assert_eq(run_capture(argv2, NULL, NULL, &out), 0);
+		cr_assert_eq(out.len, strlen(nasty[i]), "sh case %zu", i);
+		ferry__buf_free(&q);
+		ferry__buf_free(&out);
+	}
+	struct stat st;
+	cr_assert_neq(stat("/tmp/ferry-injected", &st), 0, "quoting leaked");
+}
+
+Test(shell, env_names)
+{
+	cr_assert(ferry__sh_env_name_ok("A=1"));
+	cr_assert(ferry__sh_env_name_ok("_x9=a=b"));
+	cr_assert(ferry__sh_env_name_ok("EMPTY="));
+	cr_assert_not(ferry__sh_env_name_ok("9A=1"));
+	cr_assert_not(ferry__sh_env_name_ok("A B=1"));
+	cr_assert_not(ferry__sh_env_name_ok("A"));
+	cr_assert_not(ferry__sh_env_name_ok("=1"));
+	cr_assert_not(ferry__sh_env_name_ok("$(x)=1"));
+	cr_assert_not(ferry__sh_env_name_ok("__ferry_st=1"));
+	cr_assert_not(ferry__sh_env_name_ok(NULL));
+}
+
+/* ---- the filter ------------------------------------------------------------
+ */
+
+Test(shell, filter_exact_bytes_at_every_split)
+{
+	/* noise, header, user bytes that end without a newline and contain
+	 * near-misses of the marker, trailer, a late byte */
+	static const char user[] = "x\n__ferry_0123\n" MARK "X\n\n\n__ferr";
+	char wire[512];
+	size_t n = 0;
+	const char *noise = "motd noise\nno newline";
+	memcpy(wire + n, noise, strlen(noise));
+	n += strlen(noise);
+	n += (size_t)snprintf(wire + n, sizeof(wire) - n, MARK ":4242\n");
+	memcpy(wire + n, user, sizeof(user) - 1);
+	n += sizeof(user) - 1;
+	const char trailer[] = "\n" MARK ":3:1:/tmp/a b\n c";
+	memcpy(wire + n, trailer, sizeof(trailer) - 1);
+	n += sizeof(trailer) - 1;
+	wire[n++] = '\0';
+	wire[n++] = 'L';
+	for (size_t step = 1; step <= n; step++) {
+		ferry__sh_filter f;
+		ferry_buf out = FERRY_BUF_INIT;
+		filter_all(wire, n, step, 1, &out, &f);
+		cr_assert_eq(out.len, sizeof(user) - 1 + 1, "step %zu", step);
+		cr_assert(!memcmp(out.data, user, sizeof(user) - 1), "step %zu",
+		          step);
+		cr_assert_eq(out.data[out.len - 1], 'L');
+		cr_assert(f.have_header);
+		cr_assert_eq(f.pgid, 4242);
+		cr_assert(f.have_trailer, "step %zu", step);
+		cr_assert_eq(f.status, 3);
+		cr_assert_eq(f.dumped, 1);
+		cr_assert_str_eq(f.cwd, "/tmp/a b\n c");
+		ferry__sh_filter_free(&f);
+		ferry__buf_free(&out);
+	}
+}
+
+Test(shell, filter_without_trailer_or_header)
+{
+	/* The wrapper never ran: everything is the user's (bash's error). */
+	const char *err = "bash: not found\n";
+	ferry__sh_filter f;
+	ferry_buf out = FERRY_BUF_INIT;
+	filter_all(err, strlen(err), 3, 1, &out, &f);
+	cr_assert_not(f.have_header);
+	cr_assert_eq(out.len, strlen(err));
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
+
+	/* Header, then output cut short by a kill: a held-back prefix of
+	 * the marker comes out at the end. */
+	char wire[128];
+	int n = snprintf(wire, sizeof(wire), MARK ":9\nabc\n__ferry_01");
+	ferry__buf_reset(&out);
+	filter_all(wire, (size_t)n, 1, 1, &out, &f);
+	cr_assert(f.have_header);
+	cr_assert_not(f.have_trailer);
+	cr_assert_eq(out.len, strlen("abc\n__ferry_01"));
+	cr_assert(!memcmp(out.data, "abc\n__ferry_01", out.len));
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
+
+	/* stderr: header only, the rest passes */
+	n = snprintf(wire, sizeof(wire), "junk" MARK ":9\n\n" MARK ":0:0:/\n");
+	filter_all(wire, (size_t)n, 2, 0, &out, &f);
+	cr_assert_eq(out.len, strlen("\n" MARK ":0:0:/\n"));
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
+}
+
+Test(shell, filter_malformed_trailer_is_user_data)
+{
+	char wire[256];
+	int n = snprintf(wire, sizeof(wire), MARK ":9\nA\n" MARK ":x:1:/\n");
+	wire[n++] = 0;
+	ferry__sh_filter f;
+	ferry_buf out = FERRY_BUF_INIT;
+	filter_all(wire, (size_t)n, 5, 1, &out, &f);
+	cr_assert_not(f.have_trailer);
+	size_t want = (size_t)n - strlen(MARK ":9\n");
+	cr_assert_eq(out.len, want);
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
+}
+
+/* ---- scripts run by a local bash ---------------------------------------- */
+
+typedef struct local {
+	char *dir; /* snapshot directory */
+	char *cwd; /* where commands start */
+	ferry_buf raw;
+	ferry_buf out;
+	ferry__sh_filter f;
+	int status;
+} local;
+
+static void local_run(local *l, const char *command, const char *cwd,
+                      const char *src, const char *dst, const char *const *env,
+                      size_t env_count)
+{
+	char s[600], d[600];
+	ferry__sh_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.mark = MARK;
+	c.command = command;
+	c.cwd = cwd;
+	if (src) {
+		snprintf(s, sizeof(s), "%s/%s", l->dir, src);
+		c.snap_src = s;
+	}
+	if (dst) {
+		snprintf(d, sizeof(d), "%s/%s", l->dir, dst);
+		c.snap_dst = d;
+	}
+	c.env = env;
+	c.env_count = env_count;
+	c.invoke = FERRY__SH_BASH;
+	ferry_buf req = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_wrapper(&req, &c), 0);
+	char *argv[] = {"sh", "-c", (char *)req.data, NULL};
+	ferry__buf_reset(&l->raw);
+	ferry__buf_reset(&l->out);
+	l->status = run_capture(argv, NULL, NULL, &l->raw);
+	ferry__sh_filter_free(&l->f);
+	filter_all((const char *)l->raw.data, l->raw.len, 7, 1, &l->out, &l->f);
+	ferry__buf_put_u8(&l->out, 0);
+	l->out.len--;
+	ferry__buf_free(&req);
+}
+
+static void local_init(local *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->dir = fx_tmpdir("snap");
+	cr_assert_not_null(l->dir);
+	/* An empty snapshot to start from. */
+	char p[600];
+	snprintf(p, sizeof(p), "%s/0", l->dir);
+	cr_assert_eq(fx_write_file(p, "", 0, 0600), 0);
+	cr_assert_eq(ferry__sh_filter_init(&l->f, MARK, 1), 0);
+}
+
+static void local_free(local *l)
+{
+	fx_sh("rm -rf '%s'", l->dir);
+	free(l->dir);
+	ferry__buf_free(&l->raw);
+	ferry__buf_free(&l->out);
+	ferry__sh_filter_free(&l->f);
+}
+
+Test(shell, wrapper_keeps_state_in_the_snapshot)
+{
+	local l;
+	local_init(&l);
+	local_run(&l,
+	          "export FOO='a b'; f(){ echo \"fn $1\"; }; "
+	          "alias hi='echo hi there'; cd /tmp; printf x",
+	          "/", "0", "1", NULL, 0);
+	cr_assert_eq(l.status, 0);
+	cr_assert_str_eq((char *)l.out.data, "x");
+	cr_assert(l.f.have_trailer);
+	cr_assert_eq(l.f.status, 0);
+	cr_assert(l.f.dumped);
+	cr_assert_str_eq(l.f.cwd, "/tmp");
+
+	local_run(&l, "echo \"$FOO\"; f 1; hi; pwd; exit 7", l.f.cwd, "1", "2",
+	          NULL, 0);
+	cr_assert_eq(l.status, 7);
+	cr_assert_eq(l.f.status, 7);
+	cr_assert_str_eq((char *)l.out.data, "a b\nfn 1\nhi there\n/tmp\n");
+	local_free(&l);
+}
+
+Test(shell, wrapper_cd_failure_is_126_without_trailer)
+{
+	local l;
+	local_init(&l);
+	local_run(&l, "echo never", "/nonexistent/dir", "0", "1", NULL, 0);
+	cr_assert_eq(l.status, 126);
+	cr_assert_not(l.f.have_trailer);
+	cr_assert(strstr((char *)l.out.data, "never") == NULL);
+	local_free(&l);
+}
+
+Test(shell, wrapper_env_additions_do_not_persist)
+{
+	local l;
+	local_init(&l);
+	local_run(&l, "export KEEP=old", "/", "0", "1", NULL, 0);
+	const char *env[] = {"KEEP=new", "ONCE=it's $(x)"};
+	local_run(&l, "echo \"$KEEP|$ONCE\"", "/", "1", "2", env, 2);
+	cr_assert_str_eq((char *)l.out.data, "new|it's $(x)\n");
+	local_run(&l, "echo \"$KEEP|${ONCE-unset}\"", "/", "2", "3", NULL, 0);
+	cr_assert_str_eq((char *)l.out.data, "old|unset\n");
+	/* A command that changes an added variable keeps its change. */
+	const char *env2[] = {"ONCE=1"};
+	local_run(&l, "export ONCE=2", "/", "3", "4", env2, 1);
+	local_run(&l, "echo \"$ONCE\"", "/", "4", "5", NULL, 0);
+	cr_assert_str_eq((char *)l.out.data, "2\n");
+	local_free(&l);
+}
+
+Test(shell, wrapper_quotes_cwd_and_command)
+{
+	local l;
+	local_init(&l);
+	char weird[700];
+	snprintf(weird, sizeof(weird), "%s/it's $(touch x) `y` dir", l.dir);
+	cr_assert_eq(mkdir(weird, 0700), 0);
+	local_run(&l, "printf '%s' \"$PWD\"", weird, "0", "1", NULL, 0);
+	cr_assert_eq(l.status, 0);
+	cr_assert_str_eq((char *)l.out.data, weird);
+	cr_assert_str_eq(l.f.cwd, weird);
+	cr_assert_neq(access("x", F_OK), 0);
+	local_free(&l);
+}
+
+Test(shell, wrapper_without_snapshot)
+{
+	local l;
+	local_init(&l);
+	local_run(&l, "echo $$ >/dev/null; false", "/tmp", NULL, NULL, NULL, 0);
+	cr_assert_eq(l.status, 1);
+	cr_assert(l.f.have_trailer);
+	cr_assert_eq(l.f.status, 1);
+	cr_assert_eq(l.f.dumped, 0);
+	cr_assert_eq(l.out.len, 0);
+	local_free(&l);
+}
+
+Test(shell, bootstrap_snapshots_the_login_environment)
+{
+	char *home = fx_tmpdir("home");
+	char *tmp = fx_tmpdir("tmp");
+	cr_assert(home && tmp);
+	char p[700];
+	snprintf(p, sizeof(p), "%s/.bash_profile", home);
+	const char *profile = "export PROFILE_VAR='from profile'\n"
+	                      "pf(){ echo \"pf $*\"; }\n"
+	                      "alias pa='echo alias-ok'\n"
+	                      "echo profile noise\n";
+	cr_assert_eq(fx_write_file(p, profile, strlen(profile), 0644), 0);
+	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_bootstrap(&req, MARK, "ferry-test"), 0);
+	char *argv[] = {"bash", "-c", (char *)req.data, NULL};
+	cr_assert_eq(run_capture(argv, home, tmp, &out), 0);
+	ferry__sh_boot b;
+	cr_assert_eq(ferry__sh_parse_boot(out.data, out.len, MARK, &b), 0);
+	cr_assert(b.have_sh);
+	cr_assert(b.bash);
+	cr_assert_not_null(b.dir);
+	snprintf(p, sizeof(p), "%s/ferry-test", tmp);
+	cr_assert_str_eq(b.dir, p);
+	struct stat st;
+	cr_assert_eq(stat(b.dir, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0700);
+	snprintf(p, sizeof(p), "%s/0", b.dir);
+	cr_assert_eq(stat(p, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+
+	/* Run from a POSIX sh login shell: not bash. */
+	ferry__buf_reset(&out);
+	char *argv2[] = {"dash", "-c", (char *)req.data, NULL};
+	run_capture(argv2, home, tmp, &out);
+	ferry__sh_boot b2;
+	cr_assert_eq(ferry__sh_parse_boot(out.data, out.len, MARK, &b2), 0);
+	cr_assert(b2.have_sh);
+	cr_assert_not(b2.bash);
+	cr_assert_null(b2.dir, "mkdir of an existing directory must fail");
+	ferry__sh_boot_free(&b2);
+
+	/* The snapshot carries the profile's state into a plain bash -c. */
+	local l;
+	local_init(&l);
+	free(l.dir);
+	l.dir = strdup(b.dir);
+	local_run(&l, "echo \"$PROFILE_VAR\"; pf a; pa", "/", "0", "1", NULL,
+	          0);
+	cr_assert_str_eq((char *)l.out.data, "from profile\npf a\nalias-ok\n");
+	local_free(&l);
+
+	ferry__sh_boot_free(&b);
+	ferry__buf_free(&req);
+	ferry__buf_free(&out);
+	fx_sh("rm -rf '%s' '%s'", home, tmp);
+	free(home);
+	free(tmp);
+}
+
+Test(shell, probe)
+{
+	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_probe(&req, MARK, 0), 0);
+	char *argv[] = {"sh", "-c", (char *)req.data, NULL};
+	cr_assert_eq(run_capture(argv, NULL, NULL, &out), 0);
+	char *cwd = NULL;
+	cr_assert_eq(ferry__sh_parse_probe(out.data, out.len, MARK, &cwd), 0);
+	cr_assert_not_null(cwd);
+	cr_assert_eq(cwd[0], '/');
+	ferry__free(cwd);
+	cr_assert_eq(ferry__sh_parse_probe("nothing", 7, MARK, &cwd), 0);
+	cr_assert_null(cwd);
+	ferry__buf_free(&req);
+	ferry__buf_free(&out);
+}
+
+Test(shell, kill_script_stops_a_process_group)
+{
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		setsid();
+		/* a shell that ignores nothing, with a child */
+		execlp("bash", "bash", "-c", "sleep 1000 & sleep 1001; wait",
+		       (char *)NULL);
+		_exit(127);
+	}
+	usleep(200 * 1000);
+	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_kill(&req, (long)pid), 0);
+	char *argv[] = {"sh", "-c", (char *)req.data, NULL};
+	cr_assert_eq(run_capture(argv, NULL, NULL, &out), 0);
+	int st = 0;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFSIGNALED(st));
+	/* its children: TERM went to the whole group (zombies aside) */
+	char *left = fx_sh_out("ps -eo pgid=,stat= | awk '$1 == %ld && $2 !~ "
+	                       "/Z/' | wc -l",
+	                       (long)pid);
+	cr_assert_not_null(left);
+	cr_assert_eq(strtol(left, NULL, 10), 0,
+	             "processes left in the group: %s", left);
+	free(left);
+	cr_assert_eq(ferry__sh_kill(&req, 1), FERRY_EINVALID);
+	ferry__buf_free(&req);
+	ferry__buf_free(&out);
+}
+
+Test(shell, cleanup_script)
+{
+	char *d = fx_tmpdir("clean");
+	char p[600];
+	snprintf(p, sizeof(p), "%s/0", d);
+	cr_assert_eq(fx_write_file(p, "x", 1, 0600), 0);
+	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_cleanup(&req, d), 0);
+	char *argv[] = {"sh", "-c", (char *)req.data, NULL};
+	cr_assert_eq(run_capture(argv, NULL, NULL, &out), 0);
+	cr_assert_neq(access(d, F_OK), 0);
+	free(d);
+	ferry__buf_free(&req);
+	ferry__buf_free(&out);
+}
