@@ -385,7 +385,7 @@ static int parse_body(rd *r, uint64_t body_len, ferry__manifest **out,
 			WHY("entry %zu: truncated", i);
 		uint32_t plen = ferry__peek_u32(r->p);
 		if (plen == 0 || plen >= FERRY__PATH_MAX ||
-		    plen > path_bytes + count - used - 1)
+		    used + plen + 1 > path_bytes + count)
 			WHY("entry %zu: bad path length", i);
 		rd_skip(r, 4);
 		if (rd_need(r, plen + ENTRY_FIXED))

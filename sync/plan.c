@@ -982,7 +982,8 @@ int ferry__plan_apply(const ferry__plan *p, ferry__manifest *m)
 		if (!is_removal(a))
 			puts++;
 	}
-	qsort_r(eff, ne, sizeof(*eff), effect_cmp, p->a);
+	if (ne > 1)
+		qsort_r(eff, ne, sizeof(*eff), effect_cmp, p->a);
 	out = ferry__reallocarray(NULL, m->n + puts + 1, sizeof(*out));
 	if (!out)
 		goto nomem;

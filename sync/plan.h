@@ -168,18 +168,8 @@ void ferry__plan_report(const ferry__plan *p, ferry_sync_report *r,
                         void (*on_change)(void *ctx, const ferry_change *c),
                         void *ctx);
 
-/* One rsync --itemize-changes line for c, without newline:
- *   >f+++++++++ path            new file
- *   >fcst...... path            content (c), size (s), time (t) changed
- *   .f..t...... path            mtime only;  .f...p..... path  mode only
- *   cd+++++++++ dir/            new directory;  .d...p..... dir/  its mode
- *   cL+++++++++ link -> target  new symlink;  cLc........ changed target
- *   *deleting   path            deletion (directories with a '/')
- * Control bytes in names are written as \#ooo.  Writes at most size bytes
- * (NUL included) and returns the full length, like snprintf.  For the
- * CLI; declared here until lib/ferry.h carries it. */
-FERRY_API size_t ferry_change_itemize(char *buf, size_t size,
-                                      const ferry_change *c);
+/* ferry_change_itemize (lib/ferry.h) is implemented in plan.c: rsync's
+ * --itemize-changes line; FERRY__CHANGED_DIR in flags makes it ".d"/"dir/". */
 
 /* Committing -------------------------------------------------------------- */
 

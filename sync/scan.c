@@ -30,7 +30,7 @@ struct ferry__scan_walk {
 	char path[FERRY__PATH_MAX + NAME_MAX + 2];
 	char link[FERRY__PATH_MAX];
 	char rcur[RESOLVE_BUF], rrest[RESOLVE_BUF], rlink[FERRY__PATH_MAX];
-	char dents[DENTS_BUF];
+	_Alignas(16) char dents[DENTS_BUF]; /* struct dirent64 records */
 	/* Names of the directories on the current path, a stack. */
 	char *nb;
 	size_t nb_len, nb_cap;
@@ -494,7 +494,9 @@ static int walk_dir(ferry__scan *s, unsigned si, size_t depth,
 	size_t count = w->ix_len - imark;
 	if (depth == 0)
 		s->src[si].root_entries = count;
-	qsort_r(w->ix + imark, count, sizeof(uint32_t), name_cmp, w->nb);
+	if (count > 1)
+		qsort_r(w->ix + imark, count, sizeof(uint32_t), name_cmp,
+		        w->nb);
 
 	for (size_t i = 0; i < count; i++) {
 		int dirfd = w->lv[depth].fd;

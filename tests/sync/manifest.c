@@ -252,6 +252,46 @@ Test(manifest, wrong_target_destination_or_version_is_absent)
 	ferry__manifest_free(m);
 }
 
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+Test(manifest, lying_header_counts_rejected_with_a_good_checksum)
+{
+	ferry__manifest *m = small(), *back = NULL;
+	ferry_buf b = FERRY_BUF_INIT;
+	char why[256];
+	cr_assert_eq(ferry__manifest_serialize(m, &b), 0);
+	/* count and total path bytes follow the strings, marker and times */
+	size_t at = 8 + 4 + 4 + 4 + strlen(TARGET) + 4 + strlen(DEST) + 16 + 16;
+	uint64_t values[][2] = {
+	        {4, 1},      {4, 2},          {4, 5},         {4, 6}, {4, 7},
+	        {4, 0},      {3, 7},          {5, 7},         {1, 7}, {0, 0},
+	        {4, 100000}, {UINT64_MAX, 7}, {4, UINT64_MAX}};
+	for (size_t k = 0; k < sizeof(values) / sizeof(values[0]); k++) {
+		uint8_t *c = malloc(b.len);
+		memcpy(c, b.data, b.len);
+		put_be64(c + at, values[k][0]);
+		put_be64(c + at + 8, values[k][1]);
+		put_be64(c + b.len - 8, XXH3_64bits(c, b.len - 8));
+		cr_assert_eq(ferry__manifest_parse(&back, c, b.len, TARGET,
+		                                   DEST, why, sizeof(why)),
+		             FERRY_EPROTO, "count %llu, bytes %llu accepted",
+		             (unsigned long long)values[k][0],
+		             (unsigned long long)values[k][1]);
+		free(c);
+	}
+	/* the true values pass (the offsets above are right) */
+	cr_assert_eq(ferry__manifest_parse(&back, b.data, b.len, TARGET, DEST,
+	                                   why, sizeof(why)),
+	             0);
+	ferry__manifest_free(back);
+	ferry__buf_free(&b);
+	ferry__manifest_free(m);
+}
+
 /* Serialize entries as given (serialize does not check them), then parse. */
 static int parse_entries(const char *const *paths, const int *types, size_t n,
                          char *why, size_t whysz)

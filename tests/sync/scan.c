@@ -199,6 +199,7 @@ Test(scan, trailing_slash_means_contents)
 	cr_assert_str_eq(scan1(src, &l), "a\tf\t1\nsub\td\nsub/b\tf\t2\n");
 	st_text_free(&l.text);
 	free(src);
+	st_text_free(&l.log);
 	free(d);
 }
 
@@ -212,6 +213,7 @@ Test(scan, no_trailing_slash_means_the_directory)
 	                 "dir\td\ndir/a\tf\t1\ndir/sub\td\ndir/sub/b\tf\t2\n");
 	st_text_free(&l.text);
 	free(src);
+	st_text_free(&l.log);
 	free(d);
 }
 
@@ -228,6 +230,7 @@ Test(scan, a_file_goes_to_its_name)
 	cr_assert_str_eq(scan1("dir/a", &l), "a\tf\t1\n");
 	st_text_free(&l.text);
 	free(src);
+	st_text_free(&l.log);
 	free(d);
 }
 
@@ -271,6 +274,7 @@ Test(scan, a_symlinked_source_is_followed)
 	st_text_free(&l.text);
 	free(src);
 	free(link);
+	st_text_free(&l.log);
 	free(d);
 }
 
