@@ -103,7 +103,8 @@ Test(shell, quote_round_trips_through_bash)
 		ferry_buf out = FERRY_BUF_INIT;
 		cr_assert_eq(run_capture(argv, NULL, NULL, &out), 0);
 		cr_assert_eq(out.len, strlen(nasty[i]), "case %zu", i);
-		cr_assert(!memcmp(out.data, nasty[i], out.len), "case %zu", i);
+		cr_assert(!out.len || !memcmp(out.data, nasty[i], out.len),
+		          "case %zu", i);
 		/* dash too: the kill and cleanup scripts are POSIX sh */
 		char *argv2[] = {"sh", "-c", (char *)q.data, NULL};
 		ferry__buf_reset(&out);
