@@ -251,11 +251,20 @@ static int job_fill(void *fctx, uint8_t *dst, size_t n, uint64_t off)
 	return err;
 }
 
+/* The generator is finished.  Normally the CLOSE queued behind it moves
+ * things on; when that CLOSE could not even be queued, this does. */
+static void gen_done(upload_job *j)
+{
+	j->gen_active = 0;
+	if (j->closed)
+		job_maybe_post_close(j);
+}
+
 static int job_emit(ferry__sftp *sf, void *ctx, uint64_t gen)
 {
 	upload_job *j = ctx;
 	if (j->error || j->next_off >= j->o.size) {
-		j->gen_active = 0;
+		gen_done(j);
 		return 2;
 	}
 	ferry__sftp_limits_info l;
@@ -273,7 +282,7 @@ static int job_emit(ferry__sftp *sf, void *ctx, uint64_t gen)
 		return 0;
 	if (!j->fill_failed)
 		job_record(j, "write", rc, FERRY__FX_LOCAL, ferry_strerror(rc));
-	j->gen_active = 0;
+	gen_done(j);
 	return 2;
 }
 

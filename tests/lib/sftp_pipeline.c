@@ -1,0 +1,769 @@
+/* Pipelining against a real sftp-server child: many files in flight,
+ * large files, round trips counted, the window and handle bounds, a server
+ * that dies or stops, cancellation, extension fallbacks, and the commit
+ * protocol's safety properties (EXCL, permissions at creation). */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "fixture.h"
+#include "sftp.h"
+#include "sftp_helpers.h"
+#include "session.h"
+#include "sftp_int.h"
+
+static char *dir;
+
+static void setup(void)
+{
+	dir = fx_tmpdir("sftp-pipe");
+	cr_assert_not_null(dir);
+}
+
+static void teardown(void)
+{
+	free(dir);
+}
+
+TestSuite(sftp_pipeline, .init = setup, .fini = teardown, .timeout = 240);
+
+static char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *P(const char *fmt, ...)
+{
+	static char bufs[8][1024];
+	static int i;
+	char *b = bufs[i++ & 7];
+	char name[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
+	return b;
+}
+
+/* ---- many files ------------------------------------------------------- */
+
+typedef struct batch {
+	size_t want, done, failed;
+	uint64_t max_gen;
+	char first_err[600];
+} batch;
+
+static void batch_cb(void *ctx, const ferry__sftp_upload_result *r)
+{
+	batch *b = ctx;
+	b->done++;
+	if (r->gen > b->max_gen)
+		b->max_gen = r->gen;
+	if (r->error && !b->failed++)
+		snprintf(b->first_err, sizeof(b->first_err), "%s", r->message);
+}
+
+static int batch_done(void *ctx)
+{
+	batch *b = ctx;
+	return b->done == b->want;
+}
+
+typedef struct files {
+	size_t n;
+	uint8_t **data;
+	size_t *size;
+} files;
+
+static files make_files(size_t n, size_t max_size, uint64_t seed)
+{
+	files f = {n, calloc(n, sizeof(uint8_t *)), calloc(n, sizeof(size_t))};
+	uint64_t x = seed;
+	for (size_t i = 0; i < n; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		f.size[i] = (size_t)((x >> 33) % (max_size + 1));
+		f.data[i] = malloc(f.size[i] + 1);
+		sh_fill(f.data[i], f.size[i], seed + i);
+	}
+	return f;
+}
+
+static void free_files(files *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->data[i]);
+	free(f->data);
+	free(f->size);
+}
+
+/* The commit protocol for n files at once: OPEN temp (CREAT|EXCL, perm);
+ * WRITEs, FSETSTAT, CLOSE; posix-rename.  Returns the round trips. */
+static uint64_t push_files(ferry__sftp *sf, const char *tag, files *f, batch *b)
+{
+	uint64_t rt0 = ferry__sftp_round_trips(sf);
+	memset(b, 0, sizeof(*b));
+	b->want = f->n;
+	for (size_t i = 0; i < f->n; i++) {
+		ferry__sftp_upload_opts o = {0};
+		char tmp[1024], fin[1024];
+		snprintf(tmp, sizeof(tmp), "%s", P(".%s%zu.ferry-X1", tag, i));
+		snprintf(fin, sizeof(fin), "%s", P("%s%zu", tag, i));
+		o.path = tmp;
+		o.rename_to = fin;
+		o.has_perm = 1;
+		o.perm = 0644;
+		o.data = f->data[i];
+		o.size = f->size[i];
+		o.has_attrs = 1;
+		o.attrs.flags = FERRY__ATTR_ACMODTIME;
+		o.attrs.atime = o.attrs.mtime = (uint32_t)(1600000000 + i);
+		o.done = batch_cb;
+		o.ctx = b;
+		cr_assert_eq(ferry__sftp_upload(sf, &o), 0);
+	}
+	cr_assert_eq(ferry__sftp_run(sf, batch_done, b, 0), 0, "%s",
+	             ferry__sftp_errmsg(sf));
+	cr_assert_eq(b->failed, 0, "%s", b->first_err);
+	return ferry__sftp_round_trips(sf) - rt0;
+}
+
+static void verify_files(const char *tag, files *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		XXH128_hash_t want = XXH3_128bits(f->data[i], f->size[i]);
+		XXH128_hash_t got = sh_hash_file(P("%s%zu", tag, i));
+		cr_assert(sh_hash_eq(want, got), "%s%zu differs", tag, i);
+		struct stat st;
+		cr_assert_eq(stat(P("%s%zu", tag, i), &st), 0);
+		cr_assert_eq((size_t)st.st_size, f->size[i]);
+		cr_assert_eq(st.st_mtime, 1600000000 + (time_t)i);
+		cr_assert_eq(st.st_mode & 07777, 0644);
+		cr_assert_neq(access(P(".%s%zu.ferry-X1", tag, i), F_OK), 0);
+	}
+}
+
+Test(sftp_pipeline, thousand_files_in_flight_three_round_trips)
+{
+	ferry__sftp *sf = sh_pipe(NULL);
+	files one = make_files(1, 8192, 1), many = make_files(1000, 8192, 2);
+	batch b;
+	uint64_t rt1 = push_files(sf, "one", &one, &b);
+	verify_files("one", &one);
+	uint64_t rtn = push_files(sf, "f", &many, &b);
+	verify_files("f", &many);
+	cr_assert_eq(rt1, 3, "1 file: %llu round trips",
+	             (unsigned long long)rt1);
+	cr_assert_eq(rtn, 3, "1000 files: %llu round trips",
+	             (unsigned long long)rtn);
+	ferry__sftp_stats st;
+	ferry__sftp_stats_get(sf, &st);
+	/* Really in flight together, not one after the other. */
+	cr_assert_geq(st.max_in_flight, 1000, "max in flight %llu",
+	              (unsigned long long)st.max_in_flight);
+	cr_log_info("1000 files: %llu requests, max %llu in flight, %zu bytes",
+	            (unsigned long long)st.requests,
+	            (unsigned long long)st.max_in_flight,
+	            st.max_bytes_in_flight);
+	free_files(&one);
+	free_files(&many);
+	ferry__sftp_free(sf);
+}
+
+/* The same with every message delayed 20 ms each way: the counter says 3
+ * for 1 and for 1000 files, and so does the clock (as a micro-benchmark;
+ * only the physical lower bound is asserted). */
+Test(sftp_pipeline, round_trips_with_latency)
+{
+	ferry__sftp_opts o = {0};
+	o.latency_ms = 20;
+	double t0 = sh_now_ms();
+	ferry__sftp *sf = sh_pipe(&o);
+	double t_init = sh_now_ms() - t0;
+	files one = make_files(1, 4096, 3), many = make_files(1000, 4096, 4);
+	batch b;
+	t0 = sh_now_ms();
+	uint64_t rt1 = push_files(sf, "one", &one, &b);
+	double t1 = sh_now_ms() - t0;
+	t0 = sh_now_ms();
+	uint64_t rtn = push_files(sf, "f", &many, &b);
+	double tn = sh_now_ms() - t0;
+	verify_files("f", &many);
+	cr_assert_eq(rt1, 3);
+	cr_assert_eq(rtn, 3);
+	cr_assert_geq(t_init, 40.0);
+	cr_assert_geq(t1, 3 * 40.0);
+	cr_assert_geq(tn, 3 * 40.0);
+	cr_log_info("RTT 40 ms: init %.0f ms; 1 file %.0f ms (3 round "
+	            "trips); 1000 files %.0f ms (3 round trips)",
+	            t_init, t1, tn);
+	fprintf(stderr,
+	        "[sftp bench] simulated RTT 40 ms: init %.0f ms, 1 file "
+	        "%.0f ms, 1000 files %.0f ms, 3 round trips each\n",
+	        t_init, t1, tn);
+	free_files(&one);
+	free_files(&many);
+	ferry__sftp_free(sf);
+}
+
+typedef struct chain {
+	ferry__sftp *sf;
+	int depth, done;
+	uint64_t gens[8];
+} chain;
+
+static void chain_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	chain *c = ctx;
+	cr_assert_eq(r->error, 0);
+	c->gens[c->depth++] = r->gen;
+	if (c->depth < 4)
+		cr_assert_eq(ferry__sftp_stat(c->sf, ".", chain_cb, c), 0);
+	else
+		c->done = 1;
+}
+
+static int chain_done(void *ctx)
+{
+	return ((chain *)ctx)->done;
+}
+
+Test(sftp_pipeline, generations_follow_the_chain_of_replies)
+{
+	ferry__sftp *sf = sh_pipe(NULL);
+	uint64_t rt0 = ferry__sftp_round_trips(sf);
+	chain c = {sf, 0, 0, {0}};
+	/* Three independent requests and a chain of four. */
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(ferry__sftp_stat(sf, ".", NULL, NULL), 0);
+	cr_assert_eq(ferry__sftp_stat(sf, ".", chain_cb, &c), 0);
+	cr_assert_eq(ferry__sftp_run(sf, chain_done, &c, 0), 0);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(c.gens[i], rt0 + 1 + (uint64_t)i);
+	cr_assert_eq(ferry__sftp_round_trips(sf) - rt0, 4);
+	/* Waiting calls one after another: one round trip each. */
+	ferry__sftp_attrs a;
+	cr_assert_eq(ferry__sftp_stat_wait(sf, ".", &a), 0);
+	cr_assert_eq(ferry__sftp_stat_wait(sf, ".", &a), 0);
+	cr_assert_eq(ferry__sftp_round_trips(sf) - rt0, 6);
+	ferry__sftp_free(sf);
+}
+
+/* ---- large files --------------------------------------------------------- */
+
+static char *make_big(size_t n, uint64_t seed)
+{
+	char *path = strdup(P("source-%llu", (unsigned long long)seed));
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0);
+	size_t chunk = 1 << 20;
+	uint8_t *buf = malloc(chunk);
+	for (size_t off = 0; off < n; off += chunk) {
+		size_t k = n - off < chunk ? n - off : chunk;
+		sh_fill(buf, k, seed * 1000003 + off);
+		cr_assert_eq(write(fd, buf, k), (ssize_t)k);
+	}
+	free(buf);
+	close(fd);
+	return path;
+}
+
+Test(sftp_pipeline, upload_256_mib_verified)
+{
+	size_t n = (size_t)256 << 20;
+	char *src = make_big(n, 256);
+	ferry__sftp *sf = sh_pipe(NULL);
+	int fd = open(src, O_RDONLY);
+	ferry__sftp_upload_opts o = {0};
+	o.path = P("big.tmp");
+	o.rename_to = P("big");
+	o.use_fd = 1;
+	o.fd = fd;
+	o.size = n;
+	o.has_perm = 1;
+	o.perm = 0600;
+	o.fsync = 1;
+	ferry__sftp_upload_result r;
+	double t0 = sh_now_ms();
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
+	             ferry__sftp_errmsg(sf));
+	double ms = sh_now_ms() - t0;
+	close(fd);
+	cr_assert_eq(r.bytes, n);
+	cr_assert(r.fsynced && r.renamed);
+	cr_assert(sh_hash_eq(sh_hash_file(src), sh_hash_file(P("big"))));
+	ferry__sftp_stats st;
+	ferry__sftp_stats_get(sf, &st);
+	/* Bounded: never more than the window in flight, and the outgoing
+	 * buffer never held more than that either. */
+	cr_assert_leq(st.max_bytes_in_flight, sf->window);
+	cr_assert_leq(sf->out.cap, 2 * sf->window + 1024 * 1024);
+	cr_assert_geq(st.max_in_flight, 8);
+	cr_log_info("256 MiB over the pipe: %.0f ms, %.0f MiB/s, %llu "
+	            "requests, max %llu in flight",
+	            ms, 256.0 / (ms / 1000.0), (unsigned long long)st.requests,
+	            (unsigned long long)st.max_in_flight);
+	fprintf(stderr, "[sftp bench] 256 MiB via pipe: %.0f MiB/s\n",
+	        256.0 / (ms / 1000.0));
+	unlink(src);
+	unlink(P("big"));
+	free(src);
+	ferry__sftp_free(sf);
+}
+
+Test(sftp_pipeline, small_window_and_writes_stay_bounded)
+{
+	ferry__sftp_opts opts = {0};
+	opts.window_bytes = 64 * 1024;
+	opts.max_write = 16 * 1024;
+	ferry__sftp *sf = sh_pipe(&opts);
+	size_t n = 5 * 1000 * 1000 + 7;
+	uint8_t *data = malloc(n);
+	sh_fill(data, n, 5);
+	ferry__sftp_upload_opts o = {0};
+	o.path = P("w");
+	o.data = data;
+	o.size = n;
+	ferry__sftp_upload_result r;
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
+	cr_assert(sh_hash_eq(XXH3_128bits(data, n), sh_hash_file(P("w"))));
+	ferry__sftp_stats st;
+	ferry__sftp_stats_get(sf, &st);
+	cr_assert_leq(st.max_bytes_in_flight, 64 * 1024);
+	cr_assert_geq(st.requests, n / (16 * 1024));
+	cr_assert_gt(st.window_waits, 0);
+	free(data);
+	ferry__sftp_free(sf);
+}
+
+Test(sftp_pipeline, open_handle_limit_respected)
+{
+	ferry__sftp_opts opts = {0};
+	opts.max_handles = 4;
+	ferry__sftp *sf = sh_pipe(&opts);
+	files f = make_files(200, 2000, 9);
+	batch b;
+	uint64_t rts = push_files(sf, "h", &f, &b);
+	verify_files("h", &f);
+	ferry__sftp_stats st;
+	ferry__sftp_stats_get(sf, &st);
+	cr_assert_leq(st.max_handles_used, 4);
+	cr_assert_gt(st.handle_waits, 0);
+	/* Waiting for a slot is flow control: the chain is still 3 deep. */
+	cr_assert_eq(rts, 3);
+	free_files(&f);
+	ferry__sftp_free(sf);
+}
+
+/* ---- a server that dies or stops ------------------------------------------
+ */
+
+typedef struct killer {
+	pid_t pid;
+	uint64_t at;
+	int killed;
+} killer;
+
+static int kill_reader(void *rctx, void *buf, size_t n, uint64_t off)
+{
+	killer *k = rctx;
+	sh_fill(buf, n, off);
+	if (off >= k->at && !k->killed) {
+		k->killed = 1;
+		kill(k->pid, SIGKILL);
+	}
+	return 0;
+}
+
+static void one_cb(void *ctx, const ferry__sftp_upload_result *r)
+{
+	ferry__sftp_upload_result *out = ctx;
+	*out = *r;
+	out->message = "";
+	out->step = r->step ? "x" : NULL;
+	out->gen = 1; /* seen */
+}
+
+static int one_done(void *ctx)
+{
+	return ((ferry__sftp_upload_result *)ctx)->gen != 0;
+}
+
+Test(sftp_pipeline, server_killed_mid_transfer)
+{
+	ferry__sftp *sf = sh_pipe(NULL);
+	killer k = {ferry__sftp_pipe_pid(sf), 64 << 20, 0};
+	ferry__sftp_upload_result r = {0};
+	ferry__sftp_upload_opts o = {0};
+	o.path = P("victim");
+	o.read = kill_reader;
+	o.rctx = &k;
+	o.size = (uint64_t)1 << 30;
+	o.done = one_cb;
+	o.ctx = &r;
+	cr_assert_eq(ferry__sftp_upload(sf, &o), 0);
+	double t0 = sh_now_ms();
+	int rc = ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 20000);
+	double ms = sh_now_ms() - t0;
+	cr_assert(k.killed);
+	cr_assert(rc == FERRY_EEOF || rc == FERRY_EIO, "%s: %s",
+	          ferry_strerror(rc), ferry__sftp_errmsg(sf));
+	cr_assert(strstr(ferry__sftp_errmsg(sf), "signal 9") ||
+	                  strstr(ferry__sftp_errmsg(sf), "closed"),
+	          "%s", ferry__sftp_errmsg(sf));
+	cr_assert_eq(r.gen, 1); /* the upload learned it */
+	cr_assert_neq(r.error, 0);
+	cr_assert_eq(ferry__sftp_pending(sf), 0);
+	cr_assert_lt(ms, 10000);
+	/* Dead: later calls fail at once, without hanging. */
+	ferry__sftp_attrs a;
+	cr_assert_neq(ferry__sftp_stat_wait(sf, ".", &a), 0);
+	ferry__sftp_free(sf);
+}
+
+Test(sftp_pipeline, stopped_server_hits_the_deadline)
+{
+	ferry__sftp_opts opts = {0};
+	opts.timeout_ms = 300;
+	ferry__sftp *sf = sh_pipe(&opts);
+	pid_t pid = ferry__sftp_pipe_pid(sf);
+	ferry__sftp_attrs a;
+	cr_assert_eq(kill(pid, SIGSTOP), 0);
+	double t0 = sh_now_ms();
+	cr_assert_eq(ferry__sftp_stat_wait(sf, dir, &a), FERRY_ETIMEOUT);
+	double ms = sh_now_ms() - t0;
+	cr_assert_geq(ms, 290);
+	cr_assert_lt(ms, 3000);
+	cr_assert(strstr(ferry__sftp_errmsg(sf), "no answer"), "%s",
+	          ferry__sftp_errmsg(sf));
+
+	/* An async upload under a deadline: run returns, nothing hangs. */
+	size_t n = 8 << 20;
+	uint8_t *data = calloc(1, n);
+	ferry__sftp_upload_result r = {0};
+	ferry__sftp_upload_opts o = {0};
+	o.path = P("stopped");
+	o.data = data;
+	o.size = n;
+	o.done = one_cb;
+	o.ctx = &r;
+	cr_assert_eq(ferry__sftp_upload(sf, &o), 0);
+	t0 = sh_now_ms();
+	cr_assert_eq(ferry__sftp_run(sf, one_done, &r, ferry__now_ms() + 300),
+	             FERRY_ETIMEOUT);
+	cr_assert_lt(sh_now_ms() - t0, 3000);
+	/* Give up on it: its callback runs now, with the reason. */
+	ferry__sftp_cancel_all(sf, FERRY_ETIMEOUT);
+	cr_assert_eq(r.gen, 1);
+	cr_assert_eq(r.error, FERRY_ETIMEOUT);
+	/* The server wakes up: the late replies are dropped, the client
+	 * works again. */
+	cr_assert_eq(kill(pid, SIGCONT), 0);
+	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 10000),
+	             0);
+	cr_assert_eq(ferry__sftp_pending(sf), 0);
+	cr_assert_eq(ferry__sftp_stat_wait(sf, dir, &a), 0);
+	free(data);
+	ferry__sftp_free(sf);
+}
+
+static int count_fds(pid_t pid)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(p);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+typedef struct counter {
+	int n, errors, last;
+} counter;
+
+static void count_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	counter *c = ctx;
+	c->n++;
+	c->errors += r->error != 0;
+	c->last = r->error;
+}
+
+Test(sftp_pipeline, cancel_all_then_late_replies)
+{
+	ferry__sftp *sf = sh_pipe(NULL);
+	pid_t pid = ferry__sftp_pipe_pid(sf);
+	int fds0 = count_fds(pid);
+	cr_assert_gt(fds0, 0);
+	cr_assert_eq(fx_write_file(P("f"), "x", 1, 0644), 0);
+	counter c = {0};
+	for (int i = 0; i < 50; i++)
+		cr_assert_eq(ferry__sftp_stat(sf, dir, count_cb, &c), 0);
+	cr_assert_eq(ferry__sftp_open(sf, P("f"), FERRY__FXF_READ, NULL,
+	                              count_cb, &c),
+	             0);
+	/* Put them on the wire, but do not read the replies. */
+	while (ferry__sftp_want_write(sf) || sf->qpath.count)
+		ferry__sftp_step(sf);
+	ferry__sftp_cancel_all(sf, FERRY_EINTR);
+	cr_assert_eq(c.n, 51);
+	cr_assert_eq(c.errors, 51);
+	cr_assert_eq(c.last, FERRY_EINTR);
+	/* The replies still come and are dropped; the handle the OPEN got
+	 * is closed by the client itself. */
+	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 10000),
+	             0);
+	cr_assert_eq(c.n, 51);
+	cr_assert_eq(ferry__sftp_pending(sf), 0);
+	cr_assert_eq(count_fds(pid), fds0);
+	ferry__sftp_attrs a;
+	cr_assert_eq(ferry__sftp_stat_wait(sf, P("f"), &a), 0);
+	ferry__sftp_free(sf);
+}
+
+/* ---- extensions hidden
+ * -------------------------------------------------------- */
+
+Test(sftp_pipeline, without_posix_rename_remove_then_rename)
+{
+	ferry__sftp_opts opts = {0};
+	opts.ignore_ext = FERRY__EXT_POSIX_RENAME;
+	ferry__sftp *sf = sh_pipe(&opts);
+	cr_assert(!ferry__sftp_has(sf, FERRY__EXT_POSIX_RENAME));
+	cr_assert_eq(ferry__sftp_posix_rename(sf, "a", "b", NULL, NULL),
+	             FERRY_EUNSUPPORTED);
+	cr_assert_eq(fx_write_file(P("final"), "old", 3, 0644), 0);
+	ferry__sftp_upload_opts o = {0};
+	o.path = P(".final.ferry-1");
+	o.rename_to = P("final");
+	o.data = "new";
+	o.size = 3;
+	ferry__sftp_upload_result r;
+	uint64_t rt0 = ferry__sftp_round_trips(sf);
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
+	             ferry__sftp_errmsg(sf));
+	cr_assert(r.renamed);
+	cr_assert(r.rename_fallback);
+	/* remove + rename go together: still 3 round trips. */
+	cr_assert_eq(ferry__sftp_round_trips(sf) - rt0, 3);
+	char *t = fx_read_file(P("final"), NULL);
+	cr_assert_str_eq(t, "new");
+	free(t);
+	cr_assert_neq(access(o.path, F_OK), 0);
+	ferry__sftp_free(sf);
+}
+
+Test(sftp_pipeline, without_fsync_hardlink_lsetstat_copy_statvfs)
+{
+	ferry__sftp_opts opts = {0};
+	opts.ignore_ext = FERRY__EXT_FSYNC | FERRY__EXT_HARDLINK |
+	                  FERRY__EXT_LSETSTAT | FERRY__EXT_COPY_DATA |
+	                  FERRY__EXT_STATVFS | FERRY__EXT_FSTATVFS;
+	ferry__sftp *sf = sh_pipe(&opts);
+	ferry__sftp_upload_opts o = {0};
+	o.path = P("f");
+	o.data = "abc";
+	o.size = 3;
+	o.fsync = 1;
+	ferry__sftp_upload_result r;
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
+	cr_assert(r.fsync_skipped);
+	cr_assert(!r.fsynced);
+	ferry__sftp_handle h = {4, {0}};
+	ferry__sftp_attrs a = {0};
+	cr_assert_eq(ferry__sftp_fsync(sf, &h, NULL, NULL), FERRY_EUNSUPPORTED);
+	cr_assert_eq(ferry__sftp_hardlink(sf, "a", "b", NULL, NULL),
+	             FERRY_EUNSUPPORTED);
+	cr_assert_eq(ferry__sftp_lsetstat(sf, "a", &a, NULL, NULL),
+	             FERRY_EUNSUPPORTED);
+	cr_assert_eq(ferry__sftp_copy_data(sf, &h, 0, 0, &h, 0, NULL, NULL),
+	             FERRY_EUNSUPPORTED);
+	cr_assert_eq(ferry__sftp_statvfs(sf, ".", NULL, NULL),
+	             FERRY_EUNSUPPORTED);
+	cr_assert_eq(ferry__sftp_hardlink_wait(sf, P("f"), P("g")),
+	             FERRY_EUNSUPPORTED);
+	cr_assert(strstr(ferry__sftp_errmsg(sf), "hardlink@openssh.com"));
+	/* EEXIST is still told apart (by LSTAT alone). */
+	cr_assert_eq(ferry__sftp_mkdir_wait(sf, dir, NULL), FERRY_EEXIST);
+	ferry__sftp_free(sf);
+}
+
+Test(sftp_pipeline, without_limits_small_writes)
+{
+	ferry__sftp_opts opts = {0};
+	opts.ignore_ext = FERRY__EXT_LIMITS;
+	ferry__sftp *sf = sh_pipe(&opts);
+	ferry__sftp_limits_info l;
+	ferry__sftp_limits_get(sf, &l);
+	cr_assert_eq(l.max_write, 32768);
+	cr_assert_eq(l.max_handles, 64);
+	size_t n = 1 << 20;
+	uint8_t *data = malloc(n);
+	sh_fill(data, n, 11);
+	ferry__sftp_upload_opts o = {0};
+	o.path = P("f");
+	o.data = data;
+	o.size = n;
+	ferry__sftp_stats before, after;
+	ferry__sftp_stats_get(sf, &before);
+	ferry__sftp_upload_result r;
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
+	ferry__sftp_stats_get(sf, &after);
+	cr_assert_geq(after.requests - before.requests, n / 32768 + 2);
+	cr_assert(sh_hash_eq(XXH3_128bits(data, n), sh_hash_file(P("f"))));
+	free(data);
+	ferry__sftp_free(sf);
+}
+
+/* ---- the commit protocol's safety
+ * ------------------------------------------------ */
+
+Test(sftp_pipeline, excl_refuses_existing_path_and_planted_symlinks)
+{
+	ferry__sftp *sf = sh_pipe(NULL);
+	char *outside = fx_tmpdir("sftp-outside");
+	char victim[600], ghost[600];
+	snprintf(victim, sizeof(victim), "%s/victim", outside);
+	snprintf(ghost, sizeof(ghost), "%s/ghost", outside);
+	cr_assert_eq(fx_write_file(victim, "precious", 8, 0644), 0);
+	cr_assert_eq(fx_write_file(P("existing"), "mine", 4, 0644), 0);
+	cr_assert_eq(symlink(victim, P("link-to-file")), 0);
+	cr_assert_eq(symlink(ghost, P("link-to-nothing")), 0);
+	const char *paths[] = {"existing", "link-to-file", "link-to-nothing"};
+	for (int i = 0; i < 3; i++) {
+		ferry__sftp_upload_opts o = {0};
+		o.path = P("%s", paths[i]);
+		o.data = "EVIL";
+		o.size = 4;
+		o.has_perm = 1;
+		o.perm = 0666;
+		ferry__sftp_upload_result r;
+		int rc = ferry__sftp_upload_wait(sf, &o, &r);
+		cr_assert_eq(rc, FERRY_EEXIST, "%s: %s", paths[i],
+		             ferry__sftp_errmsg(sf));
+		cr_assert_str_eq(r.step, "open");
+	}
+	char *t = fx_read_file(victim, NULL);
+	cr_assert_str_eq(t, "precious");
+	free(t);
+	t = fx_read_file(P("existing"), NULL);
+	cr_assert_str_eq(t, "mine");
+	free(t);
+	cr_assert_neq(access(ghost, F_OK), 0, "followed the symlink");
+	struct stat st;
+	cr_assert_eq(stat(victim, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0644);
+	free(outside);
+	ferry__sftp_free(sf);
+}
+
+typedef struct mode_probe {
+	char path[1024];
+	int checked;
+	mode_t mode;
+} mode_probe;
+
+/* Called for the first WRITE, right after OPEN created the file. */
+static int probe_reader(void *rctx, void *buf, size_t n, uint64_t off)
+{
+	mode_probe *p = rctx;
+	struct stat st;
+	if (!p->checked && stat(p->path, &st) == 0) {
+		p->checked = 1;
+		p->mode = st.st_mode & 07777;
+	}
+	sh_fill(buf, n, off);
+	return 0;
+}
+
+Test(sftp_pipeline, permissions_apply_at_creation)
+{
+	ferry__sftp *sf = sh_pipe(NULL);
+	mode_t old = umask(022); /* the child has it already; say it */
+	umask(old);
+	mode_probe p = {{0}, 0, 0};
+	snprintf(p.path, sizeof(p.path), "%s", P(".cred.ferry-1"));
+	ferry__sftp_upload_opts o = {0};
+	o.path = p.path;
+	o.has_perm = 1;
+	o.perm = 0600;
+	o.read = probe_reader;
+	o.rctx = &p;
+	o.size = 1000;
+	ferry__sftp_upload_result r;
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
+	cr_assert(p.checked);
+	/* Owner-only from the first instant: no FSETSTAT was needed. */
+	cr_assert_eq(p.mode, 0600, "mode %o", p.mode);
+	ferry__sftp_free(sf);
+}
+
+/* ---- allocation failures
+ * --------------------------------------------------------- */
+
+static void list_noop(void *ctx, int err, const char *msg,
+                      const ferry__sftp_dirent *ents, size_t n)
+{
+	(void)err;
+	(void)msg;
+	(void)ents;
+	(void)n;
+	(*(int *)ctx)++;
+}
+
+Test(sftp_pipeline, allocation_failures_are_clean)
+{
+	cr_assert_eq(fx_write_file(P("a"), "x", 1, 0644), 0);
+	int failures = 0, successes = 0;
+	for (unsigned long n = 1; n < 400; n++) {
+		if (getenv("SFTP_DEBUG_ALLOC"))
+			fprintf(stderr, "alloc fail at %lu\n", n);
+		ferry__alloc_fail_at(n);
+		ferry__sftp_pipe_opts po = {0};
+		ferry__sftp *sf = NULL;
+		char err[256];
+		int rc = ferry__sftp_open_pipe(&sf, &po, err, sizeof(err));
+		if (rc) {
+			cr_assert_null(sf);
+			failures++;
+			continue;
+		}
+		ferry__sftp_upload_opts o = {0};
+		char tmp[1024], fin[1024];
+		snprintf(tmp, sizeof(tmp), "%s", P(".u%lu", n));
+		snprintf(fin, sizeof(fin), "%s", P("u%lu", n));
+		o.path = tmp;
+		o.rename_to = fin;
+		o.data = "hello";
+		o.size = 5;
+		o.remove_on_error = 1;
+		ferry__sftp_upload_result r;
+		int a = ferry__sftp_upload_wait(sf, &o, &r);
+		ferry__sftp_dirent *ents = NULL;
+		size_t ne = 0;
+		int b = ferry__sftp_list_wait(sf, dir, &ents, &ne);
+		ferry__sftp_dirents_free(ents, ne);
+		int calls = 0;
+		if (!ferry__sftp_list(sf, dir, list_noop, &calls))
+			ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 5000);
+		ferry__sftp_attrs at;
+		int c = ferry__sftp_stat_wait(sf, P("a"), &at);
+		if (a || b || c)
+			failures++;
+		else
+			successes++;
+		ferry__sftp_free(sf);
+	}
+	ferry__alloc_fail_at(0);
+	cr_assert_gt(failures, 10);
+	cr_assert_gt(successes, 0);
+}
