@@ -899,41 +899,60 @@ size_t ferry_change_itemize(char *buf, size_t size, const ferry_change *c)
 	return len;
 }
 
+static int entry_matches(const ferry__mentry *e, const ferry__stat *st)
+{
+	return e->size == st->size && e->mtime_ns == st->mtime_ns &&
+	       e->ctime_ns == st->ctime_ns && e->ino == st->ino &&
+	       e->dev == st->dev && e->mode == st->mode;
+}
+
+void ferry__action_read_done(ferry__action *a, const ferry__hash *h,
+                             const struct stat *before,
+                             const struct stat *after, uint64_t nread)
+{
+	ferry__stat b, c;
+	ferry__stat_from(&b, before);
+	ferry__stat_from(&c, after);
+	if (stat_eq(&b, &c) && entry_matches(&a->entry, &b) &&
+	    nread == b.size) {
+		a->entry.hash = *h;
+		a->entry.flags |= FERRY__ME_HASHED;
+		a->flags &= ~FERRY__ACT_UNHASHED;
+	} else {
+		a->entry.flags &= (uint8_t)~FERRY__ME_HASHED;
+		a->flags |= FERRY__ACT_UNHASHED;
+	}
+}
+
 int ferry__action_hash_local(ferry__plan *p, ferry__action *a)
 {
 	int fd, error;
-	struct stat st;
+	struct stat before, after;
 	if (a->entry.type != FERRY__T_FILE)
 		return FERRY_EINVALID;
 	error = ferry__scan_open(p->scan, a->src, a->entry.path,
-	                         a->entry.path_len, &fd, &st);
+	                         a->entry.path_len, &fd, &before);
 	if (error)
 		return error;
-	ferry__stat before, after;
-	ferry__stat_from(&before, &st);
 	ferry__hash h;
 	uint64_t nread = 0;
 	error = ferry__hash_fd(&h, &nread, fd, NULL, 0);
-	if (!error && fstat(fd, &st) < 0)
+	if (!error && fstat(fd, &after) < 0)
 		error = FERRY_EIO;
 	close(fd);
 	if (error)
 		return error;
-	ferry__stat_from(&after, &st);
-	ferry__stat scanned = {
-	        .size = a->entry.size,
-	        .ino = a->entry.ino,
-	        .dev = a->entry.dev,
-	        .mtime_ns = a->entry.mtime_ns,
-	        .ctime_ns = a->entry.ctime_ns,
-	        .mode = a->entry.mode,
-	        .type = a->entry.type,
-	};
-	if (stat_eq(&before, &after) && stat_eq(&before, &scanned) &&
-	    nread == before.size) {
-		a->entry.hash = h;
-		a->entry.flags |= FERRY__ME_HASHED;
-		a->flags &= ~FERRY__ACT_UNHASHED;
+	ferry__action_read_done(a, &h, &before, &after, nread);
+	return 0;
+}
+
+int ferry__plan_needs_save(const ferry__plan *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		const ferry__action *a = &p->a[i];
+		if (a->kind == FERRY__ACT_RECORD ||
+		    (a->committed && a->kind != FERRY__ACT_NONE))
+			return 1;
 	}
 	return 0;
 }

@@ -33,6 +33,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "ferry.h"
 #include "sync/arena.h"
@@ -178,6 +179,18 @@ void ferry__plan_report(const ferry__plan *p, ferry_sync_report *r,
  * stayed the same while read.  For executors that do not hash as they
  * upload, and for tests.  0 or a FERRY_E* of the open or read. */
 int ferry__action_hash_local(ferry__plan *p, ferry__action *a);
+
+/* The executor read an upload's file (ferry__scan_open) to send it: record
+ * the hash of what it read when the file's stat before and after the read
+ * equals the planned entry and nread its size; otherwise leave the entry
+ * unhashed (the next push then compares by stat and hashes again). */
+void ferry__action_read_done(ferry__action *a, const ferry__hash *h,
+                             const struct stat *before,
+                             const struct stat *after, uint64_t nread);
+
+/* 1 when ferry__plan_apply would change the manifest: an action was
+ * committed, or a RECORD refreshes an entry. */
+int ferry__plan_needs_save(const ferry__plan *p);
 
 /* Make m the manifest after this push: m with every committed action (and
  * every RECORD) applied, entries whose parent directory is not recorded

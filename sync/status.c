@@ -23,7 +23,7 @@ void ferry__local_free(ferry__local *l)
 }
 
 int ferry__local_plan(ferry__local *l, const char *user, const char *host,
-                      int port, const ferry_sync_opts *opts, int keep_unchanged,
+                      int port, const ferry_sync_opts *opts, unsigned flags,
                       ferry_sync_report *report, char *errmsg,
                       size_t errmsg_size)
 {
@@ -101,7 +101,7 @@ int ferry__local_plan(ferry__local *l, const char *user, const char *host,
 	        .checksum = opts->checksum,
 	        .delete_extraneous = opts->delete_extraneous,
 	        .max_delete = opts->max_delete,
-	        .keep_unchanged = keep_unchanged,
+	        .keep_unchanged = (flags & FERRY__LOCAL_KEEP_UNCHANGED) != 0,
 	        .excludes = l->ex,
 	        .log = opts->log,
 	        .log_ctx = opts->ctx,
@@ -109,7 +109,7 @@ int ferry__local_plan(ferry__local *l, const char *user, const char *host,
 	};
 	error = ferry__plan_build(&l->plan, l->scan, l->m, &po);
 	double tp = ferry__sync_now_ms();
-	if (!error)
+	if (!error && !(flags & FERRY__LOCAL_NO_FINISH))
 		error = ferry__plan_finish(l->plan);
 	if (error)
 		goto out;
@@ -153,7 +153,7 @@ int ferry_sync_status(const ferry_session_opts *conn,
 	if (l.plan->deletions_skipped == FERRY__DEL_MAX) {
 		set_err(errmsg, errmsg_size, l.plan->refused);
 		error = FERRY_EPARTIAL;
-	} else if (report->error_count) {
+	} else if (report->error_count > errors_before) {
 		set_err(errmsg, errmsg_size, "some files could not be read");
 		error = FERRY_EPARTIAL;
 	}

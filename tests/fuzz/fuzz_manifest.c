@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ferry__manifest_serialize(m, &b))
 		abort();
 	if (ferry__manifest_parse(&back, b.data, b.len, m->target, m->dest, why,
-				  sizeof(why)))
+	                          sizeof(why)))
 		abort();
 	if (back->n != m->n || back->stat_ns != m->stat_ns ||
 	    back->has_marker != m->has_marker)
@@ -35,10 +35,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < m->n; i++) {
 		const ferry__mentry *x = &m->e[i], *y = &back->e[i];
 		if (x->path_len != y->path_len ||
-		    memcmp(x->path, y->path, x->path_len) || x->type != y->type ||
-		    x->mode != y->mode || x->size != y->size ||
-		    x->mtime_ns != y->mtime_ns || x->ctime_ns != y->ctime_ns ||
-		    x->ino != y->ino || x->dev != y->dev ||
+		    memcmp(x->path, y->path, x->path_len) ||
+		    x->type != y->type || x->mode != y->mode ||
+		    x->size != y->size || x->mtime_ns != y->mtime_ns ||
+		    x->ctime_ns != y->ctime_ns || x->ino != y->ino ||
+		    x->dev != y->dev ||
 		    memcmp(x->hash.b, y->hash.b, sizeof(x->hash.b)))
 			abort();
 		if (ferry__manifest_find(back, x->path, x->path_len) != y)

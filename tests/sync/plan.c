@@ -498,7 +498,8 @@ Test(plan, verify_mode_find_promote_and_remote_only_deletes)
 	x.t.o.excludes = ex;
 	x.t.o.exclude_count = 1;
 	/* keep_unchanged */
-	int rc = ferry__local_plan(&l, "u", "h.example", 0, &x.t.o, 1, &r, err,
+	int rc = ferry__local_plan(&l, "u", "h.example", 0, &x.t.o,
+	                           FERRY__LOCAL_KEEP_UNCHANGED, &r, err,
 	                           sizeof(err));
 	cr_assert_eq(rc, 0, "%s", err);
 	ferry__action *f = ferry__plan_find(l.plan, "f", 1);
@@ -510,26 +511,15 @@ Test(plan, verify_mode_find_promote_and_remote_only_deletes)
 	ferry__local_free(&l);
 	ferry_sync_report_free(&r);
 
-	/* The executor's sequence: build (not finished), list, adjust,
-	 * finish.  ferry__local_plan finishes, so build by hand here. */
+	/* The executor's sequence: build (not finished), list the remote,
+	 * adjust, finish. */
 	ferry__local m2;
-	memset(&m2, 0, sizeof(m2));
-	cr_assert_eq(ferry__sync_paths_new(&m2.paths, "u", "h.example", 0,
-	                                   "dst", x.state),
-	             0);
-	cr_assert_eq(ferry__excludes_new(&m2.ex), 0);
-	cr_assert_eq(ferry__excludes_add(m2.ex, "*.keep"), 0);
-	cr_assert_eq(ferry__manifest_load(&m2.m, m2.paths.manifest,
-	                                  m2.paths.target, m2.paths.dest, NULL,
-	                                  NULL),
-	             0);
-	const char *srcs[] = {x.src};
-	ferry__scan_opts so = {
-	        .sources = srcs, .source_count = 1, .excludes = m2.ex};
-	cr_assert_eq(ferry__scan_new(&m2.scan, &so, err, sizeof(err)), 0);
-	ferry__plan_opts po = {
-	        .delete_extraneous = 1, .keep_unchanged = 1, .excludes = m2.ex};
-	cr_assert_eq(ferry__plan_build(&m2.plan, m2.scan, m2.m, &po), 0);
+	rc = ferry__local_plan(&m2, "u", "h.example", 0, &x.t.o,
+	                       FERRY__LOCAL_KEEP_UNCHANGED |
+	                               FERRY__LOCAL_NO_FINISH,
+	                       &r, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert(!m2.plan->finished);
 	ferry__plan *p = m2.plan;
 	/* the remote copy of f differs: upload it; extras found remotely */
 	ferry__plan_promote(p, ferry__plan_find(p, "f", 1), FERRY__ACT_UPLOAD,
@@ -557,6 +547,7 @@ Test(plan, verify_mode_find_promote_and_remote_only_deletes)
 	                        "*deleting   zdir/\n");
 	st_text_free(&out);
 	ferry__local_free(&m2);
+	ferry_sync_report_free(&r);
 	teardown(&x);
 }
 
@@ -593,5 +584,53 @@ Test(plan, several_sources_merge_directories_first_file_wins)
 	ferry_sync_report_free(&r);
 	free(s);
 	free(sb);
+	teardown(&x);
+}
+
+Test(plan, executor_read_hash_kept_only_when_the_file_held_still)
+{
+	char *root = st_dir("plan-read");
+	st_mkdir(root, "t", 0755);
+	st_write(root, "t/a", "aaaa", 0644);
+	char *src = st_path(root, "t/"), *state = st_path(root, "s");
+	fixture x = {.root = root, .src = src, .state = state};
+	st_target_init(&x.t, state, src);
+	ferry__local l;
+	ferry_sync_report r = {0};
+	st_plan(&x.t, &l, &r);
+	cr_assert_eq(ferry__plan_needs_save(l.plan), 0);
+	ferry__action *a = ferry__plan_find(l.plan, "a", 1);
+	cr_assert(a->flags & FERRY__ACT_UNHASHED);
+	int fd;
+	struct stat before, after;
+	cr_assert_eq(ferry__scan_open(l.scan, a->src, "a", 1, &fd, &before), 0);
+	ferry__hasher h;
+	ferry__hasher_init(&h);
+	char buf[16];
+	ssize_t n = read(fd, buf, sizeof(buf));
+	cr_assert_eq(n, 4);
+	ferry__hasher_update(&h, buf, (size_t)n);
+	ferry__hash hv;
+	ferry__hasher_final(&h, &hv);
+	/* the file held still: hash kept */
+	cr_assert_eq(fstat(fd, &after), 0);
+	ferry__action_read_done(a, &hv, &before, &after, 4);
+	cr_assert_eq(a->flags & FERRY__ACT_UNHASHED, 0);
+	cr_assert(a->entry.flags & FERRY__ME_HASHED);
+	/* written to meanwhile: not kept */
+	char *p = st_path(root, "t/a");
+	int w = open(p, O_WRONLY | O_APPEND);
+	cr_assert_eq(write(w, "b", 1), 1);
+	close(w);
+	cr_assert_eq(fstat(fd, &after), 0);
+	ferry__action_read_done(a, &hv, &before, &after, 4);
+	cr_assert(a->flags & FERRY__ACT_UNHASHED);
+	cr_assert_eq(a->entry.flags & FERRY__ME_HASHED, 0);
+	close(fd);
+	a->committed = 1;
+	cr_assert_eq(ferry__plan_needs_save(l.plan), 1);
+	ferry__local_free(&l);
+	ferry_sync_report_free(&r);
+	free(p);
 	teardown(&x);
 }
