@@ -145,6 +145,7 @@ int ferry_sync_status(const ferry_session_opts *conn,
 		set_err(errmsg, errmsg_size, "no host given");
 		return FERRY_EINVALID;
 	}
+	size_t errors_before = report->error_count;
 	int error = ferry__local_plan(&l, conn->user, conn->host, conn->port,
 	                              opts, 0, report, errmsg, errmsg_size);
 	if (error)
