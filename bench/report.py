@@ -178,8 +178,8 @@ def na_reason(meta, tool, case):
     if tool == "ferry-cli":
         key = "na_ferry_cli_exec" if case in ("exec", "connect") else "na_ferry_cli_push"
     else:
-        key = "na_ferry_held"
-    return meta.get(key) or "not measured"
+        key = "na_ferry_held_exec" if case in ("exec", "connect") else "na_ferry_held_sync"
+    return meta.get(key) or meta.get("na_ferry_held") or "not measured"
 
 
 def summarise(meta, rows):
@@ -363,6 +363,13 @@ def main():
               "(pyenv init; measured `bash -c '. ~/.bashrc'`: %s ms this run); the bench sshd "
               "sets `SetEnv SHLVL=1`, so bash does not source it for any tool — ssh, rsync and "
               "ferry alike." % ("100", fnum(float(meta.get("bashrc_ms", "0") or 0))))
+    if meta.get("bash_login_ms"):
+        md.append("- Login shell for ferry's session shell: ferry starts each session with one "
+                  "`bash -l` (DESIGN.md: the login-environment snapshot); a login shell reads "
+                  "`~/.profile`, which on Debian sources `~/.bashrc` regardless of SHLVL. Here "
+                  "`bash -l -c true` takes %s ms against %s ms for `bash -c true` — a cost that "
+                  "ferry's first command on a new session pays and `ssh true` does not." % (
+                      fnum(float(meta["bash_login_ms"])), fnum(float(meta.get("bash_plain_ms", "0")))))
     sim = meta.get("sim")
     if sim == "wire":
         md.append("- Round trips: loopback is the direct connection to 127.0.0.1. Other RTTs: "

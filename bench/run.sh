@@ -122,6 +122,11 @@ meta big_mib "$BIG_MIB"
 meta big_runs "$BIG_RUNS"
 bashrc_ms=$("$BIN/tm" -- bash -c '. ~/.bashrc' | cut -d' ' -f1)
 meta bashrc_ms "$bashrc_ms"
+# ferry's session shell starts with one `bash -l` (the login-environment
+# snapshot); a login shell reads ~/.profile, which on Debian sources
+# ~/.bashrc whatever SHLVL says.  What that costs here, for the report:
+meta bash_login_ms "$("$BIN/tm" -- bash -l -c true | cut -d' ' -f1)"
+meta bash_plain_ms "$("$BIN/tm" -- bash -c true | cut -d' ' -f1)"
 
 # ---- trees ---------------------------------------------------------------
 tree_info=$("$BIN/gentree" create "$W/tree" -n 400 -s 1) || exit 1
@@ -283,10 +288,10 @@ held_stop() {
 }
 
 # ---- which ferry cells can be measured --------------------------------------
-NA_CLI_PUSH="" NA_CLI_EXEC="" NA_HELD=""
+NA_CLI_PUSH="" NA_CLI_EXEC="" NA_HELD_SYNC="" NA_HELD_EXEC=""
 probe_ferry() {
 	if [ "$FERRY" = 0 ]; then
-		NA_CLI_PUSH="FERRY=0" NA_CLI_EXEC="FERRY=0" NA_HELD="FERRY=0"
+		NA_CLI_PUSH="FERRY=0" NA_CLI_EXEC="FERRY=0" NA_HELD_SYNC="FERRY=0" NA_HELD_EXEC="FERRY=0"
 		return
 	fi
 	if [ ! -x "$FERRY_BIN" ]; then
@@ -307,22 +312,26 @@ probe_ferry() {
 		fi
 	fi
 	if [ ! -x "$BIN/held" ]; then
-		NA_HELD="bench/held.c not built yet (libferry lacks ferry_sync/ferry_exec; the driver waits in bench/wip/)"
+		NA_HELD_SYNC="bench/held.c not built yet (libferry lacks ferry_sync/ferry_exec; the driver waits in bench/wip/)"
+		NA_HELD_EXEC=$NA_HELD_SYNC
 	elif ! held_start; then
-		NA_HELD="held driver: ${HELD_ERR:-cannot start}"
+		NA_HELD_SYNC="held driver: ${HELD_ERR:-cannot start}"
+		NA_HELD_EXEC=$NA_HELD_SYNC
 	else
-		held_cmd sync "$R/probe-held" "$W/tree/" || NA_HELD="ferry_sync: $REPLY"
-		if [ -z "$NA_HELD" ]; then
-			diff -rq "$W/tree" "$R/probe-held" >/dev/null 2>&1 || NA_HELD="ferry_sync returns 0 but the remote copy differs"
+		if ! held_cmd sync "$R/probe-held" "$W/tree/"; then
+			NA_HELD_SYNC="ferry_sync: $REPLY"
+		elif ! diff -rq "$W/tree" "$R/probe-held" >/dev/null 2>&1; then
+			NA_HELD_SYNC="ferry_sync returns 0 but the remote copy differs"
 		fi
-		held_cmd exec "echo ferry-bench-ok" || NA_HELD="${NA_HELD:+$NA_HELD; }ferry_exec: $REPLY"
+		held_cmd exec "echo ferry-bench-ok" || NA_HELD_EXEC="ferry_exec: $REPLY"
 		held_stop
 	fi
 	rm -rf "$R/probe-push" "$R/probe-held"
 	meta na_ferry_cli_push "$NA_CLI_PUSH"
 	meta na_ferry_cli_exec "$NA_CLI_EXEC"
-	meta na_ferry_held "$NA_HELD"
-	log "ferry push CLI: ${NA_CLI_PUSH:-measured}; ferry exec CLI: ${NA_CLI_EXEC:-measured}; held: ${NA_HELD:-measured}"
+	meta na_ferry_held_sync "$NA_HELD_SYNC"
+	meta na_ferry_held_exec "$NA_HELD_EXEC"
+	log "ferry push CLI: ${NA_CLI_PUSH:-measured}; ferry exec CLI: ${NA_CLI_EXEC:-measured}; held sync: ${NA_HELD_SYNC:-measured}; held exec: ${NA_HELD_EXEC:-measured}"
 }
 
 # ---- one timed run ------------------------------------------------------------
@@ -334,7 +343,8 @@ record() {
 tool_na() { # TOOL CASE -> reason or empty
 	case $1 in
 	ferry-cli) case $2 in exec | connect) echo "$NA_CLI_EXEC" ;; *) echo "$NA_CLI_PUSH" ;; esac ;;
-	ferry-held | ferry-lib) echo "$NA_HELD" ;;
+	ferry-held) case $2 in exec | connect) echo "$NA_HELD_EXEC" ;; *) echo "$NA_HELD_SYNC" ;; esac ;;
+	ferry-lib) echo "$NA_HELD_EXEC" ;;
 	esac
 }
 
@@ -413,7 +423,8 @@ exec_run() { # CASE TOOL RUN
 	ferry-held)
 		if held_cmd exec true; then
 			set -- $REPLY
-			record "$c" "$t" "$n" "$2" "$3" - "$4"
+			# ferry_session_round_trips counts the SFTP channel only
+			record "$c" "$t" "$n" "$2" - - "$4"
 		else
 			echo "$REPLY" >"$W/err-$LVL-$c-$t.txt"
 			record "$c" "$t" "$n" 0 - - 1
@@ -538,7 +549,12 @@ run_level() { # RTT
 	sim_check "$LVL"
 	cm_start "$LVL" || return 1
 	mkdir -p "$R/L$LVL"
-	[ -z "$NA_HELD" ] && { held_start || NA_HELD="held driver: ${HELD_ERR:-cannot start} at $LVL ms"; }
+	if [ -z "$NA_HELD_SYNC" ] || [ -z "$NA_HELD_EXEC" ]; then
+		if ! held_start; then
+			NA_HELD_SYNC="held driver: ${HELD_ERR:-cannot start} at $LVL ms"
+			NA_HELD_EXEC=$NA_HELD_SYNC
+		fi
+	fi
 
 	has_case cold && run_case cold "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
 	has_case noop && run_case noop "$RUNS" ferry-held ferry-cli rsync-cm rsync-new stat-find hash-xxh3 stat-inproc hash-inproc
