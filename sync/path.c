@@ -1,13 +1,24 @@
 #include "sync/path.h"
 
+#include <stdint.h>
 #include <string.h>
 
 int ferry__path_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-	size_t n = alen < blen ? alen : blen;
+	size_t n = alen < blen ? alen : blen, i = 0;
+	/* Neighbours in tree order share long prefixes: skip them a word at
+	 * a time. */
+	while (i + 8 <= n) {
+		uint64_t x, y;
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		if (x != y)
+			break;
+		i += 8;
+	}
 	const unsigned char *x = (const unsigned char *)a;
 	const unsigned char *y = (const unsigned char *)b;
-	for (size_t i = 0; i < n; i++) {
+	for (; i < n; i++) {
 		if (x[i] != y[i]) {
 			unsigned cx = x[i] == '/' ? 0u : x[i];
 			unsigned cy = y[i] == '/' ? 0u : y[i];
@@ -21,26 +32,24 @@ int ferry__path_valid(const char *p, size_t n)
 {
 	if (n == 0 || n >= FERRY__PATH_MAX || memchr(p, 0, n))
 		return 0;
-	size_t start = 0;
-	for (size_t i = 0; i <= n; i++) {
-		if (i < n && p[i] != '/')
-			continue;
-		size_t len = i - start;
+	const char *end = p + n;
+	for (;;) {
+		const char *slash = memchr(p, '/', (size_t)(end - p));
+		size_t len = (size_t)((slash ? slash : end) - p);
 		if (len == 0)
 			return 0; /* leading '/', "//" or trailing '/' */
-		if (p[start] == '.' &&
-		    (len == 1 || (len == 2 && p[start + 1] == '.')))
+		if (p[0] == '.' && (len == 1 || (len == 2 && p[1] == '.')))
 			return 0;
-		start = i + 1;
+		if (!slash)
+			return 1;
+		p = slash + 1;
 	}
-	return 1;
 }
 
 size_t ferry__path_dirlen(const char *p, size_t n)
 {
-	while (n > 0 && p[n - 1] != '/')
-		n--;
-	return n ? n - 1 : 0;
+	const char *slash = n ? memrchr(p, '/', n) : NULL;
+	return slash ? (size_t)(slash - p) : 0;
 }
 
 int ferry__path_under(const char *p, size_t n, const char *d, size_t dn)

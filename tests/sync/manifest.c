@@ -139,6 +139,7 @@ Test(manifest, round_trip_100000_entries_through_a_file)
 	struct stat st;
 	cr_assert_eq(stat(path, &st), 0);
 	cr_assert_eq(st.st_mode & 07777, 0600);
+	long long file_size = (long long)st.st_size;
 	char *sd = st_path(d, "state");
 	cr_assert_eq(stat(sd, &st), 0);
 	cr_assert_eq(st.st_mode & 07777, 0700);
@@ -153,7 +154,7 @@ Test(manifest, round_trip_100000_entries_through_a_file)
 	        "100000 entries: save %.1f ms, load %.1f ms, %lld bytes",
 	        (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
 	        (t2.tv_sec - t1.tv_sec) * 1e3 + (t2.tv_nsec - t1.tv_nsec) / 1e6,
-	        (long long)st.st_size);
+	        file_size);
 	ferry__manifest_free(back);
 	ferry__manifest_free(m);
 	free(sd);
