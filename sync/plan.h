@@ -25,9 +25,24 @@
  *   2 uploads                                     6 rmdir (deepest first)
  *   3 file metadata updates                       7 directory modes, records
  *
- * The executor runs the actions in order, marks each committed (or sets
- * its error), then ferry__plan_apply turns the old manifest into the new
- * one with exactly the committed actions applied. */
+ * A push (the executor) goes:
+ *
+ *   ferry__sync_paths_new (sync/target.h)      target key, manifest, lock
+ *   ferry__lock_acquire(paths.lock)             held to the end
+ *   ferry__local_plan (sync/status.h)           manifest, scan, plan; with
+ *       FERRY__LOCAL_KEEP_UNCHANGED | FERRY__LOCAL_NO_FINISH when the remote
+ *       must be verified: then ferry__plan_find / _promote / _add_delete
+ *       from the listing, and ferry__plan_finish
+ *   for each action in order: do it remotely (an upload reads the file
+ *       with ferry__scan_open and reports what it read with
+ *       ferry__action_read_done), set committed or error, report it
+ *       (ferry__action_change + on_change)
+ *   if ferry__plan_needs_save (or the marker changed): ferry__plan_apply,
+ *       set m->marker / has_marker, ferry__manifest_save
+ *   ferry__lock_release
+ *
+ * so the new manifest is the old one with exactly the committed actions
+ * (and the RECORD refreshes) applied. */
 #ifndef FERRY_SYNC_PLAN_H
 #define FERRY_SYNC_PLAN_H
 
