@@ -605,6 +605,8 @@ void ferry__plan_promote(ferry__plan *p, ferry__action *a, int kind,
 {
 	if (kind == FERRY__ACT_UPLOAD && a->kind != FERRY__ACT_UPLOAD)
 		p->bytes_upload += a->entry.size;
+	else if (kind != FERRY__ACT_UPLOAD && a->kind == FERRY__ACT_UPLOAD)
+		p->bytes_upload -= a->entry.size;
 	a->kind = (uint8_t)kind;
 	a->flags |= flags;
 	if (kind == FERRY__ACT_MKDIR && (a->entry.mode & 0700) != 0700)

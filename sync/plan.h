@@ -156,8 +156,10 @@ void ferry__plan_free(ferry__plan *p);
 
 /* The action of a destination path (any kind, NONE included), or NULL. */
 ferry__action *ferry__plan_find(ferry__plan *p, const char *path, size_t n);
-/* Turn a into kind (FERRY__ACT_UPLOAD, META, MKDIR, SYMLINK) with
- * flags added, e.g. a NONE whose remote copy was found different. */
+/* Turn a into kind with flags added: e.g. a NONE whose remote copy was
+ * found different into FERRY__ACT_UPLOAD, META, MKDIR or SYMLINK; or an
+ * upload whose remote copy was found equal into FERRY__ACT_RECORD (then
+ * only recorded, unhashed unless its hash is known). */
 void ferry__plan_promote(ferry__plan *p, ferry__action *a, int kind,
                          unsigned flags);
 /* A remote path to remove (type FERRY__T_*), e.g. found by listing the
