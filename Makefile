@@ -38,7 +38,7 @@ LIBA  := $(B)/libferry.a
 LIBSO := $(B)/libferry.so.$(VERSION)
 
 .PHONY: all deps test check asan ubsan format check-format lint install uninstall \
-        clean demo bench fuzz fuzz-build header-test help tests
+        clean demo bench fuzz fuzz-build header-test help tests man
 all: $(LIBA) $(LIBSO) $(B)/ferry $(B)/ferry.pc
 
 help:
@@ -125,6 +125,9 @@ $(B)/bench/%: bench/%.c $(LIBA)
 
 bench: deps all $(BENCH_BINS)
 	B=$(B) RTT="$(RTT)" bench/run.sh
+
+man: $(B)/ferry
+	cli/mkman.sh $(B)/ferry > cli/ferry.1
 
 demo: deps all
 	B=$(B) cli/demo.sh
