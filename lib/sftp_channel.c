@@ -21,6 +21,7 @@ typedef struct chan_tr {
 	ferry_session *s;
 	LIBSSH2_CHANNEL *ch;
 	int phase;
+	int64_t eof_ms;     /* when EOF was seen */
 	char err_text[256]; /* what the server wrote on stderr */
 	size_t err_len;
 } chan_tr;
@@ -83,15 +84,27 @@ static ssize_t chan_recv(ferry__sftp_transport *t, void *p, size_t n)
 		                          "SFTP: reading the channel failed: "
 		                          "%s (libssh2 error %d)",
 		                          ssh_msg(c), (int)r);
+	/* EOF: wait (briefly) for the close, which brings the exit
+	 * status that says why. */
+	if (!c->eof_ms)
+		c->eof_ms = ferry__now_ms();
+	if (libssh2_channel_wait_closed(c->ch) == LIBSSH2_ERROR_EAGAIN &&
+	    ferry__now_ms() - c->eof_ms < 1000)
+		return 0;
 	drain_stderr(c);
-	char said[300] = "";
+	char said[300] = "", status[40] = "";
 	if (c->err_len)
 		ferry__sftp_sanitize(said, sizeof(said),
 		                     (const uint8_t *)c->err_text, c->err_len);
-	return ferry__sftp_seterr(
-	        t->sf, FERRY_EEOF,
-	        "SFTP: the server closed the SFTP channel%s%s%s",
-	        said[0] ? " (it said: \"" : "", said, said[0] ? "\")" : "");
+	/* 0 also means "not received": only a failure is worth saying. */
+	int st = libssh2_channel_get_exit_status(c->ch);
+	if (st)
+		snprintf(status, sizeof(status), " (exit status %d)", st);
+	return ferry__sftp_seterr(t->sf, FERRY_EEOF,
+	                          "SFTP: the server closed the SFTP "
+	                          "channel%s%s%s%s",
+	                          status, said[0] ? " (it said: \"" : "", said,
+	                          said[0] ? "\")" : "");
 }
 
 static int chan_step(ferry__io *io)
@@ -159,8 +172,8 @@ static int chan_pending(ferry__io *io)
 		return 0;
 	if (c->phase != CH_OPEN)
 		return -1; /* inside libssh2's channel open / request */
-	if (ferry__sftp_next_timer(sf))
-		return -1; /* latency: wake up soon */
+	if (ferry__sftp_next_timer(sf) || c->eof_ms)
+		return -1; /* latency, or EOF's grace: wake up soon */
 	if (libssh2_poll_channel_read(c->ch, 0) > 0 ||
 	    libssh2_poll_channel_read(c->ch, 1) > 0 ||
 	    libssh2_channel_eof(c->ch))
