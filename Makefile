@@ -1,6 +1,6 @@
 # ferry - every entry point.  `make help` lists them.
-VERSION   := $(shell sed -n 's/^\#define FERRY_VERSION_STRING "\(.*\)"/\1/p' lib/ferry.h)
-SOVERSION := $(shell sed -n 's/^\#define FERRY_VERSION_MAJOR \([0-9]*\)/\1/p' lib/ferry.h)
+VERSION   := $(shell sed -n 's/^\#define FERRY_VERSION_STRING[[:space:]]*"\(.*\)".*/\1/p' lib/ferry.h)
+SOVERSION := $(shell sed -n 's/^\#define FERRY_VERSION_MAJOR[[:space:]]*\([0-9]*\).*/\1/p' lib/ferry.h)
 
 B        ?= build
 CC       ?= cc

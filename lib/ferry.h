@@ -165,6 +165,7 @@ typedef enum ferry_change_kind {
 #define FERRY_CHANGED_MTIME   0x8u
 #define FERRY_CHANGED_MODE    0x10u
 #define FERRY_CHANGED_TYPE    0x20u /* a file became a directory, or back */
+#define FERRY_CHANGED_DIR     0x40u /* the path is a directory */
 
 typedef struct ferry_change {
 	ferry_change_kind kind;

@@ -72,7 +72,7 @@ enum {
 };
 
 /* ferry__action.flags, beyond FERRY_CHANGED_* (ferry.h) */
-#define FERRY__CHANGED_DIR     0x40u  /* the path is a directory */
+#define FERRY__CHANGED_DIR     FERRY_CHANGED_DIR /* the path is a directory */
 #define FERRY__ACT_QUIET       0x100u /* internal fix-up, not reported */
 #define FERRY__ACT_EXTRANEOUS  0x200u /* a --delete deletion */
 #define FERRY__ACT_REMOTE_ONLY 0x400u /* found by listing the remote */
