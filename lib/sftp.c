@@ -148,6 +148,7 @@ static void complete(ferry__sftp *sf, ferry__sftp_req *r,
 	rep.req_type = r->type;
 	rep.id = r->id;
 	rep.gen = gen;
+	rep.len = r->io_len;
 	if (pr && pr->type != FERRY__FXP_STATUS) {
 		switch (pr->type) {
 		case FERRY__FXP_HANDLE:
@@ -202,11 +203,39 @@ static void complete_local(ferry__sftp *sf, ferry__sftp_req *r, int code,
 	complete(sf, r, NULL, code, FERRY__FX_LOCAL, msg, *sf->rt);
 }
 
-/* Complete every queued request, and every in-flight one (orphan: keep
- * it to recognise and drop its reply; else free it). */
+/* Tell r's caller now; r stays (in flight or queued) as an orphan whose
+ * reply is dropped. */
+static void orphan_req(ferry__sftp *sf, ferry__sftp_req *r, int code,
+                       const char *msg)
+{
+	ferry__sftp_reply rep;
+	memset(&rep, 0, sizeof(rep));
+	rep.error = code;
+	rep.status = FERRY__FX_LOCAL;
+	rep.message = msg;
+	rep.req_type = r->type;
+	rep.id = r->id;
+	rep.gen = *sf->rt;
+	r->flags |= REQF_ORPHAN;
+	ferry__sftp_cb cb = r->cb;
+	r->cb = NULL;
+	if (cb) {
+		uint64_t saved = sf->cur_gen;
+		sf->in_cb++;
+		sf->cur_gen = *sf->rt;
+		cb(r->ctx, &rep);
+		sf->cur_gen = saved;
+		sf->in_cb--;
+	}
+}
+
+/* Complete every queued request, and every in-flight one.  orphan (a
+ * cancel): in-flight requests stay to recognise and drop their replies,
+ * and queued CLOSEs are still sent, so that no handle (on the server) or
+ * handle slot (here) is lost.  Else (the connection is gone) all go. */
 static void fail_all(ferry__sftp *sf, int code, const char *msg, int orphan)
 {
-	/* In flight first, by id: the order they were sent. */
+	/* In flight first, in the order they were sent. */
 	for (;;) {
 		ferry__sftp_req *best = NULL;
 		for (size_t i = 0; i < sf->table_size; i++)
@@ -217,26 +246,7 @@ static void fail_all(ferry__sftp *sf, int code, const char *msg, int orphan)
 		if (!best)
 			break;
 		if (orphan) {
-			/* Tell the caller now; the reply is dropped. */
-			ferry__sftp_reply rep;
-			memset(&rep, 0, sizeof(rep));
-			rep.error = code;
-			rep.status = FERRY__FX_LOCAL;
-			rep.message = msg;
-			rep.req_type = best->type;
-			rep.id = best->id;
-			rep.gen = *sf->rt;
-			best->flags |= REQF_ORPHAN;
-			ferry__sftp_cb cb = best->cb;
-			best->cb = NULL;
-			if (cb) {
-				uint64_t saved = sf->cur_gen;
-				sf->in_cb++;
-				sf->cur_gen = *sf->rt;
-				cb(best->ctx, &rep);
-				sf->cur_gen = saved;
-				sf->in_cb--;
-			}
+			orphan_req(sf, best, code, msg);
 		} else {
 			table_remove(sf, best->id);
 			sf->inflight_bytes -= best->cost < sf->inflight_bytes
@@ -245,6 +255,7 @@ static void fail_all(ferry__sftp *sf, int code, const char *msg, int orphan)
 			complete_local(sf, best, code, msg);
 		}
 	}
+	ferry__sftp_queue keep = {NULL, NULL, 0};
 	for (;;) {
 		ferry__sftp_req *p = sf->qpath.head, *h = sf->qhandle.head;
 		ferry__sftp_req *r;
@@ -254,10 +265,16 @@ static void fail_all(ferry__sftp *sf, int code, const char *msg, int orphan)
 			r = q_pop(&sf->qpath);
 		else
 			r = q_pop(&sf->qhandle);
+		if (orphan && (r->flags & REQF_CLOSE)) {
+			orphan_req(sf, r, code, msg);
+			q_push(&keep, r);
+			continue;
+		}
 		if (!(r->flags & REQF_GEN))
 			sf->queued_bytes -= r->pkt_len;
 		complete_local(sf, r, code, msg);
 	}
+	sf->qhandle = keep; /* CLOSEs are handle requests */
 }
 
 static void die(ferry__sftp *sf, int code, const char *fmt, ...)
@@ -288,6 +305,7 @@ static void die(ferry__sftp *sf, int code, const char *fmt, ...)
 	}
 	sf->din_tail = NULL;
 	sf->din_count = 0;
+	sf->din_bytes = 0;
 	sf->marks_len = 0;
 	char msg[sizeof(sf->errmsg)];
 	ferry__sftp__textcpy(msg, sizeof(msg), sf->errmsg);
@@ -394,8 +412,18 @@ static int submit(ferry__sftp *sf, enc *e, int error, uint8_t type,
                   uint32_t read_len, ferry__sftp_cb cb, void *ctx)
 {
 	ferry__sftp_req *r = NULL;
-	if (!error)
+	/* A CLOSE asked for while everything is being cancelled still goes
+	 * out (unseen by its caller, told "cancelled"): the handle must be
+	 * given back. */
+	int keep_close =
+	        !error && !sf->dead && sf->cancelling && (flags & REQF_CLOSE);
+	if (keep_close) {
+		cb = NULL;
+		ctx = NULL;
+		flags |= REQF_ORPHAN;
+	} else if (!error) {
 		error = usable(sf);
+	}
 	if (error)
 		goto out;
 	size_t len = e->b.len;
@@ -424,7 +452,7 @@ static int submit(ferry__sftp *sf, enc *e, int error, uint8_t type,
 	r->flags = (uint8_t)flags;
 	r->subj_off = e->subj_off;
 	r->subj_len = e->subj_len;
-	r->read_len = read_len;
+	r->io_len = read_len;
 	r->cost = len + reply_cost;
 	r->cb = cb;
 	r->ctx = ctx;
@@ -432,6 +460,8 @@ static int submit(ferry__sftp *sf, enc *e, int error, uint8_t type,
 	r->gen = ferry__sftp__next_gen(sf);
 	q_push((flags & REQF_HANDLE) ? &sf->qhandle : &sf->qpath, r);
 	sf->queued_bytes += len;
+	if (keep_close)
+		error = sf->cancelling;
 out:
 	ferry__buf_free(&e->b);
 	return error;
@@ -572,6 +602,7 @@ int ferry__sftp__send_write(ferry__sftp *sf, uint64_t gen,
 	}
 	sf->next_id++;
 	r->type = FERRY__FXP_WRITE;
+	r->io_len = (uint32_t)len;
 	r->flags = REQF_HANDLE;
 	r->cost = cost;
 	r->cb = cb;
@@ -808,7 +839,7 @@ static void dispatch(ferry__sftp *sf, const uint8_t *p, size_t n)
 	        r->cost < sf->inflight_bytes ? r->cost : sf->inflight_bytes;
 	int error = ferry__sftp_parse_reply(p, n, r->type, r->ext_kind, &pr);
 	if (!error && r->type == FERRY__FXP_READ &&
-	    pr.type == FERRY__FXP_DATA && pr.data_len > r->read_len)
+	    pr.type == FERRY__FXP_DATA && pr.data_len > r->io_len)
 		error = FERRY_EPROTO;
 	if (r->gen > *sf->rt)
 		*sf->rt = r->gen;
@@ -976,6 +1007,14 @@ static void process_in(ferry__sftp *sf)
 			return;
 		}
 		if (sf->opts.latency_ms > 0) {
+			/* Held back, but never more than was asked for. */
+			if (sf->din_bytes + total >
+			    2 * sf->window + FERRY__SFTP_MAX_IN_PACKET) {
+				die(sf, FERRY_EPROTO,
+				    "SFTP: the server sent more than was "
+				    "asked for");
+				return;
+			}
 			ferry__sftp_delayed *d =
 			        ferry__malloc(sizeof(*d) + total - 4);
 			if (!d) {
@@ -993,6 +1032,7 @@ static void process_in(ferry__sftp *sf)
 				sf->din_head = d;
 			sf->din_tail = d;
 			sf->din_count++;
+			sf->din_bytes += d->len;
 			sf->in.off += total;
 			continue;
 		}
@@ -1018,6 +1058,7 @@ static int deliver_delayed(ferry__sftp *sf)
 		if (!sf->din_head)
 			sf->din_tail = NULL;
 		sf->din_count--;
+		sf->din_bytes -= d->len;
 		dispatch(sf, d->data, d->len);
 		ferry__free(d);
 		progress = 1;
@@ -1183,6 +1224,10 @@ void ferry__sftp_free(ferry__sftp *sf)
 			ferry__free(r);
 		}
 	}
+	/* CLOSEs queued by callbacks during the last rites. */
+	ferry__sftp_req *r;
+	while ((r = q_pop(&sf->qpath)) || (r = q_pop(&sf->qhandle)))
+		ferry__free(r);
 	while (sf->din_head) {
 		ferry__sftp_delayed *d = sf->din_head;
 		sf->din_head = d->next;
@@ -1387,8 +1432,8 @@ int ferry__sftp_write(ferry__sftp *sf, const ferry__sftp_handle *h,
 		error = ferry__buf_put_u64(&e.b, off);
 	if (!error)
 		error = ferry__buf_put_string(&e.b, data, len);
-	return submit(sf, &e, error, FERRY__FXP_WRITE, 0, REQF_HANDLE, 64, 0,
-	              cb, ctx);
+	return submit(sf, &e, error, FERRY__FXP_WRITE, 0, REQF_HANDLE, 64,
+	              (uint32_t)len, cb, ctx);
 }
 
 int ferry__sftp_lstat(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,

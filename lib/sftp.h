@@ -49,6 +49,7 @@ typedef struct ferry__sftp_reply {
 	uint8_t req_type;    /* FERRY__FXP_* of the request */
 	uint32_t id;
 	uint64_t gen; /* the round trip this reply completed */
+	uint32_t len; /* WRITE: bytes it carried; READ: bytes asked */
 	int eof;      /* READ, READDIR: end of file (error is 0) */
 	const ferry__sftp_handle *handle; /* OPEN, OPENDIR */
 	const uint8_t *data;              /* READ */
@@ -298,6 +299,8 @@ typedef struct ferry__sftp_upload_opts {
 	const char *rename_to; /* after CLOSE succeeded: replace this path */
 	int remove_on_error;   /* remove path when a step after OPEN failed */
 	void (*done)(void *ctx, const ferry__sftp_upload_result *r);
+	/* Optional: after each acknowledged WRITE, the file's total so far. */
+	void (*progress)(void *ctx, uint64_t bytes_acked);
 	void *ctx;
 } ferry__sftp_upload_opts;
 

@@ -23,23 +23,26 @@ static char *dir_of(const char *path)
 /* ---- upload ----------------------------------------------------------------
  */
 
+/* Kept small: the push executor may have thousands of these at once. */
 typedef struct upload_job {
 	ferry__sftp *sf;
 	ferry__sftp_upload_opts o;
 	char *path, *rename_to;
 	ferry__sftp_handle h;
 	int opened;
-	uint64_t next_off;
+	uint64_t next_off, acked;
 	unsigned outstanding;
 	int gen_active, closed, post_close;
 	int error;
 	const char *step;
 	uint32_t err_status;
-	char msg[600];
+	char *msg; /* on error only */
 	int fill_failed;
 	uint64_t gen;
 	ferry__sftp_upload_result res;
 } upload_job;
+
+static const char no_text[] = "out of memory (writing the error text)";
 
 static void job_record(upload_job *j, const char *step, int error,
                        uint32_t status, const char *msg)
@@ -49,7 +52,7 @@ static void job_record(upload_job *j, const char *step, int error,
 	j->error = error;
 	j->step = step;
 	j->err_status = status;
-	snprintf(j->msg, sizeof(j->msg), "%s %s: %s", step, j->path, msg);
+	j->msg = ferry__asprintf("%s %s: %s", step, j->path, msg);
 }
 
 static void job_seen(upload_job *j, const ferry__sftp_reply *r)
@@ -64,11 +67,12 @@ static void job_finish(upload_job *j)
 	ferry__sftp *sf = j->sf;
 	r->error = j->error;
 	r->step = j->error ? j->step : NULL;
-	r->message = j->error ? j->msg : "ok";
-	r->bytes = j->next_off;
+	r->message = !j->error ? "ok" : j->msg ? j->msg : no_text;
+	r->bytes = j->acked;
 	r->gen = j->gen;
 	if (j->o.done)
 		j->o.done(j->o.ctx, r);
+	ferry__free(j->msg);
 	ferry__free(j->path);
 	ferry__free(j->rename_to);
 	ferry__free(j);
@@ -110,11 +114,15 @@ static void job_nospace_cb(void *ctx, const ferry__sftp_reply *r)
 		if (avail < l.max_write + 65536 ||
 		    (r->vfs->files && !r->vfs->favail)) {
 			j->error = FERRY_ENOSPACE;
-			size_t n = strlen(j->msg);
-			snprintf(j->msg + n, sizeof(j->msg) - n,
-			         " (no space left on the remote filesystem: "
-			         "%llu bytes available)",
-			         (unsigned long long)avail);
+			char *m = ferry__asprintf(
+			        "%s (no space left on the remote filesystem: "
+			        "%llu bytes available)",
+			        j->msg ? j->msg : no_text,
+			        (unsigned long long)avail);
+			if (m) {
+				ferry__free(j->msg);
+				j->msg = m;
+			}
 		}
 	}
 	job_after_error(j);
@@ -177,8 +185,13 @@ static void job_write_cb(void *ctx, const ferry__sftp_reply *r)
 	upload_job *j = ctx;
 	job_seen(j, r);
 	j->outstanding--;
-	if (r->error)
+	if (r->error) {
 		job_record(j, "write", r->error, r->status, r->message);
+	} else {
+		j->acked += r->len;
+		if (j->o.progress)
+			j->o.progress(j->o.ctx, j->acked);
+	}
 	job_maybe_post_close(j);
 }
 

@@ -230,6 +230,11 @@ int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
 	ferry__sftp *sf = NULL;
 	int error;
 	*out = NULL;
+	if (s->dead)
+		return ferry__seterr(s, FERRY_ECONN,
+		                     "SFTP: the connection to %s was lost "
+		                     "earlier",
+		                     s->target ? s->target : "the server");
 	if (s->sftp) {
 		ferry__sftp *old = s->sftp;
 		if (!ferry__sftp_dead(old)) {

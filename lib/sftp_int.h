@@ -33,7 +33,7 @@ struct ferry__sftp_req {
 	uint64_t seq, gen;
 	uint32_t id;
 	uint8_t type, ext_kind, flags;
-	uint32_t read_len;           /* READ: bytes asked */
+	uint32_t io_len; /* READ: bytes asked; WRITE: bytes carried */
 	uint32_t subj_off, subj_len; /* REQF_CREATE: the path in pkt */
 	size_t cost;                 /* window bytes */
 	ferry__sftp_cb cb;
@@ -94,7 +94,7 @@ struct ferry__sftp {
 	ferry__sftp_mark *marks;
 	size_t marks_head, marks_len, marks_cap;
 	ferry__sftp_delayed *din_head, *din_tail;
-	size_t din_count;
+	size_t din_count, din_bytes;
 
 	uint64_t own_rt;
 	uint64_t *rt;     /* own_rt, or the session's counter */

@@ -23,6 +23,8 @@ typedef struct waiter {
 	size_t buflen, got;
 	char *str; /* realpath, readlink */
 	ferry__sftp_upload_result up;
+	void (*uprog)(void *, uint64_t); /* the caller's progress */
+	void *uctx;
 	char up_msg[600];
 	ferry__sftp_dirent *ents;
 	size_t nents;
@@ -241,6 +243,12 @@ int ferry__sftp_read_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
 	return err;
 }
 
+static int queue_drained(void *ctx)
+{
+	ferry__sftp *sf = ctx;
+	return ferry__sftp_queued_bytes(sf) <= sf->window / 2;
+}
+
 int ferry__sftp_write_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
                            uint64_t off, const void *data, size_t len)
 {
@@ -265,7 +273,7 @@ int ferry__sftp_write_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
 			break;
 		if (ferry__sftp_queued_bytes(sf) > sf->window) {
 			/* Let the queue drain before copying more. */
-			int rc = ferry__sftp_run(sf, NULL, NULL,
+			int rc = ferry__sftp_run(sf, queue_drained, sf,
 			                         deadline_of(sf));
 			if (rc)
 				err = rc;
@@ -628,6 +636,13 @@ static void upload_wait_cb(void *ctx, const ferry__sftp_upload_result *r)
 	waiter_unref(w);
 }
 
+static void upload_wait_progress(void *ctx, uint64_t bytes)
+{
+	waiter *w = ctx;
+	if (w->uprog)
+		w->uprog(w->uctx, bytes);
+}
+
 int ferry__sftp_upload_wait(ferry__sftp *sf, const ferry__sftp_upload_opts *o,
                             ferry__sftp_upload_result *r)
 {
@@ -637,10 +652,14 @@ int ferry__sftp_upload_wait(ferry__sftp *sf, const ferry__sftp_upload_opts *o,
 	WAIT_BEGIN(w);
 	copy.done = upload_wait_cb;
 	copy.ctx = w;
+	w->uprog = o->progress;
+	w->uctx = o->ctx;
+	copy.progress = o->progress ? upload_wait_progress : NULL;
 	int err = ferry__sftp_upload(sf, &copy);
 	if (!err)
 		owe(w);
 	err = finish(sf, w, err, op, path);
+	w->uprog = NULL; /* returned: later progress is nobody's */
 	*r = w->up;
 	/* The text lives on the client once the waiter is gone. */
 	if (w->error) {

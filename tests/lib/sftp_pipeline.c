@@ -530,6 +530,86 @@ Test(sftp_pipeline, cancel_all_then_late_replies)
 	ferry__sftp_free(sf);
 }
 
+static void cancel_up_cb(void *ctx, const ferry__sftp_upload_result *r)
+{
+	int *n = ctx;
+	(*n)++;
+	cr_assert_neq(r->error, 0);
+}
+
+/* Cancelling uploads whose CLOSE is queued (and lists holding handles)
+ * gives every handle back: on the server and in the slot count. */
+Test(sftp_pipeline, cancel_gives_handles_back)
+{
+	ferry__sftp_opts opts = {0};
+	opts.max_handles = 3;
+	ferry__sftp *sf = sh_pipe(&opts);
+	pid_t pid = ferry__sftp_pipe_pid(sf);
+	int fds0 = count_fds(pid);
+	size_t n = 4 << 20;
+	uint8_t *data = calloc(1, n);
+	int done = 0;
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < 3; i++) {
+			ferry__sftp_upload_opts o = {0};
+			char path[1024];
+			snprintf(path, sizeof(path), "%s",
+			         P("c%d-%d", round, i));
+			o.path = path;
+			o.data = data;
+			o.size = n;
+			o.done = cancel_up_cb;
+			o.ctx = &done;
+			cr_assert_eq(ferry__sftp_upload(sf, &o), 0);
+		}
+		/* Until the OPENs are answered and the writes are going. */
+		while (sf->stats.max_handles_used < 3 || !sf->qhandle.count)
+			ferry__sftp_step(sf);
+		ferry__sftp_cancel_all(sf, FERRY_EINTR);
+		cr_assert_eq(done, 3 * (round + 1));
+		cr_assert_eq(ferry__sftp_run(sf, NULL, NULL,
+		                             ferry__now_ms() + 10000),
+		             0);
+		cr_assert_eq(sf->slots_used, 0, "round %d: %u slots", round,
+		             sf->slots_used);
+	}
+	cr_assert_eq(count_fds(pid), fds0);
+	/* Still usable at full width. */
+	files f = make_files(20, 100, 3);
+	batch b;
+	cr_assert_eq(push_files(sf, "after", &f, &b), 3);
+	free_files(&f);
+	free(data);
+	ferry__sftp_free(sf);
+}
+
+static void progress_cb(void *ctx, uint64_t acked)
+{
+	uint64_t *last = ctx;
+	cr_assert_gt(acked, *last);
+	*last = acked;
+}
+
+Test(sftp_pipeline, upload_progress)
+{
+	ferry__sftp *sf = sh_pipe(NULL);
+	size_t n = 3 << 20;
+	uint8_t *data = calloc(1, n);
+	uint64_t last = 0;
+	ferry__sftp_upload_opts o = {0};
+	o.path = P("p");
+	o.data = data;
+	o.size = n;
+	o.progress = progress_cb;
+	o.ctx = &last;
+	ferry__sftp_upload_result r;
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
+	cr_assert_eq(last, n);
+	cr_assert_eq(r.bytes, n);
+	free(data);
+	ferry__sftp_free(sf);
+}
+
 /* ---- extensions hidden
  * -------------------------------------------------------- */
 

@@ -547,3 +547,53 @@ Test(sftp_proto, free_calls_pending_callbacks)
 	cr_assert_eq(a.error, FERRY_ECONN);
 	ferry__buf_free(&s.b);
 }
+
+Test(sftp_proto, replies_in_any_order)
+{
+	script s = {FERRY_BUF_INIT};
+	sc_hello(&s);
+	/* Three requests (ids 2, 3, 4), answered 4, 2, 3. */
+	sc_status(&s, 4, FERRY__FX_PERMISSION_DENIED, "four");
+	size_t at = sc_begin(&s, FERRY__FXP_ATTRS, 2);
+	ferry__buf_put_u32(&s.b, FERRY__ATTR_SIZE);
+	ferry__buf_put_u64(&s.b, 22);
+	sc_end(&s, at);
+	sc_status(&s, 3, FERRY__FX_NO_SUCH_FILE, "three");
+	ferry__sftp *sf = started(&s, 0, 0);
+	cap a = {0}, b = {0}, c = {0};
+	cr_assert_eq(ferry__sftp_stat(sf, "a", cap_cb, &a), 0);
+	cr_assert_eq(ferry__sftp_stat(sf, "b", cap_cb, &b), 0);
+	cr_assert_eq(ferry__sftp_remove(sf, "c", cap_cb, &c), 0);
+	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), 0);
+	cr_assert_eq(a.error, 0);
+	cr_assert_eq(b.error, FERRY_ENOTFOUND);
+	cr_assert_str_eq(b.msg, "three");
+	cr_assert_eq(c.error, FERRY_EPERM);
+	cr_assert_str_eq(c.msg, "four");
+	ferry__sftp_free(sf);
+	ferry__buf_free(&s.b);
+}
+
+Test(sftp_proto, latency_replies_beyond_the_window_refused)
+{
+	script s = {FERRY_BUF_INIT};
+	sc_hello(&s);
+	/* Far more than any request asked for. */
+	for (uint32_t i = 0; i < 700; i++) {
+		size_t at = sc_begin(&s, FERRY__FXP_DATA, 1000 + i);
+		uint8_t junk[8192] = {0};
+		ferry__buf_put_string(&s.b, junk, sizeof(junk));
+		sc_end(&s, at);
+	}
+	ferry__sftp_opts o = {0};
+	o.latency_ms = 1;
+	o.window_bytes = 65536;
+	ferry__sftp *sf = sh_mem(s.b.data, s.b.len, 0, 0, &o);
+	cr_assert_eq(ferry__sftp_start(sf), 0);
+	int rc = ferry__sftp_run(sf, NULL, NULL, 0);
+	cr_assert_eq(rc, FERRY_EPROTO, "%s", ferry_strerror(rc));
+	cr_assert(strstr(ferry__sftp_errmsg(sf), "more than was asked"), "%s",
+	          ferry__sftp_errmsg(sf));
+	ferry__sftp_free(sf);
+	ferry__buf_free(&s.b);
+}
