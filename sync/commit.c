@@ -1,0 +1,1140 @@
+#include "sync/commit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "hash.h"
+#include "session.h"
+#include "sync/path.h"
+#include "sync/pmap.h"
+#include "sync/report.h"
+
+/* Directory states (MKDIR actions and the destination). */
+enum { ST_NONE = 0, ST_PENDING, ST_OK, ST_BAD };
+/* Temporary name states. */
+enum { T_NONE = 0, T_MAYBE, T_DONE };
+
+#define MARKER_MODE 0644u
+/* Seconds an interrupted push waits for requests in flight. */
+#define STOP_GRACE_MS 5000
+
+typedef struct cx cx;
+
+typedef struct op {
+	cx *c;
+	size_t ai; /* action index; SIZE_MAX: the marker */
+	char *rpath, *tpath;
+	char *err;
+	uint8_t status;  /* MKDIR: ST_* */
+	uint8_t tstate;  /* T_* of tpath */
+	uint8_t parked;  /* waiting for its directory's state */
+	uint8_t created; /* MKDIR: the request succeeded */
+	uint8_t remote;  /* the failure came from the remote */
+	uint8_t hash_ok, hash_broken;
+	int fd;
+	void *hraw; /* allocation holding h (aligned) */
+	ferry__hasher *h;
+	uint64_t hashed;
+	ferry__hash hash;
+	struct stat st0; /* the local file when opened for the upload */
+} op;
+
+struct cx {
+	const ferry__commit_opts *o;
+	ferry__commit_result *res;
+	ferry__sftp *sf;
+	ferry__plan *p;
+	op *ops;
+	op marker;
+	char marker_text[FERRY__MARKER_TEXT_LEN + 1];
+	size_t pending;   /* callbacks outstanding */
+	ferry__pmap dirs; /* MKDIR action paths -> action index */
+	int root;         /* ST_* of the destination */
+	int root_code;
+	int stopping;
+	op **parked;
+	size_t nparked, capparked;
+	int use_lsetstat;
+	uint32_t now_s;
+	ferry_progress prog;
+};
+
+/* ---- helpers ---- */
+
+static ferry__action *act(const op *x)
+{
+	return &x->c->p->a[x->ai];
+}
+
+static const char *op_path(const op *x, size_t *n)
+{
+	if (x->ai == SIZE_MAX) {
+		*n = sizeof(FERRY__MARKER_NAME) - 1;
+		return FERRY__MARKER_NAME;
+	}
+	*n = act(x)->entry.path_len;
+	return act(x)->entry.path;
+}
+
+static void progress(cx *c, uint64_t bytes)
+{
+	c->prog.files_done++;
+	c->prog.bytes_done += bytes;
+	if (c->o->o && c->o->o->on_progress)
+		c->o->o->on_progress(c->o->o->ctx, &c->prog);
+}
+
+/* Record a failure of x: code, message, report entry.  remote: the
+ * server refused (the manifest stops vouching for the remote). */
+static void failv(op *x, int code, int remote, const char *fmt, va_list ap)
+{
+	cx *c = x->c;
+	char msg[900];
+	if (x->err) /* the first reason counts */
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	x->err = ferry__strdup(msg);
+	x->remote = (uint8_t)remote;
+	if (x->ai != SIZE_MAX)
+		act(x)->error = code ? code : FERRY_ERROR;
+	if (ferry__sftp_dead(c->sf)) {
+		/* The connection is gone: one error for the push, not one
+		 * per file. */
+		if (!c->res->fatal) {
+			c->res->fatal = ferry__sftp_dead(c->sf);
+			snprintf(c->res->fatal_msg, sizeof(c->res->fatal_msg),
+			         "%s", ferry__sftp_errmsg(c->sf));
+		}
+		c->res->failed++;
+		return;
+	}
+	c->res->failed++;
+	if (remote)
+		c->res->remote_errors++;
+	if (c->root == ST_BAD)
+		return; /* said once, for the destination */
+	size_t n;
+	const char *path = op_path(x, &n);
+	const ferry_sync_opts *o = c->o->o;
+	ferry__report_error(c->o->report, o ? o->log : NULL, o ? o->ctx : NULL,
+	                    path, n, code ? code : FERRY_ERROR, "%s", msg);
+}
+
+static void fail(op *x, int code, int remote, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void fail(op *x, int code, int remote, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	failv(x, code, remote, fmt, ap);
+	va_end(ap);
+}
+
+/* A request could not even be submitted. */
+static void fail_submit(op *x, int rc, const char *what)
+{
+	const char *m = ferry__sftp_errmsg(x->c->sf);
+	fail(x, rc, 0, "%s: %s", what, m && *m ? m : ferry_strerror(rc));
+}
+
+static void set_attrs_meta(cx *c, ferry__sftp_attrs *a, const ferry__mentry *e,
+                           int times)
+{
+	memset(a, 0, sizeof(*a));
+	a->flags = FERRY__ATTR_PERMISSIONS;
+	a->perm = e->mode & 07777u;
+	if (times) {
+		int64_t s = e->mtime_ns / 1000000000;
+		if (e->mtime_ns < 0 && e->mtime_ns % 1000000000)
+			s--;
+		a->flags |= FERRY__ATTR_ACMODTIME;
+		a->mtime = (uint32_t)s;
+		a->atime = c->now_s;
+	}
+}
+
+static int submit_setstat(cx *c, const char *path, const ferry__sftp_attrs *a,
+                          ferry__sftp_cb cb, void *ctx)
+{
+	if (c->use_lsetstat)
+		return ferry__sftp_lsetstat(c->sf, path, a, cb, ctx);
+	return ferry__sftp_setstat(c->sf, path, a, cb, ctx);
+}
+
+/* ---- directory states ---- */
+
+static int dir_state(cx *c, const char *path, size_t n)
+{
+	for (;;) {
+		size_t dl = ferry__path_dirlen(path, n);
+		if (dl == 0)
+			return c->root;
+		size_t i = ferry__pmap_get(&c->dirs, path, dl);
+		if (i != FERRY__PMAP_NONE) {
+			if (c->ops[i].status != ST_OK)
+				return c->ops[i].status;
+		}
+		n = dl;
+	}
+}
+
+static void after_close(op *x);
+static void after_symlink(op *x);
+
+static void park(op *x)
+{
+	cx *c = x->c;
+	if (c->nparked == c->capparked) {
+		size_t ncap = c->capparked ? c->capparked * 2 : 16;
+		op **np = ferry__reallocarray(c->parked, ncap, sizeof(*np));
+		if (!np) {
+			fail(x, FERRY_ENOMEM, 0, "out of memory");
+			return;
+		}
+		c->parked = np;
+		c->capparked = ncap;
+	}
+	x->parked = 1;
+	c->parked[c->nparked++] = x;
+}
+
+/* A directory state changed: move the parked operations on. */
+static void unpark(cx *c)
+{
+	size_t n = c->nparked;
+	op **v = c->parked;
+	c->parked = NULL;
+	c->nparked = c->capparked = 0;
+	for (size_t i = 0; i < n; i++) {
+		op *x = v[i];
+		x->parked = 0;
+		if (x->ai != SIZE_MAX && act(x)->kind == FERRY__ACT_SYMLINK)
+			after_symlink(x);
+		else
+			after_close(x);
+	}
+	ferry__free(v);
+}
+
+/* ---- temporary names ---- */
+
+static void remove_tmp_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	x->c->pending--;
+	if (!r->error || r->error == FERRY_ENOTFOUND)
+		x->tstate = T_DONE;
+}
+
+static void remove_tmp(op *x)
+{
+	if (x->tstate != T_MAYBE)
+		return;
+	if (!ferry__sftp_remove(x->c->sf, x->tpath, remove_tmp_cb, x))
+		x->c->pending++;
+}
+
+static void cleanup_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	cx *c = ctx;
+	c->pending--;
+	(void)r; /* a leftover that stays is found again by the next verify */
+}
+
+/* ---- local reads for uploads ---- */
+
+static void close_local(op *x)
+{
+	if (x->fd >= 0)
+		close(x->fd);
+	x->fd = -1;
+	ferry__free(x->hraw);
+	x->hraw = NULL;
+	x->h = NULL;
+}
+
+static int stat_moved(const struct stat *a, const struct stat *b)
+{
+	return a->st_size != b->st_size || a->st_ino != b->st_ino ||
+	       a->st_mtim.tv_sec != b->st_mtim.tv_sec ||
+	       a->st_mtim.tv_nsec != b->st_mtim.tv_nsec ||
+	       a->st_ctim.tv_sec != b->st_ctim.tv_sec ||
+	       a->st_ctim.tv_nsec != b->st_ctim.tv_nsec;
+}
+
+static int open_local(op *x)
+{
+	cx *c = x->c;
+	ferry__action *a = act(x);
+	int error = ferry__scan_open(c->p->scan, a->src, a->entry.path,
+	                             a->entry.path_len, &x->fd, &x->st0);
+	if (error) {
+		int e = errno;
+		x->fd = -1;
+		fail(x, error, 0, "cannot read: %s",
+		     error == FERRY_EINVALID ? "no longer a regular file"
+		                             : strerror(e));
+		return error;
+	}
+	if ((uint64_t)x->st0.st_size != a->entry.size) {
+		close_local(x);
+		fail(x, FERRY_EIO, 0,
+		     "changed size while the push ran (%llu bytes, was %llu): "
+		     "left for the next push",
+		     (unsigned long long)x->st0.st_size,
+		     (unsigned long long)a->entry.size);
+		return FERRY_EIO;
+	}
+	return 0;
+}
+
+static int read_cb(void *rctx, void *buf, size_t n, uint64_t off)
+{
+	op *x = rctx;
+	ferry__action *a = act(x);
+	int error;
+	if (x->fd < 0) {
+		if (off != 0)
+			return FERRY_EIO;
+		if ((error = open_local(x)))
+			return error;
+	}
+	size_t done = 0;
+	while (done < n) {
+		ssize_t r = pread(x->fd, (uint8_t *)buf + done, n - done,
+		                  (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int e = errno;
+			close_local(x);
+			if (r < 0)
+				fail(x, FERRY_EIO, 0, "cannot read: %s",
+				     strerror(e));
+			else
+				fail(x, FERRY_EIO, 0,
+				     "shrank while it was sent: left for the "
+				     "next push");
+			return FERRY_EIO;
+		}
+		done += (size_t)r;
+	}
+	if (off != x->hashed || x->hash_broken) {
+		x->hash_broken = 1;
+	} else if (off == 0 && n == a->entry.size) {
+		ferry__hash_buf(&x->hash, buf, n);
+		x->hashed = n;
+		x->hash_ok = 1;
+	} else {
+		if (!x->h) {
+			x->hraw = ferry__malloc(sizeof(ferry__hasher) + 64);
+			if (!x->hraw) {
+				x->hash_broken = 1;
+				goto check;
+			}
+			x->h = (ferry__hasher *)(void *)(((uintptr_t)x->hraw +
+			                                  63) &
+			                                 ~(uintptr_t)63);
+			ferry__hasher_init(x->h);
+		}
+		ferry__hasher_update(x->h, buf, n);
+		x->hashed += n;
+		if (x->hashed == a->entry.size) {
+			ferry__hasher_final(x->h, &x->hash);
+			x->hash_ok = 1;
+		}
+	}
+check:
+	if (off + n >= a->entry.size) {
+		struct stat st;
+		int moved = fstat(x->fd, &st) < 0 || stat_moved(&x->st0, &st);
+		close_local(x);
+		if (moved) {
+			fail(x, FERRY_EIO, 0,
+			     "changed while it was sent: left for the next "
+			     "push");
+			return FERRY_EIO;
+		}
+	}
+	return 0;
+}
+
+/* ---- uploads ---- */
+
+static void commit_upload(op *x)
+{
+	ferry__action *a = act(x);
+	a->committed = 1;
+	if (x->hash_ok && !x->hash_broken) {
+		a->entry.hash = x->hash;
+		a->entry.flags |= FERRY__ME_HASHED;
+		a->flags &= ~(uint32_t)FERRY__ACT_UNHASHED;
+	} else {
+		a->flags |= FERRY__ACT_UNHASHED;
+	}
+}
+
+static void rename_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	cx *c = x->c;
+	c->pending--;
+	if (r->error) {
+		fail(x, r->error, 1, "%s", r->message);
+		remove_tmp(x);
+		return;
+	}
+	x->tstate = T_DONE;
+	if (x->ai == SIZE_MAX) {
+		c->res->marker_written = 1;
+		return;
+	}
+	ferry__action *a = act(x);
+	if (a->kind == FERRY__ACT_UPLOAD) {
+		commit_upload(x);
+		progress(c, a->entry.size);
+	} else {
+		a->committed = 1;
+		progress(c, 0);
+	}
+}
+
+static void do_rename(op *x)
+{
+	cx *c = x->c;
+	int fallback = 0;
+	int rc = ferry__sftp_rename_replace(c->sf, x->tpath, x->rpath,
+	                                    &fallback, rename_cb, x);
+	if (fallback)
+		c->res->rename_fallback = 1;
+	if (rc) {
+		fail_submit(x, rc, "rename");
+		remove_tmp(x);
+		return;
+	}
+	c->pending++;
+}
+
+/* The temporary file is complete and closed: rename it into place once
+ * its directory is known to be a real directory. */
+static void after_close(op *x)
+{
+	cx *c = x->c;
+	size_t n;
+	const char *path = op_path(x, &n);
+	if (c->stopping) {
+		fail(x, FERRY_EINTR, 0, "interrupted");
+		remove_tmp(x);
+		return;
+	}
+	int st = dir_state(c, path, n);
+	if (st == ST_PENDING) {
+		park(x);
+		return;
+	}
+	if (st == ST_BAD) {
+		fail(x, FERRY_EREMOTE, 1,
+		     "not written: its remote directory could not be created");
+		remove_tmp(x);
+		return;
+	}
+	do_rename(x);
+}
+
+static void upload_done(void *ctx, const ferry__sftp_upload_result *r)
+{
+	op *x = ctx;
+	cx *c = x->c;
+	c->pending--;
+	close_local(x);
+	if (r->fsynced)
+		c->res->fsyncs++;
+	if (r->fsync_skipped)
+		c->res->fsync_missing = 1;
+	c->res->bytes_sent += r->bytes;
+	if (r->error) {
+		int opened = r->step && strcmp(r->step, "open") != 0;
+		if (ferry__sftp_dead(c->sf) || (opened && !r->removed))
+			x->tstate = T_MAYBE;
+		else
+			x->tstate = T_DONE;
+		int local = r->step && strcmp(r->step, "read") == 0;
+		if (!local)
+			fail(x, r->error, 1, "%s", r->message);
+		else if (!x->err)
+			fail(x, r->error, 0, "%s", r->message);
+		return;
+	}
+	after_close(x);
+}
+
+static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
+                          int fsync_it, const ferry__mentry *e)
+{
+	ferry__sftp_upload_opts u;
+	memset(&u, 0, sizeof(u));
+	u.path = x->tpath;
+	u.has_perm = 1;
+	u.perm = perm;
+	if (data) {
+		u.data = data;
+		u.size = strlen(data);
+	} else {
+		u.read = read_cb;
+		u.rctx = x;
+		u.size = e->size;
+		u.has_attrs = 1;
+		set_attrs_meta(c, &u.attrs, e, 1);
+	}
+	u.fsync = fsync_it;
+	u.remove_on_error = 1;
+	u.done = upload_done;
+	u.ctx = x;
+	x->tstate = T_MAYBE;
+	int rc = ferry__sftp_upload(c->sf, &u);
+	if (rc) {
+		x->tstate = T_DONE;
+		fail_submit(x, rc, "upload");
+		return;
+	}
+	c->pending++;
+}
+
+static void start_upload(cx *c, op *x)
+{
+	ferry__action *a = act(x);
+	if (a->entry.size == 0) {
+		/* No read will happen: check the file now. */
+		if (open_local(x))
+			return;
+		close_local(x);
+		ferry__hash_buf(&x->hash, "", 0);
+		x->hash_ok = 1;
+	}
+	int owner_only = (a->entry.mode & 077) == 0;
+	submit_upload(c, x, NULL, a->entry.mode & 07777u,
+	              owner_only || c->o->fsync_all, &a->entry);
+}
+
+/* ---- symlinks ---- */
+
+static void after_symlink(op *x)
+{
+	cx *c = x->c;
+	ferry__action *a = act(x);
+	if (c->stopping) {
+		fail(x, FERRY_EINTR, 0, "interrupted");
+		remove_tmp(x);
+		return;
+	}
+	int st = dir_state(c, a->entry.path, a->entry.path_len);
+	if (st == ST_PENDING) {
+		park(x);
+		return;
+	}
+	if (st == ST_BAD) {
+		fail(x, FERRY_EREMOTE, 1,
+		     "not written: its remote directory could not be created");
+		remove_tmp(x);
+		return;
+	}
+	do_rename(x);
+}
+
+static void symlink_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	x->c->pending--;
+	if (r->error) {
+		x->tstate = ferry__sftp_dead(x->c->sf) ? T_MAYBE : T_DONE;
+		fail(x, r->error, 1, "%s", r->message);
+		return;
+	}
+	after_symlink(x);
+}
+
+/* ---- directories ---- */
+
+static void dir_resolved(op *x, int status)
+{
+	x->status = (uint8_t)status;
+	if (x->c->nparked)
+		unpark(x->c);
+}
+
+static void mkdir_setstat_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	x->c->pending--;
+	if (r->error)
+		fail(x, r->error, 1, "setting the mode of a new directory: %s",
+		     r->message);
+}
+
+static void dir_ok(op *x)
+{
+	cx *c = x->c;
+	ferry__action *a = act(x);
+	a->committed = 1;
+	/* The server's umask applied to MKDIR: set the exact mode. */
+	ferry__sftp_attrs at;
+	memset(&at, 0, sizeof(at));
+	at.flags = FERRY__ATTR_PERMISSIONS;
+	at.perm = a->create_mode & 07777u;
+	if (!submit_setstat(c, x->rpath, &at, mkdir_setstat_cb, x))
+		c->pending++;
+	progress(c, 0);
+	dir_resolved(x, ST_OK);
+}
+
+static void mkdir_lstat_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	x->c->pending--;
+	if (!r->error && r->attrs && S_ISDIR(r->attrs->perm)) {
+		dir_ok(x); /* there already (an interrupted push) */
+		return;
+	}
+	if (r->error) {
+		fail(x, r->error, 1, "mkdir: %s", r->message);
+	} else {
+		const char *what = S_ISLNK(r->attrs->perm) ? "a symlink"
+		                   : S_ISREG(r->attrs->perm)
+		                           ? "a file"
+		                           : "not a directory";
+		fail(x, FERRY_EEXIST, 1,
+		     "exists on the remote as %s: not replaced, nothing "
+		     "written through it (the next push verifies and repairs)",
+		     what);
+	}
+	dir_resolved(x, ST_BAD);
+}
+
+static void mkdir_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	cx *c = x->c;
+	c->pending--;
+	if (!r->error) {
+		x->created = 1;
+		dir_ok(x);
+		return;
+	}
+	if (!ferry__sftp_dead(c->sf) &&
+	    (r->error == FERRY_EEXIST || r->error == FERRY_EREMOTE) &&
+	    !ferry__sftp_lstat(c->sf, x->rpath, mkdir_lstat_cb, x)) {
+		c->pending++;
+		return;
+	}
+	fail(x, r->error, 1, "%s", r->message);
+	dir_resolved(x, ST_BAD);
+}
+
+static void submit_mkdir(cx *c, op *x)
+{
+	ferry__action *a = act(x);
+	ferry__sftp_attrs at;
+	memset(&at, 0, sizeof(at));
+	at.flags = FERRY__ATTR_PERMISSIONS;
+	at.perm = a->create_mode & 07777u;
+	x->status = ST_PENDING;
+	int rc = ferry__sftp_mkdir(c->sf, x->rpath, &at, mkdir_cb, x);
+	if (rc) {
+		fail_submit(x, rc, "mkdir");
+		x->status = ST_BAD;
+		return;
+	}
+	c->pending++;
+}
+
+/* The destination and its missing parents, like mkdir -p. */
+typedef struct dest_mk {
+	cx *c;
+	int last;
+	char *path;
+} dest_mk;
+
+static void dest_mkdir_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	dest_mk *d = ctx;
+	cx *c = d->c;
+	c->pending--;
+	if (d->last) {
+		if (!r->error || r->error == FERRY_EEXIST) {
+			c->root = ST_OK;
+		} else {
+			c->root = ST_BAD;
+			c->root_code = r->error;
+			if (!c->res->fatal) {
+				c->res->fatal = r->error;
+				snprintf(c->res->fatal_msg,
+				         sizeof(c->res->fatal_msg),
+				         "cannot create the destination "
+				         "directory: %s",
+				         r->message);
+			}
+		}
+		if (c->nparked)
+			unpark(c);
+	}
+	ferry__free(d->path);
+	ferry__free(d);
+}
+
+static int submit_dest_mkdir(cx *c)
+{
+	const char *dest = c->o->dest;
+	size_t n = strlen(dest);
+	if (n == 1 && (dest[0] == '.' || dest[0] == '/'))
+		return 0;
+	c->root = ST_PENDING;
+	for (size_t i = 1; i <= n; i++) {
+		if (i < n && dest[i] != '/')
+			continue;
+		dest_mk *d = ferry__calloc(1, sizeof(*d));
+		char *p = ferry__strndup(dest, i);
+		if (!d || !p) {
+			ferry__free(d);
+			ferry__free(p);
+			return FERRY_ENOMEM;
+		}
+		d->c = c;
+		d->last = i == n;
+		d->path = p;
+		ferry__sftp_attrs at;
+		memset(&at, 0, sizeof(at));
+		at.flags = FERRY__ATTR_PERMISSIONS;
+		at.perm = d->last ? c->o->dest_mode & 07777u : 0755u;
+		int rc = ferry__sftp_mkdir(c->sf, p, &at, dest_mkdir_cb, d);
+		if (rc) {
+			ferry__free(p);
+			ferry__free(d);
+			return rc;
+		}
+		c->pending++;
+	}
+	return 0;
+}
+
+/* ---- metadata, removals ---- */
+
+static void meta_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	x->c->pending--;
+	if (r->error) {
+		fail(x, r->error, 1, "%s", r->message);
+		return;
+	}
+	act(x)->committed = 1;
+	progress(x->c, 0);
+}
+
+static void submit_meta(cx *c, op *x)
+{
+	ferry__action *a = act(x);
+	ferry__sftp_attrs at;
+	set_attrs_meta(c, &at, &a->entry, a->entry.type == FERRY__T_FILE);
+	int rc = submit_setstat(c, x->rpath, &at, meta_cb, x);
+	if (rc) {
+		fail_submit(x, rc, "setstat");
+		return;
+	}
+	c->pending++;
+}
+
+static void removal_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	x->c->pending--;
+	if (r->error && r->error != FERRY_ENOTFOUND) {
+		fail(x, r->error, 1, "%s", r->message);
+		return;
+	}
+	act(x)->committed = 1;
+	progress(x->c, 0);
+}
+
+static void submit_removal(cx *c, op *x)
+{
+	ferry__action *a = act(x);
+	int rc = a->kind == FERRY__ACT_RMDIR
+	                 ? ferry__sftp_rmdir(c->sf, x->rpath, removal_cb, x)
+	                 : ferry__sftp_remove(c->sf, x->rpath, removal_cb, x);
+	if (rc) {
+		fail_submit(x, rc, "remove");
+		return;
+	}
+	c->pending++;
+}
+
+static void submit_symlink(cx *c, op *x)
+{
+	ferry__action *a = act(x);
+	x->tstate = T_MAYBE;
+	int rc = ferry__sftp_symlink(c->sf, x->tpath, a->link, symlink_cb, x);
+	if (rc) {
+		x->tstate = T_DONE;
+		fail_submit(x, rc, "symlink");
+		return;
+	}
+	c->pending++;
+}
+
+/* ---- running ---- */
+
+static int all_done(void *ctx)
+{
+	cx *c = ctx;
+	return c->pending == 0;
+}
+
+static int run(cx *c)
+{
+	int rc = ferry__sftp_run(c->sf, all_done, c, 0);
+	if (rc == FERRY_EINTR || rc == FERRY_ETIMEOUT) {
+		/* Stop chaining; let what is in flight finish briefly. */
+		c->stopping = 1;
+		int rc2 = ferry__sftp_run(c->sf, all_done, c,
+		                          ferry__now_ms() + STOP_GRACE_MS);
+		if (rc2)
+			ferry__sftp_cancel_all(c->sf, rc);
+	}
+	if (c->pending && !ferry__sftp_dead(c->sf))
+		ferry__sftp_cancel_all(c->sf, rc ? rc : FERRY_ERROR);
+	if (rc && !c->res->fatal) {
+		c->res->fatal = rc;
+		const char *m = ferry__sftp_errmsg(c->sf);
+		snprintf(c->res->fatal_msg, sizeof(c->res->fatal_msg), "%s",
+		         rc == FERRY_EINTR ? "interrupted"
+		         : m && *m         ? m
+		                           : ferry_strerror(rc));
+	}
+	/* Anything still parked will not move any more. */
+	while (c->nparked) {
+		op **v = c->parked;
+		size_t n = c->nparked;
+		c->parked = NULL;
+		c->nparked = c->capparked = 0;
+		for (size_t i = 0; i < n; i++) {
+			op *x = v[i];
+			x->parked = 0;
+			fail(x, FERRY_ERROR, 0,
+			     "not written: the push stopped");
+		}
+		ferry__free(v);
+	}
+	return rc;
+}
+
+static int needs_request(const ferry__action *a)
+{
+	return a->kind <= FERRY__ACT_RMDIR && !a->committed && !a->error;
+}
+
+/* Directory modes that take the owner's rwx away wait for the end. */
+static int late_meta(const ferry__action *a)
+{
+	return a->kind == FERRY__ACT_META && a->entry.type == FERRY__T_DIR &&
+	       (a->entry.mode & 0700) != 0700;
+}
+
+static int prepare(cx *c)
+{
+	ferry__plan *p = c->p;
+	const ferry__commit_opts *o = c->o;
+	for (size_t i = 0; i < p->n; i++) {
+		ferry__action *a = &p->a[i];
+		op *x = &c->ops[i];
+		x->c = c;
+		x->ai = i;
+		x->fd = -1;
+		if (!needs_request(a))
+			continue;
+		x->rpath =
+		        ferry__rpath(o->dest, a->entry.path, a->entry.path_len);
+		if (!x->rpath)
+			return FERRY_ENOMEM;
+		if (a->kind == FERRY__ACT_MKDIR &&
+		    ferry__pmap_put(&c->dirs, a->entry.path, a->entry.path_len,
+		                    i))
+			return FERRY_ENOMEM;
+		if (a->kind == FERRY__ACT_UPLOAD ||
+		    a->kind == FERRY__ACT_SYMLINK) {
+			x->tpath = ferry__rtemp(o->dest, a->entry.path,
+			                        a->entry.path_len);
+			if (!x->tpath ||
+			    (o->journal &&
+			     ferry__journal_add(o->journal, x->tpath)))
+				return FERRY_ENOMEM;
+		}
+	}
+	if (o->marker) {
+		op *x = &c->marker;
+		x->c = c;
+		x->ai = SIZE_MAX;
+		x->fd = -1;
+		ferry__marker_text(c->marker_text, o->marker);
+		x->rpath = ferry__rpath(o->dest, FERRY__MARKER_NAME,
+		                        sizeof(FERRY__MARKER_NAME) - 1);
+		x->tpath = ferry__rtemp(o->dest, FERRY__MARKER_NAME,
+		                        sizeof(FERRY__MARKER_NAME) - 1);
+		if (!x->rpath || !x->tpath ||
+		    (o->journal && ferry__journal_add(o->journal, x->tpath)))
+			return FERRY_ENOMEM;
+	}
+	return 0;
+}
+
+static void first_flight(cx *c)
+{
+	ferry__plan *p = c->p;
+	const ferry__commit_opts *o = c->o;
+	for (size_t i = 0; i < o->ncleanup; i++)
+		if (!ferry__sftp_remove(c->sf, o->cleanup[i], cleanup_cb, c))
+			c->pending++;
+	if (o->dest_missing) {
+		int rc = submit_dest_mkdir(c);
+		if (rc) {
+			c->res->fatal = rc;
+			snprintf(c->res->fatal_msg, sizeof(c->res->fatal_msg),
+			         "cannot create the destination directory: %s",
+			         ferry_strerror(rc));
+			return;
+		}
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		ferry__action *a = &p->a[i];
+		op *x = &c->ops[i];
+		if (!needs_request(a))
+			continue;
+		switch (a->kind) {
+		case FERRY__ACT_DELETE:
+		case FERRY__ACT_RMDIR:
+			if (a->phase == 0)
+				submit_removal(c, x);
+			break;
+		case FERRY__ACT_MKDIR:
+			submit_mkdir(c, x);
+			break;
+		case FERRY__ACT_UPLOAD:
+			start_upload(c, x);
+			break;
+		case FERRY__ACT_META:
+			if (!late_meta(a))
+				submit_meta(c, x);
+			break;
+		case FERRY__ACT_SYMLINK:
+			submit_symlink(c, x);
+			break;
+		default:
+			break;
+		}
+	}
+	if (o->marker)
+		submit_upload(c, &c->marker, c->marker_text, MARKER_MODE,
+		              o->fsync_all, NULL);
+}
+
+static void last_flight(cx *c)
+{
+	ferry__plan *p = c->p;
+	uint64_t skipped = 0;
+	int deletions_ok = !c->res->failed && !c->res->fatal && !c->stopping;
+	for (size_t i = 0; i < p->n; i++) {
+		ferry__action *a = &p->a[i];
+		if (!needs_request(a))
+			continue;
+		int del = (a->kind == FERRY__ACT_DELETE ||
+		           a->kind == FERRY__ACT_RMDIR) &&
+		          a->phase != 0;
+		if (del && !deletions_ok) {
+			skipped++;
+			continue;
+		}
+		if (del)
+			submit_removal(c, &c->ops[i]);
+		else if (late_meta(a) && !c->stopping && !c->res->fatal)
+			submit_meta(c, &c->ops[i]);
+	}
+	/* Directories made inside one that turned out not to be ours: they
+	 * went through it; take them back, deepest first. */
+	for (size_t i = p->n; i-- > 0;) {
+		op *x = &c->ops[i];
+		ferry__action *a = &p->a[i];
+		if (a->kind != FERRY__ACT_MKDIR || !x->created ||
+		    dir_state(c, a->entry.path, a->entry.path_len) != ST_BAD)
+			continue;
+		a->committed = 0;
+		fail(x, FERRY_EREMOTE, 1,
+		     "not created: its remote parent directory could not be "
+		     "created");
+		if (!ferry__sftp_rmdir(c->sf, x->rpath, cleanup_cb, c))
+			c->pending++;
+	}
+	if (skipped) {
+		c->res->not_done += skipped;
+		const ferry_sync_opts *o = c->o->o;
+		if (o && o->log) {
+			char msg[200];
+			snprintf(msg, sizeof(msg),
+			         "some changes failed: skipping %llu "
+			         "deletion%s",
+			         (unsigned long long)skipped,
+			         skipped == 1 ? "" : "s");
+			o->log(o->ctx, FERRY_LOG_WARN, msg);
+		}
+	}
+}
+
+static void report_changes(cx *c)
+{
+	ferry__plan *p = c->p;
+	ferry_sync_report *r = c->o->report;
+	const ferry_sync_opts *o = c->o->o;
+	for (size_t i = 0; i < p->n; i++) {
+		const ferry__action *a = &p->a[i];
+		op *x = &c->ops[i];
+		if (!ferry__action_visible(a) || (!a->committed && !a->error))
+			continue;
+		if (r && a->committed && !a->error) {
+			switch (a->kind) {
+			case FERRY__ACT_MKDIR:
+				r->dirs_created++;
+				break;
+			case FERRY__ACT_UPLOAD:
+				r->files_uploaded++;
+				break;
+			case FERRY__ACT_META:
+				r->files_updated++;
+				break;
+			case FERRY__ACT_SYMLINK:
+				r->symlinks_created++;
+				break;
+			case FERRY__ACT_DELETE:
+				r->files_deleted++;
+				break;
+			default:
+				r->dirs_deleted++;
+				break;
+			}
+		}
+		if (o && o->on_change) {
+			ferry_change ch;
+			ferry__action_change(a, &ch);
+			ch.errmsg = x->err;
+			o->on_change(o->ctx, &ch);
+		}
+	}
+}
+
+static int add_unresolved(ferry__commit_result *res, const char *name)
+{
+	char **v = ferry__reallocarray(res->unresolved, res->nunresolved + 1,
+	                               sizeof(*v));
+	if (!v)
+		return FERRY_ENOMEM;
+	res->unresolved = v;
+	v[res->nunresolved] = ferry__strdup(name);
+	if (!v[res->nunresolved])
+		return FERRY_ENOMEM;
+	res->nunresolved++;
+	return 0;
+}
+
+static void op_free(op *x)
+{
+	close_local(x);
+	ferry__free(x->rpath);
+	ferry__free(x->tpath);
+	ferry__free(x->err);
+}
+
+int ferry__commit_run(const ferry__commit_opts *o, ferry__commit_result *res)
+{
+	int error = 0;
+	char err[600] = "";
+	cx c;
+	memset(&c, 0, sizeof(c));
+	memset(res, 0, sizeof(*res));
+	c.o = o;
+	c.res = res;
+	c.sf = o->sf;
+	c.p = o->p;
+	c.root = ST_OK;
+	c.use_lsetstat = ferry__sftp_has(o->sf, FERRY__EXT_LSETSTAT);
+	c.now_s = (uint32_t)time(NULL);
+	c.marker.fd = -1;
+	for (size_t i = 0; i < o->p->n; i++) {
+		const ferry__action *a = &o->p->a[i];
+		if (!ferry__action_visible(a) || !needs_request(a))
+			continue;
+		c.prog.files_total++;
+		if (a->kind == FERRY__ACT_UPLOAD)
+			c.prog.bytes_total += a->entry.size;
+	}
+	if (o->p->n) {
+		c.ops = ferry__calloc(o->p->n, sizeof(*c.ops));
+		if (!c.ops) {
+			error = FERRY_ENOMEM;
+			goto fatal;
+		}
+	}
+	if ((error = prepare(&c)))
+		goto fatal;
+	/* The names go to disk before any of them can exist remotely. */
+	if (o->journal && (o->journal->n || o->journal->found) &&
+	    (error = ferry__journal_save(o->journal, err, sizeof(err)))) {
+		snprintf(res->fatal_msg, sizeof(res->fatal_msg),
+		         "cannot write the journal of temporary names: %s",
+		         err);
+		res->fatal = error;
+		goto out;
+	}
+	first_flight(&c);
+	run(&c);
+	if (!res->fatal || res->fatal == FERRY_EINTR) {
+		last_flight(&c);
+		if (c.pending)
+			run(&c);
+	}
+	report_changes(&c);
+	for (size_t i = 0; i < o->p->n; i++)
+		if (c.ops[i].tstate == T_MAYBE &&
+		    add_unresolved(res, c.ops[i].tpath))
+			error = FERRY_ENOMEM;
+	if (c.marker.tstate == T_MAYBE && add_unresolved(res, c.marker.tpath))
+		error = FERRY_ENOMEM;
+	if (error)
+		goto fatal;
+	goto out;
+fatal:
+	if (!res->fatal) {
+		res->fatal = error;
+		snprintf(res->fatal_msg, sizeof(res->fatal_msg), "%s",
+		         ferry_strerror(error));
+	}
+out:
+	for (size_t i = 0; c.ops && i < o->p->n; i++)
+		op_free(&c.ops[i]);
+	op_free(&c.marker);
+	ferry__free(c.ops);
+	ferry__free(c.parked);
+	ferry__pmap_free(&c.dirs);
+	return res->fatal;
+}
+
+void ferry__commit_result_free(ferry__commit_result *res)
+{
+	for (size_t i = 0; i < res->nunresolved; i++)
+		ferry__free(res->unresolved[i]);
+	ferry__free(res->unresolved);
+	memset(res, 0, sizeof(*res));
+}

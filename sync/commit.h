@@ -1,0 +1,75 @@
+/* commit.h - the push executor: every action of a finished plan as
+ * pipelined SFTP requests, each file by the commit protocol of DESIGN.md.
+ *
+ * First flight, in this order (the server executes requests in arrival
+ * order): removals of leftover temporary names; mkdir -p of a missing
+ * destination; removals a type change needs (deepest first); mkdirs
+ * (parents first, each followed by a SETSTAT of its exact mode, as the
+ * server's umask applies to MKDIR); for every upload the OPEN of
+ * ".NAME.ferry-XXXXXX" with CREAT|EXCL|WRITE and the final permissions;
+ * SETSTATs of metadata-only updates; SYMLINKs to temporary names; the
+ * marker; directory modes that keep the owner's rwx.  The upload block
+ * chains WRITEs + FSETSTAT + fsync + CLOSE (second flight), and the
+ * renames onto the final names follow (third flight) once the file's
+ * directory is known to be a real directory.  Then, when everything
+ * above succeeded, the deletions (files, then directories deepest first)
+ * and the directory modes that take the owner's rwx away.
+ *
+ * Round trips: 3 for any number of files (4 with deletions or such
+ * modes); 1 for metadata-only updates; 2 for symlinks.
+ *
+ * Every temporary name is added to the journal, which is saved durably
+ * before the first request is sent.  The content is hashed as it is read
+ * for the upload, so the manifest records the hash of exactly what was
+ * sent. */
+#ifndef FERRY_SYNC_COMMIT_H
+#define FERRY_SYNC_COMMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry.h"
+#include "sftp.h"
+#include "sync/journal.h"
+#include "sync/plan.h"
+#include "sync/remote.h"
+
+typedef struct ferry__commit_opts {
+	ferry__sftp *sf;
+	ferry_session *s; /* errors; may be NULL */
+	ferry__plan *p;   /* finished */
+	const char *dest; /* remote path of the destination */
+	int dest_missing; /* create it and its missing parents */
+	uint32_t dest_mode;
+	char *const *cleanup; /* leftover temporary names to remove first */
+	size_t ncleanup;
+	const uint8_t *marker; /* write .ferry-id with this id (or NULL) */
+	int fsync_all;
+	ferry__journal *journal; /* the temporary names are added to it */
+	const ferry_sync_opts *o;
+	ferry_sync_report *report;
+} ferry__commit_opts;
+
+typedef struct ferry__commit_result {
+	int fatal; /* FERRY_E* that stopped the push as a whole, else 0 */
+	char fatal_msg[700];
+	uint64_t failed;        /* actions that failed */
+	uint64_t remote_errors; /* of those, failures the remote reported */
+	uint64_t not_done;      /* actions skipped (deletions after failures) */
+	int marker_written;
+	int rename_fallback; /* the server lacks posix-rename */
+	int fsync_missing;   /* the server lacks fsync@openssh.com */
+	uint64_t bytes_sent, fsyncs;
+	/* Temporary names that may still exist on the remote. */
+	char **unresolved;
+	size_t nunresolved;
+} ferry__commit_result;
+
+/* Run the plan.  Actions get committed or error set; per-file errors go to
+ * the report and its log, visible actions are counted in the report and
+ * passed to on_change (in plan order) at the end.  0 when the run went
+ * through (see res->failed), else res->fatal. */
+int ferry__commit_run(const ferry__commit_opts *o, ferry__commit_result *res);
+void ferry__commit_result_free(ferry__commit_result *res);
+
+#endif

@@ -1,0 +1,48 @@
+/* journal.h - the temporary names a push is about to create on the remote,
+ * kept next to the target's manifest (<state>/<hex>.journal) so that the
+ * next push removes what an interrupted one left behind.
+ *
+ * A push writes the journal (atomically: temporary file, fsync, rename,
+ * fsync of the directory) before it sends the first request that creates
+ * a temporary name, and removes it once every name is resolved (renamed
+ * into place or removed) and the manifest is saved.  A journal that is
+ * still there when a push starts means the previous one did not finish:
+ * its names are removed (ENOENT is fine) and the remote tree is verified.
+ *
+ * File format (integers big-endian): "\x7f" "ferryjn" u32 version (1),
+ * u32 count, then count times (u32 length, bytes: a remote path), then
+ * u64 XXH3-64 of every byte before it. */
+#ifndef FERRY_SYNC_JOURNAL_H
+#define FERRY_SYNC_JOURNAL_H
+
+#include <stddef.h>
+
+typedef struct ferry__journal {
+	char *path;   /* the journal file */
+	char **names; /* remote paths (NUL-terminated, no NUL inside) */
+	size_t n, cap;
+	int found;   /* a journal file existed when loaded */
+	int damaged; /* ... but could not be read whole */
+} ferry__journal;
+
+/* Journal path for a manifest path ("x.manifest" -> "x.journal"); caller
+ * frees; NULL on ENOMEM. */
+char *ferry__journal_path(const char *manifest_path);
+
+/* Read the journal at path into j (j->path copied).  An absent file gives
+ * an empty journal with found = 0; a damaged one found = damaged = 1 and
+ * no names.  0 or FERRY_ENOMEM. */
+int ferry__journal_load(ferry__journal *j, const char *path);
+void ferry__journal_free(ferry__journal *j);
+
+/* Add a name (copied).  0 or FERRY_ENOMEM. */
+int ferry__journal_add(ferry__journal *j, const char *name);
+
+/* Write j's names to j->path atomically and durably.  0, FERRY_EIO,
+ * FERRY_EPERM, FERRY_ENOSPACE or FERRY_ENOMEM with err set. */
+int ferry__journal_save(ferry__journal *j, char *err, size_t errsz);
+
+/* Remove the journal file (absent is fine).  0 or FERRY_EIO with err. */
+int ferry__journal_clear(ferry__journal *j, char *err, size_t errsz);
+
+#endif

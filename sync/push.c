@@ -1,0 +1,820 @@
+/* push.c - ferry_sync: one push from the local sources to the remote
+ * destination over the session's SFTP channel.
+ *
+ *  1. Under the target's lock (not for a dry run): load the manifest and
+ *     the journal of temporary names, open the sources.
+ *  2. Remote identity.  When this session already verified the target
+ *     with the manifest's marker, and no journal is left over, nothing is
+ *     asked of the remote.  Otherwise the marker is read, the leftover
+ *     temporary names removed and (when the manifest cannot vouch: no
+ *     marker, --verify, --force, an interrupted push) the tree listed, all
+ *     in one first flight, while the local scan runs.
+ *  3. The plan (sync/plan.h); verified against the listing when there is
+ *     one (sync/verify.h); the deletion policy.
+ *  4. The executor (sync/commit.h), the manifest saved with exactly what
+ *     was committed, the journal cleared, the session told what it now
+ *     knows of the target. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "alloc.h"
+#include "ferry.h"
+#include "hash.h"
+#include "session.h"
+#include "sftp.h"
+#include "sync/commit.h"
+#include "sync/exclude.h"
+#include "sync/journal.h"
+#include "sync/manifest.h"
+#include "sync/plan.h"
+#include "sync/remote.h"
+#include "sync/report.h"
+#include "sync/scan.h"
+#include "sync/target.h"
+#include "sync/verify.h"
+
+#define LOCK_WAIT_MS    (-1) /* take turns: wait for the other push */
+#define MARKER_READ_MAX 64
+
+/* ---- what this session knows of its targets ---- */
+
+typedef struct known_target {
+	ferry__hash key; /* of the manifest path */
+	uint8_t marker[FERRY__MARKER_ID_LEN];
+} known_target;
+
+typedef struct sync_state {
+	known_target *v;
+	size_t n, cap;
+} sync_state;
+
+static void sync_state_free(void *p)
+{
+	sync_state *st = p;
+	if (!st)
+		return;
+	ferry__free(st->v);
+	ferry__free(st);
+}
+
+static known_target *known_find(ferry_session *s, const ferry__hash *key)
+{
+	sync_state *st = s->sync_state;
+	for (size_t i = 0; st && i < st->n; i++)
+		if (ferry__hash_eq(&st->v[i].key, key))
+			return &st->v[i];
+	return NULL;
+}
+
+static void known_forget(ferry_session *s, const ferry__hash *key)
+{
+	sync_state *st = s->sync_state;
+	known_target *k = known_find(s, key);
+	if (k)
+		*k = st->v[--st->n];
+}
+
+static void known_set(ferry_session *s, const ferry__hash *key,
+                      const uint8_t *marker)
+{
+	known_target *k = known_find(s, key);
+	if (!k) {
+		sync_state *st = s->sync_state;
+		if (!st) {
+			st = ferry__calloc(1, sizeof(*st));
+			if (!st)
+				return; /* only a lost shortcut */
+			s->sync_state = st;
+			s->sync_free = sync_state_free;
+		}
+		if (st->n == st->cap) {
+			size_t ncap = st->cap ? st->cap * 2 : 4;
+			known_target *nv =
+			        ferry__reallocarray(st->v, ncap, sizeof(*nv));
+			if (!nv)
+				return;
+			st->v = nv;
+			st->cap = ncap;
+		}
+		k = &st->v[st->n++];
+		k->key = *key;
+	}
+	memcpy(k->marker, marker, FERRY__MARKER_ID_LEN);
+}
+
+/* ---- the push ---- */
+
+typedef struct push {
+	ferry_session *s;
+	const ferry_sync_opts *o;
+	ferry_sync_report *r;
+	ferry__sync_paths paths;
+	ferry__hash key;
+	ferry__excludes *ex;
+	ferry__lock *lock;
+	ferry__manifest *m;
+	ferry__journal j;
+	ferry__scan *scan;
+	ferry__plan *plan;
+	ferry__rlist *rl;
+	ferry__sftp *sf;
+	char *dest_r; /* remote path of the destination */
+	/* remote check */
+	int marker_sent;
+	int marker_state; /* 0 pending, 1 read, 2 absent, 3 unreadable */
+	uint8_t remote_id[FERRY__MARKER_ID_LEN];
+	char marker_msg[300];
+	size_t leftovers; /* journal REMOVEs in flight */
+	uint8_t *left_done;
+	int verified;
+	ferry__verify_result vres;
+	double t_remote;
+	char err[1024];
+} push;
+
+static void plog(push *ps, int level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void plog(push *ps, int level, const char *fmt, ...)
+{
+	if (!ps->o->log)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ps->o->log(ps->o->ctx, level, msg);
+}
+
+static int lock_cancelled(void *ctx)
+{
+	ferry_session *s = ctx;
+	return atomic_load(&s->interrupted) != 0;
+}
+
+static int check_opts(push *ps)
+{
+	const ferry_sync_opts *o = ps->o;
+	const char *why = NULL;
+	if (!o || o->version != FERRY_SYNC_OPTS_VERSION)
+		why = "ferry_sync_opts: bad version (use FERRY_SYNC_OPTS_INIT)";
+	else if (!o->sources || o->source_count == 0)
+		why = "no source given";
+	else if (o->source_count > UINT16_MAX)
+		why = "too many sources";
+	else if (!o->dest)
+		why = "no destination given";
+	if (why)
+		return ferry__seterr(ps->s, FERRY_EINVALID, "%s", why);
+	for (size_t i = 0; i < o->source_count; i++)
+		if (!o->sources[i] || !*o->sources[i])
+			return ferry__seterr(ps->s, FERRY_EINVALID,
+			                     "empty source path");
+	return 0;
+}
+
+static int setup_local(push *ps)
+{
+	const ferry_sync_opts *o = ps->o;
+	int error = ferry__sync_paths_new(&ps->paths, ps->s->user, ps->s->host,
+	                                  ps->s->port, o->dest, o->state_dir);
+	if (error)
+		return ferry__seterr(
+		        ps->s, error, "%s",
+		        error == FERRY_ENOTFOUND
+		                ? "no state directory: set HOME or "
+		                  "XDG_STATE_HOME, or give a state directory"
+		        : error == FERRY_EINVALID ? "no host or destination"
+		                                  : "out of memory");
+	ferry__hash_buf(&ps->key, ps->paths.manifest,
+	                strlen(ps->paths.manifest));
+	ps->dest_r = ferry__strdup(ps->paths.dest);
+	if (!ps->dest_r)
+		return ferry__seterr(ps->s, FERRY_ENOMEM, "out of memory");
+	if ((error = ferry__excludes_new(&ps->ex)))
+		return ferry__seterr(ps->s, error, "out of memory");
+	for (size_t i = 0; i < o->exclude_count; i++) {
+		const char *pat = o->excludes[i];
+		if ((error = ferry__excludes_add(ps->ex, pat ? pat : "")))
+			return ferry__seterr(ps->s, error, "%s",
+			                     error == FERRY_EINVALID
+			                             ? "empty exclude pattern"
+			                             : "out of memory");
+	}
+	if (!o->dry_run) {
+		error = ferry__lock_acquire(&ps->lock, ps->paths.lock,
+		                            LOCK_WAIT_MS, lock_cancelled, ps->s,
+		                            ps->err, sizeof(ps->err));
+		if (error == FERRY_EINTR)
+			(void)ferry__session_take_interrupt(ps->s);
+		if (error)
+			return ferry__seterr(ps->s, error, "%s", ps->err);
+	}
+	double t = ferry__sync_now_ms();
+	if (o->force)
+		error = ferry__manifest_new(&ps->m, ps->paths.target,
+		                            ps->paths.dest);
+	else
+		error = ferry__manifest_load(&ps->m, ps->paths.manifest,
+		                             ps->paths.target, ps->paths.dest,
+		                             o->log, o->ctx);
+	ps->r->ms_manifest += ferry__sync_now_ms() - t;
+	if (error)
+		return ferry__seterr(ps->s, error, "out of memory");
+	char *jp = ferry__journal_path(ps->paths.manifest);
+	if (!jp)
+		return ferry__seterr(ps->s, FERRY_ENOMEM, "out of memory");
+	error = ferry__journal_load(&ps->j, jp);
+	ferry__free(jp);
+	if (error)
+		return ferry__seterr(ps->s, error, "out of memory");
+	if (ps->j.found)
+		plog(ps, FERRY_LOG_INFO,
+		     "the previous push to %s:%s did not finish: removing "
+		     "%zu temporary name%s and verifying the remote",
+		     ps->paths.target, ps->paths.dest, ps->j.n,
+		     ps->j.n == 1 ? "" : "s");
+	return 0;
+}
+
+static int new_scan(push *ps)
+{
+	ferry__scan_opts so = {
+	        .sources = ps->o->sources,
+	        .source_count = ps->o->source_count,
+	        .excludes = ps->ex,
+	        .log = ps->o->log,
+	        .log_ctx = ps->o->ctx,
+	        .report = ps->r,
+	};
+	int error = ferry__scan_new(&ps->scan, &so, ps->err, sizeof(ps->err));
+	if (error)
+		return ferry__seterr(ps->s, error, "%s", ps->err);
+	return 0;
+}
+
+static int build_plan(push *ps, int keep_unchanged)
+{
+	ferry__plan_opts po = {
+	        .checksum = ps->o->checksum,
+	        .delete_extraneous = ps->o->delete_extraneous,
+	        .max_delete = ps->o->max_delete,
+	        .keep_unchanged = keep_unchanged,
+	        .excludes = ps->ex,
+	        .log = ps->o->log,
+	        .log_ctx = ps->o->ctx,
+	        .report = ps->r,
+	};
+	double t = ferry__sync_now_ms();
+	int error = ferry__plan_build(&ps->plan, ps->scan, ps->m, &po);
+	ps->r->ms_scan += ferry__sync_now_ms() - t;
+	if (error)
+		return ferry__seterr(ps->s, error, "%s",
+		                     error == FERRY_ENOMEM
+		                             ? "out of memory"
+		                             : "scanning the sources failed");
+	return 0;
+}
+
+/* Plan again keeping unchanged entries (for a verification decided late):
+ * the errors of the first scan are dropped, the second one reports them. */
+static int replan(push *ps, size_t errors_before)
+{
+	ferry__plan_free(ps->plan);
+	ps->plan = NULL;
+	ferry__scan_free(ps->scan);
+	ps->scan = NULL;
+	for (size_t i = 0; i < ps->m->n; i++)
+		ps->m->e[i].flags &= (uint8_t)~FERRY__ME_MEMORY_FLAGS;
+	while (ps->r->error_count > errors_before) {
+		ferry_file_error *e = &ps->r->errors[--ps->r->error_count];
+		ferry__free(e->path);
+		ferry__free(e->message);
+	}
+	int error = new_scan(ps);
+	if (!error)
+		error = build_plan(ps, 1);
+	return error;
+}
+
+/* ---- the first flight: marker, leftovers, listing ---- */
+
+static void marker_cb(void *ctx, int err, const char *msg, const uint8_t *data,
+                      size_t len, int truncated)
+{
+	push *ps = ctx;
+	if (!err && !truncated &&
+	    !ferry__marker_parse(ps->remote_id, data, len)) {
+		ps->marker_state = 1;
+	} else if (err == FERRY_ENOTFOUND) {
+		ps->marker_state = 2;
+	} else {
+		ps->marker_state = 3;
+		snprintf(ps->marker_msg, sizeof(ps->marker_msg), "%s",
+		         err ? msg : "not a marker written by ferry");
+	}
+}
+
+typedef struct left_rm {
+	push *ps;
+	size_t i;
+} left_rm;
+
+static void leftover_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	left_rm *x = ctx;
+	x->ps->leftovers--;
+	if (!r->error || r->error == FERRY_ENOTFOUND)
+		x->ps->left_done[x->i] = 1;
+	ferry__free(x);
+}
+
+static int submit_leftovers(push *ps)
+{
+	if (!ps->j.n)
+		return 0;
+	ps->left_done = ferry__calloc(ps->j.n, 1);
+	if (!ps->left_done)
+		return FERRY_ENOMEM;
+	for (size_t i = 0; i < ps->j.n; i++) {
+		left_rm *x = ferry__calloc(1, sizeof(*x));
+		if (!x)
+			return FERRY_ENOMEM;
+		x->ps = ps;
+		x->i = i;
+		int rc = ferry__sftp_remove(ps->sf, ps->j.names[i], leftover_cb,
+		                            x);
+		if (rc) {
+			ferry__free(x);
+			return rc;
+		}
+		ps->leftovers++;
+	}
+	return 0;
+}
+
+/* Keep in the journal only the leftovers whose removal was not confirmed. */
+static void compact_leftovers(push *ps)
+{
+	if (!ps->left_done)
+		return;
+	size_t k = 0;
+	for (size_t i = 0; i < ps->j.n; i++) {
+		if (ps->left_done[i])
+			ferry__free(ps->j.names[i]);
+		else
+			ps->j.names[k++] = ps->j.names[i];
+	}
+	ps->j.n = k;
+	ferry__free(ps->left_done);
+	ps->left_done = NULL;
+}
+
+static int first_wait_done(void *ctx)
+{
+	push *ps = ctx;
+	return ps->marker_state != 0 && ps->leftovers == 0;
+}
+
+static int nothing_queued(void *ctx)
+{
+	push *ps = ctx;
+	return ferry__sftp_queued_bytes(ps->sf) == 0;
+}
+
+static int sftp_error(push *ps, int rc)
+{
+	const char *m = ferry__sftp_errmsg(ps->sf);
+	if (rc != FERRY_EINTR && m && *m)
+		return ferry__seterr(ps->s, rc, "%s", m);
+	if (rc == FERRY_EINTR)
+		return ferry__seterr(ps->s, rc, "interrupted");
+	return rc;
+}
+
+/* Let every request of the walk complete, then stop. */
+static void abandon(push *ps, int code)
+{
+	if (ps->sf && ferry__sftp_pending(ps->sf) && !ferry__sftp_dead(ps->sf))
+		ferry__sftp_cancel_all(ps->sf, code);
+}
+
+static int start_listing(push *ps)
+{
+	int rc = ferry__rlist_start(&ps->rl, ps->sf, ps->dest_r, ps->scan,
+	                            ps->ex);
+	if (rc)
+		return sftp_error(ps, rc);
+	ps->verified = 1;
+	return 0;
+}
+
+static int wait_listing(push *ps)
+{
+	int rc = ferry__sftp_run(ps->sf, ferry__rlist_done, ps->rl, 0);
+	if (rc) {
+		abandon(ps, rc);
+		return sftp_error(ps, rc);
+	}
+	ferry__rlist *rl = ps->rl;
+	if (rl->error) {
+		if (ferry__sftp_dead(ps->sf))
+			return sftp_error(ps, ferry__sftp_dead(ps->sf));
+		return ferry__seterr(ps->s, rl->error,
+		                     "listing the remote destination: %s",
+		                     ferry_strerror(rl->error));
+	}
+	switch (rl->root) {
+	case FERRY__ROOT_NOTDIR:
+		return ferry__seterr(ps->s, FERRY_EEXIST,
+		                     "the destination %s exists on the remote "
+		                     "and is not a directory",
+		                     ps->dest_r);
+	case FERRY__ROOT_ERROR:
+		return ferry__seterr(ps->s, rl->root_code,
+		                     "cannot read the destination %s: %s",
+		                     ps->dest_r, rl->root_msg);
+	default:
+		break;
+	}
+	for (size_t i = 0; i < rl->nfail; i++)
+		ferry__report_error(ps->r, ps->o->log, ps->o->ctx,
+		                    rl->fail[i].path, strlen(rl->fail[i].path),
+		                    rl->fail[i].code,
+		                    "cannot list the remote directory: %s",
+		                    rl->fail[i].msg);
+	ferry__rlist_sort(rl);
+	return 0;
+}
+
+/* ---- after the run ---- */
+
+static uint32_t dest_mode(const ferry__scan *scan)
+{
+	for (size_t i = 0; i < scan->nsrc; i++) {
+		struct stat st;
+		if (scan->src[i].kind == FERRY__SRC_CONTENTS &&
+		    scan->src[i].fd >= 0 && fstat(scan->src[i].fd, &st) == 0)
+			return (st.st_mode & 07777) | 0700;
+	}
+	return 0755;
+}
+
+static void reserve_marker_name(push *ps)
+{
+	ferry__action *a = ferry__plan_find(ps->plan, FERRY__MARKER_NAME,
+	                                    sizeof(FERRY__MARKER_NAME) - 1);
+	if (!a || a->kind == FERRY__ACT_DELETE || a->kind == FERRY__ACT_RMDIR)
+		return;
+	a->error = FERRY_EINVALID;
+	a->kind = FERRY__ACT_NONE; /* never sent, never recorded */
+	ferry__report_error(ps->r, ps->o->log, ps->o->ctx, FERRY__MARKER_NAME,
+	                    sizeof(FERRY__MARKER_NAME) - 1, FERRY_EINVALID,
+	                    "this name is reserved for ferry's marker at the "
+	                    "top of the destination: not pushed");
+}
+
+static int plan_needs_remote(const ferry__plan *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		const ferry__action *a = &p->a[i];
+		if (a->kind <= FERRY__ACT_RMDIR && !a->committed && !a->error)
+			return 1;
+	}
+	return 0;
+}
+
+static int plan_changes_manifest(const ferry__plan *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		const ferry__action *a = &p->a[i];
+		if (a->kind == FERRY__ACT_RECORD || a->committed)
+			return 1;
+	}
+	return 0;
+}
+
+static void fill_counts(push *ps)
+{
+	if (!ps->scan)
+		return;
+	ps->r->files_scanned = ps->scan->files + ps->scan->links;
+	ps->r->dirs_scanned = ps->scan->dirs;
+}
+
+static void push_free(push *ps)
+{
+	/* Callbacks of ours still in flight (an early error) must not
+	 * outlive ps. */
+	if (ps->sf && ((ps->rl && !ferry__rlist_done(ps->rl)) ||
+	               ps->leftovers || (ps->marker_sent && !ps->marker_state)))
+		abandon(ps, FERRY_EINTR);
+	ferry__rlist_free(ps->rl);
+	ferry__verify_result_free(&ps->vres);
+	ferry__plan_free(ps->plan);
+	ferry__scan_free(ps->scan);
+	ferry__manifest_free(ps->m);
+	ferry__journal_free(&ps->j);
+	ferry__free(ps->left_done);
+	ferry__excludes_free(ps->ex);
+	if (ps->lock)
+		ferry__lock_release(ps->lock);
+	ferry__free(ps->dest_r);
+	ferry__sync_paths_free(&ps->paths);
+}
+
+/* Steps 2 and 3: the remote check and the finished plan. */
+static int check_and_plan(push *ps, int *trusted_out, int *have_id, uint8_t *id)
+{
+	const ferry_sync_opts *o = ps->o;
+	ferry__manifest *m = ps->m;
+	int error;
+	known_target *k = known_find(ps->s, &ps->key);
+	int trusted = k && m->loaded && m->has_marker && !o->verify &&
+	              !o->force && !ps->j.found &&
+	              memcmp(k->marker, m->marker, FERRY__MARKER_ID_LEN) == 0;
+	int need_list = o->verify || o->force || !m->loaded || !m->has_marker ||
+	                ps->j.found;
+	*trusted_out = trusted;
+	*have_id = 0;
+	if ((error = new_scan(ps)))
+		return error;
+
+	if (!trusted) {
+		double t = ferry__sync_now_ms();
+		if ((error = ferry__session_sftp(ps->s, &ps->sf)))
+			return error;
+		char *mp = ferry__rpath(ps->dest_r, FERRY__MARKER_NAME,
+		                        sizeof(FERRY__MARKER_NAME) - 1);
+		if (!mp)
+			return ferry__seterr(ps->s, FERRY_ENOMEM,
+			                     "out of memory");
+		error = ferry__sftp_read_small(ps->sf, mp, MARKER_READ_MAX,
+		                               marker_cb, ps);
+		ferry__free(mp);
+		if (error)
+			return sftp_error(ps, error);
+		ps->marker_sent = 1;
+		if (!o->dry_run && (error = submit_leftovers(ps)))
+			return sftp_error(ps, error);
+		if (need_list && (error = start_listing(ps)))
+			return error;
+		/* Out on the wire while the local scan runs. */
+		if ((error = ferry__sftp_run(ps->sf, nothing_queued, ps, 0))) {
+			abandon(ps, error);
+			return sftp_error(ps, error);
+		}
+		ps->t_remote += ferry__sync_now_ms() - t;
+	}
+
+	size_t errors_before = ps->r->error_count;
+	if ((error = build_plan(ps, need_list)))
+		return error;
+
+	if (!trusted) {
+		double t = ferry__sync_now_ms();
+		if ((error = ferry__sftp_run(ps->sf, first_wait_done, ps, 0))) {
+			abandon(ps, error);
+			return sftp_error(ps, error);
+		}
+		if (ps->marker_state == 3)
+			plog(ps, FERRY_LOG_WARN,
+			     "the remote marker %s/%s is unreadable (%s): "
+			     "verifying and writing a new one",
+			     ps->dest_r, FERRY__MARKER_NAME, ps->marker_msg);
+		if (ps->marker_state == 1) {
+			*have_id = 1;
+			memcpy(id, ps->remote_id, FERRY__MARKER_ID_LEN);
+		}
+		int vouches = m->loaded && m->has_marker &&
+		              ps->marker_state == 1 &&
+		              memcmp(m->marker, ps->remote_id,
+		                     FERRY__MARKER_ID_LEN) == 0;
+		if (!need_list && !vouches) {
+			plog(ps, FERRY_LOG_INFO,
+			     "the remote marker %s: verifying the remote tree",
+			     ps->marker_state == 1 ? "differs from the manifest"
+			                           : "is missing");
+			need_list = 1;
+			if (m->n && (error = replan(ps, errors_before)))
+				return error;
+			if ((error = start_listing(ps)))
+				return error;
+		}
+		if (need_list) {
+			if ((error = wait_listing(ps)))
+				return error;
+			double tv = ferry__sync_now_ms();
+			error = ferry__verify_plan(ps->plan, m, ps->rl,
+			                           ps->dest_r, o->checksum,
+			                           &ps->vres);
+			ps->r->ms_plan += ferry__sync_now_ms() - tv;
+			if (error)
+				return ferry__seterr(ps->s, error,
+				                     "out of memory");
+		}
+		ps->t_remote += ferry__sync_now_ms() - t;
+	}
+
+	reserve_marker_name(ps);
+	double tf = ferry__sync_now_ms();
+	error = ferry__plan_finish(ps->plan);
+	ps->r->ms_plan += ferry__sync_now_ms() - tf;
+	if (error)
+		return ferry__seterr(ps->s, error, "out of memory");
+	return 0;
+}
+
+static int finish_journal(push *ps, const ferry__commit_result *cr)
+{
+	char err[600];
+	int error = 0;
+	for (size_t i = 0; cr && i < cr->nunresolved; i++)
+		if ((error = ferry__journal_add(&ps->j, cr->unresolved[i])))
+			return error;
+	if (ps->j.n)
+		error = ferry__journal_save(&ps->j, err, sizeof(err));
+	else if (ps->j.found || cr)
+		error = ferry__journal_clear(&ps->j, err, sizeof(err));
+	if (error)
+		plog(ps, FERRY_LOG_WARN, "%s", err);
+	return 0;
+}
+
+static int save_manifest(push *ps, int have_id, const uint8_t *id,
+                         int remote_errors)
+{
+	ferry__manifest *m = ps->m;
+	int old_has = m->has_marker;
+	uint8_t old[FERRY__MARKER_ID_LEN];
+	memcpy(old, m->marker, sizeof(old));
+	int has = have_id && !remote_errors;
+	if (has)
+		memcpy(m->marker, id, FERRY__MARKER_ID_LEN);
+	m->has_marker = has;
+	int marker_moved = has != old_has ||
+	                   (has && memcmp(old, m->marker, sizeof(old)) != 0);
+	if (!plan_changes_manifest(ps->plan) && !marker_moved && m->loaded)
+		return 0;
+	double t = ferry__sync_now_ms();
+	int error = ferry__plan_apply(ps->plan, m);
+	if (!error)
+		error = ferry__manifest_save(m, ps->paths.manifest, ps->err,
+		                             sizeof(ps->err));
+	else
+		snprintf(ps->err, sizeof(ps->err), "out of memory");
+	ps->r->ms_manifest += ferry__sync_now_ms() - t;
+	if (error)
+		return ferry__seterr(ps->s, error,
+		                     "saving the manifest: %s (the next push "
+		                     "verifies the remote)",
+		                     ps->err);
+	return 0;
+}
+
+static int do_push(push *ps)
+{
+	const ferry_sync_opts *o = ps->o;
+	ferry_session *s = ps->s;
+	ferry_sync_report *r = ps->r;
+	int error, trusted = 0, have_id = 0;
+	uint8_t id[FERRY__MARKER_ID_LEN];
+	ferry__commit_result cr;
+	memset(&cr, 0, sizeof(cr));
+
+	if ((error = setup_local(ps)))
+		return error;
+	if ((error = check_and_plan(ps, &trusted, &have_id, id)))
+		return error;
+	fill_counts(ps);
+	r->verified = ps->verified;
+	ferry__plan *p = ps->plan;
+
+	if (p->deletions_skipped == FERRY__DEL_MAX) {
+		/* Refused as a whole: nothing is changed. */
+		return ferry__seterr(s, FERRY_EPARTIAL, "%s", p->refused);
+	}
+	if (o->dry_run) {
+		ferry__plan_report(p, r, o->on_change, o->ctx);
+		if (r->error_count)
+			return ferry__seterr(s, FERRY_EPARTIAL,
+			                     "some files could not be read");
+		return 0;
+	}
+	if (trusted) {
+		have_id = 1;
+		memcpy(id, ps->m->marker, FERRY__MARKER_ID_LEN);
+	}
+	int write_marker = 0;
+	if (!have_id) {
+		if ((error = ferry__random_bytes(id, sizeof(id))))
+			return ferry__seterr(s, error,
+			                     "no random bytes for the marker");
+		write_marker = 1;
+	}
+	compact_leftovers(ps);
+
+	int ran = 0;
+	if (plan_needs_remote(p) || write_marker || ps->vres.ntemps) {
+		double t = ferry__sync_now_ms();
+		if (!ps->sf && (error = ferry__session_sftp(s, &ps->sf)))
+			return error;
+		ferry__commit_opts co = {
+		        .sf = ps->sf,
+		        .s = s,
+		        .p = p,
+		        .dest = ps->dest_r,
+		        .dest_missing =
+		                ps->rl && ps->rl->root == FERRY__ROOT_MISSING,
+		        .dest_mode = dest_mode(ps->scan),
+		        .cleanup = ps->vres.temps,
+		        .ncleanup = ps->vres.ntemps,
+		        .marker = write_marker ? id : NULL,
+		        .fsync_all = o->fsync_all,
+		        .journal = &ps->j,
+		        .o = o,
+		        .report = r,
+		};
+		ferry__commit_run(&co, &cr);
+		ran = 1;
+		ps->t_remote += ferry__sync_now_ms() - t;
+		r->bytes_sent += cr.bytes_sent;
+		if (cr.rename_fallback)
+			plog(ps, FERRY_LOG_WARN,
+			     "the server lacks posix-rename@openssh.com: files "
+			     "were replaced by remove + rename, which is not "
+			     "atomic");
+		if (cr.fsync_missing)
+			plog(ps, FERRY_LOG_WARN,
+			     "the server lacks fsync@openssh.com: owner-only "
+			     "files were not flushed to its disk");
+		if (write_marker && !cr.marker_written)
+			have_id = 0;
+	}
+
+	/* The manifest: exactly what was committed. */
+	int remote_errors = ran && (cr.remote_errors || cr.fatal);
+	int saved = save_manifest(ps, have_id, id, remote_errors);
+	if (!saved)
+		finish_journal(ps, ran ? &cr : NULL);
+	if (!saved && have_id && !remote_errors)
+		known_set(s, &ps->key, id);
+	else
+		known_forget(s, &ps->key);
+
+	if (ran && cr.fatal)
+		error = ferry__seterr(s, cr.fatal, "%s", cr.fatal_msg);
+	else if (saved)
+		error = saved;
+	else if (r->error_count)
+		error = ferry__seterr(
+		        s, FERRY_EPARTIAL, "%zu file%s could not be pushed",
+		        r->error_count, r->error_count == 1 ? "" : "s");
+	ferry__commit_result_free(&cr);
+	return error;
+}
+
+int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
+               ferry_sync_report *report)
+{
+	ferry_sync_report tmp;
+	push ps;
+	double t0 = ferry__sync_now_ms();
+	if (!report)
+		report = &tmp;
+	memset(report, 0, sizeof(*report));
+	if (!s)
+		return FERRY_EINVALID;
+	memset(&ps, 0, sizeof(ps));
+	ps.s = s;
+	ps.o = opts;
+	ps.r = report;
+	uint64_t rt0 = s->round_trips;
+	ferry__sftp *sf0 = s->sftp;
+	ferry__sftp_stats st0;
+	memset(&st0, 0, sizeof(st0));
+	if (sf0)
+		ferry__sftp_stats_get(sf0, &st0);
+
+	int error = check_opts(&ps);
+	if (!error)
+		error = do_push(&ps);
+
+	report->round_trips = s->round_trips - rt0;
+	if (s->sftp) {
+		ferry__sftp_stats st;
+		ferry__sftp_stats_get(s->sftp, &st);
+		report->requests =
+		        st.requests - (s->sftp == sf0 ? st0.requests : 0);
+	}
+	report->ms_transfer = ps.t_remote;
+	push_free(&ps);
+	report->ms_total = ferry__sync_now_ms() - t0;
+	if (report == &tmp)
+		ferry_sync_report_free(&tmp);
+	return error;
+}

@@ -1,0 +1,487 @@
+#include "sync/verify.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "ferry.h"
+#include "hash.h"
+#include "sync/path.h"
+#include "sync/pmap.h"
+
+#define NONE_IDX FERRY__PMAP_NONE
+
+/* ---- pending deletions ---- */
+
+typedef struct pdel {
+	const char *path; /* the listing's */
+	size_t n;
+	int type;
+	unsigned flags;
+	int dropped;
+} pdel;
+
+typedef struct vctx {
+	ferry__plan *p;
+	ferry__manifest *m;
+	const ferry__rlist *rl;
+	const char *dest;
+	int checksum;
+	ferry__verify_result *res;
+	ferry__pmap removals; /* path -> index of a plan removal */
+	uint8_t *seen;        /* per plan action */
+	pdel *del;
+	size_t ndel, capdel;
+	/* remote-only directories being deleted: ancestors of the current
+	 * entry; (index << 1) | is_plan_action */
+	size_t *ext;
+	size_t next, capext;
+} vctx;
+
+static int is_removal(const ferry__action *a)
+{
+	return a->kind == FERRY__ACT_DELETE || a->kind == FERRY__ACT_RMDIR;
+}
+
+static int del_type(int rtype)
+{
+	return rtype == FERRY__T_DIR    ? FERRY__T_DIR
+	       : rtype == FERRY__T_LINK ? FERRY__T_LINK
+	                                : FERRY__T_FILE;
+}
+
+static int add_pdel(vctx *v, const ferry__rentry *r, unsigned flags)
+{
+	if (v->ndel == v->capdel) {
+		size_t ncap = v->capdel ? v->capdel * 2 : 64;
+		pdel *nd = ferry__reallocarray(v->del, ncap, sizeof(*nd));
+		if (!nd)
+			return FERRY_ENOMEM;
+		v->del = nd;
+		v->capdel = ncap;
+	}
+	pdel *d = &v->del[v->ndel++];
+	d->path = r->path;
+	d->n = r->path_len;
+	d->type = del_type(r->type);
+	d->flags = flags;
+	d->dropped = 0;
+	return 0;
+}
+
+static int push_ext(vctx *v, size_t code)
+{
+	if (v->next == v->capext) {
+		size_t ncap = v->capext ? v->capext * 2 : 32;
+		size_t *ne = ferry__reallocarray(v->ext, ncap, sizeof(*ne));
+		if (!ne)
+			return FERRY_ENOMEM;
+		v->ext = ne;
+		v->capext = ncap;
+	}
+	v->ext[v->next++] = code;
+	return 0;
+}
+
+static const char *ext_path(const vctx *v, size_t code, size_t *n)
+{
+	size_t i = code >> 1;
+	if (code & 1) {
+		*n = v->p->a[i].entry.path_len;
+		return v->p->a[i].entry.path;
+	}
+	*n = v->del[i].n;
+	return v->del[i].path;
+}
+
+/* Keep the directories holding an excluded entry: drop their deletion. */
+static void protect_ancestors(vctx *v)
+{
+	for (size_t k = 0; k < v->next; k++) {
+		size_t code = v->ext[k], i = code >> 1;
+		if (code & 1)
+			v->p->a[i].kind = FERRY__ACT_NONE;
+		else
+			v->del[i].dropped = 1;
+	}
+}
+
+/* A removal that is already done remotely: commit it without a request. */
+static void removal_done(ferry__action *a)
+{
+	a->flags &= ~(uint32_t)FERRY__ACT_EXTRANEOUS;
+	a->flags |= FERRY__ACT_QUIET;
+	a->committed = 1;
+}
+
+static int add_temp(vctx *v, const ferry__rentry *r)
+{
+	char *rp = ferry__rpath(v->dest, r->path, r->path_len);
+	char **nt = ferry__reallocarray(v->res->temps, v->res->ntemps + 1,
+	                                sizeof(*nt));
+	if (!rp || !nt) {
+		ferry__free(rp);
+		if (nt)
+			v->res->temps = nt;
+		return FERRY_ENOMEM;
+	}
+	v->res->temps = nt;
+	nt[v->res->ntemps++] = rp;
+	return 0;
+}
+
+static void promote(vctx *v, ferry__action *a, int kind, unsigned flags)
+{
+	if (kind == FERRY__ACT_UPLOAD && !(a->entry.flags & FERRY__ME_HASHED))
+		flags |= FERRY__ACT_UNHASHED;
+	ferry__plan_promote(v->p, a, kind, flags);
+	v->res->changed++;
+}
+
+static void demote_record(vctx *v, ferry__action *a)
+{
+	if (a->kind == FERRY__ACT_UPLOAD && v->p->bytes_upload >= a->entry.size)
+		v->p->bytes_upload -= a->entry.size;
+	int was_upload = a->kind == FERRY__ACT_UPLOAD;
+	a->kind = FERRY__ACT_RECORD;
+	a->flags &= ~(uint32_t)(FERRY_CHANGED_NEW | FERRY_CHANGED_CONTENT |
+	                        FERRY_CHANGED_SIZE | FERRY_CHANGED_MTIME |
+	                        FERRY_CHANGED_MODE | FERRY_CHANGED_TYPE);
+	v->res->changed++;
+	/* Record its hash so that a later touch is a metadata update. */
+	if (was_upload && (a->flags & FERRY__ACT_UNHASHED))
+		(void)ferry__action_hash_local(v->p, a);
+}
+
+static uint32_t mtime_s(int64_t ns)
+{
+	int64_t s = ns / 1000000000;
+	if (ns < 0 && ns % 1000000000)
+		s--;
+	return (uint32_t)s;
+}
+
+static void compare_file(vctx *v, ferry__action *a, const ferry__rentry *r)
+{
+	const ferry__mentry *e = &a->entry;
+	int ssize = r->size == e->size;
+	int smtime = r->mtime == mtime_s(e->mtime_ns);
+	int smode = r->mode == e->mode;
+	unsigned fl = FERRY_CHANGED_CONTENT;
+	if (!ssize)
+		fl |= FERRY_CHANGED_SIZE;
+	if (!smtime)
+		fl |= FERRY_CHANGED_MTIME;
+	if (!smode)
+		fl |= FERRY_CHANGED_MODE;
+	switch (a->kind) {
+	case FERRY__ACT_NONE:
+	case FERRY__ACT_RECORD:
+		if (!ssize || !smtime)
+			promote(v, a, FERRY__ACT_UPLOAD, fl);
+		else if (!smode)
+			promote(v, a, FERRY__ACT_META, FERRY_CHANGED_MODE);
+		break;
+	case FERRY__ACT_META: {
+		if (ssize && smtime && smode) {
+			demote_record(v, a);
+			break;
+		}
+		const ferry__mentry *old =
+		        ferry__manifest_find(v->m, e->path, e->path_len);
+		if (!old || old->type != FERRY__T_FILE ||
+		    r->size != old->size || r->mtime != mtime_s(old->mtime_ns))
+			promote(v, a, FERRY__ACT_UPLOAD, fl);
+		break;
+	}
+	case FERRY__ACT_UPLOAD:
+		if ((a->flags & FERRY_CHANGED_NEW) && ssize && smtime &&
+		    smode && !v->checksum) {
+			demote_record(v, a);
+			break;
+		}
+		if (a->flags & FERRY_CHANGED_NEW) {
+			a->flags &= ~(uint32_t)FERRY_CHANGED_NEW;
+			a->flags |= fl;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void compare_dir(vctx *v, ferry__action *a, const ferry__rentry *r)
+{
+	int smode = r->mode == a->entry.mode;
+	switch (a->kind) {
+	case FERRY__ACT_NONE:
+	case FERRY__ACT_RECORD:
+		if (!smode)
+			promote(v, a, FERRY__ACT_META, FERRY_CHANGED_MODE);
+		break;
+	case FERRY__ACT_MKDIR:
+		if (smode) {
+			demote_record(v, a);
+		} else {
+			a->kind = FERRY__ACT_META;
+			a->flags &= ~(uint32_t)(FERRY_CHANGED_NEW |
+			                        FERRY_CHANGED_TYPE);
+			a->flags |= FERRY_CHANGED_MODE;
+			v->res->changed++;
+		}
+		break;
+	case FERRY__ACT_META:
+		if (smode && !(a->flags & FERRY__ACT_QUIET))
+			demote_record(v, a);
+		break;
+	default:
+		break;
+	}
+}
+
+static void compare_link(vctx *v, ferry__action *a, const ferry__rentry *r)
+{
+	int same = r->link_state == FERRY__RL_DONE &&
+	           r->link_len == a->link_len &&
+	           memcmp(r->link, a->link, a->link_len) == 0;
+	switch (a->kind) {
+	case FERRY__ACT_NONE:
+	case FERRY__ACT_RECORD:
+		if (!same)
+			promote(v, a, FERRY__ACT_SYMLINK,
+			        FERRY_CHANGED_CONTENT);
+		break;
+	case FERRY__ACT_SYMLINK:
+		if (same)
+			demote_record(v, a);
+		else if (a->flags & FERRY_CHANGED_NEW) {
+			a->flags &= ~(uint32_t)FERRY_CHANGED_NEW;
+			a->flags |= FERRY_CHANGED_CONTENT;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static int create_kind(int type)
+{
+	return type == FERRY__T_DIR    ? FERRY__ACT_MKDIR
+	       : type == FERRY__T_LINK ? FERRY__ACT_SYMLINK
+	                               : FERRY__ACT_UPLOAD;
+}
+
+/* The creation action at path (not a removal), or NONE_IDX. */
+static size_t creation_at(vctx *v, const char *path, size_t n)
+{
+	ferry__action *a = ferry__plan_find(v->p, path, n);
+	if (!a || is_removal(a))
+		return NONE_IDX;
+	return (size_t)(a - v->p->a);
+}
+
+static void fix_removal_type(ferry__action *a, int rtype)
+{
+	if (rtype == FERRY__T_DIR) {
+		a->kind = FERRY__ACT_RMDIR;
+		a->entry.type = FERRY__T_DIR;
+		a->flags |= FERRY__CHANGED_DIR;
+	} else {
+		a->kind = FERRY__ACT_DELETE;
+		a->entry.type = (uint8_t)del_type(rtype);
+		a->flags &= ~(uint32_t)FERRY__CHANGED_DIR;
+	}
+}
+
+static int visit_remote(vctx *v, const ferry__rentry *r, const char **kill,
+                        size_t *killn)
+{
+	ferry__plan *p = v->p;
+	const char *path = r->path;
+	size_t n = r->path_len;
+	size_t ri = ferry__pmap_get(&v->removals, path, n);
+	int error;
+
+	if (*kill && ferry__path_under(path, n, *kill, *killn)) {
+		if (ri != NONE_IDX) {
+			v->seen[ri] = 1;
+			fix_removal_type(&p->a[ri], r->type);
+			return 0;
+		}
+		return add_pdel(v, r, FERRY_CHANGED_TYPE);
+	}
+	*kill = NULL;
+	while (v->next > 0) {
+		size_t an;
+		const char *ap = ext_path(v, v->ext[v->next - 1], &an);
+		if (ferry__path_under(path, n, ap, an))
+			break;
+		v->next--;
+	}
+	if (n == sizeof(FERRY__MARKER_NAME) - 1 &&
+	    memcmp(path, FERRY__MARKER_NAME, n) == 0)
+		return 0;
+	size_t ai = creation_at(v, path, n);
+	if (r->temp && ai == NONE_IDX && ri == NONE_IDX)
+		return r->type == FERRY__T_DIR ? 0 : add_temp(v, r);
+	if (ri != NONE_IDX)
+		v->seen[ri] = 1;
+
+	if (ai != NONE_IDX) {
+		ferry__action *a = &p->a[ai];
+		v->seen[ai] = 1;
+		int lt = a->entry.type;
+		if (r->type != lt) {
+			if (ri != NONE_IDX) {
+				fix_removal_type(&p->a[ri], r->type);
+				p->a[ri].flags |= FERRY_CHANGED_TYPE;
+			} else if ((error = add_pdel(v, r,
+			                             FERRY_CHANGED_TYPE))) {
+				return error;
+			}
+			if (r->type == FERRY__T_DIR) {
+				*kill = path;
+				*killn = n;
+			}
+			int kind = create_kind(lt);
+			if (a->kind != kind || !(a->flags & FERRY_CHANGED_TYPE))
+				promote(v, a, kind, FERRY_CHANGED_TYPE);
+			return 0;
+		}
+		if (ri != NONE_IDX)
+			removal_done(&p->a[ri]); /* already the local type */
+		if (lt == FERRY__T_FILE)
+			compare_file(v, a, r);
+		else if (lt == FERRY__T_DIR)
+			compare_dir(v, a, r);
+		else
+			compare_link(v, a, r);
+		return 0;
+	}
+
+	if (ri != NONE_IDX) {
+		ferry__action *a = &p->a[ri];
+		fix_removal_type(a, r->type);
+		if (r->type == FERRY__T_DIR) {
+			if (a->flags & FERRY_CHANGED_TYPE) {
+				*kill = path;
+				*killn = n;
+			} else if ((error = push_ext(v, ri << 1 | 1))) {
+				return error;
+			}
+		}
+		return 0;
+	}
+	if (ferry__excludes_match_tree(p->o.excludes, path, n,
+	                               r->type == FERRY__T_DIR)) {
+		protect_ancestors(v);
+		return 0;
+	}
+	if ((error = add_pdel(v, r, 0)))
+		return error;
+	if (r->type == FERRY__T_DIR)
+		return push_ext(v, (v->ndel - 1) << 1);
+	return 0;
+}
+
+/* 1 when the remote state of path's parent is known: the parent was
+ * listed, or does not exist remotely as a directory. */
+static int parent_known(const vctx *v, const char *path, size_t n)
+{
+	size_t dl = ferry__path_dirlen(path, n);
+	if (dl == 0)
+		return 1;
+	const ferry__rentry *r = ferry__rlist_find(v->rl, path, dl);
+	if (!r || r->type != FERRY__T_DIR)
+		return 1;
+	return r->listed;
+}
+
+static void unseen(vctx *v, ferry__action *a, int root_missing)
+{
+	if (!root_missing && !parent_known(v, a->entry.path, a->entry.path_len))
+		return;
+	if (is_removal(a)) {
+		if (!a->committed)
+			removal_done(a);
+		return;
+	}
+	int kind = create_kind(a->entry.type);
+	if (a->kind == FERRY__ACT_META && (a->flags & FERRY__ACT_QUIET))
+		return; /* the mode fix of a new directory */
+	if (a->kind == kind && (a->flags & FERRY_CHANGED_NEW))
+		return;
+	if (a->kind != kind)
+		promote(v, a, kind, FERRY_CHANGED_NEW);
+	else
+		a->flags |= FERRY_CHANGED_NEW;
+	a->flags &= ~(uint32_t)(FERRY_CHANGED_CONTENT | FERRY_CHANGED_SIZE |
+	                        FERRY_CHANGED_MTIME | FERRY_CHANGED_MODE);
+}
+
+int ferry__verify_plan(ferry__plan *p, ferry__manifest *m,
+                       const ferry__rlist *rl, const char *dest, int checksum,
+                       ferry__verify_result *res)
+{
+	int error = 0;
+	vctx v;
+	memset(&v, 0, sizeof(v));
+	memset(res, 0, sizeof(*res));
+	v.p = p;
+	v.m = m;
+	v.rl = rl;
+	v.dest = dest;
+	v.checksum = checksum;
+	v.res = res;
+	size_t n0 = p->n;
+	if (n0) {
+		v.seen = ferry__calloc(n0, 1);
+		if (!v.seen)
+			goto nomem;
+	}
+	for (size_t i = 0; i < n0; i++)
+		if (is_removal(&p->a[i]) &&
+		    ferry__pmap_put(&v.removals, p->a[i].entry.path,
+		                    p->a[i].entry.path_len, i))
+			goto nomem;
+
+	int root_missing = rl->root != FERRY__ROOT_DIR;
+	const char *kill = NULL;
+	size_t killn = 0;
+	for (size_t i = 0; !root_missing && i < rl->n; i++)
+		if ((error = visit_remote(&v, &rl->e[i], &kill, &killn)))
+			goto out;
+	for (size_t i = 0; i < n0; i++)
+		if (!v.seen[i])
+			unseen(&v, &p->a[i], root_missing);
+	/* Deletions last: adding actions moves p->a. */
+	for (size_t i = 0; i < v.ndel; i++) {
+		pdel *d = &v.del[i];
+		if (d->dropped)
+			continue;
+		size_t before = p->n;
+		if ((error = ferry__plan_add_delete(p, d->path, d->n, d->type,
+		                                    d->flags)))
+			goto out;
+		if (p->n != before)
+			res->changed++;
+	}
+	goto out;
+nomem:
+	error = FERRY_ENOMEM;
+out:
+	ferry__free(v.seen);
+	ferry__pmap_free(&v.removals);
+	ferry__free(v.del);
+	ferry__free(v.ext);
+	if (error)
+		ferry__verify_result_free(res);
+	return error;
+}
+
+void ferry__verify_result_free(ferry__verify_result *res)
+{
+	for (size_t i = 0; i < res->ntemps; i++)
+		ferry__free(res->temps[i]);
+	ferry__free(res->temps);
+	memset(res, 0, sizeof(*res));
+}
