@@ -107,6 +107,13 @@ static void table_insert(ferry__sftp *sf, ferry__sftp_req *r)
 	sf->table_count++;
 	if (sf->table_count > sf->stats.max_in_flight)
 		sf->stats.max_in_flight = sf->table_count;
+	r->inext = NULL;
+	r->iprev = sf->if_tail;
+	if (sf->if_tail)
+		sf->if_tail->inext = r;
+	else
+		sf->if_head = r;
+	sf->if_tail = r;
 }
 
 static ferry__sftp_req *table_remove(ferry__sftp *sf, uint32_t id)
@@ -118,6 +125,15 @@ static ferry__sftp_req *table_remove(ferry__sftp *sf, uint32_t id)
 			*pp = r->hnext;
 			r->hnext = NULL;
 			sf->table_count--;
+			if (r->iprev)
+				r->iprev->inext = r->inext;
+			else
+				sf->if_head = r->inext;
+			if (r->inext)
+				r->inext->iprev = r->iprev;
+			else
+				sf->if_tail = r->iprev;
+			r->iprev = r->inext = NULL;
 			return r;
 		}
 	}
@@ -235,30 +251,26 @@ static void orphan_req(ferry__sftp *sf, ferry__sftp_req *r, int code,
  * handle slot (here) is lost.  Else (the connection is gone) all go. */
 static void fail_all(ferry__sftp *sf, int code, const char *msg, int orphan)
 {
-	/* In flight first, in the order they were sent. */
-	for (;;) {
-		ferry__sftp_req *best = NULL;
-		for (size_t i = 0; i < sf->table_size; i++)
-			for (ferry__sftp_req *r = sf->table[i]; r; r = r->hnext)
-				if (!(r->flags & REQF_ORPHAN) &&
-				    (!best || r->seq < best->seq))
-					best = r;
-		if (!best)
-			break;
+	/* In flight first, in the order they were sent.  Callbacks only
+	 * queue requests: the in-flight list does not change under us. */
+	ferry__sftp_req *r, *next;
+	for (r = sf->if_head; r; r = next) {
+		next = r->inext;
+		if (r->flags & REQF_ORPHAN)
+			continue;
 		if (orphan) {
-			orphan_req(sf, best, code, msg);
+			orphan_req(sf, r, code, msg);
 		} else {
-			table_remove(sf, best->id);
-			sf->inflight_bytes -= best->cost < sf->inflight_bytes
-			                              ? best->cost
+			table_remove(sf, r->id);
+			sf->inflight_bytes -= r->cost < sf->inflight_bytes
+			                              ? r->cost
 			                              : sf->inflight_bytes;
-			complete_local(sf, best, code, msg);
+			complete_local(sf, r, code, msg);
 		}
 	}
 	ferry__sftp_queue keep = {NULL, NULL, 0};
 	for (;;) {
 		ferry__sftp_req *p = sf->qpath.head, *h = sf->qhandle.head;
-		ferry__sftp_req *r;
 		if (!p && !h)
 			break;
 		if (p && (!h || p->seq < h->seq))
@@ -319,6 +331,7 @@ static void die(ferry__sftp *sf, int code, const char *fmt, ...)
 		}
 	}
 	sf->table_count = 0;
+	sf->if_head = sf->if_tail = NULL;
 	sf->inflight_bytes = 0;
 	sf->slots_used = 0;
 }

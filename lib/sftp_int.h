@@ -28,8 +28,9 @@ typedef struct ferry__sftp_gen {
 
 typedef struct ferry__sftp_req ferry__sftp_req;
 struct ferry__sftp_req {
-	ferry__sftp_req *next;  /* queue */
-	ferry__sftp_req *hnext; /* in-flight table chain */
+	ferry__sftp_req *next;          /* queue */
+	ferry__sftp_req *hnext;         /* in-flight table chain */
+	ferry__sftp_req *iprev, *inext; /* in flight, in the order sent */
 	uint64_t seq, gen;
 	uint32_t id;
 	uint8_t type, ext_kind, flags;
@@ -84,6 +85,7 @@ struct ferry__sftp {
 	size_t queued_bytes;
 	ferry__sftp_req **table; /* in flight, by id */
 	size_t table_size, table_count;
+	ferry__sftp_req *if_head, *if_tail; /* in flight, in send order */
 	size_t inflight_bytes;
 
 	ferry_buf out, in;

@@ -530,6 +530,43 @@ Test(sftp_pipeline, cancel_all_then_late_replies)
 	ferry__sftp_free(sf);
 }
 
+/* Tens of thousands of small requests in flight: cancelling them, or the
+ * connection dying under them, is linear. */
+Test(sftp_pipeline, cancel_many_in_flight)
+{
+	ferry__sftp *sf = sh_pipe(NULL);
+	counter c = {0};
+	int n = 40000;
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(
+		        ferry__sftp_lstat(sf, "/nonexistent", count_cb, &c), 0);
+	while (sf->qpath.count)
+		ferry__sftp_step(sf);
+	cr_assert_gt(sf->table_count, 10000);
+	double t0 = sh_now_ms();
+	ferry__sftp_cancel_all(sf, FERRY_EINTR);
+	double ms = sh_now_ms() - t0;
+	cr_assert_eq(c.n, n);
+	cr_assert_lt(ms, 1000, "cancel took %.0f ms", ms);
+	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 30000),
+	             0);
+	cr_assert_eq(ferry__sftp_pending(sf), 0);
+	/* And the same for a death. */
+	counter d = {0};
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(
+		        ferry__sftp_lstat(sf, "/nonexistent", count_cb, &d), 0);
+	while (sf->qpath.count)
+		ferry__sftp_step(sf);
+	kill(ferry__sftp_pipe_pid(sf), SIGKILL);
+	t0 = sh_now_ms();
+	int rc = ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 30000);
+	cr_assert_neq(rc, 0);
+	cr_assert_lt(sh_now_ms() - t0, 5000);
+	cr_assert_eq(d.n, n);
+	ferry__sftp_free(sf);
+}
+
 static void cancel_up_cb(void *ctx, const ferry__sftp_upload_result *r)
 {
 	int *n = ctx;
