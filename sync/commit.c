@@ -458,7 +458,8 @@ static void upload_done(void *ctx, const ferry__sftp_upload_result *r)
 		c->res->fsyncs++;
 	if (r->fsync_skipped)
 		c->res->fsync_missing = 1;
-	c->res->bytes_sent += r->bytes;
+	if (x->ai != SIZE_MAX)
+		c->res->bytes_sent += r->bytes;
 	if (r->error) {
 		int opened = r->step && strcmp(r->step, "open") != 0;
 		if (ferry__sftp_dead(c->sf) || (opened && !r->removed))

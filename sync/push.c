@@ -719,6 +719,7 @@ static int do_push(push *ps)
 	compact_leftovers(ps);
 
 	int ran = 0;
+	size_t journal_kept = ps->j.n;
 	if (plan_needs_remote(p) || write_marker || ps->vres.ntemps) {
 		double t = ferry__sync_now_ms();
 		if (!ps->sf && (error = ferry__session_sftp(s, &ps->sf)))
@@ -741,6 +742,9 @@ static int do_push(push *ps)
 		};
 		ferry__commit_run(&co, &cr);
 		ran = 1;
+		/* The run's own names are resolved or listed in cr. */
+		while (ps->j.n > journal_kept)
+			ferry__free(ps->j.names[--ps->j.n]);
 		ps->t_remote += ferry__sync_now_ms() - t;
 		r->bytes_sent += cr.bytes_sent;
 		if (cr.rename_fallback)
@@ -752,8 +756,8 @@ static int do_push(push *ps)
 			plog(ps, FERRY_LOG_WARN,
 			     "the server lacks fsync@openssh.com: owner-only "
 			     "files were not flushed to its disk");
-		if (write_marker && !cr.marker_written)
-			have_id = 0;
+		if (write_marker)
+			have_id = cr.marker_written;
 	}
 
 	/* The manifest: exactly what was committed. */

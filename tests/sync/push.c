@@ -1,0 +1,235 @@
+/* push.c - ferry_sync against the fixture sshd: the main job (cold push,
+ * no-op, touch, content changes, round trips). */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "push_helpers.h"
+
+/* Round trips of opening the session's SFTP channel before any request
+ * can be sent: channel open, subsystem start (INIT goes with the first
+ * requests when the client lets them wait behind it). */
+#define CHANNEL_RTS 2
+
+Test(push, cold_push_makes_remote_equal_local)
+{
+	ph_env e;
+	ph_init(&e, "push-cold");
+	ph_skills_tree(e.src, 120, 1);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	ph_assert_same(e.src, e.dst);
+	cr_assert_eq(ph_count_temps(e.dst), 0);
+	cr_assert_eq(r.files_uploaded, 124, "uploaded %llu",
+	             (unsigned long long)r.files_uploaded);
+	cr_assert_eq(r.symlinks_created, 2);
+	cr_assert_gt(r.dirs_created, 10);
+	cr_assert_eq(r.error_count, 0);
+	cr_assert(r.verified, "a first push lists the remote");
+	cr_assert_gt(r.bytes_sent, 120 * 200);
+	cr_assert_gt(r.requests, 124 * 4);
+	cr_assert_eq(r.files_scanned, 126);
+	/* The marker holds 32 hex digits. */
+	char *m = ph_read(e.dst, ".ferry-id");
+	cr_assert(m && strlen(m) == 33 && m[32] == '\n', "marker %s", m);
+	free(m);
+	/* Credentials: owner-only on the remote too. */
+	struct stat st;
+	char *p = ph_path(e.dst, "creds/token.json");
+	cr_assert_eq(stat(p, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+	free(p);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+Test(push, second_push_sends_nothing_and_keeps_manifest)
+{
+	ph_env e;
+	ph_init(&e, "push-noop");
+	ph_skills_tree(e.src, 60, 2);
+	ph_push_ok(&e, NULL);
+	size_t l1 = 0, l2 = 0;
+	char *m1 = ph_manifest_bytes(&e, &l1);
+	cr_assert(m1, "manifest written");
+	uint64_t rt0 = ferry_session_round_trips(e.s);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.requests, 0, "requests %llu",
+	             (unsigned long long)r.requests);
+	cr_assert_eq(r.round_trips, 0);
+	cr_assert_eq(ferry_session_round_trips(e.s), rt0);
+	cr_assert_eq(r.files_uploaded + r.files_updated + r.files_deleted +
+	                     r.dirs_created + r.symlinks_created,
+	             0);
+	cr_assert_eq(r.verified, 0);
+	cr_assert_eq(r.files_scanned, 66);
+	char *m2 = ph_manifest_bytes(&e, &l2);
+	cr_assert(l1 == l2 && memcmp(m1, m2, l1) == 0,
+	          "the manifest was rewritten");
+	free(m1);
+	free(m2);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+Test(push, new_session_reads_marker_and_trusts_manifest)
+{
+	ph_env e;
+	ph_init(&e, "push-marker");
+	ph_skills_tree(e.src, 30, 3);
+	ph_push_ok(&e, NULL);
+	ph_reconnect(&e);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.verified, 0, "the marker vouches: no listing");
+	cr_assert_eq(r.files_uploaded, 0);
+	/* Channel, then the marker (OPEN; READ + CLOSE). */
+	cr_assert_leq(r.round_trips, CHANNEL_RTS + 1 + 2, "%llu",
+	              (unsigned long long)r.round_trips);
+	cr_assert_leq(r.requests, 5, "%llu", (unsigned long long)r.requests);
+	ferry_sync_report_free(&r);
+	/* And now it is known to this session. */
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.requests, 0);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+Test(push, touch_is_a_metadata_update)
+{
+	ph_env e;
+	ph_init(&e, "push-touch");
+	ph_write(e.src, "a.txt", "alpha\n", 0644, 1700000000L);
+	ph_write(e.src, "b.txt", "beta\n", 0644, 1700000000L);
+	ph_push_ok(&e, NULL);
+	ph_write(e.src, "a.txt", "alpha\n", 0640, 1700001234L);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_updated, 1);
+	cr_assert_eq(r.files_uploaded, 0);
+	cr_assert_eq(r.bytes_sent, 0);
+	cr_assert_eq(r.round_trips, 1, "SETSTAT only: %llu",
+	             (unsigned long long)r.round_trips);
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+Test(push, content_change_is_uploaded)
+{
+	ph_env e;
+	ph_init(&e, "push-content");
+	ph_write(e.src, "a.txt", "alpha\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "d", 0755);
+	ph_write(e.src, "d/b.txt", "beta\n", 0644, 1700000000L);
+	ph_push_ok(&e, NULL);
+	ph_write(e.src, "d/b.txt", "beta, longer now\n", 0644, 0);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded, 1);
+	cr_assert_eq(r.bytes_sent, strlen("beta, longer now\n"));
+	cr_assert_leq(r.round_trips, 3);
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+Test(push, replaced_file_same_size_and_mtime_is_uploaded)
+{
+	ph_env e;
+	ph_init(&e, "push-replace");
+	ph_write(e.src, "cfg", "AAAAAAAA\n", 0600, 1700000000L);
+	ph_push_ok(&e, NULL);
+	/* A new file (new inode) with the same size and mtime. */
+	char *p = ph_path(e.src, "cfg");
+	char *t = ph_path(e.src, "cfg.new");
+	fx_write_file(t, "BBBBBBBB\n", 9, 0600);
+	struct timespec ts[2] = {{1700000000L, 0}, {1700000000L, 0}};
+	utimensat(AT_FDCWD, t, ts, 0);
+	cr_assert_eq(rename(t, p), 0);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded, 1);
+	char *c = ph_read(e.dst, "cfg");
+	cr_assert_str_eq(c, "BBBBBBBB\n");
+	ph_assert_same(e.src, e.dst);
+	free(c);
+	free(p);
+	free(t);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+Test(push, round_trips_do_not_grow_with_files)
+{
+	ph_env e;
+	ph_init(&e, "push-rt");
+	ph_skills_tree(e.src, 400, 4);
+	ph_write(e.src, "skills/known.md", "known\n", 0644, 1700000000L);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	/* Cold, new session: channel; INIT + marker + listing; OPEN;
+	 * WRITE + FSETSTAT + CLOSE; rename. */
+	cr_assert_leq(r.round_trips, CHANNEL_RTS + 1 + 1 + 3, "cold: %llu",
+	              (unsigned long long)r.round_trips);
+	ferry_sync_report_free(&r);
+	/* Five files changed, session held. */
+	const char *names[5] = {"skills/known.md", "creds/token.json",
+	                        "creds/README", "creds/.netrc", "creds/id_key"};
+	int changed = 0;
+	for (int i = 0; i < 5; i++) {
+		char *p = ph_path(e.src, names[i]);
+		if (access(p, F_OK) == 0) {
+			ph_write(
+			        e.src, names[i], "changed content\n",
+			        strstr(names[i], "creds/") &&
+			                        strcmp(names[i], "creds/README")
+			                ? 0600
+			                : 0644,
+			        0);
+			changed++;
+		}
+		free(p);
+	}
+	cr_assert_eq(changed, 5, "test tree lacks a file");
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded, 5);
+	cr_assert_leq(r.round_trips, 3, "5 changed: %llu",
+	              (unsigned long long)r.round_trips);
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	/* Nothing changed. */
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.round_trips, 0);
+	cr_assert_eq(r.requests, 0);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+Test(push, report_fields_and_changes)
+{
+	ph_env e;
+	ph_init(&e, "push-report");
+	ph_write(e.src, "one", "1\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "dir", 0750);
+	ph_write(e.src, "dir/two", "22\n", 0600, 1700000000L);
+	ph_symlink(e.src, "link", "one");
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded, 2);
+	cr_assert_eq(r.dirs_created, 1);
+	cr_assert_eq(r.symlinks_created, 1);
+	cr_assert_eq(r.bytes_sent, 5);
+	cr_assert_eq(r.files_scanned, 3);
+	cr_assert_eq(r.dirs_scanned, 1);
+	cr_assert_gt(r.ms_total, 0);
+	cr_assert_geq(r.ms_total, r.ms_transfer);
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
