@@ -511,10 +511,12 @@ Test(sftp_pipeline, cancel_all_then_late_replies)
 	cr_assert_eq(ferry__sftp_open(sf, P("f"), FERRY__FXF_READ, NULL,
 	                              count_cb, &c),
 	             0);
-	/* Put them on the wire, but do not read the replies. */
+	/* Put them on the wire, with the server stopped: no reply yet. */
+	cr_assert_eq(kill(pid, SIGSTOP), 0);
 	while (ferry__sftp_want_write(sf) || sf->qpath.count)
 		ferry__sftp_step(sf);
 	ferry__sftp_cancel_all(sf, FERRY_EINTR);
+	cr_assert_eq(kill(pid, SIGCONT), 0);
 	cr_assert_eq(c.n, 51);
 	cr_assert_eq(c.errors, 51);
 	cr_assert_eq(c.last, FERRY_EINTR);
@@ -537,14 +539,17 @@ Test(sftp_pipeline, cancel_many_in_flight)
 	ferry__sftp *sf = sh_pipe(NULL);
 	counter c = {0};
 	int n = 40000;
+	pid_t pid = ferry__sftp_pipe_pid(sf);
 	for (int i = 0; i < n; i++)
 		cr_assert_eq(
 		        ferry__sftp_lstat(sf, "/nonexistent", count_cb, &c), 0);
+	cr_assert_eq(kill(pid, SIGSTOP), 0); /* no replies meanwhile */
 	while (sf->qpath.count)
 		ferry__sftp_step(sf);
 	cr_assert_gt(sf->table_count, 10000);
 	double t0 = sh_now_ms();
 	ferry__sftp_cancel_all(sf, FERRY_EINTR);
+	cr_assert_eq(kill(pid, SIGCONT), 0);
 	double ms = sh_now_ms() - t0;
 	cr_assert_eq(c.n, n);
 	cr_assert_lt(ms, 1000, "cancel took %.0f ms", ms);
@@ -556,9 +561,10 @@ Test(sftp_pipeline, cancel_many_in_flight)
 	for (int i = 0; i < n; i++)
 		cr_assert_eq(
 		        ferry__sftp_lstat(sf, "/nonexistent", count_cb, &d), 0);
+	cr_assert_eq(kill(pid, SIGSTOP), 0);
 	while (sf->qpath.count)
 		ferry__sftp_step(sf);
-	kill(ferry__sftp_pipe_pid(sf), SIGKILL);
+	kill(pid, SIGKILL);
 	t0 = sh_now_ms();
 	int rc = ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 30000);
 	cr_assert_neq(rc, 0);
