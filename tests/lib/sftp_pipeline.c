@@ -890,3 +890,92 @@ Test(sftp_pipeline, allocation_failures_are_clean)
 	cr_assert_gt(failures, 10);
 	cr_assert_gt(successes, 0);
 }
+
+/* ---- a full remote filesystem
+ * ------------------------------------------------------- */
+
+static int mount_small(const char *where, const char *opts)
+{
+	if (!sh_is_root())
+		return -1;
+	return fx_sh("mkdir -p '%s' && mount -t tmpfs -o %s tmpfs '%s' "
+	             "2>/dev/null",
+	             where, opts, where);
+}
+
+Test(sftp_pipeline, disk_full_is_told_apart)
+{
+	char mnt[1024];
+	snprintf(mnt, sizeof(mnt), "%s", P("small"));
+	if (mount_small(mnt, "size=1m,nr_inodes=8") != 0)
+		cr_skip_test("cannot mount a small tmpfs here (needs root "
+		             "and mount permission)");
+	ferry__sftp *sf = sh_pipe(NULL);
+	char path[1100], fin[1100];
+	snprintf(path, sizeof(path), "%s/.big.ferry-1", mnt);
+	snprintf(fin, sizeof(fin), "%s/big", mnt);
+	cr_assert_eq(fx_write_file(fin, "old", 3, 0644), 0);
+	size_t n = 3 << 20;
+	uint8_t *data = calloc(1, n);
+	ferry__sftp_upload_opts o = {0};
+	o.path = path;
+	o.rename_to = fin;
+	o.data = data;
+	o.size = n;
+	o.remove_on_error = 1;
+	ferry__sftp_upload_result r;
+	int rc = ferry__sftp_upload_wait(sf, &o, &r);
+	cr_assert_eq(rc, FERRY_ENOSPACE, "%s: %s", ferry_strerror(rc),
+	             ferry__sftp_errmsg(sf));
+	cr_assert_str_eq(r.step, "write");
+	cr_assert(strstr(ferry__sftp_errmsg(sf), "no space left"), "%s",
+	          ferry__sftp_errmsg(sf));
+	cr_assert(r.removed);
+	cr_assert_neq(access(path, F_OK), 0);
+	char *t = fx_read_file(fin, NULL);
+	cr_assert_str_eq(t, "old"); /* never replaced by a partial file */
+	free(t);
+
+	/* Out of inodes: OPEN's FAILURE is told apart too. */
+	int made = 0;
+	for (int i = 0; i < 20; i++) {
+		char f[1100];
+		snprintf(f, sizeof(f), "%s/i%d", mnt, i);
+		if (fx_write_file(f, "", 0, 0644) == 0)
+			made++;
+	}
+	cr_assert_lt(made, 20);
+	ferry__sftp_handle h;
+	char f[1100];
+	snprintf(f, sizeof(f), "%s/one-more", mnt);
+	rc = ferry__sftp_open_wait(
+	        sf, f, FERRY__FXF_WRITE | FERRY__FXF_CREAT | FERRY__FXF_EXCL,
+	        NULL, &h);
+	cr_assert_eq(rc, FERRY_ENOSPACE, "%s: %s", ferry_strerror(rc),
+	             ferry__sftp_errmsg(sf));
+	snprintf(f, sizeof(f), "%s/d", mnt);
+	cr_assert_eq(ferry__sftp_mkdir_wait(sf, f, NULL), FERRY_ENOSPACE);
+	free(data);
+	ferry__sftp_free(sf);
+	fx_sh("umount -l '%s'", mnt);
+}
+
+Test(sftp_pipeline, failed_rename_keeps_target_and_removes_temp)
+{
+	ferry__sftp *sf = sh_pipe(NULL);
+	ferry__sftp_upload_opts o = {0};
+	char tmp[1024];
+	snprintf(tmp, sizeof(tmp), "%s", P(".x.ferry-1"));
+	o.path = tmp;
+	o.rename_to = P("missing-dir/x");
+	o.data = "abc";
+	o.size = 3;
+	o.remove_on_error = 1;
+	ferry__sftp_upload_result r;
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), FERRY_ENOTFOUND);
+	cr_assert_str_eq(r.step, "rename");
+	cr_assert(r.removed);
+	cr_assert(!r.renamed);
+	cr_assert_neq(access(tmp, F_OK), 0);
+	ferry__sftp_free(sf);
+}
