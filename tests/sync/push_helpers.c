@@ -4,10 +4,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -377,4 +380,42 @@ char *ph_manifest_bytes(ph_env *e, size_t *len)
 int ph_is_root(void)
 {
 	return geteuid() == 0;
+}
+
+void ph_drop_dac(void)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2];
+	memset(d, 0, sizeof(d));
+	cr_assert_eq(syscall(SYS_capget, &h, d), 0);
+	d[0].effective &= ~((1u << CAP_DAC_OVERRIDE) |
+	                    (1u << CAP_DAC_READ_SEARCH) | (1u << CAP_FOWNER));
+	cr_assert_eq(syscall(SYS_capset, &h, d), 0);
+}
+
+#define TEST_USER "ferrytest"
+
+const char *ph_test_user(void)
+{
+	if (!ph_is_root())
+		return getpwnam(TEST_USER) ? TEST_USER : NULL;
+	/* Not locked ("*": no password) or sshd refuses its keys. */
+	if (!getpwnam(TEST_USER))
+		fx_sh("useradd -m -p '*' -s /bin/sh " TEST_USER
+		      " >/dev/null 2>&1");
+	else
+		fx_sh("usermod -p '*' " TEST_USER " >/dev/null 2>&1");
+	return getpwnam(TEST_USER) ? TEST_USER : NULL;
+}
+
+void ph_connect_as(ph_env *e, const char *user)
+{
+	if (e->s)
+		ferry_session_close(e->s);
+	ferry_session_opts o;
+	fx_opts(e->sv, &o);
+	o.user = user;
+	char err[512] = "";
+	int rc = ferry_session_open_ex(&e->s, &o, err, sizeof(err));
+	cr_assert_eq(rc, 0, "connect as %s: %s", user, err);
 }

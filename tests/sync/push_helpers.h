@@ -70,5 +70,13 @@ char *ph_state_file(ph_env *e, const char *suffix);
 
 /* 1 when running as root. */
 int ph_is_root(void);
+/* Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so that local file
+ * permissions apply to this (root) test process. */
+void ph_drop_dac(void);
+/* A non-root account the fixture's key may log in to (created with useradd
+ * when running as root and missing); NULL when none can be had. */
+const char *ph_test_user(void);
+/* Open e->s as that user. */
+void ph_connect_as(ph_env *e, const char *user);
 
 #endif

@@ -1,0 +1,384 @@
+/* push_bad.c - bad input and hostile remotes: each with a clear error and
+ * nothing lost. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "push_helpers.h"
+#include "sync/manifest.h"
+#include "sync/target.h"
+
+static int exists(const char *dir, const char *rel)
+{
+	char *p = ph_path(dir, rel);
+	struct stat st;
+	int r = lstat(p, &st) == 0;
+	free(p);
+	return r;
+}
+
+static int has_error(const ferry_sync_report *r, const char *path_part,
+                     const char *msg_part)
+{
+	for (size_t i = 0; i < r->error_count; i++)
+		if (strstr(r->errors[i].path, path_part) &&
+		    (!msg_part || strstr(r->errors[i].message, msg_part)))
+			return 1;
+	return 0;
+}
+
+Test(push_bad, missing_source)
+{
+	ph_env e;
+	ph_init(&e, "pb-missing");
+	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
+	fx_sh("mkdir -p '%s' && echo keep > '%s/keep'", e.dst, e.dst);
+	char *missing = ph_path(e.base, "no-such-dir/");
+	e.sources[1] = missing;
+	e.o.source_count = 2;
+	e.o.delete_extraneous = 1;
+	ferry_sync_report r;
+	int rc = ph_push(&e, &r);
+	cr_assert_eq(rc, FERRY_EPARTIAL, "%s", ferry_strerror(rc));
+	cr_assert(has_error(&r, "no-such-dir", NULL),
+	          "no error for the source");
+	cr_assert(exists(e.dst, "a"), "the readable source was pushed");
+	cr_assert(exists(e.dst, "keep"), "deletions must be refused");
+	ferry_sync_report_free(&r);
+	free(missing);
+	ph_fini(&e);
+}
+
+Test(push_bad, unreadable_file_others_pushed)
+{
+	ph_env e;
+	ph_init(&e, "pb-unread");
+	ph_write(e.src, "ok1", "fine\n", 0644, 1700000000L);
+	ph_write(e.src, "secret", "nope\n", 0000, 1700000000L);
+	ph_write(e.src, "ok2", "fine too\n", 0644, 1700000000L);
+	ph_drop_dac();
+	ferry_sync_report r;
+	int rc = ph_push(&e, &r);
+	cr_assert_eq(rc, FERRY_EPARTIAL, "%s", ferry_strerror(rc));
+	cr_assert(has_error(&r, "secret", NULL), "no error for the file");
+	cr_assert(exists(e.dst, "ok1") && exists(e.dst, "ok2"));
+	cr_assert(!exists(e.dst, "secret"));
+	cr_assert_eq(r.files_uploaded, 2);
+	cr_assert_eq(ph_count_temps(e.dst), 0);
+	ferry_sync_report_free(&r);
+	/* Readable again: the next push sends it, nothing else. */
+	char *p = ph_path(e.src, "secret");
+	chmod(p, 0600);
+	free(p);
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded, 1);
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+Test(push_bad, destination_is_a_file)
+{
+	ph_env e;
+	ph_init(&e, "pb-destfile");
+	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
+	ph_write(e.base, "remote/dst", "I am a file\n", 0644, 0);
+	ferry_sync_report r;
+	int rc = ph_push(&e, &r);
+	cr_assert_eq(rc, FERRY_EEXIST, "%s", ferry_strerror(rc));
+	cr_assert(strstr(ferry_session_errmsg(e.s), "not a directory"), "%s",
+	          ferry_session_errmsg(e.s));
+	char *c = ph_read(e.base, "remote/dst");
+	cr_assert_str_eq(c, "I am a file\n");
+	free(c);
+	cr_assert_eq(ph_count_temps(e.base), 0);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+/* A private server on which user may log in with the fixture's key (the
+ * shared one keeps authorized_keys in a directory only root can read). */
+static void user_sshd(fx_sshd *sv, const char *user, char **keydir)
+{
+	*keydir = strdup("/tmp/ferry-keys-XXXXXX");
+	cr_assert(mkdtemp(*keydir));
+	chmod(*keydir, 0755);
+	char cfg[1024];
+	snprintf(cfg, sizeof(cfg),
+	         "Match User %s\n\tAuthorizedKeysFile %s/authorized_keys\n",
+	         user, *keydir);
+	cr_assert_eq(fx_sshd_start(sv, cfg), 0, "private sshd");
+	cr_assert_eq(fx_sh("cp '%s/authorized_keys' '%s/' && chmod 0644 "
+	                   "'%s/authorized_keys'",
+	                   sv->dir, *keydir, *keydir),
+	             0);
+}
+
+Test(push_bad, remote_permission_denied)
+{
+	const char *user = ph_test_user();
+	if (!user)
+		cr_skip_test("no non-root account to log in to (not root: "
+		             "cannot useradd); permission tests skipped");
+	struct passwd *pw = getpwnam(user);
+	cr_assert(pw);
+	fx_sshd sv;
+	char *keydir = NULL;
+	user_sshd(&sv, user, &keydir);
+	ph_env e;
+	ph_init_on(&e, "pb-perm", &sv, 0);
+	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "ro", 0755);
+	ph_write(e.src, "ro/b", "bbb\n", 0644, 1700000000L);
+	/* A remote the account can reach but not write in. */
+	char top[] = "/tmp/ferry-perm-XXXXXX";
+	cr_assert(mkdtemp(top));
+	chmod(top, 0555);
+	free(e.dst);
+	e.dst = ph_path(top, "dst");
+	e.o.dest = e.dst;
+	ph_connect_as(&e, user);
+	ferry_sync_report r;
+	int rc = ph_push(&e, &r);
+	int dest_err = strstr(ferry_session_errmsg(e.s), "destination") != NULL;
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s", ferry_session_errmsg(e.s));
+	int made = exists(e.dst, "");
+	ferry_sync_report_free(&r);
+	/* A writable destination with one read-only directory in it. */
+	fx_sh("mkdir -p '%s/ro' && chown %d '%s' && chmod 0555 '%s/ro'", e.dst,
+	      (int)pw->pw_uid, e.dst, e.dst);
+	int rc2 = ph_push(&e, &r);
+	int err_b = has_error(&r, "ro/b", NULL);
+	int a_there = exists(e.dst, "a"), b_there = exists(e.dst, "ro/b");
+	ferry_sync_report_free(&r);
+	fx_sh("rm -rf '%s'", top);
+	ph_fini(&e);
+	fx_sshd_stop(&sv);
+	fx_sh("rm -rf '%s'", keydir);
+	free(keydir);
+	cr_assert_eq(rc, FERRY_EPERM, "%s: %s", ferry_strerror(rc), msg);
+	cr_assert(dest_err, "%s", msg);
+	cr_assert(!made);
+	cr_assert_eq(rc2, FERRY_EPARTIAL, "%s", ferry_strerror(rc2));
+	cr_assert(err_b && a_there && !b_there);
+}
+
+Test(push_bad, remote_disk_full)
+{
+	ph_env e;
+	ph_init(&e, "pb-full");
+	if (fx_sh("mkdir -p '%s' && mount -t tmpfs -o size=256k tmpfs '%s' "
+	          "2>/dev/null",
+	          e.dst, e.dst) != 0) {
+		ph_fini(&e);
+		cr_skip_test("cannot mount a small tmpfs here: disk-full test "
+		             "skipped");
+	}
+	ph_write(e.src, "small", "tiny\n", 0644, 1700000000L);
+	ph_write(e.src, "cred", "old secret\n", 0600, 1700000000L);
+	ferry_sync_report r;
+	int rc1 = ph_push(&e, &r);
+	ferry_sync_report_free(&r);
+	/* Now a file bigger than the filesystem, and a changed credential. */
+	char *big = malloc(600 * 1024 + 1);
+	memset(big, 'x', 600 * 1024);
+	big[600 * 1024] = '\0';
+	ph_write(e.src, "big", big, 0644, 0);
+	ph_write(e.src, "cred", "new secret\n", 0600, 0);
+	free(big);
+	int rc2 = ph_push(&e, &r);
+	int err_big = has_error(&r, "big", "space");
+	char *errs = strdup(r.error_count ? r.errors[0].message : "");
+	ferry_sync_report_free(&r);
+	char *cred = ph_read(e.dst, "cred");
+	int temps = ph_count_temps(e.dst);
+	int big_there = exists(e.dst, "big");
+	/* Without the big file the next push goes through. */
+	char *bp = ph_path(e.src, "big");
+	unlink(bp);
+	free(bp);
+	int rc3 = ph_push(&e, &r);
+	ferry_sync_report_free(&r);
+	char *cred3 = ph_read(e.dst, "cred");
+	fx_sh("umount '%s'", e.dst);
+	cr_assert_eq(rc1, 0);
+	cr_assert_eq(rc2, FERRY_EPARTIAL, "%s", ferry_strerror(rc2));
+	cr_assert(err_big, "no clear disk-full error: %s", errs);
+	cr_assert(!big_there);
+	cr_assert_eq(temps, 0);
+	cr_assert(cred && (!strcmp(cred, "new secret\n") ||
+	                   !strcmp(cred, "old secret\n")),
+	          "the credential is neither the old nor the new one: %s",
+	          cred);
+	cr_assert_eq(rc3, 0, "%s", ferry_strerror(rc3));
+	cr_assert_str_eq(cred3, "new secret\n");
+	free(cred);
+	free(cred3);
+	free(errs);
+	ph_fini(&e);
+}
+
+Test(push_bad, hostile_names)
+{
+	ph_env e;
+	ph_init(&e, "pb-names");
+	const char *names[] = {"with space",
+	                       "new\nline",
+	                       "quote'single",
+	                       "quote\"double",
+	                       "back\\slash",
+	                       "-leading-dash",
+	                       "--",
+	                       "non-utf8-\xff\xfe",
+	                       "$(touch pwned)",
+	                       "star*?[x]",
+	                       "tab\there",
+	                       ".hidden",
+	                       "..double-dot"};
+	size_t n = sizeof(names) / sizeof(names[0]);
+	for (size_t i = 0; i < n; i++)
+		ph_write(e.src, names[i], names[i], 0644, 1700000000L);
+	ph_mkdir(e.src, "dir with\nnewline", 0755);
+	ph_write(e.src, "dir with\nnewline/-x", "x", 0600, 1700000000L);
+	ph_symlink(e.src, "link \xff", "with space");
+	e.o.delete_extraneous = 1;
+	ph_push_ok(&e, NULL);
+	ph_assert_same(e.src, e.dst);
+	cr_assert(!exists(e.dst, "pwned") && !exists(e.base, "pwned"));
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.requests, 0);
+	ferry_sync_report_free(&r);
+	char *p = ph_path(e.src, "new\nline");
+	unlink(p);
+	free(p);
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_deleted, 1);
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	/* A verify of all that finds nothing to do. */
+	e.o.verify = 1;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded + r.files_deleted + r.files_updated, 0);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+Test(push_bad, planted_symlinks_are_replaced_not_followed)
+{
+	ph_env e;
+	ph_init(&e, "pb-planted");
+	char *out = ph_path(e.base, "outside");
+	cr_assert_eq(mkdir(out, 0755), 0);
+	ph_write(out, "f", "outside file\n", 0644, 1700000000L);
+	ph_write(out, "x", "outside x\n", 0644, 1700000000L);
+	ph_write(e.src, "f", "mine\n", 0600, 1700000000L);
+	ph_mkdir(e.src, "d", 0755);
+	ph_write(e.src, "d/x", "my x\n", 0644, 1700000000L);
+	/* Planted before the first push. */
+	fx_sh("mkdir -p '%s' && ln -s '%s/f' '%s/f' && ln -s '%s' '%s/d'",
+	      e.dst, out, e.dst, out, e.dst);
+	char *before = ph_tree_listing(out);
+	ph_push_ok(&e, NULL);
+	ph_assert_same(e.src, e.dst);
+	char *after = ph_tree_listing(out);
+	cr_assert_str_eq(before, after, "written through a symlink");
+	free(after);
+	/* Planted on a target the manifest vouches for: a changed file and a
+	 * new directory whose names were taken by symlinks. */
+	ph_write(e.src, "f", "mine, changed\n", 0600, 0);
+	ph_mkdir(e.src, "nd", 0755);
+	ph_write(e.src, "nd/x", "new x\n", 0644, 1700000000L);
+	fx_sh("cd '%s' && rm f && ln -s '%s/f' f && ln -s '%s' nd", e.dst, out,
+	      out);
+	ferry_sync_report r;
+	int rc = ph_push(&e, &r);
+	after = ph_tree_listing(out);
+	cr_assert_str_eq(before, after, "written through a symlink");
+	free(after);
+	struct stat st;
+	char *f = ph_path(e.dst, "f");
+	cr_assert_eq(lstat(f, &st), 0);
+	cr_assert(S_ISREG(st.st_mode), "the symlink at f was not replaced");
+	free(f);
+	cr_assert(rc == FERRY_EPARTIAL && has_error(&r, "nd", "symlink"),
+	          "rc %d", rc);
+	ferry_sync_report_free(&r);
+	/* The next push verifies and repairs. */
+	ph_push_ok(&e, &r);
+	cr_assert(r.verified);
+	ph_assert_same(e.src, e.dst);
+	after = ph_tree_listing(out);
+	cr_assert_str_eq(before, after);
+	free(after);
+	ferry_sync_report_free(&r);
+	free(before);
+	free(out);
+	ph_fini(&e);
+}
+
+static int child_push(ph_env *e)
+{
+	ferry_session_opts o;
+	fx_opts(e->sv, &o);
+	ferry_session *s = NULL;
+	if (ferry_session_open(&s, &o))
+		return 2;
+	ferry_sync_report r;
+	memset(&r, 0, sizeof(r));
+	e->o.log = NULL;
+	int rc = ferry_sync(s, &e->o, &r);
+	ferry_sync_report_free(&r);
+	ferry_session_close(s);
+	return rc ? 1 : 0;
+}
+
+Test(push_bad, concurrent_pushes_take_turns)
+{
+	ph_env e;
+	ph_init(&e, "pb-concurrent");
+	ph_skills_tree(e.src, 150, 9);
+	e.o.delete_extraneous = 1;
+	pid_t kids[4];
+	for (int i = 0; i < 4; i++) {
+		kids[i] = fork();
+		cr_assert(kids[i] >= 0);
+		if (kids[i] == 0)
+			_exit(child_push(&e));
+	}
+	for (int i = 0; i < 4; i++) {
+		int st = 0;
+		cr_assert_eq(waitpid(kids[i], &st, 0), kids[i]);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		          "push %d failed (status %d)", i, st);
+	}
+	ph_assert_same(e.src, e.dst);
+	cr_assert_eq(ph_count_temps(e.dst), 0);
+	/* The manifest is whole and vouches: nothing to do. */
+	ferry__sync_paths p;
+	cr_assert_eq(ferry__sync_paths_new(&p, NULL, "127.0.0.1", e.sv->port,
+	                                   e.dst, e.state),
+	             0);
+	ferry__manifest *m = NULL;
+	cr_assert_eq(ferry__manifest_load(&m, p.manifest, p.target, p.dest,
+	                                  NULL, NULL),
+	             0);
+	cr_assert(m->loaded && m->has_marker);
+	cr_assert_eq(m->n, 150 + 4 + 2 + 1 + 25 + 1, "entries %zu", m->n);
+	ferry__manifest_free(m);
+	ferry__sync_paths_free(&p);
+	ph_reconnect(&e);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded + r.files_deleted, 0);
+	cr_assert_eq(r.verified, 0);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
