@@ -149,6 +149,15 @@ static int transient(int rc)
 	       rc == LIBSSH2_ERROR_SOCKET_SEND;
 }
 
+/* libssh2 errors that mean the connection itself is gone. */
+static int conn_lost(int rc)
+{
+	return rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
+	       rc == LIBSSH2_ERROR_SOCKET_RECV ||
+	       rc == LIBSSH2_ERROR_SOCKET_TIMEOUT ||
+	       rc == LIBSSH2_ERROR_SOCKET_NONE;
+}
+
 static const char *ssh_msg(exec_state *es)
 {
 	char *msg = NULL;
@@ -336,6 +345,23 @@ static void op_seterr(ferry__exec_op *op, int code, const char *fmt, ...)
 	}
 }
 
+/* A libssh2 failure: the connection lost (the session is dead then), or
+ * the server's refusal. */
+static void op_fail_ssh(ferry__exec_op *op, int rc, const char *what)
+{
+	ferry_session *s = op->es->s;
+	if (conn_lost(rc) || s->dead) {
+		s->dead = 1;
+		ferry__seterr(s, FERRY_EEOF,
+		              "connection to %s lost while %s: %s", s->target,
+		              what, ssh_msg(op->es));
+		op_seterr(op, FERRY_EEOF, "%s", s->errmsg);
+		return;
+	}
+	op_seterr(op, FERRY_EREMOTE, "%s: %s failed: %s (libssh2 error %d)",
+	          s->target, what, ssh_msg(op->es), rc);
+}
+
 /* ---- channels ----------------------------------------------------------- */
 
 static void es_dispose_channel(exec_state *es, LIBSSH2_CHANNEL *ch)
@@ -431,8 +457,7 @@ static void es_open_failed(exec_state *es, int rc)
 		return;
 	}
 	wq_remove(es, op);
-	op_seterr(op, FERRY_EREMOTE, "cannot open a channel on %s: %s (%d)",
-	          es->s->target, ssh_msg(es), rc);
+	op_fail_ssh(op, rc, "opening a channel");
 	op_finish(op);
 }
 
@@ -562,8 +587,7 @@ static int read_streams(ferry__exec_op *op)
 			}
 			if (n < 0 && !transient((int)n) &&
 			    n != LIBSSH2_ERROR_CHANNEL_CLOSED) {
-				op_seterr(op, FERRY_EIO, "reading from %s: %s",
-				          op->es->s->target, ssh_msg(op->es));
+				op_fail_ssh(op, (int)n, "reading the output");
 				op->out_eof = 1;
 			}
 			break;
@@ -605,9 +629,7 @@ static int chan_io(ferry__exec_op *op)
 			op_acquire(op, op->kind == K_KILL);
 			return 1;
 		} else {
-			op_seterr(op, FERRY_EREMOTE,
-			          "%s refused to run a command: %s",
-			          es->s->target, ssh_msg(es));
+			op_fail_ssh(op, rc, "running a command");
 			op_finish(op);
 			return 1;
 		}

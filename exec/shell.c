@@ -457,7 +457,7 @@ static int take_header(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
 }
 
 /* Parse "STATUS:DUMPED:CWD\0" at the start of hold.  1 complete, 0 wait,
- * -1 not a trailer. */
+ * -1 not a trailer, -2 out of memory. */
 static int take_trailer(ferry__sh_filter *f)
 {
 	const char *h = (const char *)f->hold.data;
@@ -477,7 +477,7 @@ static int take_trailer(ferry__sh_filter *f)
 		return -1;
 	char *cwd = ferry__strndup(q + 3, (size_t)(z - q - 3));
 	if (!cwd)
-		return -1;
+		return -2;
 	f->status = st;
 	f->dumped = q[1] == '1';
 	f->cwd = cwd;
@@ -527,6 +527,8 @@ static int run(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
 			int r = take_trailer(f);
 			if (r == 0)
 				return 0;
+			if (r == -2)
+				return FERRY_ENOMEM;
 			if (r < 0) {
 				/* Not ours after all: the bytes are the
 				 * user's. */

@@ -119,7 +119,7 @@ Test(cli_exec, stdin_from_file_and_pipe)
 	free(dir);
 }
 
-Test(cli_exec, timeout_is_124_with_a_note, .timeout = 30)
+Test(cli_exec, timeout_is_124_with_a_note)
 {
 	char *out, *err;
 	cr_assert_eq(fexec(&out, &err, NULL,
@@ -157,7 +157,7 @@ Test(cli_exec, usage_and_connection_errors)
 	free(out);
 }
 
-Test(cli_exec, closed_stdout_stops_the_command, .timeout = 30)
+Test(cli_exec, closed_stdout_stops_the_command)
 {
 	char *conn = conn_args();
 	char *dir = fx_tmpdir("pipe");
@@ -179,7 +179,7 @@ Test(cli_exec, closed_stdout_stops_the_command, .timeout = 30)
 	free(conn);
 }
 
-Test(cli_exec, ctrl_c_kills_the_remote_command, .timeout = 30)
+Test(cli_exec, ctrl_c_kills_the_remote_command)
 {
 	const fx_sshd *sv = fx_shared();
 	char port[16];

@@ -15,6 +15,7 @@
 #include "exec/exec.h"
 #include "ferry.h"
 #include "fixture.h"
+#include "alloc.h"
 #include "session.h"
 #include "sftp.h"
 
@@ -259,7 +260,7 @@ static long maxrss_kb(void)
 	return ru.ru_maxrss;
 }
 
-Test(exec, large_output_streams_in_bounded_memory, .timeout = 60)
+Test(exec, large_output_streams_in_bounded_memory)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	ferry_exec_result r;
@@ -410,7 +411,7 @@ Test(exec, quoting_of_cwd_and_command)
 
 /* ---- timeouts, interrupts, background children -------------------------- */
 
-Test(exec, timeout_kills_the_process_group, .timeout = 30)
+Test(exec, timeout_kills_the_process_group)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
@@ -453,7 +454,7 @@ static void *interrupter(void *p)
 	return NULL;
 }
 
-Test(exec, interrupt_kills_the_process_group, .timeout = 30)
+Test(exec, interrupt_kills_the_process_group)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	ferry_exec_result r;
@@ -479,7 +480,7 @@ Test(exec, interrupt_kills_the_process_group, .timeout = 30)
 	ferry_session_close(s);
 }
 
-Test(exec, background_child_holding_stdout_returns_fast, .timeout = 30)
+Test(exec, background_child_holding_stdout_returns_fast)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	ferry_exec_result r;
@@ -502,7 +503,7 @@ Test(exec, background_child_holding_stdout_returns_fast, .timeout = 30)
 /* ---- channels, many commands, concurrency ---------------------------------
  */
 
-Test(exec, many_commands_leave_nothing_behind, .timeout = 120)
+Test(exec, many_commands_leave_nothing_behind)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	char *o = out_of(s, "echo $PPID");
@@ -541,7 +542,7 @@ Test(exec, many_commands_leave_nothing_behind, .timeout = 120)
 	cr_assert_neq(stat(dir, &st), 0, "%s still exists", dir);
 }
 
-Test(exec, four_commands_at_once, .timeout = 30)
+Test(exec, four_commands_at_once)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	ferry_exec_result r;
@@ -613,7 +614,7 @@ static int gen_read(void *ctx, void *buf, size_t n, uint64_t off)
 	return 0;
 }
 
-Test(exec, runs_while_a_push_is_in_flight, .timeout = 60)
+Test(exec, runs_while_a_push_is_in_flight)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	ferry_exec_result r;
@@ -674,7 +675,7 @@ static void home_sshd(fx_sshd *sv, const char *home, int source_bashrc)
 	cr_assert_eq(fx_sshd_start(sv, cfg), 0, "cannot start sshd");
 }
 
-Test(exec, broken_login_profile_falls_back, .timeout = 60)
+Test(exec, broken_login_profile_falls_back)
 {
 	char *home = fx_tmpdir("home");
 	char p[700];
@@ -705,7 +706,7 @@ Test(exec, broken_login_profile_falls_back, .timeout = 60)
 	free(home);
 }
 
-Test(exec, chatty_bashrc_does_not_reach_the_output, .timeout = 60)
+Test(exec, chatty_bashrc_does_not_reach_the_output)
 {
 	char *home = fx_tmpdir("home");
 	char p[700];
@@ -750,7 +751,7 @@ static void small_done(void *ctx, const ferry__sftp_upload_result *r)
 	*st = r->error ? r->error : 1;
 }
 
-Test(exec, sftp_only_account, .timeout = 60)
+Test(exec, sftp_only_account)
 {
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, "ForceCommand internal-sftp\n"), 0);
@@ -795,4 +796,111 @@ Test(exec, sftp_only_account, .timeout = 60)
 	fx_sshd_stop(&sv);
 	fx_sh("rm -rf '%s'", dir);
 	free(dir);
+}
+
+/* ---- failures
+ * ---------------------------------------------------------------- */
+
+typedef struct killer_arg {
+	long pid;
+	int ms;
+} killer_arg;
+
+static void *kill_later(void *p)
+{
+	killer_arg *a = p;
+	usleep((useconds_t)a->ms * 1000);
+	kill((pid_t)a->pid, SIGKILL);
+	return NULL;
+}
+
+static void grab_pid(void *ctx, int stream, const void *p, size_t n)
+{
+	long *pid = ctx;
+	char buf[32];
+	if (stream != 1 || *pid || n >= sizeof(buf))
+		return;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	*pid = strtol(buf, NULL, 10);
+}
+
+Test(exec, lost_connection_fails_cleanly)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	char *o = out_of(s, "echo $PPID");
+	long sshd = strtol(o, NULL, 10);
+	free(o);
+	cr_assert_gt(sshd, 1);
+	killer_arg a = {sshd, 300};
+	pthread_t th;
+	pthread_create(&th, NULL, kill_later, &a);
+	long child = 0;
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.on_output = grab_pid;
+	eo.ctx = &child;
+	ferry_exec_result r;
+	double t0 = now_ms();
+	int rc = ferry_exec(s, "sleep 1234.41 & echo $!; wait", &eo, &r);
+	double ms = now_ms() - t0;
+	pthread_join(th, NULL);
+	if (child > 1)
+		kill((pid_t)child, SIGKILL);
+	cr_assert(rc == FERRY_EEOF || rc == FERRY_ECONN, "rc %d (%s)", rc,
+	          ferry_session_errmsg(s));
+	cr_assert_eq(r.exit_status, 255);
+	cr_assert_lt(ms, 5000, "took %.0f ms", ms);
+	ferry_exec_result_free(&r);
+	/* later calls fail at once */
+	t0 = now_ms();
+	rc = ferry_exec(s, "true", NULL, &r);
+	cr_assert(rc == FERRY_ECONN || rc == FERRY_EEOF, "rc %d", rc);
+	cr_assert_lt(now_ms() - t0, 50);
+	ferry_exec_result_free(&r);
+	ferry_session_close(s);
+}
+
+Test(exec, allocation_failures_are_errors_not_crashes)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	int failed = 0, ok = 0;
+	for (unsigned long n = 1; n <= 80; n++) {
+		ferry__exec_info in;
+		ferry__exec_info_get(s, &in);
+		if (in.mode == FERRY__EXEC_MODE_FAILED) {
+			/* a failed bootstrap is sticky: a new session */
+			ferry_session_close(s);
+			s = fx_connect(fx_shared());
+		}
+		ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+		const char *env[] = {"A=1"};
+		eo.env = env;
+		eo.env_count = 1;
+		eo.output_cap = 64;
+		ferry_exec_result r;
+		ferry__alloc_fail_at(n);
+		int rc = ferry_exec(s, "echo $A; cd /tmp", &eo, &r);
+		ferry__alloc_fail_at(0);
+		if (rc == 0) {
+			ok++;
+			cr_assert_eq(r.exit_status, 0);
+			cr_assert_str_eq(r.output, "1\n");
+		} else {
+			failed++;
+			cr_assert(rc == FERRY_ENOMEM || rc == FERRY_EREMOTE,
+			          "n=%lu rc=%d %s", n, rc,
+			          ferry_session_errmsg(s));
+		}
+		ferry_exec_result_free(&r);
+	}
+	cr_assert_gt(failed, 0);
+	cr_assert_gt(ok, 0);
+	/* and the session still works */
+	ferry__alloc_fail_at(0);
+	ferry_exec_result r;
+	cr_assert_eq(ferry_exec(s, "printf x", NULL, &r), 0, "%s",
+	             ferry_session_errmsg(s));
+	cr_assert_str_eq(r.output, "x");
+	ferry_exec_result_free(&r);
+	ferry_session_close(s);
 }
