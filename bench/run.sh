@@ -302,7 +302,7 @@ probe_ferry() {
 			--known-hosts "$KH" --delete --json "$W/tree/" "$H:$R/probe-push")
 		if [ "$(echo "$r" | cut -d' ' -f3)" != 0 ]; then
 			NA_CLI_PUSH="ferry push exits $(echo "$r" | cut -d' ' -f3): $(head -c 150 "$W/probe.err" | tr '\n\t' '  ')"
-		elif ! diff -rq "$W/tree" "$R/probe-push" >/dev/null 2>&1; then
+		elif ! diff -rq -x .ferry-id "$W/tree" "$R/probe-push" >/dev/null 2>&1; then
 			NA_CLI_PUSH="ferry push exits 0 but the remote copy differs"
 		fi
 		r=$("$BIN/tm" -o "$W/probe.out" -e "$W/probe.err" -- "$FERRY_BIN" exec -p "$P" -i "$KEY" \
@@ -312,7 +312,7 @@ probe_ferry() {
 		fi
 	fi
 	if [ ! -x "$BIN/held" ]; then
-		NA_HELD_SYNC="bench/held.c not built yet (libferry lacks ferry_sync/ferry_exec; the driver waits in bench/wip/)"
+		NA_HELD_SYNC="$BIN/held not built (make B=... bench builds bench/held.c)"
 		NA_HELD_EXEC=$NA_HELD_SYNC
 	elif ! held_start; then
 		NA_HELD_SYNC="held driver: ${HELD_ERR:-cannot start}"
@@ -320,7 +320,7 @@ probe_ferry() {
 	else
 		if ! held_cmd sync "$R/probe-held" "$W/tree/"; then
 			NA_HELD_SYNC="ferry_sync: $REPLY"
-		elif ! diff -rq "$W/tree" "$R/probe-held" >/dev/null 2>&1; then
+		elif ! diff -rq -x .ferry-id "$W/tree" "$R/probe-held" >/dev/null 2>&1; then
 			NA_HELD_SYNC="ferry_sync returns 0 but the remote copy differs"
 		fi
 		held_cmd exec "echo ferry-bench-ok" || NA_HELD_EXEC="ferry_exec: $REPLY"
@@ -400,11 +400,12 @@ push_run() { # CASE TOOL RUN SRC DEST
 	esac
 }
 
-# Checked after every run, untimed: the remote copy must equal the source.
+# Checked after every run, untimed: the remote copy must equal the source
+# (ferry's marker .ferry-id aside, which DESIGN.md puts in the destination).
 check_copy() { # CASE TOOL RUN SRC DEST
 	local s=${4%/}
 	if [ -d "$s" ]; then
-		diff -rq "$s" "$5" >/dev/null 2>&1 && return 0
+		diff -rq -x .ferry-id "$s" "$5" >/dev/null 2>&1 && return 0
 	else
 		cmp -s "$s" "$5/$(basename "$s")" && return 0
 	fi
