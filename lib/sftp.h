@@ -146,7 +146,10 @@ int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
 int ferry__sftp_run(ferry__sftp *sf, int (*done)(void *ctx), void *ctx,
                     int64_t deadline_ms);
 /* Complete every queued and in-flight request now with code (callbacks
- * run; late replies are dropped; handles they open are closed). */
+ * run, status FERRY__FX_LOCAL).  Late replies are dropped; a handle a
+ * cancelled OPEN still gets is closed, and CLOSEs (queued, or submitted
+ * by callbacks meanwhile) still go out: no handle is lost on either side.
+ * The client stays usable. */
 void ferry__sftp_cancel_all(ferry__sftp *sf, int code);
 /* Requests queued, in flight or delayed, plus upload jobs running. */
 size_t ferry__sftp_pending(const ferry__sftp *sf);
@@ -181,7 +184,14 @@ void ferry__sftp_stats_get(const ferry__sftp *sf, ferry__sftp_stats *out);
 
 /* ---- asynchronous requests ------------------------------------------------
  * 0 (cb will be called once) or FERRY_EINVALID / FERRY_ENOMEM / the death
- * error (cb never called).  Strings and data are copied. */
+ * error (cb never called).  Strings and data are copied; cb may be NULL.
+ * Errors: NO_SUCH_FILE -> FERRY_ENOTFOUND, PERMISSION_DENIED -> FERRY_EPERM,
+ * OP_UNSUPPORTED -> FERRY_EUNSUPPORTED, BAD_MESSAGE -> FERRY_EINVALID,
+ * FAILURE -> FERRY_EREMOTE, the server's text in r->message.  OpenSSH says
+ * FAILURE for both EEXIST and ENOSPC; for requests that create a path
+ * (OPEN with CREAT|EXCL, MKDIR, SYMLINK, RENAME, hardlink) ferry then asks
+ * LSTAT of the path and statvfs of its directory (one more round trip, on
+ * the failure path only) and reports FERRY_EEXIST or FERRY_ENOSPACE. */
 
 int ferry__sftp_open(ferry__sftp *sf, const char *path, uint32_t pflags,
                      const ferry__sftp_attrs *attrs, ferry__sftp_cb cb,
