@@ -75,6 +75,8 @@ struct ferry__exec_op {
 	char mark[64];
 	int req_sent, exec_ok, eof_sent, out_eof, closed;
 	int need_close; /* wait for the channel close: exit status */
+	int retries;    /* channels found dead before the exec reply */
+	uint64_t rx_bytes;
 	const uint8_t *in;
 	size_t in_len, in_off;
 
@@ -409,6 +411,13 @@ static void op_acquire(ferry__exec_op *op, int front)
 {
 	exec_state *es = op->es;
 	op->state = op->state == S_KILL ? S_KILL : S_WAIT_CHAN;
+	if (es->spare && libssh2_channel_eof(es->spare) == 1) {
+		/* closed by the server while idle */
+		ferry__log(es->s, FERRY_LOG_DEBUG,
+		           "exec: the server closed the spare channel");
+		es_dispose_channel(es, es->spare);
+		es->spare = NULL;
+	}
 	if (es->spare) {
 		LIBSSH2_CHANNEL *ch = es->spare;
 		es->spare = NULL;
@@ -579,6 +588,7 @@ static int read_streams(ferry__exec_op *op)
 			ssize_t n = libssh2_channel_read_ex(op->ch, stream, buf,
 			                                    sizeof(buf));
 			if (n > 0) {
+				op->rx_bytes += (uint64_t)n;
 				deliver(op, stream, buf, (size_t)n);
 				budget = (size_t)n < budget ? budget - (size_t)n
 				                            : 0;
@@ -605,6 +615,24 @@ static int chan_io(ferry__exec_op *op)
 	exec_state *es = op->es;
 	LIBSSH2_SESSION *ssh = es->s->ssh;
 	int progress = 0, rc;
+	if (op->kind == K_USER && !op->exec_ok && !op->rx_bytes &&
+	    op->retries < 2 && libssh2_channel_eof(op->ch) == 1) {
+		/* The channel was closed under us before our request was
+		 * answered (a server's ChannelTimeout on the spare): nothing
+		 * ran, since a wrapper that runs always prints its header
+		 * first.  Another channel. */
+		op->retries++;
+		ferry__log(es->s, FERRY_LOG_DEBUG,
+		           "exec: channel closed by the server before the "
+		           "command started; another one");
+		es_dispose_channel(es, op->ch);
+		op->ch = NULL;
+		op->req_sent = 0;
+		op->eof_sent = 0;
+		op->in_off = 0;
+		op_acquire(op, op->kind == K_KILL);
+		return 1;
+	}
 	if (!op->exec_ok) {
 		rc = libssh2_channel_process_startup(op->ch, "exec", 4,
 		                                     (const char *)op->req.data,
@@ -694,9 +722,13 @@ static void spawn_kill(ferry__exec_op *op, long pgid)
 {
 	exec_state *es = op->es;
 	ferry__exec_op *k = op_new(es, K_KILL);
-	if (!k || ferry__sh_kill(&k->req, pgid)) {
-		op_free(k ? (op_unlink(k), ferry__io_remove(es->s, &k->io), k)
-		          : NULL);
+	if (k && ferry__sh_kill(&k->req, pgid)) {
+		op_unlink(k);
+		ferry__io_remove(es->s, &k->io);
+		op_free(k);
+		k = NULL;
+	}
+	if (!k) {
 		op->kill_done = 1; /* nothing more we can do */
 		return;
 	}
@@ -910,9 +942,9 @@ static void op_finish(ferry__exec_op *op)
 	op->state = S_DONE;
 	op->duration_ms = ferry__now_ms_f() - op->t0;
 	ferry__io_remove(es->s, &op->io);
-	op_unlink(op);
 	if (op->kind == K_USER)
-		return; /* freed by ferry__exec_finish */
+		return; /* listed and kept until ferry__exec_finish */
+	op_unlink(op);
 	if (op->kind == K_KILL && op->owner) {
 		op->owner->kill_done = 1;
 		op->owner->killer = NULL;
@@ -1330,6 +1362,8 @@ static int64_t es_next_timer(const exec_state *es)
 {
 	int64_t t = 0;
 	for (const ferry__exec_op *op = es->ops; op; op = op->next) {
+		if (op->state == S_DONE)
+			continue;
 		int64_t c[3] = {op->state != S_KILL ? op->deadline : 0,
 		                op->drain_at,
 		                op->state == S_KILL ? op->kill_until : 0};
@@ -1346,6 +1380,10 @@ static void es_fail_all(exec_state *es, int rc)
 	ferry__exec_op *op = es->ops;
 	while (op) {
 		ferry__exec_op *next = op->next;
+		if (op->state == S_DONE) {
+			op = next;
+			continue;
+		}
 		op_seterr(op, rc, "%s", ferry_session_errmsg(es->s));
 		if (op->kind == K_BOOT || op->kind == K_PROBE ||
 		    op->kind == K_LPROBE)
@@ -1453,6 +1491,7 @@ int ferry__exec_finish(ferry__exec_op *op, ferry_exec_result *result)
 			                      "output");
 		}
 	}
+	op_unlink(op);
 	op_free(op);
 	es_bury(es);
 	return error;
@@ -1502,6 +1541,8 @@ void ferry__exec_info_get(ferry_session *s, ferry__exec_info *out)
 	out->channels =
 	        out->closing + (es->spare ? 1u : 0u) + (es->opening ? 1u : 0u);
 	for (ferry__exec_op *op = es->ops; op; op = op->next) {
+		if (op->state == S_DONE)
+			continue;
 		out->ops++;
 		if (op->ch)
 			out->channels++;
@@ -1514,7 +1555,10 @@ void ferry__exec_info_get(ferry_session *s, ferry__exec_info *out)
 static int es_quiet(void *ctx)
 {
 	exec_state *es = ctx;
-	return !es->ops && !es->nclosing && !es->opening;
+	for (const ferry__exec_op *op = es->ops; op; op = op->next)
+		if (op->state != S_DONE)
+			return 0;
+	return !es->nclosing && !es->opening;
 }
 
 /* Snapshot directory names end in "/ferry-<sid>": anything else is not
