@@ -40,12 +40,23 @@
 #define RAW_MAX         ((size_t)64 << 10)
 #define READ_BUDGET     ((size_t)256 << 10) /* per op and step */
 #define SLOTS           64
+/* libssh2 sends at most ~34 KB in one packet: an exec request longer
+ * than this goes by a file (shell.h command_file). */
+#define REQ_MAX ((size_t)30000)
 
 #define CONTAINER(ptr, type, member)                                           \
 	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
-enum { K_USER, K_BOOT, K_PROBE, K_LPROBE, K_KILL, K_CLEANUP };
-enum { S_NEW, S_WAIT_SHELL, S_WAIT_CHAN, S_RUN, S_KILL, S_DONE };
+enum { K_USER, K_BOOT, K_PROBE, K_LPROBE, K_KILL, K_CLEANUP, K_STORE };
+enum {
+	S_NEW,
+	S_WAIT_SHELL,
+	S_WAIT_STORE, /* a long command is being written remotely */
+	S_WAIT_CHAN,
+	S_RUN,
+	S_KILL,
+	S_DONE
+};
 
 typedef struct sink {
 	ferry_buf head;
@@ -97,7 +108,9 @@ struct ferry__exec_op {
 	int timeout_ms;
 	int64_t deadline, drain_at, kill_until;
 	ferry__exec_op *killer; /* K_KILL op for this one */
-	ferry__exec_op *owner;  /* K_KILL: the op it kills */
+	ferry__exec_op *storer; /* K_STORE op writing its command */
+	ferry__exec_op *owner;  /* K_KILL, K_STORE: the op it serves */
+	int cmd_slot;           /* "DIR/cN" holding a long command, or -1 */
 	int kill_done;
 
 	int exit_status;
@@ -121,6 +134,7 @@ struct exec_state {
 	char *dir, *cwd;
 	int cur_slot;
 	unsigned slot_refs[SLOTS];
+	unsigned cmd_refs[SLOTS]; /* "DIR/cN" files of long commands */
 	int fail_code;
 	char *fail_msg;
 	ferry_buf diag; /* what failed bootstrap attempts printed */
@@ -276,6 +290,7 @@ static ferry__exec_op *op_new(exec_state *es, int kind)
 	op->kind = kind;
 	op->state = S_NEW;
 	op->src_slot = op->dst_slot = -1;
+	op->cmd_slot = -1;
 	op->status = -1;
 	op->exit_status = 255;
 	op->io.step = op_step;
@@ -888,6 +903,9 @@ static void es_release_slots(exec_state *es, ferry__exec_op *op)
 	if (op->dst_slot >= 0 && es->slot_refs[op->dst_slot])
 		es->slot_refs[op->dst_slot]--;
 	op->src_slot = op->dst_slot = -1;
+	if (op->cmd_slot >= 0 && es->cmd_refs[op->cmd_slot])
+		es->cmd_refs[op->cmd_slot]--;
+	op->cmd_slot = -1;
 }
 
 static void finish_user(ferry__exec_op *op)
@@ -926,9 +944,33 @@ static void finish_user(ferry__exec_op *op)
 		op->killer->owner = NULL; /* it finishes on its own */
 		op->killer = NULL;
 	}
+	if (op->storer) {
+		op->storer->owner = NULL;
+		op->storer = NULL;
+	}
 }
 
 static void boot_done(ferry__exec_op *op);
+
+/* The long command is in its file (or not): the command goes on. */
+static void store_done(ferry__exec_op *st)
+{
+	ferry__exec_op *op = st->owner;
+	op->storer = NULL;
+	st->owner = NULL;
+	if (op->state != S_WAIT_STORE)
+		return;
+	if (st->error || st->status != 0) {
+		op_seterr(op, st->error ? st->error : FERRY_EREMOTE,
+		          "%s: could not write the command (%zu bytes) to a "
+		          "remote file: %s",
+		          op->es->s->target, st->in_len,
+		          st->errmsg ? st->errmsg : "cat failed");
+		op_finish(op);
+		return;
+	}
+	op_acquire(op, 0);
+}
 
 static void op_finish(ferry__exec_op *op)
 {
@@ -949,6 +991,8 @@ static void op_finish(ferry__exec_op *op)
 		op->owner->kill_done = 1;
 		op->owner->killer = NULL;
 	}
+	if (op->kind == K_STORE && op->owner)
+		store_done(op);
 	if (op->kind == K_BOOT || op->kind == K_PROBE || op->kind == K_LPROBE)
 		boot_done(op);
 	/* Freed at a safe point: the loop may hold a pointer to it. */
@@ -1189,9 +1233,29 @@ static void op_launch(ferry__exec_op *op)
 	}
 	int rc = (op->cwd_opt && !cwd) ? FERRY_ENOMEM
 	                               : ferry__sh_wrapper(&op->req, &c);
+	char cfile[4096];
+	int k = -1;
+	if (!rc && op->req.len > REQ_MAX) {
+		/* Too long for one exec request: the text goes to a file
+		 * first (one more round trip), the wrapper sources it. */
+		for (int i = 0; es->dir && i < SLOTS && k < 0; i++)
+			if (!es->cmd_refs[i])
+				k = i;
+		if (k < 0) {
+			rc = FERRY_EINVALID;
+			op_seterr(op, rc,
+			          "command too long (%zu bytes) for one exec "
+			          "request, and no private remote directory "
+			          "to pass it through (shell mode %d)",
+			          strlen(op->command), es->mode);
+		} else {
+			snprintf(cfile, sizeof(cfile), "%s/c%d", es->dir, k);
+			c.command_file = cfile;
+			ferry__buf_reset(&op->req);
+			rc = ferry__sh_wrapper(&op->req, &c);
+		}
+	}
 	ferry__free(cwd);
-	ferry__free(op->command);
-	op->command = NULL;
 	if (rc) {
 		op_seterr(op, rc, "cannot build the command: %s",
 		          ferry_strerror(rc));
@@ -1199,6 +1263,34 @@ static void op_launch(ferry__exec_op *op)
 		return;
 	}
 	es->commands++;
+	if (c.command_file) {
+		ferry__exec_op *st = op_new(es, K_STORE);
+		if (!st || ferry__sh_store(&st->req, cfile)) {
+			if (st) {
+				op_unlink(st);
+				ferry__io_remove(es->s, &st->io);
+				op_free(st);
+			}
+			op_seterr(op, FERRY_ENOMEM, "out of memory");
+			op_finish(op);
+			return;
+		}
+		op->cmd_slot = k;
+		es->cmd_refs[k]++;
+		/* The store owns the text: it may outlive a cancelled op. */
+		st->command = op->command;
+		op->command = NULL;
+		st->in = (const uint8_t *)st->command;
+		st->in_len = strlen(st->command);
+		st->need_close = 1;
+		st->owner = op;
+		op->storer = st;
+		op->state = S_WAIT_STORE;
+		op_acquire(st, 0);
+		return;
+	}
+	ferry__free(op->command);
+	op->command = NULL;
 	op_acquire(op, 0);
 }
 

@@ -206,8 +206,13 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 	error = error ? error : ferry__buf_put_u8(&trap, 0);
 	error = error ? error : put(&t, "builtin trap ");
 	error = error ? error : ferry__sh_quote(&t, (const char *)trap.data);
-	error = error ? error : put(&t, " EXIT; builtin eval ");
-	error = error ? error : ferry__sh_quote(&t, c->command);
+	if (c->command_file) {
+		error = error ? error : put(&t, " EXIT; builtin source ");
+		error = error ? error : ferry__sh_quote(&t, c->command_file);
+	} else {
+		error = error ? error : put(&t, " EXIT; builtin eval ");
+		error = error ? error : ferry__sh_quote(&t, c->command);
+	}
 	error = error ? error : invoke_text(out, &t, c->invoke);
 	ferry__buf_free(&t);
 	ferry__buf_free(&trap);
@@ -255,6 +260,16 @@ int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name)
 	if (!error)
 		out->len--;
 	ferry__buf_free(&t);
+	return error;
+}
+
+int ferry__sh_store(ferry_buf *out, const char *path)
+{
+	int error = put(out, "umask 077 && exec cat > ");
+	error = error ? error : ferry__sh_quote(out, path);
+	error = error ? error : ferry__buf_put_u8(out, 0);
+	if (!error)
+		out->len--;
 	return error;
 }
 

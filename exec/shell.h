@@ -38,7 +38,10 @@ enum {
 typedef struct ferry__sh_cmd {
 	const char *mark;    /* this command's marker */
 	const char *command; /* the user's command, eval'd */
-	const char *cwd;     /* NULL: the login directory */
+	/* Instead of command: a remote file holding it, sourced (commands
+	 * too long for one SSH packet are written there first). */
+	const char *command_file;
+	const char *cwd; /* NULL: the login directory */
 	/* Snapshot files (absolute).  src NULL: no snapshot is sourced;
 	 * dst NULL: the state is not dumped after the command. */
 	const char *snap_src, *snap_dst;
@@ -55,6 +58,8 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c);
  * $TMPDIR (or /tmp), writes the snapshot "0" in it (temp then mv) and
  * prints "MARK:boot:DIR\0CWD\0". */
 int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name);
+/* Write stdin into path (umask 077): how a long command gets there. */
+int ferry__sh_store(ferry_buf *out, const char *path);
 /* A probe of bash -c (login: bash -l -c): "MARK:probe:CWD\0". */
 int ferry__sh_probe(ferry_buf *out, const char *mark, int login);
 /* TERM to process group pgid, up to ~0.5 s for it to go, then KILL. */

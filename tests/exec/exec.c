@@ -904,3 +904,36 @@ Test(exec, allocation_failures_are_errors_not_crashes)
 	ferry_exec_result_free(&r);
 	ferry_session_close(s);
 }
+
+Test(exec, long_commands_go_through_a_file)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	size_t n = 200000;
+	char *cmd = malloc(n + 64);
+	int k = snprintf(cmd, 64, "cd /tmp; printf %%s '");
+	memset(cmd + k, 'x', n);
+	memcpy(cmd + k + n, "'; exit 3", 10);
+	ferry_exec_result r;
+	cr_assert_eq(run(s, cmd, NULL, &r), 3);
+	cr_assert_eq(r.output_len, n);
+	cr_assert_eq(r.output[0], 'x');
+	cr_assert_eq(r.output[n - 1], 'x');
+	cr_assert_str_eq(r.cwd, "/tmp");
+	ferry_exec_result_free(&r);
+	/* twice (the file is reused), then a short one */
+	cmd[k] = 'y';
+	cr_assert_eq(run(s, cmd, NULL, &r), 3);
+	cr_assert_eq(r.output_len, n);
+	cr_assert_eq(r.output[0], 'y');
+	ferry_exec_result_free(&r);
+	char *o = out_of(s, "pwd");
+	cr_assert_str_eq(o, "/tmp\n");
+	free(o);
+	ferry__exec_info in;
+	ferry__exec_info_get(s, &in);
+	char *files = fx_sh_out("ls -A '%s' | wc -l", in.snapshot_dir);
+	cr_assert_leq(strtol(files, NULL, 10), 4);
+	free(files);
+	free(cmd);
+	ferry_session_close(s);
+}
