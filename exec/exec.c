@@ -779,7 +779,7 @@ static void op_abort(ferry__exec_op *op, int timeout)
 	if (timeout) {
 		char note[160];
 		int n = snprintf(note, sizeof(note),
-		                 "ferry: command timed out after %.3g s; its "
+		                 "ferry: command timed out after %.6g s; its "
 		                 "remote process group was killed\n",
 		                 op->timeout_ms / 1000.0);
 		user_emit(op, 2, note, n > 0 ? (size_t)n : 0);
@@ -1068,8 +1068,20 @@ static void boot_done(ferry__exec_op *op)
 {
 	exec_state *es = op->es;
 	es->boot = NULL;
-	if (es->closing_session)
+	if (es->closing_session) {
+		/* Closing: only remember a directory to remove. */
+		ferry__sh_boot b;
+		if (op->kind == K_BOOT &&
+		    !ferry__sh_parse_boot(op->raw_out.data, op->raw_out.len,
+		                          op->mark, &b) &&
+		    b.dir && !es->dir) {
+			es->dir = b.dir;
+			b.dir = NULL;
+		}
+		if (op->kind == K_BOOT)
+			ferry__sh_boot_free(&b);
 		return;
+	}
 	if (op->kind == K_BOOT) {
 		ferry__sh_boot b;
 		int rc = ferry__sh_parse_boot(op->raw_out.data, op->raw_out.len,
@@ -1664,6 +1676,26 @@ static int dir_is_ours(const exec_state *es)
 	       !strcmp(es->dir + len - (size_t)n, tail) && es->dir[0] == '/';
 }
 
+/* Run the loop until no op but finished user ones is left, or until. */
+static void es_settle(exec_state *es, int64_t until)
+{
+	ferry_session *s = es->s;
+	for (;;) {
+		int busy = 0;
+		for (ferry__exec_op *op = es->ops; op; op = op->next)
+			busy |= op->state != S_DONE;
+		if (!busy || ferry__now_ms() >= until || s->dead)
+			return;
+		int64_t t = es_next_timer(es);
+		int rc = ferry__session_run(s, es_quiet, es,
+		                            t && t < until ? t : until,
+		                            FERRY__RUN_NOINTR);
+		es_bury(es);
+		if (rc && rc != FERRY_ETIMEOUT)
+			return;
+	}
+}
+
 static void es_free(void *p)
 {
 	exec_state *es = p;
@@ -1671,10 +1703,14 @@ static void es_free(void *p)
 	if (!s->dead && s->ssh) {
 		int64_t until = (int64_t)ferry__now_ms() + CLOSE_WAIT_MS;
 		es->want_spare = 0;
-		/* Commands still running are killed, not orphaned. */
+		es->closing_session = 1;
+		/* Commands still running are killed, not orphaned; a
+		 * bootstrap in flight is let finish (it makes the
+		 * directory removed next). */
 		for (ferry__exec_op *op = es->ops; op; op = op->next)
 			if (op->kind == K_USER)
 				op_abort(op, 0);
+		es_settle(es, until);
 		if (es->dir && dir_is_ours(es)) {
 			ferry__exec_op *op = op_new(es, K_CLEANUP);
 			if (op && !ferry__sh_cleanup(&op->req, es->dir)) {
@@ -1683,22 +1719,7 @@ static void es_free(void *p)
 			} else if (op) {
 				op_finish(op);
 			}
-		}
-		es->closing_session = 1;
-		/* User ops stay listed until freed; wait for the others. */
-		for (;;) {
-			int busy = 0;
-			for (ferry__exec_op *op = es->ops; op; op = op->next)
-				busy |= op->state != S_DONE;
-			if (!busy || ferry__now_ms() >= until || s->dead)
-				break;
-			int64_t t = es_next_timer(es);
-			int rc = ferry__session_run(s, es_quiet, es,
-			                            t && t < until ? t : until,
-			                            FERRY__RUN_NOINTR);
-			if (rc && rc != FERRY_ETIMEOUT)
-				break;
-			es_bury(es);
+			es_settle(es, until);
 		}
 		/* Every channel closed together: one round trip. */
 		ferry__exec_op *op = es->ops;

@@ -937,3 +937,53 @@ Test(exec, long_commands_go_through_a_file)
 	free(cmd);
 	ferry_session_close(s);
 }
+
+static long count_entries(const char *dir)
+{
+	char *o = fx_sh_out("ls -A '%s' | wc -l", dir);
+	long n = strtol(o, NULL, 10);
+	free(o);
+	return n;
+}
+
+Test(exec, prepare_and_close_leave_no_directory)
+{
+	/* A server whose sessions keep their snapshot in a directory of
+	 * this test's own. */
+	char *run_dir = fx_tmpdir("xdg");
+	char cfg[800];
+	snprintf(cfg, sizeof(cfg),
+	         "ForceCommand exec env XDG_RUNTIME_DIR='%s' /bin/bash -c "
+	         "\"$SSH_ORIGINAL_COMMAND\"\n",
+	         run_dir);
+	fx_sshd sv;
+	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
+
+	/* closed while the bootstrap is in flight */
+	ferry_session *s = fx_connect(&sv);
+	cr_assert_eq(ferry__exec_prepare(s), 0);
+	ferry_session_close(s);
+	cr_assert_eq(count_entries(run_dir), 0);
+
+	/* prepared, then used: the snapshot lives in XDG_RUNTIME_DIR */
+	s = fx_connect(&sv);
+	cr_assert_eq(ferry__exec_prepare(s), 0);
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "printf x", NULL, &r), 0);
+	cr_assert_str_eq(r.output, "x");
+	ferry_exec_result_free(&r);
+	ferry__exec_info in;
+	ferry__exec_info_get(s, &in);
+	cr_assert_not_null(in.snapshot_dir);
+	cr_assert_eq(strncmp(in.snapshot_dir, run_dir, strlen(run_dir)), 0,
+	             "%s", in.snapshot_dir);
+	struct stat st;
+	cr_assert_eq(stat(in.snapshot_dir, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0700);
+	cr_assert_eq(count_entries(run_dir), 1);
+	ferry_session_close(s);
+	cr_assert_eq(count_entries(run_dir), 0);
+	fx_sshd_stop(&sv);
+	fx_sh("rm -rf '%s'", run_dir);
+	free(run_dir);
+}
