@@ -588,6 +588,22 @@ Test(exec, four_commands_at_once)
 	cr_assert_str_eq(r.output, "fine\n");
 	ferry_exec_result_free(&r);
 	cr_assert_eq(live_procs_after("1234.81", 1000), 0);
+	/* one cancelled: 130 and gone, the other unaffected */
+	cr_assert_eq(ferry__exec_start(s, "sleep 1234.82", NULL, &ops[0]), 0);
+	cr_assert_eq(
+	        ferry__exec_start(s, "sleep 0.3; echo other", NULL, &ops[1]),
+	        0);
+	ferry__exec_wait(s, ops, 2, (int64_t)ferry__now_ms() + 150);
+	ferry__exec_cancel(ops[0]);
+	cr_assert_eq(ferry__exec_wait(s, ops, 2, 0), 0);
+	cr_assert_eq(ferry__exec_finish(ops[0], &r), 0);
+	cr_assert_eq(r.exit_status, 130);
+	cr_assert(r.interrupted);
+	ferry_exec_result_free(&r);
+	cr_assert_eq(ferry__exec_finish(ops[1], &r), 0);
+	cr_assert_str_eq(r.output, "other\n");
+	ferry_exec_result_free(&r);
+	cr_assert_eq(live_procs_after("1234.82", 1000), 0);
 	ferry_session_close(s);
 }
 
