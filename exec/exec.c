@@ -1049,19 +1049,25 @@ static void es_resolved(exec_state *es)
 
 static void es_fail(exec_state *es)
 {
-	const char *why = "";
-	int sftp_only = 0;
-	ferry__buf_put_u8(&es->diag, 0);
-	why = (const char *)es->diag.data;
-	sftp_only = strstr(why, "sftp connections only") != NULL;
+	const char *why = "no output";
+	if (!ferry__buf_put_u8(&es->diag, 0) && es->diag.data)
+		why = (const char *)es->diag.data;
+	int sftp_only = strstr(why, "sftp connections only") != NULL;
 	es->mode = FERRY__EXEC_MODE_FAILED;
 	es->fail_code = FERRY_EREMOTE;
+	ferry__free(es->fail_msg);
 	es->fail_msg = ferry__asprintf(
 	        "exec is not available on %s: %s (%s)", es->s->target,
 	        sftp_only ? "the account is SFTP-only (ForceCommand "
 	                    "internal-sftp); push works, commands do not"
 	                  : "no bash could be started",
 	        why);
+	/* No spare channel for commands that will never run. */
+	es->want_spare = 0;
+	if (es->spare) {
+		es_dispose_channel(es, es->spare);
+		es->spare = NULL;
+	}
 }
 
 static void boot_done(ferry__exec_op *op)
@@ -1141,10 +1147,14 @@ static void es_boot_next(exec_state *es, int kind)
 			ferry__io_remove(es->s, &op->io);
 			op_free(op);
 		}
-		ferry__buf_reset(&es->diag);
-		ferry__buf_put(&es->diag, "out of memory", 13);
-		es_fail(es);
-		es_resolved(es);
+		/* Not a verdict on the remote: the next command tries
+		 * again. */
+		es->mode = FERRY__EXEC_MODE_NONE;
+		for (ferry__exec_op *u = es->ops; u; u = u->next)
+			if (u->kind == K_USER && u->state == S_WAIT_SHELL) {
+				op_seterr(u, FERRY_ENOMEM, "out of memory");
+				op_finish(u);
+			}
 		return;
 	}
 	op->need_close = 1;
@@ -1213,7 +1223,9 @@ static void op_launch(ferry__exec_op *op)
 {
 	exec_state *es = op->es;
 	if (es->mode == FERRY__EXEC_MODE_FAILED) {
-		op_seterr(op, es->fail_code, "%s", es->fail_msg);
+		op_seterr(op, es->fail_code, "%s",
+		          es->fail_msg ? es->fail_msg
+		                       : "exec is not available");
 		op_finish(op);
 		return;
 	}
@@ -1391,9 +1403,10 @@ int ferry__exec_start(ferry_session *s, const char *command,
 		return ferry__seterr(s, error, "exec: %s",
 		                     ferry_strerror(error));
 	}
-	es_begin(es);
 	op->state = S_WAIT_SHELL;
-	if (es->mode != FERRY__EXEC_MODE_BOOTING)
+	es_begin(es); /* may fail the op: out of memory */
+	if (op->state == S_WAIT_SHELL && es->mode != FERRY__EXEC_MODE_BOOTING &&
+	    es->mode != FERRY__EXEC_MODE_NONE)
 		op_launch(op);
 	*out = op;
 	return 0;
