@@ -1091,7 +1091,7 @@ int ferry__commit_run(const ferry__commit_opts *o, ferry__commit_result *res)
 	if ((error = prepare(&c)))
 		goto fatal;
 	/* The names go to disk before any of them can exist remotely. */
-	if (o->journal && (o->journal->n || o->journal->found) &&
+	if (o->journal && o->journal->n &&
 	    (error = ferry__journal_save(o->journal, err, sizeof(err)))) {
 		snprintf(res->fatal_msg, sizeof(res->fatal_msg),
 		         "cannot write the journal of temporary names: %s",

@@ -113,7 +113,7 @@ int ferry__journal_load(ferry__journal *j, const char *path)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno != ENOENT)
-			j->found = j->damaged = 1;
+			j->found = j->damaged = j->pending = 1;
 		return 0;
 	}
 	j->found = 1;
@@ -149,8 +149,10 @@ out:
 	ferry__free(data);
 	if (error) {
 		ferry__journal_free(j);
+		return error;
 	}
-	return error;
+	j->pending = j->damaged || j->n > 0;
+	return 0;
 }
 
 static int io_code(int e)
@@ -162,113 +164,92 @@ static int io_code(int e)
 	return FERRY_EIO;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
+static char *dir_of(const char *path)
 {
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return ferry__strdup(".");
+	return ferry__strndup(path, slash > path ? (size_t)(slash - path) : 1);
+}
+
+static int encode(const ferry__journal *j, ferry_buf *b)
+{
+	if (ferry__buf_put(b, MAGIC, MAGIC_LEN) ||
+	    ferry__buf_put_u32(b, VERSION) ||
+	    ferry__buf_put_u32(b, (uint32_t)j->n))
+		return FERRY_ENOMEM;
+	for (size_t i = 0; i < j->n; i++)
+		if (ferry__buf_put_cstring(b, j->names[i]))
+			return FERRY_ENOMEM;
+	if (ferry__buf_put_u64(b, ferry__hash64(b->data, b->len)))
+		return FERRY_ENOMEM;
 	return 0;
 }
 
-int ferry__journal_save(ferry__journal *j, char *err, size_t errsz)
+/* Write the journal in place; sync: flush it (and the directory when the
+ * file is new). */
+static int write_journal(ferry__journal *j, int sync, char *err, size_t errsz)
 {
-	int error = 0, fd = -1;
+	int error = 0, fd = -1, created = 0;
 	ferry_buf b = FERRY_BUF_INIT;
-	char *tmp = ferry__asprintf("%s.tmp.XXXXXX", j->path);
-	char *dir = NULL;
-	if (!tmp)
-		goto nomem;
-	const char *slash = strrchr(j->path, '/');
-	dir = slash ? ferry__strndup(j->path,
-	                             slash > j->path ? (size_t)(slash - j->path)
-	                                             : 1)
-	            : ferry__strdup(".");
-	if (!dir)
-		goto nomem;
-	if (ferry__buf_put(&b, MAGIC, MAGIC_LEN) ||
-	    ferry__buf_put_u32(&b, VERSION) ||
-	    ferry__buf_put_u32(&b, (uint32_t)j->n))
-		goto nomem;
-	for (size_t i = 0; i < j->n; i++)
-		if (ferry__buf_put_cstring(&b, j->names[i]))
-			goto nomem;
-	if (ferry__buf_put_u64(&b, ferry__hash64(b.data, b.len)))
-		goto nomem;
-	if (ferry__mkdir_p(dir) < 0) {
+	char *dir = dir_of(j->path);
+	if (!dir || encode(j, &b)) {
+		error = FERRY_ENOMEM;
+		snprintf(err, errsz, "out of memory");
+		goto out;
+	}
+	fd = open(j->path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT) {
+		if (ferry__mkdir_p(dir) < 0) {
+			error = io_code(errno);
+			snprintf(err, errsz, "state directory %s: %s", dir,
+			         strerror(errno));
+			goto out;
+		}
+		fd = open(j->path,
+		          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+		          0600);
+		created = fd >= 0;
+	}
+	if (fd < 0 || pwrite(fd, b.data, b.len, 0) != (ssize_t)b.len ||
+	    ftruncate(fd, (off_t)b.len) < 0 || (sync && fdatasync(fd) < 0)) {
 		error = io_code(errno);
-		snprintf(err, errsz, "state directory %s: %s", dir,
+		snprintf(err, errsz, "writing journal %s: %s", j->path,
 		         strerror(errno));
 		goto out;
 	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		error = io_code(errno);
-		snprintf(err, errsz, "journal %s: %s", tmp, strerror(errno));
-		ferry__free(tmp);
-		tmp = NULL;
-		goto out;
+	j->found = 1;
+	if (created && sync) {
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) < 0) {
+			error = io_code(errno);
+			snprintf(err, errsz, "syncing state directory %s: %s",
+			         dir, strerror(errno));
+		}
+		if (dfd >= 0)
+			close(dfd);
 	}
-	if (fchmod(fd, 0600) < 0 || write_all(fd, b.data, b.len) < 0 ||
-	    fsync(fd) < 0) {
-		error = io_code(errno);
-		snprintf(err, errsz, "writing journal %s: %s", tmp,
-		         strerror(errno));
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		error = io_code(errno);
-		snprintf(err, errsz, "writing journal %s: %s", tmp,
-		         strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, j->path) < 0) {
-		error = io_code(errno);
-		snprintf(err, errsz, "renaming journal to %s: %s", j->path,
-		         strerror(errno));
-		goto out;
-	}
-	ferry__free(tmp);
-	tmp = NULL;
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0) {
-		error = io_code(errno);
-		snprintf(err, errsz, "syncing state directory %s: %s", dir,
-		         strerror(errno));
-	}
-	if (dfd >= 0)
-		close(dfd);
-	goto out;
-nomem:
-	error = FERRY_ENOMEM;
-	snprintf(err, errsz, "out of memory");
 out:
 	if (fd >= 0)
 		close(fd);
-	if (tmp) {
-		unlink(tmp);
-		ferry__free(tmp);
-	}
 	ferry__free(dir);
 	ferry__buf_free(&b);
 	return error;
 }
 
+int ferry__journal_save(ferry__journal *j, char *err, size_t errsz)
+{
+	int error = write_journal(j, 1, err, errsz);
+	if (!error)
+		j->pending = j->n > 0;
+	return error;
+}
+
 int ferry__journal_clear(ferry__journal *j, char *err, size_t errsz)
 {
-	if (unlink(j->path) < 0 && errno != ENOENT) {
-		snprintf(err, errsz, "removing journal %s: %s", j->path,
-		         strerror(errno));
-		return io_code(errno);
-	}
 	drop_names(j);
-	j->found = j->damaged = 0;
-	return 0;
+	j->damaged = j->pending = 0;
+	if (!j->found)
+		return 0;
+	return write_journal(j, 0, err, errsz);
 }

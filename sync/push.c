@@ -232,7 +232,7 @@ static int setup_local(push *ps)
 	ferry__free(jp);
 	if (error)
 		return ferry__seterr(ps->s, error, "out of memory");
-	if (ps->j.found)
+	if (ps->j.pending)
 		plog(ps, FERRY_LOG_INFO,
 		     "the previous push to %s:%s did not finish: removing "
 		     "%zu temporary name%s and verifying the remote",
@@ -535,12 +535,13 @@ static int check_and_plan(push *ps, int *trusted_out, int *have_id, uint8_t *id)
 	int error;
 	known_target *k = known_find(ps->s, &ps->key);
 	int trusted = k && m->loaded && m->has_marker && !o->verify &&
-	              !o->force && !ps->j.found &&
+	              !o->force && !ps->j.pending &&
 	              memcmp(k->marker, m->marker, FERRY__MARKER_ID_LEN) == 0;
 	int need_list = o->verify || o->force || !m->loaded || !m->has_marker ||
-	                ps->j.found;
+	                ps->j.pending;
 	*trusted_out = trusted;
 	*have_id = 0;
+	size_t errors_before = ps->r->error_count;
 	if ((error = new_scan(ps)))
 		return error;
 
@@ -571,7 +572,6 @@ static int check_and_plan(push *ps, int *trusted_out, int *have_id, uint8_t *id)
 		ps->t_remote += ferry__sync_now_ms() - t;
 	}
 
-	size_t errors_before = ps->r->error_count;
 	if ((error = build_plan(ps, need_list)))
 		return error;
 
@@ -638,7 +638,7 @@ static int finish_journal(push *ps, const ferry__commit_result *cr)
 			return error;
 	if (ps->j.n)
 		error = ferry__journal_save(&ps->j, err, sizeof(err));
-	else if (ps->j.found || cr)
+	else if (ps->j.pending)
 		error = ferry__journal_clear(&ps->j, err, sizeof(err));
 	if (error)
 		plog(ps, FERRY_LOG_WARN, "%s", err);
@@ -761,7 +761,10 @@ static int do_push(push *ps)
 	}
 
 	/* The manifest: exactly what was committed. */
-	int remote_errors = ran && (cr.remote_errors || cr.fatal);
+	/* A remote that refused something, or could not be listed whole, is
+	 * not vouched for by the manifest: the next push verifies. */
+	int remote_errors = (ran && (cr.remote_errors || cr.fatal)) ||
+	                    (ps->rl && ps->rl->nfail);
 	int saved = save_manifest(ps, have_id, id, remote_errors);
 	if (!saved)
 		finish_journal(ps, ran ? &cr : NULL);

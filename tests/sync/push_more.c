@@ -1,0 +1,231 @@
+/* push_more.c - sources of every kind, relative destinations, symlink and
+ * directory mode changes, progress, interruption. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "push_helpers.h"
+#include "session.h"
+#include "sftp.h"
+
+static int exists(const char *dir, const char *rel)
+{
+	char *p = ph_path(dir, rel);
+	struct stat st;
+	int r = lstat(p, &st) == 0;
+	free(p);
+	return r;
+}
+
+Test(push_more, file_and_dir_sources_stay_in_scope)
+{
+	ph_env e;
+	ph_init(&e, "pm-scope");
+	ph_skills_tree(e.src, 20, 21);
+	/* It leaves skills/ (the source root here): skipped by the scan. */
+	char *rl = ph_path(e.src, "skills/readme-link.md");
+	unlink(rl);
+	free(rl);
+	/* Remote: an unrelated tree next to what is synced. */
+	fx_sh("mkdir -p '%s/other/deep/er' && for i in $(seq 50); do echo $i > "
+	      "'%s/other/deep/er/f'$i; done && echo keep > '%s/loose'",
+	      e.dst, e.dst, e.dst);
+	char *skills = ph_path(e.src, "skills"); /* no slash: DEST/skills */
+	char *token = ph_path(e.src, "creds/token.json");
+	e.sources[0] = skills;
+	e.sources[1] = token;
+	e.o.source_count = 2;
+	e.o.delete_extraneous = 1;
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert(r.verified);
+	/* Only the root and skills/ were listed: far fewer requests than
+	 * walking other/ would take. */
+	cr_assert(exists(e.dst, "other/deep/er/f50") && exists(e.dst, "loose"));
+	cr_assert(exists(e.dst, "token.json"));
+	char *a = ph_tree_listing(skills), *b = NULL;
+	char *ds = ph_path(e.dst, "skills");
+	b = ph_tree_listing(ds);
+	cr_assert_str_eq(a, b);
+	free(a);
+	free(b);
+	char *t = ph_read(e.dst, "token.json");
+	cr_assert_str_eq(t, "{\"token\": \"s3cr3t\"}\n");
+	free(t);
+	ferry_sync_report_free(&r);
+	/* A removal inside skills/ is pruned; nothing outside it is. */
+	fx_sh("rm -rf '%s/skill-01'", skills);
+	e.o.verify = 1;
+	ph_push_ok(&e, &r);
+	cr_assert_gt(r.files_deleted + r.dirs_deleted, 0);
+	cr_assert(!exists(ds, "skill-01"));
+	cr_assert(exists(e.dst, "other/deep/er/f50") && exists(e.dst, "loose"));
+	ferry_sync_report_free(&r);
+	free(ds);
+	free(skills);
+	free(token);
+	ph_fini(&e);
+}
+
+Test(push_more, relative_and_home_destinations)
+{
+	ph_env e;
+	ph_init(&e, "pm-home");
+	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
+	struct passwd *pw = getpwuid(getuid());
+	cr_assert(pw && pw->pw_dir);
+	char rel[128];
+	snprintf(rel, sizeof(rel), ".cache/ferry-test-%d/x", (int)getpid());
+	char tilde[160];
+	snprintf(tilde, sizeof(tilde), "~/%s", rel);
+	e.o.dest = tilde;
+	ph_push_ok(&e, NULL);
+	char *home_dst = ph_path(pw->pw_dir, rel);
+	ph_assert_same(e.src, home_dst);
+	/* The same target spelled relatively: the manifest is the same. */
+	e.o.dest = rel;
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.requests, 0, "~/x and x are one target");
+	ferry_sync_report_free(&r);
+	fx_sh("rm -rf '%s/.cache/ferry-test-%d'", pw->pw_dir, (int)getpid());
+	free(home_dst);
+	ph_fini(&e);
+}
+
+Test(push_more, symlink_target_and_directory_modes)
+{
+	ph_env e;
+	ph_init(&e, "pm-modes");
+	ph_write(e.src, "t1", "one\n", 0644, 1700000000L);
+	ph_write(e.src, "t2", "two\n", 0644, 1700000000L);
+	ph_symlink(e.src, "cur", "t1");
+	ph_mkdir(e.src, "ro", 0555);
+	ph_mkdir(e.src, "priv", 0700);
+	ph_write(e.src, "priv/k", "k\n", 0600, 1700000000L);
+	/* A read-only directory with a file in it. */
+	char *p = ph_path(e.src, "ro");
+	chmod(p, 0755);
+	ph_write(e.src, "ro/f", "f\n", 0644, 1700000000L);
+	chmod(p, 0555);
+	ph_push_ok(&e, NULL);
+	ph_assert_same(e.src, e.dst);
+	/* Retarget the symlink, open the directory up. */
+	char *l = ph_path(e.src, "cur");
+	unlink(l);
+	cr_assert_eq(symlink("t2", l), 0);
+	chmod(p, 0750);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.symlinks_created, 1);
+	cr_assert_eq(r.files_updated, 1, "the directory's mode");
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	free(l);
+	free(p);
+	ph_fini(&e);
+}
+
+typedef struct prog {
+	uint64_t calls, files_done, files_total, bytes_done, bytes_total;
+	int ordered;
+} prog;
+
+static prog progress_seen;
+
+static void on_progress(void *ctx, const ferry_progress *p)
+{
+	prog *g = &progress_seen;
+	(void)ctx;
+	if (p->files_done < g->files_done || p->bytes_done < g->bytes_done)
+		g->ordered = 0;
+	g->calls++;
+	g->files_done = p->files_done;
+	g->files_total = p->files_total;
+	g->bytes_done = p->bytes_done;
+	g->bytes_total = p->bytes_total;
+}
+
+typedef struct changes {
+	int n, errors;
+} changes;
+static changes seen_changes;
+static void on_change(void *ctx, const ferry_change *c)
+{
+	(void)ctx;
+	seen_changes.n++;
+	seen_changes.errors += c->error != 0;
+}
+
+Test(push_more, progress_and_changes)
+{
+	ph_env e;
+	ph_init(&e, "pm-progress");
+	ph_skills_tree(e.src, 30, 22);
+	e.o.on_progress = on_progress;
+	e.o.on_change = on_change;
+	e.o.log = NULL;
+	prog *g = &progress_seen;
+	memset(g, 0, sizeof(*g));
+	g->ordered = 1;
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	uint64_t visible =
+	        r.files_uploaded + r.dirs_created + r.symlinks_created;
+	cr_assert_eq(g->files_done, visible);
+	cr_assert_eq(g->files_total, visible);
+	cr_assert_eq(g->bytes_done, r.bytes_sent);
+	cr_assert_eq(g->bytes_total, r.bytes_sent);
+	cr_assert(g->ordered);
+	cr_assert_eq((uint64_t)seen_changes.n, visible);
+	cr_assert_eq(seen_changes.errors, 0);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+typedef struct intr {
+	ferry_session *s;
+	int after_ms;
+} intr;
+
+static void *intr_main(void *arg)
+{
+	intr *x = arg;
+	usleep((useconds_t)x->after_ms * 1000);
+	ferry_interrupt(x->s);
+	return NULL;
+}
+
+Test(push_more, interrupt_stops_and_next_push_converges)
+{
+	ph_env e;
+	ph_init(&e, "pm-intr");
+	ph_skills_tree(e.src, 200, 23);
+	ferry__sftp_opts so;
+	memset(&so, 0, sizeof(so));
+	so.latency_ms = 10;
+	ferry__sftp *sf;
+	cr_assert_eq(ferry__session_sftp_ex(e.s, &so, &sf), 0);
+	intr x = {e.s, 30};
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, intr_main, &x), 0);
+	ferry_sync_report r;
+	int rc = ph_push(&e, &r);
+	pthread_join(th, NULL);
+	cr_assert_eq(rc, FERRY_EINTR, "%s: %s", ferry_strerror(rc),
+	             ferry_session_errmsg(e.s));
+	ferry_sync_report_free(&r);
+	/* The same session goes on, and converges. */
+	ph_push_ok(&e, &r);
+	cr_assert(r.verified);
+	ph_assert_same(e.src, e.dst);
+	cr_assert_eq(ph_count_temps(e.dst), 0);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
