@@ -1,6 +1,6 @@
 /* exec.c - ferry_exec: commands over the held session.
  *
- * Pieces (README "exec"):
+ * Pieces (exec/README.md has the whole contract):
  * - exec_state, one per session (s->exec_state): the shell mode found by
  *   the bootstrap, the remote snapshot directory and the session cwd, the
  *   channel opener (libssh2 allows one channel open in flight per session,
@@ -19,8 +19,6 @@
  */
 #include "exec.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -153,8 +151,7 @@ static void op_finish(ferry__exec_op *op);
 static void es_boot_next(exec_state *es, int kind);
 static void op_launch(ferry__exec_op *op);
 
-/* ---- small helpers --------------------------------------------------------
- */
+/* ---- small helpers ------------------------------------------------------ */
 
 /* libssh2 1.10 refuses a send while another channel's packet is only
  * partly written (BAD_USE, or SOCKET_SEND from a window adjust): that is
@@ -276,7 +273,7 @@ static int sink_take(sink *k, char **out, size_t *len, int *truncated)
 	return k->error;
 }
 
-/* ---- ops: allocation and lists ------------------------------------------- */
+/* ---- ops: allocation and lists ------------------------------------------ */
 
 static int op_step(ferry__io *io);
 static int op_pending(ferry__io *io);
@@ -485,7 +482,7 @@ static void es_open_failed(exec_state *es, int rc)
 	op_finish(op);
 }
 
-/* ---- the session-level io: opener and closers -------------------------- */
+/* ---- the session-level io: opener and closers --------------------------- */
 
 static int es_step(ferry__io *io)
 {
@@ -537,8 +534,7 @@ static int es_pending(ferry__io *io)
 	return 0;
 }
 
-/* ---- delivering output -----------------------------------------------------
- */
+/* ---- delivering output -------------------------------------------------- */
 
 static void user_emit(ferry__exec_op *op, int stream, const void *p, size_t n)
 {
@@ -574,8 +570,7 @@ static void deliver(ferry__exec_op *op, int stream, const char *p, size_t n)
 		op_seterr(op, rc, "out of memory reading the output");
 }
 
-/* ---- one op's channel work ------------------------------------------------
- */
+/* ---- one op's channel work ---------------------------------------------- */
 
 static void op_drop_channel(ferry__exec_op *op)
 {
@@ -730,8 +725,7 @@ static int channel_status(ferry__exec_op *op)
 	return libssh2_channel_get_exit_status(op->ch);
 }
 
-/* ---- killing ---------------------------------------------------------------
- */
+/* ---- killing ------------------------------------------------------------ */
 
 static void spawn_kill(ferry__exec_op *op, long pgid)
 {
@@ -1201,7 +1195,7 @@ static void es_begin(exec_state *es)
 		es_boot_next(es, K_BOOT);
 }
 
-/* ---- starting a user command ------------------------------------------- */
+/* ---- starting a user command -------------------------------------------- */
 
 static int free_slot(const exec_state *es)
 {
@@ -1614,7 +1608,7 @@ int ferry__exec_finish(ferry__exec_op *op, ferry_exec_result *result)
 	return error;
 }
 
-/* ---- the public API ------------------------------------------------------ */
+/* ---- the public API ----------------------------------------------------- */
 
 int ferry_exec(ferry_session *s, const char *command,
                const ferry_exec_opts *opts, ferry_exec_result *result)
@@ -1666,8 +1660,7 @@ void ferry__exec_info_get(ferry_session *s, ferry__exec_info *out)
 	}
 }
 
-/* ---- session close --------------------------------------------------------
- */
+/* ---- session close ------------------------------------------------------ */
 
 static int es_quiet(void *ctx)
 {

@@ -397,7 +397,7 @@ int ferry__sh_parse_probe(const void *data, size_t n, const char *mark,
 	return *cwd ? 0 : FERRY_ENOMEM;
 }
 
-/* ---- the filter ------------------------------------------------------- */
+/* ---- the filter --------------------------------------------------------- */
 
 int ferry__sh_filter_init(ferry__sh_filter *f, const char *mark,
                           int want_trailer)

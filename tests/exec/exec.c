@@ -91,7 +91,7 @@ static int count_fds(void)
 	return n;
 }
 
-/* ---- the session-shell contract --------------------------------------- */
+/* ---- the session-shell contract ----------------------------------------- */
 
 Test(exec, printf_is_exact_and_state_persists)
 {
@@ -500,8 +500,7 @@ Test(exec, background_child_holding_stdout_returns_fast)
 	ferry_session_close(s);
 }
 
-/* ---- channels, many commands, concurrency ---------------------------------
- */
+/* ---- channels, many commands, concurrency ------------------------------- */
 
 Test(exec, many_commands_leave_nothing_behind)
 {
@@ -676,8 +675,7 @@ Test(exec, runs_while_a_push_is_in_flight)
 	ferry_session_close(s);
 }
 
-/* ---- accounts with unusual shells ------------------------------------------
- */
+/* ---- accounts with unusual shells --------------------------------------- */
 
 /* A private sshd whose commands run with HOME=home (root's own dotfiles
  * stay untouched): ForceCommand re-runs the original command. */

@@ -18,8 +18,7 @@
 
 #define MARK "__ferry_0123456789abcdef_7"
 
-/* ---- helpers --------------------------------------------------------------
- */
+/* ---- helpers ------------------------------------------------------------ */
 
 /* Run argv with input on stdin, collect stdout; returns exit status. */
 static int run_capture(char *const argv[], const char *env_home,
@@ -77,8 +76,7 @@ static void filter_all(const char *data, size_t n, size_t step,
 	cr_assert_eq(ferry__sh_filter_finish(f, collect, out), 0);
 }
 
-/* ---- quoting --------------------------------------------------------------
- */
+/* ---- quoting ------------------------------------------------------------ */
 
 Test(shell, quote_round_trips_through_bash)
 {
@@ -133,8 +131,7 @@ Test(shell, env_names)
 	cr_assert_not(ferry__sh_env_name_ok(NULL));
 }
 
-/* ---- the filter ------------------------------------------------------------
- */
+/* ---- the filter --------------------------------------------------------- */
 
 Test(shell, filter_exact_bytes_at_every_split)
 {
