@@ -231,7 +231,9 @@ int cmd_exec(int argc, char **argv)
 	/* A closed stdout shows up as EPIPE, handled above. */
 	signal(SIGPIPE, SIG_IGN);
 	int e = ferry_exec(s, command, &eo, &r);
-	if (e) {
+	if (e == FERRY_EINTR && !os.broken) {
+		rc = r.exit_status; /* 130: Ctrl-C killed the command */
+	} else if (e && !os.broken) {
 		cli_error("%s", ferry_session_errmsg(s));
 		rc = e == FERRY_EINVALID ? EXIT_USAGE : EXIT_CONN;
 	} else if (os.broken) {

@@ -1578,6 +1578,12 @@ int ferry__exec_finish(ferry__exec_op *op, ferry_exec_result *result)
 	int error = op->error;
 	if (error && op->errmsg)
 		ferry__seterr(es->s, error, "%s", op->errmsg);
+	/* ferry_interrupt()'s contract: the call returns FERRY_EINTR (the
+	 * result says what ran: exit 130, output so far). */
+	if (!error && op->interrupted)
+		error = ferry__seterr(es->s, FERRY_EINTR,
+		                      "interrupted: the remote command was "
+		                      "killed");
 	if (result) {
 		memset(result, 0, sizeof(*result));
 		result->exit_status = op->exit_status;

@@ -33,16 +33,18 @@ int ferry__exec_done(const ferry__exec_op *op);
 /* Run the loop until every op of ops[] is done, or deadline_ms (absolute
  * ferry__now_ms(); 0: none) passes (FERRY_ETIMEOUT; the ops go on).
  * Timeouts of the ops fire on time here.  ferry_interrupt() stops the
- * ops of ops[] (their remote process groups are killed; exit 130) and
- * the call still returns 0.  A lost connection fails every op. */
+ * ops of ops[] (their remote process groups are killed; exit 130; their
+ * finish returns FERRY_EINTR) and the wait still returns 0.  A lost
+ * connection fails every op. */
 int ferry__exec_wait(ferry_session *s, ferry__exec_op *const *ops, size_t n,
                      int64_t deadline_ms);
 /* Stop one op as an interrupt would (exit 130) without waiting. */
 void ferry__exec_cancel(ferry__exec_op *op);
 /* Fill result (ferry_exec_result_free frees it) and free the op.  An op
  * not done yet is cancelled and waited for (bounded).  Returns 0 when the
- * command ran (whatever its exit status), else its FERRY_E* error.  Every
- * op must be finished before ferry_session_close. */
+ * command ran (whatever its exit status), FERRY_EINTR when it was
+ * interrupted or cancelled (result filled: 130), else its FERRY_E* error.
+ * Ops not finished before ferry_session_close are freed by it. */
 int ferry__exec_finish(ferry__exec_op *op, ferry_exec_result *result);
 
 /* ---- introspection (tests, ferry -v) ------------------------------------ */

@@ -464,10 +464,11 @@ Test(exec, interrupt_kills_the_process_group)
 	pthread_t th;
 	pthread_create(&th, NULL, interrupter, &a);
 	double t0 = now_ms();
-	int st = run(s, "sleep 1234.61 & sleep 1234.62", NULL, &r);
+	int rc = ferry_exec(s, "sleep 1234.61 & sleep 1234.62", NULL, &r);
 	double ms = now_ms() - t0;
 	pthread_join(th, NULL);
-	cr_assert_eq(st, 130);
+	cr_assert_eq(rc, FERRY_EINTR, "rc %d", rc);
+	cr_assert_eq(r.exit_status, 130);
 	cr_assert(r.interrupted);
 	cr_assert_not(r.timed_out);
 	cr_assert_lt(ms, 2500, "took %.0f ms", ms);
@@ -595,7 +596,7 @@ Test(exec, four_commands_at_once)
 	ferry__exec_wait(s, ops, 2, (int64_t)ferry__now_ms() + 150);
 	ferry__exec_cancel(ops[0]);
 	cr_assert_eq(ferry__exec_wait(s, ops, 2, 0), 0);
-	cr_assert_eq(ferry__exec_finish(ops[0], &r), 0);
+	cr_assert_eq(ferry__exec_finish(ops[0], &r), FERRY_EINTR);
 	cr_assert_eq(r.exit_status, 130);
 	cr_assert(r.interrupted);
 	ferry_exec_result_free(&r);
