@@ -43,7 +43,7 @@ typedef struct op {
 	ferry__hasher *h;
 	uint64_t hashed;
 	ferry__hash hash;
-	struct stat st0; /* the local file when opened for the upload */
+	ferry__stat *st0; /* the local file when opened (uploads) */
 } op;
 
 struct cx {
@@ -258,23 +258,25 @@ static void close_local(op *x)
 	ferry__free(x->hraw);
 	x->hraw = NULL;
 	x->h = NULL;
+	ferry__free(x->st0);
+	x->st0 = NULL;
 }
 
-static int stat_moved(const struct stat *a, const struct stat *b)
+static int stat_moved(const ferry__stat *a, const struct stat *b)
 {
-	return a->st_size != b->st_size || a->st_ino != b->st_ino ||
-	       a->st_mtim.tv_sec != b->st_mtim.tv_sec ||
-	       a->st_mtim.tv_nsec != b->st_mtim.tv_nsec ||
-	       a->st_ctim.tv_sec != b->st_ctim.tv_sec ||
-	       a->st_ctim.tv_nsec != b->st_ctim.tv_nsec;
+	ferry__stat nb;
+	ferry__stat_from(&nb, b);
+	return a->size != nb.size || a->ino != nb.ino ||
+	       a->mtime_ns != nb.mtime_ns || a->ctime_ns != nb.ctime_ns;
 }
 
 static int open_local(op *x)
 {
 	cx *c = x->c;
 	ferry__action *a = act(x);
+	struct stat st;
 	int error = ferry__scan_open(c->p->scan, a->src, a->entry.path,
-	                             a->entry.path_len, &x->fd, &x->st0);
+	                             a->entry.path_len, &x->fd, &st);
 	if (error) {
 		int e = errno;
 		x->fd = -1;
@@ -283,15 +285,22 @@ static int open_local(op *x)
 		                             : strerror(e));
 		return error;
 	}
-	if ((uint64_t)x->st0.st_size != a->entry.size) {
+	if ((uint64_t)st.st_size != a->entry.size) {
 		close_local(x);
 		fail(x, FERRY_EIO, 0,
 		     "changed size while the push ran (%llu bytes, was %llu): "
 		     "left for the next push",
-		     (unsigned long long)x->st0.st_size,
+		     (unsigned long long)st.st_size,
 		     (unsigned long long)a->entry.size);
 		return FERRY_EIO;
 	}
+	x->st0 = ferry__malloc(sizeof(*x->st0));
+	if (!x->st0) {
+		close_local(x);
+		fail(x, FERRY_ENOMEM, 0, "out of memory");
+		return FERRY_ENOMEM;
+	}
+	ferry__stat_from(x->st0, &st);
 	return 0;
 }
 
@@ -354,7 +363,7 @@ static int read_cb(void *rctx, void *buf, size_t n, uint64_t off)
 check:
 	if (off + n >= a->entry.size) {
 		struct stat st;
-		int moved = fstat(x->fd, &st) < 0 || stat_moved(&x->st0, &st);
+		int moved = fstat(x->fd, &st) < 0 || stat_moved(x->st0, &st);
 		close_local(x);
 		if (moved) {
 			fail(x, FERRY_EIO, 0,

@@ -229,3 +229,40 @@ Test(push_more, interrupt_stops_and_next_push_converges)
 	ferry_sync_report_free(&r);
 	ph_fini(&e);
 }
+
+Test(push_more, big_file_and_big_directories)
+{
+	ph_env e;
+	ph_init(&e, "pm-big");
+	/* 20 MiB: more than the window; written as it opens. */
+	char *p = ph_path(e.src, "big.bin");
+	cr_assert_eq(fx_sh("head -c 20971520 /dev/urandom > '%s'", p), 0);
+	free(p);
+	/* A directory of 700 files (OpenSSH answers READDIR with 100). */
+	ph_mkdir(e.src, "many", 0755);
+	for (int i = 0; i < 700; i++) {
+		char rel[64], c[32];
+		snprintf(rel, sizeof(rel), "many/f%04d", i);
+		snprintf(c, sizeof(c), "%d\n", i);
+		ph_write(e.src, rel, c, 0644, 1700000000L);
+	}
+	e.o.delete_extraneous = 1;
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded, 701);
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	/* 500 extraneous remote files in the big directory; a verify lists
+	 * it whole and removes them. */
+	cr_assert_eq(fx_sh("cd '%s/many' && for i in $(seq 500); do echo x > "
+	                   "extra$i; done",
+	                   e.dst),
+	             0);
+	e.o.verify = 1;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_deleted, 500);
+	cr_assert_eq(r.files_uploaded, 0);
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
