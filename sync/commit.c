@@ -118,6 +118,9 @@ static void failv(op *x, int code, int remote, const char *fmt, va_list ap)
 	c->res->failed++;
 	if (remote)
 		c->res->remote_errors++;
+	if (remote && (code == FERRY_ENOTFOUND || code == FERRY_EEXIST ||
+	               code == FERRY_EREMOTE))
+		c->res->surprises++;
 	if (c->root == ST_BAD)
 		return; /* said once, for the destination */
 	size_t n;
@@ -620,8 +623,8 @@ static void mkdir_lstat_cb(void *ctx, const ferry__sftp_reply *r)
 		                           ? "a file"
 		                           : "not a directory";
 		fail(x, FERRY_EEXIST, 1,
-		     "exists on the remote as %s: not replaced, nothing "
-		     "written through it (the next push verifies and repairs)",
+		     "exists on the remote as %s: nothing written through it; "
+		     "the remote is verified to repair it",
 		     what);
 	}
 	dir_resolved(x, ST_BAD);

@@ -55,7 +55,11 @@ typedef struct ferry__commit_result {
 	char fatal_msg[700];
 	uint64_t failed;        /* actions that failed */
 	uint64_t remote_errors; /* of those, failures the remote reported */
-	uint64_t not_done;      /* actions skipped (deletions after failures) */
+	/* ... of which show the remote is not what the manifest says (no
+	 * such file, exists, a failure such as a rename onto a directory):
+	 * the push verifies and repairs at once. */
+	uint64_t surprises;
+	uint64_t not_done; /* actions skipped (deletions after failures) */
 	int marker_written;
 	int rename_fallback; /* the server lacks posix-rename */
 	int fsync_missing;   /* the server lacks fsync@openssh.com */

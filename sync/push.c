@@ -131,6 +131,7 @@ typedef struct push {
 	size_t leftovers; /* journal REMOVEs in flight */
 	uint8_t *left_done;
 	int verified;
+	int surprise; /* the remote was not what the manifest said */
 	ferry__verify_result vres;
 	double t_remote;
 	char err[1024];
@@ -765,6 +766,7 @@ static int do_push(push *ps)
 	 * not vouched for by the manifest: the next push verifies. */
 	int remote_errors = (ran && (cr.remote_errors || cr.fatal)) ||
 	                    (ps->rl && ps->rl->nfail);
+	ps->surprise = ran && cr.surprises && !cr.fatal;
 	int saved = save_manifest(ps, have_id, id, remote_errors);
 	if (!saved)
 		finish_journal(ps, ran ? &cr : NULL);
@@ -785,21 +787,51 @@ static int do_push(push *ps)
 	return error;
 }
 
+/* Add what a first pass did to the report of the second. */
+static void merge_reports(ferry_sync_report *r, ferry_sync_report *first)
+{
+	r->files_uploaded += first->files_uploaded;
+	r->files_updated += first->files_updated;
+	r->files_deleted += first->files_deleted;
+	r->dirs_created += first->dirs_created;
+	r->dirs_deleted += first->dirs_deleted;
+	r->symlinks_created += first->symlinks_created;
+	r->bytes_sent += first->bytes_sent;
+	r->ms_scan += first->ms_scan;
+	r->ms_plan += first->ms_plan;
+	r->ms_manifest += first->ms_manifest;
+	ferry_sync_report_free(first);
+}
+
+static int one_pass(ferry_session *s, const ferry_sync_opts *opts,
+                    ferry_sync_report *report, double *t_remote, int *again)
+{
+	push ps;
+	memset(&ps, 0, sizeof(ps));
+	ps.s = s;
+	ps.o = opts;
+	ps.r = report;
+	int error = check_opts(&ps);
+	if (!error)
+		error = do_push(&ps);
+	*again = error == FERRY_EPARTIAL && ps.surprise && !ps.verified &&
+	         !opts->dry_run;
+	*t_remote += ps.t_remote;
+	push_free(&ps);
+	return error;
+}
+
 int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
                ferry_sync_report *report)
 {
 	ferry_sync_report tmp;
-	push ps;
-	double t0 = ferry__sync_now_ms();
+	double t0 = ferry__sync_now_ms(), t_remote = 0;
+	int again = 0;
 	if (!report)
 		report = &tmp;
 	memset(report, 0, sizeof(*report));
 	if (!s)
 		return FERRY_EINVALID;
-	memset(&ps, 0, sizeof(ps));
-	ps.s = s;
-	ps.o = opts;
-	ps.r = report;
 	uint64_t rt0 = s->round_trips;
 	ferry__sftp *sf0 = s->sftp;
 	ferry__sftp_stats st0;
@@ -807,9 +839,22 @@ int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
 	if (sf0)
 		ferry__sftp_stats_get(sf0, &st0);
 
-	int error = check_opts(&ps);
-	if (!error)
-		error = do_push(&ps);
+	int error = one_pass(s, opts, report, &t_remote, &again);
+	if (again) {
+		/* The remote surprised the push (something where the manifest
+		 * said nothing, or nothing where it said something): verify
+		 * and repair now rather than leave it to the next push. */
+		ferry_sync_opts o2 = *opts;
+		ferry_sync_report first = *report;
+		o2.verify = 1;
+		memset(report, 0, sizeof(*report));
+		if (opts->log)
+			opts->log(opts->ctx, FERRY_LOG_INFO,
+			          "the remote differs from the manifest: "
+			          "verifying it");
+		error = one_pass(s, &o2, report, &t_remote, &again);
+		merge_reports(report, &first);
+	}
 
 	report->round_trips = s->round_trips - rt0;
 	if (s->sftp) {
@@ -818,8 +863,7 @@ int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
 		report->requests =
 		        st.requests - (s->sftp == sf0 ? st0.requests : 0);
 	}
-	report->ms_transfer = ps.t_remote;
-	push_free(&ps);
+	report->ms_transfer = t_remote;
 	report->ms_total = ferry__sync_now_ms() - t0;
 	if (report == &tmp)
 		ferry_sync_report_free(&tmp);

@@ -308,12 +308,18 @@ Test(push_bad, planted_symlinks_are_replaced_not_followed)
 	cr_assert_eq(lstat(f, &st), 0);
 	cr_assert(S_ISREG(st.st_mode), "the symlink at f was not replaced");
 	free(f);
-	cr_assert(rc == FERRY_EPARTIAL && has_error(&r, "nd", "symlink"),
-	          "rc %d", rc);
-	ferry_sync_report_free(&r);
-	/* The next push verifies and repairs. */
-	ph_push_ok(&e, &r);
+	/* The push saw the symlink at nd, wrote nothing through it, and
+	 * verified and repaired the remote at once. */
+	cr_assert_eq(rc, 0, "rc %s: %s", ferry_strerror(rc),
+	             ferry_session_errmsg(e.s));
 	cr_assert(r.verified);
+	cr_assert(strstr(e.log, "nd: exists on the remote as a symlink"), "%s",
+	          e.log);
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	/* And it holds. */
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.requests, 0);
 	ph_assert_same(e.src, e.dst);
 	after = ph_tree_listing(out);
 	cr_assert_str_eq(before, after);

@@ -215,6 +215,18 @@ Test(push_safety, fsync_for_owner_only_files)
 
 /* ---- SIGKILL at random moments ---- */
 
+static int count_children(pid_t parent);
+static pid_t sshd_pid(const fx_sshd *sv);
+
+/* Wait until the server has finished with every connection: requests a
+ * killed client sent are still executed by its sftp-server. */
+static void wait_server_idle(pid_t master)
+{
+	for (int i = 0; i < 500 && count_children(master) > 0; i++)
+		usleep(10000);
+	cr_assert_eq(count_children(master), 0, "the server is still busy");
+}
+
 static void version_tree(const char *dir, int v)
 {
 	/* Every file changes between versions (size too); one file only in
@@ -291,8 +303,11 @@ static int child_push_slow(ph_env *e)
 
 Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 {
+	fx_sshd sv;
+	cr_assert_eq(fx_sshd_start(&sv, NULL), 0);
+	pid_t master = sshd_pid(&sv);
 	ph_env e;
-	ph_init(&e, "ps-kill");
+	ph_init_on(&e, "ps-kill", &sv, 0);
 	char *v0 = ph_path(e.base, "v0"), *v1 = ph_path(e.base, "v1");
 	cr_assert_eq(mkdir(v0, 0755), 0);
 	cr_assert_eq(mkdir(v1, 0755), 0);
@@ -324,6 +339,7 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 		waitpid(pid, &st, 0);
 		if (WIFSIGNALED(st))
 			killed_mid++;
+		wait_server_idle(master);
 		char why[600] = "";
 		cr_assert(check_versions(e.dst, v0, v1, why, sizeof(why)),
 		          "iteration %d (kill at %.1f ms of %.1f): %s", it, at,
@@ -334,6 +350,8 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 		ferry_sync_report r;
 		ph_push_ok(&e, &r);
 		ferry_sync_report_free(&r);
+		ferry_session_close(e.s);
+		e.s = NULL;
 		ph_assert_same(e.src, e.dst);
 		cr_assert_eq(ph_count_temps(e.dst), 0,
 		             "iteration %d: temporary names left", it);
@@ -345,6 +363,7 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 	free(v0);
 	free(v1);
 	ph_fini(&e);
+	fx_sshd_stop(&sv);
 }
 
 /* ---- the connection cut mid-push ---- */
@@ -383,6 +402,36 @@ static int kill_children(pid_t parent)
 			kill((pid_t)pid, SIGKILL);
 			n++;
 		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static int count_children(pid_t parent)
+{
+	int n = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		char path[64], buf[512];
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = '\0';
+		char *rp = strrchr(buf, ')');
+		long ppid = 0;
+		char state = 0;
+		if (rp && sscanf(rp + 2, "%c %ld", &state, &ppid) == 2 &&
+		    ppid == parent && state != 'Z')
+			n++;
 	}
 	if (d)
 		closedir(d);
