@@ -109,6 +109,7 @@ struct ferry__exec_op {
 	ferry__exec_op *storer; /* K_STORE op writing its command */
 	ferry__exec_op *owner;  /* K_KILL, K_STORE: the op it serves */
 	int cmd_slot;           /* "DIR/cN" holding a long command, or -1 */
+	int carrier;            /* runs inside the bootstrap (first command) */
 	int kill_done;
 
 	int exit_status;
@@ -902,9 +903,34 @@ static void es_release_slots(exec_state *es, ferry__exec_op *op)
 	op->cmd_slot = -1;
 }
 
+/* The first command ran inside the bootstrap: what the bootstrap said is
+ * in the noise before the command's header. */
+static void carrier_boot(ferry__exec_op *op)
+{
+	exec_state *es = op->es;
+	ferry__sh_boot b;
+	op->carrier = 0;
+	es->boot = NULL;
+	if (ferry__sh_parse_boot(op->fout.noise.data, op->fout.noise.len,
+	                         op->mark, &b))
+		return;
+	es->direct = b.have_sh && b.bash;
+	if (b.dir && b.cwd && !es->dir) {
+		es->dir = b.dir;
+		es->cwd = b.cwd;
+		b.dir = b.cwd = NULL;
+		es->cur_slot = 0;
+		if (!es->closing_session)
+			es->mode = FERRY__EXEC_MODE_SNAPSHOT;
+	}
+	ferry__sh_boot_free(&b);
+}
+
 static void finish_user(ferry__exec_op *op)
 {
 	exec_state *es = op->es;
+	if (op->carrier)
+		carrier_boot(op);
 	ferry__sh_filter_finish(&op->fout, filter_emit, &op->ec_out);
 	ferry__sh_filter_finish(&op->ferr, filter_emit, &op->ec_err);
 	if (op->timed_out) {
@@ -966,20 +992,89 @@ static void store_done(ferry__exec_op *st)
 	op_acquire(op, 0);
 }
 
+static void es_resolved(exec_state *es);
+static void diag_line(exec_state *es, const char *what, ferry__exec_op *op);
+
+/* The first command carried the bootstrap and the bootstrap failed
+ * before it (no header: nothing ran).  Remember why, probe the fallbacks,
+ * and run the command again once the shell is known. */
+static void carrier_retry(ferry__exec_op *op)
+{
+	exec_state *es = op->es;
+	ferry__buf_reset(&op->raw_out);
+	ferry__buf_reset(&op->raw_err);
+	ferry__buf_put(&op->raw_out, op->fout.hold.data, op->fout.hold.len);
+	ferry__buf_put(&op->raw_err, op->ferr.hold.data, op->ferr.hold.len);
+	op->status = channel_status(op);
+	diag_line(es, "bash -l", op);
+	ferry__log(es->s, FERRY_LOG_WARN,
+	           "exec: the login bootstrap failed on %s; trying plain "
+	           "bash -c (%s)",
+	           es->s->target, (const char *)es->diag.data);
+	if (op->ch) {
+		es_dispose_channel(es, op->ch);
+		op->ch = NULL;
+	}
+	es_release_slots(es, op);
+	ferry__buf_reset(&op->req);
+	op->req_sent = op->exec_ok = op->eof_sent = 0;
+	op->out_eof = op->closed = op->need_close = 0;
+	op->retries = 0;
+	op->rx_bytes = 0;
+	op->in_off = 0;
+	op->drain_at = 0;
+	op->status = -1;
+	ferry__sh_filter_free(&op->fout);
+	ferry__sh_filter_free(&op->ferr);
+	ferry__sh_filter_init(&op->fout, op->mark, 1);
+	ferry__sh_filter_init(&op->ferr, op->mark, 0);
+	op->carrier = 0;
+	op->state = S_WAIT_SHELL;
+	es->boot = NULL;
+	es_boot_next(es, K_PROBE);
+}
+
+/* After a user op ended: a bootstrap it carried that did not resolve the
+ * shell (killed, failed) leaves the next command to try again. */
+static void carrier_settled(exec_state *es)
+{
+	if (es->mode != FERRY__EXEC_MODE_BOOTING &&
+	    es->mode != FERRY__EXEC_MODE_NONE) {
+		es_resolved(es); /* the commands that waited for it */
+		return;
+	}
+	if (es->mode != FERRY__EXEC_MODE_BOOTING || es->boot)
+		return;
+	es->mode = FERRY__EXEC_MODE_NONE;
+	for (ferry__exec_op *u = es->ops; u; u = u->next)
+		if (u->kind == K_USER && u->state == S_WAIT_SHELL) {
+			es_boot_next(es, K_BOOT);
+			return;
+		}
+}
+
 static void op_finish(ferry__exec_op *op)
 {
 	exec_state *es = op->es;
 	if (op->state == S_DONE)
 		return;
 	wq_remove(es, op);
+	if (op->carrier && !op->timed_out && !op->interrupted && !op->error &&
+	    !op->fout.have_header && !op->ferr.have_header &&
+	    !es->closing_session) {
+		carrier_retry(op);
+		return;
+	}
 	if (op->kind == K_USER)
 		finish_user(op);
 	op_drop_channel(op);
 	op->state = S_DONE;
 	op->duration_ms = ferry__now_ms_f() - op->t0;
 	ferry__io_remove(es->s, &op->io);
-	if (op->kind == K_USER)
+	if (op->kind == K_USER) {
+		carrier_settled(es);
 		return; /* listed and kept until ferry__exec_finish */
+	}
 	op_unlink(op);
 	if (op->kind == K_KILL && op->owner) {
 		op->owner->kill_done = 1;
@@ -1312,6 +1407,39 @@ static void op_launch(ferry__exec_op *op)
 	op_acquire(op, 0);
 }
 
+/* The session's first command: one exec request runs the bootstrap and
+ * then the command in the same login bash (one round trip less).  0, or
+ * -1 when it does not fit (the caller boots separately). */
+static int op_launch_carrier(ferry__exec_op *op)
+{
+	exec_state *es = op->es;
+	char name[40];
+	ferry__sh_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.mark = op->mark;
+	c.command = op->command;
+	c.cwd = op->cwd_opt; /* relative: to the login directory */
+	c.env = (const char *const *)op->env;
+	c.env_count = op->env_count;
+	c.stderr_header = 1;
+	c.snap_dst_boot = "1";
+	snprintf(name, sizeof(name), "ferry-%s", es->sid);
+	if (ferry__sh_bootstrap_with(&op->req, op->mark, name, &c) ||
+	    op->req.len > REQ_MAX) {
+		ferry__buf_reset(&op->req);
+		return -1;
+	}
+	op->carrier = 1;
+	op->dst_slot = 1;
+	es->slot_refs[1]++;
+	es->boot = op;
+	es->mode = FERRY__EXEC_MODE_BOOTING;
+	es->want_spare = 1;
+	es->commands++;
+	op_acquire(op, 0);
+	return 0;
+}
+
 int ferry__exec_start(ferry_session *s, const char *command,
                       const ferry_exec_opts *o, ferry__exec_op **out)
 {
@@ -1398,6 +1526,11 @@ int ferry__exec_start(ferry_session *s, const char *command,
 		                     ferry_strerror(error));
 	}
 	op->state = S_WAIT_SHELL;
+	if (es->mode == FERRY__EXEC_MODE_NONE && !op->no_snapshot &&
+	    op_launch_carrier(op) == 0) {
+		*out = op;
+		return 0;
+	}
 	es_begin(es); /* may fail the op: out of memory */
 	if (op->state == S_WAIT_SHELL && es->mode != FERRY__EXEC_MODE_BOOTING &&
 	    es->mode != FERRY__EXEC_MODE_NONE)

@@ -107,7 +107,8 @@ static int build_trap(ferry_buf *t, const ferry__sh_cmd *c)
 {
 	char num[32];
 	int error = put(t, "__ferry_st=$?; ");
-	for (size_t i = 0; !error && c->snap_dst && i < c->env_count; i++) {
+	int dump = c->snap_dst || c->snap_dst_boot;
+	for (size_t i = 0; !error && dump && i < c->env_count; i++) {
 		const char *a = c->env[i];
 		snprintf(num, sizeof(num), "%zu", i);
 		error = put(t, "if [ \"${");
@@ -126,7 +127,7 @@ static int build_trap(ferry_buf *t, const ferry__sh_cmd *c)
 	}
 	if (error)
 		return error;
-	if (c->snap_dst)
+	if (dump)
 		error = put(t, "__ferry_ok=0; builtin umask 077; { " DUMP_BODY
 		               "; } >\"$__ferry_dst\" 2>/dev/null && "
 		               "__ferry_ok=1; ");
@@ -174,11 +175,15 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 		error = put(&t, "__ferry_dst=");
 		error = error ? error : ferry__sh_quote(&t, c->snap_dst);
 		error = error ? error : put(&t, "; ");
+	} else if (!error && c->snap_dst_boot) {
+		error = put(&t, "__ferry_dst=\"$__ferry_d\"/");
+		error = error ? error : ferry__sh_quote(&t, c->snap_dst_boot);
+		error = error ? error : put(&t, "; ");
 	}
 	for (size_t i = 0; !error && i < c->env_count; i++) {
 		const char *a = c->env[i];
 		snprintf(num, sizeof(num), "%zu", i);
-		if (c->snap_dst) {
+		if (c->snap_dst || c->snap_dst_boot) {
 			error = put(&t, "__ferry_e");
 			error = error ? error : put(&t, num);
 			error = error ? error : put(&t, "=${");
@@ -219,7 +224,8 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 	return error;
 }
 
-int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name)
+int ferry__sh_bootstrap_with(ferry_buf *out, const char *mark, const char *name,
+                             const ferry__sh_cmd *first)
 {
 	ferry_buf t;
 	ferry__buf_init(&t);
@@ -247,6 +253,20 @@ int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name)
 	                    "2>&1; \\builtin printf '%s:boot:%s\\0%s\\0' ");
 	error = error ? error : ferry__sh_quote(&t, mark);
 	error = error ? error : put(&t, " \"$__ferry_d\" \"$PWD\"");
+	if (!error && first) {
+		/* The command runs in this login bash: the snapshot source
+		 * would add nothing; its state is dumped into "1". */
+		ferry_buf w;
+		ferry__sh_cmd c = *first;
+		ferry__buf_init(&w);
+		c.invoke = FERRY__SH_DIRECT;
+		c.snap_src = NULL;
+		c.snap_dst = NULL;
+		error = ferry__sh_wrapper(&w, &c);
+		error = error ? error : put(&t, "; ");
+		error = error ? error : ferry__buf_put(&t, w.data, w.len);
+		ferry__buf_free(&w);
+	}
 	error = error ? error : ferry__buf_put_u8(&t, 0);
 	/* The login shell itself says whether it is bash (then commands need
 	 * no second bash), before starting the login bash. */
@@ -261,6 +281,11 @@ int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name)
 		out->len--;
 	ferry__buf_free(&t);
 	return error;
+}
+
+int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name)
+{
+	return ferry__sh_bootstrap_with(out, mark, name, NULL);
 }
 
 int ferry__sh_store(ferry_buf *out, const char *path)
@@ -417,6 +442,7 @@ int ferry__sh_filter_init(ferry__sh_filter *f, const char *mark,
 void ferry__sh_filter_free(ferry__sh_filter *f)
 {
 	ferry__buf_free(&f->hold);
+	ferry__buf_free(&f->noise);
 	ferry__free(f->cwd);
 	f->cwd = NULL;
 }
@@ -428,8 +454,9 @@ static void emit_some(ferry__sh_emit_fn emit, void *ctx, const void *p,
 		emit(ctx, p, n);
 }
 
-/* Header "MARK:PGID\n" in hold (the noise before it is dropped).
- * 1 found (hold then holds what followed), 0 not yet. */
+/* Header "MARK:PGID\n" in hold (the noise before it is dropped, a copy
+ * kept in noise).  1 found (hold then holds what followed), 0 not yet, -1
+ * out of memory. */
 static int take_header(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
 {
 	const char *mark = f->pat + 1;
@@ -449,6 +476,11 @@ static int take_header(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
 		if (q == end)
 			return 0; /* the line is not complete yet */
 		if (*q == '\n' && digits) {
+			size_t keep = (size_t)(at - h);
+			if (keep > NOISE_MAX - f->noise.len)
+				keep = NOISE_MAX - f->noise.len;
+			if (ferry__buf_put(&f->noise, h, keep))
+				return -1;
 			f->pgid = v;
 			f->have_header = 1;
 			f->hold.off = (size_t)(q + 1 - h);
@@ -518,10 +550,14 @@ static int run(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
 		const char *h = (const char *)f->hold.data;
 		size_t n = f->hold.len;
 		switch (f->state) {
-		case FERRY__SHF_PRE:
-			if (!take_header(f, emit, ctx))
+		case FERRY__SHF_PRE: {
+			int r = take_header(f, emit, ctx);
+			if (r < 0)
+				return FERRY_ENOMEM;
+			if (!r)
 				return 0;
 			continue;
+		}
 		case FERRY__SHF_BODY: {
 			const char *at =
 			        n ? find(h, n, f->pat, f->pat_len) : NULL;

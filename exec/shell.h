@@ -45,6 +45,9 @@ typedef struct ferry__sh_cmd {
 	/* Snapshot files (absolute).  src NULL: no snapshot is sourced;
 	 * dst NULL: the state is not dumped after the command. */
 	const char *snap_src, *snap_dst;
+	/* With the bootstrap (ferry__sh_bootstrap's first): the dump goes to
+	 * this name in the directory the bootstrap just made. */
+	const char *snap_dst_boot;
 	const char *const *env; /* "NAME=value", for this command only */
 	size_t env_count;
 	int stderr_header; /* stderr is read apart: mark it too */
@@ -58,6 +61,12 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c);
  * $TMPDIR (or /tmp), writes the snapshot "0" in it (temp then mv) and
  * prints "MARK:boot:DIR\0CWD\0". */
 int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name);
+/* The same, then (only when the snapshot was written) the first command
+ * in that login bash itself: one exec request for both, so the first
+ * command of a session costs one round trip less.  first->mark must be
+ * mark; first->invoke is ignored. */
+int ferry__sh_bootstrap_with(ferry_buf *out, const char *mark, const char *name,
+                             const ferry__sh_cmd *first);
 /* Write stdin into path (umask 077): how a long command gets there. */
 int ferry__sh_store(ferry_buf *out, const char *path);
 /* A probe of bash -c (login: bash -l -c): "MARK:probe:CWD\0". */
@@ -98,7 +107,8 @@ typedef struct ferry__sh_filter {
 	size_t pat_len;
 	int state;
 	int want_trailer;
-	ferry_buf hold; /* noise, a possible trailer prefix, or the trailer */
+	ferry_buf hold;  /* noise, a possible trailer prefix, or the trailer */
+	ferry_buf noise; /* what came before the header (bounded) */
 	/* Results */
 	int have_header;
 	long pgid;

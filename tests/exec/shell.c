@@ -491,3 +491,51 @@ Test(shell, cleanup_script)
 	ferry__buf_free(&req);
 	ferry__buf_free(&out);
 }
+
+Test(shell, bootstrap_with_the_first_command)
+{
+	char *home = fx_tmpdir("home");
+	char *tmp = fx_tmpdir("tmp");
+	char p[700];
+	snprintf(p, sizeof(p), "%s/.bash_profile", home);
+	const char *profile = "export PV=from-profile; echo noise\n";
+	cr_assert_eq(fx_write_file(p, profile, strlen(profile), 0644), 0);
+	ferry__sh_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.mark = MARK;
+	c.command = "printf '%s' \"$PV\"; export NEW=1; cd /tmp";
+	c.snap_dst_boot = "1";
+	c.stderr_header = 1;
+	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_bootstrap_with(&req, MARK, "ferry-t2", &c), 0);
+	char *argv[] = {"dash", "-c", (char *)req.data, NULL};
+	cr_assert_eq(run_capture(argv, home, tmp, &out), 0);
+	ferry__sh_filter f;
+	ferry_buf user = FERRY_BUF_INIT;
+	filter_all((const char *)out.data, out.len, 3, 1, &user, &f);
+	cr_assert_eq(user.len, strlen("from-profile"));
+	cr_assert(!memcmp(user.data, "from-profile", user.len));
+	cr_assert(f.have_trailer);
+	cr_assert(f.dumped);
+	cr_assert_str_eq(f.cwd, "/tmp");
+	ferry__sh_boot b;
+	cr_assert_eq(ferry__sh_parse_boot(f.noise.data, f.noise.len, MARK, &b),
+	             0);
+	cr_assert_not_null(b.dir);
+	cr_assert_not(b.bash); /* dash was the login shell */
+	/* the state after the command is in "1" */
+	snprintf(p, sizeof(p), "%s/1", b.dir);
+	char *snap = fx_read_file(p, NULL);
+	cr_assert_not_null(snap);
+	cr_assert_not_null(strstr(snap, "NEW=\"1\""));
+	cr_assert_not_null(strstr(snap, "PV=\"from-profile\""));
+	free(snap);
+	fx_sh("rm -rf '%s' '%s' '%s'", b.dir, home, tmp);
+	ferry__sh_boot_free(&b);
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&user);
+	ferry__buf_free(&req);
+	ferry__buf_free(&out);
+	free(home);
+	free(tmp);
+}
