@@ -5,8 +5,8 @@
 
 RAW rows: level case tool run ms round_trips maxrss_kb status extra
 (run is 1..N for measured runs, wN for warm-ups, "na" for a cell that could
-not be measured).  Writes DIR/bench-STAMP.{md,json,png,raw.tsv} and copies
-them to DIR/latest.*.  Standard library only (Debian's python3) + gnuplot.
+not be measured).  Writes DIR/bench-STAMP.{md,json,png,raw.tsv,meta.tsv} and
+copies them to DIR/latest.*; the two .tsv files regenerate the rest.  Standard library only (Debian's python3) + gnuplot.
 """
 import argparse
 import json
@@ -128,8 +128,9 @@ PAIRS = [
     ("connect", "ferry-lib", "ssh-new", below()),
     ("connect", "ferry-cli", "ssh-new", below()),
     ("big", "ferry-cli", "ssh-cat", throughput(0.9, {0})),
-    ("big", "ferry-held", "ssh-cat", None),
+    ("big", "ferry-held", "ssh-cat", throughput(0.9, {0})),
     ("big", "ferry-cli", "rsync-new", throughput(1.0, {50})),
+    ("big", "ferry-held", "rsync-new", throughput(1.0, {50})),
     ("noop100k", "ferry-held", "stat-find", within(1.5)),
     ("noop100k", "ferry-cli", "stat-find", None),
     ("noop100k", "ferry-cli", "rsync-cm", None),
@@ -548,7 +549,9 @@ def main():
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=1, ensure_ascii=False)
     shutil.copy(a.raw, base + ".raw.tsv")
-    for ext in (".md", ".json", ".png", ".raw.tsv"):
+    if os.path.abspath(a.meta) != os.path.abspath(base + ".meta.tsv"):
+        shutil.copy(a.meta, base + ".meta.tsv")
+    for ext in (".md", ".json", ".png", ".raw.tsv", ".meta.tsv"):
         if os.path.exists(base + ext):
             shutil.copy(base + ext, os.path.join(a.out, "latest" + ext))
     # latest.md must point at latest.png
