@@ -548,7 +548,8 @@ def main():
            "ratios": rat}
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=1, ensure_ascii=False)
-    shutil.copy(a.raw, base + ".raw.tsv")
+    if os.path.abspath(a.raw) != os.path.abspath(base + ".raw.tsv"):
+        shutil.copy(a.raw, base + ".raw.tsv")
     if os.path.abspath(a.meta) != os.path.abspath(base + ".meta.tsv"):
         shutil.copy(a.meta, base + ".meta.tsv")
     for ext in (".md", ".json", ".png", ".raw.tsv", ".meta.tsv"):
