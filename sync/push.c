@@ -761,11 +761,16 @@ static int do_push(push *ps)
 			have_id = cr.marker_written;
 	}
 
-	/* The manifest: exactly what was committed. */
-	/* A remote that refused something, or could not be listed whole, is
-	 * not vouched for by the manifest: the next push verifies. */
-	int remote_errors = (ran && (cr.remote_errors || cr.fatal)) ||
-	                    (ps->rl && ps->rl->nfail);
+	/* The manifest: exactly what was committed.  It stops vouching for
+	 * the remote (the next push verifies) when the remote refused
+	 * something or could not be listed whole, and when a verifying push
+	 * left anything undone: what the listing found (a remote-only entry,
+	 * a remote copy that differs) is known to no manifest entry. */
+	int remote_errors =
+	        (ran && (cr.remote_errors || cr.fatal)) ||
+	        (ps->rl && ps->rl->nfail) ||
+	        (ps->verified && (r->error_count || cr.failed || cr.not_done ||
+	                          p->deletions_dropped));
 	ps->surprise = ran && cr.surprises && !cr.fatal;
 	int saved = save_manifest(ps, have_id, id, remote_errors);
 	if (!saved)

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "push_helpers.h"
 #include "session.h"
 #include "sftp.h"
@@ -264,5 +265,48 @@ Test(push_more, big_file_and_big_directories)
 	cr_assert_eq(r.files_uploaded, 0);
 	ph_assert_same(e.src, e.dst);
 	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
+
+Test(push_more, allocation_failures_anywhere, .timeout = 300)
+{
+	ph_env e;
+	ph_init(&e, "pm-alloc");
+	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
+	ph_write(e.src, "cred", "secret\n", 0600, 1700000000L);
+	ph_mkdir(e.src, "d", 0755);
+	ph_write(e.src, "d/b", "bbb\n", 0644, 1700000000L);
+	ph_symlink(e.src, "d/l", "b");
+	fx_sh("mkdir -p '%s' && echo x > '%s/extra'", e.dst, e.dst);
+	e.o.delete_extraneous = 1;
+	/* The SFTP channel first, so that each push starts alike. */
+	ferry__sftp *sf;
+	cr_assert_eq(ferry__session_sftp(e.s, &sf), 0);
+	unsigned long a0 = ferry__alloc_count();
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	ferry_sync_report_free(&r);
+	unsigned long total = ferry__alloc_count() - a0;
+	cr_assert_gt(total, 20);
+	int failed = 0;
+	for (unsigned long i = 1; i <= total + 5; i++) {
+		fx_sh("rm -rf '%s' '%s' && mkdir -p '%s' && echo x > "
+		      "'%s/extra'",
+		      e.dst, e.state, e.dst, e.dst);
+		ferry__alloc_fail_at(i);
+		int rc = ph_push(&e, &r);
+		ferry__alloc_fail_at(0);
+		ferry_sync_report_free(&r);
+		failed += rc != 0;
+		/* Whatever happened, the next push converges. */
+		rc = ph_push(&e, &r);
+		ferry_sync_report_free(&r);
+		cr_assert_eq(rc, 0, "after failing allocation %lu: %s", i,
+		             ferry_session_errmsg(e.s));
+		ph_assert_same(e.src, e.dst);
+		cr_assert_eq(ph_count_temps(e.dst), 0, "allocation %lu", i);
+	}
+	cr_assert_gt(failed, (int)(total / 4), "only %d of %lu failed", failed,
+	             total);
 	ph_fini(&e);
 }
