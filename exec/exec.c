@@ -916,6 +916,7 @@ static void carrier_boot(ferry__exec_op *op)
 		return;
 	es->direct = b.have_sh && b.bash;
 	if (b.dir && b.cwd && !es->dir) {
+		ferry__free(es->cwd);
 		es->dir = b.dir;
 		es->cwd = b.cwd;
 		b.dir = b.cwd = NULL;
@@ -995,6 +996,11 @@ static void store_done(ferry__exec_op *st)
 static void es_resolved(exec_state *es);
 static void diag_line(exec_state *es, const char *what, ferry__exec_op *op);
 
+static const char *diag_text(const exec_state *es)
+{
+	return es->diag.len ? (const char *)es->diag.data : "";
+}
+
 /* The first command carried the bootstrap and the bootstrap failed
  * before it (no header: nothing ran).  Remember why, probe the fallbacks,
  * and run the command again once the shell is known. */
@@ -1010,7 +1016,7 @@ static void carrier_retry(ferry__exec_op *op)
 	ferry__log(es->s, FERRY_LOG_WARN,
 	           "exec: the login bootstrap failed on %s; trying plain "
 	           "bash -c (%s)",
-	           es->s->target, (const char *)es->diag.data);
+	           es->s->target, diag_text(es));
 	if (op->ch) {
 		es_dispose_channel(es, op->ch);
 		op->ch = NULL;
@@ -1121,8 +1127,9 @@ static void diag_line(exec_state *es, const char *what, ferry__exec_op *op)
 	                 : k       ? line
 	                 : op->status >= 0 ? "no output"
 	                                   : "no output, no exit status");
-	if (m > 0)
-		ferry__buf_put(&es->diag, msg, (size_t)m);
+	/* kept NUL-terminated: it is printed as a string */
+	if (m > 0 && !ferry__buf_put(&es->diag, msg, (size_t)m + 1))
+		es->diag.len--;
 }
 
 static void es_resolved(exec_state *es)
@@ -1138,9 +1145,7 @@ static void es_resolved(exec_state *es)
 
 static void es_fail(exec_state *es)
 {
-	const char *why = "no output";
-	if (!ferry__buf_put_u8(&es->diag, 0) && es->diag.data)
-		why = (const char *)es->diag.data;
+	const char *why = es->diag.len ? diag_text(es) : "no output";
 	int sftp_only = strstr(why, "sftp connections only") != NULL;
 	es->mode = FERRY__EXEC_MODE_FAILED;
 	es->fail_code = FERRY_EREMOTE;
@@ -1183,6 +1188,8 @@ static void boot_done(ferry__exec_op *op)
 		                              op->mark, &b);
 		es->direct = !rc && b.have_sh && b.bash;
 		if (!rc && !op->error && b.dir && b.cwd) {
+			ferry__free(es->dir);
+			ferry__free(es->cwd);
 			es->dir = b.dir;
 			es->cwd = b.cwd;
 			es->cur_slot = 0;
@@ -1195,7 +1202,7 @@ static void boot_done(ferry__exec_op *op)
 		ferry__log(es->s, FERRY_LOG_WARN,
 		           "exec: the login bootstrap failed on %s; trying "
 		           "plain bash -c (%s)",
-		           es->s->target, (const char *)es->diag.data);
+		           es->s->target, diag_text(es));
 		es_boot_next(es, K_PROBE);
 		return;
 	}
@@ -1203,6 +1210,7 @@ static void boot_done(ferry__exec_op *op)
 	if (ferry__sh_parse_probe(op->raw_out.data, op->raw_out.len, op->mark,
 	                          &cwd) == 0 &&
 	    cwd && !op->error) {
+		ferry__free(es->cwd);
 		es->cwd = cwd;
 		es->mode = op->kind == K_PROBE ? FERRY__EXEC_MODE_PLAIN
 		                               : FERRY__EXEC_MODE_LOGIN;

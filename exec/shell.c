@@ -350,6 +350,8 @@ static const char *find(const char *p, size_t n, const char *pat, size_t m)
 {
 	if (!m)
 		return p;
+	if (!p || n < m)
+		return NULL;
 	return memmem(p, n, pat, m);
 }
 
