@@ -539,3 +539,58 @@ Test(shell, bootstrap_with_the_first_command)
 	free(home);
 	free(tmp);
 }
+
+/* Random user bytes made of pieces of the marker, newlines and NULs, fed
+ * in random pieces: what comes out is exactly the user's bytes. */
+Test(shell, filter_random_property)
+{
+	static const char *pieces[] = {"\n", "\0",      MARK,
+	                               ":",  "\n" MARK, "__ferry_",
+	                               "x",  "12",      "\n" MARK ":"};
+	uint32_t seed = 12345;
+	for (int iter = 0; iter < 300; iter++) {
+		ferry_buf user = FERRY_BUF_INIT, wire = FERRY_BUF_INIT;
+		int k = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 40;
+		for (int i = 0; i < k; i++) {
+			seed = seed * 1103515245u + 12345u;
+			const char *p = pieces[(seed >> 16) % 9];
+			size_t n = (seed >> 16) % 9 == 1 ? 1 : strlen(p);
+			/* the complete pattern followed by a valid trailer
+			 * would be a trailer: the user cannot know MARK */
+			if ((seed >> 16) % 9 == 8)
+				n -= 1;
+			ferry__buf_put(&user, p, n);
+		}
+		ferry__buf_put(&wire, "noise", 5);
+		ferry__buf_put(&wire, MARK ":77\n", strlen(MARK ":77\n"));
+		ferry__buf_put(&wire, user.data, user.len);
+		const char tr[] = "\n" MARK ":0:1:/x";
+		ferry__buf_put(&wire, tr, sizeof(tr)); /* with its NUL */
+		ferry__buf_put(&wire, "late", 4);
+		ferry__sh_filter f;
+		ferry_buf out = FERRY_BUF_INIT;
+		cr_assert_eq(ferry__sh_filter_init(&f, MARK, 1), 0);
+		size_t off = 0;
+		while (off < wire.len) {
+			seed = seed * 1103515245u + 12345u;
+			size_t step = 1 + (seed >> 16) % 50;
+			if (step > wire.len - off)
+				step = wire.len - off;
+			cr_assert_eq(ferry__sh_filter_feed(&f, wire.data + off,
+			                                   step, collect, &out),
+			             0);
+			off += step;
+		}
+		ferry__sh_filter_finish(&f, collect, &out);
+		cr_assert(f.have_trailer, "iteration %d", iter);
+		cr_assert_str_eq(f.cwd, "/x");
+		cr_assert_eq(out.len, user.len + 4, "iteration %d", iter);
+		cr_assert(!user.len || !memcmp(out.data, user.data, user.len),
+		          "iteration %d", iter);
+		cr_assert(!memcmp(out.data + user.len, "late", 4));
+		ferry__sh_filter_free(&f);
+		ferry__buf_free(&out);
+		ferry__buf_free(&user);
+		ferry__buf_free(&wire);
+	}
+}
