@@ -1,10 +1,95 @@
-/* cmd_push.c - placeholder until the push subcommand lands. */
+/* cmd_push.c - ferry push: make a remote directory equal to local files. */
+#include <stdio.h>
+#include <string.h>
+
 #include "cli.h"
+#include "syncopt.h"
+
+static const char usage[] = "ferry push [OPTIONS] SRC... [USER@]HOST:DEST";
+
+static const char help[] =
+        "Make DEST on HOST equal to the local SRCs over SFTP: a trailing "
+        "slash\n"
+        "(dir/) copies the contents of dir, without it dir itself.\n"
+        "\n"
+        "  -n, --dry-run          show what would change, change nothing\n"
+        "      --delete           delete remote files that are not in SRC\n"
+        "      --max-delete N     refuse to delete more than N (0: none)\n"
+        "      --exclude PAT      skip matching paths (fnmatch, **, dir/)\n"
+        "      --exclude-from F   patterns from a file, one a line\n"
+        "      --checksum         hash every file, trust no timestamps\n"
+        "      --verify           list the remote tree and repair it\n"
+        "      --force            ignore the manifest: compare everything\n"
+        "      --fsync            fsync every file (owner-only ones always)\n"
+        "      --state-dir DIR    where manifests live\n"
+        "      --itemize-changes  one line per change, as rsync -i\n"
+        "      --stats            a report for people\n"
+        "      --json             one JSON object on stdout\n"
+        "      --progress         a progress bar on a terminal\n"
+        "  -p PORT, -i KEY, -F CONFIG, --known-hosts FILE, --host-key POLICY,\n"
+        "  --connect-timeout S, -z, -v, -q: as for ferry ping\n"
+        "\n"
+        "Exit: 0 done, 1 error, 2 usage, 23 partial, 255 connection.\n";
 
 int cmd_push(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	cli_error("'push' is not available in this build yet");
-	return EXIT_ERROR;
+	static const struct option longopts[] = {
+	        CLI_CONN_LONGOPTS,
+	        CLI_SYNC_LONGOPTS,
+	        {"help", no_argument, NULL, 'h'},
+	        {0}};
+	cli_conn c;
+	cli_sync cs;
+	cli_conn_init(&c);
+	cli_sync_init(&cs, &c);
+	ferry_session *s = NULL;
+	ferry_sync_report r;
+	memset(&r, 0, sizeof(r));
+	int opt, rc = EXIT_OK;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv,
+	                          CLI_CONN_SHORTOPTS CLI_SYNC_SHORTOPTS "h",
+	                          longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			printf("usage: %s\n\n%s", usage, help);
+			goto out;
+		}
+		int u = cli_conn_option(&c, opt, optarg);
+		if (!u)
+			u = cli_sync_option(&cs, opt, optarg);
+		if (u < 0) {
+			rc = cli_usage_line(usage);
+			goto out;
+		}
+		if (u == 0) {
+			rc = cli_usage_error(usage, "unknown option '%s'",
+			                     argv[optind - 1]);
+			goto out;
+		}
+	}
+	if (argc - optind < 2) {
+		rc = cli_usage_error(usage,
+		                     "expected SRC... and [USER@]HOST:DEST");
+		goto out;
+	}
+	char *dest = NULL;
+	if (cli_conn_target(&c, argv[argc - 1], 1, &dest) < 0) {
+		rc = cli_usage_line(usage);
+		goto out;
+	}
+	cli_sync_finish(&cs, argv + optind, (size_t)(argc - 1 - optind), dest);
+	if ((rc = cli_connect(&c, &s)))
+		goto out;
+	int sr = ferry_sync(s, &cs.o, &r);
+	rc = cli_sync_report(&cs, "push", sr, &r, ferry_session_errmsg(s));
+	if (sr == FERRY_EINTR)
+		rc = 130;
+out:
+	ferry_sync_report_free(&r);
+	if (s)
+		cli_disconnect(s);
+	cli_sync_free(&cs);
+	cli_conn_free(&c);
+	return rc;
 }

@@ -99,7 +99,7 @@ Test(cli, version_and_help)
 	cr_assert_eq(ferry_run(&out, NULL, "--version"), 0);
 	cr_assert(strncmp(out, "ferry ", 6) == 0, "%s", out);
 	free(out);
-	const char *cmds[] = {"ping", "status"};
+	const char *cmds[] = {"ping", "status", "push", "exec"};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		char *a = NULL, *b = NULL;
 		cr_assert_eq(ferry_run(&a, NULL, "help %s", cmds[i]), 0);
@@ -272,4 +272,11 @@ Test(cli, status_json_parses_and_holds_the_fields)
 	free(out);
 	free(err);
 	free(dir);
+}
+
+Test(cli, man_page_is_the_help_text)
+{
+	cr_assert_eq(fx_sh("%s/cli/mkman.sh %s | cmp -s - %s/cli/ferry.1",
+			   FERRY_SRCDIR, fx_ferry_bin(), FERRY_SRCDIR),
+		     0, "cli/ferry.1 is stale: run make man");
 }
