@@ -770,7 +770,8 @@ static int do_push(push *ps)
 	        (ran && (cr.remote_errors || cr.fatal)) ||
 	        (ps->rl && ps->rl->nfail) ||
 	        (ps->verified && (r->error_count || cr.failed || cr.not_done ||
-	                          p->deletions_dropped));
+	                          (p->deletions_dropped &&
+	                           p->deletions_skipped != FERRY__DEL_NONE)));
 	ps->surprise = ran && cr.surprises && !cr.fatal;
 	int saved = save_manifest(ps, have_id, id, remote_errors);
 	if (!saved)

@@ -11,8 +11,7 @@
 #include "push_helpers.h"
 
 /* Round trips of opening the session's SFTP channel before any request
- * can be sent: channel open, subsystem start (INIT goes with the first
- * requests when the client lets them wait behind it). */
+ * can be sent: channel open, subsystem start. */
 #define CHANNEL_RTS 2
 
 Test(push, cold_push_makes_remote_equal_local)
@@ -172,11 +171,21 @@ Test(push, round_trips_do_not_grow_with_files)
 	ph_skills_tree(e.src, 400, 4);
 	ph_write(e.src, "skills/known.md", "known\n", 0644, 1700000000L);
 	ferry_sync_report r;
+	/* Cold, new session: channel open and subsystem (2); INIT (1: the
+	 * session's client waits for VERSION before it hands the channel
+	 * out); marker read + listing, which fail on a missing destination
+	 * (1); OPEN (1); WRITE + FSETSTAT + CLOSE (1); rename (1). */
 	ph_push_ok(&e, &r);
-	/* Cold, new session: channel; INIT + marker + listing; OPEN;
-	 * WRITE + FSETSTAT + CLOSE; rename. */
 	cr_assert_leq(r.round_trips, CHANNEL_RTS + 1 + 1 + 3, "cold: %llu",
 	              (unsigned long long)r.round_trips);
+	ferry_sync_report_free(&r);
+	/* Cold again in the held session (remote and state wiped): marker
+	 * and listing in one flight, then the three of the executor. */
+	fx_sh("rm -rf '%s' '%s'", e.dst, e.state);
+	ph_push_ok(&e, &r);
+	cr_assert_leq(r.round_trips, 4, "cold, session held: %llu",
+	              (unsigned long long)r.round_trips);
+	cr_assert_eq(r.files_uploaded, 405);
 	ferry_sync_report_free(&r);
 	/* Five files changed, session held. */
 	const char *names[5] = {"skills/known.md", "creds/token.json",
