@@ -233,18 +233,35 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *mark, const char *name,
 	 * after every command costs a third of a millisecond on ext4, a
 	 * tenth on tmpfs), else $TMPDIR.  mkdir fails on an existing name,
 	 * so nothing planted there is ever used. */
-	int error = put(&t, "\\builtin umask 077; __ferry_d=; for __ferry_b "
-	                    "in \"${XDG_RUNTIME_DIR-}\" /dev/shm "
-	                    "\"${TMPDIR:-/tmp}\" /tmp; do case $__ferry_b in "
-	                    "/*) ;; *) continue;; esac; [ -d \"$__ferry_b\" ] "
-	                    "&& [ -w \"$__ferry_b\" ] || continue; "
-	                    "__ferry_d=${__ferry_b%/}/");
+	int error =
+	        put(&t, "\\builtin umask 077; __ferry_d=; for __ferry_b "
+	                "in \"${XDG_RUNTIME_DIR-}\" /dev/shm "
+	                "\"${TMPDIR:-/tmp}\" /tmp; do case $__ferry_b in "
+	                "/*) ;; *) continue;; esac; [ -d \"$__ferry_b\" ] "
+	                "&& [ -w \"$__ferry_b\" ] || continue; "
+	                /* Directories of sessions that ended without
+	                 * cleaning up (connection lost, process
+	                 * killed): their sshd, on this host, is gone. */
+	                "for __ferry_o in \"${__ferry_b%/}\"/ferry-*; do "
+	                "[ -O \"$__ferry_o\" ] && [ -f \"$__ferry_o/pid\" ] "
+	                "|| continue; __ferry_p=; __ferry_h=; \\builtin read "
+	                "-r __ferry_p __ferry_h <\"$__ferry_o/pid\"; "
+	                "[ \"$__ferry_h\" = \"${HOSTNAME-}\" ] || continue; "
+	                "case $__ferry_p in ''|*[!0-9]*) continue;; esac; "
+	                "if [ -d /proc/self ]; "
+	                "then [ -d \"/proc/$__ferry_p\" ] && continue; else "
+	                "\\builtin kill -0 \"$__ferry_p\" 2>/dev/null && "
+	                "continue; fi; \\command rm -rf -- \"$__ferry_o\"; "
+	                "done; __ferry_d=${__ferry_b%/}/");
 	error = error ? error : ferry__sh_quote(&t, name);
 	error = error ? error
 	              : put(&t,
 	                    "; \\command mkdir -m 700 -- \"$__ferry_d\" "
 	                    "2>/dev/null && break; __ferry_d=; done; [ -n "
 	                    "\"$__ferry_d\" ] || \\builtin exit 97; "
+	                    /* whose it is: the sshd serving this session */
+	                    "\\builtin printf '%s %s\\n' \"$PPID\" "
+	                    "\"${HOSTNAME-}\" >\"$__ferry_d/pid\" 2>/dev/null; "
 	                    "{ " DUMP_BODY
 	                    "; } >\"$__ferry_d/boot.tmp\" 2>/dev/null || "
 	                    "\\builtin exit 98; \\command mv -f -- "

@@ -594,3 +594,56 @@ Test(shell, filter_random_property)
 		ferry__buf_free(&wire);
 	}
 }
+
+Test(shell, bootstrap_removes_directories_of_dead_sessions)
+{
+	char *home = fx_tmpdir("home");
+	char *tmp = fx_tmpdir("tmp");
+	char host[256] = "";
+	gethostname(host, sizeof(host) - 1);
+	char p[900];
+	/* dead: a pid that cannot exist; alive: ours; foreign host; and
+	 * one without a pid file (an older ferry, or being created) */
+	const char *names[] = {"ferry-dead", "ferry-alive", "ferry-otherhost",
+	                       "ferry-nopid"};
+	for (int i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), "%s/%s", tmp, names[i]);
+		cr_assert_eq(mkdir(p, 0700), 0);
+		char content[300];
+		if (i == 0)
+			snprintf(content, sizeof(content), "999999999 %s\n",
+			         host);
+		else if (i == 1)
+			snprintf(content, sizeof(content), "%ld %s\n",
+			         (long)getpid(), host);
+		else if (i == 2)
+			snprintf(content, sizeof(content),
+			         "999999999 not-this-host\n");
+		if (i < 3) {
+			snprintf(p, sizeof(p), "%s/%s/pid", tmp, names[i]);
+			cr_assert_eq(fx_write_file(p, content, strlen(content),
+			                           0600),
+			             0);
+		}
+	}
+	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_bootstrap(&req, MARK, "ferry-new"), 0);
+	char *argv[] = {"bash", "-c", (char *)req.data, NULL};
+	setenv("HOSTNAME", host, 1);
+	cr_assert_eq(run_capture(argv, home, tmp, &out), 0);
+	for (int i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), "%s/%s", tmp, names[i]);
+		cr_assert_eq(access(p, F_OK) == 0, i != 0, "%s", names[i]);
+	}
+	/* ours records its sshd (here: our pid, the parent of bash) */
+	snprintf(p, sizeof(p), "%s/ferry-new/pid", tmp);
+	char *pid = fx_read_file(p, NULL);
+	cr_assert_not_null(pid);
+	cr_assert_eq(strtol(pid, NULL, 10), (long)getpid());
+	free(pid);
+	fx_sh("rm -rf '%s' '%s'", home, tmp);
+	free(home);
+	free(tmp);
+	ferry__buf_free(&req);
+	ferry__buf_free(&out);
+}
