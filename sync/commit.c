@@ -163,14 +163,6 @@ static void set_attrs_meta(cx *c, ferry__sftp_attrs *a, const ferry__mentry *e,
 	}
 }
 
-static int submit_setstat(cx *c, const char *path, const ferry__sftp_attrs *a,
-                          ferry__sftp_cb cb, void *ctx)
-{
-	if (c->use_lsetstat)
-		return ferry__sftp_lsetstat(c->sf, path, a, cb, ctx);
-	return ferry__sftp_setstat(c->sf, path, a, cb, ctx);
-}
-
 /* ---- directory states ---- */
 
 static int dir_state(cx *c, const char *path, size_t n)
@@ -601,7 +593,8 @@ static void dir_ok(op *x)
 	memset(&at, 0, sizeof(at));
 	at.flags = FERRY__ATTR_PERMISSIONS;
 	at.perm = a->create_mode & 07777u;
-	if (!submit_setstat(c, x->rpath, &at, mkdir_setstat_cb, x))
+	/* A directory this push just made: no symlink can be there. */
+	if (!ferry__sftp_setstat(c->sf, x->rpath, &at, mkdir_setstat_cb, x))
 		c->pending++;
 	progress(c, 0);
 	dir_resolved(x, ST_OK);
@@ -738,24 +731,67 @@ static int submit_dest_mkdir(cx *c)
 
 /* ---- metadata, removals ---- */
 
+/* Metadata updates must not follow a symlink planted where a file or a
+ * directory was: lsetstat@openssh.com; without it (or where it fails: the
+ * server's fchmodat(AT_SYMLINK_NOFOLLOW) needs /proc, which a chroot may
+ * lack) LSTAT first, then SETSTAT only when the path is no symlink. */
+static void submit_meta(cx *c, op *x);
+
 static void meta_cb(void *ctx, const ferry__sftp_reply *r)
 {
 	op *x = ctx;
-	x->c->pending--;
+	cx *c = x->c;
+	c->pending--;
+	if (r->error && r->req_type == FERRY__FXP_EXTENDED &&
+	    (r->error == FERRY_EREMOTE || r->error == FERRY_EUNSUPPORTED) &&
+	    !ferry__sftp_dead(c->sf)) {
+		c->use_lsetstat = 0;
+		submit_meta(c, x);
+		return;
+	}
 	if (r->error) {
 		fail(x, r->error, 1, "%s", r->message);
 		return;
 	}
 	act(x)->committed = 1;
-	progress(x->c, 0);
+	progress(c, 0);
+}
+
+static void meta_lstat_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	cx *c = x->c;
+	c->pending--;
+	if (r->error) {
+		fail(x, r->error, 1, "%s", r->message);
+		return;
+	}
+	if (!r->attrs || S_ISLNK(r->attrs->perm)) {
+		fail(x, FERRY_EEXIST, 1,
+		     "is a symlink on the remote: not followed");
+		return;
+	}
+	ferry__action *a = act(x);
+	ferry__sftp_attrs at;
+	set_attrs_meta(c, &at, &a->entry, a->entry.type == FERRY__T_FILE);
+	int rc = ferry__sftp_setstat(c->sf, x->rpath, &at, meta_cb, x);
+	if (rc) {
+		fail_submit(x, rc, "setstat");
+		return;
+	}
+	c->pending++;
 }
 
 static void submit_meta(cx *c, op *x)
 {
 	ferry__action *a = act(x);
 	ferry__sftp_attrs at;
+	int rc;
 	set_attrs_meta(c, &at, &a->entry, a->entry.type == FERRY__T_FILE);
-	int rc = submit_setstat(c, x->rpath, &at, meta_cb, x);
+	if (c->use_lsetstat)
+		rc = ferry__sftp_lsetstat(c->sf, x->rpath, &at, meta_cb, x);
+	else
+		rc = ferry__sftp_lstat(c->sf, x->rpath, meta_lstat_cb, x);
 	if (rc) {
 		fail_submit(x, rc, "setstat");
 		return;

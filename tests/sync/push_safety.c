@@ -547,3 +547,59 @@ Test(push_safety, sftp_only_account)
 	free(a);
 	free(b);
 }
+
+Test(push_safety, sftp_only_chrooted_account)
+{
+	/* internal-sftp in a chroot: no /proc there, so lsetstat (fchmodat
+	 * with AT_SYMLINK_NOFOLLOW) may fail on the server. */
+	/* Every component of a chroot must be root's and not writable by
+	 * others: not under /tmp. */
+	char root[] = "/run/ferry-chroot-XXXXXX";
+	struct stat rs;
+	if (!ph_is_root() || stat("/run", &rs) || rs.st_uid != 0 ||
+	    (rs.st_mode & 022) || !mkdtemp(root))
+		cr_skip_test("no root-owned directory for a chroot: skipped");
+	chmod(root, 0755);
+	char cfg[512];
+	snprintf(cfg, sizeof(cfg),
+	         "ForceCommand internal-sftp\nChrootDirectory %s\n", root);
+	fx_sshd sv;
+	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
+	ph_env e;
+	ph_init_on(&e, "ps-chroot", &sv, 1);
+	ph_skills_tree(e.src, 30, 15);
+	e.o.dest = "/dst";
+	char *dst = ph_path(root, "dst");
+	ferry_sync_report r;
+	int rc = ph_push(&e, &r);
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s", ferry_session_errmsg(e.s));
+	ferry_sync_report_free(&r);
+	char *a = ph_tree_listing(e.src), *b = rc ? NULL : ph_tree_listing(dst);
+	/* Touches and mode changes: metadata-only updates. */
+	ph_write(e.src, "creds/README", "credentials live here\n", 0640,
+	         1700009999L);
+	ph_write(e.src, "creds/.netrc", "machine x login y password z\n", 0600,
+	         1700009999L);
+	char *sk = ph_path(e.src, "skills");
+	chmod(sk, 0750);
+	free(sk);
+	int rc2 = ph_push(&e, &r);
+	uint64_t updated = r.files_updated;
+	ferry_sync_report_free(&r);
+	char *a2 = ph_tree_listing(e.src),
+	     *b2 = rc2 ? NULL : ph_tree_listing(dst);
+	ph_fini(&e);
+	fx_sshd_stop(&sv);
+	fx_sh("rm -rf '%s'", root);
+	cr_assert_eq(rc, 0, "%s", msg);
+	cr_assert_str_eq(a, b);
+	cr_assert_eq(rc2, 0);
+	cr_assert_eq(updated, 3);
+	cr_assert_str_eq(a2, b2);
+	free(a);
+	free(b);
+	free(a2);
+	free(b2);
+	free(dst);
+}
