@@ -310,3 +310,38 @@ Test(push_more, allocation_failures_anywhere, .timeout = 300)
 	             total);
 	ph_fini(&e);
 }
+
+Test(push_more, server_without_extensions)
+{
+	ph_env e;
+	ph_init(&e, "pm-noext");
+	ph_skills_tree(e.src, 20, 24);
+	ferry__sftp_opts so;
+	memset(&so, 0, sizeof(so));
+	so.ignore_ext = FERRY__EXT_POSIX_RENAME | FERRY__EXT_FSYNC |
+	                FERRY__EXT_LSETSTAT | FERRY__EXT_STATVFS;
+	ferry__sftp *sf;
+	cr_assert_eq(ferry__session_sftp_ex(e.s, &so, &sf), 0);
+	ph_push_ok(&e, NULL);
+	ph_assert_same(e.src, e.dst);
+	/* Replacing files, a symlink and metadata without posix-rename and
+	 * lsetstat. */
+	ph_write(e.src, "creds/token.json", "{\"token\": \"v2\"}\n", 0600, 0);
+	ph_write(e.src, "creds/README", "credentials live here\n", 0640,
+	         1700001111L);
+	char *l = ph_path(e.src, "skills/latest");
+	unlink(l);
+	cr_assert_eq(symlink("elsewhere", l), 0);
+	free(l);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded, 1);
+	cr_assert_eq(r.files_updated, 1);
+	cr_assert_eq(r.symlinks_created, 1);
+	cr_assert(strstr(e.log, "posix-rename"), "no warning: %s", e.log);
+	cr_assert(strstr(e.log, "fsync"), "no warning: %s", e.log);
+	ph_assert_same(e.src, e.dst);
+	cr_assert_eq(ph_count_temps(e.dst), 0);
+	ferry_sync_report_free(&r);
+	ph_fini(&e);
+}
