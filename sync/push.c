@@ -821,7 +821,7 @@ static int one_pass(ferry_session *s, const ferry_sync_opts *opts,
 	if (!error)
 		error = do_push(&ps);
 	*again = error == FERRY_EPARTIAL && ps.surprise && !ps.verified &&
-	         !opts->dry_run;
+	         opts && !opts->dry_run;
 	*t_remote += ps.t_remote;
 	push_free(&ps);
 	return error;

@@ -345,3 +345,36 @@ Test(push_more, server_without_extensions)
 	ferry_sync_report_free(&r);
 	ph_fini(&e);
 }
+
+Test(push_more, bad_arguments)
+{
+	ph_env e;
+	ph_init(&e, "pm-args");
+	ferry_sync_report r;
+	cr_assert_eq(ferry_sync(NULL, &e.o, &r), FERRY_EINVALID);
+	cr_assert_eq(ferry_sync(e.s, NULL, &r), FERRY_EINVALID);
+	ferry_sync_opts o = e.o;
+	o.version = 99;
+	cr_assert_eq(ferry_sync(e.s, &o, &r), FERRY_EINVALID);
+	cr_assert(strstr(ferry_session_errmsg(e.s), "version"));
+	o = e.o;
+	o.source_count = 0;
+	cr_assert_eq(ferry_sync(e.s, &o, &r), FERRY_EINVALID);
+	o = e.o;
+	o.dest = NULL;
+	cr_assert_eq(ferry_sync(e.s, &o, &r), FERRY_EINVALID);
+	const char *empty[1] = {""};
+	o = e.o;
+	o.sources = empty;
+	cr_assert_eq(ferry_sync(e.s, &o, &r), FERRY_EINVALID);
+	const char *ex[1] = {""};
+	o = e.o;
+	o.excludes = ex;
+	o.exclude_count = 1;
+	cr_assert_eq(ferry_sync(e.s, &o, &r), FERRY_EINVALID);
+	cr_assert(strstr(ferry_session_errmsg(e.s), "exclude"));
+	/* No report at all is fine. */
+	ph_write(e.src, "a", "a\n", 0644, 0);
+	cr_assert_eq(ferry_sync(e.s, &e.o, NULL), 0);
+	ph_fini(&e);
+}
