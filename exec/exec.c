@@ -159,8 +159,7 @@ static void op_launch(ferry__exec_op *op);
  * "not now", not a failure. */
 static int transient(int rc)
 {
-	return rc == LIBSSH2_ERROR_EAGAIN || rc == LIBSSH2_ERROR_BAD_USE ||
-	       rc == LIBSSH2_ERROR_SOCKET_SEND;
+	return ferry__ssh_transient(rc);
 }
 
 /* libssh2 errors that mean the connection itself is gone. */
@@ -493,13 +492,15 @@ static int es_step(ferry__io *io)
 	if (s->dead || !s->ssh)
 		return 0;
 	if (es->opening || es_need_open(es)) {
-		LIBSSH2_CHANNEL *ch = libssh2_channel_open_session(s->ssh);
+		int e;
+		LIBSSH2_CHANNEL *ch = ferry__channel_open(
+		        s, &es->io, LIBSSH2_CHANNEL_WINDOW_DEFAULT,
+		        LIBSSH2_CHANNEL_PACKET_DEFAULT, &e);
 		if (ch) {
 			es->opening = 0;
 			es_got_channel(es, ch);
 			progress = 1;
 		} else {
-			int e = libssh2_session_last_errno(s->ssh);
 			if (e == LIBSSH2_ERROR_EAGAIN) {
 				if (!es->opening)
 					progress = 1; /* the request left */
@@ -1262,6 +1263,7 @@ static void es_boot_next(exec_state *es, int kind)
 }
 
 static void es_free(void *p);
+static int64_t es_io_next_timer(ferry__io *io);
 
 static int es_get(ferry_session *s, exec_state **out)
 {
@@ -1284,6 +1286,7 @@ static int es_get(ferry_session *s, exec_state **out)
 	es->s = s;
 	es->io.step = es_step;
 	es->io.pending = es_pending;
+	es->io.next_timer = es_io_next_timer;
 	ferry__io_add(s, &es->io);
 	s->exec_state = es;
 	s->exec_free = es_free;
@@ -1607,6 +1610,11 @@ static int done_or_timer(void *ctx)
 		return 1;
 	int64_t t = es_next_timer(w->es);
 	return t && (!w->until || t < w->until);
+}
+
+static int64_t es_io_next_timer(ferry__io *io)
+{
+	return es_next_timer(CONTAINER(io, exec_state, io));
 }
 
 /* The earliest timer of any live op (0: none). */

@@ -183,6 +183,30 @@ void ferry__io_remove(ferry_session *s, ferry__io *io)
 		io->next->prev = io->prev;
 	io->prev = io->next = NULL;
 	io->registered = 0;
+	if (s->open_owner == io)
+		s->open_owner = NULL;
+}
+
+LIBSSH2_CHANNEL *ferry__channel_open(ferry_session *s, const void *owner,
+                                     unsigned window, unsigned packet, int *err)
+{
+	if (s->open_owner && s->open_owner != owner) {
+		*err = LIBSSH2_ERROR_EAGAIN;
+		return NULL;
+	}
+	s->open_owner = owner;
+	LIBSSH2_CHANNEL *ch = libssh2_channel_open_ex(s->ssh, "session", 7,
+	                                              window, packet, NULL, 0);
+	*err = ch ? 0 : libssh2_session_last_errno(s->ssh);
+	if (*err != LIBSSH2_ERROR_EAGAIN)
+		s->open_owner = NULL;
+	return ch;
+}
+
+int ferry__ssh_transient(int rc)
+{
+	return rc == LIBSSH2_ERROR_EAGAIN || rc == LIBSSH2_ERROR_BAD_USE ||
+	       rc == LIBSSH2_ERROR_SOCKET_SEND;
 }
 
 /* One pass over the ios; a list changed by a step restarts the pass. */
@@ -220,12 +244,16 @@ int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
 		if (done(ctx))
 			return 0;
 		int opaque = 0, pending = 0;
+		int64_t timer = 0;
 		for (ferry__io *io = s->ios; io; io = io->next) {
 			int r = io->pending ? io->pending(io) : 0;
 			if (r > 0)
 				pending = 1;
 			else if (r < 0)
 				opaque = 1;
+			int64_t t = io->next_timer ? io->next_timer(io) : 0;
+			if (t && (!timer || t < timer))
+				timer = t;
 		}
 		if (pending)
 			continue;
@@ -248,6 +276,8 @@ int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
 		}
 		int64_t until = deadline_ms;
 		int64_t cap = opaque ? now + 1 : 0;
+		if (timer && (!cap || timer < cap))
+			cap = timer > now ? timer : now;
 		if (s->keepalive_s > 0 && (!cap || next_keepalive < cap))
 			cap = next_keepalive;
 		if (s->idle_timeout_ms > 0) {

@@ -33,6 +33,10 @@ struct ferry__io {
 	 * open, exec request) returns -1: the loop then polls with a short
 	 * timeout because a reply may sit in libssh2's queue. */
 	int (*pending)(ferry__io *io);
+	/* Absolute ferry__now_ms() of the io's next deadline (a timeout, a
+	 * drain limit), 0 for none; the loop never sleeps past it.  May be
+	 * NULL. */
+	int64_t (*next_timer)(ferry__io *io);
 	ferry__io *prev, *next;
 	int registered;
 };
@@ -72,7 +76,8 @@ struct ferry_session {
 	void (*exec_free)(void *);
 	void *sync_state; /* sync/: what this session verified per target */
 	void (*sync_free)(void *);
-	uint64_t round_trips; /* maintained by the SFTP client */
+	uint64_t round_trips;   /* maintained by the SFTP client */
+	const void *open_owner; /* who drives libssh2's one channel-open */
 };
 
 int64_t ferry__now_ms(void);
@@ -105,6 +110,21 @@ int ferry__session_wait(ferry_session *s, int64_t deadline_ms, unsigned flags);
 /* "user@host:port" ([host] for IPv6), the key of a target: user NULL
  * means the local user, port 0 means 22.  Caller frees. */
 char *ferry__target_string(const char *user, const char *host, int port);
+
+/* Open a "session" channel without blocking.  libssh2 keeps one
+ * channel-open state machine per session, so callers take turns: while
+ * another owner's open is in progress this returns NULL with *err =
+ * LIBSSH2_ERROR_EAGAIN without touching libssh2.  NULL with another *err
+ * is a failure (the libssh2 error code). */
+/* owner is the caller's registered io; removing it gives up its turn. */
+LIBSSH2_CHANNEL *ferry__channel_open(ferry_session *s, const void *owner,
+                                     unsigned window, unsigned packet,
+                                     int *err);
+/* A libssh2 result that means "not now" rather than failure: EAGAIN, and
+ * in libssh2 1.10 BAD_USE / SOCKET_SEND, which a send (or the window
+ * adjust inside a read) gets while another channel's packet is only
+ * partly written.  A dead socket is noticed by reads and by poll. */
+int ferry__ssh_transient(int rc);
 
 /* Consume a pending interrupt: 1 when one was requested. */
 int ferry__session_take_interrupt(ferry_session *s);

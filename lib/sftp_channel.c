@@ -60,7 +60,7 @@ static ssize_t chan_send(ferry__sftp_transport *t, const void *p, size_t n)
 {
 	chan_tr *c = (chan_tr *)t;
 	ssize_t w = libssh2_channel_write(c->ch, p, n);
-	if (w == LIBSSH2_ERROR_EAGAIN)
+	if (w < 0 && ferry__ssh_transient((int)w))
 		return 0;
 	if (w < 0)
 		return ferry__sftp_seterr(t->sf, FERRY_ECONN,
@@ -76,7 +76,7 @@ static ssize_t chan_recv(ferry__sftp_transport *t, void *p, size_t n)
 	ssize_t r = libssh2_channel_read(c->ch, p, n);
 	if (r > 0)
 		return r;
-	if (r == LIBSSH2_ERROR_EAGAIN ||
+	if ((r < 0 && ferry__ssh_transient((int)r)) ||
 	    (r == 0 && !libssh2_channel_eof(c->ch)))
 		return 0;
 	if (r < 0)
@@ -111,17 +111,15 @@ static int chan_step(ferry__io *io)
 {
 	chan_tr *c = chan_of(io);
 	ferry__sftp *sf = c->t.sf;
-	LIBSSH2_SESSION *ssh = c->s->ssh;
 	int rc;
 	if (sf->dead)
 		return 0;
 	switch (c->phase) {
 	case CH_OPENING:
-		c->ch = libssh2_channel_open_ex(ssh, "session", 7, CHAN_WINDOW,
-		                                CHAN_PACKET, NULL, 0);
+		c->ch = ferry__channel_open(c->s, &c->io, CHAN_WINDOW,
+		                            CHAN_PACKET, &rc);
 		if (!c->ch) {
-			if (libssh2_session_last_errno(ssh) ==
-			    LIBSSH2_ERROR_EAGAIN)
+			if (ferry__ssh_transient(rc))
 				return 0;
 			ferry__sftp__die(sf, FERRY_ECONN,
 			                 "SFTP init: opening a channel failed: "
