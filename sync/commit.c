@@ -121,8 +121,8 @@ static void failv(op *x, int code, int remote, const char *fmt, va_list ap)
 	if (remote && (code == FERRY_ENOTFOUND || code == FERRY_EEXIST ||
 	               code == FERRY_EREMOTE))
 		c->res->surprises++;
-	if (c->root == ST_BAD)
-		return; /* said once, for the destination */
+	if (c->root == ST_BAD || c->stopping)
+		return; /* said once, for the destination or the push */
 	size_t n;
 	const char *path = op_path(x, &n);
 	const ferry_sync_opts *o = c->o->o;
