@@ -13,7 +13,12 @@
  *     one (sync/verify.h); the deletion policy.
  *  4. The executor (sync/commit.h), the manifest saved with exactly what
  *     was committed, the journal cleared, the session told what it now
- *     knows of the target. */
+ *     knows of the target.  The manifest keeps the marker (and so vouches
+ *     for the remote) only when nothing surprised the push; otherwise the
+ *     next push verifies.
+ *  5. When the remote contradicted the manifest (a path the manifest did
+ *     not know was taken, one it knew was gone), a second pass verifies
+ *     and repairs at once. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
