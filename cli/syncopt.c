@@ -86,12 +86,12 @@ static void on_change(void *ctx, const ferry_change *c)
 		char *big = malloc(ll + 1);
 		if (big) {
 			ferry_change_itemize(big, ll + 1, c);
-			puts(big);
+			fprintf(cs->to_stderr ? stderr : stdout, "%s\n", big);
 			free(big);
 			return;
 		}
 	}
-	puts(line);
+	fprintf(cs->to_stderr ? stderr : stdout, "%s\n", line);
 }
 
 static void human(char *buf, size_t n, double v)
@@ -368,40 +368,43 @@ void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
 	json_close_arr(j);
 }
 
-static void print_stats(const ferry_sync_report *r, int dry)
+static void print_stats(FILE *f, const ferry_sync_report *r, int dry)
 {
 	const char *w = dry ? " (dry run: planned)" : "";
-	printf("Files scanned:        %llu (%llu directories)\n",
-	       (unsigned long long)r->files_scanned,
-	       (unsigned long long)r->dirs_scanned);
-	printf("Uploaded:             %llu%s\n",
-	       (unsigned long long)r->files_uploaded, w);
-	printf("Metadata updated:     %llu\n",
-	       (unsigned long long)r->files_updated);
-	printf("Deleted:              %llu files, %llu directories\n",
-	       (unsigned long long)r->files_deleted,
-	       (unsigned long long)r->dirs_deleted);
-	printf("Directories created:  %llu\n",
-	       (unsigned long long)r->dirs_created);
-	printf("Symlinks created:     %llu\n",
-	       (unsigned long long)r->symlinks_created);
-	printf("Bytes sent:           %llu\n",
-	       (unsigned long long)r->bytes_sent);
-	printf("Round trips:          %llu\n",
-	       (unsigned long long)r->round_trips);
-	printf("Requests:             %llu\n", (unsigned long long)r->requests);
-	printf("Remote listed:        %s\n", r->verified ? "yes" : "no");
-	printf("Time:                 scan %.1f ms, plan %.1f ms, transfer "
-	       "%.1f "
-	       "ms, manifest %.1f ms, total %.1f ms\n",
-	       r->ms_scan, r->ms_plan, r->ms_transfer, r->ms_manifest,
-	       r->ms_total);
+	fprintf(f, "Files scanned:        %llu (%llu directories)\n",
+	        (unsigned long long)r->files_scanned,
+	        (unsigned long long)r->dirs_scanned);
+	fprintf(f, "Uploaded:             %llu%s\n",
+	        (unsigned long long)r->files_uploaded, w);
+	fprintf(f, "Metadata updated:     %llu\n",
+	        (unsigned long long)r->files_updated);
+	fprintf(f, "Deleted:              %llu files, %llu directories\n",
+	        (unsigned long long)r->files_deleted,
+	        (unsigned long long)r->dirs_deleted);
+	fprintf(f, "Directories created:  %llu\n",
+	        (unsigned long long)r->dirs_created);
+	fprintf(f, "Symlinks created:     %llu\n",
+	        (unsigned long long)r->symlinks_created);
+	fprintf(f, "Bytes sent:           %llu\n",
+	        (unsigned long long)r->bytes_sent);
+	fprintf(f, "Round trips:          %llu\n",
+	        (unsigned long long)r->round_trips);
+	fprintf(f, "Requests:             %llu\n",
+	        (unsigned long long)r->requests);
+	fprintf(f, "Remote listed:        %s\n", r->verified ? "yes" : "no");
+	fprintf(f,
+	        "Time:                 scan %.1f ms, plan %.1f ms, transfer "
+	        "%.1f "
+	        "ms, manifest %.1f ms, total %.1f ms\n",
+	        r->ms_scan, r->ms_plan, r->ms_transfer, r->ms_manifest,
+	        r->ms_total);
 }
 
 int cli_sync_report(cli_sync *cs, const char *command, int rc,
                     const ferry_sync_report *r, const char *errmsg)
 {
 	clear_bar(cs);
+	FILE *out = cs->to_stderr ? stderr : stdout;
 	int status = rc == 0 ? EXIT_OK : cli_exit_for(rc);
 	if (cs->json) {
 		json j;
@@ -418,20 +421,21 @@ int cli_sync_report(cli_sync *cs, const char *command, int rc,
 		cli_error("%s",
 		          errmsg && *errmsg ? errmsg : ferry_strerror(rc));
 	if (cs->stats)
-		print_stats(r, cs->o.dry_run);
+		print_stats(out, r, cs->o.dry_run);
 	else if (!cs->conn->quiet && (rc == 0 || rc == FERRY_EPARTIAL))
-		printf("%s %s: %s%llu uploaded, %llu updated, %llu deleted, "
-		       "%llu directories created; %llu files scanned, %llu "
-		       "bytes sent, %llu round trips, %.0f ms%s\n",
-		       cs->o.dry_run ? "would push to" : "pushed to",
-		       cs->o.dest, cs->o.dry_run ? "(dry run) " : "",
-		       (unsigned long long)r->files_uploaded,
-		       (unsigned long long)r->files_updated,
-		       (unsigned long long)r->files_deleted,
-		       (unsigned long long)r->dirs_created,
-		       (unsigned long long)r->files_scanned,
-		       (unsigned long long)r->bytes_sent,
-		       (unsigned long long)r->round_trips, r->ms_total,
-		       rc == FERRY_EPARTIAL ? " (some files failed)" : "");
+		fprintf(out,
+		        "%s %s: %s%llu uploaded, %llu updated, %llu deleted, "
+		        "%llu directories created; %llu files scanned, %llu "
+		        "bytes sent, %llu round trips, %.0f ms%s\n",
+		        cs->o.dry_run ? "would push to" : "pushed to",
+		        cs->o.dest, cs->o.dry_run ? "(dry run) " : "",
+		        (unsigned long long)r->files_uploaded,
+		        (unsigned long long)r->files_updated,
+		        (unsigned long long)r->files_deleted,
+		        (unsigned long long)r->dirs_created,
+		        (unsigned long long)r->files_scanned,
+		        (unsigned long long)r->bytes_sent,
+		        (unsigned long long)r->round_trips, r->ms_total,
+		        rc == FERRY_EPARTIAL ? " (some files failed)" : "");
 	return status;
 }

@@ -51,6 +51,7 @@ typedef struct cli_sync {
 	char **excludes; /* owned, with the strings */
 	size_t exclude_count, exclude_cap;
 	int itemize, stats, json, progress;
+	int to_stderr; /* itemize lines and the summary go to stderr */
 	const cli_conn *conn;
 	/* output state */
 	double start_ms, last_draw_ms;

@@ -1561,6 +1561,11 @@ void ferry__exec_cancel(ferry__exec_op *op)
 		op_abort(op, 0);
 }
 
+int ferry_exec_prepare(ferry_session *s)
+{
+	return ferry__exec_prepare(s);
+}
+
 int ferry__exec_prepare(ferry_session *s)
 {
 	exec_state *es = NULL;

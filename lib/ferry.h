@@ -298,6 +298,10 @@ FERRY_API int ferry_exec(ferry_session *s, const char *command,
                          const ferry_exec_opts *opts,
                          ferry_exec_result *result);
 FERRY_API void ferry_exec_result_free(ferry_exec_result *r);
+/* Start the session shell (its login bootstrap and a spare channel) now,
+ * without waiting, so that it overlaps other work such as a push on the
+ * same session.  Optional: ferry_exec does it when needed. */
+FERRY_API int ferry_exec_prepare(ferry_session *s);
 
 #ifdef __cplusplus
 }

@@ -280,3 +280,40 @@ Test(cli, man_page_is_the_help_text)
 			   FERRY_SRCDIR, fx_ferry_bin(), FERRY_SRCDIR),
 		     0, "cli/ferry.1 is stale: run make man");
 }
+
+Test(cli, exec_push_then_command_in_one_session_json)
+{
+	const fx_sshd *sv = fx_shared();
+	char *dir = fx_tmpdir("xp");
+	cr_assert_eq(fx_sh("mkdir -p %s/src/s && echo v1 > %s/src/s/f && umask "
+			   "077 && echo key > %s/src/cred",
+			   dir, dir, dir),
+		     0);
+	char *out = NULL, *err = NULL;
+	int rc = ferry_run(&out, &err,
+			   "exec -p %d -i %s --known-hosts %s --json --state-dir "
+			   "%s/state --push %s/src/ --to %s/dst 127.0.0.1 -- "
+			   "'cat %s/dst/s/f; stat -c %%a %s/dst/cred; exit 7'",
+			   sv->port, sv->key_ed25519, sv->known_hosts, dir, dir,
+			   dir, dir, dir);
+	cr_assert_eq(rc, 7, "%s %s", out, err);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/o.json", dir);
+	cr_assert_eq(fx_write_file(path, out, strlen(out), 0600), 0);
+	cr_assert_eq(fx_sh("python3 -c 'import json; d=json.load(open(\"%s\"));"
+			   " assert d[\"command\"]==\"exec\";"
+			   " assert d[\"exit_status\"]==7 and d[\"command_status\"]==7;"
+			   " assert d[\"stdout\"]==\"v1\\n600\\n\", d;"
+			   " assert d[\"push\"][\"files_uploaded\"]==2, d;"
+			   " assert d[\"push\"][\"result\"]==\"ok\"'",
+			   path),
+		     0, "%s", out);
+	free(out);
+	free(err);
+	/* --push without --to is bad usage. */
+	rc = ferry_run(NULL, &err, "exec --push %s/src 127.0.0.1 true", dir);
+	cr_assert_eq(rc, 2, "%s", err);
+	free(err);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
