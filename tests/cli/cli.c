@@ -277,8 +277,8 @@ Test(cli, status_json_parses_and_holds_the_fields)
 Test(cli, man_page_is_the_help_text)
 {
 	cr_assert_eq(fx_sh("%s/cli/mkman.sh %s | cmp -s - %s/cli/ferry.1",
-			   FERRY_SRCDIR, fx_ferry_bin(), FERRY_SRCDIR),
-		     0, "cli/ferry.1 is stale: run make man");
+	                   FERRY_SRCDIR, fx_ferry_bin(), FERRY_SRCDIR),
+	             0, "cli/ferry.1 is stale: run make man");
 }
 
 Test(cli, exec_push_then_command_in_one_session_json)
@@ -286,33 +286,155 @@ Test(cli, exec_push_then_command_in_one_session_json)
 	const fx_sshd *sv = fx_shared();
 	char *dir = fx_tmpdir("xp");
 	cr_assert_eq(fx_sh("mkdir -p %s/src/s && echo v1 > %s/src/s/f && umask "
-			   "077 && echo key > %s/src/cred",
-			   dir, dir, dir),
-		     0);
+	                   "077 && echo key > %s/src/cred",
+	                   dir, dir, dir),
+	             0);
 	char *out = NULL, *err = NULL;
-	int rc = ferry_run(&out, &err,
-			   "exec -p %d -i %s --known-hosts %s --json --state-dir "
-			   "%s/state --push %s/src/ --to %s/dst 127.0.0.1 -- "
-			   "'cat %s/dst/s/f; stat -c %%a %s/dst/cred; exit 7'",
-			   sv->port, sv->key_ed25519, sv->known_hosts, dir, dir,
-			   dir, dir, dir);
+	int rc = ferry_run(
+	        &out, &err,
+	        "exec -p %d -i %s --known-hosts %s --json --state-dir "
+	        "%s/state --push %s/src/ --to %s/dst 127.0.0.1 -- "
+	        "'cat %s/dst/s/f; stat -c %%a %s/dst/cred; exit 7'",
+	        sv->port, sv->key_ed25519, sv->known_hosts, dir, dir, dir, dir,
+	        dir);
 	cr_assert_eq(rc, 7, "%s %s", out, err);
 	char path[600];
 	snprintf(path, sizeof(path), "%s/o.json", dir);
 	cr_assert_eq(fx_write_file(path, out, strlen(out), 0600), 0);
 	cr_assert_eq(fx_sh("python3 -c 'import json; d=json.load(open(\"%s\"));"
-			   " assert d[\"command\"]==\"exec\";"
-			   " assert d[\"exit_status\"]==7 and d[\"command_status\"]==7;"
-			   " assert d[\"stdout\"]==\"v1\\n600\\n\", d;"
-			   " assert d[\"push\"][\"files_uploaded\"]==2, d;"
-			   " assert d[\"push\"][\"result\"]==\"ok\"'",
-			   path),
-		     0, "%s", out);
+	                   " assert d[\"command\"]==\"exec\";"
+	                   " assert d[\"exit_status\"]==7 and "
+	                   "d[\"command_status\"]==7;"
+	                   " assert d[\"stdout\"]==\"v1\\n600\\n\", d;"
+	                   " assert d[\"push\"][\"files_uploaded\"]==2, d;"
+	                   " assert d[\"push\"][\"result\"]==\"ok\"'",
+	                   path),
+	             0, "%s", out);
 	free(out);
 	free(err);
 	/* --push without --to is bad usage. */
 	rc = ferry_run(NULL, &err, "exec --push %s/src 127.0.0.1 true", dir);
 	cr_assert_eq(rc, 2, "%s", err);
+	free(err);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
+
+/* A push through the CLI against the shared server. */
+static int push_cli(const char *dir, const char *extra, char **out, char **err)
+{
+	const fx_sshd *sv = fx_shared();
+	return ferry_run(out, err,
+	                 "push -p %d -i %s --known-hosts %s --state-dir "
+	                 "%s/state %s %s/src/ 127.0.0.1:%s/dst",
+	                 sv->port, sv->key_ed25519, sv->known_hosts, dir, extra,
+	                 dir, dir);
+}
+
+Test(cli, push_itemizes_every_kind_of_change)
+{
+	char *dir = fx_tmpdir("item");
+	cr_assert_eq(fx_sh("cd %s && mkdir -p src/d && echo a > src/d/f && "
+	                   "echo b > src/g && echo c > src/h && echo e > src/k "
+	                   "&& ln -s g src/l",
+	                   dir),
+	             0);
+	char *out = NULL, *err = NULL;
+	cr_assert_eq(push_cli(dir, "--itemize-changes", &out, &err), 0, "%s",
+	             err);
+	cr_assert(strstr(out, "cd+++++++++ d/\n"), "%s", out);
+	cr_assert(strstr(out, ">f+++++++++ d/f\n"), "%s", out);
+	cr_assert(strstr(out, "cL+++++++++ l -> g\n"), "%s", out);
+	free(out);
+	free(err);
+	cr_assert_eq(
+	        fx_sh("cd %s && echo longer >> src/g && touch -d '2001-01-01' "
+	              "src/h && chmod 600 src/k && rm src/d/f",
+	              dir),
+	        0);
+	cr_assert_eq(push_cli(dir, "--itemize-changes --delete", &out, &err), 0,
+	             "%s", err);
+	cr_assert(strstr(out, ">fcst...... g\n"), "%s", out);
+	cr_assert(strstr(out, ".f..t...... h\n"), "%s", out);
+	cr_assert(strstr(out, ".f...p..... k\n"), "%s", out);
+	cr_assert(strstr(out, "*deleting   d/f\n"), "%s", out);
+	free(out);
+	free(err);
+	/* Nothing changed: no itemize line, a summary. */
+	cr_assert_eq(push_cli(dir, "--itemize-changes", &out, &err), 0);
+	cr_assert(strstr(out, "0 uploaded") && !strstr(out, ">f"), "%s", out);
+	free(out);
+	free(err);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
+
+Test(cli, partial_push_exits_23)
+{
+	char *dir = fx_tmpdir("part");
+	cr_assert_eq(fx_sh("cd %s && mkdir src && echo a > src/ok && echo b > "
+	                   "src/locked && chmod 000 src/locked",
+	                   dir),
+	             0);
+	const fx_sshd *sv = fx_shared();
+	/* Without CAP_DAC_OVERRIDE even root cannot read the file. */
+	int rc;
+	char *out = NULL;
+	rc = fx_sh("cd %s && setpriv --bounding-set "
+	           "-dac_override,-dac_read_search "
+	           "%s push -p %d -i %s --known-hosts %s --state-dir %s/state2 "
+	           "--json src/ 127.0.0.1:%s/dst2 > j2 2> e2",
+	           dir, fx_ferry_bin(), sv->port, sv->key_ed25519,
+	           sv->known_hosts, dir, dir);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/j2", dir);
+	out = fx_read_file(path, NULL);
+	cr_assert_eq(rc, 23, "exit %d: %s", rc, out);
+	cr_assert_eq(fx_sh("python3 -c 'import json; d=json.load(open(\"%s\"));"
+	                   " assert d[\"result\"]==\"partial\", d;"
+	                   " assert d[\"exit_status\"]==23;"
+	                   " assert [e[\"path\"] for e in "
+	                   "d[\"errors\"]]==[\"locked\"], d;"
+	                   " assert d[\"files_uploaded\"]==1, d'",
+	                   path),
+	             0, "%s", out);
+	cr_assert_eq(fx_sh("test -f %s/dst2/ok && test ! -e %s/dst2/locked",
+	                   dir, dir),
+	             0);
+	free(out);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
+
+Test(cli, progress_bar_only_on_a_terminal)
+{
+	char *dir = fx_tmpdir("prog");
+	cr_assert_eq(fx_sh("mkdir -p %s/src && truncate -s 320M %s/src/big",
+	                   dir, dir),
+	             0);
+	const fx_sshd *sv = fx_shared();
+	/* A pseudo-terminal from script(1): the bar is drawn on stderr. */
+	cr_assert_eq(fx_sh("cd %s && script -qfec \"%s push -p %d -i %s "
+	                   "--known-hosts %s --state-dir %s/state --progress "
+	                   "src/ 127.0.0.1:%s/dst\" /dev/null > tty.out 2>&1",
+	                   dir, fx_ferry_bin(), sv->port, sv->key_ed25519,
+	                   sv->known_hosts, dir, dir),
+	             0);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/tty.out", dir);
+	char *tty = fx_read_file(path, NULL);
+	cr_assert(strstr(tty, "files") && strstr(tty, "ETA") &&
+	                  strstr(tty, "%"),
+	          "no bar on a tty: %s", tty);
+	free(tty);
+	fx_sh("rm -rf %s/dst %s/state", dir, dir);
+	/* Not a terminal: nothing but the summary. */
+	char *out = NULL, *err = NULL;
+	int rc = push_cli(dir, "--progress", &out, &err);
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert_str_eq(err, "");
+	cr_assert(!strstr(out, "ETA"), "%s", out);
+	free(out);
 	free(err);
 	fx_sh("rm -rf %s", dir);
 	free(dir);
