@@ -93,7 +93,7 @@ $(B)/header-test.stamp: lib/ferry.h
 
 test: deps
 	$(MAKE) tests
-	B=$(B) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh
+	B=$(B) SAN='$(SAN)' FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh
 
 check: test
 

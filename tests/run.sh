@@ -10,6 +10,7 @@ B=$(cd "$src" && mkdir -p "$B" && cd "$B" && pwd)
 export FERRY_TEST_TMP=$(mktemp -d /tmp/ferry-test.XXXXXX)
 export XDG_STATE_HOME=$FERRY_TEST_TMP/state
 export FERRY_BIN=$B/ferry
+export FERRY_TEST_SAN=${SAN:-}
 export LSAN_OPTIONS=suppressions=$src/tests/lsan.supp:print_suppressions=0
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 unset SSH_AUTH_SOCK
