@@ -20,53 +20,19 @@ static const char help[] =
 
 int cmd_status(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	        CLI_CONN_LONGOPTS,
-	        CLI_SYNC_LONGOPTS,
-	        {"help", no_argument, NULL, 'h'},
-	        {0}};
 	cli_conn c;
 	cli_sync cs;
 	cli_conn_init(&c);
 	cli_sync_init(&cs, &c);
 	ferry_sync_report r;
 	memset(&r, 0, sizeof(r));
-	int opt, rc = EXIT_OK;
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv,
-	                          CLI_CONN_SHORTOPTS CLI_SYNC_SHORTOPTS "h",
-	                          longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			printf("usage: %s\n\n%s", usage, help);
-			goto out;
-		}
-		int u = cli_conn_option(&c, opt, optarg);
-		if (!u)
-			u = cli_sync_option(&cs, opt, optarg);
-		if (u < 0) {
-			rc = cli_usage_line(usage);
-			goto out;
-		}
-		if (u == 0) {
-			rc = cli_usage_error(usage, "unknown option '%s'",
-			                     argv[optind - 1]);
-			goto out;
-		}
-	}
-	if (argc - optind < 2) {
-		rc = cli_usage_error(usage,
-		                     "expected SRC... and [USER@]HOST:DEST");
-		goto out;
-	}
 	char *dest = NULL;
-	if (cli_conn_target(&c, argv[argc - 1], 1, &dest) < 0) {
-		rc = cli_usage_line(usage);
+	int rc = cli_sync_parse(&c, &cs, argc, argv, usage, help, &dest);
+	if (rc >= 0)
 		goto out;
-	}
+	rc = EXIT_OK;
 	cs.itemize = 1;
 	cs.o.dry_run = 1;
-	cli_sync_finish(&cs, argv + optind, (size_t)(argc - 1 - optind), dest);
 	char err[1024] = "";
 	int sr = ferry_sync_status(&c.o, &cs.o, &r, err, sizeof(err));
 	rc = cli_sync_report(&cs, "status", sr, &r, err);

@@ -439,3 +439,39 @@ int cli_sync_report(cli_sync *cs, const char *command, int rc,
 		        rc == FERRY_EPARTIAL ? " (some files failed)" : "");
 	return status;
 }
+
+int cli_sync_parse(cli_conn *c, cli_sync *cs, int argc, char **argv,
+                   const char *usage, const char *help, char **dest)
+{
+	static const struct option longopts[] = {
+	        CLI_CONN_LONGOPTS,
+	        CLI_SYNC_LONGOPTS,
+	        {"help", no_argument, NULL, 'h'},
+	        {0}};
+	int opt;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv,
+	                          CLI_CONN_SHORTOPTS CLI_SYNC_SHORTOPTS "h",
+	                          longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			printf("usage: %s\n\n%s", usage, help);
+			return EXIT_OK;
+		}
+		int u = cli_conn_option(c, opt, optarg);
+		if (!u)
+			u = cli_sync_option(cs, opt, optarg);
+		if (u < 0)
+			return cli_usage_line(usage);
+		if (u == 0)
+			return cli_usage_error(usage, "unknown option '%s'",
+			                       argv[optind - 1]);
+	}
+	if (argc - optind < 2)
+		return cli_usage_error(usage,
+		                       "expected SRC... and [USER@]HOST:DEST");
+	if (cli_conn_target(c, argv[argc - 1], 1, dest) < 0)
+		return cli_usage_line(usage);
+	cli_sync_finish(cs, argv + optind, (size_t)(argc - 1 - optind), *dest);
+	return -1;
+}

@@ -72,6 +72,11 @@ void cli_sync_free(cli_sync *cs);
 int cli_sync_option(cli_sync *cs, int opt, const char *arg);
 /* Sources, destination: fills cs->o (callbacks included). */
 int cli_sync_finish(cli_sync *cs, char **sources, size_t n, const char *dest);
+/* The command line of push and status: options, SRC..., [USER@]HOST:DEST;
+ * then cli_sync_finish.  -1 to go on, else the exit status (help printed,
+ * or a usage error). */
+int cli_sync_parse(cli_conn *c, cli_sync *cs, int argc, char **argv,
+                   const char *usage, const char *help, char **dest);
 /* Print the outcome: itemize lines were printed as they came; this prints
  * the summary or --stats, or the --json object (with the rest of the
  * exec object when exec_fields is set).  Returns the exit status. */
