@@ -494,16 +494,6 @@ static int plan_needs_remote(const ferry__plan *p)
 	return 0;
 }
 
-static int plan_changes_manifest(const ferry__plan *p)
-{
-	for (size_t i = 0; i < p->n; i++) {
-		const ferry__action *a = &p->a[i];
-		if (a->kind == FERRY__ACT_RECORD || a->committed)
-			return 1;
-	}
-	return 0;
-}
-
 static void fill_counts(push *ps)
 {
 	if (!ps->scan)
@@ -664,7 +654,7 @@ static int save_manifest(push *ps, int have_id, const uint8_t *id,
 	m->has_marker = has;
 	int marker_moved = has != old_has ||
 	                   (has && memcmp(old, m->marker, sizeof(old)) != 0);
-	if (!plan_changes_manifest(ps->plan) && !marker_moved && m->loaded)
+	if (!ferry__plan_needs_save(ps->plan) && !marker_moved && m->loaded)
 		return 0;
 	double t = ferry__sync_now_ms();
 	int error = ferry__plan_apply(ps->plan, m);
