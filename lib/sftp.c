@@ -1191,6 +1191,14 @@ int ferry__sftp_start(ferry__sftp *sf)
 	mark_add(sf);
 	sf->state = SFTP_INIT_SENT;
 	sf->init_gen = ferry__sftp__next_gen(sf);
+	/* Requests submitted while the channel was opening go out right
+	 * behind INIT: their answers complete INIT's round trip, not an
+	 * earlier one. */
+	ferry__sftp_queue *qs[] = {&sf->qpath, &sf->qhandle};
+	for (size_t i = 0; i < 2; i++)
+		for (ferry__sftp_req *r = qs[i]->head; r; r = r->next)
+			if (r->gen < sf->init_gen)
+				r->gen = sf->init_gen;
 	if (!(sf->opts.ignore_ext & FERRY__EXT_LIMITS)) {
 		/* Pipelined behind INIT: OpenSSH answers in order, and a
 		 * server without it answers SSH_FX_OP_UNSUPPORTED. */

@@ -132,6 +132,12 @@ pid_t ferry__sftp_pipe_pid(const ferry__sftp *sf);
  * "sftp", INIT, limits) and freed with the session.  A client that died
  * (channel closed, protocol error) is replaced by a new one. */
 int ferry__session_sftp(ferry_session *s, ferry__sftp **out);
+/* The same without waiting: the channel opens (and INIT goes out) as the
+ * loop runs; requests submitted meanwhile are sent right behind INIT and
+ * count in its round trip.  A failure to open kills the client: its
+ * callbacks get the error. */
+int ferry__session_sftp_begin(ferry_session *s, const ferry__sftp_opts *opts,
+                              ferry__sftp **out);
 /* Same with options; they apply only when the channel is opened now. */
 int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
                            ferry__sftp **out);

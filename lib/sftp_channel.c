@@ -222,8 +222,8 @@ static int ready(void *ctx)
 	return ferry__sftp_ready(ctx);
 }
 
-int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
-                           ferry__sftp **out)
+int ferry__session_sftp_begin(ferry_session *s, const ferry__sftp_opts *opts,
+                              ferry__sftp **out)
 {
 	ferry__sftp *sf = NULL;
 	int error;
@@ -242,11 +242,6 @@ int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
 		s->sftp = NULL;
 		ferry__sftp_free(old);
 	}
-	if (s->dead)
-		return ferry__seterr(s, FERRY_ECONN,
-		                     "SFTP: the connection to %s was lost "
-		                     "earlier",
-		                     s->target ? s->target : "the server");
 	chan_tr *c = ferry__calloc(1, sizeof(*c));
 	if (!c)
 		return ferry__seterr(s, FERRY_ENOMEM,
@@ -263,6 +258,24 @@ int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
 		return ferry__seterr(s, error, "SFTP init: %s",
 		                     ferry_strerror(error));
 	ferry__io_add(s, &c->io);
+	s->sftp = sf;
+	s->sftp_free = sftp_free_void;
+	*out = sf;
+	return 0;
+}
+
+int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
+                           ferry__sftp **out)
+{
+	ferry__sftp *sf = NULL;
+	int error = ferry__session_sftp_begin(s, opts, &sf);
+	*out = NULL;
+	if (error)
+		return error;
+	if (ferry__sftp_ready(sf)) {
+		*out = sf;
+		return 0;
+	}
 	int tmo = opts && opts->init_timeout_ms ? opts->init_timeout_ms
 	          : s->opts.connect_timeout_ms  ? s->opts.connect_timeout_ms
 	                                        : 15000;
@@ -280,11 +293,10 @@ int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
 		                  s->errmsg[0] ? s->errmsg
 		                               : ferry_strerror(error)) < 0)
 			msg[0] = '\0';
+		s->sftp = NULL;
 		ferry__sftp_free(sf);
 		return ferry__seterr(s, error, "%s", msg);
 	}
-	s->sftp = sf;
-	s->sftp_free = sftp_free_void;
 	*out = sf;
 	return 0;
 }

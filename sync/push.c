@@ -543,7 +543,9 @@ static int check_and_plan(push *ps, int *trusted_out, int *have_id, uint8_t *id)
 
 	if (!trusted) {
 		double t = ferry__sync_now_ms();
-		if ((error = ferry__session_sftp(ps->s, &ps->sf)))
+		/* Not waiting for VERSION: the marker read (and the listing)
+		 * go out with INIT. */
+		if ((error = ferry__session_sftp_begin(ps->s, NULL, &ps->sf)))
 			return error;
 		char *mp = ferry__rpath(ps->dest_r, FERRY__MARKER_NAME,
 		                        sizeof(FERRY__MARKER_NAME) - 1);

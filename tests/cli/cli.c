@@ -439,3 +439,36 @@ Test(cli, progress_bar_only_on_a_terminal)
 	fx_sh("rm -rf %s", dir);
 	free(dir);
 }
+
+/* One process, one new connection: channel open, subsystem, INIT with the
+ * marker read and the listing, then mkdirs+OPENs, WRITEs+CLOSE, renames. */
+Test(cli, new_connection_round_trips)
+{
+	char *dir = fx_tmpdir("rt");
+	cr_assert_eq(fx_sh("cd %s && mkdir -p src && for d in 1 2 3 4 5; do "
+	                   "mkdir -p src/d$d/e; for f in 1 2 3 4 5 6 7 8; do "
+	                   "echo $d$f > src/d$d/e/f$f; done; done",
+	                   dir),
+	             0);
+	const char *get = "python3 -c 'import json,sys; "
+	                  "print(json.load(sys.stdin)[\"round_trips\"])'";
+	char *out = NULL, *err = NULL;
+	cr_assert_eq(push_cli(dir, "--json", &out, &err), 0, "%s", err);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/o.json", dir);
+	fx_write_file(path, out, strlen(out), 0600);
+	char *rt = fx_sh_out("%s < %s", get, path);
+	cr_assert(rt && strtol(rt, NULL, 10) <= 6, "cold push: %s rt", rt);
+	free(rt);
+	free(out);
+	free(err);
+	cr_assert_eq(push_cli(dir, "--json", &out, &err), 0, "%s", err);
+	fx_write_file(path, out, strlen(out), 0600);
+	rt = fx_sh_out("%s < %s", get, path);
+	cr_assert(rt && strtol(rt, NULL, 10) <= 4, "no-op push: %s rt", rt);
+	free(rt);
+	free(out);
+	free(err);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
