@@ -426,13 +426,11 @@ static void do_rename(op *x)
 	c->pending++;
 }
 
-/* The temporary file is complete and closed: rename it into place once
+/* A temporary (file or symlink) is complete: rename it into place once
  * its directory is known to be a real directory. */
-static void after_close(op *x)
+static void rename_when_dir_ok(op *x, const char *path, size_t n)
 {
 	cx *c = x->c;
-	size_t n;
-	const char *path = op_path(x, &n);
 	if (c->stopping) {
 		fail(x, FERRY_EINTR, 0, "interrupted");
 		remove_tmp(x);
@@ -450,6 +448,13 @@ static void after_close(op *x)
 		return;
 	}
 	do_rename(x);
+}
+
+static void after_close(op *x)
+{
+	size_t n;
+	const char *path = op_path(x, &n);
+	rename_when_dir_ok(x, path, n);
 }
 
 static void upload_done(void *ctx, const ferry__sftp_upload_result *r)
@@ -532,25 +537,8 @@ static void start_upload(cx *c, op *x)
 
 static void after_symlink(op *x)
 {
-	cx *c = x->c;
 	ferry__action *a = act(x);
-	if (c->stopping) {
-		fail(x, FERRY_EINTR, 0, "interrupted");
-		remove_tmp(x);
-		return;
-	}
-	int st = dir_state(c, a->entry.path, a->entry.path_len);
-	if (st == ST_PENDING) {
-		park(x);
-		return;
-	}
-	if (st == ST_BAD) {
-		fail(x, FERRY_EREMOTE, 1,
-		     "not written: its remote directory could not be created");
-		remove_tmp(x);
-		return;
-	}
-	do_rename(x);
+	rename_when_dir_ok(x, a->entry.path, a->entry.path_len);
 }
 
 static void symlink_cb(void *ctx, const ferry__sftp_reply *r)
@@ -1053,28 +1041,8 @@ static void report_changes(cx *c)
 		op *x = &c->ops[i];
 		if (!ferry__action_visible(a) || (!a->committed && !a->error))
 			continue;
-		if (r && a->committed && !a->error) {
-			switch (a->kind) {
-			case FERRY__ACT_MKDIR:
-				r->dirs_created++;
-				break;
-			case FERRY__ACT_UPLOAD:
-				r->files_uploaded++;
-				break;
-			case FERRY__ACT_META:
-				r->files_updated++;
-				break;
-			case FERRY__ACT_SYMLINK:
-				r->symlinks_created++;
-				break;
-			case FERRY__ACT_DELETE:
-				r->files_deleted++;
-				break;
-			default:
-				r->dirs_deleted++;
-				break;
-			}
-		}
+		if (r && a->committed && !a->error)
+			ferry__action_count(a, r);
 		if (o && o->on_change) {
 			ferry_change ch;
 			ferry__action_change(a, &ch);

@@ -792,6 +792,30 @@ void ferry__action_change(const ferry__action *a, ferry_change *c)
 	c->error = a->error;
 }
 
+void ferry__action_count(const ferry__action *a, ferry_sync_report *r)
+{
+	switch (a->kind) {
+	case FERRY__ACT_MKDIR:
+		r->dirs_created++;
+		break;
+	case FERRY__ACT_UPLOAD:
+		r->files_uploaded++;
+		break;
+	case FERRY__ACT_META:
+		r->files_updated++;
+		break;
+	case FERRY__ACT_SYMLINK:
+		r->symlinks_created++;
+		break;
+	case FERRY__ACT_DELETE:
+		r->files_deleted++;
+		break;
+	default:
+		r->dirs_deleted++;
+		break;
+	}
+}
+
 void ferry__plan_report(const ferry__plan *p, ferry_sync_report *r,
                         void (*on_change)(void *ctx, const ferry_change *c),
                         void *ctx)
@@ -800,28 +824,8 @@ void ferry__plan_report(const ferry__plan *p, ferry_sync_report *r,
 		const ferry__action *a = &p->a[i];
 		if (!ferry__action_visible(a))
 			continue;
-		if (r) {
-			switch (a->kind) {
-			case FERRY__ACT_MKDIR:
-				r->dirs_created++;
-				break;
-			case FERRY__ACT_UPLOAD:
-				r->files_uploaded++;
-				break;
-			case FERRY__ACT_META:
-				r->files_updated++;
-				break;
-			case FERRY__ACT_SYMLINK:
-				r->symlinks_created++;
-				break;
-			case FERRY__ACT_DELETE:
-				r->files_deleted++;
-				break;
-			default:
-				r->dirs_deleted++;
-				break;
-			}
-		}
+		if (r)
+			ferry__action_count(a, r);
 		if (on_change) {
 			ferry_change c;
 			ferry__action_change(a, &c);

@@ -179,6 +179,8 @@ int ferry__plan_finish(ferry__plan *p);
 int ferry__action_visible(const ferry__action *a);
 /* The public view of an action (pointers into the plan). */
 void ferry__action_change(const ferry__action *a, ferry_change *c);
+/* Add a (visible) action to r's counts by its kind. */
+void ferry__action_count(const ferry__action *a, ferry_sync_report *r);
 /* Counts of the visible actions added to r (files_uploaded,
  * files_updated, files_deleted, dirs_created, dirs_deleted,
  * symlinks_created) and on_change called for each, in order. */
