@@ -157,9 +157,8 @@ void cli_sync_init(cli_sync *cs, const cli_conn *conn)
 
 void cli_sync_free(cli_sync *cs)
 {
-	for (size_t i = 0; i < cs->exclude_count; i++)
-		free(cs->excludes[i]);
 	free(cs->excludes);
+	free(cs->exclude_from);
 	for (size_t i = 0; i < cs->changes_len; i++) {
 		free(cs->changes[i].path);
 		free(cs->changes[i].target);
@@ -169,52 +168,17 @@ void cli_sync_free(cli_sync *cs)
 	memset(cs, 0, sizeof(*cs));
 }
 
-static int add_exclude(cli_sync *cs, const char *pat, size_t len)
+/* Append s to a growable array of borrowed strings (argv lives on). */
+static int push_str(const char ***arr, size_t *n, const char *str)
 {
-	if (cs->exclude_count == cs->exclude_cap) {
-		size_t ncap = cs->exclude_cap ? cs->exclude_cap * 2 : 16;
-		char **n = realloc(cs->excludes, ncap * sizeof(*n));
-		if (!n)
-			return -1;
-		cs->excludes = n;
-		cs->exclude_cap = ncap;
-	}
-	char *p = strndup(pat, len);
-	if (!p)
+	const char **a = realloc(*arr, (*n + 1) * sizeof(**arr));
+	if (!a) {
+		cli_error("out of memory");
 		return -1;
-	cs->excludes[cs->exclude_count++] = p;
+	}
+	a[(*n)++] = str;
+	*arr = a;
 	return 0;
-}
-
-/* rsync's --exclude-from: one pattern a line; blank lines and lines
- * starting with ; or # are comments. */
-static int read_exclude_from(cli_sync *cs, const char *file)
-{
-	FILE *f = strcmp(file, "-") ? fopen(file, "re") : stdin;
-	if (!f) {
-		cli_error("cannot read --exclude-from %s: %s", file,
-		          strerror(errno));
-		return -1;
-	}
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int rc = 0;
-	while ((n = getline(&line, &cap, f)) > 0) {
-		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-			n--;
-		if (!n || line[0] == '#' || line[0] == ';')
-			continue;
-		if (add_exclude(cs, line, (size_t)n) < 0) {
-			cli_error("out of memory");
-			rc = -1;
-			break;
-		}
-	}
-	free(line);
-	if (f != stdin)
-		fclose(f);
-	return rc;
 }
 
 int cli_sync_option(cli_sync *cs, int opt, const char *arg)
@@ -240,13 +204,22 @@ int cli_sync_option(cli_sync *cs, int opt, const char *arg)
 			cli_error("empty --exclude pattern");
 			return -1;
 		}
-		if (add_exclude(cs, arg, strlen(arg)) < 0) {
-			cli_error("out of memory");
+		return push_str(&cs->excludes, &cs->exclude_count, arg) < 0 ? -1
+		                                                            : 1;
+	case OPT_EXCLUDE_FROM:
+		/* Read by the library; checked here so that a typo is a
+		 * usage error before anything connects. */
+		if (!strcmp(arg, "-"))
+			arg = "/dev/stdin";
+		if (access(arg, R_OK) < 0) {
+			cli_error("cannot read --exclude-from %s: %s", arg,
+			          strerror(errno));
 			return -1;
 		}
-		return 1;
-	case OPT_EXCLUDE_FROM:
-		return read_exclude_from(cs, arg) < 0 ? -1 : 1;
+		return push_str(&cs->exclude_from, &cs->exclude_from_count,
+		                arg) < 0
+		               ? -1
+		               : 1;
 	case OPT_CHECKSUM:
 		cs->o.checksum = 1;
 		return 1;
@@ -286,8 +259,10 @@ int cli_sync_finish(cli_sync *cs, char **sources, size_t n, const char *dest)
 	cs->o.sources = (const char *const *)sources;
 	cs->o.source_count = n;
 	cs->o.dest = dest;
-	cs->o.excludes = (const char *const *)cs->excludes;
+	cs->o.excludes = cs->excludes;
 	cs->o.exclude_count = cs->exclude_count;
+	cs->o.exclude_from = cs->exclude_from;
+	cs->o.exclude_from_count = cs->exclude_from_count;
 	cs->o.on_change = on_change;
 	/* Never on a non-TTY, never mixed into --json. */
 	if (cs->progress && !cs->json && isatty(STDERR_FILENO))

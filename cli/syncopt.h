@@ -48,8 +48,8 @@ typedef struct cli_sync {
 	ferry_sync_opts o;
 	char **sources;
 	size_t source_count;
-	char **excludes; /* owned, with the strings */
-	size_t exclude_count, exclude_cap;
+	const char **excludes, **exclude_from; /* arrays owned, strings not */
+	size_t exclude_count, exclude_from_count;
 	int itemize, stats, json, progress;
 	int to_stderr; /* itemize lines and the summary go to stderr */
 	const cli_conn *conn;

@@ -215,12 +215,16 @@ typedef struct ferry_sync_opts {
 	void (*on_progress)(void *ctx, const ferry_progress *p);
 	ferry_log_fn log; /* warnings (skipped files...) */
 	void *ctx;
+	/* Files of exclude patterns, one a line (rsync's --exclude-from: blank
+	 * lines and lines starting with # or ; skipped, "- " dropped). */
+	const char *const *exclude_from;
+	size_t exclude_from_count;
 } ferry_sync_opts;
 
 #define FERRY_SYNC_OPTS_INIT                                                   \
 	{                                                                      \
 		FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0,   \
-		        0, 0, 0, NULL, NULL, NULL, NULL, NULL                  \
+		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0         \
 	}
 
 typedef struct ferry_sync_report {

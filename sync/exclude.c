@@ -325,3 +325,30 @@ int ferry__excludes_match_tree(const ferry__excludes *ex, const char *path,
 			return 1;
 	return ferry__excludes_match(ex, path, n, is_dir);
 }
+
+int ferry__excludes_from_opts(ferry__excludes **out, const ferry_sync_opts *o,
+                              char *err, size_t errsz)
+{
+	ferry__excludes *ex = NULL;
+	int error = ferry__excludes_new(&ex);
+	for (size_t i = 0; !error && i < o->exclude_count; i++) {
+		const char *pat = o->excludes[i];
+		error = ferry__excludes_add(ex, pat ? pat : "");
+		if (error)
+			snprintf(err, errsz, "%s",
+			         error == FERRY_EINVALID
+			                 ? "empty exclude pattern"
+			                 : "out of memory");
+	}
+	for (size_t i = 0; !error && i < o->exclude_from_count; i++)
+		error = ferry__excludes_add_file(ex, o->exclude_from[i], err,
+		                                 errsz);
+	if (error == FERRY_ENOMEM && !ex)
+		snprintf(err, errsz, "out of memory");
+	if (error) {
+		ferry__excludes_free(ex);
+		ex = NULL;
+	}
+	*out = ex;
+	return error;
+}

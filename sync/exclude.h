@@ -32,6 +32,13 @@ int ferry__excludes_add(ferry__excludes *ex, const char *pat);
 int ferry__excludes_add_file(ferry__excludes *ex, const char *path, char *err,
                              size_t errsz);
 size_t ferry__excludes_count(const ferry__excludes *ex);
+/* The excludes of a push: opts->excludes, then the files of
+ * opts->exclude_from.  0 or FERRY_EINVALID / FERRY_ENOTFOUND / FERRY_EIO /
+ * FERRY_ENOMEM with a message in err; *out is NULL on error. */
+struct ferry_sync_opts;
+int ferry__excludes_from_opts(ferry__excludes **out,
+                              const struct ferry_sync_opts *o, char *err,
+                              size_t errsz);
 
 /* 1 when path (n bytes, relative to the destination) is excluded by itself
  * (its parent directories are not looked at). */

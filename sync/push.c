@@ -201,16 +201,9 @@ static int setup_local(push *ps)
 	ps->dest_r = ferry__strdup(ps->paths.dest);
 	if (!ps->dest_r)
 		return ferry__seterr(ps->s, FERRY_ENOMEM, "out of memory");
-	if ((error = ferry__excludes_new(&ps->ex)))
-		return ferry__seterr(ps->s, error, "out of memory");
-	for (size_t i = 0; i < o->exclude_count; i++) {
-		const char *pat = o->excludes[i];
-		if ((error = ferry__excludes_add(ps->ex, pat ? pat : "")))
-			return ferry__seterr(ps->s, error, "%s",
-			                     error == FERRY_EINVALID
-			                             ? "empty exclude pattern"
-			                             : "out of memory");
-	}
+	if ((error = ferry__excludes_from_opts(&ps->ex, o, ps->err,
+	                                       sizeof(ps->err))))
+		return ferry__seterr(ps->s, error, "%s", ps->err);
 	if (!o->dry_run) {
 		error = ferry__lock_acquire(&ps->lock, ps->paths.lock,
 		                            LOCK_WAIT_MS, lock_cancelled, ps->s,

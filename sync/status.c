@@ -62,15 +62,11 @@ int ferry__local_plan(ferry__local *l, const char *user, const char *host,
 		goto out;
 	}
 
-	error = ferry__excludes_new(&l->ex);
-	for (size_t i = 0; !error && i < opts->exclude_count; i++) {
-		const char *pat = opts->excludes[i];
-		error = ferry__excludes_add(l->ex, pat ? pat : "");
-		if (error == FERRY_EINVALID)
-			set_err(errmsg, errmsg_size, "empty exclude pattern");
-	}
-	if (error)
+	error = ferry__excludes_from_opts(&l->ex, opts, err, sizeof(err));
+	if (error) {
+		set_err(errmsg, errmsg_size, err);
 		goto out;
+	}
 
 	double tm = ferry__sync_now_ms();
 	if (opts->force)

@@ -472,3 +472,29 @@ Test(cli, new_connection_round_trips)
 	fx_sh("rm -rf %s", dir);
 	free(dir);
 }
+
+Test(cli, exclude_from_file_and_patterns)
+{
+	char *dir = fx_tmpdir("excl");
+	cr_assert_eq(
+	        fx_sh("cd %s && mkdir -p src/cache src/keep && echo 1 > "
+	              "src/a.log && echo 2 > src/keep/b && echo 3 > "
+	              "src/cache/c && echo 4 > src/keep/d.tmp && printf '# "
+	              "comment\\n\\n- *.log\\ncache/\\n' > ex",
+	              dir),
+	        0);
+	char *extra = NULL;
+	cr_assert(asprintf(&extra, "--exclude-from %s/ex --exclude '*.tmp'",
+	                   dir) >= 0);
+	char *out = NULL, *err = NULL;
+	cr_assert_eq(push_cli(dir, extra, &out, &err), 0, "%s", err);
+	cr_assert_eq(fx_sh("cd %s/dst && test -f keep/b && test ! -e a.log && "
+	                   "test ! -e cache && test ! -e keep/d.tmp",
+	                   dir),
+	             0, "%s", out);
+	free(out);
+	free(err);
+	free(extra);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
