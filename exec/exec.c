@@ -646,10 +646,12 @@ static int chan_io(ferry__exec_op *op)
 		return 1;
 	}
 	if (!op->exec_ok) {
-		rc = libssh2_channel_process_startup(op->ch, "exec", 4,
-		                                     (const char *)op->req.data,
-		                                     (unsigned)op->req.len);
-		if (rc == 0) {
+		rc = ferry__channel_startup(es->s, &op->io, op->ch, "exec",
+		                            (const char *)op->req.data,
+		                            (unsigned)op->req.len);
+		if (rc == FERRY__BUSY) {
+			/* Another channel's request awaits its reply. */
+		} else if (rc == 0) {
 			op->exec_ok = op->req_sent = 1;
 			progress = 1;
 		} else if (rc == LIBSSH2_ERROR_EAGAIN) {

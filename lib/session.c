@@ -173,6 +173,11 @@ void ferry__io_add(ferry_session *s, ferry__io *io)
 
 void ferry__io_remove(ferry_session *s, ferry__io *io)
 {
+	/* Whatever turn the io held is given up with it. */
+	if (s->open_owner == io)
+		s->open_owner = NULL;
+	if (s->startup_owner == io)
+		s->startup_owner = NULL;
 	if (!io->registered)
 		return;
 	if (io->prev)
@@ -183,8 +188,6 @@ void ferry__io_remove(ferry_session *s, ferry__io *io)
 		io->next->prev = io->prev;
 	io->prev = io->next = NULL;
 	io->registered = 0;
-	if (s->open_owner == io)
-		s->open_owner = NULL;
 }
 
 LIBSSH2_CHANNEL *ferry__channel_open(ferry_session *s, const void *owner,
@@ -201,6 +204,20 @@ LIBSSH2_CHANNEL *ferry__channel_open(ferry_session *s, const void *owner,
 	if (*err != LIBSSH2_ERROR_EAGAIN)
 		s->open_owner = NULL;
 	return ch;
+}
+
+int ferry__channel_startup(ferry_session *s, const void *owner,
+                           LIBSSH2_CHANNEL *ch, const char *req,
+                           const char *msg, unsigned msg_len)
+{
+	if (s->startup_owner && s->startup_owner != owner)
+		return FERRY__BUSY;
+	s->startup_owner = owner;
+	int rc = libssh2_channel_process_startup(ch, req, (unsigned)strlen(req),
+	                                         msg, msg_len);
+	if (rc != LIBSSH2_ERROR_EAGAIN)
+		s->startup_owner = NULL;
+	return rc;
 }
 
 int ferry__ssh_transient(int rc)

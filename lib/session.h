@@ -76,8 +76,9 @@ struct ferry_session {
 	void (*exec_free)(void *);
 	void *sync_state; /* sync/: what this session verified per target */
 	void (*sync_free)(void *);
-	uint64_t round_trips;   /* maintained by the SFTP client */
-	const void *open_owner; /* who drives libssh2's one channel-open */
+	uint64_t round_trips;      /* maintained by the SFTP client */
+	const void *open_owner;    /* who drives libssh2's one channel-open */
+	const void *startup_owner; /* whose channel request awaits its reply */
 };
 
 int64_t ferry__now_ms(void);
@@ -120,6 +121,15 @@ char *ferry__target_string(const char *user, const char *host, int port);
 LIBSSH2_CHANNEL *ferry__channel_open(ferry_session *s, const void *owner,
                                      unsigned window, unsigned packet,
                                      int *err);
+/* Send a channel request ("exec", "subsystem") with
+ * libssh2_channel_process_startup, one channel at a time: libssh2 1.10
+ * fails a request whose wait reads another channel's CHANNEL_SUCCESS.
+ * Returns libssh2's result, or FERRY__BUSY (nothing was sent) while
+ * another owner's request awaits its reply. */
+#define FERRY__BUSY 1
+int ferry__channel_startup(ferry_session *s, const void *owner,
+                           LIBSSH2_CHANNEL *ch, const char *req,
+                           const char *msg, unsigned msg_len);
 /* A libssh2 result that means "not now" rather than failure: EAGAIN, and
  * in libssh2 1.10 BAD_USE / SOCKET_SEND, which a send (or the window
  * adjust inside a read) gets while another channel's packet is only

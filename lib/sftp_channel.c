@@ -131,9 +131,9 @@ static int chan_step(ferry__io *io)
 		c->phase = CH_STARTING;
 		return 1;
 	case CH_STARTING:
-		rc = libssh2_channel_process_startup(c->ch, "subsystem", 9,
-		                                     "sftp", 4);
-		if (rc == LIBSSH2_ERROR_EAGAIN)
+		rc = ferry__channel_startup(c->s, &c->io, c->ch, "subsystem",
+		                            "sftp", 4);
+		if (rc == LIBSSH2_ERROR_EAGAIN || rc == FERRY__BUSY)
 			return 0;
 		if (rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED) {
 			ferry__sftp__die(sf, FERRY_EUNSUPPORTED,
