@@ -154,14 +154,6 @@ static void op_launch(ferry__exec_op *op);
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* libssh2 1.10 refuses a send while another channel's packet is only
- * partly written (BAD_USE, or SOCKET_SEND from a window adjust): that is
- * "not now", not a failure. */
-static int transient(int rc)
-{
-	return ferry__ssh_transient(rc);
-}
-
 /* libssh2 errors that mean the connection itself is gone. */
 static int conn_lost(int rc)
 {
@@ -505,7 +497,7 @@ static int es_step(ferry__io *io)
 				if (!es->opening)
 					progress = 1; /* the request left */
 				es->opening = 1;
-			} else if (transient(e)) {
+			} else if (ferry__ssh_transient(e)) {
 				es->opening = 0; /* retry on a later pass */
 			} else {
 				es->opening = 0;
@@ -516,7 +508,7 @@ static int es_step(ferry__io *io)
 	}
 	for (size_t i = 0; i < es->nclosing;) {
 		int rc = libssh2_channel_free(es->closing[i]);
-		if (rc && transient(rc)) {
+		if (rc && ferry__ssh_transient(rc)) {
 			i++;
 			continue;
 		}
@@ -607,7 +599,7 @@ static int read_streams(ferry__exec_op *op)
 				progress = 1;
 				continue;
 			}
-			if (n < 0 && !transient((int)n) &&
+			if (n < 0 && !ferry__ssh_transient((int)n) &&
 			    n != LIBSSH2_ERROR_CHANNEL_CLOSED) {
 				op_fail_ssh(op, (int)n, "reading the output");
 				op->out_eof = 1;
@@ -663,7 +655,7 @@ static int chan_io(ferry__exec_op *op)
 				op->req_sent = 1;
 				progress = 1;
 			}
-		} else if (!op->req_sent && transient(rc)) {
+		} else if (!op->req_sent && ferry__ssh_transient(rc)) {
 			/* libssh2 gave up on this channel before sending:
 			 * start over on another one. */
 			es_dispose_channel(es, op->ch);
@@ -689,13 +681,13 @@ static int chan_io(ferry__exec_op *op)
 				progress = 1;
 				continue;
 			}
-			if (w < 0 && !transient((int)w))
+			if (w < 0 && !ferry__ssh_transient((int)w))
 				op->in_off = op->in_len; /* stdin is gone */
 			break;
 		}
 		if (op->in_off >= op->in_len && !op->eof_sent) {
 			rc = libssh2_channel_send_eof(op->ch);
-			if (rc == 0 || !transient(rc)) {
+			if (rc == 0 || !ferry__ssh_transient(rc)) {
 				op->eof_sent = 1;
 				progress = 1;
 			}
@@ -704,7 +696,7 @@ static int chan_io(ferry__exec_op *op)
 	progress |= read_streams(op);
 	if (op->out_eof && !op->closed && op->need_close) {
 		rc = libssh2_channel_wait_closed(op->ch);
-		if (rc == 0 || !transient(rc)) {
+		if (rc == 0 || !ferry__ssh_transient(rc)) {
 			op->closed = 1;
 			progress = 1;
 		}

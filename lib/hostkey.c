@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +21,8 @@
 
 char *ferry__home_path(const char *rel)
 {
-	const char *home = getenv("HOME");
-	if (!home || !*home) {
-		struct passwd *pw = getpwuid(geteuid());
-		home = pw ? pw->pw_dir : "/";
-	}
-	return ferry__asprintf("%s/%s", home, rel);
+	const char *home = ferry__home_dir();
+	return ferry__asprintf("%s/%s", home ? home : "", rel);
 }
 
 static char *host_pattern(const char *host, int port)

@@ -411,6 +411,15 @@ static int tcp_connect(ferry_session *s, int64_t deadline)
 		}                                                              \
 	} while (0)
 
+const char *ferry__home_dir(void)
+{
+	const char *home = getenv("HOME");
+	if (home && home[0] == '/')
+		return home;
+	struct passwd *pw = getpwuid(geteuid());
+	return pw && pw->pw_dir && pw->pw_dir[0] == '/' ? pw->pw_dir : NULL;
+}
+
 static const char *local_user(void)
 {
 	struct passwd *pw = getpwuid(geteuid());

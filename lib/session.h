@@ -108,6 +108,9 @@ int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
  * call until it stops returning LIBSSH2_ERROR_EAGAIN. */
 int ferry__session_wait(ferry_session *s, int64_t deadline_ms, unsigned flags);
 
+/* The login directory: $HOME when absolute, else the password
+ * database's; NULL when neither is. */
+const char *ferry__home_dir(void);
 /* "user@host:port" ([host] for IPv6), the key of a target: user NULL
  * means the local user, port 0 means 22.  Caller frees. */
 char *ferry__target_string(const char *user, const char *host, int port);

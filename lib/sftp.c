@@ -29,6 +29,13 @@ int64_t ferry__sftp__now(void)
 	return ferry__now_ms();
 }
 
+/* When a message delayed now may go: the clock is in whole milliseconds,
+ * truncated, so one more keeps every delay at least latency_ms long. */
+static int64_t latency_due(const ferry__sftp *sf)
+{
+	return ferry__sftp__now() + sf->opts.latency_ms + 1;
+}
+
 static void vset_err(ferry__sftp *sf, const char *fmt, va_list ap)
         __attribute__((format(printf, 2, 0)));
 
@@ -529,7 +536,7 @@ static void mark_add(ferry__sftp *sf)
 	/* Reserved by mark_reserve. */
 	size_t i = (sf->marks_head + sf->marks_len) % sf->marks_cap;
 	sf->marks[i].end = sf->out_total;
-	sf->marks[i].due = ferry__sftp__now() + sf->opts.latency_ms;
+	sf->marks[i].due = latency_due(sf);
 	sf->marks_len++;
 }
 
@@ -1036,7 +1043,7 @@ static void process_in(ferry__sftp *sf)
 				return;
 			}
 			d->next = NULL;
-			d->due = ferry__sftp__now() + sf->opts.latency_ms;
+			d->due = latency_due(sf);
 			d->len = total - 4;
 			memcpy(d->data, p + 4, total - 4);
 			if (sf->din_tail)

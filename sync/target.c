@@ -1,6 +1,5 @@
 #include "sync/target.h"
 
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -53,12 +52,7 @@ int ferry__sync_state_dir(char **out, const char *state_dir)
 		*out = ferry__asprintf("%s/ferry", xdg);
 		return *out ? 0 : FERRY_ENOMEM;
 	}
-	const char *home = getenv("HOME");
-	if (!home || home[0] != '/') {
-		struct passwd *pw = getpwuid(geteuid());
-		home = pw && pw->pw_dir && pw->pw_dir[0] == '/' ? pw->pw_dir
-		                                                : NULL;
-	}
+	const char *home = ferry__home_dir();
 	if (!home)
 		return FERRY_ENOTFOUND;
 	*out = ferry__asprintf("%s/.local/state/ferry", home);

@@ -21,29 +21,9 @@ static int ferry_run(char **out, char **err, const char *fmt, ...)
 	va_start(ap, fmt);
 	cr_assert(vasprintf(&args, fmt, ap) >= 0);
 	va_end(ap);
-	char *dir = fx_tmpdir("cli");
-	char *cmd = NULL;
-	cr_assert(asprintf(&cmd, "%s %s >%s/out 2>%s/err </dev/null",
-	                   fx_ferry_bin(), args, dir, dir) >= 0);
-	int st = system(cmd);
-	char path[600];
-	snprintf(path, sizeof(path), "%s/out", dir);
-	char *o = fx_read_file(path, NULL);
-	snprintf(path, sizeof(path), "%s/err", dir);
-	char *e = fx_read_file(path, NULL);
-	if (out)
-		*out = o;
-	else
-		free(o);
-	if (err)
-		*err = e;
-	else
-		free(e);
-	fx_sh("rm -rf %s", dir);
-	free(cmd);
+	int rc = fx_sh_capture(out, err, "%s %s", fx_ferry_bin(), args);
 	free(args);
-	free(dir);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return rc;
 }
 
 static int count_substr(const char *s, const char *sub)

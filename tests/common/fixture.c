@@ -189,6 +189,38 @@ char *fx_sh_out(const char *fmt, ...)
 	return out;
 }
 
+int fx_sh_capture(char **out, char **err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *cmd = vformat(fmt, ap);
+	va_end(ap);
+	char *dir = fx_tmpdir("cap");
+	int rc = -1;
+	if (cmd && dir)
+		rc = fx_sh("{ %s ; } </dev/null >%s/out 2>%s/err", cmd, dir,
+		           dir);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/out", dir ? dir : "/nonexistent");
+	char *o = fx_read_file(path, NULL);
+	snprintf(path, sizeof(path), "%s/err", dir ? dir : "/nonexistent");
+	char *e = fx_read_file(path, NULL);
+	cr_assert(o && e, "cannot capture the output of: %s", cmd);
+	if (out)
+		*out = o;
+	else
+		free(o);
+	if (err)
+		*err = e;
+	else
+		free(e);
+	if (dir)
+		fx_sh("rm -rf '%s'", dir);
+	free(dir);
+	free(cmd);
+	return rc;
+}
+
 int fx_write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);

@@ -36,6 +36,11 @@ char *fx_tmpdir(const char *tag);
 int fx_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Run a shell command and return its stdout (caller frees); NULL on error. */
 char *fx_sh_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Run a shell command (stdin, when the command does not redirect it, is
+ * /dev/null); its stdout and stderr into new strings (either may be NULL:
+ * dropped).  Returns its exit status, or -1. */
+int fx_sh_capture(char **out, char **err, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 int fx_write_file(const char *path, const void *data, size_t len, mode_t mode);
 /* Whole file into a new buffer; NULL when unreadable. */
 char *fx_read_file(const char *path, size_t *len);

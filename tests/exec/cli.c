@@ -38,32 +38,11 @@ static int fexec(char **out, char **err, const char *in_redir, const char *fmt,
 	va_start(ap, fmt);
 	cr_assert(vasprintf(&args, fmt, ap) >= 0);
 	va_end(ap);
-	char *dir = fx_tmpdir("cliexec");
-	char *cmd = NULL;
-	cr_assert(asprintf(&cmd, "%s %s %s >%s/out 2>%s/err %s", fx_ferry_bin(),
-	                   conn, args, dir, dir,
-	                   in_redir ? in_redir : "</dev/null") >= 0);
-	int st = system(cmd);
-	char path[600];
-	snprintf(path, sizeof(path), "%s/out", dir);
-	char *o = fx_read_file(path, NULL);
-	snprintf(path, sizeof(path), "%s/err", dir);
-	char *e = fx_read_file(path, NULL);
-	cr_assert(o && e);
-	if (out)
-		*out = o;
-	else
-		free(o);
-	if (err)
-		*err = e;
-	else
-		free(e);
-	fx_sh("rm -rf '%s'", dir);
-	free(cmd);
+	int rc = fx_sh_capture(out, err, "%s %s %s %s", fx_ferry_bin(), conn,
+	                       args, in_redir ? in_redir : "</dev/null");
 	free(args);
 	free(conn);
-	free(dir);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return rc;
 }
 
 Test(cli_exec, output_exact_and_status_passed_through)
