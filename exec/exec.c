@@ -1,10 +1,10 @@
 /* exec.c - ferry_exec: commands over the held session.
  *
  * Pieces (exec/README.md has the whole contract):
- * - exec_state, one per session (s->exec_state): the shell mode found by
- *   the bootstrap, the remote snapshot directory and the session cwd, the
- *   channel opener (libssh2 allows one channel open in flight per session,
- *   so opens are queued) with one spare channel kept open ahead of need,
+ * - exec_state, one per session (the session's FERRY__SLOT_EXEC): the shell
+ * mode found by the bootstrap, the remote snapshot directory and the session
+ * cwd, the channel opener (libssh2 allows one channel open in flight per
+ * session, so opens are queued) with one spare channel kept open ahead of need,
  *   and channels being closed in the background.  Its io is registered
  *   for the life of the session.
  * - ferry__exec_op, one per command, internal ones included (bootstrap,
@@ -166,7 +166,7 @@ static int conn_lost(int rc)
 static const char *ssh_msg(exec_state *es)
 {
 	char *msg = NULL;
-	libssh2_session_last_error(es->s->ssh, &msg, NULL, 0);
+	libssh2_session_last_error(ferry__session_ssh(es->s), &msg, NULL, 0);
 	return msg && *msg ? msg : "unknown libssh2 error";
 }
 
@@ -356,16 +356,16 @@ static void op_seterr(ferry__exec_op *op, int code, const char *fmt, ...)
 static void op_fail_ssh(ferry__exec_op *op, int rc, const char *what)
 {
 	ferry_session *s = op->es->s;
-	if (conn_lost(rc) || s->dead) {
-		s->dead = 1;
+	if (conn_lost(rc) || ferry__session_dead(s)) {
+		ferry__session_mark_dead(s);
 		ferry__seterr(s, FERRY_EEOF,
-		              "connection to %s lost while %s: %s", s->target,
-		              what, ssh_msg(op->es));
-		op_seterr(op, FERRY_EEOF, "%s", s->errmsg);
+		              "connection to %s lost while %s: %s",
+		              ferry__session_target(s), what, ssh_msg(op->es));
+		op_seterr(op, FERRY_EEOF, "%s", ferry_session_errmsg(s));
 		return;
 	}
 	op_seterr(op, FERRY_EREMOTE, "%s: %s failed: %s (libssh2 error %d)",
-	          s->target, what, ssh_msg(op->es), rc);
+	          ferry__session_target(s), what, ssh_msg(op->es), rc);
 }
 
 /* ---- channels ----------------------------------------------------------- */
@@ -481,7 +481,7 @@ static int es_step(ferry__io *io)
 	exec_state *es = CONTAINER(io, exec_state, io);
 	ferry_session *s = es->s;
 	int progress = 0;
-	if (s->dead || !s->ssh)
+	if (ferry__session_dead(s) || !ferry__session_ssh(s))
 		return 0;
 	if (es->opening || es_need_open(es)) {
 		int e;
@@ -521,7 +521,7 @@ static int es_step(ferry__io *io)
 static int es_pending(ferry__io *io)
 {
 	exec_state *es = CONTAINER(io, exec_state, io);
-	if (es->s->dead)
+	if (ferry__session_dead(es->s))
 		return 0;
 	if (es->opening || es->nclosing)
 		return -1;
@@ -574,11 +574,11 @@ static void op_drop_channel(ferry__exec_op *op)
 	if (!ch)
 		return;
 	if (!op->req_sent && !es->spare && !es->closing_session &&
-	    !es->s->dead) {
+	    !ferry__session_dead(es->s)) {
 		es->spare = ch; /* never used: still as good as new */
 		return;
 	}
-	if (!es->s->dead)
+	if (!ferry__session_dead(es->s))
 		es_dispose_channel(es, ch);
 }
 
@@ -617,7 +617,7 @@ static int read_streams(ferry__exec_op *op)
 static int chan_io(ferry__exec_op *op)
 {
 	exec_state *es = op->es;
-	LIBSSH2_SESSION *ssh = es->s->ssh;
+	LIBSSH2_SESSION *ssh = ferry__session_ssh(es->s);
 	int progress = 0, rc;
 	if (op->kind == K_USER && !op->exec_ok && !op->rx_bytes &&
 	    op->retries < 2 && libssh2_channel_eof(op->ch) == 1) {
@@ -715,7 +715,7 @@ static int channel_status(ferry__exec_op *op)
 	                                NULL);
 	if (sig) {
 		int num = signal_number(sig, siglen);
-		libssh2_free(op->es->s->ssh, sig);
+		libssh2_free(ferry__session_ssh(op->es->s), sig);
 		return 128 + (num ? num : 0);
 	}
 	return libssh2_channel_get_exit_status(op->ch);
@@ -980,7 +980,7 @@ static void store_done(ferry__exec_op *st)
 		op_seterr(op, st->error ? st->error : FERRY_EREMOTE,
 		          "%s: could not write the command (%zu bytes) to a "
 		          "remote file: %s",
-		          op->es->s->target, st->in_len,
+		          ferry__session_target(op->es->s), st->in_len,
 		          st->errmsg ? st->errmsg : "cat failed");
 		op_finish(op);
 		return;
@@ -1011,7 +1011,7 @@ static void carrier_retry(ferry__exec_op *op)
 	ferry__log(es->s, FERRY_LOG_WARN,
 	           "exec: the login bootstrap failed on %s; trying plain "
 	           "bash -c (%s)",
-	           es->s->target, diag_text(es));
+	           ferry__session_target(es->s), diag_text(es));
 	if (op->ch) {
 		es_dispose_channel(es, op->ch);
 		op->ch = NULL;
@@ -1146,7 +1146,8 @@ static void es_fail(exec_state *es)
 	es->fail_code = FERRY_EREMOTE;
 	ferry__free(es->fail_msg);
 	es->fail_msg = ferry__asprintf(
-	        "exec is not available on %s: %s (%s)", es->s->target,
+	        "exec is not available on %s: %s (%s)",
+	        ferry__session_target(es->s),
 	        sftp_only ? "the account is SFTP-only (ForceCommand "
 	                    "internal-sftp); push works, commands do not"
 	                  : "no bash could be started",
@@ -1197,7 +1198,7 @@ static void boot_done(ferry__exec_op *op)
 		ferry__log(es->s, FERRY_LOG_WARN,
 		           "exec: the login bootstrap failed on %s; trying "
 		           "plain bash -c (%s)",
-		           es->s->target, diag_text(es));
+		           ferry__session_target(es->s), diag_text(es));
 		es_boot_next(es, K_PROBE);
 		return;
 	}
@@ -1261,8 +1262,8 @@ static int64_t es_io_next_timer(ferry__io *io);
 
 static int es_get(ferry_session *s, exec_state **out)
 {
-	if (s->exec_state) {
-		*out = s->exec_state;
+	if (ferry__session_state(s, FERRY__SLOT_EXEC)) {
+		*out = ferry__session_state(s, FERRY__SLOT_EXEC);
 		return 0;
 	}
 	exec_state *es = ferry__calloc(1, sizeof(*es));
@@ -1282,8 +1283,7 @@ static int es_get(ferry_session *s, exec_state **out)
 	es->io.pending = es_pending;
 	es->io.next_timer = es_io_next_timer;
 	ferry__io_add(s, &es->io);
-	s->exec_state = es;
-	s->exec_free = es_free;
+	ferry__session_set_state(s, FERRY__SLOT_EXEC, es, es_free);
 	*out = es;
 	return 0;
 }
@@ -1480,11 +1480,11 @@ int ferry__exec_start(ferry_session *s, const char *command,
 			        o->env[i] ? o->env[i] : "(null)");
 	if (o->cwd && !*o->cwd)
 		return ferry__seterr(s, FERRY_EINVALID, "exec: empty cwd");
-	if (s->dead)
+	if (ferry__session_dead(s))
 		return ferry__seterr(s, FERRY_ECONN,
 		                     "the connection to %s was lost earlier",
-		                     s->target);
-	if (!s->ssh)
+		                     ferry__session_target(s));
+	if (!ferry__session_ssh(s))
 		return ferry__seterr(s, FERRY_EINVALID,
 		                     "exec: the session is not connected");
 	if ((error = es_get(s, &es)))
@@ -1565,11 +1565,11 @@ int ferry__exec_prepare(ferry_session *s)
 	exec_state *es = NULL;
 	if (!s)
 		return FERRY_EINVALID;
-	if (s->dead)
+	if (ferry__session_dead(s))
 		return ferry__seterr(s, FERRY_ECONN,
 		                     "the connection to %s was lost earlier",
-		                     s->target);
-	if (!s->ssh)
+		                     ferry__session_target(s));
+	if (!ferry__session_ssh(s))
 		return ferry__seterr(s, FERRY_EINVALID,
 		                     "exec: the session is not connected");
 	int error = es_get(s, &es);
@@ -1662,7 +1662,7 @@ static void es_fail_all(exec_state *es, int rc)
 static int wait_flags(ferry_session *s, ferry__exec_op *const *ops, size_t n,
                       int64_t deadline, unsigned flags)
 {
-	exec_state *es = s->exec_state;
+	exec_state *es = ferry__session_state(s, FERRY__SLOT_EXEC);
 	wait_ctx w = {ops, n, es, 0};
 	if (!es)
 		return 0;
@@ -1681,17 +1681,17 @@ static int wait_flags(ferry_session *s, ferry__exec_op *const *ops, size_t n,
 		int rc = ferry__session_run(s, done_or_timer, &w, until, flags);
 		if (rc == 0)
 			continue;
-		if (rc == FERRY_ETIMEOUT && !s->dead &&
+		if (rc == FERRY_ETIMEOUT && !ferry__session_dead(s) &&
 		    (capped || (deadline && ferry__now_ms() < deadline)))
 			continue; /* an op's timer: its step handles it */
-		if (rc == FERRY_EINTR && !s->dead) {
+		if (rc == FERRY_EINTR && !ferry__session_dead(s)) {
 			for (size_t i = 0; i < n; i++)
 				if (ops[i])
 					op_abort(ops[i], 0);
 			flags |= FERRY__RUN_NOINTR;
 			continue;
 		}
-		if (rc == FERRY_ETIMEOUT && !s->dead)
+		if (rc == FERRY_ETIMEOUT && !ferry__session_dead(s))
 			return rc;
 		es_fail_all(es, rc);
 		es_bury(es);
@@ -1793,7 +1793,7 @@ void ferry_exec_result_free(ferry_exec_result *r)
 void ferry__exec_info_get(ferry_session *s, ferry__exec_info *out)
 {
 	memset(out, 0, sizeof(*out));
-	exec_state *es = s ? s->exec_state : NULL;
+	exec_state *es = s ? ferry__session_state(s, FERRY__SLOT_EXEC) : NULL;
 	if (!es)
 		return;
 	out->mode = es->mode;
@@ -1844,7 +1844,7 @@ static void es_settle(exec_state *es, int64_t until)
 		int busy = 0;
 		for (ferry__exec_op *op = es->ops; op; op = op->next)
 			busy |= op->state != S_DONE;
-		if (!busy || ferry__now_ms() >= until || s->dead)
+		if (!busy || ferry__now_ms() >= until || ferry__session_dead(s))
 			return;
 		int64_t t = es_next_timer(es);
 		int rc = ferry__session_run(s, es_quiet, es,
@@ -1860,7 +1860,7 @@ static void es_free(void *p)
 {
 	exec_state *es = p;
 	ferry_session *s = es->s;
-	if (!s->dead && s->ssh) {
+	if (!ferry__session_dead(s) && ferry__session_ssh(s)) {
 		int64_t until = (int64_t)ferry__now_ms() + CLOSE_WAIT_MS;
 		es->want_spare = 0;
 		es->closing_session = 1;
@@ -1893,7 +1893,8 @@ static void es_free(void *p)
 			es_dispose_channel(es, es->spare);
 			es->spare = NULL;
 		}
-		while (!s->dead && (es->nclosing || es->opening) &&
+		while (!ferry__session_dead(s) &&
+		       (es->nclosing || es->opening) &&
 		       ferry__now_ms() < until) {
 			int rc = ferry__session_run(s, es_quiet, es, until,
 			                            FERRY__RUN_NOINTR);
@@ -1917,6 +1918,5 @@ static void es_free(void *p)
 	ferry__free(es->fail_msg);
 	ferry__buf_free(&es->diag);
 	ferry__free(es);
-	s->exec_state = NULL;
-	s->exec_free = NULL;
+	ferry__session_set_state(s, FERRY__SLOT_EXEC, NULL, NULL);
 }

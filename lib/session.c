@@ -659,10 +659,9 @@ void ferry_session_close(ferry_session *s)
 {
 	if (!s)
 		return;
-	if (s->exec_free && s->exec_state)
-		s->exec_free(s->exec_state);
-	if (s->sync_free && s->sync_state)
-		s->sync_free(s->sync_state);
+	for (int i = 0; i < FERRY__SLOT_COUNT; i++)
+		if (s->state_free[i] && s->state[i])
+			s->state_free[i](s->state[i]);
 	if (s->sftp_free && s->sftp)
 		s->sftp_free(s->sftp);
 	if (s->ssh) {
@@ -686,4 +685,68 @@ void ferry_session_close(ferry_session *s)
 	ferry__free(s->user);
 	ferry__free(s->target);
 	ferry__free(s);
+}
+
+/* ---- accessors --------------------------------------------------------- */
+
+void *ferry__session_state(const ferry_session *s, ferry__slot slot)
+{
+	return s->state[slot];
+}
+
+void ferry__session_set_state(ferry_session *s, ferry__slot slot, void *state,
+                              void (*free_fn)(void *))
+{
+	s->state[slot] = state;
+	s->state_free[slot] = free_fn;
+}
+
+LIBSSH2_SESSION *ferry__session_ssh(const ferry_session *s)
+{
+	return s->ssh;
+}
+
+const char *ferry__session_target(const ferry_session *s)
+{
+	return s->target;
+}
+
+const char *ferry__session_user(const ferry_session *s)
+{
+	return s->user;
+}
+
+const char *ferry__session_host(const ferry_session *s)
+{
+	return s->host;
+}
+
+int ferry__session_port(const ferry_session *s)
+{
+	return s->port;
+}
+
+int ferry__session_dead(const ferry_session *s)
+{
+	return s->dead;
+}
+
+void ferry__session_mark_dead(ferry_session *s)
+{
+	s->dead = 1;
+}
+
+int ferry__session_interrupt_pending(const ferry_session *s)
+{
+	return atomic_load(&s->interrupted) != 0;
+}
+
+uint64_t ferry__session_round_trips(const ferry_session *s)
+{
+	return s->round_trips;
+}
+
+struct ferry__sftp *ferry__session_sftp_peek(const ferry_session *s)
+{
+	return s->sftp;
 }

@@ -44,6 +44,15 @@ struct ferry__io {
 /* Run flags */
 #define FERRY__RUN_NOINTR 0x1u /* ignore ferry_interrupt (cleanup paths) */
 
+/* ---- accessors for sync/ and exec/ ----------------------------------------
+ * Modules outside lib/ never read struct ferry_session's fields; they use
+ * these.  Per-module state hangs on the session in one slot per module and
+ * is freed by the session with the free function given when it was set. */
+typedef enum {
+	FERRY__SLOT_SYNC = 0,
+	FERRY__SLOT_EXEC = 1,
+	FERRY__SLOT_COUNT
+} ferry__slot;
 struct ferry_session {
 	LIBSSH2_SESSION *ssh;
 	int fd;
@@ -72,10 +81,8 @@ struct ferry_session {
 	 * state (exec/).  The free functions are set by their owners. */
 	void *sftp;
 	void (*sftp_free)(void *);
-	void *exec_state;
-	void (*exec_free)(void *);
-	void *sync_state; /* sync/: what this session verified per target */
-	void (*sync_free)(void *);
+	void *state[FERRY__SLOT_COUNT]; /* sync/: what was verified; exec/ */
+	void (*state_free[FERRY__SLOT_COUNT])(void *);
 	uint64_t round_trips;      /* maintained by the SFTP client */
 	const void *open_owner;    /* who drives libssh2's one channel-open */
 	const void *startup_owner; /* whose channel request awaits its reply */
@@ -141,5 +148,24 @@ int ferry__ssh_transient(int rc);
 
 /* Consume a pending interrupt: 1 when one was requested. */
 int ferry__session_take_interrupt(ferry_session *s);
+
+void *ferry__session_state(const ferry_session *s, ferry__slot slot);
+void ferry__session_set_state(ferry_session *s, ferry__slot slot, void *state,
+                              void (*free_fn)(void *));
+LIBSSH2_SESSION *ferry__session_ssh(const ferry_session *s);
+/* "user@host:port", the key of the target */
+const char *ferry__session_target(const ferry_session *s);
+const char *ferry__session_user(const ferry_session *s);
+const char *ferry__session_host(const ferry_session *s);
+int ferry__session_port(const ferry_session *s);
+/* 1 once the connection failed: every later call fails at once. */
+int ferry__session_dead(const ferry_session *s);
+void ferry__session_mark_dead(ferry_session *s);
+/* Non-consuming look at a pending ferry_interrupt. */
+int ferry__session_interrupt_pending(const ferry_session *s);
+/* Round trips waited for on this session (maintained by the SFTP client). */
+uint64_t ferry__session_round_trips(const ferry_session *s);
+/* The session's SFTP client if one was started, else NULL (no I/O). */
+struct ferry__sftp *ferry__session_sftp_peek(const ferry_session *s);
 
 #endif

@@ -68,7 +68,7 @@ static void sync_state_free(void *p)
 
 static known_target *known_find(ferry_session *s, const ferry__hash *key)
 {
-	sync_state *st = s->sync_state;
+	sync_state *st = ferry__session_state(s, FERRY__SLOT_SYNC);
 	for (size_t i = 0; st && i < st->n; i++)
 		if (ferry__hash_eq(&st->v[i].key, key))
 			return &st->v[i];
@@ -77,7 +77,7 @@ static known_target *known_find(ferry_session *s, const ferry__hash *key)
 
 static void known_forget(ferry_session *s, const ferry__hash *key)
 {
-	sync_state *st = s->sync_state;
+	sync_state *st = ferry__session_state(s, FERRY__SLOT_SYNC);
 	known_target *k = known_find(s, key);
 	if (k)
 		*k = st->v[--st->n];
@@ -88,13 +88,13 @@ static void known_set(ferry_session *s, const ferry__hash *key,
 {
 	known_target *k = known_find(s, key);
 	if (!k) {
-		sync_state *st = s->sync_state;
+		sync_state *st = ferry__session_state(s, FERRY__SLOT_SYNC);
 		if (!st) {
 			st = ferry__calloc(1, sizeof(*st));
 			if (!st)
 				return; /* only a lost shortcut */
-			s->sync_state = st;
-			s->sync_free = sync_state_free;
+			ferry__session_set_state(s, FERRY__SLOT_SYNC, st,
+			                         sync_state_free);
 		}
 		if (st->n == st->cap) {
 			size_t ncap = st->cap ? st->cap * 2 : 4;
@@ -159,7 +159,7 @@ static void plog(push *ps, int level, const char *fmt, ...)
 static int lock_cancelled(void *ctx)
 {
 	ferry_session *s = ctx;
-	return atomic_load(&s->interrupted) != 0;
+	return ferry__session_interrupt_pending(s);
 }
 
 static int check_opts(push *ps)
@@ -186,8 +186,10 @@ static int check_opts(push *ps)
 static int setup_local(push *ps)
 {
 	const ferry_sync_opts *o = ps->o;
-	int error = ferry__sync_paths_new(&ps->paths, ps->s->user, ps->s->host,
-	                                  ps->s->port, o->dest, o->state_dir);
+	int error = ferry__sync_paths_new(
+	        &ps->paths, ferry__session_user(ps->s),
+	        ferry__session_host(ps->s), ferry__session_port(ps->s), o->dest,
+	        o->state_dir);
 	if (error)
 		return ferry__seterr(
 		        ps->s, error, "%s",
@@ -828,8 +830,8 @@ int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
 	memset(report, 0, sizeof(*report));
 	if (!s)
 		return FERRY_EINVALID;
-	uint64_t rt0 = s->round_trips;
-	ferry__sftp *sf0 = s->sftp;
+	uint64_t rt0 = ferry__session_round_trips(s);
+	ferry__sftp *sf0 = ferry__session_sftp_peek(s);
 	ferry__sftp_stats st0;
 	memset(&st0, 0, sizeof(st0));
 	if (sf0)
@@ -852,12 +854,12 @@ int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
 		merge_reports(report, &first);
 	}
 
-	report->round_trips = s->round_trips - rt0;
-	if (s->sftp) {
+	report->round_trips = ferry__session_round_trips(s) - rt0;
+	ferry__sftp *sf = ferry__session_sftp_peek(s);
+	if (sf) {
 		ferry__sftp_stats st;
-		ferry__sftp_stats_get(s->sftp, &st);
-		report->requests =
-		        st.requests - (s->sftp == sf0 ? st0.requests : 0);
+		ferry__sftp_stats_get(sf, &st);
+		report->requests = st.requests - (sf == sf0 ? st0.requests : 0);
 	}
 	report->ms_transfer = t_remote;
 	report->ms_total = ferry__sync_now_ms() - t0;
