@@ -63,6 +63,33 @@ enum ferry_error {
 /* Static text for a FERRY_E* code; never NULL. */
 FERRY_API const char *ferry_strerror(int code);
 
+/* The code's name as a string, e.g. "FERRY_EAUTH"; "FERRY_EUNKNOWN" for a
+ * code not in the table.  Never NULL. */
+FERRY_API const char *ferry_error_name(int code);
+
+/* A buffer this size holds every message ferry writes (errmsg arguments). */
+#define FERRY_ERRMSG_SIZE 1024
+
+/* The message of the last failure, in the calling thread, of a call that has
+ * no object to keep it in: ferry_session_open, _open_ex and _new,
+ * ferry_sync_status and the ferry_*_opts_init functions.  "" when the last
+ * such call succeeded.  Valid until the thread's next such call. */
+FERRY_API const char *ferry_last_errmsg(void);
+
+/* Exit statuses, named in one place.  ferry_exec_result.exit_status is the
+ * command's own, or one of TIMEOUT, CD_FAILED, INTERRUPTED when ferry ended
+ * it; the ferry program exits with these. */
+enum ferry_exit_status {
+	FERRY_EXIT_OK = 0,
+	FERRY_EXIT_ERROR = 1,         /* a local error */
+	FERRY_EXIT_USAGE = 2,         /* bad command line or options */
+	FERRY_EXIT_PARTIAL = 23,      /* some files failed (rsync's code) */
+	FERRY_EXIT_TIMEOUT = 124,     /* exec timeout_ms expired (timeout(1)) */
+	FERRY_EXIT_CD_FAILED = 126,   /* exec: the cwd could not be entered */
+	FERRY_EXIT_INTERRUPTED = 130, /* ferry_interrupt, Ctrl-C: 128+SIGINT */
+	FERRY_EXIT_CONN = 255         /* connect, host key or auth (as ssh) */
+};
+
 /* Library version as a string, e.g. "0.1.0". */
 FERRY_API const char *ferry_version(void);
 
@@ -111,6 +138,14 @@ typedef struct ferry_session_opts {
 		        NULL, FERRY_HOSTKEY_ACCEPT_NEW, 0, 0, 0, 0, 0, NULL,   \
 		        NULL                                                   \
 	}
+
+/* Fill *opts with the defaults of the given struct version (pass
+ * FERRY_SESSION_OPTS_VERSION, or an older version the caller's struct has):
+ * the same as FERRY_SESSION_OPTS_INIT, for callers that cannot use a macro.
+ * Only that version's fields are written.  FERRY_EINVALID for an unknown
+ * version (see ferry_last_errmsg). */
+FERRY_API int ferry_session_opts_init(ferry_session_opts *opts,
+                                      unsigned int version);
 
 /* What ferry ping prints. Strings live as long as the session. */
 typedef struct ferry_session_info {
@@ -227,6 +262,9 @@ typedef struct ferry_sync_opts {
 		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0         \
 	}
 
+/* As ferry_session_opts_init, for ferry_sync_opts. */
+FERRY_API int ferry_sync_opts_init(ferry_sync_opts *opts, unsigned int version);
+
 typedef struct ferry_sync_report {
 	uint64_t files_scanned, dirs_scanned;
 	uint64_t files_uploaded, files_updated, files_deleted;
@@ -284,6 +322,9 @@ typedef struct ferry_exec_opts {
 		FERRY_EXEC_OPTS_VERSION, NULL, 0, NULL, 0, NULL, NULL, 0, 0,   \
 		        NULL, 0, 0                                             \
 	}
+
+/* As ferry_session_opts_init, for ferry_exec_opts. */
+FERRY_API int ferry_exec_opts_init(ferry_exec_opts *opts, unsigned int version);
 
 typedef struct ferry_exec_result {
 	int exit_status; /* the command's; 124 timeout, 130 interrupted, 126 cd
