@@ -12,6 +12,8 @@ MANDIR   ?= $(PREFIX)/share/man
 PKGDIR   ?= $(LIBDIR)/pkgconfig
 DESTDIR  ?=
 CFLAGS   ?= -O2 -g
+CPPFLAGS ?=
+LDFLAGS  ?=
 SAN      ?=
 FUZZ_SECONDS ?= 20
 
@@ -20,7 +22,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 DEPS_CFLAGS := $(shell pkg-config --cflags libssh2 libxxhash zlib 2>/dev/null)
 DEPS_LIBS   := $(shell pkg-config --libs libssh2 libxxhash zlib 2>/dev/null || echo -lssh2 -lxxhash -lz)
 ALL_CFLAGS := -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
-              -DFERRY_BUILDING -Ilib -I. $(DEPS_CFLAGS) $(SAN) $(CFLAGS) -MMD -MP
+              -DFERRY_BUILDING -Ilib -I. $(CPPFLAGS) $(DEPS_CFLAGS) $(SAN) $(CFLAGS) -MMD -MP
 LDLIBS := $(DEPS_LIBS) -lpthread
 
 LIB_SRC  := $(sort $(wildcard lib/*.c sync/*.c exec/*.c))
@@ -38,12 +40,12 @@ LIBA  := $(B)/libferry.a
 LIBSO := $(B)/libferry.so.$(VERSION)
 
 .PHONY: all deps test check asan ubsan format check-format lint install uninstall \
-        clean demo bench fuzz fuzz-build header-test help tests man
-all: $(LIBA) $(LIBSO) $(B)/ferry $(B)/ferry.pc
+        clean demo bench fuzz fuzz-build header-test help tests man check-layers
+all: $(LIBA) $(LIBSO) $(B)/ferry
 
 help:
 	@echo "make [all] | deps | test | asan | ubsan | demo | bench | fuzz | format |"
-	@echo "     check-format | lint | install | uninstall | clean"
+	@echo "     check-format | check-layers | lint | install | uninstall | clean"
 
 deps:
 	@sh tests/deps.sh
@@ -57,17 +59,13 @@ $(LIBA): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(LIBSO): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libferry.so.$(SOVERSION) $(SAN) -o $@ $^ $(LDLIBS)
+	$(CC) -shared -Wl,-soname,libferry.so.$(SOVERSION) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	ln -sf libferry.so.$(VERSION) $(B)/libferry.so.$(SOVERSION)
 	ln -sf libferry.so.$(VERSION) $(B)/libferry.so
 
 $(B)/ferry: $(CLI_OBJ) $(LIBA)
-	$(CC) $(SAN) -o $@ $(CLI_OBJ) $(LIBA) $(LDLIBS)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(LDLIBS)
 
-$(B)/ferry.pc: lib/ferry.pc.in lib/ferry.h Makefile
-	@mkdir -p $(B)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 # ---- tests ------------------------------------------------------------------
 TEST_CFLAGS := $(filter-out -fvisibility=hidden,$(ALL_CFLAGS)) -Itests/common -DFERRY_SRCDIR=\"$(CURDIR)\" -DFERRY_BUILDDIR=\"$(abspath $(B))\"
@@ -79,7 +77,7 @@ $(B)/tobj/%.o: %.c
 .SECONDEXPANSION:
 $(B)/tests/test-%: $$(addprefix $(B)/tobj/,$$(addsuffix .o,$$(basename $$(sort $$(wildcard tests/$$*/*.c)) $(TEST_COMMON)))) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN) -o $@ $(filter %.o,$^) $(LIBA) -lcriterion $(LDLIBS)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBA) -lcriterion $(LDLIBS)
 
 tests: all $(TEST_BINS) $(BENCH_BINS) header-test
 
@@ -109,7 +107,7 @@ fuzz-build: $(FUZZ_BINS)
 $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -DFERRY_FUZZ -Ilib -I. -Itests/common \
-	    -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LDLIBS)
+	    -fsanitize=fuzzer,address,undefined $(CPPFLAGS) $(LDFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
 
 fuzz: fuzz-build
 	@for f in $(FUZZ_BINS); do \
@@ -121,7 +119,7 @@ fuzz: fuzz-build
 # ---- bench --------------------------------------------------------------------
 $(B)/bench/%: bench/%.c $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -fvisibility=hidden,$(ALL_CFLAGS)) -o $@ $< $(LIBA) $(LDLIBS) -lm
+	$(CC) $(filter-out -fvisibility=hidden,$(ALL_CFLAGS)) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS) -lm
 
 bench: deps all $(BENCH_BINS)
 	B=$(B) RTT="$(RTT)" bench/run.sh
@@ -138,6 +136,8 @@ format:
 	clang-format -i $(STYLE_SRC)
 check-format:
 	@clang-format --dry-run --Werror $(STYLE_SRC)
+check-layers:
+	@B=$(B) CC=$(CC) tests/layers.sh
 lint:
 	@! grep -nE '\<(sprintf|vsprintf|strcpy|strcat|atoi|gets)[[:space:]]*\(' $(STYLE_SRC) \
 	    || { echo "lint: banned function (use snprintf, memcpy with a checked length, strtol)"; exit 1; }
@@ -151,7 +151,9 @@ install: all
 	ln -sf libferry.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libferry.so.$(SOVERSION)
 	ln -sf libferry.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libferry.so
 	install -m 644 lib/ferry.h $(DESTDIR)$(INCDIR)/ferry.h
-	install -m 644 $(B)/ferry.pc $(DESTDIR)$(PKGDIR)/ferry.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' lib/ferry.pc.in > $(B)/ferry.pc.tmp
+	install -m 644 $(B)/ferry.pc.tmp $(DESTDIR)$(PKGDIR)/ferry.pc && rm -f $(B)/ferry.pc.tmp
 	if [ -f cli/ferry.1 ]; then install -m 644 cli/ferry.1 $(DESTDIR)$(MANDIR)/man1/ferry.1; fi
 
 uninstall:
