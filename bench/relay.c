@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #define CHUNK_MAX 65536
 #define QUEUE_CAP (16u << 20)
 
@@ -70,13 +72,6 @@ static struct conn **conns;
 static size_t nconns, capconns;
 static unsigned long long stat_conns, stat_up, stat_down;
 static volatile sig_atomic_t stop_flag;
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void on_signal(int sig)
 {
@@ -331,20 +326,11 @@ int main(int argc, char **argv)
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0,
 	      0); /* wake on time, not 50 us late */
 
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	int one = 1;
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_in sa = {0};
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)listen_port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t sl = sizeof(sa);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    listen(lfd, 512) != 0 ||
-	    getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0) {
-		perror("relay: listen");
+	struct sockaddr_in sa;
+	int lfd = listen_tcp((struct in_addr){htonl(INADDR_LOOPBACK)},
+	                     listen_port, 512, &sa, "relay: listen");
+	if (lfd < 0)
 		return 1;
-	}
 	tune(lfd);
 	if (port_file) {
 		char tmp[4096];
@@ -410,15 +396,7 @@ int main(int argc, char **argv)
 			pfd[np++] = (struct pollfd){ce ? c->cfd : -1, ce, 0};
 			pfd[np++] = (struct pollfd){se ? c->sfd : -1, se, 0};
 		}
-		struct timespec ts, *tsp = NULL;
-		if (wake != INT64_MAX) {
-			int64_t d = wake - now_ns();
-			if (d < 0)
-				d = 0;
-			ts.tv_sec = d / 1000000000;
-			ts.tv_nsec = d % 1000000000;
-			tsp = &ts;
-		}
+		struct timespec ts, *tsp = wake_timeout(wake, &ts);
 		int r = ppoll(pfd, (nfds_t)np, tsp, NULL);
 		if (r < 0) {
 			if (errno == EINTR)

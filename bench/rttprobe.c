@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -43,17 +45,10 @@ static struct in_addr addr;
 
 static int serve(const char *port_file)
 {
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {0};
-	sa.sin_family = AF_INET;
-	sa.sin_addr = addr;
-	socklen_t sl = sizeof(sa);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    listen(lfd, 64) != 0 ||
-	    getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0) {
-		perror("rttprobe: listen");
+	struct sockaddr_in sa;
+	int lfd = listen_tcp(addr, 0, 64, &sa, "rttprobe: listen");
+	if (lfd < 0)
 		return 1;
-	}
 	FILE *f = fopen(port_file, "w");
 	if (!f || fprintf(f, "%d\n", ntohs(sa.sin_port)) < 0 ||
 	    fclose(f) != 0) {

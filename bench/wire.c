@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #define PKT_MAX   65536
 #define QUEUE_CAP (32u << 20)
 
@@ -52,13 +54,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop_flag = 1;
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static int tun_open(const char *name)
@@ -191,15 +186,7 @@ int main(int argc, char **argv)
 		if (ba.head && ba.head->due_ns < wake)
 			wake = ba.head->due_ns;
 		struct pollfd pfd[2] = {{fa, POLLIN, 0}, {fb, POLLIN, 0}};
-		struct timespec ts, *tsp = NULL;
-		if (wake != INT64_MAX) {
-			int64_t d = wake - now_ns();
-			if (d < 0)
-				d = 0;
-			ts.tv_sec = d / 1000000000;
-			ts.tv_nsec = d % 1000000000;
-			tsp = &ts;
-		}
+		struct timespec ts, *tsp = wake_timeout(wake, &ts);
 		if (ppoll(pfd, 2, tsp, NULL) < 0 && errno != EINTR)
 			return 1;
 		if (pfd[0].revents & POLLIN)
