@@ -266,6 +266,24 @@ int cli_sync_finish(cli_sync *cs, char **sources, size_t n, const char *dest)
 	return 0;
 }
 
+/* The counters of a report, by their --json names. */
+static const struct counter {
+	const char *name;
+	size_t offset; /* of a uint64_t in ferry_sync_report */
+} counters[] = {
+        {"files_scanned", offsetof(ferry_sync_report, files_scanned)},
+        {"dirs_scanned", offsetof(ferry_sync_report, dirs_scanned)},
+        {"files_uploaded", offsetof(ferry_sync_report, files_uploaded)},
+        {"files_updated", offsetof(ferry_sync_report, files_updated)},
+        {"files_deleted", offsetof(ferry_sync_report, files_deleted)},
+        {"dirs_created", offsetof(ferry_sync_report, dirs_created)},
+        {"dirs_deleted", offsetof(ferry_sync_report, dirs_deleted)},
+        {"symlinks_created", offsetof(ferry_sync_report, symlinks_created)},
+        {"bytes_sent", offsetof(ferry_sync_report, bytes_sent)},
+        {"round_trips", offsetof(ferry_sync_report, round_trips)},
+        {"requests", offsetof(ferry_sync_report, requests)},
+};
+
 void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
                           const ferry_sync_report *r, const char *errmsg)
 {
@@ -276,17 +294,10 @@ void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
 	         : rc == FERRY_EPARTIAL ? "partial"
 	                                : "error");
 	json_str(j, "error", rc && rc != FERRY_EPARTIAL ? errmsg : NULL);
-	json_u64(j, "files_scanned", r->files_scanned);
-	json_u64(j, "dirs_scanned", r->dirs_scanned);
-	json_u64(j, "files_uploaded", r->files_uploaded);
-	json_u64(j, "files_updated", r->files_updated);
-	json_u64(j, "files_deleted", r->files_deleted);
-	json_u64(j, "dirs_created", r->dirs_created);
-	json_u64(j, "dirs_deleted", r->dirs_deleted);
-	json_u64(j, "symlinks_created", r->symlinks_created);
-	json_u64(j, "bytes_sent", r->bytes_sent);
-	json_u64(j, "round_trips", r->round_trips);
-	json_u64(j, "requests", r->requests);
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		json_u64(j, counters[i].name,
+		         *(const uint64_t *)(const void *)((const char *)r +
+		                                           counters[i].offset));
 	json_bool(j, "verified", r->verified);
 	json_key_obj(j, "time_ms");
 	json_num(j, "scan", r->ms_scan);
