@@ -33,7 +33,7 @@ int main(int argc, char **argv)
 	    (rc = ferry_exec_opts_init(&eo, FERRY_EXEC_OPTS_VERSION)))
 		return fail("opts_init", rc, ferry_last_errmsg());
 	so.host = argv[1];
-	so.port = atoi(argv[2]);
+	so.port = (int)strtol(argv[2], NULL, 10);
 	if ((rc = ferry_session_open(&s, &so)))
 		return fail("open", rc, ferry_last_errmsg());
 	o.sources = (const char *const *)&argv[3];
