@@ -49,31 +49,31 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
 	fputc('\n', stderr);
 	if (usage)
 		fprintf(stderr, "usage: %s\n", usage);
-	return EXIT_USAGE;
+	return FERRY_EXIT_USAGE;
 }
 
 int cli_usage_line(const char *usage)
 {
 	fprintf(stderr, "usage: %s\n", usage);
-	return EXIT_USAGE;
+	return FERRY_EXIT_USAGE;
 }
 
 int cli_exit_for(int rc)
 {
 	switch (rc) {
 	case 0:
-		return EXIT_OK;
+		return FERRY_EXIT_OK;
 	case FERRY_EPARTIAL:
-		return EXIT_PARTIAL;
+		return FERRY_EXIT_PARTIAL;
 	case FERRY_ECONN:
 	case FERRY_EHOSTKEY:
 	case FERRY_EAUTH:
 	case FERRY_EEOF:
-		return EXIT_CONN;
+		return FERRY_EXIT_CONN;
 	case FERRY_EINVALID:
-		return EXIT_USAGE;
+		return FERRY_EXIT_USAGE;
 	default:
-		return EXIT_ERROR;
+		return FERRY_EXIT_ERROR;
 	}
 }
 
@@ -272,7 +272,7 @@ int cli_connect(cli_conn *c, ferry_session **out)
 	int rc = ferry_session_new(&s, &c->o);
 	if (rc) {
 		cli_error("invalid connection options for %s", c->host);
-		return EXIT_USAGE;
+		return FERRY_EXIT_USAGE;
 	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -286,7 +286,8 @@ int cli_connect(cli_conn *c, ferry_session **out)
 		cli_error("%s", ferry_session_errmsg(s));
 		cli_current = NULL;
 		ferry_session_close(s);
-		return rc == FERRY_EINTR ? 130 : EXIT_CONN;
+		return rc == FERRY_EINTR ? FERRY_EXIT_INTERRUPTED
+		                         : FERRY_EXIT_CONN;
 	}
 	*out = s;
 	return 0;

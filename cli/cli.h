@@ -8,13 +8,16 @@
 
 #include "ferry.h"
 
-enum {
-	EXIT_OK = 0,
-	EXIT_ERROR = 1,
-	EXIT_USAGE = 2,
-	EXIT_PARTIAL = 23,
-	EXIT_CONN = 255
-};
+/* The option loop of every subcommand (main.c): getopt_long with shortopts
+ * and longopts; --help prints "usage: USAGE", a blank line and help.  Each
+ * other option goes to cli_conn_option, then to more (when not NULL): 1
+ * consumed, 0 not ours, -1 bad value, -2 failure (message printed).  -1
+ * when all were taken (optind: the first operand), else the exit status. */
+struct cli_conn;
+int cli_parse_options(struct cli_conn *c, int argc, char **argv,
+                      const char *shortopts, const struct option *longopts,
+                      const char *usage, const char *help,
+                      int (*more)(void *ctx, int opt, char *arg), void *ctx);
 
 /* Long-option ids of the connection options (short ones use the letter). */
 enum {

@@ -21,7 +21,7 @@ static const char usage[] =
         "COMMAND...";
 
 static const char help[] =
-        "\nRun COMMAND with bash on HOST over one SSH session, in the login\n"
+        "Run COMMAND with bash on HOST over one SSH session, in the login\n"
         "environment of the account (exported variables, functions and\n"
         "aliases of a login shell).  Output is streamed as it arrives,\n"
         "stdout to stdout and stderr to stderr; the exit status is the\n"
@@ -135,7 +135,87 @@ static char *join_args(int argc, char **argv)
 	return s;
 }
 
-int cmd_exec(int argc, char **argv)
+/* One ferry exec: its options, then what happened. */
+typedef struct exec_cmd {
+	cli_conn c;
+	cli_sync cs;
+	char **push_src;
+	size_t push_n;
+	const char *push_to, *stdin_file;
+	int push_rc, pushed;
+	ferry_sync_report pr;
+	ferry_exec_opts eo;
+	ferry_exec_result r;
+	ferry_session *s;
+	char *command, *in;
+	int e; /* ferry_exec's return */
+	out_state os;
+} exec_cmd;
+
+/* The options of exec: its own, then the transfer options (1 consumed, 0
+ * not ours, -1 bad value, -2 out of memory; messages printed). */
+static int exec_option(void *ctx, int opt, char *arg)
+{
+	exec_cmd *x = ctx;
+	switch (opt) {
+	case OPT_TIMEOUT:
+		if (cli_parse_ms(arg, 1, &x->eo.timeout_ms) ||
+		    x->eo.timeout_ms <= 0) {
+			cli_error("bad --timeout '%s' (seconds > 0)", arg);
+			return -1;
+		}
+		return 1;
+	case OPT_CWD:
+		if (!*arg) {
+			cli_error("empty --cwd");
+			return -1;
+		}
+		x->eo.cwd = arg;
+		return 1;
+	case OPT_STDIN:
+		x->stdin_file = arg;
+		return 1;
+	case OPT_PUSH: {
+		char **n = realloc(x->push_src,
+		                   (x->push_n + 1) * sizeof(*x->push_src));
+		if (!n) {
+			cli_error("out of memory");
+			return -2;
+		}
+		x->push_src = n;
+		x->push_src[x->push_n++] = arg;
+		return 1;
+	}
+	case OPT_TO:
+		x->push_to = arg;
+		return 1;
+	default:
+		return cli_sync_option(&x->cs, opt, arg);
+	}
+}
+
+/* --stdin FILE (- : ours) into memory, for eo.stdin_data. */
+static int read_stdin(exec_cmd *x)
+{
+	size_t len = 0;
+	int fd = strcmp(x->stdin_file, "-")
+	                 ? open(x->stdin_file, O_RDONLY | O_CLOEXEC)
+	                 : 0;
+	if (fd < 0 || read_fd(fd, &x->in, &len) < 0) {
+		cli_error("--stdin %s: %s", x->stdin_file, strerror(errno));
+		if (fd > 0)
+			close(fd);
+		return FERRY_EXIT_USAGE;
+	}
+	if (fd > 0)
+		close(fd);
+	x->eo.stdin_data = x->in;
+	x->eo.stdin_len = len;
+	return -1;
+}
+
+/* The command line: -1 to go on, else the exit status. */
+static int exec_parse(exec_cmd *x, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	        CLI_CONN_LONGOPTS,
@@ -144,220 +224,148 @@ int cmd_exec(int argc, char **argv)
 	        {"stdin", required_argument, NULL, OPT_STDIN},
 	        {"push", required_argument, NULL, OPT_PUSH},
 	        {"to", required_argument, NULL, OPT_TO},
-	        {"delete", no_argument, NULL, OPT_DELETE},
-	        {"exclude", required_argument, NULL, OPT_EXCLUDE},
-	        {"exclude-from", required_argument, NULL, OPT_EXCLUDE_FROM},
-	        {"checksum", no_argument, NULL, OPT_CHECKSUM},
-	        {"verify", no_argument, NULL, OPT_VERIFY},
-	        {"force", no_argument, NULL, OPT_FORCE},
-	        {"fsync", no_argument, NULL, OPT_FSYNC},
-	        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
-	        {"itemize-changes", no_argument, NULL, OPT_ITEMIZE},
-	        {"stats", no_argument, NULL, OPT_STATS},
-	        {"json", no_argument, NULL, OPT_JSON},
+	        CLI_SYNC_EXEC_LONGOPTS,
 	        {"help", no_argument, NULL, 'h'},
 	        {0}};
-	cli_conn c;
-	cli_sync cs;
-	char **push_src = NULL;
-	size_t push_n = 0;
-	const char *push_to = NULL;
-	int push_rc = 0, pushed = 0;
-	ferry_sync_report pr;
-	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
-	ferry_exec_result r;
-	ferry_session *s = NULL;
-	const char *stdin_file = NULL;
-	char *command = NULL, *in = NULL;
-	size_t in_len = 0;
-	int opt, rc = EXIT_OK, e = 0;
-	memset(&r, 0, sizeof(r));
-	memset(&pr, 0, sizeof(pr));
-	cli_conn_init(&c);
-	cli_sync_init(&cs, &c);
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+" CLI_CONN_SHORTOPTS "h",
-	                          longopts, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			printf("usage: %s\n%s", usage, help);
-			goto out;
-		case OPT_TIMEOUT:
-			if (cli_parse_ms(optarg, 1, &eo.timeout_ms) ||
-			    eo.timeout_ms <= 0) {
-				rc = cli_usage_error(
-				        usage,
-				        "bad --timeout '%s' (seconds "
-				        "> 0)",
-				        optarg);
-				goto out;
-			}
-			continue;
-		case OPT_CWD:
-			if (!*optarg) {
-				rc = cli_usage_error(usage, "empty --cwd");
-				goto out;
-			}
-			eo.cwd = optarg;
-			continue;
-		case OPT_STDIN:
-			stdin_file = optarg;
-			continue;
-		case OPT_PUSH: {
-			char **n = realloc(push_src,
-			                   (push_n + 1) * sizeof(*push_src));
-			if (!n) {
-				cli_error("out of memory");
-				rc = EXIT_ERROR;
-				goto out;
-			}
-			push_src = n;
-			push_src[push_n++] = optarg;
-			continue;
-		}
-		case OPT_TO:
-			push_to = optarg;
-			continue;
-		default:
-			break;
-		}
-		int k = cli_conn_option(&c, opt, optarg);
-		if (!k)
-			k = cli_sync_option(&cs, opt, optarg);
-		if (k < 0) {
-			rc = cli_usage_line(usage);
-			goto out;
-		}
-		if (k == 0) {
-			rc = cli_usage_error(usage, "unknown option '%s'",
-			                     argv[optind - 1]);
-			goto out;
-		}
-	}
-	if (optind >= argc) {
-		rc = cli_usage_error(usage, "expected [USER@]HOST and a "
-		                            "COMMAND");
-		goto out;
-	}
+	int rc =
+	        cli_parse_options(&x->c, argc, argv, "+" CLI_CONN_SHORTOPTS "h",
+	                          longopts, usage, help, exec_option, x);
+	if (rc >= 0)
+		return rc;
+	if (optind >= argc)
+		return cli_usage_error(usage, "expected [USER@]HOST and a "
+		                              "COMMAND");
 	const char *target = argv[optind++];
 	if (optind < argc && !strcmp(argv[optind], "--"))
 		optind++;
-	if (optind >= argc) {
-		rc = cli_usage_error(usage, "no COMMAND to run");
-		goto out;
-	}
-	if (cli_conn_target(&c, target, 0, NULL) < 0) {
-		rc = cli_usage_line(usage);
-		goto out;
-	}
-	if (!push_n != !push_to) {
-		rc = cli_usage_error(usage, "--push SRC and --to DEST go "
-		                            "together");
-		goto out;
-	}
-	command = join_args(argc - optind, argv + optind);
-	if (!command) {
+	if (optind >= argc)
+		return cli_usage_error(usage, "no COMMAND to run");
+	if (cli_conn_target(&x->c, target, 0, NULL) < 0)
+		return cli_usage_line(usage);
+	if (!x->push_n != !x->push_to)
+		return cli_usage_error(usage, "--push SRC and --to DEST go "
+		                              "together");
+	x->command = join_args(argc - optind, argv + optind);
+	if (!x->command) {
 		cli_error("out of memory");
-		rc = EXIT_ERROR;
-		goto out;
+		return FERRY_EXIT_ERROR;
 	}
-	if (stdin_file) {
-		int fd = strcmp(stdin_file, "-")
-		                 ? open(stdin_file, O_RDONLY | O_CLOEXEC)
-		                 : 0;
-		if (fd < 0 || read_fd(fd, &in, &in_len) < 0) {
-			cli_error("--stdin %s: %s", stdin_file,
-			          strerror(errno));
-			if (fd > 0)
-				close(fd);
-			rc = EXIT_USAGE;
-			goto out;
-		}
-		if (fd > 0)
-			close(fd);
-		eo.stdin_data = in;
-		eo.stdin_len = in_len;
-	}
-	if ((rc = cli_connect(&c, &s)))
-		goto out;
-	out_state os = {s, 0};
-	if (!cs.json) {
-		eo.on_output = on_output;
-		eo.ctx = &os;
-	}
-	if (push_n) {
-		/* The login bootstrap runs while the push does. */
-		ferry_exec_prepare(s);
-		cli_sync_finish(&cs, push_src, push_n, push_to);
-		cs.to_stderr = 1;
-		push_rc = ferry_sync(s, &cs.o, &pr);
-		pushed = 1;
-		if (!cs.json && (push_rc || cs.stats || c.verbose))
-			cli_sync_report(&cs, "push", push_rc, &pr,
-			                ferry_session_errmsg(s));
-		if (push_rc && push_rc != FERRY_EPARTIAL) {
-			rc = push_rc == FERRY_EINTR ? 130
-			                            : cli_exit_for(push_rc);
-			if (cs.json)
-				goto json;
-			cli_disconnect(s);
-			goto out;
-		}
-	}
-	/* A closed stdout shows up as EPIPE, handled above. */
+	return x->stdin_file ? read_stdin(x) : -1;
+}
+
+/* --push, over the session: -1 when the command is to run (the push
+ * succeeded, or only some files failed), else the exit status. */
+static int exec_push(exec_cmd *x)
+{
+	cli_sync *cs = &x->cs;
+	/* The login bootstrap runs while the push does. */
+	ferry_exec_prepare(x->s);
+	cli_sync_finish(cs, x->push_src, x->push_n, x->push_to);
+	cs->to_stderr = 1;
+	x->push_rc = ferry_sync(x->s, &cs->o, &x->pr);
+	x->pushed = 1;
+	if (!cs->json && (x->push_rc || cs->stats || x->c.verbose))
+		cli_sync_report(cs, "push", x->push_rc, &x->pr,
+		                ferry_session_errmsg(x->s));
+	if (!x->push_rc || x->push_rc == FERRY_EPARTIAL)
+		return -1;
+	return x->push_rc == FERRY_EINTR ? FERRY_EXIT_INTERRUPTED
+	                                 : cli_exit_for(x->push_rc);
+}
+
+/* Run the command; ferry's exit status for what happened. */
+static int exec_run(exec_cmd *x)
+{
+	ferry_exec_result *r = &x->r;
+	int rc;
+	/* A closed stdout shows up as EPIPE, handled in on_output. */
 	signal(SIGPIPE, SIG_IGN);
-	eo.separate_stderr = cs.json;
-	e = ferry_exec(s, command, &eo, &r);
-	if (e == FERRY_EINTR && !os.broken) {
-		rc = r.exit_status; /* 130: Ctrl-C killed the command */
-	} else if (e && !os.broken) {
-		cli_error("%s", ferry_session_errmsg(s));
-		rc = e == FERRY_EINVALID ? EXIT_USAGE : EXIT_CONN;
-	} else if (os.broken) {
+	x->eo.separate_stderr = x->cs.json;
+	x->e = ferry_exec(x->s, x->command, &x->eo, r);
+	if (x->e == FERRY_EINTR && !x->os.broken) {
+		rc = r->exit_status; /* 130: Ctrl-C killed the command */
+	} else if (x->e && !x->os.broken) {
+		cli_error("%s", ferry_session_errmsg(x->s));
+		rc = x->e == FERRY_EINVALID ? FERRY_EXIT_USAGE
+		                            : FERRY_EXIT_CONN;
+	} else if (x->os.broken) {
 		rc = 128 + SIGPIPE;
 	} else {
-		rc = r.exit_status;
+		rc = r->exit_status;
 	}
-	if (e && e != FERRY_EINTR)
-		r.exit_status = -1;
-json:
-	if (cs.json) {
-		json j;
-		json_begin(&j, stdout);
-		json_str(&j, "command", "exec");
-		json_int(&j, "exit_status", rc);
-		json_str(&j, "target", c.host);
-		if (!pushed || !push_rc || push_rc == FERRY_EPARTIAL) {
-			json_str(&j, "error",
-			         e && e != FERRY_EINTR ? ferry_session_errmsg(s)
-			                               : NULL);
-			json_int(&j, "command_status", r.exit_status);
-			json_bool(&j, "timed_out", r.timed_out);
-			json_bool(&j, "interrupted", r.interrupted);
-			json_num(&j, "duration_ms", r.duration_ms);
-			json_str(&j, "cwd", r.cwd);
-			json_strn(&j, "stdout", r.output ? r.output : "",
-			          r.output_len);
-			json_strn(&j, "stderr", r.err ? r.err : "", r.err_len);
-			json_bool(&j, "output_truncated", r.output_truncated);
-		}
-		if (pushed) {
-			json_key_obj(&j, "push");
-			cli_sync_json_fields(&cs, &j, push_rc, &pr,
-			                     ferry_session_errmsg(s));
-			json_close_obj(&j);
-		}
-		json_end(&j);
+	if (x->e && x->e != FERRY_EINTR)
+		r->exit_status = -1;
+	return rc;
+}
+
+/* --json: one object for the push and the command. */
+static void exec_json(exec_cmd *x, int rc)
+{
+	const ferry_exec_result *r = &x->r;
+	const char *errmsg = ferry_session_errmsg(x->s);
+	json j;
+	json_begin(&j, stdout);
+	json_str(&j, "command", "exec");
+	json_int(&j, "exit_status", rc);
+	json_str(&j, "target", x->c.host);
+	if (!x->pushed || !x->push_rc || x->push_rc == FERRY_EPARTIAL) {
+		json_str(&j, "error",
+		         x->e && x->e != FERRY_EINTR ? errmsg : NULL);
+		json_int(&j, "command_status", r->exit_status);
+		json_bool(&j, "timed_out", r->timed_out);
+		json_bool(&j, "interrupted", r->interrupted);
+		json_num(&j, "duration_ms", r->duration_ms);
+		json_str(&j, "cwd", r->cwd);
+		json_strn(&j, "stdout", r->output ? r->output : "",
+		          r->output_len);
+		json_strn(&j, "stderr", r->err ? r->err : "", r->err_len);
+		json_bool(&j, "output_truncated", r->output_truncated);
 	}
-	cli_disconnect(s);
-out:
-	ferry_exec_result_free(&r);
-	ferry_sync_report_free(&pr);
-	cli_sync_free(&cs);
-	free(push_src);
-	free(command);
-	free(in);
-	cli_conn_free(&c);
+	if (x->pushed) {
+		json_key_obj(&j, "push");
+		cli_sync_json_fields(&x->cs, &j, x->push_rc, &x->pr, errmsg);
+		json_close_obj(&j);
+	}
+	json_end(&j);
+}
+
+/* Connected: the push, the command, the --json object. */
+static int exec_session(exec_cmd *x)
+{
+	int rc = -1;
+	x->os.s = x->s;
+	if (!x->cs.json) {
+		x->eo.on_output = on_output;
+		x->eo.ctx = &x->os;
+	}
+	if (x->push_n)
+		rc = exec_push(x);
+	if (rc < 0)
+		rc = exec_run(x);
+	if (x->cs.json)
+		exec_json(x, rc);
+	return rc;
+}
+
+int cmd_exec(int argc, char **argv)
+{
+	exec_cmd x;
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	memset(&x, 0, sizeof(x));
+	x.eo = eo;
+	cli_conn_init(&x.c);
+	cli_sync_init(&x.cs, &x.c);
+	int rc = exec_parse(&x, argc, argv);
+	if (rc < 0 && !(rc = cli_connect(&x.c, &x.s))) {
+		rc = exec_session(&x);
+		cli_disconnect(x.s);
+	}
+	ferry_exec_result_free(&x.r);
+	ferry_sync_report_free(&x.pr);
+	cli_sync_free(&x.cs);
+	free(x.push_src);
+	free(x.command);
+	free(x.in);
+	cli_conn_free(&x.c);
 	return rc;
 }

@@ -10,35 +10,20 @@ static const char usage[] =
         "[--host-key strict|accept-new|off] [--connect-timeout S] [-z] "
         "[USER@]HOST";
 
+static const char help[] = "Connect, verify the host key, authenticate; "
+                           "print the negotiated algorithms and the time of "
+                           "each step.\n";
+
 int cmd_ping(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	        CLI_CONN_LONGOPTS, {"help", no_argument, NULL, 'h'}, {0}};
 	cli_conn c;
 	cli_conn_init(&c);
-	int opt, rc = EXIT_OK;
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+" CLI_CONN_SHORTOPTS "h",
-	                          longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			printf("usage: %s\n\nConnect, verify the host key, "
-			       "authenticate; print the negotiated algorithms "
-			       "and the time of each step.\n",
-			       usage);
-			goto out;
-		}
-		int r = cli_conn_option(&c, opt, optarg);
-		if (r < 0) {
-			rc = cli_usage_line(usage);
-			goto out;
-		}
-		if (r == 0) {
-			rc = cli_usage_error(usage, "unknown option '%s'",
-			                     argv[optind - 1]);
-			goto out;
-		}
-	}
+	int rc = cli_parse_options(&c, argc, argv, "+" CLI_CONN_SHORTOPTS "h",
+	                           longopts, usage, help, NULL, NULL);
+	if (rc >= 0)
+		goto out;
 	if (argc - optind != 1) {
 		rc = cli_usage_error(usage, "expected one [USER@]HOST");
 		goto out;

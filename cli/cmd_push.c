@@ -31,31 +31,21 @@ static const char help[] =
         "\n"
         "Exit: 0 done, 1 error, 2 usage, 23 partial, 255 connection.\n";
 
+static int push(cli_conn *c, cli_sync *cs, ferry_sync_report *r)
+{
+	ferry_session *s = NULL;
+	int rc = cli_connect(c, &s);
+	if (rc)
+		return rc;
+	int sr = ferry_sync(s, &cs->o, r);
+	rc = cli_sync_report(cs, "push", sr, r, ferry_session_errmsg(s));
+	if (sr == FERRY_EINTR)
+		rc = FERRY_EXIT_INTERRUPTED;
+	cli_disconnect(s);
+	return rc;
+}
+
 int cmd_push(int argc, char **argv)
 {
-	cli_conn c;
-	cli_sync cs;
-	cli_conn_init(&c);
-	cli_sync_init(&cs, &c);
-	ferry_session *s = NULL;
-	ferry_sync_report r;
-	memset(&r, 0, sizeof(r));
-	char *dest = NULL;
-	int rc = cli_sync_parse(&c, &cs, argc, argv, usage, help, &dest);
-	if (rc >= 0)
-		goto out;
-	rc = EXIT_OK;
-	if ((rc = cli_connect(&c, &s)))
-		goto out;
-	int sr = ferry_sync(s, &cs.o, &r);
-	rc = cli_sync_report(&cs, "push", sr, &r, ferry_session_errmsg(s));
-	if (sr == FERRY_EINTR)
-		rc = 130;
-out:
-	ferry_sync_report_free(&r);
-	if (s)
-		cli_disconnect(s);
-	cli_sync_free(&cs);
-	cli_conn_free(&c);
-	return rc;
+	return cli_sync_main(argc, argv, usage, help, push);
 }

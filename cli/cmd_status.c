@@ -18,27 +18,16 @@ static const char help[] =
         "accepted and ignored); --json for a JSON object; -q for no summary.\n"
         "Every change is listed in rsync's --itemize-changes form.\n";
 
+static int status(cli_conn *c, cli_sync *cs, ferry_sync_report *r)
+{
+	char err[FERRY_ERRMSG_SIZE] = "";
+	cs->itemize = 1;
+	cs->o.dry_run = 1;
+	int sr = ferry_sync_status(&c->o, &cs->o, r, err, sizeof(err));
+	return cli_sync_report(cs, "status", sr, r, err);
+}
+
 int cmd_status(int argc, char **argv)
 {
-	cli_conn c;
-	cli_sync cs;
-	cli_conn_init(&c);
-	cli_sync_init(&cs, &c);
-	ferry_sync_report r;
-	memset(&r, 0, sizeof(r));
-	char *dest = NULL;
-	int rc = cli_sync_parse(&c, &cs, argc, argv, usage, help, &dest);
-	if (rc >= 0)
-		goto out;
-	rc = EXIT_OK;
-	cs.itemize = 1;
-	cs.o.dry_run = 1;
-	char err[1024] = "";
-	int sr = ferry_sync_status(&c.o, &cs.o, &r, err, sizeof(err));
-	rc = cli_sync_report(&cs, "status", sr, &r, err);
-out:
-	ferry_sync_report_free(&r);
-	cli_sync_free(&cs);
-	cli_conn_free(&c);
-	return rc;
+	return cli_sync_main(argc, argv, usage, help, status);
 }

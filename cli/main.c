@@ -1,4 +1,5 @@
-/* main.c - ferry: dispatch to one cmd_<verb>.c per subcommand. */
+/* main.c - ferry: dispatch to one cmd_<verb>.c per subcommand, and the
+ * option loop they share. */
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +21,34 @@ static const command commands[] = {
          "connect, authenticate, show algorithms and timings"},
 };
 
+int cli_parse_options(cli_conn *c, int argc, char **argv, const char *shortopts,
+                      const struct option *longopts, const char *usage,
+                      const char *help,
+                      int (*more)(void *ctx, int opt, char *arg), void *ctx)
+{
+	int opt;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) !=
+	       -1) {
+		if (opt == 'h') {
+			printf("usage: %s\n\n%s", usage, help);
+			return FERRY_EXIT_OK;
+		}
+		int k = cli_conn_option(c, opt, optarg);
+		if (!k && more)
+			k = more(ctx, opt, optarg);
+		if (k == -2)
+			return FERRY_EXIT_ERROR;
+		if (k < 0)
+			return cli_usage_line(usage);
+		if (k == 0)
+			return cli_usage_error(usage, "unknown option '%s'",
+			                       argv[optind - 1]);
+	}
+	return -1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: ferry COMMAND [OPTIONS] ARGS...\n\ncommands:\n");
@@ -35,21 +64,21 @@ int main(int argc, char **argv)
 	if (argc < 2) {
 		fprintf(stderr, "ferry: no command given\n");
 		usage(stderr);
-		return EXIT_USAGE;
+		return FERRY_EXIT_USAGE;
 	}
 	const char *verb = argv[1];
 	if (!strcmp(verb, "--version") || !strcmp(verb, "-V")) {
 		printf("ferry %s\n", ferry_version());
-		return EXIT_OK;
+		return FERRY_EXIT_OK;
 	}
 	if (!strcmp(verb, "--help") || !strcmp(verb, "-h")) {
 		usage(stdout);
-		return EXIT_OK;
+		return FERRY_EXIT_OK;
 	}
 	if (!strcmp(verb, "help")) {
 		if (argc < 3) {
 			usage(stdout);
-			return EXIT_OK;
+			return FERRY_EXIT_OK;
 		}
 		verb = argv[2];
 		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]);
@@ -68,5 +97,5 @@ int main(int argc, char **argv)
 			return commands[i].run(argc - 1, argv + 1);
 	fprintf(stderr, "ferry: unknown command '%s'\n", verb);
 	usage(stderr);
-	return EXIT_USAGE;
+	return FERRY_EXIT_USAGE;
 }

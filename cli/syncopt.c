@@ -3,6 +3,7 @@
 #include "syncopt.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -181,16 +182,32 @@ static int push_str(const char ***arr, size_t *n, const char *str)
 	return 0;
 }
 
+/* The options that only set a flag: where the flag is in cli_sync. */
+static const struct sync_flag {
+	int opt;
+	size_t offset;
+} sync_flags[] = {
+        {'n', offsetof(cli_sync, o.dry_run)},
+        {OPT_DELETE, offsetof(cli_sync, o.delete_extraneous)},
+        {OPT_CHECKSUM, offsetof(cli_sync, o.checksum)},
+        {OPT_ITEMIZE, offsetof(cli_sync, itemize)},
+        {OPT_STATS, offsetof(cli_sync, stats)},
+        {OPT_JSON, offsetof(cli_sync, json)},
+        {OPT_PROGRESS, offsetof(cli_sync, progress)},
+        {OPT_VERIFY, offsetof(cli_sync, o.verify)},
+        {OPT_FORCE, offsetof(cli_sync, o.force)},
+        {OPT_FSYNC, offsetof(cli_sync, o.fsync_all)},
+};
+
 int cli_sync_option(cli_sync *cs, int opt, const char *arg)
 {
 	long long v;
+	for (size_t i = 0; i < sizeof(sync_flags) / sizeof(sync_flags[0]); i++)
+		if (sync_flags[i].opt == opt) {
+			*(int *)(void *)((char *)cs + sync_flags[i].offset) = 1;
+			return 1;
+		}
 	switch (opt) {
-	case 'n':
-		cs->o.dry_run = 1;
-		return 1;
-	case OPT_DELETE:
-		cs->o.delete_extraneous = 1;
-		return 1;
 	case OPT_MAX_DELETE:
 		if (cli_parse_ll(arg, &v)) {
 			cli_error("bad --max-delete '%s' (a number >= 0)", arg);
@@ -220,30 +237,6 @@ int cli_sync_option(cli_sync *cs, int opt, const char *arg)
 		                arg) < 0
 		               ? -1
 		               : 1;
-	case OPT_CHECKSUM:
-		cs->o.checksum = 1;
-		return 1;
-	case OPT_ITEMIZE:
-		cs->itemize = 1;
-		return 1;
-	case OPT_STATS:
-		cs->stats = 1;
-		return 1;
-	case OPT_JSON:
-		cs->json = 1;
-		return 1;
-	case OPT_PROGRESS:
-		cs->progress = 1;
-		return 1;
-	case OPT_VERIFY:
-		cs->o.verify = 1;
-		return 1;
-	case OPT_FORCE:
-		cs->o.force = 1;
-		return 1;
-	case OPT_FSYNC:
-		cs->o.fsync_all = 1;
-		return 1;
 	case OPT_STATE_DIR:
 		cs->o.state_dir = arg;
 		return 1;
@@ -273,18 +266,23 @@ int cli_sync_finish(cli_sync *cs, char **sources, size_t n, const char *dest)
 	return 0;
 }
 
-static const char *code_name(int code)
-{
-	switch (code) {
-#define FERRY_X_(name, value, text)                                            \
-	case value:                                                            \
-		return #name;
-		FERRY_ERROR_TABLE(FERRY_X_)
-#undef FERRY_X_
-	default:
-		return "FERRY_ERROR";
-	}
-}
+/* The counters of a report, by their --json names. */
+static const struct counter {
+	const char *name;
+	size_t offset; /* of a uint64_t in ferry_sync_report */
+} counters[] = {
+        {"files_scanned", offsetof(ferry_sync_report, files_scanned)},
+        {"dirs_scanned", offsetof(ferry_sync_report, dirs_scanned)},
+        {"files_uploaded", offsetof(ferry_sync_report, files_uploaded)},
+        {"files_updated", offsetof(ferry_sync_report, files_updated)},
+        {"files_deleted", offsetof(ferry_sync_report, files_deleted)},
+        {"dirs_created", offsetof(ferry_sync_report, dirs_created)},
+        {"dirs_deleted", offsetof(ferry_sync_report, dirs_deleted)},
+        {"symlinks_created", offsetof(ferry_sync_report, symlinks_created)},
+        {"bytes_sent", offsetof(ferry_sync_report, bytes_sent)},
+        {"round_trips", offsetof(ferry_sync_report, round_trips)},
+        {"requests", offsetof(ferry_sync_report, requests)},
+};
 
 void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
                           const ferry_sync_report *r, const char *errmsg)
@@ -296,17 +294,10 @@ void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
 	         : rc == FERRY_EPARTIAL ? "partial"
 	                                : "error");
 	json_str(j, "error", rc && rc != FERRY_EPARTIAL ? errmsg : NULL);
-	json_u64(j, "files_scanned", r->files_scanned);
-	json_u64(j, "dirs_scanned", r->dirs_scanned);
-	json_u64(j, "files_uploaded", r->files_uploaded);
-	json_u64(j, "files_updated", r->files_updated);
-	json_u64(j, "files_deleted", r->files_deleted);
-	json_u64(j, "dirs_created", r->dirs_created);
-	json_u64(j, "dirs_deleted", r->dirs_deleted);
-	json_u64(j, "symlinks_created", r->symlinks_created);
-	json_u64(j, "bytes_sent", r->bytes_sent);
-	json_u64(j, "round_trips", r->round_trips);
-	json_u64(j, "requests", r->requests);
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		json_u64(j, counters[i].name,
+		         *(const uint64_t *)(const void *)((const char *)r +
+		                                           counters[i].offset));
 	json_bool(j, "verified", r->verified);
 	json_key_obj(j, "time_ms");
 	json_num(j, "scan", r->ms_scan);
@@ -326,7 +317,7 @@ void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
 		if (c->target)
 			json_str(j, "target", c->target);
 		if (c->error) {
-			json_str(j, "error", code_name(c->error));
+			json_str(j, "error", ferry_error_name(c->error));
 			json_str(j, "message", c->errmsg);
 		}
 		json_close_obj(j);
@@ -336,7 +327,7 @@ void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
 	for (size_t i = 0; i < r->error_count; i++) {
 		json_obj(j);
 		json_str(j, "path", r->errors[i].path);
-		json_str(j, "code", code_name(r->errors[i].code));
+		json_str(j, "code", ferry_error_name(r->errors[i].code));
 		json_str(j, "message", r->errors[i].message);
 		json_close_obj(j);
 	}
@@ -380,7 +371,7 @@ int cli_sync_report(cli_sync *cs, const char *command, int rc,
 {
 	clear_bar(cs);
 	FILE *out = cs->to_stderr ? stderr : stdout;
-	int status = rc == 0 ? EXIT_OK : cli_exit_for(rc);
+	int status = rc == 0 ? FERRY_EXIT_OK : cli_exit_for(rc);
 	if (cs->json) {
 		json j;
 		json_begin(&j, stdout);
@@ -415,38 +406,50 @@ int cli_sync_report(cli_sync *cs, const char *command, int rc,
 	return status;
 }
 
-int cli_sync_parse(cli_conn *c, cli_sync *cs, int argc, char **argv,
-                   const char *usage, const char *help, char **dest)
+static int sync_option(void *cs, int opt, char *arg)
+{
+	return cli_sync_option(cs, opt, arg);
+}
+
+/* Options, SRC..., [USER@]HOST:DEST; then cli_sync_finish.  -1 to go on,
+ * else the exit status (help printed, or a usage error). */
+static int sync_parse(cli_conn *c, cli_sync *cs, int argc, char **argv,
+                      const char *usage, const char *help)
 {
 	static const struct option longopts[] = {
 	        CLI_CONN_LONGOPTS,
 	        CLI_SYNC_LONGOPTS,
 	        {"help", no_argument, NULL, 'h'},
 	        {0}};
-	int opt;
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv,
-	                          CLI_CONN_SHORTOPTS CLI_SYNC_SHORTOPTS "h",
-	                          longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			printf("usage: %s\n\n%s", usage, help);
-			return EXIT_OK;
-		}
-		int u = cli_conn_option(c, opt, optarg);
-		if (!u)
-			u = cli_sync_option(cs, opt, optarg);
-		if (u < 0)
-			return cli_usage_line(usage);
-		if (u == 0)
-			return cli_usage_error(usage, "unknown option '%s'",
-			                       argv[optind - 1]);
-	}
+	char *dest = NULL;
+	int rc = cli_parse_options(c, argc, argv,
+	                           CLI_CONN_SHORTOPTS CLI_SYNC_SHORTOPTS "h",
+	                           longopts, usage, help, sync_option, cs);
+	if (rc >= 0)
+		return rc;
 	if (argc - optind < 2)
 		return cli_usage_error(usage,
 		                       "expected SRC... and [USER@]HOST:DEST");
-	if (cli_conn_target(c, argv[argc - 1], 1, dest) < 0)
+	if (cli_conn_target(c, argv[argc - 1], 1, &dest) < 0)
 		return cli_usage_line(usage);
-	cli_sync_finish(cs, argv + optind, (size_t)(argc - 1 - optind), *dest);
+	cli_sync_finish(cs, argv + optind, (size_t)(argc - 1 - optind), dest);
 	return -1;
+}
+
+int cli_sync_main(int argc, char **argv, const char *usage, const char *help,
+                  int (*run)(cli_conn *c, cli_sync *cs, ferry_sync_report *r))
+{
+	cli_conn c;
+	cli_sync cs;
+	ferry_sync_report r;
+	cli_conn_init(&c);
+	cli_sync_init(&cs, &c);
+	memset(&r, 0, sizeof(r));
+	int rc = sync_parse(&c, &cs, argc, argv, usage, help);
+	if (rc < 0)
+		rc = run(&c, &cs, &r);
+	ferry_sync_report_free(&r);
+	cli_sync_free(&cs);
+	cli_conn_free(&c);
+	return rc;
 }

@@ -26,22 +26,27 @@ enum {
 };
 
 #define CLI_SYNC_SHORTOPTS "n"
-#define CLI_SYNC_LONGOPTS                                                      \
-	{"dry-run", no_argument, NULL, 'n'},                                   \
-	        {"delete", no_argument, NULL, OPT_DELETE},                     \
-	        {"max-delete", required_argument, NULL, OPT_MAX_DELETE},       \
+/* The transfer options exec --push takes too. */
+#define CLI_SYNC_EXEC_LONGOPTS                                                 \
+	{"delete", no_argument, NULL, OPT_DELETE},                             \
 	        {"exclude", required_argument, NULL, OPT_EXCLUDE},             \
 	        {"exclude-from", required_argument, NULL, OPT_EXCLUDE_FROM},   \
 	        {"checksum", no_argument, NULL, OPT_CHECKSUM},                 \
-	        {"itemize-changes", no_argument, NULL, OPT_ITEMIZE},           \
-	        {"stats", no_argument, NULL, OPT_STATS},                       \
-	        {"json", no_argument, NULL, OPT_JSON},                         \
-	        {"progress", no_argument, NULL, OPT_PROGRESS},                 \
 	        {"verify", no_argument, NULL, OPT_VERIFY},                     \
 	        {"force", no_argument, NULL, OPT_FORCE},                       \
 	        {"fsync", no_argument, NULL, OPT_FSYNC},                       \
+	        {"state-dir", required_argument, NULL, OPT_STATE_DIR},         \
+	        {"itemize-changes", no_argument, NULL, OPT_ITEMIZE},           \
+	        {"stats", no_argument, NULL, OPT_STATS},                       \
 	{                                                                      \
-		"state-dir", required_argument, NULL, OPT_STATE_DIR            \
+		"json", no_argument, NULL, OPT_JSON                            \
+	}
+/* Those of push and status. */
+#define CLI_SYNC_LONGOPTS                                                      \
+	CLI_SYNC_EXEC_LONGOPTS, {"dry-run", no_argument, NULL, 'n'},           \
+	        {"max-delete", required_argument, NULL, OPT_MAX_DELETE},       \
+	{                                                                      \
+		"progress", no_argument, NULL, OPT_PROGRESS                    \
 	}
 
 typedef struct cli_sync {
@@ -72,11 +77,11 @@ void cli_sync_free(cli_sync *cs);
 int cli_sync_option(cli_sync *cs, int opt, const char *arg);
 /* Sources, destination: fills cs->o (callbacks included). */
 int cli_sync_finish(cli_sync *cs, char **sources, size_t n, const char *dest);
-/* The command line of push and status: options, SRC..., [USER@]HOST:DEST;
- * then cli_sync_finish.  -1 to go on, else the exit status (help printed,
- * or a usage error). */
-int cli_sync_parse(cli_conn *c, cli_sync *cs, int argc, char **argv,
-                   const char *usage, const char *help, char **dest);
+/* The command line of push and status (options, SRC...,
+ * [USER@]HOST:DEST, then cli_sync_finish), then run: the exit status of
+ * run, or of a usage error or --help. */
+int cli_sync_main(int argc, char **argv, const char *usage, const char *help,
+                  int (*run)(cli_conn *c, cli_sync *cs, ferry_sync_report *r));
 /* Print the outcome: itemize lines were printed as they came; this prints
  * the summary or --stats, or the --json object (with the rest of the
  * exec object when exec_fields is set).  Returns the exit status. */

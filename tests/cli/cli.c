@@ -34,6 +34,44 @@ static int count_substr(const char *s, const char *sub)
 	return n;
 }
 
+/* Run ferry with a shell-quoted argument string, expecting the exit status
+ * and needle in what it printed on stderr; returns that (caller frees). */
+static char *expect_exit(int status, const char *needle, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static char *expect_exit(int status, const char *needle, const char *fmt, ...)
+{
+	char *args = NULL, *err = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	cr_assert(vasprintf(&args, fmt, ap) >= 0);
+	va_end(ap);
+	int rc = ferry_run(NULL, &err, "%s", args);
+	cr_assert_eq(rc, status, "'ferry %s' exited %d: %s", args, rc, err);
+	cr_assert(strstr(err, needle) != NULL, "'ferry %s': %s", args, err);
+	free(args);
+	return err;
+}
+
+/* The python statements asserts hold for the JSON file at path, loaded as
+ * d: 0, else the exit status of python3. */
+static int json_holds(const char *path, const char *asserts)
+{
+	return fx_sh("python3 -c 'import json,sys; d=json.load(open(\"%s\"));"
+	             "%s'",
+	             path, asserts);
+}
+
+/* The same for JSON text, written to DIR/out.json. */
+static int json_text_holds(const char *dir, const char *text,
+                           const char *asserts)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/out.json", dir);
+	cr_assert_eq(fx_write_file(path, text, strlen(text), 0600), 0);
+	return json_holds(path, asserts);
+}
+
 /* Each malformed command line: exit 2, one usage line, a message. */
 static void expect_usage(const char *args)
 {
@@ -180,24 +218,18 @@ Test(cli, ping_exit_statuses)
 	free(out);
 	free(err);
 	/* Unknown host under strict: 255 and one line naming the problem. */
-	rc = ferry_run(&out, &err,
-	               "ping -p %d -i %s --known-hosts /dev/null --host-key "
-	               "strict 127.0.0.1",
-	               sv->port, sv->key_ed25519);
-	cr_assert_eq(rc, 255);
+	err = expect_exit(255, "host key",
+	                  "ping -p %d -i %s --known-hosts /dev/null --host-key "
+	                  "strict 127.0.0.1",
+	                  sv->port, sv->key_ed25519);
 	cr_assert_eq(count_substr(err, "\n"), 1, "%s", err);
-	cr_assert(strstr(err, "host key") != NULL, "%s", err);
-	free(out);
 	free(err);
 	/* Failed authentication: 255. */
 	char *dir = fx_tmpdir("key");
 	cr_assert_eq(fx_sh("ssh-keygen -q -t ed25519 -N '' -f %s/k", dir), 0);
-	rc = ferry_run(NULL, &err,
-	               "ping -p %d -i %s/k --known-hosts %s 127.0.0.1",
-	               sv->port, dir, sv->known_hosts);
-	cr_assert_eq(rc, 255);
-	cr_assert(strstr(err, "auth") != NULL, "%s", err);
-	free(err);
+	free(expect_exit(255, "auth",
+	                 "ping -p %d -i %s/k --known-hosts %s 127.0.0.1",
+	                 sv->port, dir, sv->known_hosts));
 	free(dir);
 }
 
@@ -214,10 +246,8 @@ Test(cli, target_parsing_user_and_ipv6)
 	free(err);
 	/* An IPv6 literal in brackets reaches the resolver as ::1 (nothing
 	 * listens there: a connection error, not a usage error). */
-	rc = ferry_run(NULL, &err, "ping -p 1 --connect-timeout 2 'u@[::1]'");
-	cr_assert_eq(rc, 255, "%s", err);
-	cr_assert(strstr(err, "::1") != NULL, "%s", err);
-	free(err);
+	free(expect_exit(255, "::1",
+	                 "ping -p 1 --connect-timeout 2 'u@[::1]'"));
 }
 
 Test(cli, status_json_parses_and_holds_the_fields)
@@ -233,21 +263,18 @@ Test(cli, status_json_parses_and_holds_the_fields)
 	                   "u@example.invalid:dest",
 	                   dir, dir);
 	cr_assert_eq(rc, 0, "%s", err);
-	char path[600];
-	snprintf(path, sizeof(path), "%s/out.json", dir);
-	cr_assert_eq(fx_write_file(path, out, strlen(out), 0600), 0);
 	cr_assert_eq(
-	        fx_sh("python3 -c 'import json,sys; d=json.load(open(\"%s\"));"
-	              " assert d[\"command\"]==\"status\";"
-	              " assert d[\"files_uploaded\"]==2, d;"
-	              " assert d[\"dirs_created\"]==1, d;"
-	              " assert d[\"round_trips\"]==0;"
-	              " assert {c[\"itemize\"] for c in d[\"changes\"]}"
-	              "=={\">f+++++++++\",\"cd+++++++++\"}, d;"
-	              " [d[k] for k in (\"files_scanned\",\"bytes_sent\","
-	              "\"requests\",\"verified\",\"time_ms\",\"errors\","
-	              "\"exit_status\",\"result\")]'",
-	              path),
+	        json_text_holds(
+	                dir, out,
+	                " assert d[\"command\"]==\"status\";"
+	                " assert d[\"files_uploaded\"]==2, d;"
+	                " assert d[\"dirs_created\"]==1, d;"
+	                " assert d[\"round_trips\"]==0;"
+	                " assert {c[\"itemize\"] for c in d[\"changes\"]}"
+	                "=={\">f+++++++++\",\"cd+++++++++\"}, d;"
+	                " [d[k] for k in (\"files_scanned\",\"bytes_sent\","
+	                "\"requests\",\"verified\",\"time_ms\",\"errors\","
+	                "\"exit_status\",\"result\")]"),
 	        0, "%s", out);
 	free(out);
 	free(err);
@@ -278,18 +305,15 @@ Test(cli, exec_push_then_command_in_one_session_json)
 	        sv->port, sv->key_ed25519, sv->known_hosts, dir, dir, dir, dir,
 	        dir);
 	cr_assert_eq(rc, 7, "%s %s", out, err);
-	char path[600];
-	snprintf(path, sizeof(path), "%s/o.json", dir);
-	cr_assert_eq(fx_write_file(path, out, strlen(out), 0600), 0);
-	cr_assert_eq(fx_sh("python3 -c 'import json; d=json.load(open(\"%s\"));"
-	                   " assert d[\"command\"]==\"exec\";"
-	                   " assert d[\"exit_status\"]==7 and "
-	                   "d[\"command_status\"]==7;"
-	                   " assert d[\"stdout\"]==\"v1\\n600\\n\", d;"
-	                   " assert d[\"push\"][\"files_uploaded\"]==2, d;"
-	                   " assert d[\"push\"][\"result\"]==\"ok\"'",
-	                   path),
-	             0, "%s", out);
+	cr_assert_eq(
+	        json_text_holds(dir, out,
+	                        " assert d[\"command\"]==\"exec\";"
+	                        " assert d[\"exit_status\"]==7 and "
+	                        "d[\"command_status\"]==7;"
+	                        " assert d[\"stdout\"]==\"v1\\n600\\n\", d;"
+	                        " assert d[\"push\"][\"files_uploaded\"]==2, d;"
+	                        " assert d[\"push\"][\"result\"]==\"ok\""),
+	        0, "%s", out);
 	free(out);
 	free(err);
 	/* --push without --to is bad usage. */
@@ -370,13 +394,11 @@ Test(cli, partial_push_exits_23)
 	snprintf(path, sizeof(path), "%s/j2", dir);
 	out = fx_read_file(path, NULL);
 	cr_assert_eq(rc, 23, "exit %d: %s", rc, out);
-	cr_assert_eq(fx_sh("python3 -c 'import json; d=json.load(open(\"%s\"));"
-	                   " assert d[\"result\"]==\"partial\", d;"
-	                   " assert d[\"exit_status\"]==23;"
-	                   " assert [e[\"path\"] for e in "
-	                   "d[\"errors\"]]==[\"locked\"], d;"
-	                   " assert d[\"files_uploaded\"]==1, d'",
-	                   path),
+	cr_assert_eq(json_holds(path, " assert d[\"result\"]==\"partial\", d;"
+	                              " assert d[\"exit_status\"]==23;"
+	                              " assert [e[\"path\"] for e in "
+	                              "d[\"errors\"]]==[\"locked\"], d;"
+	                              " assert d[\"files_uploaded\"]==1, d"),
 	             0, "%s", out);
 	cr_assert_eq(fx_sh("test -f %s/dst2/ok && test ! -e %s/dst2/locked",
 	                   dir, dir),
