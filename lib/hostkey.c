@@ -18,12 +18,7 @@
 #include "alloc.h"
 #include "b64.h"
 #include "buf.h"
-
-char *ferry__home_path(const char *rel)
-{
-	const char *home = ferry__home_dir();
-	return ferry__asprintf("%s/%s", home ? home : "", rel);
-}
+#include "os.h"
 
 static char *host_pattern(const char *host, int port)
 {

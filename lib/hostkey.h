@@ -7,7 +7,6 @@
 #include "session.h"
 
 /* "$HOME/rel" (or the passwd home); caller frees.  NULL on ENOMEM. */
-char *ferry__home_path(const char *rel);
 /* Before the handshake: prefer the host-key algorithms known_hosts holds
  * for this host. */
 int ferry__hostkey_prefer(ferry_session *s, const char *path);

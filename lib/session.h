@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "ferry.h"
+#include "os.h"
 
 typedef struct ferry__io ferry__io;
 struct ferry__io {
@@ -88,9 +89,6 @@ struct ferry_session {
 	const void *startup_owner; /* whose channel request awaits its reply */
 };
 
-int64_t ferry__now_ms(void);
-double ferry__now_ms_f(void);
-
 /* Error text on the session.  Returns code, so: return ferry__seterr(...). */
 int ferry__seterr(ferry_session *s, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -114,10 +112,12 @@ int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
  * input when it is not blocked).  For setup code that drives one libssh2
  * call until it stops returning LIBSSH2_ERROR_EAGAIN. */
 int ferry__session_wait(ferry_session *s, int64_t deadline_ms, unsigned flags);
+/* Wait for fd (e.g. a socket being connected) in events until deadline_ms
+ * or an interrupt (unless flags has FERRY__RUN_NOINTR); *revents gets what
+ * poll reported. */
+int ferry__session_wait_fd(ferry_session *s, int fd, short events,
+                           int64_t deadline_ms, unsigned flags, short *revents);
 
-/* The login directory: $HOME when absolute, else the password
- * database's; NULL when neither is. */
-const char *ferry__home_dir(void);
 /* "user@host:port" ([host] for IPv6), the key of a target: user NULL
  * means the local user, port 0 means 22.  Caller frees. */
 char *ferry__target_string(const char *user, const char *host, int port);

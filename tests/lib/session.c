@@ -397,6 +397,27 @@ Test(session, interrupt_during_connect)
 	close(lfd);
 }
 
+/* ferry_session_open has no error buffer: its message stays readable. */
+Test(session, failed_open_leaves_its_message_in_last_errmsg)
+{
+	ferry_session_opts o;
+	ferry_session *s = (ferry_session *)1;
+	fx_opts(fx_shared(), &o);
+	o.port = closed_port();
+	cr_assert_eq(ferry_session_open(&s, &o), FERRY_ECONN);
+	cr_assert_null(s);
+	cr_assert(strstr(ferry_last_errmsg(), "refused") &&
+	                  strstr(ferry_last_errmsg(), "127.0.0.1"),
+	          "last errmsg: '%s'", ferry_last_errmsg());
+	o.host = NULL;
+	cr_assert_eq(ferry_session_open(&s, &o), FERRY_EINVALID);
+	cr_assert(strstr(ferry_last_errmsg(), "no host"), "%s",
+	          ferry_last_errmsg());
+	s = fx_connect(fx_shared());
+	cr_assert_str_empty(ferry_last_errmsg());
+	ferry_session_close(s);
+}
+
 Test(session, bad_options_are_invalid)
 {
 	ferry_session *s = (ferry_session *)1;

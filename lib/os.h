@@ -1,0 +1,18 @@
+/* os.h - operating-system helpers shared by every module: the clocks, the
+ * login directory, the local user. */
+#ifndef FERRY_OS_H
+#define FERRY_OS_H
+
+#include <stdint.h>
+
+/* CLOCK_MONOTONIC in ms, whole and fractional. */
+int64_t ferry__now_ms(void);
+double ferry__now_ms_f(void);
+/* $HOME when absolute, else the password entry's; NULL when neither. */
+const char *ferry__home_dir(void);
+/* "<home>/<rel>", allocated; NULL on ENOMEM. */
+char *ferry__home_path(const char *rel);
+/* The effective user's login name ($USER, then "root" as fallbacks). */
+const char *ferry__local_user(void);
+
+#endif
