@@ -10,8 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sshconfig.h"
-
 static char *own(cli_conn *c, char *s)
 {
 	if (s && c->owned_count < sizeof(c->owned) / sizeof(c->owned[0]))
@@ -140,7 +138,6 @@ int cli_conn_option(cli_conn *c, int opt, const char *arg)
 			return -1;
 		}
 		c->o.port = (int)v;
-		c->port_set = 1;
 		return 1;
 	case 'i':
 		if (c->identity_count >=
@@ -178,7 +175,6 @@ int cli_conn_option(cli_conn *c, int opt, const char *arg)
 			          arg);
 			return -1;
 		}
-		c->policy_set = 1;
 		return 1;
 	case OPT_CONNECT_TIMEOUT:
 		if (cli_parse_ms(arg, 1, &c->o.connect_timeout_ms) ||
@@ -187,7 +183,6 @@ int cli_conn_option(cli_conn *c, int opt, const char *arg)
 			          arg);
 			return -1;
 		}
-		c->timeout_set = 1;
 		return 1;
 	default:
 		return 0;
@@ -243,8 +238,18 @@ int cli_conn_target(cli_conn *c, const char *arg, int want_path, char **path)
 		cli_error("out of memory");
 		return -1;
 	}
-	if (ferry_cli_sshconfig_apply(c) < 0)
-		return -1;
+	/* -F FILE, else ~/.ssh/config when there is one: the library reads
+	 * it (HostName, User, Port...) under what the command line set. */
+	const char *home = getenv("HOME");
+	char *deflt = NULL;
+	if (!c->config_file && home &&
+	    asprintf(&deflt, "%s/.ssh/config", home) >= 0) {
+		if (access(deflt, F_OK) == 0)
+			c->config_file = own(c, deflt);
+		else
+			free(deflt);
+	}
+	c->o.ssh_config = c->config_file;
 	c->o.host = c->host;
 	c->o.user = c->user;
 	if (c->identity_count) {
@@ -271,7 +276,7 @@ int cli_connect(cli_conn *c, ferry_session **out)
 	ferry_session *s = NULL;
 	int rc = ferry_session_new(&s, &c->o);
 	if (rc) {
-		cli_error("invalid connection options for %s", c->host);
+		cli_error("%s", ferry_last_errmsg());
 		return FERRY_EXIT_USAGE;
 	}
 	struct sigaction sa;
@@ -299,9 +304,4 @@ void cli_disconnect(ferry_session *s)
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	ferry_session_close(s);
-}
-
-char *cli_own(cli_conn *c, char *s)
-{
-	return own(c, s);
 }

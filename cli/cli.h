@@ -47,7 +47,6 @@ typedef struct cli_conn {
 	ferry_session_opts o;
 	const char *identities[16];
 	size_t identity_count;
-	int port_set, policy_set, timeout_set;
 	const char *config_file;
 	int verbose, quiet;
 	char *user, *host; /* parsed from [USER@]HOST */

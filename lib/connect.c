@@ -20,6 +20,7 @@
 #include "error.h"
 #include "hostkey.h"
 #include "os.h"
+#include "sshconfig.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 15000
 #define DEFAULT_KEEPALIVE_S        15
@@ -117,7 +118,12 @@ static int session_new(ferry_session **out, const ferry_session_opts *o)
 		return FERRY_ENOMEM;
 	s->fd = -1;
 	s->intr_pipe[0] = s->intr_pipe[1] = -1;
-	s->opts = *o;
+	*out = s;
+	int rc = ferry__opts_resolve(&s->opts, &s->sshcfg, o, s->errmsg,
+	                             sizeof(s->errmsg));
+	if (rc)
+		return rc;
+	o = &s->opts;
 	s->log = o->log;
 	s->log_ctx = o->log_ctx;
 	s->port = o->port ? o->port : 22;
@@ -126,7 +132,6 @@ static int session_new(ferry_session **out, const ferry_session_opts *o)
 	        o->idle_timeout_ms
 	                ? o->idle_timeout_ms
 	                : (s->keepalive_s > 0 ? s->keepalive_s * 4000 : 0);
-	*out = s;
 	s->host = ferry__strdup(o->host);
 	s->user = ferry__strdup(o->user ? o->user : ferry__local_user());
 	if (!s->host || !s->user)
@@ -238,7 +243,7 @@ static const char *opts_problem(const ferry_session_opts *o)
 {
 	if (!o)
 		return "no options given";
-	if (o->version != FERRY_SESSION_OPTS_VERSION)
+	if (o->version < 1 || o->version > FERRY_SESSION_OPTS_VERSION)
 		return "unknown options version";
 	if (!o->host || !*o->host)
 		return "no host";

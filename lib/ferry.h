@@ -108,7 +108,9 @@ enum { FERRY_LOG_DEBUG = 0, FERRY_LOG_INFO = 1, FERRY_LOG_WARN = 2 };
 
 typedef void (*ferry_log_fn)(void *ctx, int level, const char *msg);
 
-#define FERRY_SESSION_OPTS_VERSION 1
+/* Version 2 added ssh_config; a version-1 struct (without it) is accepted
+ * everywhere a ferry_session_opts is. */
+#define FERRY_SESSION_OPTS_VERSION 2
 
 /* Every field left zero takes its documented default. */
 typedef struct ferry_session_opts {
@@ -130,13 +132,19 @@ typedef struct ferry_session_opts {
 	int no_agent;           /* do not try ssh-agent */
 	ferry_log_fn log;       /* warnings and debug text; NULL: silent */
 	void *log_ctx;
+	/* Version 2.  An ssh_config file, read as `ssh -F FILE` does for the
+	 * alias `host` (NULL: none): HostName, User, Port, IdentityFile (after
+	 * identity_files), UserKnownHostsFile, StrictHostKeyChecking (when
+	 * host_key_policy is left at accept-new), ConnectTimeout.  A field set
+	 * here wins over the file. */
+	const char *ssh_config;
 } ferry_session_opts;
 
 #define FERRY_SESSION_OPTS_INIT                                                \
 	{                                                                      \
 		FERRY_SESSION_OPTS_VERSION, NULL, 0, NULL, NULL, 0, NULL,      \
 		        NULL, FERRY_HOSTKEY_ACCEPT_NEW, 0, 0, 0, 0, 0, NULL,   \
-		        NULL                                                   \
+		        NULL, NULL                                             \
 	}
 
 /* Fill *opts with the defaults of the given struct version (pass

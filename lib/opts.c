@@ -1,17 +1,17 @@
 /* opts.c - ferry_*_opts_init: the option-struct defaults for callers that
  * cannot use the *_INIT macros (bindings), for every struct version this
  * library accepts. */
+#include <stddef.h>
 #include <string.h>
 
 #include "error.h"
 #include "ferry.h"
 
 /* Copy the defaults of version v (1..cur) of a struct whose first field is
- * its unsigned version.  Every version so far has the current layout, so
- * the whole struct is written; a later version that grows the struct keeps
- * a table of sizes here. */
-static int opts_init(void *opts, const void *def, size_t size, const char *what,
-                     unsigned int v, unsigned int cur)
+ * its unsigned version: sizes[v - 1] bytes, the size of that version, so a
+ * caller's older, smaller struct is never written past. */
+static int opts_init(void *opts, const void *def, const size_t *sizes,
+                     const char *what, unsigned int v, unsigned int cur)
 {
 	if (!opts) {
 		ferry__last_errmsg_set("%s_init: NULL options pointer", what);
@@ -23,7 +23,7 @@ static int opts_init(void *opts, const void *def, size_t size, const char *what,
 		                       what, v, cur);
 		return FERRY_EINVALID;
 	}
-	memcpy(opts, def, size);
+	memcpy(opts, def, sizes[v - 1]);
 	memcpy(opts, &v, sizeof v);
 	ferry__last_errmsg_set(NULL);
 	return 0;
@@ -32,20 +32,24 @@ static int opts_init(void *opts, const void *def, size_t size, const char *what,
 int ferry_session_opts_init(ferry_session_opts *opts, unsigned int version)
 {
 	static const ferry_session_opts def = FERRY_SESSION_OPTS_INIT;
-	return opts_init(opts, &def, sizeof def, "ferry_session_opts", version,
+	static const size_t sizes[] = {offsetof(ferry_session_opts, ssh_config),
+	                               sizeof def};
+	return opts_init(opts, &def, sizes, "ferry_session_opts", version,
 	                 FERRY_SESSION_OPTS_VERSION);
 }
 
 int ferry_sync_opts_init(ferry_sync_opts *opts, unsigned int version)
 {
 	static const ferry_sync_opts def = FERRY_SYNC_OPTS_INIT;
-	return opts_init(opts, &def, sizeof def, "ferry_sync_opts", version,
+	static const size_t sizes[] = {sizeof def};
+	return opts_init(opts, &def, sizes, "ferry_sync_opts", version,
 	                 FERRY_SYNC_OPTS_VERSION);
 }
 
 int ferry_exec_opts_init(ferry_exec_opts *opts, unsigned int version)
 {
 	static const ferry_exec_opts def = FERRY_EXEC_OPTS_INIT;
-	return opts_init(opts, &def, sizeof def, "ferry_exec_opts", version,
+	static const size_t sizes[] = {sizeof def};
+	return opts_init(opts, &def, sizes, "ferry_exec_opts", version,
 	                 FERRY_EXEC_OPTS_VERSION);
 }

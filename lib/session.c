@@ -351,6 +351,7 @@ void ferry_session_close(ferry_session *s)
 	for (size_t i = 0;
 	     i < sizeof(s->info_strings) / sizeof(s->info_strings[0]); i++)
 		ferry__free(s->info_strings[i]);
+	ferry__sshcfg_free(&s->sshcfg);
 	ferry__free(s->host);
 	ferry__free(s->user);
 	ferry__free(s->target);

@@ -22,6 +22,7 @@
 
 #include "ferry.h"
 #include "os.h"
+#include "sshconfig.h"
 
 typedef struct ferry__io ferry__io;
 struct ferry__io {
@@ -63,8 +64,10 @@ struct ferry_session {
 
 	char *host, *user, *target; /* target: user@host:port */
 	int port;
-	ferry_session_opts
-	        opts; /* strings not owned; only scalars used after open */
+	/* The caller's options with ssh_config applied (ferry__opts_resolve):
+	 * strings in sshcfg or the caller's, used until connect returns. */
+	ferry_session_opts opts;
+	ferry__sshcfg sshcfg;
 	ferry_log_fn log;
 	void *log_ctx;
 

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "error.h"
+#include "sshconfig.h"
 #include "sync/report.h"
 
 static void set_err(char *errmsg, size_t size, const char *msg)
@@ -124,7 +126,7 @@ out:
 	return error;
 }
 
-int ferry_sync_status(const ferry_session_opts *conn,
+static int status_run(const ferry_session_opts *conn,
                       const ferry_sync_opts *opts, ferry_sync_report *report,
                       char *errmsg, size_t errmsg_size)
 {
@@ -159,5 +161,29 @@ out:
 	report->ms_total += ferry__sync_now_ms() - t0;
 	if (report == &tmp)
 		ferry_sync_report_free(&tmp);
+	return error;
+}
+
+/* The target is named as a session would name it: conn with its ssh_config
+ * applied.  The message also goes to the thread's last error. */
+int ferry_sync_status(const ferry_session_opts *conn,
+                      const ferry_sync_opts *opts, ferry_sync_report *report,
+                      char *errmsg, size_t errmsg_size)
+{
+	ferry_session_opts o;
+	ferry__sshcfg cfg;
+	char msg[FERRY_ERRMSG_SIZE] = "";
+	int error = 0;
+	memset(&cfg, 0, sizeof(cfg));
+	if (conn && conn->host && *conn->host) {
+		error = ferry__opts_resolve(&o, &cfg, conn, msg, sizeof(msg));
+		conn = &o;
+	}
+	if (!error)
+		error = status_run(conn, opts, report, msg, sizeof(msg));
+	ferry__sshcfg_free(&cfg);
+	set_err(errmsg, errmsg_size, msg);
+	ferry__last_errmsg_set("%s",
+	                       error && !msg[0] ? ferry_strerror(error) : msg);
 	return error;
 }
