@@ -93,7 +93,8 @@ static void progress(cx *c, uint64_t bytes)
 
 /* Record a failure of x: code, message, report entry.  remote: the
  * server refused (the manifest stops vouching for the remote). */
-static void failv(op *x, int code, int remote, const char *fmt, va_list ap)
+__attribute__((format(printf, 4, 0))) static void
+failv(op *x, int code, int remote, const char *fmt, va_list ap)
 {
 	cx *c = x->c;
 	char msg[900];
