@@ -104,7 +104,7 @@ failv(op *x, int code, int remote, const char *fmt, va_list ap)
 	x->err = ferry__strdup(msg);
 	x->remote = (uint8_t)remote;
 	if (x->ai != SIZE_MAX)
-		act(x)->error = code ? code : FERRY_ERROR;
+		ferry__action_fail(act(x), code ? code : FERRY_ERROR);
 	if (ferry__sftp_dead(c->sf)) {
 		/* The connection is gone: one error for the push, not one
 		 * per file. */
@@ -375,15 +375,8 @@ check:
 
 static void commit_upload(op *x)
 {
-	ferry__action *a = act(x);
-	a->committed = 1;
-	if (x->hash_ok && !x->hash_broken) {
-		a->entry.hash = x->hash;
-		a->entry.flags |= FERRY__ME_HASHED;
-		a->flags &= ~(uint32_t)FERRY__ACT_UNHASHED;
-	} else {
-		a->flags |= FERRY__ACT_UNHASHED;
-	}
+	ferry__action_uploaded(act(x),
+	                       x->hash_ok && !x->hash_broken ? &x->hash : NULL);
 }
 
 static void rename_cb(void *ctx, const ferry__sftp_reply *r)
@@ -406,7 +399,7 @@ static void rename_cb(void *ctx, const ferry__sftp_reply *r)
 		commit_upload(x);
 		progress(c, a->entry.size);
 	} else {
-		a->committed = 1;
+		ferry__action_commit(a);
 		progress(c, 0);
 	}
 }
@@ -576,7 +569,7 @@ static void dir_ok(op *x)
 {
 	cx *c = x->c;
 	ferry__action *a = act(x);
-	a->committed = 1;
+	ferry__action_commit(a);
 	/* The server's umask applied to MKDIR: set the exact mode. */
 	ferry__sftp_attrs at;
 	memset(&at, 0, sizeof(at));
@@ -742,7 +735,7 @@ static void meta_cb(void *ctx, const ferry__sftp_reply *r)
 		fail(x, r->error, 1, "%s", r->message);
 		return;
 	}
-	act(x)->committed = 1;
+	ferry__action_commit(act(x));
 	progress(c, 0);
 }
 
@@ -796,7 +789,7 @@ static void removal_cb(void *ctx, const ferry__sftp_reply *r)
 		fail(x, r->error, 1, "%s", r->message);
 		return;
 	}
-	act(x)->committed = 1;
+	ferry__action_commit(act(x));
 	progress(x->c, 0);
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -62,6 +63,44 @@ void ferry__stat_from(ferry__stat *out, const struct stat *st)
 	        (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
 	out->mode = (uint32_t)(st->st_mode & 07777);
 	out->type = (uint8_t)ferry__stat_type(st->st_mode);
+}
+
+int ferry__stat_eq(const ferry__stat *a, const ferry__stat *b)
+{
+	return a->size == b->size && a->mtime_ns == b->mtime_ns &&
+	       a->ctime_ns == b->ctime_ns && a->ino == b->ino &&
+	       a->dev == b->dev && a->mode == b->mode;
+}
+
+/* ---- the racy window (scan.h) ---- */
+
+int64_t ferry__racy_window(unsigned long f_type)
+{
+	switch (f_type) {
+	case 0xEF53UL:     /* ext4, ext3, ext2 */
+	case 0x58465342UL: /* xfs */
+	case 0x9123683EUL: /* btrfs */
+	case 0x01021994UL: /* tmpfs */
+	case 0x794C7630UL: /* overlayfs */
+		return FERRY__RACY_FINE_NS;
+	default: /* vfat 0x4d44, exfat 0x2011bab0, nfs, unknown */
+		return FERRY__RACY_COARSE_NS;
+	}
+}
+
+/* The window of the file system of directory fd (st: its fstat). */
+static int64_t fs_window(int fd, const struct stat *st)
+{
+	struct statfs fs;
+	if (fstatfs(fd, &fs) < 0 || st->st_ctim.tv_nsec == 0)
+		return FERRY__RACY_COARSE_NS;
+	return ferry__racy_window((unsigned long)fs.f_type);
+}
+
+static void raise_window(ferry__scan *s, int64_t w)
+{
+	if (w > s->racy_ns)
+		s->racy_ns = w;
 }
 
 static int errno_code(int e)
@@ -538,6 +577,9 @@ static int walk_dir(ferry__scan *s, unsigned si, size_t depth,
 		if (ferry__excludes_match(s->excludes, w->path, len,
 		                          type == FERRY__T_DIR))
 			continue;
+		if (type != FERRY__T_DIR &&
+		    (uint64_t)st.st_dev != w->lv[depth].dev)
+			raise_window(s, FERRY__RACY_COARSE_NS);
 
 		ferry__scan_item it = {0};
 		it.path = w->path;
@@ -581,6 +623,8 @@ static int walk_dir(ferry__scan *s, unsigned si, size_t depth,
 				           "cannot read directory");
 			continue;
 		}
+		if ((uint64_t)st.st_dev != w->lv[depth].dev)
+			raise_window(s, fs_window(cfd, &st));
 		level *c = &w->lv[depth + 1];
 		c->fd = cfd;
 		c->dev = (uint64_t)st.st_dev;
@@ -623,6 +667,13 @@ static int scan_source(ferry__scan *s, unsigned si, ferry__scan_fn fn,
 	memcpy(w->path, src->prefix, src->prefix_len + 1);
 	w->lv[0].fd = src->fd;
 	w->lv[0].plen = src->prefix_len;
+	if (fstat(src->fd, &st) < 0) {
+		raise_window(s, FERRY__RACY_COARSE_NS);
+	} else {
+		raise_window(s, fs_window(src->fd, &st));
+		w->lv[0].dev = (uint64_t)st.st_dev;
+		w->lv[0].ino = (uint64_t)st.st_ino;
+	}
 
 	if (src->kind == FERRY__SRC_CONTENTS)
 		return walk_dir(s, si, 0, fn, ctx);
@@ -640,6 +691,8 @@ static int scan_source(ferry__scan *s, unsigned si, ferry__scan_fn fn,
 		}
 		it.dirfd = src->fd;
 		it.follow = 1;
+		if ((uint64_t)st.st_dev != w->lv[0].dev)
+			raise_window(s, FERRY__RACY_COARSE_NS);
 	} else {
 		if (fstat(src->fd, &st) < 0) {
 			scan_error(s, src->arg, strlen(src->arg), errno,
@@ -678,6 +731,7 @@ static int scan_source(ferry__scan *s, unsigned si, ferry__scan_fn fn,
 int ferry__scan_run(ferry__scan *s, ferry__scan_fn fn, void *ctx)
 {
 	s->start_ns = ferry__sync_realtime_ns();
+	s->racy_ns = FERRY__RACY_FINE_NS;
 	for (unsigned i = 0; i < s->nsrc; i++) {
 		if (s->src[i].fd < 0)
 			continue;

@@ -37,11 +37,6 @@ typedef struct vctx {
 	size_t next, capext;
 } vctx;
 
-static int is_removal(const ferry__action *a)
-{
-	return a->kind == FERRY__ACT_DELETE || a->kind == FERRY__ACT_RMDIR;
-}
-
 static int del_type(int rtype)
 {
 	return rtype == FERRY__T_DIR    ? FERRY__T_DIR
@@ -99,18 +94,11 @@ static void protect_ancestors(vctx *v)
 	for (size_t k = 0; k < v->next; k++) {
 		size_t code = v->ext[k], i = code >> 1;
 		if (code & 1)
-			v->p->a[i].kind = FERRY__ACT_NONE;
+			ferry__plan_promote(v->p, &v->p->a[i], FERRY__ACT_NONE,
+			                    0);
 		else
 			v->del[i].dropped = 1;
 	}
-}
-
-/* A removal that is already done remotely: commit it without a request. */
-static void removal_done(ferry__action *a)
-{
-	a->flags &= ~(uint32_t)FERRY__ACT_EXTRANEOUS;
-	a->flags |= FERRY__ACT_QUIET;
-	a->committed = 1;
 }
 
 static int add_temp(vctx *v, const ferry__rentry *r)
@@ -274,7 +262,7 @@ static int create_kind(int type)
 static size_t creation_at(vctx *v, const char *path, size_t n)
 {
 	ferry__action *a = ferry__plan_find(v->p, path, n);
-	if (!a || is_removal(a))
+	if (!a || ferry__action_is_removal(a))
 		return NONE_IDX;
 	return (size_t)(a - v->p->a);
 }
@@ -348,7 +336,8 @@ static int visit_remote(vctx *v, const ferry__rentry *r, const char **kill,
 			return 0;
 		}
 		if (ri != NONE_IDX)
-			removal_done(&p->a[ri]); /* already the local type */
+			ferry__action_done(
+			        &p->a[ri]); /* already the local type */
 		if (lt == FERRY__T_FILE)
 			compare_file(v, a, r);
 		else if (lt == FERRY__T_DIR)
@@ -400,9 +389,9 @@ static void unseen(vctx *v, ferry__action *a, int root_missing)
 {
 	if (!root_missing && !parent_known(v, a->entry.path, a->entry.path_len))
 		return;
-	if (is_removal(a)) {
+	if (ferry__action_is_removal(a)) {
 		if (!a->committed)
-			removal_done(a);
+			ferry__action_done(a);
 		return;
 	}
 	int kind = create_kind(a->entry.type);
@@ -439,7 +428,7 @@ int ferry__verify_plan(ferry__plan *p, ferry__manifest *m,
 			goto nomem;
 	}
 	for (size_t i = 0; i < n0; i++)
-		if (is_removal(&p->a[i]) &&
+		if (ferry__action_is_removal(&p->a[i]) &&
 		    ferry__pmap_put(&v.removals, p->a[i].entry.path,
 		                    p->a[i].entry.path_len, i))
 			goto nomem;
