@@ -148,6 +148,15 @@ static void fail_submit(op *x, int rc, const char *what)
 	fail(x, rc, 0, "%s: %s", what, m && *m ? m : ferry_strerror(rc));
 }
 
+/* A request submitted (rc 0: one more pending) or refused at once. */
+static void submitted(op *x, int rc, const char *what)
+{
+	if (rc)
+		fail_submit(x, rc, what);
+	else
+		x->c->pending++;
+}
+
 static void set_attrs_meta(cx *c, ferry__sftp_attrs *a, const ferry__mentry *e,
                            int times)
 {
@@ -757,11 +766,7 @@ static void meta_lstat_cb(void *ctx, const ferry__sftp_reply *r)
 	ferry__sftp_attrs at;
 	set_attrs_meta(c, &at, &a->entry, a->entry.type == FERRY__T_FILE);
 	int rc = ferry__sftp_setstat(c->sf, x->rpath, &at, meta_cb, x);
-	if (rc) {
-		fail_submit(x, rc, "setstat");
-		return;
-	}
-	c->pending++;
+	submitted(x, rc, "setstat");
 }
 
 static void submit_meta(cx *c, op *x)
@@ -774,11 +779,7 @@ static void submit_meta(cx *c, op *x)
 		rc = ferry__sftp_lsetstat(c->sf, x->rpath, &at, meta_cb, x);
 	else
 		rc = ferry__sftp_lstat(c->sf, x->rpath, meta_lstat_cb, x);
-	if (rc) {
-		fail_submit(x, rc, "setstat");
-		return;
-	}
-	c->pending++;
+	submitted(x, rc, "setstat");
 }
 
 static void removal_cb(void *ctx, const ferry__sftp_reply *r)
@@ -799,11 +800,7 @@ static void submit_removal(cx *c, op *x)
 	int rc = a->kind == FERRY__ACT_RMDIR
 	                 ? ferry__sftp_rmdir(c->sf, x->rpath, removal_cb, x)
 	                 : ferry__sftp_remove(c->sf, x->rpath, removal_cb, x);
-	if (rc) {
-		fail_submit(x, rc, "remove");
-		return;
-	}
-	c->pending++;
+	submitted(x, rc, "remove");
 }
 
 static void submit_symlink(cx *c, op *x)

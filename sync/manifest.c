@@ -15,6 +15,7 @@
 #include "sync/path.h"
 #include "sync/report.h"
 #include "sync/scan.h"
+#include "sync/util.h"
 
 #define MAGIC                                                                  \
 	"\x7f"                                                                 \
@@ -93,17 +94,10 @@ void ferry__manifest_adopt(ferry__manifest *m, ferry__mentry *e, size_t n,
 
 int ferry__manifest_append(ferry__manifest *m, const ferry__mentry *e)
 {
-	if (m->n == m->cap) {
-		size_t ncap = m->cap ? m->cap * 2 : 64;
-		if (ncap >= NO_INDEX)
-			return FERRY_ENOMEM;
-		ferry__mentry *ne =
-		        ferry__reallocarray(m->e, ncap, sizeof(*ne));
-		if (!ne)
-			return FERRY_ENOMEM;
-		m->e = ne;
-		m->cap = ncap;
-	}
+	if (m->n == m->cap && m->cap * 2 >= NO_INDEX)
+		return FERRY_ENOMEM;
+	if (ferry__grow(&m->e, &m->cap, m->n + 1, sizeof(*m->e), 64))
+		return FERRY_ENOMEM;
 	char *p = ferry__arena_strndup(&m->arena, e->path, e->path_len);
 	if (!p)
 		return FERRY_ENOMEM;
@@ -582,15 +576,9 @@ typedef struct enc {
 	int werrno;
 } enc;
 
-static int enc_flush(enc *e)
+/* Write n bytes at p to e->fd, retrying short writes. */
+static int enc_write(enc *e, const uint8_t *p, size_t n)
 {
-	size_t n = e->b->len - e->start;
-	const uint8_t *p = e->b->data + e->start;
-	XXH3_64bits_update(&e->h, p, n);
-	if (e->fd < 0) {
-		e->start = e->b->len;
-		return 0;
-	}
 	while (n) {
 		ssize_t k = write(e->fd, p, n);
 		if (k < 0 && errno == EINTR)
@@ -602,8 +590,22 @@ static int enc_flush(enc *e)
 		p += k;
 		n -= (size_t)k;
 	}
-	e->b->len = e->start = 0;
 	return 0;
+}
+
+static int enc_flush(enc *e)
+{
+	size_t n = e->b->len - e->start;
+	const uint8_t *p = e->b->data + e->start;
+	XXH3_64bits_update(&e->h, p, n);
+	if (e->fd < 0) {
+		e->start = e->b->len;
+		return 0;
+	}
+	int error = enc_write(e, p, n);
+	if (!error)
+		e->b->len = e->start = 0;
+	return error;
 }
 
 static int put_header(ferry_buf *b, const ferry__manifest *m)
@@ -664,22 +666,9 @@ static int encode(const ferry__manifest *m, enc *e)
 		error = enc_flush(e);
 	if (!error)
 		error = ferry__buf_put_u64(e->b, XXH3_64bits_digest(&e->h));
-	if (!error && e->fd >= 0) {
-		/* The trailer itself is not hashed; write it directly. */
-		const uint8_t *p = e->b->data;
-		size_t n = e->b->len;
-		while (n) {
-			ssize_t k = write(e->fd, p, n);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0) {
-				e->werrno = errno;
-				return FERRY_EIO;
-			}
-			p += k;
-			n -= (size_t)k;
-		}
-	}
+	/* The trailer itself is not hashed; write it directly. */
+	if (!error && e->fd >= 0)
+		error = enc_write(e, e->b->data, e->b->len);
 	return error;
 }
 

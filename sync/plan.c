@@ -10,6 +10,7 @@
 #include "hash.h"
 #include "sync/path.h"
 #include "sync/report.h"
+#include "sync/util.h"
 
 #define ACT_DROP      0x1000u /* internal: removed before finish returns */
 #define SMALL_HASHBUF ((size_t)64 << 10)
@@ -109,15 +110,8 @@ static void drop_plan_index(ferry__plan *p)
 static ferry__action *add_action(ferry__plan *p, int kind, unsigned flags,
                                  const ferry__mentry *entry, unsigned src)
 {
-	if (p->n == p->cap) {
-		size_t ncap = p->cap ? p->cap * 2 : 64;
-		ferry__action *na =
-		        ferry__reallocarray(p->a, ncap, sizeof(*na));
-		if (!na)
-			return NULL;
-		p->a = na;
-		p->cap = ncap;
-	}
+	if (ferry__grow(&p->a, &p->cap, p->n + 1, sizeof(*p->a), 64))
+		return NULL;
 	char *path =
 	        ferry__arena_strndup(&p->arena, entry->path, entry->path_len);
 	if (!path)
@@ -452,15 +446,9 @@ static int plan_deletions(ferry__plan *p)
 		if (!add_removal(p, e, FERRY__ACT_EXTRANEOUS))
 			goto nomem;
 		if (e->type == FERRY__T_DIR) {
-			if (depth == cap) {
-				size_t ncap = cap ? cap * 2 : 32;
-				size_t *ns = ferry__reallocarray(stack, ncap,
-				                                 sizeof(*ns));
-				if (!ns)
-					goto nomem;
-				stack = ns;
-				cap = ncap;
-			}
+			if (ferry__grow(&stack, &cap, depth + 1, sizeof(*stack),
+			                32))
+				goto nomem;
 			stack[depth++] = p->n - 1;
 		}
 	}
@@ -618,6 +606,20 @@ int ferry__plan_add_delete(ferry__plan *p, const char *path, size_t n, int type,
 		flags |= FERRY__ACT_EXTRANEOUS | FERRY__ACT_REMOTE_ONLY;
 	}
 	return add_removal(p, &e, flags) ? 0 : FERRY_ENOMEM;
+}
+
+void ferry__plan_retype_removal(ferry__plan *p, ferry__action *a, int type)
+{
+	(void)p;
+	if (type == FERRY__T_DIR) {
+		a->kind = FERRY__ACT_RMDIR;
+		a->entry.type = FERRY__T_DIR;
+		a->flags |= FERRY__CHANGED_DIR;
+	} else {
+		a->kind = FERRY__ACT_DELETE;
+		a->entry.type = (uint8_t)type;
+		a->flags &= ~(uint32_t)FERRY__CHANGED_DIR;
+	}
 }
 
 /* ---- finish: deletion policy and order ---- */

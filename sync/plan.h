@@ -119,6 +119,9 @@ ferry__action *ferry__plan_find(ferry__plan *p, const char *path, size_t n);
  * only recorded, unhashed unless its hash is known). */
 void ferry__plan_promote(ferry__plan *p, ferry__action *a, int kind,
                          unsigned flags);
+/* Make the removal a remove the remote's type (FERRY__T_*) of its path:
+ * FERRY__ACT_RMDIR for a directory, FERRY__ACT_DELETE otherwise. */
+void ferry__plan_retype_removal(ferry__plan *p, ferry__action *a, int type);
 /* A remote path to remove (type FERRY__T_*), e.g. found by listing the
  * remote: with FERRY_CHANGED_TYPE in flags it is a removal that a type
  * change requires (always planned); otherwise an extraneous deletion,

@@ -24,11 +24,11 @@ int ferry__grow(void *pv, size_t *cap, size_t need, size_t elem, size_t first)
 	return 0;
 }
 
-ssize_t ferry__read_full(int fd, char *buf, size_t size)
+ssize_t ferry__read_full(int fd, void *buf, size_t size)
 {
 	size_t got = 0;
 	while (got < size) {
-		ssize_t r = read(fd, buf + got, size - got);
+		ssize_t r = read(fd, (char *)buf + got, size - got);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)

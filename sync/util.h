@@ -13,6 +13,6 @@ int ferry__grow(void *pv, size_t *cap, size_t need, size_t elem, size_t first);
 
 /* Read up to size bytes of fd into buf, retrying short reads and EINTR;
  * stops at end of file.  The count read, or -1 (errno set). */
-ssize_t ferry__read_full(int fd, char *buf, size_t size);
+ssize_t ferry__read_full(int fd, void *buf, size_t size);
 
 #endif
