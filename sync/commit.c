@@ -93,7 +93,8 @@ static void progress(cx *c, uint64_t bytes)
 
 /* Record a failure of x: code, message, report entry.  remote: the
  * server refused (the manifest stops vouching for the remote). */
-static void failv(op *x, int code, int remote, const char *fmt, va_list ap)
+__attribute__((format(printf, 4, 0))) static void
+failv(op *x, int code, int remote, const char *fmt, va_list ap)
 {
 	cx *c = x->c;
 	char msg[900];
@@ -103,7 +104,7 @@ static void failv(op *x, int code, int remote, const char *fmt, va_list ap)
 	x->err = ferry__strdup(msg);
 	x->remote = (uint8_t)remote;
 	if (x->ai != SIZE_MAX)
-		act(x)->error = code ? code : FERRY_ERROR;
+		ferry__action_fail(act(x), code ? code : FERRY_ERROR);
 	if (ferry__sftp_dead(c->sf)) {
 		/* The connection is gone: one error for the push, not one
 		 * per file. */
@@ -145,6 +146,15 @@ static void fail_submit(op *x, int rc, const char *what)
 {
 	const char *m = ferry__sftp_errmsg(x->c->sf);
 	fail(x, rc, 0, "%s: %s", what, m && *m ? m : ferry_strerror(rc));
+}
+
+/* A request submitted (rc 0: one more pending) or refused at once. */
+static void submitted(op *x, int rc, const char *what)
+{
+	if (rc)
+		fail_submit(x, rc, what);
+	else
+		x->c->pending++;
 }
 
 static void set_attrs_meta(cx *c, ferry__sftp_attrs *a, const ferry__mentry *e,
@@ -374,15 +384,8 @@ check:
 
 static void commit_upload(op *x)
 {
-	ferry__action *a = act(x);
-	a->committed = 1;
-	if (x->hash_ok && !x->hash_broken) {
-		a->entry.hash = x->hash;
-		a->entry.flags |= FERRY__ME_HASHED;
-		a->flags &= ~(uint32_t)FERRY__ACT_UNHASHED;
-	} else {
-		a->flags |= FERRY__ACT_UNHASHED;
-	}
+	ferry__action_uploaded(act(x),
+	                       x->hash_ok && !x->hash_broken ? &x->hash : NULL);
 }
 
 static void rename_cb(void *ctx, const ferry__sftp_reply *r)
@@ -405,7 +408,7 @@ static void rename_cb(void *ctx, const ferry__sftp_reply *r)
 		commit_upload(x);
 		progress(c, a->entry.size);
 	} else {
-		a->committed = 1;
+		ferry__action_commit(a);
 		progress(c, 0);
 	}
 }
@@ -575,7 +578,7 @@ static void dir_ok(op *x)
 {
 	cx *c = x->c;
 	ferry__action *a = act(x);
-	a->committed = 1;
+	ferry__action_commit(a);
 	/* The server's umask applied to MKDIR: set the exact mode. */
 	ferry__sftp_attrs at;
 	memset(&at, 0, sizeof(at));
@@ -741,7 +744,7 @@ static void meta_cb(void *ctx, const ferry__sftp_reply *r)
 		fail(x, r->error, 1, "%s", r->message);
 		return;
 	}
-	act(x)->committed = 1;
+	ferry__action_commit(act(x));
 	progress(c, 0);
 }
 
@@ -763,11 +766,7 @@ static void meta_lstat_cb(void *ctx, const ferry__sftp_reply *r)
 	ferry__sftp_attrs at;
 	set_attrs_meta(c, &at, &a->entry, a->entry.type == FERRY__T_FILE);
 	int rc = ferry__sftp_setstat(c->sf, x->rpath, &at, meta_cb, x);
-	if (rc) {
-		fail_submit(x, rc, "setstat");
-		return;
-	}
-	c->pending++;
+	submitted(x, rc, "setstat");
 }
 
 static void submit_meta(cx *c, op *x)
@@ -780,11 +779,7 @@ static void submit_meta(cx *c, op *x)
 		rc = ferry__sftp_lsetstat(c->sf, x->rpath, &at, meta_cb, x);
 	else
 		rc = ferry__sftp_lstat(c->sf, x->rpath, meta_lstat_cb, x);
-	if (rc) {
-		fail_submit(x, rc, "setstat");
-		return;
-	}
-	c->pending++;
+	submitted(x, rc, "setstat");
 }
 
 static void removal_cb(void *ctx, const ferry__sftp_reply *r)
@@ -795,7 +790,7 @@ static void removal_cb(void *ctx, const ferry__sftp_reply *r)
 		fail(x, r->error, 1, "%s", r->message);
 		return;
 	}
-	act(x)->committed = 1;
+	ferry__action_commit(act(x));
 	progress(x->c, 0);
 }
 
@@ -805,11 +800,7 @@ static void submit_removal(cx *c, op *x)
 	int rc = a->kind == FERRY__ACT_RMDIR
 	                 ? ferry__sftp_rmdir(c->sf, x->rpath, removal_cb, x)
 	                 : ferry__sftp_remove(c->sf, x->rpath, removal_cb, x);
-	if (rc) {
-		fail_submit(x, rc, "remove");
-		return;
-	}
-	c->pending++;
+	submitted(x, rc, "remove");
 }
 
 static void submit_symlink(cx *c, op *x)

@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "ferry.h"
+#include "sync/util.h"
 
 #define PAT_DIR_ONLY 0x1u
 #define PAT_ANCHORED 0x2u
@@ -72,15 +73,8 @@ static int add_pattern(ferry__excludes *ex, const char *s, size_t len)
 		return FERRY_EINVALID;
 	if (memchr(s, '/', len) || memmem(s, len, "**", 2))
 		flags |= PAT_FULL;
-	if (ex->n == ex->cap) {
-		size_t ncap = ex->cap ? ex->cap * 2 : 8;
-		excl_pattern *nv =
-		        ferry__reallocarray(ex->v, ncap, sizeof(*nv));
-		if (!nv)
-			return FERRY_ENOMEM;
-		ex->v = nv;
-		ex->cap = ncap;
-	}
+	if (ferry__grow(&ex->v, &ex->cap, ex->n + 1, sizeof(*ex->v), 8))
+		return FERRY_ENOMEM;
 	char *p = ferry__strndup(s, len);
 	if (!p)
 		return FERRY_ENOMEM;
@@ -96,18 +90,20 @@ int ferry__excludes_add(ferry__excludes *ex, const char *pat)
 	return add_pattern(ex, pat, strlen(pat));
 }
 
-int ferry__excludes_add_file(ferry__excludes *ex, const char *path, char *err,
-                             size_t errsz)
+/* The whole file at path (a regular file of at most EXCLUDE_FILE_MAX
+ * bytes) in *data (caller frees), *len bytes. */
+static int read_exclude_file(const char *path, char **data, size_t *len,
+                             char *err, size_t errsz)
 {
 	int error = 0;
-	char *data = NULL;
 	struct stat st;
+	*data = NULL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		error = errno == ENOENT ? FERRY_ENOTFOUND : FERRY_EIO;
 		snprintf(err, errsz, "exclude-from %s: %s", path,
 		         strerror(errno));
-		goto out;
+		return error;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    st.st_size > EXCLUDE_FILE_MAX) {
@@ -118,26 +114,31 @@ int ferry__excludes_add_file(ferry__excludes *ex, const char *path, char *err,
 		        path);
 		goto out;
 	}
-	size_t size = (size_t)st.st_size, len = 0;
-	data = ferry__malloc(size + 1);
-	if (!data) {
+	size_t size = (size_t)st.st_size;
+	*data = ferry__malloc(size + 1);
+	if (!*data) {
 		error = FERRY_ENOMEM;
 		goto out;
 	}
-	while (len < size) {
-		ssize_t r = read(fd, data + len, size - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			error = FERRY_EIO;
-			snprintf(err, errsz, "exclude-from %s: %s", path,
-			         strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
+	ssize_t got = ferry__read_full(fd, *data, size);
+	if (got < 0) {
+		error = FERRY_EIO;
+		snprintf(err, errsz, "exclude-from %s: %s", path,
+		         strerror(errno));
+		ferry__free(*data);
+		*data = NULL;
+		goto out;
 	}
+	*len = (size_t)got;
+out:
+	close(fd);
+	return error;
+}
+
+/* The patterns of an exclude file's text, one a line. */
+static int add_lines(ferry__excludes *ex, const char *path, char *data,
+                     size_t len, char *err, size_t errsz)
+{
 	size_t lineno = 0;
 	for (size_t i = 0; i < len;) {
 		char *line = data + i;
@@ -148,38 +149,42 @@ int ferry__excludes_add_file(ferry__excludes *ex, const char *path, char *err,
 		if (n == 0 || line[0] == '#' || line[0] == ';')
 			continue;
 		if (n >= 2 && line[0] == '+' && line[1] == ' ') {
-			error = FERRY_EINVALID;
 			snprintf(err, errsz,
 			         "exclude-from %s:%zu: include rules (\"+ \") "
 			         "are not supported",
 			         path, lineno);
-			goto out;
+			return FERRY_EINVALID;
 		}
 		if (n >= 2 && line[0] == '-' && line[1] == ' ') {
 			line += 2;
 			n -= 2;
 		}
 		if (memchr(line, '\0', n)) {
-			error = FERRY_EINVALID;
 			snprintf(err, errsz, "exclude-from %s:%zu: NUL byte",
 			         path, lineno);
-			goto out;
+			return FERRY_EINVALID;
 		}
 		if (n == 0)
 			continue;
-		error = add_pattern(ex, line, n);
-		if (error == FERRY_EINVALID) {
+		int error = add_pattern(ex, line, n);
+		if (error == FERRY_EINVALID)
 			snprintf(err, errsz,
 			         "exclude-from %s:%zu: empty pattern", path,
 			         lineno);
-			goto out;
-		}
 		if (error)
-			goto out;
+			return error;
 	}
-out:
-	if (fd >= 0)
-		close(fd);
+	return 0;
+}
+
+int ferry__excludes_add_file(ferry__excludes *ex, const char *path, char *err,
+                             size_t errsz)
+{
+	char *data = NULL;
+	size_t len = 0;
+	int error = read_exclude_file(path, &data, &len, err, errsz);
+	if (!error)
+		error = add_lines(ex, path, data, len, err, errsz);
 	ferry__free(data);
 	return error;
 }

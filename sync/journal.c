@@ -13,6 +13,7 @@
 #include "ferry.h"
 #include "hash.h"
 #include "sync/manifest.h"
+#include "sync/util.h"
 
 #define MAGIC                                                                  \
 	"\x7f"                                                                 \
@@ -129,14 +130,8 @@ int ferry__journal_load(ferry__journal *j, const char *path)
 		error = FERRY_ENOMEM;
 		goto out;
 	}
-	while (got < len) {
-		ssize_t r = read(fd, data + got, len - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
+	ssize_t r = ferry__read_full(fd, data, len);
+	got = r < 0 ? 0 : (size_t)r;
 	error = got == len ? parse(j, data, len) : FERRY_EPROTO;
 	if (error == FERRY_EPROTO) {
 		drop_names(j);

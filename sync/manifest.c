@@ -15,6 +15,7 @@
 #include "sync/path.h"
 #include "sync/report.h"
 #include "sync/scan.h"
+#include "sync/util.h"
 
 #define MAGIC                                                                  \
 	"\x7f"                                                                 \
@@ -93,17 +94,10 @@ void ferry__manifest_adopt(ferry__manifest *m, ferry__mentry *e, size_t n,
 
 int ferry__manifest_append(ferry__manifest *m, const ferry__mentry *e)
 {
-	if (m->n == m->cap) {
-		size_t ncap = m->cap ? m->cap * 2 : 64;
-		if (ncap >= NO_INDEX)
-			return FERRY_ENOMEM;
-		ferry__mentry *ne =
-		        ferry__reallocarray(m->e, ncap, sizeof(*ne));
-		if (!ne)
-			return FERRY_ENOMEM;
-		m->e = ne;
-		m->cap = ncap;
-	}
+	if (m->n == m->cap && m->cap * 2 >= NO_INDEX)
+		return FERRY_ENOMEM;
+	if (ferry__grow(&m->e, &m->cap, m->n + 1, sizeof(*m->e), 64))
+		return FERRY_ENOMEM;
 	char *p = ferry__arena_strndup(&m->arena, e->path, e->path_len);
 	if (!p)
 		return FERRY_ENOMEM;
@@ -320,15 +314,13 @@ static int rd_string(rd *r, const char *want, char **copy)
 	return *copy ? 0 : FERRY_ENOMEM;
 }
 
-static int parse_body(rd *r, uint64_t body_len, ferry__manifest **out,
-                      const char *target, const char *dest, char *why,
-                      size_t whysz)
+/* The header: magic, version, flags, target, destination, marker, times
+ * and counts.  *mp gets the new manifest (also on error: caller frees). */
+static int parse_header(rd *r, uint64_t body_len, ferry__manifest **mp,
+                        const char *target, const char *dest, uint64_t *count,
+                        uint64_t *path_bytes, char *why, size_t whysz)
 {
 	int error = 0;
-	ferry__manifest *m = NULL;
-	treechk *t = NULL;
-	*out = NULL;
-
 	if (rd_need(r, MAGIC_LEN + 8) || memcmp(r->p, MAGIC, MAGIC_LEN))
 		WHY("not a ferry manifest");
 	uint32_t version = ferry__peek_u32(r->p + MAGIC_LEN);
@@ -339,11 +331,9 @@ static int parse_body(rd *r, uint64_t body_len, ferry__manifest **out,
 		    FERRY__MANIFEST_VERSION);
 	if (hflags & ~1u)
 		WHY("unknown header flags");
-	m = ferry__calloc(1, sizeof(*m));
-	if (!m) {
-		error = FERRY_ENOMEM;
-		goto out;
-	}
+	ferry__manifest *m = *mp = ferry__calloc(1, sizeof(*m));
+	if (!m)
+		return FERRY_ENOMEM;
 	error = rd_string(r, target, &m->target);
 	if (error == FERRY_EEXIST)
 		WHY("written for another target");
@@ -361,24 +351,42 @@ static int parse_body(rd *r, uint64_t body_len, ferry__manifest **out,
 	m->has_marker = hflags & 1u;
 	m->written_ns = (int64_t)get64(r->p + 16);
 	m->stat_ns = (int64_t)get64(r->p + 24);
-	uint64_t count = get64(r->p + 32);
-	uint64_t path_bytes = get64(r->p + 40);
+	*count = get64(r->p + 32);
+	*path_bytes = get64(r->p + 40);
 	rd_skip(r, 16 + 8 * 4);
-	if (count > body_len / ENTRY_MIN || path_bytes > body_len ||
-	    path_bytes < count || count >= NO_INDEX)
+	if (*count > body_len / ENTRY_MIN || *path_bytes > body_len ||
+	    *path_bytes < *count || *count >= NO_INDEX)
 		WHY("bad entry count");
+out:
+	return error;
+}
 
-	if (count) {
-		m->e = ferry__reallocarray(NULL, (size_t)count, sizeof(*m->e));
-		m->blob = ferry__malloc((size_t)(path_bytes + count));
-		t = ferry__malloc(sizeof(*t));
-		if (!m->e || !m->blob || !t) {
-			error = FERRY_ENOMEM;
-			goto out;
-		}
-		m->cap = (size_t)count;
-		t->depth = 0;
-	}
+/* The fixed part of an entry (f: ENTRY_FIXED bytes) into e; 0 or why. */
+static const char *read_entry(ferry__mentry *e, const uint8_t *f)
+{
+	e->type = f[0];
+	e->flags = f[1];
+	e->mode = (uint16_t)(f[2] << 8 | f[3]);
+	e->size = get64(f + 4);
+	e->mtime_ns = (int64_t)get64(f + 12);
+	e->ctime_ns = (int64_t)get64(f + 20);
+	e->ino = get64(f + 28);
+	e->dev = get64(f + 36);
+	memcpy(e->hash.b, f + 44, FERRY__HASH_LEN);
+	uint32_t chunks = ferry__peek_u32(f + 44 + FERRY__HASH_LEN);
+	if (chunks != 0)
+		return "chunk lists are not supported";
+	if (e->flags & FERRY__ME_MEMORY_FLAGS)
+		return "bad entry flags";
+	return NULL;
+}
+
+/* count entries into m (m->e and m->blob allocated), checked in tree order
+ * by t. */
+static int parse_entries(rd *r, ferry__manifest *m, treechk *t, uint64_t count,
+                         uint64_t path_bytes, char *why, size_t whysz)
+{
+	int error = 0;
 	uint64_t used = 0; /* of blob */
 	for (size_t i = 0; i < count; i++) {
 		if (rd_need(r, 4))
@@ -394,25 +402,13 @@ static int parse_body(rd *r, uint64_t body_len, ferry__manifest **out,
 		memcpy(path, r->p, plen);
 		path[plen] = '\0';
 		used += plen + 1;
-		const uint8_t *f = r->p + plen;
 		ferry__mentry *e = &m->e[i];
 		e->path = path;
 		e->path_len = plen;
-		e->type = f[0];
-		e->flags = f[1];
-		e->mode = (uint16_t)(f[2] << 8 | f[3]);
-		e->size = get64(f + 4);
-		e->mtime_ns = (int64_t)get64(f + 12);
-		e->ctime_ns = (int64_t)get64(f + 20);
-		e->ino = get64(f + 28);
-		e->dev = get64(f + 36);
-		memcpy(e->hash.b, f + 44, FERRY__HASH_LEN);
-		uint32_t chunks = ferry__peek_u32(f + 44 + FERRY__HASH_LEN);
+		const char *bad = read_entry(e, r->p + plen);
 		rd_skip(r, plen + ENTRY_FIXED);
-		if (chunks != 0)
-			WHY("entry %zu: chunk lists are not supported", i);
-		if (e->flags & FERRY__ME_MEMORY_FLAGS)
-			WHY("entry %zu: bad entry flags", i);
+		if (bad)
+			WHY("entry %zu: %s", i, bad);
 		m->n = i + 1;
 		const char *w = tree_step(t, m->e, i);
 		if (w)
@@ -421,6 +417,31 @@ static int parse_body(rd *r, uint64_t body_len, ferry__manifest **out,
 	if (used != path_bytes + count)
 		WHY("path bytes do not add up");
 out:
+	return error;
+}
+
+static int parse_body(rd *r, uint64_t body_len, ferry__manifest **out,
+                      const char *target, const char *dest, char *why,
+                      size_t whysz)
+{
+	ferry__manifest *m = NULL;
+	treechk *t = NULL;
+	uint64_t count = 0, path_bytes = 0;
+	*out = NULL;
+	int error = parse_header(r, body_len, &m, target, dest, &count,
+	                         &path_bytes, why, whysz);
+	if (!error && count) {
+		m->e = ferry__reallocarray(NULL, (size_t)count, sizeof(*m->e));
+		m->blob = ferry__malloc((size_t)(path_bytes + count));
+		t = ferry__malloc(sizeof(*t));
+		if (!m->e || !m->blob || !t)
+			error = FERRY_ENOMEM;
+		m->cap = (size_t)count;
+		if (t)
+			t->depth = 0;
+	}
+	if (!error)
+		error = parse_entries(r, m, t, count, path_bytes, why, whysz);
 	ferry__free(t);
 	if (error) {
 		ferry__manifest_free(m);
@@ -555,15 +576,9 @@ typedef struct enc {
 	int werrno;
 } enc;
 
-static int enc_flush(enc *e)
+/* Write n bytes at p to e->fd, retrying short writes. */
+static int enc_write(enc *e, const uint8_t *p, size_t n)
 {
-	size_t n = e->b->len - e->start;
-	const uint8_t *p = e->b->data + e->start;
-	XXH3_64bits_update(&e->h, p, n);
-	if (e->fd < 0) {
-		e->start = e->b->len;
-		return 0;
-	}
 	while (n) {
 		ssize_t k = write(e->fd, p, n);
 		if (k < 0 && errno == EINTR)
@@ -575,8 +590,22 @@ static int enc_flush(enc *e)
 		p += k;
 		n -= (size_t)k;
 	}
-	e->b->len = e->start = 0;
 	return 0;
+}
+
+static int enc_flush(enc *e)
+{
+	size_t n = e->b->len - e->start;
+	const uint8_t *p = e->b->data + e->start;
+	XXH3_64bits_update(&e->h, p, n);
+	if (e->fd < 0) {
+		e->start = e->b->len;
+		return 0;
+	}
+	int error = enc_write(e, p, n);
+	if (!error)
+		e->b->len = e->start = 0;
+	return error;
 }
 
 static int put_header(ferry_buf *b, const ferry__manifest *m)
@@ -637,22 +666,9 @@ static int encode(const ferry__manifest *m, enc *e)
 		error = enc_flush(e);
 	if (!error)
 		error = ferry__buf_put_u64(e->b, XXH3_64bits_digest(&e->h));
-	if (!error && e->fd >= 0) {
-		/* The trailer itself is not hashed; write it directly. */
-		const uint8_t *p = e->b->data;
-		size_t n = e->b->len;
-		while (n) {
-			ssize_t k = write(e->fd, p, n);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0) {
-				e->werrno = errno;
-				return FERRY_EIO;
-			}
-			p += k;
-			n -= (size_t)k;
-		}
-	}
+	/* The trailer itself is not hashed; write it directly. */
+	if (!error && e->fd >= 0)
+		error = enc_write(e, e->b->data, e->b->len);
 	return error;
 }
 

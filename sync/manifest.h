@@ -61,7 +61,7 @@ typedef struct ferry__manifest {
 	int loaded;         /* read from a file (0: new or treated as absent) */
 	int64_t written_ns; /* wall time it was written */
 	/* Wall time before the stats it holds were taken (the scan's start):
-	 * entries modified within FERRY__RACY_NS of it are racily clean. */
+	 * entries modified within the racy window of it are racily clean. */
 	int64_t stat_ns;
 	ferry__mentry *e; /* tree order */
 	size_t n, cap;

@@ -1,4 +1,4 @@
-#include "sync/plan.h"
+#include "sync/plan_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,9 +10,9 @@
 #include "hash.h"
 #include "sync/path.h"
 #include "sync/report.h"
+#include "sync/util.h"
 
 #define ACT_DROP      0x1000u /* internal: removed before finish returns */
-#define PUBLIC_FLAGS  0x7fu
 #define SMALL_HASHBUF ((size_t)64 << 10)
 #define NO_SLOT       UINT32_MAX
 
@@ -110,15 +110,8 @@ static void drop_plan_index(ferry__plan *p)
 static ferry__action *add_action(ferry__plan *p, int kind, unsigned flags,
                                  const ferry__mentry *entry, unsigned src)
 {
-	if (p->n == p->cap) {
-		size_t ncap = p->cap ? p->cap * 2 : 64;
-		ferry__action *na =
-		        ferry__reallocarray(p->a, ncap, sizeof(*na));
-		if (!na)
-			return NULL;
-		p->a = na;
-		p->cap = ncap;
-	}
+	if (ferry__grow(&p->a, &p->cap, p->n + 1, sizeof(*p->a), 64))
+		return NULL;
 	char *path =
 	        ferry__arena_strndup(&p->arena, entry->path, entry->path_len);
 	if (!path)
@@ -163,24 +156,11 @@ static ferry__action *add_item_action(ferry__plan *p, int kind, unsigned flags,
 	return a;
 }
 
-static int racy(int64_t mtime_ns, int64_t ctime_ns, int64_t ref_ns)
-{
-	return mtime_ns >= ref_ns - FERRY__RACY_NS ||
-	       ctime_ns >= ref_ns - FERRY__RACY_NS;
-}
-
 static int same_stat(const ferry__mentry *e, const ferry__stat *st)
 {
 	return e->size == st->size && e->mtime_ns == st->mtime_ns &&
 	       e->ctime_ns == st->ctime_ns && e->ino == st->ino &&
 	       e->mode == st->mode;
-}
-
-static int stat_eq(const ferry__stat *a, const ferry__stat *b)
-{
-	return a->size == b->size && a->mtime_ns == b->mtime_ns &&
-	       a->ctime_ns == b->ctime_ns && a->ino == b->ino &&
-	       a->dev == b->dev && a->mode == b->mode;
 }
 
 /* Hash the item's file.  *cur gets the stat of what was read and *stable
@@ -220,7 +200,7 @@ static int hash_item(ferry__plan *p, const ferry__scan_item *it,
 		return error;
 	ferry__stat_from(&after, &st);
 	*cur = before;
-	*stable = stat_eq(&before, &after) && nread == before.size;
+	*stable = ferry__stat_eq(&before, &after) && nread == before.size;
 	p->hashed_files++;
 	p->hashed_bytes += nread;
 	return 0;
@@ -254,7 +234,8 @@ static int visit_file(ferry__plan *p, const ferry__scan_item *it,
 		               : FERRY_ENOMEM;
 	}
 	int same = same_stat(e, st);
-	int was_racy = racy(e->mtime_ns, e->ctime_ns, p->m->stat_ns);
+	int was_racy = ferry__racy(e->mtime_ns, e->ctime_ns, p->m->stat_ns,
+	                           p->scan->racy_ns);
 	if (same && !was_racy && !p->o.checksum)
 		return keep_none(p, it, e);
 
@@ -285,7 +266,8 @@ static int visit_file(ferry__plan *p, const ferry__scan_item *it,
 			 * the next push needs no hash, unless it would still
 			 * be racily clean. */
 			if (same_stat(e, &cur) &&
-			    racy(cur.mtime_ns, cur.ctime_ns, p->stat_ns))
+			    ferry__racy(cur.mtime_ns, cur.ctime_ns, p->stat_ns,
+			                p->scan->racy_ns))
 				return keep_none(p, it, e);
 			kind = FERRY__ACT_RECORD;
 		}
@@ -464,15 +446,9 @@ static int plan_deletions(ferry__plan *p)
 		if (!add_removal(p, e, FERRY__ACT_EXTRANEOUS))
 			goto nomem;
 		if (e->type == FERRY__T_DIR) {
-			if (depth == cap) {
-				size_t ncap = cap ? cap * 2 : 32;
-				size_t *ns = ferry__reallocarray(stack, ncap,
-				                                 sizeof(*ns));
-				if (!ns)
-					goto nomem;
-				stack = ns;
-				cap = ncap;
-			}
+			if (ferry__grow(&stack, &cap, depth + 1, sizeof(*stack),
+			                32))
+				goto nomem;
 			stack[depth++] = p->n - 1;
 		}
 	}
@@ -518,6 +494,7 @@ int ferry__plan_build(ferry__plan **out, ferry__scan *scan, ferry__manifest *m,
 	}
 	error = ferry__scan_run(scan, visit, p);
 	p->stat_ns = scan->start_ns;
+	p->racy_ns = scan->racy_ns;
 	if (!error)
 		error = plan_deletions(p);
 	if (!error)
@@ -631,9 +608,23 @@ int ferry__plan_add_delete(ferry__plan *p, const char *path, size_t n, int type,
 	return add_removal(p, &e, flags) ? 0 : FERRY_ENOMEM;
 }
 
+void ferry__plan_retype_removal(ferry__plan *p, ferry__action *a, int type)
+{
+	(void)p;
+	if (type == FERRY__T_DIR) {
+		a->kind = FERRY__ACT_RMDIR;
+		a->entry.type = FERRY__T_DIR;
+		a->flags |= FERRY__CHANGED_DIR;
+	} else {
+		a->kind = FERRY__ACT_DELETE;
+		a->entry.type = (uint8_t)type;
+		a->flags &= ~(uint32_t)FERRY__CHANGED_DIR;
+	}
+}
+
 /* ---- finish: deletion policy and order ---- */
 
-static int phase_of(const ferry__action *a)
+int ferry__action_phase(const ferry__action *a)
 {
 	switch (a->kind) {
 	case FERRY__ACT_DELETE:
@@ -726,7 +717,7 @@ int ferry__plan_finish(ferry__plan *p)
 	apply_policy(p);
 	size_t count[8] = {0}, start[8];
 	for (size_t i = 0; i < p->n; i++) {
-		p->a[i].phase = (uint8_t)phase_of(&p->a[i]);
+		p->a[i].phase = (uint8_t)ferry__action_phase(&p->a[i]);
 		count[p->a[i].phase]++;
 	}
 	ferry__action *na = NULL;
@@ -771,344 +762,4 @@ int ferry__plan_finish(ferry__plan *p)
 	drop_plan_index(p);
 	p->finished = 1;
 	return 0;
-}
-
-/* ---- reporting ---- */
-
-int ferry__action_visible(const ferry__action *a)
-{
-	return a->kind <= FERRY__ACT_RMDIR && !(a->flags & FERRY__ACT_QUIET);
-}
-
-void ferry__action_change(const ferry__action *a, ferry_change *c)
-{
-	memset(c, 0, sizeof(*c));
-	c->kind = (ferry_change_kind)a->kind;
-	c->flags = a->flags & PUBLIC_FLAGS;
-	c->path = a->entry.path;
-	c->link_target = a->kind == FERRY__ACT_SYMLINK ? a->link : NULL;
-	c->size = a->entry.size;
-	c->mode = a->entry.mode;
-	c->error = a->error;
-}
-
-void ferry__action_count(const ferry__action *a, ferry_sync_report *r)
-{
-	switch (a->kind) {
-	case FERRY__ACT_MKDIR:
-		r->dirs_created++;
-		break;
-	case FERRY__ACT_UPLOAD:
-		r->files_uploaded++;
-		break;
-	case FERRY__ACT_META:
-		r->files_updated++;
-		break;
-	case FERRY__ACT_SYMLINK:
-		r->symlinks_created++;
-		break;
-	case FERRY__ACT_DELETE:
-		r->files_deleted++;
-		break;
-	default:
-		r->dirs_deleted++;
-		break;
-	}
-}
-
-void ferry__plan_report(const ferry__plan *p, ferry_sync_report *r,
-                        void (*on_change)(void *ctx, const ferry_change *c),
-                        void *ctx)
-{
-	for (size_t i = 0; i < p->n; i++) {
-		const ferry__action *a = &p->a[i];
-		if (!ferry__action_visible(a))
-			continue;
-		if (r)
-			ferry__action_count(a, r);
-		if (on_change) {
-			ferry_change c;
-			ferry__action_change(a, &c);
-			on_change(ctx, &c);
-		}
-	}
-}
-
-static void put(char *buf, size_t size, size_t *len, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++, (*len)++)
-		if (*len + 1 < size)
-			buf[*len] = s[i];
-}
-
-static void put_escaped(char *buf, size_t size, size_t *len, const char *s,
-                        size_t n)
-{
-	size_t need = ferry__path_escape(NULL, 0, s, n);
-	if (*len + 1 < size)
-		ferry__path_escape(buf + *len, size - *len, s, n);
-	*len += need;
-}
-
-size_t ferry_change_itemize(char *buf, size_t size, const ferry_change *c)
-{
-	char code[12];
-	size_t len = 0;
-	unsigned f = c->flags;
-	int dir = (f & FERRY__CHANGED_DIR) || c->kind == FERRY_CHANGE_MKDIR ||
-	          c->kind == FERRY_CHANGE_RMDIR;
-	int is_new = (f & (FERRY_CHANGED_NEW | FERRY_CHANGED_TYPE)) != 0;
-	memset(code, '.', 11);
-	code[11] = '\0';
-	switch (c->kind) {
-	case FERRY_CHANGE_DELETE:
-	case FERRY_CHANGE_RMDIR:
-		memcpy(code, "*deleting  ", 11);
-		break;
-	case FERRY_CHANGE_MKDIR:
-		memcpy(code, "cd+++++++++", 11);
-		break;
-	case FERRY_CHANGE_SYMLINK:
-		memcpy(code, is_new ? "cL+++++++++" : "cLc........", 11);
-		break;
-	case FERRY_CHANGE_UPLOAD:
-	case FERRY_CHANGE_META:
-		code[0] = c->kind == FERRY_CHANGE_UPLOAD ? '>' : '.';
-		code[1] = dir ? 'd' : 'f';
-		if (is_new && c->kind == FERRY_CHANGE_UPLOAD) {
-			memset(code + 2, '+', 9);
-			break;
-		}
-		if (f & FERRY_CHANGED_CONTENT)
-			code[2] = 'c';
-		if (f & FERRY_CHANGED_SIZE)
-			code[3] = 's';
-		if (f & FERRY_CHANGED_MTIME)
-			code[4] = 't';
-		if (f & FERRY_CHANGED_MODE)
-			code[5] = 'p';
-		break;
-	}
-	put(buf, size, &len, code, 11);
-	put(buf, size, &len, " ", 1);
-	const char *path = c->path ? c->path : "";
-	put_escaped(buf, size, &len, path, strlen(path));
-	if (dir)
-		put(buf, size, &len, "/", 1);
-	if (c->kind == FERRY_CHANGE_SYMLINK && c->link_target) {
-		put(buf, size, &len, " -> ", 4);
-		put_escaped(buf, size, &len, c->link_target,
-		            strlen(c->link_target));
-	}
-	if (size)
-		buf[len < size ? len : size - 1] = '\0';
-	return len;
-}
-
-static int entry_matches(const ferry__mentry *e, const ferry__stat *st)
-{
-	return e->size == st->size && e->mtime_ns == st->mtime_ns &&
-	       e->ctime_ns == st->ctime_ns && e->ino == st->ino &&
-	       e->dev == st->dev && e->mode == st->mode;
-}
-
-void ferry__action_read_done(ferry__action *a, const ferry__hash *h,
-                             const struct stat *before,
-                             const struct stat *after, uint64_t nread)
-{
-	ferry__stat b, c;
-	ferry__stat_from(&b, before);
-	ferry__stat_from(&c, after);
-	if (stat_eq(&b, &c) && entry_matches(&a->entry, &b) &&
-	    nread == b.size) {
-		a->entry.hash = *h;
-		a->entry.flags |= FERRY__ME_HASHED;
-		a->flags &= ~FERRY__ACT_UNHASHED;
-	} else {
-		a->entry.flags &= (uint8_t)~FERRY__ME_HASHED;
-		a->flags |= FERRY__ACT_UNHASHED;
-	}
-}
-
-int ferry__action_hash_local(ferry__plan *p, ferry__action *a)
-{
-	int fd, error;
-	struct stat before, after;
-	if (a->entry.type != FERRY__T_FILE)
-		return FERRY_EINVALID;
-	error = ferry__scan_open(p->scan, a->src, a->entry.path,
-	                         a->entry.path_len, &fd, &before);
-	if (error)
-		return error;
-	ferry__hash h;
-	uint64_t nread = 0;
-	error = ferry__hash_fd(&h, &nread, fd, NULL, 0);
-	if (!error && fstat(fd, &after) < 0)
-		error = FERRY_EIO;
-	close(fd);
-	if (error)
-		return error;
-	ferry__action_read_done(a, &h, &before, &after, nread);
-	return 0;
-}
-
-int ferry__plan_needs_save(const ferry__plan *p)
-{
-	for (size_t i = 0; i < p->n; i++) {
-		const ferry__action *a = &p->a[i];
-		if (a->kind == FERRY__ACT_RECORD ||
-		    (a->committed && a->kind != FERRY__ACT_NONE))
-			return 1;
-	}
-	return 0;
-}
-
-/* ---- apply ---- */
-
-static int is_removal(const ferry__action *a)
-{
-	return a->kind == FERRY__ACT_DELETE || a->kind == FERRY__ACT_RMDIR;
-}
-
-static int effect_cmp(const void *x, const void *y, void *ctx)
-{
-	const ferry__action *v = ctx;
-	const ferry__action *a = &v[*(const size_t *)x];
-	const ferry__action *b = &v[*(const size_t *)y];
-	int c = ferry__path_cmp(a->entry.path, a->entry.path_len, b->entry.path,
-	                        b->entry.path_len);
-	if (c)
-		return c;
-	/* One path: removal first, then creations by phase. */
-	int ra = is_removal(a) ? 0 : 1 + phase_of(a);
-	int rb = is_removal(b) ? 0 : 1 + phase_of(b);
-	return ra < rb ? -1 : ra > rb;
-}
-
-int ferry__plan_apply(const ferry__plan *p, ferry__manifest *m)
-{
-	int error = 0;
-	size_t ne = 0, puts = 0;
-	size_t *eff = NULL;
-	ferry__mentry *out = NULL;
-	uint32_t *stack = NULL;
-
-	if (p->n) {
-		eff = ferry__reallocarray(NULL, p->n, sizeof(*eff));
-		if (!eff)
-			goto nomem;
-	}
-	for (size_t i = 0; i < p->n; i++) {
-		const ferry__action *a = &p->a[i];
-		if (a->kind == FERRY__ACT_NONE ||
-		    (!a->committed && a->kind != FERRY__ACT_RECORD))
-			continue;
-		eff[ne++] = i;
-		if (!is_removal(a))
-			puts++;
-	}
-	if (ne > 1)
-		qsort_r(eff, ne, sizeof(*eff), effect_cmp, p->a);
-	out = ferry__reallocarray(NULL, m->n + puts + 1, sizeof(*out));
-	if (!out)
-		goto nomem;
-
-	size_t i = 0, j = 0, k = 0;
-	int64_t old_ref = m->stat_ns;
-	while (i < m->n || j < ne) {
-		int c;
-		if (i >= m->n)
-			c = 1;
-		else if (j >= ne)
-			c = -1;
-		else
-			c = ferry__path_cmp(m->e[i].path, m->e[i].path_len,
-			                    p->a[eff[j]].entry.path,
-			                    p->a[eff[j]].entry.path_len);
-		if (c < 0) {
-			ferry__mentry e = m->e[i++];
-			e.flags &= FERRY__ME_DISK_FLAGS;
-			/* Racily clean when recorded and not verified since:
-			 * make sure the next push hashes it. */
-			if (e.type == FERRY__T_FILE &&
-			    racy(e.mtime_ns, e.ctime_ns, old_ref))
-				e.ctime_ns = -1;
-			out[k++] = e;
-			continue;
-		}
-		const ferry__action *first = &p->a[eff[j]];
-		const char *path = first->entry.path;
-		size_t plen = first->entry.path_len;
-		int have = c == 0;
-		ferry__mentry cur;
-		if (have)
-			cur = m->e[i];
-		const ferry__action *put_a = NULL;
-		while (j < ne && p->a[eff[j]].entry.path_len == plen &&
-		       memcmp(p->a[eff[j]].entry.path, path, plen) == 0) {
-			const ferry__action *a = &p->a[eff[j++]];
-			if (is_removal(a)) {
-				have = 0;
-				put_a = NULL;
-			} else {
-				put_a = a;
-				have = 1;
-			}
-		}
-		if (put_a) {
-			const char *owned = c == 0 ? m->e[i].path : NULL;
-			cur = put_a->entry;
-			if (!owned) {
-				owned = ferry__arena_strndup(&m->arena, path,
-				                             plen);
-				if (!owned)
-					goto nomem;
-			}
-			cur.path = owned;
-			if (put_a->kind == FERRY__ACT_MKDIR)
-				cur.mode = (uint16_t)put_a->create_mode;
-			if (put_a->flags & FERRY__ACT_UNHASHED)
-				cur.flags &= (uint8_t)~FERRY__ME_HASHED;
-		}
-		if (c == 0)
-			i++;
-		if (have) {
-			cur.flags &= FERRY__ME_DISK_FLAGS;
-			out[k++] = cur;
-		}
-	}
-
-	/* Drop entries whose parent directory is not recorded. */
-	size_t depth = 0, kept = 0;
-	stack = ferry__reallocarray(NULL, FERRY__PATH_MAX / 2 + 2,
-	                            sizeof(*stack));
-	if (!stack)
-		goto nomem;
-	for (size_t x = 0; x < k; x++) {
-		const ferry__mentry *e = &out[x];
-		while (depth > 0 &&
-		       !ferry__path_under(e->path, e->path_len,
-		                          out[stack[depth - 1]].path,
-		                          out[stack[depth - 1]].path_len))
-			depth--;
-		size_t dl = ferry__path_dirlen(e->path, e->path_len);
-		if (dl > 0 &&
-		    (depth == 0 || out[stack[depth - 1]].path_len != dl))
-			continue;
-		out[kept] = *e;
-		if (e->type == FERRY__T_DIR && depth < FERRY__PATH_MAX / 2 + 2)
-			stack[depth++] = (uint32_t)kept;
-		kept++;
-	}
-	ferry__manifest_adopt(m, out, kept, m->n + puts + 1);
-	out = NULL;
-	m->stat_ns = p->stat_ns;
-	goto done;
-nomem:
-	error = FERRY_ENOMEM;
-done:
-	ferry__free(eff);
-	ferry__free(out);
-	ferry__free(stack);
-	return error;
 }

@@ -6,7 +6,7 @@
  *
  *  - a file is unchanged when type, mode, size, mtime, ctime and inode
  *    match its entry and it is not racily clean (mtime or ctime within
- *    FERRY__RACY_NS of the manifest's stat_ns); otherwise it is hashed
+ *    scan->racy_ns of the manifest's stat_ns); otherwise it is hashed
  *    (XXH3-128): same content -> a metadata update when mode or mtime
  *    differ, else only a manifest refresh (FERRY__ACT_RECORD); different
  *    content -> an upload.  checksum hashes every file that has an entry.
@@ -51,55 +51,11 @@
 #include <sys/stat.h>
 
 #include "ferry.h"
+#include "sync/action.h"
 #include "sync/arena.h"
 #include "sync/exclude.h"
 #include "sync/manifest.h"
 #include "sync/scan.h"
-
-/* Timestamp granularity assumed for racily clean entries (covers coarse
- * kernel clocks and 2-second filesystems). */
-#define FERRY__RACY_NS ((int64_t)2000000000)
-
-enum {
-	FERRY__ACT_MKDIR = FERRY_CHANGE_MKDIR,
-	FERRY__ACT_UPLOAD = FERRY_CHANGE_UPLOAD,
-	FERRY__ACT_META = FERRY_CHANGE_META,
-	FERRY__ACT_SYMLINK = FERRY_CHANGE_SYMLINK,
-	FERRY__ACT_DELETE = FERRY_CHANGE_DELETE, /* a file or a symlink */
-	FERRY__ACT_RMDIR = FERRY_CHANGE_RMDIR,
-	FERRY__ACT_RECORD = 6, /* nothing remote: refresh the manifest entry */
-	FERRY__ACT_NONE = 7    /* unchanged (kept only with keep_unchanged) */
-};
-
-/* ferry__action.flags, beyond FERRY_CHANGED_* (ferry.h) */
-#define FERRY__CHANGED_DIR     FERRY_CHANGED_DIR /* the path is a directory */
-#define FERRY__ACT_QUIET       0x100u /* internal fix-up, not reported */
-#define FERRY__ACT_EXTRANEOUS  0x200u /* a --delete deletion */
-#define FERRY__ACT_REMOTE_ONLY 0x400u /* found by listing the remote */
-#define FERRY__ACT_UNHASHED                                                    \
-	0x800u /* entry.hash to be computed by the                             \
-	        * executor as it reads the file */
-
-typedef struct ferry__action {
-	/* The manifest entry to record once the action is committed
-	 * (path = destination path; hash valid when FERRY__ME_HASHED).  For
-	 * a deletion: the entry removed (path and type). */
-	ferry__mentry entry;
-	const char *link; /* FERRY__ACT_SYMLINK: target, NUL-terminated */
-	uint32_t link_len;
-	uint32_t
-	        flags; /* FERRY_CHANGED_* | FERRY__CHANGED_DIR | FERRY__ACT_* */
-	/* FERRY__ACT_MKDIR: the mode to create with.  When the final mode
-	 * lacks owner rwx, this adds it and a quiet phase-7 META sets the
-	 * final mode once the directory is filled. */
-	uint32_t create_mode;
-	uint16_t src; /* source to read from: ferry__scan_open(scan, src,
-	               * entry.path, entry.path_len, ...) */
-	uint8_t kind; /* FERRY__ACT_* */
-	uint8_t phase;
-	uint8_t committed; /* set by the executor */
-	int error;         /* FERRY_E* when it failed (executor) */
-} ferry__action;
 
 typedef struct ferry__plan_opts {
 	int checksum;          /* hash every file that has an entry */
@@ -131,6 +87,7 @@ typedef struct ferry__plan {
 	ferry__scan *scan;  /* borrowed */
 	ferry__manifest *m; /* borrowed: the old manifest */
 	int64_t stat_ns;    /* the scan's start: stat_ns of the new manifest */
+	int64_t racy_ns;    /* the scan's racy window, once it is done */
 	int io_error;       /* a file could not be read for hashing */
 	int deletions_skipped; /* FERRY__DEL_* */
 	uint64_t deletions_dropped;
@@ -162,6 +119,9 @@ ferry__action *ferry__plan_find(ferry__plan *p, const char *path, size_t n);
  * only recorded, unhashed unless its hash is known). */
 void ferry__plan_promote(ferry__plan *p, ferry__action *a, int kind,
                          unsigned flags);
+/* Make the removal a remove the remote's type (FERRY__T_*) of its path:
+ * FERRY__ACT_RMDIR for a directory, FERRY__ACT_DELETE otherwise. */
+void ferry__plan_retype_removal(ferry__plan *p, ferry__action *a, int type);
 /* A remote path to remove (type FERRY__T_*), e.g. found by listing the
  * remote: with FERRY_CHANGED_TYPE in flags it is a removal that a type
  * change requires (always planned); otherwise an extraneous deletion,
@@ -173,14 +133,8 @@ int ferry__plan_add_delete(ferry__plan *p, const char *path, size_t n, int type,
 /* Deletion policy and order (call once).  0, or FERRY_ENOMEM. */
 int ferry__plan_finish(ferry__plan *p);
 
-/* Reporting ---------------------------------------------------------------- */
+/* Reporting (sync/itemize.c) --------------------------------------------- */
 
-/* 1 when a is reported to the user (not NONE, RECORD or quiet). */
-int ferry__action_visible(const ferry__action *a);
-/* The public view of an action (pointers into the plan). */
-void ferry__action_change(const ferry__action *a, ferry_change *c);
-/* Add a (visible) action to r's counts by its kind. */
-void ferry__action_count(const ferry__action *a, ferry_sync_report *r);
 /* Counts of the visible actions added to r (files_uploaded,
  * files_updated, files_deleted, dirs_created, dirs_deleted,
  * symlinks_created) and on_change called for each, in order. */
@@ -188,24 +142,13 @@ void ferry__plan_report(const ferry__plan *p, ferry_sync_report *r,
                         void (*on_change)(void *ctx, const ferry_change *c),
                         void *ctx);
 
-/* ferry_change_itemize (lib/ferry.h) is implemented in plan.c: rsync's
- * --itemize-changes line; FERRY__CHANGED_DIR in flags makes it ".d"/"dir/". */
-
-/* Committing -------------------------------------------------------------- */
+/* Committing (sync/apply.c) ----------------------------------------------- */
 
 /* Hash an upload's local file now (re-opened with ferry__scan_open) and
  * store the result in a->entry, clearing FERRY__ACT_UNHASHED when the file
  * stayed the same while read.  For executors that do not hash as they
  * upload, and for tests.  0 or a FERRY_E* of the open or read. */
 int ferry__action_hash_local(ferry__plan *p, ferry__action *a);
-
-/* The executor read an upload's file (ferry__scan_open) to send it: record
- * the hash of what it read when the file's stat before and after the read
- * equals the planned entry and nread its size; otherwise leave the entry
- * unhashed (the next push then compares by stat and hashes again). */
-void ferry__action_read_done(ferry__action *a, const ferry__hash *h,
-                             const struct stat *before,
-                             const struct stat *after, uint64_t nread);
 
 /* 1 when ferry__plan_apply would change the manifest: an action was
  * committed, or a RECORD refreshes an entry. */

@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "ferry.h"
 #include "sync/path.h"
+#include "sync/util.h"
 
 #define TEMP_TAG     ".ferry-"
 #define TEMP_TAG_LEN 7
@@ -250,15 +251,8 @@ static int add_entry(ferry__rlist *rl, const char *rel, size_t rn,
 	size_t pl = rn ? rn + 1 + nl : nl;
 	if (nl == 0 || memchr(d->name, '/', nl) || pl >= FERRY__PATH_MAX)
 		return 1; /* not a name a sync set can hold: ignored */
-	if (rl->n == rl->cap) {
-		size_t ncap = rl->cap ? rl->cap * 2 : 256;
-		ferry__rentry *ne =
-		        ferry__reallocarray(rl->e, ncap, sizeof(*ne));
-		if (!ne)
-			return FERRY_ENOMEM;
-		rl->e = ne;
-		rl->cap = ncap;
-	}
+	if (ferry__grow(&rl->e, &rl->cap, rl->n + 1, sizeof(*rl->e), 256))
+		return FERRY_ENOMEM;
 	char *p = ferry__arena_alloc(&rl->arena, pl + 1, 1);
 	if (!p)
 		return FERRY_ENOMEM;

@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "alloc.h"
 #include "sync/path.h"
 #include "sync/report.h"
+#include "sync/util.h"
 
 /* Directory descriptors kept open down the current path; deeper levels
  * close their parent while they run and reopen it afterwards (checked by
@@ -19,6 +21,7 @@
 #define DENTS_BUF      (64 << 10)
 #define LINK_DEPTH_MAX 40
 #define RESOLVE_BUF    (2 * FERRY__PATH_MAX)
+#define WALK_STOP      1 /* enter_dir: this directory's walk ends */
 
 typedef struct level {
 	int fd;
@@ -62,6 +65,44 @@ void ferry__stat_from(ferry__stat *out, const struct stat *st)
 	        (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
 	out->mode = (uint32_t)(st->st_mode & 07777);
 	out->type = (uint8_t)ferry__stat_type(st->st_mode);
+}
+
+int ferry__stat_eq(const ferry__stat *a, const ferry__stat *b)
+{
+	return a->size == b->size && a->mtime_ns == b->mtime_ns &&
+	       a->ctime_ns == b->ctime_ns && a->ino == b->ino &&
+	       a->dev == b->dev && a->mode == b->mode;
+}
+
+/* ---- the racy window (scan.h) ---- */
+
+int64_t ferry__racy_window(unsigned long f_type)
+{
+	switch (f_type) {
+	case 0xEF53UL:     /* ext4, ext3, ext2 */
+	case 0x58465342UL: /* xfs */
+	case 0x9123683EUL: /* btrfs */
+	case 0x01021994UL: /* tmpfs */
+	case 0x794C7630UL: /* overlayfs */
+		return FERRY__RACY_FINE_NS;
+	default: /* vfat 0x4d44, exfat 0x2011bab0, nfs, unknown */
+		return FERRY__RACY_COARSE_NS;
+	}
+}
+
+/* The window of the file system of directory fd (st: its fstat). */
+static int64_t fs_window(int fd, const struct stat *st)
+{
+	struct statfs fs;
+	if (fstatfs(fd, &fs) < 0 || st->st_ctim.tv_nsec == 0)
+		return FERRY__RACY_COARSE_NS;
+	return ferry__racy_window((unsigned long)fs.f_type);
+}
+
+static void raise_window(ferry__scan *s, int64_t w)
+{
+	if (w > s->racy_ns)
+		s->racy_ns = w;
 }
 
 static int errno_code(int e)
@@ -319,14 +360,9 @@ static int push_name(ferry__scan_walk *w, const char *name, size_t n)
 		w->nb = nb;
 		w->nb_cap = ncap;
 	}
-	if (w->ix_len == w->ix_cap) {
-		size_t ncap = w->ix_cap ? w->ix_cap * 2 : 1024;
-		uint32_t *ix = ferry__reallocarray(w->ix, ncap, sizeof(*ix));
-		if (!ix)
-			return FERRY_ENOMEM;
-		w->ix = ix;
-		w->ix_cap = ncap;
-	}
+	if (ferry__grow(&w->ix, &w->ix_cap, w->ix_len + 1, sizeof(*w->ix),
+	                1024))
+		return FERRY_ENOMEM;
 	w->ix[w->ix_len++] = (uint32_t)w->nb_len;
 	memcpy(w->nb + w->nb_len, name, n + 1);
 	w->nb_len += n + 1;
@@ -365,18 +401,11 @@ static int read_names(ferry__scan *s, int fd, size_t plen)
 
 static int ensure_levels(ferry__scan_walk *w, size_t n)
 {
-	if (n <= w->lv_cap)
-		return 0;
-	size_t ncap = w->lv_cap ? w->lv_cap * 2 : 32;
-	while (ncap < n)
-		ncap *= 2;
-	level *lv = ferry__reallocarray(w->lv, ncap, sizeof(*lv));
-	if (!lv)
+	size_t old = w->lv_cap;
+	if (ferry__grow(&w->lv, &w->lv_cap, n, sizeof(*w->lv), 32))
 		return FERRY_ENOMEM;
-	for (size_t i = w->lv_cap; i < ncap; i++)
-		lv[i].fd = -1;
-	w->lv = lv;
-	w->lv_cap = ncap;
+	for (size_t i = old; i < w->lv_cap; i++)
+		w->lv[i].fd = -1;
 	return 0;
 }
 
@@ -482,6 +511,139 @@ static int check_link(ferry__scan *s, unsigned si, int dirfd, const char *name,
 	return -1;
 }
 
+static void vanished_or_error(ferry__scan *s, size_t len, const char *what)
+{
+	if (errno == ENOENT)
+		ferry__report_warn(s->log, s->log_ctx, FERRY_LOG_INFO,
+		                   s->w->path, len, "vanished during the scan");
+	else
+		scan_error(s, s->w->path, len, errno, what);
+}
+
+/* Stat name (w->path, len bytes) in dirfd: its FERRY__T_* type, or
+ * FERRY__T_NONE when it is to be skipped (gone, special, excluded). */
+static int stat_name(ferry__scan *s, int dirfd, const char *name, size_t len,
+                     struct stat *st)
+{
+	ferry__scan_walk *w = s->w;
+	if (fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) < 0) {
+		vanished_or_error(s, len, "stat");
+		return FERRY__T_NONE;
+	}
+	int type = ferry__stat_type(st->st_mode);
+	if (type == FERRY__T_NONE) {
+		s->skipped++;
+		ferry__report_warn(s->log, s->log_ctx, FERRY_LOG_WARN, w->path,
+		                   len, "skipping %s",
+		                   special_kind(st->st_mode));
+		return FERRY__T_NONE;
+	}
+	if (ferry__excludes_match(s->excludes, w->path, len,
+	                          type == FERRY__T_DIR))
+		return FERRY__T_NONE;
+	return type;
+}
+
+static int walk_dir(ferry__scan *s, unsigned si, size_t depth,
+                    ferry__scan_fn fn, void *ctx);
+
+/* Walk the directory name (w->path, len bytes; st its stat) below level
+ * depth.  0, a FERRY_E* that stops the scan, or WALK_STOP: level depth
+ * could not be reopened, its walk ends (the scan goes on). */
+static int enter_dir(ferry__scan *s, unsigned si, size_t depth,
+                     const char *name, size_t len, const struct stat *st,
+                     ferry__scan_fn fn, void *ctx)
+{
+	ferry__scan_walk *w = s->w;
+	size_t plen = w->lv[depth].plen;
+	int error = ensure_levels(w, depth + 2);
+	if (error)
+		return error;
+	int cfd = openat(w->lv[depth].fd, name,
+	                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (cfd < 0) {
+		vanished_or_error(s, len, "cannot read directory");
+		return 0;
+	}
+	if ((uint64_t)st->st_dev != w->lv[depth].dev)
+		raise_window(s, fs_window(cfd, st));
+	level *c = &w->lv[depth + 1];
+	c->fd = cfd;
+	c->dev = (uint64_t)st->st_dev;
+	c->ino = (uint64_t)st->st_ino;
+	c->plen = len;
+	int closed = 0;
+	if (depth >= FD_KEEP) {
+		close(w->lv[depth].fd);
+		w->lv[depth].fd = -1;
+		closed = 1;
+	}
+	error = walk_dir(s, si, depth + 1, fn, ctx);
+	if (closed && reopen_level(w, depth) < 0) {
+		scan_error(s, w->path, plen, errno,
+		           "directory changed during the scan");
+		return error ? error : WALK_STOP;
+	}
+	return error;
+}
+
+/* One name of the directory at level depth: stat, report, descend.  0,
+ * WALK_STOP or a FERRY_E* (enter_dir). */
+static int walk_name(ferry__scan *s, unsigned si, size_t depth,
+                     const char *name, ferry__scan_fn fn, void *ctx)
+{
+	ferry__scan_walk *w = s->w;
+	int dirfd = w->lv[depth].fd;
+	size_t plen = w->lv[depth].plen;
+	size_t nlen = strlen(name);
+	size_t len = plen ? plen + 1 + nlen : nlen;
+	if (plen)
+		w->path[plen] = '/';
+	if (len >= FERRY__PATH_MAX) {
+		s->incomplete = 1;
+		s->errors++;
+		ferry__report_error(
+		        s->report, s->log, s->log_ctx, w->path, plen,
+		        FERRY_EINVALID,
+		        "skipping a name: path longer than %d bytes",
+		        FERRY__PATH_MAX - 1);
+		return 0;
+	}
+	memcpy(w->path + (plen ? plen + 1 : 0), name, nlen + 1);
+
+	struct stat st;
+	int type = stat_name(s, dirfd, name, len, &st);
+	if (type == FERRY__T_NONE)
+		return 0;
+	if (type != FERRY__T_DIR && (uint64_t)st.st_dev != w->lv[depth].dev)
+		raise_window(s, FERRY__RACY_COARSE_NS);
+
+	ferry__scan_item it = {0};
+	it.path = w->path;
+	it.path_len = len;
+	it.name = w->path + len - nlen;
+	it.dirfd = dirfd;
+	it.src = si;
+	ferry__stat_from(&it.st, &st);
+	if (type == FERRY__T_LINK &&
+	    check_link(s, si, dirfd, name, len, plen, &it) < 0) {
+		s->skipped++;
+		return 0;
+	}
+	if (type == FERRY__T_FILE)
+		s->files++;
+	else if (type == FERRY__T_DIR)
+		s->dirs++;
+	else
+		s->links++;
+	int rc = fn(ctx, &it);
+	if (rc < 0)
+		return rc;
+	if (type != FERRY__T_DIR || rc == FERRY__SCAN_PRUNE)
+		return 0;
+	return enter_dir(s, si, depth, name, len, &st, fn, ctx);
+}
+
 static int walk_dir(ferry__scan *s, unsigned si, size_t depth,
                     ferry__scan_fn fn, void *ctx)
 {
@@ -497,110 +659,11 @@ static int walk_dir(ferry__scan *s, unsigned si, size_t depth,
 	if (count > 1)
 		qsort_r(w->ix + imark, count, sizeof(uint32_t), name_cmp,
 		        w->nb);
-
-	for (size_t i = 0; i < count; i++) {
-		int dirfd = w->lv[depth].fd;
-		const char *name = w->nb + w->ix[imark + i];
-		size_t nlen = strlen(name);
-		size_t len = plen ? plen + 1 + nlen : nlen;
-		if (plen)
-			w->path[plen] = '/';
-		if (len >= FERRY__PATH_MAX) {
-			s->incomplete = 1;
-			s->errors++;
-			ferry__report_error(
-			        s->report, s->log, s->log_ctx, w->path, plen,
-			        FERRY_EINVALID,
-			        "skipping a name: path longer than %d bytes",
-			        FERRY__PATH_MAX - 1);
-			continue;
-		}
-		memcpy(w->path + (plen ? plen + 1 : 0), name, nlen + 1);
-
-		struct stat st;
-		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT)
-				ferry__report_warn(s->log, s->log_ctx,
-				                   FERRY_LOG_INFO, w->path, len,
-				                   "vanished during the scan");
-			else
-				scan_error(s, w->path, len, errno, "stat");
-			continue;
-		}
-		int type = ferry__stat_type(st.st_mode);
-		if (type == FERRY__T_NONE) {
-			s->skipped++;
-			ferry__report_warn(s->log, s->log_ctx, FERRY_LOG_WARN,
-			                   w->path, len, "skipping %s",
-			                   special_kind(st.st_mode));
-			continue;
-		}
-		if (ferry__excludes_match(s->excludes, w->path, len,
-		                          type == FERRY__T_DIR))
-			continue;
-
-		ferry__scan_item it = {0};
-		it.path = w->path;
-		it.path_len = len;
-		it.name = w->path + len - nlen;
-		it.dirfd = dirfd;
-		it.src = si;
-		ferry__stat_from(&it.st, &st);
-		if (type == FERRY__T_LINK &&
-		    check_link(s, si, dirfd, name, len, plen, &it) < 0) {
-			s->skipped++;
-			continue;
-		}
-		if (type == FERRY__T_FILE)
-			s->files++;
-		else if (type == FERRY__T_DIR)
-			s->dirs++;
-		else
-			s->links++;
-		int rc = fn(ctx, &it);
-		if (rc < 0) {
-			error = rc;
-			goto out;
-		}
-		if (type != FERRY__T_DIR || rc == FERRY__SCAN_PRUNE)
-			continue;
-
-		error = ensure_levels(w, depth + 2);
-		if (error)
-			goto out;
-		int cfd =
-		        openat(dirfd, name,
-		               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (cfd < 0) {
-			if (errno == ENOENT)
-				ferry__report_warn(s->log, s->log_ctx,
-				                   FERRY_LOG_INFO, w->path, len,
-				                   "vanished during the scan");
-			else
-				scan_error(s, w->path, len, errno,
-				           "cannot read directory");
-			continue;
-		}
-		level *c = &w->lv[depth + 1];
-		c->fd = cfd;
-		c->dev = (uint64_t)st.st_dev;
-		c->ino = (uint64_t)st.st_ino;
-		c->plen = len;
-		int closed = 0;
-		if (depth >= FD_KEEP) {
-			close(w->lv[depth].fd);
-			w->lv[depth].fd = -1;
-			closed = 1;
-		}
-		error = walk_dir(s, si, depth + 1, fn, ctx);
-		if (closed && reopen_level(w, depth) < 0) {
-			scan_error(s, w->path, plen, errno,
-			           "directory changed during the scan");
-			goto out;
-		}
-		if (error)
-			goto out;
-	}
+	for (size_t i = 0; i < count && !error; i++)
+		error = walk_name(s, si, depth, w->nb + w->ix[imark + i], fn,
+		                  ctx);
+	if (error == WALK_STOP)
+		error = 0;
 out:
 	w->nb_len = nmark;
 	w->ix_len = imark;
@@ -623,6 +686,13 @@ static int scan_source(ferry__scan *s, unsigned si, ferry__scan_fn fn,
 	memcpy(w->path, src->prefix, src->prefix_len + 1);
 	w->lv[0].fd = src->fd;
 	w->lv[0].plen = src->prefix_len;
+	if (fstat(src->fd, &st) < 0) {
+		raise_window(s, FERRY__RACY_COARSE_NS);
+	} else {
+		raise_window(s, fs_window(src->fd, &st));
+		w->lv[0].dev = (uint64_t)st.st_dev;
+		w->lv[0].ino = (uint64_t)st.st_ino;
+	}
 
 	if (src->kind == FERRY__SRC_CONTENTS)
 		return walk_dir(s, si, 0, fn, ctx);
@@ -640,6 +710,8 @@ static int scan_source(ferry__scan *s, unsigned si, ferry__scan_fn fn,
 		}
 		it.dirfd = src->fd;
 		it.follow = 1;
+		if ((uint64_t)st.st_dev != w->lv[0].dev)
+			raise_window(s, FERRY__RACY_COARSE_NS);
 	} else {
 		if (fstat(src->fd, &st) < 0) {
 			scan_error(s, src->arg, strlen(src->arg), errno,
@@ -678,6 +750,7 @@ static int scan_source(ferry__scan *s, unsigned si, ferry__scan_fn fn,
 int ferry__scan_run(ferry__scan *s, ferry__scan_fn fn, void *ctx)
 {
 	s->start_ns = ferry__sync_realtime_ns();
+	s->racy_ns = FERRY__RACY_FINE_NS;
 	for (unsigned i = 0; i < s->nsrc; i++) {
 		if (s->src[i].fd < 0)
 			continue;

@@ -44,6 +44,8 @@ typedef struct ferry__stat {
 /* FERRY__T_* of a st_mode, or FERRY__T_NONE for special files. */
 int ferry__stat_type(mode_t m);
 void ferry__stat_from(ferry__stat *out, const struct stat *st);
+/* 1 when size, mtime, ctime, inode, device and mode are the same. */
+int ferry__stat_eq(const ferry__stat *a, const ferry__stat *b);
 
 enum {
 	FERRY__SRC_CONTENTS = 0, /* "dir/": contents at DEST */
@@ -87,6 +89,45 @@ typedef struct ferry__scan_opts {
 	ferry_sync_report *report; /* per-file errors appended; may be NULL */
 } ferry__scan_opts;
 
+/* Racily clean entries (sync/plan.h).  A file changed after the scan
+ * stat'd it may keep every compared field (size, mtime, ctime, inode) when
+ * the change falls in the same timestamp granule as that stat.  The plan
+ * therefore re-hashes a file whose mtime or ctime is within racy_ns of the
+ * manifest's stat_ns (the previous scan's start, read from the fine
+ * CLOCK_REALTIME before the first stat).
+ *
+ * Fine-grained file systems (ext4, xfs, btrfs, tmpfs, overlayfs) store
+ * nanoseconds, but the kernel stamps files from its coarse clock, which
+ * ticks once a jiffy (HZ >= 100: at most 10 ms) and lags the fine clock by
+ * up to one tick: a file written after the scan started can carry a time
+ * up to one tick before start_ns, never more.  FERRY__RACY_FINE_NS (50 ms,
+ * five ticks at the slowest HZ) covers that with room to spare; a file
+ * whose times are older than start_ns - 50 ms can only change to a later
+ * time, so comparing stat fields is enough.  Everything else gets
+ * FERRY__RACY_COARSE_NS: FAT keeps 2 s mtimes, exFAT 10 ms but local-time
+ * quirks, network file systems take the server's clock, and an unknown
+ * f_type is assumed coarse.  The same magic as ext4 also covers ext2/ext3
+ * and ext4 with 128-byte inodes, which keep whole seconds: a directory
+ * whose ctime has no nanoseconds (the kernel sets ctime, no program can)
+ * is taken as such a file system, coarse.
+ *
+ * The window is found with fstatfs on each source root, and again on every
+ * directory whose device differs from its parent's (a mount point), before
+ * anything inside it is visited; a non-directory on another device than
+ * its directory (a bind-mounted file, a file source followed to another
+ * file system) makes it coarse.  ferry__scan.racy_ns only grows during the
+ * walk, so each file is judged with a window at least that of its own file
+ * system, and entries not seen again with the coarsest of the scan.  A
+ * window too large only costs hashing; it can never make a push skip a
+ * changed file. */
+#define FERRY__RACY_FINE_NS   ((int64_t)50000000)
+#define FERRY__RACY_COARSE_NS ((int64_t)2000000000)
+
+/* The window of a file system by its statfs f_type magic:
+ * FERRY__RACY_FINE_NS for ext4 (ext2/3), xfs, btrfs, tmpfs and overlayfs,
+ * FERRY__RACY_COARSE_NS for everything else (vfat, exfat, nfs, unknown). */
+int64_t ferry__racy_window(unsigned long f_type);
+
 typedef struct ferry__scan_walk ferry__scan_walk; /* private */
 
 typedef struct ferry__scan {
@@ -94,6 +135,7 @@ typedef struct ferry__scan {
 	size_t nsrc;
 	int incomplete;   /* something could not be read: skip deletions */
 	int64_t start_ns; /* CLOCK_REALTIME taken before the first stat */
+	int64_t racy_ns;  /* racy window: of the coarsest file system so far */
 	uint64_t files, dirs, links, skipped, errors;
 	const ferry__excludes *excludes;
 	ferry_log_fn log;

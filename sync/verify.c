@@ -7,6 +7,7 @@
 #include "hash.h"
 #include "sync/path.h"
 #include "sync/pmap.h"
+#include "sync/util.h"
 
 #define NONE_IDX FERRY__PMAP_NONE
 
@@ -37,11 +38,6 @@ typedef struct vctx {
 	size_t next, capext;
 } vctx;
 
-static int is_removal(const ferry__action *a)
-{
-	return a->kind == FERRY__ACT_DELETE || a->kind == FERRY__ACT_RMDIR;
-}
-
 static int del_type(int rtype)
 {
 	return rtype == FERRY__T_DIR    ? FERRY__T_DIR
@@ -51,14 +47,8 @@ static int del_type(int rtype)
 
 static int add_pdel(vctx *v, const ferry__rentry *r, unsigned flags)
 {
-	if (v->ndel == v->capdel) {
-		size_t ncap = v->capdel ? v->capdel * 2 : 64;
-		pdel *nd = ferry__reallocarray(v->del, ncap, sizeof(*nd));
-		if (!nd)
-			return FERRY_ENOMEM;
-		v->del = nd;
-		v->capdel = ncap;
-	}
+	if (ferry__grow(&v->del, &v->capdel, v->ndel + 1, sizeof(*v->del), 64))
+		return FERRY_ENOMEM;
 	pdel *d = &v->del[v->ndel++];
 	d->path = r->path;
 	d->n = r->path_len;
@@ -70,14 +60,8 @@ static int add_pdel(vctx *v, const ferry__rentry *r, unsigned flags)
 
 static int push_ext(vctx *v, size_t code)
 {
-	if (v->next == v->capext) {
-		size_t ncap = v->capext ? v->capext * 2 : 32;
-		size_t *ne = ferry__reallocarray(v->ext, ncap, sizeof(*ne));
-		if (!ne)
-			return FERRY_ENOMEM;
-		v->ext = ne;
-		v->capext = ncap;
-	}
+	if (ferry__grow(&v->ext, &v->capext, v->next + 1, sizeof(*v->ext), 32))
+		return FERRY_ENOMEM;
 	v->ext[v->next++] = code;
 	return 0;
 }
@@ -99,18 +83,11 @@ static void protect_ancestors(vctx *v)
 	for (size_t k = 0; k < v->next; k++) {
 		size_t code = v->ext[k], i = code >> 1;
 		if (code & 1)
-			v->p->a[i].kind = FERRY__ACT_NONE;
+			ferry__plan_promote(v->p, &v->p->a[i], FERRY__ACT_NONE,
+			                    0);
 		else
 			v->del[i].dropped = 1;
 	}
-}
-
-/* A removal that is already done remotely: commit it without a request. */
-static void removal_done(ferry__action *a)
-{
-	a->flags &= ~(uint32_t)FERRY__ACT_EXTRANEOUS;
-	a->flags |= FERRY__ACT_QUIET;
-	a->committed = 1;
 }
 
 static int add_temp(vctx *v, const ferry__rentry *r)
@@ -274,22 +251,69 @@ static int create_kind(int type)
 static size_t creation_at(vctx *v, const char *path, size_t n)
 {
 	ferry__action *a = ferry__plan_find(v->p, path, n);
-	if (!a || is_removal(a))
+	if (!a || ferry__action_is_removal(a))
 		return NONE_IDX;
 	return (size_t)(a - v->p->a);
 }
 
-static void fix_removal_type(ferry__action *a, int rtype)
+static void fix_removal_type(vctx *v, ferry__action *a, int rtype)
 {
-	if (rtype == FERRY__T_DIR) {
-		a->kind = FERRY__ACT_RMDIR;
-		a->entry.type = FERRY__T_DIR;
-		a->flags |= FERRY__CHANGED_DIR;
-	} else {
-		a->kind = FERRY__ACT_DELETE;
-		a->entry.type = (uint8_t)del_type(rtype);
-		a->flags &= ~(uint32_t)FERRY__CHANGED_DIR;
+	ferry__plan_retype_removal(v->p, a, del_type(rtype));
+}
+
+/* A remote entry at the path of a local creation (p->a[ai]); ri: a
+ * planned removal of that path, or NONE_IDX. */
+static int visit_created(vctx *v, const ferry__rentry *r, size_t ai, size_t ri,
+                         const char **kill, size_t *killn)
+{
+	ferry__plan *p = v->p;
+	ferry__action *a = &p->a[ai];
+	v->seen[ai] = 1;
+	int lt = a->entry.type;
+	if (r->type != lt) {
+		if (ri != NONE_IDX) {
+			fix_removal_type(v, &p->a[ri], r->type);
+			ferry__plan_promote(p, &p->a[ri], p->a[ri].kind,
+			                    FERRY_CHANGED_TYPE);
+		} else {
+			int error = add_pdel(v, r, FERRY_CHANGED_TYPE);
+			if (error)
+				return error;
+		}
+		if (r->type == FERRY__T_DIR) {
+			*kill = r->path;
+			*killn = r->path_len;
+		}
+		int kind = create_kind(lt);
+		if (a->kind != kind || !(a->flags & FERRY_CHANGED_TYPE))
+			promote(v, a, kind, FERRY_CHANGED_TYPE);
+		return 0;
 	}
+	if (ri != NONE_IDX)
+		ferry__action_done(&p->a[ri]); /* already the local type */
+	if (lt == FERRY__T_FILE)
+		compare_file(v, a, r);
+	else if (lt == FERRY__T_DIR)
+		compare_dir(v, a, r);
+	else
+		compare_link(v, a, r);
+	return 0;
+}
+
+/* A remote entry with a planned removal (p->a[ri]) and no creation. */
+static int visit_removed(vctx *v, const ferry__rentry *r, size_t ri,
+                         const char **kill, size_t *killn)
+{
+	ferry__action *a = &v->p->a[ri];
+	fix_removal_type(v, a, r->type);
+	if (r->type != FERRY__T_DIR)
+		return 0;
+	if (a->flags & FERRY_CHANGED_TYPE) {
+		*kill = r->path;
+		*killn = r->path_len;
+		return 0;
+	}
+	return push_ext(v, ri << 1 | 1);
 }
 
 static int visit_remote(vctx *v, const ferry__rentry *r, const char **kill,
@@ -304,7 +328,7 @@ static int visit_remote(vctx *v, const ferry__rentry *r, const char **kill,
 	if (*kill && ferry__path_under(path, n, *kill, *killn)) {
 		if (ri != NONE_IDX) {
 			v->seen[ri] = 1;
-			fix_removal_type(&p->a[ri], r->type);
+			fix_removal_type(v, &p->a[ri], r->type);
 			return 0;
 		}
 		return add_pdel(v, r, FERRY_CHANGED_TYPE);
@@ -325,52 +349,10 @@ static int visit_remote(vctx *v, const ferry__rentry *r, const char **kill,
 		return r->type == FERRY__T_DIR ? 0 : add_temp(v, r);
 	if (ri != NONE_IDX)
 		v->seen[ri] = 1;
-
-	if (ai != NONE_IDX) {
-		ferry__action *a = &p->a[ai];
-		v->seen[ai] = 1;
-		int lt = a->entry.type;
-		if (r->type != lt) {
-			if (ri != NONE_IDX) {
-				fix_removal_type(&p->a[ri], r->type);
-				p->a[ri].flags |= FERRY_CHANGED_TYPE;
-			} else if ((error = add_pdel(v, r,
-			                             FERRY_CHANGED_TYPE))) {
-				return error;
-			}
-			if (r->type == FERRY__T_DIR) {
-				*kill = path;
-				*killn = n;
-			}
-			int kind = create_kind(lt);
-			if (a->kind != kind || !(a->flags & FERRY_CHANGED_TYPE))
-				promote(v, a, kind, FERRY_CHANGED_TYPE);
-			return 0;
-		}
-		if (ri != NONE_IDX)
-			removal_done(&p->a[ri]); /* already the local type */
-		if (lt == FERRY__T_FILE)
-			compare_file(v, a, r);
-		else if (lt == FERRY__T_DIR)
-			compare_dir(v, a, r);
-		else
-			compare_link(v, a, r);
-		return 0;
-	}
-
-	if (ri != NONE_IDX) {
-		ferry__action *a = &p->a[ri];
-		fix_removal_type(a, r->type);
-		if (r->type == FERRY__T_DIR) {
-			if (a->flags & FERRY_CHANGED_TYPE) {
-				*kill = path;
-				*killn = n;
-			} else if ((error = push_ext(v, ri << 1 | 1))) {
-				return error;
-			}
-		}
-		return 0;
-	}
+	if (ai != NONE_IDX)
+		return visit_created(v, r, ai, ri, kill, killn);
+	if (ri != NONE_IDX)
+		return visit_removed(v, r, ri, kill, killn);
 	if (ferry__excludes_match_tree(p->o.excludes, path, n,
 	                               r->type == FERRY__T_DIR)) {
 		protect_ancestors(v);
@@ -400,9 +382,9 @@ static void unseen(vctx *v, ferry__action *a, int root_missing)
 {
 	if (!root_missing && !parent_known(v, a->entry.path, a->entry.path_len))
 		return;
-	if (is_removal(a)) {
+	if (ferry__action_is_removal(a)) {
 		if (!a->committed)
-			removal_done(a);
+			ferry__action_done(a);
 		return;
 	}
 	int kind = create_kind(a->entry.type);
@@ -439,7 +421,7 @@ int ferry__verify_plan(ferry__plan *p, ferry__manifest *m,
 			goto nomem;
 	}
 	for (size_t i = 0; i < n0; i++)
-		if (is_removal(&p->a[i]) &&
+		if (ferry__action_is_removal(&p->a[i]) &&
 		    ferry__pmap_put(&v.removals, p->a[i].entry.path,
 		                    p->a[i].entry.path_len, i))
 			goto nomem;

@@ -6,12 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "fixture.h"
 #include "sync/plan.h"
 #include "sync/status.h"
 #include "sync_test.h"
+
+#define ST_SECOND ((int64_t)1000000000)
 
 typedef struct fixture {
 	char *root, *src, *state;
@@ -205,12 +208,13 @@ Test(plan, file_replaced_by_directory_and_back)
 
 Test(plan, racily_clean_entries_are_rehashed)
 {
-	/* Push with stat_ns = now: everything just written is racily clean.
-	 * Then corrupt the recorded hash of f while its stat stays equal:
-	 * only the re-hash of a racily clean entry can notice. */
+	/* Push with stat_ns a second before now: everything just written is
+	 * racily clean, whatever the file system's window.  Then corrupt the
+	 * recorded hash of f while its stat stays equal: only the re-hash of
+	 * a racily clean entry can notice. */
 	for (int racy = 0; racy < 2; racy++) {
 		fixture x;
-		setup(&x, racy ? 0 : ST_HOUR);
+		setup(&x, racy ? -ST_SECOND : ST_HOUR);
 		ferry__manifest *m = st_load(&x.t);
 		ferry__mentry *e = ferry__manifest_find(m, "f", 1);
 		cr_assert_not_null(e);
@@ -239,6 +243,77 @@ Test(plan, racily_clean_entries_are_rehashed)
 		ferry__manifest_free(m);
 		teardown(&x);
 	}
+}
+
+Test(plan, racy_window_by_file_system_type)
+{
+	cr_assert_eq(ferry__racy_window(0x4d44),
+	             FERRY__RACY_COARSE_NS); /* vfat */
+	cr_assert_eq(ferry__racy_window(0x2011BAB0), FERRY__RACY_COARSE_NS);
+	cr_assert_eq(ferry__racy_window(0x6969),
+	             FERRY__RACY_COARSE_NS); /* nfs */
+	cr_assert_eq(ferry__racy_window(0), FERRY__RACY_COARSE_NS);
+	cr_assert_eq(ferry__racy_window(0xEF53), FERRY__RACY_FINE_NS);
+	cr_assert_eq(ferry__racy_window(0x58465342), FERRY__RACY_FINE_NS);
+	cr_assert_eq(ferry__racy_window(0x9123683E), FERRY__RACY_FINE_NS);
+	cr_assert_eq(ferry__racy_window(0x01021994), FERRY__RACY_FINE_NS);
+	cr_assert_eq(ferry__racy_window(0x794C7630), FERRY__RACY_FINE_NS);
+	cr_assert_lt(FERRY__RACY_FINE_NS, FERRY__RACY_COARSE_NS);
+}
+
+Test(plan, file_older_than_the_fine_window_is_not_racy)
+{
+	/* A file written just before a push (stat_ns = the scan's start, no
+	 * shift) on the test's file system: on a fine-grained one, once the
+	 * fine window has passed it is clean, and a corrupted hash with an
+	 * equal stat goes unnoticed (no re-hash); on a coarse one it is
+	 * still racy and re-hashed. */
+	fixture x = {0};
+	x.root = st_dir("plan");
+	st_mkdir(x.root, "t", 0755);
+	st_write(x.root, "t/f", "0123456789", 0644);
+	x.src = st_path(x.root, "t/");
+	x.state = st_path(x.root, "state");
+	st_target_init(&x.t, x.state, x.src);
+	char *t = st_path(x.root, "t");
+	struct statfs fs;
+	struct stat st;
+	cr_assert_eq(statfs(t, &fs), 0);
+	cr_assert_eq(stat(t, &st), 0);
+	int64_t want = st.st_ctim.tv_nsec
+	                       ? ferry__racy_window((unsigned long)fs.f_type)
+	                       : FERRY__RACY_COARSE_NS;
+	usleep((useconds_t)(FERRY__RACY_FINE_NS / 1000) + 20000);
+	cr_assert_eq(st_push(&x.t, 0), 1);
+
+	ferry__manifest *m = st_load(&x.t);
+	ferry__mentry *e = ferry__manifest_find(m, "f", 1);
+	cr_assert_not_null(e);
+	cr_assert_neq(e->ctime_ns, -1);
+	e->hash.b[0] ^= 1;
+	ferry__sync_paths p;
+	cr_assert_eq(
+	        ferry__sync_paths_new(&p, "u", "h.example", 0, "dst", x.state),
+	        0);
+	char err[256];
+	cr_assert_eq(ferry__manifest_save(m, p.manifest, err, sizeof(err)), 0);
+	ferry__local l;
+	ferry_sync_report r = {0};
+	char *s = plan_text(&x, &l, &r);
+	cr_assert_eq(l.scan->racy_ns, want);
+	if (want == FERRY__RACY_FINE_NS) {
+		cr_assert_str_eq(s, "");
+		cr_assert_eq(l.plan->hashed_files, 0);
+	} else {
+		cr_assert_str_eq(s, "upload 02 f\n");
+	}
+	ferry__local_free(&l);
+	ferry_sync_report_free(&r);
+	free(s);
+	free(t);
+	ferry__sync_paths_free(&p);
+	ferry__manifest_free(m);
+	teardown(&x);
 }
 
 Test(plan, checksum_hashes_everything)
