@@ -227,15 +227,85 @@ static int append_line(ferry_session *s, const char *path, const char *line)
 	return error;
 }
 
+/* An unknown host: refused when known under another key type or when
+ * checking is strict, else its key is appended to path. */
+static int unknown_host(ferry_session *s, LIBSSH2_KNOWNHOSTS *kh,
+                        const char *path, const char *pattern, const char *type,
+                        const char *fp, ferry_hostkey_policy policy,
+                        const char *key, size_t klen)
+{
+	struct libssh2_knownhost *e = NULL, *prev = NULL;
+	while (libssh2_knownhost_get(kh, &e, prev) == 0) {
+		prev = e;
+		if (entry_matches(kh, e, pattern))
+			return ferry__seterr(
+			        s, FERRY_EHOSTKEY,
+			        "host key: %s is known in %s with another key "
+			        "type, "
+			        "but offered %s %s; refusing to connect",
+			        pattern, path, type, fp);
+	}
+	if (policy == FERRY_HOSTKEY_STRICT)
+		return ferry__seterr(
+		        s, FERRY_EHOSTKEY,
+		        "host key: %s is not in %s (its %s key is %s); strict "
+		        "checking refuses unknown hosts",
+		        pattern, path, type, fp);
+	char *b64 = ferry__malloc(ferry__b64_len(klen) + 1), *line = NULL;
+	if (b64) {
+		ferry__b64_encode(b64, (const uint8_t *)key, klen, 1);
+		line = ferry__asprintf("%s %s %s\n", pattern, type, b64);
+	}
+	int error = line ? append_line(s, path, line) : FERRY_ENOMEM;
+	if (!error)
+		ferry__log(s, FERRY_LOG_INFO, "added %s key %s of %s to %s",
+		           type, fp, pattern, path);
+	ferry__free(line);
+	ferry__free(b64);
+	return error;
+}
+
+/* Match the offered key against path's entries for pattern. */
+static int known_host(ferry_session *s, const char *path, const char *pattern,
+                      const char *type, const char *fp,
+                      ferry_hostkey_policy policy, const char *key, size_t klen)
+{
+	LIBSSH2_KNOWNHOSTS *kh = libssh2_knownhost_init(s->ssh);
+	if (!kh)
+		return FERRY_ENOMEM;
+	load_known_hosts(kh, path);
+	int error = 0;
+	int rc = libssh2_knownhost_checkp(kh, pattern, -1, key, klen,
+	                                  LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+	                                          LIBSSH2_KNOWNHOST_KEYENC_RAW |
+	                                          key_type_bit(type),
+	                                  NULL);
+	if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
+		error = ferry__seterr(s, FERRY_EHOSTKEY,
+		                      "host key: the %s key of %s has CHANGED: "
+		                      "the server offers "
+		                      "%s, which %s does not hold. Someone "
+		                      "could be intercepting "
+		                      "the connection (or the host was "
+		                      "reinstalled). Refusing to "
+		                      "connect; if the change is expected, "
+		                      "remove the old line from %s",
+		                      type, pattern, fp, path, path);
+	else if (rc == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND)
+		error = unknown_host(s, kh, path, pattern, type, fp, policy,
+		                     key, klen);
+	else if (rc != LIBSSH2_KNOWNHOST_CHECK_MATCH)
+		error = ferry__seterr_ssh(s, FERRY_EHOSTKEY, "host key check");
+	libssh2_knownhost_free(kh);
+	return error;
+}
+
 int ferry__hostkey_check(ferry_session *s, const char *path,
                          ferry_hostkey_policy policy, char *fp, size_t fpsz)
 {
-	int error = 0;
 	size_t klen = 0;
 	int ktype = 0;
 	char type[64] = "?";
-	char *pattern = NULL, *line = NULL, *b64 = NULL;
-	LIBSSH2_KNOWNHOSTS *kh = NULL;
 	const char *key = libssh2_session_hostkey(s->ssh, &klen, &ktype);
 	const char *hash =
 	        libssh2_hostkey_hash(s->ssh, LIBSSH2_HOSTKEY_HASH_SHA256);
@@ -253,80 +323,10 @@ int ferry__hostkey_check(ferry_session *s, const char *path,
 		           type, fp, s->host);
 		return 0;
 	}
-	pattern = host_pattern(s->host, s->port);
-	kh = libssh2_knownhost_init(s->ssh);
-	if (!pattern || !kh) {
-		error = FERRY_ENOMEM;
-		goto out;
-	}
-	load_known_hosts(kh, path);
-	int bit = key_type_bit(type);
-	int rc = libssh2_knownhost_checkp(kh, pattern, -1, key, klen,
-	                                  LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-	                                          LIBSSH2_KNOWNHOST_KEYENC_RAW |
-	                                          bit,
-	                                  NULL);
-	if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH)
-		goto out;
-	if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
-		error = ferry__seterr(s, FERRY_EHOSTKEY,
-		                      "host key: the %s key of %s has CHANGED: "
-		                      "the server offers "
-		                      "%s, which %s does not hold. Someone "
-		                      "could be intercepting "
-		                      "the connection (or the host was "
-		                      "reinstalled). Refusing to "
-		                      "connect; if the change is expected, "
-		                      "remove the old line from %s",
-		                      type, pattern, fp, path, path);
-		goto out;
-	}
-	if (rc != LIBSSH2_KNOWNHOST_CHECK_NOTFOUND) {
-		error = ferry__seterr_ssh(s, FERRY_EHOSTKEY, "host key check");
-		goto out;
-	}
-	/* Known under another key type only: treat as changed, do not add. */
-	struct libssh2_knownhost *e = NULL, *prev = NULL;
-	while (libssh2_knownhost_get(kh, &e, prev) == 0) {
-		prev = e;
-		if (entry_matches(kh, e, pattern)) {
-			error = ferry__seterr(
-			        s, FERRY_EHOSTKEY,
-			        "host key: %s is known in %s with another key "
-			        "type, "
-			        "but offered %s %s; refusing to connect",
-			        pattern, path, type, fp);
-			goto out;
-		}
-	}
-	if (policy == FERRY_HOSTKEY_STRICT) {
-		error = ferry__seterr(
-		        s, FERRY_EHOSTKEY,
-		        "host key: %s is not in %s (its %s key is %s); strict "
-		        "checking refuses unknown hosts",
-		        pattern, path, type, fp);
-		goto out;
-	}
-	b64 = ferry__malloc(ferry__b64_len(klen) + 1);
-	if (!b64) {
-		error = FERRY_ENOMEM;
-		goto out;
-	}
-	ferry__b64_encode(b64, (const uint8_t *)key, klen, 1);
-	line = ferry__asprintf("%s %s %s\n", pattern, type, b64);
-	if (!line) {
-		error = FERRY_ENOMEM;
-		goto out;
-	}
-	error = append_line(s, path, line);
-	if (!error)
-		ferry__log(s, FERRY_LOG_INFO, "added %s key %s of %s to %s",
-		           type, fp, pattern, path);
-out:
-	if (kh)
-		libssh2_knownhost_free(kh);
+	char *pattern = host_pattern(s->host, s->port);
+	int error = pattern ? known_host(s, path, pattern, type, fp, policy,
+	                                 key, klen)
+	                    : FERRY_ENOMEM;
 	ferry__free(pattern);
-	ferry__free(line);
-	ferry__free(b64);
 	return error;
 }

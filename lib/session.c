@@ -225,6 +225,42 @@ static int run_pass(ferry_session *s)
 	return progress;
 }
 
+/* 1 when some io has input queued; *opaque when one waits inside an opaque
+ * libssh2 state machine; *timer the earliest io deadline (0: none). */
+static int ios_pending(ferry_session *s, int *opaque, int64_t *timer)
+{
+	int pending = 0;
+	for (ferry__io *io = s->ios; io; io = io->next) {
+		int r = io->pending ? io->pending(io) : 0;
+		if (r > 0)
+			pending = 1;
+		else if (r < 0)
+			*opaque = 1;
+		int64_t t = io->next_timer ? io->next_timer(io) : 0;
+		if (t && (!*timer || t < *timer))
+			*timer = t;
+	}
+	return pending;
+}
+
+/* The earliest time the loop must wake for itself (0: none): an opaque
+ * wait's short poll, an io's timer, the keepalive, the idle timeout. */
+static int64_t wake_cap(const ferry_session *s, int64_t now, int opaque,
+                        int64_t timer, int64_t next_keepalive)
+{
+	int64_t cap = opaque ? now + 1 : 0;
+	if (timer && (!cap || timer < cap))
+		cap = timer > now ? timer : now;
+	if (s->keepalive_s > 0 && (!cap || next_keepalive < cap))
+		cap = next_keepalive;
+	if (s->idle_timeout_ms > 0) {
+		int64_t idle_at = s->last_rx_ms + s->idle_timeout_ms + 1;
+		if (!cap || idle_at < cap)
+			cap = idle_at;
+	}
+	return cap;
+}
+
 int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
                        int64_t deadline_ms, unsigned flags)
 {
@@ -241,19 +277,9 @@ int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
 			continue;
 		if (done(ctx))
 			return 0;
-		int opaque = 0, pending = 0;
+		int opaque = 0;
 		int64_t timer = 0;
-		for (ferry__io *io = s->ios; io; io = io->next) {
-			int r = io->pending ? io->pending(io) : 0;
-			if (r > 0)
-				pending = 1;
-			else if (r < 0)
-				opaque = 1;
-			int64_t t = io->next_timer ? io->next_timer(io) : 0;
-			if (t && (!timer || t < timer))
-				timer = t;
-		}
-		if (pending)
+		if (ios_pending(s, &opaque, &timer))
 			continue;
 
 		int64_t now = ferry__now_ms();
@@ -273,17 +299,7 @@ int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
 			                     s->idle_timeout_ms / 1000);
 		}
 		int64_t until = deadline_ms;
-		int64_t cap = opaque ? now + 1 : 0;
-		if (timer && (!cap || timer < cap))
-			cap = timer > now ? timer : now;
-		if (s->keepalive_s > 0 && (!cap || next_keepalive < cap))
-			cap = next_keepalive;
-		if (s->idle_timeout_ms > 0) {
-			int64_t idle_at =
-			        s->last_rx_ms + s->idle_timeout_ms + 1;
-			if (!cap || idle_at < cap)
-				cap = idle_at;
-		}
+		int64_t cap = wake_cap(s, now, opaque, timer, next_keepalive);
 		int capped = 0;
 		if (cap && (!until || cap < until)) {
 			until = cap;
