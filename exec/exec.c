@@ -1585,8 +1585,6 @@ int ferry__exec_prepare(ferry_session *s)
 typedef struct wait_ctx {
 	ferry__exec_op *const *ops;
 	size_t n;
-	exec_state *es;
-	int64_t until; /* the deadline the loop runs with (0: none) */
 } wait_ctx;
 
 static int64_t es_next_timer(const exec_state *es);
@@ -1600,17 +1598,9 @@ static int all_done(void *ctx)
 	return 1;
 }
 
-/* Done, or a step set a timer earlier than the loop's deadline: return
- * so that the loop is run again with it. */
-static int done_or_timer(void *ctx)
-{
-	wait_ctx *w = ctx;
-	if (all_done(w))
-		return 1;
-	int64_t t = es_next_timer(w->es);
-	return t && (!w->until || t < w->until);
-}
-
+/* The one timer layer: the session loop never sleeps past an op's timeout,
+ * drain limit or kill deadline (exec::silent_command_times_out_on_time
+ * fails without it), and the op's step acts on it. */
 static int64_t es_io_next_timer(ferry__io *io)
 {
 	return es_next_timer(CONTAINER(io, exec_state, io));
@@ -1663,27 +1653,19 @@ static int wait_flags(ferry_session *s, ferry__exec_op *const *ops, size_t n,
                       int64_t deadline, unsigned flags)
 {
 	exec_state *es = ferry__session_state(s, FERRY__SLOT_EXEC);
-	wait_ctx w = {ops, n, es, 0};
+	wait_ctx w = {ops, n};
 	if (!es)
 		return 0;
 	for (;;) {
 		es_bury(es);
 		if (all_done(&w))
 			return 0;
-		int64_t t = es_next_timer(es);
-		int64_t until = deadline;
-		int capped = 0;
-		if (t && (!until || t < until)) {
-			until = t;
-			capped = 1;
-		}
-		w.until = until;
-		int rc = ferry__session_run(s, done_or_timer, &w, until, flags);
+		int rc = ferry__session_run(s, all_done, &w, deadline, flags);
 		if (rc == 0)
 			continue;
 		if (rc == FERRY_ETIMEOUT && !ferry__session_dead(s) &&
-		    (capped || (deadline && ferry__now_ms() < deadline)))
-			continue; /* an op's timer: its step handles it */
+		    deadline && ferry__now_ms() < deadline)
+			continue;
 		if (rc == FERRY_EINTR && !ferry__session_dead(s)) {
 			for (size_t i = 0; i < n; i++)
 				if (ops[i])
