@@ -151,6 +151,9 @@ struct exec_state {
 static void op_finish(ferry__exec_op *op);
 static void es_boot_next(exec_state *es, int kind);
 static void op_launch(ferry__exec_op *op);
+static void op_take_slots(ferry__exec_op *op, ferry__sh_cmd *c, char *src,
+                          char *dst, size_t size);
+static void op_store_command(ferry__exec_op *op, const char *cfile, int k);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -614,6 +617,35 @@ static int read_streams(ferry__exec_op *op)
 	return progress;
 }
 
+/* Once the request is out: stdin as the window allows, then EOF. */
+static int write_stdin(ferry__exec_op *op)
+{
+	int progress = 0;
+	while (op->in_off < op->in_len) {
+		size_t chunk = op->in_len - op->in_off;
+		if (chunk > 32768)
+			chunk = 32768;
+		ssize_t w = libssh2_channel_write(
+		        op->ch, (const char *)op->in + op->in_off, chunk);
+		if (w > 0) {
+			op->in_off += (size_t)w;
+			progress = 1;
+			continue;
+		}
+		if (w < 0 && !ferry__ssh_transient((int)w))
+			op->in_off = op->in_len; /* stdin is gone */
+		break;
+	}
+	if (op->in_off >= op->in_len && !op->eof_sent) {
+		int rc = libssh2_channel_send_eof(op->ch);
+		if (rc == 0 || !ferry__ssh_transient(rc)) {
+			op->eof_sent = 1;
+			progress = 1;
+		}
+	}
+	return progress;
+}
+
 static int chan_io(ferry__exec_op *op)
 {
 	exec_state *es = op->es;
@@ -668,31 +700,8 @@ static int chan_io(ferry__exec_op *op)
 			return 1;
 		}
 	}
-	if (op->req_sent) {
-		while (op->in_off < op->in_len) {
-			size_t chunk = op->in_len - op->in_off;
-			if (chunk > 32768)
-				chunk = 32768;
-			ssize_t w = libssh2_channel_write(
-			        op->ch, (const char *)op->in + op->in_off,
-			        chunk);
-			if (w > 0) {
-				op->in_off += (size_t)w;
-				progress = 1;
-				continue;
-			}
-			if (w < 0 && !ferry__ssh_transient((int)w))
-				op->in_off = op->in_len; /* stdin is gone */
-			break;
-		}
-		if (op->in_off >= op->in_len && !op->eof_sent) {
-			rc = libssh2_channel_send_eof(op->ch);
-			if (rc == 0 || !ferry__ssh_transient(rc)) {
-				op->eof_sent = 1;
-				progress = 1;
-			}
-		}
-	}
+	if (op->req_sent)
+		progress |= write_stdin(op);
 	progress |= read_streams(op);
 	if (op->out_eof && !op->closed && op->need_close) {
 		rc = libssh2_channel_wait_closed(op->ch);
@@ -1336,19 +1345,8 @@ static void op_launch(ferry__exec_op *op)
 	c.invoke = es->mode == FERRY__EXEC_MODE_LOGIN ? FERRY__SH_LOGIN
 	           : es->direct                       ? FERRY__SH_DIRECT
 	                                              : FERRY__SH_BASH;
-	if (es->mode == FERRY__EXEC_MODE_SNAPSHOT && !op->no_snapshot) {
-		int d = free_slot(es);
-		snprintf(src, sizeof(src), "%s/%d", es->dir, es->cur_slot);
-		c.snap_src = src;
-		if (d >= 0) {
-			snprintf(dst, sizeof(dst), "%s/%d", es->dir, d);
-			c.snap_dst = dst;
-			op->dst_slot = d;
-			es->slot_refs[d]++;
-		}
-		op->src_slot = es->cur_slot;
-		es->slot_refs[es->cur_slot]++;
-	}
+	if (es->mode == FERRY__EXEC_MODE_SNAPSHOT && !op->no_snapshot)
+		op_take_slots(op, &c, src, dst, sizeof(src));
 	int rc = (op->cwd_opt && !cwd) ? FERRY_ENOMEM
 	                               : ferry__sh_wrapper(&op->req, &c);
 	char cfile[4096];
@@ -1382,34 +1380,61 @@ static void op_launch(ferry__exec_op *op)
 	}
 	es->commands++;
 	if (c.command_file) {
-		ferry__exec_op *st = op_new(es, K_STORE);
-		if (!st || ferry__sh_store(&st->req, cfile)) {
-			if (st) {
-				op_unlink(st);
-				ferry__io_remove(es->s, &st->io);
-				op_free(st);
-			}
-			op_seterr(op, FERRY_ENOMEM, "out of memory");
-			op_finish(op);
-			return;
-		}
-		op->cmd_slot = k;
-		es->cmd_refs[k]++;
-		/* The store owns the text: it may outlive a cancelled op. */
-		st->command = op->command;
-		op->command = NULL;
-		st->in = (const uint8_t *)st->command;
-		st->in_len = strlen(st->command);
-		st->need_close = 1;
-		st->owner = op;
-		op->storer = st;
-		op->state = S_WAIT_STORE;
-		op_acquire(st, 0);
+		op_store_command(op, cfile, k);
 		return;
 	}
 	ferry__free(op->command);
 	op->command = NULL;
 	op_acquire(op, 0);
+}
+
+/* A snapshot-mode command reads slot cur and writes a free one: both are
+ * referenced until it ends. */
+static void op_take_slots(ferry__exec_op *op, ferry__sh_cmd *c, char *src,
+                          char *dst, size_t size)
+{
+	exec_state *es = op->es;
+	int d = free_slot(es);
+	snprintf(src, size, "%s/%d", es->dir, es->cur_slot);
+	c->snap_src = src;
+	if (d >= 0) {
+		snprintf(dst, size, "%s/%d", es->dir, d);
+		c->snap_dst = dst;
+		op->dst_slot = d;
+		es->slot_refs[d]++;
+	}
+	op->src_slot = es->cur_slot;
+	es->slot_refs[es->cur_slot]++;
+}
+
+/* A command too long for one request: a store op writes its text to
+ * cfile (command slot k) first; op waits for it. */
+static void op_store_command(ferry__exec_op *op, const char *cfile, int k)
+{
+	exec_state *es = op->es;
+	ferry__exec_op *st = op_new(es, K_STORE);
+	if (!st || ferry__sh_store(&st->req, cfile)) {
+		if (st) {
+			op_unlink(st);
+			ferry__io_remove(es->s, &st->io);
+			op_free(st);
+		}
+		op_seterr(op, FERRY_ENOMEM, "out of memory");
+		op_finish(op);
+		return;
+	}
+	op->cmd_slot = k;
+	es->cmd_refs[k]++;
+	/* The store owns the text: it may outlive a cancelled op. */
+	st->command = op->command;
+	op->command = NULL;
+	st->in = (const uint8_t *)st->command;
+	st->in_len = strlen(st->command);
+	st->need_close = 1;
+	st->owner = op;
+	op->storer = st;
+	op->state = S_WAIT_STORE;
+	op_acquire(st, 0);
 }
 
 /* The session's first command: one exec request runs the bootstrap and
@@ -1445,21 +1470,13 @@ static int op_launch_carrier(ferry__exec_op *op)
 	return 0;
 }
 
-int ferry__exec_start(ferry_session *s, const char *command,
-                      const ferry_exec_opts *o, ferry__exec_op **out)
+/* What is wrong with a command and its options: FERRY_EINVALID or
+ * FERRY_ECONN with the text on the session, or 0. */
+static int start_problem(ferry_session *s, const char *command,
+                         const ferry_exec_opts *o)
 {
-	ferry_exec_opts defaults = FERRY_EXEC_OPTS_INIT;
-	exec_state *es = NULL;
-	ferry__exec_op *op = NULL;
-	int error = 0;
-	if (out)
-		*out = NULL;
-	if (!s || !out)
-		return FERRY_EINVALID;
 	if (!command)
 		return ferry__seterr(s, FERRY_EINVALID, "exec: no command");
-	if (!o)
-		o = &defaults;
 	if (o->version != FERRY_EXEC_OPTS_VERSION)
 		return ferry__seterr(s, FERRY_EINVALID,
 		                     "exec: unknown options version %u",
@@ -1487,12 +1504,14 @@ int ferry__exec_start(ferry_session *s, const char *command,
 	if (!ferry__session_ssh(s))
 		return ferry__seterr(s, FERRY_EINVALID,
 		                     "exec: the session is not connected");
-	if ((error = es_get(s, &es)))
-		return error;
-	es_bury(es);
-	op = op_new(es, K_USER);
-	if (!op)
-		return ferry__seterr(s, FERRY_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* The op's own copies of what o says. */
+static int op_take_opts(ferry__exec_op *op, const char *command,
+                        const ferry_exec_opts *o)
+{
+	int error;
 	op->on_output = o->on_output;
 	op->ctx = o->ctx;
 	op->separate = o->separate_stderr || o->on_output;
@@ -1523,7 +1542,28 @@ int ferry__exec_start(ferry_session *s, const char *command,
 		error = ferry__sh_filter_init(&op->fout, op->mark, 1);
 	if (!error)
 		error = ferry__sh_filter_init(&op->ferr, op->mark, 0);
-	if (error) {
+	return error;
+}
+
+int ferry__exec_start(ferry_session *s, const char *command,
+                      const ferry_exec_opts *o, ferry__exec_op **out)
+{
+	ferry_exec_opts defaults = FERRY_EXEC_OPTS_INIT;
+	exec_state *es = NULL;
+	if (out)
+		*out = NULL;
+	if (!s || !out)
+		return FERRY_EINVALID;
+	if (!o)
+		o = &defaults;
+	int error = start_problem(s, command, o);
+	if (error || (error = es_get(s, &es)))
+		return error;
+	es_bury(es);
+	ferry__exec_op *op = op_new(es, K_USER);
+	if (!op)
+		return ferry__seterr(s, FERRY_ENOMEM, "out of memory");
+	if ((error = op_take_opts(op, command, o))) {
 		op_unlink(op);
 		ferry__io_remove(s, &op->io);
 		op_free(op);
