@@ -225,6 +225,18 @@ static int try_file(ferry_session *s, const char *path, const char *pass,
 	return 1;
 }
 
+/* libssh2 before 1.11 signs RSA keys with SHA-1 only (ssh-rsa), which
+ * OpenSSH 8.8 and later refuse; 1.11 signs with rsa-sha2-256/512.  The
+ * library the program runs with decides, not the one it was built with. */
+int ferry__libssh2_rsa_sha1_only(void)
+{
+	const char *v = libssh2_version(0);
+	int major = 0, minor = 0;
+	if (!v || sscanf(v, "%d.%d", &major, &minor) != 2)
+		return 0;
+	return major < 1 || (major == 1 && minor < 11);
+}
+
 int ferry__auth(ferry_session *s, const ferry_session_opts *o, int64_t deadline,
                 char **how, const char **method)
 {
@@ -291,7 +303,7 @@ out:
 	return ferry__seterr(
 	        s, FERRY_EAUTH, "auth: %s refused every key (%s)%s", s->target,
 	        tried[0] ? tried : "no agent and no identity file found",
-	        rsa_failed
+	        rsa_failed && ferry__libssh2_rsa_sha1_only()
 	                ? ". Hint: this libssh2 signs RSA keys with SHA-1 "
 	                  "only, "
 	                  "which OpenSSH 8.8 and later refuse; use an ed25519 "

@@ -144,6 +144,13 @@ static int session_new(ferry_session **out, const ferry_session_opts *o)
 	return 0;
 }
 
+int ferry__cipher_is_aead(const char *cipher)
+{
+	return cipher && (!strcmp(cipher, "chacha20-poly1305@openssh.com") ||
+	                  !strcmp(cipher, "aes128-gcm@openssh.com") ||
+	                  !strcmp(cipher, "aes256-gcm@openssh.com"));
+}
+
 static void fill_info(ferry_session *s)
 {
 	static const int methods[] = {
@@ -159,6 +166,12 @@ static void fill_info(ferry_session *s)
 		const char *m = libssh2_session_methods(s->ssh, methods[i]);
 		*dst[i] = m ? m : "?";
 	}
+	/* An AEAD cipher authenticates itself: libssh2 still names a MAC it
+	 * negotiated but does not use; sshd logs "<implicit>". */
+	if (ferry__cipher_is_aead(s->info.cipher_cs))
+		s->info.mac_cs = "<implicit>";
+	if (ferry__cipher_is_aead(s->info.cipher_sc))
+		s->info.mac_sc = "<implicit>";
 	s->info.target = s->target;
 }
 

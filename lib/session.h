@@ -124,6 +124,9 @@ int ferry__session_wait_fd(ferry_session *s, int fd, short events,
 /* "user@host:port" ([host] for IPv6), the key of a target: user NULL
  * means the local user, port 0 means 22.  Caller frees. */
 char *ferry__target_string(const char *user, const char *host, int port);
+/* An SSH cipher that carries its own authentication (its MAC is
+ * "<implicit>"). */
+int ferry__cipher_is_aead(const char *cipher);
 
 /* Open a "session" channel without blocking.  libssh2 keeps one
  * channel-open state machine per session, so callers take turns: while
