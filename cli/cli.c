@@ -17,34 +17,37 @@ static char *own(cli_conn *c, char *s)
 	return s;
 }
 
+/* "ferry: [prefix]message\n" on stderr. */
+__attribute__((format(printf, 2, 0))) static void
+say(const char *prefix, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: %s", cli_prog, prefix);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void cli_error(const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "%s: ", cli_prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say("", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void cli_warn(const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "%s: warning: ", cli_prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say("warning: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 int cli_usage_error(const char *usage, const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "%s: ", cli_prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say("", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	if (usage)
 		fprintf(stderr, "usage: %s\n", usage);
 	return FERRY_EXIT_USAGE;

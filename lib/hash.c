@@ -1,4 +1,5 @@
 #include "hash.h"
+#include "os.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,22 +45,6 @@ int ferry__hash_eq(const ferry__hash *a, const ferry__hash *b)
 	return memcmp(a->b, b->b, sizeof(a->b)) == 0;
 }
 
-static ssize_t read_full(int fd, uint8_t *buf, size_t n)
-{
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, buf + got, n - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
-}
-
 int ferry__hash_fd(ferry__hash *out, uint64_t *nread, int fd, void *buf,
                    size_t bufsize)
 {
@@ -76,7 +61,7 @@ int ferry__hash_fd(ferry__hash *out, uint64_t *nread, int fd, void *buf,
 	}
 	/* Small files (the common case) take one read and the one-shot hash,
 	 * which is faster than the streaming state. */
-	ssize_t r = read_full(fd, buf, bufsize);
+	ssize_t r = ferry__read_full(fd, buf, bufsize);
 	if (r < 0) {
 		error = FERRY_EIO;
 		goto out;
@@ -92,7 +77,7 @@ int ferry__hash_fd(ferry__hash *out, uint64_t *nread, int fd, void *buf,
 		total += (uint64_t)r;
 		if ((size_t)r < bufsize)
 			break;
-		r = read_full(fd, buf, bufsize);
+		r = ferry__read_full(fd, buf, bufsize);
 		if (r < 0) {
 			error = FERRY_EIO;
 			goto out;

@@ -27,39 +27,39 @@ static char *host_pattern(const char *host, int port)
 	return ferry__asprintf("[%s]:%d", host, port);
 }
 
+/* Key types known_hosts can hold: libssh2's bit, and the host-key
+ * algorithms that offer it (in the order ferry prefers them). */
+static const struct {
+	const char *type;
+	int bit;
+	const char *algs;
+} key_types[] = {
+        {"ssh-ed25519", LIBSSH2_KNOWNHOST_KEY_ED25519, "ssh-ed25519"},
+        {"ecdsa-sha2-nistp256", LIBSSH2_KNOWNHOST_KEY_ECDSA_256,
+         "ecdsa-sha2-nistp256"},
+        {"ecdsa-sha2-nistp384", LIBSSH2_KNOWNHOST_KEY_ECDSA_384,
+         "ecdsa-sha2-nistp384"},
+        {"ecdsa-sha2-nistp521", LIBSSH2_KNOWNHOST_KEY_ECDSA_521,
+         "ecdsa-sha2-nistp521"},
+        {"ssh-rsa", LIBSSH2_KNOWNHOST_KEY_SSHRSA,
+         "rsa-sha2-512,rsa-sha2-256,ssh-rsa"},
+        {"ssh-dss", LIBSSH2_KNOWNHOST_KEY_SSHDSS, NULL},
+};
+
 static int key_type_bit(const char *type)
 {
-	if (!strcmp(type, "ssh-ed25519"))
-		return LIBSSH2_KNOWNHOST_KEY_ED25519;
-	if (!strcmp(type, "ecdsa-sha2-nistp256"))
-		return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-	if (!strcmp(type, "ecdsa-sha2-nistp384"))
-		return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-	if (!strcmp(type, "ecdsa-sha2-nistp521"))
-		return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
-	if (!strcmp(type, "ssh-rsa"))
-		return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-	if (!strcmp(type, "ssh-dss"))
-		return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+	for (size_t i = 0; i < sizeof(key_types) / sizeof(key_types[0]); i++)
+		if (!strcmp(type, key_types[i].type))
+			return key_types[i].bit;
 	return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
 }
 
 static const char *bit_algs(int bit)
 {
-	switch (bit) {
-	case LIBSSH2_KNOWNHOST_KEY_ED25519:
-		return "ssh-ed25519";
-	case LIBSSH2_KNOWNHOST_KEY_ECDSA_256:
-		return "ecdsa-sha2-nistp256";
-	case LIBSSH2_KNOWNHOST_KEY_ECDSA_384:
-		return "ecdsa-sha2-nistp384";
-	case LIBSSH2_KNOWNHOST_KEY_ECDSA_521:
-		return "ecdsa-sha2-nistp521";
-	case LIBSSH2_KNOWNHOST_KEY_SSHRSA:
-		return "rsa-sha2-512,rsa-sha2-256,ssh-rsa";
-	default:
-		return NULL;
-	}
+	for (size_t i = 0; i < sizeof(key_types) / sizeof(key_types[0]); i++)
+		if (bit == key_types[i].bit)
+			return key_types[i].algs;
+	return NULL;
 }
 
 /* The key type name is the first string of the key blob. */

@@ -2,6 +2,7 @@
  * login directory and the local user name. */
 #include "os.h"
 
+#include <errno.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <time.h>
@@ -45,4 +46,20 @@ const char *ferry__local_user(void)
 		return pw->pw_name;
 	const char *u = getenv("USER");
 	return u && *u ? u : "root";
+}
+
+ssize_t ferry__read_full(int fd, void *buf, size_t size)
+{
+	size_t got = 0;
+	while (got < size) {
+		ssize_t r = read(fd, (char *)buf + got, size - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
 }

@@ -3,7 +3,9 @@
 #ifndef FERRY_OS_H
 #define FERRY_OS_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* CLOCK_MONOTONIC in ms, whole and fractional. */
 int64_t ferry__now_ms(void);
@@ -14,5 +16,8 @@ const char *ferry__home_dir(void);
 char *ferry__home_path(const char *rel);
 /* The effective user's login name ($USER, then "root" as fallbacks). */
 const char *ferry__local_user(void);
+/* Read up to size bytes of fd into buf, retrying short reads and EINTR;
+ * stops at end of file.  The count read, or -1 (errno set). */
+ssize_t ferry__read_full(int fd, void *buf, size_t size);
 
 #endif

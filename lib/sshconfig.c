@@ -254,12 +254,8 @@ int ferry__sshcfg_read(ferry__sshcfg *out, const char *path, const char *alias,
 		return FERRY_EINVALID;
 	}
 	char *text = ferry__malloc((size_t)st.st_size + 1);
-	size_t got = 0;
-	ssize_t r = 1;
-	while (text && got < (size_t)st.st_size &&
-	       ((r = read(fd, text + got, (size_t)st.st_size - got)) > 0 ||
-	        (r < 0 && errno == EINTR)))
-		got += r > 0 ? (size_t)r : 0;
+	ssize_t r = text ? ferry__read_full(fd, text, (size_t)st.st_size) : 0;
+	size_t got = r > 0 ? (size_t)r : 0;
 	int saved = errno;
 	close(fd);
 	if (!text || r < 0) {

@@ -23,19 +23,3 @@ int ferry__grow(void *pv, size_t *cap, size_t need, size_t elem, size_t first)
 	*cap = ncap;
 	return 0;
 }
-
-ssize_t ferry__read_full(int fd, void *buf, size_t size)
-{
-	size_t got = 0;
-	while (got < size) {
-		ssize_t r = read(fd, (char *)buf + got, size - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
-}

@@ -6,13 +6,11 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "os.h" /* ferry__read_full */
+
 /* Make the array *(T **)pv (capacity *cap elements of elem bytes) hold at
  * least need elements: the capacity doubles, starting at first.  On
  * failure the array is unchanged.  0 or FERRY_ENOMEM. */
 int ferry__grow(void *pv, size_t *cap, size_t need, size_t elem, size_t first);
-
-/* Read up to size bytes of fd into buf, retrying short reads and EINTR;
- * stops at end of file.  The count read, or -1 (errno set). */
-ssize_t ferry__read_full(int fd, void *buf, size_t size);
 
 #endif
