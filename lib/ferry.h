@@ -294,11 +294,14 @@ FERRY_API size_t ferry_change_itemize(char *buf, size_t size,
                                       const ferry_change *c);
 
 /* Push.  Returns 0, FERRY_EPARTIAL when some files failed (see
- * report->errors), or another FERRY_E* when the push as a whole failed. */
+ * report->errors), or another FERRY_E* when the push as a whole failed.
+ * *report (may be NULL) is zeroed at entry, never added to: free it with
+ * ferry_sync_report_free before reusing it. */
 FERRY_API int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
                          ferry_sync_report *report);
 /* What ferry_sync would do, from the manifest and the local tree alone,
- * without connecting.  conn names the target (host, port, user). */
+ * without connecting.  conn names the target (host, port, user).  *report
+ * (may be NULL) is zeroed at entry, as by ferry_sync. */
 FERRY_API int ferry_sync_status(const ferry_session_opts *conn,
                                 const ferry_sync_opts *opts,
                                 ferry_sync_report *report, char *errmsg,

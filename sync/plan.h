@@ -25,14 +25,18 @@
  *   2 uploads                                     6 rmdir (deepest first)
  *   3 file metadata updates                       7 directory modes, records
  *
- * A push (the executor) goes:
+ * A push (the executor, sync/push.c) goes through the stages of the local
+ * half (sync/status.h), the same ones ferry_sync_status runs in one go
+ * through ferry__local_plan, so status and push plan alike:
  *
- *   ferry__sync_paths_new (sync/target.h)      target key, manifest, lock
- *   ferry__lock_acquire(paths.lock)             held to the end
- *   ferry__local_plan (sync/status.h)           manifest, scan, plan; with
- *       FERRY__LOCAL_KEEP_UNCHANGED | FERRY__LOCAL_NO_FINISH when the remote
- *       must be verified: then ferry__plan_find / _promote / _add_delete
- *       from the listing, and ferry__plan_finish
+ *   ferry__local_check, ferry__local_open      options, target paths, excludes
+ *   ferry__lock_acquire(paths.lock)             held to the end (not dry-run)
+ *   ferry__local_load, ferry__local_scan        manifest, scan (while the
+ *                                               remote marker read is out)
+ *   ferry__local_build                          the plan; keep_unchanged when
+ *       the remote must be verified: then ferry__verify_plan from the
+ *       listing (ferry__plan_find / _promote / _add_delete), and
+ *   ferry__local_finish                         ferry__plan_finish
  *   for each action in order: do it remotely (an upload reads the file
  *       with ferry__scan_open and reports what it read with
  *       ferry__action_read_done), set committed or error, report it

@@ -39,6 +39,7 @@
 #include "sync/remote.h"
 #include "sync/report.h"
 #include "sync/scan.h"
+#include "sync/status.h"
 #include "sync/target.h"
 #include "sync/verify.h"
 
@@ -117,14 +118,10 @@ typedef struct push {
 	ferry_session *s;
 	const ferry_sync_opts *o;
 	ferry_sync_report *r;
-	ferry__sync_paths paths;
+	ferry__local l; /* paths, excludes, manifest, scan, plan */
 	ferry__hash key;
-	ferry__excludes *ex;
 	ferry__lock *lock;
-	ferry__manifest *m;
 	ferry__journal j;
-	ferry__scan *scan;
-	ferry__plan *plan;
 	ferry__rlist *rl;
 	ferry__sftp *sf;
 	char *dest_r; /* remote path of the destination */
@@ -164,50 +161,27 @@ static int lock_cancelled(void *ctx)
 
 static int check_opts(push *ps)
 {
-	const ferry_sync_opts *o = ps->o;
-	const char *why = NULL;
-	if (!o || o->version != FERRY_SYNC_OPTS_VERSION)
-		why = "ferry_sync_opts: bad version (use FERRY_SYNC_OPTS_INIT)";
-	else if (!o->sources || o->source_count == 0)
-		why = "no source given";
-	else if (o->source_count > UINT16_MAX)
-		why = "too many sources";
-	else if (!o->dest)
-		why = "no destination given";
-	if (why)
-		return ferry__seterr(ps->s, FERRY_EINVALID, "%s", why);
-	for (size_t i = 0; i < o->source_count; i++)
-		if (!o->sources[i] || !*o->sources[i])
-			return ferry__seterr(ps->s, FERRY_EINVALID,
-			                     "empty source path");
+	int error = ferry__local_check(ps->o, ps->err, sizeof(ps->err));
+	if (error)
+		return ferry__seterr(ps->s, error, "%s", ps->err);
 	return 0;
 }
 
 static int setup_local(push *ps)
 {
 	const ferry_sync_opts *o = ps->o;
-	int error = ferry__sync_paths_new(
-	        &ps->paths, ferry__session_user(ps->s),
-	        ferry__session_host(ps->s), ferry__session_port(ps->s), o->dest,
-	        o->state_dir);
+	int error = ferry__local_open(
+	        &ps->l, ferry__session_user(ps->s), ferry__session_host(ps->s),
+	        ferry__session_port(ps->s), o, ps->err, sizeof(ps->err));
 	if (error)
-		return ferry__seterr(
-		        ps->s, error, "%s",
-		        error == FERRY_ENOTFOUND
-		                ? "no state directory: set HOME or "
-		                  "XDG_STATE_HOME, or give a state directory"
-		        : error == FERRY_EINVALID ? "no host or destination"
-		                                  : "out of memory");
-	ferry__hash_buf(&ps->key, ps->paths.manifest,
-	                strlen(ps->paths.manifest));
-	ps->dest_r = ferry__strdup(ps->paths.dest);
+		return ferry__seterr(ps->s, error, "%s", ps->err);
+	ferry__hash_buf(&ps->key, ps->l.paths.manifest,
+	                strlen(ps->l.paths.manifest));
+	ps->dest_r = ferry__strdup(ps->l.paths.dest);
 	if (!ps->dest_r)
 		return ferry__seterr(ps->s, FERRY_ENOMEM, "out of memory");
-	if ((error = ferry__excludes_from_opts(&ps->ex, o, ps->err,
-	                                       sizeof(ps->err))))
-		return ferry__seterr(ps->s, error, "%s", ps->err);
 	if (!o->dry_run) {
-		error = ferry__lock_acquire(&ps->lock, ps->paths.lock,
+		error = ferry__lock_acquire(&ps->lock, ps->l.paths.lock,
 		                            LOCK_WAIT_MS, lock_cancelled, ps->s,
 		                            ps->err, sizeof(ps->err));
 		if (error == FERRY_EINTR)
@@ -215,18 +189,10 @@ static int setup_local(push *ps)
 		if (error)
 			return ferry__seterr(ps->s, error, "%s", ps->err);
 	}
-	double t = ferry__sync_now_ms();
-	if (o->force)
-		error = ferry__manifest_new(&ps->m, ps->paths.target,
-		                            ps->paths.dest);
-	else
-		error = ferry__manifest_load(&ps->m, ps->paths.manifest,
-		                             ps->paths.target, ps->paths.dest,
-		                             o->log, o->ctx);
-	ps->r->ms_manifest += ferry__sync_now_ms() - t;
-	if (error)
-		return ferry__seterr(ps->s, error, "out of memory");
-	char *jp = ferry__journal_path(ps->paths.manifest);
+	if ((error = ferry__local_load(&ps->l, o, ps->r, ps->err,
+	                               sizeof(ps->err))))
+		return ferry__seterr(ps->s, error, "%s", ps->err);
+	char *jp = ferry__journal_path(ps->l.paths.manifest);
 	if (!jp)
 		return ferry__seterr(ps->s, FERRY_ENOMEM, "out of memory");
 	error = ferry__journal_load(&ps->j, jp);
@@ -237,22 +203,15 @@ static int setup_local(push *ps)
 		plog(ps, FERRY_LOG_INFO,
 		     "the previous push to %s:%s did not finish: removing "
 		     "%zu temporary name%s and verifying the remote",
-		     ps->paths.target, ps->paths.dest, ps->j.n,
+		     ps->l.paths.target, ps->l.paths.dest, ps->j.n,
 		     ps->j.n == 1 ? "" : "s");
 	return 0;
 }
 
 static int new_scan(push *ps)
 {
-	ferry__scan_opts so = {
-	        .sources = ps->o->sources,
-	        .source_count = ps->o->source_count,
-	        .excludes = ps->ex,
-	        .log = ps->o->log,
-	        .log_ctx = ps->o->ctx,
-	        .report = ps->r,
-	};
-	int error = ferry__scan_new(&ps->scan, &so, ps->err, sizeof(ps->err));
+	int error = ferry__local_scan(&ps->l, ps->o, ps->r, ps->err,
+	                              sizeof(ps->err));
 	if (error)
 		return ferry__seterr(ps->s, error, "%s", ps->err);
 	return 0;
@@ -260,24 +219,10 @@ static int new_scan(push *ps)
 
 static int build_plan(push *ps, int keep_unchanged)
 {
-	ferry__plan_opts po = {
-	        .checksum = ps->o->checksum,
-	        .delete_extraneous = ps->o->delete_extraneous,
-	        .max_delete = ps->o->max_delete,
-	        .keep_unchanged = keep_unchanged,
-	        .excludes = ps->ex,
-	        .log = ps->o->log,
-	        .log_ctx = ps->o->ctx,
-	        .report = ps->r,
-	};
-	double t = ferry__sync_now_ms();
-	int error = ferry__plan_build(&ps->plan, ps->scan, ps->m, &po);
-	ps->r->ms_scan += ferry__sync_now_ms() - t;
+	int error = ferry__local_build(&ps->l, ps->o, keep_unchanged, ps->r,
+	                               ps->err, sizeof(ps->err));
 	if (error)
-		return ferry__seterr(ps->s, error, "%s",
-		                     error == FERRY_ENOMEM
-		                             ? "out of memory"
-		                             : "scanning the sources failed");
+		return ferry__seterr(ps->s, error, "%s", ps->err);
 	return 0;
 }
 
@@ -285,12 +230,12 @@ static int build_plan(push *ps, int keep_unchanged)
  * the errors of the first scan are dropped, the second one reports them. */
 static int replan(push *ps, size_t errors_before)
 {
-	ferry__plan_free(ps->plan);
-	ps->plan = NULL;
-	ferry__scan_free(ps->scan);
-	ps->scan = NULL;
-	for (size_t i = 0; i < ps->m->n; i++)
-		ps->m->e[i].flags &= (uint8_t)~FERRY__ME_MEMORY_FLAGS;
+	ferry__plan_free(ps->l.plan);
+	ps->l.plan = NULL;
+	ferry__scan_free(ps->l.scan);
+	ps->l.scan = NULL;
+	for (size_t i = 0; i < ps->l.m->n; i++)
+		ps->l.m->e[i].flags &= (uint8_t)~FERRY__ME_MEMORY_FLAGS;
 	while (ps->r->error_count > errors_before) {
 		ferry_file_error *e = &ps->r->errors[--ps->r->error_count];
 		ferry__free(e->path);
@@ -406,8 +351,8 @@ static void abandon(push *ps, int code)
 
 static int start_listing(push *ps)
 {
-	int rc = ferry__rlist_start(&ps->rl, ps->sf, ps->dest_r, ps->scan,
-	                            ps->ex);
+	int rc = ferry__rlist_start(&ps->rl, ps->sf, ps->dest_r, ps->l.scan,
+	                            ps->l.ex);
 	if (rc)
 		return sftp_error(ps, rc);
 	ps->verified = 1;
@@ -467,7 +412,7 @@ static uint32_t dest_mode(const ferry__scan *scan)
 
 static void reserve_marker_name(push *ps)
 {
-	ferry__action *a = ferry__plan_find(ps->plan, FERRY__MARKER_NAME,
+	ferry__action *a = ferry__plan_find(ps->l.plan, FERRY__MARKER_NAME,
 	                                    sizeof(FERRY__MARKER_NAME) - 1);
 	if (!a || a->kind == FERRY__ACT_DELETE || a->kind == FERRY__ACT_RMDIR)
 		return;
@@ -489,14 +434,6 @@ static int plan_needs_remote(const ferry__plan *p)
 	return 0;
 }
 
-static void fill_counts(push *ps)
-{
-	if (!ps->scan)
-		return;
-	ps->r->files_scanned = ps->scan->files + ps->scan->links;
-	ps->r->dirs_scanned = ps->scan->dirs;
-}
-
 static void push_free(push *ps)
 {
 	/* Callbacks of ours still in flight (an early error) must not
@@ -506,23 +443,19 @@ static void push_free(push *ps)
 		abandon(ps, FERRY_EINTR);
 	ferry__rlist_free(ps->rl);
 	ferry__verify_result_free(&ps->vres);
-	ferry__plan_free(ps->plan);
-	ferry__scan_free(ps->scan);
-	ferry__manifest_free(ps->m);
 	ferry__journal_free(&ps->j);
 	ferry__free(ps->left_done);
-	ferry__excludes_free(ps->ex);
 	if (ps->lock)
 		ferry__lock_release(ps->lock);
+	ferry__local_free(&ps->l);
 	ferry__free(ps->dest_r);
-	ferry__sync_paths_free(&ps->paths);
 }
 
 /* Steps 2 and 3: the remote check and the finished plan. */
 static int check_and_plan(push *ps, int *trusted_out, int *have_id, uint8_t *id)
 {
 	const ferry_sync_opts *o = ps->o;
-	ferry__manifest *m = ps->m;
+	ferry__manifest *m = ps->l.m;
 	int error;
 	known_target *k = known_find(ps->s, &ps->key);
 	int trusted = k && m->loaded && m->has_marker && !o->verify &&
@@ -602,7 +535,7 @@ static int check_and_plan(push *ps, int *trusted_out, int *have_id, uint8_t *id)
 			if ((error = wait_listing(ps)))
 				return error;
 			double tv = ferry__sync_now_ms();
-			error = ferry__verify_plan(ps->plan, m, ps->rl,
+			error = ferry__verify_plan(ps->l.plan, m, ps->rl,
 			                           ps->dest_r, o->checksum,
 			                           &ps->vres);
 			ps->r->ms_plan += ferry__sync_now_ms() - tv;
@@ -614,11 +547,9 @@ static int check_and_plan(push *ps, int *trusted_out, int *have_id, uint8_t *id)
 	}
 
 	reserve_marker_name(ps);
-	double tf = ferry__sync_now_ms();
-	error = ferry__plan_finish(ps->plan);
-	ps->r->ms_plan += ferry__sync_now_ms() - tf;
-	if (error)
-		return ferry__seterr(ps->s, error, "out of memory");
+	if ((error = ferry__local_finish(&ps->l, ps->r, ps->err,
+	                                 sizeof(ps->err))))
+		return ferry__seterr(ps->s, error, "%s", ps->err);
 	return 0;
 }
 
@@ -641,7 +572,7 @@ static int finish_journal(push *ps, const ferry__commit_result *cr)
 static int save_manifest(push *ps, int have_id, const uint8_t *id,
                          int remote_errors)
 {
-	ferry__manifest *m = ps->m;
+	ferry__manifest *m = ps->l.m;
 	int old_has = m->has_marker;
 	uint8_t old[FERRY__MARKER_ID_LEN];
 	memcpy(old, m->marker, sizeof(old));
@@ -651,12 +582,12 @@ static int save_manifest(push *ps, int have_id, const uint8_t *id,
 	m->has_marker = has;
 	int marker_moved = has != old_has ||
 	                   (has && memcmp(old, m->marker, sizeof(old)) != 0);
-	if (!ferry__plan_needs_save(ps->plan) && !marker_moved && m->loaded)
+	if (!ferry__plan_needs_save(ps->l.plan) && !marker_moved && m->loaded)
 		return 0;
 	double t = ferry__sync_now_ms();
-	int error = ferry__plan_apply(ps->plan, m);
+	int error = ferry__plan_apply(ps->l.plan, m);
 	if (!error)
-		error = ferry__manifest_save(m, ps->paths.manifest, ps->err,
+		error = ferry__manifest_save(m, ps->l.paths.manifest, ps->err,
 		                             sizeof(ps->err));
 	else
 		snprintf(ps->err, sizeof(ps->err), "out of memory");
@@ -683,9 +614,9 @@ static int do_push(push *ps)
 		return error;
 	if ((error = check_and_plan(ps, &trusted, &have_id, id)))
 		return error;
-	fill_counts(ps);
+	ferry__local_counts(&ps->l, ps->r);
 	r->verified = ps->verified;
-	ferry__plan *p = ps->plan;
+	ferry__plan *p = ps->l.plan;
 
 	if (p->deletions_skipped == FERRY__DEL_MAX) {
 		/* Refused as a whole: nothing is changed. */
@@ -700,7 +631,7 @@ static int do_push(push *ps)
 	}
 	if (trusted) {
 		have_id = 1;
-		memcpy(id, ps->m->marker, FERRY__MARKER_ID_LEN);
+		memcpy(id, ps->l.m->marker, FERRY__MARKER_ID_LEN);
 	}
 	int write_marker = 0;
 	if (!have_id) {
@@ -724,7 +655,7 @@ static int do_push(push *ps)
 		        .dest = ps->dest_r,
 		        .dest_missing =
 		                ps->rl && ps->rl->root == FERRY__ROOT_MISSING,
-		        .dest_mode = dest_mode(ps->scan),
+		        .dest_mode = dest_mode(ps->l.scan),
 		        .cleanup = ps->vres.temps,
 		        .ncleanup = ps->vres.ntemps,
 		        .marker = write_marker ? id : NULL,

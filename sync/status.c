@@ -24,53 +24,52 @@ void ferry__local_free(ferry__local *l)
 	memset(l, 0, sizeof(*l));
 }
 
-int ferry__local_plan(ferry__local *l, const char *user, const char *host,
-                      int port, const ferry_sync_opts *opts, unsigned flags,
+int ferry__local_check(const ferry_sync_opts *o, char *errmsg,
+                       size_t errmsg_size)
+{
+	const char *why = NULL;
+	if (!o || o->version != FERRY_SYNC_OPTS_VERSION)
+		why = "ferry_sync_opts: bad version (use FERRY_SYNC_OPTS_INIT)";
+	else if (!o->sources || o->source_count == 0)
+		why = "no source given";
+	else if (o->source_count > UINT16_MAX)
+		why = "too many sources";
+	else if (!o->dest)
+		why = "no destination given";
+	for (size_t i = 0; !why && i < o->source_count; i++)
+		if (!o->sources[i] || !*o->sources[i])
+			why = "empty source path";
+	if (!why)
+		return 0;
+	set_err(errmsg, errmsg_size, why);
+	return FERRY_EINVALID;
+}
+
+int ferry__local_open(ferry__local *l, const char *user, const char *host,
+                      int port, const ferry_sync_opts *opts, char *errmsg,
+                      size_t errmsg_size)
+{
+	memset(l, 0, sizeof(*l));
+	int error = ferry__sync_paths_new(&l->paths, user, host, port,
+	                                  opts->dest, opts->state_dir);
+	if (error) {
+		set_err(errmsg, errmsg_size,
+		        error == FERRY_ENOTFOUND
+		                ? "no state directory: set HOME or "
+		                  "XDG_STATE_HOME, or give a state directory"
+		        : error == FERRY_EINVALID ? "no host or destination"
+		                                  : "out of memory");
+		return error;
+	}
+	return ferry__excludes_from_opts(&l->ex, opts, errmsg, errmsg_size);
+}
+
+int ferry__local_load(ferry__local *l, const ferry_sync_opts *opts,
                       ferry_sync_report *report, char *errmsg,
                       size_t errmsg_size)
 {
-	int error = 0;
-	char err[512] = "";
-	double t0 = ferry__sync_now_ms();
-	memset(l, 0, sizeof(*l));
-
-	if (!opts || opts->version != FERRY_SYNC_OPTS_VERSION) {
-		set_err(errmsg, errmsg_size,
-		        "ferry_sync_opts: bad version (use "
-		        "FERRY_SYNC_OPTS_INIT)");
-		return FERRY_EINVALID;
-	}
-	if (!opts->sources || opts->source_count == 0) {
-		set_err(errmsg, errmsg_size, "no source given");
-		return FERRY_EINVALID;
-	}
-	if (!opts->dest) {
-		set_err(errmsg, errmsg_size, "no destination given");
-		return FERRY_EINVALID;
-	}
-	if (opts->source_count > UINT16_MAX) {
-		set_err(errmsg, errmsg_size, "too many sources");
-		return FERRY_EINVALID;
-	}
-	error = ferry__sync_paths_new(&l->paths, user, host, port, opts->dest,
-	                              opts->state_dir);
-	if (error) {
-		set_err(errmsg, errmsg_size,
-		        error == FERRY_EINVALID ? "no host given"
-		        : error == FERRY_ENOTFOUND
-		                ? "no state directory: set HOME or "
-		                  "XDG_STATE_HOME, or give a state directory"
-		                : "out of memory");
-		goto out;
-	}
-
-	error = ferry__excludes_from_opts(&l->ex, opts, err, sizeof(err));
-	if (error) {
-		set_err(errmsg, errmsg_size, err);
-		goto out;
-	}
-
-	double tm = ferry__sync_now_ms();
+	int error;
+	double t = ferry__sync_now_ms();
 	if (opts->force)
 		error = ferry__manifest_new(&l->m, l->paths.target,
 		                            l->paths.dest);
@@ -78,10 +77,17 @@ int ferry__local_plan(ferry__local *l, const char *user, const char *host,
 		error = ferry__manifest_load(&l->m, l->paths.manifest,
 		                             l->paths.target, l->paths.dest,
 		                             opts->log, opts->ctx);
+	if (report)
+		report->ms_manifest += ferry__sync_now_ms() - t;
 	if (error)
-		goto out;
-	double ts = ferry__sync_now_ms();
+		set_err(errmsg, errmsg_size, "out of memory");
+	return error;
+}
 
+int ferry__local_scan(ferry__local *l, const ferry_sync_opts *opts,
+                      ferry_sync_report *report, char *errmsg,
+                      size_t errmsg_size)
+{
 	ferry__scan_opts so = {
 	        .sources = opts->sources,
 	        .source_count = opts->source_count,
@@ -90,39 +96,78 @@ int ferry__local_plan(ferry__local *l, const char *user, const char *host,
 	        .log_ctx = opts->ctx,
 	        .report = report,
 	};
-	error = ferry__scan_new(&l->scan, &so, err, sizeof(err));
-	if (error) {
-		set_err(errmsg, errmsg_size, err);
-		goto out;
-	}
+	return ferry__scan_new(&l->scan, &so, errmsg, errmsg_size);
+}
+
+int ferry__local_build(ferry__local *l, const ferry_sync_opts *opts,
+                       int keep_unchanged, ferry_sync_report *report,
+                       char *errmsg, size_t errmsg_size)
+{
 	ferry__plan_opts po = {
 	        .checksum = opts->checksum,
 	        .delete_extraneous = opts->delete_extraneous,
 	        .max_delete = opts->max_delete,
-	        .keep_unchanged = (flags & FERRY__LOCAL_KEEP_UNCHANGED) != 0,
+	        .keep_unchanged = keep_unchanged,
 	        .excludes = l->ex,
 	        .log = opts->log,
 	        .log_ctx = opts->ctx,
 	        .report = report,
 	};
-	error = ferry__plan_build(&l->plan, l->scan, l->m, &po);
-	double tp = ferry__sync_now_ms();
-	if (!error && !(flags & FERRY__LOCAL_NO_FINISH))
-		error = ferry__plan_finish(l->plan);
+	double t = ferry__sync_now_ms();
+	int error = ferry__plan_build(&l->plan, l->scan, l->m, &po);
+	if (report)
+		report->ms_scan += ferry__sync_now_ms() - t;
 	if (error)
-		goto out;
-	if (report) {
-		report->files_scanned += l->scan->files + l->scan->links;
-		report->dirs_scanned += l->scan->dirs;
-		report->ms_manifest += ts - tm;
-		report->ms_scan += tp - ts;
-		report->ms_plan += (tm - t0) + (ferry__sync_now_ms() - tp);
-	}
-out:
-	if (error == FERRY_ENOMEM)
+		set_err(errmsg, errmsg_size,
+		        error == FERRY_ENOMEM ? "out of memory"
+		                              : "scanning the sources failed");
+	return error;
+}
+
+int ferry__local_finish(ferry__local *l, ferry_sync_report *report,
+                        char *errmsg, size_t errmsg_size)
+{
+	double t = ferry__sync_now_ms();
+	int error = ferry__plan_finish(l->plan);
+	if (report)
+		report->ms_plan += ferry__sync_now_ms() - t;
+	if (error)
 		set_err(errmsg, errmsg_size, "out of memory");
+	return error;
+}
+
+void ferry__local_counts(const ferry__local *l, ferry_sync_report *report)
+{
+	if (!l->scan || !report)
+		return;
+	report->files_scanned = l->scan->files + l->scan->links;
+	report->dirs_scanned = l->scan->dirs;
+}
+
+int ferry__local_plan(ferry__local *l, const char *user, const char *host,
+                      int port, const ferry_sync_opts *opts, unsigned flags,
+                      ferry_sync_report *report, char *errmsg,
+                      size_t errmsg_size)
+{
+	int keep = (flags & FERRY__LOCAL_KEEP_UNCHANGED) != 0;
+	memset(l, 0, sizeof(*l));
+	int error = ferry__local_check(opts, errmsg, errmsg_size);
+	if (!error)
+		error = ferry__local_open(l, user, host, port, opts, errmsg,
+		                          errmsg_size);
+	if (!error)
+		error = ferry__local_load(l, opts, report, errmsg, errmsg_size);
+	if (!error)
+		error = ferry__local_scan(l, opts, report, errmsg, errmsg_size);
+	if (!error)
+		error = ferry__local_build(l, opts, keep, report, errmsg,
+		                           errmsg_size);
+	if (!error && !(flags & FERRY__LOCAL_NO_FINISH))
+		error = ferry__local_finish(l, report, errmsg, errmsg_size);
 	if (error)
 		ferry__local_free(l);
+	else
+		ferry__local_counts(l, report);
 	return error;
 }
 
@@ -135,15 +180,13 @@ static int status_run(const ferry_session_opts *conn,
 	double t0 = ferry__sync_now_ms();
 	if (errmsg && errmsg_size)
 		errmsg[0] = '\0';
-	if (!report) {
-		memset(&tmp, 0, sizeof(tmp));
+	if (!report)
 		report = &tmp;
-	}
+	memset(report, 0, sizeof(*report));
 	if (!conn || !conn->host || !*conn->host) {
 		set_err(errmsg, errmsg_size, "no host given");
 		return FERRY_EINVALID;
 	}
-	size_t errors_before = report->error_count;
 	int error = ferry__local_plan(&l, conn->user, conn->host, conn->port,
 	                              opts, 0, report, errmsg, errmsg_size);
 	if (error)
@@ -152,13 +195,13 @@ static int status_run(const ferry_session_opts *conn,
 	if (l.plan->deletions_skipped == FERRY__DEL_MAX) {
 		set_err(errmsg, errmsg_size, l.plan->refused);
 		error = FERRY_EPARTIAL;
-	} else if (report->error_count > errors_before) {
+	} else if (report->error_count) {
 		set_err(errmsg, errmsg_size, "some files could not be read");
 		error = FERRY_EPARTIAL;
 	}
 	ferry__local_free(&l);
 out:
-	report->ms_total += ferry__sync_now_ms() - t0;
+	report->ms_total = ferry__sync_now_ms() - t0;
 	if (report == &tmp)
 		ferry_sync_report_free(&tmp);
 	return error;

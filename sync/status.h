@@ -21,6 +21,37 @@ typedef struct ferry__local {
 	ferry__plan *plan;
 } ferry__local;
 
+/* The stages, in order; each returns 0 or a FERRY_E* with errmsg set, and
+ * leaves what it made in *l for ferry__local_free.  ferry_sync runs them
+ * one by one (it takes the target's lock, ferry__lock_acquire on
+ * l->paths.lock, between open and load, and talks to the remote between
+ * scan, build and finish); ferry_sync_status runs them all through
+ * ferry__local_plan, so both get the same checks, messages and plan. */
+int ferry__local_check(const ferry_sync_opts *opts, char *errmsg,
+                       size_t errmsg_size);
+/* Target paths (user/host/port as ferry__target_string takes them) and
+ * the compiled excludes.  Clears *l first. */
+int ferry__local_open(ferry__local *l, const char *user, const char *host,
+                      int port, const ferry_sync_opts *opts, char *errmsg,
+                      size_t errmsg_size);
+/* The manifest (empty with opts->force); adds to report->ms_manifest. */
+int ferry__local_load(ferry__local *l, const ferry_sync_opts *opts,
+                      ferry_sync_report *report, char *errmsg,
+                      size_t errmsg_size);
+int ferry__local_scan(ferry__local *l, const ferry_sync_opts *opts,
+                      ferry_sync_report *report, char *errmsg,
+                      size_t errmsg_size);
+/* ferry__plan_build (keep_unchanged: ferry__plan_opts.keep_unchanged);
+ * adds to report->ms_scan and per-file errors. */
+int ferry__local_build(ferry__local *l, const ferry_sync_opts *opts,
+                       int keep_unchanged, ferry_sync_report *report,
+                       char *errmsg, size_t errmsg_size);
+/* ferry__plan_finish; adds to report->ms_plan. */
+int ferry__local_finish(ferry__local *l, ferry_sync_report *report,
+                        char *errmsg, size_t errmsg_size);
+/* Sets report->files_scanned and dirs_scanned from the scan. */
+void ferry__local_counts(const ferry__local *l, ferry_sync_report *report);
+
 /* ferry__local_plan flags */
 #define FERRY__LOCAL_KEEP_UNCHANGED 0x1u /* ferry__plan_opts.keep_unchanged */
 #define FERRY__LOCAL_NO_FINISH                                                 \
@@ -28,14 +59,8 @@ typedef struct ferry__local {
 	      * caller (verify: add remote-only                                \
 	      * deletions, promote first) */
 
-/* Everything up to a finished plan: target paths, excludes, the manifest
- * (empty with opts->force), the scan and the plan.  user/host/port name the
- * target as ferry__target_string takes them (a session's s->user, s->host,
- * s->port give the same key).  Takes no lock: a pushing caller takes
- * ferry__lock_acquire(l->paths.lock) first (paths: ferry__sync_paths_new).
- * Adds to report: files_scanned, dirs_scanned, ms_scan, ms_manifest,
- * ms_plan and per-file errors.  0, or FERRY_EINVALID / FERRY_ENOMEM /
- * FERRY_ENOTFOUND with errmsg; on error *l is left empty. */
+/* All the stages, for ferry_sync_status (flags 0) and tests: takes no lock.
+ * On error *l is left empty. */
 int ferry__local_plan(ferry__local *l, const char *user, const char *host,
                       int port, const ferry_sync_opts *opts, unsigned flags,
                       ferry_sync_report *report, char *errmsg,
