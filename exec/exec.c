@@ -342,7 +342,7 @@ static void op_seterr(ferry__exec_op *op, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 static void op_seterr(ferry__exec_op *op, int code, const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[FERRY_ERRMSG_SIZE];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -1124,7 +1124,7 @@ static void diag_line(exec_state *es, const char *what, ferry__exec_op *op)
 		                    ? (char)b->data[i]
 		                    : '?';
 	line[k] = '\0';
-	char msg[400];
+	char msg[FERRY_ERRMSG_SIZE];
 	int m = snprintf(msg, sizeof(msg), "%s%s: %s", es->diag.len ? "; " : "",
 	                 what,
 	                 op->error ? (op->errmsg ? op->errmsg : "failed")

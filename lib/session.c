@@ -44,7 +44,7 @@ void ferry__log(ferry_session *s, int level, const char *fmt, ...)
 {
 	if (!s || !s->log)
 		return;
-	char msg[1024];
+	char msg[FERRY_ERRMSG_SIZE];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -60,7 +60,7 @@ struct ferry_session {
 	int fd;
 	int intr_pipe[2];
 	atomic_int interrupted;
-	char errmsg[1024];
+	char errmsg[FERRY_ERRMSG_SIZE];
 
 	char *host, *user, *target; /* target: user@host:port */
 	int port;

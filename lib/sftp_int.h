@@ -69,7 +69,7 @@ struct ferry__sftp {
 	ferry__sftp_opts opts;
 	int state;
 	int dead; /* 0 or the FERRY_E* it died of */
-	char errmsg[1024];
+	char errmsg[FERRY_ERRMSG_SIZE];
 
 	uint32_t version;
 	uint64_t init_gen;

@@ -97,7 +97,7 @@ __attribute__((format(printf, 4, 0))) static void
 failv(op *x, int code, int remote, const char *fmt, va_list ap)
 {
 	cx *c = x->c;
-	char msg[900];
+	char msg[FERRY_ERRMSG_SIZE];
 	if (x->err) /* the first reason counts */
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -1011,7 +1011,7 @@ static void last_flight(cx *c)
 		c->res->not_done += skipped;
 		const ferry_sync_opts *o = c->o->o;
 		if (o && o->log) {
-			char msg[200];
+			char msg[FERRY_ERRMSG_SIZE];
 			snprintf(msg, sizeof(msg),
 			         "some changes failed: skipping %llu "
 			         "deletion%s",
@@ -1068,7 +1068,7 @@ static void op_free(op *x)
 int ferry__commit_run(const ferry__commit_opts *o, ferry__commit_result *res)
 {
 	int error = 0;
-	char err[600] = "";
+	char err[FERRY_ERRMSG_SIZE] = "";
 	cx c;
 	memset(&c, 0, sizeof(c));
 	memset(res, 0, sizeof(*res));

@@ -487,7 +487,7 @@ int ferry__manifest_load(ferry__manifest **out, const char *path,
                          void *log_ctx)
 {
 	int error = 0;
-	char why[256] = "";
+	char why[FERRY_ERRMSG_SIZE] = "";
 	ferry__manifest *m = NULL;
 	uint8_t *buf = NULL;
 	XXH3_state_t h;

@@ -43,7 +43,7 @@ int ferry__report_error(ferry_sync_report *r, ferry_log_fn log, void *log_ctx,
                         const char *path, size_t n, int code, const char *fmt,
                         ...)
 {
-	char msg[1024];
+	char msg[FERRY_ERRMSG_SIZE];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -77,7 +77,7 @@ void ferry__report_warn(ferry_log_fn log, void *log_ctx, int level,
 {
 	if (!log)
 		return;
-	char msg[1024];
+	char msg[FERRY_ERRMSG_SIZE];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
