@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -1279,7 +1278,7 @@ static int es_get(ferry_session *s, exec_state **out)
 	if (!es)
 		return ferry__seterr(s, FERRY_ENOMEM, "out of memory");
 	uint8_t r[8];
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+	if (ferry__random_bytes(r, sizeof(r))) {
 		/* Uniqueness, not secrecy, is what the marker needs. */
 		uint64_t v = (uint64_t)ferry__now_ms() ^ (uint64_t)getpid()
 		                                                 << 32;

@@ -4,11 +4,14 @@
 
 #include <errno.h>
 #include <pwd.h>
+#include <string.h>
+#include <sys/random.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
+#include "ferry.h"
 
 int64_t ferry__now_ms(void)
 {
@@ -62,4 +65,29 @@ ssize_t ferry__read_full(int fd, void *buf, size_t size)
 		got += (size_t)r;
 	}
 	return (ssize_t)got;
+}
+
+int ferry__random_bytes(void *buf, size_t n)
+{
+	uint8_t *p = buf;
+	while (n) {
+		ssize_t r = getrandom(p, n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return FERRY_EIO;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+char *ferry__dirname(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return ferry__strdup(".");
+	if (slash == path)
+		return ferry__strdup("/");
+	return ferry__strndup(path, (size_t)(slash - path));
 }

@@ -19,5 +19,10 @@ const char *ferry__local_user(void);
 /* Read up to size bytes of fd into buf, retrying short reads and EINTR;
  * stops at end of file.  The count read, or -1 (errno set). */
 ssize_t ferry__read_full(int fd, void *buf, size_t size);
+/* n bytes from the kernel's random source: 0 or FERRY_EIO. */
+int ferry__random_bytes(void *buf, size_t n);
+/* The directory part of path ("." without a slash, "/" for the root),
+ * allocated; NULL on ENOMEM. */
+char *ferry__dirname(const char *path);
 
 #endif

@@ -7,18 +7,9 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "os.h"
 #include "sftp.h"
 #include "sftp_int.h"
-
-static char *dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		return ferry__strdup(".");
-	if (slash == path)
-		return ferry__strdup("/");
-	return ferry__strndup(path, (size_t)(slash - path));
-}
 
 /* ---- upload ----------------------------------------------------------------
  */
@@ -152,7 +143,7 @@ static void job_maybe_post_close(upload_job *j)
 		char *dir = NULL;
 		if (j->err_status == FERRY__FX_FAILURE &&
 		    ferry__sftp_has(j->sf, FERRY__EXT_STATVFS) &&
-		    (dir = dir_of(j->path)) &&
+		    (dir = ferry__dirname(j->path)) &&
 		    !ferry__sftp_statvfs(j->sf, dir, job_nospace_cb, j)) {
 			j->outstanding++;
 			ferry__free(dir);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "os.h"
 #include "buf.h"
 #include "ferry.h"
 #include "hash.h"
@@ -159,14 +160,6 @@ static int io_code(int e)
 	return FERRY_EIO;
 }
 
-static char *dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		return ferry__strdup(".");
-	return ferry__strndup(path, slash > path ? (size_t)(slash - path) : 1);
-}
-
 static int encode(const ferry__journal *j, ferry_buf *b)
 {
 	if (ferry__buf_put(b, MAGIC, MAGIC_LEN) ||
@@ -187,7 +180,7 @@ static int write_journal(ferry__journal *j, int sync, char *err, size_t errsz)
 {
 	int error = 0, fd = -1, created = 0;
 	ferry_buf b = FERRY_BUF_INIT;
-	char *dir = dir_of(j->path);
+	char *dir = ferry__dirname(j->path);
 	if (!dir || encode(j, &b)) {
 		error = FERRY_ENOMEM;
 		snprintf(err, errsz, "out of memory");

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "os.h"
 #include "sync/path.h"
 #include "sync/report.h"
 #include "sync/scan.h"
@@ -708,16 +709,6 @@ int ferry__mkdir_p(const char *dir)
 	return 0;
 }
 
-static char *dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		return ferry__strdup(".");
-	if (slash == path)
-		return ferry__strdup("/");
-	return ferry__strndup(path, (size_t)(slash - path));
-}
-
 static int io_code(int e)
 {
 	if (e == EACCES || e == EPERM || e == EROFS)
@@ -729,7 +720,7 @@ int ferry__manifest_save(ferry__manifest *m, const char *path, char *err,
                          size_t errsz)
 {
 	int error = 0, fd = -1;
-	char *dir = dir_of(path);
+	char *dir = ferry__dirname(path);
 	char *tmp = ferry__asprintf("%s.tmp.XXXXXX", path);
 	ferry_buf b = FERRY_BUF_INIT;
 	int64_t old_written = m->written_ns;
@@ -819,7 +810,7 @@ int ferry__lock_acquire(ferry__lock **out, const char *lock_path,
 {
 	int error = 0, fd = -1;
 	ferry__lock *l = NULL;
-	char *dir = dir_of(lock_path);
+	char *dir = ferry__dirname(lock_path);
 	*out = NULL;
 	if (!dir) {
 		error = FERRY_ENOMEM;

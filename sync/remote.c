@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "alloc.h"
@@ -21,21 +20,6 @@
 
 static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                             "abcdefghijklmnopqrstuvwxyz0123456789";
-
-int ferry__random_bytes(void *buf, size_t n)
-{
-	uint8_t *p = buf;
-	while (n) {
-		ssize_t r = getrandom(p, n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return FERRY_EIO;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
 
 char *ferry__rpath(const char *dest, const char *rel, size_t n)
 {

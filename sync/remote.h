@@ -26,9 +26,6 @@
 /* 32 hex digits and a newline */
 #define FERRY__MARKER_TEXT_LEN 33
 
-/* n random bytes (getrandom).  0 or FERRY_EIO. */
-int ferry__random_bytes(void *buf, size_t n);
-
 /* The remote path of destination-relative path rel (n bytes; n == 0 is
  * the destination itself).  dest is normalised (sync/target.h): "." is
  * the login directory, where sftp-server starts.  Caller frees. */
