@@ -451,6 +451,90 @@ static void push_free(push *ps)
 	ferry__free(ps->dest_r);
 }
 
+/* The first flight: marker read, leftovers' removal and (need_list) the
+ * listing, sent with INIT and out on the wire while the local scan runs. */
+static int first_flight(push *ps, int need_list)
+{
+	int error;
+	double t = ferry__sync_now_ms();
+	/* Not waiting for VERSION: the marker read (and the listing)
+	 * go out with INIT. */
+	if ((error = ferry__session_sftp_begin(ps->s, NULL, &ps->sf)))
+		return error;
+	char *mp = ferry__rpath(ps->dest_r, FERRY__MARKER_NAME,
+	                        sizeof(FERRY__MARKER_NAME) - 1);
+	if (!mp)
+		return ferry__seterr(ps->s, FERRY_ENOMEM, "out of memory");
+	error = ferry__sftp_read_small(ps->sf, mp, MARKER_READ_MAX, marker_cb,
+	                               ps);
+	ferry__free(mp);
+	if (error)
+		return sftp_error(ps, error);
+	ps->marker_sent = 1;
+	if (!ps->o->dry_run && (error = submit_leftovers(ps)))
+		return sftp_error(ps, error);
+	if (need_list && (error = start_listing(ps)))
+		return error;
+	/* Out on the wire while the local scan runs. */
+	if ((error = ferry__sftp_run(ps->sf, nothing_queued, ps, 0))) {
+		abandon(ps, error);
+		return sftp_error(ps, error);
+	}
+	ps->t_remote += ferry__sync_now_ms() - t;
+	return 0;
+}
+
+/* The remote check: wait for the first flight, decide whether the remote
+ * must be listed (a marker that does not vouch for the manifest), and
+ * verify the plan against the listing. */
+static int remote_check(push *ps, int need_list, size_t errors_before,
+                        int *have_id, uint8_t *id)
+{
+	const ferry_sync_opts *o = ps->o;
+	ferry__manifest *m = ps->l.m;
+	int error;
+	double t = ferry__sync_now_ms();
+	if ((error = ferry__sftp_run(ps->sf, first_wait_done, ps, 0))) {
+		abandon(ps, error);
+		return sftp_error(ps, error);
+	}
+	if (ps->marker_state == 3)
+		plog(ps, FERRY_LOG_WARN,
+		     "the remote marker %s/%s is unreadable (%s): "
+		     "verifying and writing a new one",
+		     ps->dest_r, FERRY__MARKER_NAME, ps->marker_msg);
+	if (ps->marker_state == 1) {
+		*have_id = 1;
+		memcpy(id, ps->remote_id, FERRY__MARKER_ID_LEN);
+	}
+	int vouches =
+	        m->loaded && m->has_marker && ps->marker_state == 1 &&
+	        memcmp(m->marker, ps->remote_id, FERRY__MARKER_ID_LEN) == 0;
+	if (!need_list && !vouches) {
+		plog(ps, FERRY_LOG_INFO,
+		     "the remote marker %s: verifying the remote tree",
+		     ps->marker_state == 1 ? "differs from the manifest"
+		                           : "is missing");
+		need_list = 1;
+		if (m->n && (error = replan(ps, errors_before)))
+			return error;
+		if ((error = start_listing(ps)))
+			return error;
+	}
+	if (need_list) {
+		if ((error = wait_listing(ps)))
+			return error;
+		double tv = ferry__sync_now_ms();
+		error = ferry__verify_plan(ps->l.plan, m, ps->rl, ps->dest_r,
+		                           o->checksum, &ps->vres);
+		ps->r->ms_plan += ferry__sync_now_ms() - tv;
+		if (error)
+			return ferry__seterr(ps->s, error, "out of memory");
+	}
+	ps->t_remote += ferry__sync_now_ms() - t;
+	return 0;
+}
+
 /* Steps 2 and 3: the remote check and the finished plan. */
 static int check_and_plan(push *ps, int *trusted_out, int *have_id, uint8_t *id)
 {
@@ -469,82 +553,15 @@ static int check_and_plan(push *ps, int *trusted_out, int *have_id, uint8_t *id)
 	if ((error = new_scan(ps)))
 		return error;
 
-	if (!trusted) {
-		double t = ferry__sync_now_ms();
-		/* Not waiting for VERSION: the marker read (and the listing)
-		 * go out with INIT. */
-		if ((error = ferry__session_sftp_begin(ps->s, NULL, &ps->sf)))
-			return error;
-		char *mp = ferry__rpath(ps->dest_r, FERRY__MARKER_NAME,
-		                        sizeof(FERRY__MARKER_NAME) - 1);
-		if (!mp)
-			return ferry__seterr(ps->s, FERRY_ENOMEM,
-			                     "out of memory");
-		error = ferry__sftp_read_small(ps->sf, mp, MARKER_READ_MAX,
-		                               marker_cb, ps);
-		ferry__free(mp);
-		if (error)
-			return sftp_error(ps, error);
-		ps->marker_sent = 1;
-		if (!o->dry_run && (error = submit_leftovers(ps)))
-			return sftp_error(ps, error);
-		if (need_list && (error = start_listing(ps)))
-			return error;
-		/* Out on the wire while the local scan runs. */
-		if ((error = ferry__sftp_run(ps->sf, nothing_queued, ps, 0))) {
-			abandon(ps, error);
-			return sftp_error(ps, error);
-		}
-		ps->t_remote += ferry__sync_now_ms() - t;
-	}
+	if (!trusted && (error = first_flight(ps, need_list)))
+		return error;
 
 	if ((error = build_plan(ps, need_list)))
 		return error;
 
-	if (!trusted) {
-		double t = ferry__sync_now_ms();
-		if ((error = ferry__sftp_run(ps->sf, first_wait_done, ps, 0))) {
-			abandon(ps, error);
-			return sftp_error(ps, error);
-		}
-		if (ps->marker_state == 3)
-			plog(ps, FERRY_LOG_WARN,
-			     "the remote marker %s/%s is unreadable (%s): "
-			     "verifying and writing a new one",
-			     ps->dest_r, FERRY__MARKER_NAME, ps->marker_msg);
-		if (ps->marker_state == 1) {
-			*have_id = 1;
-			memcpy(id, ps->remote_id, FERRY__MARKER_ID_LEN);
-		}
-		int vouches = m->loaded && m->has_marker &&
-		              ps->marker_state == 1 &&
-		              memcmp(m->marker, ps->remote_id,
-		                     FERRY__MARKER_ID_LEN) == 0;
-		if (!need_list && !vouches) {
-			plog(ps, FERRY_LOG_INFO,
-			     "the remote marker %s: verifying the remote tree",
-			     ps->marker_state == 1 ? "differs from the manifest"
-			                           : "is missing");
-			need_list = 1;
-			if (m->n && (error = replan(ps, errors_before)))
-				return error;
-			if ((error = start_listing(ps)))
-				return error;
-		}
-		if (need_list) {
-			if ((error = wait_listing(ps)))
-				return error;
-			double tv = ferry__sync_now_ms();
-			error = ferry__verify_plan(ps->l.plan, m, ps->rl,
-			                           ps->dest_r, o->checksum,
-			                           &ps->vres);
-			ps->r->ms_plan += ferry__sync_now_ms() - tv;
-			if (error)
-				return ferry__seterr(ps->s, error,
-				                     "out of memory");
-		}
-		ps->t_remote += ferry__sync_now_ms() - t;
-	}
+	if (!trusted &&
+	    (error = remote_check(ps, need_list, errors_before, have_id, id)))
+		return error;
 
 	reserve_marker_name(ps);
 	if ((error = ferry__local_finish(&ps->l, ps->r, ps->err,
@@ -600,6 +617,52 @@ static int save_manifest(push *ps, int have_id, const uint8_t *id,
 	return 0;
 }
 
+/* Step 4: the actions, the leftovers' cleanup and the marker, remotely. */
+static int run_commit(push *ps, int write_marker, const uint8_t *id,
+                      ferry__commit_result *cr)
+{
+	const ferry_sync_opts *o = ps->o;
+	ferry_session *s = ps->s;
+	ferry_sync_report *r = ps->r;
+	ferry__plan *p = ps->l.plan;
+	int error;
+	size_t journal_kept = ps->j.n;
+	double t = ferry__sync_now_ms();
+	if (!ps->sf && (error = ferry__session_sftp(s, &ps->sf)))
+		return error;
+	ferry__commit_opts co = {
+	        .sf = ps->sf,
+	        .s = s,
+	        .p = p,
+	        .dest = ps->dest_r,
+	        .dest_missing = ps->rl && ps->rl->root == FERRY__ROOT_MISSING,
+	        .dest_mode = dest_mode(ps->l.scan),
+	        .cleanup = ps->vres.temps,
+	        .ncleanup = ps->vres.ntemps,
+	        .marker = write_marker ? id : NULL,
+	        .fsync_all = o->fsync_all,
+	        .journal = &ps->j,
+	        .o = o,
+	        .report = r,
+	};
+	ferry__commit_run(&co, cr);
+	/* The run's own names are resolved or listed in cr. */
+	while (ps->j.n > journal_kept)
+		ferry__free(ps->j.names[--ps->j.n]);
+	ps->t_remote += ferry__sync_now_ms() - t;
+	r->bytes_sent += cr->bytes_sent;
+	if (cr->rename_fallback)
+		plog(ps, FERRY_LOG_WARN,
+		     "the server lacks posix-rename@openssh.com: files "
+		     "were replaced by remove + rename, which is not "
+		     "atomic");
+	if (cr->fsync_missing)
+		plog(ps, FERRY_LOG_WARN,
+		     "the server lacks fsync@openssh.com: owner-only "
+		     "files were not flushed to its disk");
+	return 0;
+}
+
 static int do_push(push *ps)
 {
 	const ferry_sync_opts *o = ps->o;
@@ -618,10 +681,9 @@ static int do_push(push *ps)
 	r->verified = ps->verified;
 	ferry__plan *p = ps->l.plan;
 
-	if (p->deletions_skipped == FERRY__DEL_MAX) {
-		/* Refused as a whole: nothing is changed. */
+	/* Refused as a whole: nothing is changed. */
+	if (p->deletions_skipped == FERRY__DEL_MAX)
 		return ferry__seterr(s, FERRY_EPARTIAL, "%s", p->refused);
-	}
 	if (o->dry_run) {
 		ferry__plan_report(p, r, o->on_change, o->ctx);
 		if (r->error_count)
@@ -643,43 +705,10 @@ static int do_push(push *ps)
 	compact_leftovers(ps);
 
 	int ran = 0;
-	size_t journal_kept = ps->j.n;
 	if (plan_needs_remote(p) || write_marker || ps->vres.ntemps) {
-		double t = ferry__sync_now_ms();
-		if (!ps->sf && (error = ferry__session_sftp(s, &ps->sf)))
+		if ((error = run_commit(ps, write_marker, id, &cr)))
 			return error;
-		ferry__commit_opts co = {
-		        .sf = ps->sf,
-		        .s = s,
-		        .p = p,
-		        .dest = ps->dest_r,
-		        .dest_missing =
-		                ps->rl && ps->rl->root == FERRY__ROOT_MISSING,
-		        .dest_mode = dest_mode(ps->l.scan),
-		        .cleanup = ps->vres.temps,
-		        .ncleanup = ps->vres.ntemps,
-		        .marker = write_marker ? id : NULL,
-		        .fsync_all = o->fsync_all,
-		        .journal = &ps->j,
-		        .o = o,
-		        .report = r,
-		};
-		ferry__commit_run(&co, &cr);
 		ran = 1;
-		/* The run's own names are resolved or listed in cr. */
-		while (ps->j.n > journal_kept)
-			ferry__free(ps->j.names[--ps->j.n]);
-		ps->t_remote += ferry__sync_now_ms() - t;
-		r->bytes_sent += cr.bytes_sent;
-		if (cr.rename_fallback)
-			plog(ps, FERRY_LOG_WARN,
-			     "the server lacks posix-rename@openssh.com: files "
-			     "were replaced by remove + rename, which is not "
-			     "atomic");
-		if (cr.fsync_missing)
-			plog(ps, FERRY_LOG_WARN,
-			     "the server lacks fsync@openssh.com: owner-only "
-			     "files were not flushed to its disk");
 		if (write_marker)
 			have_id = cr.marker_written;
 	}
