@@ -112,6 +112,20 @@ struct ferry__sftp {
 	size_t garbage_len;
 };
 
+/* A request being encoded (lib/sftp_enc.c). */
+typedef struct ferry__sftp_enc {
+	ferry_buf b;
+	uint32_t id;
+	uint32_t subj_off, subj_len; /* REQF_CREATE: the path in b */
+} ferry__sftp_enc;
+
+/* Turn the encoded packet into a queued request (error: the encoder's,
+ * nothing queued).  Frees e's buffer.  0 or FERRY_E*. */
+int ferry__sftp__submit(ferry__sftp *sf, ferry__sftp_enc *e, int error,
+                        uint8_t type, int ext_kind, unsigned flags,
+                        size_t reply_cost, uint32_t read_len, ferry__sftp_cb cb,
+                        void *ctx);
+
 /* The generation a request submitted now gets. */
 uint64_t ferry__sftp__next_gen(const ferry__sftp *sf);
 

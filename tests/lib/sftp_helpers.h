@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <xxhash.h>
 
-#include "sftp.h"
+#include "sftp_test.h"
 
 #define SFTP_SERVER "/usr/lib/openssh/sftp-server"
 

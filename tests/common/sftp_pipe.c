@@ -1,6 +1,6 @@
-/* sftp_pipe.c - the pipe transport: a child SFTP server (OpenSSH's
- * sftp-server) on a socketpair, with its own poll() loop.  For tests
- * without SSH, and for pushing into a local directory. */
+/* sftp_pipe.c - test support: the pipe transport, a child SFTP server
+ * (OpenSSH's sftp-server) on a socketpair, with its own poll() loop.  For tests
+ * without SSH. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
-#include "sftp.h"
+#include "sftp_test.h"
 #include "sftp_int.h"
 
 extern char **environ;

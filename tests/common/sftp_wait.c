@@ -1,5 +1,5 @@
-/* sftp_wait.c - the thin synchronous layer: submit, run until the replies
- * are in, copy the result out.  The waiter lives on the heap and is
+/* sftp_wait.c - test support: the thin synchronous layer: submit, run until the
+ * replies are in, copy the result out.  The waiter lives on the heap and is
  * reference counted, so a call that times out can return while its
  * callbacks are still owed: the last one frees it. */
 #include <stdio.h>
@@ -7,7 +7,7 @@
 
 #include "alloc.h"
 #include "session.h"
-#include "sftp.h"
+#include "sftp_test.h"
 #include "sftp_int.h"
 
 typedef struct waiter {
