@@ -26,13 +26,6 @@ int64_t ferry__sftp__now(void)
 	return ferry__now_ms();
 }
 
-/* When a message delayed now may go: the clock is in whole milliseconds,
- * truncated, so one more keeps every delay at least latency_ms long. */
-static int64_t latency_due(const ferry__sftp *sf)
-{
-	return ferry__sftp__now() + sf->opts.latency_ms + 1;
-}
-
 static void vset_err(ferry__sftp *sf, const char *fmt, va_list ap)
         __attribute__((format(printf, 2, 0)));
 
@@ -312,17 +305,8 @@ static void die(ferry__sftp *sf, int code, const char *fmt, ...)
 	sf->dead = code;
 	if (sf->session)
 		ferry__seterr(sf->session, code, "%s", sf->errmsg);
-	/* Nothing more goes out; what is held back is dropped. */
+	/* Nothing more goes out. */
 	ferry__buf_reset(&sf->out);
-	while (sf->din_head) {
-		ferry__sftp_delayed *d = sf->din_head;
-		sf->din_head = d->next;
-		ferry__free(d);
-	}
-	sf->din_tail = NULL;
-	sf->din_count = 0;
-	sf->din_bytes = 0;
-	sf->marks_len = 0;
 	char msg[sizeof(sf->errmsg)];
 	ferry__sftp__textcpy(msg, sizeof(msg), sf->errmsg);
 	fail_all(sf, code, msg, 0);
@@ -462,39 +446,9 @@ static int window_allows(const ferry__sftp *sf, size_t cost)
 	       sf->inflight_bytes + cost <= sf->window;
 }
 
-/* Latency: the bytes appended up to out_total become due in D ms. */
-static int mark_reserve(ferry__sftp *sf)
-{
-	if (sf->opts.latency_ms <= 0 || sf->marks_len < sf->marks_cap)
-		return 0;
-	size_t ncap = sf->marks_cap ? sf->marks_cap * 2 : 64;
-	ferry__sftp_mark *nm = ferry__reallocarray(NULL, ncap, sizeof(*nm));
-	if (!nm)
-		return FERRY_ENOMEM;
-	for (size_t i = 0; i < sf->marks_len; i++)
-		nm[i] = sf->marks[(sf->marks_head + i) % sf->marks_cap];
-	ferry__free(sf->marks);
-	sf->marks = nm;
-	sf->marks_cap = ncap;
-	sf->marks_head = 0;
-	return 0;
-}
-
-static void mark_add(ferry__sftp *sf)
-{
-	if (sf->opts.latency_ms <= 0)
-		return;
-	/* Reserved by mark_reserve. */
-	size_t i = (sf->marks_head + sf->marks_len) % sf->marks_cap;
-	sf->marks[i].end = sf->out_total;
-	sf->marks[i].due = latency_due(sf);
-	sf->marks_len++;
-}
-
 static void sent(ferry__sftp *sf, ferry__sftp_req *r, size_t len)
 {
 	sf->out_total += len;
-	mark_add(sf);
 	if ((r->flags & REQF_SLOT) &&
 	    ++sf->slots_used > sf->stats.max_handles_used)
 		sf->stats.max_handles_used = sf->slots_used;
@@ -510,9 +464,7 @@ static void sent(ferry__sftp *sf, ferry__sftp_req *r, size_t len)
 /* Move r (popped from its queue) to the wire buffer. */
 static void send_req(ferry__sftp *sf, ferry__sftp_req *r)
 {
-	int error = mark_reserve(sf);
-	if (!error)
-		error = ferry__buf_put(&sf->out, r->pkt, r->pkt_len);
+	int error = ferry__buf_put(&sf->out, r->pkt, r->pkt_len);
 	sf->queued_bytes -= r->pkt_len;
 	if (error) {
 		complete(sf, r, NULL, error, FERRY__FX_LOCAL,
@@ -552,8 +504,7 @@ int ferry__sftp__send_write(ferry__sftp *sf, uint64_t gen,
 	ferry__sftp_req *r = ferry__calloc(1, sizeof(*r));
 	if (!r)
 		return FERRY_ENOMEM;
-	if ((error = mark_reserve(sf)) ||
-	    (error = ferry__buf_reserve(&sf->out, plen, &p))) {
+	if ((error = ferry__buf_reserve(&sf->out, plen, &p))) {
 		ferry__free(r);
 		return error;
 	}
@@ -624,30 +575,10 @@ static void flush(ferry__sftp *sf)
 	}
 }
 
-/* Latency: move the marks that fell due into due_end. */
-static void pop_due_marks(ferry__sftp *sf, int64_t now)
-{
-	while (sf->marks_len) {
-		ferry__sftp_mark *m = &sf->marks[sf->marks_head];
-		if (m->due > now)
-			break;
-		if (m->end > sf->due_end)
-			sf->due_end = m->end;
-		sf->marks_head = (sf->marks_head + 1) % sf->marks_cap;
-		sf->marks_len--;
-	}
-}
-
 /* Bytes of out that may go to the transport now. */
 static size_t sendable(ferry__sftp *sf)
 {
-	size_t avail = ferry__buf_avail(&sf->out);
-	if (sf->opts.latency_ms <= 0)
-		return avail;
-	pop_due_marks(sf, ferry__sftp__now());
-	uint64_t due =
-	        sf->due_end > sf->sent_total ? sf->due_end - sf->sent_total : 0;
-	return due < avail ? (size_t)due : avail;
+	return ferry__buf_avail(&sf->out);
 }
 
 /* 1 moved bytes, 0 nothing, -1 died. */
@@ -676,26 +607,16 @@ static int do_send(ferry__sftp *sf)
 
 int ferry__sftp_want_write(const ferry__sftp *sf)
 {
-	if (sf->dead || !ferry__buf_avail(&sf->out))
-		return 0;
-	if (sf->opts.latency_ms <= 0)
-		return 1;
-	if (sf->due_end > sf->sent_total)
-		return 1;
-	return sf->marks_len &&
-	       sf->marks[sf->marks_head].due <= ferry__sftp__now();
+	return !sf->dead && ferry__buf_avail(&sf->out);
 }
 
 int64_t ferry__sftp_next_timer(const ferry__sftp *sf)
 {
-	int64_t t = 0;
-	if (sf->dead || sf->opts.latency_ms <= 0)
+	/* The engine keeps no timers: a transport that delays (the tests'
+	 * latency wrapper) says when it wants to be stepped again. */
+	if (sf->dead || !sf->t->next_timer)
 		return 0;
-	if (sf->marks_len)
-		t = sf->marks[sf->marks_head].due;
-	if (sf->din_head && (!t || sf->din_head->due < t))
-		t = sf->din_head->due;
-	return t;
+	return sf->t->next_timer(sf->t);
 }
 
 /* ---- receiving ------------------------------------------------------------
@@ -972,36 +893,6 @@ static void process_in(ferry__sftp *sf)
 			    ferry__peek_u32(p));
 			return;
 		}
-		if (sf->opts.latency_ms > 0) {
-			/* Held back, but never more than was asked for. */
-			if (sf->din_bytes + total >
-			    2 * sf->window + FERRY__SFTP_MAX_IN_PACKET) {
-				die(sf, FERRY_EPROTO,
-				    "SFTP: the server sent more than was "
-				    "asked for");
-				return;
-			}
-			ferry__sftp_delayed *d =
-			        ferry__malloc(sizeof(*d) + total - 4);
-			if (!d) {
-				die(sf, FERRY_ENOMEM,
-				    "SFTP: out of memory holding a reply");
-				return;
-			}
-			d->next = NULL;
-			d->due = latency_due(sf);
-			d->len = total - 4;
-			memcpy(d->data, p + 4, total - 4);
-			if (sf->din_tail)
-				sf->din_tail->next = d;
-			else
-				sf->din_head = d;
-			sf->din_tail = d;
-			sf->din_count++;
-			sf->din_bytes += d->len;
-			sf->in.off += total;
-			continue;
-		}
 		sf->in.off += total;
 		/* p stays valid: nothing writes to in during dispatch. */
 		dispatch(sf, p + 4, total - 4);
@@ -1010,26 +901,6 @@ static void process_in(ferry__sftp *sf)
 		ferry__buf_reset(&sf->in);
 	else if (sf->in.off > sf->in.cap / 2)
 		ferry__buf_compact(&sf->in);
-}
-
-static int deliver_delayed(ferry__sftp *sf)
-{
-	int progress = 0;
-	if (!sf->din_head)
-		return 0;
-	int64_t now = ferry__sftp__now();
-	while (!sf->dead && sf->din_head && sf->din_head->due <= now) {
-		ferry__sftp_delayed *d = sf->din_head;
-		sf->din_head = d->next;
-		if (!sf->din_head)
-			sf->din_tail = NULL;
-		sf->din_count--;
-		sf->din_bytes -= d->len;
-		dispatch(sf, d->data, d->len);
-		ferry__free(d);
-		progress = 1;
-	}
-	return progress;
 }
 
 /* 1 moved bytes, 0 nothing, -1 died. */
@@ -1074,8 +945,6 @@ int ferry__sftp_step(ferry__sftp *sf)
 	int progress = 0, rc;
 	if (sf->dead || sf->state == SFTP_NEW)
 		return 0;
-	if (deliver_delayed(sf))
-		progress = 1;
 	flush(sf);
 	if ((rc = do_send(sf)) < 0)
 		return 1;
@@ -1103,6 +972,16 @@ int ferry__sftp_new(ferry__sftp **out, ferry__sftp_transport *t,
 	if (!sf) {
 		t->free(t);
 		return FERRY_ENOMEM;
+	}
+	if (opts && opts->wrap) {
+		/* A transport around the transport (the tests' latency). */
+		ferry__sftp_transport *w = opts->wrap(t, opts->wrap_ctx);
+		if (!w) {
+			t->free(t);
+			ferry__free(sf);
+			return FERRY_ENOMEM;
+		}
+		t = w;
 	}
 	sf->t = t;
 	t->sf = sf;
@@ -1137,11 +1016,9 @@ int ferry__sftp_start(ferry__sftp *sf)
 	ferry__poke_u32(init, 5);
 	init[4] = FERRY__FXP_INIT;
 	ferry__poke_u32(init + 5, 3);
-	if ((error = mark_reserve(sf)) ||
-	    (error = ferry__buf_put(&sf->out, init, sizeof(init))))
+	if ((error = ferry__buf_put(&sf->out, init, sizeof(init))))
 		return error;
 	sf->out_total += sizeof(init);
-	mark_add(sf);
 	sf->state = SFTP_INIT_SENT;
 	sf->init_gen = ferry__sftp__next_gen(sf);
 	/* Requests submitted while the channel was opening go out right
@@ -1199,15 +1076,9 @@ void ferry__sftp_free(ferry__sftp *sf)
 	ferry__sftp_req *r;
 	while ((r = q_pop(&sf->qpath)) || (r = q_pop(&sf->qhandle)))
 		ferry__free(r);
-	while (sf->din_head) {
-		ferry__sftp_delayed *d = sf->din_head;
-		sf->din_head = d->next;
-		ferry__free(d);
-	}
 	if (sf->t)
 		sf->t->free(sf->t);
 	ferry__free(sf->table);
-	ferry__free(sf->marks);
 	ferry__buf_free(&sf->out);
 	ferry__buf_free(&sf->in);
 	ferry__free(sf);
@@ -1219,7 +1090,7 @@ void ferry__sftp_free(ferry__sftp *sf)
 static int idle(const ferry__sftp *sf)
 {
 	return !sf->qpath.count && !sf->qhandle.count && !sf->table_count &&
-	       !sf->din_count && !sf->jobs;
+	       !sf->jobs;
 }
 
 typedef struct run_ctx {
@@ -1254,8 +1125,7 @@ int ferry__sftp_run(ferry__sftp *sf, int (*done)(void *ctx), void *ctx,
 
 size_t ferry__sftp_pending(const ferry__sftp *sf)
 {
-	return sf->qpath.count + sf->qhandle.count + sf->table_count +
-	       sf->din_count + sf->jobs;
+	return sf->qpath.count + sf->qhandle.count + sf->table_count + sf->jobs;
 }
 
 size_t ferry__sftp_queued_bytes(const ferry__sftp *sf)

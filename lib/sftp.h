@@ -68,9 +68,14 @@ typedef struct ferry__sftp_opts {
 	unsigned max_handles; /* 0: the server's limit (64 without limits) */
 	uint32_t max_write;   /* 0: the server's limit (32 KiB without) */
 	unsigned ignore_ext;  /* FERRY__EXT_* to treat as absent (tests) */
-	int latency_ms;       /* delay every message by this much each way */
-	int timeout_ms;       /* the _wait calls; 0: 120000; < 0: none */
-	int init_timeout_ms;  /* channel open + INIT; 0: 15000 */
+	/* A transport around the transport, e.g. the tests' latency
+	 * (tests/common/sftp_latency.c); NULL: none.  It takes over inner
+	 * (frees it with itself); NULL return: out of memory. */
+	struct ferry__sftp_transport *(*wrap)(
+	        struct ferry__sftp_transport *inner, void *ctx);
+	void *wrap_ctx;
+	int timeout_ms;      /* the _wait calls; 0: 120000; < 0: none */
+	int init_timeout_ms; /* channel open + INIT; 0: 15000 */
 } ferry__sftp_opts;
 
 /* ---- byte-stream transports ------------------------------------------- */
@@ -88,6 +93,9 @@ struct ferry__sftp_transport {
 	int (*run)(ferry__sftp_transport *t, int (*done)(void *ctx), void *ctx,
 	           int64_t deadline_ms);
 	void (*free)(ferry__sftp_transport *t);
+	/* Absolute ferry__now_ms() at which it wants a step (bytes it holds
+	 * fall due), 0 for none.  May be NULL. */
+	int64_t (*next_timer)(ferry__sftp_transport *t);
 	ferry__sftp *sf;        /* set by ferry__sftp_new */
 	ferry_session *session; /* NULL off a session */
 };
@@ -103,12 +111,13 @@ int ferry__sftp_start(ferry__sftp *sf);
 int ferry__sftp_init(ferry__sftp *sf, int64_t deadline_ms);
 void ferry__sftp_free(ferry__sftp *sf);
 
-/* For transports: one non-blocking pass (deliver due delayed replies,
- * queue -> wire, wire -> callbacks).  1 when anything moved. */
+/* For transports: one non-blocking pass (queue -> wire, wire ->
+ * callbacks).  1 when anything moved. */
 int ferry__sftp_step(ferry__sftp *sf);
 /* Bytes are waiting to be sent now (poll for writability). */
 int ferry__sftp_want_write(const ferry__sftp *sf);
-/* Absolute ferry__now_ms() of the next delayed message, 0 when none. */
+/* The transport's next timer (ferry__sftp_transport.next_timer), 0 when
+ * none. */
 int64_t ferry__sftp_next_timer(const ferry__sftp *sf);
 /* Error text without side effects (for transports); returns code. */
 int ferry__sftp_seterr(ferry__sftp *sf, int code, const char *fmt, ...)

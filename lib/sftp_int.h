@@ -49,18 +49,6 @@ typedef struct ferry__sftp_queue {
 	size_t count;
 } ferry__sftp_queue;
 
-typedef struct ferry__sftp_mark { /* latency: bytes due at a time */
-	uint64_t end;
-	int64_t due;
-} ferry__sftp_mark;
-
-typedef struct ferry__sftp_delayed { /* latency: a reply held back */
-	struct ferry__sftp_delayed *next;
-	int64_t due;
-	size_t len;
-	uint8_t data[];
-} ferry__sftp_delayed;
-
 enum { SFTP_NEW = 0, SFTP_INIT_SENT, SFTP_READY };
 
 struct ferry__sftp {
@@ -91,12 +79,7 @@ struct ferry__sftp {
 	ferry_buf out, in;
 	uint64_t out_total;  /* bytes ever appended to out */
 	uint64_t sent_total; /* bytes ever handed to the transport */
-	uint64_t due_end;    /* latency: bytes up to here may be sent */
 	int first_framed;    /* the first packet (VERSION) was framed */
-	ferry__sftp_mark *marks;
-	size_t marks_head, marks_len, marks_cap;
-	ferry__sftp_delayed *din_head, *din_tail;
-	size_t din_count, din_bytes;
 
 	uint64_t own_rt;
 	uint64_t *rt;     /* own_rt, or the session's counter */

@@ -1,5 +1,6 @@
 /* sftp_test.h - test support for the SFTP client (tests/common/sftp_*.c):
- * the pipe transport (a child sftp-server) and the blocking layer. */
+ * the pipe transport (a child sftp-server), the blocking layer and the
+ * latency wrapper. */
 #ifndef FERRY_TEST_SFTP_H
 #define FERRY_TEST_SFTP_H
 
@@ -80,5 +81,9 @@ int ferry__sftp_read_small_wait(ferry__sftp *sf, const char *path, uint32_t max,
 /* The upload block; r filled (message copied to the client's errmsg). */
 int ferry__sftp_upload_wait(ferry__sftp *sf, const ferry__sftp_upload_opts *o,
                             ferry__sftp_upload_result *r);
+
+/* Delay every byte ms each way through the client's transport (a
+ * simulated round trip of 2 ms), tests/common/sftp_latency.c. */
+void fx_sftp_latency(ferry__sftp_opts *o, int ms);
 
 #endif

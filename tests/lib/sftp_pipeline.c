@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "fixture.h"
+#include "sftp_test.h"
 #include "sftp.h"
 #include "sftp_helpers.h"
 #include "session.h"
@@ -180,7 +181,7 @@ Test(sftp_pipeline, thousand_files_in_flight_three_round_trips)
 Test(sftp_pipeline, round_trips_with_latency)
 {
 	ferry__sftp_opts o = {0};
-	o.latency_ms = 20;
+	fx_sftp_latency(&o, 20);
 	double t0 = sh_now_ms();
 	ferry__sftp *sf = sh_pipe(&o);
 	double t_init = sh_now_ms() - t0;

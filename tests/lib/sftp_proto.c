@@ -7,6 +7,7 @@
 #include "alloc.h"
 #include "buf.h"
 #include "fixture.h"
+#include "sftp_test.h"
 #include "sftp.h"
 #include "sftp_helpers.h"
 #include "sftp_proto.h"
@@ -586,7 +587,7 @@ Test(sftp_proto, latency_replies_beyond_the_window_refused)
 		sc_end(&s, at);
 	}
 	ferry__sftp_opts o = {0};
-	o.latency_ms = 1;
+	fx_sftp_latency(&o, 1);
 	o.window_bytes = 65536;
 	ferry__sftp *sf = sh_mem(s.b.data, s.b.len, 0, 0, &o);
 	cr_assert_eq(ferry__sftp_start(sf), 0);

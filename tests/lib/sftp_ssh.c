@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "fixture.h"
+#include "sftp_test.h"
 #include "session.h"
 #include "sftp.h"
 #include "sftp_helpers.h"
@@ -238,7 +239,7 @@ Test(sftp_ssh, latency_option_on_the_channel)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	ferry__sftp_opts opts = {0};
-	opts.latency_ms = 10;
+	fx_sftp_latency(&opts, 10);
 	ferry__sftp *sf = NULL;
 	cr_assert_eq(ferry__session_sftp_ex(s, &opts, &sf), 0);
 	ferry__sftp_upload_opts o = {0};

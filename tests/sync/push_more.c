@@ -14,6 +14,7 @@
 #include "push_helpers.h"
 #include "session.h"
 #include "sftp.h"
+#include "sftp_test.h"
 
 static int exists(const char *dir, const char *rel)
 {
@@ -210,7 +211,7 @@ Test(push_more, interrupt_stops_and_next_push_converges)
 	ph_skills_tree(e.src, 200, 23);
 	ferry__sftp_opts so;
 	memset(&so, 0, sizeof(so));
-	so.latency_ms = 10;
+	fx_sftp_latency(&so, 10);
 	ferry__sftp *sf;
 	cr_assert_eq(ferry__session_sftp_ex(e.s, &so, &sf), 0);
 	intr x = {e.s, 30};

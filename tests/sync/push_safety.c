@@ -23,6 +23,7 @@
 #include "push_helpers.h"
 #include "session.h"
 #include "sftp.h"
+#include "sftp_test.h"
 #include "sync/manifest.h"
 #include "sync/scan.h"
 #include "sync/target.h"
@@ -40,7 +41,7 @@ static void slow_channel(ferry_session *s, int latency_ms)
 {
 	ferry__sftp_opts so;
 	memset(&so, 0, sizeof(so));
-	so.latency_ms = latency_ms;
+	fx_sftp_latency(&so, latency_ms);
 	ferry__sftp *sf = NULL;
 	cr_assert_eq(ferry__session_sftp_ex(s, &so, &sf), 0, "sftp: %s",
 	             ferry_session_errmsg(s));
@@ -290,7 +291,7 @@ static int child_push_slow(ph_env *e)
 		_exit(2);
 	ferry__sftp_opts so;
 	memset(&so, 0, sizeof(so));
-	so.latency_ms = 3;
+	fx_sftp_latency(&so, 3);
 	ferry__sftp *sf;
 	if (ferry__session_sftp_ex(s, &so, &sf))
 		_exit(3);
