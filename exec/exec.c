@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "error.h"
 #include "buf.h"
 #include "shell.h"
 
@@ -342,10 +343,7 @@ static void op_seterr(ferry__exec_op *op, int code, const char *fmt, ...)
 static void op_seterr(ferry__exec_op *op, int code, const char *fmt, ...)
 {
 	char msg[FERRY_ERRMSG_SIZE];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	FERRY__FORMAT(msg, fmt);
 	if (!op->error) {
 		op->error = code;
 		ferry__free(op->errmsg);
@@ -1469,6 +1467,19 @@ static int op_launch_carrier(ferry__exec_op *op)
 	return 0;
 }
 
+/* A session that can run commands: 0, or its error (text on it). */
+static int session_usable(ferry_session *s)
+{
+	if (ferry__session_dead(s))
+		return ferry__seterr(s, FERRY_ECONN,
+		                     "the connection to %s was lost earlier",
+		                     ferry__session_target(s));
+	if (!ferry__session_ssh(s))
+		return ferry__seterr(s, FERRY_EINVALID,
+		                     "exec: the session is not connected");
+	return 0;
+}
+
 /* What is wrong with a command and its options: FERRY_EINVALID or
  * FERRY_ECONN with the text on the session, or 0. */
 static int start_problem(ferry_session *s, const char *command,
@@ -1496,14 +1507,7 @@ static int start_problem(ferry_session *s, const char *command,
 			        o->env[i] ? o->env[i] : "(null)");
 	if (o->cwd && !*o->cwd)
 		return ferry__seterr(s, FERRY_EINVALID, "exec: empty cwd");
-	if (ferry__session_dead(s))
-		return ferry__seterr(s, FERRY_ECONN,
-		                     "the connection to %s was lost earlier",
-		                     ferry__session_target(s));
-	if (!ferry__session_ssh(s))
-		return ferry__seterr(s, FERRY_EINVALID,
-		                     "exec: the session is not connected");
-	return 0;
+	return session_usable(s);
 }
 
 /* The op's own copies of what o says. */
@@ -1604,14 +1608,9 @@ int ferry__exec_prepare(ferry_session *s)
 	exec_state *es = NULL;
 	if (!s)
 		return FERRY_EINVALID;
-	if (ferry__session_dead(s))
-		return ferry__seterr(s, FERRY_ECONN,
-		                     "the connection to %s was lost earlier",
-		                     ferry__session_target(s));
-	if (!ferry__session_ssh(s))
-		return ferry__seterr(s, FERRY_EINVALID,
-		                     "exec: the session is not connected");
-	int error = es_get(s, &es);
+	int error = session_usable(s);
+	if (!error)
+		error = es_get(s, &es);
 	if (error)
 		return error;
 	es_begin(es);

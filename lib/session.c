@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "error.h"
 
 int ferry__seterr(ferry_session *s, int code, const char *fmt, ...)
 {
@@ -45,10 +46,7 @@ void ferry__log(ferry_session *s, int level, const char *fmt, ...)
 	if (!s || !s->log)
 		return;
 	char msg[FERRY_ERRMSG_SIZE];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	FERRY__FORMAT(msg, fmt);
 	s->log(s->log_ctx, level, msg);
 }
 

@@ -716,6 +716,23 @@ static int io_code(int e)
 	return FERRY_EIO;
 }
 
+/* The state directory dir made (NULL: out of memory): 0 or FERRY_E*
+ * with the reason in err. */
+static int state_dir(const char *dir, char *err, size_t errsz)
+{
+	if (!dir) {
+		snprintf(err, errsz, "out of memory");
+		return FERRY_ENOMEM;
+	}
+	if (ferry__mkdir_p(dir) < 0) {
+		int e = errno;
+		snprintf(err, errsz, "state directory %s: %s", dir,
+		         strerror(e));
+		return io_code(e);
+	}
+	return 0;
+}
+
 int ferry__manifest_save(ferry__manifest *m, const char *path, char *err,
                          size_t errsz)
 {
@@ -724,17 +741,8 @@ int ferry__manifest_save(ferry__manifest *m, const char *path, char *err,
 	char *tmp = ferry__asprintf("%s.tmp.XXXXXX", path);
 	ferry_buf b = FERRY_BUF_INIT;
 	int64_t old_written = m->written_ns;
-	if (!dir || !tmp) {
-		error = FERRY_ENOMEM;
-		snprintf(err, errsz, "out of memory");
+	if ((error = state_dir(dir && tmp ? dir : NULL, err, errsz)))
 		goto out;
-	}
-	if (ferry__mkdir_p(dir) < 0) {
-		error = io_code(errno);
-		snprintf(err, errsz, "state directory %s: %s", dir,
-		         strerror(errno));
-		goto out;
-	}
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		error = io_code(errno);
@@ -812,16 +820,8 @@ int ferry__lock_acquire(ferry__lock **out, const char *lock_path,
 	ferry__lock *l = NULL;
 	char *dir = ferry__dirname(lock_path);
 	*out = NULL;
-	if (!dir) {
-		error = FERRY_ENOMEM;
+	if ((error = state_dir(dir, err, errsz)))
 		goto out;
-	}
-	if (ferry__mkdir_p(dir) < 0) {
-		error = io_code(errno);
-		snprintf(err, errsz, "state directory %s: %s", dir,
-		         strerror(errno));
-		goto out;
-	}
 	fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		error = io_code(errno);

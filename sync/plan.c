@@ -553,21 +553,13 @@ ferry__action *ferry__plan_find(ferry__plan *p, const char *path, size_t n)
 		}
 	}
 	ferry__action *best = NULL;
-	if (p->index) {
-		size_t h = (size_t)ferry__hash64(path, n);
-		for (;; h++) {
-			uint32_t i = p->index[h & p->index_mask];
-			if (i == NO_SLOT)
-				break;
-			ferry__action *a = &p->a[i];
-			if (a->entry.path_len == n &&
-			    memcmp(a->entry.path, path, n) == 0 &&
-			    (!best || find_rank(a) > find_rank(best)))
-				best = a;
-		}
-		return best;
-	}
-	for (size_t i = 0; i < p->n; i++) {
+	size_t h = p->index ? (size_t)ferry__hash64(path, n) : 0;
+	/* Through the index when there is one, else every action. */
+	for (size_t k = 0; p->index || k < p->n; k++, h++) {
+		uint32_t i =
+		        p->index ? p->index[h & p->index_mask] : (uint32_t)k;
+		if (i == NO_SLOT)
+			break;
 		ferry__action *a = &p->a[i];
 		if (a->entry.path_len == n &&
 		    memcmp(a->entry.path, path, n) == 0 &&

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 
 #include "alloc.h"
+#include "error.h"
 #include "ferry.h"
 #include "hash.h"
 #include "session.h"
@@ -146,10 +147,7 @@ static void plog(push *ps, int level, const char *fmt, ...)
 	if (!ps->o->log)
 		return;
 	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	FERRY__FORMAT(msg, fmt);
 	ps->o->log(ps->o->ctx, level, msg);
 }
 

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "error.h"
 #include "sync/path.h"
 
 static char *escaped(const char *path, size_t n)
@@ -44,10 +45,7 @@ int ferry__report_error(ferry_sync_report *r, ferry_log_fn log, void *log_ctx,
                         ...)
 {
 	char msg[FERRY_ERRMSG_SIZE];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	FERRY__FORMAT(msg, fmt);
 	vlog_path(log, log_ctx, FERRY_LOG_WARN, path, n, msg);
 	if (!r)
 		return 0;
@@ -78,10 +76,7 @@ void ferry__report_warn(ferry_log_fn log, void *log_ctx, int level,
 	if (!log)
 		return;
 	char msg[FERRY_ERRMSG_SIZE];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	FERRY__FORMAT(msg, fmt);
 	vlog_path(log, log_ctx, level, path, n, msg);
 }
 
