@@ -216,8 +216,6 @@ static int session_setup(ferry_session *s, const ferry_session_opts *o)
 			                   "%d ms (the port accepts but no SSH "
 			                   "server answers)",
 			                   s->target, timeout);
-		else if (rc < 0 && rc > FERRY_ERROR_LAST_ && rc != FERRY_EINTR)
-			rc = ferry__seterr_ssh(s, FERRY_ECONN, "handshake");
 		else if (rc != FERRY_EINTR)
 			rc = ferry__seterr_ssh(s, FERRY_ECONN, "handshake");
 		goto out;

@@ -37,10 +37,7 @@ void ferry__last_errmsg_set(const char *fmt, ...)
 	last_errmsg[0] = '\0';
 	if (!fmt)
 		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(last_errmsg, sizeof last_errmsg, fmt, ap);
-	va_end(ap);
+	FERRY__FORMAT(last_errmsg, fmt);
 }
 
 const char *ferry_last_errmsg(void)

@@ -448,7 +448,6 @@ static int window_allows(const ferry__sftp *sf, size_t cost)
 
 static void sent(ferry__sftp *sf, ferry__sftp_req *r, size_t len)
 {
-	sf->out_total += len;
 	if ((r->flags & REQF_SLOT) &&
 	    ++sf->slots_used > sf->stats.max_handles_used)
 		sf->stats.max_handles_used = sf->slots_used;
@@ -575,18 +574,12 @@ static void flush(ferry__sftp *sf)
 	}
 }
 
-/* Bytes of out that may go to the transport now. */
-static size_t sendable(ferry__sftp *sf)
-{
-	return ferry__buf_avail(&sf->out);
-}
-
 /* 1 moved bytes, 0 nothing, -1 died. */
 static int do_send(ferry__sftp *sf)
 {
 	int progress = 0;
 	size_t n;
-	while ((n = sendable(sf)) > 0) {
+	while ((n = ferry__buf_avail(&sf->out)) > 0) {
 		ssize_t w = sf->t->send(sf->t, ferry__buf_ptr(&sf->out), n);
 		if (w == 0)
 			break;
@@ -595,7 +588,6 @@ static int do_send(ferry__sftp *sf)
 			return -1;
 		}
 		sf->out.off += (size_t)w;
-		sf->sent_total += (uint64_t)w;
 		progress = 1;
 	}
 	if (sf->out.off == sf->out.len)
@@ -1018,7 +1010,6 @@ int ferry__sftp_start(ferry__sftp *sf)
 	ferry__poke_u32(init + 5, 3);
 	if ((error = ferry__buf_put(&sf->out, init, sizeof(init))))
 		return error;
-	sf->out_total += sizeof(init);
 	sf->state = SFTP_INIT_SENT;
 	sf->init_gen = ferry__sftp__next_gen(sf);
 	/* Requests submitted while the channel was opening go out right

@@ -77,9 +77,7 @@ struct ferry__sftp {
 	size_t inflight_bytes;
 
 	ferry_buf out, in;
-	uint64_t out_total;  /* bytes ever appended to out */
-	uint64_t sent_total; /* bytes ever handed to the transport */
-	int first_framed;    /* the first packet (VERSION) was framed */
+	int first_framed; /* the first packet (VERSION) was framed */
 
 	uint64_t own_rt;
 	uint64_t *rt;     /* own_rt, or the session's counter */

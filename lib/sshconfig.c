@@ -237,7 +237,8 @@ int ferry__sshcfg_read(ferry__sshcfg *out, const char *path, const char *alias,
                        char *err, size_t err_size)
 {
 	memset(out, 0, sizeof(*out));
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO in its place must not hang the open. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		snprintf(err, err_size, "cannot read ssh config %s: %s", path,

@@ -454,7 +454,7 @@ static void push_free(push *ps)
 static int first_flight(push *ps, int need_list)
 {
 	int error;
-	double t = ferry__sync_now_ms();
+	double t = ferry__now_ms_f();
 	/* Not waiting for VERSION: the marker read (and the listing)
 	 * go out with INIT. */
 	if ((error = ferry__session_sftp_begin(ps->s, NULL, &ps->sf)))
@@ -478,7 +478,7 @@ static int first_flight(push *ps, int need_list)
 		abandon(ps, error);
 		return sftp_error(ps, error);
 	}
-	ps->t_remote += ferry__sync_now_ms() - t;
+	ps->t_remote += ferry__now_ms_f() - t;
 	return 0;
 }
 
@@ -491,7 +491,7 @@ static int remote_check(push *ps, int need_list, size_t errors_before,
 	const ferry_sync_opts *o = ps->o;
 	ferry__manifest *m = ps->l.m;
 	int error;
-	double t = ferry__sync_now_ms();
+	double t = ferry__now_ms_f();
 	if ((error = ferry__sftp_run(ps->sf, first_wait_done, ps, 0))) {
 		abandon(ps, error);
 		return sftp_error(ps, error);
@@ -522,14 +522,14 @@ static int remote_check(push *ps, int need_list, size_t errors_before,
 	if (need_list) {
 		if ((error = wait_listing(ps)))
 			return error;
-		double tv = ferry__sync_now_ms();
+		double tv = ferry__now_ms_f();
 		error = ferry__verify_plan(ps->l.plan, m, ps->rl, ps->dest_r,
 		                           o->checksum, &ps->vres);
-		ps->r->ms_plan += ferry__sync_now_ms() - tv;
+		ps->r->ms_plan += ferry__now_ms_f() - tv;
 		if (error)
 			return ferry__seterr(ps->s, error, "out of memory");
 	}
-	ps->t_remote += ferry__sync_now_ms() - t;
+	ps->t_remote += ferry__now_ms_f() - t;
 	return 0;
 }
 
@@ -599,14 +599,14 @@ static int save_manifest(push *ps, int have_id, const uint8_t *id,
 	                   (has && memcmp(old, m->marker, sizeof(old)) != 0);
 	if (!ferry__plan_needs_save(ps->l.plan) && !marker_moved && m->loaded)
 		return 0;
-	double t = ferry__sync_now_ms();
+	double t = ferry__now_ms_f();
 	int error = ferry__plan_apply(ps->l.plan, m);
 	if (!error)
 		error = ferry__manifest_save(m, ps->l.paths.manifest, ps->err,
 		                             sizeof(ps->err));
 	else
 		snprintf(ps->err, sizeof(ps->err), "out of memory");
-	ps->r->ms_manifest += ferry__sync_now_ms() - t;
+	ps->r->ms_manifest += ferry__now_ms_f() - t;
 	if (error)
 		return ferry__seterr(ps->s, error,
 		                     "saving the manifest: %s (the next push "
@@ -625,7 +625,7 @@ static int run_commit(push *ps, int write_marker, const uint8_t *id,
 	ferry__plan *p = ps->l.plan;
 	int error;
 	size_t journal_kept = ps->j.n;
-	double t = ferry__sync_now_ms();
+	double t = ferry__now_ms_f();
 	if (!ps->sf && (error = ferry__session_sftp(s, &ps->sf)))
 		return error;
 	ferry__commit_opts co = {
@@ -647,7 +647,7 @@ static int run_commit(push *ps, int write_marker, const uint8_t *id,
 	/* The run's own names are resolved or listed in cr. */
 	while (ps->j.n > journal_kept)
 		ferry__free(ps->j.names[--ps->j.n]);
-	ps->t_remote += ferry__sync_now_ms() - t;
+	ps->t_remote += ferry__now_ms_f() - t;
 	r->bytes_sent += cr->bytes_sent;
 	if (cr->rename_fallback)
 		plog(ps, FERRY_LOG_WARN,
@@ -781,7 +781,7 @@ int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
                ferry_sync_report *report)
 {
 	ferry_sync_report tmp;
-	double t0 = ferry__sync_now_ms(), t_remote = 0;
+	double t0 = ferry__now_ms_f(), t_remote = 0;
 	int again = 0;
 	if (!report)
 		report = &tmp;
@@ -820,7 +820,7 @@ int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
 		report->requests = st.requests - (sf == sf0 ? st0.requests : 0);
 	}
 	report->ms_transfer = t_remote;
-	report->ms_total = ferry__sync_now_ms() - t0;
+	report->ms_total = ferry__now_ms_f() - t0;
 	if (report == &tmp)
 		ferry_sync_report_free(&tmp);
 	return error;

@@ -92,13 +92,6 @@ void ferry_sync_report_free(ferry_sync_report *r)
 	memset(r, 0, sizeof(*r));
 }
 
-double ferry__sync_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 int64_t ferry__sync_realtime_ns(void)
 {
 	struct timespec ts;

@@ -21,8 +21,6 @@ void ferry__report_warn(ferry_log_fn log, void *log_ctx, int level,
                         const char *path, size_t n, const char *fmt, ...)
         __attribute__((format(printf, 6, 7)));
 
-/* Milliseconds of CLOCK_MONOTONIC, for the report's phase times. */
-double ferry__sync_now_ms(void);
 /* Nanoseconds of CLOCK_REALTIME (file-time scale). */
 int64_t ferry__sync_realtime_ns(void);
 

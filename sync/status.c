@@ -5,6 +5,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "os.h"
 #include "sshconfig.h"
 #include "sync/report.h"
 
@@ -69,7 +70,7 @@ int ferry__local_load(ferry__local *l, const ferry_sync_opts *opts,
                       size_t errmsg_size)
 {
 	int error;
-	double t = ferry__sync_now_ms();
+	double t = ferry__now_ms_f();
 	if (opts->force)
 		error = ferry__manifest_new(&l->m, l->paths.target,
 		                            l->paths.dest);
@@ -78,7 +79,7 @@ int ferry__local_load(ferry__local *l, const ferry_sync_opts *opts,
 		                             l->paths.target, l->paths.dest,
 		                             opts->log, opts->ctx);
 	if (report)
-		report->ms_manifest += ferry__sync_now_ms() - t;
+		report->ms_manifest += ferry__now_ms_f() - t;
 	if (error)
 		set_err(errmsg, errmsg_size, "out of memory");
 	return error;
@@ -113,10 +114,10 @@ int ferry__local_build(ferry__local *l, const ferry_sync_opts *opts,
 	        .log_ctx = opts->ctx,
 	        .report = report,
 	};
-	double t = ferry__sync_now_ms();
+	double t = ferry__now_ms_f();
 	int error = ferry__plan_build(&l->plan, l->scan, l->m, &po);
 	if (report)
-		report->ms_scan += ferry__sync_now_ms() - t;
+		report->ms_scan += ferry__now_ms_f() - t;
 	if (error)
 		set_err(errmsg, errmsg_size,
 		        error == FERRY_ENOMEM ? "out of memory"
@@ -127,10 +128,10 @@ int ferry__local_build(ferry__local *l, const ferry_sync_opts *opts,
 int ferry__local_finish(ferry__local *l, ferry_sync_report *report,
                         char *errmsg, size_t errmsg_size)
 {
-	double t = ferry__sync_now_ms();
+	double t = ferry__now_ms_f();
 	int error = ferry__plan_finish(l->plan);
 	if (report)
-		report->ms_plan += ferry__sync_now_ms() - t;
+		report->ms_plan += ferry__now_ms_f() - t;
 	if (error)
 		set_err(errmsg, errmsg_size, "out of memory");
 	return error;
@@ -177,7 +178,7 @@ static int status_run(const ferry_session_opts *conn,
 {
 	ferry__local l;
 	ferry_sync_report tmp;
-	double t0 = ferry__sync_now_ms();
+	double t0 = ferry__now_ms_f();
 	if (errmsg && errmsg_size)
 		errmsg[0] = '\0';
 	if (!report)
@@ -201,7 +202,7 @@ static int status_run(const ferry_session_opts *conn,
 	}
 	ferry__local_free(&l);
 out:
-	report->ms_total = ferry__sync_now_ms() - t0;
+	report->ms_total = ferry__now_ms_f() - t0;
 	if (report == &tmp)
 		ferry_sync_report_free(&tmp);
 	return error;

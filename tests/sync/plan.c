@@ -67,6 +67,19 @@ static char *plan_text(fixture *x, ferry__local *l, ferry_sync_report *r)
 	return out.s;
 }
 
+/* Save m (edited by the test) as x's manifest. */
+static void save_manifest(fixture *x, ferry__manifest *m)
+{
+	ferry__sync_paths p;
+	cr_assert_eq(
+	        ferry__sync_paths_new(&p, "u", "h.example", 0, "dst", x->state),
+	        0);
+	char err[256];
+	cr_assert_eq(ferry__manifest_save(m, p.manifest, err, sizeof(err)), 0,
+	             "%s", err);
+	ferry__sync_paths_free(&p);
+}
+
 static char *plan_only(fixture *x, uint64_t *hashed)
 {
 	ferry__local l;
@@ -219,15 +232,8 @@ Test(plan, racily_clean_entries_are_rehashed)
 		ferry__mentry *e = ferry__manifest_find(m, "f", 1);
 		cr_assert_not_null(e);
 		e->hash.b[0] ^= 1;
-		ferry__sync_paths p;
-		cr_assert_eq(ferry__sync_paths_new(&p, "u", "h.example", 0,
-		                                   "dst", x.state),
-		             0);
-		char err[256];
 		int64_t keep = m->stat_ns;
-		cr_assert_eq(
-		        ferry__manifest_save(m, p.manifest, err, sizeof(err)),
-		        0);
+		save_manifest(&x, m);
 		cr_assert_eq(m->stat_ns, keep);
 		uint64_t hashed = 0;
 		char *s = plan_only(&x, &hashed);
@@ -239,7 +245,6 @@ Test(plan, racily_clean_entries_are_rehashed)
 			cr_assert_eq(hashed, 0);
 		}
 		free(s);
-		ferry__sync_paths_free(&p);
 		ferry__manifest_free(m);
 		teardown(&x);
 	}
@@ -291,12 +296,7 @@ Test(plan, file_older_than_the_fine_window_is_not_racy)
 	cr_assert_not_null(e);
 	cr_assert_neq(e->ctime_ns, -1);
 	e->hash.b[0] ^= 1;
-	ferry__sync_paths p;
-	cr_assert_eq(
-	        ferry__sync_paths_new(&p, "u", "h.example", 0, "dst", x.state),
-	        0);
-	char err[256];
-	cr_assert_eq(ferry__manifest_save(m, p.manifest, err, sizeof(err)), 0);
+	save_manifest(&x, m);
 	ferry__local l;
 	ferry_sync_report r = {0};
 	char *s = plan_text(&x, &l, &r);
@@ -311,7 +311,6 @@ Test(plan, file_older_than_the_fine_window_is_not_racy)
 	ferry_sync_report_free(&r);
 	free(s);
 	free(t);
-	ferry__sync_paths_free(&p);
 	ferry__manifest_free(m);
 	teardown(&x);
 }
@@ -322,12 +321,7 @@ Test(plan, checksum_hashes_everything)
 	setup(&x, ST_HOUR);
 	ferry__manifest *m = st_load(&x.t);
 	ferry__manifest_find(m, "d/g", 3)->hash.b[3] ^= 1;
-	ferry__sync_paths p;
-	cr_assert_eq(
-	        ferry__sync_paths_new(&p, "u", "h.example", 0, "dst", x.state),
-	        0);
-	char err[256];
-	cr_assert_eq(ferry__manifest_save(m, p.manifest, err, sizeof(err)), 0);
+	save_manifest(&x, m);
 	uint64_t hashed = 0;
 	char *s = plan_only(&x, &hashed);
 	cr_assert_str_eq(s, "");
@@ -337,7 +331,6 @@ Test(plan, checksum_hashes_everything)
 	cr_assert_str_eq(s, "upload 02 d/g\n");
 	cr_assert_eq(hashed, 2);
 	free(s);
-	ferry__sync_paths_free(&p);
 	ferry__manifest_free(m);
 	teardown(&x);
 }
