@@ -29,28 +29,6 @@
 	"builtin alias -p; builtin echo 'shopt -s expand_aliases'; "           \
 	"builtin echo 'set +e'; builtin echo 'set +u'"
 
-static int put(ferry_buf *b, const char *s)
-{
-	return ferry__buf_put(b, s, strlen(s));
-}
-
-int ferry__sh_quote(ferry_buf *b, const char *s)
-{
-	int error = ferry__buf_put_u8(b, '\'');
-	while (!error && *s) {
-		size_t n = strcspn(s, "'");
-		error = ferry__buf_put(b, s, n);
-		s += n;
-		if (!error && *s == '\'') {
-			error = put(b, "'\\''");
-			s++;
-		}
-	}
-	if (!error)
-		error = ferry__buf_put_u8(b, '\'');
-	return error;
-}
-
 static int is_ident(const char *s, size_t n)
 {
 	if (!n || !((s[0] >= 'A' && s[0] <= 'Z') ||
@@ -72,156 +50,151 @@ int ferry__sh_env_name_ok(const char *a)
 	       strncmp(a, "__ferry_", 8) != 0;
 }
 
-/* Wrap text for the login shell according to invoke. */
+/* Wrap text (a C string) for the login shell according to invoke; out is
+ * NUL-terminated. */
 static int invoke_text(ferry_buf *out, const ferry_buf *text, int invoke)
 {
-	int error = 0;
-	if (invoke == FERRY__SH_DIRECT) {
-		error = ferry__buf_put(out, text->data, text->len);
-	} else {
-		char *t = ferry__strndup((const char *)text->data, text->len);
-		if (!t)
-			return FERRY_ENOMEM;
-		error = put(out, invoke == FERRY__SH_LOGIN
-		                         ? "exec bash -l -c "
-		                         : "exec bash --norc -c ");
-		if (!error)
-			error = ferry__sh_quote(out, t);
-		ferry__free(t);
-	}
-	if (!error)
-		error = ferry__buf_put_u8(out, 0);
-	if (!error)
-		out->len--; /* NUL-terminated, not counted */
-	return error;
-}
-
-static int put_env_name(ferry_buf *b, const char *a)
-{
-	return ferry__buf_put(b, a, strcspn(a, "="));
+	if (text->error)
+		return text->error;
+	if (invoke == FERRY__SH_DIRECT)
+		ferry__buf_put(out, text->data, text->len);
+	else
+		ferry__buf_fmt(out, "exec bash %s -c %q",
+		               invoke == FERRY__SH_LOGIN ? "-l" : "--norc",
+		               (const char *)text->data);
+	return ferry__buf_terminate(out);
 }
 
 /* The trap that ends every command: restore the environment additions,
  * dump the state, report status and physical cwd, exit with the status. */
-static int build_trap(ferry_buf *t, const ferry__sh_cmd *c)
+static void build_trap(ferry_buf *t, const ferry__sh_cmd *c)
 {
-	char num[32];
-	int error = put(t, "__ferry_st=$?; ");
 	int dump = c->snap_dst || c->snap_dst_boot;
-	for (size_t i = 0; !error && dump && i < c->env_count; i++) {
-		const char *a = c->env[i];
-		snprintf(num, sizeof(num), "%zu", i);
-		error = put(t, "if [ \"${");
-		error = error ? error : put_env_name(t, a);
-		error = error ? error : put(t, "-}\" = ");
-		error = error ? error : ferry__sh_quote(t, strchr(a, '=') + 1);
-		error = error ? error : put(t, " ]; then case $__ferry_e");
-		error = error ? error : put(t, num);
-		error = error ? error : put(t, " in 1:*) ");
-		error = error ? error : put_env_name(t, a);
-		error = error ? error : put(t, "=${__ferry_e");
-		error = error ? error : put(t, num);
-		error = error ? error : put(t, "#1:};; *) builtin unset ");
-		error = error ? error : put_env_name(t, a);
-		error = error ? error : put(t, ";; esac; fi; ");
+	ferry__buf_fmt(t, "__ferry_st=$?; ");
+	for (size_t i = 0; dump && i < c->env_count; i++) {
+		const char *a = c->env[i], *v = strchr(a, '=') + 1;
+		int k = (int)(v - 1 - a);
+		ferry__buf_fmt(
+		        t,
+		        "if [ \"${%.*s-}\" = %q ]; then case $__ferry_e%zu "
+		        "in 1:*) %.*s=${__ferry_e%zu#1:};; *) builtin "
+		        "unset %.*s;; esac; fi; ",
+		        k, a, v, i, k, a, i, k, a);
 	}
-	if (error)
-		return error;
 	if (dump)
-		error = put(t, "__ferry_ok=0; builtin umask 077; { " DUMP_BODY
+		ferry__buf_fmt(t,
+		               "__ferry_ok=0; builtin umask 077; { " DUMP_BODY
 		               "; } >\"$__ferry_dst\" 2>/dev/null && "
 		               "__ferry_ok=1; ");
 	else
-		error = put(t, "__ferry_ok=0; ");
-	if (!error)
-		error = put(t,
-		            "builtin cd -P . >/dev/null 2>&1; builtin printf "
-		            "'\\n%s:%s:%s:%s\\0' \"$__ferry_mk\" "
-		            "\"$__ferry_st\" \"$__ferry_ok\" \"$PWD\"; "
-		            "builtin exit \"$__ferry_st\"");
-	return error;
+		ferry__buf_fmt(t, "__ferry_ok=0; ");
+	ferry__buf_fmt(t, "builtin cd -P . >/dev/null 2>&1; builtin printf "
+	                  "'\\n%%s:%%s:%%s:%%s\\0' \"$__ferry_mk\" "
+	                  "\"$__ferry_st\" \"$__ferry_ok\" \"$PWD\"; "
+	                  "builtin exit \"$__ferry_st\"");
+	ferry__buf_terminate(t);
+}
+
+/* Environment additions: each remembered (when the state is dumped, so
+ * that the trap can take it back out of the snapshot), then exported. */
+static void put_env(ferry_buf *t, const ferry__sh_cmd *c)
+{
+	for (size_t i = 0; i < c->env_count; i++) {
+		const char *a = c->env[i], *v = strchr(a, '=') + 1;
+		int k = (int)(v - 1 - a);
+		if (c->snap_dst || c->snap_dst_boot)
+			ferry__buf_fmt(t, "__ferry_e%zu=${%.*s+1}:${%.*s-}; ",
+			               i, k, a, k, a);
+		ferry__buf_fmt(t, "builtin export %.*s=%q; ", k, a, v);
+	}
 }
 
 int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 {
-	ferry_buf t, trap;
-	ferry__buf_init(&t);
-	ferry__buf_init(&trap);
-	char num[32];
-	int error = 0;
 	for (size_t i = 0; i < c->env_count; i++)
 		if (!ferry__sh_env_name_ok(c->env[i]))
 			return FERRY_EINVALID;
-
+	ferry_buf t, trap;
+	ferry__buf_init(&t);
+	ferry__buf_init(&trap);
 	/* One line: bash parses it whole before the snapshot is sourced, so
 	 * aliases from the snapshot apply to the command, not to us. */
-	error = put(&t, "builtin printf '%s:%s\\n' ");
-	error = error ? error : ferry__sh_quote(&t, c->mark);
-	error = error ? error : put(&t, " \"$$\"; ");
-	if (!error && c->stderr_header) {
-		error = put(&t, "builtin printf '%s:%s\\n' ");
-		error = error ? error : ferry__sh_quote(&t, c->mark);
-		error = error ? error : put(&t, " \"$$\" >&2; ");
-	}
-	if (!error && c->snap_src) {
-		error = put(&t, "builtin source ");
-		error = error ? error : ferry__sh_quote(&t, c->snap_src);
-		error = error ? error : put(&t, " >/dev/null 2>&1; ");
-	}
-	error = error ? error : put(&t, "__ferry_mk=");
-	error = error ? error : ferry__sh_quote(&t, c->mark);
-	error = error ? error : put(&t, "; ");
-	if (!error && c->snap_dst) {
-		error = put(&t, "__ferry_dst=");
-		error = error ? error : ferry__sh_quote(&t, c->snap_dst);
-		error = error ? error : put(&t, "; ");
-	} else if (!error && c->snap_dst_boot) {
-		error = put(&t, "__ferry_dst=\"$__ferry_d\"/");
-		error = error ? error : ferry__sh_quote(&t, c->snap_dst_boot);
-		error = error ? error : put(&t, "; ");
-	}
-	for (size_t i = 0; !error && i < c->env_count; i++) {
-		const char *a = c->env[i];
-		snprintf(num, sizeof(num), "%zu", i);
-		if (c->snap_dst || c->snap_dst_boot) {
-			error = put(&t, "__ferry_e");
-			error = error ? error : put(&t, num);
-			error = error ? error : put(&t, "=${");
-			error = error ? error : put_env_name(&t, a);
-			error = error ? error : put(&t, "+1}:${");
-			error = error ? error : put_env_name(&t, a);
-			error = error ? error : put(&t, "-}; ");
-		}
-		error = error ? error : put(&t, "builtin export ");
-		error = error ? error : put_env_name(&t, a);
-		error = error ? error : put(&t, "=");
-		error = error ? error : ferry__sh_quote(&t, strchr(a, '=') + 1);
-		error = error ? error : put(&t, "; ");
-	}
-	if (!error && c->cwd) {
-		/* cd sets OLDPWD; keep the user's so that "cd -" works
-		 * across commands. */
-		error = put(&t, "__ferry_op=${OLDPWD-}; builtin cd -- ");
-		error = error ? error : ferry__sh_quote(&t, c->cwd);
-		error = error ? error
-		              : put(&t, " || builtin exit 126; "
-		                        "OLDPWD=$__ferry_op; ");
-	}
-	error = error ? error : build_trap(&trap, c);
-	error = error ? error : ferry__buf_put_u8(&trap, 0);
-	error = error ? error : put(&t, "builtin trap ");
-	error = error ? error : ferry__sh_quote(&t, (const char *)trap.data);
-	if (c->command_file) {
-		error = error ? error : put(&t, " EXIT; builtin source ");
-		error = error ? error : ferry__sh_quote(&t, c->command_file);
-	} else {
-		error = error ? error : put(&t, " EXIT; builtin eval ");
-		error = error ? error : ferry__sh_quote(&t, c->command);
-	}
+	ferry__buf_fmt(&t, "builtin printf '%%s:%%s\\n' %q \"$$\"; ", c->mark);
+	if (c->stderr_header)
+		ferry__buf_fmt(&t,
+		               "builtin printf '%%s:%%s\\n' %q \"$$\" >&2; ",
+		               c->mark);
+	if (c->snap_src)
+		ferry__buf_fmt(&t, "builtin source %q >/dev/null 2>&1; ",
+		               c->snap_src);
+	ferry__buf_fmt(&t, "__ferry_mk=%q; ", c->mark);
+	if (c->snap_dst)
+		ferry__buf_fmt(&t, "__ferry_dst=%q; ", c->snap_dst);
+	else if (c->snap_dst_boot)
+		ferry__buf_fmt(&t, "__ferry_dst=\"$__ferry_d\"/%q; ",
+		               c->snap_dst_boot);
+	put_env(&t, c);
+	/* cd sets OLDPWD; keep the user's so that "cd -" works across
+	 * commands. */
+	if (c->cwd)
+		ferry__buf_fmt(&t,
+		               "__ferry_op=${OLDPWD-}; builtin cd -- %q || "
+		               "builtin exit 126; OLDPWD=$__ferry_op; ",
+		               c->cwd);
+	build_trap(&trap, c);
+	int error = trap.error;
+	if (!error)
+		ferry__buf_fmt(&t, "builtin trap %q EXIT; builtin %s %q",
+		               (const char *)trap.data,
+		               c->command_file ? "source" : "eval",
+		               c->command_file ? c->command_file : c->command);
+	error = error ? error : ferry__buf_terminate(&t);
 	error = error ? error : invoke_text(out, &t, c->invoke);
 	ferry__buf_free(&t);
 	ferry__buf_free(&trap);
 	return error;
+}
+
+/* The bootstrap's bash -l script, before the first command. */
+static void boot_script(ferry_buf *t, const char *mark, const char *name)
+{
+	/* The directory: a tmpfs when there is one (writing the snapshot
+	 * after every command costs a third of a millisecond on ext4, a
+	 * tenth on tmpfs), else $TMPDIR.  mkdir fails on an existing name,
+	 * so nothing planted there is ever used. */
+	ferry__buf_fmt(
+	        t,
+	        "\\builtin umask 077; __ferry_d=; for __ferry_b "
+	        "in \"${XDG_RUNTIME_DIR-}\" /dev/shm "
+	        "\"${TMPDIR:-/tmp}\" /tmp; do case $__ferry_b in "
+	        "/*) ;; *) continue;; esac; [ -d \"$__ferry_b\" ] "
+	        "&& [ -w \"$__ferry_b\" ] || continue; "
+	        /* Directories of sessions that ended without cleaning up
+	         * (connection lost, process killed): their sshd, on this
+	         * host, is gone. */
+	        "for __ferry_o in \"${__ferry_b%%/}\"/ferry-*; do "
+	        "[ -O \"$__ferry_o\" ] && [ -f \"$__ferry_o/pid\" ] "
+	        "|| continue; __ferry_p=; __ferry_h=; \\builtin read "
+	        "-r __ferry_p __ferry_h <\"$__ferry_o/pid\"; "
+	        "[ \"$__ferry_h\" = \"${HOSTNAME-}\" ] || continue; "
+	        "case $__ferry_p in ''|*[!0-9]*) continue;; esac; "
+	        "if [ -d /proc/self ]; "
+	        "then [ -d \"/proc/$__ferry_p\" ] && continue; else "
+	        "\\builtin kill -0 \"$__ferry_p\" 2>/dev/null && "
+	        "continue; fi; \\command rm -rf -- \"$__ferry_o\"; "
+	        "done; __ferry_d=${__ferry_b%%/}/%q; \\command mkdir -m 700 "
+	        "-- \"$__ferry_d\" 2>/dev/null && break; __ferry_d=; done; "
+	        "[ -n \"$__ferry_d\" ] || \\builtin exit 97; "
+	        /* whose it is: the sshd serving this session */
+	        "\\builtin printf '%%s %%s\\n' \"$PPID\" "
+	        "\"${HOSTNAME-}\" >\"$__ferry_d/pid\" 2>/dev/null; "
+	        "{ " DUMP_BODY "; } >\"$__ferry_d/boot.tmp\" 2>/dev/null || "
+	        "\\builtin exit 98; \\command mv -f -- "
+	        "\"$__ferry_d/boot.tmp\" \"$__ferry_d/0\" || "
+	        "\\builtin exit 98; \\builtin cd -P . >/dev/null "
+	        "2>&1; \\builtin printf '%%s:boot:%%s\\0%%s\\0' %q "
+	        "\"$__ferry_d\" \"$PWD\"",
+	        name, mark);
 }
 
 int ferry__sh_bootstrap_with(ferry_buf *out, const char *mark, const char *name,
@@ -229,47 +202,8 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *mark, const char *name,
 {
 	ferry_buf t;
 	ferry__buf_init(&t);
-	/* The directory: a tmpfs when there is one (writing the snapshot
-	 * after every command costs a third of a millisecond on ext4, a
-	 * tenth on tmpfs), else $TMPDIR.  mkdir fails on an existing name,
-	 * so nothing planted there is ever used. */
-	int error =
-	        put(&t, "\\builtin umask 077; __ferry_d=; for __ferry_b "
-	                "in \"${XDG_RUNTIME_DIR-}\" /dev/shm "
-	                "\"${TMPDIR:-/tmp}\" /tmp; do case $__ferry_b in "
-	                "/*) ;; *) continue;; esac; [ -d \"$__ferry_b\" ] "
-	                "&& [ -w \"$__ferry_b\" ] || continue; "
-	                /* Directories of sessions that ended without
-	                 * cleaning up (connection lost, process
-	                 * killed): their sshd, on this host, is gone. */
-	                "for __ferry_o in \"${__ferry_b%/}\"/ferry-*; do "
-	                "[ -O \"$__ferry_o\" ] && [ -f \"$__ferry_o/pid\" ] "
-	                "|| continue; __ferry_p=; __ferry_h=; \\builtin read "
-	                "-r __ferry_p __ferry_h <\"$__ferry_o/pid\"; "
-	                "[ \"$__ferry_h\" = \"${HOSTNAME-}\" ] || continue; "
-	                "case $__ferry_p in ''|*[!0-9]*) continue;; esac; "
-	                "if [ -d /proc/self ]; "
-	                "then [ -d \"/proc/$__ferry_p\" ] && continue; else "
-	                "\\builtin kill -0 \"$__ferry_p\" 2>/dev/null && "
-	                "continue; fi; \\command rm -rf -- \"$__ferry_o\"; "
-	                "done; __ferry_d=${__ferry_b%/}/");
-	error = error ? error : ferry__sh_quote(&t, name);
-	error = error ? error
-	              : put(&t,
-	                    "; \\command mkdir -m 700 -- \"$__ferry_d\" "
-	                    "2>/dev/null && break; __ferry_d=; done; [ -n "
-	                    "\"$__ferry_d\" ] || \\builtin exit 97; "
-	                    /* whose it is: the sshd serving this session */
-	                    "\\builtin printf '%s %s\\n' \"$PPID\" "
-	                    "\"${HOSTNAME-}\" >\"$__ferry_d/pid\" 2>/dev/null; "
-	                    "{ " DUMP_BODY
-	                    "; } >\"$__ferry_d/boot.tmp\" 2>/dev/null || "
-	                    "\\builtin exit 98; \\command mv -f -- "
-	                    "\"$__ferry_d/boot.tmp\" \"$__ferry_d/0\" || "
-	                    "\\builtin exit 98; \\builtin cd -P . >/dev/null "
-	                    "2>&1; \\builtin printf '%s:boot:%s\\0%s\\0' ");
-	error = error ? error : ferry__sh_quote(&t, mark);
-	error = error ? error : put(&t, " \"$__ferry_d\" \"$PWD\"");
+	boot_script(&t, mark, name);
+	int error = t.error;
 	if (!error && first) {
 		/* The command runs in this login bash: the snapshot source
 		 * would add nothing; its state is dumped into "1". */
@@ -280,22 +214,20 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *mark, const char *name,
 		c.snap_src = NULL;
 		c.snap_dst = NULL;
 		error = ferry__sh_wrapper(&w, &c);
-		error = error ? error : put(&t, "; ");
-		error = error ? error : ferry__buf_put(&t, w.data, w.len);
+		if (!error)
+			ferry__buf_fmt(&t, "; %s", (const char *)w.data);
 		ferry__buf_free(&w);
 	}
-	error = error ? error : ferry__buf_put_u8(&t, 0);
+	error = error ? error : ferry__buf_terminate(&t);
 	/* The login shell itself says whether it is bash (then commands need
 	 * no second bash), before starting the login bash. */
-	error = error ? error : put(out, "printf '%s:sh:%s:%s\\n' ");
-	error = error ? error : ferry__sh_quote(out, mark);
-	error = error ? error
-	              : put(out, " \"${BASH_VERSION-}\" \"${SHELLOPTS-}\"; "
-	                         "exec bash -l -c ");
-	error = error ? error : ferry__sh_quote(out, (const char *)t.data);
-	error = error ? error : ferry__buf_put_u8(out, 0);
 	if (!error)
-		out->len--;
+		ferry__buf_fmt(
+		        out,
+		        "printf '%%s:sh:%%s:%%s\\n' %q \"${BASH_VERSION-}\" "
+		        "\"${SHELLOPTS-}\"; exec bash -l -c %q",
+		        mark, (const char *)t.data);
+	error = error ? error : ferry__buf_terminate(out);
 	ferry__buf_free(&t);
 	return error;
 }
@@ -307,58 +239,44 @@ int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name)
 
 int ferry__sh_store(ferry_buf *out, const char *path)
 {
-	int error = put(out, "umask 077 && exec cat > ");
-	error = error ? error : ferry__sh_quote(out, path);
-	error = error ? error : ferry__buf_put_u8(out, 0);
-	if (!error)
-		out->len--;
-	return error;
+	ferry__buf_fmt(out, "umask 077 && exec cat > %q", path);
+	return ferry__buf_terminate(out);
 }
 
 int ferry__sh_probe(ferry_buf *out, const char *mark, int login)
 {
 	ferry_buf t;
 	ferry__buf_init(&t);
-	int error = put(&t, "builtin cd -P . >/dev/null 2>&1; "
-	                    "builtin printf '%s:probe:%s\\0' ");
-	error = error ? error : ferry__sh_quote(&t, mark);
-	error = error ? error : put(&t, " \"$PWD\"");
-	error = error ? error
-	              : invoke_text(out, &t,
-	                            login ? FERRY__SH_LOGIN : FERRY__SH_BASH);
+	ferry__buf_fmt(&t,
+	               "builtin cd -P . >/dev/null 2>&1; builtin printf "
+	               "'%%s:probe:%%s\\0' %q \"$PWD\"",
+	               mark);
+	ferry__buf_terminate(&t);
+	int error =
+	        invoke_text(out, &t, login ? FERRY__SH_LOGIN : FERRY__SH_BASH);
 	ferry__buf_free(&t);
 	return error;
 }
 
 int ferry__sh_kill(ferry_buf *out, long pgid)
 {
-	char s[512];
 	if (pgid <= 1)
 		return FERRY_EINVALID;
 	/* POSIX sh (dash has no "kill --"); the group, else the process. */
-	int n = snprintf(s, sizeof(s),
-	                 "kill -TERM -%ld 2>/dev/null || kill -TERM %ld "
-	                 "2>/dev/null || exit 0; i=0; while kill -0 -%ld "
-	                 "2>/dev/null; do if [ $i -ge 25 ]; then kill -KILL "
-	                 "-%ld 2>/dev/null; exit 0; fi; sleep 0.02; "
-	                 "i=$((i+1)); done",
-	                 pgid, pgid, pgid, pgid);
-	if (n < 0 || (size_t)n >= sizeof(s))
-		return FERRY_EINVALID;
-	int error = ferry__buf_put(out, s, (size_t)n + 1);
-	if (!error)
-		out->len--;
-	return error;
+	ferry__buf_fmt(out,
+	               "kill -TERM -%ld 2>/dev/null || kill -TERM %ld "
+	               "2>/dev/null || exit 0; i=0; while kill -0 -%ld "
+	               "2>/dev/null; do if [ $i -ge 25 ]; then kill -KILL "
+	               "-%ld 2>/dev/null; exit 0; fi; sleep 0.02; "
+	               "i=$((i+1)); done",
+	               pgid, pgid, pgid, pgid);
+	return ferry__buf_terminate(out);
 }
 
 int ferry__sh_cleanup(ferry_buf *out, const char *dir)
 {
-	int error = put(out, "rm -rf -- ");
-	error = error ? error : ferry__sh_quote(out, dir);
-	error = error ? error : ferry__buf_put_u8(out, 0);
-	if (!error)
-		out->len--;
-	return error;
+	ferry__buf_fmt(out, "rm -rf -- %q", dir);
+	return ferry__buf_terminate(out);
 }
 
 /* ---- parsing ------------------------------------------------------------ */

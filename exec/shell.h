@@ -23,8 +23,6 @@
 
 #include "buf.h"
 
-/* Append s single-quoted for sh/bash: 'it'\''s'. */
-int ferry__sh_quote(ferry_buf *b, const char *s);
 /* "NAME" of a "NAME=value" environment addition is a shell identifier. */
 int ferry__sh_env_name_ok(const char *assignment);
 

@@ -1,5 +1,7 @@
 #include "buf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -44,6 +46,7 @@ void ferry__buf_free(ferry_buf *b)
 void ferry__buf_reset(ferry_buf *b)
 {
 	b->off = b->len = 0;
+	b->error = 0;
 }
 
 void ferry__buf_compact(ferry_buf *b)
@@ -66,13 +69,22 @@ const uint8_t *ferry__buf_ptr(const ferry_buf *b)
 	return b->data ? b->data + b->off : (const uint8_t *)"";
 }
 
+int ferry__buf_fail(ferry_buf *b, int error)
+{
+	if (!b->error)
+		b->error = error;
+	return b->error;
+}
+
 int ferry__buf_reserve(ferry_buf *b, size_t n, uint8_t **out)
 {
 	size_t max = b->max ? b->max : BUF_DEFAULT_MAX;
+	if (b->error)
+		return b->error;
 	if (b->data && !b->cap)
-		return FERRY_EINVALID; /* a view */
+		return ferry__buf_fail(b, FERRY_EINVALID); /* a view */
 	if (n > max || b->len > max - n)
-		return FERRY_EINVALID;
+		return ferry__buf_fail(b, FERRY_EINVALID);
 	if (b->len + n > b->cap) {
 		if (b->off && b->off >= b->cap / 2) {
 			ferry__buf_compact(b);
@@ -84,7 +96,7 @@ int ferry__buf_reserve(ferry_buf *b, size_t n, uint8_t **out)
 			ncap = ncap > max / 2 ? max : ncap * 2;
 		uint8_t *nd = ferry__realloc(b->data, ncap);
 		if (!nd)
-			return FERRY_ENOMEM;
+			return ferry__buf_fail(b, FERRY_ENOMEM);
 		b->data = nd;
 		b->cap = ncap;
 	}
@@ -126,7 +138,7 @@ int ferry__buf_put_u64(ferry_buf *b, uint64_t v)
 int ferry__buf_put_string(ferry_buf *b, const void *p, size_t n)
 {
 	if (n > UINT32_MAX)
-		return FERRY_EINVALID;
+		return ferry__buf_fail(b, FERRY_EINVALID);
 	int error = ferry__buf_put_u32(b, (uint32_t)n);
 	if (!error)
 		error = ferry__buf_put(b, p, n);
@@ -136,6 +148,75 @@ int ferry__buf_put_string(ferry_buf *b, const void *p, size_t n)
 int ferry__buf_put_cstring(ferry_buf *b, const char *s)
 {
 	return ferry__buf_put_string(b, s, strlen(s));
+}
+
+static void put_quoted(ferry_buf *b, const char *s)
+{
+	ferry__buf_put_u8(b, '\'');
+	for (;;) {
+		size_t n = strcspn(s, "'");
+		ferry__buf_put(b, s, n);
+		s += n;
+		if (!*s)
+			break;
+		ferry__buf_put(b, "'\\''", 4);
+		s++;
+	}
+	ferry__buf_put_u8(b, '\'');
+}
+
+int ferry__buf_fmt(ferry_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	while (*fmt) {
+		size_t n = strcspn(fmt, "%");
+		ferry__buf_put(b, fmt, n);
+		fmt += n;
+		if (!*fmt)
+			break;
+		char num[24];
+		if (!strncmp(fmt, "%s", 2)) {
+			const char *s = va_arg(ap, const char *);
+			ferry__buf_put(b, s, strlen(s));
+		} else if (!strncmp(fmt, "%.*s", 4)) {
+			int k = va_arg(ap, int);
+			const char *s = va_arg(ap, const char *);
+			if (k < 0) {
+				ferry__buf_fail(b, FERRY_EINVALID);
+				break;
+			}
+			ferry__buf_put(b, s, (size_t)k);
+			fmt += 2;
+		} else if (!strncmp(fmt, "%q", 2)) {
+			put_quoted(b, va_arg(ap, const char *));
+		} else if (!strncmp(fmt, "%zu", 3)) {
+			snprintf(num, sizeof(num), "%zu", va_arg(ap, size_t));
+			ferry__buf_put(b, num, strlen(num));
+			fmt++;
+		} else if (!strncmp(fmt, "%ld", 3)) {
+			snprintf(num, sizeof(num), "%ld", va_arg(ap, long));
+			ferry__buf_put(b, num, strlen(num));
+			fmt++;
+		} else if (!strncmp(fmt, "%%", 2)) {
+			ferry__buf_put_u8(b, '%');
+		} else {
+			ferry__buf_fail(b, FERRY_EINVALID); /* a format this
+			                                       does not know */
+			break;
+		}
+		fmt += 2;
+	}
+	va_end(ap);
+	return b->error;
+}
+
+int ferry__buf_terminate(ferry_buf *b)
+{
+	int error = ferry__buf_put_u8(b, 0);
+	if (!error)
+		b->len--;
+	return error;
 }
 
 void ferry__buf_poke_u32(ferry_buf *b, size_t pos, uint32_t v)

@@ -361,12 +361,12 @@ static int usable(const ferry__sftp *sf)
 	return 0;
 }
 
-int ferry__sftp__submit(ferry__sftp *sf, ferry__sftp_enc *e, int error,
-                        uint8_t type, int ext_kind, unsigned flags,
-                        size_t reply_cost, uint32_t read_len, ferry__sftp_cb cb,
-                        void *ctx)
+int ferry__sftp__submit(ferry__sftp *sf, ferry__sftp_enc *e, uint8_t type,
+                        int ext_kind, unsigned flags, size_t reply_cost,
+                        uint32_t read_len, ferry__sftp_cb cb, void *ctx)
 {
 	ferry__sftp_req *r = NULL;
+	int error = e->b.error;
 	/* A CLOSE asked for while everything is being cancelled still goes
 	 * out (unseen by its caller, told "cancelled"): the handle must be
 	 * given back. */

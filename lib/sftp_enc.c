@@ -9,44 +9,47 @@
 
 #define MAX_PATH_BYTES 65536u
 
-static int enc_begin(ferry__sftp *sf, ferry__sftp_enc *e, uint8_t type)
+/* The writers below keep the first failure in e->b (its sticky error),
+ * which ferry__sftp__submit reports. */
+static void enc_begin(ferry__sftp *sf, ferry__sftp_enc *e, uint8_t type)
 {
 	ferry__buf_init(&e->b);
 	e->id = sf->next_id;
 	e->subj_off = e->subj_len = 0;
-	int error = ferry__buf_put_u32(&e->b, 0);
-	if (!error)
-		error = ferry__buf_put_u8(&e->b, type);
-	if (!error)
-		error = ferry__buf_put_u32(&e->b, e->id);
-	return error;
+	ferry__buf_put_u32(&e->b, 0);
+	ferry__buf_put_u8(&e->b, type);
+	ferry__buf_put_u32(&e->b, e->id);
 }
 
-static int enc_ext(ferry__sftp *sf, ferry__sftp_enc *e, const char *name)
+/* An extended request (ext) or a plain one (type). */
+static void enc_start(ferry__sftp *sf, ferry__sftp_enc *e, uint8_t type,
+                      const char *ext)
 {
-	int error = enc_begin(sf, e, FERRY__FXP_EXTENDED);
-	if (!error)
-		error = ferry__buf_put_cstring(&e->b, name);
-	return error;
+	enc_begin(sf, e, ext ? FERRY__FXP_EXTENDED : type);
+	if (ext)
+		ferry__buf_put_cstring(&e->b, ext);
 }
 
-static int put_path(ferry__sftp_enc *e, const char *path, int subject)
+static void put_path(ferry__sftp_enc *e, const char *path, int subject)
 {
 	size_t n = strlen(path);
-	if (n > MAX_PATH_BYTES)
-		return FERRY_EINVALID;
+	if (n > MAX_PATH_BYTES) {
+		ferry__buf_fail(&e->b, FERRY_EINVALID);
+		return;
+	}
 	if (subject) {
 		e->subj_off = (uint32_t)e->b.len + 4;
 		e->subj_len = (uint32_t)n;
 	}
-	return ferry__buf_put_string(&e->b, path, n);
+	ferry__buf_put_string(&e->b, path, n);
 }
 
-static int put_handle(ferry__sftp_enc *e, const ferry__sftp_handle *h)
+static void put_handle(ferry__sftp_enc *e, const ferry__sftp_handle *h)
 {
 	if (!h || h->len > FERRY__SFTP_HANDLE_MAX)
-		return FERRY_EINVALID;
-	return ferry__buf_put_string(&e->b, h->data, h->len);
+		ferry__buf_fail(&e->b, FERRY_EINVALID);
+	else
+		ferry__buf_put_string(&e->b, h->data, h->len);
 }
 
 /* An extension: absent (or ignored) once VERSION is known; before that
@@ -73,11 +76,10 @@ static int path_req(ferry__sftp *sf, uint8_t type, const char *path,
 	ferry__sftp_enc e;
 	if (!path)
 		return FERRY_EINVALID;
-	int error = enc_begin(sf, &e, type);
-	if (!error)
-		error = put_path(&e, path, (flags & REQF_CREATE) != 0);
-	return ferry__sftp__submit(sf, &e, error, type, 0, flags, reply_cost, 0,
-	                           cb, ctx);
+	enc_begin(sf, &e, type);
+	put_path(&e, path, (flags & REQF_CREATE) != 0);
+	return ferry__sftp__submit(sf, &e, type, 0, flags, reply_cost, 0, cb,
+	                           ctx);
 }
 
 static int handle_req(ferry__sftp *sf, uint8_t type,
@@ -85,10 +87,9 @@ static int handle_req(ferry__sftp *sf, uint8_t type,
                       size_t reply_cost, ferry__sftp_cb cb, void *ctx)
 {
 	ferry__sftp_enc e;
-	int error = enc_begin(sf, &e, type);
-	if (!error)
-		error = put_handle(&e, h);
-	return ferry__sftp__submit(sf, &e, error, type, 0, flags | REQF_HANDLE,
+	enc_begin(sf, &e, type);
+	put_handle(&e, h);
+	return ferry__sftp__submit(sf, &e, type, 0, flags | REQF_HANDLE,
 	                           reply_cost, 0, cb, ctx);
 }
 
@@ -103,15 +104,12 @@ int ferry__sftp_open(ferry__sftp *sf, const char *path, uint32_t pflags,
 	if ((pflags & (FERRY__FXF_CREAT | FERRY__FXF_EXCL)) ==
 	    (FERRY__FXF_CREAT | FERRY__FXF_EXCL))
 		flags |= REQF_CREATE;
-	int error = enc_begin(sf, &e, FERRY__FXP_OPEN);
-	if (!error)
-		error = put_path(&e, path, 1);
-	if (!error)
-		error = ferry__buf_put_u32(&e.b, pflags);
-	if (!error)
-		error = ferry__sftp_put_attrs(&e.b, attrs);
-	return ferry__sftp__submit(sf, &e, error, FERRY__FXP_OPEN, 0, flags, 64,
-	                           0, cb, ctx);
+	enc_begin(sf, &e, FERRY__FXP_OPEN);
+	put_path(&e, path, 1);
+	ferry__buf_put_u32(&e.b, pflags);
+	ferry__sftp_put_attrs(&e.b, attrs);
+	return ferry__sftp__submit(sf, &e, FERRY__FXP_OPEN, 0, flags, 64, 0, cb,
+	                           ctx);
 }
 
 int ferry__sftp_close(ferry__sftp *sf, const ferry__sftp_handle *h,
@@ -126,15 +124,12 @@ int ferry__sftp_read(ferry__sftp *sf, const ferry__sftp_handle *h, uint64_t off,
 	ferry__sftp_enc e;
 	if (len > sf->limits.max_read)
 		return FERRY_EINVALID;
-	int error = enc_begin(sf, &e, FERRY__FXP_READ);
-	if (!error)
-		error = put_handle(&e, h);
-	if (!error)
-		error = ferry__buf_put_u64(&e.b, off);
-	if (!error)
-		error = ferry__buf_put_u32(&e.b, len);
-	return ferry__sftp__submit(sf, &e, error, FERRY__FXP_READ, 0,
-	                           REQF_HANDLE, (size_t)len + 64, len, cb, ctx);
+	enc_begin(sf, &e, FERRY__FXP_READ);
+	put_handle(&e, h);
+	ferry__buf_put_u64(&e.b, off);
+	ferry__buf_put_u32(&e.b, len);
+	return ferry__sftp__submit(sf, &e, FERRY__FXP_READ, 0, REQF_HANDLE,
+	                           (size_t)len + 64, len, cb, ctx);
 }
 
 int ferry__sftp_write(ferry__sftp *sf, const ferry__sftp_handle *h,
@@ -144,15 +139,12 @@ int ferry__sftp_write(ferry__sftp *sf, const ferry__sftp_handle *h,
 	ferry__sftp_enc e;
 	if (len > sf->limits.max_write || (len && !data))
 		return FERRY_EINVALID;
-	int error = enc_begin(sf, &e, FERRY__FXP_WRITE);
-	if (!error)
-		error = put_handle(&e, h);
-	if (!error)
-		error = ferry__buf_put_u64(&e.b, off);
-	if (!error)
-		error = ferry__buf_put_string(&e.b, data, len);
-	return ferry__sftp__submit(sf, &e, error, FERRY__FXP_WRITE, 0,
-	                           REQF_HANDLE, 64, (uint32_t)len, cb, ctx);
+	enc_begin(sf, &e, FERRY__FXP_WRITE);
+	put_handle(&e, h);
+	ferry__buf_put_u64(&e.b, off);
+	ferry__buf_put_string(&e.b, data, len);
+	return ferry__sftp__submit(sf, &e, FERRY__FXP_WRITE, 0, REQF_HANDLE, 64,
+	                           (uint32_t)len, cb, ctx);
 }
 
 int ferry__sftp_lstat(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
@@ -178,16 +170,12 @@ static int attrs_req(ferry__sftp *sf, uint8_t type, const char *ext,
                      const ferry__sftp_attrs *a, ferry__sftp_cb cb, void *ctx)
 {
 	ferry__sftp_enc e;
-	int error;
 	if (!a || (!path && !h))
 		return FERRY_EINVALID;
-	error = ext ? enc_ext(sf, &e, ext) : enc_begin(sf, &e, type);
-	if (!error)
-		error = path ? put_path(&e, path, 0) : put_handle(&e, h);
-	if (!error)
-		error = ferry__sftp_put_attrs(&e.b, a);
-	return ferry__sftp__submit(sf, &e, error, type,
-	                           ext ? FERRY__XK_STATUS : 0,
+	enc_start(sf, &e, type, ext);
+	path ? put_path(&e, path, 0) : put_handle(&e, h);
+	ferry__sftp_put_attrs(&e.b, a);
+	return ferry__sftp__submit(sf, &e, type, ext ? FERRY__XK_STATUS : 0,
 	                           h ? REQF_HANDLE : 0, 64, 0, cb, ctx);
 }
 
@@ -243,13 +231,11 @@ int ferry__sftp_mkdir(ferry__sftp *sf, const char *path,
 	ferry__sftp_enc e;
 	if (!path)
 		return FERRY_EINVALID;
-	int error = enc_begin(sf, &e, FERRY__FXP_MKDIR);
-	if (!error)
-		error = put_path(&e, path, 1);
-	if (!error)
-		error = ferry__sftp_put_attrs(&e.b, a);
-	return ferry__sftp__submit(sf, &e, error, FERRY__FXP_MKDIR, 0,
-	                           REQF_CREATE, 64, 0, cb, ctx);
+	enc_begin(sf, &e, FERRY__FXP_MKDIR);
+	put_path(&e, path, 1);
+	ferry__sftp_put_attrs(&e.b, a);
+	return ferry__sftp__submit(sf, &e, FERRY__FXP_MKDIR, 0, REQF_CREATE, 64,
+	                           0, cb, ctx);
 }
 
 int ferry__sftp_rmdir(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
@@ -276,17 +262,13 @@ static int two_paths(ferry__sftp *sf, uint8_t type, const char *ext,
                      ferry__sftp_cb cb, void *ctx)
 {
 	ferry__sftp_enc e;
-	int error;
 	if (!a || !b)
 		return FERRY_EINVALID;
-	error = ext ? enc_ext(sf, &e, ext) : enc_begin(sf, &e, type);
-	if (!error)
-		error = put_path(&e, a, 0);
-	if (!error)
-		error = put_path(&e, b, (flags & REQF_CREATE) != 0);
-	return ferry__sftp__submit(sf, &e, error, type,
-	                           ext ? FERRY__XK_STATUS : 0, flags, 64, 0, cb,
-	                           ctx);
+	enc_start(sf, &e, type, ext);
+	put_path(&e, a, 0);
+	put_path(&e, b, (flags & REQF_CREATE) != 0);
+	return ferry__sftp__submit(sf, &e, type, ext ? FERRY__XK_STATUS : 0,
+	                           flags, 64, 0, cb, ctx);
 }
 
 int ferry__sftp_rename(ferry__sftp *sf, const char *from, const char *to,
@@ -345,10 +327,9 @@ static int handle_ext(ferry__sftp *sf, const char *name, int kind,
                       const ferry__sftp_handle *h, ferry__sftp_cb cb, void *ctx)
 {
 	ferry__sftp_enc e;
-	int error = enc_ext(sf, &e, name);
-	if (!error)
-		error = put_handle(&e, h);
-	return ferry__sftp__submit(sf, &e, error, FERRY__FXP_EXTENDED, kind,
+	enc_start(sf, &e, FERRY__FXP_EXTENDED, name);
+	put_handle(&e, h);
+	return ferry__sftp__submit(sf, &e, FERRY__FXP_EXTENDED, kind,
 	                           REQF_HANDLE, 128, 0, cb, ctx);
 }
 
@@ -369,10 +350,9 @@ int ferry__sftp_statvfs(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
 		return lacks(sf, "statvfs@openssh.com");
 	if (!path)
 		return FERRY_EINVALID;
-	int error = enc_ext(sf, &e, "statvfs@openssh.com");
-	if (!error)
-		error = put_path(&e, path, 0);
-	return ferry__sftp__submit(sf, &e, error, FERRY__FXP_EXTENDED,
+	enc_start(sf, &e, FERRY__FXP_EXTENDED, "statvfs@openssh.com");
+	put_path(&e, path, 0);
+	return ferry__sftp__submit(sf, &e, FERRY__FXP_EXTENDED,
 	                           FERRY__XK_STATVFS, 0, 128, 0, cb, ctx);
 }
 
@@ -393,18 +373,13 @@ int ferry__sftp_copy_data(ferry__sftp *sf, const ferry__sftp_handle *rh,
 	ferry__sftp_enc e;
 	if (!ext_ok(sf, FERRY__EXT_COPY_DATA))
 		return lacks(sf, "copy-data");
-	int error = enc_ext(sf, &e, "copy-data");
-	if (!error)
-		error = put_handle(&e, rh);
-	if (!error)
-		error = ferry__buf_put_u64(&e.b, roff);
-	if (!error)
-		error = ferry__buf_put_u64(&e.b, len);
-	if (!error)
-		error = put_handle(&e, wh);
-	if (!error)
-		error = ferry__buf_put_u64(&e.b, woff);
-	return ferry__sftp__submit(sf, &e, error, FERRY__FXP_EXTENDED,
+	enc_start(sf, &e, FERRY__FXP_EXTENDED, "copy-data");
+	put_handle(&e, rh);
+	ferry__buf_put_u64(&e.b, roff);
+	ferry__buf_put_u64(&e.b, len);
+	put_handle(&e, wh);
+	ferry__buf_put_u64(&e.b, woff);
+	return ferry__sftp__submit(sf, &e, FERRY__FXP_EXTENDED,
 	                           FERRY__XK_STATUS, REQF_HANDLE, 64, 0, cb,
 	                           ctx);
 }
@@ -414,7 +389,7 @@ int ferry__sftp_limits(ferry__sftp *sf, ferry__sftp_cb cb, void *ctx)
 	ferry__sftp_enc e;
 	if (!ext_ok(sf, FERRY__EXT_LIMITS))
 		return lacks(sf, "limits@openssh.com");
-	int error = enc_ext(sf, &e, "limits@openssh.com");
-	return ferry__sftp__submit(sf, &e, error, FERRY__FXP_EXTENDED,
+	enc_start(sf, &e, FERRY__FXP_EXTENDED, "limits@openssh.com");
+	return ferry__sftp__submit(sf, &e, FERRY__FXP_EXTENDED,
 	                           FERRY__XK_LIMITS, 0, 64, 0, cb, ctx);
 }

@@ -100,12 +100,11 @@ typedef struct ferry__sftp_enc {
 	uint32_t subj_off, subj_len; /* REQF_CREATE: the path in b */
 } ferry__sftp_enc;
 
-/* Turn the encoded packet into a queued request (error: the encoder's,
- * nothing queued).  Frees e's buffer.  0 or FERRY_E*. */
-int ferry__sftp__submit(ferry__sftp *sf, ferry__sftp_enc *e, int error,
-                        uint8_t type, int ext_kind, unsigned flags,
-                        size_t reply_cost, uint32_t read_len, ferry__sftp_cb cb,
-                        void *ctx);
+/* Turn the encoded packet into a queued request (nothing queued when
+ * e->b holds an encoder's error).  Frees e's buffer.  0 or FERRY_E*. */
+int ferry__sftp__submit(ferry__sftp *sf, ferry__sftp_enc *e, uint8_t type,
+                        int ext_kind, unsigned flags, size_t reply_cost,
+                        uint32_t read_len, ferry__sftp_cb cb, void *ctx);
 
 /* The generation a request submitted now gets. */
 uint64_t ferry__sftp__next_gen(const ferry__sftp *sf);

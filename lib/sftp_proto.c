@@ -22,22 +22,20 @@ int ferry__sftp_frame(const uint8_t *p, size_t avail, size_t max, size_t *total)
 int ferry__sftp_put_attrs(ferry_buf *b, const ferry__sftp_attrs *a)
 {
 	uint32_t f = a ? a->flags & ~FERRY__ATTR_EXTENDED : 0;
-	int error = ferry__buf_put_u32(b, f);
-	if (!error && (f & FERRY__ATTR_SIZE))
-		error = ferry__buf_put_u64(b, a->size);
-	if (!error && (f & FERRY__ATTR_UIDGID)) {
-		error = ferry__buf_put_u32(b, a->uid);
-		if (!error)
-			error = ferry__buf_put_u32(b, a->gid);
+	ferry__buf_put_u32(b, f);
+	if (f & FERRY__ATTR_SIZE)
+		ferry__buf_put_u64(b, a->size);
+	if (f & FERRY__ATTR_UIDGID) {
+		ferry__buf_put_u32(b, a->uid);
+		ferry__buf_put_u32(b, a->gid);
 	}
-	if (!error && (f & FERRY__ATTR_PERMISSIONS))
-		error = ferry__buf_put_u32(b, a->perm);
-	if (!error && (f & FERRY__ATTR_ACMODTIME)) {
-		error = ferry__buf_put_u32(b, a->atime);
-		if (!error)
-			error = ferry__buf_put_u32(b, a->mtime);
+	if (f & FERRY__ATTR_PERMISSIONS)
+		ferry__buf_put_u32(b, a->perm);
+	if (f & FERRY__ATTR_ACMODTIME) {
+		ferry__buf_put_u32(b, a->atime);
+		ferry__buf_put_u32(b, a->mtime);
 	}
-	return error;
+	return b->error;
 }
 
 int ferry__sftp_get_attrs(ferry_buf *b, ferry__sftp_attrs *a)

@@ -92,3 +92,40 @@ Test(buf, compact_keeps_unread_bytes)
 	cr_assert_eq(v, 600);
 	ferry__buf_free(&b);
 }
+
+Test(buf, the_first_failure_sticks_until_reset)
+{
+	ferry_buf b = FERRY_BUF_INIT;
+	b.max = 8;
+	cr_assert_eq(ferry__buf_put(&b, "abcd", 4), 0);
+	cr_assert_eq(ferry__buf_put(&b, "123456", 6), FERRY_EINVALID);
+	/* A write that would fit still writes nothing: the text is broken. */
+	cr_assert_eq(ferry__buf_put_u8(&b, 'x'), FERRY_EINVALID);
+	cr_assert_eq(ferry__buf_fmt(&b, "y"), FERRY_EINVALID);
+	cr_assert_eq(b.len, 4);
+	ferry__buf_reset(&b);
+	cr_assert_eq(ferry__buf_put_u8(&b, 'x'), 0);
+	cr_assert_eq(b.len, 1);
+	ferry__buf_free(&b);
+	ferry__alloc_fail_at(1);
+	cr_assert_eq(ferry__buf_fmt(&b, "a%sb%qc", "x", "y"), FERRY_ENOMEM);
+	ferry__alloc_fail_at(0);
+	cr_assert_eq(b.error, FERRY_ENOMEM);
+	ferry__buf_free(&b);
+}
+
+Test(buf, fmt_quotes_and_formats)
+{
+	ferry_buf b = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__buf_fmt(&b, "cd %q; %.*s=%s %zu %ld 100%%", "it's",
+	                            3, "FOO=bar", "v", (size_t)42, -7L),
+	             0);
+	cr_assert_eq(ferry__buf_fmt(&b, " %q%q", "", "''"), 0);
+	cr_assert_eq(ferry__buf_terminate(&b), 0);
+	cr_assert_str_eq((const char *)b.data,
+	                 "cd 'it'\\''s'; FOO=v 42 -7 100% ''''\\'''\\'''");
+	cr_assert_eq(b.data[b.len], 0);
+	/* A directive it does not know is an error, not a guess. */
+	cr_assert_eq(ferry__buf_fmt(&b, "%d", 1), FERRY_EINVALID);
+	ferry__buf_free(&b);
+}
