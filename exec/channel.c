@@ -1,0 +1,374 @@
+/* channel.c - the channel broker and one op's channel work (exec_int.h).
+ *
+ * libssh2 allows one channel open in flight per session: opens are queued
+ * (es->wq), one spare channel is kept open ahead of need, and channels
+ * being closed finish in the background on the session-level io.  An
+ * op's channel work is the exec request, stdin, reading both streams and
+ * the exit status. */
+#include "exec_int.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "error.h"
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* libssh2 errors that mean the connection itself is gone. */
+int ferry__ex_conn_lost(int rc)
+{
+	return rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
+	       rc == LIBSSH2_ERROR_SOCKET_RECV ||
+	       rc == LIBSSH2_ERROR_SOCKET_TIMEOUT ||
+	       rc == LIBSSH2_ERROR_SOCKET_NONE;
+}
+
+const char *ferry__ex_ssh_msg(exec_state *es)
+{
+	char *msg = NULL;
+	libssh2_session_last_error(ferry__session_ssh(es->s), &msg, NULL, 0);
+	return msg && *msg ? msg : "unknown libssh2 error";
+}
+
+static int signal_number(const char *name, size_t n)
+{
+	static const struct {
+		const char *name;
+		int num;
+	} sigs[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},
+	            {"ILL", SIGILL},   {"ABRT", SIGABRT}, {"FPE", SIGFPE},
+	            {"KILL", SIGKILL}, {"SEGV", SIGSEGV}, {"PIPE", SIGPIPE},
+	            {"ALRM", SIGALRM}, {"TERM", SIGTERM}, {"USR1", SIGUSR1},
+	            {"USR2", SIGUSR2}, {"BUS", SIGBUS},   {"TRAP", SIGTRAP}};
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (strlen(sigs[i].name) == n && !memcmp(sigs[i].name, name, n))
+			return sigs[i].num;
+	return 0;
+}
+
+/* ---- channels ----------------------------------------------------------- */
+
+void ferry__ex_es_dispose_channel(exec_state *es, LIBSSH2_CHANNEL *ch)
+{
+	if (!ch)
+		return;
+	if (es->nclosing == es->capclosing) {
+		size_t cap = es->capclosing ? es->capclosing * 2 : 8;
+		LIBSSH2_CHANNEL **n =
+		        ferry__reallocarray(es->closing, cap, sizeof(*n));
+		if (!n)
+			return; /* leaked until the session is freed */
+		es->closing = n;
+		es->capclosing = cap;
+	}
+	es->closing[es->nclosing++] = ch;
+}
+
+static void op_take_channel(ferry__exec_op *op, LIBSSH2_CHANNEL *ch)
+{
+	op->ch = ch;
+	op->state = op->state == S_KILL ? S_KILL : S_RUN;
+}
+
+void ferry__ex_wq_remove(exec_state *es, ferry__exec_op *op)
+{
+	if (!op->queued)
+		return;
+	ferry__exec_op **pp = &es->wq_head, *prev = NULL;
+	while (*pp && *pp != op) {
+		prev = *pp;
+		pp = &(*pp)->wnext;
+	}
+	if (*pp) {
+		*pp = op->wnext;
+		if (es->wq_tail == op)
+			es->wq_tail = prev;
+	}
+	op->wnext = NULL;
+	op->queued = 0;
+}
+
+/* A channel for op: the spare at once, else queued (kill ops first). */
+void ferry__ex_op_acquire(ferry__exec_op *op, int front)
+{
+	exec_state *es = op->es;
+	op->state = op->state == S_KILL ? S_KILL : S_WAIT_CHAN;
+	if (es->spare && libssh2_channel_eof(es->spare) == 1) {
+		/* closed by the server while idle */
+		ferry__log(es->s, FERRY_LOG_DEBUG,
+		           "exec: the server closed the spare channel");
+		ferry__ex_es_dispose_channel(es, es->spare);
+		es->spare = NULL;
+	}
+	if (es->spare) {
+		LIBSSH2_CHANNEL *ch = es->spare;
+		es->spare = NULL;
+		op_take_channel(op, ch);
+		return;
+	}
+	op->queued = 1;
+	if (front || !es->wq_tail) {
+		op->wnext = es->wq_head;
+		es->wq_head = op;
+		if (!es->wq_tail)
+			es->wq_tail = op;
+	} else {
+		es->wq_tail->wnext = op;
+		es->wq_tail = op;
+	}
+}
+
+static int es_need_open(const exec_state *es)
+{
+	return es->wq_head || (es->want_spare && !es->spare);
+}
+
+static void es_got_channel(exec_state *es, LIBSSH2_CHANNEL *ch)
+{
+	ferry__exec_op *op = es->wq_head;
+	if (!op) {
+		if (es->spare || es->closing_session)
+			ferry__ex_es_dispose_channel(es, ch);
+		else
+			es->spare = ch;
+		return;
+	}
+	ferry__ex_wq_remove(es, op);
+	op_take_channel(op, ch);
+}
+
+static void es_open_failed(exec_state *es, int rc)
+{
+	ferry__exec_op *op = es->wq_head;
+	if (!op) {
+		/* The spare only: try again with the next command. */
+		ferry__log(es->s, FERRY_LOG_DEBUG,
+		           "exec: spare channel open failed: %s",
+		           ferry__ex_ssh_msg(es));
+		es->want_spare = 0;
+		return;
+	}
+	ferry__ex_wq_remove(es, op);
+	ferry__ex_op_fail_ssh(op, rc, "opening a channel");
+	ferry__ex_op_finish(op);
+}
+
+/* ---- the session-level io: opener and closers --------------------------- */
+
+int ferry__ex_es_step(ferry__io *io)
+{
+	exec_state *es = CONTAINER(io, exec_state, io);
+	ferry_session *s = es->s;
+	int progress = 0;
+	if (ferry__session_dead(s) || !ferry__session_ssh(s))
+		return 0;
+	if (es->opening || es_need_open(es)) {
+		int e;
+		LIBSSH2_CHANNEL *ch = ferry__channel_open(
+		        s, &es->io, LIBSSH2_CHANNEL_WINDOW_DEFAULT,
+		        LIBSSH2_CHANNEL_PACKET_DEFAULT, &e);
+		if (ch) {
+			es->opening = 0;
+			es_got_channel(es, ch);
+			progress = 1;
+		} else {
+			if (e == LIBSSH2_ERROR_EAGAIN) {
+				if (!es->opening)
+					progress = 1; /* the request left */
+				es->opening = 1;
+			} else if (ferry__ssh_transient(e)) {
+				es->opening = 0; /* retry on a later pass */
+			} else {
+				es->opening = 0;
+				es_open_failed(es, e);
+				progress = 1;
+			}
+		}
+	}
+	for (size_t i = 0; i < es->nclosing;) {
+		int rc = libssh2_channel_free(es->closing[i]);
+		if (rc && ferry__ssh_transient(rc)) {
+			i++;
+			continue;
+		}
+		es->closing[i] = es->closing[--es->nclosing];
+		progress = 1;
+	}
+	return progress;
+}
+
+int ferry__ex_es_pending(ferry__io *io)
+{
+	exec_state *es = CONTAINER(io, exec_state, io);
+	if (ferry__session_dead(es->s))
+		return 0;
+	if (es->opening || es->nclosing)
+		return -1;
+	return 0;
+}
+
+/* ---- one op's channel work ---------------------------------------------- */
+
+void ferry__ex_op_drop_channel(ferry__exec_op *op)
+{
+	exec_state *es = op->es;
+	LIBSSH2_CHANNEL *ch = op->ch;
+	op->ch = NULL;
+	if (!ch)
+		return;
+	if (!op->req_sent && !es->spare && !es->closing_session &&
+	    !ferry__session_dead(es->s)) {
+		es->spare = ch; /* never used: still as good as new */
+		return;
+	}
+	if (!ferry__session_dead(es->s))
+		ferry__ex_es_dispose_channel(es, ch);
+}
+
+static int read_streams(ferry__exec_op *op)
+{
+	char buf[32768];
+	size_t budget = READ_BUDGET;
+	int progress = 0;
+	for (int stream = 0; stream < 2; stream++) {
+		while (budget) {
+			ssize_t n = libssh2_channel_read_ex(op->ch, stream, buf,
+			                                    sizeof(buf));
+			if (n > 0) {
+				op->rx_bytes += (uint64_t)n;
+				ferry__ex_deliver(op, stream, buf, (size_t)n);
+				budget = (size_t)n < budget ? budget - (size_t)n
+				                            : 0;
+				progress = 1;
+				continue;
+			}
+			if (n < 0 && !ferry__ssh_transient((int)n) &&
+			    n != LIBSSH2_ERROR_CHANNEL_CLOSED) {
+				ferry__ex_op_fail_ssh(op, (int)n,
+				                      "reading the output");
+				op->out_eof = 1;
+			}
+			break;
+		}
+	}
+	if (!op->out_eof && libssh2_channel_eof(op->ch) == 1) {
+		op->out_eof = 1;
+		progress = 1;
+	}
+	return progress;
+}
+
+/* Once the request is out: stdin as the window allows, then EOF. */
+static int write_stdin(ferry__exec_op *op)
+{
+	int progress = 0;
+	while (op->in_off < op->in_len) {
+		size_t chunk = op->in_len - op->in_off;
+		if (chunk > 32768)
+			chunk = 32768;
+		ssize_t w = libssh2_channel_write(
+		        op->ch, (const char *)op->in + op->in_off, chunk);
+		if (w > 0) {
+			op->in_off += (size_t)w;
+			progress = 1;
+			continue;
+		}
+		if (w < 0 && !ferry__ssh_transient((int)w))
+			op->in_off = op->in_len; /* stdin is gone */
+		break;
+	}
+	if (op->in_off >= op->in_len && !op->eof_sent) {
+		int rc = libssh2_channel_send_eof(op->ch);
+		if (rc == 0 || !ferry__ssh_transient(rc)) {
+			op->eof_sent = 1;
+			progress = 1;
+		}
+	}
+	return progress;
+}
+
+int ferry__ex_chan_io(ferry__exec_op *op)
+{
+	exec_state *es = op->es;
+	LIBSSH2_SESSION *ssh = ferry__session_ssh(es->s);
+	int progress = 0, rc;
+	if (op->kind == K_USER && !op->exec_ok && !op->rx_bytes &&
+	    op->retries < 2 && libssh2_channel_eof(op->ch) == 1) {
+		/* The channel was closed under us before our request was
+		 * answered (a server's ChannelTimeout on the spare): nothing
+		 * ran, since a wrapper that runs always prints its header
+		 * first.  Another channel. */
+		op->retries++;
+		ferry__log(es->s, FERRY_LOG_DEBUG,
+		           "exec: channel closed by the server before the "
+		           "command started; another one");
+		ferry__ex_es_dispose_channel(es, op->ch);
+		op->ch = NULL;
+		op->req_sent = 0;
+		op->eof_sent = 0;
+		op->in_off = 0;
+		ferry__ex_op_acquire(op, op->kind == K_KILL);
+		return 1;
+	}
+	if (!op->exec_ok) {
+		rc = ferry__channel_startup(es->s, &op->io, op->ch, "exec",
+		                            (const char *)op->req.data,
+		                            (unsigned)op->req.len);
+		if (rc == FERRY__BUSY) {
+			/* Another channel's request awaits its reply. */
+		} else if (rc == 0) {
+			op->exec_ok = op->req_sent = 1;
+			progress = 1;
+		} else if (rc == LIBSSH2_ERROR_EAGAIN) {
+			/* Sent in full (libssh2 waits for the reply now)
+			 * unless the socket took only part of it. */
+			if (!op->req_sent &&
+			    !(libssh2_session_block_directions(ssh) &
+			      LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
+				op->req_sent = 1;
+				progress = 1;
+			}
+		} else if (!op->req_sent && ferry__ssh_transient(rc)) {
+			/* libssh2 gave up on this channel before sending:
+			 * start over on another one. */
+			ferry__ex_es_dispose_channel(es, op->ch);
+			op->ch = NULL;
+			ferry__ex_op_acquire(op, op->kind == K_KILL);
+			return 1;
+		} else {
+			ferry__ex_op_fail_ssh(op, rc, "running a command");
+			ferry__ex_op_finish(op);
+			return 1;
+		}
+	}
+	if (op->req_sent)
+		progress |= write_stdin(op);
+	progress |= read_streams(op);
+	if (op->out_eof && !op->closed && op->need_close) {
+		rc = libssh2_channel_wait_closed(op->ch);
+		if (rc == 0 || !ferry__ssh_transient(rc)) {
+			op->closed = 1;
+			progress = 1;
+		}
+	}
+	return progress;
+}
+
+/* Exit status the channel reported (signal: 128 + number). */
+int ferry__ex_channel_status(ferry__exec_op *op)
+{
+	char *sig = NULL;
+	size_t siglen = 0;
+	if (!op->ch || !op->closed)
+		return -1;
+	libssh2_channel_get_exit_signal(op->ch, &sig, &siglen, NULL, NULL, NULL,
+	                                NULL);
+	if (sig) {
+		int num = signal_number(sig, siglen);
+		libssh2_free(ferry__session_ssh(op->es->s), sig);
+		return 128 + (num ? num : 0);
+	}
+	return libssh2_channel_get_exit_status(op->ch);
+}
