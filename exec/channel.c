@@ -16,22 +16,6 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* libssh2 errors that mean the connection itself is gone. */
-int ferry__ex_conn_lost(int rc)
-{
-	return rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
-	       rc == LIBSSH2_ERROR_SOCKET_RECV ||
-	       rc == LIBSSH2_ERROR_SOCKET_TIMEOUT ||
-	       rc == LIBSSH2_ERROR_SOCKET_NONE;
-}
-
-const char *ferry__ex_ssh_msg(exec_state *es)
-{
-	char *msg = NULL;
-	libssh2_session_last_error(ferry__session_ssh(es->s), &msg, NULL, 0);
-	return msg && *msg ? msg : "unknown libssh2 error";
-}
-
 static int signal_number(const char *name, size_t n)
 {
 	static const struct {
@@ -146,7 +130,7 @@ static void es_open_failed(exec_state *es, int rc)
 		/* The spare only: try again with the next command. */
 		ferry__log(es->s, FERRY_LOG_DEBUG,
 		           "exec: spare channel open failed: %s",
-		           ferry__ex_ssh_msg(es));
+		           ferry__ssh_msg(ferry__session_ssh(es->s)));
 		es->want_spare = 0;
 		return;
 	}

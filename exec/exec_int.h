@@ -144,12 +144,6 @@ int ferry__ex_sink_take(sink *k, char **out, size_t *len, int *truncated);
 
 /* ---- channel.c ---------------------------------------------------- */
 
-/* libssh2 errors that mean the connection itself is gone. */
-int ferry__ex_conn_lost(int rc);
-
-/* libssh2's last error text on the session. */
-const char *ferry__ex_ssh_msg(exec_state *es);
-
 /* Close and free ch in the background (es->closing). */
 void ferry__ex_es_dispose_channel(exec_state *es, LIBSSH2_CHANNEL *ch);
 

@@ -104,19 +104,20 @@ void ferry__ex_op_seterr(ferry__exec_op *op, int code, const char *fmt, ...)
 void ferry__ex_op_fail_ssh(ferry__exec_op *op, int rc, const char *what)
 {
 	ferry_session *s = op->es->s;
-	if (ferry__ex_conn_lost(rc) || ferry__session_dead(s)) {
+	if (ferry__ssh_conn_lost(rc) || ferry__session_dead(s)) {
 		ferry__session_mark_dead(s);
 		ferry__seterr(s, FERRY_EEOF,
 		              "connection to %s lost while %s: %s",
 		              ferry__session_target(s), what,
-		              ferry__ex_ssh_msg(op->es));
+		              ferry__ssh_msg(ferry__session_ssh(s)));
 		ferry__ex_op_seterr(op, FERRY_EEOF, "%s",
 		                    ferry_session_errmsg(s));
 		return;
 	}
-	ferry__ex_op_seterr(
-	        op, FERRY_EREMOTE, "%s: %s failed: %s (libssh2 error %d)",
-	        ferry__session_target(s), what, ferry__ex_ssh_msg(op->es), rc);
+	ferry__ex_op_seterr(op, FERRY_EREMOTE,
+	                    "%s: %s failed: %s (libssh2 error %d)",
+	                    ferry__session_target(s), what,
+	                    ferry__ssh_msg(ferry__session_ssh(s)), rc);
 }
 
 /* ---- delivering output -------------------------------------------------- */

@@ -191,8 +191,10 @@ static int try_file(ferry_session *s, const char *path, const char *pass,
 		*how = ferry__asprintf("publickey %s", path);
 		return *how ? 0 : FERRY_ENOMEM;
 	}
-	char *msg = NULL;
-	libssh2_session_last_error(s->ssh, &msg, NULL, 0);
+	/* Nothing else shares the socket yet: a failed send is fatal too. */
+	if (ferry__ssh_conn_lost(rc) || rc == LIBSSH2_ERROR_SOCKET_SEND)
+		return ferry__seterr_ssh(s, FERRY_ECONN, "auth");
+	const char *msg = ferry__ssh_msg(s->ssh);
 	switch (rc) {
 	case LIBSSH2_ERROR_FILE:
 		note(tried, tsz,
@@ -213,11 +215,6 @@ static int try_file(ferry_session *s, const char *path, const char *pass,
 			     kf.type[0] ? kf.type : "key");
 		}
 		break;
-	case LIBSSH2_ERROR_SOCKET_SEND:
-	case LIBSSH2_ERROR_SOCKET_RECV:
-	case LIBSSH2_ERROR_SOCKET_DISCONNECT:
-	case LIBSSH2_ERROR_TIMEOUT:
-		return ferry__seterr_ssh(s, FERRY_ECONN, "auth");
 	default:
 		note(tried, tsz, "%s: %s", path, msg);
 		break;

@@ -199,12 +199,6 @@ int ferry__channel_startup(ferry_session *s, const void *owner,
 	return rc;
 }
 
-int ferry__ssh_transient(int rc)
-{
-	return rc == LIBSSH2_ERROR_EAGAIN || rc == LIBSSH2_ERROR_BAD_USE ||
-	       rc == LIBSSH2_ERROR_SOCKET_SEND;
-}
-
 /* One pass over the ios; a list changed by a step restarts the pass. */
 static int run_pass(ferry_session *s)
 {

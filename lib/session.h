@@ -23,6 +23,7 @@
 #include "ferry.h"
 #include "os.h"
 #include "sshconfig.h"
+#include "ssherr.h"
 
 typedef struct ferry__io ferry__io;
 struct ferry__io {
@@ -146,11 +147,6 @@ LIBSSH2_CHANNEL *ferry__channel_open(ferry_session *s, const void *owner,
 int ferry__channel_startup(ferry_session *s, const void *owner,
                            LIBSSH2_CHANNEL *ch, const char *req,
                            const char *msg, unsigned msg_len);
-/* A libssh2 result that means "not now" rather than failure: EAGAIN, and
- * in libssh2 1.10 BAD_USE / SOCKET_SEND, which a send (or the window
- * adjust inside a read) gets while another channel's packet is only
- * partly written.  A dead socket is noticed by reads and by poll. */
-int ferry__ssh_transient(int rc);
 
 /* Consume a pending interrupt: 1 when one was requested. */
 int ferry__session_take_interrupt(ferry_session *s);

@@ -31,13 +31,6 @@ static chan_tr *chan_of(ferry__io *io)
 	return (chan_tr *)(void *)((char *)io - offsetof(chan_tr, io));
 }
 
-static const char *ssh_msg(const chan_tr *c)
-{
-	char *m = NULL;
-	libssh2_session_last_error(c->s->ssh, &m, NULL, 0);
-	return m && *m ? m : "unknown error";
-}
-
 static int drain_stderr(chan_tr *c)
 {
 	int progress = 0;
@@ -66,7 +59,7 @@ static ssize_t chan_send(ferry__sftp_transport *t, const void *p, size_t n)
 		return ferry__sftp_seterr(t->sf, FERRY_ECONN,
 		                          "SFTP: writing to the channel "
 		                          "failed: %s (libssh2 error %d)",
-		                          ssh_msg(c), (int)w);
+		                          ferry__ssh_msg(c->s->ssh), (int)w);
 	return w;
 }
 
@@ -83,7 +76,7 @@ static ssize_t chan_recv(ferry__sftp_transport *t, void *p, size_t n)
 		return ferry__sftp_seterr(t->sf, FERRY_ECONN,
 		                          "SFTP: reading the channel failed: "
 		                          "%s (libssh2 error %d)",
-		                          ssh_msg(c), (int)r);
+		                          ferry__ssh_msg(c->s->ssh), (int)r);
 	/* EOF: wait (briefly) for the close, which brings the exit
 	 * status that says why. */
 	if (!c->eof_ms)
@@ -124,7 +117,7 @@ static int chan_step(ferry__io *io)
 			ferry__sftp__die(sf, FERRY_ECONN,
 			                 "SFTP init: opening a channel failed: "
 			                 "%s",
-			                 ssh_msg(c));
+			                 ferry__ssh_msg(c->s->ssh));
 			return 1;
 		}
 		(*sf->rt)++; /* we waited for the confirmation */
@@ -145,7 +138,7 @@ static int chan_step(ferry__io *io)
 			ferry__sftp__die(sf, FERRY_ECONN,
 			                 "SFTP init: starting the sftp "
 			                 "subsystem failed: %s",
-			                 ssh_msg(c));
+			                 ferry__ssh_msg(c->s->ssh));
 			return 1;
 		}
 		(*sf->rt)++;
