@@ -266,8 +266,8 @@ static int visit_file(ferry__plan *p, const ferry__scan_item *it,
 			 * the next push needs no hash, unless it would still
 			 * be racily clean. */
 			if (same_stat(e, &cur) &&
-			    ferry__racy(cur.mtime_ns, cur.ctime_ns, p->stat_ns,
-			                p->scan->racy_ns))
+			    ferry__racy(cur.mtime_ns, cur.ctime_ns,
+			                p->scan->start_ns, p->scan->racy_ns))
 				return keep_none(p, it, e);
 			kind = FERRY__ACT_RECORD;
 		}

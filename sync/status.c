@@ -172,6 +172,50 @@ int ferry__local_plan(ferry__local *l, const char *user, const char *host,
 	return error;
 }
 
+/* 1 when the push that follows this plan would change nothing remotely
+ * and would save exactly the plan's RECORD refreshes (files re-hashed and
+ * found the same): then status may store them as that push would. */
+static int only_refreshes(const ferry__local *l, const ferry_sync_opts *opts)
+{
+	const ferry__plan *p = l->plan;
+	if (opts->force || !p->n || p->io_error || p->deletions_skipped ||
+	    l->scan->incomplete)
+		return 0;
+	for (size_t i = 0; i < p->n; i++)
+		if (p->a[i].kind != FERRY__ACT_RECORD)
+			return 0;
+	return 1;
+}
+
+/* Store what status verified, as git status refreshes its index: under the
+ * target's lock, never waiting for it (a push holding it saves its own),
+ * and only when the manifest on disk is still the one the plan was made
+ * from.  Nothing is said when it cannot be done: the next status hashes
+ * those files again, and a push does the same refresh. */
+static void status_refresh(ferry__local *l, const ferry_sync_opts *opts)
+{
+	char err[FERRY_ERRMSG_SIZE];
+	ferry__lock *lock;
+	ferry__manifest *disk = NULL;
+	if (!only_refreshes(l, opts) ||
+	    ferry__lock_acquire(&lock, l->paths.lock, 0, NULL, NULL, err,
+	                        sizeof(err)))
+		return;
+	if (!ferry__manifest_load(&disk, l->paths.manifest, l->paths.target,
+	                          l->paths.dest, NULL, NULL) &&
+	    disk->written_ns == l->m->written_ns &&
+	    disk->stat_ns == l->m->stat_ns && disk->n == l->m->n &&
+	    !ferry__plan_apply(l->plan, l->m) &&
+	    ferry__manifest_save(l->m, l->paths.manifest, err, sizeof(err)))
+		ferry__report_warn(opts->log, opts->ctx, FERRY_LOG_DEBUG, NULL,
+		                   0,
+		                   "status: the verified entries were not "
+		                   "stored: %s",
+		                   err);
+	ferry__manifest_free(disk);
+	ferry__lock_release(lock);
+}
+
 static int status_run(const ferry_session_opts *conn,
                       const ferry_sync_opts *opts, ferry_sync_report *report,
                       char *errmsg, size_t errmsg_size)
@@ -193,6 +237,7 @@ static int status_run(const ferry_session_opts *conn,
 	if (error)
 		goto out;
 	ferry__plan_report(l.plan, report, opts->on_change, opts->ctx);
+	status_refresh(&l, opts);
 	if (l.plan->deletions_skipped == FERRY__DEL_MAX) {
 		set_err(errmsg, errmsg_size, l.plan->refused);
 		error = FERRY_EPARTIAL;
