@@ -256,11 +256,15 @@ static int write_stdin(ferry__exec_op *op)
 		        op->ch, (const char *)op->in + op->in_off, chunk);
 		if (w > 0) {
 			op->in_off += (size_t)w;
+			op->window_wait = 0;
 			progress = 1;
 			continue;
 		}
 		if (w < 0 && !ferry__ssh_transient((int)w))
 			op->in_off = op->in_len; /* stdin is gone */
+		else
+			op->window_wait =
+			        libssh2_channel_window_write(op->ch) == 0;
 		break;
 	}
 	if (op->in_off >= op->in_len && !op->eof_sent) {

@@ -69,6 +69,9 @@ struct ferry__exec_op {
 	uint64_t rx_bytes;
 	const uint8_t *in;
 	size_t in_len, in_off;
+	/* stdin stopped at the peer's closed window (see window_wait in
+	 * lib/sftp_channel.c): ready again when it opens. */
+	int window_wait;
 
 	/* K_USER */
 	char *command; /* until the wrapper is built */

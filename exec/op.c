@@ -312,6 +312,9 @@ static int op_pending(ferry__io *io)
 		return 0;
 	if (!op->exec_ok)
 		return -1; /* inside libssh2's exec request */
+	if (op->window_wait && op->in_off < op->in_len &&
+	    libssh2_channel_window_write(op->ch) > 0)
+		return 1; /* the window opened: write stdin now */
 	if (libssh2_poll_channel_read(op->ch, 1) > 0)
 		return 1;
 	if (!op->out_eof && libssh2_channel_eof(op->ch) == 1)

@@ -21,7 +21,12 @@ typedef struct chan_tr {
 	ferry_session *s;
 	LIBSSH2_CHANNEL *ch;
 	int phase;
-	int64_t eof_ms;     /* when EOF was seen */
+	int64_t eof_ms; /* when EOF was seen */
+	/* The last write stopped at the peer's closed window.  The
+	 * WINDOW_ADJUST that opens it may be consumed by any later read of
+	 * libssh2 (this channel's or another's): then nothing more arrives
+	 * until we write, so the loop must not wait in poll for it. */
+	int window_wait;
 	char err_text[256]; /* what the server wrote on stderr */
 	size_t err_len;
 } chan_tr;
@@ -53,6 +58,9 @@ static ssize_t chan_send(ferry__sftp_transport *t, const void *p, size_t n)
 {
 	chan_tr *c = (chan_tr *)t;
 	ssize_t w = libssh2_channel_write(c->ch, p, n);
+	if (w >= 0 || ferry__ssh_transient((int)w))
+		c->window_wait = (w < 0 || (size_t)w < n) &&
+		                 libssh2_channel_window_write(c->ch) == 0;
 	if (w < 0 && ferry__ssh_transient((int)w))
 		return 0;
 	if (w < 0)
@@ -165,6 +173,8 @@ static int chan_pending(ferry__io *io)
 		return -1; /* inside libssh2's channel open / request */
 	if (ferry__sftp_next_timer(sf) || c->eof_ms)
 		return -1; /* latency, or EOF's grace: wake up soon */
+	if (c->window_wait && libssh2_channel_window_write(c->ch) > 0)
+		return 1; /* the window opened: write now */
 	if (libssh2_poll_channel_read(c->ch, 0) > 0 ||
 	    libssh2_poll_channel_read(c->ch, 1) > 0 ||
 	    libssh2_channel_eof(c->ch))

@@ -3,7 +3,7 @@
 # do nothing when they are all present.
 pkgs="build-essential clang libssh2-1-dev libxxhash-dev zlib1g-dev libcriterion-dev
 pkg-config openssh-server openssh-client rsync gnuplot-nox inotify-tools python3
-clang-format"
+clang-format dropbear-bin strace"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

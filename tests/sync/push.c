@@ -59,7 +59,8 @@ Test(push, second_push_sends_nothing_and_keeps_manifest)
 	struct statfs fs;
 	cr_assert_eq(statfs(e.src, &fs), 0);
 	poll(NULL, 0,
-	     (int)(ferry__racy_window((unsigned long)fs.f_type) / 1000000) + 20);
+	     (int)(ferry__racy_window((unsigned long)fs.f_type) / 1000000) +
+	             20);
 	ph_push_ok(&e, NULL);
 	size_t l1 = 0, l2 = 0;
 	char *m1 = ph_manifest_bytes(&e, &l1);
