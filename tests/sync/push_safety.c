@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "push_helpers.h"
+#include "push_env.h"
 #include "session.h"
 #include "sftp.h"
 #include "sftp_test.h"
@@ -112,10 +112,8 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
-Test(push_safety, credentials_never_readable_by_others)
+Test(push_safety, credentials_never_readable_by_others, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "ps-creds");
 	ph_skills_tree(e.src, 30, 11);
 	/* The remote credentials directory exists, so it can be watched from
 	 * the first request on. */
@@ -148,7 +146,6 @@ Test(push_safety, credentials_never_readable_by_others)
 		ph_write(e.src, "creds/id_key", "-----NEW KEY-----\n", 0600, 0);
 		ph_write(e.src, "creds/.netrc", "machine n\n", 0600, 0);
 	}
-	ph_fini(&e);
 }
 
 /* ---- fsync ---- */
@@ -188,7 +185,6 @@ Test(push_safety, fsync_for_owner_only_files)
 	fx_sshd sv;
 	char *log = NULL;
 	logging_sshd(&sv, &log);
-	ph_env e;
 	ph_init_on(&e, "ps-fsync", &sv, 1);
 	ph_skills_tree(e.src, 20, 12);
 	ferry_sync_report r;
@@ -282,10 +278,10 @@ static int check_versions(const char *dst, const char *v0, const char *v1,
 	return ok;
 }
 
-static int child_push_slow(ph_env *e)
+static int child_push_slow(void)
 {
 	ferry_session_opts o;
-	fx_opts(e->sv, &o);
+	fx_opts(e.sv, &o);
 	ferry_session *s = NULL;
 	if (ferry_session_open(&s, &o))
 		_exit(2);
@@ -297,8 +293,8 @@ static int child_push_slow(ph_env *e)
 		_exit(3);
 	ferry_sync_report r;
 	memset(&r, 0, sizeof(r));
-	e->o.log = NULL;
-	int rc = ferry_sync(s, &e->o, &r);
+	e.o.log = NULL;
+	int rc = ferry_sync(s, &e.o, &r);
 	_exit(rc ? 1 : 0);
 }
 
@@ -307,7 +303,6 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, NULL), 0);
 	pid_t master = sshd_pid(&sv);
-	ph_env e;
 	ph_init_on(&e, "ps-kill", &sv, 0);
 	char *v0 = ph_path(e.base, "v0"), *v1 = ph_path(e.base, "v1");
 	cr_assert_eq(mkdir(v0, 0755), 0);
@@ -320,7 +315,7 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 	double t0 = now_ms();
 	pid_t pid = fork();
 	if (pid == 0)
-		child_push_slow(&e);
+		child_push_slow();
 	int st;
 	waitpid(pid, &st, 0);
 	double full = now_ms() - t0;
@@ -334,7 +329,7 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 		double at = (double)rand() / RAND_MAX * full * 1.1;
 		pid = fork();
 		if (pid == 0)
-			child_push_slow(&e);
+			child_push_slow();
 		usleep((useconds_t)(at * 1000));
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
@@ -462,7 +457,6 @@ Test(push_safety, connection_cut_mid_push)
 {
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, NULL), 0);
-	ph_env e;
 	ph_init_on(&e, "ps-cut", &sv, 1);
 	ph_skills_tree(e.src, 200, 13);
 	e.o.delete_extraneous = 1;
@@ -480,14 +474,7 @@ Test(push_safety, connection_cut_mid_push)
 	cr_assert(rc == FERRY_ECONN || rc == FERRY_EEOF, "rc %s (%s)",
 	          ferry_strerror(rc), msg);
 	/* The manifest is whole, and what it records is on the remote. */
-	ferry__sync_paths p;
-	cr_assert_eq(ferry__sync_paths_new(&p, NULL, "127.0.0.1", sv.port,
-	                                   e.dst, e.state),
-	             0);
-	ferry__manifest *m = NULL;
-	cr_assert_eq(ferry__manifest_load(&m, p.manifest, p.target, p.dest,
-	                                  NULL, NULL),
-	             0);
+	ferry__manifest *m = ph_load_manifest(&e);
 	size_t checked = 0;
 	for (size_t i = 0; i < m->n; i++) {
 		const ferry__mentry *me = &m->e[i];
@@ -509,7 +496,6 @@ Test(push_safety, connection_cut_mid_push)
 	cr_log_info("cut after 35 ms: %zu files recorded as committed",
 	            checked);
 	ferry__manifest_free(m);
-	ferry__sync_paths_free(&p);
 	/* The next push converges. */
 	ph_reconnect(&e);
 	ph_push_ok(&e, &r);
@@ -527,7 +513,6 @@ Test(push_safety, sftp_only_account)
 {
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, "ForceCommand internal-sftp\n"), 0);
-	ph_env e;
 	ph_init_on(&e, "ps-sftponly", &sv, 1);
 	ph_skills_tree(e.src, 40, 14);
 	ferry_sync_report r;
@@ -566,7 +551,6 @@ Test(push_safety, sftp_only_chrooted_account)
 	         "ForceCommand internal-sftp\nChrootDirectory %s\n", root);
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
-	ph_env e;
 	ph_init_on(&e, "ps-chroot", &sv, 1);
 	ph_skills_tree(e.src, 30, 15);
 	e.o.dest = "/dst";
