@@ -212,16 +212,16 @@ Test(push_safety, fsync_for_owner_only_files)
 
 /* ---- SIGKILL at random moments ---- */
 
-static int count_children(pid_t parent);
+static int children(pid_t parent, int kill_them);
 static pid_t sshd_pid(const fx_sshd *sv);
 
 /* Wait until the server has finished with every connection: requests a
  * killed client sent are still executed by its sftp-server. */
 static void wait_server_idle(pid_t master)
 {
-	for (int i = 0; i < 500 && count_children(master) > 0; i++)
+	for (int i = 0; i < 500 && children(master, 0) > 0; i++)
 		usleep(10000);
-	cr_assert_eq(count_children(master), 0, "the server is still busy");
+	cr_assert_eq(children(master, 0), 0, "the server is still busy");
 }
 
 static void version_tree(const char *dir, int v)
@@ -370,41 +370,10 @@ typedef struct cutter {
 	int killed;
 } cutter;
 
-/* Kill every process below the sshd master (the connection's own sshd,
- * its sftp-server), by pid. */
-static int kill_children(pid_t parent)
-{
-	int n = 0;
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		char *end;
-		long pid = strtol(de->d_name, &end, 10);
-		if (*end || pid <= 0)
-			continue;
-		char path[64], buf[512];
-		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
-		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[len] = '\0';
-		char *rp = strrchr(buf, ')');
-		long ppid = 0;
-		if (rp && sscanf(rp + 2, "%*c %ld", &ppid) == 1 &&
-		    ppid == parent) {
-			n += kill_children((pid_t)pid);
-			kill((pid_t)pid, SIGKILL);
-			n++;
-		}
-	}
-	if (d)
-		closedir(d);
-	return n;
-}
-
-static int count_children(pid_t parent)
+/* The processes whose parent is parent: with kill_them, kill each (and
+ * first, its own children: the connection's own sshd, its sftp-server)
+ * by pid and count them; else count those not yet reaped (no zombies). */
+static int children(pid_t parent, int kill_them)
 {
 	int n = 0;
 	DIR *d = opendir("/proc");
@@ -425,9 +394,16 @@ static int count_children(pid_t parent)
 		char *rp = strrchr(buf, ')');
 		long ppid = 0;
 		char state = 0;
-		if (rp && sscanf(rp + 2, "%c %ld", &state, &ppid) == 2 &&
-		    ppid == parent && state != 'Z')
+		if (!rp || sscanf(rp + 2, "%c %ld", &state, &ppid) != 2 ||
+		    ppid != parent)
+			continue;
+		if (kill_them) {
+			n += children((pid_t)pid, 1);
+			kill((pid_t)pid, SIGKILL);
 			n++;
+		} else {
+			n += state != 'Z';
+		}
 	}
 	if (d)
 		closedir(d);
@@ -438,7 +414,7 @@ static void *cut_main(void *arg)
 {
 	cutter *c = arg;
 	usleep((useconds_t)c->delay_ms * 1000);
-	c->killed = kill_children(c->master);
+	c->killed = children(c->master, 1);
 	return NULL;
 }
 
