@@ -64,6 +64,28 @@ void st_mkdir(const char *dir, const char *rel, unsigned mode)
 	free(p);
 }
 
+void st_tree(const char *dir, const char *const *spec)
+{
+	for (; *spec; spec++) {
+		const char *s = *spec, *eq = strchr(s, '='),
+		           *to = strstr(s, "->");
+		int file = eq && (!to || eq < to);
+		const char *end = file ? eq : to ? to : s + strlen(s) - 1;
+		cr_assert(file || to || *end == '/', "tree entry %s", s);
+		char *rel = strndup(s, (size_t)(end - s));
+		if (file) {
+			st_write(dir, rel, eq + 1, 0644);
+		} else if (to) {
+			char *p = st_path(dir, rel);
+			cr_assert_eq(symlink(to + 2, p), 0, "symlink %s", p);
+			free(p);
+		} else {
+			st_mkdir(dir, rel, 0755);
+		}
+		free(rel);
+	}
+}
+
 void st_set_mtime(const char *dir, const char *rel, int64_t sec, long nsec)
 {
 	char *p = st_path(dir, rel);

@@ -28,6 +28,10 @@ void st_write(const char *dir, const char *rel, const char *content,
               unsigned mode);
 void st_mkdir(const char *dir, const char *rel, unsigned mode);
 char *st_path(const char *dir, const char *rel);
+/* Make entries under dir, in order (NULL ends spec): "rel/" a directory
+ * (0755), "rel=content" a file (0644), "rel->target" a symlink; asserts. */
+void st_tree(const char *dir, const char *const *spec);
+#define ST_TREE(dir, ...) st_tree(dir, (const char *const[]){__VA_ARGS__, NULL})
 /* Set mtime of dir/rel (seconds, nanoseconds). */
 void st_set_mtime(const char *dir, const char *rel, int64_t sec, long nsec);
 
