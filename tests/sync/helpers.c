@@ -209,6 +209,27 @@ ferry__manifest *st_load(st_target *t)
 	return m;
 }
 
+void st_assert_changes(const ferry_sync_report *r, uint64_t files_uploaded,
+                       uint64_t files_updated, uint64_t files_deleted,
+                       uint64_t dirs_created, uint64_t dirs_deleted,
+                       uint64_t symlinks_created)
+{
+	const struct {
+		const char *name;
+		uint64_t got, want;
+	} c[] = {{"files uploaded", r->files_uploaded, files_uploaded},
+	         {"files updated", r->files_updated, files_updated},
+	         {"files deleted", r->files_deleted, files_deleted},
+	         {"dirs created", r->dirs_created, dirs_created},
+	         {"dirs deleted", r->dirs_deleted, dirs_deleted},
+	         {"symlinks created", r->symlinks_created, symlinks_created}};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		if (c[i].want != ST_ANY)
+			cr_assert_eq(c[i].got, c[i].want, "%s: %llu, not %llu",
+			             c[i].name, (unsigned long long)c[i].got,
+			             (unsigned long long)c[i].want);
+}
+
 void st_drop_dac(void)
 {
 	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};

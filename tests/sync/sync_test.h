@@ -60,6 +60,15 @@ char *st_status(st_target *t, int *rc, ferry_sync_report *r);
 /* Load t's manifest (asserting the load call succeeds). */
 ferry__manifest *st_load(st_target *t);
 
+/* Assert the change counts of a report, in this order: files uploaded,
+ * updated, deleted, directories created, deleted, symlinks created;
+ * ST_ANY leaves one unchecked. */
+#define ST_ANY UINT64_MAX
+void st_assert_changes(const ferry_sync_report *r, uint64_t files_uploaded,
+                       uint64_t files_updated, uint64_t files_deleted,
+                       uint64_t dirs_created, uint64_t dirs_deleted,
+                       uint64_t symlinks_created);
+
 /* Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so that file permissions
  * apply to root too (tests run as root in containers). */
 void st_drop_dac(void);
