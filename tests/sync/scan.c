@@ -242,29 +242,47 @@ Test(scan, a_file_goes_to_its_name)
 	free(d);
 }
 
+/* The sources a and (unless NULL) b, paths under d (NULL: a new
+ * small_tree), scanned together; pair_free frees d too. */
+typedef struct pair {
+	char *d, *a, *b;
+	listing l;
+	ferry__scan *s;
+} pair;
+
+static void pair_scan(pair *p, char *d, const char *a, const char *b,
+                      ferry_sync_report *r)
+{
+	p->d = d ? d : small_tree();
+	p->a = st_path(p->d, a);
+	p->b = b ? st_path(p->d, b) : NULL;
+	const char *v[] = {p->a, p->b};
+	p->l = (listing){0};
+	scan_list(v, b ? 2 : 1, NULL, 0, &p->l, r, &p->s);
+}
+
+static void pair_free(pair *p)
+{
+	ferry__scan_free(p->s);
+	listing_free(&p->l);
+	free(p->a);
+	free(p->b);
+	free(p->d);
+}
+
 Test(scan, file_with_trailing_slash_and_missing_source_are_errors)
 {
-	char *d = small_tree();
-	char *a = NULL, *b = NULL;
-	cr_assert(asprintf(&a, "%s/dir/a/", d) > 0);
-	cr_assert(asprintf(&b, "%s/nope", d) > 0);
-	const char *v[] = {a, b};
-	listing l = {0};
+	pair p;
 	ferry_sync_report r = {0};
-	ferry__scan *s = NULL;
-	scan_list(v, 2, NULL, 0, &l, &r, &s);
-	cr_assert_str_eq(l.text.s, "");
-	cr_assert(s->incomplete);
+	pair_scan(&p, NULL, "dir/a/", "nope", &r);
+	cr_assert_str_eq(p.l.text.s, "");
+	cr_assert(p.s->incomplete);
 	cr_assert_eq(r.error_count, 2);
 	cr_assert_eq(r.errors[0].code, FERRY_ENOTFOUND);
-	cr_assert_str_eq(r.errors[1].path, b);
+	cr_assert_str_eq(r.errors[1].path, p.b);
 	cr_assert(strstr(r.errors[1].message, "No such file"));
-	ferry__scan_free(s);
 	ferry_sync_report_free(&r);
-	listing_free(&l);
-	free(a);
-	free(b);
-	free(d);
+	pair_free(&p);
 }
 
 Test(scan, a_symlinked_source_is_followed)
@@ -276,14 +294,9 @@ Test(scan, a_symlinked_source_is_followed)
 
 Test(scan, sources_open_again_by_destination_path)
 {
-	char *d = small_tree();
-	char *a = NULL, *b = NULL;
-	cr_assert(asprintf(&a, "%s/dir", d) > 0);
-	cr_assert(asprintf(&b, "%s/dir/sub/b", d) > 0);
-	const char *v[] = {a, b};
-	listing l = {0};
-	ferry__scan *s = NULL;
-	scan_list(v, 2, NULL, 0, &l, NULL, &s);
+	pair p;
+	pair_scan(&p, NULL, "dir", "dir/sub/b", NULL);
+	ferry__scan *s = p.s;
 	int fd;
 	struct stat st;
 	cr_assert_eq(ferry__scan_open(s, 0, "dir/sub/b", 9, &fd, &st), 0);
@@ -302,24 +315,17 @@ Test(scan, sources_open_again_by_destination_path)
 	cr_assert_eq(ferry__scan_open(s, 0, "dir/zz", 6, &fd, &st),
 	             FERRY_ENOTFOUND);
 	/* A directory swapped for a symlink is not followed. */
-	char *sub = st_path(d, "dir/sub"), *moved = st_path(d, "moved");
+	char *sub = st_path(p.d, "dir/sub"), *moved = st_path(p.d, "moved");
 	cr_assert_eq(rename(sub, moved), 0);
 	cr_assert_eq(symlink(moved, sub), 0);
 	int rc = ferry__scan_open(s, 0, "dir/sub/b", 9, &fd, &st);
 	cr_assert(rc == FERRY_EINVALID || rc == FERRY_ENOTFOUND, "%d", rc);
 	char *lp = ferry__scan_local_path(s, 0, "dir/sub/b", 9);
-	char *want = NULL;
-	cr_assert(asprintf(&want, "%s/dir/sub/b", d) > 0);
-	cr_assert_str_eq(lp, want);
-	free(want);
+	cr_assert_str_eq(lp, p.b); /* d/dir/sub/b */
 	free(lp);
-	ferry__scan_free(s);
-	listing_free(&l);
 	free(sub);
 	free(moved);
-	free(a);
-	free(b);
-	free(d);
+	pair_free(&p);
 }
 
 /* ---- symlinks and special files ---- */
@@ -452,25 +458,19 @@ Test(scan, unreadable_directory_reported_walk_goes_on)
 	ST_TREE(d, "a/", "a/1=1", "b/", "b/2=2", "c=3");
 	char *b = st_path(d, "b");
 	cr_assert_eq(chmod(b, 0), 0);
-	char *src = st_path(d, "");
-	const char *v[] = {src};
-	listing l = {0};
+	pair p;
 	ferry_sync_report r = {0};
-	ferry__scan *s = NULL;
-	scan_list(v, 1, NULL, 0, &l, &r, &s);
-	cr_assert_str_eq(l.text.s, "a\td\na/1\tf\t1\nb\td\nc\tf\t1\n");
-	cr_assert(s->incomplete);
+	pair_scan(&p, d, "", NULL, &r);
+	cr_assert_str_eq(p.l.text.s, "a\td\na/1\tf\t1\nb\td\nc\tf\t1\n");
+	cr_assert(p.s->incomplete);
 	cr_assert_eq(r.error_count, 1);
 	cr_assert_str_eq(r.errors[0].path, "b");
 	cr_assert_eq(r.errors[0].code, FERRY_EPERM);
 	cr_assert(strstr(r.errors[0].message, "cannot read directory"));
 	chmod(b, 0755);
-	ferry__scan_free(s);
 	ferry_sync_report_free(&r);
-	listing_free(&l);
 	free(b);
-	free(src);
-	free(d);
+	pair_free(&p);
 }
 
 /* ---- hostile names and depth ---- */
@@ -563,22 +563,16 @@ Test(scan, paths_near_path_max_kept_longer_ones_reported)
 	f = openat(fd, leaf, O_WRONLY | O_CREAT, 0644);
 	close(f);
 	close(fd);
-	char *src = st_path(d, "");
-	const char *v[] = {src};
-	listing l = {0};
+	pair p;
 	ferry_sync_report r = {0};
-	ferry__scan *s = NULL;
-	scan_list(v, 1, NULL, 0, &l, &r, &s);
-	cr_assert_eq(s->files, 1);
-	cr_assert_eq(s->dirs, 16);
-	cr_assert(s->incomplete);
+	pair_scan(&p, d, "", NULL, &r);
+	cr_assert_eq(p.s->files, 1);
+	cr_assert_eq(p.s->dirs, 16);
+	cr_assert(p.s->incomplete);
 	cr_assert_eq(r.error_count, 1);
 	cr_assert(strstr(r.errors[0].message, "path longer than"));
-	char *last = strrchr(l.text.s, 'k');
+	char *last = strrchr(p.l.text.s, 'k');
 	cr_assert(last);
-	ferry__scan_free(s);
 	ferry_sync_report_free(&r);
-	listing_free(&l);
-	free(src);
-	free(d);
+	pair_free(&p);
 }
