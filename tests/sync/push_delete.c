@@ -11,19 +11,21 @@
 
 #include "push_env.h"
 
-static void small_tree(const char *d)
+/* The fixture of most tests here: PH_ENV with a small tree in e.src. */
+static void small_setup(void)
 {
-	ph_write(d, "a", "aaa\n", 0644, 1700000000L);
-	ph_write(d, "b", "bbb\n", 0644, 1700000000L);
-	ph_mkdir(d, "sub", 0755);
-	ph_write(d, "sub/c", "ccc\n", 0644, 1700000000L);
-	ph_mkdir(d, "sub/deep", 0755);
-	ph_write(d, "sub/deep/d", "ddd\n", 0600, 1700000000L);
+	ph_setup();
+	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
+	ph_write(e.src, "b", "bbb\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "sub", 0755);
+	ph_write(e.src, "sub/c", "ccc\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "sub/deep", 0755);
+	ph_write(e.src, "sub/deep/d", "ddd\n", 0600, 1700000000L);
 }
+#define SMALL .init = small_setup, .fini = ph_teardown
 
-Test(push_delete, local_delete_pruned_only_with_delete, PH_ENV)
+Test(push_delete, local_delete_pruned_only_with_delete, SMALL)
 {
-	small_tree(e.src);
 	ph_push_ok(&e, NULL);
 	char *p = ph_path(e.src, "b");
 	unlink(p);
@@ -45,9 +47,8 @@ Test(push_delete, local_delete_pruned_only_with_delete, PH_ENV)
 	ferry_sync_report_free(&r);
 }
 
-Test(push_delete, extraneous_remote_removed_on_first_push, PH_ENV)
+Test(push_delete, extraneous_remote_removed_on_first_push, SMALL)
 {
-	small_tree(e.src);
 	fx_sh("mkdir -p '%s/old/x/y' '%s/sub' && echo 1 > '%s/old/x/y/z' && "
 	      "echo 2 > '%s/stale' && echo 3 > '%s/sub/stale2'",
 	      e.dst, e.dst, e.dst, e.dst, e.dst);
@@ -69,9 +70,8 @@ Test(push_delete, extraneous_remote_removed_on_first_push, PH_ENV)
 	ferry_sync_report_free(&r);
 }
 
-Test(push_delete, verify_removes_extraneous_and_repairs_edits, PH_ENV)
+Test(push_delete, verify_removes_extraneous_and_repairs_edits, SMALL)
 {
-	small_tree(e.src);
 	e.o.delete_extraneous = 1;
 	ph_push_ok(&e, NULL);
 	/* Out of band: an edit keeping size and mtime, a chmod, a removal,
@@ -106,9 +106,8 @@ Test(push_delete, verify_removes_extraneous_and_repairs_edits, PH_ENV)
 	ferry_sync_report_free(&r);
 }
 
-Test(push_delete, max_delete_refuses_and_changes_nothing, PH_ENV)
+Test(push_delete, max_delete_refuses_and_changes_nothing, SMALL)
 {
-	small_tree(e.src);
 	ph_write(e.src, "e", "eee\n", 0644, 1700000000L);
 	e.o.delete_extraneous = 1;
 	ph_push_ok(&e, NULL);
@@ -150,9 +149,8 @@ Test(push_delete, wiped_remote_is_restored_by_next_session, PH_ENV)
 	ferry_sync_report_free(&r);
 }
 
-Test(push_delete, rebuilt_remote_with_other_marker_is_verified, PH_ENV)
+Test(push_delete, rebuilt_remote_with_other_marker_is_verified, SMALL)
 {
-	small_tree(e.src);
 	ph_push_ok(&e, NULL);
 	/* Another marker (the machine was rebuilt and synced by someone
 	 * else), and a file changed. */
@@ -177,13 +175,11 @@ Test(push_delete, rebuilt_remote_with_other_marker_is_verified, PH_ENV)
 	ferry_sync_report_free(&r);
 }
 
-Test(push_delete, leftover_temps_removed_by_verify, PH_ENV)
+Test(push_delete, leftover_temps_removed_by_verify, SMALL)
 {
-	small_tree(e.src);
 	ph_push_ok(&e, NULL);
-	fx_sh("cd '%s' && echo x > .a.ferry-Ab3dE9 && echo y > "
-	      "sub/.c.ferry-zzzzzz",
-	      e.dst);
+	ph_write(e.dst, ".a.ferry-Ab3dE9", "x\n", 0644, 0);
+	ph_write(e.dst, "sub/.c.ferry-zzzzzz", "y\n", 0644, 0);
 	cr_assert_eq(ph_count_temps(e.dst), 2);
 	e.o.verify = 1;
 	ph_push_ok(&e, NULL);
@@ -191,9 +187,8 @@ Test(push_delete, leftover_temps_removed_by_verify, PH_ENV)
 	ph_assert_same(e.src, e.dst);
 }
 
-Test(push_delete, excluded_remote_entries_are_protected, PH_ENV)
+Test(push_delete, excluded_remote_entries_are_protected, SMALL)
 {
-	small_tree(e.src);
 	fx_sh("mkdir -p '%s/cache/x' && echo keep > '%s/cache/x/k' && mkdir "
 	      "-p '%s/gone/cache' && echo keep > '%s/gone/cache/k2' && echo "
 	      "del > '%s/gone/del'",
@@ -210,9 +205,8 @@ Test(push_delete, excluded_remote_entries_are_protected, PH_ENV)
 	ferry_sync_report_free(&r);
 }
 
-Test(push_delete, type_changes_both_ways, PH_ENV)
+Test(push_delete, type_changes_both_ways, SMALL)
 {
-	small_tree(e.src);
 	ph_symlink(e.src, "l", "a");
 	ph_push_ok(&e, NULL);
 	/* a: file -> directory; sub: directory -> file; l: link -> file. */
@@ -228,9 +222,8 @@ Test(push_delete, type_changes_both_ways, PH_ENV)
 	ph_assert_same(e.src, e.dst);
 }
 
-Test(push_delete, dry_run_changes_nothing, PH_ENV)
+Test(push_delete, dry_run_changes_nothing, SMALL)
 {
-	small_tree(e.src);
 	e.o.dry_run = 1;
 	ferry_sync_report r;
 	ph_push_ok(&e, &r);
