@@ -64,6 +64,28 @@ void st_mkdir(const char *dir, const char *rel, unsigned mode)
 	free(p);
 }
 
+void st_tree(const char *dir, const char *const *spec)
+{
+	for (; *spec; spec++) {
+		const char *s = *spec, *eq = strchr(s, '='),
+		           *to = strstr(s, "->");
+		int file = eq && (!to || eq < to);
+		const char *end = file ? eq : to ? to : s + strlen(s) - 1;
+		cr_assert(file || to || *end == '/', "tree entry %s", s);
+		char *rel = strndup(s, (size_t)(end - s));
+		if (file) {
+			st_write(dir, rel, eq + 1, 0644);
+		} else if (to) {
+			char *p = st_path(dir, rel);
+			cr_assert_eq(symlink(to + 2, p), 0, "symlink %s", p);
+			free(p);
+		} else {
+			st_mkdir(dir, rel, 0755);
+		}
+		free(rel);
+	}
+}
+
 void st_set_mtime(const char *dir, const char *rel, int64_t sec, long nsec)
 {
 	char *p = st_path(dir, rel);
@@ -185,6 +207,27 @@ ferry__manifest *st_load(st_target *t)
 	             0);
 	ferry__sync_paths_free(&p);
 	return m;
+}
+
+void st_assert_changes(const ferry_sync_report *r, uint64_t files_uploaded,
+                       uint64_t files_updated, uint64_t files_deleted,
+                       uint64_t dirs_created, uint64_t dirs_deleted,
+                       uint64_t symlinks_created)
+{
+	const struct {
+		const char *name;
+		uint64_t got, want;
+	} c[] = {{"files uploaded", r->files_uploaded, files_uploaded},
+	         {"files updated", r->files_updated, files_updated},
+	         {"files deleted", r->files_deleted, files_deleted},
+	         {"dirs created", r->dirs_created, dirs_created},
+	         {"dirs deleted", r->dirs_deleted, dirs_deleted},
+	         {"symlinks created", r->symlinks_created, symlinks_created}};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		if (c[i].want != ST_ANY)
+			cr_assert_eq(c[i].got, c[i].want, "%s: %llu, not %llu",
+			             c[i].name, (unsigned long long)c[i].got,
+			             (unsigned long long)c[i].want);
 }
 
 void st_drop_dac(void)

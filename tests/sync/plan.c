@@ -21,41 +21,56 @@ typedef struct fixture {
 	st_target t;
 } fixture;
 
-/* root/t with: f (file), d/ (dir) with d/g, l -> f; pushed, not racy. */
-static void setup(fixture *x, int64_t shift)
+/* The test's (one process each). */
+static fixture x;
+
+static void teardown(void)
 {
-	x->root = st_dir("plan");
-	st_mkdir(x->root, "t", 0755);
-	st_write(x->root, "t/f", "0123456789", 0644);
-	st_mkdir(x->root, "t/d", 0755);
-	st_write(x->root, "t/d/g", "gg", 0600);
-	char *l = st_path(x->root, "t/l");
-	cr_assert_eq(symlink("f", l), 0);
-	free(l);
-	st_set_mtime(x->root, "t/f", 1600000000, 0);
-	st_set_mtime(x->root, "t/d/g", 1600000000, 0);
-	x->src = st_path(x->root, "t/");
-	x->state = st_path(x->root, "state");
-	st_target_init(&x->t, x->state, x->src);
-	cr_assert_eq(st_push(&x->t, shift), 4);
+	st_text_free(&x.t.log);
+	free(x.root);
+	free(x.src);
+	free(x.state);
 }
 
-static void teardown(fixture *x)
+/* x for a new target, nothing pushed: root/ made by st_tree(spec), the
+ * source root/src; torn down with teardown(). */
+static void fresh(const char *src, const char *const *spec)
 {
-	st_text_free(&x->t.log);
-	free(x->root);
-	free(x->src);
-	free(x->state);
+	x.root = st_dir("plan");
+	st_tree(x.root, spec);
+	x.src = st_path(x.root, src);
+	x.state = st_path(x.root, "s");
+	st_target_init(&x.t, x.state, x.src);
 }
+#define FRESH(src, ...) fresh(src, (const char *const[]){__VA_ARGS__, NULL})
+
+/* root/t with: f (file), d/ (dir) with d/g, l -> f; pushed with the
+ * manifest's stat_ns moved by shift. */
+static void setup(int64_t shift)
+{
+	FRESH("t/", "t/", "t/f=0123456789", "t/d/", "t/l->f");
+	st_write(x.root, "t/d/g", "gg", 0600);
+	st_set_mtime(x.root, "t/f", 1600000000, 0);
+	st_set_mtime(x.root, "t/d/g", 1600000000, 0);
+	cr_assert_eq(st_push(&x.t, shift), 4);
+}
+
+/* The fixture of most tests: setup, not racy, before the test; teardown
+ * after it. */
+static void setup_pushed(void)
+{
+	setup(ST_HOUR);
+}
+#define PUSHED .init = setup_pushed, .fini = teardown
 
 /* The visible plan as "kind flags path" lines. */
-static char *plan_text(fixture *x, ferry__local *l, ferry_sync_report *r)
+static char *plan_text(ferry__local *l, ferry_sync_report *r)
 {
 	static const char *kinds[] = {"mkdir",  "upload", "meta",   "symlink",
 	                              "delete", "rmdir",  "record", "none"};
 	st_text out = {0};
 	st_text_add(&out, "", 0);
-	st_plan(&x->t, l, r);
+	st_plan(&x.t, l, r);
 	for (size_t i = 0; i < l->plan->n; i++) {
 		const ferry__action *a = &l->plan->a[i];
 		char line[4200];
@@ -68,11 +83,11 @@ static char *plan_text(fixture *x, ferry__local *l, ferry_sync_report *r)
 }
 
 /* Save m (edited by the test) as x's manifest. */
-static void save_manifest(fixture *x, ferry__manifest *m)
+static void save_manifest(ferry__manifest *m)
 {
 	ferry__sync_paths p;
 	cr_assert_eq(
-	        ferry__sync_paths_new(&p, "u", "h.example", 0, "dst", x->state),
+	        ferry__sync_paths_new(&p, "u", "h.example", 0, "dst", x.state),
 	        0);
 	char err[256];
 	cr_assert_eq(ferry__manifest_save(m, p.manifest, err, sizeof(err)), 0,
@@ -80,120 +95,106 @@ static void save_manifest(fixture *x, ferry__manifest *m)
 	ferry__sync_paths_free(&p);
 }
 
-static char *plan_only(fixture *x, uint64_t *hashed)
+/* Plan, asserting the visible plan. */
+static void plan_check(ferry__local *l, ferry_sync_report *r, const char *want)
+{
+	char *s = plan_text(l, r);
+	cr_assert_str_eq(s, want);
+	free(s);
+}
+
+static void plan_free(ferry__local *l, ferry_sync_report *r)
+{
+	ferry__local_free(l);
+	ferry_sync_report_free(r);
+}
+
+static char *plan_only(uint64_t *hashed)
 {
 	ferry__local l;
 	ferry_sync_report r = {0};
-	char *s = plan_text(x, &l, &r);
+	char *s = plan_text(&l, &r);
 	if (hashed)
 		*hashed = l.plan->hashed_files;
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
+	plan_free(&l, &r);
 	return s;
 }
 
-Test(plan, untouched_tree_plans_nothing_and_hashes_nothing)
+/* Assert x's visible plan. */
+static void expect_plan(const char *want)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
+	char *s = plan_only(NULL);
+	cr_assert_str_eq(s, want);
+	free(s);
+}
+
+Test(plan, untouched_tree_plans_nothing_and_hashes_nothing, PUSHED)
+{
 	uint64_t hashed = 99;
-	char *s = plan_only(&x, &hashed);
+	char *s = plan_only(&hashed);
 	cr_assert_str_eq(s, "");
 	cr_assert_eq(hashed, 0);
 	free(s);
-	teardown(&x);
 }
 
-Test(plan, touch_is_a_metadata_update)
+Test(plan, touch_is_a_metadata_update, PUSHED)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
 	st_set_mtime(x.root, "t/f", 1600000100, 5);
-	char *s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "meta 08 f\n");
-	free(s);
-	teardown(&x);
+	expect_plan("meta 08 f\n");
 }
 
-Test(plan, chmod_is_a_metadata_update)
+Test(plan, chmod_is_a_metadata_update, PUSHED)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
 	char *p = st_path(x.root, "t/f");
 	cr_assert_eq(chmod(p, 0600), 0);
 	char *d = st_path(x.root, "t/d");
 	cr_assert_eq(chmod(d, 0700), 0);
-	char *s = plan_only(&x, NULL);
 	/* file modes in phase 3, directory modes last */
-	cr_assert_str_eq(s, "meta 10 f\nmeta 50 d\n");
-	free(s);
+	expect_plan("meta 10 f\nmeta 50 d\n");
 	free(p);
 	free(d);
-	teardown(&x);
 }
 
-Test(plan, same_size_and_mtime_new_content_found_by_ctime)
+Test(plan, same_size_and_mtime_new_content_found_by_ctime, PUSHED)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
 	st_write(x.root, "t/f", "abcdefghij", 0644); /* same size */
 	st_set_mtime(x.root, "t/f", 1600000000, 0);  /* same mtime */
-	char *s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "upload 02 f\n");
-	free(s);
-	teardown(&x);
+	expect_plan("upload 02 f\n");
 }
 
-Test(plan, same_size_and_mtime_new_inode_found)
+Test(plan, same_size_and_mtime_new_inode_found, PUSHED)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
 	st_write(x.root, "t/new", "abcdefghij", 0644);
 	st_set_mtime(x.root, "t/new", 1600000000, 0);
 	char *a = st_path(x.root, "t/new"), *b = st_path(x.root, "t/f");
 	cr_assert_eq(rename(a, b), 0);
-	char *s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "upload 02 f\n");
-	free(s);
+	expect_plan("upload 02 f\n");
 	free(a);
 	free(b);
-	teardown(&x);
 }
 
-Test(plan, rewrite_with_same_content_is_only_recorded)
+Test(plan, rewrite_with_same_content_is_only_recorded, PUSHED)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
 	st_write(x.root, "t/f", "0123456789", 0644);
 	st_set_mtime(x.root, "t/f", 1600000000, 0);
 	ferry__local l;
 	ferry_sync_report r = {0};
-	char *s = plan_text(&x, &l, &r);
 	/* ctime moved: hashed, same content and metadata: no change shown,
 	 * but the entry is refreshed so the next push needs no hash */
-	cr_assert_str_eq(s, "record 00 f\n");
+	plan_check(&l, &r, "record 00 f\n");
 	cr_assert_eq(l.plan->hashed_files, 1);
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
-	free(s);
-	teardown(&x);
+	plan_free(&l, &r);
 }
 
-Test(plan, file_replaced_by_directory_and_back)
+Test(plan, file_replaced_by_directory_and_back, PUSHED)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
 	char *f = st_path(x.root, "t/f");
 	cr_assert_eq(unlink(f), 0);
 	st_mkdir(x.root, "t/f", 0755);
 	st_write(x.root, "t/f/inner", "i", 0644);
-	char *s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "delete 20 f\nmkdir 61 f\nupload 01 f/inner\n");
-	free(s);
+	expect_plan("delete 20 f\nmkdir 61 f\nupload 01 f/inner\n");
 	cr_assert_eq(st_push(&x.t, ST_HOUR), 3);
-	s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "");
-	free(s);
+	expect_plan("");
 	/* and back: the directory's contents go first, deepest first */
 	st_mkdir(x.root, "t/f/sub", 0755);
 	st_write(x.root, "t/f/sub/z", "z", 0644);
@@ -202,13 +203,11 @@ Test(plan, file_replaced_by_directory_and_back)
 	cr_assert(asprintf(&cmd, "rm -rf '%s' && printf back > '%s'", f, f) >
 	          0);
 	cr_assert_eq(fx_sh("%s", cmd), 0);
-	s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "delete 20 f/sub/z\n"
-	                    "rmdir 60 f/sub\n"
-	                    "delete 20 f/inner\n"
-	                    "rmdir 60 f\n"
-	                    "upload 21 f\n");
-	free(s);
+	expect_plan("delete 20 f/sub/z\n"
+	            "rmdir 60 f/sub\n"
+	            "delete 20 f/inner\n"
+	            "rmdir 60 f\n"
+	            "upload 21 f\n");
 	cr_assert_eq(st_push(&x.t, ST_HOUR), 5);
 	ferry__manifest *m = st_load(&x.t);
 	cr_assert_eq(ferry__manifest_find(m, "f", 1)->type, FERRY__T_FILE);
@@ -216,7 +215,6 @@ Test(plan, file_replaced_by_directory_and_back)
 	ferry__manifest_free(m);
 	free(cmd);
 	free(f);
-	teardown(&x);
 }
 
 Test(plan, racily_clean_entries_are_rehashed)
@@ -226,17 +224,16 @@ Test(plan, racily_clean_entries_are_rehashed)
 	 * recorded hash of f while its stat stays equal: only the re-hash of
 	 * a racily clean entry can notice. */
 	for (int racy = 0; racy < 2; racy++) {
-		fixture x;
-		setup(&x, racy ? -ST_SECOND : ST_HOUR);
+		setup(racy ? -ST_SECOND : ST_HOUR);
 		ferry__manifest *m = st_load(&x.t);
 		ferry__mentry *e = ferry__manifest_find(m, "f", 1);
 		cr_assert_not_null(e);
 		e->hash.b[0] ^= 1;
 		int64_t keep = m->stat_ns;
-		save_manifest(&x, m);
+		save_manifest(m);
 		cr_assert_eq(m->stat_ns, keep);
 		uint64_t hashed = 0;
-		char *s = plan_only(&x, &hashed);
+		char *s = plan_only(&hashed);
 		if (racy) {
 			cr_assert_str_eq(s, "upload 02 f\n");
 			cr_assert_geq(hashed, 1);
@@ -246,7 +243,7 @@ Test(plan, racily_clean_entries_are_rehashed)
 		}
 		free(s);
 		ferry__manifest_free(m);
-		teardown(&x);
+		teardown();
 	}
 }
 
@@ -273,13 +270,7 @@ Test(plan, file_older_than_the_fine_window_is_not_racy)
 	 * fine window has passed it is clean, and a corrupted hash with an
 	 * equal stat goes unnoticed (no re-hash); on a coarse one it is
 	 * still racy and re-hashed. */
-	fixture x = {0};
-	x.root = st_dir("plan");
-	st_mkdir(x.root, "t", 0755);
-	st_write(x.root, "t/f", "0123456789", 0644);
-	x.src = st_path(x.root, "t/");
-	x.state = st_path(x.root, "state");
-	st_target_init(&x.t, x.state, x.src);
+	FRESH("t/", "t/", "t/f=0123456789");
 	char *t = st_path(x.root, "t");
 	struct statfs fs;
 	struct stat st;
@@ -296,88 +287,63 @@ Test(plan, file_older_than_the_fine_window_is_not_racy)
 	cr_assert_not_null(e);
 	cr_assert_neq(e->ctime_ns, -1);
 	e->hash.b[0] ^= 1;
-	save_manifest(&x, m);
+	save_manifest(m);
 	ferry__local l;
 	ferry_sync_report r = {0};
-	char *s = plan_text(&x, &l, &r);
+	plan_check(&l, &r, want == FERRY__RACY_FINE_NS ? "" : "upload 02 f\n");
 	cr_assert_eq(l.scan->racy_ns, want);
-	if (want == FERRY__RACY_FINE_NS) {
-		cr_assert_str_eq(s, "");
+	if (want == FERRY__RACY_FINE_NS)
 		cr_assert_eq(l.plan->hashed_files, 0);
-	} else {
-		cr_assert_str_eq(s, "upload 02 f\n");
-	}
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
-	free(s);
+	plan_free(&l, &r);
 	free(t);
 	ferry__manifest_free(m);
-	teardown(&x);
+	teardown();
 }
 
-Test(plan, checksum_hashes_everything)
+Test(plan, checksum_hashes_everything, PUSHED)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
 	ferry__manifest *m = st_load(&x.t);
 	ferry__manifest_find(m, "d/g", 3)->hash.b[3] ^= 1;
-	save_manifest(&x, m);
+	save_manifest(m);
 	uint64_t hashed = 0;
-	char *s = plan_only(&x, &hashed);
+	char *s = plan_only(&hashed);
 	cr_assert_str_eq(s, "");
 	free(s);
 	x.t.o.checksum = 1;
-	s = plan_only(&x, &hashed);
+	s = plan_only(&hashed);
 	cr_assert_str_eq(s, "upload 02 d/g\n");
 	cr_assert_eq(hashed, 2);
 	free(s);
 	ferry__manifest_free(m);
-	teardown(&x);
 }
 
-Test(plan, deletions_only_with_delete_in_order)
+Test(plan, deletions_only_with_delete_in_order, PUSHED)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
 	char *cmd = NULL;
 	cr_assert(asprintf(&cmd, "rm -rf '%s/t/d' '%s/t/l'", x.root, x.root) >
 	          0);
 	cr_assert_eq(fx_sh("%s", cmd), 0);
-	char *s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "");
-	free(s);
+	expect_plan("");
 	x.t.o.delete_extraneous = 1;
-	s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "delete 00 l\ndelete 00 d/g\nrmdir 40 d\n");
-	free(s);
+	expect_plan("delete 00 l\ndelete 00 d/g\nrmdir 40 d\n");
 	/* --max-delete: at the limit fine, above refused, negative: none */
 	x.t.o.max_delete = 3;
-	s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "delete 00 l\ndelete 00 d/g\nrmdir 40 d\n");
-	free(s);
+	expect_plan("delete 00 l\ndelete 00 d/g\nrmdir 40 d\n");
 	x.t.o.max_delete = 2;
 	ferry__local l;
 	ferry_sync_report r = {0};
-	s = plan_text(&x, &l, &r);
-	cr_assert_str_eq(s, "");
+	plan_check(&l, &r, "");
 	cr_assert_eq(l.plan->deletions_skipped, FERRY__DEL_MAX);
 	cr_assert(strstr(l.plan->refused, "refusing to delete 3 entries"));
 	cr_assert_eq(r.error_count, 1);
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
-	free(s);
+	plan_free(&l, &r);
 	x.t.o.max_delete = -1;
-	s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "");
-	free(s);
+	expect_plan("");
 	free(cmd);
-	teardown(&x);
 }
 
-Test(plan, excluded_paths_are_never_deleted)
+Test(plan, excluded_paths_are_never_deleted, PUSHED)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
 	x.t.o.delete_extraneous = 1;
 	const char *ex[] = {"d/"};
 	x.t.o.excludes = ex;
@@ -385,23 +351,16 @@ Test(plan, excluded_paths_are_never_deleted)
 	char *cmd = NULL;
 	cr_assert(asprintf(&cmd, "rm -rf '%s/t/d'", x.root) > 0);
 	cr_assert_eq(fx_sh("%s", cmd), 0);
-	char *s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "");
-	free(s);
+	expect_plan("");
 	/* excluding only g keeps g and therefore d */
 	ex[0] = "g";
-	s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "");
-	free(s);
+	expect_plan("");
 	free(cmd);
-	teardown(&x);
 }
 
-Test(plan, unreadable_or_empty_source_skips_all_deletions)
+Test(plan, unreadable_or_empty_source_skips_all_deletions, PUSHED)
 {
 	st_drop_dac();
-	fixture x;
-	setup(&x, ST_HOUR);
 	x.t.o.delete_extraneous = 1;
 	char *f = st_path(x.root, "t/f");
 	cr_assert_eq(unlink(f), 0);
@@ -409,116 +368,80 @@ Test(plan, unreadable_or_empty_source_skips_all_deletions)
 	cr_assert_eq(chmod(d, 0), 0);
 	ferry__local l;
 	ferry_sync_report r = {0};
-	char *s = plan_text(&x, &l, &r);
-	cr_assert_str_eq(s, "meta 50 d\n"); /* its mode is 0 now */
+	plan_check(&l, &r, "meta 50 d\n"); /* its mode is 0 now */
 	cr_assert_eq(l.plan->deletions_skipped, FERRY__DEL_IOERR);
 	cr_assert_eq(l.plan->deletions_dropped, 2); /* f, and d/g unseen */
 	cr_assert_eq(r.error_count, 1);
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
-	free(s);
+	plan_free(&l, &r);
 	chmod(d, 0755);
 	/* an unreadable file (to hash) skips deletions too */
 	st_write(x.root, "t/d/g", "changed", 0600);
 	char *g = st_path(x.root, "t/d/g");
 	cr_assert_eq(chmod(g, 0), 0);
-	s = plan_text(&x, &l, &r);
-	cr_assert_str_eq(s, "");
+	plan_check(&l, &r, "");
 	cr_assert_eq(l.plan->deletions_skipped, FERRY__DEL_IOERR);
 	cr_assert_eq(r.error_count, 1);
 	cr_assert_str_eq(r.errors[0].path, "d/g");
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
-	free(s);
+	plan_free(&l, &r);
 	/* empty source root */
 	char *cmd = NULL;
 	cr_assert(asprintf(&cmd, "rm -rf '%s'/t/* '%s'/t/.[!.]*", x.root,
 	                   x.root) > 0);
 	cr_assert_eq(fx_sh("%s", cmd), 0);
-	s = plan_text(&x, &l, &r);
-	cr_assert_str_eq(s, "");
+	plan_check(&l, &r, "");
 	cr_assert_eq(l.plan->deletions_skipped, FERRY__DEL_EMPTY);
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
-	free(s);
+	plan_free(&l, &r);
 	free(cmd);
 	free(g);
 	free(f);
 	free(d);
-	teardown(&x);
 }
 
-Test(plan, delete_scope_is_the_synced_directory)
+Test(plan, delete_scope_is_the_synced_directory, PUSHED)
 {
 	/* Push t/ then, to the same target, only t/d (no slash) and a file:
 	 * with --delete only entries under d/ could go, never f or l. */
-	fixture x;
-	setup(&x, ST_HOUR);
 	char *dsrc = st_path(x.root, "t/d");
 	x.t.sources[0] = dsrc;
 	x.t.o.delete_extraneous = 1;
-	char *s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "");
-	free(s);
+	expect_plan("");
 	st_write(x.root, "t/d/d", "nested", 0644);
 	char *g = st_path(x.root, "t/d/g");
 	cr_assert_eq(unlink(g), 0);
 	free(g);
-	s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "upload 01 d/d\ndelete 00 d/g\n");
-	free(s);
+	expect_plan("upload 01 d/d\ndelete 00 d/g\n");
 	free(dsrc);
-	teardown(&x);
 }
 
 Test(plan, new_tree_order_and_new_directory_modes)
 {
-	char *root = st_dir("plan-new");
-	st_mkdir(root, "t", 0755);
-	st_mkdir(root, "t/b", 0555);
-	st_write(root, "t/a", "a", 0644);
-	st_mkdir(root, "t/c", 0755);
-	st_mkdir(root, "t/c/e", 0750);
-	st_write(root, "t/c/e/x", "x", 0644);
-	char *l = st_path(root, "t/c/ln");
-	cr_assert_eq(symlink("e/x", l), 0);
-	char *src = st_path(root, "t/"), *state = st_path(root, "s");
-	fixture x = {.root = root, .src = src, .state = state};
-	st_target_init(&x.t, state, src);
+	FRESH("t/", "t/", "t/a=a", "t/c/", "t/c/ln->e/x");
+	st_mkdir(x.root, "t/b", 0555);
+	st_mkdir(x.root, "t/c/e", 0750);
+	st_write(x.root, "t/c/e/x", "x", 0644);
 	ferry__local loc;
 	ferry_sync_report r = {0};
-	char *s = plan_text(&x, &loc, &r);
-	cr_assert_str_eq(s, "mkdir 41 b\n"
-	                    "mkdir 41 c\n"
-	                    "mkdir 41 c/e\n"
-	                    "upload 01 a\n"
-	                    "upload 01 c/e/x\n"
-	                    "symlink 01 c/ln\n"
-	                    "meta 50 b (quiet)\n");
+	plan_check(&loc, &r,
+	           "mkdir 41 b\n"
+	           "mkdir 41 c\n"
+	           "mkdir 41 c/e\n"
+	           "upload 01 a\n"
+	           "upload 01 c/e/x\n"
+	           "symlink 01 c/ln\n"
+	           "meta 50 b (quiet)\n");
 	ferry__action *b = ferry__plan_find(loc.plan, "b", 1);
 	cr_assert_eq(b->kind, FERRY__ACT_MKDIR);
 	cr_assert_eq(b->create_mode, 0755);
 	cr_assert_eq(b->entry.mode, 0555);
 	cr_assert_eq(loc.plan->bytes_upload, 2);
 	cr_assert_str_eq(ferry__plan_find(loc.plan, "c/ln", 4)->link, "e/x");
-	ferry__local_free(&loc);
-	ferry_sync_report_free(&r);
-	free(s);
-	free(l);
-	teardown(&x);
+	plan_free(&loc, &r);
+	teardown();
 }
 
 Test(plan, partial_push_records_exactly_what_was_committed)
 {
-	char *root = st_dir("plan-partial");
-	st_mkdir(root, "t", 0755);
-	st_write(root, "t/a", "a", 0644);
-	st_write(root, "t/b", "b", 0644);
-	st_mkdir(root, "t/d", 0755);
-	st_write(root, "t/d/c", "c", 0644);
-	char *src = st_path(root, "t/"), *state = st_path(root, "s");
-	fixture x = {.root = root, .src = src, .state = state};
-	st_target_init(&x.t, state, src);
+	FRESH("t/", "t/", "t/a=a", "t/b=b", "t/d/", "t/d/c=c");
 	ferry__local l;
 	ferry_sync_report r = {0};
 	st_plan(&x.t, &l, &r);
@@ -546,18 +469,13 @@ Test(plan, partial_push_records_exactly_what_was_committed)
 	cr_assert_eq(
 	        ferry__manifest_save(l.m, l.paths.manifest, err, sizeof(err)),
 	        0);
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
-	char *s = plan_only(&x, NULL);
-	cr_assert_str_eq(s, "mkdir 41 d\nupload 01 b\nupload 01 d/c\n");
-	free(s);
-	teardown(&x);
+	plan_free(&l, &r);
+	expect_plan("mkdir 41 d\nupload 01 b\nupload 01 d/c\n");
+	teardown();
 }
 
-Test(plan, verify_mode_find_promote_and_remote_only_deletes)
+Test(plan, verify_mode_find_promote_and_remote_only_deletes, PUSHED)
 {
-	fixture x;
-	setup(&x, ST_HOUR);
 	ferry__local l;
 	ferry_sync_report r = {0};
 	char err[256];
@@ -576,8 +494,7 @@ Test(plan, verify_mode_find_promote_and_remote_only_deletes)
 	ferry__action *ln = ferry__plan_find(l.plan, "l", 1);
 	cr_assert_str_eq(ln->link, "f");
 	cr_assert_null(ferry__plan_find(l.plan, "zz", 2));
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
+	plan_free(&l, &r);
 
 	/* The executor's sequence: build (not finished), list the remote,
 	 * adjust, finish. */
@@ -614,55 +531,35 @@ Test(plan, verify_mode_find_promote_and_remote_only_deletes)
 	                        "*deleting   zdir/y\n"
 	                        "*deleting   zdir/\n");
 	st_text_free(&out);
-	ferry__local_free(&m2);
-	ferry_sync_report_free(&r);
-	teardown(&x);
+	plan_free(&m2, &r);
 }
 
 Test(plan, several_sources_merge_directories_first_file_wins)
 {
-	char *root = st_dir("plan-multi");
-	st_mkdir(root, "a", 0755);
-	st_mkdir(root, "a/d", 0755);
-	st_write(root, "a/d/x", "from a", 0644);
-	st_write(root, "a/same", "from a", 0644);
-	st_mkdir(root, "b", 0755);
-	st_mkdir(root, "b/d", 0755);
-	st_write(root, "b/d/y", "from b", 0644);
-	st_write(root, "b/same", "from b!", 0644);
-	st_write(root, "b/0first", "b", 0644);
-	char *sa = st_path(root, "a/"), *sb = st_path(root, "b/"),
-	     *state = st_path(root, "s");
-	fixture x = {.root = root, .src = sa, .state = state};
-	st_target_init(&x.t, state, sa);
+	FRESH("a/", "a/", "a/d/", "a/d/x=from a", "a/same=from a", "b/", "b/d/",
+	      "b/d/y=from b", "b/same=from b!", "b/0first=b");
+	char *sb = st_path(x.root, "b/");
 	x.t.sources[1] = sb;
 	x.t.nsrc = 2;
 	ferry__local l;
 	ferry_sync_report r = {0};
-	char *s = plan_text(&x, &l, &r);
-	cr_assert_str_eq(s, "mkdir 41 d\n"
-	                    "upload 01 0first\n"
-	                    "upload 01 d/x\n"
-	                    "upload 01 d/y\n"
-	                    "upload 01 same\n");
+	plan_check(&l, &r,
+	           "mkdir 41 d\n"
+	           "upload 01 0first\n"
+	           "upload 01 d/x\n"
+	           "upload 01 d/y\n"
+	           "upload 01 same\n");
 	cr_assert_eq(ferry__plan_find(l.plan, "same", 4)->entry.size, 6);
 	cr_assert_eq(ferry__plan_find(l.plan, "d/y", 3)->src, 1);
 	cr_assert(strstr(x.t.log.s, "same: also in source"), "%s", x.t.log.s);
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
-	free(s);
+	plan_free(&l, &r);
 	free(sb);
-	teardown(&x);
+	teardown();
 }
 
 Test(plan, executor_read_hash_kept_only_when_the_file_held_still)
 {
-	char *root = st_dir("plan-read");
-	st_mkdir(root, "t", 0755);
-	st_write(root, "t/a", "aaaa", 0644);
-	char *src = st_path(root, "t/"), *state = st_path(root, "s");
-	fixture x = {.root = root, .src = src, .state = state};
-	st_target_init(&x.t, state, src);
+	FRESH("t/", "t/", "t/a=aaaa");
 	ferry__local l;
 	ferry_sync_report r = {0};
 	st_plan(&x.t, &l, &r);
@@ -686,7 +583,7 @@ Test(plan, executor_read_hash_kept_only_when_the_file_held_still)
 	cr_assert_eq(a->flags & FERRY__ACT_UNHASHED, 0);
 	cr_assert(a->entry.flags & FERRY__ME_HASHED);
 	/* written to meanwhile: not kept */
-	char *p = st_path(root, "t/a");
+	char *p = st_path(x.root, "t/a");
 	int w = open(p, O_WRONLY | O_APPEND);
 	cr_assert_eq(write(w, "b", 1), 1);
 	close(w);
@@ -697,8 +594,7 @@ Test(plan, executor_read_hash_kept_only_when_the_file_held_still)
 	close(fd);
 	a->committed = 1;
 	cr_assert_eq(ferry__plan_needs_save(l.plan), 1);
-	ferry__local_free(&l);
-	ferry_sync_report_free(&r);
+	plan_free(&l, &r);
 	free(p);
-	teardown(&x);
+	teardown();
 }

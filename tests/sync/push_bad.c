@@ -10,18 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "push_helpers.h"
+#include "push_env.h"
 #include "sync/manifest.h"
 #include "sync/target.h"
-
-static int exists(const char *dir, const char *rel)
-{
-	char *p = ph_path(dir, rel);
-	struct stat st;
-	int r = lstat(p, &st) == 0;
-	free(p);
-	return r;
-}
 
 static int has_error(const ferry_sync_report *r, const char *path_part,
                      const char *msg_part)
@@ -33,10 +24,8 @@ static int has_error(const ferry_sync_report *r, const char *path_part,
 	return 0;
 }
 
-Test(push_bad, missing_source)
+Test(push_bad, missing_source, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pb-missing");
 	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
 	fx_sh("mkdir -p '%s' && echo keep > '%s/keep'", e.dst, e.dst);
 	char *missing = ph_path(e.base, "no-such-dir/");
@@ -48,27 +37,24 @@ Test(push_bad, missing_source)
 	cr_assert_eq(rc, FERRY_EPARTIAL, "%s", ferry_strerror(rc));
 	cr_assert(has_error(&r, "no-such-dir", NULL),
 	          "no error for the source");
-	cr_assert(exists(e.dst, "a"), "the readable source was pushed");
-	cr_assert(exists(e.dst, "keep"), "deletions must be refused");
+	cr_assert(ph_exists(e.dst, "a"), "the readable source was pushed");
+	cr_assert(ph_exists(e.dst, "keep"), "deletions must be refused");
 	ferry_sync_report_free(&r);
 	free(missing);
-	ph_fini(&e);
 }
 
-Test(push_bad, unreadable_file_others_pushed)
+Test(push_bad, unreadable_file_others_pushed, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pb-unread");
 	ph_write(e.src, "ok1", "fine\n", 0644, 1700000000L);
 	ph_write(e.src, "secret", "nope\n", 0000, 1700000000L);
 	ph_write(e.src, "ok2", "fine too\n", 0644, 1700000000L);
-	ph_drop_dac();
+	st_drop_dac();
 	ferry_sync_report r;
 	int rc = ph_push(&e, &r);
 	cr_assert_eq(rc, FERRY_EPARTIAL, "%s", ferry_strerror(rc));
 	cr_assert(has_error(&r, "secret", NULL), "no error for the file");
-	cr_assert(exists(e.dst, "ok1") && exists(e.dst, "ok2"));
-	cr_assert(!exists(e.dst, "secret"));
+	cr_assert(ph_exists(e.dst, "ok1") && ph_exists(e.dst, "ok2"));
+	cr_assert(!ph_exists(e.dst, "secret"));
 	cr_assert_eq(r.files_uploaded, 2);
 	cr_assert_eq(ph_count_temps(e.dst), 0);
 	ferry_sync_report_free(&r);
@@ -80,13 +66,10 @@ Test(push_bad, unreadable_file_others_pushed)
 	cr_assert_eq(r.files_uploaded, 1);
 	ph_assert_same(e.src, e.dst);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_bad, destination_is_a_file)
+Test(push_bad, destination_is_a_file, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pb-destfile");
 	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
 	ph_write(e.base, "remote/dst", "I am a file\n", 0644, 0);
 	ferry_sync_report r;
@@ -99,7 +82,6 @@ Test(push_bad, destination_is_a_file)
 	free(c);
 	cr_assert_eq(ph_count_temps(e.base), 0);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
 /* A private server on which user may log in with the fixture's key (the
@@ -131,7 +113,6 @@ Test(push_bad, remote_permission_denied)
 	fx_sshd sv;
 	char *keydir = NULL;
 	user_sshd(&sv, user, &keydir);
-	ph_env e;
 	ph_init_on(&e, "pb-perm", &sv, 0);
 	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
 	ph_mkdir(e.src, "ro", 0755);
@@ -149,14 +130,14 @@ Test(push_bad, remote_permission_denied)
 	int dest_err = strstr(ferry_session_errmsg(e.s), "destination") != NULL;
 	char msg[600];
 	snprintf(msg, sizeof(msg), "%s", ferry_session_errmsg(e.s));
-	int made = exists(e.dst, "");
+	int made = ph_exists(e.dst, "");
 	ferry_sync_report_free(&r);
 	/* A writable destination with one read-only directory in it. */
 	fx_sh("mkdir -p '%s/ro' && chown %d '%s' && chmod 0555 '%s/ro'", e.dst,
 	      (int)pw->pw_uid, e.dst, e.dst);
 	int rc2 = ph_push(&e, &r);
 	int err_b = has_error(&r, "ro/b", NULL);
-	int a_there = exists(e.dst, "a"), b_there = exists(e.dst, "ro/b");
+	int a_there = ph_exists(e.dst, "a"), b_there = ph_exists(e.dst, "ro/b");
 	ferry_sync_report_free(&r);
 	fx_sh("rm -rf '%s'", top);
 	ph_fini(&e);
@@ -170,10 +151,8 @@ Test(push_bad, remote_permission_denied)
 	cr_assert(err_b && a_there && !b_there);
 }
 
-Test(push_bad, remote_disk_full)
+Test(push_bad, remote_disk_full, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pb-full");
 	if (fx_sh("mkdir -p '%s' && mount -t tmpfs -o size=256k tmpfs '%s' "
 	          "2>/dev/null",
 	          e.dst, e.dst) != 0) {
@@ -199,7 +178,7 @@ Test(push_bad, remote_disk_full)
 	ferry_sync_report_free(&r);
 	char *cred = ph_read(e.dst, "cred");
 	int temps = ph_count_temps(e.dst);
-	int big_there = exists(e.dst, "big");
+	int big_there = ph_exists(e.dst, "big");
 	/* Without the big file the next push goes through. */
 	char *bp = ph_path(e.src, "big");
 	unlink(bp);
@@ -222,13 +201,10 @@ Test(push_bad, remote_disk_full)
 	free(cred);
 	free(cred3);
 	free(errs);
-	ph_fini(&e);
 }
 
-Test(push_bad, hostile_names)
+Test(push_bad, hostile_names, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pb-names");
 	const char *names[] = {"with space",
 	                       "new\nline",
 	                       "quote'single",
@@ -251,7 +227,7 @@ Test(push_bad, hostile_names)
 	e.o.delete_extraneous = 1;
 	ph_push_ok(&e, NULL);
 	ph_assert_same(e.src, e.dst);
-	cr_assert(!exists(e.dst, "pwned") && !exists(e.base, "pwned"));
+	cr_assert(!ph_exists(e.dst, "pwned") && !ph_exists(e.base, "pwned"));
 	ferry_sync_report r;
 	ph_push_ok(&e, &r);
 	cr_assert_eq(r.requests, 0);
@@ -268,13 +244,10 @@ Test(push_bad, hostile_names)
 	ph_push_ok(&e, &r);
 	cr_assert_eq(r.files_uploaded + r.files_deleted + r.files_updated, 0);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_bad, planted_symlinks_are_replaced_not_followed)
+Test(push_bad, planted_symlinks_are_replaced_not_followed, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pb-planted");
 	char *out = ph_path(e.base, "outside");
 	cr_assert_eq(mkdir(out, 0755), 0);
 	ph_write(out, "f", "outside file\n", 0644, 1700000000L);
@@ -327,29 +300,26 @@ Test(push_bad, planted_symlinks_are_replaced_not_followed)
 	ferry_sync_report_free(&r);
 	free(before);
 	free(out);
-	ph_fini(&e);
 }
 
-static int child_push(ph_env *e)
+static int child_push(void)
 {
 	ferry_session_opts o;
-	fx_opts(e->sv, &o);
+	fx_opts(e.sv, &o);
 	ferry_session *s = NULL;
 	if (ferry_session_open(&s, &o))
 		return 2;
 	ferry_sync_report r;
 	memset(&r, 0, sizeof(r));
-	e->o.log = NULL;
-	int rc = ferry_sync(s, &e->o, &r);
+	e.o.log = NULL;
+	int rc = ferry_sync(s, &e.o, &r);
 	ferry_sync_report_free(&r);
 	ferry_session_close(s);
 	return rc ? 1 : 0;
 }
 
-Test(push_bad, concurrent_pushes_take_turns)
+Test(push_bad, concurrent_pushes_take_turns, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pb-concurrent");
 	ph_skills_tree(e.src, 150, 9);
 	e.o.delete_extraneous = 1;
 	pid_t kids[4];
@@ -357,7 +327,7 @@ Test(push_bad, concurrent_pushes_take_turns)
 		kids[i] = fork();
 		cr_assert(kids[i] >= 0);
 		if (kids[i] == 0)
-			_exit(child_push(&e));
+			_exit(child_push());
 	}
 	for (int i = 0; i < 4; i++) {
 		int st = 0;
@@ -368,23 +338,14 @@ Test(push_bad, concurrent_pushes_take_turns)
 	ph_assert_same(e.src, e.dst);
 	cr_assert_eq(ph_count_temps(e.dst), 0);
 	/* The manifest is whole and vouches: nothing to do. */
-	ferry__sync_paths p;
-	cr_assert_eq(ferry__sync_paths_new(&p, NULL, "127.0.0.1", e.sv->port,
-	                                   e.dst, e.state),
-	             0);
-	ferry__manifest *m = NULL;
-	cr_assert_eq(ferry__manifest_load(&m, p.manifest, p.target, p.dest,
-	                                  NULL, NULL),
-	             0);
+	ferry__manifest *m = ph_load_manifest(&e);
 	cr_assert(m->loaded && m->has_marker);
 	cr_assert_eq(m->n, 150 + 4 + 2 + 1 + 25 + 1, "entries %zu", m->n);
 	ferry__manifest_free(m);
-	ferry__sync_paths_free(&p);
 	ph_reconnect(&e);
 	ferry_sync_report r;
 	ph_push_ok(&e, &r);
 	cr_assert_eq(r.files_uploaded + r.files_deleted, 0);
 	cr_assert_eq(r.verified, 0);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }

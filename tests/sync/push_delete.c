@@ -9,32 +9,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "push_helpers.h"
+#include "push_env.h"
 
-static int exists(const char *dir, const char *rel)
+/* The fixture of most tests here: PH_ENV with a small tree in e.src. */
+static void small_setup(void)
 {
-	char *p = ph_path(dir, rel);
-	struct stat st;
-	int r = lstat(p, &st) == 0;
-	free(p);
-	return r;
+	ph_setup();
+	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
+	ph_write(e.src, "b", "bbb\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "sub", 0755);
+	ph_write(e.src, "sub/c", "ccc\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "sub/deep", 0755);
+	ph_write(e.src, "sub/deep/d", "ddd\n", 0600, 1700000000L);
 }
+#define SMALL .init = small_setup, .fini = ph_teardown
 
-static void small_tree(const char *d)
+Test(push_delete, local_delete_pruned_only_with_delete, SMALL)
 {
-	ph_write(d, "a", "aaa\n", 0644, 1700000000L);
-	ph_write(d, "b", "bbb\n", 0644, 1700000000L);
-	ph_mkdir(d, "sub", 0755);
-	ph_write(d, "sub/c", "ccc\n", 0644, 1700000000L);
-	ph_mkdir(d, "sub/deep", 0755);
-	ph_write(d, "sub/deep/d", "ddd\n", 0600, 1700000000L);
-}
-
-Test(push_delete, local_delete_pruned_only_with_delete)
-{
-	ph_env e;
-	ph_init(&e, "pd-local");
-	small_tree(e.src);
 	ph_push_ok(&e, NULL);
 	char *p = ph_path(e.src, "b");
 	unlink(p);
@@ -43,7 +34,7 @@ Test(push_delete, local_delete_pruned_only_with_delete)
 	ferry_sync_report r;
 	ph_push_ok(&e, &r);
 	cr_assert_eq(r.files_deleted, 0);
-	cr_assert(exists(e.dst, "b") && exists(e.dst, "sub/deep/d"));
+	cr_assert(ph_exists(e.dst, "b") && ph_exists(e.dst, "sub/deep/d"));
 	ferry_sync_report_free(&r);
 	e.o.delete_extraneous = 1;
 	ph_push_ok(&e, &r);
@@ -54,21 +45,17 @@ Test(push_delete, local_delete_pruned_only_with_delete)
 	cr_assert_leq(r.round_trips, 1);
 	ph_assert_same(e.src, e.dst);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_delete, extraneous_remote_removed_on_first_push)
+Test(push_delete, extraneous_remote_removed_on_first_push, SMALL)
 {
-	ph_env e;
-	ph_init(&e, "pd-extra");
-	small_tree(e.src);
 	fx_sh("mkdir -p '%s/old/x/y' '%s/sub' && echo 1 > '%s/old/x/y/z' && "
 	      "echo 2 > '%s/stale' && echo 3 > '%s/sub/stale2'",
 	      e.dst, e.dst, e.dst, e.dst, e.dst);
 	/* Without --delete they stay. */
 	ferry_sync_report r;
 	ph_push_ok(&e, &r);
-	cr_assert(exists(e.dst, "stale") && exists(e.dst, "old/x/y/z"));
+	cr_assert(ph_exists(e.dst, "stale") && ph_exists(e.dst, "old/x/y/z"));
 	ferry_sync_report_free(&r);
 	/* A first push with --delete (a new state directory). */
 	free(e.state);
@@ -81,14 +68,10 @@ Test(push_delete, extraneous_remote_removed_on_first_push)
 	cr_assert_eq(r.dirs_deleted, 3);
 	ph_assert_same(e.src, e.dst);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_delete, verify_removes_extraneous_and_repairs_edits)
+Test(push_delete, verify_removes_extraneous_and_repairs_edits, SMALL)
 {
-	ph_env e;
-	ph_init(&e, "pd-verify");
-	small_tree(e.src);
 	e.o.delete_extraneous = 1;
 	ph_push_ok(&e, NULL);
 	/* Out of band: an edit keeping size and mtime, a chmod, a removal,
@@ -121,14 +104,10 @@ Test(push_delete, verify_removes_extraneous_and_repairs_edits)
 	free(a);
 	ph_assert_same(e.src, e.dst);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_delete, max_delete_refuses_and_changes_nothing)
+Test(push_delete, max_delete_refuses_and_changes_nothing, SMALL)
 {
-	ph_env e;
-	ph_init(&e, "pd-max");
-	small_tree(e.src);
 	ph_write(e.src, "e", "eee\n", 0644, 1700000000L);
 	e.o.delete_extraneous = 1;
 	ph_push_ok(&e, NULL);
@@ -154,13 +133,10 @@ Test(push_delete, max_delete_refuses_and_changes_nothing)
 	ferry_sync_report_free(&r);
 	free(before);
 	free(after);
-	ph_fini(&e);
 }
 
-Test(push_delete, wiped_remote_is_restored_by_next_session)
+Test(push_delete, wiped_remote_is_restored_by_next_session, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pd-wiped");
 	ph_skills_tree(e.src, 40, 5);
 	ph_push_ok(&e, NULL);
 	fx_sh("rm -rf '%s'", e.dst);
@@ -171,14 +147,10 @@ Test(push_delete, wiped_remote_is_restored_by_next_session)
 	cr_assert_eq(r.files_uploaded, 44);
 	ph_assert_same(e.src, e.dst);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_delete, rebuilt_remote_with_other_marker_is_verified)
+Test(push_delete, rebuilt_remote_with_other_marker_is_verified, SMALL)
 {
-	ph_env e;
-	ph_init(&e, "pd-rebuilt");
-	small_tree(e.src);
 	ph_push_ok(&e, NULL);
 	/* Another marker (the machine was rebuilt and synced by someone
 	 * else), and a file changed. */
@@ -201,31 +173,22 @@ Test(push_delete, rebuilt_remote_with_other_marker_is_verified)
 	ph_push_ok(&e, &r);
 	cr_assert_eq(r.verified, 0);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_delete, leftover_temps_removed_by_verify)
+Test(push_delete, leftover_temps_removed_by_verify, SMALL)
 {
-	ph_env e;
-	ph_init(&e, "pd-temps");
-	small_tree(e.src);
 	ph_push_ok(&e, NULL);
-	fx_sh("cd '%s' && echo x > .a.ferry-Ab3dE9 && echo y > "
-	      "sub/.c.ferry-zzzzzz",
-	      e.dst);
+	ph_write(e.dst, ".a.ferry-Ab3dE9", "x\n", 0644, 0);
+	ph_write(e.dst, "sub/.c.ferry-zzzzzz", "y\n", 0644, 0);
 	cr_assert_eq(ph_count_temps(e.dst), 2);
 	e.o.verify = 1;
 	ph_push_ok(&e, NULL);
 	cr_assert_eq(ph_count_temps(e.dst), 0);
 	ph_assert_same(e.src, e.dst);
-	ph_fini(&e);
 }
 
-Test(push_delete, excluded_remote_entries_are_protected)
+Test(push_delete, excluded_remote_entries_are_protected, SMALL)
 {
-	ph_env e;
-	ph_init(&e, "pd-excl");
-	small_tree(e.src);
 	fx_sh("mkdir -p '%s/cache/x' && echo keep > '%s/cache/x/k' && mkdir "
 	      "-p '%s/gone/cache' && echo keep > '%s/gone/cache/k2' && echo "
 	      "del > '%s/gone/del'",
@@ -236,18 +199,14 @@ Test(push_delete, excluded_remote_entries_are_protected)
 	e.o.delete_extraneous = 1;
 	ferry_sync_report r;
 	ph_push_ok(&e, &r);
-	cr_assert(exists(e.dst, "cache/x/k"));
-	cr_assert(exists(e.dst, "gone/cache/k2"), "its directory stays too");
-	cr_assert(!exists(e.dst, "gone/del"));
+	cr_assert(ph_exists(e.dst, "cache/x/k"));
+	cr_assert(ph_exists(e.dst, "gone/cache/k2"), "its directory stays too");
+	cr_assert(!ph_exists(e.dst, "gone/del"));
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_delete, type_changes_both_ways)
+Test(push_delete, type_changes_both_ways, SMALL)
 {
-	ph_env e;
-	ph_init(&e, "pd-type");
-	small_tree(e.src);
 	ph_symlink(e.src, "l", "a");
 	ph_push_ok(&e, NULL);
 	/* a: file -> directory; sub: directory -> file; l: link -> file. */
@@ -261,14 +220,10 @@ Test(push_delete, type_changes_both_ways)
 	e.o.verify = 1;
 	ph_push_ok(&e, NULL);
 	ph_assert_same(e.src, e.dst);
-	ph_fini(&e);
 }
 
-Test(push_delete, dry_run_changes_nothing)
+Test(push_delete, dry_run_changes_nothing, SMALL)
 {
-	ph_env e;
-	ph_init(&e, "pd-dry");
-	small_tree(e.src);
 	e.o.dry_run = 1;
 	ferry_sync_report r;
 	ph_push_ok(&e, &r);
@@ -293,5 +248,4 @@ Test(push_delete, dry_run_changes_nothing)
 	free(before);
 	free(after);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }

@@ -4,16 +4,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
+
+#include "sync/target.h"
 
 static void ph_log(void *ctx, int level, const char *msg)
 {
@@ -132,6 +132,15 @@ void ph_symlink(const char *dir, const char *rel, const char *target)
 	char *p = ph_path(dir, rel);
 	cr_assert_eq(symlink(target, p), 0, "symlink %s", p);
 	free(p);
+}
+
+int ph_exists(const char *dir, const char *rel)
+{
+	char *p = ph_path(dir, rel);
+	struct stat st;
+	int r = lstat(p, &st) == 0;
+	free(p);
+	return r;
 }
 
 char *ph_read(const char *dir, const char *rel)
@@ -377,20 +386,23 @@ char *ph_manifest_bytes(ph_env *e, size_t *len)
 	return c;
 }
 
+ferry__manifest *ph_load_manifest(ph_env *e)
+{
+	ferry__sync_paths p;
+	cr_assert_eq(ferry__sync_paths_new(&p, NULL, "127.0.0.1", e->sv->port,
+	                                   e->dst, e->state),
+	             0);
+	ferry__manifest *m = NULL;
+	cr_assert_eq(ferry__manifest_load(&m, p.manifest, p.target, p.dest,
+	                                  NULL, NULL),
+	             0);
+	ferry__sync_paths_free(&p);
+	return m;
+}
+
 int ph_is_root(void)
 {
 	return geteuid() == 0;
-}
-
-void ph_drop_dac(void)
-{
-	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
-	struct __user_cap_data_struct d[2];
-	memset(d, 0, sizeof(d));
-	cr_assert_eq(syscall(SYS_capget, &h, d), 0);
-	d[0].effective &= ~((1u << CAP_DAC_OVERRIDE) |
-	                    (1u << CAP_DAC_READ_SEARCH) | (1u << CAP_FOWNER));
-	cr_assert_eq(syscall(SYS_capset, &h, d), 0);
 }
 
 #define TEST_USER "ferrytest"

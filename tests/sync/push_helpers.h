@@ -11,6 +11,7 @@
 
 #include "ferry.h"
 #include "fixture.h"
+#include "sync_test.h"
 
 typedef struct ph_env {
 	const fx_sshd *sv;
@@ -49,6 +50,8 @@ void ph_mkdir(const char *dir, const char *rel, mode_t mode);
 void ph_symlink(const char *dir, const char *rel, const char *target);
 char *ph_path(const char *dir, const char *rel);
 char *ph_read(const char *dir, const char *rel);
+/* 1 when dir/rel exists (a dangling symlink too). */
+int ph_exists(const char *dir, const char *rel);
 
 /* A skills-like tree under dir: nfiles files in about nfiles/6
  * directories (depth <= 3), sizes 200 B .. 12 KiB, fixed mtimes, a few
@@ -68,11 +71,11 @@ char *ph_manifest_bytes(ph_env *e, size_t *len);
 /* Path of a file in the state directory ending with suffix, or NULL. */
 char *ph_state_file(ph_env *e, const char *suffix);
 
+/* The target's manifest (loaded without a log; asserts).  Caller frees. */
+ferry__manifest *ph_load_manifest(ph_env *e);
+
 /* 1 when running as root. */
 int ph_is_root(void);
-/* Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so that local file
- * permissions apply to this (root) test process. */
-void ph_drop_dac(void);
 /* A non-root account the fixture's key may log in to (created with useradd
  * when running as root and missing); NULL when none can be had. */
 const char *ph_test_user(void);

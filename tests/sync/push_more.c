@@ -11,24 +11,13 @@
 #include <unistd.h>
 
 #include "alloc.h"
-#include "push_helpers.h"
+#include "push_env.h"
 #include "session.h"
 #include "sftp.h"
 #include "sftp_test.h"
 
-static int exists(const char *dir, const char *rel)
+Test(push_more, file_and_dir_sources_stay_in_scope, PH_ENV)
 {
-	char *p = ph_path(dir, rel);
-	struct stat st;
-	int r = lstat(p, &st) == 0;
-	free(p);
-	return r;
-}
-
-Test(push_more, file_and_dir_sources_stay_in_scope)
-{
-	ph_env e;
-	ph_init(&e, "pm-scope");
 	ph_skills_tree(e.src, 20, 21);
 	/* It leaves skills/ (the source root here): skipped by the scan. */
 	char *rl = ph_path(e.src, "skills/readme-link.md");
@@ -49,8 +38,9 @@ Test(push_more, file_and_dir_sources_stay_in_scope)
 	cr_assert(r.verified);
 	/* Only the root and skills/ were listed: far fewer requests than
 	 * walking other/ would take. */
-	cr_assert(exists(e.dst, "other/deep/er/f50") && exists(e.dst, "loose"));
-	cr_assert(exists(e.dst, "token.json"));
+	cr_assert(ph_exists(e.dst, "other/deep/er/f50") &&
+	          ph_exists(e.dst, "loose"));
+	cr_assert(ph_exists(e.dst, "token.json"));
 	char *a = ph_tree_listing(skills), *b = NULL;
 	char *ds = ph_path(e.dst, "skills");
 	b = ph_tree_listing(ds);
@@ -66,19 +56,17 @@ Test(push_more, file_and_dir_sources_stay_in_scope)
 	e.o.verify = 1;
 	ph_push_ok(&e, &r);
 	cr_assert_gt(r.files_deleted + r.dirs_deleted, 0);
-	cr_assert(!exists(ds, "skill-01"));
-	cr_assert(exists(e.dst, "other/deep/er/f50") && exists(e.dst, "loose"));
+	cr_assert(!ph_exists(ds, "skill-01"));
+	cr_assert(ph_exists(e.dst, "other/deep/er/f50") &&
+	          ph_exists(e.dst, "loose"));
 	ferry_sync_report_free(&r);
 	free(ds);
 	free(skills);
 	free(token);
-	ph_fini(&e);
 }
 
-Test(push_more, relative_and_home_destinations)
+Test(push_more, relative_and_home_destinations, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pm-home");
 	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
 	struct passwd *pw = getpwuid(getuid());
 	cr_assert(pw && pw->pw_dir);
@@ -98,13 +86,10 @@ Test(push_more, relative_and_home_destinations)
 	ferry_sync_report_free(&r);
 	fx_sh("rm -rf '%s/.cache/ferry-test-%d'", pw->pw_dir, (int)getpid());
 	free(home_dst);
-	ph_fini(&e);
 }
 
-Test(push_more, symlink_target_and_directory_modes)
+Test(push_more, symlink_target_and_directory_modes, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pm-modes");
 	ph_write(e.src, "t1", "one\n", 0644, 1700000000L);
 	ph_write(e.src, "t2", "two\n", 0644, 1700000000L);
 	ph_symlink(e.src, "cur", "t1");
@@ -131,7 +116,6 @@ Test(push_more, symlink_target_and_directory_modes)
 	ferry_sync_report_free(&r);
 	free(l);
 	free(p);
-	ph_fini(&e);
 }
 
 typedef struct prog {
@@ -165,10 +149,8 @@ static void on_change(void *ctx, const ferry_change *c)
 	seen_changes.errors += c->error != 0;
 }
 
-Test(push_more, progress_and_changes)
+Test(push_more, progress_and_changes, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pm-progress");
 	ph_skills_tree(e.src, 30, 22);
 	e.o.on_progress = on_progress;
 	e.o.on_change = on_change;
@@ -188,7 +170,6 @@ Test(push_more, progress_and_changes)
 	cr_assert_eq((uint64_t)seen_changes.n, visible);
 	cr_assert_eq(seen_changes.errors, 0);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
 typedef struct intr {
@@ -204,10 +185,8 @@ static void *intr_main(void *arg)
 	return NULL;
 }
 
-Test(push_more, interrupt_stops_and_next_push_converges)
+Test(push_more, interrupt_stops_and_next_push_converges, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pm-intr");
 	ph_skills_tree(e.src, 200, 23);
 	ferry__sftp_opts so;
 	memset(&so, 0, sizeof(so));
@@ -229,13 +208,10 @@ Test(push_more, interrupt_stops_and_next_push_converges)
 	ph_assert_same(e.src, e.dst);
 	cr_assert_eq(ph_count_temps(e.dst), 0);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_more, big_file_and_big_directories)
+Test(push_more, big_file_and_big_directories, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pm-big");
 	/* 20 MiB: more than the window; written as it opens. */
 	char *p = ph_path(e.src, "big.bin");
 	cr_assert_eq(fx_sh("head -c 20971520 /dev/urandom > '%s'", p), 0);
@@ -266,13 +242,10 @@ Test(push_more, big_file_and_big_directories)
 	cr_assert_eq(r.files_uploaded, 0);
 	ph_assert_same(e.src, e.dst);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_more, allocation_failures_anywhere, .timeout = 300)
+Test(push_more, allocation_failures_anywhere, PH_ENV, .timeout = 300)
 {
-	ph_env e;
-	ph_init(&e, "pm-alloc");
 	ph_write(e.src, "a", "aaa\n", 0644, 1700000000L);
 	ph_write(e.src, "cred", "secret\n", 0600, 1700000000L);
 	ph_mkdir(e.src, "d", 0755);
@@ -309,13 +282,10 @@ Test(push_more, allocation_failures_anywhere, .timeout = 300)
 	}
 	cr_assert_gt(failed, (int)(total / 4), "only %d of %lu failed", failed,
 	             total);
-	ph_fini(&e);
 }
 
-Test(push_more, server_without_extensions)
+Test(push_more, server_without_extensions, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pm-noext");
 	ph_skills_tree(e.src, 20, 24);
 	ferry__sftp_opts so;
 	memset(&so, 0, sizeof(so));
@@ -344,13 +314,10 @@ Test(push_more, server_without_extensions)
 	ph_assert_same(e.src, e.dst);
 	cr_assert_eq(ph_count_temps(e.dst), 0);
 	ferry_sync_report_free(&r);
-	ph_fini(&e);
 }
 
-Test(push_more, bad_arguments)
+Test(push_more, bad_arguments, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "pm-args");
 	ferry_sync_report r;
 	cr_assert_eq(ferry_sync(NULL, &e.o, &r), FERRY_EINVALID);
 	cr_assert_eq(ferry_sync(e.s, NULL, &r), FERRY_EINVALID);
@@ -377,5 +344,4 @@ Test(push_more, bad_arguments)
 	/* No report at all is fine. */
 	ph_write(e.src, "a", "a\n", 0644, 0);
 	cr_assert_eq(ferry_sync(e.s, &e.o, NULL), 0);
-	ph_fini(&e);
 }

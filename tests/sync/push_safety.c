@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "push_helpers.h"
+#include "push_env.h"
 #include "session.h"
 #include "sftp.h"
 #include "sftp_test.h"
@@ -112,10 +112,8 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
-Test(push_safety, credentials_never_readable_by_others)
+Test(push_safety, credentials_never_readable_by_others, PH_ENV)
 {
-	ph_env e;
-	ph_init(&e, "ps-creds");
 	ph_skills_tree(e.src, 30, 11);
 	/* The remote credentials directory exists, so it can be watched from
 	 * the first request on. */
@@ -148,7 +146,6 @@ Test(push_safety, credentials_never_readable_by_others)
 		ph_write(e.src, "creds/id_key", "-----NEW KEY-----\n", 0600, 0);
 		ph_write(e.src, "creds/.netrc", "machine n\n", 0600, 0);
 	}
-	ph_fini(&e);
 }
 
 /* ---- fsync ---- */
@@ -188,7 +185,6 @@ Test(push_safety, fsync_for_owner_only_files)
 	fx_sshd sv;
 	char *log = NULL;
 	logging_sshd(&sv, &log);
-	ph_env e;
 	ph_init_on(&e, "ps-fsync", &sv, 1);
 	ph_skills_tree(e.src, 20, 12);
 	ferry_sync_report r;
@@ -216,16 +212,16 @@ Test(push_safety, fsync_for_owner_only_files)
 
 /* ---- SIGKILL at random moments ---- */
 
-static int count_children(pid_t parent);
+static int children(pid_t parent, int kill_them);
 static pid_t sshd_pid(const fx_sshd *sv);
 
 /* Wait until the server has finished with every connection: requests a
  * killed client sent are still executed by its sftp-server. */
 static void wait_server_idle(pid_t master)
 {
-	for (int i = 0; i < 500 && count_children(master) > 0; i++)
+	for (int i = 0; i < 500 && children(master, 0) > 0; i++)
 		usleep(10000);
-	cr_assert_eq(count_children(master), 0, "the server is still busy");
+	cr_assert_eq(children(master, 0), 0, "the server is still busy");
 }
 
 static void version_tree(const char *dir, int v)
@@ -282,10 +278,10 @@ static int check_versions(const char *dst, const char *v0, const char *v1,
 	return ok;
 }
 
-static int child_push_slow(ph_env *e)
+static int child_push_slow(void)
 {
 	ferry_session_opts o;
-	fx_opts(e->sv, &o);
+	fx_opts(e.sv, &o);
 	ferry_session *s = NULL;
 	if (ferry_session_open(&s, &o))
 		_exit(2);
@@ -297,8 +293,8 @@ static int child_push_slow(ph_env *e)
 		_exit(3);
 	ferry_sync_report r;
 	memset(&r, 0, sizeof(r));
-	e->o.log = NULL;
-	int rc = ferry_sync(s, &e->o, &r);
+	e.o.log = NULL;
+	int rc = ferry_sync(s, &e.o, &r);
 	_exit(rc ? 1 : 0);
 }
 
@@ -307,7 +303,6 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, NULL), 0);
 	pid_t master = sshd_pid(&sv);
-	ph_env e;
 	ph_init_on(&e, "ps-kill", &sv, 0);
 	char *v0 = ph_path(e.base, "v0"), *v1 = ph_path(e.base, "v1");
 	cr_assert_eq(mkdir(v0, 0755), 0);
@@ -320,7 +315,7 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 	double t0 = now_ms();
 	pid_t pid = fork();
 	if (pid == 0)
-		child_push_slow(&e);
+		child_push_slow();
 	int st;
 	waitpid(pid, &st, 0);
 	double full = now_ms() - t0;
@@ -334,7 +329,7 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 		double at = (double)rand() / RAND_MAX * full * 1.1;
 		pid = fork();
 		if (pid == 0)
-			child_push_slow(&e);
+			child_push_slow();
 		usleep((useconds_t)(at * 1000));
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
@@ -375,41 +370,10 @@ typedef struct cutter {
 	int killed;
 } cutter;
 
-/* Kill every process below the sshd master (the connection's own sshd,
- * its sftp-server), by pid. */
-static int kill_children(pid_t parent)
-{
-	int n = 0;
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		char *end;
-		long pid = strtol(de->d_name, &end, 10);
-		if (*end || pid <= 0)
-			continue;
-		char path[64], buf[512];
-		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
-		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[len] = '\0';
-		char *rp = strrchr(buf, ')');
-		long ppid = 0;
-		if (rp && sscanf(rp + 2, "%*c %ld", &ppid) == 1 &&
-		    ppid == parent) {
-			n += kill_children((pid_t)pid);
-			kill((pid_t)pid, SIGKILL);
-			n++;
-		}
-	}
-	if (d)
-		closedir(d);
-	return n;
-}
-
-static int count_children(pid_t parent)
+/* The processes whose parent is parent: with kill_them, kill each (and
+ * first, its own children: the connection's own sshd, its sftp-server)
+ * by pid and count them; else count those not yet reaped (no zombies). */
+static int children(pid_t parent, int kill_them)
 {
 	int n = 0;
 	DIR *d = opendir("/proc");
@@ -430,9 +394,16 @@ static int count_children(pid_t parent)
 		char *rp = strrchr(buf, ')');
 		long ppid = 0;
 		char state = 0;
-		if (rp && sscanf(rp + 2, "%c %ld", &state, &ppid) == 2 &&
-		    ppid == parent && state != 'Z')
+		if (!rp || sscanf(rp + 2, "%c %ld", &state, &ppid) != 2 ||
+		    ppid != parent)
+			continue;
+		if (kill_them) {
+			n += children((pid_t)pid, 1);
+			kill((pid_t)pid, SIGKILL);
 			n++;
+		} else {
+			n += state != 'Z';
+		}
 	}
 	if (d)
 		closedir(d);
@@ -443,7 +414,7 @@ static void *cut_main(void *arg)
 {
 	cutter *c = arg;
 	usleep((useconds_t)c->delay_ms * 1000);
-	c->killed = kill_children(c->master);
+	c->killed = children(c->master, 1);
 	return NULL;
 }
 
@@ -462,7 +433,6 @@ Test(push_safety, connection_cut_mid_push)
 {
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, NULL), 0);
-	ph_env e;
 	ph_init_on(&e, "ps-cut", &sv, 1);
 	ph_skills_tree(e.src, 200, 13);
 	e.o.delete_extraneous = 1;
@@ -480,14 +450,7 @@ Test(push_safety, connection_cut_mid_push)
 	cr_assert(rc == FERRY_ECONN || rc == FERRY_EEOF, "rc %s (%s)",
 	          ferry_strerror(rc), msg);
 	/* The manifest is whole, and what it records is on the remote. */
-	ferry__sync_paths p;
-	cr_assert_eq(ferry__sync_paths_new(&p, NULL, "127.0.0.1", sv.port,
-	                                   e.dst, e.state),
-	             0);
-	ferry__manifest *m = NULL;
-	cr_assert_eq(ferry__manifest_load(&m, p.manifest, p.target, p.dest,
-	                                  NULL, NULL),
-	             0);
+	ferry__manifest *m = ph_load_manifest(&e);
 	size_t checked = 0;
 	for (size_t i = 0; i < m->n; i++) {
 		const ferry__mentry *me = &m->e[i];
@@ -509,7 +472,6 @@ Test(push_safety, connection_cut_mid_push)
 	cr_log_info("cut after 35 ms: %zu files recorded as committed",
 	            checked);
 	ferry__manifest_free(m);
-	ferry__sync_paths_free(&p);
 	/* The next push converges. */
 	ph_reconnect(&e);
 	ph_push_ok(&e, &r);
@@ -527,7 +489,6 @@ Test(push_safety, sftp_only_account)
 {
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, "ForceCommand internal-sftp\n"), 0);
-	ph_env e;
 	ph_init_on(&e, "ps-sftponly", &sv, 1);
 	ph_skills_tree(e.src, 40, 14);
 	ferry_sync_report r;
@@ -566,7 +527,6 @@ Test(push_safety, sftp_only_chrooted_account)
 	         "ForceCommand internal-sftp\nChrootDirectory %s\n", root);
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
-	ph_env e;
 	ph_init_on(&e, "ps-chroot", &sv, 1);
 	ph_skills_tree(e.src, 30, 15);
 	e.o.dest = "/dst";

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,22 @@ static char *scan1(const char *src, listing *l)
 	return scan_list(v, 1, NULL, 0, l, NULL, NULL);
 }
 
+/* The listing of the source d/rel alone (l's text emptied first). */
+static const char *scan_rel(const char *d, const char *rel, listing *l)
+{
+	char *src = st_path(d, rel);
+	st_text_free(&l->text);
+	scan1(src, l);
+	free(src);
+	return l->text.s;
+}
+
+static void listing_free(listing *l)
+{
+	st_text_free(&l->text);
+	st_text_free(&l->log);
+}
+
 /* ---- a generated tree against find(1) ---- */
 
 static int line_cmp(const void *a, const void *b)
@@ -140,9 +157,7 @@ Test(scan, generated_tree_matches_find_listing)
 		}
 	}
 	listing l = {0};
-	char *src = NULL;
-	cr_assert(asprintf(&src, "%s/", d) > 0);
-	char *got = scan1(src, &l);
+	const char *got = scan_rel(d, "", &l);
 
 	char *ref = fx_sh_out(
 	        "cd '%s' && find . -mindepth 1 -printf '%%P\\t%%y\\t%%s\\n'",
@@ -167,127 +182,121 @@ Test(scan, generated_tree_matches_find_listing)
 	cr_assert_str_eq(got, want.s);
 	cr_assert_gt(n, 40);
 	st_text_free(&want);
-	st_text_free(&l.text);
-	st_text_free(&l.log);
+	listing_free(&l);
 	free(ref);
-	free(src);
 	free(d);
 }
 
 /* ---- sources: rsync's trailing slash ---- */
 
+/* d/dir: a, sub/b; d/ln -> dir. */
 static char *small_tree(void)
 {
 	char *d = st_dir("scan-src");
-	st_mkdir(d, "dir", 0755);
-	st_write(d, "dir/a", "A", 0644);
-	st_mkdir(d, "dir/sub", 0755);
-	st_write(d, "dir/sub/b", "BB", 0644);
+	ST_TREE(d, "dir/", "dir/a=A", "dir/sub/", "dir/sub/b=BB", "ln->dir");
 	return d;
+}
+
+/* The listing of dir/ (or dir/., or ln/) in small_tree. */
+#define CONTENTS "a\tf\t1\nsub\td\nsub/b\tf\t2\n"
+
+/* Assert the listing of each source under a small_tree alone: pairs of
+ * path (under the tree) and listing, NULL ends. */
+static void expect_small_tree(const char *rel, ...)
+{
+	char *d = small_tree();
+	listing l = {0};
+	va_list ap;
+	va_start(ap, rel);
+	for (; rel; rel = va_arg(ap, const char *)) {
+		const char *want = va_arg(ap, const char *);
+		cr_assert_str_eq(scan_rel(d, rel, &l), want, "source %s", rel);
+	}
+	va_end(ap);
+	listing_free(&l);
+	free(d);
 }
 
 Test(scan, trailing_slash_means_contents)
 {
-	char *d = small_tree();
-	char *src = NULL;
-	listing l = {0};
-	cr_assert(asprintf(&src, "%s/dir/", d) > 0);
-	cr_assert_str_eq(scan1(src, &l), "a\tf\t1\nsub\td\nsub/b\tf\t2\n");
-	st_text_free(&l.text);
-	free(src);
-	cr_assert(asprintf(&src, "%s/dir/.", d) > 0);
-	cr_assert_str_eq(scan1(src, &l), "a\tf\t1\nsub\td\nsub/b\tf\t2\n");
-	st_text_free(&l.text);
-	free(src);
-	st_text_free(&l.log);
-	free(d);
+	expect_small_tree("dir/", CONTENTS, "dir/.", CONTENTS, NULL);
 }
 
 Test(scan, no_trailing_slash_means_the_directory)
 {
-	char *d = small_tree();
-	char *src = NULL;
-	listing l = {0};
-	cr_assert(asprintf(&src, "%s/dir", d) > 0);
-	cr_assert_str_eq(scan1(src, &l),
-	                 "dir\td\ndir/a\tf\t1\ndir/sub\td\ndir/sub/b\tf\t2\n");
-	st_text_free(&l.text);
-	free(src);
-	st_text_free(&l.log);
-	free(d);
+	expect_small_tree("dir",
+	                  "dir\td\ndir/a\tf\t1\ndir/sub\td\ndir/sub/b\tf\t2\n",
+	                  NULL);
 }
 
 Test(scan, a_file_goes_to_its_name)
 {
 	char *d = small_tree();
-	char *src = NULL;
 	listing l = {0};
-	cr_assert(asprintf(&src, "%s/dir/sub/b", d) > 0);
-	cr_assert_str_eq(scan1(src, &l), "b\tf\t2\n");
+	cr_assert_str_eq(scan_rel(d, "dir/sub/b", &l), "b\tf\t2\n");
 	st_text_free(&l.text);
 	/* A relative file source without a directory part. */
 	cr_assert_eq(chdir(d), 0);
 	cr_assert_str_eq(scan1("dir/a", &l), "a\tf\t1\n");
-	st_text_free(&l.text);
-	free(src);
-	st_text_free(&l.log);
+	listing_free(&l);
 	free(d);
+}
+
+/* The sources a and (unless NULL) b, paths under d (NULL: a new
+ * small_tree), scanned together; pair_free frees d too. */
+typedef struct pair {
+	char *d, *a, *b;
+	listing l;
+	ferry__scan *s;
+} pair;
+
+static void pair_scan(pair *p, char *d, const char *a, const char *b,
+                      ferry_sync_report *r)
+{
+	p->d = d ? d : small_tree();
+	p->a = st_path(p->d, a);
+	p->b = b ? st_path(p->d, b) : NULL;
+	const char *v[] = {p->a, p->b};
+	p->l = (listing){0};
+	scan_list(v, b ? 2 : 1, NULL, 0, &p->l, r, &p->s);
+}
+
+static void pair_free(pair *p)
+{
+	ferry__scan_free(p->s);
+	listing_free(&p->l);
+	free(p->a);
+	free(p->b);
+	free(p->d);
 }
 
 Test(scan, file_with_trailing_slash_and_missing_source_are_errors)
 {
-	char *d = small_tree();
-	char *a = NULL, *b = NULL;
-	cr_assert(asprintf(&a, "%s/dir/a/", d) > 0);
-	cr_assert(asprintf(&b, "%s/nope", d) > 0);
-	const char *v[] = {a, b};
-	listing l = {0};
+	pair p;
 	ferry_sync_report r = {0};
-	ferry__scan *s = NULL;
-	scan_list(v, 2, NULL, 0, &l, &r, &s);
-	cr_assert_str_eq(l.text.s, "");
-	cr_assert(s->incomplete);
+	pair_scan(&p, NULL, "dir/a/", "nope", &r);
+	cr_assert_str_eq(p.l.text.s, "");
+	cr_assert(p.s->incomplete);
 	cr_assert_eq(r.error_count, 2);
 	cr_assert_eq(r.errors[0].code, FERRY_ENOTFOUND);
-	cr_assert_str_eq(r.errors[1].path, b);
+	cr_assert_str_eq(r.errors[1].path, p.b);
 	cr_assert(strstr(r.errors[1].message, "No such file"));
-	ferry__scan_free(s);
 	ferry_sync_report_free(&r);
-	st_text_free(&l.text);
-	st_text_free(&l.log);
-	free(a);
-	free(b);
-	free(d);
+	pair_free(&p);
 }
 
 Test(scan, a_symlinked_source_is_followed)
 {
-	char *d = small_tree();
-	char *link = st_path(d, "ln"), *src = NULL;
-	cr_assert_eq(symlink("dir", link), 0);
-	listing l = {0};
-	cr_assert_str_eq(scan1(link, &l),
-	                 "ln\td\nln/a\tf\t1\nln/sub\td\nln/sub/b\tf\t2\n");
-	st_text_free(&l.text);
-	cr_assert(asprintf(&src, "%s/", link) > 0);
-	cr_assert_str_eq(scan1(src, &l), "a\tf\t1\nsub\td\nsub/b\tf\t2\n");
-	st_text_free(&l.text);
-	free(src);
-	free(link);
-	st_text_free(&l.log);
-	free(d);
+	expect_small_tree("ln",
+	                  "ln\td\nln/a\tf\t1\nln/sub\td\nln/sub/b\tf\t2\n",
+	                  "ln/", CONTENTS, NULL);
 }
 
 Test(scan, sources_open_again_by_destination_path)
 {
-	char *d = small_tree();
-	char *a = NULL, *b = NULL;
-	cr_assert(asprintf(&a, "%s/dir", d) > 0);
-	cr_assert(asprintf(&b, "%s/dir/sub/b", d) > 0);
-	const char *v[] = {a, b};
-	listing l = {0};
-	ferry__scan *s = NULL;
-	scan_list(v, 2, NULL, 0, &l, NULL, &s);
+	pair p;
+	pair_scan(&p, NULL, "dir", "dir/sub/b", NULL);
+	ferry__scan *s = p.s;
 	int fd;
 	struct stat st;
 	cr_assert_eq(ferry__scan_open(s, 0, "dir/sub/b", 9, &fd, &st), 0);
@@ -306,25 +315,17 @@ Test(scan, sources_open_again_by_destination_path)
 	cr_assert_eq(ferry__scan_open(s, 0, "dir/zz", 6, &fd, &st),
 	             FERRY_ENOTFOUND);
 	/* A directory swapped for a symlink is not followed. */
-	char *sub = st_path(d, "dir/sub"), *moved = st_path(d, "moved");
+	char *sub = st_path(p.d, "dir/sub"), *moved = st_path(p.d, "moved");
 	cr_assert_eq(rename(sub, moved), 0);
 	cr_assert_eq(symlink(moved, sub), 0);
 	int rc = ferry__scan_open(s, 0, "dir/sub/b", 9, &fd, &st);
 	cr_assert(rc == FERRY_EINVALID || rc == FERRY_ENOTFOUND, "%d", rc);
 	char *lp = ferry__scan_local_path(s, 0, "dir/sub/b", 9);
-	char *want = NULL;
-	cr_assert(asprintf(&want, "%s/dir/sub/b", d) > 0);
-	cr_assert_str_eq(lp, want);
-	free(want);
+	cr_assert_str_eq(lp, p.b); /* d/dir/sub/b */
 	free(lp);
-	ferry__scan_free(s);
-	st_text_free(&l.text);
-	st_text_free(&l.log);
 	free(sub);
 	free(moved);
-	free(a);
-	free(b);
-	free(d);
+	pair_free(&p);
 }
 
 /* ---- symlinks and special files ---- */
@@ -332,48 +333,24 @@ Test(scan, sources_open_again_by_destination_path)
 Test(scan, symlinks_inside_kept_others_skipped_with_a_warning)
 {
 	char *d = st_dir("scan-links");
-	st_mkdir(d, "t", 0755);
-	st_write(d, "t/a", "A", 0644);
-	st_mkdir(d, "t/sub", 0755);
-	st_mkdir(d, "t/d", 0755);
-	st_mkdir(d, "t/d/e", 0755);
-	struct {
-		const char *path, *target;
-	} links[] = {
-	        {"t/l_inside", "a"},
-	        {"t/sub/l_up", "../a"},
-	        {"t/l_dir", "sub"},
-	        {"t/l_dangling", "missing/x"},
-	        {"t/l_escape", "../outside"},
-	        {"t/sub/l_escape2", "../../t/a"},
-	        {"t/l_abs", "/etc/passwd"},
-	        {"t/l_loop", "l_loop"},
-	        {"t/l_loop1", "l_loop2"},
-	        {"t/l_loop2", "l_loop1"},
-	        {"t/d/e/s", "../.."},
+	ST_TREE(d, "t/", "t/a=A", "t/sub/", "t/d/", "t/d/e/", "t/l_inside->a",
+	        "t/sub/l_up->../a", "t/l_dir->sub", "t/l_dangling->missing/x",
+	        "t/l_escape->../outside", "t/sub/l_escape2->../../t/a",
+	        "t/l_abs->/etc/passwd", "t/l_loop->l_loop",
+	        "t/l_loop1->l_loop2", "t/l_loop2->l_loop1", "t/d/e/s->../..",
 	        /* Lexically inside, but s leads to the root first, so ".."
 	         * then climbs out of it. */
-	        {"t/l_through", "d/e/s/.."},
-	        {"t/l_via_abs", "l_abs/x"},
-	};
-	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
-		char *p = st_path(d, links[i].path);
-		cr_assert_eq(symlink(links[i].target, p), 0);
-		free(p);
-	}
-	char *src = st_path(d, "t/");
+	        "t/l_through->d/e/s/..", "t/l_via_abs->l_abs/x");
 	listing l = {0};
-	const char *v[] = {src};
-	scan_list(v, 1, NULL, 0, &l, NULL, NULL);
-	cr_assert_str_eq(l.text.s, "a\tf\t1\n"
-	                           "d\td\n"
-	                           "d/e\td\n"
-	                           "d/e/s\tl\t-> ../..\n"
-	                           "l_dangling\tl\t-> missing/x\n"
-	                           "l_dir\tl\t-> sub\n"
-	                           "l_inside\tl\t-> a\n"
-	                           "sub\td\n"
-	                           "sub/l_up\tl\t-> ../a\n");
+	cr_assert_str_eq(scan_rel(d, "t/", &l), "a\tf\t1\n"
+	                                        "d\td\n"
+	                                        "d/e\td\n"
+	                                        "d/e/s\tl\t-> ../..\n"
+	                                        "l_dangling\tl\t-> missing/x\n"
+	                                        "l_dir\tl\t-> sub\n"
+	                                        "l_inside\tl\t-> a\n"
+	                                        "sub\td\n"
+	                                        "sub/l_up\tl\t-> ../a\n");
 	const char *skipped[] = {
 	        "l_escape: skipping symlink: its target is outside",
 	        "sub/l_escape2: skipping symlink: its target is outside",
@@ -386,9 +363,7 @@ Test(scan, symlinks_inside_kept_others_skipped_with_a_warning)
 	for (size_t i = 0; i < sizeof(skipped) / sizeof(skipped[0]); i++)
 		cr_assert(strstr(l.log.s, skipped[i]),
 		          "missing warning '%s' in:\n%s", skipped[i], l.log.s);
-	st_text_free(&l.text);
-	st_text_free(&l.log);
-	free(src);
+	listing_free(&l);
 	free(d);
 }
 
@@ -397,29 +372,19 @@ Test(scan, links_resolve_from_the_source_root_of_a_named_directory)
 	/* For source "t" (no slash) the root is still t: a link to
 	 * "../t/a" climbs out of it and is skipped. */
 	char *d = st_dir("scan-links2");
-	st_mkdir(d, "t", 0755);
-	st_write(d, "t/a", "A", 0644);
-	char *p = st_path(d, "t/l");
-	cr_assert_eq(symlink("../t/a", p), 0);
-	char *q = st_path(d, "t/m");
-	cr_assert_eq(symlink("./a", q), 0);
-	char *src = st_path(d, "t");
+	ST_TREE(d, "t/", "t/a=A", "t/l->../t/a", "t/m->./a");
 	listing l = {0};
-	cr_assert_str_eq(scan1(src, &l), "t\td\nt/a\tf\t1\nt/m\tl\t-> ./a\n");
+	cr_assert_str_eq(scan_rel(d, "t", &l),
+	                 "t\td\nt/a\tf\t1\nt/m\tl\t-> ./a\n");
 	cr_assert(strstr(l.log.s, "t/l: skipping symlink"));
-	st_text_free(&l.text);
-	st_text_free(&l.log);
-	free(p);
-	free(q);
-	free(src);
+	listing_free(&l);
 	free(d);
 }
 
 Test(scan, special_files_skipped_with_a_warning)
 {
 	char *d = st_dir("scan-special");
-	st_mkdir(d, "t", 0755);
-	st_write(d, "t/plain", "x", 0644);
+	ST_TREE(d, "t/", "t/plain=x");
 	char *fifo = st_path(d, "t/fifo");
 	cr_assert_eq(mkfifo(fifo, 0644), 0);
 	char *sock = st_path(d, "t/sock");
@@ -430,9 +395,8 @@ Test(scan, special_files_skipped_with_a_warning)
 	cr_assert_eq(bind(sfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	char *dev = st_path(d, "t/dev");
 	int have_dev = mknod(dev, S_IFCHR | 0600, makedev(1, 3)) == 0;
-	char *src = st_path(d, "t/");
 	listing l = {0};
-	cr_assert_str_eq(scan1(src, &l), "plain\tf\t1\n");
+	cr_assert_str_eq(scan_rel(d, "t/", &l), "plain\tf\t1\n");
 	cr_assert(strstr(l.log.s, "fifo: skipping fifo"), "%s", l.log.s);
 	cr_assert(strstr(l.log.s, "sock: skipping socket"), "%s", l.log.s);
 	if (have_dev)
@@ -441,12 +405,10 @@ Test(scan, special_files_skipped_with_a_warning)
 	else
 		cr_log_info("mknod not permitted: device case not covered");
 	close(sfd);
-	st_text_free(&l.text);
-	st_text_free(&l.log);
+	listing_free(&l);
 	free(fifo);
 	free(sock);
 	free(dev);
-	free(src);
 	free(d);
 }
 
@@ -455,20 +417,11 @@ Test(scan, special_files_skipped_with_a_warning)
 Test(scan, excludes_names_paths_and_directories)
 {
 	char *d = st_dir("scan-ex");
-	st_mkdir(d, "t", 0755);
-	st_write(d, "t/keep.txt", "k", 0644);
-	st_write(d, "t/x.log", "l", 0644);
-	st_mkdir(d, "t/cache", 0755);
-	st_write(d, "t/cache/big", "b", 0644);
-	st_mkdir(d, "t/src", 0755);
-	st_write(d, "t/src/cache", "file named cache", 0644);
-	st_write(d, "t/src/m.log", "l", 0644);
-	st_mkdir(d, "t/src/deep", 0755);
-	st_mkdir(d, "t/src/deep/er", 0755);
-	st_write(d, "t/src/deep/er/z.o", "o", 0644);
-	st_write(d, "t/src/deep/er/z.c", "c", 0644);
-	st_mkdir(d, "t/build", 0755);
-	st_write(d, "t/build/out", "o", 0644);
+	ST_TREE(d, "t/", "t/keep.txt=k", "t/x.log=l", "t/cache/",
+	        "t/cache/big=b", "t/src/", "t/src/cache=file named cache",
+	        "t/src/m.log=l", "t/src/deep/", "t/src/deep/er/",
+	        "t/src/deep/er/z.o=o", "t/src/deep/er/z.c=c", "t/build/",
+	        "t/build/out=o");
 	char *src = st_path(d, "t");
 	const char *v[] = {src};
 	const char *ex[] = {"*.log", "cache/", "/t/build", "t/src/**/*.o"};
@@ -481,8 +434,7 @@ Test(scan, excludes_names_paths_and_directories)
 	                           "t/src/deep\td\n"
 	                           "t/src/deep/er\td\n"
 	                           "t/src/deep/er/z.c\tf\t1\n");
-	st_text_free(&l.text);
-	st_text_free(&l.log);
+	listing_free(&l);
 	free(src);
 	free(d);
 }
@@ -490,18 +442,10 @@ Test(scan, excludes_names_paths_and_directories)
 Test(scan, callback_can_prune_a_directory)
 {
 	char *d = st_dir("scan-prune");
-	st_mkdir(d, "prune", 0755);
-	st_write(d, "prune/x", "x", 0644);
-	st_write(d, "y", "y", 0644);
-	char *src = NULL;
-	cr_assert(asprintf(&src, "%s/", d) > 0);
+	ST_TREE(d, "prune/", "prune/x=x", "y=y");
 	listing l = {.prune_dir = 1};
-	const char *v[] = {src};
-	scan_list(v, 1, NULL, 0, &l, NULL, NULL);
-	cr_assert_str_eq(l.text.s, "prune\td\ny\tf\t1\n");
-	st_text_free(&l.text);
-	st_text_free(&l.log);
-	free(src);
+	cr_assert_str_eq(scan_rel(d, "", &l), "prune\td\ny\tf\t1\n");
+	listing_free(&l);
 	free(d);
 }
 
@@ -511,34 +455,22 @@ Test(scan, unreadable_directory_reported_walk_goes_on)
 {
 	st_drop_dac();
 	char *d = st_dir("scan-unread");
-	st_mkdir(d, "a", 0755);
-	st_write(d, "a/1", "1", 0644);
-	st_mkdir(d, "b", 0755);
-	st_write(d, "b/2", "2", 0644);
-	st_write(d, "c", "3", 0644);
+	ST_TREE(d, "a/", "a/1=1", "b/", "b/2=2", "c=3");
 	char *b = st_path(d, "b");
 	cr_assert_eq(chmod(b, 0), 0);
-	char *src = NULL;
-	cr_assert(asprintf(&src, "%s/", d) > 0);
-	const char *v[] = {src};
-	listing l = {0};
+	pair p;
 	ferry_sync_report r = {0};
-	ferry__scan *s = NULL;
-	scan_list(v, 1, NULL, 0, &l, &r, &s);
-	cr_assert_str_eq(l.text.s, "a\td\na/1\tf\t1\nb\td\nc\tf\t1\n");
-	cr_assert(s->incomplete);
+	pair_scan(&p, d, "", NULL, &r);
+	cr_assert_str_eq(p.l.text.s, "a\td\na/1\tf\t1\nb\td\nc\tf\t1\n");
+	cr_assert(p.s->incomplete);
 	cr_assert_eq(r.error_count, 1);
 	cr_assert_str_eq(r.errors[0].path, "b");
 	cr_assert_eq(r.errors[0].code, FERRY_EPERM);
 	cr_assert(strstr(r.errors[0].message, "cannot read directory"));
 	chmod(b, 0755);
-	ferry__scan_free(s);
 	ferry_sync_report_free(&r);
-	st_text_free(&l.text);
-	st_text_free(&l.log);
 	free(b);
-	free(src);
-	free(d);
+	pair_free(&p);
 }
 
 /* ---- hostile names and depth ---- */
@@ -552,19 +484,15 @@ Test(scan, hostile_names_listed_unchanged)
 	        "tab\there",   "*star?",    "#hash"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		st_write(d, names[i], "x", 0644);
-	char *src = NULL;
-	cr_assert(asprintf(&src, "%s/", d) > 0);
 	listing l = {0};
-	scan1(src, &l);
+	scan_rel(d, "", &l);
 	cr_assert_eq(l.log.len, 0, "%s", l.log.s);
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		char line[64];
 		snprintf(line, sizeof(line), "%s\tf\t1\n", names[i]);
 		cr_assert(strstr(l.text.s, line), "missing %s", names[i]);
 	}
-	st_text_free(&l.text);
-	st_text_free(&l.log);
-	free(src);
+	listing_free(&l);
 	free(d);
 }
 
@@ -593,10 +521,8 @@ Test(scan, deep_tree_beyond_the_fd_budget)
 	}
 	close(fd);
 	close(top);
-	char *src = NULL;
-	cr_assert(asprintf(&src, "%s/", d) > 0);
 	listing l = {0};
-	scan1(src, &l);
+	scan_rel(d, "", &l);
 	size_t files = 0, dirs = 0;
 	for (char *p = l.text.s; (p = strchr(p, '\t')); p++) {
 		files += p[1] == 'f';
@@ -605,9 +531,7 @@ Test(scan, deep_tree_beyond_the_fd_budget)
 	cr_assert_eq(dirs, 300);
 	cr_assert_eq(files, 301);
 	cr_assert_eq(l.log.len, 0, "%s", l.log.s);
-	st_text_free(&l.text);
-	st_text_free(&l.log);
-	free(src);
+	listing_free(&l);
 	free(d);
 }
 
@@ -639,24 +563,16 @@ Test(scan, paths_near_path_max_kept_longer_ones_reported)
 	f = openat(fd, leaf, O_WRONLY | O_CREAT, 0644);
 	close(f);
 	close(fd);
-	char *src = NULL;
-	cr_assert(asprintf(&src, "%s/", d) > 0);
-	const char *v[] = {src};
-	listing l = {0};
+	pair p;
 	ferry_sync_report r = {0};
-	ferry__scan *s = NULL;
-	scan_list(v, 1, NULL, 0, &l, &r, &s);
-	cr_assert_eq(s->files, 1);
-	cr_assert_eq(s->dirs, 16);
-	cr_assert(s->incomplete);
+	pair_scan(&p, d, "", NULL, &r);
+	cr_assert_eq(p.s->files, 1);
+	cr_assert_eq(p.s->dirs, 16);
+	cr_assert(p.s->incomplete);
 	cr_assert_eq(r.error_count, 1);
 	cr_assert(strstr(r.errors[0].message, "path longer than"));
-	char *last = strrchr(l.text.s, 'k');
+	char *last = strrchr(p.l.text.s, 'k');
 	cr_assert(last);
-	ferry__scan_free(s);
 	ferry_sync_report_free(&r);
-	st_text_free(&l.text);
-	st_text_free(&l.log);
-	free(src);
-	free(d);
+	pair_free(&p);
 }

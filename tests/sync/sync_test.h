@@ -28,6 +28,10 @@ void st_write(const char *dir, const char *rel, const char *content,
               unsigned mode);
 void st_mkdir(const char *dir, const char *rel, unsigned mode);
 char *st_path(const char *dir, const char *rel);
+/* Make entries under dir, in order (NULL ends spec): "rel/" a directory
+ * (0755), "rel=content" a file (0644), "rel->target" a symlink; asserts. */
+void st_tree(const char *dir, const char *const *spec);
+#define ST_TREE(dir, ...) st_tree(dir, (const char *const[]){__VA_ARGS__, NULL})
 /* Set mtime of dir/rel (seconds, nanoseconds). */
 void st_set_mtime(const char *dir, const char *rel, int64_t sec, long nsec);
 
@@ -55,6 +59,15 @@ size_t st_push(st_target *t, int64_t stat_ns_shift);
 char *st_status(st_target *t, int *rc, ferry_sync_report *r);
 /* Load t's manifest (asserting the load call succeeds). */
 ferry__manifest *st_load(st_target *t);
+
+/* Assert the change counts of a report, in this order: files uploaded,
+ * updated, deleted, directories created, deleted, symlinks created;
+ * ST_ANY leaves one unchecked. */
+#define ST_ANY UINT64_MAX
+void st_assert_changes(const ferry_sync_report *r, uint64_t files_uploaded,
+                       uint64_t files_updated, uint64_t files_deleted,
+                       uint64_t dirs_created, uint64_t dirs_deleted,
+                       uint64_t symlinks_created);
 
 /* Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so that file permissions
  * apply to root too (tests run as root in containers). */
