@@ -256,19 +256,28 @@ int ferry__sftp_readlink(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
 	return path_req(sf, FERRY__FXP_READLINK, path, 0, 8192, cb, ctx);
 }
 
-/* Two paths; the second is the subject when create is set. */
+/* Two paths; with create set, the one that is created is the subject: b,
+ * or a when a_created. */
+static int two_paths_as(ferry__sftp *sf, uint8_t type, const char *ext,
+                        const char *a, const char *b, int a_created,
+                        unsigned flags, ferry__sftp_cb cb, void *ctx)
+{
+	ferry__sftp_enc e;
+	int create = (flags & REQF_CREATE) != 0;
+	if (!a || !b)
+		return FERRY_EINVALID;
+	enc_start(sf, &e, type, ext);
+	put_path(&e, a, create && a_created);
+	put_path(&e, b, create && !a_created);
+	return ferry__sftp__submit(sf, &e, type, ext ? FERRY__XK_STATUS : 0,
+	                           flags, 64, 0, cb, ctx);
+}
+
 static int two_paths(ferry__sftp *sf, uint8_t type, const char *ext,
                      const char *a, const char *b, unsigned flags,
                      ferry__sftp_cb cb, void *ctx)
 {
-	ferry__sftp_enc e;
-	if (!a || !b)
-		return FERRY_EINVALID;
-	enc_start(sf, &e, type, ext);
-	put_path(&e, a, 0);
-	put_path(&e, b, (flags & REQF_CREATE) != 0);
-	return ferry__sftp__submit(sf, &e, type, ext ? FERRY__XK_STATUS : 0,
-	                           flags, 64, 0, cb, ctx);
+	return two_paths_as(sf, type, ext, a, b, 0, flags, cb, ctx);
 }
 
 int ferry__sftp_rename(ferry__sftp *sf, const char *from, const char *to,
@@ -309,7 +318,11 @@ int ferry__sftp_rename_replace(ferry__sftp *sf, const char *from,
 int ferry__sftp_symlink(ferry__sftp *sf, const char *linkpath,
                         const char *target, ferry__sftp_cb cb, void *ctx)
 {
-	/* OpenSSH reads (target, linkpath): the reverse of draft-02. */
+	/* OpenSSH reads (target, linkpath): the reverse of draft-02, which
+	 * a server that says so (symlink-order@rjk.greenend.org.uk) reads. */
+	if (sf->symlink_link_first)
+		return two_paths_as(sf, FERRY__FXP_SYMLINK, NULL, linkpath,
+		                    target, 1, REQF_CREATE, cb, ctx);
 	return two_paths(sf, FERRY__FXP_SYMLINK, NULL, target, linkpath,
 	                 REQF_CREATE, cb, ctx);
 }

@@ -61,8 +61,10 @@ struct ferry__sftp {
 
 	uint32_t version;
 	uint64_t init_gen;
-	unsigned ext_advertised, ext;   /* ext: advertised minus ignored */
-	int limits_pending;             /* the speculative limits request */
+	unsigned ext_advertised, ext; /* ext: advertised minus ignored */
+	int symlink_link_first; /* SYMLINK in the draft's order (sftp_proto.h)
+	                         */
+	int limits_pending;     /* the speculative limits request */
 	ferry__sftp_limits_info limits; /* in force */
 	size_t window;
 	unsigned slots_max, slots_used;

@@ -92,6 +92,8 @@ static const struct {
         {"copy-data", FERRY__EXT_COPY_DATA},
 };
 
+#define SYMLINK_ORDER "symlink-order@rjk.greenend.org.uk"
+
 int ferry__sftp_parse_version(const uint8_t *p, size_t n,
                               ferry__sftp_version *v)
 {
@@ -107,6 +109,11 @@ int ferry__sftp_parse_version(const uint8_t *p, size_t n,
 		if ((error = ferry__buf_get_string_ptr(&b, &name, &nlen)) ||
 		    (error = ferry__buf_get_string_ptr(&b, &data, &dlen)))
 			return error;
+		if (nlen == sizeof(SYMLINK_ORDER) - 1 &&
+		    !memcmp(name, SYMLINK_ORDER, nlen))
+			v->symlink_link_first =
+			        dlen == 19 &&
+			        !memcmp(data, "linkpath-targetpath", 19);
 		for (size_t i = 0; i < sizeof(known_ext) / sizeof(known_ext[0]);
 		     i++) {
 			if (strlen(known_ext[i].name) == nlen &&

@@ -129,6 +129,9 @@ typedef struct ferry__sftp_limits_info {
 typedef struct ferry__sftp_version {
 	uint32_t version;
 	unsigned ext; /* FERRY__EXT_* advertised */
+	/* symlink-order@rjk.greenend.org.uk "linkpath-targetpath": SYMLINK
+	 * takes the draft's order, not OpenSSH's (target first). */
+	int symlink_link_first;
 } ferry__sftp_version;
 
 /* Extended request kinds, to know how to parse their reply. */

@@ -39,6 +39,11 @@ chmod 700 "$dir"
 cat "$dir/id_ed25519.pub" "$dir/id_ecdsa.pub" > "$dir/authorized_keys"
 chmod 600 "$dir/authorized_keys"
 
+# An extra config may name another SFTP server (sshd refuses a second
+# "Subsystem sftp" line).
+sub="Subsystem sftp /usr/lib/openssh/sftp-server"
+if [ -n "$extra" ] && grep -qiE '^[[:space:]]*Subsystem[[:space:]]+sftp' "$extra"; then sub=""; fi
+
 for try in $(seq 40); do
 	port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
 	cat > "$dir/sshd_config" <<CFG
@@ -58,7 +63,7 @@ UseDNS no
 MaxSessions 100
 MaxStartups 200:30:400
 LogLevel ERROR
-Subsystem sftp /usr/lib/openssh/sftp-server
+$sub
 SetEnv SHLVL=1
 CFG
 	[ -n "$extra" ] && cat "$extra" >> "$dir/sshd_config"

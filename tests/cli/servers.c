@@ -139,3 +139,56 @@ Test(dropbear, push_noop_and_exec)
 	free(err);
 	dropbear_stop(&sv);
 }
+
+/* Green End's sftp-server as the SFTP subsystem of a private sshd: it
+ * reads SYMLINK in the draft's order and says so
+ * (symlink-order@rjk.greenend.org.uk).  Read in OpenSSH's order, every
+ * link failed and a stray link appeared at the login directory, outside
+ * DEST. */
+Test(gesftpserver, symlinks_land_inside_dest_in_the_server_order)
+{
+	const char *ge = "/usr/libexec/gesftpserver";
+	if (fx_sh("test -x %s", ge) != 0)
+		cr_skip_test("gesftpserver is not installed");
+	fx_sshd sv;
+	char cfg[128];
+	snprintf(cfg, sizeof(cfg), "Subsystem sftp %s\n", ge);
+	cr_assert_eq(fx_sshd_start(&sv, cfg), 0, "sshd with gesftpserver");
+	char *src = fx_tmpdir("ge-src"), *dst = fx_tmpdir("ge-dst");
+	cr_assert_eq(fx_sh("cd '%s' && mkdir d && echo hi > d/f && ln -s d/f "
+	                   "lf && ln -s d ld",
+	                   src),
+	             0);
+	char args[2048], *err = NULL, *out = NULL;
+	snprintf(args, sizeof(args),
+	         "push --state-dir '%s/state' -p %d -i '%s' --known-hosts '%s' "
+	         "'%s/' 127.0.0.1:'%s/t'",
+	         sv.dir, sv.port, sv.key_ed25519, sv.known_hosts, src, dst);
+	cr_assert_eq(fx_sh_capture(NULL, &err, "'%s' %s", fx_ferry_bin(), args),
+	             0, "%s", err);
+	free(err);
+	for (const char *const *l = (const char *const[]){"lf", "ld", NULL}; *l;
+	     l++) {
+		char *a = fx_sh_out("readlink '%s/%s'", src, *l);
+		char *b = fx_sh_out("readlink '%s/t/%s'", dst, *l);
+		cr_assert_str_eq(b, a, "link %s", *l);
+		free(a);
+		free(b);
+	}
+	/* Nothing outside DEST: no link to a temp name at the login directory
+	 * or the root. */
+	char *stray =
+	        fx_sh_out("find \"$HOME\" / -maxdepth 1 -lname '*.ferry-*' "
+	                  "2>/dev/null | wc -l");
+	cr_assert_eq(atoi(stray), 0, "stray links outside DEST");
+	free(stray);
+	cr_assert_eq(fx_sh_capture(&out, &err, "'%s' %s --stats",
+	                           fx_ferry_bin(), args),
+	             0, "%s", err);
+	cr_assert(strstr(out, "Bytes sent:           0"), "%s", out);
+	free(out);
+	free(err);
+	fx_sshd_stop(&sv);
+	free(src);
+	free(dst);
+}
