@@ -2,6 +2,8 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,7 +11,36 @@
 
 #include "alloc.h"
 #include "buf.h"
+#include "fixture.h"
 #include "sftp_int.h"
+
+char *sh_dir;
+
+void sh_dir_new(const char *tag)
+{
+	sh_dir = fx_tmpdir(tag);
+	cr_assert_not_null(sh_dir);
+}
+
+void sh_dir_free(void)
+{
+	free(sh_dir);
+	sh_dir = NULL;
+}
+
+char *sh_path(const char *fmt, ...)
+{
+	static char bufs[8][1024];
+	static int i;
+	char *b = bufs[i++ & 7];
+	char name[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	snprintf(b, sizeof(bufs[0]), "%s/%s", sh_dir, name);
+	return b;
+}
 
 ferry__sftp *sh_pipe_argv(const char *const *argv, const ferry__sftp_opts *o)
 {
@@ -178,4 +209,46 @@ double sh_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+char *sh_make_file(size_t n, uint64_t seed)
+{
+	char *path = strdup(sh_path("source-%llu", (unsigned long long)seed));
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0);
+	size_t chunk = 1 << 20;
+	uint8_t *buf = malloc(chunk);
+	for (size_t off = 0; off < n; off += chunk) {
+		size_t k = n - off < chunk ? n - off : chunk;
+		sh_fill(buf, k, seed * 1000003 + off);
+		cr_assert_eq(write(fd, buf, k), (ssize_t)k);
+	}
+	free(buf);
+	close(fd);
+	return path;
+}
+
+double sh_upload_big(ferry__sftp *sf, const char *src, size_t n,
+                     ferry__sftp_upload_opts *o, const char *how)
+{
+	int fd = open(src, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	o->path = sh_path("big.tmp");
+	o->rename_to = sh_path("big");
+	o->use_fd = 1;
+	o->fd = fd;
+	o->size = n;
+	ferry__sftp_upload_result r;
+	double t0 = sh_now_ms();
+	cr_assert_eq(ferry__sftp_upload_wait(sf, o, &r), 0, "%s",
+	             ferry__sftp_errmsg(sf));
+	double ms = sh_now_ms() - t0;
+	close(fd);
+	cr_assert_eq(r.bytes, n);
+	cr_assert(r.renamed);
+	cr_assert(!o->fsync || r.fsynced);
+	cr_assert(sh_hash_eq(sh_hash_file(src), sh_hash_file(sh_path("big"))));
+	fprintf(stderr, "[sftp bench] %zu MiB %s: %.0f MiB/s\n", n >> 20, how,
+	        (double)(n >> 20) / (ms / 1000.0));
+	return ms;
 }

@@ -21,35 +21,17 @@
 #include "session.h"
 #include "sftp_int.h"
 
-static char *dir;
-
 static void setup(void)
 {
-	dir = fx_tmpdir("sftp-pipe");
-	cr_assert_not_null(dir);
+	sh_dir_new("sftp-pipe");
 }
 
 static void teardown(void)
 {
-	free(dir);
+	sh_dir_free();
 }
 
 TestSuite(sftp_pipeline, .init = setup, .fini = teardown, .timeout = 240);
-
-static char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *P(const char *fmt, ...)
-{
-	static char bufs[8][1024];
-	static int i;
-	char *b = bufs[i++ & 7];
-	char name[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(name, sizeof(name), fmt, ap);
-	va_end(ap);
-	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
-	return b;
-}
 
 /* ---- many files ------------------------------------------------------- */
 
@@ -256,47 +238,16 @@ Test(sftp_pipeline, generations_follow_the_chain_of_replies)
 
 /* ---- large files --------------------------------------------------------- */
 
-static char *make_big(size_t n, uint64_t seed)
-{
-	char *path = strdup(P("source-%llu", (unsigned long long)seed));
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
-	size_t chunk = 1 << 20;
-	uint8_t *buf = malloc(chunk);
-	for (size_t off = 0; off < n; off += chunk) {
-		size_t k = n - off < chunk ? n - off : chunk;
-		sh_fill(buf, k, seed * 1000003 + off);
-		cr_assert_eq(write(fd, buf, k), (ssize_t)k);
-	}
-	free(buf);
-	close(fd);
-	return path;
-}
-
 Test(sftp_pipeline, upload_256_mib_verified)
 {
 	size_t n = (size_t)256 << 20;
-	char *src = make_big(n, 256);
+	char *src = sh_make_file(n, 256);
 	ferry__sftp *sf = sh_pipe(NULL);
-	int fd = open(src, O_RDONLY);
 	ferry__sftp_upload_opts o = {0};
-	o.path = P("big.tmp");
-	o.rename_to = P("big");
-	o.use_fd = 1;
-	o.fd = fd;
-	o.size = n;
 	o.has_perm = 1;
 	o.perm = 0600;
 	o.fsync = 1;
-	ferry__sftp_upload_result r;
-	double t0 = sh_now_ms();
-	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
-	             ferry__sftp_errmsg(sf));
-	double ms = sh_now_ms() - t0;
-	close(fd);
-	cr_assert_eq(r.bytes, n);
-	cr_assert(r.fsynced && r.renamed);
-	cr_assert(sh_hash_eq(sh_hash_file(src), sh_hash_file(P("big"))));
+	double ms = sh_upload_big(sf, src, n, &o, "via pipe");
 	ferry__sftp_stats st;
 	ferry__sftp_stats_get(sf, &st);
 	/* Bounded: never more than the window in flight, and the outgoing
@@ -308,8 +259,6 @@ Test(sftp_pipeline, upload_256_mib_verified)
 	            "requests, max %llu in flight",
 	            ms, 256.0 / (ms / 1000.0), (unsigned long long)st.requests,
 	            (unsigned long long)st.max_in_flight);
-	fprintf(stderr, "[sftp bench] 256 MiB via pipe: %.0f MiB/s\n",
-	        256.0 / (ms / 1000.0));
 	unlink(src);
 	unlink(P("big"));
 	free(src);
@@ -435,7 +384,7 @@ Test(sftp_pipeline, stopped_server_hits_the_deadline)
 	ferry__sftp_attrs a;
 	cr_assert_eq(kill(pid, SIGSTOP), 0);
 	double t0 = sh_now_ms();
-	cr_assert_eq(ferry__sftp_stat_wait(sf, dir, &a), FERRY_ETIMEOUT);
+	cr_assert_eq(ferry__sftp_stat_wait(sf, sh_dir, &a), FERRY_ETIMEOUT);
 	double ms = sh_now_ms() - t0;
 	cr_assert_geq(ms, 290);
 	cr_assert_lt(ms, 3000);
@@ -467,7 +416,7 @@ Test(sftp_pipeline, stopped_server_hits_the_deadline)
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 10000),
 	             0);
 	cr_assert_eq(ferry__sftp_pending(sf), 0);
-	cr_assert_eq(ferry__sftp_stat_wait(sf, dir, &a), 0);
+	cr_assert_eq(ferry__sftp_stat_wait(sf, sh_dir, &a), 0);
 	free(data);
 	ferry__sftp_free(sf);
 }
@@ -508,7 +457,7 @@ Test(sftp_pipeline, cancel_all_then_late_replies)
 	cr_assert_eq(fx_write_file(P("f"), "x", 1, 0644), 0);
 	counter c = {0};
 	for (int i = 0; i < 50; i++)
-		cr_assert_eq(ferry__sftp_stat(sf, dir, count_cb, &c), 0);
+		cr_assert_eq(ferry__sftp_stat(sf, sh_dir, count_cb, &c), 0);
 	cr_assert_eq(ferry__sftp_open(sf, P("f"), FERRY__FXF_READ, NULL,
 	                              count_cb, &c),
 	             0);
@@ -717,7 +666,7 @@ Test(sftp_pipeline, without_fsync_hardlink_lsetstat_copy_statvfs)
 	             FERRY_EUNSUPPORTED);
 	cr_assert(strstr(ferry__sftp_errmsg(sf), "hardlink@openssh.com"));
 	/* EEXIST is still told apart (by LSTAT alone). */
-	cr_assert_eq(ferry__sftp_mkdir_wait(sf, dir, NULL), FERRY_EEXIST);
+	cr_assert_eq(ferry__sftp_mkdir_wait(sf, sh_dir, NULL), FERRY_EEXIST);
 	ferry__sftp_free(sf);
 }
 
@@ -874,10 +823,10 @@ Test(sftp_pipeline, allocation_failures_are_clean)
 		int a = ferry__sftp_upload_wait(sf, &o, &r);
 		ferry__sftp_dirent *ents = NULL;
 		size_t ne = 0;
-		int b = ferry__sftp_list_wait(sf, dir, &ents, &ne);
+		int b = ferry__sftp_list_wait(sf, sh_dir, &ents, &ne);
 		ferry__sftp_dirents_free(ents, ne);
 		int calls = 0;
-		if (!ferry__sftp_list(sf, dir, list_noop, &calls))
+		if (!ferry__sftp_list(sf, sh_dir, list_noop, &calls))
 			ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 5000);
 		ferry__sftp_attrs at;
 		int c = ferry__sftp_stat_wait(sf, P("a"), &at);

@@ -16,29 +16,17 @@
 #include "sftp.h"
 #include "sftp_helpers.h"
 
-static char *dir;
-
 static void setup(void)
 {
-	dir = fx_tmpdir("sftp-ssh");
-	cr_assert_not_null(dir);
+	sh_dir_new("sftp-ssh");
 }
 
 static void teardown(void)
 {
-	free(dir);
+	sh_dir_free();
 }
 
 TestSuite(sftp_ssh, .init = setup, .fini = teardown, .timeout = 240);
-
-static char *P(const char *name)
-{
-	static char bufs[8][1024];
-	static int i;
-	char *b = bufs[i++ & 7];
-	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
-	return b;
-}
 
 static ferry__sftp *sftp_of(ferry_session *s)
 {
@@ -139,8 +127,8 @@ static uint64_t push_n(ferry_session *s, ferry__sftp *sf, const char *tag,
 	uint64_t rt0 = ferry_session_round_trips(s);
 	for (size_t i = 0; i < n; i++) {
 		char tmp[1024], fin[1024];
-		snprintf(tmp, sizeof(tmp), "%s/.%s%zu.ferry-Q", dir, tag, i);
-		snprintf(fin, sizeof(fin), "%s/%s%zu", dir, tag, i);
+		snprintf(tmp, sizeof(tmp), "%s/.%s%zu.ferry-Q", sh_dir, tag, i);
+		snprintf(fin, sizeof(fin), "%s/%s%zu", sh_dir, tag, i);
 		ferry__sftp_upload_opts o = {0};
 		o.path = tmp;
 		o.rename_to = fin;
@@ -160,7 +148,7 @@ static uint64_t push_n(ferry_session *s, ferry__sftp *sf, const char *tag,
 	cr_assert_eq(b.failed, 0, "%s", b.err);
 	for (size_t i = 0; i < n; i++) {
 		char fin[1024];
-		snprintf(fin, sizeof(fin), "%s/%s%zu", dir, tag, i);
+		snprintf(fin, sizeof(fin), "%s/%s%zu", sh_dir, tag, i);
 		cr_assert(sh_hash_eq(sh_hash_file(fin),
 		                     XXH3_128bits(data[i], size[i])),
 		          "%s differs", fin);
@@ -202,33 +190,10 @@ Test(sftp_ssh, thousand_files_three_round_trips)
 Test(sftp_ssh, upload_256_mib_verified)
 {
 	size_t n = (size_t)256 << 20;
-	char *src = strdup(P("src"));
-	int fd = open(src, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
-	uint8_t *buf = malloc(1 << 20);
-	for (size_t off = 0; off < n; off += 1 << 20) {
-		sh_fill(buf, 1 << 20, off + 17);
-		cr_assert_eq(write(fd, buf, 1 << 20), 1 << 20);
-	}
-	free(buf);
+	char *src = sh_make_file(n, 17);
 	ferry_session *s = fx_connect(fx_shared());
-	ferry__sftp *sf = sftp_of(s);
 	ferry__sftp_upload_opts o = {0};
-	o.path = P("big.tmp");
-	o.rename_to = P("big");
-	o.use_fd = 1;
-	o.fd = fd;
-	o.size = n;
-	ferry__sftp_upload_result r;
-	double t0 = sh_now_ms();
-	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
-	             ferry_session_errmsg(s));
-	double ms = sh_now_ms() - t0;
-	close(fd);
-	cr_assert_eq(r.bytes, n);
-	cr_assert(sh_hash_eq(sh_hash_file(src), sh_hash_file(P("big"))));
-	fprintf(stderr, "[sftp bench] 256 MiB over ssh: %.0f MiB/s\n",
-	        256.0 / (ms / 1000.0));
+	sh_upload_big(sftp_of(s), src, n, &o, "over ssh");
 	unlink(src);
 	unlink(P("big"));
 	free(src);
@@ -327,7 +292,7 @@ Test(sftp_ssh, server_killed_mid_transfer)
 {
 	char cfg[2048];
 	victim v = {"", 32 << 20, 0};
-	snprintf(v.pidfile, sizeof(v.pidfile), "%s/sftp.pid", dir);
+	snprintf(v.pidfile, sizeof(v.pidfile), "%s/sftp.pid", sh_dir);
 	snprintf(cfg, sizeof(cfg),
 	         "ForceCommand echo $$ > %s; exec " SFTP_SERVER "\n",
 	         v.pidfile);
@@ -355,7 +320,7 @@ Test(sftp_ssh, server_killed_mid_transfer)
 	ferry__sftp *sf2 = sftp_of(s);
 	cr_assert_neq(ferry__sftp_dead(sf2), FERRY_EEOF);
 	ferry__sftp_attrs a;
-	cr_assert_eq(ferry__sftp_stat_wait(sf2, dir, &a), 0, "%s",
+	cr_assert_eq(ferry__sftp_stat_wait(sf2, sh_dir, &a), 0, "%s",
 	             ferry_session_errmsg(s));
 	ferry_session_close(s);
 	fx_sshd_stop(&sv);
