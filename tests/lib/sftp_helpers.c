@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "fixture.h"
 #include "sftp_int.h"
+#include "sftp_mem.h"
 
 char *sh_dir;
 
@@ -62,73 +63,11 @@ ferry__sftp *sh_pipe(const ferry__sftp_opts *o)
 	return sh_pipe_argv(NULL, o);
 }
 
-typedef struct mem_tr {
-	ferry__sftp_transport t;
-	const uint8_t *in;
-	size_t len, off, chunk;
-	int eof;
-	ferry_buf sent;
-} mem_tr;
-
-static ssize_t mem_send(ferry__sftp_transport *t, const void *p, size_t n)
-{
-	mem_tr *m = (mem_tr *)t;
-	if (ferry__buf_put(&m->sent, p, n))
-		return FERRY_ENOMEM;
-	return (ssize_t)n;
-}
-
-static ssize_t mem_recv(ferry__sftp_transport *t, void *p, size_t n)
-{
-	mem_tr *m = (mem_tr *)t;
-	if (m->off < m->len) {
-		size_t k = m->len - m->off;
-		if (m->chunk && k > m->chunk)
-			k = m->chunk;
-		if (k > n)
-			k = n;
-		memcpy(p, m->in + m->off, k);
-		m->off += k;
-		return (ssize_t)k;
-	}
-	if (m->eof)
-		return ferry__sftp_seterr(t->sf, FERRY_EEOF,
-		                          "test stream: end of input");
-	return 0;
-}
-
-static int mem_run(ferry__sftp_transport *t, int (*done)(void *), void *ctx,
-                   int64_t deadline)
-{
-	(void)deadline;
-	for (;;) {
-		if (done(ctx))
-			return 0;
-		if (!ferry__sftp_step(t->sf))
-			return done(ctx) ? 0 : FERRY_ETIMEOUT;
-	}
-}
-
-static void mem_free(ferry__sftp_transport *t)
-{
-	mem_tr *m = (mem_tr *)t;
-	ferry__buf_free(&m->sent);
-	ferry__free(m);
-}
-
 ferry__sftp *sh_mem(const void *in, size_t len, size_t chunk, int eof,
                     const ferry__sftp_opts *o)
 {
-	mem_tr *m = ferry__calloc(1, sizeof(*m));
+	fx_mem_tr *m = fx_mem_new(in, len, chunk, eof);
 	cr_assert_not_null(m);
-	m->in = in;
-	m->len = len;
-	m->chunk = chunk;
-	m->eof = eof;
-	m->t.send = mem_send;
-	m->t.recv = mem_recv;
-	m->t.run = mem_run;
-	m->t.free = mem_free;
 	ferry__sftp *sf = NULL;
 	cr_assert_eq(ferry__sftp_new(&sf, &m->t, NULL, o), 0);
 	return sf;
@@ -136,7 +75,7 @@ ferry__sftp *sh_mem(const void *in, size_t len, size_t chunk, int eof,
 
 const uint8_t *sh_mem_sent(ferry__sftp *sf, size_t *len)
 {
-	mem_tr *m = (mem_tr *)sf->t;
+	fx_mem_tr *m = (fx_mem_tr *)sf->t;
 	*len = m->sent.len;
 	return m->sent.data;
 }
