@@ -2,6 +2,7 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,4 +191,23 @@ double sh_upload_big(ferry__sftp *sf, const char *src, size_t n,
 	fprintf(stderr, "[sftp bench] %zu MiB %s: %.0f MiB/s\n", n >> 20, how,
 	        (double)(n >> 20) / (ms / 1000.0));
 	return ms;
+}
+
+int sh_kill_reader(void *rctx, void *buf, size_t n, uint64_t off)
+{
+	sh_killer *k = rctx;
+	sh_fill(buf, n, off);
+	if (off >= k->at && !k->killed) {
+		pid_t pid = k->pid;
+		if (!pid) {
+			char *t = fx_read_file(k->pidfile, NULL);
+			cr_assert_not_null(t);
+			pid = (pid_t)strtol(t, NULL, 10);
+			free(t);
+		}
+		cr_assert_gt(pid, 1);
+		cr_assert_eq(kill(pid, SIGKILL), 0);
+		k->killed = 1;
+	}
+	return 0;
 }

@@ -34,6 +34,15 @@ size_t sh_version_pkt(uint8_t *out, size_t cap, uint32_t version,
                       const char *const *ext);
 
 void sh_fill(void *p, size_t n, uint64_t seed);
+/* An upload's reader (sh_fill data by offset) that kills the server at
+ * offset at: pid, or when 0 the pid written in pidfile. */
+typedef struct sh_killer {
+	pid_t pid;
+	char pidfile[1024];
+	uint64_t at;
+	int killed;
+} sh_killer;
+int sh_kill_reader(void *rctx, void *buf, size_t n, uint64_t off);
 /* A new file of n bytes under sh_dir (sh_fill with seed); its path, the
  * caller frees. */
 char *sh_make_file(size_t n, uint64_t seed);

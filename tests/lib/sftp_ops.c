@@ -592,13 +592,12 @@ Test(sftp_ops, upload_block)
 {
 	const char *text = "credential=1\n";
 	put("final", "old content", 0644);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P(".final.ferry-abc123");
-	o.has_perm = 1;
-	o.perm = 0600;
-	o.data = text;
-	o.size = strlen(text);
-	o.has_attrs = 1;
+	ferry__sftp_upload_opts o = {.path = P(".final.ferry-abc123"),
+	                             .has_perm = 1,
+	                             .perm = 0600,
+	                             .data = text,
+	                             .size = strlen(text),
+	                             .has_attrs = 1};
 	o.attrs.flags = FERRY__ATTR_ACMODTIME | FERRY__ATTR_PERMISSIONS;
 	o.attrs.perm = 0600;
 	o.attrs.atime = o.attrs.mtime = 1700000000;
@@ -623,8 +622,7 @@ Test(sftp_ops, upload_block)
 	cr_assert_neq(access(o.path, F_OK), 0);
 
 	/* An empty file, no rename: 2 round trips. */
-	ferry__sftp_upload_opts e = {0};
-	e.path = P("empty");
+	ferry__sftp_upload_opts e = {.path = P("empty")};
 	rt0 = ferry__sftp_round_trips(sf);
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &e, &r), 0);
 	cr_assert_eq(ferry__sftp_round_trips(sf) - rt0, 2);
@@ -639,11 +637,8 @@ Test(sftp_ops, upload_block)
 	/* Bad arguments. */
 	e.path = NULL;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &e, &r), FERRY_EINVALID);
-	ferry__sftp_upload_opts two = {0};
-	two.path = P("two");
-	two.data = text;
-	two.use_fd = 1;
-	two.size = 1;
+	ferry__sftp_upload_opts two = {
+	        .path = P("two"), .data = text, .use_fd = 1, .size = 1};
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &two, &r), FERRY_EINVALID);
 }
 
@@ -658,12 +653,11 @@ static int read_fail(void *rctx, void *buf, size_t n, uint64_t off)
 Test(sftp_ops, upload_local_read_failure_removes_temp)
 {
 	put("final", "keep me", 0644);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P(".final.ferry-tmp");
-	o.read = read_fail;
-	o.size = 1000000;
-	o.rename_to = P("final");
-	o.remove_on_error = 1;
+	ferry__sftp_upload_opts o = {.path = P(".final.ferry-tmp"),
+	                             .read = read_fail,
+	                             .size = 1000000,
+	                             .rename_to = P("final"),
+	                             .remove_on_error = 1};
 	ferry__sftp_upload_result r;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), FERRY_EIO);
 	cr_assert_str_eq(r.step, "read");
@@ -680,10 +674,7 @@ Test(sftp_ops, upload_from_fd_that_shrinks)
 	put("src", "short", 0644);
 	int fd = open(P("src"), O_RDONLY);
 	cr_assert_geq(fd, 0);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("dst");
-	o.use_fd = 1;
-	o.fd = fd;
+	ferry__sftp_upload_opts o = {.path = P("dst"), .use_fd = 1, .fd = fd};
 	o.size = 100; /* the scan saw 100 bytes; the file has 5 now */
 	o.remove_on_error = 1;
 	ferry__sftp_upload_result r;

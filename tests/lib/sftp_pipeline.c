@@ -243,10 +243,7 @@ Test(sftp_pipeline, upload_256_mib_verified)
 	size_t n = (size_t)256 << 20;
 	char *src = sh_make_file(n, 256);
 	ferry__sftp *sf = sh_pipe(NULL);
-	ferry__sftp_upload_opts o = {0};
-	o.has_perm = 1;
-	o.perm = 0600;
-	o.fsync = 1;
+	ferry__sftp_upload_opts o = {.has_perm = 1, .perm = 0600, .fsync = 1};
 	double ms = sh_upload_big(sf, src, n, &o, "via pipe");
 	ferry__sftp_stats st;
 	ferry__sftp_stats_get(sf, &st);
@@ -274,10 +271,7 @@ Test(sftp_pipeline, small_window_and_writes_stay_bounded)
 	size_t n = 5 * 1000 * 1000 + 7;
 	uint8_t *data = malloc(n);
 	sh_fill(data, n, 5);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("w");
-	o.data = data;
-	o.size = n;
+	ferry__sftp_upload_opts o = {.path = P("w"), .data = data, .size = n};
 	ferry__sftp_upload_result r;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
 	cr_assert(sh_hash_eq(XXH3_128bits(data, n), sh_hash_file(P("w"))));
@@ -312,23 +306,6 @@ Test(sftp_pipeline, open_handle_limit_respected)
 /* ---- a server that dies or stops ------------------------------------------
  */
 
-typedef struct killer {
-	pid_t pid;
-	uint64_t at;
-	int killed;
-} killer;
-
-static int kill_reader(void *rctx, void *buf, size_t n, uint64_t off)
-{
-	killer *k = rctx;
-	sh_fill(buf, n, off);
-	if (off >= k->at && !k->killed) {
-		k->killed = 1;
-		kill(k->pid, SIGKILL);
-	}
-	return 0;
-}
-
 static void one_cb(void *ctx, const ferry__sftp_upload_result *r)
 {
 	ferry__sftp_upload_result *out = ctx;
@@ -346,15 +323,14 @@ static int one_done(void *ctx)
 Test(sftp_pipeline, server_killed_mid_transfer)
 {
 	ferry__sftp *sf = sh_pipe(NULL);
-	killer k = {ferry__sftp_pipe_pid(sf), 64 << 20, 0};
+	sh_killer k = {ferry__sftp_pipe_pid(sf), "", 64 << 20, 0};
 	ferry__sftp_upload_result r = {0};
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("victim");
-	o.read = kill_reader;
-	o.rctx = &k;
-	o.size = (uint64_t)1 << 30;
-	o.done = one_cb;
-	o.ctx = &r;
+	ferry__sftp_upload_opts o = {.path = P("victim"),
+	                             .read = sh_kill_reader,
+	                             .rctx = &k,
+	                             .size = (uint64_t)1 << 30,
+	                             .done = one_cb,
+	                             .ctx = &r};
 	cr_assert_eq(ferry__sftp_upload(sf, &o), 0);
 	double t0 = sh_now_ms();
 	int rc = ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 20000);
@@ -395,12 +371,11 @@ Test(sftp_pipeline, stopped_server_hits_the_deadline)
 	size_t n = 8 << 20;
 	uint8_t *data = calloc(1, n);
 	ferry__sftp_upload_result r = {0};
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("stopped");
-	o.data = data;
-	o.size = n;
-	o.done = one_cb;
-	o.ctx = &r;
+	ferry__sftp_upload_opts o = {.path = P("stopped"),
+	                             .data = data,
+	                             .size = n,
+	                             .done = one_cb,
+	                             .ctx = &r};
 	cr_assert_eq(ferry__sftp_upload(sf, &o), 0);
 	t0 = sh_now_ms();
 	cr_assert_eq(ferry__sftp_run(sf, one_done, &r, ferry__now_ms() + 300),
@@ -589,12 +564,11 @@ Test(sftp_pipeline, upload_progress)
 	size_t n = 3 << 20;
 	uint8_t *data = calloc(1, n);
 	uint64_t last = 0;
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("p");
-	o.data = data;
-	o.size = n;
-	o.progress = progress_cb;
-	o.ctx = &last;
+	ferry__sftp_upload_opts o = {.path = P("p"),
+	                             .data = data,
+	                             .size = n,
+	                             .progress = progress_cb,
+	                             .ctx = &last};
 	ferry__sftp_upload_result r;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
 	cr_assert_eq(last, n);
@@ -615,11 +589,10 @@ Test(sftp_pipeline, without_posix_rename_remove_then_rename)
 	cr_assert_eq(ferry__sftp_posix_rename(sf, "a", "b", NULL, NULL),
 	             FERRY_EUNSUPPORTED);
 	cr_assert_eq(fx_write_file(P("final"), "old", 3, 0644), 0);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P(".final.ferry-1");
-	o.rename_to = P("final");
-	o.data = "new";
-	o.size = 3;
+	ferry__sftp_upload_opts o = {.path = P(".final.ferry-1"),
+	                             .rename_to = P("final"),
+	                             .data = "new",
+	                             .size = 3};
 	ferry__sftp_upload_result r;
 	uint64_t rt0 = ferry__sftp_round_trips(sf);
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
@@ -642,11 +615,8 @@ Test(sftp_pipeline, without_fsync_hardlink_lsetstat_copy_statvfs)
 	                  FERRY__EXT_LSETSTAT | FERRY__EXT_COPY_DATA |
 	                  FERRY__EXT_STATVFS | FERRY__EXT_FSTATVFS;
 	ferry__sftp *sf = sh_pipe(&opts);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("f");
-	o.data = "abc";
-	o.size = 3;
-	o.fsync = 1;
+	ferry__sftp_upload_opts o = {
+	        .path = P("f"), .data = "abc", .size = 3, .fsync = 1};
 	ferry__sftp_upload_result r;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
 	cr_assert(r.fsync_skipped);
@@ -682,10 +652,7 @@ Test(sftp_pipeline, without_limits_small_writes)
 	size_t n = 1 << 20;
 	uint8_t *data = malloc(n);
 	sh_fill(data, n, 11);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("f");
-	o.data = data;
-	o.size = n;
+	ferry__sftp_upload_opts o = {.path = P("f"), .data = data, .size = n};
 	ferry__sftp_stats before, after;
 	ferry__sftp_stats_get(sf, &before);
 	ferry__sftp_upload_result r;
@@ -713,12 +680,11 @@ Test(sftp_pipeline, excl_refuses_existing_path_and_planted_symlinks)
 	cr_assert_eq(symlink(ghost, P("link-to-nothing")), 0);
 	const char *paths[] = {"existing", "link-to-file", "link-to-nothing"};
 	for (int i = 0; i < 3; i++) {
-		ferry__sftp_upload_opts o = {0};
-		o.path = P("%s", paths[i]);
-		o.data = "EVIL";
-		o.size = 4;
-		o.has_perm = 1;
-		o.perm = 0666;
+		ferry__sftp_upload_opts o = {.path = P("%s", paths[i]),
+		                             .data = "EVIL",
+		                             .size = 4,
+		                             .has_perm = 1,
+		                             .perm = 0666};
 		ferry__sftp_upload_result r;
 		int rc = ferry__sftp_upload_wait(sf, &o, &r);
 		cr_assert_eq(rc, FERRY_EEXIST, "%s: %s", paths[i],
@@ -765,13 +731,12 @@ Test(sftp_pipeline, permissions_apply_at_creation)
 	umask(old);
 	mode_probe p = {{0}, 0, 0};
 	snprintf(p.path, sizeof(p.path), "%s", P(".cred.ferry-1"));
-	ferry__sftp_upload_opts o = {0};
-	o.path = p.path;
-	o.has_perm = 1;
-	o.perm = 0600;
-	o.read = probe_reader;
-	o.rctx = &p;
-	o.size = 1000;
+	ferry__sftp_upload_opts o = {.path = p.path,
+	                             .has_perm = 1,
+	                             .perm = 0600,
+	                             .read = probe_reader,
+	                             .rctx = &p,
+	                             .size = 1000};
 	ferry__sftp_upload_result r;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
 	cr_assert(p.checked);
@@ -867,12 +832,11 @@ Test(sftp_pipeline, disk_full_is_told_apart)
 	cr_assert_eq(fx_write_file(fin, "old", 3, 0644), 0);
 	size_t n = 3 << 20;
 	uint8_t *data = calloc(1, n);
-	ferry__sftp_upload_opts o = {0};
-	o.path = path;
-	o.rename_to = fin;
-	o.data = data;
-	o.size = n;
-	o.remove_on_error = 1;
+	ferry__sftp_upload_opts o = {.path = path,
+	                             .rename_to = fin,
+	                             .data = data,
+	                             .size = n,
+	                             .remove_on_error = 1};
 	ferry__sftp_upload_result r;
 	int rc = ferry__sftp_upload_wait(sf, &o, &r);
 	cr_assert_eq(rc, FERRY_ENOSPACE, "%s: %s", ferry_strerror(rc),

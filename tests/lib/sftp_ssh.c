@@ -56,14 +56,13 @@ Test(sftp_ssh, shared_channel_and_operations)
 	cr_assert_eq(ferry_session_round_trips(s) - rt0, 3);
 
 	cr_assert_eq(ferry__sftp_mkdir_wait(sf, P("d"), NULL), 0);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("d/.f.ferry-1");
-	o.rename_to = P("d/f");
-	o.data = "over ssh";
-	o.size = 8;
-	o.has_perm = 1;
-	o.perm = 0600;
-	o.fsync = 1;
+	ferry__sftp_upload_opts o = {.path = P("d/.f.ferry-1"),
+	                             .rename_to = P("d/f"),
+	                             .data = "over ssh",
+	                             .size = 8,
+	                             .has_perm = 1,
+	                             .perm = 0600,
+	                             .fsync = 1};
 	ferry__sftp_upload_result r;
 	uint64_t rt1 = ferry_session_round_trips(s);
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
@@ -129,14 +128,13 @@ static uint64_t push_n(ferry_session *s, ferry__sftp *sf, const char *tag,
 		char tmp[1024], fin[1024];
 		snprintf(tmp, sizeof(tmp), "%s/.%s%zu.ferry-Q", sh_dir, tag, i);
 		snprintf(fin, sizeof(fin), "%s/%s%zu", sh_dir, tag, i);
-		ferry__sftp_upload_opts o = {0};
-		o.path = tmp;
-		o.rename_to = fin;
-		o.data = data[i];
-		o.size = size[i];
-		o.has_perm = 1;
-		o.perm = 0640;
-		o.has_attrs = 1;
+		ferry__sftp_upload_opts o = {.path = tmp,
+		                             .rename_to = fin,
+		                             .data = data[i],
+		                             .size = size[i],
+		                             .has_perm = 1,
+		                             .perm = 0640,
+		                             .has_attrs = 1};
 		o.attrs.flags = FERRY__ATTR_ACMODTIME;
 		o.attrs.atime = o.attrs.mtime = 1650000000;
 		o.done = batch_cb;
@@ -207,11 +205,10 @@ Test(sftp_ssh, latency_option_on_the_channel)
 	fx_sftp_latency(&opts, 10);
 	ferry__sftp *sf = NULL;
 	cr_assert_eq(ferry__session_sftp_ex(s, &opts, &sf), 0);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("x.tmp");
-	o.rename_to = P("x");
-	o.data = "x";
-	o.size = 1;
+	ferry__sftp_upload_opts o = {.path = P("x.tmp"),
+	                             .rename_to = P("x"),
+	                             .data = "x",
+	                             .size = 1};
 	ferry__sftp_upload_result r;
 	uint64_t rt0 = ferry_session_round_trips(s);
 	double t0 = sh_now_ms();
@@ -266,32 +263,10 @@ Test(sftp_ssh, subsystem_that_exits)
 	fx_sshd_stop(&sv);
 }
 
-typedef struct victim {
-	char pidfile[1024];
-	uint64_t at;
-	int killed;
-} victim;
-
-static int kill_reader(void *rctx, void *buf, size_t n, uint64_t off)
-{
-	victim *v = rctx;
-	sh_fill(buf, n, off);
-	if (off >= v->at && !v->killed) {
-		char *t = fx_read_file(v->pidfile, NULL);
-		cr_assert_not_null(t);
-		pid_t pid = (pid_t)strtol(t, NULL, 10);
-		free(t);
-		cr_assert_gt(pid, 1);
-		cr_assert_eq(kill(pid, SIGKILL), 0);
-		v->killed = 1;
-	}
-	return 0;
-}
-
 Test(sftp_ssh, server_killed_mid_transfer)
 {
 	char cfg[2048];
-	victim v = {"", 32 << 20, 0};
+	sh_killer v = {0, "", 32 << 20, 0};
 	snprintf(v.pidfile, sizeof(v.pidfile), "%s/sftp.pid", sh_dir);
 	snprintf(cfg, sizeof(cfg),
 	         "ForceCommand echo $$ > %s; exec " SFTP_SERVER "\n",
@@ -300,11 +275,10 @@ Test(sftp_ssh, server_killed_mid_transfer)
 	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
 	ferry_session *s = fx_connect(&sv);
 	ferry__sftp *sf = sftp_of(s);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("victim");
-	o.read = kill_reader;
-	o.rctx = &v;
-	o.size = (uint64_t)1 << 30;
+	ferry__sftp_upload_opts o = {.path = P("victim"),
+	                             .read = sh_kill_reader,
+	                             .rctx = &v,
+	                             .size = (uint64_t)1 << 30};
 	ferry__sftp_upload_result r;
 	double t0 = sh_now_ms();
 	int rc = ferry__sftp_upload_wait(sf, &o, &r);
