@@ -264,9 +264,8 @@ Test(sftp_pipeline, upload_256_mib_verified)
 
 Test(sftp_pipeline, small_window_and_writes_stay_bounded)
 {
-	ferry__sftp_opts opts = {0};
-	opts.window_bytes = 64 * 1024;
-	opts.max_write = 16 * 1024;
+	ferry__sftp_opts opts = {.window_bytes = 64 * 1024,
+	                         .max_write = 16 * 1024};
 	ferry__sftp *sf = sh_pipe(&opts);
 	size_t n = 5 * 1000 * 1000 + 7;
 	uint8_t *data = malloc(n);
@@ -286,8 +285,7 @@ Test(sftp_pipeline, small_window_and_writes_stay_bounded)
 
 Test(sftp_pipeline, open_handle_limit_respected)
 {
-	ferry__sftp_opts opts = {0};
-	opts.max_handles = 4;
+	ferry__sftp_opts opts = {.max_handles = 4};
 	ferry__sftp *sf = sh_pipe(&opts);
 	files f = make_files(200, 2000, 9);
 	batch b;
@@ -353,8 +351,7 @@ Test(sftp_pipeline, server_killed_mid_transfer)
 
 Test(sftp_pipeline, stopped_server_hits_the_deadline)
 {
-	ferry__sftp_opts opts = {0};
-	opts.timeout_ms = 300;
+	ferry__sftp_opts opts = {.timeout_ms = 300};
 	ferry__sftp *sf = sh_pipe(&opts);
 	pid_t pid = ferry__sftp_pipe_pid(sf);
 	ferry__sftp_attrs a;
@@ -509,8 +506,7 @@ static void cancel_up_cb(void *ctx, const ferry__sftp_upload_result *r)
  * gives every handle back: on the server and in the slot count. */
 Test(sftp_pipeline, cancel_gives_handles_back)
 {
-	ferry__sftp_opts opts = {0};
-	opts.max_handles = 3;
+	ferry__sftp_opts opts = {.max_handles = 3};
 	ferry__sftp *sf = sh_pipe(&opts);
 	pid_t pid = ferry__sftp_pipe_pid(sf);
 	int fds0 = count_fds(pid);
@@ -582,8 +578,7 @@ Test(sftp_pipeline, upload_progress)
 
 Test(sftp_pipeline, without_posix_rename_remove_then_rename)
 {
-	ferry__sftp_opts opts = {0};
-	opts.ignore_ext = FERRY__EXT_POSIX_RENAME;
+	ferry__sftp_opts opts = {.ignore_ext = FERRY__EXT_POSIX_RENAME};
 	ferry__sftp *sf = sh_pipe(&opts);
 	cr_assert(!ferry__sftp_has(sf, FERRY__EXT_POSIX_RENAME));
 	cr_assert_eq(ferry__sftp_posix_rename(sf, "a", "b", NULL, NULL),
@@ -642,8 +637,7 @@ Test(sftp_pipeline, without_fsync_hardlink_lsetstat_copy_statvfs)
 
 Test(sftp_pipeline, without_limits_small_writes)
 {
-	ferry__sftp_opts opts = {0};
-	opts.ignore_ext = FERRY__EXT_LIMITS;
+	ferry__sftp_opts opts = {.ignore_ext = FERRY__EXT_LIMITS};
 	ferry__sftp *sf = sh_pipe(&opts);
 	ferry__sftp_limits_info l;
 	ferry__sftp_limits_get(sf, &l);
