@@ -28,10 +28,11 @@ static void teardown(void)
 
 TestSuite(sftp_ssh, .init = setup, .fini = teardown, .timeout = 240);
 
-static ferry__sftp *sftp_of(ferry_session *s)
+/* The session's SFTP client, with these options (NULL: the defaults). */
+static ferry__sftp *sftp_of(ferry_session *s, const ferry__sftp_opts *o)
 {
 	ferry__sftp *sf = NULL;
-	int rc = ferry__session_sftp(s, &sf);
+	int rc = ferry__session_sftp_ex(s, o, &sf);
 	cr_assert_eq(rc, 0, "%s: %s", ferry_strerror(rc),
 	             ferry_session_errmsg(s));
 	return sf;
@@ -41,7 +42,7 @@ Test(sftp_ssh, shared_channel_and_operations)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	uint64_t rt0 = ferry_session_round_trips(s);
-	ferry__sftp *sf = sftp_of(s);
+	ferry__sftp *sf = sftp_of(s, NULL);
 	/* Channel open, subsystem request, INIT + limits. */
 	cr_assert_eq(ferry_session_round_trips(s) - rt0, 3);
 	cr_assert(ferry__sftp_has(sf, FERRY__EXT_POSIX_RENAME |
@@ -51,7 +52,7 @@ Test(sftp_ssh, shared_channel_and_operations)
 	ferry__sftp_limits_get(sf, &l);
 	cr_assert_eq(l.max_write, 255 * 1024);
 	/* One channel per session: asked again, the same client. */
-	ferry__sftp *again = sftp_of(s);
+	ferry__sftp *again = sftp_of(s, NULL);
 	cr_assert_eq(again, sf);
 	cr_assert_eq(ferry_session_round_trips(s) - rt0, 3);
 
@@ -157,7 +158,7 @@ static uint64_t push_n(ferry_session *s, ferry__sftp *sf, const char *tag,
 Test(sftp_ssh, thousand_files_three_round_trips)
 {
 	ferry_session *s = fx_connect(fx_shared());
-	ferry__sftp *sf = sftp_of(s);
+	ferry__sftp *sf = sftp_of(s, NULL);
 	size_t n = 1000;
 	uint8_t **data = calloc(n, sizeof(*data));
 	size_t *size = calloc(n, sizeof(*size));
@@ -191,7 +192,7 @@ Test(sftp_ssh, upload_256_mib_verified)
 	char *src = sh_make_file(n, 17);
 	ferry_session *s = fx_connect(fx_shared());
 	ferry__sftp_upload_opts o = {0};
-	sh_upload_big(sftp_of(s), src, n, &o, "over ssh");
+	sh_upload_big(sftp_of(s, NULL), src, n, &o, "over ssh");
 	unlink(src);
 	unlink(P("big"));
 	free(src);
@@ -203,8 +204,7 @@ Test(sftp_ssh, latency_option_on_the_channel)
 	ferry_session *s = fx_connect(fx_shared());
 	ferry__sftp_opts opts = {0};
 	fx_sftp_latency(&opts, 10);
-	ferry__sftp *sf = NULL;
-	cr_assert_eq(ferry__session_sftp_ex(s, &opts, &sf), 0);
+	ferry__sftp *sf = sftp_of(s, &opts);
 	ferry__sftp_upload_opts o = {.path = P("x.tmp"),
 	                             .rename_to = P("x"),
 	                             .data = "x",
@@ -274,7 +274,7 @@ Test(sftp_ssh, server_killed_mid_transfer)
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
 	ferry_session *s = fx_connect(&sv);
-	ferry__sftp *sf = sftp_of(s);
+	ferry__sftp *sf = sftp_of(s, NULL);
 	ferry__sftp_upload_opts o = {.path = P("victim"),
 	                             .read = sh_kill_reader,
 	                             .rctx = &v,
@@ -291,7 +291,7 @@ Test(sftp_ssh, server_killed_mid_transfer)
 	cr_assert_lt(ms, 20000);
 	cr_assert_eq(ferry__sftp_pending(sf), 0);
 	/* The session itself is fine: the next use opens a new channel. */
-	ferry__sftp *sf2 = sftp_of(s);
+	ferry__sftp *sf2 = sftp_of(s, NULL);
 	cr_assert_neq(ferry__sftp_dead(sf2), FERRY_EEOF);
 	ferry__sftp_attrs a;
 	cr_assert_eq(ferry__sftp_stat_wait(sf2, sh_dir, &a), 0, "%s",
