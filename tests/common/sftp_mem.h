@@ -71,16 +71,15 @@ static inline fx_mem_tr *fx_mem_new(const void *in, size_t len, size_t chunk,
                                     int eof)
 {
 	fx_mem_tr *m = ferry__calloc(1, sizeof(*m));
-	if (!m)
-		return NULL;
-	m->in = in;
-	m->len = len;
-	m->chunk = chunk;
-	m->eof = eof;
-	m->t.send = fx_mem_send;
-	m->t.recv = fx_mem_recv;
-	m->t.run = fx_mem_run;
-	m->t.free = fx_mem_free;
+	if (m)
+		*m = (fx_mem_tr){.t = {.send = fx_mem_send,
+		                       .recv = fx_mem_recv,
+		                       .run = fx_mem_run,
+		                       .free = fx_mem_free},
+		                 .in = in,
+		                 .len = len,
+		                 .chunk = chunk,
+		                 .eof = eof};
 	return m;
 }
 
