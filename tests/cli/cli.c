@@ -72,6 +72,14 @@ static int json_text_holds(const char *dir, const char *text,
 	return json_holds(path, asserts);
 }
 
+/* A new directory (caller frees) in which the shell script has run. */
+static char *tree_dir(const char *tag, const char *script)
+{
+	char *dir = fx_tmpdir(tag);
+	cr_assert_eq(fx_sh("cd '%s' && %s", dir, script), 0, "%s", script);
+	return dir;
+}
+
 /* Each malformed command line: exit 2, one usage line, a message. */
 static void expect_usage(const char *args)
 {
@@ -225,8 +233,7 @@ Test(cli, ping_exit_statuses)
 	cr_assert_eq(count_substr(err, "\n"), 1, "%s", err);
 	free(err);
 	/* Failed authentication: 255. */
-	char *dir = fx_tmpdir("key");
-	cr_assert_eq(fx_sh("ssh-keygen -q -t ed25519 -N '' -f %s/k", dir), 0);
+	char *dir = tree_dir("key", "ssh-keygen -q -t ed25519 -N '' -f k");
 	free(expect_exit(255, "auth",
 	                 "ping -p %d -i %s/k --known-hosts %s 127.0.0.1",
 	                 sv->port, dir, sv->known_hosts));
@@ -252,11 +259,9 @@ Test(cli, target_parsing_user_and_ipv6)
 
 Test(cli, status_json_parses_and_holds_the_fields)
 {
-	char *dir = fx_tmpdir("st");
-	cr_assert_eq(fx_sh("mkdir -p %s/src/d && echo a > %s/src/d/f && echo b "
-	                   "> '%s/src/sp ace'",
-	                   dir, dir, dir),
-	             0);
+	char *dir = tree_dir(
+	        "st",
+	        "mkdir -p src/d && echo a > src/d/f && echo b > 'src/sp ace'");
 	char *out = NULL, *err = NULL;
 	int rc = ferry_run(&out, &err,
 	                   "status --json --state-dir %s/state %s/src/ "
@@ -291,11 +296,8 @@ Test(cli, man_page_is_the_help_text)
 Test(cli, exec_push_then_command_in_one_session_json)
 {
 	const fx_sshd *sv = fx_shared();
-	char *dir = fx_tmpdir("xp");
-	cr_assert_eq(fx_sh("mkdir -p %s/src/s && echo v1 > %s/src/s/f && umask "
-	                   "077 && echo key > %s/src/cred",
-	                   dir, dir, dir),
-	             0);
+	char *dir = tree_dir("xp", "mkdir -p src/s && echo v1 > src/s/f && "
+	                           "umask 077 && echo key > src/cred");
 	char *out = NULL, *err = NULL;
 	int rc = ferry_run(
 	        &out, &err,
@@ -337,12 +339,9 @@ static int push_cli(const char *dir, const char *extra, char **out, char **err)
 
 Test(cli, push_itemizes_every_kind_of_change)
 {
-	char *dir = fx_tmpdir("item");
-	cr_assert_eq(fx_sh("cd %s && mkdir -p src/d && echo a > src/d/f && "
-	                   "echo b > src/g && echo c > src/h && echo e > src/k "
-	                   "&& ln -s g src/l",
-	                   dir),
-	             0);
+	char *dir = tree_dir(
+	        "item", "mkdir -p src/d && echo a > src/d/f && echo b > src/g "
+	                "&& echo c > src/h && echo e > src/k && ln -s g src/l");
 	char *out = NULL, *err = NULL;
 	cr_assert_eq(push_cli(dir, "--itemize-changes", &out, &err), 0, "%s",
 	             err);
@@ -375,11 +374,8 @@ Test(cli, push_itemizes_every_kind_of_change)
 
 Test(cli, partial_push_exits_23)
 {
-	char *dir = fx_tmpdir("part");
-	cr_assert_eq(fx_sh("cd %s && mkdir src && echo a > src/ok && echo b > "
-	                   "src/locked && chmod 000 src/locked",
-	                   dir),
-	             0);
+	char *dir = tree_dir("part", "mkdir src && echo a > src/ok && echo b > "
+	                             "src/locked && chmod 000 src/locked");
 	const fx_sshd *sv = fx_shared();
 	/* Without CAP_DAC_OVERRIDE even root cannot read the file. */
 	int rc;
@@ -410,10 +406,8 @@ Test(cli, partial_push_exits_23)
 
 Test(cli, progress_bar_only_on_a_terminal)
 {
-	char *dir = fx_tmpdir("prog");
-	cr_assert_eq(fx_sh("mkdir -p %s/src && truncate -s 320M %s/src/big",
-	                   dir, dir),
-	             0);
+	char *dir =
+	        tree_dir("prog", "mkdir -p src && truncate -s 320M src/big");
 	const fx_sshd *sv = fx_shared();
 	/* A pseudo-terminal from script(1): the bar is drawn on stderr. */
 	cr_assert_eq(fx_sh("cd %s && script -qfec \"%s push -p %d -i %s "
@@ -446,12 +440,10 @@ Test(cli, progress_bar_only_on_a_terminal)
  * marker read and the listing, then mkdirs+OPENs, WRITEs+CLOSE, renames. */
 Test(cli, new_connection_round_trips)
 {
-	char *dir = fx_tmpdir("rt");
-	cr_assert_eq(fx_sh("cd %s && mkdir -p src && for d in 1 2 3 4 5; do "
-	                   "mkdir -p src/d$d/e; for f in 1 2 3 4 5 6 7 8; do "
-	                   "echo $d$f > src/d$d/e/f$f; done; done",
-	                   dir),
-	             0);
+	char *dir =
+	        tree_dir("rt", "mkdir -p src && for d in 1 2 3 4 5; do mkdir "
+	                       "-p src/d$d/e; for f in 1 2 3 4 5 6 7 8; do "
+	                       "echo $d$f > src/d$d/e/f$f; done; done");
 	const char *get = "python3 -c 'import json,sys; "
 	                  "print(json.load(sys.stdin)[\"round_trips\"])'";
 	char *out = NULL, *err = NULL;
@@ -477,14 +469,11 @@ Test(cli, new_connection_round_trips)
 
 Test(cli, exclude_from_file_and_patterns)
 {
-	char *dir = fx_tmpdir("excl");
-	cr_assert_eq(
-	        fx_sh("cd %s && mkdir -p src/cache src/keep && echo 1 > "
-	              "src/a.log && echo 2 > src/keep/b && echo 3 > "
-	              "src/cache/c && echo 4 > src/keep/d.tmp && printf '# "
-	              "comment\\n\\n- *.log\\ncache/\\n' > ex",
-	              dir),
-	        0);
+	char *dir = tree_dir(
+	        "excl",
+	        "mkdir -p src/cache src/keep && echo 1 > src/a.log && echo 2 > "
+	        "src/keep/b && echo 3 > src/cache/c && echo 4 > src/keep/d.tmp "
+	        "&& printf '# comment\\n\\n- *.log\\ncache/\\n' > ex");
 	char *extra = NULL;
 	cr_assert(asprintf(&extra, "--exclude-from %s/ex --exclude '*.tmp'",
 	                   dir) >= 0);

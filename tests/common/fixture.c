@@ -242,6 +242,14 @@ int fx_write_file(const char *path, const void *data, size_t len, mode_t mode)
 	return close(fd);
 }
 
+int fx_write_in(const char *dir, const char *name, const char *text,
+                mode_t mode)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return fx_write_file(path, text, strlen(text), mode);
+}
+
 char *fx_read_file(const char *path, size_t *lenp)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -42,6 +42,9 @@ char *fx_sh_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fx_sh_capture(char **out, char **err, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 int fx_write_file(const char *path, const void *data, size_t len, mode_t mode);
+/* The string text as the file dir/name. */
+int fx_write_in(const char *dir, const char *name, const char *text,
+                mode_t mode);
 /* Whole file into a new buffer; NULL when unreadable. */
 char *fx_read_file(const char *path, size_t *len);
 /* Path of the built ferry program. */

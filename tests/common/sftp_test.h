@@ -32,6 +32,7 @@ int ferry__sftp_open_wait(ferry__sftp *sf, const char *path, uint32_t pflags,
                           ferry__sftp_handle *out);
 int ferry__sftp_opendir_wait(ferry__sftp *sf, const char *path,
                              ferry__sftp_handle *out);
+/* On handles. */
 int ferry__sftp_close_wait(ferry__sftp *sf, const ferry__sftp_handle *h);
 /* *got 0 at end of file. */
 int ferry__sftp_read_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
@@ -39,17 +40,22 @@ int ferry__sftp_read_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
 /* Any length: split in max-write pieces, all in flight. */
 int ferry__sftp_write_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
                            uint64_t off, const void *data, size_t len);
+int ferry__sftp_fstat_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
+                           ferry__sftp_attrs *out);
+int ferry__sftp_fsetstat_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
+                              const ferry__sftp_attrs *a);
+int ferry__sftp_fsync_wait(ferry__sftp *sf, const ferry__sftp_handle *h);
+int ferry__sftp_copy_data_wait(ferry__sftp *sf, const ferry__sftp_handle *rh,
+                               uint64_t roff, uint64_t len,
+                               const ferry__sftp_handle *wh, uint64_t woff);
+/* On paths. */
 int ferry__sftp_stat_wait(ferry__sftp *sf, const char *path,
                           ferry__sftp_attrs *out);
 int ferry__sftp_lstat_wait(ferry__sftp *sf, const char *path,
                            ferry__sftp_attrs *out);
-int ferry__sftp_fstat_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
-                           ferry__sftp_attrs *out);
 int ferry__sftp_setstat_wait(ferry__sftp *sf, const char *path,
                              const ferry__sftp_attrs *a);
 int ferry__sftp_lsetstat_wait(ferry__sftp *sf, const char *path,
-                              const ferry__sftp_attrs *a);
-int ferry__sftp_fsetstat_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
                               const ferry__sftp_attrs *a);
 int ferry__sftp_remove_wait(ferry__sftp *sf, const char *path);
 int ferry__sftp_mkdir_wait(ferry__sftp *sf, const char *path,
@@ -65,12 +71,8 @@ int ferry__sftp_symlink_wait(ferry__sftp *sf, const char *linkpath,
                              const char *target);
 int ferry__sftp_hardlink_wait(ferry__sftp *sf, const char *oldpath,
                               const char *newpath);
-int ferry__sftp_fsync_wait(ferry__sftp *sf, const ferry__sftp_handle *h);
 int ferry__sftp_statvfs_wait(ferry__sftp *sf, const char *path,
                              ferry__sftp_vfs_info *out);
-int ferry__sftp_copy_data_wait(ferry__sftp *sf, const ferry__sftp_handle *rh,
-                               uint64_t roff, uint64_t len,
-                               const ferry__sftp_handle *wh, uint64_t woff);
 /* *out: array of n entries; ferry__sftp_dirents_free. */
 int ferry__sftp_list_wait(ferry__sftp *sf, const char *path,
                           ferry__sftp_dirent **out, size_t *n);

@@ -21,15 +21,14 @@ typedef struct waiter {
 	ferry__sftp_vfs_info vfs;
 	uint8_t *buf; /* read: the caller's buffer (NULL once abandoned) */
 	size_t buflen, got;
-	char *str; /* realpath, readlink */
+	char *str; /* realpath, readlink, read_small (str_len bytes) */
+	size_t str_len;
 	ferry__sftp_upload_result up;
 	void (*uprog)(void *, uint64_t); /* the caller's progress */
 	void *uctx;
 	char up_msg[600];
 	ferry__sftp_dirent *ents;
 	size_t nents;
-	uint8_t *small;
-	size_t small_len;
 } waiter;
 
 static waiter *waiter_new(void)
@@ -45,7 +44,6 @@ static void waiter_unref(waiter *w)
 	if (--w->refs)
 		return;
 	ferry__free(w->str);
-	ferry__free(w->small);
 	ferry__sftp_dirents_free(w->ents, w->nents);
 	ferry__free(w);
 }
@@ -161,63 +159,104 @@ static int finish(ferry__sftp *sf, waiter *w, int submit_err, const char *op,
 	if (!w)                                                                \
 		return report(sf, FERRY_ENOMEM, op, path, "out of memory");
 
-/* One request whose only result is its status. */
-static int status_call(ferry__sftp *sf, const char *op, const char *path,
-                       int (*submit)(ferry__sftp *, waiter *, const void *,
-                                     const void *, const void *),
-                       const void *a, const void *b, const void *c)
+/* One request: its text (op, path), how it is submitted (the first of the
+ * submit functions set, on its arguments) and where its result goes. */
+typedef struct req req;
+struct req {
+	const char *op, *path; /* path: the text's and the first argument */
+	const char *path2;
+	const ferry__sftp_handle *h;
+	const ferry__sftp_attrs *a;
+	uint32_t u32;    /* open's flags, read_small's limit */
+	const void *arg; /* submit's own */
+	int (*by_path)(ferry__sftp *, const char *, ferry__sftp_cb, void *);
+	int (*by_handle)(ferry__sftp *, const ferry__sftp_handle *,
+	                 ferry__sftp_cb, void *);
+	int (*two_paths)(ferry__sftp *, const char *, const char *,
+	                 ferry__sftp_cb, void *);
+	int (*path_attrs)(ferry__sftp *, const char *,
+	                  const ferry__sftp_attrs *, ferry__sftp_cb, void *);
+	int (*submit)(ferry__sftp *, waiter *, const req *);
+	/* Filled on success. */
+	ferry__sftp_handle *handle;
+	ferry__sftp_attrs *attrs;
+	ferry__sftp_vfs_info *vfs;
+	char **str; /* realpath, readlink, read_small (+ *len) */
+	size_t *len;
+	ferry__sftp_dirent **ents; /* list (+ *n) */
+	size_t *n;
+};
+
+static int submit(ferry__sftp *sf, waiter *w, const req *q)
 {
+	if (q->by_path)
+		return q->by_path(sf, q->path, wait_cb, w);
+	if (q->by_handle)
+		return q->by_handle(sf, q->h, wait_cb, w);
+	if (q->two_paths)
+		return q->two_paths(sf, q->path, q->path2, wait_cb, w);
+	if (q->path_attrs)
+		return q->path_attrs(sf, q->path, q->a, wait_cb, w);
+	return q->submit(sf, w, q);
+}
+
+/* Submit one request, run until its reply, copy its result out. */
+static int call(ferry__sftp *sf, const req *q)
+{
+	const char *op = q->op, *path = q->path;
 	WAIT_BEGIN(w);
-	int err = submit(sf, w, a, b, c);
+	int err = submit(sf, w, q);
 	if (!err)
 		owe(w);
 	err = finish(sf, w, err, op, path);
+	if (!err) {
+		if (q->handle)
+			*q->handle = w->handle;
+		if (q->attrs)
+			*q->attrs = w->attrs;
+		if (q->vfs)
+			*q->vfs = w->vfs;
+		if (q->str) {
+			*q->str = w->str;
+			w->str = NULL;
+		}
+		if (q->len)
+			*q->len = w->str_len;
+		if (q->ents) {
+			*q->ents = w->ents;
+			*q->n = w->nents;
+			w->ents = NULL;
+			w->nents = 0;
+		}
+	}
 	waiter_unref(w);
 	return err;
+}
+
+static int sub_open(ferry__sftp *sf, waiter *w, const req *q)
+{
+	return ferry__sftp_open(sf, q->path, q->u32, q->a, wait_cb, w);
 }
 
 int ferry__sftp_open_wait(ferry__sftp *sf, const char *path, uint32_t pflags,
                           const ferry__sftp_attrs *attrs,
                           ferry__sftp_handle *out)
 {
-	const char *op = "open";
-	WAIT_BEGIN(w);
-	int err = ferry__sftp_open(sf, path, pflags, attrs, wait_cb, w);
-	if (!err)
-		owe(w);
-	err = finish(sf, w, err, op, path);
-	if (!err)
-		*out = w->handle;
-	waiter_unref(w);
-	return err;
+	return call(sf, &(req){"open", path, .a = attrs, .u32 = pflags,
+	                       .submit = sub_open, .handle = out});
 }
 
 int ferry__sftp_opendir_wait(ferry__sftp *sf, const char *path,
                              ferry__sftp_handle *out)
 {
-	const char *op = "opendir";
-	WAIT_BEGIN(w);
-	int err = ferry__sftp_opendir(sf, path, wait_cb, w);
-	if (!err)
-		owe(w);
-	err = finish(sf, w, err, op, path);
-	if (!err)
-		*out = w->handle;
-	waiter_unref(w);
-	return err;
-}
-
-static int sub_close(ferry__sftp *sf, waiter *w, const void *a, const void *b,
-                     const void *c)
-{
-	(void)b;
-	(void)c;
-	return ferry__sftp_close(sf, a, wait_cb, w);
+	return call(sf, &(req){"opendir", path, .by_path = ferry__sftp_opendir,
+	                       .handle = out});
 }
 
 int ferry__sftp_close_wait(ferry__sftp *sf, const ferry__sftp_handle *h)
 {
-	return status_call(sf, "close", NULL, sub_close, h, NULL, NULL);
+	return call(sf,
+	            &(req){"close", .h = h, .by_handle = ferry__sftp_close});
 }
 
 int ferry__sftp_read_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
@@ -284,245 +323,148 @@ int ferry__sftp_write_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
 	return err;
 }
 
-static int attrs_call(ferry__sftp *sf, const char *op, const char *path,
-                      const ferry__sftp_handle *h, ferry__sftp_attrs *out)
-{
-	WAIT_BEGIN(w);
-	int err;
-	if (h)
-		err = ferry__sftp_fstat(sf, h, wait_cb, w);
-	else if (!strcmp(op, "stat"))
-		err = ferry__sftp_stat(sf, path, wait_cb, w);
-	else
-		err = ferry__sftp_lstat(sf, path, wait_cb, w);
-	if (!err)
-		owe(w);
-	err = finish(sf, w, err, op, path);
-	if (!err)
-		*out = w->attrs;
-	waiter_unref(w);
-	return err;
-}
-
 int ferry__sftp_stat_wait(ferry__sftp *sf, const char *path,
                           ferry__sftp_attrs *out)
 {
-	return attrs_call(sf, "stat", path, NULL, out);
+	return call(sf, &(req){"stat", path, .by_path = ferry__sftp_stat,
+	                       .attrs = out});
 }
 
 int ferry__sftp_lstat_wait(ferry__sftp *sf, const char *path,
                            ferry__sftp_attrs *out)
 {
-	return attrs_call(sf, "lstat", path, NULL, out);
+	return call(sf, &(req){"lstat", path, .by_path = ferry__sftp_lstat,
+	                       .attrs = out});
 }
 
 int ferry__sftp_fstat_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
                            ferry__sftp_attrs *out)
 {
-	return attrs_call(sf, "fstat", NULL, h, out);
-}
-
-static int sub_setstat(ferry__sftp *sf, waiter *w, const void *a, const void *b,
-                       const void *c)
-{
-	(void)c;
-	return ferry__sftp_setstat(sf, a, b, wait_cb, w);
-}
-
-static int sub_lsetstat(ferry__sftp *sf, waiter *w, const void *a,
-                        const void *b, const void *c)
-{
-	(void)c;
-	return ferry__sftp_lsetstat(sf, a, b, wait_cb, w);
-}
-
-static int sub_fsetstat(ferry__sftp *sf, waiter *w, const void *a,
-                        const void *b, const void *c)
-{
-	(void)c;
-	return ferry__sftp_fsetstat(sf, a, b, wait_cb, w);
+	return call(sf, &(req){"fstat", .h = h, .by_handle = ferry__sftp_fstat,
+	                       .attrs = out});
 }
 
 int ferry__sftp_setstat_wait(ferry__sftp *sf, const char *path,
                              const ferry__sftp_attrs *a)
 {
-	return status_call(sf, "setstat", path, sub_setstat, path, a, NULL);
+	return call(sf, &(req){"setstat", path, .a = a,
+	                       .path_attrs = ferry__sftp_setstat});
 }
 
 int ferry__sftp_lsetstat_wait(ferry__sftp *sf, const char *path,
                               const ferry__sftp_attrs *a)
 {
-	return status_call(sf, "lsetstat", path, sub_lsetstat, path, a, NULL);
+	return call(sf, &(req){"lsetstat", path, .a = a,
+	                       .path_attrs = ferry__sftp_lsetstat});
+}
+
+static int sub_fsetstat(ferry__sftp *sf, waiter *w, const req *q)
+{
+	return ferry__sftp_fsetstat(sf, q->h, q->a, wait_cb, w);
 }
 
 int ferry__sftp_fsetstat_wait(ferry__sftp *sf, const ferry__sftp_handle *h,
                               const ferry__sftp_attrs *a)
 {
-	return status_call(sf, "fsetstat", NULL, sub_fsetstat, h, a, NULL);
-}
-
-static int sub_remove(ferry__sftp *sf, waiter *w, const void *a, const void *b,
-                      const void *c)
-{
-	(void)b;
-	(void)c;
-	return ferry__sftp_remove(sf, a, wait_cb, w);
-}
-
-static int sub_mkdir(ferry__sftp *sf, waiter *w, const void *a, const void *b,
-                     const void *c)
-{
-	(void)c;
-	return ferry__sftp_mkdir(sf, a, b, wait_cb, w);
-}
-
-static int sub_rmdir(ferry__sftp *sf, waiter *w, const void *a, const void *b,
-                     const void *c)
-{
-	(void)b;
-	(void)c;
-	return ferry__sftp_rmdir(sf, a, wait_cb, w);
+	return call(sf,
+	            &(req){"fsetstat", .h = h, .a = a, .submit = sub_fsetstat});
 }
 
 int ferry__sftp_remove_wait(ferry__sftp *sf, const char *path)
 {
-	return status_call(sf, "remove", path, sub_remove, path, NULL, NULL);
+	return call(sf, &(req){"remove", path, .by_path = ferry__sftp_remove});
 }
 
 int ferry__sftp_mkdir_wait(ferry__sftp *sf, const char *path,
                            const ferry__sftp_attrs *a)
 {
-	return status_call(sf, "mkdir", path, sub_mkdir, path, a, NULL);
+	return call(sf, &(req){"mkdir", path, .a = a,
+	                       .path_attrs = ferry__sftp_mkdir});
 }
 
 int ferry__sftp_rmdir_wait(ferry__sftp *sf, const char *path)
 {
-	return status_call(sf, "rmdir", path, sub_rmdir, path, NULL, NULL);
-}
-
-static int name_call(ferry__sftp *sf, const char *op, const char *path,
-                     char **out)
-{
-	WAIT_BEGIN(w);
-	int err = !strcmp(op, "realpath")
-	                  ? ferry__sftp_realpath(sf, path, wait_cb, w)
-	                  : ferry__sftp_readlink(sf, path, wait_cb, w);
-	if (!err)
-		owe(w);
-	err = finish(sf, w, err, op, path);
-	if (!err) {
-		*out = w->str;
-		w->str = NULL;
-	}
-	waiter_unref(w);
-	return err;
+	return call(sf, &(req){"rmdir", path, .by_path = ferry__sftp_rmdir});
 }
 
 int ferry__sftp_realpath_wait(ferry__sftp *sf, const char *path, char **out)
 {
-	return name_call(sf, "realpath", path, out);
+	return call(sf, &(req){"realpath", path,
+	                       .by_path = ferry__sftp_realpath, .str = out});
 }
 
 int ferry__sftp_readlink_wait(ferry__sftp *sf, const char *path, char **out)
 {
-	return name_call(sf, "readlink", path, out);
-}
-
-static int sub_rename(ferry__sftp *sf, waiter *w, const void *a, const void *b,
-                      const void *c)
-{
-	(void)c;
-	return ferry__sftp_rename(sf, a, b, wait_cb, w);
-}
-
-static int sub_posix_rename(ferry__sftp *sf, waiter *w, const void *a,
-                            const void *b, const void *c)
-{
-	(void)c;
-	return ferry__sftp_posix_rename(sf, a, b, wait_cb, w);
-}
-
-static int sub_symlink(ferry__sftp *sf, waiter *w, const void *a, const void *b,
-                       const void *c)
-{
-	(void)c;
-	return ferry__sftp_symlink(sf, a, b, wait_cb, w);
-}
-
-static int sub_hardlink(ferry__sftp *sf, waiter *w, const void *a,
-                        const void *b, const void *c)
-{
-	(void)c;
-	return ferry__sftp_hardlink(sf, a, b, wait_cb, w);
-}
-
-static int sub_fsync(ferry__sftp *sf, waiter *w, const void *a, const void *b,
-                     const void *c)
-{
-	(void)b;
-	(void)c;
-	return ferry__sftp_fsync(sf, a, wait_cb, w);
+	return call(sf, &(req){"readlink", path,
+	                       .by_path = ferry__sftp_readlink, .str = out});
 }
 
 int ferry__sftp_rename_wait(ferry__sftp *sf, const char *from, const char *to)
 {
-	return status_call(sf, "rename", from, sub_rename, from, to, NULL);
+	return call(sf, &(req){"rename", from, to,
+	                       .two_paths = ferry__sftp_rename});
 }
 
 int ferry__sftp_posix_rename_wait(ferry__sftp *sf, const char *from,
                                   const char *to)
 {
-	return status_call(sf, "posix-rename", from, sub_posix_rename, from, to,
-	                   NULL);
+	return call(sf, &(req){"posix-rename", from, to,
+	                       .two_paths = ferry__sftp_posix_rename});
 }
 
 int ferry__sftp_symlink_wait(ferry__sftp *sf, const char *linkpath,
                              const char *target)
 {
-	return status_call(sf, "symlink", linkpath, sub_symlink, linkpath,
-	                   target, NULL);
+	return call(sf, &(req){"symlink", linkpath, target,
+	                       .two_paths = ferry__sftp_symlink});
+}
+
+/* The text names the new path: the arguments come swapped. */
+static int hardlink_new_old(ferry__sftp *sf, const char *newpath,
+                            const char *oldpath, ferry__sftp_cb cb, void *ctx)
+{
+	return ferry__sftp_hardlink(sf, oldpath, newpath, cb, ctx);
 }
 
 int ferry__sftp_hardlink_wait(ferry__sftp *sf, const char *oldpath,
                               const char *newpath)
 {
-	return status_call(sf, "hardlink", newpath, sub_hardlink, oldpath,
-	                   newpath, NULL);
+	return call(sf, &(req){"hardlink", newpath, oldpath,
+	                       .two_paths = hardlink_new_old});
 }
 
 int ferry__sftp_fsync_wait(ferry__sftp *sf, const ferry__sftp_handle *h)
 {
-	return status_call(sf, "fsync", NULL, sub_fsync, h, NULL, NULL);
+	return call(sf,
+	            &(req){"fsync", .h = h, .by_handle = ferry__sftp_fsync});
 }
 
 int ferry__sftp_statvfs_wait(ferry__sftp *sf, const char *path,
                              ferry__sftp_vfs_info *out)
 {
-	const char *op = "statvfs";
-	WAIT_BEGIN(w);
-	int err = ferry__sftp_statvfs(sf, path, wait_cb, w);
-	if (!err)
-		owe(w);
-	err = finish(sf, w, err, op, path);
-	if (!err)
-		*out = w->vfs;
-	waiter_unref(w);
-	return err;
+	return call(sf, &(req){"statvfs", path, .by_path = ferry__sftp_statvfs,
+	                       .vfs = out});
+}
+
+typedef struct copy_args {
+	const ferry__sftp_handle *wh;
+	uint64_t roff, len, woff;
+} copy_args;
+
+static int sub_copy_data(ferry__sftp *sf, waiter *w, const req *q)
+{
+	const copy_args *c = q->arg;
+	return ferry__sftp_copy_data(sf, q->h, c->roff, c->len, c->wh, c->woff,
+	                             wait_cb, w);
 }
 
 int ferry__sftp_copy_data_wait(ferry__sftp *sf, const ferry__sftp_handle *rh,
                                uint64_t roff, uint64_t len,
                                const ferry__sftp_handle *wh, uint64_t woff)
 {
-	const char *op = "copy-data", *path = NULL;
-	WAIT_BEGIN(w);
-	int err =
-	        ferry__sftp_copy_data(sf, rh, roff, len, wh, woff, wait_cb, w);
-	if (!err)
-		owe(w);
-	err = finish(sf, w, err, op, path);
-	waiter_unref(w);
-	return err;
+	copy_args c = {wh, roff, len, woff};
+	return call(sf, &(req){"copy-data", .h = rh, .arg = &c,
+	                       .submit = sub_copy_data});
 }
 
 void ferry__sftp_dirents_free(ferry__sftp_dirent *d, size_t n)
@@ -561,25 +503,19 @@ static void list_wait_cb(void *ctx, int err, const char *msg,
 	waiter_unref(w);
 }
 
+static int sub_list(ferry__sftp *sf, waiter *w, const req *q)
+{
+	return ferry__sftp_list(sf, q->path, list_wait_cb, w);
+}
+
 int ferry__sftp_list_wait(ferry__sftp *sf, const char *path,
                           ferry__sftp_dirent **out, size_t *n)
 {
-	const char *op = NULL; /* the job's text names the step */
 	*out = NULL;
 	*n = 0;
-	WAIT_BEGIN(w);
-	int err = ferry__sftp_list(sf, path, list_wait_cb, w);
-	if (!err)
-		owe(w);
-	err = finish(sf, w, err, op, path);
-	if (!err) {
-		*out = w->ents;
-		*n = w->nents;
-		w->ents = NULL;
-		w->nents = 0;
-	}
-	waiter_unref(w);
-	return err;
+	/* No op: the job's text names the step. */
+	return call(sf, &(req){NULL, path, .submit = sub_list, .ents = out,
+	                       .n = n});
 }
 
 static void small_wait_cb(void *ctx, int err, const char *msg,
@@ -590,38 +526,32 @@ static void small_wait_cb(void *ctx, int err, const char *msg,
 	w->pending--;
 	if (err) {
 		w_error(w, err, msg);
-	} else if (!w->small) {
-		w->small = ferry__malloc(len + 1);
-		if (!w->small) {
+	} else if (!w->str) {
+		w->str = ferry__malloc(len + 1);
+		if (!w->str) {
 			w_error(w, FERRY_ENOMEM, "out of memory");
 		} else {
 			if (len)
-				memcpy(w->small, data, len);
-			w->small[len] = 0;
-			w->small_len = len;
+				memcpy(w->str, data, len);
+			w->str[len] = 0;
+			w->str_len = len;
 		}
 	}
 	waiter_unref(w);
 }
 
+static int sub_read_small(ferry__sftp *sf, waiter *w, const req *q)
+{
+	return ferry__sftp_read_small(sf, q->path, q->u32, small_wait_cb, w);
+}
+
 int ferry__sftp_read_small_wait(ferry__sftp *sf, const char *path, uint32_t max,
                                 char **out, size_t *len)
 {
-	const char *op = NULL;
 	*out = NULL;
 	*len = 0;
-	WAIT_BEGIN(w);
-	int err = ferry__sftp_read_small(sf, path, max, small_wait_cb, w);
-	if (!err)
-		owe(w);
-	err = finish(sf, w, err, op, path);
-	if (!err) {
-		*out = (char *)w->small;
-		*len = w->small_len;
-		w->small = NULL;
-	}
-	waiter_unref(w);
-	return err;
+	return call(sf, &(req){NULL, path, .u32 = max, .submit = sub_read_small,
+	                       .str = out, .len = len});
 }
 
 static void upload_wait_cb(void *ctx, const ferry__sftp_upload_result *r)

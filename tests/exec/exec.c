@@ -57,6 +57,57 @@ static char *out_of(ferry_session *s, const char *cmd)
 	return o;
 }
 
+/* A session to the shared server, its shell bootstrapped (what follows
+ * measures commands, not the bootstrap). */
+static ferry_session *booted(void)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_exec_result r;
+	run(s, "true", NULL, &r);
+	ferry_exec_result_free(&r);
+	return s;
+}
+
+/* The pid of the sshd process serving s. */
+static long sshd_pid(ferry_session *s)
+{
+	char *o = out_of(s, "echo $PPID");
+	long pid = strtol(o, NULL, 10);
+	free(o);
+	cr_assert_gt(pid, 1);
+	return pid;
+}
+
+/* The SFTP client of s (asserts it opens). */
+static ferry__sftp *sftp_of(ferry_session *s)
+{
+	ferry__sftp *sf = NULL;
+	cr_assert_eq(ferry__session_sftp(s, &sf), 0, "%s",
+	             ferry_session_errmsg(s));
+	return sf;
+}
+
+/* A private sshd whose commands run under "env <env>" (root's own
+ * environment stays untouched): ForceCommand re-runs the original
+ * command. */
+static void env_sshd(fx_sshd *sv, const char *env)
+{
+	char cfg[1400];
+	snprintf(cfg, sizeof(cfg),
+	         "ForceCommand exec env %s /bin/bash -c "
+	         "\"$SSH_ORIGINAL_COMMAND\"\n",
+	         env);
+	cr_assert_eq(fx_sshd_start(sv, cfg), 0, "cannot start sshd");
+}
+
+/* A command that must succeed with exactly this output. */
+static void expect_out(ferry_session *s, const char *cmd, const char *want)
+{
+	char *o = out_of(s, cmd);
+	cr_assert_str_eq(o, want, "'%s'", cmd);
+	free(o);
+}
+
 /* Live (not zombie) processes whose command line contains needle. */
 static long live_procs(const char *needle)
 {
@@ -153,9 +204,7 @@ Test(exec, printf_is_exact_and_state_persists)
 	ferry_exec_result_free(&r);
 
 	/* "cd -" works across commands: OLDPWD is the user's */
-	o = out_of(s, "cd /tmp && cd / && cd - >/dev/null && pwd");
-	cr_assert_str_eq(o, "/tmp\n");
-	free(o);
+	expect_out(s, "cd /tmp && cd / && cd - >/dev/null && pwd", "/tmp\n");
 	free(home);
 	free(dir);
 	ferry_session_close(s);
@@ -182,9 +231,7 @@ Test(exec, exit_status_signal_and_exec)
 	/* a syntax error is status 2, and the session goes on */
 	cr_assert_eq(run(s, "if then", NULL, &r), 2);
 	ferry_exec_result_free(&r);
-	char *o = out_of(s, "pwd");
-	cr_assert_str_eq(o, "/tmp\n");
-	free(o);
+	expect_out(s, "pwd", "/tmp\n");
 	ferry_session_close(s);
 }
 
@@ -228,9 +275,7 @@ Test(exec, binary_output_and_stdin)
 	cr_assert_eq(strtol(r.output, NULL, 10), 5);
 	ferry_exec_result_free(&r);
 	/* no stdin: EOF at once, so a reader does not hang */
-	cr_assert_eq(run(s, "cat; echo end", NULL, &r), 0);
-	cr_assert_str_eq(r.output, "end\n");
-	ferry_exec_result_free(&r);
+	expect_out(s, "cat; echo end", "end\n");
 	free(in);
 	fx_sh("rm -rf '%s'", dir);
 	free(dir);
@@ -271,10 +316,8 @@ static long maxrss_kb(void)
 
 Test(exec, large_output_streams_in_bounded_memory)
 {
-	ferry_session *s = fx_connect(fx_shared());
+	ferry_session *s = booted();
 	ferry_exec_result r;
-	run(s, "true", NULL, &r); /* bootstrap outside the measurement */
-	ferry_exec_result_free(&r);
 	counter c;
 	memset(&c, 0, sizeof(c));
 	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
@@ -352,9 +395,7 @@ Test(exec, stderr_apart_env_and_no_snapshot)
 	        run(s, "echo \"$FERRY_T_ENV|${FERRY_T_B-unset}\"", &ee, &r), 0);
 	cr_assert_str_eq(r.output, "it's $(x)|\n");
 	ferry_exec_result_free(&r);
-	char *o = out_of(s, "echo \"${FERRY_T_ENV-unset}\"");
-	cr_assert_str_eq(o, "unset\n");
-	free(o);
+	expect_out(s, "echo \"${FERRY_T_ENV-unset}\"", "unset\n");
 
 	/* no_snapshot: plain bash -c, the session's state untouched */
 	cr_assert_eq(run(s, "export FERRY_T_S=1; cd /tmp", NULL, &r), 0);
@@ -369,9 +410,7 @@ Test(exec, stderr_apart_env_and_no_snapshot)
 	cr_assert_str_eq(r.output, "unset\n/tmp\n");
 	cr_assert_str_eq(r.cwd, "/tmp");
 	ferry_exec_result_free(&r);
-	o = out_of(s, "echo \"$FERRY_T_S\"; pwd");
-	cr_assert_str_eq(o, "1\n/tmp\n");
-	free(o);
+	expect_out(s, "echo \"$FERRY_T_S\"; pwd", "1\n/tmp\n");
 
 	/* bad input */
 	const char *bad[] = {"1BAD=x"};
@@ -443,9 +482,7 @@ Test(exec, timeout_kills_the_process_group)
 	ferry_exec_result_free(&r);
 	assert_procs_gone("1234.5", 10000);
 	/* the session is fine afterwards */
-	char *o = out_of(s, "echo ok");
-	cr_assert_str_eq(o, "ok\n");
-	free(o);
+	expect_out(s, "echo ok", "ok\n");
 	ferry_session_close(s);
 }
 
@@ -490,10 +527,8 @@ Test(exec, silent_command_times_out_on_time)
 
 Test(exec, interrupt_kills_the_process_group)
 {
-	ferry_session *s = fx_connect(fx_shared());
+	ferry_session *s = booted();
 	ferry_exec_result r;
-	run(s, "true", NULL, &r);
-	ferry_exec_result_free(&r);
 	intr_arg a = {s, 400};
 	pthread_t th;
 	pthread_create(&th, NULL, interrupter, &a);
@@ -508,18 +543,14 @@ Test(exec, interrupt_kills_the_process_group)
 	cr_assert_lt(ms, 2500, "took %.0f ms", ms);
 	ferry_exec_result_free(&r);
 	assert_procs_gone("1234.6", 10000);
-	char *o = out_of(s, "echo ok");
-	cr_assert_str_eq(o, "ok\n");
-	free(o);
+	expect_out(s, "echo ok", "ok\n");
 	ferry_session_close(s);
 }
 
 Test(exec, background_child_holding_stdout_returns_fast)
 {
-	ferry_session *s = fx_connect(fx_shared());
+	ferry_session *s = booted();
 	ferry_exec_result r;
-	run(s, "true", NULL, &r);
-	ferry_exec_result_free(&r);
 	double t0 = now_ms();
 	cr_assert_eq(run(s, "sleep 1234.71 & echo $!", NULL, &r), 0);
 	double ms = now_ms() - t0;
@@ -528,9 +559,7 @@ Test(exec, background_child_holding_stdout_returns_fast)
 	cr_assert_gt(pid, 1);
 	kill((pid_t)pid, SIGTERM);
 	ferry_exec_result_free(&r);
-	char *o = out_of(s, "echo next");
-	cr_assert_str_eq(o, "next\n");
-	free(o);
+	expect_out(s, "echo next", "next\n");
 	ferry_session_close(s);
 }
 
@@ -539,10 +568,7 @@ Test(exec, background_child_holding_stdout_returns_fast)
 Test(exec, many_commands_leave_nothing_behind)
 {
 	ferry_session *s = fx_connect(fx_shared());
-	char *o = out_of(s, "echo $PPID");
-	long sshd = strtol(o, NULL, 10);
-	free(o);
-	cr_assert_gt(sshd, 1);
+	long sshd = sshd_pid(s);
 	int fds = count_fds();
 	ferry__exec_info in;
 	ferry__exec_info_get(s, &in);
@@ -577,10 +603,8 @@ Test(exec, many_commands_leave_nothing_behind)
 
 Test(exec, four_commands_at_once)
 {
-	ferry_session *s = fx_connect(fx_shared());
+	ferry_session *s = booted();
 	ferry_exec_result r;
-	run(s, "true", NULL, &r);
-	ferry_exec_result_free(&r);
 	ferry__exec_op *ops[4];
 	double t0 = now_ms();
 	for (int i = 0; i < 4; i++) {
@@ -665,13 +689,9 @@ static int gen_read(void *ctx, void *buf, size_t n, uint64_t off)
 
 Test(exec, runs_while_a_push_is_in_flight)
 {
-	ferry_session *s = fx_connect(fx_shared());
+	ferry_session *s = booted();
 	ferry_exec_result r;
-	run(s, "true", NULL, &r);
-	ferry_exec_result_free(&r);
-	ferry__sftp *sf = NULL;
-	cr_assert_eq(ferry__session_sftp(s, &sf), 0, "%s",
-	             ferry_session_errmsg(s));
+	ferry__sftp *sf = sftp_of(s);
 	char *dir = fx_tmpdir("push");
 	char path[600];
 	snprintf(path, sizeof(path), "%s/big", dir);
@@ -711,63 +731,55 @@ Test(exec, runs_while_a_push_is_in_flight)
 
 /* ---- accounts with unusual shells --------------------------------------- */
 
-/* A private sshd whose commands run with HOME=home (root's own dotfiles
- * stay untouched): ForceCommand re-runs the original command. */
-static void home_sshd(fx_sshd *sv, const char *home, int source_bashrc)
+/* A session to a private sshd whose commands run with HOME=home, a new
+ * directory holding one dotfile (root's own dotfiles stay untouched). */
+static ferry_session *home_connect(fx_sshd *sv, char **home, const char *name,
+                                   const char *text, int source_bashrc)
 {
-	char cfg[1200];
-	snprintf(cfg, sizeof(cfg),
-	         "ForceCommand exec env HOME='%s'%s /bin/bash -c "
-	         "\"$SSH_ORIGINAL_COMMAND\"\n",
-	         home, source_bashrc ? " SHLVL=0" : "");
-	cr_assert_eq(fx_sshd_start(sv, cfg), 0, "cannot start sshd");
+	*home = fx_tmpdir("home");
+	cr_assert_eq(fx_write_in(*home, name, text, 0644), 0);
+	char env[700];
+	snprintf(env, sizeof(env), "HOME='%s'%s", *home,
+	         source_bashrc ? " SHLVL=0" : "");
+	env_sshd(sv, env);
+	return fx_connect(sv);
+}
+
+/* Close s, stop the private sv and remove dir (freed). */
+static void close_all(ferry_session *s, fx_sshd *sv, char *dir)
+{
+	ferry_session_close(s);
+	fx_sshd_stop(sv);
+	fx_sh("rm -rf '%s'", dir);
+	free(dir);
 }
 
 Test(exec, broken_login_profile_falls_back)
 {
-	char *home = fx_tmpdir("home");
-	char p[700];
-	snprintf(p, sizeof(p), "%s/.bash_profile", home);
-	const char *prof = "echo profile runs; exit 3\n";
-	cr_assert_eq(fx_write_file(p, prof, strlen(prof), 0644), 0);
 	fx_sshd sv;
-	home_sshd(&sv, home, 0);
-	ferry_session *s = fx_connect(&sv);
-	ferry_exec_result r;
-	cr_assert_eq(run(s, "printf x; cd /tmp", NULL, &r), 0);
-	cr_assert_str_eq(r.output, "x");
-	ferry_exec_result_free(&r);
+	char *home;
+	ferry_session *s = home_connect(&sv, &home, ".bash_profile",
+	                                "echo profile runs; exit 3\n", 0);
+	expect_out(s, "printf x; cd /tmp", "x");
 	ferry__exec_info in;
 	ferry__exec_info_get(s, &in);
 	cr_assert_eq(in.mode, FERRY__EXEC_MODE_PLAIN);
 	cr_assert_null(in.snapshot_dir);
 	/* cwd is still followed; variables are not */
-	char *o = out_of(s, "pwd; export V=1");
-	cr_assert_str_eq(o, "/tmp\n");
-	free(o);
-	o = out_of(s, "echo \"${V-unset}\"");
-	cr_assert_str_eq(o, "unset\n");
-	free(o);
-	ferry_session_close(s);
-	fx_sshd_stop(&sv);
-	fx_sh("rm -rf '%s'", home);
-	free(home);
+	expect_out(s, "pwd; export V=1", "/tmp\n");
+	expect_out(s, "echo \"${V-unset}\"", "unset\n");
+	close_all(s, &sv, home);
 }
 
 Test(exec, chatty_bashrc_does_not_reach_the_output)
 {
-	char *home = fx_tmpdir("home");
-	char p[700];
-	snprintf(p, sizeof(p), "%s/.bashrc", home);
-	const char *rc = "echo BASHRC-NOISE; echo bashrc-err >&2\n";
-	cr_assert_eq(fx_write_file(p, rc, strlen(rc), 0644), 0);
 	fx_sshd sv;
-	home_sshd(&sv, home, 1);
-	ferry_session *s = fx_connect(&sv);
+	char *home;
+	ferry_session *s =
+	        home_connect(&sv, &home, ".bashrc",
+	                     "echo BASHRC-NOISE; echo bashrc-err >&2\n", 1);
 	ferry_exec_result r;
-	cr_assert_eq(run(s, "printf x", NULL, &r), 0);
-	cr_assert_str_eq(r.output, "x");
-	ferry_exec_result_free(&r);
+	expect_out(s, "printf x", "x");
 	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
 	eo.separate_stderr = 1;
 	cr_assert_eq(run(s, "echo o; echo e >&2", &eo, &r), 0);
@@ -784,13 +796,8 @@ Test(exec, chatty_bashrc_does_not_reach_the_output)
 	cr_assert_not_null(strstr(ferry_session_errmsg(s), "printed text"),
 	                   "%s", ferry_session_errmsg(s));
 	/* and exec still works after that */
-	cr_assert_eq(run(s, "echo still", NULL, &r), 0);
-	cr_assert_str_eq(r.output, "still\n");
-	ferry_exec_result_free(&r);
-	ferry_session_close(s);
-	fx_sshd_stop(&sv);
-	fx_sh("rm -rf '%s'", home);
-	free(home);
+	expect_out(s, "echo still", "still\n");
+	close_all(s, &sv, home);
 }
 
 static void small_done(void *ctx, const ferry__sftp_upload_result *r)
@@ -819,9 +826,7 @@ Test(exec, sftp_only_account)
 	cr_assert_lt(now_ms() - t0, 50);
 	ferry_exec_result_free(&r);
 	/* the push side works on the same session */
-	ferry__sftp *sf = NULL;
-	cr_assert_eq(ferry__session_sftp(s, &sf), 0, "%s",
-	             ferry_session_errmsg(s));
+	ferry__sftp *sf = sftp_of(s);
 	char *dir = fx_tmpdir("sftponly");
 	char path[600];
 	snprintf(path, sizeof(path), "%s/f", dir);
@@ -840,10 +845,7 @@ Test(exec, sftp_only_account)
 	char *got = fx_read_file(path, &len);
 	cr_assert_str_eq(got, "hello");
 	free(got);
-	ferry_session_close(s);
-	fx_sshd_stop(&sv);
-	fx_sh("rm -rf '%s'", dir);
-	free(dir);
+	close_all(s, &sv, dir);
 }
 
 /* ---- failures
@@ -876,10 +878,7 @@ static void grab_pid(void *ctx, int stream, const void *p, size_t n)
 Test(exec, lost_connection_fails_cleanly)
 {
 	ferry_session *s = fx_connect(fx_shared());
-	char *o = out_of(s, "echo $PPID");
-	long sshd = strtol(o, NULL, 10);
-	free(o);
-	cr_assert_gt(sshd, 1);
+	long sshd = sshd_pid(s);
 	killer_arg a = {sshd, 300};
 	pthread_t th;
 	pthread_create(&th, NULL, kill_later, &a);
@@ -974,9 +973,7 @@ Test(exec, long_commands_go_through_a_file)
 	cr_assert_eq(r.output_len, n);
 	cr_assert_eq(r.output[0], 'y');
 	ferry_exec_result_free(&r);
-	char *o = out_of(s, "pwd");
-	cr_assert_str_eq(o, "/tmp\n");
-	free(o);
+	expect_out(s, "pwd", "/tmp\n");
 	ferry__exec_info in;
 	ferry__exec_info_get(s, &in);
 	char *files = fx_sh_out("ls -A '%s' | wc -l", in.snapshot_dir);
@@ -999,13 +996,10 @@ Test(exec, prepare_and_close_leave_no_directory)
 	/* A server whose sessions keep their snapshot in a directory of
 	 * this test's own. */
 	char *run_dir = fx_tmpdir("xdg");
-	char cfg[800];
-	snprintf(cfg, sizeof(cfg),
-	         "ForceCommand exec env XDG_RUNTIME_DIR='%s' /bin/bash -c "
-	         "\"$SSH_ORIGINAL_COMMAND\"\n",
-	         run_dir);
+	char env[700];
+	snprintf(env, sizeof(env), "XDG_RUNTIME_DIR='%s'", run_dir);
 	fx_sshd sv;
-	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
+	env_sshd(&sv, env);
 
 	/* closed while the bootstrap is in flight */
 	ferry_session *s = fx_connect(&sv);
@@ -1016,10 +1010,7 @@ Test(exec, prepare_and_close_leave_no_directory)
 	/* prepared, then used: the snapshot lives in XDG_RUNTIME_DIR */
 	s = fx_connect(&sv);
 	cr_assert_eq(ferry__exec_prepare(s), 0);
-	ferry_exec_result r;
-	cr_assert_eq(run(s, "printf x", NULL, &r), 0);
-	cr_assert_str_eq(r.output, "x");
-	ferry_exec_result_free(&r);
+	expect_out(s, "printf x", "x");
 	ferry__exec_info in;
 	ferry__exec_info_get(s, &in);
 	cr_assert_not_null(in.snapshot_dir);

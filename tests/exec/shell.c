@@ -268,9 +268,7 @@ static void local_init(local *l)
 	l->dir = fx_tmpdir("snap");
 	cr_assert_not_null(l->dir);
 	/* An empty snapshot to start from. */
-	char p[600];
-	snprintf(p, sizeof(p), "%s/0", l->dir);
-	cr_assert_eq(fx_write_file(p, "", 0, 0600), 0);
+	cr_assert_eq(fx_write_in(l->dir, "0", "", 0600), 0);
 	cr_assert_eq(ferry__sh_filter_init(&l->f, MARK, 1), 0);
 }
 
@@ -368,13 +366,11 @@ Test(shell, bootstrap_snapshots_the_login_environment)
 	char *home = fx_tmpdir("home");
 	char *tmp = fx_tmpdir("tmp");
 	cr_assert(home && tmp);
-	char p[700];
-	snprintf(p, sizeof(p), "%s/.bash_profile", home);
 	const char *profile = "export PROFILE_VAR='from profile'\n"
 	                      "pf(){ echo \"pf $*\"; }\n"
 	                      "alias pa='echo alias-ok'\n"
 	                      "echo profile noise\n";
-	cr_assert_eq(fx_write_file(p, profile, strlen(profile), 0644), 0);
+	cr_assert_eq(fx_write_in(home, ".bash_profile", profile, 0644), 0);
 	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
 	cr_assert_eq(ferry__sh_bootstrap(&req, MARK, "ferry-test"), 0);
 	char *argv[] = {"bash", "-c", (char *)req.data, NULL};
@@ -384,6 +380,7 @@ Test(shell, bootstrap_snapshots_the_login_environment)
 	cr_assert(b.have_sh);
 	cr_assert(b.bash);
 	cr_assert_not_null(b.dir);
+	char p[700];
 	snprintf(p, sizeof(p), "%s/ferry-test", tmp);
 	cr_assert_str_eq(b.dir, p);
 	struct stat st;
@@ -478,9 +475,7 @@ Test(shell, kill_script_stops_a_process_group)
 Test(shell, cleanup_script)
 {
 	char *d = fx_tmpdir("clean");
-	char p[600];
-	snprintf(p, sizeof(p), "%s/0", d);
-	cr_assert_eq(fx_write_file(p, "x", 1, 0600), 0);
+	cr_assert_eq(fx_write_in(d, "0", "x", 0600), 0);
 	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
 	cr_assert_eq(ferry__sh_cleanup(&req, d), 0);
 	char *argv[] = {"sh", "-c", (char *)req.data, NULL};
@@ -495,10 +490,9 @@ Test(shell, bootstrap_with_the_first_command)
 {
 	char *home = fx_tmpdir("home");
 	char *tmp = fx_tmpdir("tmp");
-	char p[700];
-	snprintf(p, sizeof(p), "%s/.bash_profile", home);
-	const char *profile = "export PV=from-profile; echo noise\n";
-	cr_assert_eq(fx_write_file(p, profile, strlen(profile), 0644), 0);
+	cr_assert_eq(fx_write_in(home, ".bash_profile",
+	                         "export PV=from-profile; echo noise\n", 0644),
+	             0);
 	ferry__sh_cmd c;
 	memset(&c, 0, sizeof(c));
 	c.mark = MARK;
@@ -523,6 +517,7 @@ Test(shell, bootstrap_with_the_first_command)
 	cr_assert_not_null(b.dir);
 	cr_assert_not(b.bash); /* dash was the login shell */
 	/* the state after the command is in "1" */
+	char p[700];
 	snprintf(p, sizeof(p), "%s/1", b.dir);
 	char *snap = fx_read_file(p, NULL);
 	cr_assert_not_null(snap);

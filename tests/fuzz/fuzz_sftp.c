@@ -15,51 +15,7 @@
 #include "sftp.h"
 #include "sftp_int.h"
 #include "sftp_proto.h"
-
-typedef struct mem_tr {
-	ferry__sftp_transport t;
-	const uint8_t *in;
-	size_t len, off, chunk;
-} mem_tr;
-
-static ssize_t mem_send(ferry__sftp_transport *t, const void *p, size_t n)
-{
-	(void)t;
-	(void)p;
-	return (ssize_t)n;
-}
-
-static ssize_t mem_recv(ferry__sftp_transport *t, void *p, size_t n)
-{
-	mem_tr *m = (mem_tr *)t;
-	if (m->off >= m->len)
-		return ferry__sftp_seterr(t->sf, FERRY_EEOF, "end of input");
-	size_t k = m->len - m->off;
-	if (m->chunk && k > m->chunk)
-		k = m->chunk;
-	if (k > n)
-		k = n;
-	memcpy(p, m->in + m->off, k);
-	m->off += k;
-	return (ssize_t)k;
-}
-
-static int mem_run(ferry__sftp_transport *t, int (*done)(void *), void *ctx,
-                   int64_t deadline)
-{
-	(void)deadline;
-	for (;;) {
-		if (done(ctx))
-			return 0;
-		if (!ferry__sftp_step(t->sf))
-			return done(ctx) ? 0 : FERRY_ETIMEOUT;
-	}
-}
-
-static void mem_free(ferry__sftp_transport *t)
-{
-	ferry__free(t);
-}
+#include "sftp_mem.h"
 
 static ferry__sftp_handle handle;
 static int have_handle;
@@ -142,17 +98,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size--;
 	parse_all(data, size);
 
-	mem_tr *m = ferry__calloc(1, sizeof(*m));
+	static const size_t chunks[4] = {0, 1, 7, 4096};
+	fx_mem_tr *m = fx_mem_new(data, size, chunks[opt & 3], 1);
 	if (!m)
 		return 0;
-	m->in = data;
-	m->len = size;
-	static const size_t chunks[4] = {0, 1, 7, 4096};
-	m->chunk = chunks[opt & 3];
-	m->t.send = mem_send;
-	m->t.recv = mem_recv;
-	m->t.run = mem_run;
-	m->t.free = mem_free;
 	ferry__sftp_opts o;
 	memset(&o, 0, sizeof(o));
 	if (opt & 0x04)

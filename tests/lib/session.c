@@ -49,6 +49,26 @@ static int count_lines(const char *path)
 	return n;
 }
 
+/* Options for sv with a known_hosts file of the test's own: path, name in
+ * a new directory (returned; the caller frees it), not created. */
+static char *own_known_hosts(const fx_sshd *sv, ferry_session_opts *o,
+                             char *path, size_t n, const char *name)
+{
+	char *dir = fx_tmpdir("kh");
+	snprintf(path, n, "%s/%s", dir, name);
+	fx_opts(sv, o);
+	o->known_hosts = path;
+	return dir;
+}
+
+/* Options for sv with the identity files ids (one, NULL-free array). */
+static void opts_with_key(const fx_sshd *sv, ferry_session_opts *o,
+                          const char **ids)
+{
+	fx_opts(sv, o);
+	o->identity_files = ids;
+}
+
 Test(session, ed25519_and_ecdsa_keys)
 {
 	const fx_sshd *sv = fx_shared();
@@ -78,13 +98,10 @@ Test(session, info_reports_algorithms_and_steps)
 Test(session, accept_new_appends_exactly_one_line)
 {
 	const fx_sshd *sv = fx_shared();
-	char *dir = fx_tmpdir("kh");
-	char path[600];
-	snprintf(path, sizeof(path), "%s/sub/known_hosts", dir);
 	ferry_session_opts o;
-	char err[512];
-	fx_opts(sv, &o);
-	o.known_hosts = path;
+	char path[600], err[512];
+	char *dir =
+	        own_known_hosts(sv, &o, path, sizeof(path), "sub/known_hosts");
 
 	o.host_key_policy = FERRY_HOSTKEY_STRICT;
 	cr_assert_eq(try_open(&o, err, sizeof(err)), FERRY_EHOSTKEY);
@@ -113,18 +130,14 @@ Test(session, accept_new_appends_exactly_one_line)
 Test(session, accept_new_keeps_unterminated_last_line_separate)
 {
 	const fx_sshd *sv = fx_shared();
-	char *dir = fx_tmpdir("kh");
-	char path[600];
-	snprintf(path, sizeof(path), "%s/known_hosts", dir);
+	ferry_session_opts o;
+	char path[600], err[512];
+	char *dir = own_known_hosts(sv, &o, path, sizeof(path), "known_hosts");
 	const char *other =
 	        "otherhost ssh-ed25519 "
 	        "AAAAC3NzaC1lZDI1NTE5AAAAIEl3M8K7Tt0o1o4dCC9q0Yy5wz3rCCrKe"
 	        "Gqf7Ax5Y2Yz";
 	cr_assert_eq(fx_write_file(path, other, strlen(other), 0600), 0);
-	ferry_session_opts o;
-	char err[512];
-	fx_opts(sv, &o);
-	o.known_hosts = path;
 	o.host_key_policy = FERRY_HOSTKEY_ACCEPT_NEW;
 	cr_assert_eq(try_open(&o, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(count_lines(path), 2);
@@ -138,11 +151,11 @@ Test(session, accept_new_keeps_unterminated_last_line_separate)
 Test(session, changed_host_key_is_refused_and_file_untouched)
 {
 	const fx_sshd *sv = fx_shared();
-	char *dir = fx_tmpdir("kh");
+	ferry_session_opts o;
+	char path[600], err[1024];
+	char *dir = own_known_hosts(sv, &o, path, sizeof(path), "known_hosts");
 	cr_assert_eq(fx_sh("ssh-keygen -q -t ed25519 -N '' -f %s/fake", dir),
 	             0);
-	char path[600];
-	snprintf(path, sizeof(path), "%s/known_hosts", dir);
 	cr_assert_eq(
 	        fx_sh("printf '# mine\\n[127.0.0.1]:%d ' > %s && cut -d' ' "
 	              "-f1,2 %s/fake.pub >> %s",
@@ -154,10 +167,6 @@ Test(session, changed_host_key_is_refused_and_file_untouched)
 	        "ssh-keygen -lf %s/host_ed25519.pub | cut -d' ' -f2", sv->dir);
 	fp[strcspn(fp, "\n")] = '\0';
 
-	ferry_session_opts o;
-	char err[1024];
-	fx_opts(sv, &o);
-	o.known_hosts = path;
 	for (int policy = 0; policy < 2; policy++) {
 		o.host_key_policy = policy ? FERRY_HOSTKEY_STRICT
 		                           : FERRY_HOSTKEY_ACCEPT_NEW;
@@ -179,18 +188,14 @@ Test(session, changed_host_key_is_refused_and_file_untouched)
 Test(session, hashed_known_hosts_entries_match)
 {
 	const fx_sshd *sv = fx_shared();
-	char *dir = fx_tmpdir("kh");
-	char path[600];
-	snprintf(path, sizeof(path), "%s/known_hosts", dir);
+	ferry_session_opts o;
+	char path[600], err[512];
+	char *dir = own_known_hosts(sv, &o, path, sizeof(path), "known_hosts");
 	cr_assert_eq(
 	        fx_sh("cp %s %s && ssh-keygen -q -H -f %s >/dev/null 2>&1 && "
 	              "! grep -q 127.0.0.1 %s",
 	              sv->known_hosts, path, path, path),
 	        0);
-	ferry_session_opts o;
-	char err[512];
-	fx_opts(sv, &o);
-	o.known_hosts = path;
 	cr_assert_eq(try_open(&o, err, sizeof(err)), 0, "%s", err);
 	free(dir);
 }
@@ -198,14 +203,10 @@ Test(session, hashed_known_hosts_entries_match)
 Test(session, ecdsa_only_known_host_prefers_ecdsa)
 {
 	const fx_sshd *sv = fx_shared();
-	char *dir = fx_tmpdir("kh");
-	char path[600];
-	snprintf(path, sizeof(path), "%s/known_hosts", dir);
-	cr_assert_eq(fx_sh("grep ecdsa %s > %s", sv->known_hosts, path), 0);
 	ferry_session_opts o;
-	char err[512];
-	fx_opts(sv, &o);
-	o.known_hosts = path;
+	char path[600], err[512];
+	char *dir = own_known_hosts(sv, &o, path, sizeof(path), "known_hosts");
+	cr_assert_eq(fx_sh("grep ecdsa %s > %s", sv->known_hosts, path), 0);
 	ferry_session *s = NULL;
 	cr_assert_eq(ferry_session_open_ex(&s, &o, err, sizeof(err)), 0, "%s",
 	             err);
@@ -217,10 +218,17 @@ Test(session, ecdsa_only_known_host_prefers_ecdsa)
 	free(dir);
 }
 
-/* A private server whose authorized_keys the test may change. */
-static void private_server(fx_sshd *sv)
+/* A private server whose authorized_keys take a new key, key: the file
+ * name in its directory, made by ssh-keygen with these arguments. */
+static void private_server_key(fx_sshd *sv, char *key, size_t n,
+                               const char *name, const char *keygen)
 {
 	cr_assert_eq(fx_sshd_start(sv, NULL), 0);
+	snprintf(key, n, "%s/%s", sv->dir, name);
+	cr_assert_eq(fx_sh("ssh-keygen -q %s -f %s && cat %s.pub >> "
+	                   "%s/authorized_keys",
+	                   keygen, key, key, sv->dir),
+	             0);
 }
 
 Test(session, wrong_key_is_auth_error)
@@ -232,9 +240,8 @@ Test(session, wrong_key_is_auth_error)
 	cr_assert_eq(fx_sh("ssh-keygen -q -t ed25519 -N '' -f %s", key), 0);
 	ferry_session_opts o;
 	char err[1024];
-	fx_opts(sv, &o);
 	const char *ids[] = {key};
-	o.identity_files = ids;
+	opts_with_key(sv, &o, ids);
 	cr_assert_eq(try_open(&o, err, sizeof(err)), FERRY_EAUTH);
 	cr_assert(strstr(err, "stranger") != NULL, "%s", err);
 	cr_assert(strstr(err, "ed25519") == NULL ||
@@ -257,18 +264,13 @@ Test(session, missing_identity_file_is_named)
 Test(session, rsa_key_fails_with_ed25519_hint)
 {
 	fx_sshd sv;
-	private_server(&sv);
 	char key[600];
-	snprintf(key, sizeof(key), "%s/id_rsa", sv.dir);
-	cr_assert_eq(fx_sh("ssh-keygen -q -t rsa -b 2048 -N '' -f %s && cat "
-	                   "%s.pub >> %s/authorized_keys",
-	                   key, key, sv.dir),
-	             0);
+	private_server_key(&sv, key, sizeof(key), "id_rsa",
+	                   "-t rsa -b 2048 -N ''");
 	ferry_session_opts o;
 	char err[1024];
-	fx_opts(&sv, &o);
 	const char *ids[] = {key};
-	o.identity_files = ids;
+	opts_with_key(&sv, &o, ids);
 	int rc = try_open(&o, err, sizeof(err));
 	fx_sshd_stop(&sv);
 	if (!ferry__libssh2_rsa_sha1_only()) {
@@ -285,18 +287,13 @@ Test(session, rsa_key_fails_with_ed25519_hint)
 Test(session, encrypted_key_right_and_wrong_passphrase)
 {
 	fx_sshd sv;
-	private_server(&sv);
 	char key[600];
-	snprintf(key, sizeof(key), "%s/id_locked", sv.dir);
-	cr_assert_eq(fx_sh("ssh-keygen -q -t ed25519 -N 's3cret pass' -f %s && "
-	                   "cat %s.pub >> %s/authorized_keys",
-	                   key, key, sv.dir),
-	             0);
+	private_server_key(&sv, key, sizeof(key), "id_locked",
+	                   "-t ed25519 -N 's3cret pass'");
 	ferry_session_opts o;
 	char err[1024];
-	fx_opts(&sv, &o);
 	const char *ids[] = {key};
-	o.identity_files = ids;
+	opts_with_key(&sv, &o, ids);
 	o.passphrase = "s3cret pass";
 	int ok = try_open(&o, err, sizeof(err));
 	char okerr[1024];

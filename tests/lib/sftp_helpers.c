@@ -2,6 +2,9 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,7 +12,37 @@
 
 #include "alloc.h"
 #include "buf.h"
+#include "fixture.h"
 #include "sftp_int.h"
+#include "sftp_mem.h"
+
+char *sh_dir;
+
+void sh_dir_new(const char *tag)
+{
+	sh_dir = fx_tmpdir(tag);
+	cr_assert_not_null(sh_dir);
+}
+
+void sh_dir_free(void)
+{
+	free(sh_dir);
+	sh_dir = NULL;
+}
+
+char *sh_path(const char *fmt, ...)
+{
+	static char bufs[8][1024];
+	static int i;
+	char *b = bufs[i++ & 7];
+	char name[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	snprintf(b, sizeof(bufs[0]), "%s/%s", sh_dir, name);
+	return b;
+}
 
 ferry__sftp *sh_pipe_argv(const char *const *argv, const ferry__sftp_opts *o)
 {
@@ -31,73 +64,11 @@ ferry__sftp *sh_pipe(const ferry__sftp_opts *o)
 	return sh_pipe_argv(NULL, o);
 }
 
-typedef struct mem_tr {
-	ferry__sftp_transport t;
-	const uint8_t *in;
-	size_t len, off, chunk;
-	int eof;
-	ferry_buf sent;
-} mem_tr;
-
-static ssize_t mem_send(ferry__sftp_transport *t, const void *p, size_t n)
-{
-	mem_tr *m = (mem_tr *)t;
-	if (ferry__buf_put(&m->sent, p, n))
-		return FERRY_ENOMEM;
-	return (ssize_t)n;
-}
-
-static ssize_t mem_recv(ferry__sftp_transport *t, void *p, size_t n)
-{
-	mem_tr *m = (mem_tr *)t;
-	if (m->off < m->len) {
-		size_t k = m->len - m->off;
-		if (m->chunk && k > m->chunk)
-			k = m->chunk;
-		if (k > n)
-			k = n;
-		memcpy(p, m->in + m->off, k);
-		m->off += k;
-		return (ssize_t)k;
-	}
-	if (m->eof)
-		return ferry__sftp_seterr(t->sf, FERRY_EEOF,
-		                          "test stream: end of input");
-	return 0;
-}
-
-static int mem_run(ferry__sftp_transport *t, int (*done)(void *), void *ctx,
-                   int64_t deadline)
-{
-	(void)deadline;
-	for (;;) {
-		if (done(ctx))
-			return 0;
-		if (!ferry__sftp_step(t->sf))
-			return done(ctx) ? 0 : FERRY_ETIMEOUT;
-	}
-}
-
-static void mem_free(ferry__sftp_transport *t)
-{
-	mem_tr *m = (mem_tr *)t;
-	ferry__buf_free(&m->sent);
-	ferry__free(m);
-}
-
 ferry__sftp *sh_mem(const void *in, size_t len, size_t chunk, int eof,
                     const ferry__sftp_opts *o)
 {
-	mem_tr *m = ferry__calloc(1, sizeof(*m));
+	fx_mem_tr *m = fx_mem_new(in, len, chunk, eof);
 	cr_assert_not_null(m);
-	m->in = in;
-	m->len = len;
-	m->chunk = chunk;
-	m->eof = eof;
-	m->t.send = mem_send;
-	m->t.recv = mem_recv;
-	m->t.run = mem_run;
-	m->t.free = mem_free;
 	ferry__sftp *sf = NULL;
 	cr_assert_eq(ferry__sftp_new(&sf, &m->t, NULL, o), 0);
 	return sf;
@@ -105,7 +76,7 @@ ferry__sftp *sh_mem(const void *in, size_t len, size_t chunk, int eof,
 
 const uint8_t *sh_mem_sent(ferry__sftp *sf, size_t *len)
 {
-	mem_tr *m = (mem_tr *)sf->t;
+	fx_mem_tr *m = (fx_mem_tr *)sf->t;
 	*len = m->sent.len;
 	return m->sent.data;
 }
@@ -178,4 +149,65 @@ double sh_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+char *sh_make_file(size_t n, uint64_t seed)
+{
+	char *path = strdup(sh_path("source-%llu", (unsigned long long)seed));
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0);
+	size_t chunk = 1 << 20;
+	uint8_t *buf = malloc(chunk);
+	for (size_t off = 0; off < n; off += chunk) {
+		size_t k = n - off < chunk ? n - off : chunk;
+		sh_fill(buf, k, seed * 1000003 + off);
+		cr_assert_eq(write(fd, buf, k), (ssize_t)k);
+	}
+	free(buf);
+	close(fd);
+	return path;
+}
+
+double sh_upload_big(ferry__sftp *sf, const char *src, size_t n,
+                     ferry__sftp_upload_opts *o, const char *how)
+{
+	int fd = open(src, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	o->path = sh_path("big.tmp");
+	o->rename_to = sh_path("big");
+	o->use_fd = 1;
+	o->fd = fd;
+	o->size = n;
+	ferry__sftp_upload_result r;
+	double t0 = sh_now_ms();
+	cr_assert_eq(ferry__sftp_upload_wait(sf, o, &r), 0, "%s",
+	             ferry__sftp_errmsg(sf));
+	double ms = sh_now_ms() - t0;
+	close(fd);
+	cr_assert_eq(r.bytes, n);
+	cr_assert(r.renamed);
+	cr_assert(!o->fsync || r.fsynced);
+	cr_assert(sh_hash_eq(sh_hash_file(src), sh_hash_file(sh_path("big"))));
+	fprintf(stderr, "[sftp bench] %zu MiB %s: %.0f MiB/s\n", n >> 20, how,
+	        (double)(n >> 20) / (ms / 1000.0));
+	return ms;
+}
+
+int sh_kill_reader(void *rctx, void *buf, size_t n, uint64_t off)
+{
+	sh_killer *k = rctx;
+	sh_fill(buf, n, off);
+	if (off >= k->at && !k->killed) {
+		pid_t pid = k->pid;
+		if (!pid) {
+			char *t = fx_read_file(k->pidfile, NULL);
+			cr_assert_not_null(t);
+			pid = (pid_t)strtol(t, NULL, 10);
+			free(t);
+		}
+		cr_assert_gt(pid, 1);
+		cr_assert_eq(kill(pid, SIGKILL), 0);
+		k->killed = 1;
+	}
+	return 0;
 }

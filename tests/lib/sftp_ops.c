@@ -14,13 +14,11 @@
 #include "sftp.h"
 #include "sftp_helpers.h"
 
-static char *dir;
 static ferry__sftp *sf;
 
 static void setup(void)
 {
-	dir = fx_tmpdir("sftp-ops");
-	cr_assert_not_null(dir);
+	sh_dir_new("sftp-ops");
 	sf = sh_pipe(NULL);
 }
 
@@ -28,28 +26,19 @@ static void teardown(void)
 {
 	ferry__sftp_free(sf);
 	sf = NULL;
-	free(dir);
+	sh_dir_free();
 }
 
 TestSuite(sftp_ops, .init = setup, .fini = teardown, .timeout = 60);
 
-static char *P(const char *name)
-{
-	static char bufs[8][1024];
-	static int i;
-	char *b = bufs[i++ & 7];
-	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
-	return b;
-}
-
 static void put(const char *name, const char *text, mode_t mode)
 {
-	cr_assert_eq(fx_write_file(P(name), text, strlen(text), mode), 0);
+	cr_assert_eq(fx_write_file(P("%s", name), text, strlen(text), mode), 0);
 }
 
 static char *get(const char *name)
 {
-	return fx_read_file(P(name), NULL);
+	return fx_read_file(P("%s", name), NULL);
 }
 
 Test(sftp_ops, init_extensions_and_limits)
@@ -428,8 +417,8 @@ Test(sftp_ops, statvfs)
 {
 	ferry__sftp_vfs_info v;
 	struct statvfs want;
-	cr_assert_eq(ferry__sftp_statvfs_wait(sf, dir, &v), 0);
-	cr_assert_eq(statvfs(dir, &want), 0);
+	cr_assert_eq(ferry__sftp_statvfs_wait(sf, sh_dir, &v), 0);
+	cr_assert_eq(statvfs(sh_dir, &want), 0);
 	cr_assert_eq(v.bsize, want.f_bsize);
 	cr_assert_eq(v.blocks, want.f_blocks);
 	cr_assert_eq(v.namemax, want.f_namemax);
@@ -526,7 +515,7 @@ static void list_case(size_t count)
 {
 	char sub[64];
 	snprintf(sub, sizeof(sub), "d%zu", count);
-	cr_assert_eq(mkdir(P(sub), 0755), 0);
+	cr_assert_eq(mkdir(P("%s", sub), 0755), 0);
 	for (size_t i = 0; i < count; i++) {
 		char name[128];
 		snprintf(name, sizeof(name), "%s/entry-%05zu", sub, i);
@@ -535,8 +524,8 @@ static void list_case(size_t count)
 	uint64_t rt0 = ferry__sftp_round_trips(sf);
 	ferry__sftp_dirent *ents;
 	size_t n;
-	cr_assert_eq(ferry__sftp_list_wait(sf, P(sub), &ents, &n), 0, "%s",
-	             ferry__sftp_errmsg(sf));
+	cr_assert_eq(ferry__sftp_list_wait(sf, P("%s", sub), &ents, &n), 0,
+	             "%s", ferry__sftp_errmsg(sf));
 	uint64_t rts = ferry__sftp_round_trips(sf) - rt0;
 	cr_assert_eq(n, count);
 	char *seen = calloc(count + 1, 1);
@@ -579,7 +568,7 @@ Test(sftp_ops, permission_denied)
 	                                   "--regid=65534",    "--clear-groups",
 	                                   SFTP_SERVER,        NULL};
 	ferry__sftp *nb = sh_pipe_argv(argv, NULL);
-	cr_assert_eq(chmod(dir, 0755), 0);
+	cr_assert_eq(chmod(sh_dir, 0755), 0);
 	put("f", "secret", 0600);
 	ferry__sftp_handle h;
 	int rc = ferry__sftp_open_wait(nb, P("f"), FERRY__FXF_READ, NULL, &h);
@@ -603,13 +592,12 @@ Test(sftp_ops, upload_block)
 {
 	const char *text = "credential=1\n";
 	put("final", "old content", 0644);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P(".final.ferry-abc123");
-	o.has_perm = 1;
-	o.perm = 0600;
-	o.data = text;
-	o.size = strlen(text);
-	o.has_attrs = 1;
+	ferry__sftp_upload_opts o = {.path = P(".final.ferry-abc123"),
+	                             .has_perm = 1,
+	                             .perm = 0600,
+	                             .data = text,
+	                             .size = strlen(text),
+	                             .has_attrs = 1};
 	o.attrs.flags = FERRY__ATTR_ACMODTIME | FERRY__ATTR_PERMISSIONS;
 	o.attrs.perm = 0600;
 	o.attrs.atime = o.attrs.mtime = 1700000000;
@@ -634,8 +622,7 @@ Test(sftp_ops, upload_block)
 	cr_assert_neq(access(o.path, F_OK), 0);
 
 	/* An empty file, no rename: 2 round trips. */
-	ferry__sftp_upload_opts e = {0};
-	e.path = P("empty");
+	ferry__sftp_upload_opts e = {.path = P("empty")};
 	rt0 = ferry__sftp_round_trips(sf);
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &e, &r), 0);
 	cr_assert_eq(ferry__sftp_round_trips(sf) - rt0, 2);
@@ -650,11 +637,8 @@ Test(sftp_ops, upload_block)
 	/* Bad arguments. */
 	e.path = NULL;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &e, &r), FERRY_EINVALID);
-	ferry__sftp_upload_opts two = {0};
-	two.path = P("two");
-	two.data = text;
-	two.use_fd = 1;
-	two.size = 1;
+	ferry__sftp_upload_opts two = {
+	        .path = P("two"), .data = text, .use_fd = 1, .size = 1};
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &two, &r), FERRY_EINVALID);
 }
 
@@ -669,12 +653,11 @@ static int read_fail(void *rctx, void *buf, size_t n, uint64_t off)
 Test(sftp_ops, upload_local_read_failure_removes_temp)
 {
 	put("final", "keep me", 0644);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P(".final.ferry-tmp");
-	o.read = read_fail;
-	o.size = 1000000;
-	o.rename_to = P("final");
-	o.remove_on_error = 1;
+	ferry__sftp_upload_opts o = {.path = P(".final.ferry-tmp"),
+	                             .read = read_fail,
+	                             .size = 1000000,
+	                             .rename_to = P("final"),
+	                             .remove_on_error = 1};
 	ferry__sftp_upload_result r;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), FERRY_EIO);
 	cr_assert_str_eq(r.step, "read");
@@ -691,10 +674,7 @@ Test(sftp_ops, upload_from_fd_that_shrinks)
 	put("src", "short", 0644);
 	int fd = open(P("src"), O_RDONLY);
 	cr_assert_geq(fd, 0);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("dst");
-	o.use_fd = 1;
-	o.fd = fd;
+	ferry__sftp_upload_opts o = {.path = P("dst"), .use_fd = 1, .fd = fd};
 	o.size = 100; /* the scan saw 100 bytes; the file has 5 now */
 	o.remove_on_error = 1;
 	ferry__sftp_upload_result r;

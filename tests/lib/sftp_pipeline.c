@@ -21,35 +21,17 @@
 #include "session.h"
 #include "sftp_int.h"
 
-static char *dir;
-
 static void setup(void)
 {
-	dir = fx_tmpdir("sftp-pipe");
-	cr_assert_not_null(dir);
+	sh_dir_new("sftp-pipe");
 }
 
 static void teardown(void)
 {
-	free(dir);
+	sh_dir_free();
 }
 
 TestSuite(sftp_pipeline, .init = setup, .fini = teardown, .timeout = 240);
-
-static char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *P(const char *fmt, ...)
-{
-	static char bufs[8][1024];
-	static int i;
-	char *b = bufs[i++ & 7];
-	char name[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(name, sizeof(name), fmt, ap);
-	va_end(ap);
-	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
-	return b;
-}
 
 /* ---- many files ------------------------------------------------------- */
 
@@ -256,47 +238,13 @@ Test(sftp_pipeline, generations_follow_the_chain_of_replies)
 
 /* ---- large files --------------------------------------------------------- */
 
-static char *make_big(size_t n, uint64_t seed)
-{
-	char *path = strdup(P("source-%llu", (unsigned long long)seed));
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
-	size_t chunk = 1 << 20;
-	uint8_t *buf = malloc(chunk);
-	for (size_t off = 0; off < n; off += chunk) {
-		size_t k = n - off < chunk ? n - off : chunk;
-		sh_fill(buf, k, seed * 1000003 + off);
-		cr_assert_eq(write(fd, buf, k), (ssize_t)k);
-	}
-	free(buf);
-	close(fd);
-	return path;
-}
-
 Test(sftp_pipeline, upload_256_mib_verified)
 {
 	size_t n = (size_t)256 << 20;
-	char *src = make_big(n, 256);
+	char *src = sh_make_file(n, 256);
 	ferry__sftp *sf = sh_pipe(NULL);
-	int fd = open(src, O_RDONLY);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("big.tmp");
-	o.rename_to = P("big");
-	o.use_fd = 1;
-	o.fd = fd;
-	o.size = n;
-	o.has_perm = 1;
-	o.perm = 0600;
-	o.fsync = 1;
-	ferry__sftp_upload_result r;
-	double t0 = sh_now_ms();
-	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
-	             ferry__sftp_errmsg(sf));
-	double ms = sh_now_ms() - t0;
-	close(fd);
-	cr_assert_eq(r.bytes, n);
-	cr_assert(r.fsynced && r.renamed);
-	cr_assert(sh_hash_eq(sh_hash_file(src), sh_hash_file(P("big"))));
+	ferry__sftp_upload_opts o = {.has_perm = 1, .perm = 0600, .fsync = 1};
+	double ms = sh_upload_big(sf, src, n, &o, "via pipe");
 	ferry__sftp_stats st;
 	ferry__sftp_stats_get(sf, &st);
 	/* Bounded: never more than the window in flight, and the outgoing
@@ -308,8 +256,6 @@ Test(sftp_pipeline, upload_256_mib_verified)
 	            "requests, max %llu in flight",
 	            ms, 256.0 / (ms / 1000.0), (unsigned long long)st.requests,
 	            (unsigned long long)st.max_in_flight);
-	fprintf(stderr, "[sftp bench] 256 MiB via pipe: %.0f MiB/s\n",
-	        256.0 / (ms / 1000.0));
 	unlink(src);
 	unlink(P("big"));
 	free(src);
@@ -318,17 +264,13 @@ Test(sftp_pipeline, upload_256_mib_verified)
 
 Test(sftp_pipeline, small_window_and_writes_stay_bounded)
 {
-	ferry__sftp_opts opts = {0};
-	opts.window_bytes = 64 * 1024;
-	opts.max_write = 16 * 1024;
+	ferry__sftp_opts opts = {.window_bytes = 64 * 1024,
+	                         .max_write = 16 * 1024};
 	ferry__sftp *sf = sh_pipe(&opts);
 	size_t n = 5 * 1000 * 1000 + 7;
 	uint8_t *data = malloc(n);
 	sh_fill(data, n, 5);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("w");
-	o.data = data;
-	o.size = n;
+	ferry__sftp_upload_opts o = {.path = P("w"), .data = data, .size = n};
 	ferry__sftp_upload_result r;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
 	cr_assert(sh_hash_eq(XXH3_128bits(data, n), sh_hash_file(P("w"))));
@@ -343,8 +285,7 @@ Test(sftp_pipeline, small_window_and_writes_stay_bounded)
 
 Test(sftp_pipeline, open_handle_limit_respected)
 {
-	ferry__sftp_opts opts = {0};
-	opts.max_handles = 4;
+	ferry__sftp_opts opts = {.max_handles = 4};
 	ferry__sftp *sf = sh_pipe(&opts);
 	files f = make_files(200, 2000, 9);
 	batch b;
@@ -363,23 +304,6 @@ Test(sftp_pipeline, open_handle_limit_respected)
 /* ---- a server that dies or stops ------------------------------------------
  */
 
-typedef struct killer {
-	pid_t pid;
-	uint64_t at;
-	int killed;
-} killer;
-
-static int kill_reader(void *rctx, void *buf, size_t n, uint64_t off)
-{
-	killer *k = rctx;
-	sh_fill(buf, n, off);
-	if (off >= k->at && !k->killed) {
-		k->killed = 1;
-		kill(k->pid, SIGKILL);
-	}
-	return 0;
-}
-
 static void one_cb(void *ctx, const ferry__sftp_upload_result *r)
 {
 	ferry__sftp_upload_result *out = ctx;
@@ -397,15 +321,14 @@ static int one_done(void *ctx)
 Test(sftp_pipeline, server_killed_mid_transfer)
 {
 	ferry__sftp *sf = sh_pipe(NULL);
-	killer k = {ferry__sftp_pipe_pid(sf), 64 << 20, 0};
+	sh_killer k = {ferry__sftp_pipe_pid(sf), "", 64 << 20, 0};
 	ferry__sftp_upload_result r = {0};
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("victim");
-	o.read = kill_reader;
-	o.rctx = &k;
-	o.size = (uint64_t)1 << 30;
-	o.done = one_cb;
-	o.ctx = &r;
+	ferry__sftp_upload_opts o = {.path = P("victim"),
+	                             .read = sh_kill_reader,
+	                             .rctx = &k,
+	                             .size = (uint64_t)1 << 30,
+	                             .done = one_cb,
+	                             .ctx = &r};
 	cr_assert_eq(ferry__sftp_upload(sf, &o), 0);
 	double t0 = sh_now_ms();
 	int rc = ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 20000);
@@ -428,14 +351,13 @@ Test(sftp_pipeline, server_killed_mid_transfer)
 
 Test(sftp_pipeline, stopped_server_hits_the_deadline)
 {
-	ferry__sftp_opts opts = {0};
-	opts.timeout_ms = 300;
+	ferry__sftp_opts opts = {.timeout_ms = 300};
 	ferry__sftp *sf = sh_pipe(&opts);
 	pid_t pid = ferry__sftp_pipe_pid(sf);
 	ferry__sftp_attrs a;
 	cr_assert_eq(kill(pid, SIGSTOP), 0);
 	double t0 = sh_now_ms();
-	cr_assert_eq(ferry__sftp_stat_wait(sf, dir, &a), FERRY_ETIMEOUT);
+	cr_assert_eq(ferry__sftp_stat_wait(sf, sh_dir, &a), FERRY_ETIMEOUT);
 	double ms = sh_now_ms() - t0;
 	cr_assert_geq(ms, 290);
 	cr_assert_lt(ms, 3000);
@@ -446,12 +368,11 @@ Test(sftp_pipeline, stopped_server_hits_the_deadline)
 	size_t n = 8 << 20;
 	uint8_t *data = calloc(1, n);
 	ferry__sftp_upload_result r = {0};
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("stopped");
-	o.data = data;
-	o.size = n;
-	o.done = one_cb;
-	o.ctx = &r;
+	ferry__sftp_upload_opts o = {.path = P("stopped"),
+	                             .data = data,
+	                             .size = n,
+	                             .done = one_cb,
+	                             .ctx = &r};
 	cr_assert_eq(ferry__sftp_upload(sf, &o), 0);
 	t0 = sh_now_ms();
 	cr_assert_eq(ferry__sftp_run(sf, one_done, &r, ferry__now_ms() + 300),
@@ -467,7 +388,7 @@ Test(sftp_pipeline, stopped_server_hits_the_deadline)
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 10000),
 	             0);
 	cr_assert_eq(ferry__sftp_pending(sf), 0);
-	cr_assert_eq(ferry__sftp_stat_wait(sf, dir, &a), 0);
+	cr_assert_eq(ferry__sftp_stat_wait(sf, sh_dir, &a), 0);
 	free(data);
 	ferry__sftp_free(sf);
 }
@@ -508,7 +429,7 @@ Test(sftp_pipeline, cancel_all_then_late_replies)
 	cr_assert_eq(fx_write_file(P("f"), "x", 1, 0644), 0);
 	counter c = {0};
 	for (int i = 0; i < 50; i++)
-		cr_assert_eq(ferry__sftp_stat(sf, dir, count_cb, &c), 0);
+		cr_assert_eq(ferry__sftp_stat(sf, sh_dir, count_cb, &c), 0);
 	cr_assert_eq(ferry__sftp_open(sf, P("f"), FERRY__FXF_READ, NULL,
 	                              count_cb, &c),
 	             0);
@@ -585,8 +506,7 @@ static void cancel_up_cb(void *ctx, const ferry__sftp_upload_result *r)
  * gives every handle back: on the server and in the slot count. */
 Test(sftp_pipeline, cancel_gives_handles_back)
 {
-	ferry__sftp_opts opts = {0};
-	opts.max_handles = 3;
+	ferry__sftp_opts opts = {.max_handles = 3};
 	ferry__sftp *sf = sh_pipe(&opts);
 	pid_t pid = ferry__sftp_pipe_pid(sf);
 	int fds0 = count_fds(pid);
@@ -640,12 +560,11 @@ Test(sftp_pipeline, upload_progress)
 	size_t n = 3 << 20;
 	uint8_t *data = calloc(1, n);
 	uint64_t last = 0;
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("p");
-	o.data = data;
-	o.size = n;
-	o.progress = progress_cb;
-	o.ctx = &last;
+	ferry__sftp_upload_opts o = {.path = P("p"),
+	                             .data = data,
+	                             .size = n,
+	                             .progress = progress_cb,
+	                             .ctx = &last};
 	ferry__sftp_upload_result r;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
 	cr_assert_eq(last, n);
@@ -659,18 +578,16 @@ Test(sftp_pipeline, upload_progress)
 
 Test(sftp_pipeline, without_posix_rename_remove_then_rename)
 {
-	ferry__sftp_opts opts = {0};
-	opts.ignore_ext = FERRY__EXT_POSIX_RENAME;
+	ferry__sftp_opts opts = {.ignore_ext = FERRY__EXT_POSIX_RENAME};
 	ferry__sftp *sf = sh_pipe(&opts);
 	cr_assert(!ferry__sftp_has(sf, FERRY__EXT_POSIX_RENAME));
 	cr_assert_eq(ferry__sftp_posix_rename(sf, "a", "b", NULL, NULL),
 	             FERRY_EUNSUPPORTED);
 	cr_assert_eq(fx_write_file(P("final"), "old", 3, 0644), 0);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P(".final.ferry-1");
-	o.rename_to = P("final");
-	o.data = "new";
-	o.size = 3;
+	ferry__sftp_upload_opts o = {.path = P(".final.ferry-1"),
+	                             .rename_to = P("final"),
+	                             .data = "new",
+	                             .size = 3};
 	ferry__sftp_upload_result r;
 	uint64_t rt0 = ferry__sftp_round_trips(sf);
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
@@ -693,11 +610,8 @@ Test(sftp_pipeline, without_fsync_hardlink_lsetstat_copy_statvfs)
 	                  FERRY__EXT_LSETSTAT | FERRY__EXT_COPY_DATA |
 	                  FERRY__EXT_STATVFS | FERRY__EXT_FSTATVFS;
 	ferry__sftp *sf = sh_pipe(&opts);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("f");
-	o.data = "abc";
-	o.size = 3;
-	o.fsync = 1;
+	ferry__sftp_upload_opts o = {
+	        .path = P("f"), .data = "abc", .size = 3, .fsync = 1};
 	ferry__sftp_upload_result r;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
 	cr_assert(r.fsync_skipped);
@@ -717,14 +631,13 @@ Test(sftp_pipeline, without_fsync_hardlink_lsetstat_copy_statvfs)
 	             FERRY_EUNSUPPORTED);
 	cr_assert(strstr(ferry__sftp_errmsg(sf), "hardlink@openssh.com"));
 	/* EEXIST is still told apart (by LSTAT alone). */
-	cr_assert_eq(ferry__sftp_mkdir_wait(sf, dir, NULL), FERRY_EEXIST);
+	cr_assert_eq(ferry__sftp_mkdir_wait(sf, sh_dir, NULL), FERRY_EEXIST);
 	ferry__sftp_free(sf);
 }
 
 Test(sftp_pipeline, without_limits_small_writes)
 {
-	ferry__sftp_opts opts = {0};
-	opts.ignore_ext = FERRY__EXT_LIMITS;
+	ferry__sftp_opts opts = {.ignore_ext = FERRY__EXT_LIMITS};
 	ferry__sftp *sf = sh_pipe(&opts);
 	ferry__sftp_limits_info l;
 	ferry__sftp_limits_get(sf, &l);
@@ -733,10 +646,7 @@ Test(sftp_pipeline, without_limits_small_writes)
 	size_t n = 1 << 20;
 	uint8_t *data = malloc(n);
 	sh_fill(data, n, 11);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("f");
-	o.data = data;
-	o.size = n;
+	ferry__sftp_upload_opts o = {.path = P("f"), .data = data, .size = n};
 	ferry__sftp_stats before, after;
 	ferry__sftp_stats_get(sf, &before);
 	ferry__sftp_upload_result r;
@@ -764,12 +674,11 @@ Test(sftp_pipeline, excl_refuses_existing_path_and_planted_symlinks)
 	cr_assert_eq(symlink(ghost, P("link-to-nothing")), 0);
 	const char *paths[] = {"existing", "link-to-file", "link-to-nothing"};
 	for (int i = 0; i < 3; i++) {
-		ferry__sftp_upload_opts o = {0};
-		o.path = P("%s", paths[i]);
-		o.data = "EVIL";
-		o.size = 4;
-		o.has_perm = 1;
-		o.perm = 0666;
+		ferry__sftp_upload_opts o = {.path = P("%s", paths[i]),
+		                             .data = "EVIL",
+		                             .size = 4,
+		                             .has_perm = 1,
+		                             .perm = 0666};
 		ferry__sftp_upload_result r;
 		int rc = ferry__sftp_upload_wait(sf, &o, &r);
 		cr_assert_eq(rc, FERRY_EEXIST, "%s: %s", paths[i],
@@ -816,13 +725,12 @@ Test(sftp_pipeline, permissions_apply_at_creation)
 	umask(old);
 	mode_probe p = {{0}, 0, 0};
 	snprintf(p.path, sizeof(p.path), "%s", P(".cred.ferry-1"));
-	ferry__sftp_upload_opts o = {0};
-	o.path = p.path;
-	o.has_perm = 1;
-	o.perm = 0600;
-	o.read = probe_reader;
-	o.rctx = &p;
-	o.size = 1000;
+	ferry__sftp_upload_opts o = {.path = p.path,
+	                             .has_perm = 1,
+	                             .perm = 0600,
+	                             .read = probe_reader,
+	                             .rctx = &p,
+	                             .size = 1000};
 	ferry__sftp_upload_result r;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
 	cr_assert(p.checked);
@@ -874,10 +782,10 @@ Test(sftp_pipeline, allocation_failures_are_clean)
 		int a = ferry__sftp_upload_wait(sf, &o, &r);
 		ferry__sftp_dirent *ents = NULL;
 		size_t ne = 0;
-		int b = ferry__sftp_list_wait(sf, dir, &ents, &ne);
+		int b = ferry__sftp_list_wait(sf, sh_dir, &ents, &ne);
 		ferry__sftp_dirents_free(ents, ne);
 		int calls = 0;
-		if (!ferry__sftp_list(sf, dir, list_noop, &calls))
+		if (!ferry__sftp_list(sf, sh_dir, list_noop, &calls))
 			ferry__sftp_run(sf, NULL, NULL, ferry__now_ms() + 5000);
 		ferry__sftp_attrs at;
 		int c = ferry__sftp_stat_wait(sf, P("a"), &at);
@@ -918,12 +826,11 @@ Test(sftp_pipeline, disk_full_is_told_apart)
 	cr_assert_eq(fx_write_file(fin, "old", 3, 0644), 0);
 	size_t n = 3 << 20;
 	uint8_t *data = calloc(1, n);
-	ferry__sftp_upload_opts o = {0};
-	o.path = path;
-	o.rename_to = fin;
-	o.data = data;
-	o.size = n;
-	o.remove_on_error = 1;
+	ferry__sftp_upload_opts o = {.path = path,
+	                             .rename_to = fin,
+	                             .data = data,
+	                             .size = n,
+	                             .remove_on_error = 1};
 	ferry__sftp_upload_result r;
 	int rc = ferry__sftp_upload_wait(sf, &o, &r);
 	cr_assert_eq(rc, FERRY_ENOSPACE, "%s: %s", ferry_strerror(rc),

@@ -47,12 +47,14 @@ static void sc_status(script *s, uint32_t id, uint32_t code, const char *msg)
 	sc_end(s, at);
 }
 
-/* VERSION without extensions, then the reply to the speculative limits
- * request (id 1): the next request gets id 2. */
-static void sc_hello(script *s)
+/* A script that starts with VERSION without extensions, then the reply to
+ * the speculative limits request (id 1): the next request gets id 2. */
+static script sc_hello(void)
 {
-	sc_version(s, 3, NULL);
-	sc_status(s, 1, FERRY__FX_OP_UNSUPPORTED, "unsupported");
+	script s = {FERRY_BUF_INIT};
+	sc_version(&s, 3, NULL);
+	sc_status(&s, 1, FERRY__FX_OP_UNSUPPORTED, "unsupported");
+	return s;
 }
 
 typedef struct cap {
@@ -78,6 +80,13 @@ static void cap_cb(void *ctx, const ferry__sftp_reply *r)
 	snprintf(c->msg, sizeof(c->msg), "%s", r->message);
 	if (r->count)
 		snprintf(c->name, sizeof(c->name), "%s", r->names[0].name);
+}
+
+/* Free the client and then its script. */
+static void sc_free(script *s, ferry__sftp *sf)
+{
+	ferry__sftp_free(sf);
+	ferry__buf_free(&s->b);
 }
 
 static ferry__sftp *started(script *s, size_t chunk, int eof)
@@ -116,8 +125,7 @@ Test(sftp_proto, init_parses_version_and_extensions)
 	cr_assert_eq(sent[4], FERRY__FXP_INIT);
 	cr_assert_eq(ferry__peek_u32(sent + 5), 3);
 	cr_assert_eq(sent[13], FERRY__FXP_EXTENDED);
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 Test(sftp_proto, init_diagnoses_shell_garbage)
@@ -160,14 +168,12 @@ Test(sftp_proto, init_refuses_other_versions)
 	ferry__sftp *sf = started(&s, 0, 0);
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), FERRY_EUNSUPPORTED);
 	cr_assert(strstr(ferry__sftp_errmsg(sf), "version 6"));
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 Test(sftp_proto, stream_in_one_byte_pieces)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	size_t at = sc_begin(&s, FERRY__FXP_ATTRS, 2);
 	ferry__buf_put_u32(&s.b, FERRY__ATTR_SIZE | FERRY__ATTR_PERMISSIONS);
 	ferry__buf_put_u64(&s.b, 1234);
@@ -180,8 +186,7 @@ Test(sftp_proto, stream_in_one_byte_pieces)
 	cr_assert_eq(c.n, 1);
 	cr_assert_eq(c.error, 0);
 	cr_assert_eq(ferry__sftp_round_trips(sf), 1);
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 /* A broken reply kills the client: every request learns it. */
@@ -203,22 +208,19 @@ static void expect_death(script *s, const char *what)
 	cr_assert_eq(ferry__sftp_pending(sf), 0);
 	/* Dead: nothing more is accepted. */
 	cr_assert_eq(ferry__sftp_stat(sf, "a", cap_cb, &a), FERRY_EPROTO);
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s->b);
+	sc_free(s, sf);
 }
 
 Test(sftp_proto, reply_to_unknown_id)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	sc_status(&s, 77, 0, "");
 	expect_death(&s, "unknown id");
 }
 
 Test(sftp_proto, reply_of_wrong_type)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	size_t at = sc_begin(&s, FERRY__FXP_HANDLE, 2); /* to a STAT */
 	ferry__buf_put_cstring(&s.b, "h");
 	sc_end(&s, at);
@@ -227,16 +229,14 @@ Test(sftp_proto, reply_of_wrong_type)
 
 Test(sftp_proto, status_ok_to_a_stat)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	sc_status(&s, 2, FERRY__FX_OK, "");
 	expect_death(&s, "OK without attrs");
 }
 
 Test(sftp_proto, impossible_length)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	ferry__buf_put_u32(&s.b, 0x7fffffff);
 	ferry__buf_put_u8(&s.b, FERRY__FXP_STATUS);
 	expect_death(&s, "huge length");
@@ -244,16 +244,14 @@ Test(sftp_proto, impossible_length)
 
 Test(sftp_proto, zero_length)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	ferry__buf_put_u32(&s.b, 0);
 	expect_death(&s, "zero length");
 }
 
 Test(sftp_proto, truncated_attrs)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	size_t at = sc_begin(&s, FERRY__FXP_ATTRS, 2);
 	ferry__buf_put_u32(&s.b, FERRY__ATTR_SIZE | FERRY__ATTR_ACMODTIME);
 	ferry__buf_put_u64(&s.b, 1);
@@ -264,8 +262,7 @@ Test(sftp_proto, truncated_attrs)
 
 Test(sftp_proto, extended_attr_count_overflow)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	size_t at = sc_begin(&s, FERRY__FXP_ATTRS, 2);
 	ferry__buf_put_u32(&s.b, FERRY__ATTR_EXTENDED);
 	ferry__buf_put_u32(&s.b, 0xffffffff);
@@ -275,8 +272,7 @@ Test(sftp_proto, extended_attr_count_overflow)
 
 Test(sftp_proto, read_returns_more_than_asked)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	sc_status(&s, 2, FERRY__FX_NO_SUCH_FILE, "");
 	size_t at = sc_begin(&s, FERRY__FXP_DATA, 3);
 	uint8_t junk[200] = {0};
@@ -291,14 +287,12 @@ Test(sftp_proto, read_returns_more_than_asked)
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), FERRY_EPROTO);
 	cr_assert_eq(a.error, FERRY_ENOTFOUND); /* answered before */
 	cr_assert_eq(b.error, FERRY_EPROTO);
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 Test(sftp_proto, handle_longer_than_256)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	size_t at = sc_begin(&s, FERRY__FXP_HANDLE, 2);
 	uint8_t h[300] = {0};
 	ferry__buf_put_string(&s.b, h, sizeof(h));
@@ -310,8 +304,7 @@ Test(sftp_proto, handle_longer_than_256)
 	        0);
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), FERRY_EPROTO);
 	cr_assert_eq(a.error, FERRY_EPROTO);
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 static void names_reply(script *s, uint32_t id, uint32_t count,
@@ -330,8 +323,7 @@ static void names_reply(script *s, uint32_t id, uint32_t count,
 static void readdir_case(const char *const *names, size_t n, uint32_t count,
                          int want_error)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	names_reply(&s, 2, count, names, n);
 	ferry__sftp *sf = started(&s, 0, 0);
 	cap a = {0};
@@ -349,8 +341,7 @@ static void readdir_case(const char *const *names, size_t n, uint32_t count,
 		cr_assert_eq(a.count, count);
 		cr_assert_str_eq(a.name, names[0]);
 	}
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 Test(sftp_proto, readdir_names)
@@ -367,8 +358,7 @@ Test(sftp_proto, readdir_names)
 
 Test(sftp_proto, name_with_nul_refused)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	size_t at = sc_begin(&s, FERRY__FXP_NAME, 2);
 	ferry__buf_put_u32(&s.b, 1);
 	ferry__buf_put_string(&s.b, "a\0b", 3);
@@ -380,8 +370,7 @@ Test(sftp_proto, name_with_nul_refused)
 	cr_assert_eq(ferry__sftp_readlink(sf, "l", cap_cb, &a), 0);
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), FERRY_EPROTO);
 	cr_assert_eq(a.error, FERRY_EPROTO);
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 Test(sftp_proto, status_codes_and_messages)
@@ -400,8 +389,7 @@ Test(sftp_proto, status_codes_and_messages)
 	           {FERRY__FX_EOF, FERRY_EIO},
 	           {9999, FERRY_EREMOTE}};
 	size_t n = sizeof(map) / sizeof(map[0]);
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	for (size_t i = 0; i < n; i++)
 		sc_status(&s, (uint32_t)(2 + i), map[i].code,
 		          i == 0 ? "gone\x1b]0;pwned\x07" : "text");
@@ -417,14 +405,12 @@ Test(sftp_proto, status_codes_and_messages)
 	}
 	/* The server's text is kept, its control bytes made harmless. */
 	cr_assert_str_eq(c[0].msg, "gone\\x1b]0;pwned\\x07");
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 Test(sftp_proto, status_without_message)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	size_t at = sc_begin(&s, FERRY__FXP_STATUS, 2);
 	ferry__buf_put_u32(&s.b, FERRY__FX_PERMISSION_DENIED);
 	sc_end(&s, at);
@@ -434,14 +420,12 @@ Test(sftp_proto, status_without_message)
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), 0);
 	cr_assert_eq(c.error, FERRY_EPERM);
 	cr_assert_str_eq(c.msg, "SSH_FX_PERMISSION_DENIED");
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 Test(sftp_proto, eof_status_on_read_and_readdir)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	sc_status(&s, 2, FERRY__FX_EOF, "End of file");
 	sc_status(&s, 3, FERRY__FX_EOF, "End of file");
 	ferry__sftp *sf = started(&s, 0, 0);
@@ -452,8 +436,7 @@ Test(sftp_proto, eof_status_on_read_and_readdir)
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), 0);
 	cr_assert(a.eof && !a.error);
 	cr_assert(b.eof && !b.error);
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 Test(sftp_proto, attrs_round_trip)
@@ -516,8 +499,7 @@ Test(sftp_proto, sanitize)
 
 Test(sftp_proto, requests_above_the_packet_limit_refused)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	ferry__sftp *sf = started(&s, 0, 0);
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), 0);
 	static uint8_t big[40000];
@@ -529,14 +511,12 @@ Test(sftp_proto, requests_above_the_packet_limit_refused)
 	path[sizeof(path) - 1] = 0;
 	cr_assert_eq(ferry__sftp_stat(sf, path, NULL, NULL), FERRY_EINVALID);
 	cr_assert_eq(ferry__sftp_pending(sf), 0);
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 Test(sftp_proto, free_calls_pending_callbacks)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	ferry__sftp *sf = started(&s, 0, 0);
 	cap a = {0}, b = {0};
 	cr_assert_eq(ferry__sftp_stat(sf, "a", cap_cb, &a), 0);
@@ -551,8 +531,7 @@ Test(sftp_proto, free_calls_pending_callbacks)
 
 Test(sftp_proto, replies_in_any_order)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	/* Three requests (ids 2, 3, 4), answered 4, 2, 3. */
 	sc_status(&s, 4, FERRY__FX_PERMISSION_DENIED, "four");
 	size_t at = sc_begin(&s, FERRY__FXP_ATTRS, 2);
@@ -571,14 +550,12 @@ Test(sftp_proto, replies_in_any_order)
 	cr_assert_str_eq(b.msg, "three");
 	cr_assert_eq(c.error, FERRY_EPERM);
 	cr_assert_str_eq(c.msg, "four");
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }
 
 Test(sftp_proto, latency_replies_beyond_the_window_refused)
 {
-	script s = {FERRY_BUF_INIT};
-	sc_hello(&s);
+	script s = sc_hello();
 	/* Far more than any request asked for. */
 	for (uint32_t i = 0; i < 700; i++) {
 		size_t at = sc_begin(&s, FERRY__FXP_DATA, 1000 + i);
@@ -595,6 +572,5 @@ Test(sftp_proto, latency_replies_beyond_the_window_refused)
 	cr_assert_eq(rc, FERRY_EPROTO, "%s", ferry_strerror(rc));
 	cr_assert(strstr(ferry__sftp_errmsg(sf), "more than was asked"), "%s",
 	          ferry__sftp_errmsg(sf));
-	ferry__sftp_free(sf);
-	ferry__buf_free(&s.b);
+	sc_free(&s, sf);
 }

@@ -16,34 +16,23 @@
 #include "sftp.h"
 #include "sftp_helpers.h"
 
-static char *dir;
-
 static void setup(void)
 {
-	dir = fx_tmpdir("sftp-ssh");
-	cr_assert_not_null(dir);
+	sh_dir_new("sftp-ssh");
 }
 
 static void teardown(void)
 {
-	free(dir);
+	sh_dir_free();
 }
 
 TestSuite(sftp_ssh, .init = setup, .fini = teardown, .timeout = 240);
 
-static char *P(const char *name)
-{
-	static char bufs[8][1024];
-	static int i;
-	char *b = bufs[i++ & 7];
-	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
-	return b;
-}
-
-static ferry__sftp *sftp_of(ferry_session *s)
+/* The session's SFTP client, with these options (NULL: the defaults). */
+static ferry__sftp *sftp_of(ferry_session *s, const ferry__sftp_opts *o)
 {
 	ferry__sftp *sf = NULL;
-	int rc = ferry__session_sftp(s, &sf);
+	int rc = ferry__session_sftp_ex(s, o, &sf);
 	cr_assert_eq(rc, 0, "%s: %s", ferry_strerror(rc),
 	             ferry_session_errmsg(s));
 	return sf;
@@ -53,7 +42,7 @@ Test(sftp_ssh, shared_channel_and_operations)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	uint64_t rt0 = ferry_session_round_trips(s);
-	ferry__sftp *sf = sftp_of(s);
+	ferry__sftp *sf = sftp_of(s, NULL);
 	/* Channel open, subsystem request, INIT + limits. */
 	cr_assert_eq(ferry_session_round_trips(s) - rt0, 3);
 	cr_assert(ferry__sftp_has(sf, FERRY__EXT_POSIX_RENAME |
@@ -63,19 +52,18 @@ Test(sftp_ssh, shared_channel_and_operations)
 	ferry__sftp_limits_get(sf, &l);
 	cr_assert_eq(l.max_write, 255 * 1024);
 	/* One channel per session: asked again, the same client. */
-	ferry__sftp *again = sftp_of(s);
+	ferry__sftp *again = sftp_of(s, NULL);
 	cr_assert_eq(again, sf);
 	cr_assert_eq(ferry_session_round_trips(s) - rt0, 3);
 
 	cr_assert_eq(ferry__sftp_mkdir_wait(sf, P("d"), NULL), 0);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("d/.f.ferry-1");
-	o.rename_to = P("d/f");
-	o.data = "over ssh";
-	o.size = 8;
-	o.has_perm = 1;
-	o.perm = 0600;
-	o.fsync = 1;
+	ferry__sftp_upload_opts o = {.path = P("d/.f.ferry-1"),
+	                             .rename_to = P("d/f"),
+	                             .data = "over ssh",
+	                             .size = 8,
+	                             .has_perm = 1,
+	                             .perm = 0600,
+	                             .fsync = 1};
 	ferry__sftp_upload_result r;
 	uint64_t rt1 = ferry_session_round_trips(s);
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
@@ -139,16 +127,15 @@ static uint64_t push_n(ferry_session *s, ferry__sftp *sf, const char *tag,
 	uint64_t rt0 = ferry_session_round_trips(s);
 	for (size_t i = 0; i < n; i++) {
 		char tmp[1024], fin[1024];
-		snprintf(tmp, sizeof(tmp), "%s/.%s%zu.ferry-Q", dir, tag, i);
-		snprintf(fin, sizeof(fin), "%s/%s%zu", dir, tag, i);
-		ferry__sftp_upload_opts o = {0};
-		o.path = tmp;
-		o.rename_to = fin;
-		o.data = data[i];
-		o.size = size[i];
-		o.has_perm = 1;
-		o.perm = 0640;
-		o.has_attrs = 1;
+		snprintf(tmp, sizeof(tmp), "%s/.%s%zu.ferry-Q", sh_dir, tag, i);
+		snprintf(fin, sizeof(fin), "%s/%s%zu", sh_dir, tag, i);
+		ferry__sftp_upload_opts o = {.path = tmp,
+		                             .rename_to = fin,
+		                             .data = data[i],
+		                             .size = size[i],
+		                             .has_perm = 1,
+		                             .perm = 0640,
+		                             .has_attrs = 1};
 		o.attrs.flags = FERRY__ATTR_ACMODTIME;
 		o.attrs.atime = o.attrs.mtime = 1650000000;
 		o.done = batch_cb;
@@ -160,7 +147,7 @@ static uint64_t push_n(ferry_session *s, ferry__sftp *sf, const char *tag,
 	cr_assert_eq(b.failed, 0, "%s", b.err);
 	for (size_t i = 0; i < n; i++) {
 		char fin[1024];
-		snprintf(fin, sizeof(fin), "%s/%s%zu", dir, tag, i);
+		snprintf(fin, sizeof(fin), "%s/%s%zu", sh_dir, tag, i);
 		cr_assert(sh_hash_eq(sh_hash_file(fin),
 		                     XXH3_128bits(data[i], size[i])),
 		          "%s differs", fin);
@@ -171,7 +158,7 @@ static uint64_t push_n(ferry_session *s, ferry__sftp *sf, const char *tag,
 Test(sftp_ssh, thousand_files_three_round_trips)
 {
 	ferry_session *s = fx_connect(fx_shared());
-	ferry__sftp *sf = sftp_of(s);
+	ferry__sftp *sf = sftp_of(s, NULL);
 	size_t n = 1000;
 	uint8_t **data = calloc(n, sizeof(*data));
 	size_t *size = calloc(n, sizeof(*size));
@@ -202,33 +189,10 @@ Test(sftp_ssh, thousand_files_three_round_trips)
 Test(sftp_ssh, upload_256_mib_verified)
 {
 	size_t n = (size_t)256 << 20;
-	char *src = strdup(P("src"));
-	int fd = open(src, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
-	uint8_t *buf = malloc(1 << 20);
-	for (size_t off = 0; off < n; off += 1 << 20) {
-		sh_fill(buf, 1 << 20, off + 17);
-		cr_assert_eq(write(fd, buf, 1 << 20), 1 << 20);
-	}
-	free(buf);
+	char *src = sh_make_file(n, 17);
 	ferry_session *s = fx_connect(fx_shared());
-	ferry__sftp *sf = sftp_of(s);
 	ferry__sftp_upload_opts o = {0};
-	o.path = P("big.tmp");
-	o.rename_to = P("big");
-	o.use_fd = 1;
-	o.fd = fd;
-	o.size = n;
-	ferry__sftp_upload_result r;
-	double t0 = sh_now_ms();
-	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
-	             ferry_session_errmsg(s));
-	double ms = sh_now_ms() - t0;
-	close(fd);
-	cr_assert_eq(r.bytes, n);
-	cr_assert(sh_hash_eq(sh_hash_file(src), sh_hash_file(P("big"))));
-	fprintf(stderr, "[sftp bench] 256 MiB over ssh: %.0f MiB/s\n",
-	        256.0 / (ms / 1000.0));
+	sh_upload_big(sftp_of(s, NULL), src, n, &o, "over ssh");
 	unlink(src);
 	unlink(P("big"));
 	free(src);
@@ -240,13 +204,11 @@ Test(sftp_ssh, latency_option_on_the_channel)
 	ferry_session *s = fx_connect(fx_shared());
 	ferry__sftp_opts opts = {0};
 	fx_sftp_latency(&opts, 10);
-	ferry__sftp *sf = NULL;
-	cr_assert_eq(ferry__session_sftp_ex(s, &opts, &sf), 0);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("x.tmp");
-	o.rename_to = P("x");
-	o.data = "x";
-	o.size = 1;
+	ferry__sftp *sf = sftp_of(s, &opts);
+	ferry__sftp_upload_opts o = {.path = P("x.tmp"),
+	                             .rename_to = P("x"),
+	                             .data = "x",
+	                             .size = 1};
 	ferry__sftp_upload_result r;
 	uint64_t rt0 = ferry_session_round_trips(s);
 	double t0 = sh_now_ms();
@@ -301,45 +263,22 @@ Test(sftp_ssh, subsystem_that_exits)
 	fx_sshd_stop(&sv);
 }
 
-typedef struct victim {
-	char pidfile[1024];
-	uint64_t at;
-	int killed;
-} victim;
-
-static int kill_reader(void *rctx, void *buf, size_t n, uint64_t off)
-{
-	victim *v = rctx;
-	sh_fill(buf, n, off);
-	if (off >= v->at && !v->killed) {
-		char *t = fx_read_file(v->pidfile, NULL);
-		cr_assert_not_null(t);
-		pid_t pid = (pid_t)strtol(t, NULL, 10);
-		free(t);
-		cr_assert_gt(pid, 1);
-		cr_assert_eq(kill(pid, SIGKILL), 0);
-		v->killed = 1;
-	}
-	return 0;
-}
-
 Test(sftp_ssh, server_killed_mid_transfer)
 {
 	char cfg[2048];
-	victim v = {"", 32 << 20, 0};
-	snprintf(v.pidfile, sizeof(v.pidfile), "%s/sftp.pid", dir);
+	sh_killer v = {0, "", 32 << 20, 0};
+	snprintf(v.pidfile, sizeof(v.pidfile), "%s/sftp.pid", sh_dir);
 	snprintf(cfg, sizeof(cfg),
 	         "ForceCommand echo $$ > %s; exec " SFTP_SERVER "\n",
 	         v.pidfile);
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
 	ferry_session *s = fx_connect(&sv);
-	ferry__sftp *sf = sftp_of(s);
-	ferry__sftp_upload_opts o = {0};
-	o.path = P("victim");
-	o.read = kill_reader;
-	o.rctx = &v;
-	o.size = (uint64_t)1 << 30;
+	ferry__sftp *sf = sftp_of(s, NULL);
+	ferry__sftp_upload_opts o = {.path = P("victim"),
+	                             .read = sh_kill_reader,
+	                             .rctx = &v,
+	                             .size = (uint64_t)1 << 30};
 	ferry__sftp_upload_result r;
 	double t0 = sh_now_ms();
 	int rc = ferry__sftp_upload_wait(sf, &o, &r);
@@ -352,10 +291,10 @@ Test(sftp_ssh, server_killed_mid_transfer)
 	cr_assert_lt(ms, 20000);
 	cr_assert_eq(ferry__sftp_pending(sf), 0);
 	/* The session itself is fine: the next use opens a new channel. */
-	ferry__sftp *sf2 = sftp_of(s);
+	ferry__sftp *sf2 = sftp_of(s, NULL);
 	cr_assert_neq(ferry__sftp_dead(sf2), FERRY_EEOF);
 	ferry__sftp_attrs a;
-	cr_assert_eq(ferry__sftp_stat_wait(sf2, dir, &a), 0, "%s",
+	cr_assert_eq(ferry__sftp_stat_wait(sf2, sh_dir, &a), 0, "%s",
 	             ferry_session_errmsg(s));
 	ferry_session_close(s);
 	fx_sshd_stop(&sv);
