@@ -415,6 +415,7 @@ int ferry__sftp__submit(ferry__sftp *sf, ferry__sftp_enc *e, uint8_t type,
 	r->gen = ferry__sftp__next_gen(sf);
 	q_push((flags & REQF_HANDLE) ? &sf->qhandle : &sf->qpath, r);
 	sf->queued_bytes += len;
+	sf->kicked = 1;
 	if (keep_close)
 		error = sf->cancelling;
 out:
@@ -435,6 +436,7 @@ int ferry__sftp__add_gen(ferry__sftp *sf, const ferry__sftp_gen *g)
 	r->seq = sf->next_seq++;
 	r->gen = ferry__sftp__next_gen(sf);
 	q_push(&sf->qhandle, r);
+	sf->kicked = 1;
 	return 0;
 }
 
@@ -595,6 +597,11 @@ static int do_send(ferry__sftp *sf)
 	else if (sf->out.off > sf->out.cap / 2)
 		ferry__buf_compact(&sf->out);
 	return progress;
+}
+
+int ferry__sftp_kicked(const ferry__sftp *sf)
+{
+	return !sf->dead && sf->kicked;
 }
 
 int ferry__sftp_want_write(const ferry__sftp *sf)
@@ -938,6 +945,7 @@ int ferry__sftp_step(ferry__sftp *sf)
 	int progress = 0, rc;
 	if (sf->dead || sf->state == SFTP_NEW)
 		return 0;
+	sf->kicked = 0;
 	flush(sf);
 	if ((rc = do_send(sf)) < 0)
 		return 1;

@@ -116,6 +116,10 @@ void ferry__sftp_free(ferry__sftp *sf);
 int ferry__sftp_step(ferry__sftp *sf);
 /* Bytes are waiting to be sent now (poll for writability). */
 int ferry__sftp_want_write(const ferry__sftp *sf);
+/* A request was queued since the last step began: step again before
+ * waiting (it may have been queued by another io after this one's step
+ * in the same pass, and nothing on the wire will wake the loop for it). */
+int ferry__sftp_kicked(const ferry__sftp *sf);
 /* The transport's next timer (ferry__sftp_transport.next_timer), 0 when
  * none. */
 int64_t ferry__sftp_next_timer(const ferry__sftp *sf);

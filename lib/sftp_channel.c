@@ -175,6 +175,8 @@ static int chan_pending(ferry__io *io)
 		return -1; /* latency, or EOF's grace: wake up soon */
 	if (c->window_wait && libssh2_channel_window_write(c->ch) > 0)
 		return 1; /* the window opened: write now */
+	if (ferry__sftp_kicked(sf))
+		return 1; /* queued after our step: send it now */
 	if (libssh2_poll_channel_read(c->ch, 0) > 0 ||
 	    libssh2_poll_channel_read(c->ch, 1) > 0 ||
 	    libssh2_channel_eof(c->ch))

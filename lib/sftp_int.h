@@ -62,6 +62,7 @@ struct ferry__sftp {
 	uint32_t version;
 	uint64_t init_gen;
 	unsigned ext_advertised, ext; /* ext: advertised minus ignored */
+	int kicked;             /* a request queued since the step began */
 	int symlink_link_first; /* SYMLINK in the draft's order (sftp_proto.h)
 	                         */
 	int limits_pending;     /* the speculative limits request */
