@@ -393,13 +393,15 @@ fail:
 /* ---- read a small file
  * ------------------------------------------------------- */
 
+#define JOB_MSG 512 /* a job's error message */
+
 typedef struct small_job {
 	ferry__sftp *sf;
 	ferry__sftp_small_cb cb;
 	void *ctx;
 	uint32_t max;
 	int pending, err, truncated;
-	char msg[512];
+	char msg[JOB_MSG];
 	uint8_t *data;
 	size_t len;
 	char *path;
@@ -416,12 +418,19 @@ static void small_finish(small_job *j)
 	sf->jobs--;
 }
 
+/* A job's first error, as "OP PATH: MESSAGE". */
+static void job_err(int *err, char *msg, const char *op, const char *path,
+                    int e, const char *m)
+{
+	if (*err)
+		return;
+	*err = e;
+	snprintf(msg, JOB_MSG, "%s %s: %s", op, path, m);
+}
+
 static void small_err(small_job *j, const char *op, int err, const char *m)
 {
-	if (j->err)
-		return;
-	j->err = err;
-	snprintf(j->msg, sizeof(j->msg), "%s %s: %s", op, j->path, m);
+	job_err(&j->err, j->msg, op, j->path, err, m);
 }
 
 static void small_read_cb(void *ctx, const ferry__sftp_reply *r)
@@ -524,7 +533,7 @@ typedef struct list_job {
 	ferry__sftp_dirent *ents;
 	size_t n, cap;
 	int pending, eof, err, closed, big, opened;
-	char msg[512];
+	char msg[JOB_MSG];
 } list_job;
 
 static void list_clear(list_job *j)
@@ -548,10 +557,7 @@ static void list_finish(list_job *j)
 
 static void list_err(list_job *j, const char *op, int err, const char *m)
 {
-	if (j->err)
-		return;
-	j->err = err;
-	snprintf(j->msg, sizeof(j->msg), "%s %s: %s", op, j->path, m);
+	job_err(&j->err, j->msg, op, j->path, err, m);
 }
 
 static void list_open_cb(void *ctx, const ferry__sftp_reply *r);

@@ -17,14 +17,8 @@ dir=${2:?usage: dropbear.sh start|stop DIR [OPTIONS]}
 shift 2
 user=ferry-dropbear
 
-stop() {
-	if [ -f "$dir/dropbear.pid" ]; then
-		pid=$(cat "$dir/dropbear.pid")
-		kill "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-		rm -f "$dir/dropbear.pid"
-	fi
-}
+. "$(dirname "$0")/server.sh"
+stop() { server_stop "$dir/dropbear.pid"; }
 
 if [ "$cmd" = stop ]; then stop; exit 0; fi
 [ "$cmd" = start ] || { echo "dropbear.sh: unknown command $cmd" >&2; exit 2; }
@@ -56,21 +50,18 @@ chown "$user" "$ak"; chmod 600 "$ak"
 echo "$user" > "$dir/user"
 
 for try in $(seq 40); do
-	port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+	port=$(server_port)
 	rm -f "$dir/dropbear.pid"
 	"$db" -E -s -m -r "$dir/host_ed25519" -p "127.0.0.1:$port" \
 		-P "$dir/dropbear.pid" "$@" 2>>"$dir/dropbear.log" || continue
-	for _ in $(seq 100); do
-		if [ -s "$dir/dropbear.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			echo "$port" > "$dir/port"
-			printf '[127.0.0.1]:%s %s\n' "$port" \
-				"$(dropbearkey -y -f "$dir/host_ed25519" | grep '^ssh-' | cut -d' ' -f1,2)" \
-				> "$dir/known_hosts"
-			echo "$port"
-			exit 0
-		fi
-		sleep 0.05
-	done
+	if server_ready "$dir/dropbear.pid" "$port"; then
+		echo "$port" > "$dir/port"
+		printf '[127.0.0.1]:%s %s\n' "$port" \
+			"$(dropbearkey -y -f "$dir/host_ed25519" | grep '^ssh-' | cut -d' ' -f1,2)" \
+			> "$dir/known_hosts"
+		echo "$port"
+		exit 0
+	fi
 	stop
 done
 echo "dropbear.sh: could not start dropbear; see $dir/dropbear.log" >&2

@@ -13,14 +13,8 @@ cmd=${1:?usage: sshd.sh start|stop DIR [EXTRA_CONFIG]}
 dir=${2:?usage: sshd.sh start|stop DIR [EXTRA_CONFIG]}
 extra=${3:-}
 
-stop() {
-	if [ -f "$dir/sshd.pid" ]; then
-		pid=$(cat "$dir/sshd.pid")
-		kill "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-		rm -f "$dir/sshd.pid"
-	fi
-}
+. "$(dirname "$0")/server.sh"
+stop() { server_stop "$dir/sshd.pid"; }
 
 if [ "$cmd" = stop ]; then stop; exit 0; fi
 [ "$cmd" = start ] || { echo "sshd.sh: unknown command $cmd" >&2; exit 2; }
@@ -45,7 +39,7 @@ sub="Subsystem sftp /usr/lib/openssh/sftp-server"
 if [ -n "$extra" ] && grep -qiE '^[[:space:]]*Subsystem[[:space:]]+sftp' "$extra"; then sub=""; fi
 
 for try in $(seq 40); do
-	port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+	port=$(server_port)
 	cat > "$dir/sshd_config" <<CFG
 Port $port
 ListenAddress 127.0.0.1
@@ -69,18 +63,15 @@ CFG
 	[ -n "$extra" ] && cat "$extra" >> "$dir/sshd_config"
 	rm -f "$dir/sshd.pid"
 	if "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log" 2>>"$dir/sshd.log"; then
-		for _ in $(seq 100); do
-			if [ -s "$dir/sshd.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-				echo "$port" > "$dir/port"
-				{
-					printf '[127.0.0.1]:%s ' "$port"; cut -d' ' -f1,2 "$dir/host_ed25519.pub"
-					printf '[127.0.0.1]:%s ' "$port"; cut -d' ' -f1,2 "$dir/host_ecdsa.pub"
-				} > "$dir/known_hosts"
-				echo "$port"
-				exit 0
-			fi
-			sleep 0.05
-		done
+		if server_ready "$dir/sshd.pid" "$port"; then
+			echo "$port" > "$dir/port"
+			{
+				printf '[127.0.0.1]:%s ' "$port"; cut -d' ' -f1,2 "$dir/host_ed25519.pub"
+				printf '[127.0.0.1]:%s ' "$port"; cut -d' ' -f1,2 "$dir/host_ecdsa.pub"
+			} > "$dir/known_hosts"
+			echo "$port"
+			exit 0
+		fi
 		stop
 	fi
 done

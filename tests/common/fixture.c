@@ -300,3 +300,23 @@ const char *fx_ferry_bin(void)
 	const char *b = getenv("FERRY_BIN");
 	return b && *b ? b : FERRY_BUILDDIR "/ferry";
 }
+
+static void *interrupter(void *arg)
+{
+	fx_interrupter *x = arg;
+	usleep((useconds_t)x->ms * 1000);
+	ferry_interrupt(x->s);
+	return NULL;
+}
+
+void fx_interrupt_after(fx_interrupter *x, ferry_session *s, int ms)
+{
+	x->s = s;
+	x->ms = ms;
+	cr_assert_eq(pthread_create(&x->th, NULL, interrupter, x), 0);
+}
+
+void fx_interrupt_join(fx_interrupter *x)
+{
+	pthread_join(x->th, NULL);
+}

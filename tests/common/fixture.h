@@ -3,6 +3,7 @@
 #ifndef FERRY_TEST_FIXTURE_H
 #define FERRY_TEST_FIXTURE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -49,5 +50,15 @@ int fx_write_in(const char *dir, const char *name, const char *text,
 char *fx_read_file(const char *path, size_t *len);
 /* Path of the built ferry program. */
 const char *fx_ferry_bin(void);
+
+/* ferry_interrupt(s) from another thread, ms after the start; join waits
+ * for that thread. */
+typedef struct fx_interrupter {
+	pthread_t th;
+	ferry_session *s;
+	int ms;
+} fx_interrupter;
+void fx_interrupt_after(fx_interrupter *x, ferry_session *s, int ms);
+void fx_interrupt_join(fx_interrupter *x);
 
 #endif

@@ -486,19 +486,6 @@ Test(exec, timeout_kills_the_process_group)
 	ferry_session_close(s);
 }
 
-typedef struct intr_arg {
-	ferry_session *s;
-	int ms;
-} intr_arg;
-
-static void *interrupter(void *p)
-{
-	intr_arg *a = p;
-	usleep((useconds_t)a->ms * 1000);
-	ferry_interrupt(a->s);
-	return NULL;
-}
-
 /* Nothing arrives on the channel: only the session loop's timer layer (the
  * ops' next_timer) wakes it at the deadline, long before the next 15 s
  * keepalive would. */
@@ -529,13 +516,12 @@ Test(exec, interrupt_kills_the_process_group)
 {
 	ferry_session *s = booted();
 	ferry_exec_result r;
-	intr_arg a = {s, 400};
-	pthread_t th;
-	pthread_create(&th, NULL, interrupter, &a);
+	fx_interrupter th;
+	fx_interrupt_after(&th, s, 400);
 	double t0 = now_ms();
 	int rc = ferry_exec(s, "sleep 1234.61 & sleep 1234.62", NULL, &r);
 	double ms = now_ms() - t0;
-	pthread_join(th, NULL);
+	fx_interrupt_join(&th);
 	cr_assert_eq(rc, FERRY_EINTR, "rc %d", rc);
 	cr_assert_eq(r.exit_status, 130);
 	cr_assert(r.interrupted);

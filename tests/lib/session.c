@@ -372,13 +372,6 @@ Test(session, silent_port_times_out_within_deadline)
 	close(lfd);
 }
 
-static void *interrupt_later(void *arg)
-{
-	usleep(200 * 1000);
-	ferry_interrupt(arg);
-	return NULL;
-}
-
 Test(session, interrupt_during_connect)
 {
 	int port;
@@ -389,12 +382,12 @@ Test(session, interrupt_during_connect)
 	o.connect_timeout_ms = 10000;
 	ferry_session *s = NULL;
 	cr_assert_eq(ferry_session_new(&s, &o), 0);
-	pthread_t t;
-	pthread_create(&t, NULL, interrupt_later, s);
+	fx_interrupter t;
+	fx_interrupt_after(&t, s, 200);
 	double t0 = now_ms();
 	int rc = ferry_session_connect(s);
 	double el = now_ms() - t0;
-	pthread_join(t, NULL);
+	fx_interrupt_join(&t);
 	cr_assert_eq(rc, FERRY_EINTR, "%s", ferry_session_errmsg(s));
 	cr_assert(el < 2000, "took %.0f ms", el);
 	ferry_session_close(s);

@@ -172,19 +172,6 @@ Test(push_more, progress_and_changes, PH_ENV)
 	ferry_sync_report_free(&r);
 }
 
-typedef struct intr {
-	ferry_session *s;
-	int after_ms;
-} intr;
-
-static void *intr_main(void *arg)
-{
-	intr *x = arg;
-	usleep((useconds_t)x->after_ms * 1000);
-	ferry_interrupt(x->s);
-	return NULL;
-}
-
 Test(push_more, interrupt_stops_and_next_push_converges, PH_ENV)
 {
 	ph_skills_tree(e.src, 200, 23);
@@ -193,12 +180,11 @@ Test(push_more, interrupt_stops_and_next_push_converges, PH_ENV)
 	fx_sftp_latency(&so, 10);
 	ferry__sftp *sf;
 	cr_assert_eq(ferry__session_sftp_ex(e.s, &so, &sf), 0);
-	intr x = {e.s, 30};
-	pthread_t th;
-	cr_assert_eq(pthread_create(&th, NULL, intr_main, &x), 0);
+	fx_interrupter th;
+	fx_interrupt_after(&th, e.s, 30);
 	ferry_sync_report r;
 	int rc = ph_push(&e, &r);
-	pthread_join(th, NULL);
+	fx_interrupt_join(&th);
 	cr_assert_eq(rc, FERRY_EINTR, "%s: %s", ferry_strerror(rc),
 	             ferry_session_errmsg(e.s));
 	ferry_sync_report_free(&r);
