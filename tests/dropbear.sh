@@ -18,10 +18,7 @@ shift 2
 user=ferry-dropbear
 
 . "$(dirname "$0")/server.sh"
-stop() { server_stop "$dir/dropbear.pid"; }
-
-if [ "$cmd" = stop ]; then stop; exit 0; fi
-[ "$cmd" = start ] || { echo "dropbear.sh: unknown command $cmd" >&2; exit 2; }
+server_command dropbear.sh "$cmd" "$dir/dropbear.pid"
 
 db=$(command -v dropbear || echo /usr/sbin/dropbear)
 [ -x "$db" ] || { echo "dropbear.sh: dropbear not found (apt-get install dropbear-bin)" >&2; exit 77; }
@@ -62,7 +59,7 @@ for try in $(seq 40); do
 		echo "$port"
 		exit 0
 	fi
-	stop
+	server_stop "$dir/dropbear.pid"
 done
 echo "dropbear.sh: could not start dropbear; see $dir/dropbear.log" >&2
 tail -5 "$dir/dropbear.log" >&2 || true

@@ -26,3 +26,13 @@ server_ready() {
 server_port() {
 	echo $(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
 }
+
+# The command $2 of script $1 whose server's pid file is $3: "stop" stops
+# it and exits, "start" returns, anything else is a usage error.
+server_command() {
+	case $2 in
+	stop) server_stop "$3"; exit 0 ;;
+	start) ;;
+	*) echo "$1: unknown command $2" >&2; exit 2 ;;
+	esac
+}

@@ -14,10 +14,7 @@ dir=${2:?usage: sshd.sh start|stop DIR [EXTRA_CONFIG]}
 extra=${3:-}
 
 . "$(dirname "$0")/server.sh"
-stop() { server_stop "$dir/sshd.pid"; }
-
-if [ "$cmd" = stop ]; then stop; exit 0; fi
-[ "$cmd" = start ] || { echo "sshd.sh: unknown command $cmd" >&2; exit 2; }
+server_command sshd.sh "$cmd" "$dir/sshd.pid"
 
 sshd=$(command -v sshd || echo /usr/sbin/sshd)
 [ -x "$sshd" ] || { echo "sshd.sh: sshd not found (apt-get install openssh-server)" >&2; exit 1; }
@@ -72,7 +69,7 @@ CFG
 			echo "$port"
 			exit 0
 		fi
-		stop
+		server_stop "$dir/sshd.pid"
 	fi
 done
 echo "sshd.sh: could not start sshd; see $dir/sshd.log" >&2

@@ -168,6 +168,17 @@ char *sh_make_file(size_t n, uint64_t seed)
 	return path;
 }
 
+void sh_upload_text(ferry__sftp *sf, const char *tmp, const char *final,
+                    const char *data, ferry__sftp_upload_result *r)
+{
+	ferry__sftp_upload_opts o = {.path = tmp,
+	                             .rename_to = final,
+	                             .data = data,
+	                             .size = strlen(data)};
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, r), 0, "%s",
+	             ferry__sftp_errmsg(sf));
+}
+
 double sh_upload_big(ferry__sftp *sf, const char *src, size_t n,
                      ferry__sftp_upload_opts *o, const char *how)
 {

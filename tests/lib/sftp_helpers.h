@@ -46,6 +46,9 @@ int sh_kill_reader(void *rctx, void *buf, size_t n, uint64_t off);
 /* A new file of n bytes under sh_dir (sh_fill with seed); its path, the
  * caller frees. */
 char *sh_make_file(size_t n, uint64_t seed);
+/* Upload the string data to tmp, renamed over final; asserts success. */
+void sh_upload_text(ferry__sftp *sf, const char *tmp, const char *final,
+                    const char *data, ferry__sftp_upload_result *r);
 /* Upload the file src of n bytes by its fd (o's other settings as given)
  * to sh_dir/big by way of big.tmp, check what arrived, print the rate (a
  * "[sftp bench]" line, how: "via pipe"); the ms it took. */

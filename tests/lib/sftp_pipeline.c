@@ -584,14 +584,9 @@ Test(sftp_pipeline, without_posix_rename_remove_then_rename)
 	cr_assert_eq(ferry__sftp_posix_rename(sf, "a", "b", NULL, NULL),
 	             FERRY_EUNSUPPORTED);
 	cr_assert_eq(fx_write_file(P("final"), "old", 3, 0644), 0);
-	ferry__sftp_upload_opts o = {.path = P(".final.ferry-1"),
-	                             .rename_to = P("final"),
-	                             .data = "new",
-	                             .size = 3};
 	ferry__sftp_upload_result r;
 	uint64_t rt0 = ferry__sftp_round_trips(sf);
-	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
-	             ferry__sftp_errmsg(sf));
+	sh_upload_text(sf, P(".final.ferry-1"), P("final"), "new", &r);
 	cr_assert(r.renamed);
 	cr_assert(r.rename_fallback);
 	/* remove + rename go together: still 3 round trips. */
@@ -599,7 +594,7 @@ Test(sftp_pipeline, without_posix_rename_remove_then_rename)
 	char *t = fx_read_file(P("final"), NULL);
 	cr_assert_str_eq(t, "new");
 	free(t);
-	cr_assert_neq(access(o.path, F_OK), 0);
+	cr_assert_neq(access(P(".final.ferry-1"), F_OK), 0);
 	ferry__sftp_free(sf);
 }
 

@@ -205,14 +205,10 @@ Test(sftp_ssh, latency_option_on_the_channel)
 	ferry__sftp_opts opts = {0};
 	fx_sftp_latency(&opts, 10);
 	ferry__sftp *sf = sftp_of(s, &opts);
-	ferry__sftp_upload_opts o = {.path = P("x.tmp"),
-	                             .rename_to = P("x"),
-	                             .data = "x",
-	                             .size = 1};
 	ferry__sftp_upload_result r;
 	uint64_t rt0 = ferry_session_round_trips(s);
 	double t0 = sh_now_ms();
-	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0);
+	sh_upload_text(sf, P("x.tmp"), P("x"), "x", &r);
 	double ms = sh_now_ms() - t0;
 	cr_assert_eq(ferry_session_round_trips(s) - rt0, 3);
 	cr_assert_geq(ms, 3 * 20.0);
