@@ -35,7 +35,7 @@ static void dropbear_start(server *sv, const char *tag)
 	char p[600];
 	snprintf(p, sizeof(p), "%s/port", sv->dir);
 	char *port = slurp(p);
-	sv->port = atoi(port);
+	sv->port = (int)strtol(port, NULL, 10);
 	free(port);
 	snprintf(p, sizeof(p), "%s/user", sv->dir);
 	char *user = slurp(p);
@@ -127,7 +127,7 @@ Test(dropbear, push_noop_and_exec)
 	             0);
 	cr_assert_eq(run(&sv, "", &out, &err, "push", args), 0, "%s", err);
 	const char *u = strstr(out, "Uploaded:");
-	cr_assert(u && atoi(u + 9) == 0 &&
+	cr_assert(u && (int)strtol(u + 9, NULL, 10) == 0 &&
 	                  strstr(out, "Bytes sent:           0"),
 	          "a second push sends nothing: %s", out);
 	free(out);
@@ -180,7 +180,8 @@ Test(gesftpserver, symlinks_land_inside_dest_in_the_server_order)
 	char *stray =
 	        fx_sh_out("find \"$HOME\" / -maxdepth 1 -lname '*.ferry-*' "
 	                  "2>/dev/null | wc -l");
-	cr_assert_eq(atoi(stray), 0, "stray links outside DEST");
+	cr_assert_eq((int)strtol(stray, NULL, 10), 0,
+	             "stray links outside DEST");
 	free(stray);
 	cr_assert_eq(fx_sh_capture(&out, &err, "'%s' %s --stats",
 	                           fx_ferry_bin(), args),
