@@ -177,13 +177,11 @@ static int chan_pending(ferry__io *io)
 		return 1; /* the window opened: write now */
 	if (ferry__sftp_kicked(sf))
 		return 1; /* queued after our step: send it now */
+	/* Data (either stream) libssh2 has read off the socket but we have
+	 * not taken, or the end. */
 	unsigned long avail = 0;
 	libssh2_channel_window_read_ex(c->ch, &avail, NULL);
-	if (avail > 0)
-		return 1; /* data libssh2 has read but we have not */
-	if (libssh2_poll_channel_read(c->ch, 0) > 0 ||
-	    libssh2_poll_channel_read(c->ch, 1) > 0 ||
-	    libssh2_channel_eof(c->ch))
+	if (avail > 0 || libssh2_channel_eof(c->ch))
 		return 1;
 	return 0;
 }

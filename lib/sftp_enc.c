@@ -173,7 +173,10 @@ static int attrs_req(ferry__sftp *sf, uint8_t type, const char *ext,
 	if (!a || (!path && !h))
 		return FERRY_EINVALID;
 	enc_start(sf, &e, type, ext);
-	path ? put_path(&e, path, 0) : put_handle(&e, h);
+	if (path)
+		put_path(&e, path, 0);
+	else
+		put_handle(&e, h);
 	ferry__sftp_put_attrs(&e.b, a);
 	return ferry__sftp__submit(sf, &e, type, ext ? FERRY__XK_STATUS : 0,
 	                           h ? REQF_HANDLE : 0, 64, 0, cb, ctx);
@@ -258,9 +261,9 @@ int ferry__sftp_readlink(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
 
 /* Two paths; with create set, the one that is created is the subject: b,
  * or a when a_created. */
-static int two_paths_as(ferry__sftp *sf, uint8_t type, const char *ext,
-                        const char *a, const char *b, int a_created,
-                        unsigned flags, ferry__sftp_cb cb, void *ctx)
+static int two_paths(ferry__sftp *sf, uint8_t type, const char *ext,
+                     const char *a, const char *b, int a_created,
+                     unsigned flags, ferry__sftp_cb cb, void *ctx)
 {
 	ferry__sftp_enc e;
 	int create = (flags & REQF_CREATE) != 0;
@@ -273,18 +276,11 @@ static int two_paths_as(ferry__sftp *sf, uint8_t type, const char *ext,
 	                           flags, 64, 0, cb, ctx);
 }
 
-static int two_paths(ferry__sftp *sf, uint8_t type, const char *ext,
-                     const char *a, const char *b, unsigned flags,
-                     ferry__sftp_cb cb, void *ctx)
-{
-	return two_paths_as(sf, type, ext, a, b, 0, flags, cb, ctx);
-}
-
 int ferry__sftp_rename(ferry__sftp *sf, const char *from, const char *to,
                        ferry__sftp_cb cb, void *ctx)
 {
-	return two_paths(sf, FERRY__FXP_RENAME, NULL, from, to, REQF_CREATE, cb,
-	                 ctx);
+	return two_paths(sf, FERRY__FXP_RENAME, NULL, from, to, 0, REQF_CREATE,
+	                 cb, ctx);
 }
 
 int ferry__sftp_posix_rename(ferry__sftp *sf, const char *from, const char *to,
@@ -293,7 +289,7 @@ int ferry__sftp_posix_rename(ferry__sftp *sf, const char *from, const char *to,
 	if (!ext_ok(sf, FERRY__EXT_POSIX_RENAME))
 		return lacks(sf, "posix-rename@openssh.com");
 	return two_paths(sf, FERRY__FXP_EXTENDED, "posix-rename@openssh.com",
-	                 from, to, 0, cb, ctx);
+	                 from, to, 0, 0, cb, ctx);
 }
 
 int ferry__sftp_rename_replace(ferry__sftp *sf, const char *from,
@@ -321,9 +317,9 @@ int ferry__sftp_symlink(ferry__sftp *sf, const char *linkpath,
 	/* OpenSSH reads (target, linkpath): the reverse of draft-02, which
 	 * a server that says so (symlink-order@rjk.greenend.org.uk) reads. */
 	if (sf->symlink_link_first)
-		return two_paths_as(sf, FERRY__FXP_SYMLINK, NULL, linkpath,
-		                    target, 1, REQF_CREATE, cb, ctx);
-	return two_paths(sf, FERRY__FXP_SYMLINK, NULL, target, linkpath,
+		return two_paths(sf, FERRY__FXP_SYMLINK, NULL, linkpath, target,
+		                 1, REQF_CREATE, cb, ctx);
+	return two_paths(sf, FERRY__FXP_SYMLINK, NULL, target, linkpath, 0,
 	                 REQF_CREATE, cb, ctx);
 }
 
@@ -333,7 +329,7 @@ int ferry__sftp_hardlink(ferry__sftp *sf, const char *oldpath,
 	if (!ext_ok(sf, FERRY__EXT_HARDLINK))
 		return lacks(sf, "hardlink@openssh.com");
 	return two_paths(sf, FERRY__FXP_EXTENDED, "hardlink@openssh.com",
-	                 oldpath, newpath, REQF_CREATE, cb, ctx);
+	                 oldpath, newpath, 0, REQF_CREATE, cb, ctx);
 }
 
 static int handle_ext(ferry__sftp *sf, const char *name, int kind,

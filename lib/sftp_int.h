@@ -63,8 +63,7 @@ struct ferry__sftp {
 	uint64_t init_gen;
 	unsigned ext_advertised, ext; /* ext: advertised minus ignored */
 	int kicked;             /* a request queued since the step began */
-	int symlink_link_first; /* SYMLINK in the draft's order (sftp_proto.h)
-	                         */
+	int symlink_link_first; /* SYMLINK in the draft's order */
 	int limits_pending;     /* the speculative limits request */
 	ferry__sftp_limits_info limits; /* in force */
 	size_t window;
