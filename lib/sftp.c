@@ -678,7 +678,7 @@ static void got_version(ferry__sftp *sf, const uint8_t *p, size_t n)
 		*sf->rt = sf->init_gen;
 	sf->ext_advertised = v.ext;
 	sf->ext = v.ext & ~sf->opts.ignore_ext;
-	sf->symlink_link_first = v.symlink_link_first;
+	sf->symlink_order = v.symlink_order;
 	sf->state = SFTP_READY;
 	/* The speculative limits request, when unanswered, comes next. */
 }

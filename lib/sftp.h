@@ -254,9 +254,33 @@ int ferry__sftp_posix_rename(ferry__sftp *sf, const char *from, const char *to,
 int ferry__sftp_rename_replace(ferry__sftp *sf, const char *from,
                                const char *to, int *fallback, ferry__sftp_cb cb,
                                void *ctx);
-/* linkpath -> target (sent in OpenSSH's order: target first). */
+/* linkpath -> target, in the server's argument order: advertised
+ * (symlink-order@rjk.greenend.org.uk) or found by
+ * ferry__sftp_probe_symlinks; FERRY_EUNSUPPORTED while it is unknown
+ * (a guess could create a link anywhere). */
 int ferry__sftp_symlink(ferry__sftp *sf, const char *linkpath,
                         const char *target, ferry__sftp_cb cb, void *ctx);
+
+/* What the server does with symlinks (lib/sftp_probe.c; the values in
+ * sftp_proto.h). */
+#define FERRY__PROBE_NAMES 5
+/* Find out the SYMLINK argument order (unless advertised) and whether
+ * renaming a symlink is safe, in one round trip (two when the order is
+ * not advertised), once per client.  names: paths that do not exist, all
+ * in one directory the caller owns (it exists, or its MKDIR was
+ * submitted before), each journaled as a temporary name; every request
+ * names only these, and all are removed at the end.  done(ctx) when
+ * finished; then ferry__sftp_symlinks_known says whether it learned both
+ * (not when the first name could not be created: a later call tries
+ * again). */
+int ferry__sftp_probe_symlinks(ferry__sftp *sf,
+                               const char *const names[FERRY__PROBE_NAMES],
+                               void (*done)(void *ctx), void *ctx);
+int ferry__sftp_symlinks_known(const ferry__sftp *sf);
+/* 1 when RENAME of a symlink moves the link (known from the probe). */
+int ferry__sftp_symlink_rename_safe(const ferry__sftp *sf);
+/* Why the last probe left them unknown, else NULL. */
+const char *ferry__sftp_symlink_failure(const ferry__sftp *sf);
 /* hardlink@openssh.com; FERRY_EUNSUPPORTED when absent. */
 int ferry__sftp_hardlink(ferry__sftp *sf, const char *oldpath,
                          const char *newpath, ferry__sftp_cb cb, void *ctx);

@@ -314,13 +314,25 @@ int ferry__sftp_rename_replace(ferry__sftp *sf, const char *from,
 int ferry__sftp_symlink(ferry__sftp *sf, const char *linkpath,
                         const char *target, ferry__sftp_cb cb, void *ctx)
 {
-	/* OpenSSH reads (target, linkpath): the reverse of draft-02, which
-	 * a server that says so (symlink-order@rjk.greenend.org.uk) reads. */
-	if (sf->symlink_link_first)
+	/* OpenSSH reads (target, linkpath), draft-02 the reverse. */
+	if (sf->symlink_order == FERRY__SYMLINK_LINK_FIRST)
 		return two_paths(sf, FERRY__FXP_SYMLINK, NULL, linkpath, target,
 		                 1, REQF_CREATE, cb, ctx);
-	return two_paths(sf, FERRY__FXP_SYMLINK, NULL, target, linkpath, 0,
-	                 REQF_CREATE, cb, ctx);
+	if (sf->symlink_order == FERRY__SYMLINK_TARGET_FIRST)
+		return two_paths(sf, FERRY__FXP_SYMLINK, NULL, target, linkpath,
+		                 0, REQF_CREATE, cb, ctx);
+	return ferry__sftp_seterr(sf, FERRY_EUNSUPPORTED,
+	                          "SFTP: the server's SYMLINK argument order "
+	                          "is not known (%s)",
+	                          sf->symlink_order ? sf->symlink_msg
+	                                            : "not probed");
+}
+
+int ferry__sftp__symlink_raw(ferry__sftp *sf, const char *first,
+                             const char *second, ferry__sftp_cb cb, void *ctx)
+{
+	return two_paths(sf, FERRY__FXP_SYMLINK, NULL, first, second, 0, 0, cb,
+	                 ctx);
 }
 
 int ferry__sftp_hardlink(ferry__sftp *sf, const char *oldpath,

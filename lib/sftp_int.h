@@ -62,9 +62,11 @@ struct ferry__sftp {
 	uint32_t version;
 	uint64_t init_gen;
 	unsigned ext_advertised, ext; /* ext: advertised minus ignored */
-	int kicked;             /* a request queued since the step began */
-	int symlink_link_first; /* SYMLINK in the draft's order */
-	int limits_pending;     /* the speculative limits request */
+	int kicked;         /* a request queued since the step began */
+	int symlink_order;  /* FERRY__SYMLINK_*: known, probed or failed */
+	int symlink_rename; /* FERRY__SYMLINK_RENAME_*, 0: unknown */
+	char symlink_msg[FERRY_ERRMSG_SIZE]; /* why the probe failed */
+	int limits_pending;             /* the speculative limits request */
 	ferry__sftp_limits_info limits; /* in force */
 	size_t window;
 	unsigned slots_max, slots_used;
@@ -107,6 +109,11 @@ typedef struct ferry__sftp_enc {
 int ferry__sftp__submit(ferry__sftp *sf, ferry__sftp_enc *e, uint8_t type,
                         int ext_kind, unsigned flags, size_t reply_cost,
                         uint32_t read_len, ferry__sftp_cb cb, void *ctx);
+
+/* SYMLINK with the two paths in this order on the wire, and no check of
+ * which exists when it fails (sftp_probe.c). */
+int ferry__sftp__symlink_raw(ferry__sftp *sf, const char *first,
+                             const char *second, ferry__sftp_cb cb, void *ctx);
 
 /* The generation a request submitted now gets. */
 uint64_t ferry__sftp__next_gen(const ferry__sftp *sf);

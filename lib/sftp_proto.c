@@ -111,9 +111,15 @@ int ferry__sftp_parse_version(const uint8_t *p, size_t n,
 			return error;
 		if (nlen == sizeof(SYMLINK_ORDER) - 1 &&
 		    !memcmp(name, SYMLINK_ORDER, nlen))
-			v->symlink_link_first =
-			        dlen == 19 &&
-			        !memcmp(data, "linkpath-targetpath", 19);
+			v->symlink_order =
+			        dlen == 19 && !memcmp(data,
+			                              "linkpath-targetpath", 19)
+			                ? FERRY__SYMLINK_LINK_FIRST
+			        : dlen == 19 && !memcmp(data,
+			                                "targetpath-linkpath",
+			                                19)
+			                ? FERRY__SYMLINK_TARGET_FIRST
+			                : 0;
 		for (size_t i = 0; i < sizeof(known_ext) / sizeof(known_ext[0]);
 		     i++) {
 			if (strlen(known_ext[i].name) == nlen &&

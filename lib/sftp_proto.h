@@ -126,12 +126,24 @@ typedef struct ferry__sftp_limits_info {
 	uint64_t max_packet, max_read, max_write, max_handles;
 } ferry__sftp_limits_info;
 
+/* What the server does with symlinks (lib/sftp_probe.c, sftp.h). */
+enum {
+	FERRY__SYMLINK_TARGET_FIRST = 1, /* OpenSSH's (target, linkpath) */
+	FERRY__SYMLINK_LINK_FIRST = 2,   /* the draft's (linkpath, target) */
+	FERRY__SYMLINK_FAILED = 3        /* the probe made no link */
+};
+enum {
+	FERRY__SYMLINK_RENAME_SAFE = 1,  /* RENAME moves the link itself */
+	FERRY__SYMLINK_RENAME_UNSAFE = 2 /* it may move the link's target */
+};
+
 typedef struct ferry__sftp_version {
 	uint32_t version;
 	unsigned ext; /* FERRY__EXT_* advertised */
-	/* symlink-order@rjk.greenend.org.uk "linkpath-targetpath": SYMLINK
-	 * takes the draft's order, not OpenSSH's (target first). */
-	int symlink_link_first;
+	/* symlink-order@rjk.greenend.org.uk: FERRY__SYMLINK_LINK_FIRST for
+	 * "linkpath-targetpath" (the draft's order), _TARGET_FIRST for
+	 * "targetpath-linkpath" (OpenSSH's), 0 when not advertised. */
+	int symlink_order;
 } ferry__sftp_version;
 
 /* Extended request kinds, to know how to parse their reply. */

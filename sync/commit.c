@@ -37,6 +37,7 @@ typedef struct op {
 	uint8_t parked;  /* waiting for its directory's state */
 	uint8_t created; /* MKDIR: the request succeeded */
 	uint8_t remote;  /* the failure came from the remote */
+	uint8_t checks;  /* symlinks: replies before the link is known */
 	uint8_t hash_ok, hash_broken;
 	int fd;
 	void *hraw; /* allocation holding h (aligned) */
@@ -62,6 +63,8 @@ struct cx {
 	op **parked;
 	size_t nparked, capparked;
 	int use_lsetstat;
+	int probing; /* the symlink probe runs: symlinks wait for it */
+	char *probe[FERRY__PROBE_NAMES];
 	uint32_t now_s;
 	ferry_progress prog;
 };
@@ -192,6 +195,9 @@ static int dir_state(cx *c, const char *path, size_t n)
 
 static void after_close(op *x);
 static void after_symlink(op *x);
+static void submit_symlink(cx *c, op *x);
+static void place_symlink(op *x);
+static void link_checked(op *x);
 
 static void park(op *x)
 {
@@ -221,7 +227,8 @@ static void unpark(cx *c)
 		op *x = v[i];
 		x->parked = 0;
 		if (x->ai != SIZE_MAX && act(x)->kind == FERRY__ACT_SYMLINK)
-			after_symlink(x);
+			x->tstate == T_NONE ? submit_symlink(c, x)
+			                    : after_symlink(x);
 		else
 			after_close(x);
 	}
@@ -404,6 +411,10 @@ static void rename_cb(void *ctx, const ferry__sftp_reply *r)
 		return;
 	}
 	ferry__action *a = act(x);
+	if (a->kind == FERRY__ACT_SYMLINK) {
+		link_checked(x);
+		return;
+	}
 	if (a->kind == FERRY__ACT_UPLOAD) {
 		commit_upload(x);
 		progress(c, a->entry.size);
@@ -416,6 +427,10 @@ static void rename_cb(void *ctx, const ferry__sftp_reply *r)
 static void do_rename(op *x)
 {
 	cx *c = x->c;
+	if (x->ai != SIZE_MAX && act(x)->kind == FERRY__ACT_SYMLINK) {
+		place_symlink(x);
+		return;
+	}
 	int fallback = 0;
 	int rc = ferry__sftp_rename_replace(c->sf, x->tpath, x->rpath,
 	                                    &fallback, rename_cb, x);
@@ -536,7 +551,91 @@ static void start_upload(cx *c, op *x)
 	              owner_only || c->o->fsync_all, &a->entry);
 }
 
-/* ---- symlinks ---- */
+/* ---- symlinks ----
+ *
+ * A symlink is made under its temporary name and renamed into place, like
+ * a file, once the server's SYMLINK argument order is known (advertised,
+ * or found by the probe in the first flight: ferry__sftp_probe_symlinks).
+ * On a server whose RENAME of a link moves the link's target (ProFTPD),
+ * the final name is removed and the link made there instead: not atomic,
+ * said with -v.  Either way a READLINK in the same pipeline checks what
+ * the server made before the link counts as done. */
+
+/* A reply a placed symlink waited for: the rename (or the final SYMLINK)
+ * and the READLINK; the last one decides. */
+static void link_checked(op *x)
+{
+	if (--x->checks || x->err)
+		return;
+	ferry__action_commit(act(x));
+	progress(x->c, 0);
+}
+
+static void link_check_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	ferry__action *a = act(x);
+	x->c->pending--;
+	if (x->err) /* the rename failed: said already */
+		return;
+	if (r->error || r->count < 1 || r->names[0].name_len != a->link_len ||
+	    memcmp(r->names[0].name, a->link, a->link_len) != 0) {
+		fail(x, FERRY_EREMOTE, 1,
+		     "the server did not make the symlink asked for (%s)",
+		     r->error ? r->message : "another target");
+		return;
+	}
+	link_checked(x);
+}
+
+static void final_symlink_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	x->c->pending--;
+	if (r->error) {
+		fail(x, r->error, 1, "%s", r->message);
+		return;
+	}
+	link_checked(x);
+}
+
+static void ignore_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	(void)r;
+	x->c->pending--;
+}
+
+/* The temporary link is made and its directory is ours: into place. */
+static void place_symlink(op *x)
+{
+	cx *c = x->c;
+	ferry__action *a = act(x);
+	int rc;
+	x->checks = 2;
+	if (ferry__sftp_symlink_rename_safe(c->sf)) {
+		int fallback = 0;
+		rc = ferry__sftp_rename_replace(c->sf, x->tpath, x->rpath,
+		                                &fallback, rename_cb, x);
+		if (fallback)
+			c->res->rename_fallback = 1;
+	} else {
+		c->res->links_replaced = 1;
+		remove_tmp(x);
+		if (!ferry__sftp_remove(c->sf, x->rpath, ignore_cb, x))
+			c->pending++;
+		rc = ferry__sftp_symlink(c->sf, x->rpath, a->link,
+		                         final_symlink_cb, x);
+	}
+	if (rc) {
+		fail_submit(x, rc, "symlink");
+		remove_tmp(x);
+		return;
+	}
+	c->pending++;
+	submitted(x, ferry__sftp_readlink(c->sf, x->rpath, link_check_cb, x),
+	          "readlink");
+}
 
 static void after_symlink(op *x)
 {
@@ -806,6 +905,17 @@ static void submit_removal(cx *c, op *x)
 static void submit_symlink(cx *c, op *x)
 {
 	ferry__action *a = act(x);
+	if (c->probing) {
+		park(x);
+		return;
+	}
+	if (!ferry__sftp_symlinks_known(c->sf)) {
+		const char *why = ferry__sftp_symlink_failure(c->sf);
+		fail(x, FERRY_EUNSUPPORTED, 1,
+		     "the server creates no symlinks: %s",
+		     why ? why : "its SYMLINK argument order is unknown");
+		return;
+	}
 	x->tstate = T_MAYBE;
 	int rc = ferry__sftp_symlink(c->sf, x->tpath, a->link, symlink_cb, x);
 	if (rc) {
@@ -904,6 +1014,21 @@ static int prepare(cx *c)
 				return FERRY_ENOMEM;
 		}
 	}
+	int links = 0;
+	for (size_t i = 0; i < p->n; i++)
+		links |= p->a[i].kind == FERRY__ACT_SYMLINK &&
+		         needs_request(&p->a[i]);
+	if (links && !ferry__sftp_symlinks_known(c->sf)) {
+		static const char stem[] = ".ferry-probe";
+		for (int i = 0; i < FERRY__PROBE_NAMES; i++) {
+			c->probe[i] =
+			        ferry__rtemp(o->dest, stem, sizeof(stem) - 1);
+			if (!c->probe[i] ||
+			    (o->journal &&
+			     ferry__journal_add(o->journal, c->probe[i])))
+				return FERRY_ENOMEM;
+		}
+	}
 	if (o->marker) {
 		op *x = &c->marker;
 		x->c = c;
@@ -919,6 +1044,15 @@ static int prepare(cx *c)
 			return FERRY_ENOMEM;
 	}
 	return 0;
+}
+
+static void probe_done(void *ctx)
+{
+	cx *c = ctx;
+	c->pending--;
+	c->probing = 0;
+	if (c->nparked)
+		unpark(c);
 }
 
 static void first_flight(cx *c)
@@ -937,6 +1071,12 @@ static void first_flight(cx *c)
 			         ferry_strerror(rc));
 			return;
 		}
+	}
+	if (c->probe[0] &&
+	    !ferry__sftp_probe_symlinks(c->sf, (const char *const *)c->probe,
+	                                probe_done, c)) {
+		c->probing = 1;
+		c->pending++;
 	}
 	for (size_t i = 0; i < p->n; i++) {
 		ferry__action *a = &p->a[i];
@@ -1133,6 +1273,8 @@ out:
 	for (size_t i = 0; c.ops && i < o->p->n; i++)
 		op_free(&c.ops[i]);
 	op_free(&c.marker);
+	for (int i = 0; i < FERRY__PROBE_NAMES; i++)
+		ferry__free(c.probe[i]);
 	ferry__free(c.ops);
 	ferry__free(c.parked);
 	ferry__pmap_free(&c.dirs);

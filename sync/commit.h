@@ -62,6 +62,7 @@ typedef struct ferry__commit_result {
 	uint64_t not_done; /* actions skipped (deletions after failures) */
 	int marker_written;
 	int rename_fallback; /* the server lacks posix-rename */
+	int links_replaced;  /* symlinks made by remove + symlink */
 	int fsync_missing;   /* the server lacks fsync@openssh.com */
 	uint64_t bytes_sent, fsyncs;
 	/* Temporary names that may still exist on the remote. */

@@ -67,6 +67,9 @@ int ferry__sftp_readlink_wait(ferry__sftp *sf, const char *path, char **out);
 int ferry__sftp_rename_wait(ferry__sftp *sf, const char *from, const char *to);
 int ferry__sftp_posix_rename_wait(ferry__sftp *sf, const char *from,
                                   const char *to);
+/* The server's SYMLINK order and rename safety, found with names in dir
+ * (ferry__sftp_probe_symlinks); FERRY_EUNSUPPORTED when still unknown. */
+int ferry__sftp_probe_symlinks_wait(ferry__sftp *sf, const char *dir);
 int ferry__sftp_symlink_wait(ferry__sftp *sf, const char *linkpath,
                              const char *target);
 int ferry__sftp_hardlink_wait(ferry__sftp *sf, const char *oldpath,

@@ -4,6 +4,7 @@
  * callbacks are still owed: the last one frees it. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "session.h"
@@ -417,6 +418,35 @@ int ferry__sftp_symlink_wait(ferry__sftp *sf, const char *linkpath,
 {
 	return call(sf, &(req){"symlink", linkpath, target,
 	                       .two_paths = ferry__sftp_symlink});
+}
+
+static void probe_done_cb(void *ctx)
+{
+	*(int *)ctx = 1;
+}
+
+static int flag_set(void *ctx)
+{
+	return *(int *)ctx;
+}
+
+int ferry__sftp_probe_symlinks_wait(ferry__sftp *sf, const char *dir)
+{
+	char names[FERRY__PROBE_NAMES][600];
+	const char *v[FERRY__PROBE_NAMES];
+	for (int i = 0; i < FERRY__PROBE_NAMES; i++) {
+		snprintf(names[i], sizeof(names[i]), "%s/.probe%d-%ld", dir, i,
+		         (long)getpid());
+		v[i] = names[i];
+	}
+	int done = 0;
+	int err = ferry__sftp_probe_symlinks(sf, v, probe_done_cb, &done);
+	if (!err)
+		err = ferry__sftp_run(sf, flag_set, &done,
+		                      ferry__now_ms() + 30000);
+	if (!err && !ferry__sftp_symlinks_known(sf))
+		err = FERRY_EUNSUPPORTED;
+	return err;
 }
 
 /* The text names the new path: the arguments come swapped. */

@@ -366,6 +366,16 @@ Test(sftp_ops, posix_rename_replaces_atomically)
 Test(sftp_ops, symlink_in_openssh_order_and_readlink)
 {
 	put("target", "T", 0644);
+	cr_assert_eq(ferry__sftp_symlink_wait(sf, P("link"), "target"),
+	             FERRY_EUNSUPPORTED,
+	             "no SYMLINK while the order is unknown");
+	cr_assert_eq(ferry__sftp_probe_symlinks_wait(sf, sh_dir), 0, "%s",
+	             ferry__sftp_errmsg(sf));
+	cr_assert(ferry__sftp_symlink_rename_safe(sf));
+	/* The probe's names are gone; only the test's file is there. */
+	char *ls = fx_sh_out("ls -A '%s'", sh_dir);
+	cr_assert_str_eq(ls, "target\n");
+	free(ls);
 	cr_assert_eq(ferry__sftp_symlink_wait(sf, P("link"), "target"), 0, "%s",
 	             ferry__sftp_errmsg(sf));
 	char buf[256];

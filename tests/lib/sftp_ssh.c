@@ -93,6 +93,7 @@ Test(sftp_ssh, shared_channel_and_operations)
 	cr_assert(strstr(ferry_session_errmsg(s), "No such file"), "%s",
 	          ferry_session_errmsg(s));
 	cr_assert_eq(ferry__sftp_mkdir_wait(sf, P("d"), NULL), FERRY_EEXIST);
+	cr_assert_eq(ferry__sftp_probe_symlinks_wait(sf, sh_dir), 0);
 	cr_assert_eq(ferry__sftp_symlink_wait(sf, P("l"), "d/f"), 0);
 	char *target = NULL;
 	cr_assert_eq(ferry__sftp_readlink_wait(sf, P("l"), &target), 0);
