@@ -269,13 +269,18 @@ int ferry__sftp_symlink(ferry__sftp *sf, const char *linkpath,
  * not advertised), once per client.  names: paths that do not exist, all
  * in one directory the caller owns (it exists, or its MKDIR was
  * submitted before), each journaled as a temporary name; every request
- * names only these, and all are removed at the end.  done(ctx) when
+ * names only these, and all are removed at the end.  done(ctx, 0) when
+ * the order is found (one round trip before the end), done(ctx, 1) when
  * finished; then ferry__sftp_symlinks_known says whether it learned both
  * (not when the first name could not be created: a later call tries
  * again). */
 int ferry__sftp_probe_symlinks(ferry__sftp *sf,
                                const char *const names[FERRY__PROBE_NAMES],
-                               void (*done)(void *ctx), void *ctx);
+                               void (*done)(void *ctx, int finished),
+                               void *ctx);
+/* ferry__sftp_symlink may be called. */
+int ferry__sftp_symlink_order_known(const ferry__sftp *sf);
+/* Both the order and the rename's safety are known. */
 int ferry__sftp_symlinks_known(const ferry__sftp *sf);
 /* 1 when RENAME of a symlink moves the link (known from the probe). */
 int ferry__sftp_symlink_rename_safe(const ferry__sftp *sf);

@@ -29,7 +29,7 @@
 
 typedef struct probe {
 	ferry__sftp *sf;
-	void (*done)(void *ctx);
+	void (*done)(void *ctx, int finished);
 	void *ctx;
 	char *name[FERRY__PROBE_NAMES];
 	int pending;
@@ -62,11 +62,11 @@ static void probe_finish(probe *j)
 	                     j->msg[0] ? j->msg : "the server made no symlink");
 	for (int i = 0; i < FERRY__PROBE_NAMES; i++)
 		ferry__free(j->name[i]);
-	void (*done)(void *) = j->done;
+	void (*done)(void *, int) = j->done;
 	void *ctx = j->ctx;
 	ferry__free(j);
 	sf->jobs--;
-	done(ctx);
+	done(ctx, 1);
 }
 
 static void probe_drop(probe *j)
@@ -145,6 +145,8 @@ static void order_seen(probe *j, const ferry__sftp_reply *r, int order)
 		if (sf->symlink_order)
 			probe_rename(j);
 		remove_name(j, P_F);
+		if (sf->symlink_order)
+			j->done(j->ctx, 0);
 	}
 	probe_drop(j);
 }
@@ -184,7 +186,7 @@ static void open_cb(void *ctx, const ferry__sftp_reply *r)
 
 int ferry__sftp_probe_symlinks(ferry__sftp *sf,
                                const char *const names[FERRY__PROBE_NAMES],
-                               void (*done)(void *ctx), void *ctx)
+                               void (*done)(void *ctx, int finished), void *ctx)
 {
 	if (!done)
 		return FERRY_EINVALID;
@@ -232,6 +234,12 @@ int ferry__sftp_probe_symlinks(ferry__sftp *sf,
 	}
 	probe_drop(j);
 	return 0;
+}
+
+int ferry__sftp_symlink_order_known(const ferry__sftp *sf)
+{
+	return sf->symlink_order == FERRY__SYMLINK_TARGET_FIRST ||
+	       sf->symlink_order == FERRY__SYMLINK_LINK_FIRST;
 }
 
 int ferry__sftp_symlinks_known(const ferry__sftp *sf)

@@ -73,8 +73,17 @@ int ferry__plan_needs_save(const ferry__plan *p)
 
 /* ---- the manifest after the push ---- */
 
-/* The indexes of the actions that change the manifest (committed ones and
- * RECORDs), sorted by path; *puts: how many of them add an entry. */
+/* A directory's mode and times that were not set: its entry, if kept,
+ * stops saying they were (FERRY__ME_TIMES), so the next push sets them. */
+static int times_failed(const ferry__action *a)
+{
+	return a->kind == FERRY__ACT_META && a->entry.type == FERRY__T_DIR &&
+	       !a->committed && a->error;
+}
+
+/* The indexes of the actions that change the manifest (committed ones,
+ * RECORDs and times_failed), sorted by path; *puts: how many of them add
+ * an entry. */
 static int collect_effects(const ferry__plan *p, size_t **eff, size_t *ne,
                            size_t *puts)
 {
@@ -87,6 +96,10 @@ static int collect_effects(const ferry__plan *p, size_t **eff, size_t *ne,
 		return FERRY_ENOMEM;
 	for (size_t i = 0; i < p->n; i++) {
 		const ferry__action *a = &p->a[i];
+		if (times_failed(a)) {
+			v[(*ne)++] = i;
+			continue;
+		}
 		if (a->kind == FERRY__ACT_NONE ||
 		    (!a->committed && a->kind != FERRY__ACT_RECORD))
 			continue;
@@ -151,9 +164,14 @@ static int apply_path(merge *g, int have_old)
 	if (have_old)
 		cur = g->m->e[g->i];
 	const ferry__action *put_a = NULL;
+	int untimed = 0;
 	while (g->j < g->ne && p->a[g->eff[g->j]].entry.path_len == plen &&
 	       memcmp(p->a[g->eff[g->j]].entry.path, path, plen) == 0) {
 		const ferry__action *a = &p->a[g->eff[g->j++]];
+		if (times_failed(a)) {
+			untimed = 1;
+			continue;
+		}
 		int removal = ferry__action_is_removal(a);
 		put_a = removal ? NULL : a;
 		have = !removal;
@@ -176,6 +194,8 @@ static int apply_path(merge *g, int have_old)
 		g->i++;
 	if (have) {
 		cur.flags &= FERRY__ME_DISK_FLAGS;
+		if (untimed)
+			cur.flags &= (uint8_t)~FERRY__ME_TIMES;
 		g->out[g->k++] = cur;
 	}
 	return 0;

@@ -38,6 +38,7 @@ typedef struct op {
 	uint8_t created; /* MKDIR: the request succeeded */
 	uint8_t remote;  /* the failure came from the remote */
 	uint8_t checks;  /* symlinks: replies before the link is known */
+	uint8_t counted; /* in cx.to_place until placed */
 	uint8_t hash_ok, hash_broken;
 	int fd;
 	void *hraw; /* allocation holding h (aligned) */
@@ -63,7 +64,11 @@ struct cx {
 	op **parked;
 	size_t nparked, capparked;
 	int use_lsetstat;
-	int probing; /* the symlink probe runs: symlinks wait for it */
+	int probing;     /* the symlink probe runs: symlinks wait for it */
+	size_t to_place; /* temporaries not yet renamed into place (or failed)
+	                  */
+	int in_first;    /* first_flight is submitting */
+	int times_sent;  /* directory modes and times submitted */
 	char *probe[FERRY__PROBE_NAMES];
 	uint32_t now_s;
 	ferry_progress prog;
@@ -94,6 +99,21 @@ static void progress(cx *c, uint64_t bytes)
 		c->o->o->on_progress(c->o->o->ctx, &c->prog);
 }
 
+static void submit_times(cx *c);
+
+/* x will not write into its directory any more (its temporary was
+ * renamed into place, or it failed): once none is left, the directories'
+ * times can go, pipelined behind the last rename. */
+static void placed(op *x)
+{
+	cx *c = x->c;
+	if (!x->counted)
+		return;
+	x->counted = 0;
+	if (--c->to_place == 0 && !c->in_first)
+		submit_times(c);
+}
+
 /* Record a failure of x: code, message, report entry.  remote: the
  * server refused (the manifest stops vouching for the remote). */
 __attribute__((format(printf, 4, 0))) static void
@@ -101,6 +121,7 @@ failv(op *x, int code, int remote, const char *fmt, va_list ap)
 {
 	cx *c = x->c;
 	char msg[FERRY_ERRMSG_SIZE];
+	placed(x);
 	if (x->err) /* the first reason counts */
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -442,6 +463,7 @@ static void do_rename(op *x)
 		return;
 	}
 	c->pending++;
+	placed(x);
 }
 
 /* A temporary (file or symlink) is complete: rename it into place once
@@ -612,6 +634,10 @@ static void place_symlink(op *x)
 	cx *c = x->c;
 	ferry__action *a = act(x);
 	int rc;
+	if (!ferry__sftp_symlinks_known(c->sf) && c->probing) {
+		park(x);
+		return;
+	}
 	x->checks = 2;
 	if (ferry__sftp_symlink_rename_safe(c->sf)) {
 		int fallback = 0;
@@ -635,6 +661,7 @@ static void place_symlink(op *x)
 	c->pending++;
 	submitted(x, ferry__sftp_readlink(c->sf, x->rpath, link_check_cb, x),
 	          "readlink");
+	placed(x);
 }
 
 static void after_symlink(op *x)
@@ -683,8 +710,11 @@ static void dir_ok(op *x)
 	memset(&at, 0, sizeof(at));
 	at.flags = FERRY__ATTR_PERMISSIONS;
 	at.perm = a->create_mode & 07777u;
-	/* A directory this push just made: no symlink can be there. */
-	if (!ferry__sftp_setstat(c->sf, x->rpath, &at, mkdir_setstat_cb, x))
+	/* A directory this push just made: no symlink can be there.  When
+	 * the directories' final modes went already (nothing to write into
+	 * them), this one's is among them. */
+	if (!c->times_sent &&
+	    !ferry__sftp_setstat(c->sf, x->rpath, &at, mkdir_setstat_cb, x))
 		c->pending++;
 	progress(c, 0);
 	dir_resolved(x, ST_OK);
@@ -844,7 +874,8 @@ static void meta_cb(void *ctx, const ferry__sftp_reply *r)
 		return;
 	}
 	ferry__action_commit(act(x));
-	progress(c, 0);
+	if (ferry__action_visible(act(x)))
+		progress(c, 0);
 }
 
 static void meta_lstat_cb(void *ctx, const ferry__sftp_reply *r)
@@ -863,7 +894,7 @@ static void meta_lstat_cb(void *ctx, const ferry__sftp_reply *r)
 	}
 	ferry__action *a = act(x);
 	ferry__sftp_attrs at;
-	set_attrs_meta(c, &at, &a->entry, a->entry.type == FERRY__T_FILE);
+	set_attrs_meta(c, &at, &a->entry, a->entry.type != FERRY__T_LINK);
 	int rc = ferry__sftp_setstat(c->sf, x->rpath, &at, meta_cb, x);
 	submitted(x, rc, "setstat");
 }
@@ -873,7 +904,7 @@ static void submit_meta(cx *c, op *x)
 	ferry__action *a = act(x);
 	ferry__sftp_attrs at;
 	int rc;
-	set_attrs_meta(c, &at, &a->entry, a->entry.type == FERRY__T_FILE);
+	set_attrs_meta(c, &at, &a->entry, a->entry.type != FERRY__T_LINK);
 	if (c->use_lsetstat)
 		rc = ferry__sftp_lsetstat(c->sf, x->rpath, &at, meta_cb, x);
 	else
@@ -905,11 +936,11 @@ static void submit_removal(cx *c, op *x)
 static void submit_symlink(cx *c, op *x)
 {
 	ferry__action *a = act(x);
-	if (c->probing) {
+	if (!ferry__sftp_symlink_order_known(c->sf) && c->probing) {
 		park(x);
 		return;
 	}
-	if (!ferry__sftp_symlinks_known(c->sf)) {
+	if (!ferry__sftp_symlink_order_known(c->sf)) {
 		const char *why = ferry__sftp_symlink_failure(c->sf);
 		fail(x, FERRY_EUNSUPPORTED, 1,
 		     "the server creates no symlinks: %s",
@@ -977,11 +1008,11 @@ static int needs_request(const ferry__action *a)
 	return a->kind <= FERRY__ACT_RMDIR && !a->committed && !a->error;
 }
 
-/* Directory modes that take the owner's rwx away wait for the end. */
+/* Directory modes and times wait for the end: after every write into
+ * the directory, and after the deletions (plan order: deepest first). */
 static int late_meta(const ferry__action *a)
 {
-	return a->kind == FERRY__ACT_META && a->entry.type == FERRY__T_DIR &&
-	       (a->entry.mode & 0700) != 0700;
+	return a->kind == FERRY__ACT_META && a->entry.type == FERRY__T_DIR;
 }
 
 static int prepare(cx *c)
@@ -1006,6 +1037,8 @@ static int prepare(cx *c)
 			return FERRY_ENOMEM;
 		if (a->kind == FERRY__ACT_UPLOAD ||
 		    a->kind == FERRY__ACT_SYMLINK) {
+			x->counted = 1;
+			c->to_place++;
 			x->tpath = ferry__rtemp(o->dest, a->entry.path,
 			                        a->entry.path_len);
 			if (!x->tpath ||
@@ -1035,6 +1068,8 @@ static int prepare(cx *c)
 		x->ai = SIZE_MAX;
 		x->fd = -1;
 		ferry__marker_text(c->marker_text, o->marker);
+		x->counted = 1;
+		c->to_place++;
 		x->rpath = ferry__rpath(o->dest, FERRY__MARKER_NAME,
 		                        sizeof(FERRY__MARKER_NAME) - 1);
 		x->tpath = ferry__rtemp(o->dest, FERRY__MARKER_NAME,
@@ -1046,16 +1081,29 @@ static int prepare(cx *c)
 	return 0;
 }
 
-static void probe_done(void *ctx)
+static void probe_done(void *ctx, int finished)
 {
 	cx *c = ctx;
-	c->pending--;
-	c->probing = 0;
+	if (finished) {
+		c->pending--;
+		c->probing = 0;
+	}
 	if (c->nparked)
 		unpark(c);
 }
 
+static void first_flight_requests(cx *c);
+
 static void first_flight(cx *c)
+{
+	c->in_first = 1;
+	first_flight_requests(c);
+	c->in_first = 0;
+	if (!c->to_place)
+		submit_times(c);
+}
+
+static void first_flight_requests(cx *c)
 {
 	ferry__plan *p = c->p;
 	const ferry__commit_opts *o = c->o;
@@ -1111,6 +1159,70 @@ static void first_flight(cx *c)
 		              o->fsync_all, NULL);
 }
 
+/* Whether the push wrote into the destination directory itself. */
+static int dest_touched(const cx *c)
+{
+	const ferry__commit_opts *o = c->o;
+	if (o->dest_missing || o->marker || o->ncleanup || c->probe[0])
+		return 1;
+	for (size_t i = 0; i < c->p->n; i++) {
+		const ferry__action *a = &c->p->a[i];
+		if (a->kind != FERRY__ACT_META &&
+		    a->kind != FERRY__ACT_RECORD &&
+		    a->kind != FERRY__ACT_NONE &&
+		    ferry__path_dirlen(a->entry.path, a->entry.path_len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void dest_times_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	cx *c = ctx;
+	c->pending--;
+	(void)r; /* its mtime only: a failure is no file's failure */
+}
+
+static void submit_dest_times(cx *c)
+{
+	if (!c->o->dest_times || c->stopping || c->res->fatal ||
+	    c->root != ST_OK || !dest_touched(c))
+		return;
+	ferry__mentry e;
+	memset(&e, 0, sizeof(e));
+	e.mtime_ns = c->o->dest_mtime_ns;
+	ferry__sftp_attrs at;
+	set_attrs_meta(c, &at, &e, 1);
+	at.flags &= ~(uint32_t)FERRY__ATTR_PERMISSIONS;
+	if (!ferry__sftp_setstat(c->sf, c->o->dest, &at, dest_times_cb, c))
+		c->pending++;
+}
+
+/* The directories' modes and times (deepest first), then the
+ * destination's: once, after every write into them. */
+static void times_now(cx *c)
+{
+	if (c->times_sent || c->stopping || c->res->fatal)
+		return;
+	c->times_sent = 1;
+	for (size_t i = 0; i < c->p->n; i++)
+		if (needs_request(&c->p->a[i]) && late_meta(&c->p->a[i]))
+			submit_meta(c, &c->ops[i]);
+	submit_dest_times(c);
+}
+
+/* Early, behind the last rename, unless deletions must come first. */
+static void submit_times(cx *c)
+{
+	for (size_t i = 0; i < c->p->n; i++) {
+		const ferry__action *a = &c->p->a[i];
+		if (needs_request(a) && ferry__action_is_removal(a) &&
+		    a->phase != 0)
+			return;
+	}
+	times_now(c);
+}
+
 static void last_flight(cx *c)
 {
 	ferry__plan *p = c->p;
@@ -1129,9 +1241,8 @@ static void last_flight(cx *c)
 		}
 		if (del)
 			submit_removal(c, &c->ops[i]);
-		else if (late_meta(a) && !c->stopping && !c->res->fatal)
-			submit_meta(c, &c->ops[i]);
 	}
+	times_now(c);
 	/* Directories made inside one that turned out not to be ours: they
 	 * went through it; take them back, deepest first. */
 	for (size_t i = p->n; i-- > 0;) {

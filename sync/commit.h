@@ -36,11 +36,13 @@
 
 typedef struct ferry__commit_opts {
 	ferry__sftp *sf;
-	ferry_session *s; /* errors; may be NULL */
-	ferry__plan *p;   /* finished */
-	const char *dest; /* remote path of the destination */
-	int dest_missing; /* create it and its missing parents */
-	uint32_t dest_mode;
+	ferry_session *s;   /* errors; may be NULL */
+	ferry__plan *p;     /* finished */
+	const char *dest;   /* remote path of the destination */
+	int dest_missing;   /* create it and its missing parents */
+	uint32_t dest_mode; /* when it is made */
+	int dest_times;     /* set its mtime when the push wrote into it */
+	int64_t dest_mtime_ns;
 	char *const *cleanup; /* leftover temporary names to remove first */
 	size_t ncleanup;
 	const uint8_t *marker; /* write .ferry-id with this id (or NULL) */

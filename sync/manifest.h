@@ -37,10 +37,12 @@
 #define FERRY__MANIFEST_VERSION 1
 
 /* ferry__mentry.flags */
-#define FERRY__ME_HASHED       0x1u  /* hash is the content's (else unknown) */
+#define FERRY__ME_HASHED 0x1u /* hash is the content's (else unknown) */
+/* A directory whose remote mode and mtime ferry set to this entry's. */
+#define FERRY__ME_TIMES        0x2u
 #define FERRY__ME_REPLACED     0x40u /* in memory only: its type changed */
 #define FERRY__ME_SEEN         0x80u /* in memory only: matched by the scan */
-#define FERRY__ME_DISK_FLAGS   FERRY__ME_HASHED
+#define FERRY__ME_DISK_FLAGS   (FERRY__ME_HASHED | FERRY__ME_TIMES)
 #define FERRY__ME_MEMORY_FLAGS (FERRY__ME_SEEN | FERRY__ME_REPLACED)
 
 typedef struct ferry__mentry {

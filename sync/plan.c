@@ -9,6 +9,7 @@
 #include "alloc.h"
 #include "hash.h"
 #include "sync/path.h"
+#include "sync/pmap.h"
 #include "sync/report.h"
 #include "sync/util.h"
 
@@ -291,6 +292,18 @@ static int visit_file(ferry__plan *p, const ferry__scan_item *it,
 	               : FERRY_ENOMEM;
 }
 
+/* A directory's mode and times, set once its children are written (phase
+ * 7, deepest first): recorded with FERRY__ME_TIMES. */
+static int dir_meta(ferry__plan *p, const ferry__scan_item *it, unsigned flags)
+{
+	ferry__action *a =
+	        add_item_action(p, FERRY__ACT_META, flags, it, &it->st, NULL);
+	if (!a)
+		return FERRY_ENOMEM;
+	a->entry.flags |= FERRY__ME_TIMES;
+	return 0;
+}
+
 static int visit_dir(ferry__plan *p, const ferry__scan_item *it,
                      ferry__mentry *e, unsigned typechg)
 {
@@ -301,22 +314,23 @@ static int visit_dir(ferry__plan *p, const ferry__scan_item *it,
 		                                   it, st, NULL);
 		if (!a)
 			return FERRY_ENOMEM;
-		if ((st->mode & 0700) != 0700) {
+		if ((st->mode & 0700) != 0700)
 			a->create_mode = st->mode | 0700;
-			if (!add_item_action(p, FERRY__ACT_META,
-			                     FERRY_CHANGED_MODE |
-			                             FERRY__ACT_QUIET,
-			                     it, st, NULL))
-				return FERRY_ENOMEM;
-		}
-		return 0;
+		return dir_meta(p, it, FERRY_CHANGED_MODE | FERRY__ACT_QUIET);
 	}
+	unsigned fl = 0;
 	if (e->mode != st->mode)
-		return add_item_action(p, FERRY__ACT_META, FERRY_CHANGED_MODE,
-		                       it, st, NULL)
-		               ? 0
-		               : FERRY_ENOMEM;
-	return keep_none(p, it, e);
+		fl |= FERRY_CHANGED_MODE;
+	if (e->mtime_ns != st->mtime_ns)
+		fl |= FERRY_CHANGED_MTIME;
+	/* Recorded before ferry set directory times: set them once.  A
+	 * new mtime alone follows from its entries' changes: set, not
+	 * reported. */
+	if (!fl && !(e->flags & FERRY__ME_TIMES))
+		fl = FERRY_CHANGED_MTIME;
+	if (fl == FERRY_CHANGED_MTIME)
+		fl |= FERRY__ACT_QUIET;
+	return fl ? dir_meta(p, it, fl) : keep_none(p, it, e);
 }
 
 static int visit_link(ferry__plan *p, const ferry__scan_item *it,
@@ -616,6 +630,70 @@ void ferry__plan_retype_removal(ferry__plan *p, ferry__action *a, int type)
 
 /* ---- finish: deletion policy and order ---- */
 
+#define NPHASES 9
+
+/* 1 when a changes the entries of its parent directory remotely. */
+static int changes_parent(const ferry__action *a)
+{
+	return a->kind != FERRY__ACT_META && a->kind != FERRY__ACT_RECORD &&
+	       a->kind != FERRY__ACT_NONE;
+}
+
+/* Writing into a directory moves its remote mtime: every directory that
+ * an action changes gets its times (and mode) set again at the end, from
+ * its own action when it has one, else from its unchanged entry (the
+ * destination itself is the executor's: sync/commit.c). */
+static int touch_parents(ferry__plan *p)
+{
+	ferry__pmap seen;
+	memset(&seen, 0, sizeof(seen));
+	const ferry__mentry **add = NULL;
+	size_t nadd = 0, cap = 0, n0 = p->n;
+	int error = 0;
+	for (size_t i = 0; i < n0 && !error; i++) {
+		if (!changes_parent(&p->a[i]))
+			continue;
+		const char *path = p->a[i].entry.path;
+		size_t dl = ferry__path_dirlen(path, p->a[i].entry.path_len);
+		if (dl == 0 ||
+		    ferry__pmap_get(&seen, path, dl) != FERRY__PMAP_NONE)
+			continue;
+		if (ferry__pmap_put(&seen, path, dl, i)) {
+			error = FERRY_ENOMEM;
+			break;
+		}
+		ferry__action *d = ferry__plan_find(p, path, dl);
+		if (d && d->kind != FERRY__ACT_NONE &&
+		    d->kind != FERRY__ACT_RECORD)
+			continue; /* made, changed or removed by its own action
+			           */
+		if (d) {
+			d->kind = FERRY__ACT_META;
+			d->flags |= FERRY__ACT_QUIET;
+			d->entry.flags |= FERRY__ME_TIMES;
+			continue;
+		}
+		const ferry__mentry *e = ferry__manifest_find(p->m, path, dl);
+		if (e && e->type == FERRY__T_DIR &&
+		    ferry__grow(&add, &cap, nadd + 1, sizeof(*add), 16) == 0)
+			add[nadd++] = e;
+		else if (e && e->type == FERRY__T_DIR)
+			error = FERRY_ENOMEM;
+	}
+	/* Added after the walk: adding drops the index the walk uses. */
+	for (size_t i = 0; i < nadd && !error; i++) {
+		ferry__action *a = add_action(p, FERRY__ACT_META,
+		                              FERRY__ACT_QUIET, add[i], 0);
+		if (!a)
+			error = FERRY_ENOMEM;
+		else
+			a->entry.flags |= FERRY__ME_TIMES;
+	}
+	ferry__free(add);
+	ferry__pmap_free(&seen);
+	return error;
+}
+
 int ferry__action_phase(const ferry__action *a)
 {
 	switch (a->kind) {
@@ -633,13 +711,13 @@ int ferry__action_phase(const ferry__action *a)
 	case FERRY__ACT_SYMLINK:
 		return 4;
 	default:
-		return 7;
+		return 8;
 	}
 }
 
 static int reverse_phase(int phase)
 {
-	return phase == 0 || phase == 5 || phase == 6;
+	return phase == 0 || phase == 5 || phase == 6 || phase == 7;
 }
 
 static int action_cmp(const void *x, const void *y, void *ctx)
@@ -707,7 +785,10 @@ int ferry__plan_finish(ferry__plan *p)
 	if (p->finished)
 		return 0;
 	apply_policy(p);
-	size_t count[8] = {0}, start[8];
+	int error = touch_parents(p);
+	if (error)
+		return error;
+	size_t count[NPHASES] = {0}, start[NPHASES];
 	for (size_t i = 0; i < p->n; i++) {
 		p->a[i].phase = (uint8_t)ferry__action_phase(&p->a[i]);
 		count[p->a[i].phase]++;
@@ -719,17 +800,17 @@ int ferry__plan_finish(ferry__plan *p)
 			return FERRY_ENOMEM;
 	}
 	size_t pos = 0;
-	for (int ph = 0; ph < 8; ph++) {
+	for (int ph = 0; ph < NPHASES; ph++) {
 		start[ph] = pos;
 		pos += count[ph];
 	}
-	size_t fill[8];
+	size_t fill[NPHASES];
 	memcpy(fill, start, sizeof(fill));
 	for (size_t i = 0; i < p->n; i++)
 		na[fill[p->a[i].phase]++] = p->a[i];
 	/* Within a phase the scan and manifest order usually is the order
 	 * wanted (reversed for removals): sort only when it is not. */
-	for (int ph = 0; ph < 8; ph++) {
+	for (int ph = 0; ph < NPHASES; ph++) {
 		ferry__action *v = na ? na + start[ph] : NULL;
 		size_t k = count[ph];
 		if (k < 2)

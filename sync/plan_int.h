@@ -7,7 +7,7 @@
 
 #include "sync/plan.h"
 
-/* The phase of an action in the execution order (plan.h: 0..7). */
+/* The phase of an action in the execution order (plan.h: 0..8). */
 int ferry__action_phase(const ferry__action *a);
 
 /* 1 when a file with these times, recorded in a manifest whose stat_ns is

@@ -397,15 +397,23 @@ static int wait_listing(push *ps)
 
 /* ---- after the run ---- */
 
-static uint32_t dest_mode(const ferry__scan *scan)
+/* The destination's mode (when it is made) and mtime, as rsync -a gives
+ * them: the first source copied by its contents ("DIR/"), if any. */
+static void dest_attrs(const ferry__scan *scan, ferry__commit_opts *co)
 {
+	co->dest_mode = 0755;
 	for (size_t i = 0; i < scan->nsrc; i++) {
 		struct stat st;
 		if (scan->src[i].kind == FERRY__SRC_CONTENTS &&
-		    scan->src[i].fd >= 0 && fstat(scan->src[i].fd, &st) == 0)
-			return (st.st_mode & 07777) | 0700;
+		    scan->src[i].fd >= 0 && fstat(scan->src[i].fd, &st) == 0) {
+			ferry__stat fs;
+			ferry__stat_from(&fs, &st);
+			co->dest_mode = (fs.mode & 07777) | 0700;
+			co->dest_mtime_ns = fs.mtime_ns;
+			co->dest_times = 1;
+			return;
+		}
 	}
-	return 0755;
 }
 
 static void reserve_marker_name(push *ps)
@@ -634,7 +642,6 @@ static int run_commit(push *ps, int write_marker, const uint8_t *id,
 	        .p = p,
 	        .dest = ps->dest_r,
 	        .dest_missing = ps->rl && ps->rl->root == FERRY__ROOT_MISSING,
-	        .dest_mode = dest_mode(ps->l.scan),
 	        .cleanup = ps->vres.temps,
 	        .ncleanup = ps->vres.ntemps,
 	        .marker = write_marker ? id : NULL,
@@ -643,6 +650,7 @@ static int run_commit(push *ps, int write_marker, const uint8_t *id,
 	        .o = o,
 	        .report = r,
 	};
+	dest_attrs(ps->l.scan, &co);
 	ferry__commit_run(&co, cr);
 	/* The run's own names are resolved or listed in cr. */
 	while (ps->j.n > journal_kept)
@@ -654,6 +662,11 @@ static int run_commit(push *ps, int write_marker, const uint8_t *id,
 		     "the server lacks posix-rename@openssh.com: files "
 		     "were replaced by remove + rename, which is not "
 		     "atomic");
+	if (cr->links_replaced)
+		plog(ps, FERRY_LOG_INFO,
+		     "the server renames a symlink's target, not the link: "
+		     "symlinks were replaced by remove + symlink, which is "
+		     "not atomic");
 	if (cr->fsync_missing)
 		plog(ps, FERRY_LOG_WARN,
 		     "the server lacks fsync@openssh.com: owner-only "

@@ -189,30 +189,40 @@ static void compare_file(vctx *v, ferry__action *a, const ferry__rentry *r)
 static void compare_dir(vctx *v, ferry__action *a, const ferry__rentry *r)
 {
 	int smode = r->mode == a->entry.mode;
+	int smtime = r->mtime == mtime_s(a->entry.mtime_ns);
+	unsigned fl = (smode ? 0 : FERRY_CHANGED_MODE) |
+	              (smtime ? 0 : FERRY_CHANGED_MTIME);
+	if (fl == FERRY_CHANGED_MTIME)
+		fl |= FERRY__ACT_QUIET; /* set, not reported (plan.c) */
 	switch (a->kind) {
 	case FERRY__ACT_NONE:
 	case FERRY__ACT_RECORD:
-		if (!smode)
-			promote(v, a, FERRY__ACT_META, FERRY_CHANGED_MODE);
+		if (fl)
+			promote(v, a, FERRY__ACT_META, fl);
 		break;
 	case FERRY__ACT_MKDIR:
-		if (smode) {
+		if (!fl) {
 			demote_record(v, a);
 		} else {
 			a->kind = FERRY__ACT_META;
 			a->flags &= ~(uint32_t)(FERRY_CHANGED_NEW |
 			                        FERRY_CHANGED_TYPE);
-			a->flags |= FERRY_CHANGED_MODE;
+			a->flags |= fl;
 			v->res->changed++;
 		}
 		break;
 	case FERRY__ACT_META:
-		if (smode && !(a->flags & FERRY__ACT_QUIET))
+		if (!fl && !(a->flags & FERRY__ACT_QUIET))
 			demote_record(v, a);
 		break;
 	default:
 		break;
 	}
+	/* Set by this push, or seen right on the remote. */
+	if (a->kind == FERRY__ACT_META || !fl)
+		a->entry.flags |= FERRY__ME_TIMES;
+	else
+		a->entry.flags &= (uint8_t)~FERRY__ME_TIMES;
 }
 
 static void compare_link(vctx *v, ferry__action *a, const ferry__rentry *r)

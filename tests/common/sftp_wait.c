@@ -420,9 +420,10 @@ int ferry__sftp_symlink_wait(ferry__sftp *sf, const char *linkpath,
 	                       .two_paths = ferry__sftp_symlink});
 }
 
-static void probe_done_cb(void *ctx)
+static void probe_done_cb(void *ctx, int finished)
 {
-	*(int *)ctx = 1;
+	if (finished)
+		*(int *)ctx = 1;
 }
 
 static int flag_set(void *ctx)

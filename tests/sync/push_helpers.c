@@ -253,8 +253,9 @@ static void walk(const char *root, const char *rel, lines *out)
 		cr_assert_eq(lstat(p, &st), 0);
 		char *line = NULL;
 		if (S_ISDIR(st.st_mode)) {
-			cr_assert(asprintf(&line, "%s d %04o", r,
-			                   (unsigned)(st.st_mode & 07777)) > 0);
+			cr_assert(asprintf(&line, "%s d %04o %lld", r,
+			                   (unsigned)(st.st_mode & 07777),
+			                   (long long)st.st_mtim.tv_sec) > 0);
 			lines_add(out, line);
 			walk(root, r, out);
 		} else if (S_ISLNK(st.st_mode)) {

@@ -59,7 +59,8 @@ int ph_exists(const char *dir, const char *rel);
 void ph_skills_tree(const char *dir, int nfiles, unsigned seed);
 
 /* One line per entry of a tree (sorted): path, type, mode, mtime (files
- * only), size and XXH3 of files, symlink targets.  The top-level
+ * and directories, as rsync -a keeps them), size and XXH3 of files,
+ * symlink targets.  The top-level
  * .ferry-id is left out.  Caller frees. */
 char *ph_tree_listing(const char *dir);
 /* Assert that dst holds exactly the tree src. */

@@ -331,3 +331,94 @@ Test(push_more, bad_arguments, PH_ENV)
 	ph_write(e.src, "a", "a\n", 0644, 0);
 	cr_assert_eq(ferry_sync(e.s, &e.o, NULL), 0);
 }
+
+static long mtime_of(const char *dir, const char *rel)
+{
+	char *p = ph_path(dir, rel);
+	struct stat st;
+	cr_assert_eq(lstat(p, &st), 0, "%s", p);
+	free(p);
+	return (long)st.st_mtime;
+}
+
+static void set_mtime(const char *dir, const char *rel, long t)
+{
+	cr_assert_eq(fx_sh("touch -h -d @%ld '%s/%s'", t, dir, rel), 0);
+}
+
+/* rsync -a: every remote directory's mtime is the source's, set after its
+ * entries are written, with no round trip of its own when files change
+ * and none at all on a no-op; what the manifest vouches for is checked. */
+Test(push_more, directory_times_follow_the_source, PH_ENV)
+{
+	ph_mkdir(e.src, "a", 0755);
+	ph_mkdir(e.src, "a/b", 0750);
+	ph_mkdir(e.src, "ro", 0755);
+	ph_write(e.src, "a/b/f", "f\n", 0644, 1700000000L);
+	ph_write(e.src, "a/g", "g\n", 0644, 1700000000L);
+	ph_write(e.src, "ro/h", "h\n", 0644, 1700000000L);
+	cr_assert_eq(fx_sh("chmod 0555 '%s/ro'", e.src), 0);
+	set_mtime(e.src, "a/b", 1600000000L);
+	set_mtime(e.src, "a", 1600000100L);
+	set_mtime(e.src, "ro", 1600000200L);
+	set_mtime(e.src, ".", 1600000300L);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	ferry_sync_report_free(&r);
+	ph_assert_same(e.src, e.dst);
+	cr_assert_eq(mtime_of(e.dst, "."), 1600000300L, "the destination");
+
+	/* A changed file: its directory's time is put back, in the push's
+	 * three round trips; a no-op sends nothing. */
+	ph_write(e.src, "a/b/f", "f, longer\n", 0644, 1700000000L);
+	set_mtime(e.src, "a/b", 1600000000L); /* as it was */
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded, 1);
+	cr_assert_eq(r.files_updated, 0, "a moved directory time is no update");
+	cr_assert_leq(r.round_trips, 3);
+	ferry_sync_report_free(&r);
+	ph_assert_same(e.src, e.dst);
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.requests, 0);
+	ferry_sync_report_free(&r);
+
+	/* A directory touched locally, nothing else. */
+	set_mtime(e.src, "a", 1650000000L);
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.requests, 1, "one SETSTAT");
+	ferry_sync_report_free(&r);
+	ph_assert_same(e.src, e.dst);
+
+	/* Changed on the remote behind ferry's back: --verify repairs. */
+	set_mtime(e.dst, "a/b", 1234567890L);
+	e.o.verify = 1;
+	ph_push_ok(&e, &r);
+	ferry_sync_report_free(&r);
+	e.o.verify = 0;
+	ph_assert_same(e.src, e.dst);
+
+	/* A manifest from before directory times: the next push sets them
+	 * once, without listing. */
+	set_mtime(e.dst, "a", 1234567890L);
+	set_mtime(e.dst, "ro", 1234567890L);
+	ferry__sync_paths sp;
+	cr_assert_eq(ferry__sync_paths_new(&sp, NULL, "127.0.0.1", e.sv->port,
+	                                   e.dst, e.state),
+	             0);
+	ferry__manifest *m = ph_load_manifest(&e);
+	for (size_t i = 0; i < m->n; i++)
+		m->e[i].flags &= (uint8_t)~FERRY__ME_TIMES;
+	char err[600];
+	cr_assert_eq(ferry__manifest_save(m, sp.manifest, err, sizeof(err)), 0,
+	             "%s", err);
+	ferry__manifest_free(m);
+	ferry__sync_paths_free(&sp);
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_updated, 0);
+	cr_assert_eq(r.verified, 0);
+	ferry_sync_report_free(&r);
+	ph_assert_same(e.src, e.dst);
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.requests, 0, "set once");
+	ferry_sync_report_free(&r);
+}
