@@ -237,8 +237,10 @@ static void expect_nothing_to_do(const server *sv, const char *src,
 
 /* The remote tree ROOT/DEST equals WORK/SRC: the same entries, modes,
  * file and directory mtimes, link targets and contents; and push left
- * nothing outside DEST (a link to a temporary name at the login
- * directory, the filesystem's root or beside DEST). */
+ * nothing outside DEST: no link to one of its temporary names where a
+ * server that read SYMLINK's arguments swapped would make one (the link's
+ * target taken as its path: "mode644" or "../../mode644" from the login
+ * directory), at the filesystem's root or beside DEST. */
 static void expect_same_tree(const server *sv, const char *src,
                              const char *dest, const char *when)
 {
@@ -254,9 +256,10 @@ static void expect_same_tree(const server *sv, const char *src,
 	cr_expect_eq(rc, 0, "%s: after %s the remote differs:\n%s", sv->k->name,
 	             when, diff);
 	free(diff);
-	char *stray = fx_sh_out("find '%s' '%s' / -maxdepth 1 -lname "
-	                        "'*.ferry-*' 2>/dev/null",
-	                        sv->home, sv->root);
+	char *stray =
+	        fx_sh_out("find '%s' '%s/..' '%s/../..' '%s' / "
+	                  "-maxdepth 1 -lname '%s/*.ferry-*' 2>/dev/null",
+	                  sv->home, sv->home, sv->home, sv->root, sv->root);
 	cr_expect_str_eq(stray, "", "%s: after %s, links outside DEST:\n%s",
 	                 sv->k->name, when, stray);
 	free(stray);
