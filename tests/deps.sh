@@ -3,7 +3,8 @@
 # do nothing when they are all present.
 pkgs="build-essential clang libssh2-1-dev libxxhash-dev zlib1g-dev libcriterion-dev
 pkg-config openssh-server openssh-client rsync gnuplot-nox inotify-tools python3
-clang-format dropbear-bin strace"
+clang-format dropbear-bin strace gesftpserver proftpd-core proftpd-mod-crypto
+python3-asyncssh python3-paramiko"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

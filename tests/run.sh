@@ -17,8 +17,9 @@ unset SSH_AUTH_SOCK
 sv=$FERRY_TEST_TMP/sshd
 cleanup() {
 	"$src/tests/sshd.sh" stop "$sv" >/dev/null 2>&1
-	# Private servers started by tests that crashed before stopping them.
-	for p in "$FERRY_TEST_TMP"/ferry-sshd-*/sshd.pid; do
+	# Private servers started by tests that crashed before stopping them
+	# (tests/sshd.sh, dropbear.sh, proftpd.sh, pyserver.sh).
+	for p in "$FERRY_TEST_TMP"/ferry-*/{sshd,dropbear,proftpd,server}.pid; do
 		[ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null
 	done
 	rm -rf "$FERRY_TEST_TMP"

@@ -53,25 +53,6 @@ static char *expect_exit(int status, const char *needle, const char *fmt, ...)
 	return err;
 }
 
-/* The python statements asserts hold for the JSON file at path, loaded as
- * d: 0, else the exit status of python3. */
-static int json_holds(const char *path, const char *asserts)
-{
-	return fx_sh("python3 -c 'import json,sys; d=json.load(open(\"%s\"));"
-	             "%s'",
-	             path, asserts);
-}
-
-/* The same for JSON text, written to DIR/out.json. */
-static int json_text_holds(const char *dir, const char *text,
-                           const char *asserts)
-{
-	char path[600];
-	snprintf(path, sizeof(path), "%s/out.json", dir);
-	cr_assert_eq(fx_write_file(path, text, strlen(text), 0600), 0);
-	return json_holds(path, asserts);
-}
-
 /* A new directory (caller frees) in which the shell script has run. */
 static char *tree_dir(const char *tag, const char *script)
 {
@@ -269,7 +250,7 @@ Test(cli, status_json_parses_and_holds_the_fields)
 	                   dir, dir);
 	cr_assert_eq(rc, 0, "%s", err);
 	cr_assert_eq(
-	        json_text_holds(
+	        fx_json_text_holds(
 	                dir, out,
 	                " assert d[\"command\"]==\"status\";"
 	                " assert d[\"files_uploaded\"]==2, d;"
@@ -279,7 +260,8 @@ Test(cli, status_json_parses_and_holds_the_fields)
 	                "=={\">f+++++++++\",\"cd+++++++++\"}, d;"
 	                " [d[k] for k in (\"files_scanned\",\"bytes_sent\","
 	                "\"requests\",\"verified\",\"time_ms\",\"errors\","
-	                "\"exit_status\",\"result\")]"),
+	                "\"exit_status\",\"result\")]",
+	                NULL),
 	        0, "%s", out);
 	free(out);
 	free(err);
@@ -307,15 +289,16 @@ Test(cli, exec_push_then_command_in_one_session_json)
 	        sv->port, sv->key_ed25519, sv->known_hosts, dir, dir, dir, dir,
 	        dir);
 	cr_assert_eq(rc, 7, "%s %s", out, err);
-	cr_assert_eq(
-	        json_text_holds(dir, out,
-	                        " assert d[\"command\"]==\"exec\";"
-	                        " assert d[\"exit_status\"]==7 and "
-	                        "d[\"command_status\"]==7;"
-	                        " assert d[\"stdout\"]==\"v1\\n600\\n\", d;"
-	                        " assert d[\"push\"][\"files_uploaded\"]==2, d;"
-	                        " assert d[\"push\"][\"result\"]==\"ok\""),
-	        0, "%s", out);
+	cr_assert_eq(fx_json_text_holds(
+	                     dir, out,
+	                     " assert d[\"command\"]==\"exec\";"
+	                     " assert d[\"exit_status\"]==7 and "
+	                     "d[\"command_status\"]==7;"
+	                     " assert d[\"stdout\"]==\"v1\\n600\\n\", d;"
+	                     " assert d[\"push\"][\"files_uploaded\"]==2, d;"
+	                     " assert d[\"push\"][\"result\"]==\"ok\"",
+	                     NULL),
+	             0, "%s", out);
 	free(out);
 	free(err);
 	/* --push without --to is bad usage. */
@@ -390,11 +373,13 @@ Test(cli, partial_push_exits_23)
 	snprintf(path, sizeof(path), "%s/j2", dir);
 	out = fx_read_file(path, NULL);
 	cr_assert_eq(rc, 23, "exit %d: %s", rc, out);
-	cr_assert_eq(json_holds(path, " assert d[\"result\"]==\"partial\", d;"
-	                              " assert d[\"exit_status\"]==23;"
-	                              " assert [e[\"path\"] for e in "
-	                              "d[\"errors\"]]==[\"locked\"], d;"
-	                              " assert d[\"files_uploaded\"]==1, d"),
+	cr_assert_eq(fx_json_holds(path,
+	                           " assert d[\"result\"]==\"partial\", d;"
+	                           " assert d[\"exit_status\"]==23;"
+	                           " assert [e[\"path\"] for e in "
+	                           "d[\"errors\"]]==[\"locked\"], d;"
+	                           " assert d[\"files_uploaded\"]==1, d",
+	                           NULL),
 	             0, "%s", out);
 	cr_assert_eq(fx_sh("test -f %s/dst2/ok && test ! -e %s/dst2/locked",
 	                   dir, dir),

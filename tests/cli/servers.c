@@ -1,81 +1,598 @@
-/* The CLI against SSH servers other than OpenSSH, started privately by the
- * tests: Dropbear (tests/dropbear.sh) with its default 24 KiB receive
- * window.  Where a server cannot start here, its tests are skipped. */
+/* The CLI against every SFTP server of the matrix (issue 12), each started
+ * privately by the test on 127.0.0.1 with its own keys and port:
+ *
+ *   openssh       tests/sshd.sh, OpenSSH's sftp-server: the reference
+ *   dropbear      tests/dropbear.sh, default 24 KiB receive window
+ *   gesftpserver  tests/sshd.sh with Green End's sftp-server as Subsystem
+ *   proftpd       tests/proftpd.sh, ProFTPD 1.3.8 mod_sftp (SFTP only)
+ *   asyncssh      tests/pyserver.sh, asyncssh's SFTPServer (SFTP only)
+ *   paramiko      tests/pyserver.sh, paramiko over the real filesystem
+ *
+ * One set of checks runs against each server, as the Criterion test
+ * SERVER::CHECK.  A server that cannot start here (its script exits 77)
+ * skips its tests.  Checks expect (cr_expect) rather than assert where
+ * the rest of the check still says something, so that one failure does
+ * not hide the others. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fixture.h"
 
+typedef struct kind {
+	const char *name;
+	const char *script;    /* tests/SCRIPT start DIR [ARG] */
+	const char *arg;       /* its argument after DIR, or NULL */
+	const char *subsystem; /* sshd's SFTP server: DIR/extra_config */
+	int has_shell;         /* exec can run commands there */
+} kind;
+
+/* The servers: one line each. */
+enum { OPENSSH, DROPBEAR, GESFTPSERVER, PROFTPD, ASYNCSSH, PARAMIKO };
+static const kind kinds[] = {
+        [OPENSSH] = {"openssh", "sshd.sh", NULL, NULL, 1},
+        [DROPBEAR] = {"dropbear", "dropbear.sh", NULL, NULL, 1},
+        [GESFTPSERVER] = {"gesftpserver", "sshd.sh", NULL,
+                          "/usr/libexec/gesftpserver", 1},
+        [PROFTPD] = {"proftpd", "proftpd.sh", NULL, NULL, 0},
+        [ASYNCSSH] = {"asyncssh", "pyserver.sh", "asyncssh", NULL, 0},
+        [PARAMIKO] = {"paramiko", "pyserver.sh", "paramiko", NULL, 0},
+};
+
 typedef struct server {
-	char *dir, *home, *src;
-	char user[64];
-	const char *tag; /* the remote trees are $HOME/ferry-TAG-* */
+	const kind *k;
+	char *dir;  /* the server's files: keys, known_hosts, port, logs */
+	char *user; /* the account ferry logs in as */
+	char *home; /* its login directory */
+	char *root; /* this test's remote trees: a new directory of user's */
+	char *work; /* this test's local files: trees, state, reports */
 	int port;
 } server;
 
-static char *slurp(const char *path)
+/* The server of the test running in this process (static: an assertion
+ * that ends the test leaves the test's stack): stopped by the test, or by
+ * stop_running after an assertion ended the test first. */
+static server the_server, *running;
+
+static char *first_line(char *s)
 {
-	return fx_sh_out("cat '%s' 2>/dev/null", path);
+	cr_assert(s);
+	s[strcspn(s, "\n")] = 0;
+	return s;
 }
 
-static void dropbear_start(server *sv, const char *tag)
+/* Start a server of kind k (skips the test when it cannot run here). */
+static server *server_start(const kind *k)
 {
+	server *sv = &the_server;
 	memset(sv, 0, sizeof(*sv));
-	sv->tag = tag;
-	sv->dir = fx_tmpdir("dropbear");
-	int rc = fx_sh("'%s/tests/dropbear.sh' start '%s' >/dev/null 2>&1",
-	               FERRY_SRCDIR, sv->dir);
+	sv->k = k;
+	sv->dir = fx_tmpdir(k->name);
+	sv->work = fx_tmpdir("m-work");
+	cr_assert(sv->dir && sv->work);
+	char arg[700] = "";
+	if (k->subsystem) {
+		if (fx_sh("test -x '%s'", k->subsystem) != 0)
+			cr_skip_test("%s is not installed", k->subsystem);
+		char cfg[600];
+		snprintf(cfg, sizeof(cfg), "Subsystem sftp %s\n", k->subsystem);
+		snprintf(arg, sizeof(arg), "%s/extra_config", sv->dir);
+		cr_assert_eq(fx_write_file(arg, cfg, strlen(cfg), 0600), 0);
+	} else if (k->arg) {
+		snprintf(arg, sizeof(arg), "%s", k->arg);
+	}
+	char *err = NULL;
+	running = sv;
+	int rc = fx_sh_capture(NULL, &err, "'%s/tests/%s' start '%s' %s",
+	                       FERRY_SRCDIR, k->script, sv->dir, arg);
 	if (rc == 77)
-		cr_skip_test("dropbear is not available here (needs "
-		             "dropbear-bin and root)");
-	cr_assert_eq(rc, 0, "tests/dropbear.sh start failed");
-	char p[600];
+		cr_skip_test("%s cannot run here: %s", k->name, err);
+	cr_assert_eq(rc, 0, "tests/%s start: %s", k->script, err);
+	free(err);
+	char p[700];
 	snprintf(p, sizeof(p), "%s/port", sv->dir);
-	char *port = slurp(p);
+	char *port = fx_read_file(p, NULL);
+	cr_assert(port, "no %s", p);
 	sv->port = (int)strtol(port, NULL, 10);
 	free(port);
 	snprintf(p, sizeof(p), "%s/user", sv->dir);
-	char *user = slurp(p);
-	user[strcspn(user, "\n")] = 0;
-	snprintf(sv->user, sizeof(sv->user), "%s", user);
-	free(user);
-	sv->home = fx_sh_out("getent passwd %s | cut -d: -f6 | tr -d '\\n'",
-	                     sv->user);
-	/* A tree that needs many window adjusts: 3 MB and 60 small files. */
-	sv->src = fx_tmpdir("dropbear-src");
-	cr_assert_eq(fx_sh("cd '%s' && mkdir -p sub && head -c 3000000 "
-	                   "/dev/urandom > sub/big && for i in $(seq 60); do "
-	                   "head -c $((i * 997)) /dev/urandom > f$i; done",
-	                   sv->src),
-	             0);
+	sv->user = fx_read_file(p, NULL);
+	if (!sv->user)
+		sv->user = fx_sh_out("id -un");
+	first_line(sv->user);
+	/* The Python servers (the kinds with an argument, tests/pyserver.sh)
+	 * start in DIR/home; the others at the login directory of the
+	 * account. */
+	if (k->arg)
+		cr_assert(asprintf(&sv->home, "%s/home", sv->dir) >= 0);
+	else
+		sv->home = first_line(fx_sh_out(
+		        "getent passwd '%s' | cut -d: -f6", sv->user));
+	/* Another account cannot reach the test's directories: its trees go
+	 * in its home. */
+	char *me = first_line(fx_sh_out("id -un"));
+	const char *base = strcmp(me, sv->user) ? sv->home : sv->dir;
+	free(me);
+	sv->root = first_line(fx_sh_out(
+	        "d=$(mktemp -d '%s/ferry-m-XXXXXX') && chown '%s' \"$d\" && "
+	        "chmod 755 \"$d\" && echo \"$d\"",
+	        base, sv->user));
+	cr_assert(sv->root[0] == '/', "no remote root in %s", base);
+	return sv;
 }
 
-static void dropbear_stop(server *sv)
+static void server_stop(server *sv)
 {
-	fx_sh("'%s/tests/dropbear.sh' stop '%s' >/dev/null 2>&1", FERRY_SRCDIR,
-	      sv->dir);
-	if (sv->home)
-		fx_sh("rm -rf '%s'/ferry-%s-* 2>/dev/null", sv->home, sv->tag);
+	running = NULL;
+	fx_sh("'%s/tests/%s' stop '%s' >/dev/null 2>&1", FERRY_SRCDIR,
+	      sv->k->script, sv->dir);
+	if (sv->root)
+		fx_sh("rm -rf '%s'", sv->root);
+	fx_sh("rm -rf '%s'", sv->work);
 	free(sv->dir);
+	free(sv->user);
 	free(sv->home);
-	free(sv->src);
+	free(sv->root);
+	free(sv->work);
 }
 
-/* ferry SUBCOMMAND ARGS against sv, with its key and known_hosts and a
- * state directory of its own; wrap (may be "") goes before the program. */
-static int run(const server *sv, const char *wrap, char **out, char **err,
-               const char *sub, const char *args)
+static void stop_running(void)
 {
-	return fx_sh_capture(
-	        out, err,
-	        "%s '%s' %s --state-dir '%s/state' -p %d -i "
-	        "'%s/id_ed25519' --known-hosts '%s/known_hosts' %s",
-	        wrap, fx_ferry_bin(), sub, sv->dir, sv->port, sv->dir, sv->dir,
-	        args);
+	if (running)
+		server_stop(running);
 }
+
+/* ferry SUB with sv's port, key and known_hosts, then args; wrap (may be
+ * "") goes before the program. */
+static int ferry(const server *sv, const char *wrap, char **out, char **err,
+                 const char *sub, const char *fmt, ...)
+        __attribute__((format(printf, 6, 7)));
+
+static int ferry(const server *sv, const char *wrap, char **out, char **err,
+                 const char *sub, const char *fmt, ...)
+{
+	char *args = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	cr_assert(vasprintf(&args, fmt, ap) >= 0);
+	va_end(ap);
+	int rc = fx_sh_capture(out, err,
+	                       "%s '%s' %s -p %d -i '%s/id_ed25519' "
+	                       "--known-hosts '%s/known_hosts' %s",
+	                       wrap, fx_ferry_bin(), sub, sv->port, sv->dir,
+	                       sv->dir, args);
+	free(args);
+	return rc;
+}
+
+/* ferry push --json OPTS WORK/SRC/ USER@127.0.0.1:ROOT/DEST with a state
+ * directory of the test's; *json gets the report (caller frees). */
+static int push(const server *sv, const char *src, const char *dest,
+                const char *opts, char **json, char **err)
+{
+	return ferry(sv, "", json, err, "push",
+	             "--json --state-dir '%s/state' %s '%s/%s/' "
+	             "'%s@127.0.0.1:%s/%s'",
+	             sv->work, opts, sv->work, src, sv->user, sv->root, dest);
+}
+
+/* The python statements asserts hold for the push report json. */
+static void expect_report(const server *sv, const char *json,
+                          const char *asserts, const char *what)
+{
+	char *why = NULL;
+	int rc = fx_json_text_holds(sv->work, json, asserts, &why);
+	/* python's last line: "AssertionError: what was found" */
+	size_t n = strlen(why);
+	while (n && why[n - 1] == '\n')
+		why[--n] = 0;
+	char *last = strrchr(why, '\n');
+	cr_expect_eq(rc, 0, "%s: %s: the report says otherwise: %s",
+	             sv->k->name, what, last ? last + 1 : why);
+	free(why);
+}
+
+/* Push; expect exit 0 and the report's asserts. */
+static void push_expect(const server *sv, const char *src, const char *dest,
+                        const char *opts, const char *asserts, const char *what)
+{
+	char *json = NULL, *err = NULL;
+	int rc = push(sv, src, dest, opts, &json, &err);
+	cr_expect_eq(rc, 0, "%s: %s exited %d: %s", sv->k->name, what, rc, err);
+	expect_report(sv, json, asserts, what);
+	free(json);
+	free(err);
+}
+
+/* A push after another plans nothing: no change, nothing sent. */
+static void expect_nothing_to_do(const server *sv, const char *src,
+                                 const char *dest, const char *opts,
+                                 const char *after)
+{
+	char what[200];
+	snprintf(what, sizeof(what), "the push after %s", after);
+	push_expect(sv, src, dest, opts,
+	            "c=[k for k in ('files_uploaded','files_updated',"
+	            "'files_deleted','dirs_created','dirs_deleted',"
+	            "'symlinks_created','bytes_sent') if d[k]];"
+	            " assert not c and not d['changes'] and not d['errors'],"
+	            " (c, d['changes'], d['errors'])",
+	            what);
+}
+
+/* The listing of a tree that push must reproduce: type, mode, mtime (not
+ * of links: SFTP cannot set them), size, name, link target; the remote
+ * marker left out.  Content is compared by diff. */
+#define LISTING                                                                \
+	"find . -path ./.ferry-id -prune "                                     \
+	"-o -type l -printf 'l %%p -> %%l\\n' "                                \
+	"-o -type d -printf 'd %%m %%Ts %%p\\n' "                              \
+	"-o -type f -printf 'f %%m %%Ts %%s %%p\\n' "                          \
+	"| LC_ALL=C sort"
+
+/* The remote tree ROOT/DEST equals WORK/SRC: the same entries, modes,
+ * file and directory mtimes, link targets and contents; and push left
+ * nothing outside DEST: no link to one of its temporary names where a
+ * server that read SYMLINK's arguments swapped would make one (the link's
+ * target taken as its path: "mode644" or "../../mode644" from the login
+ * directory), at the filesystem's root or beside DEST. */
+static void expect_same_tree(const server *sv, const char *src,
+                             const char *dest, const char *when)
+{
+	char *diff = NULL;
+	int rc = fx_sh_capture(
+	        &diff, NULL,
+	        "cd '%s/%s' && " LISTING " > '%s/local.list' && cd '%s/%s' && "
+	        "" LISTING " > '%s/remote.list' && diff -U0 --label local "
+	        "--label remote '%s/local.list' '%s/remote.list' && "
+	        "diff -r --no-dereference -x .ferry-id '%s/%s' '%s/%s'",
+	        sv->work, src, sv->work, sv->root, dest, sv->work, sv->work,
+	        sv->work, sv->work, src, sv->root, dest);
+	cr_expect_eq(rc, 0, "%s: after %s the remote differs:\n%s", sv->k->name,
+	             when, diff);
+	free(diff);
+	char *stray =
+	        fx_sh_out("find '%s' '%s/..' '%s/../..' '%s' / "
+	                  "-maxdepth 1 -lname '%s/*.ferry-*' 2>/dev/null",
+	                  sv->home, sv->home, sv->home, sv->root, sv->root);
+	cr_expect_str_eq(stray, "", "%s: after %s, links outside DEST:\n%s",
+	                 sv->k->name, when, stray);
+	free(stray);
+}
+
+/* WORK/NAME: every kind of entry a push must carry.  Distinct mtimes, in
+ * the past, set after everything is made (directories last, as their
+ * children change them). */
+static void make_tree(const server *sv, const char *name, int with_64m)
+{
+	cr_assert_eq(
+	        fx_sh("cd '%s' && mkdir '%s' && cd '%s' && umask 022 && "
+	              "mkdir -p a/b/c dir700 'dir with space/inner' && "
+	              "printf 'secret\\n' > mode600 && chmod 600 mode600 && "
+	              "printf 'plain\\n' > mode644 && "
+	              "printf '#!/bin/sh\\necho hi\\n' > mode755 && "
+	              "chmod 755 mode755 && printf 'in\\n' > dir700/inside && "
+	              "chmod 700 dir700 && printf 'deep\\n' > a/b/c/deep && "
+	              ": > empty && head -c 3145728 /dev/urandom > big3 && "
+	              "printf 'sp\\n' > 'dir with space/inner/name with "
+	              "space' && printf 'uni\\n' > 'ünïcødé-файл-文件' && "
+	              "printf 'dash\\n' > ./-leading-dash && "
+	              "ln -s mode644 link-file && ln -s a/b link-dir && "
+	              "ln -s ../../mode644 a/b/up && "
+	              "{ [ %d = 0 ] || head -c 64M /dev/urandom > big64; } && "
+	              "i=0 && find . -depth ! -type l | while read -r p; do "
+	              "i=$((i + 1)); touch -d @$((1600000000 + i * 3607)) "
+	              "\"$p\" || exit 1; done",
+	              sv->work, name, name, with_64m),
+	        0, "cannot make the test tree");
+}
+
+/* The regular files, links and directories (below the top) of make_tree. */
+enum { TREE_FILES = 10, TREE_LINKS = 3, TREE_DIRS = 6 };
+
+/* The small tree (no 64 MiB file) pushed to DEST, or the check stops. */
+static void pushed_tree(const server *sv, const char *dest)
+{
+	make_tree(sv, "src", 0);
+	char *json = NULL, *err = NULL;
+	int rc = push(sv, "src", dest, "", &json, &err);
+	cr_assert_eq(rc, 0, "%s: the first push exited %d: %s", sv->k->name, rc,
+	             err);
+	free(json);
+	free(err);
+}
+
+/* Set the mtime of DIR/PATH: @SECONDS. */
+static void touch_at(const char *dir, const char *path, long t)
+{
+	cr_assert_eq(fx_sh("touch -d @%ld '%s/%s'", t, dir, path), 0);
+}
+
+/* ---- the checks --------------------------------------------------------- */
+
+static void check_ping(const kind *k)
+{
+	server *sv = server_start(k);
+	char *out = NULL, *err = NULL;
+	int rc = ferry(sv, "", &out, &err, "ping", "'%s@127.0.0.1'", sv->user);
+	cr_expect_eq(rc, 0, "%s: ping exited %d: %s", k->name, rc, err);
+	cr_expect(strstr(out, "authenticated by publickey"), "%s: %s", k->name,
+	          out);
+	free(out);
+	free(err);
+	server_stop(sv);
+}
+
+/* The full tree, 64 MiB file included, into a new DEST: pushed whole and
+ * equal; the next push sends nothing. */
+static void check_cold_push(const kind *k)
+{
+	server *sv = server_start(k);
+	make_tree(sv, "src", 1);
+	char asserts[400];
+	snprintf(asserts, sizeof(asserts),
+	         "assert (d['files_uploaded'], d['symlinks_created'],"
+	         " d['dirs_created'], d['errors']) == (%d, %d, %d, []),"
+	         " (d['files_uploaded'], d['symlinks_created'],"
+	         " d['dirs_created'], d['errors'])",
+	         TREE_FILES + 1, TREE_LINKS, TREE_DIRS);
+	push_expect(sv, "src", "cold", "", asserts, "the cold push");
+	expect_same_tree(sv, "src", "cold", "the cold push");
+	expect_nothing_to_do(sv, "src", "cold", "", "the cold push");
+	server_stop(sv);
+}
+
+/* Nothing changed: nothing uploaded, nothing sent. */
+static void check_noop(const kind *k)
+{
+	server *sv = server_start(k);
+	pushed_tree(sv, "noop");
+	expect_nothing_to_do(sv, "src", "noop", "", "a push");
+	expect_nothing_to_do(sv, "src", "noop", "--itemize-changes",
+	                     "a no-op push");
+	server_stop(sv);
+}
+
+/* Only mtimes changed: the files are updated in place, not uploaded. */
+static void check_touch(const kind *k)
+{
+	server *sv = server_start(k);
+	pushed_tree(sv, "touch");
+	char src[700];
+	snprintf(src, sizeof(src), "%s/src", sv->work);
+	touch_at(src, "mode644", 1700000000);
+	touch_at(src, "big3", 1700000123);
+	push_expect(sv, "src", "touch", "",
+	            "assert (d['files_uploaded'], d['files_updated'],"
+	            " d['bytes_sent']) == (0, 2, 0), d['changes']",
+	            "the push of touched files");
+	expect_same_tree(sv, "src", "touch", "touching files");
+	expect_nothing_to_do(sv, "src", "touch", "", "touching files");
+	server_stop(sv);
+}
+
+/* Contents changed (one file longer, one the same size) and a mode. */
+static void check_change(const kind *k)
+{
+	server *sv = server_start(k);
+	pushed_tree(sv, "change");
+	cr_assert_eq(fx_sh("cd '%s/src' && printf 'longer now\\n' > mode644 "
+	                   "&& head -c 3145728 /dev/urandom > big3 && "
+	                   "chmod 600 mode755 && touch -d @1700000000 mode644 "
+	                   "big3",
+	                   sv->work),
+	             0);
+	push_expect(sv, "src", "change", "",
+	            "assert (d['files_uploaded'], d['files_updated']) =="
+	            " (2, 1), d['changes']",
+	            "the push of changed files");
+	expect_same_tree(sv, "src", "change", "changing files");
+	expect_nothing_to_do(sv, "src", "change", "", "changing files");
+	server_stop(sv);
+}
+
+/* Files, a link and a directory tree removed locally: --delete removes
+ * them remotely. */
+static void check_delete(const kind *k)
+{
+	server *sv = server_start(k);
+	pushed_tree(sv, "delete");
+	cr_assert_eq(fx_sh("cd '%s/src' && rm -r 'dir with space' a/b/c/deep "
+	                   "link-dir mode600",
+	                   sv->work),
+	             0);
+	push_expect(sv, "src", "delete", "--delete",
+	            "assert (d['files_deleted'], d['dirs_deleted']) =="
+	            " (4, 2), d['changes']",
+	            "the push with --delete");
+	expect_same_tree(sv, "src", "delete", "deleting files");
+	expect_nothing_to_do(sv, "src", "delete", "--delete", "deleting files");
+	server_stop(sv);
+}
+
+/* The remote changed behind ferry's back: --verify finds and repairs it. */
+static void check_verify(const kind *k)
+{
+	server *sv = server_start(k);
+	pushed_tree(sv, "verify");
+	cr_assert_eq(fx_sh("cd '%s/verify' && printf 'edited\\n' > mode644 && "
+	                   "rm a/b/c/deep link-file && chmod 600 mode755",
+	                   sv->root),
+	             0);
+	push_expect(sv, "src", "verify", "--verify",
+	            "assert d['verified'] and d['files_uploaded'] == 2 and"
+	            " d['symlinks_created'] == 1, d['changes']",
+	            "the push with --verify");
+	expect_same_tree(sv, "src", "verify", "repairing with --verify");
+	expect_nothing_to_do(sv, "src", "verify", "--verify",
+	                     "repairing with --verify");
+	server_stop(sv);
+}
+
+/* Without a shell, exec fails with ferry's own words: not libssh2's. */
+static void expect_no_exec(const server *sv, const char *opts)
+{
+	char *out = NULL, *err = NULL;
+	int rc = ferry(sv, "timeout 60", &out, &err, "exec",
+	               "%s '%s@127.0.0.1' 'echo hi'", opts, sv->user);
+	cr_expect_eq(rc, 255, "%s has no shell: 'exec %s' exited %d: %s",
+	             sv->k->name, opts, rc, err);
+	cr_expect(strstr(err, "not available") && !strstr(err, "libssh2 error"),
+	          "%s has no shell: 'exec %s' must say so plainly: %s",
+	          sv->k->name, opts, err);
+	free(out);
+	free(err);
+}
+
+static void check_exec(const kind *k)
+{
+	server *sv = server_start(k);
+	if (!k->has_shell) {
+		expect_no_exec(sv, "");
+		server_stop(sv);
+		return;
+	}
+	char *out = NULL, *err = NULL;
+	int rc = ferry(sv, "", &out, &err, "exec",
+	               "'%s@127.0.0.1' 'echo out; echo err >&2; exit 3'",
+	               sv->user);
+	cr_expect_eq(rc, 3, "%s: exec exited %d: %s", k->name, rc, err);
+	cr_expect_str_eq(out, "out\n", "%s", k->name);
+	cr_expect(strstr(err, "err\n"), "%s: stderr: %s", k->name, err);
+	free(out);
+	free(err);
+	server_stop(sv);
+}
+
+/* How many live (not zombie) processes run exactly "sleep ARG". */
+static int sleeps(const char *arg)
+{
+	char *n = fx_sh_out("ps -eo stat=,args= | awk '$1 !~ /Z/ && $2 == "
+	                    "\"sleep\" && $3 == \"%s\" && NF == 3' | wc -l",
+	                    arg);
+	int k = (int)strtol(n, NULL, 10);
+	free(n);
+	return k;
+}
+
+/* Wait (up to ms) until sleeps(arg) is zero (want 0) or not (want 1). */
+static int wait_sleeps(const char *arg, int want, int ms)
+{
+	for (int t = 0; t < ms; t += 50) {
+		if ((sleeps(arg) > 0) == want)
+			return 1;
+		usleep(50 * 1000);
+	}
+	return (sleeps(arg) > 0) == want;
+}
+
+/* ferry exec [--timeout 1] 'sleep ARG' in a child process; once the remote
+ * sleep runs, SIGINT (Ctrl-C) unless it has a timeout.  The exit status;
+ * the remote sleep must be gone after it. */
+static void exec_and_stop(const kind *k, int timeout)
+{
+	server *sv = server_start(k);
+	if (!k->has_shell) {
+		expect_no_exec(sv, timeout ? "--timeout 1" : "");
+		server_stop(sv);
+		return;
+	}
+	char arg[32], port[16], key[700], kh[700], who[200], cmd[64];
+	snprintf(arg, sizeof(arg), "30.%d%d%05d", (int)(k - kinds), timeout,
+	         (int)(getpid() % 100000));
+	snprintf(port, sizeof(port), "%d", sv->port);
+	snprintf(key, sizeof(key), "%s/id_ed25519", sv->dir);
+	snprintf(kh, sizeof(kh), "%s/known_hosts", sv->dir);
+	snprintf(who, sizeof(who), "%s@127.0.0.1", sv->user);
+	snprintf(cmd, sizeof(cmd), "sleep %s", arg);
+	char errpath[700];
+	snprintf(errpath, sizeof(errpath), "%s/exec.err", sv->work);
+	char *argv[16] = {"ferry", "exec",          "-p", port, "-i",
+	                  key,     "--known-hosts", kh};
+	int n = 8;
+	if (timeout) {
+		argv[n++] = "--timeout";
+		argv[n++] = "1";
+	}
+	argv[n++] = who;
+	argv[n++] = cmd;
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+		int e = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(devnull, 0);
+		dup2(devnull, 1);
+		dup2(e, 2);
+		execv(fx_ferry_bin(), argv);
+		_exit(127);
+	}
+	int ran = wait_sleeps(arg, 1, 10000);
+	if (!timeout)
+		kill(pid, SIGINT);
+	int st = 0;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	int want = timeout ? 124 : 130;
+	char *err = fx_read_file(errpath, NULL);
+	cr_expect(ran, "%s: the remote sleep never ran: %s", k->name, err);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == want,
+	          "%s: exec %s exited %d, not %d: %s", k->name,
+	          timeout ? "--timeout 1" : "interrupted",
+	          WIFEXITED(st) ? WEXITSTATUS(st) : -1, want, err);
+	free(err);
+	int gone = wait_sleeps(arg, 0, 5000);
+	cr_expect(gone, "%s: after exec %s the remote sleep still runs",
+	          k->name, timeout ? "--timeout 1" : "interrupted");
+	if (!gone)
+		fx_sh("ps -eo pid=,args= | awk '$2 == \"sleep\" && $3 == "
+		      "\"%s\" {print $1}' | xargs -r kill",
+		      arg);
+	server_stop(sv);
+}
+
+static void check_exec_timeout(const kind *k)
+{
+	exec_and_stop(k, 1);
+}
+
+static void check_exec_interrupt(const kind *k)
+{
+	exec_and_stop(k, 0);
+}
+
+/* SERVER::CHECK for every check. */
+#define SERVER_CHECK(server, check, K, ...)                                    \
+	Test(server, check, .fini = stop_running, ##__VA_ARGS__)               \
+	{                                                                      \
+		check_##check(&kinds[K]);                                      \
+	}
+#define SERVER_CHECKS(server, K)                                               \
+	SERVER_CHECK(server, ping, K)                                          \
+	SERVER_CHECK(server, cold_push, K, .timeout = 280)                     \
+	SERVER_CHECK(server, noop, K)                                          \
+	SERVER_CHECK(server, touch, K)                                         \
+	SERVER_CHECK(server, change, K)                                        \
+	SERVER_CHECK(server, delete, K)                                        \
+	SERVER_CHECK(server, verify, K)                                        \
+	SERVER_CHECK(server, exec, K)                                          \
+	SERVER_CHECK(server, exec_timeout, K)                                  \
+	SERVER_CHECK(server, exec_interrupt, K)
+
+SERVER_CHECKS(openssh, OPENSSH)
+SERVER_CHECKS(dropbear, DROPBEAR)
+SERVER_CHECKS(gesftpserver, GESFTPSERVER)
+SERVER_CHECKS(proftpd, PROFTPD)
+SERVER_CHECKS(asyncssh, ASYNCSSH)
+SERVER_CHECKS(paramiko, PARAMIKO)
+
+/* ---- beyond the matrix -------------------------------------------------- */
 
 static double now_s(void)
 {
@@ -85,114 +602,41 @@ static double now_s(void)
 }
 
 /* (LeakSanitizer cannot run under ptrace: leaks are checked by the other
- * tests.)  A write blocked on Dropbear's small window must not wait for a timer
- * when the WINDOW_ADJUST is consumed by another read: under strace (which
- * changes the timing so that it is) such pushes hung until the keepalive,
- * or for ever.  Each push must finish well before a keepalive. */
-Test(dropbear, cold_pushes_never_wait_for_the_window, .timeout = 240)
+ * tests.)  A write blocked on Dropbear's small window must not wait for a
+ * timer when the WINDOW_ADJUST is consumed by another read: under strace
+ * (which changes the timing so that it is) such pushes hung until the
+ * keepalive, or for ever.  Each push must finish well before a keepalive.
+ */
+Test(dropbear, cold_pushes_never_wait_for_the_window, .timeout = 240,
+     .fini = stop_running)
 {
-	server sv;
-	dropbear_start(&sv, "w");
+	server *sv = server_start(&kinds[DROPBEAR]);
+	/* A tree that needs many window adjusts: 3 MB and 60 small files. */
+	cr_assert_eq(fx_sh("cd '%s' && mkdir -p w/sub && head -c 3000000 "
+	                   "/dev/urandom > w/sub/big && for i in $(seq 60); do "
+	                   "head -c $((i * 997)) /dev/urandom > w/f$i; done",
+	                   sv->work),
+	             0);
 	const char *wrap =
 	        fx_sh("command -v strace >/dev/null") == 0
 	                ? "timeout 60 env ASAN_OPTIONS=detect_leaks=0 strace "
 	                  "-f -o /dev/null"
 	                : "timeout 60";
 	for (int i = 0; i < 4; i++) {
-		char args[1024], *err = NULL;
-		snprintf(args, sizeof(args), "'%s/' %s@127.0.0.1:ferry-w-%d",
-		         sv.src, sv.user, i);
-		fx_sh("rm -rf '%s/state'", sv.dir);
+		char *err = NULL;
+		fx_sh("rm -rf '%s/state'", sv->work);
 		double t0 = now_s();
-		int rc = run(&sv, wrap, NULL, &err, "push", args);
+		int rc = ferry(sv, wrap, NULL, &err, "push",
+		               "--state-dir '%s/state' '%s/w/' "
+		               "'%s@127.0.0.1:%s/w-%d'",
+		               sv->work, sv->work, sv->user, sv->root, i);
 		double s = now_s() - t0;
 		cr_assert_eq(rc, 0, "push %d exited %d: %s", i, rc, err);
 		cr_assert_lt(s, 10.0, "push %d took %.1f s: it waited", i, s);
-		cr_assert_eq(fx_sh("diff -r -x .ferry-id '%s' '%s/ferry-w-%d'",
-		                   sv.src, sv.home, i),
+		cr_assert_eq(fx_sh("diff -r -x .ferry-id '%s/w' '%s/w-%d'",
+		                   sv->work, sv->root, i),
 		             0, "remote tree differs");
 		free(err);
 	}
-	dropbear_stop(&sv);
-}
-
-Test(dropbear, push_noop_and_exec)
-{
-	server sv;
-	dropbear_start(&sv, "n");
-	char args[1024], *out = NULL, *err = NULL;
-	snprintf(args, sizeof(args), "--stats '%s/' %s@127.0.0.1:ferry-n-1",
-	         sv.src, sv.user);
-	cr_assert_eq(run(&sv, "", NULL, &err, "push", args), 0, "%s", err);
-	free(err);
-	cr_assert_eq(fx_sh("diff -r -x .ferry-id '%s' '%s/ferry-n-1'", sv.src,
-	                   sv.home),
-	             0);
-	cr_assert_eq(run(&sv, "", &out, &err, "push", args), 0, "%s", err);
-	const char *u = strstr(out, "Uploaded:");
-	cr_assert(u && (int)strtol(u + 9, NULL, 10) == 0 &&
-	                  strstr(out, "Bytes sent:           0"),
-	          "a second push sends nothing: %s", out);
-	free(out);
-	free(err);
-	snprintf(args, sizeof(args), "%s@127.0.0.1 'echo hi; exit 3'", sv.user);
-	cr_assert_eq(run(&sv, "", &out, &err, "exec", args), 3, "%s", err);
-	cr_assert_str_eq(out, "hi\n");
-	free(out);
-	free(err);
-	dropbear_stop(&sv);
-}
-
-/* Green End's sftp-server as the SFTP subsystem of a private sshd: it
- * reads SYMLINK in the draft's order and says so
- * (symlink-order@rjk.greenend.org.uk).  Read in OpenSSH's order, every
- * link failed and a stray link appeared at the login directory, outside
- * DEST. */
-Test(gesftpserver, symlinks_land_inside_dest_in_the_server_order)
-{
-	const char *ge = "/usr/libexec/gesftpserver";
-	if (fx_sh("test -x %s", ge) != 0)
-		cr_skip_test("gesftpserver is not installed");
-	fx_sshd sv;
-	char cfg[128];
-	snprintf(cfg, sizeof(cfg), "Subsystem sftp %s\n", ge);
-	cr_assert_eq(fx_sshd_start(&sv, cfg), 0, "sshd with gesftpserver");
-	char *src = fx_tmpdir("ge-src"), *dst = fx_tmpdir("ge-dst");
-	cr_assert_eq(fx_sh("cd '%s' && mkdir d && echo hi > d/f && ln -s d/f "
-	                   "lf && ln -s d ld",
-	                   src),
-	             0);
-	char args[2048], *err = NULL, *out = NULL;
-	snprintf(args, sizeof(args),
-	         "push --state-dir '%s/state' -p %d -i '%s' --known-hosts '%s' "
-	         "'%s/' 127.0.0.1:'%s/t'",
-	         sv.dir, sv.port, sv.key_ed25519, sv.known_hosts, src, dst);
-	cr_assert_eq(fx_sh_capture(NULL, &err, "'%s' %s", fx_ferry_bin(), args),
-	             0, "%s", err);
-	free(err);
-	for (const char *const *l = (const char *const[]){"lf", "ld", NULL}; *l;
-	     l++) {
-		char *a = fx_sh_out("readlink '%s/%s'", src, *l);
-		char *b = fx_sh_out("readlink '%s/t/%s'", dst, *l);
-		cr_assert_str_eq(b, a, "link %s", *l);
-		free(a);
-		free(b);
-	}
-	/* Nothing outside DEST: no link to a temp name at the login directory
-	 * or the root. */
-	char *stray =
-	        fx_sh_out("find \"$HOME\" / -maxdepth 1 -lname '*.ferry-*' "
-	                  "2>/dev/null | wc -l");
-	cr_assert_eq((int)strtol(stray, NULL, 10), 0,
-	             "stray links outside DEST");
-	free(stray);
-	cr_assert_eq(fx_sh_capture(&out, &err, "'%s' %s --stats",
-	                           fx_ferry_bin(), args),
-	             0, "%s", err);
-	cr_assert(strstr(out, "Bytes sent:           0"), "%s", out);
-	free(out);
-	free(err);
-	fx_sshd_stop(&sv);
-	free(src);
-	free(dst);
+	server_stop(sv);
 }

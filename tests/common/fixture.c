@@ -295,6 +295,33 @@ char *fx_read_file(const char *path, size_t *lenp)
 	return buf;
 }
 
+int fx_json_holds(const char *path, const char *asserts, char **why)
+{
+	/* The statements go in a file: any quotes in them are python's. */
+	while (*asserts == ' ')
+		asserts++;
+	char py[700];
+	snprintf(py, sizeof(py), "%s.py", path);
+	char *text = NULL;
+	cr_assert(
+	        asprintf(
+	                &text,
+	                "import json,sys\nd=json.load(open(sys.argv[1]))\n%s\n",
+	                asserts) >= 0);
+	cr_assert_eq(fx_write_file(py, text, strlen(text), 0600), 0);
+	free(text);
+	return fx_sh_capture(NULL, why, "python3 '%s' '%s'", py, path);
+}
+
+int fx_json_text_holds(const char *dir, const char *text, const char *asserts,
+                       char **why)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/out.json", dir);
+	cr_assert_eq(fx_write_file(path, text, strlen(text), 0600), 0);
+	return fx_json_holds(path, asserts, why);
+}
+
 const char *fx_ferry_bin(void)
 {
 	const char *b = getenv("FERRY_BIN");

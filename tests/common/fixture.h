@@ -48,6 +48,13 @@ int fx_write_in(const char *dir, const char *name, const char *text,
                 mode_t mode);
 /* Whole file into a new buffer; NULL when unreadable. */
 char *fx_read_file(const char *path, size_t *len);
+/* The python statements asserts hold for the JSON file at path, loaded as
+ * d: 0, else the exit status of python3; *why (when why is not NULL) gets
+ * what python3 printed on stderr (caller frees). */
+int fx_json_holds(const char *path, const char *asserts, char **why);
+/* The same for JSON text, written to DIR/out.json. */
+int fx_json_text_holds(const char *dir, const char *text, const char *asserts,
+                       char **why);
 /* Path of the built ferry program. */
 const char *fx_ferry_bin(void);
 
