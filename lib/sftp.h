@@ -286,6 +286,15 @@ int ferry__sftp_symlinks_known(const ferry__sftp *sf);
 int ferry__sftp_symlink_rename_safe(const ferry__sftp *sf);
 /* Why the last probe left them unknown, else NULL. */
 const char *ferry__sftp_symlink_failure(const ferry__sftp *sf);
+/* Does got (a READLINK reply for linkpath) say that the link holds want?
+ * Yes when equal; ProFTPD returns a relative target joined to the link's
+ * directory as named ("d/l" -> "f" reads "d/f"), so where the probe found
+ * that, or has not run, a relative want also matches its lexical join
+ * ("." and ".." folded).  Where READLINK is known to be literal, only
+ * equal bytes match. */
+int ferry__sftp_link_same(const ferry__sftp *sf, const char *linkpath,
+                          const char *got, size_t gn, const char *want,
+                          size_t wn);
 /* hardlink@openssh.com; FERRY_EUNSUPPORTED when absent. */
 int ferry__sftp_hardlink(ferry__sftp *sf, const char *oldpath,
                          const char *newpath, ferry__sftp_cb cb, void *ctx);

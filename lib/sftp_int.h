@@ -65,6 +65,7 @@ struct ferry__sftp {
 	int kicked;         /* a request queued since the step began */
 	int symlink_order;  /* FERRY__SYMLINK_*: known, probed or failed */
 	int symlink_rename; /* FERRY__SYMLINK_RENAME_*, 0: unknown */
+	int readlink_form;  /* FERRY__READLINK_*, 0: unknown */
 	char symlink_msg[FERRY_ERRMSG_SIZE]; /* why the probe failed */
 	int limits_pending;             /* the speculative limits request */
 	ferry__sftp_limits_info limits; /* in force */

@@ -10,13 +10,17 @@
  * order is never guessed: with F an existing file (OPENed with
  * CREAT|EXCL in the same pipeline), SYMLINK(F, A) creates A -> F in the
  * target-first order and fails in the other (F exists), SYMLINK(B, F) the
- * reverse; LSTAT A and LSTAT B say which one made a link.  Every path
- * named is one of the caller's, so nothing lands anywhere else.
+ * reverse; READLINK A and READLINK B say which one made a link (not LSTAT:
+ * ProFTPD's follows a link whose target exists).  Every path named is one
+ * of the caller's, so nothing lands anywhere else.
  *
  * Renaming a symlink.  ProFTPD's mod_sftp renames a link's target, not
  * the link, when the target exists.  Once the order is known: L -> "F"
- * (relative: F is beside it, so the link resolves), RENAME L to R, LSTAT R:
- * a symlink is a server that renames links; a file is one that moved F.
+ * (relative: F is beside it, so the link resolves), RENAME L to R,
+ * READLINK R: a link is a server that renames links; none after a rename
+ * that succeeded is one that moved F.
+ * READLINK L before the rename says how READLINK answers: "F" as made, or
+ * (ProFTPD) F joined to L's directory as named.
  *
  * Then every name is removed (a failure there is left to the caller's
  * journal of temporary names). */
@@ -34,9 +38,10 @@ typedef struct probe {
 	char *name[FERRY__PROBE_NAMES];
 	int pending;
 	int f_ok;       /* F was created */
-	int order_left; /* LSTATs of A and B unanswered */
+	int order_left; /* READLINKs of A and B unanswered */
 	int raw_failed; /* SYMLINKs of the order test that failed */
 	int rename_sent;
+	int rename_failed;           /* R holds no answer */
 	char msg[FERRY_ERRMSG_SIZE]; /* the server's text for a failure */
 } probe;
 
@@ -92,22 +97,42 @@ static void remove_name(probe *j, int i)
 	probe_sent(j, ferry__sftp_remove(j->sf, j->name[i], ignore_cb, j));
 }
 
-static void renamed_lstat_cb(void *ctx, const ferry__sftp_reply *r)
+static void renamed_readlink_cb(void *ctx, const ferry__sftp_reply *r)
 {
 	probe *j = ctx;
 	ferry__sftp *sf = j->sf;
-	if (!r->error && r->attrs && S_ISLNK(r->attrs->perm))
+	if (!r->error && r->count >= 1)
 		sf->symlink_rename = FERRY__SYMLINK_RENAME_SAFE;
-	else if (!r->error && r->attrs)
+	else if (!j->rename_failed)
 		sf->symlink_rename = FERRY__SYMLINK_RENAME_UNSAFE;
-	else
-		probe_note(j, "lstat after renaming a symlink", r);
+	probe_drop(j);
+}
+
+static void readlink_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	probe *j = ctx;
+	ferry__sftp *sf = j->sf;
+	const char *f = j->name[P_F];
+	const char *base = strrchr(f, '/');
+	base = base ? base + 1 : f;
+	size_t bn = strlen(base);
+	if (!r->error && r->count >= 1) {
+		const char *got = r->names[0].name;
+		size_t gn = r->names[0].name_len;
+		if (gn == bn && memcmp(got, base, bn) == 0)
+			sf->readlink_form = FERRY__READLINK_LITERAL;
+		else if (ferry__sftp_link_same(sf, j->name[P_L], got, gn, base,
+		                               bn))
+			sf->readlink_form = FERRY__READLINK_RESOLVED;
+	}
 	probe_drop(j);
 }
 
 static void note_cb(void *ctx, const ferry__sftp_reply *r)
 {
 	probe *j = ctx;
+	if (r->error)
+		j->rename_failed = 1; /* the SYMLINK of L or its RENAME */
 	if (r->error)
 		probe_note(j,
 		           r->req_type == FERRY__FXP_SYMLINK
@@ -128,9 +153,11 @@ static void probe_rename(probe *j)
 	const char *base = strrchr(f, '/');
 	base = base ? base + 1 : f;
 	probe_sent(j, ferry__sftp_symlink(sf, j->name[P_L], base, note_cb, j));
+	probe_sent(j, ferry__sftp_readlink(sf, j->name[P_L], readlink_cb, j));
 	probe_sent(j, ferry__sftp_rename_replace(sf, j->name[P_L], j->name[P_R],
 	                                         NULL, note_cb, j));
-	probe_sent(j, ferry__sftp_lstat(sf, j->name[P_R], renamed_lstat_cb, j));
+	probe_sent(j, ferry__sftp_readlink(sf, j->name[P_R],
+	                                   renamed_readlink_cb, j));
 	remove_name(j, P_R);
 	remove_name(j, P_L);
 }
@@ -138,8 +165,7 @@ static void probe_rename(probe *j)
 static void order_seen(probe *j, const ferry__sftp_reply *r, int order)
 {
 	ferry__sftp *sf = j->sf;
-	if (!r->error && r->attrs && S_ISLNK(r->attrs->perm) &&
-	    !sf->symlink_order)
+	if (!r->error && r->count >= 1 && !sf->symlink_order)
 		sf->symlink_order = order;
 	if (--j->order_left == 0) {
 		if (sf->symlink_order)
@@ -151,12 +177,12 @@ static void order_seen(probe *j, const ferry__sftp_reply *r, int order)
 	probe_drop(j);
 }
 
-static void lstat_a_cb(void *ctx, const ferry__sftp_reply *r)
+static void readlink_a_cb(void *ctx, const ferry__sftp_reply *r)
 {
 	order_seen(ctx, r, FERRY__SYMLINK_TARGET_FIRST);
 }
 
-static void lstat_b_cb(void *ctx, const ferry__sftp_reply *r)
+static void readlink_b_cb(void *ctx, const ferry__sftp_reply *r)
 {
 	order_seen(ctx, r, FERRY__SYMLINK_LINK_FIRST);
 }
@@ -222,10 +248,10 @@ int ferry__sftp_probe_symlinks(ferry__sftp *sf,
 		           ferry__sftp__symlink_raw(sf, j->name[P_B],
 		                                    j->name[P_F], raw_cb, j));
 		j->order_left = 2;
-		probe_sent(j,
-		           ferry__sftp_lstat(sf, j->name[P_A], lstat_a_cb, j));
-		probe_sent(j,
-		           ferry__sftp_lstat(sf, j->name[P_B], lstat_b_cb, j));
+		probe_sent(j, ferry__sftp_readlink(sf, j->name[P_A],
+		                                   readlink_a_cb, j));
+		probe_sent(j, ferry__sftp_readlink(sf, j->name[P_B],
+		                                   readlink_b_cb, j));
 		remove_name(j, P_A);
 		remove_name(j, P_B);
 	} else {
@@ -257,4 +283,80 @@ const char *ferry__sftp_symlink_failure(const ferry__sftp *sf)
 	return !ferry__sftp_symlinks_known(sf) && sf->symlink_msg[0]
 	               ? sf->symlink_msg
 	               : NULL;
+}
+
+/* Fold "", "." and ".." out of a/b (b relative to a's directory, or
+ * absolute) into out (room: strlen(a) + strlen(b) + 2): lexically, as a
+ * server that does not look at the file system would. */
+static size_t lexical_join(char *out, const char *a, size_t an, const char *b,
+                           size_t bn)
+{
+	size_t n = 0;
+	int abs = 0;
+	const char *part[2] = {a, b};
+	size_t len[2] = {an, bn};
+	if (bn && b[0] == '/')
+		part[0] = "", len[0] = 0;
+	abs = len[0] ? a[0] == '/' : (bn && b[0] == '/');
+	if (abs)
+		out[n++] = '/';
+	size_t floor = n; /* ".." never goes above this */
+	for (int k = 0; k < 2; k++) {
+		size_t i = 0;
+		while (i < len[k]) {
+			size_t e = i;
+			while (e < len[k] && part[k][e] != '/')
+				e++;
+			const char *c = part[k] + i;
+			size_t cn = e - i;
+			i = e + 1;
+			if (cn == 0 || (cn == 1 && c[0] == '.'))
+				continue;
+			if (cn == 2 && c[0] == '.' && c[1] == '.') {
+				size_t last = n;
+				while (last > floor && out[last - 1] != '/')
+					last--;
+				int up = n - last == 2 && out[last] == '.' &&
+				         out[last + 1] == '.';
+				if (n > floor && !up) {
+					n = last > floor ? last - 1 : floor;
+					continue;
+				}
+				if (abs)
+					continue; /* "/.." is "/" */
+			}
+			if (n > floor)
+				out[n++] = '/';
+			memcpy(out + n, c, cn);
+			n += cn;
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
+int ferry__sftp_link_same(const ferry__sftp *sf, const char *linkpath,
+                          const char *got, size_t gn, const char *want,
+                          size_t wn)
+{
+	if (gn == wn && memcmp(got, want, wn) == 0)
+		return 1;
+	if (sf->readlink_form == FERRY__READLINK_LITERAL || !wn ||
+	    want[0] == '/' || memchr(got, '\0', gn) || memchr(want, '\0', wn))
+		return 0;
+	const char *slash = strrchr(linkpath, '/');
+	size_t dn = slash ? (size_t)(slash - linkpath) : 0;
+	if (slash && dn == 0)
+		dn = 1; /* the link is in "/" */
+	char *x = ferry__malloc(dn + wn + 2);
+	char *y = ferry__malloc(gn + 2);
+	int same = 0;
+	if (x && y) {
+		size_t xn = lexical_join(x, linkpath, dn, want, wn);
+		size_t yn = lexical_join(y, "", 0, got, gn);
+		same = xn == yn && memcmp(x, y, xn) == 0;
+	}
+	ferry__free(x);
+	ferry__free(y);
+	return same;
 }

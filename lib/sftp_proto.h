@@ -136,6 +136,11 @@ enum {
 	FERRY__SYMLINK_RENAME_SAFE = 1,  /* RENAME moves the link itself */
 	FERRY__SYMLINK_RENAME_UNSAFE = 2 /* it may move the link's target */
 };
+enum {
+	FERRY__READLINK_LITERAL = 1, /* READLINK returns the link's text */
+	FERRY__READLINK_RESOLVED = 2 /* a relative target joined to the link's
+	                              * directory as named (ProFTPD) */
+};
 
 typedef struct ferry__sftp_version {
 	uint32_t version;

@@ -600,8 +600,10 @@ static void link_check_cb(void *ctx, const ferry__sftp_reply *r)
 	x->c->pending--;
 	if (x->err) /* the rename failed: said already */
 		return;
-	if (r->error || r->count < 1 || r->names[0].name_len != a->link_len ||
-	    memcmp(r->names[0].name, a->link, a->link_len) != 0) {
+	if (r->error || r->count < 1 ||
+	    !ferry__sftp_link_same(x->c->sf, x->rpath, r->names[0].name,
+	                           r->names[0].name_len, a->link,
+	                           a->link_len)) {
 		fail(x, FERRY_EREMOTE, 1,
 		     "the server did not make the symlink asked for (%s)",
 		     r->error ? r->message : "another target");

@@ -225,11 +225,17 @@ static void compare_dir(vctx *v, ferry__action *a, const ferry__rentry *r)
 		a->entry.flags &= (uint8_t)~FERRY__ME_TIMES;
 }
 
-static void compare_link(vctx *v, ferry__action *a, const ferry__rentry *r)
+static int compare_link(vctx *v, ferry__action *a, const ferry__rentry *r)
 {
-	int same = r->link_state == FERRY__RL_DONE &&
-	           r->link_len == a->link_len &&
-	           memcmp(r->link, a->link, a->link_len) == 0;
+	int same = 0;
+	if (r->link_state == FERRY__RL_DONE) {
+		char *rp = ferry__rpath(v->dest, r->path, r->path_len);
+		if (!rp)
+			return FERRY_ENOMEM;
+		same = ferry__sftp_link_same(v->rl->sf, rp, r->link,
+		                             r->link_len, a->link, a->link_len);
+		ferry__free(rp);
+	}
 	switch (a->kind) {
 	case FERRY__ACT_NONE:
 	case FERRY__ACT_RECORD:
@@ -248,6 +254,7 @@ static void compare_link(vctx *v, ferry__action *a, const ferry__rentry *r)
 	default:
 		break;
 	}
+	return 0;
 }
 
 static int create_kind(int type)
@@ -306,7 +313,7 @@ static int visit_created(vctx *v, const ferry__rentry *r, size_t ai, size_t ri,
 	else if (lt == FERRY__T_DIR)
 		compare_dir(v, a, r);
 	else
-		compare_link(v, a, r);
+		return compare_link(v, a, r);
 	return 0;
 }
 

@@ -372,6 +372,10 @@ Test(sftp_ops, symlink_in_openssh_order_and_readlink)
 	cr_assert_eq(ferry__sftp_probe_symlinks_wait(sf, sh_dir), 0, "%s",
 	             ferry__sftp_errmsg(sf));
 	cr_assert(ferry__sftp_symlink_rename_safe(sf));
+	/* OpenSSH's READLINK returns the link's text: the probe saw it, so a
+	 * target joined to the link's directory is another target. */
+	cr_assert(ferry__sftp_link_same(sf, "d/l", "f", 1, "f", 1));
+	cr_assert_not(ferry__sftp_link_same(sf, "d/l", "d/f", 3, "f", 1));
 	/* The probe's names are gone; only the test's file is there. */
 	char *ls = fx_sh_out("ls -A '%s'", sh_dir);
 	cr_assert_str_eq(ls, "target\n");

@@ -882,3 +882,47 @@ Test(sftp_pipeline, failed_rename_keeps_target_and_removes_temp)
 	cr_assert_neq(access(tmp, F_OK), 0);
 	ferry__sftp_free(sf);
 }
+
+/* ProFTPD's READLINK joins a relative target to the link's directory as
+ * named and folds "." and ".." lexically; ferry__sftp_link_same accepts
+ * that form where the probe found it (or has not run), never a target
+ * that is not the lexical join. */
+Test(sftp_pipeline, readlink_joined_to_the_link_directory)
+{
+	ferry__sftp *s = ferry__calloc(1, sizeof(*s));
+	cr_assert(s);
+	static const struct {
+		const char *link, *got, *want;
+		int same;
+	} c[] = {
+	        {"pfdst/l", "pfdst/f", "f", 1},
+	        {"pfdst/l", "f", "f", 1},
+	        {"pfdst/a/b/up", "pfdst/f", "../../f", 1},
+	        {"pfdst/a/b/up", "pfdst/a/f", "../../f", 0},
+	        {"pfdst/dang", "pfdst/nonexist/x", "nonexist/x", 1},
+	        {"/r/d/l", "/r/d/f", "./f", 1},
+	        {"/r/d/l", "/etc/x", "../../../../etc/x", 1},
+	        {"/l", "/f", "f", 1},
+	        {"d/l", "../x", "../../x", 1},
+	        {"d/l", "x", "../../x", 0},
+	        {"d/l", "/etc/passwd", "/etc/passwd", 1},
+	        {"d/l", "d//f", "f", 1},
+	        {"d/l", "d/g", "f", 0},
+	        {"d/l", "d/f/", "f", 1},
+	        {"l", "f", "f", 1},
+	        {"d/l", "", "", 1},
+	        {"d/l", "d", "", 0},
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		cr_expect_eq(ferry__sftp_link_same(s, c[i].link, c[i].got,
+		                                   strlen(c[i].got), c[i].want,
+		                                   strlen(c[i].want)),
+		             c[i].same, "%s -> %s read as %s", c[i].link,
+		             c[i].want, c[i].got);
+	/* Where READLINK is known to be literal only equal bytes match. */
+	s->readlink_form = FERRY__READLINK_LITERAL;
+	cr_expect_not(
+	        ferry__sftp_link_same(s, "pfdst/l", "pfdst/f", 7, "f", 1));
+	cr_expect(ferry__sftp_link_same(s, "pfdst/l", "f", 1, "f", 1));
+	ferry__free(s);
+}
