@@ -12,7 +12,9 @@ static const char help[] =
         "slash\n"
         "(dir/) copies the contents of dir, without it dir itself.\n"
         "\n"
-        "  -n, --dry-run          show what would change, change nothing\n"
+        "  -n, --dry-run          list what would change (as "
+        "--itemize-changes),\n"
+        "                         change nothing\n"
         "      --delete           delete remote files that are not in SRC\n"
         "      --max-delete N     refuse to delete more than N (0: none)\n"
         "      --exclude PAT      skip matching paths (fnmatch, **, dir/)\n"
@@ -37,6 +39,8 @@ static int push(cli_conn *c, cli_sync *cs, ferry_sync_report *r)
 	int rc = cli_connect(c, &s);
 	if (rc)
 		return rc;
+	if (cs->o.dry_run)
+		cs->itemize = 1; /* rsync -n -i: the plan, line by line */
 	int sr = ferry_sync(s, &cs->o, r);
 	rc = cli_sync_report(cs, "push", sr, r, ferry_session_errmsg(s));
 	if (sr == FERRY_EINTR)

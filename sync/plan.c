@@ -739,11 +739,11 @@ static void apply_policy(ferry__plan *p)
 			count++;
 	if (count == 0)
 		return;
-	int empty = 0;
-	for (unsigned i = 0; i < p->scan->nsrc; i++)
+	const ferry__source *empty = NULL;
+	for (unsigned i = 0; i < p->scan->nsrc && !empty; i++)
 		if (p->scan->src[i].fd < 0 ||
 		    ferry__scan_source_empty(p->scan, i))
-			empty = 1;
+			empty = &p->scan->src[i];
 	long long max = p->o.max_delete;
 	if (p->scan->incomplete || p->io_error) {
 		p->deletions_skipped = FERRY__DEL_IOERR;
@@ -752,11 +752,17 @@ static void apply_policy(ferry__plan *p)
 		        "some files could not be read: skipping %llu deletions",
 		        (unsigned long long)count);
 	} else if (empty) {
+		/* rsync would delete the lot; a source that is missing or
+		 * empty is far more often a mistake (an unmounted disk, a
+		 * wrong path) than a wish: the push is refused, as above
+		 * --max-delete. */
 		p->deletions_skipped = FERRY__DEL_EMPTY;
-		ferry__report_warn(
-		        p->o.log, p->o.log_ctx, FERRY_LOG_WARN, NULL, 0,
-		        "a source directory is empty: refusing %llu deletions",
-		        (unsigned long long)count);
+		snprintf(p->refused, sizeof(p->refused),
+		         "refusing to delete %llu entries: the source %s is %s",
+		         (unsigned long long)count, empty->arg,
+		         empty->fd < 0 ? "missing" : "empty");
+		ferry__report_error(p->o.report, p->o.log, p->o.log_ctx, "", 0,
+		                    FERRY_EINVALID, "%s", p->refused);
 	} else if (max < 0) {
 		p->deletions_skipped = FERRY__DEL_NONE;
 		ferry__report_warn(p->o.log, p->o.log_ctx, FERRY_LOG_INFO, NULL,

@@ -76,7 +76,7 @@ typedef struct ferry__plan_opts {
 enum {
 	FERRY__DEL_OK = 0,
 	FERRY__DEL_IOERR = 1, /* a source, directory or file unreadable */
-	FERRY__DEL_EMPTY = 2, /* a source root is missing or empty */
+	FERRY__DEL_EMPTY = 2, /* a source root is missing or empty: refused */
 	FERRY__DEL_NONE = 3,  /* max_delete < 0 */
 	FERRY__DEL_MAX = 4    /* more than max_delete: refused (an error) */
 };
@@ -95,7 +95,8 @@ typedef struct ferry__plan {
 	int io_error;       /* a file could not be read for hashing */
 	int deletions_skipped; /* FERRY__DEL_* */
 	uint64_t deletions_dropped;
-	char refused[256];     /* FERRY__DEL_MAX: the message */
+	char refused[256]; /* deletions refused, the push with them (EMPTY,
+	                    * MAX): why; else "" */
 	uint64_t bytes_upload; /* sum of upload sizes */
 	uint64_t hashed_files, hashed_bytes;
 	int finished;

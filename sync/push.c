@@ -693,8 +693,8 @@ static int do_push(push *ps)
 	ferry__plan *p = ps->l.plan;
 
 	/* Refused as a whole: nothing is changed. */
-	if (p->deletions_skipped == FERRY__DEL_MAX)
-		return ferry__seterr(s, FERRY_EPARTIAL, "%s", p->refused);
+	if (p->refused[0])
+		return ferry__seterr(s, FERRY_ERROR, "%s", p->refused);
 	if (o->dry_run) {
 		ferry__plan_report(p, r, o->on_change, o->ctx);
 		if (r->error_count)

@@ -238,9 +238,9 @@ static int status_run(const ferry_session_opts *conn,
 		goto out;
 	ferry__plan_report(l.plan, report, opts->on_change, opts->ctx);
 	status_refresh(&l, opts);
-	if (l.plan->deletions_skipped == FERRY__DEL_MAX) {
+	if (l.plan->refused[0]) {
 		set_err(errmsg, errmsg_size, l.plan->refused);
-		error = FERRY_EPARTIAL;
+		error = FERRY_ERROR;
 	} else if (report->error_count) {
 		set_err(errmsg, errmsg_size, "some files could not be read");
 		error = FERRY_EPARTIAL;

@@ -338,6 +338,15 @@ Test(cli, push_itemizes_every_kind_of_change)
 	              "src/h && chmod 600 src/k && rm src/d/f",
 	              dir),
 	        0);
+	/* -n lists the same lines (rsync -n -i) and changes nothing. */
+	cr_assert_eq(push_cli(dir, "-n --delete", &out, &err), 0, "%s", err);
+	cr_assert(strstr(out, ">fcst...... g\n") &&
+	                  strstr(out, "*deleting   d/f\n") &&
+	                  strstr(out, "would push"),
+	          "%s", out);
+	free(out);
+	free(err);
+	cr_assert_eq(fx_sh("test -f %s/dst/d/f", dir), 0, "-n deleted d/f");
 	cr_assert_eq(push_cli(dir, "--itemize-changes --delete", &out, &err), 0,
 	             "%s", err);
 	cr_assert(strstr(out, ">fcst...... g\n"), "%s", out);
@@ -349,6 +358,14 @@ Test(cli, push_itemizes_every_kind_of_change)
 	/* Nothing changed: no itemize line, a summary. */
 	cr_assert_eq(push_cli(dir, "--itemize-changes", &out, &err), 0);
 	cr_assert(strstr(out, "0 uploaded") && !strstr(out, ">f"), "%s", out);
+	free(out);
+	free(err);
+	/* --delete from an empty source is refused, exit 1, nothing gone. */
+	cr_assert_eq(fx_sh("rm -rf %s/src/*", dir), 0);
+	cr_assert_eq(push_cli(dir, "--delete", &out, &err), 1, "%s", err);
+	cr_assert(strstr(err, "refusing to delete") && strstr(err, "empty"),
+	          "%s", err);
+	cr_assert_eq(fx_sh("test -f %s/dst/g", dir), 0);
 	free(out);
 	free(err);
 	fx_sh("rm -rf %s", dir);

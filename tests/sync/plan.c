@@ -392,6 +392,9 @@ Test(plan, unreadable_or_empty_source_skips_all_deletions, PUSHED)
 	cr_assert_eq(fx_sh("%s", cmd), 0);
 	plan_check(&l, &r, "");
 	cr_assert_eq(l.plan->deletions_skipped, FERRY__DEL_EMPTY);
+	cr_assert(strstr(l.plan->refused, "refusing to delete") &&
+	                  strstr(l.plan->refused, "is empty"),
+	          "%s", l.plan->refused);
 	plan_free(&l, &r);
 	free(cmd);
 	free(g);

@@ -106,6 +106,29 @@ Test(push_delete, verify_removes_extraneous_and_repairs_edits, SMALL)
 	ferry_sync_report_free(&r);
 }
 
+/* rsync -a --delete from an empty directory empties the destination;
+ * ferry takes that for a mistake (an unmounted disk, a wrong path) and
+ * refuses the push, as it refuses one above --max-delete. */
+Test(push_delete, empty_source_refuses_and_changes_nothing, SMALL)
+{
+	e.o.delete_extraneous = 1;
+	ph_push_ok(&e, NULL);
+	char *before = ph_tree_listing(e.dst);
+	cr_assert_eq(fx_sh("cd '%s' && rm -rf ./* ./.[!.]*", e.src), 0);
+	ferry_sync_report r;
+	int rc = ph_push(&e, &r);
+	cr_assert_eq(rc, FERRY_ERROR);
+	cr_assert(strstr(ferry_session_errmsg(e.s), "is empty"), "%s",
+	          ferry_session_errmsg(e.s));
+	cr_assert_eq(r.files_deleted, 0);
+	cr_assert_eq(r.requests, 0);
+	char *after = ph_tree_listing(e.dst);
+	cr_assert_str_eq(before, after, "the remote changed");
+	ferry_sync_report_free(&r);
+	free(before);
+	free(after);
+}
+
 Test(push_delete, max_delete_refuses_and_changes_nothing, SMALL)
 {
 	ph_write(e.src, "e", "eee\n", 0644, 1700000000L);
@@ -117,7 +140,7 @@ Test(push_delete, max_delete_refuses_and_changes_nothing, SMALL)
 	e.o.max_delete = 2;
 	ferry_sync_report r;
 	int rc = ph_push(&e, &r);
-	cr_assert_eq(rc, FERRY_EPARTIAL);
+	cr_assert_eq(rc, FERRY_ERROR);
 	cr_assert(strstr(ferry_session_errmsg(e.s), "max-delete"), "%s",
 	          ferry_session_errmsg(e.s));
 	cr_assert_eq(r.files_deleted + r.files_uploaded, 0);

@@ -169,7 +169,7 @@ Test(status, max_delete_refusal_is_an_error_with_a_message, PUSHED)
 	char err[256];
 	x.t.o.sources = x.t.sources;
 	int rc = ferry_sync_status(&x.t.conn, &x.t.o, &r, err, sizeof(err));
-	cr_assert_eq(rc, FERRY_EPARTIAL);
+	cr_assert_eq(rc, FERRY_ERROR);
 	cr_assert(strstr(err, "refusing to delete 3 entries: more than "
 	                      "--max-delete 1"),
 	          "%s", err);
