@@ -24,21 +24,6 @@
 #define MAX_JOURNAL   ((size_t)256 << 20)
 #define MAX_NAME_SIZE 65536u
 
-char *ferry__journal_path(const char *manifest_path)
-{
-	size_t n = strlen(manifest_path);
-	const char *suf = ".manifest";
-	size_t sl = strlen(suf);
-	if (n > sl && memcmp(manifest_path + n - sl, suf, sl) == 0)
-		n -= sl;
-	char *p = ferry__malloc(n + sizeof(".journal"));
-	if (!p)
-		return NULL;
-	memcpy(p, manifest_path, n);
-	memcpy(p + n, ".journal", sizeof(".journal"));
-	return p;
-}
-
 void ferry__journal_free(ferry__journal *j)
 {
 	for (size_t i = 0; i < j->n; i++)
@@ -72,8 +57,7 @@ static void drop_names(ferry__journal *j)
 	j->n = 0;
 }
 
-/* Parse a whole journal file; 0, FERRY_EPROTO (damaged) or ENOMEM. */
-static int parse(ferry__journal *j, const uint8_t *d, size_t len)
+int ferry__journal_parse(ferry__journal *j, const uint8_t *d, size_t len)
 {
 	ferry_buf b;
 	uint32_t version, count;
@@ -81,8 +65,12 @@ static int parse(ferry__journal *j, const uint8_t *d, size_t len)
 	if (len < MAGIC_LEN + 16 || memcmp(d, MAGIC, MAGIC_LEN) != 0)
 		return FERRY_EPROTO;
 	ferry__buf_view(&b, d + len - 8, 8);
-	if (ferry__buf_get_u64(&b, &sum) || sum != ferry__hash64(d, len - 8))
+	if (ferry__buf_get_u64(&b, &sum))
 		return FERRY_EPROTO;
+#ifndef FERRY_FUZZ
+	if (sum != ferry__hash64(d, len - 8))
+		return FERRY_EPROTO;
+#endif
 	ferry__buf_view(&b, d + MAGIC_LEN, len - 8 - MAGIC_LEN);
 	if (ferry__buf_get_u32(&b, &version) || version != VERSION ||
 	    ferry__buf_get_u32(&b, &count))
@@ -133,7 +121,7 @@ int ferry__journal_load(ferry__journal *j, const char *path)
 	}
 	ssize_t r = ferry__read_full(fd, data, len);
 	got = r < 0 ? 0 : (size_t)r;
-	error = got == len ? parse(j, data, len) : FERRY_EPROTO;
+	error = got == len ? ferry__journal_parse(j, data, len) : FERRY_EPROTO;
 	if (error == FERRY_EPROTO) {
 		drop_names(j);
 		j->damaged = 1;

@@ -1,5 +1,6 @@
 /* journal.h - the temporary names a push is about to create on the remote,
- * kept next to the target's manifest (<state>/<hex>.journal) so that the
+ * kept next to the target's manifest (<state>/<hex>.journal, from
+ * sync/target.h) so that the
  * next push removes what an interrupted one left behind.
  *
  * A push writes the journal before it sends the first request that
@@ -19,6 +20,7 @@
 #define FERRY_SYNC_JOURNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ferry__journal {
 	char *path;   /* the journal file */
@@ -29,15 +31,15 @@ typedef struct ferry__journal {
 	int pending; /* it holds names or is damaged: a push did not finish */
 } ferry__journal;
 
-/* Journal path for a manifest path ("x.manifest" -> "x.journal"); caller
- * frees; NULL on ENOMEM. */
-char *ferry__journal_path(const char *manifest_path);
-
 /* Read the journal at path into j (j->path copied).  An absent file gives
  * an empty journal with found = 0; a damaged one found = damaged =
  * pending = 1 and no names.  0 or FERRY_ENOMEM. */
 int ferry__journal_load(ferry__journal *j, const char *path);
 void ferry__journal_free(ferry__journal *j);
+/* Parse a whole journal file's bytes into j's names (appended); 0,
+ * FERRY_EPROTO (damaged) or FERRY_ENOMEM.  Under FERRY_FUZZ the checksum
+ * is not checked, so the parser behind it is reached. */
+int ferry__journal_parse(ferry__journal *j, const uint8_t *d, size_t len);
 
 /* Add a name (copied).  0 or FERRY_ENOMEM. */
 int ferry__journal_add(ferry__journal *j, const char *name);

@@ -95,8 +95,8 @@ typedef struct ferry__plan {
 	int io_error;       /* a file could not be read for hashing */
 	int deletions_skipped; /* FERRY__DEL_* */
 	uint64_t deletions_dropped;
-	char refused[256]; /* deletions refused, the push with them (EMPTY,
-	                    * MAX): why; else "" */
+	char refused[256];     /* deletions refused, the push with them (EMPTY,
+	                        * MAX): why; else "" */
 	uint64_t bytes_upload; /* sum of upload sizes */
 	uint64_t hashed_files, hashed_bytes;
 	int finished;

@@ -35,6 +35,7 @@
 #include "sync/commit.h"
 #include "sync/exclude.h"
 #include "sync/journal.h"
+#include "sync/path.h"
 #include "sync/manifest.h"
 #include "sync/plan.h"
 #include "sync/remote.h"
@@ -190,11 +191,7 @@ static int setup_local(push *ps)
 	if ((error = ferry__local_load(&ps->l, o, ps->r, ps->err,
 	                               sizeof(ps->err))))
 		return ferry__seterr(ps->s, error, "%s", ps->err);
-	char *jp = ferry__journal_path(ps->l.paths.manifest);
-	if (!jp)
-		return ferry__seterr(ps->s, FERRY_ENOMEM, "out of memory");
-	error = ferry__journal_load(&ps->j, jp);
-	ferry__free(jp);
+	error = ferry__journal_load(&ps->j, ps->l.paths.journal);
 	if (error)
 		return ferry__seterr(ps->s, error, "out of memory");
 	if (ps->j.pending)
@@ -285,6 +282,19 @@ static int submit_leftovers(push *ps)
 	if (!ps->left_done)
 		return FERRY_ENOMEM;
 	for (size_t i = 0; i < ps->j.n; i++) {
+		if (!ferry__rtemp_in(ps->dest_r, ps->j.names[i])) {
+			/* Not a name this push's destination could hold:
+			 * never removed, and dropped from the journal. */
+			char shown[256];
+			ferry__path_escape(shown, sizeof(shown), ps->j.names[i],
+			                   strlen(ps->j.names[i]));
+			plog(ps, FERRY_LOG_WARN,
+			     "the journal %s names %s, not a temporary name "
+			     "inside %s: ignored",
+			     ps->j.path, shown, ps->dest_r);
+			ps->left_done[i] = 1;
+			continue;
+		}
 		left_rm *x = ferry__calloc(1, sizeof(*x));
 		if (!x)
 			return FERRY_ENOMEM;

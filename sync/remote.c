@@ -82,6 +82,25 @@ int ferry__rtemp_name(const char *name, size_t n)
 	return 1;
 }
 
+int ferry__rtemp_in(const char *dest, const char *path)
+{
+	size_t dl = strlen(dest), pl = strlen(path);
+	if (dl == 1 && dest[0] == '.') {
+		dl = 0;
+	} else {
+		if (!dl || pl <= dl || memcmp(path, dest, dl) != 0)
+			return 0;
+		if (dest[dl - 1] != '/' && path[dl++] != '/')
+			return 0;
+	}
+	const char *rel = path + dl;
+	size_t rn = pl - dl;
+	size_t dn = ferry__path_dirlen(rel, rn);
+	size_t skip = dn ? dn + 1 : 0;
+	return ferry__path_valid(rel, rn) &&
+	       ferry__rtemp_name(rel + skip, rn - skip);
+}
+
 static int hexval(int c)
 {
 	if (c >= '0' && c <= '9')

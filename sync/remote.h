@@ -36,6 +36,10 @@ char *ferry__rpath(const char *dest, const char *rel, size_t n);
 char *ferry__rtemp(const char *dest, const char *rel, size_t n);
 /* 1 when a file name (n bytes) has the form of a temporary name. */
 int ferry__rtemp_name(const char *name, size_t n);
+/* 1 when path is one ferry__rtemp(dest, ...) could have made: dest, then
+ * a valid relative path whose last name has the temporary form.  A
+ * journal entry is removed only then (a journal is untrusted input). */
+int ferry__rtemp_in(const char *dest, const char *path);
 
 /* The id in a marker file's content: 32 hex digits, optionally followed
  * by whitespace.  0 or FERRY_EPROTO. */

@@ -62,6 +62,8 @@ int ferry__local_open(ferry__local *l, const char *user, const char *host,
 		                                  : "out of memory");
 		return error;
 	}
+	if ((error = ferry__sync_paths_trusted(&l->paths, errmsg, errmsg_size)))
+		return error;
 	return ferry__excludes_from_opts(&l->ex, opts, errmsg, errmsg_size);
 }
 

@@ -1,7 +1,10 @@
 #include "sync/target.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -93,7 +96,8 @@ int ferry__sync_paths_new(ferry__sync_paths *out, const char *user,
 	ferry__hash_hex(hex, &h);
 	out->manifest = ferry__asprintf("%s/%s.manifest", out->state_dir, hex);
 	out->lock = ferry__asprintf("%s/%s.lock", out->state_dir, hex);
-	if (!out->manifest || !out->lock)
+	out->journal = ferry__asprintf("%s/%s.journal", out->state_dir, hex);
+	if (!out->manifest || !out->lock || !out->journal)
 		error = FERRY_ENOMEM;
 out:
 	ferry__free(key);
@@ -109,5 +113,58 @@ void ferry__sync_paths_free(ferry__sync_paths *p)
 	ferry__free(p->state_dir);
 	ferry__free(p->manifest);
 	ferry__free(p->lock);
+	ferry__free(p->journal);
 	memset(p, 0, sizeof(*p));
+}
+
+/* 1 when path (stat st) is fit to trust; else 0 with err set. */
+static int trusted(const char *path, const struct stat *st, int dir, char *err,
+                   size_t errsz)
+{
+	const char *why = NULL;
+	if (dir ? !S_ISDIR(st->st_mode) : !S_ISREG(st->st_mode))
+		why = dir ? "is not a directory" : "is not a regular file";
+	else if (st->st_uid != geteuid())
+		why = "belongs to another user";
+	else if (st->st_mode & 022)
+		why = "is writable by group or others";
+	if (!why)
+		return 1;
+	snprintf(err, errsz,
+	         "state %s %s %s (uid %u, mode %04o): refusing to use it; "
+	         "make it yours and not writable by others (chmod go-w), or "
+	         "give another state directory",
+	         dir ? "directory" : "file", path, why, (unsigned)st->st_uid,
+	         (unsigned)(st->st_mode & 07777));
+	return 0;
+}
+
+int ferry__sync_paths_trusted(const ferry__sync_paths *p, char *err,
+                              size_t errsz)
+{
+	struct stat st;
+	if (stat(p->state_dir, &st) < 0) {
+		if (errno == ENOENT)
+			return 0; /* made by the first push, 0700 */
+		snprintf(err, errsz, "state directory %s: %s", p->state_dir,
+		         strerror(errno));
+		return FERRY_EIO;
+	}
+	if (!trusted(p->state_dir, &st, 1, err, errsz))
+		return FERRY_EPERM;
+	const char *files[] = {p->manifest, p->lock, p->journal};
+	int error = 0;
+	for (size_t i = 0; !error && i < sizeof(files) / sizeof(files[0]);
+	     i++) {
+		if (lstat(files[i], &st) < 0) {
+			if (errno == ENOENT)
+				continue;
+			snprintf(err, errsz, "state file %s: %s", files[i],
+			         strerror(errno));
+			error = FERRY_EIO;
+		} else if (!trusted(files[i], &st, 0, err, errsz)) {
+			error = FERRY_EPERM;
+		}
+	}
+	return error;
 }

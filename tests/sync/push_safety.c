@@ -24,6 +24,7 @@
 #include "session.h"
 #include "sftp.h"
 #include "sftp_test.h"
+#include "sync/journal.h"
 #include "sync/manifest.h"
 #include "sync/scan.h"
 #include "sync/target.h"
@@ -563,4 +564,104 @@ Test(push_safety, sftp_only_chrooted_account)
 	free(a2);
 	free(b2);
 	free(dst);
+}
+
+/* ---- the state on disk is untrusted ---- */
+
+static char *journal_of(ph_env *env)
+{
+	char *m = ph_state_file(env, ".manifest");
+	cr_assert(m, "no manifest in %s", env->state);
+	size_t n = strlen(m) - strlen(".manifest");
+	char *j = NULL;
+	cr_assert(asprintf(&j, "%.*s.journal", (int)n, m) > 0);
+	free(m);
+	return j;
+}
+
+/* A journal's names are removed by the next push only when they are
+ * temporary names inside the destination: never an absolute path
+ * elsewhere, a path through "..", or a name of another form. */
+Test(push_safety, journal_names_outside_dest_are_never_removed, PH_ENV)
+{
+	ph_write(e.src, "a", "aaa\n", 0644, 0);
+	ph_push_ok(&e, NULL);
+	char *jp = journal_of(&e);
+	cr_assert_eq(
+	        fx_sh("mkdir -p '%s/outside' && cd '%s' && "
+	              "echo c > outside/canary && "
+	              "echo c > 'outside/.x.ferry-AAAAAA' && "
+	              "echo k > '%s/keep' && echo t > '%s/.a.ferry-BBBBBB'",
+	              e.base, e.base, e.dst, e.dst),
+	        0);
+	ferry__journal j;
+	cr_assert_eq(ferry__journal_load(&j, jp), 0);
+	char *names[5];
+	cr_assert(asprintf(&names[0], "%s/outside/canary", e.base) > 0);
+	cr_assert(asprintf(&names[1], "%s/../outside/.x.ferry-AAAAAA", e.dst) >
+	          0);
+	cr_assert(asprintf(&names[2], "%s/keep", e.dst) > 0);
+	cr_assert(asprintf(&names[3], "%s/.a.ferry-BBBBBB", e.dst) > 0);
+	cr_assert(asprintf(&names[4], "%s/outside/.x.ferry-AAAAAA", e.base) >
+	          0);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(ferry__journal_add(&j, names[i]), 0);
+	char err[256];
+	cr_assert_eq(ferry__journal_save(&j, err, sizeof(err)), 0, "%s", err);
+	ferry__journal_free(&j);
+	ph_push_ok(&e, NULL);
+	cr_assert_eq(
+	        fx_sh("cd '%s' && test -f outside/canary && "
+	              "test -f outside/.x.ferry-AAAAAA && test -f '%s/keep'",
+	              e.base, e.dst),
+	        0, "a journal name outside DEST was removed");
+	cr_assert_neq(access(names[3], F_OK), 0, "the real leftover stayed");
+	cr_assert(strstr(e.log, "not a temporary name inside"), "%s", e.log);
+	/* Dropped from the journal: the next push does not warn again. */
+	e.loglen = 0;
+	e.log[0] = '\0';
+	ph_push_ok(&e, NULL);
+	cr_assert(!strstr(e.log, "not a temporary name"), "%s", e.log);
+	for (int i = 0; i < 5; i++)
+		free(names[i]);
+	free(jp);
+}
+
+static void expect_refused(const char *what)
+{
+	ferry_sync_report r;
+	int rc = ph_push(&e, &r);
+	cr_assert_eq(rc, FERRY_EPERM, "%s: push returned %d", what, rc);
+	const char *m = ferry_session_errmsg(e.s);
+	cr_assert(strstr(m, "refusing to use it") && strstr(m, e.state),
+	          "%s: %s", what, m);
+	ferry_sync_report_free(&r);
+}
+
+/* As ssh with its keys: a state directory or state file that another
+ * account could have written is refused, with its path and the reason. */
+Test(push_safety, state_writable_by_others_is_refused, PH_ENV)
+{
+	ph_write(e.src, "a", "aaa\n", 0644, 0);
+	ph_push_ok(&e, NULL);
+	char *jp = journal_of(&e);
+	char *mp = ph_state_file(&e, ".manifest");
+	cr_assert_eq(chmod(e.state, 0777), 0);
+	expect_refused("a world-writable state directory");
+	cr_assert_eq(chmod(e.state, 0700), 0);
+	ph_push_ok(&e, NULL);
+	cr_assert_eq(chmod(jp, 0622), 0);
+	expect_refused("a group-writable journal");
+	cr_assert_eq(chmod(jp, 0600), 0);
+	cr_assert_eq(chown(mp, 65534, 65534), 0);
+	expect_refused("a manifest of another user");
+	cr_assert_eq(chown(mp, getuid(), getgid()), 0);
+	ph_push_ok(&e, NULL);
+	/* A symlink in place of the manifest is not followed. */
+	cr_assert_eq(fx_sh("mv '%s' '%s.real' && ln -s '%s.real' '%s'", mp, mp,
+	                   mp, mp),
+	             0);
+	expect_refused("a manifest that is a symlink");
+	free(jp);
+	free(mp);
 }
