@@ -338,6 +338,11 @@ typedef struct ferry__sftp_upload_opts {
 	uint32_t pflags;  /* 0: WRITE | CREAT | EXCL */
 	int has_perm;     /* perm applies at creation (OPEN attrs) */
 	uint32_t perm;
+	/* No write before the new file's mode is seen to have no bit beyond
+	 * perm: an LSTAT in the OPEN's flight (no round trip), else FSTAT
+	 * on the handle; a wrong mode is set again (FSETSTAT) and checked
+	 * once more, then the upload fails with FERRY_EPERM. */
+	int confirm_perm;
 	/* The content, size bytes, from exactly one of: */
 	const void *data; /* memory, valid until done */
 	int fd;           /* pread() from offset 0; used when use_fd */

@@ -29,6 +29,9 @@ typedef struct upload_job {
 	uint32_t err_status;
 	char *msg; /* on error only */
 	int fill_failed;
+	int confirm_tries; /* FSTATs sent to confirm the mode */
+	int lstat_pending; /* the LSTAT behind the OPEN is unanswered */
+	int lstat_mode;    /* the mode it saw, -1: none */
 	uint64_t gen;
 	ferry__sftp_upload_result res;
 } upload_job;
@@ -298,21 +301,117 @@ static void job_gen_fail(void *ctx, int code, const char *msg)
 	job_maybe_post_close(j);
 }
 
+static void job_body(upload_job *j);
+static void job_confirm_cb(void *ctx, const ferry__sftp_reply *r);
+
+/* FSTAT of the new handle (behind a FSETSTAT of the mode asked for, the
+ * second time): a server that ignores OPEN's permissions must not get a
+ * byte of a file meant to be unreadable by others. */
+static void job_confirm(upload_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	int err = 0;
+	if (j->confirm_tries++) {
+		ferry__sftp_attrs a;
+		memset(&a, 0, sizeof(a));
+		a.flags = FERRY__ATTR_PERMISSIONS;
+		a.perm = j->o.perm;
+		if (!(err = ferry__sftp_fsetstat(sf, &j->h, &a, job_fsetstat_cb,
+		                                 j)))
+			j->outstanding++;
+	}
+	if (!err && !(err = ferry__sftp_fstat(sf, &j->h, job_confirm_cb, j))) {
+		j->outstanding++;
+		return;
+	}
+	job_record(j, "fstat", err, FERRY__FX_LOCAL, ferry_strerror(err));
+	job_body(j);
+}
+
+static void job_confirm_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	job_seen(j, r);
+	j->outstanding--;
+	if (r->error) {
+		job_record(j, "fstat", r->error, r->status, r->message);
+	} else if (!r->attrs || !(r->attrs->flags & FERRY__ATTR_PERMISSIONS)) {
+		job_record(j, "fstat", FERRY_EPROTO, FERRY__FX_LOCAL,
+		           "the server did not say the new file's mode");
+	} else if (r->attrs->perm & 0777 & ~j->o.perm) {
+		if (j->confirm_tries < 2) {
+			job_confirm(j);
+			return;
+		}
+		char why[160];
+		snprintf(why, sizeof(why),
+		         "the server made it mode %04o, not %04o, and would "
+		         "not change it: nothing was written",
+		         (unsigned)(r->attrs->perm & 07777),
+		         (unsigned)(j->o.perm & 07777));
+		job_record(j, "open", FERRY_EPERM, FERRY__FX_LOCAL, why);
+	}
+	job_body(j);
+}
+
+/* OPEN answered and, when the mode is to be confirmed, the LSTAT sent
+ * behind it: the mode seen there lets the writes go at once; a mode
+ * with bits too many (or none seen) is confirmed on the handle. */
+static void job_after_open(upload_job *j)
+{
+	if (!j->o.confirm_perm || !j->o.has_perm) {
+		job_body(j);
+		return;
+	}
+	if (j->lstat_mode >= 0 && !(j->lstat_mode & 0777 & ~j->o.perm)) {
+		job_body(j);
+		return;
+	}
+	/* Seen wrong: set it again at once; not seen: look on the handle. */
+	j->confirm_tries = j->lstat_mode >= 0;
+	job_confirm(j);
+}
+
 static void job_open_cb(void *ctx, const ferry__sftp_reply *r)
 {
 	upload_job *j = ctx;
-	ferry__sftp *sf = j->sf;
-	int err;
 	job_seen(j, r);
 	j->outstanding--;
 	if (r->error) {
 		job_record(j, "open", r->error, r->status, r->message);
-		job_finish(j);
+		if (!j->lstat_pending) /* else its reply finishes */
+			job_finish(j);
 		return;
 	}
 	j->h = *r->handle;
 	j->opened = 1;
-	if (j->o.size) {
+	if (!j->lstat_pending)
+		job_after_open(j);
+}
+
+static void job_lstat_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	job_seen(j, r);
+	j->outstanding--;
+	j->lstat_pending = 0;
+	if (!r->error && r->attrs &&
+	    (r->attrs->flags & FERRY__ATTR_PERMISSIONS))
+		j->lstat_mode = (int)(r->attrs->perm & 07777);
+	if (j->opened)
+		job_after_open(j);
+	else if (j->error)
+		job_finish(j); /* the OPEN failed */
+	/* else the OPEN is still to answer (a server that reorders) */
+}
+
+/* The writes, FSETSTAT, fsync and CLOSE behind a (confirmed) OPEN; with an
+ * error recorded only the CLOSE. */
+static void job_body(upload_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	int err;
+	if (j->o.size && !j->error) {
 		ferry__sftp_gen g = {job_emit, job_gen_fail, j};
 		if ((err = ferry__sftp__add_gen(sf, &g)))
 			job_record(j, "write", err, FERRY__FX_LOCAL,
@@ -381,6 +480,14 @@ int ferry__sftp_upload(ferry__sftp *sf, const ferry__sftp_upload_opts *o)
 	if ((error = ferry__sftp_open(sf, j->path, pflags, &a, job_open_cb, j)))
 		goto fail;
 	j->outstanding = 1;
+	j->lstat_mode = -1;
+	/* In the same flight: the mode the OPEN gave, seen by the time its
+	 * reply is, so a confirmed mode costs no round trip. */
+	if (o->confirm_perm && o->has_perm &&
+	    !ferry__sftp_lstat(sf, j->path, job_lstat_cb, j)) {
+		j->outstanding++;
+		j->lstat_pending = 1;
+	}
 	sf->jobs++;
 	return 0;
 fail:

@@ -533,6 +533,9 @@ static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
 	u.path = x->tpath;
 	u.has_perm = 1;
 	u.perm = perm;
+	/* A file others may not read is not written to before its mode is
+	 * seen to be right: a server may ignore OPEN's permissions. */
+	u.confirm_perm = !(perm & 004);
 	if (data) {
 		u.data = data;
 		u.size = strlen(data);

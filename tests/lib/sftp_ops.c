@@ -699,3 +699,58 @@ Test(sftp_ops, upload_from_fd_that_shrinks)
 	cr_assert_neq(access(P("dst"), F_OK), 0);
 	close(fd);
 }
+
+/* A server that ignores the permissions of OPEN (tests/sftp_noperm.py in
+ * front of sftp-server): an upload of a file others may not read sets the
+ * mode again and checks it before its first byte; when the server will
+ * not have it at all, nothing is written and the temp is removed. */
+Test(sftp_ops, upload_confirms_the_mode_before_writing)
+{
+	static const char *const argv[] = {"/usr/bin/python3",
+	                                   FERRY_SRCDIR "/tests/sftp_noperm.py",
+	                                   SFTP_SERVER, NULL};
+	static const char *const argv_all[] = {
+	        "/usr/bin/python3", FERRY_SRCDIR "/tests/sftp_noperm.py",
+	        "--setstat-too", SFTP_SERVER, NULL};
+	const char *text = "secret=1\n";
+	ferry__sftp_upload_opts o = {.path = P(".c.ferry-aaaaaa"),
+	                             .has_perm = 1,
+	                             .perm = 0600,
+	                             .confirm_perm = 1,
+	                             .remove_on_error = 1,
+	                             .data = text,
+	                             .size = strlen(text),
+	                             .rename_to = P("cred")};
+	ferry__sftp_upload_result r;
+	/* Without the check the server would make it 0644. */
+	ferry__sftp *np = sh_pipe_argv(argv, NULL);
+	ferry__sftp_upload_opts plain = o;
+	plain.confirm_perm = 0;
+	plain.path = P(".p.ferry-aaaaaa");
+	plain.rename_to = P("plain");
+	cr_assert_eq(ferry__sftp_upload_wait(np, &plain, &r), 0, "%s",
+	             ferry__sftp_errmsg(np));
+	struct stat st;
+	cr_assert_eq(stat(P("plain"), &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0644, "the filter let 0600 through");
+	cr_assert_eq(ferry__sftp_upload_wait(np, &o, &r), 0, "%s",
+	             ferry__sftp_errmsg(np));
+	cr_assert_eq(stat(P("cred"), &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	char *t = get("cred");
+	cr_assert_str_eq(t, text);
+	free(t);
+	ferry__sftp_free(np);
+
+	ferry__sftp *ns = sh_pipe_argv(argv_all, NULL);
+	o.path = P(".d.ferry-aaaaaa");
+	o.rename_to = P("cred2");
+	int rc = ferry__sftp_upload_wait(ns, &o, &r);
+	cr_assert_eq(rc, FERRY_EPERM, "%s", ferry_strerror(rc));
+	cr_assert(strstr(ferry__sftp_errmsg(ns), "mode 0644, not 0600"), "%s",
+	          ferry__sftp_errmsg(ns));
+	cr_assert(r.removed);
+	cr_assert_neq(access(P("cred2"), F_OK), 0);
+	cr_assert_neq(access(o.path, F_OK), 0);
+	ferry__sftp_free(ns);
+}
