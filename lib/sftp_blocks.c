@@ -580,7 +580,7 @@ static void list_close_cb(void *ctx, const ferry__sftp_reply *r)
  * refuse. */
 static int list_self(list_job *j, const ferry__sftp_name *nm)
 {
-	int k = nm->name_len == 1 && nm->name[0] == '.'   ? 1
+	int k = nm->name_len == 1 && nm->name[0] == '.'           ? 1
 	        : nm->name_len == 2 && !memcmp(nm->name, "..", 2) ? 2
 	                                                          : 0;
 	int dir = !(nm->attrs.flags & FERRY__ATTR_PERMISSIONS) ||
@@ -781,8 +781,7 @@ static void dl_err(dl_job *j, const char *step, int err, const char *fmt, ...)
 	va_end(ap);
 	j->error = err;
 	j->step = step;
-	snprintf(j->msg, sizeof(j->msg), "%s %.300s: %.200s", step, j->path,
-	         m);
+	snprintf(j->msg, sizeof(j->msg), "%s %.300s: %.200s", step, j->path, m);
 }
 
 static void dl_seen(dl_job *j, const ferry__sftp_reply *r)
@@ -852,9 +851,9 @@ static void dl_read_cb(void *ctx, const ferry__sftp_reply *r)
 		       "the file ends at %llu bytes, %llu were listed",
 		       (unsigned long long)off, (unsigned long long)size);
 	} else {
-		int e = j->o.data ? j->o.data(j->o.ctx, off, r->data,
-		                              r->data_len)
-		                  : 0;
+		int e = j->o.data
+		                ? j->o.data(j->o.ctx, off, r->data, r->data_len)
+		                : 0;
 		if (e) {
 			dl_err(j, "write", e, "%s", ferry_strerror(e));
 		} else {

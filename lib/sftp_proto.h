@@ -196,8 +196,8 @@ int ferry__sftp_peek_id(const uint8_t *p, size_t n, uint8_t *type,
  * kind for EXTENDED).  A reply type that cannot answer that request, a
  * short or over-long body, a NUL inside a REALPATH or READLINK name, a
  * handle above 256 bytes: FERRY_EPROTO.  READDIR names are not judged
- * here: they may hold any bytes (name_len tells), '/' and NUL included.  FERRY_ENOMEM.  On
- * success free with ferry__sftp_parsed_free. */
+ * here: they may hold any bytes (name_len tells), '/' and NUL included.
+ * FERRY_ENOMEM.  On success free with ferry__sftp_parsed_free. */
 int ferry__sftp_parse_reply(const uint8_t *p, size_t n, uint8_t req_type,
                             int ext_kind, ferry__sftp_parsed *out);
 void ferry__sftp_parsed_free(ferry__sftp_parsed *r);

@@ -185,8 +185,8 @@ static int set_file_meta(fetch *f, ferry__action *a)
 	int dfd = parent_fd(f, a, &name);
 	if (dfd < 0)
 		return -1;
-	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-	                                   O_CLOEXEC);
+	int fd = openat(dfd, name,
+	                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		if (fd >= 0)
 			close(fd);
@@ -330,8 +330,8 @@ static int job_data(void *ctx, uint64_t off, const uint8_t *p, size_t n)
 	if (j->a->flags & FERRY__ACT_CHECK)
 		ferry__hasher_update(&j->h, p, n);
 	for (size_t done = 0; j->fd >= 0 && done < n;) {
-		ssize_t w = pwrite(j->fd, p + done, n - done,
-		                   (off_t)(off + done));
+		ssize_t w =
+		        pwrite(j->fd, p + done, n - done, (off_t)(off + done));
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
@@ -485,8 +485,8 @@ static void pump(fetch *f)
 static int fetch_done(void *ctx)
 {
 	fetch *f = ctx;
-	return f->running == 0 &&
-	       (f->stopping || f->next >= f->o->n || ferry__sftp_dead(f->o->sf));
+	return f->running == 0 && (f->stopping || f->next >= f->o->n ||
+	                           ferry__sftp_dead(f->o->sf));
 }
 
 /* Two descriptors per download (its file, its directory). */
@@ -528,11 +528,12 @@ static int run_fetches(fetch *f)
 		return rc;
 	}
 	if (f->stopping) {
-		snprintf(f->res->fatal_msg, sizeof(f->res->fatal_msg),
-		         "the local disk is full: %llu file%s not pulled, "
-		         "nothing torn",
-		         (unsigned long long)(f->res->failed + f->res->not_done),
-		         f->res->failed + f->res->not_done == 1 ? "" : "s");
+		snprintf(
+		        f->res->fatal_msg, sizeof(f->res->fatal_msg),
+		        "the local disk is full: %llu file%s not pulled, "
+		        "nothing torn",
+		        (unsigned long long)(f->res->failed + f->res->not_done),
+		        f->res->failed + f->res->not_done == 1 ? "" : "s");
 		return FERRY_ENOSPACE;
 	}
 	return 0;
@@ -546,7 +547,8 @@ int ferry__fetch_run(const ferry__fetch_opts *o, ferry__fetch_result *res)
 	f.o = o;
 	f.res = res;
 	if (o->dfd >= 0 && !(f.dc = ferry__ldir_new(o->dfd))) {
-		snprintf(res->fatal_msg, sizeof(res->fatal_msg), "out of memory");
+		snprintf(res->fatal_msg, sizeof(res->fatal_msg),
+		         "out of memory");
 		return res->fatal = FERRY_ENOMEM;
 	}
 	size_t i = 0;

@@ -41,15 +41,15 @@ enum {
 
 typedef struct ferry__fetch_opts {
 	ferry__sftp *sf;
-	int dfd;                 /* the destination */
-	ferry__action *a;        /* in execution order */
+	int dfd;          /* the destination */
+	ferry__action *a; /* in execution order */
 	size_t n;
-	const ferry__rlist *rl;  /* remote paths of the files */
-	char *const *temps;      /* leftover temporary names to remove */
+	const ferry__rlist *rl; /* remote paths of the files */
+	char *const *temps;     /* leftover temporary names to remove */
 	size_t ntemps;
-	int deletions;           /* the extraneous deletions may run */
-	int check_only;          /* a dry run: only FERRY__ACT_CHECK, no write */
-	uint64_t bytes_total;    /* of the files fetched (progress) */
+	int deletions;        /* the extraneous deletions may run */
+	int check_only;       /* a dry run: only FERRY__ACT_CHECK, no write */
+	uint64_t bytes_total; /* of the files fetched (progress) */
 	const ferry_sync_opts *o;
 	ferry_sync_report *report;
 } ferry__fetch_opts;

@@ -17,7 +17,7 @@
 
 struct ferry__ldir {
 	int root;
-	int fd[LDIR_KEEP];  /* fd[k]: the first k + 1 components of path */
+	int fd[LDIR_KEEP];     /* fd[k]: the first k + 1 components of path */
 	size_t end[LDIR_KEEP]; /* their length in path */
 	size_t depth;          /* levels open */
 	char path[4096];
@@ -89,8 +89,8 @@ int ferry__ldir_get(ferry__ldir *c, const char *dir, size_t n)
 		int nfd = openat(fd, comp, DIR_FLAGS);
 		if (nfd < 0)
 			goto fail;
-		if (c->depth < LDIR_KEEP && fd == (c->depth ? c->fd[c->depth - 1]
-		                                            : c->root)) {
+		if (c->depth < LDIR_KEEP &&
+		    fd == (c->depth ? c->fd[c->depth - 1] : c->root)) {
 			c->fd[c->depth] = nfd;
 			c->end[c->depth++] = e;
 			c->len = e;

@@ -86,8 +86,7 @@ static void plog(pull *p, int level, const char *fmt, ...)
 	p->o->log(p->o->ctx, level, msg);
 }
 
-static void perr(pull *p, const char *path, size_t n, int code,
-                 const char *msg)
+static void perr(pull *p, const char *path, size_t n, int code, const char *msg)
 {
 	ferry__report_error(p->r, p->o->log, p->o->ctx, path, n, code, "%s",
 	                    msg);
@@ -168,8 +167,7 @@ static int in_scope(const pull *p, const char *q, size_t n)
 
 static int add_temp(pull *p, const char *q, size_t n)
 {
-	if (ferry__grow(&p->temps, &p->tcap, p->ntemps + 1, sizeof(char *),
-	                8))
+	if (ferry__grow(&p->temps, &p->tcap, p->ntemps + 1, sizeof(char *), 8))
 		return FERRY_ENOMEM;
 	char *t = ferry__arena_strndup(&p->arena, q, n);
 	if (!t)
@@ -196,8 +194,8 @@ static int scan_item(void *ctx, const ferry__scan_item *it)
 	e->path_len = (uint32_t)it->path_len;
 	e->st = it->st;
 	if (it->st.type == FERRY__T_LINK) {
-		e->link = ferry__arena_strndup(&p->arena, it->link,
-		                               it->link_len);
+		e->link =
+		        ferry__arena_strndup(&p->arena, it->link, it->link_len);
 		e->link_len = (uint32_t)it->link_len;
 		if (!e->link)
 			return FERRY_ENOMEM;
@@ -312,7 +310,8 @@ static int remote_walk(pull *p)
 	}
 	for (size_t i = 0; i < rl->nfail; i++) {
 		char msg[800];
-		snprintf(msg, sizeof(msg), "cannot list the remote directory: %s",
+		snprintf(msg, sizeof(msg),
+		         "cannot list the remote directory: %s",
 		         rl->fail[i].msg);
 		perr(p, rl->fail[i].path, strlen(rl->fail[i].path),
 		     rl->fail[i].code, msg);
@@ -352,8 +351,8 @@ static int check_roots(pull *p)
 		p->refused = 1;
 		perr(p, arg, strlen(arg),
 		     rt->state == FERRY__ROOT_MISSING ? FERRY_ENOTFOUND
-		     : rt->code                      ? rt->code
-		                                     : FERRY_EINVALID,
+		     : rt->code                       ? rt->code
+		                                      : FERRY_EINVALID,
 		     msg);
 	}
 	return 0;
@@ -361,8 +360,8 @@ static int check_roots(pull *p)
 
 /* ---- 4. the plan ---- */
 
-static ferry__action *add_action(pull *p, int kind, int phase,
-                                 const char *path, size_t n, int type)
+static ferry__action *add_action(pull *p, int kind, int phase, const char *path,
+                                 size_t n, int type)
 {
 	if (ferry__grow(&p->a, &p->acap, p->na + 1, sizeof(*p->a), 64))
 		return NULL;
@@ -480,10 +479,10 @@ static int judge(pull *p, const ferry__rentry *re)
 			return 0;
 		}
 		if (!link_inside(p->rl, path, n, re->link, re->link_len)) {
-			ferry__report_warn(p->o->log, p->o->ctx, FERRY_LOG_WARN,
-			                   path, n,
-			                   "skipping symlink: its target leaves "
-			                   "the destination");
+			ferry__report_warn(
+			        p->o->log, p->o->ctx, FERRY_LOG_WARN, path, n,
+			        "skipping symlink: its target leaves "
+			        "the destination");
 			return 0;
 		}
 	}
@@ -510,17 +509,17 @@ static int plan_file(pull *p, const ferry__rentry *re, const lentry *le)
 {
 	uint32_t want = re->mode & 0777;
 	int64_t d = le->st.mtime_ns - (int64_t)re->mtime * NS;
-	unsigned flags = (le->st.size != re->size ? FERRY_CHANGED_SIZE : 0) |
-	                 (d < 0 || d >= NS ? FERRY_CHANGED_MTIME : 0) |
-	                 ((le->st.mode & 07777) != want ? FERRY_CHANGED_MODE
-	                                                : 0);
+	unsigned flags =
+	        (le->st.size != re->size ? FERRY_CHANGED_SIZE : 0) |
+	        (d < 0 || d >= NS ? FERRY_CHANGED_MTIME : 0) |
+	        ((le->st.mode & 07777) != want ? FERRY_CHANGED_MODE : 0);
 	if (!(flags & (FERRY_CHANGED_SIZE | FERRY_CHANGED_MTIME)) &&
 	    !p->o->checksum) {
 		if (!flags)
 			return 0;
-		ferry__action *a = add_action(p, FERRY__ACT_META,
-		                              FERRY__PH_META, re->path,
-		                              re->path_len, FERRY__T_FILE);
+		ferry__action *a =
+		        add_action(p, FERRY__ACT_META, FERRY__PH_META, re->path,
+		                   re->path_len, FERRY__T_FILE);
 		if (!a)
 			return FERRY_ENOMEM;
 		set_remote(a, re);
@@ -591,9 +590,9 @@ static int plan_dir_attrs(pull *p, const ferry__rentry *re, const lentry *le)
 static int plan_remove(pull *p, const lentry *le, int phase, unsigned flags)
 {
 	int dir = le->st.type == FERRY__T_DIR;
-	ferry__action *a = add_action(
-	        p, dir ? FERRY__ACT_RMDIR : FERRY__ACT_DELETE, phase, le->path,
-	        le->path_len, le->st.type);
+	ferry__action *a =
+	        add_action(p, dir ? FERRY__ACT_RMDIR : FERRY__ACT_DELETE, phase,
+	                   le->path, le->path_len, le->st.type);
 	if (!a)
 		return FERRY_ENOMEM;
 	a->flags = flags | (dir ? FERRY__CHANGED_DIR : 0);
@@ -662,9 +661,9 @@ static int plan_dest_attrs(pull *p)
 		if (rt->prefix_len || rt->state != FERRY__ROOT_DIR ||
 		    !(rt->attrs.flags & FERRY__ATTR_PERMISSIONS))
 			continue;
-		ferry__action *a = add_action(p, FERRY__ACT_META,
-		                              FERRY__PH_DIRMETA, "", 0,
-		                              FERRY__T_DIR);
+		ferry__action *a =
+		        add_action(p, FERRY__ACT_META, FERRY__PH_DIRMETA, "", 0,
+		                   FERRY__T_DIR);
 		if (!a)
 			return FERRY_ENOMEM;
 		a->entry.mode = (uint16_t)((rt->attrs.perm & 0777) | 0700);
@@ -802,18 +801,37 @@ static int order(pull *p, int deletions)
 
 /* ---- the report ---- */
 
+/* The message of a failed action: its error in the report (they were
+ * added in execution order). */
+static const char *errmsg_of(const pull *p, const ferry__action *a,
+                             size_t *cursor)
+{
+	const ferry_sync_report *r = p->r;
+	for (size_t k = 0; k < r->error_count; k++) {
+		size_t i = (*cursor + k) % r->error_count;
+		if (!strcmp(r->errors[i].path, a->entry.path)) {
+			*cursor = i + 1;
+			return r->errors[i].message;
+		}
+	}
+	return NULL;
+}
+
 static void report(pull *p)
 {
 	const ferry_sync_opts *o = p->o;
+	size_t cursor = 0;
 	for (size_t i = 0; i < p->na; i++) {
 		const ferry__action *a = &p->a[i];
 		if (!ferry__action_visible(a) || (!a->committed && !a->error))
 			continue;
-		if (a->committed)
+		if (a->committed && !a->error)
 			ferry__action_count(a, p->r);
 		if (o->on_change) {
 			ferry_change c;
 			ferry__action_change(a, &c);
+			if (a->error)
+				c.errmsg = errmsg_of(p, a, &cursor);
 			o->on_change(o->ctx, &c);
 		}
 	}

@@ -350,8 +350,10 @@ static void abandon(push *ps, int code)
 static int start_listing(push *ps)
 {
 	const char *paths[] = {ps->dest_r};
-	ferry__rlist_opts lo = {
-	        .paths = paths, .nroots = 1, .scope = ps->l.scan, .ex = ps->l.ex};
+	ferry__rlist_opts lo = {.paths = paths,
+	                        .nroots = 1,
+	                        .scope = ps->l.scan,
+	                        .ex = ps->l.ex};
 	int rc = ferry__rlist_start(&ps->rl, ps->sf, &lo);
 	if (rc)
 		return sftp_error(ps, rc);
@@ -643,7 +645,8 @@ static int run_commit(push *ps, int write_marker, const uint8_t *id,
 	        .s = s,
 	        .p = p,
 	        .dest = ps->dest_r,
-	        .dest_missing = ps->rl && ps->rl->roots[0].state == FERRY__ROOT_MISSING,
+	        .dest_missing =
+	                ps->rl && ps->rl->roots[0].state == FERRY__ROOT_MISSING,
 	        .cleanup = ps->vres.temps,
 	        .ncleanup = ps->vres.ntemps,
 	        .marker = write_marker ? id : NULL,

@@ -287,7 +287,8 @@ static const char *name_problem(const char *nm, size_t n)
 		return "a name holding a NUL byte";
 	if (memchr(nm, '/', n))
 		return "a name holding '/'";
-	if ((n == 1 && nm[0] == '.') || (n == 2 && nm[0] == '.' && nm[1] == '.'))
+	if ((n == 1 && nm[0] == '.') ||
+	    (n == 2 && nm[0] == '.' && nm[1] == '.'))
 		return "'.' or '..' as an entry of its own";
 	if (n > NAME_MAX)
 		return "a name longer than 255 bytes";
