@@ -295,13 +295,12 @@ static const char *name_problem(const char *nm, size_t n)
 	return NULL;
 }
 
-/* Strict: a refused name, reported as its directory and the name shown
- * escaped. */
+/* Strict: a refused name, reported as its directory and the name (a NUL
+ * in it shown as '?'; the report escapes the rest). */
 static void refuse_name(ferry__rlist *rl, const dir_job *j, const char *nm,
                         size_t n, const char *why)
 {
-	size_t el = ferry__path_escape(NULL, 0, nm, n);
-	size_t pl = j->rel_len + (j->rel_len ? 1 : 0) + el;
+	size_t pl = j->rel_len + (j->rel_len ? 1 : 0) + n;
 	char *p = ferry__malloc(pl + 1);
 	if (!p) {
 		set_error(rl, FERRY_ENOMEM);
@@ -310,7 +309,9 @@ static void refuse_name(ferry__rlist *rl, const dir_job *j, const char *nm,
 	memcpy(p, j->rel, j->rel_len);
 	if (j->rel_len)
 		p[j->rel_len] = '/';
-	ferry__path_escape(p + pl - el, el + 1, nm, n);
+	for (size_t i = 0; i < n; i++)
+		p[pl - n + i] = nm[i] ? nm[i] : '?';
+	p[pl] = '\0';
 	char msg[160];
 	snprintf(msg, sizeof(msg),
 	         "refused: the server listed %s (nothing written)", why);

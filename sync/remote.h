@@ -99,7 +99,7 @@ typedef struct ferry__rroot {
 } ferry__rroot;
 
 typedef struct ferry__rfail {
-	char *path; /* relative; shown escaped when it came from the server */
+	char *path; /* relative (a NUL from the server shown as '?') */
 	int code;
 	char *msg;
 } ferry__rfail;
