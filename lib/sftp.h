@@ -387,8 +387,9 @@ int ferry__sftp_list(ferry__sftp *sf, const char *path, ferry__sftp_list_cb cb,
 /* The content of one file of a known size, for a caller that writes it
  * somewhere: OPEN; then READs of the server's maximum size covering
  * [0, size) (at most window bytes of this file in flight, more as they
- * are answered), one READ at size that must answer EOF, and CLOSE behind
- * the last READ: 2 round trips for a file of up to window bytes, however
+ * are answered), the last one a byte longer (or one READ at size) so that
+ * the end of the file is seen where it was listed, and CLOSE behind the
+ * last READ: 2 round trips for a file of up to window bytes, however
  * many are downloaded together.  A file that turns out shorter or longer
  * than size fails with FERRY_EPROTO ("size"): a listing that lied, or a
  * file changed while read.  A short read is read again (the handle is

@@ -850,17 +850,31 @@ static void dl_read_cb(void *ctx, const ferry__sftp_reply *r)
 		dl_err(j, "size", FERRY_EPROTO,
 		       "the file ends at %llu bytes, %llu were listed",
 		       (unsigned long long)off, (unsigned long long)size);
+	} else if (off + r->data_len > size) {
+		dl_err(j, "size", FERRY_EPROTO,
+		       "the file holds more than the %llu bytes listed",
+		       (unsigned long long)size);
 	} else {
 		int e = j->o.data
 		                ? j->o.data(j->o.ctx, off, r->data, r->data_len)
 		                : 0;
+		uint64_t end = off + r->data_len, want = off + len;
 		if (e) {
 			dl_err(j, "write", e, "%s", ferry_strerror(e));
 		} else {
 			j->got += r->data_len;
-			if (r->data_len < len)
-				dl_hole_add(j, off + r->data_len,
-				            len - (uint32_t)r->data_len);
+			/* The last READ asks one byte past the listed size:
+			 * ending there is the end of file (a server reads a
+			 * regular file short only at its end). */
+			if (want > size && end == size)
+				j->eof_ok = 1;
+			else if (end < want)
+				dl_hole_add(
+				        j, end,
+				        (uint32_t)((want > size ? size : want) -
+				                   end));
+			if (want > size && end < size)
+				j->eof_sent = 0; /* asked again, separately */
 		}
 	}
 	dl_step(j);
@@ -933,9 +947,12 @@ static void dl_step(dl_job *j)
 		while (!j->error && j->next_off < size && j->inflight < win) {
 			uint64_t n = size - j->next_off;
 			uint32_t len = n < j->chunk ? (uint32_t)n : j->chunk;
-			if (dl_send_read(j, j->next_off, len))
+			/* The last one also checks the end: one byte more. */
+			int last = n < j->chunk && !j->eof_sent;
+			if (dl_send_read(j, j->next_off, len + (uint32_t)last))
 				break;
 			j->next_off += len;
+			j->eof_sent |= last;
 		}
 		if (!j->error && j->next_off >= size && !j->eof_sent) {
 			if (!dl_send_read(j, size, 1))
