@@ -11,6 +11,8 @@
  *   sync DEST SRC...   ferry_sync with --delete
  *     -> "ok MS ROUND_TRIPS UPLOADED UPDATED DELETED BYTES VERIFIED
  *         SCAN_MS PLAN_MS TRANSFER_MS MANIFEST_MS"
+ *   pull DEST SRC...   ferry_pull with --delete (DEST local, SRC remote):
+ *     the same answer (UPLOADED: files fetched, BYTES: written)
  *   exec COMMAND...    ferry_exec on the held session
  *     -> "ok MS ROUND_TRIPS EXIT_STATUS"
  *   connect COMMAND... a new session: open, one ferry_exec, close
@@ -58,12 +60,12 @@ static int split(char *line, char **argv, int max)
 	return n;
 }
 
-static void do_sync(ferry_session *s, char *args)
+static void do_sync(ferry_session *s, char *args, int pull)
 {
 	char *v[64];
 	int n = split(args, v, 64);
 	if (n < 2) {
-		reply_err(FERRY_EINVALID, "usage: sync DEST SRC...");
+		reply_err(FERRY_EINVALID, "usage: sync|pull DEST SRC...");
 		return;
 	}
 	ferry_sync_opts o = FERRY_SYNC_OPTS_INIT;
@@ -74,7 +76,7 @@ static void do_sync(ferry_session *s, char *args)
 	ferry_sync_report r;
 	memset(&r, 0, sizeof(r));
 	double t0 = now_ms();
-	int rc = ferry_sync(s, &o, &r);
+	int rc = pull ? ferry_pull(s, &o, &r) : ferry_sync(s, &o, &r);
 	double ms = now_ms() - t0;
 	if (rc != 0) {
 		reply_err(rc, r.error_count && r.errors[0].message
@@ -189,8 +191,8 @@ int main(int argc, char **argv)
 		char *rest = sp ? sp + 1 : line + strlen(line);
 		if (sp)
 			*sp = 0;
-		if (!strcmp(line, "sync"))
-			do_sync(s, rest);
+		if (!strcmp(line, "sync") || !strcmp(line, "pull"))
+			do_sync(s, rest, line[0] == 'p');
 		else if (!strcmp(line, "exec"))
 			do_exec(s, rest);
 		else if (!strcmp(line, "connect"))

@@ -25,19 +25,23 @@ CASES = [
     ("connect", "new connection to first command"),
     ("big", "256 MiB file"),
     ("noop100k", "100,000-file tree, no-op"),
+    ("pcold", "cold pull (tree)"),
+    ("pnoop", "no-op pull"),
+    ("pchange5", "pull, 5 files changed"),
 ]
 CASE_LABEL = dict(CASES)
 SHORT = {"cold": "cold", "noop": "no-op", "change5": "5 changed",
          "touch5": "5 touched", "exec": "exec true",
          "connect": "connect+cmd", "big": "256 MiB",
-         "noop100k": "100k no-op"}
+         "noop100k": "100k no-op", "pcold": "pull cold",
+         "pnoop": "pull no-op", "pchange5": "pull 5 chg"}
 
 TOOLS = {
     "ferry-held": "ferry, held session (libferry)",
     "ferry-lib": "ferry library: open + exec + close",
     "ferry-cli": "ferry CLI (one process, new connection)",
-    "rsync-cm": "rsync -az --delete via ssh ControlMaster",
-    "rsync-new": "rsync -az --delete, new ssh connection",
+    "rsync-cm": "rsync --delete via ssh ControlMaster (push -az, pull -a)",
+    "rsync-new": "rsync --delete, new ssh connection (push -az, pull -a)",
     "ssh-cm": "ssh true via ControlMaster",
     "ssh-new": "ssh true, new connection",
     "ssh-cat": "ssh 'cat >/dev/null', new connection",
@@ -96,6 +100,20 @@ def rt_max(n, extra=None):
     return check
 
 
+# Levels of directories in the tree (meta tree_depth): an unchanged pull
+# of a tree of depth d takes at most d + 2 round trips.
+DEPTH = {"d": None}
+
+
+def rt_depth(extra=None):
+    def check(r, f, p, lvl):
+        d = DEPTH["d"]
+        if d is None:
+            return None, "(tree depth unknown)"
+        return rt_max(d + 2, extra)(r, f, p, lvl)
+    return check
+
+
 def exec_target(r, f, p, lvl):
     rtt = lvl if lvl else 0.1
     ok = f["median"] <= rtt + 2.0 and r < 1.0
@@ -134,6 +152,12 @@ PAIRS = [
     ("noop100k", "ferry-held", "stat-find", within(1.5)),
     ("noop100k", "ferry-cli", "stat-find", None),
     ("noop100k", "ferry-cli", "rsync-cm", None),
+    ("pcold", "ferry-held", "rsync-cm", below()),
+    ("pcold", "ferry-cli", "rsync-new", None),
+    ("pnoop", "ferry-held", "rsync-cm", rt_depth(below())),
+    ("pnoop", "ferry-cli", "rsync-new", None),
+    ("pchange5", "ferry-held", "rsync-cm", below()),
+    ("pchange5", "ferry-cli", "rsync-new", None),
 ]
 
 
@@ -176,10 +200,12 @@ def load(raw_path, meta_path):
 
 
 def na_reason(meta, tool, case):
+    kind = ("exec" if case in ("exec", "connect") else
+            "pull" if case.startswith("p") else None)
     if tool == "ferry-cli":
-        key = "na_ferry_cli_exec" if case in ("exec", "connect") else "na_ferry_cli_push"
+        key = "na_ferry_cli_" + (kind or "push")
     else:
-        key = "na_ferry_held_exec" if case in ("exec", "connect") else "na_ferry_held_sync"
+        key = "na_ferry_held_" + (kind or "sync")
     return meta.get(key) or meta.get("na_ferry_held") or "not measured"
 
 
@@ -331,6 +357,8 @@ def main():
     ap.add_argument("--stamp", required=True)
     a = ap.parse_args()
     meta, rows = load(a.raw, a.meta)
+    if meta.get("tree_depth", "").isdigit():
+        DEPTH["d"] = int(meta["tree_depth"])
     cells = summarise(meta, rows)
     levels = sorted({k[0] for k in cells})
     big_mib = float(meta.get("big_mib", 256))

@@ -17,6 +17,7 @@
 #             a committed result); WARM warm-up rounds (default 2)
 #   BIG_RUNS  runs for the 256 MiB case (default RUNS); BIG_MIB (256)
 #   CASES     subset of: cold noop change5 touch5 exec connect big noop100k
+#             pcold pnoop pchange5 (pulls of the tree into a local directory)
 #   TREE100K  0 skips the 100,000-file no-op case (loopback only)
 #   FERRY     0 marks every ferry cell n/a without trying (peers only)
 #   OUT       results directory (default bench/results)
@@ -37,7 +38,7 @@ WARM=${WARM:-2}
 BIG_RUNS=${BIG_RUNS:-$RUNS}
 BIG_MIB=${BIG_MIB:-256}
 TREE100K=${TREE100K:-1}
-CASES=${CASES:-cold noop change5 touch5 exec connect big noop100k}
+CASES=${CASES:-cold noop change5 touch5 exec connect big noop100k pcold pnoop pchange5}
 FERRY=${FERRY:-1}
 OUT=${OUT:-$src/bench/results}
 FERRY_BIN=$B/ferry
@@ -131,6 +132,8 @@ meta bash_plain_ms "$("$BIN/tm" -- bash -c true | cut -d' ' -f1)"
 # ---- trees ---------------------------------------------------------------
 tree_info=$("$BIN/gentree" create "$W/tree" -n 400 -s 1) || exit 1
 meta tree "$tree_info"
+# Levels of directories below the top (the pull's round-trip target).
+meta tree_depth "$(find "$W/tree" -mindepth 1 -type d -printf '%d\n' | sort -n | tail -1)"
 log "tree: $tree_info"
 TOOLS_PUSH="ferry-cli ferry-held rsync-new rsync-cm"
 mkdir -p "$W/src"
@@ -288,10 +291,11 @@ held_stop() {
 }
 
 # ---- which ferry cells can be measured --------------------------------------
-NA_CLI_PUSH="" NA_CLI_EXEC="" NA_HELD_SYNC="" NA_HELD_EXEC=""
+NA_CLI_PUSH="" NA_CLI_EXEC="" NA_HELD_SYNC="" NA_HELD_EXEC="" NA_CLI_PULL="" NA_HELD_PULL=""
 probe_ferry() {
 	if [ "$FERRY" = 0 ]; then
 		NA_CLI_PUSH="FERRY=0" NA_CLI_EXEC="FERRY=0" NA_HELD_SYNC="FERRY=0" NA_HELD_EXEC="FERRY=0"
+		NA_CLI_PULL="FERRY=0" NA_HELD_PULL="FERRY=0"
 		return
 	fi
 	if [ ! -x "$FERRY_BIN" ]; then
@@ -305,6 +309,14 @@ probe_ferry() {
 		elif ! diff -rq -x .ferry-id "$W/tree" "$R/probe-push" >/dev/null 2>&1; then
 			NA_CLI_PUSH="ferry push exits 0 but the remote copy differs"
 		fi
+		r=$("$BIN/tm" -o "$W/probe.out" -e "$W/probe.err" -- "$FERRY_BIN" pull -p "$P" -i "$KEY" \
+			--known-hosts "$KH" --delete --json "$H:$W/tree/" "$W/probe-pull")
+		if [ "$(echo "$r" | cut -d' ' -f3)" != 0 ]; then
+			NA_CLI_PULL="ferry pull exits $(echo "$r" | cut -d' ' -f3): $(head -c 150 "$W/probe.err" | tr '\n\t' '  ')"
+		elif ! diff -rq "$W/tree" "$W/probe-pull" >/dev/null 2>&1; then
+			NA_CLI_PULL="ferry pull exits 0 but the local copy differs"
+		fi
+		rm -rf "$W/probe-pull"
 		r=$("$BIN/tm" -o "$W/probe.out" -e "$W/probe.err" -- "$FERRY_BIN" exec -p "$P" -i "$KEY" \
 			--known-hosts "$KH" "$H" -- echo ferry-bench-ok)
 		if ! grep -q ferry-bench-ok "$W/probe.out"; then
@@ -314,10 +326,18 @@ probe_ferry() {
 	if [ ! -x "$BIN/held" ]; then
 		NA_HELD_SYNC="$BIN/held not built (make B=... bench builds bench/held.c)"
 		NA_HELD_EXEC=$NA_HELD_SYNC
+		NA_HELD_PULL=$NA_HELD_SYNC
 	elif ! held_start; then
 		NA_HELD_SYNC="held driver: ${HELD_ERR:-cannot start}"
 		NA_HELD_EXEC=$NA_HELD_SYNC
+		NA_HELD_PULL=$NA_HELD_SYNC
 	else
+		if ! held_cmd pull "$W/probe-pull" "$W/tree/"; then
+			NA_HELD_PULL="ferry_pull: $REPLY"
+		elif ! diff -rq "$W/tree" "$W/probe-pull" >/dev/null 2>&1; then
+			NA_HELD_PULL="ferry_pull returns 0 but the local copy differs"
+		fi
+		rm -rf "$W/probe-pull"
 		if ! held_cmd sync "$R/probe-held" "$W/tree/"; then
 			NA_HELD_SYNC="ferry_sync: $REPLY"
 		elif ! diff -rq -x .ferry-id "$W/tree" "$R/probe-held" >/dev/null 2>&1; then
@@ -331,6 +351,8 @@ probe_ferry() {
 	meta na_ferry_cli_exec "$NA_CLI_EXEC"
 	meta na_ferry_held_sync "$NA_HELD_SYNC"
 	meta na_ferry_held_exec "$NA_HELD_EXEC"
+	meta na_ferry_cli_pull "$NA_CLI_PULL"
+	meta na_ferry_held_pull "$NA_HELD_PULL"
 	log "ferry push CLI: ${NA_CLI_PUSH:-measured}; ferry exec CLI: ${NA_CLI_EXEC:-measured}; held sync: ${NA_HELD_SYNC:-measured}; held exec: ${NA_HELD_EXEC:-measured}"
 }
 
@@ -342,8 +364,8 @@ record() {
 
 tool_na() { # TOOL CASE -> reason or empty
 	case $1 in
-	ferry-cli) case $2 in exec | connect) echo "$NA_CLI_EXEC" ;; *) echo "$NA_CLI_PUSH" ;; esac ;;
-	ferry-held) case $2 in exec | connect) echo "$NA_HELD_EXEC" ;; *) echo "$NA_HELD_SYNC" ;; esac ;;
+	ferry-cli) case $2 in exec | connect) echo "$NA_CLI_EXEC" ;; p*) echo "$NA_CLI_PULL" ;; *) echo "$NA_CLI_PUSH" ;; esac ;;
+	ferry-held) case $2 in exec | connect) echo "$NA_HELD_EXEC" ;; p*) echo "$NA_HELD_PULL" ;; *) echo "$NA_HELD_SYNC" ;; esac ;;
 	ferry-lib) echo "$NA_HELD_EXEC" ;;
 	esac
 }
@@ -395,6 +417,34 @@ push_run() { # CASE TOOL RUN SRC DEST
 		local e=$SSHC
 		[ $t = rsync-cm ] && e=$SSHCM
 		out=$("$BIN/tm" -e "$W/run.err" -- rsync -az --delete -e "$e" "$s" "$H:$d/")
+		record_tm "$c" "$t" "$n" "$out"
+		;;
+	esac
+}
+
+# A pull through tool TOOL of the remote directory SRC into the local DEST.
+pull_run() { # CASE TOOL RUN SRC DEST
+	local c=$1 t=$2 n=$3 s=$4 d=$5 out
+	case $t in
+	ferry-cli)
+		out=$("$BIN/tm" -o "$W/run.out" -e "$W/run.err" -- "$FERRY_BIN" pull -p "$P" -i "$KEY" \
+			--known-hosts "$KH" --delete --json "$H:$s/" "$d")
+		record_tm "$c" "$t" "$n" "$out" "$(json_rt "$W/run.out")" "$(json_extra "$W/run.out")"
+		;;
+	ferry-held)
+		if held_cmd pull "$d" "$s/"; then
+			set -- $REPLY
+			record "$c" "$t" "$n" "$2" "$3" - 0 \
+				"up=$4 upd=$5 del=$6 bytes=$7 verified=$8 scan=$9 plan=${10} transfer=${11}"
+		else
+			echo "$REPLY" >"$W/err-$LVL-$c-$t.txt"
+			record "$c" "$t" "$n" 0 - - 1
+		fi
+		;;
+	rsync-new | rsync-cm)
+		local e=$SSHC
+		[ $t = rsync-cm ] && e=$SSHCM
+		out=$("$BIN/tm" -e "$W/run.err" -- rsync -a --delete -e "$e" "$H:$s/" "$d/")
 		record_tm "$c" "$t" "$n" "$out"
 		;;
 	esac
@@ -510,6 +560,23 @@ one_run() { # CASE TOOL RUN INDEX
 		push_run "$c" "$t" "$n" "$W/src/$t/" "$d"
 		check_copy "$c" "$t" "$n" "$W/src/$t/" "$d"
 		;;
+	pcold)
+		d=$W/pull/L$LVL/cold-$t-$i
+		mkdir -p "$W/pull/L$LVL"
+		pull_run pcold "$t" "$n" "$R/L$LVL/psrc" "$d"
+		check_copy pcold "$t" "$n" "$R/L$LVL/psrc/" "$d"
+		rm -rf "$d"
+		;;
+	pnoop | pchange5)
+		d=$W/pull/L$LVL/steady-$t
+		mkdir -p "$W/pull/L$LVL"
+		[ -d "$R/L$LVL/psrc-$t" ] || cp -a "$W/tree" "$R/L$LVL/psrc-$t"
+		if [ $c = pchange5 ]; then
+			"$BIN/gentree" touch "$R/L$LVL/psrc-$t" -k 5 -s $((LVL * 1000 + i)) >/dev/null
+		fi
+		pull_run "$c" "$t" "$n" "$R/L$LVL/psrc-$t" "$d"
+		check_copy "$c" "$t" "$n" "$R/L$LVL/psrc-$t/" "$d"
+		;;
 	exec | connect) exec_run "$c" "$t" "$n" ;;
 	big)
 		d=$R/L$LVL/big-$t-$i
@@ -561,6 +628,13 @@ run_level() { # RTT
 	has_case noop && run_case noop "$RUNS" ferry-held ferry-cli rsync-cm rsync-new stat-find hash-xxh3 stat-inproc hash-inproc
 	has_case change5 && run_case change5 "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
 	has_case touch5 && run_case touch5 "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
+	if has_case pcold || has_case pnoop || has_case pchange5; then
+		rm -rf "$R/L$LVL"/psrc* "$W/pull/L$LVL"
+		cp -a "$W/tree" "$R/L$LVL/psrc"
+	fi
+	has_case pcold && run_case pcold "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
+	has_case pnoop && run_case pnoop "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
+	has_case pchange5 && run_case pchange5 "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
 	has_case exec && run_case exec "$RUNS" ferry-held ferry-cli ssh-cm ssh-new
 	has_case connect && run_case connect "$RUNS" ferry-lib ferry-cli ssh-new
 	if has_case big; then
@@ -581,7 +655,7 @@ run_level() { # RTT
 	cm_stop
 	if [ "$LVL" != 0 ] && [ "$SIM" = relay ]; then kill "$RELAY_PID" 2>/dev/null; fi
 	wire_stop
-	rm -rf "$R/L$LVL"
+	rm -rf "$R/L$LVL" "$W/pull/L$LVL"
 }
 
 # ---- go -------------------------------------------------------------------------

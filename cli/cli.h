@@ -92,6 +92,7 @@ void cli_log(void *ctx, int level, const char *msg);
 /* The subcommands. */
 int cmd_ping(int argc, char **argv);
 int cmd_push(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 

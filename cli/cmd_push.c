@@ -51,5 +51,5 @@ static int push(cli_conn *c, cli_sync *cs, ferry_sync_report *r)
 
 int cmd_push(int argc, char **argv)
 {
-	return cli_sync_main(argc, argv, usage, help, push);
+	return cli_sync_main(argc, argv, usage, help, 0, push);
 }

@@ -29,5 +29,5 @@ static int status(cli_conn *c, cli_sync *cs, ferry_sync_report *r)
 
 int cmd_status(int argc, char **argv)
 {
-	return cli_sync_main(argc, argv, usage, help, status);
+	return cli_sync_main(argc, argv, usage, help, 0, status);
 }

@@ -15,6 +15,7 @@ typedef struct command {
 
 static const command commands[] = {
         {"push", cmd_push, "make a remote directory equal to local files"},
+        {"pull", cmd_pull, "make a local directory equal to remote files"},
         {"status", cmd_status, "show what a push would do, without connecting"},
         {"exec", cmd_exec, "run a command on the remote over the session"},
         {"ping", cmd_ping,
@@ -88,8 +89,8 @@ int main(int argc, char **argv)
 				                 NULL};
 				return commands[i].run(2, hargv);
 			}
-		return cli_usage_error("ferry help COMMAND (push, status, "
-		                       "exec, ping)",
+		return cli_usage_error("ferry help COMMAND (push, pull, "
+		                       "status, exec, ping)",
 		                       "unknown command '%s'", verb);
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

@@ -17,6 +17,7 @@ ferry \\- keep a remote copy of local files current over SSH, and run commands t
 .SH SYNOPSIS
 .nf
 .B ferry push [OPTIONS] SRC... [USER@]HOST:DEST
+.B ferry pull [OPTIONS] [USER@]HOST:SRC... DEST
 .B ferry status [OPTIONS] SRC... [USER@]HOST:DEST
 .B ferry exec [OPTIONS] [USER@]HOST [\\-\\-] COMMAND...
 .B ferry ping [OPTIONS] [USER@]HOST
@@ -25,13 +26,14 @@ ferry \\- keep a remote copy of local files current over SSH, and run commands t
 .SH DESCRIPTION
 ferry makes a remote directory equal to local files over SFTP, pipelining
 every request on one channel, and keeps a manifest per target so that a push
-where nothing changed costs no network round trip.  The remote needs only
+where nothing changed costs no network round trip; pull brings a remote tree
+into a local directory the same way, every name the server sends checked.  The remote needs only
 sshd's SFTP subsystem (and bash for
 .BR exec ).
 Each command below is shown with the text of
 .BR "ferry help COMMAND" .
 EOF2
-for cmd in push status exec ping; do
+for cmd in push pull status exec ping; do
 	printf '.SH %s\n.nf\n' "$(echo "$cmd" | tr a-z A-Z)"
 	"$ferry" help "$cmd" | esc
 	printf '.fi\n'

@@ -334,13 +334,14 @@ void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
 	json_close_arr(j);
 }
 
-static void print_stats(FILE *f, const ferry_sync_report *r, int dry)
+static void print_stats(FILE *f, const ferry_sync_report *r, int dry, int pull)
 {
 	const char *w = dry ? " (dry run: planned)" : "";
-	fprintf(f, "Files scanned:        %llu (%llu directories)\n",
+	fprintf(f, "Files %s:        %llu (%llu directories)\n",
+	        pull ? "listed " : "scanned",
 	        (unsigned long long)r->files_scanned,
 	        (unsigned long long)r->dirs_scanned);
-	fprintf(f, "Uploaded:             %llu%s\n",
+	fprintf(f, "%s             %llu%s\n", pull ? "Fetched: " : "Uploaded:",
 	        (unsigned long long)r->files_uploaded, w);
 	fprintf(f, "Metadata updated:     %llu\n",
 	        (unsigned long long)r->files_updated);
@@ -351,7 +352,7 @@ static void print_stats(FILE *f, const ferry_sync_report *r, int dry)
 	        (unsigned long long)r->dirs_created);
 	fprintf(f, "Symlinks created:     %llu\n",
 	        (unsigned long long)r->symlinks_created);
-	fprintf(f, "Bytes sent:           %llu\n",
+	fprintf(f, "Bytes %s:        %llu\n", pull ? "written" : "sent:  ",
 	        (unsigned long long)r->bytes_sent);
 	fprintf(f, "Round trips:          %llu\n",
 	        (unsigned long long)r->round_trips);
@@ -381,26 +382,35 @@ int cli_sync_report(cli_sync *cs, const char *command, int rc,
 		json_end(&j);
 		return status;
 	}
-	for (size_t i = 0; i < r->error_count; i++)
-		cli_error("%s: %s", r->errors[i].path, r->errors[i].message);
+	for (size_t i = 0; i < r->error_count; i++) {
+		fprintf(stderr, "%s: ", cli_prog);
+		print_path(stderr, r->errors[i].path);
+		fprintf(stderr, ": %s\n", r->errors[i].message);
+	}
 	if (rc && rc != FERRY_EPARTIAL)
 		cli_error("%s",
 		          errmsg && *errmsg ? errmsg : ferry_strerror(rc));
 	if (cs->stats)
-		print_stats(out, r, cs->o.dry_run);
+		print_stats(out, r, cs->o.dry_run, cs->pull);
 	else if (!cs->conn->quiet && (rc == 0 || rc == FERRY_EPARTIAL))
 		fprintf(out,
-		        "%s %s: %s%llu uploaded, %llu updated, %llu deleted, "
-		        "%llu directories created; %llu files scanned, %llu "
-		        "bytes sent, %llu round trips, %.0f ms%s\n",
-		        cs->o.dry_run ? "would push to" : "pushed to",
+		        "%s %s: %s%llu %s, %llu updated, %llu deleted, "
+		        "%llu directories created; %llu files %s, %llu "
+		        "bytes %s, %llu round trips, %.0f ms%s\n",
+		        cs->pull        ? (cs->o.dry_run ? "would pull into"
+		                                         : "pulled into")
+		        : cs->o.dry_run ? "would push to"
+		                        : "pushed to",
 		        cs->o.dest, cs->o.dry_run ? "(dry run) " : "",
 		        (unsigned long long)r->files_uploaded,
+		        cs->pull ? "fetched" : "uploaded",
 		        (unsigned long long)r->files_updated,
 		        (unsigned long long)r->files_deleted,
 		        (unsigned long long)r->dirs_created,
 		        (unsigned long long)r->files_scanned,
+		        cs->pull ? "listed" : "scanned",
 		        (unsigned long long)r->bytes_sent,
+		        cs->pull ? "written" : "sent",
 		        (unsigned long long)r->round_trips, r->ms_total,
 		        rc == FERRY_EPARTIAL ? " (some files failed)" : "");
 	return status;
@@ -411,32 +421,109 @@ static int sync_option(void *cs, int opt, char *arg)
 	return cli_sync_option(cs, opt, arg);
 }
 
-/* Options, SRC..., [USER@]HOST:DEST; then cli_sync_finish.  -1 to go on,
- * else the exit status (help printed, or a usage error). */
+/* The length of "[USER@]HOST:" at the start of arg (0: none). */
+static size_t remote_prefix(const char *arg)
+{
+	const char *p = arg + strcspn(arg, "@:[/");
+	if (*p == '@')
+		p++;
+	if (*p == '[') {
+		const char *e = strchr(p, ']');
+		if (!e)
+			return 0;
+		p = e + 1;
+	} else {
+		p += strcspn(p, ":/");
+	}
+	return *p == ':' && p > arg ? (size_t)(p - arg) + 1 : 0;
+}
+
+/* A pull's sources: [USER@]HOST:SRC, later ones on the same host (the
+ * same prefix, or just :SRC); each replaced by its remote path.  The DEST
+ * that follows is local.  0, or -1 (message printed). */
+static int pull_operands(cli_conn *c, char **args, size_t n, const char *dest)
+{
+	const char *arg0 = args[0];
+	size_t plen = remote_prefix(arg0);
+	char *path = NULL;
+	if (remote_prefix(dest)) {
+		cli_error("'%s' looks remote: ferry pull puts files into a "
+		          "local DEST (write ./%s for a local name with ':')",
+		          dest, dest);
+		return -1;
+	}
+	if (cli_conn_target(c, arg0, 1, &path) < 0)
+		return -1;
+	args[0] = path;
+	for (size_t i = 1; i < n; i++) {
+		char *a = args[i];
+		if (a[0] == ':')
+			a++;
+		else if (plen && !strncmp(a, arg0, plen))
+			a += plen;
+		else {
+			cli_error("'%s': every source is on %.*s (write "
+			          "%.*sPATH or :PATH)",
+			          a, (int)(plen - 1), arg0, (int)plen, arg0);
+			return -1;
+		}
+		args[i] = *a ? a : (char *)".";
+	}
+	return 0;
+}
+
+/* Options, operands (push and status: SRC... [USER@]HOST:DEST; pull:
+ * [USER@]HOST:SRC... DEST); then cli_sync_finish.  -1 to go on, else the
+ * exit status (help printed, or a usage error). */
 static int sync_parse(cli_conn *c, cli_sync *cs, int argc, char **argv,
-                      const char *usage, const char *help)
+                      const char *usage, const char *help, int pull)
 {
 	static const struct option longopts[] = {
 	        CLI_CONN_LONGOPTS,
 	        CLI_SYNC_LONGOPTS,
 	        {"help", no_argument, NULL, 'h'},
 	        {0}};
+	static const struct option pull_longopts[] = {
+	        CLI_CONN_LONGOPTS,
+	        {"delete", no_argument, NULL, OPT_DELETE},
+	        {"exclude", required_argument, NULL, OPT_EXCLUDE},
+	        {"exclude-from", required_argument, NULL, OPT_EXCLUDE_FROM},
+	        {"checksum", no_argument, NULL, OPT_CHECKSUM},
+	        {"fsync", no_argument, NULL, OPT_FSYNC},
+	        {"itemize-changes", no_argument, NULL, OPT_ITEMIZE},
+	        {"stats", no_argument, NULL, OPT_STATS},
+	        {"json", no_argument, NULL, OPT_JSON},
+	        {"dry-run", no_argument, NULL, 'n'},
+	        {"max-delete", required_argument, NULL, OPT_MAX_DELETE},
+	        {"progress", no_argument, NULL, OPT_PROGRESS},
+	        {"help", no_argument, NULL, 'h'},
+	        {0}};
 	char *dest = NULL;
-	int rc = cli_parse_options(c, argc, argv,
-	                           CLI_CONN_SHORTOPTS CLI_SYNC_SHORTOPTS "h",
-	                           longopts, usage, help, sync_option, cs);
+	int rc = cli_parse_options(
+	        c, argc, argv, CLI_CONN_SHORTOPTS CLI_SYNC_SHORTOPTS "h",
+	        pull ? pull_longopts : longopts, usage, help, sync_option, cs);
 	if (rc >= 0)
 		return rc;
 	if (argc - optind < 2)
 		return cli_usage_error(usage,
-		                       "expected SRC... and [USER@]HOST:DEST");
-	if (cli_conn_target(c, argv[argc - 1], 1, &dest) < 0)
+		                       pull ? "expected [USER@]HOST:SRC... and "
+		                              "DEST"
+		                            : "expected SRC... and "
+		                              "[USER@]HOST:DEST");
+	size_t n = (size_t)(argc - 1 - optind);
+	if (pull) {
+		dest = argv[argc - 1];
+		if (pull_operands(c, argv + optind, n, dest) < 0)
+			return cli_usage_line(usage);
+	} else if (cli_conn_target(c, argv[argc - 1], 1, &dest) < 0) {
 		return cli_usage_line(usage);
-	cli_sync_finish(cs, argv + optind, (size_t)(argc - 1 - optind), dest);
+	}
+	cli_sync_finish(cs, argv + optind, n, dest);
 	return -1;
 }
 
 int cli_sync_main(int argc, char **argv, const char *usage, const char *help,
+                  int pull,
                   int (*run)(cli_conn *c, cli_sync *cs, ferry_sync_report *r))
 {
 	cli_conn c;
@@ -444,8 +531,9 @@ int cli_sync_main(int argc, char **argv, const char *usage, const char *help,
 	ferry_sync_report r;
 	cli_conn_init(&c);
 	cli_sync_init(&cs, &c);
+	cs.pull = pull;
 	memset(&r, 0, sizeof(r));
-	int rc = sync_parse(&c, &cs, argc, argv, usage, help);
+	int rc = sync_parse(&c, &cs, argc, argv, usage, help, pull);
 	if (rc < 0)
 		rc = run(&c, &cs, &r);
 	ferry_sync_report_free(&r);

@@ -57,6 +57,7 @@ typedef struct cli_sync {
 	size_t exclude_count, exclude_from_count;
 	int itemize, stats, json, progress;
 	int to_stderr; /* itemize lines and the summary go to stderr */
+	int pull;      /* ferry pull: the sources are remote */
 	const cli_conn *conn;
 	/* output state */
 	double start_ms, last_draw_ms;
@@ -78,9 +79,11 @@ int cli_sync_option(cli_sync *cs, int opt, const char *arg);
 /* Sources, destination: fills cs->o (callbacks included). */
 int cli_sync_finish(cli_sync *cs, char **sources, size_t n, const char *dest);
 /* The command line of push and status (options, SRC...,
- * [USER@]HOST:DEST, then cli_sync_finish), then run: the exit status of
- * run, or of a usage error or --help. */
+ * [USER@]HOST:DEST) or, with pull, of pull ([USER@]HOST:SRC... DEST, the
+ * sources replaced by their remote paths), then cli_sync_finish, then
+ * run: the exit status of run, or of a usage error or --help. */
 int cli_sync_main(int argc, char **argv, const char *usage, const char *help,
+                  int pull,
                   int (*run)(cli_conn *c, cli_sync *cs, ferry_sync_report *r));
 /* Print the outcome: itemize lines were printed as they came; this prints
  * the summary or --stats, or the --json object (with the rest of the

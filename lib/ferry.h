@@ -308,6 +308,38 @@ FERRY_API int ferry_sync_status(const ferry_session_opts *conn,
                                 size_t errmsg_size);
 FERRY_API void ferry_sync_report_free(ferry_sync_report *r);
 
+/* Pull: the reverse of ferry_sync, from the remote into a local directory,
+ * with the same options, callbacks, itemized changes and report.
+ *
+ * opts->sources are remote paths (relative to the login directory unless
+ * absolute; a leading "~/" is the login directory) with rsync's meaning of
+ * a trailing slash ("dir/": its contents into dest; "dir": dest/dir; a
+ * file: dest/name); opts->dest is the local directory, made when missing.
+ * The local tree is what is compared, by size and mtime (checksum: the
+ * content of files of the same size is read and compared): no manifest,
+ * so force, verify and state_dir do not apply.  delete_extraneous removes
+ * local entries the sources do not have (refused, FERRY_ENOTFOUND, when a
+ * source is missing or empty); max_delete, excludes, exclude_from,
+ * dry_run, fsync_all (owner-only files are always flushed), on_change,
+ * on_progress and log as for a push.
+ *
+ * Every name, size and attribute the server sends is checked before use: a
+ * name holding '/' or NUL, ".", "..", an empty or duplicate name, a path
+ * too long, a file whose size is not what was listed, a symlink whose
+ * target leaves dest: refused and reported by name, never written.  The
+ * set-user-ID, set-group-ID and sticky bits from the server are dropped.
+ * Files are written as a temporary name in their directory (created with
+ * the final mode, so an owner-only file is never readable by others),
+ * then renamed over the old name: every local path is whole, old or new.
+ *
+ * In the report, files_uploaded counts the files brought home,
+ * files_updated the metadata-only changes, bytes_sent the content bytes
+ * written locally, files_scanned and dirs_scanned the remote entries
+ * listed.  Returns as ferry_sync: 0, FERRY_EPARTIAL, or another FERRY_E*
+ * (the session's error text says why). */
+FERRY_API int ferry_pull(ferry_session *s, const ferry_sync_opts *opts,
+                         ferry_sync_report *report);
+
 /* ---- exec -------------------------------------------------------------- */
 
 #define FERRY_EXEC_OPTS_VERSION 1

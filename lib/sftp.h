@@ -379,18 +379,59 @@ typedef void (*ferry__sftp_small_cb)(void *ctx, int err, const char *msg,
 int ferry__sftp_read_small(ferry__sftp *sf, const char *path, uint32_t max,
                            ferry__sftp_small_cb cb, void *ctx);
 
-/* One directory's entries ("." and ".." left out), attrs from lstat:
- * OPENDIR; then 4 READDIRs + CLOSE pipelined.  2 round trips for
+/* One directory's entries, attrs from lstat.  The "." and ".." of the
+ * directory are left out (one each, as directories); the names are not
+ * judged (sftp_proto.h): anything else, a second "..", a name with '/' or
+ * NUL or none at all, is passed on for the caller to refuse.
+ * OPENDIR;
+ * then 4 READDIRs + CLOSE pipelined.  2 round trips for
  * directories of up to 298 entries (OpenSSH sends 100 per READDIR); for
  * bigger ones it lists again keeping the handle open until EOF (+3).  Entries
  * valid during the callback. */
 typedef struct ferry__sftp_dirent {
-	char *name;
+	char *name; /* as the server sent it: any bytes, NUL-terminated */
+	size_t name_len;
 	ferry__sftp_attrs attrs;
 } ferry__sftp_dirent;
 typedef void (*ferry__sftp_list_cb)(void *ctx, int err, const char *msg,
                                     const ferry__sftp_dirent *ents, size_t n);
 int ferry__sftp_list(ferry__sftp *sf, const char *path, ferry__sftp_list_cb cb,
                      void *ctx);
+
+/* The content of one file of a known size, for a caller that writes it
+ * somewhere: OPEN; then READs of the server's maximum size covering
+ * [0, size) (at most window bytes of this file in flight, more as they
+ * are answered), the last one a byte longer (or one READ at size) so that
+ * the end of the file is seen where it was listed, and CLOSE behind the
+ * last READ: 2 round trips for a file of up to window bytes, however
+ * many are downloaded together.  A file that turns out shorter or longer
+ * than size fails with FERRY_EPROTO ("size"): a listing that lied, or a
+ * file changed while read.  A short read is read again (the handle is
+ * opened again when the speculative CLOSE went out already). */
+typedef struct ferry__sftp_download_result {
+	int error;           /* 0 or FERRY_E* */
+	const char *step;    /* NULL, or "open", "read", "size", "write"
+	                      * (the caller's data or open said no) */
+	const char *message; /* never NULL */
+	uint64_t bytes;      /* given to data */
+	uint64_t gen;        /* round trip of its last reply */
+} ferry__sftp_download_result;
+
+typedef struct ferry__sftp_download_opts {
+	const char *path; /* copied */
+	uint64_t size;
+	size_t window; /* bytes of this file's READs in flight; 0: 4 MiB */
+	/* The file is open on the server (once; may be NULL).  0 to go on,
+	 * else a FERRY_E* that ends the download ("write"). */
+	int (*opened)(void *ctx);
+	/* n bytes of the file at off (any order; each byte once).  0, or a
+	 * FERRY_E* that ends the download ("write"). */
+	int (*data)(void *ctx, uint64_t off, const uint8_t *p, size_t n);
+	void (*done)(void *ctx, const ferry__sftp_download_result *r);
+	void *ctx;
+} ferry__sftp_download_opts;
+
+/* done is called exactly once when this returns 0. */
+int ferry__sftp_download(ferry__sftp *sf, const ferry__sftp_download_opts *o);
 
 #endif

@@ -2,6 +2,7 @@
  * of one file (what the push executor runs for every file), the read of a
  * small file, and the listing of one directory. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -640,6 +641,7 @@ typedef struct list_job {
 	ferry__sftp_dirent *ents;
 	size_t n, cap;
 	int pending, eof, err, closed, big, opened;
+	int selves; /* "." (1) and ".." (2) seen */
 	char msg[JOB_MSG];
 } list_job;
 
@@ -648,6 +650,7 @@ static void list_clear(list_job *j)
 	for (size_t i = 0; i < j->n; i++)
 		ferry__free(j->ents[i].name);
 	j->n = 0;
+	j->selves = 0;
 }
 
 static void list_finish(list_job *j)
@@ -679,11 +682,27 @@ static void list_close_cb(void *ctx, const ferry__sftp_reply *r)
 	list_step(j);
 }
 
+/* The "." or ".." every listing holds, dropped once each; another one (a
+ * second, or one that is not a directory) is passed on for the caller to
+ * refuse. */
+static int list_self(list_job *j, const ferry__sftp_name *nm)
+{
+	int k = nm->name_len == 1 && nm->name[0] == '.'           ? 1
+	        : nm->name_len == 2 && !memcmp(nm->name, "..", 2) ? 2
+	                                                          : 0;
+	int dir = !(nm->attrs.flags & FERRY__ATTR_PERMISSIONS) ||
+	          (nm->attrs.perm & 0170000) == 0040000;
+	if (!k || !dir || (j->selves & k))
+		return 0;
+	j->selves |= k;
+	return 1;
+}
+
 static void list_add(list_job *j, const ferry__sftp_reply *r)
 {
 	for (uint32_t i = 0; i < r->count && !j->err; i++) {
 		const ferry__sftp_name *nm = &r->names[i];
-		if (!strcmp(nm->name, ".") || !strcmp(nm->name, ".."))
+		if (list_self(j, nm))
 			continue;
 		if (j->n == j->cap) {
 			size_t ncap = j->cap ? j->cap * 2 : 64;
@@ -697,8 +716,11 @@ static void list_add(list_job *j, const ferry__sftp_reply *r)
 			j->ents = ne;
 			j->cap = ncap;
 		}
-		j->ents[j->n].name = ferry__strdup(nm->name);
-		if (!j->ents[j->n].name) {
+		j->ents[j->n].name = ferry__malloc(nm->name_len + 1);
+		if (j->ents[j->n].name) {
+			memcpy(j->ents[j->n].name, nm->name, nm->name_len + 1);
+			j->ents[j->n].name_len = nm->name_len;
+		} else {
 			list_err(j, "readdir", FERRY_ENOMEM, "out of memory");
 			return;
 		}
@@ -804,6 +826,312 @@ int ferry__sftp_list(ferry__sftp *sf, const char *path, ferry__sftp_list_cb cb,
 	j->ctx = ctx;
 	j->path = ferry__strdup(path);
 	int error = j->path ? ferry__sftp_opendir(sf, path, list_open_cb, j)
+	                    : FERRY_ENOMEM;
+	if (error) {
+		ferry__free(j->path);
+		ferry__free(j);
+		return error;
+	}
+	j->pending = 1;
+	sf->jobs++;
+	return 0;
+}
+
+/* ---- download one file
+ * ------------------------------------------------------- */
+
+#define DL_WINDOW  (4u << 20)
+#define DL_REOPENS 8 /* rounds of short reads read again */
+
+typedef struct dl_hole {
+	uint64_t off;
+	uint32_t len;
+} dl_hole;
+
+typedef struct dl_job {
+	ferry__sftp *sf;
+	ferry__sftp_download_opts o;
+	char *path;
+	ferry__sftp_handle h;
+	int open;       /* h is valid: opened and no CLOSE sent */
+	int opens;      /* OPENs answered with a handle */
+	int careful;    /* reopened: CLOSE only once everything is in */
+	unsigned reads; /* READs in flight */
+	unsigned pending;
+	size_t inflight; /* bytes asked by the READs in flight */
+	uint64_t next_off, got, gen;
+	uint32_t chunk;
+	int eof_sent, eof_ok;
+	dl_hole *holes;
+	size_t nholes, holes_cap;
+	int error;
+	const char *step;
+	char msg[JOB_MSG];
+} dl_job;
+
+typedef struct dl_read {
+	dl_job *j;
+	uint64_t off;
+	uint32_t len;
+} dl_read;
+
+static void dl_err(dl_job *j, const char *step, int err, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void dl_err(dl_job *j, const char *step, int err, const char *fmt, ...)
+{
+	if (j->error)
+		return;
+	char m[JOB_MSG];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(m, sizeof(m), fmt, ap);
+	va_end(ap);
+	j->error = err;
+	j->step = step;
+	snprintf(j->msg, sizeof(j->msg), "%s %.300s: %.200s", step, j->path, m);
+}
+
+static void dl_seen(dl_job *j, const ferry__sftp_reply *r)
+{
+	if (r->gen > j->gen)
+		j->gen = r->gen;
+}
+
+static void dl_step(dl_job *j);
+
+static void dl_close_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	dl_job *j = ctx;
+	dl_seen(j, r);
+	j->pending--;
+	dl_step(j); /* a failing close of a file read changes nothing */
+}
+
+static void dl_close(dl_job *j)
+{
+	j->open = 0;
+	if (!ferry__sftp_close(j->sf, &j->h, dl_close_cb, j))
+		j->pending++;
+}
+
+/* A short read: the rest of its range is asked again. */
+static void dl_hole_add(dl_job *j, uint64_t off, uint32_t len)
+{
+	if (j->nholes == j->holes_cap) {
+		size_t ncap = j->holes_cap ? 2 * j->holes_cap : 4;
+		dl_hole *v = ferry__reallocarray(j->holes, ncap, sizeof(*v));
+		if (!v) {
+			dl_err(j, "read", FERRY_ENOMEM, "out of memory");
+			return;
+		}
+		j->holes = v;
+		j->holes_cap = ncap;
+	}
+	j->holes[j->nholes].off = off;
+	j->holes[j->nholes++].len = len;
+}
+
+static void dl_read_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	dl_read *rd = ctx;
+	dl_job *j = rd->j;
+	uint64_t off = rd->off, size = j->o.size;
+	uint32_t len = rd->len;
+	ferry__free(rd);
+	dl_seen(j, r);
+	j->pending--;
+	j->reads--;
+	j->inflight -= len;
+	if (j->error) {
+		/* nothing more is taken */
+	} else if (r->error) {
+		dl_err(j, "read", r->error, "%s", r->message);
+	} else if (off == size) {
+		if (r->eof)
+			j->eof_ok = 1;
+		else
+			dl_err(j, "size", FERRY_EPROTO,
+			       "the file holds more than the %llu bytes listed",
+			       (unsigned long long)size);
+	} else if (r->eof || r->data_len == 0) {
+		dl_err(j, "size", FERRY_EPROTO,
+		       "the file ends at %llu bytes, %llu were listed",
+		       (unsigned long long)off, (unsigned long long)size);
+	} else if (off + r->data_len > size) {
+		dl_err(j, "size", FERRY_EPROTO,
+		       "the file holds more than the %llu bytes listed",
+		       (unsigned long long)size);
+	} else {
+		int e = j->o.data
+		                ? j->o.data(j->o.ctx, off, r->data, r->data_len)
+		                : 0;
+		uint64_t end = off + r->data_len, want = off + len;
+		if (e) {
+			dl_err(j, "write", e, "%s", ferry_strerror(e));
+		} else {
+			j->got += r->data_len;
+			/* The last READ asks one byte past the listed size:
+			 * ending there is the end of file (a server reads a
+			 * regular file short only at its end). */
+			if (want > size && end == size)
+				j->eof_ok = 1;
+			else if (end < want)
+				dl_hole_add(
+				        j, end,
+				        (uint32_t)((want > size ? size : want) -
+				                   end));
+			if (want > size && end < size)
+				j->eof_sent = 0; /* asked again, separately */
+		}
+	}
+	dl_step(j);
+}
+
+static int dl_send_read(dl_job *j, uint64_t off, uint32_t len)
+{
+	dl_read *rd = ferry__calloc(1, sizeof(*rd));
+	if (!rd) {
+		dl_err(j, "read", FERRY_ENOMEM, "out of memory");
+		return -1;
+	}
+	rd->j = j;
+	rd->off = off;
+	rd->len = len;
+	int e = ferry__sftp_read(j->sf, &j->h, off, len, dl_read_cb, rd);
+	if (e) {
+		ferry__free(rd);
+		dl_err(j, "read", e, "%s", ferry_strerror(e));
+		return -1;
+	}
+	j->pending++;
+	j->reads++;
+	j->inflight += len;
+	return 0;
+}
+
+static void dl_open_cb(void *ctx, const ferry__sftp_reply *r);
+
+static void dl_finish(dl_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	ferry__sftp_download_result res;
+	if (!j->error && j->got != j->o.size)
+		dl_err(j, "size", FERRY_EPROTO, "read %llu bytes of %llu",
+		       (unsigned long long)j->got,
+		       (unsigned long long)j->o.size);
+	res.error = j->error;
+	res.step = j->error ? j->step : NULL;
+	res.message = j->error ? j->msg : "ok";
+	res.bytes = j->got;
+	res.gen = j->gen;
+	if (j->o.done)
+		j->o.done(j->o.ctx, &res);
+	ferry__free(j->holes);
+	ferry__free(j->path);
+	ferry__free(j);
+	sf->jobs--;
+}
+
+/* Send what can be sent, close when nothing more will be read, finish
+ * when nothing is in flight. */
+static void dl_step(dl_job *j)
+{
+	uint64_t size = j->o.size;
+	size_t win = j->o.window ? j->o.window : DL_WINDOW;
+	if (j->error) {
+		if (j->open)
+			dl_close(j);
+		if (!j->pending)
+			dl_finish(j);
+		return;
+	}
+	if (j->open) {
+		while (j->nholes && j->inflight < win) {
+			dl_hole h = j->holes[--j->nholes];
+			if (dl_send_read(j, h.off, h.len))
+				break;
+		}
+		while (!j->error && j->next_off < size && j->inflight < win) {
+			uint64_t n = size - j->next_off;
+			uint32_t len = n < j->chunk ? (uint32_t)n : j->chunk;
+			/* The last one also checks the end: one byte more. */
+			int last = n < j->chunk && !j->eof_sent;
+			if (dl_send_read(j, j->next_off, len + (uint32_t)last))
+				break;
+			j->next_off += len;
+			j->eof_sent |= last;
+		}
+		if (!j->error && j->next_off >= size && !j->eof_sent) {
+			if (!dl_send_read(j, size, 1))
+				j->eof_sent = 1;
+		}
+		int all_asked =
+		        j->next_off >= size && j->eof_sent && !j->nholes;
+		if (!j->error && all_asked && (!j->careful || !j->reads))
+			dl_close(j);
+		if (j->error) {
+			dl_step(j);
+			return;
+		}
+	} else if (!j->pending && j->nholes) {
+		/* Short reads behind the speculative CLOSE: again. */
+		if (j->opens > DL_REOPENS) {
+			dl_err(j, "read", FERRY_EPROTO,
+			       "the server keeps answering short reads");
+			dl_step(j);
+			return;
+		}
+		j->careful = 1;
+		int e = ferry__sftp_open(j->sf, j->path, FERRY__FXF_READ, NULL,
+		                         dl_open_cb, j);
+		if (e) {
+			dl_err(j, "open", e, "%s", ferry_strerror(e));
+			dl_step(j);
+			return;
+		}
+		j->pending++;
+		return;
+	}
+	if (!j->pending)
+		dl_finish(j);
+}
+
+static void dl_open_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	dl_job *j = ctx;
+	dl_seen(j, r);
+	j->pending--;
+	if (r->error) {
+		dl_err(j, "open", r->error, "%s", r->message);
+	} else {
+		j->h = *r->handle;
+		j->open = 1;
+		if (!j->opens++ && j->o.opened) {
+			int e = j->o.opened(j->o.ctx);
+			if (e)
+				dl_err(j, "write", e, "%s", ferry_strerror(e));
+		}
+	}
+	dl_step(j);
+}
+
+int ferry__sftp_download(ferry__sftp *sf, const ferry__sftp_download_opts *o)
+{
+	ferry__sftp_limits_info l;
+	if (!o || !o->path)
+		return FERRY_EINVALID;
+	dl_job *j = ferry__calloc(1, sizeof(*j));
+	if (!j)
+		return FERRY_ENOMEM;
+	ferry__sftp_limits_get(sf, &l);
+	j->sf = sf;
+	j->o = *o;
+	j->chunk = l.max_read > UINT32_MAX ? UINT32_MAX : (uint32_t)l.max_read;
+	if (!j->chunk)
+		j->chunk = 1;
+	j->path = ferry__strdup(o->path);
+	int error = j->path ? ferry__sftp_open(sf, j->path, FERRY__FXF_READ,
+	                                       NULL, dl_open_cb, j)
 	                    : FERRY_ENOMEM;
 	if (error) {
 		ferry__free(j->path);

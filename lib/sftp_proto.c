@@ -189,11 +189,10 @@ static int parse_names(ferry_buf *b, uint8_t req_type, ferry__sftp_parsed *r)
 		    (error = ferry__buf_get_string_ptr(b, &l, &ln)) ||
 		    (error = ferry__sftp_get_attrs(b, &a)))
 			return error;
-		if (memchr(s, 0, sn))
-			return FERRY_EPROTO;
-		/* A directory entry is one name: never a path. */
-		if (req_type == FERRY__FXP_READDIR &&
-		    (sn == 0 || memchr(s, '/', sn)))
+		/* A READDIR name is passed on as it came (any bytes, NUL,
+		 * '/' and empty included) so that its user can refuse it by
+		 * name; a path (REALPATH, READLINK) never holds a NUL. */
+		if (req_type != FERRY__FXP_READDIR && memchr(s, 0, sn))
 			return FERRY_EPROTO;
 		strbytes += sn + 1 + ln + 1;
 	}

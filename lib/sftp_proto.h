@@ -111,7 +111,7 @@ typedef struct ferry__sftp_handle {
 } ferry__sftp_handle;
 
 typedef struct ferry__sftp_name {
-	const char *name; /* NUL-terminated; no NUL inside */
+	const char *name; /* NUL-terminated; no NUL inside but in READDIR's */
 	size_t name_len;
 	const char *longname; /* ls -l style text of the server */
 	ferry__sftp_attrs attrs;
@@ -199,9 +199,10 @@ int ferry__sftp_peek_id(const uint8_t *p, size_t n, uint8_t *type,
 
 /* Parse a reply body (type byte first) to a request of req_type (and ext
  * kind for EXTENDED).  A reply type that cannot answer that request, a
- * short or over-long body, a NUL inside a name, a '/' inside a READDIR
- * name, a handle above 256 bytes: FERRY_EPROTO.  FERRY_ENOMEM.  On
- * success free with ferry__sftp_parsed_free. */
+ * short or over-long body, a NUL inside a REALPATH or READLINK name, a
+ * handle above 256 bytes: FERRY_EPROTO.  READDIR names are not judged
+ * here: they may hold any bytes (name_len tells), '/' and NUL included.
+ * FERRY_ENOMEM.  On success free with ferry__sftp_parsed_free. */
 int ferry__sftp_parse_reply(const uint8_t *p, size_t n, uint8_t req_type,
                             int ext_kind, ferry__sftp_parsed *out);
 void ferry__sftp_parsed_free(ferry__sftp_parsed *r);

@@ -359,8 +359,12 @@ static void abandon(push *ps, int code)
 
 static int start_listing(push *ps)
 {
-	int rc = ferry__rlist_start(&ps->rl, ps->sf, ps->dest_r, ps->l.scan,
-	                            ps->l.ex);
+	const char *paths[] = {ps->dest_r};
+	ferry__rlist_opts lo = {.paths = paths,
+	                        .nroots = 1,
+	                        .scope = ps->l.scan,
+	                        .ex = ps->l.ex};
+	int rc = ferry__rlist_start(&ps->rl, ps->sf, &lo);
 	if (rc)
 		return sftp_error(ps, rc);
 	ps->verified = 1;
@@ -382,16 +386,16 @@ static int wait_listing(push *ps)
 		                     "listing the remote destination: %s",
 		                     ferry_strerror(rl->error));
 	}
-	switch (rl->root) {
+	switch (rl->roots[0].state) {
 	case FERRY__ROOT_NOTDIR:
 		return ferry__seterr(ps->s, FERRY_EEXIST,
 		                     "the destination %s exists on the remote "
 		                     "and is not a directory",
 		                     ps->dest_r);
 	case FERRY__ROOT_ERROR:
-		return ferry__seterr(ps->s, rl->root_code,
+		return ferry__seterr(ps->s, rl->roots[0].code,
 		                     "cannot read the destination %s: %s",
-		                     ps->dest_r, rl->root_msg);
+		                     ps->dest_r, rl->roots[0].msg);
 	default:
 		break;
 	}
@@ -651,7 +655,8 @@ static int run_commit(push *ps, int write_marker, const uint8_t *id,
 	        .s = s,
 	        .p = p,
 	        .dest = ps->dest_r,
-	        .dest_missing = ps->rl && ps->rl->root == FERRY__ROOT_MISSING,
+	        .dest_missing =
+	                ps->rl && ps->rl->roots[0].state == FERRY__ROOT_MISSING,
 	        .cleanup = ps->vres.temps,
 	        .ncleanup = ps->vres.ntemps,
 	        .marker = write_marker ? id : NULL,

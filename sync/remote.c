@@ -40,7 +40,8 @@ char *ferry__rpath(const char *dest, const char *rel, size_t n)
 	return p;
 }
 
-char *ferry__rtemp(const char *dest, const char *rel, size_t n)
+/* rel (n bytes) with its last name made a temporary name; *len. */
+static char *temp_path(const char *rel, size_t n, size_t *len)
 {
 	size_t dirlen = ferry__path_dirlen(rel, n);
 	const char *name = rel + (dirlen ? dirlen + 1 : 0);
@@ -64,9 +65,25 @@ char *ferry__rtemp(const char *dest, const char *rel, size_t n)
 	for (size_t i = 0; i < TEMP_RAND; i++)
 		t[k++] = alnum[rnd[i] % (sizeof(alnum) - 1)];
 	t[k] = '\0';
+	*len = k;
+	return t;
+}
+
+char *ferry__rtemp(const char *dest, const char *rel, size_t n)
+{
+	size_t k;
+	char *t = temp_path(rel, n, &k);
+	if (!t)
+		return NULL;
 	char *r = ferry__rpath(dest, t, k);
 	ferry__free(t);
 	return r;
+}
+
+char *ferry__temp_name(const char *name, size_t n)
+{
+	size_t k;
+	return temp_path(name, n, &k);
 }
 
 int ferry__rtemp_name(const char *name, size_t n)
@@ -167,12 +184,34 @@ int ferry__scope_dir(const ferry__scan *scan, const char *path, size_t n)
 /* ---- listing --------------------------------------------------------------
  */
 
-typedef struct dir_job {
+int ferry__reserved_name(const char *name, size_t n)
+{
+	return (n == sizeof(FERRY__MARKER_NAME) - 1 &&
+	        !memcmp(name, FERRY__MARKER_NAME, n)) ||
+	       (n >= TEMP_TAG_LEN && !memcmp(name, TEMP_TAG, TEMP_TAG_LEN)) ||
+	       ferry__rtemp_name(name, n);
+}
+
+/* A directory listing: of a root (idx SIZE_MAX), of a directory found by
+ * its parent's listing, or a guess (listed before its parent answered:
+ * held until a listing shows it, dropped when none does). */
+struct ferry__rjob {
 	ferry__rlist *rl;
 	size_t idx; /* entry of the directory; SIZE_MAX: the root */
+	unsigned root;
 	char *rel;
 	size_t rel_len;
-} dir_job;
+	int guess;     /* lives in rl->guess, freed with rl */
+	int confirmed; /* a listing showed it: its answer is taken */
+	int held;      /* answered before it was confirmed */
+	int used;
+	int err;
+	char *msg;
+	ferry__sftp_dirent *ents;
+	size_t nents;
+};
+
+typedef ferry__rjob dir_job;
 
 typedef struct link_job {
 	ferry__rlist *rl;
@@ -199,17 +238,16 @@ static void set_error(ferry__rlist *rl, int code)
 		rl->error = code;
 }
 
-static void add_fail(ferry__rlist *rl, const char *rel, size_t n, int code,
-                     const char *msg)
+static void add_fail(ferry__rlist *rl, ferry__rfail **list, size_t *count,
+                     const char *rel, size_t n, int code, const char *msg)
 {
-	ferry__rfail *v =
-	        ferry__reallocarray(rl->fail, rl->nfail + 1, sizeof(*v));
+	ferry__rfail *v = ferry__reallocarray(*list, *count + 1, sizeof(*v));
 	if (!v) {
 		set_error(rl, FERRY_ENOMEM);
 		return;
 	}
-	rl->fail = v;
-	ferry__rfail *f = &v[rl->nfail];
+	*list = v;
+	ferry__rfail *f = &v[*count];
 	f->path = ferry__strndup(rel, n);
 	f->msg = ferry__strdup(msg);
 	f->code = code;
@@ -219,10 +257,22 @@ static void add_fail(ferry__rlist *rl, const char *rel, size_t n, int code,
 		set_error(rl, FERRY_ENOMEM);
 		return;
 	}
-	rl->nfail++;
+	(*count)++;
 }
 
-static int submit_dir(ferry__rlist *rl, size_t idx, const char *rel, size_t n);
+static void job_free(dir_job *j)
+{
+	if (!j)
+		return;
+	for (size_t i = 0; i < j->nents; i++)
+		ferry__free(j->ents[i].name);
+	ferry__free(j->ents);
+	ferry__free(j->msg);
+	ferry__free(j->rel);
+	ferry__free(j);
+}
+
+static int submit_dir(ferry__rlist *rl, dir_job *j);
 
 static void link_cb(void *ctx, const ferry__sftp_reply *r)
 {
@@ -247,20 +297,67 @@ static void link_cb(void *ctx, const ferry__sftp_reply *r)
 	ferry__free(j);
 }
 
-static int add_entry(ferry__rlist *rl, const char *rel, size_t rn,
+/* Why a name from the server cannot be a name here, or NULL. */
+static const char *name_problem(const char *nm, size_t n)
+{
+	if (n == 0)
+		return "an empty name";
+	if (memchr(nm, '\0', n))
+		return "a name holding a NUL byte";
+	if (memchr(nm, '/', n))
+		return "a name holding '/'";
+	if ((n == 1 && nm[0] == '.') ||
+	    (n == 2 && nm[0] == '.' && nm[1] == '.'))
+		return "'.' or '..' as an entry of its own";
+	if (n > NAME_MAX)
+		return "a name longer than 255 bytes";
+	return NULL;
+}
+
+/* Strict: a refused name, reported as its directory and the name (a NUL
+ * in it shown as '?'; the report escapes the rest). */
+static void refuse_name(ferry__rlist *rl, const dir_job *j, const char *nm,
+                        size_t n, const char *why)
+{
+	size_t pl = j->rel_len + (j->rel_len ? 1 : 0) + n;
+	char *p = ferry__malloc(pl + 1);
+	if (!p) {
+		set_error(rl, FERRY_ENOMEM);
+		return;
+	}
+	memcpy(p, j->rel, j->rel_len);
+	if (j->rel_len)
+		p[j->rel_len] = '/';
+	for (size_t i = 0; i < n; i++)
+		p[pl - n + i] = nm[i] ? nm[i] : '?';
+	p[pl] = '\0';
+	char msg[160];
+	snprintf(msg, sizeof(msg),
+	         "refused: the server listed %s (nothing written)", why);
+	add_fail(rl, &rl->bad, &rl->nbad, p, pl, FERRY_EPROTO, msg);
+	ferry__free(p);
+}
+
+static int add_entry(ferry__rlist *rl, const dir_job *j,
                      const ferry__sftp_dirent *d, size_t *idx)
 {
-	size_t nl = strlen(d->name);
+	size_t nl = d->name_len, rn = j->rel_len;
 	size_t pl = rn ? rn + 1 + nl : nl;
-	if (nl == 0 || memchr(d->name, '/', nl) || pl >= FERRY__PATH_MAX)
-		return 1; /* not a name a sync set can hold: ignored */
+	const char *why = name_problem(d->name, nl);
+	if (!why && pl >= FERRY__PATH_MAX)
+		why = "a path longer than 4095 bytes";
+	if (why) {
+		if (rl->o.strict)
+			refuse_name(rl, j, d->name, nl, why);
+		return 1; /* never an entry: a push ignores it */
+	}
 	if (ferry__grow(&rl->e, &rl->cap, rl->n + 1, sizeof(*rl->e), 256))
 		return FERRY_ENOMEM;
 	char *p = ferry__arena_alloc(&rl->arena, pl + 1, 1);
 	if (!p)
 		return FERRY_ENOMEM;
 	if (rn) {
-		memcpy(p, rel, rn);
+		memcpy(p, j->rel, rn);
 		p[rn] = '/';
 		memcpy(p + rn + 1, d->name, nl);
 	} else {
@@ -271,13 +368,170 @@ static int add_entry(ferry__rlist *rl, const char *rel, size_t rn,
 	memset(e, 0, sizeof(*e));
 	e->path = p;
 	e->path_len = (uint32_t)pl;
-	e->type = (uint8_t)type_of(d->attrs.perm);
+	e->root = (uint16_t)j->root;
+	e->attr_flags = d->attrs.flags;
+	e->type = (d->attrs.flags & FERRY__ATTR_PERMISSIONS)
+	                  ? (uint8_t)type_of(d->attrs.perm)
+	                  : FERRY__T_NONE;
 	e->temp = (uint8_t)ferry__rtemp_name(d->name, nl);
+	e->reserved = (uint8_t)ferry__reserved_name(d->name, nl);
 	e->mode = d->attrs.perm & 07777;
 	e->mtime = d->attrs.mtime;
 	e->size = d->attrs.size;
 	*idx = rl->n++;
 	return 0;
+}
+
+static dir_job *find_guess(ferry__rlist *rl, const char *path, size_t n)
+{
+	size_t lo = 0, hi = rl->nguess;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		dir_job *g = rl->guess[mid];
+		int c = ferry__path_cmp(g->rel, g->rel_len, path, n);
+		if (c == 0)
+			return g;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void take(ferry__rlist *rl, dir_job *j, int err, const char *msg,
+                 const ferry__sftp_dirent *ents, size_t n);
+
+/* The directory entry idx (under root) is to be listed: by the guess
+ * already out for it, or now. */
+static void enter_dir(ferry__rlist *rl, size_t idx, unsigned root)
+{
+	ferry__rentry *e = &rl->e[idx];
+	dir_job *g = find_guess(rl, e->path, e->path_len);
+	if (g && !g->used && g->root == root) {
+		g->used = 1;
+		g->confirmed = 1;
+		g->idx = idx;
+		rl->guesses_used++;
+		if (g->held)
+			take(rl, g, g->err, g->msg ? g->msg : "", g->ents,
+			     g->nents);
+		return;
+	}
+	dir_job *j = ferry__calloc(1, sizeof(*j));
+	if (!j || !(j->rel = ferry__strndup(e->path, e->path_len))) {
+		ferry__free(j);
+		set_error(rl, FERRY_ENOMEM);
+		return;
+	}
+	j->rl = rl;
+	j->idx = idx;
+	j->root = root;
+	j->rel_len = e->path_len;
+	int rc = submit_dir(rl, j);
+	if (rc) {
+		job_free(j);
+		set_error(rl, rc);
+	}
+}
+
+static void read_link(ferry__rlist *rl, size_t idx)
+{
+	ferry__rentry *e = &rl->e[idx];
+	link_job *lj = ferry__calloc(1, sizeof(*lj));
+	char *rp = ferry__rlist_rpath(rl, e->root, e->path, e->path_len);
+	if (!lj || !rp) {
+		ferry__free(lj);
+		ferry__free(rp);
+		set_error(rl, FERRY_ENOMEM);
+		return;
+	}
+	lj->rl = rl;
+	lj->idx = idx;
+	e->link_state = FERRY__RL_PENDING;
+	int rc = ferry__sftp_readlink(rl->sf, rp, link_cb, lj);
+	ferry__free(rp);
+	if (rc) {
+		ferry__free(lj);
+		e->link_state = FERRY__RL_FAIL;
+		set_error(rl, rc);
+	} else {
+		rl->pending++;
+	}
+}
+
+/* The answer of j's listing: its entries, the listings of its
+ * subdirectories and the targets of its symlinks. */
+static void take(ferry__rlist *rl, dir_job *j, int err, const char *msg,
+                 const ferry__sftp_dirent *ents, size_t n)
+{
+	if (j->idx == SIZE_MAX) {
+		ferry__rroot *r = &rl->roots[j->root];
+		r->list_state = err ? -1 : 1;
+		r->list_code = err;
+		snprintf(r->list_msg, sizeof(r->list_msg), "%s", msg);
+		if (!err)
+			r->entries = n;
+	} else if (err) {
+		if (err == FERRY_ENOMEM || ferry__sftp_dead(rl->sf))
+			set_error(rl, err);
+		else
+			add_fail(rl, &rl->fail, &rl->nfail, j->rel, j->rel_len,
+			         err, msg);
+	} else {
+		rl->e[j->idx].listed = 1;
+	}
+	if (!err)
+		rl->dirs_listed++;
+	for (size_t i = 0; !err && !rl->error && i < n; i++) {
+		size_t idx;
+		int rc = add_entry(rl, j, &ents[i], &idx);
+		if (rc < 0) {
+			set_error(rl, rc);
+			break;
+		}
+		if (rc > 0)
+			continue;
+		ferry__rentry *e = &rl->e[idx];
+		int skip = e->temp || (rl->o.strict && e->reserved);
+		if (e->type == FERRY__T_DIR && !skip &&
+		    (!rl->o.scope ||
+		     ferry__scope_dir(rl->o.scope, e->path, e->path_len)) &&
+		    !ferry__excludes_match_tree(rl->o.ex, e->path, e->path_len,
+		                                1))
+			enter_dir(rl, idx, j->root);
+		else if (e->type == FERRY__T_LINK && !skip)
+			read_link(rl, idx);
+	}
+}
+
+/* Keep a guess's answer until a listing shows its directory. */
+static void hold(dir_job *j, int err, const char *msg,
+                 const ferry__sftp_dirent *ents, size_t n)
+{
+	j->held = 1;
+	j->err = err;
+	if (err) {
+		j->msg = ferry__strdup(msg);
+		if (!j->msg)
+			j->err = FERRY_ENOMEM;
+		return;
+	}
+	if (n && !(j->ents = ferry__calloc(n, sizeof(*j->ents)))) {
+		j->err = FERRY_ENOMEM;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		j->ents[i].attrs = ents[i].attrs;
+		j->ents[i].name_len = ents[i].name_len;
+		j->ents[i].name = ferry__malloc(ents[i].name_len + 1);
+		if (!j->ents[i].name) {
+			j->err = FERRY_ENOMEM;
+			return;
+		}
+		memcpy(j->ents[i].name, ents[i].name, ents[i].name_len + 1);
+		j->nents = i + 1;
+	}
 }
 
 static void list_cb(void *ctx, int err, const char *msg,
@@ -286,139 +540,250 @@ static void list_cb(void *ctx, int err, const char *msg,
 	dir_job *j = ctx;
 	ferry__rlist *rl = j->rl;
 	rl->pending--;
-	if (j->idx == SIZE_MAX) {
-		rl->list_state = err ? -1 : 1;
-		rl->list_code = err;
-		snprintf(rl->list_msg, sizeof(rl->list_msg), "%s", msg);
-	} else if (err) {
-		if (err == FERRY_ENOMEM || ferry__sftp_dead(rl->sf))
-			set_error(rl, err);
-		else
-			add_fail(rl, j->rel, j->rel_len, err, msg);
-	} else {
-		rl->e[j->idx].listed = 1;
+	if (j->guess && !j->confirmed) {
+		hold(j, err, msg, ents, n);
+		return;
 	}
-	if (!err)
-		rl->dirs_listed++;
-	for (size_t i = 0; !err && !rl->error && i < n; i++) {
-		size_t idx;
-		int rc = add_entry(rl, j->rel, j->rel_len, &ents[i], &idx);
-		if (rc < 0) {
-			set_error(rl, rc);
-			break;
-		}
-		if (rc > 0)
-			continue;
-		ferry__rentry *e = &rl->e[idx];
-		if (e->type == FERRY__T_DIR && !e->temp &&
-		    ferry__scope_dir(rl->scan, e->path, e->path_len) &&
-		    !ferry__excludes_match_tree(rl->ex, e->path, e->path_len,
-		                                1)) {
-			if ((rc = submit_dir(rl, idx, e->path, e->path_len)))
-				set_error(rl, rc);
-		} else if (e->type == FERRY__T_LINK) {
-			link_job *lj = ferry__calloc(1, sizeof(*lj));
-			char *rp = ferry__rpath(rl->dest, e->path, e->path_len);
-			if (!lj || !rp) {
-				ferry__free(lj);
-				ferry__free(rp);
-				set_error(rl, FERRY_ENOMEM);
-				break;
-			}
-			lj->rl = rl;
-			lj->idx = idx;
-			e->link_state = FERRY__RL_PENDING;
-			rc = ferry__sftp_readlink(rl->sf, rp, link_cb, lj);
-			ferry__free(rp);
-			if (rc) {
-				ferry__free(lj);
-				e->link_state = FERRY__RL_FAIL;
-				set_error(rl, rc);
-			} else {
-				rl->pending++;
-			}
-		}
-	}
-	ferry__free(j->rel);
-	ferry__free(j);
+	take(rl, j, err, msg, ents, n);
+	if (!j->guess)
+		job_free(j);
 }
 
-static int submit_dir(ferry__rlist *rl, size_t idx, const char *rel, size_t n)
+static int submit_dir(ferry__rlist *rl, dir_job *j)
 {
-	dir_job *j = ferry__calloc(1, sizeof(*j));
-	char *rp = ferry__rpath(rl->dest, rel, n);
-	if (!j || !rp)
-		goto nomem;
-	j->rl = rl;
-	j->idx = idx;
-	j->rel = ferry__strndup(n ? rel : "", n);
-	if (!j->rel)
-		goto nomem;
-	j->rel_len = n;
+	char *rp = ferry__rlist_rpath(rl, j->root, j->rel, j->rel_len);
+	if (!rp)
+		return FERRY_ENOMEM;
 	int rc = ferry__sftp_list(rl->sf, rp, list_cb, j);
 	ferry__free(rp);
-	if (rc) {
-		ferry__free(j->rel);
-		ferry__free(j);
+	if (rc)
 		return rc;
-	}
 	rl->pending++;
 	return 0;
-nomem:
-	if (j)
-		ferry__free(j->rel);
-	ferry__free(j);
-	ferry__free(rp);
-	return FERRY_ENOMEM;
 }
+
+typedef struct stat_job {
+	ferry__rlist *rl;
+	unsigned root;
+} stat_job;
 
 static void stat_cb(void *ctx, const ferry__sftp_reply *r)
 {
-	ferry__rlist *rl = ctx;
+	stat_job *sj = ctx;
+	ferry__rlist *rl = sj->rl;
+	ferry__rroot *rt = &rl->roots[sj->root];
+	ferry__free(sj);
 	rl->pending--;
 	if (!r->error && r->attrs) {
-		rl->stat_state = type_of(r->attrs->perm) == FERRY__T_DIR
+		rt->attrs = *r->attrs;
+		rt->stat_state = type_of(r->attrs->perm) == FERRY__T_DIR
 		                         ? FERRY__ROOT_DIR
 		                         : FERRY__ROOT_NOTDIR;
 	} else if (r->error == FERRY_ENOTFOUND) {
-		rl->stat_state = FERRY__ROOT_MISSING;
+		rt->stat_state = FERRY__ROOT_MISSING;
 	} else {
-		rl->stat_state = FERRY__ROOT_ERROR;
-		rl->root_code = r->error ? r->error : FERRY_EPROTO;
-		snprintf(rl->root_msg, sizeof(rl->root_msg), "%s", r->message);
+		rt->stat_state = FERRY__ROOT_ERROR;
+		rt->code = r->error ? r->error : FERRY_EPROTO;
+		snprintf(rt->msg, sizeof(rt->msg), "%s", r->message);
 		if (ferry__sftp_dead(rl->sf))
 			set_error(rl, r->error);
 	}
 }
 
-int ferry__rlist_start(ferry__rlist **out, ferry__sftp *sf, const char *dest,
-                       const ferry__scan *scan, const ferry__excludes *ex)
+char *ferry__rlist_rpath(const ferry__rlist *rl, unsigned r, const char *rel,
+                         size_t n)
+{
+	const ferry__rroot *rt = &rl->roots[r];
+	size_t pl = rt->prefix_len;
+	if (pl == 0)
+		return ferry__rpath(rt->path, rel, n);
+	if (n == pl && !memcmp(rel, rt->prefix, n))
+		return ferry__strdup(rt->path);
+	if (!ferry__path_under(rel, n, rt->prefix, pl))
+		return NULL;
+	return ferry__rpath(rt->path, rel + pl + 1, n - pl - 1);
+}
+
+static int guess_cmp(const void *x, const void *y)
+{
+	const dir_job *a = *(dir_job *const *)x, *b = *(dir_job *const *)y;
+	return ferry__path_cmp(a->rel, a->rel_len, b->rel, b->rel_len);
+}
+
+/* The root a destination path lies under (below its top), or -1. */
+static int root_of(const ferry__rlist *rl, const char *p, size_t n)
+{
+	for (size_t i = 0; i < rl->nroots; i++) {
+		const ferry__rroot *rt = &rl->roots[i];
+		if (ferry__path_under(p, n, rt->prefix, rt->prefix_len))
+			return (int)i;
+	}
+	return -1;
+}
+
+static int submit_guesses(ferry__rlist *rl)
+{
+	const ferry__rlist_opts *o = &rl->o;
+	if (!o->nguess)
+		return 0;
+	rl->guess = ferry__calloc(o->nguess, sizeof(*rl->guess));
+	if (!rl->guess)
+		return FERRY_ENOMEM;
+	for (size_t i = 0; i < o->nguess; i++) {
+		size_t n = strlen(o->guess[i]);
+		int r = root_of(rl, o->guess[i], n);
+		if (r < 0 || !ferry__path_valid(o->guess[i], n))
+			continue;
+		dir_job *j = ferry__calloc(1, sizeof(*j));
+		if (!j || !(j->rel = ferry__strndup(o->guess[i], n))) {
+			ferry__free(j);
+			return FERRY_ENOMEM;
+		}
+		j->rl = rl;
+		j->root = (unsigned)r;
+		j->rel_len = n;
+		j->guess = 1;
+		rl->guess[rl->nguess++] = j;
+	}
+	if (rl->nguess > 1)
+		qsort(rl->guess, rl->nguess, sizeof(*rl->guess), guess_cmp);
+	size_t k = 0;
+	for (size_t i = 0; i < rl->nguess; i++) {
+		if (k && !guess_cmp(&rl->guess[k - 1], &rl->guess[i]))
+			job_free(rl->guess[i]);
+		else
+			rl->guess[k++] = rl->guess[i];
+	}
+	rl->nguess = k;
+	for (size_t i = 0; i < rl->nguess; i++) {
+		int rc = submit_dir(rl, rl->guess[i]);
+		if (rc) {
+			/* Never answered: not to be waited for. */
+			for (size_t m = i; m < rl->nguess; m++)
+				job_free(rl->guess[m]);
+			rl->nguess = i;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int new_roots(ferry__rlist *rl, const ferry__rlist_opts *o)
+{
+	rl->roots = ferry__calloc(o->nroots, sizeof(*rl->roots));
+	if (!rl->roots)
+		return FERRY_ENOMEM;
+	rl->nroots = o->nroots;
+	for (size_t i = 0; i < o->nroots; i++) {
+		ferry__rroot *rt = &rl->roots[i];
+		const char *pre = o->prefixes ? o->prefixes[i] : "";
+		rt->path = ferry__strdup(o->paths[i]);
+		rt->prefix = ferry__strdup(pre);
+		if (!rt->path || !rt->prefix)
+			return FERRY_ENOMEM;
+		rt->prefix_len = strlen(pre);
+	}
+	return 0;
+}
+
+int ferry__rlist_start(ferry__rlist **out, ferry__sftp *sf,
+                       const ferry__rlist_opts *o)
 {
 	int error;
 	*out = NULL;
+	if (!o->nroots || o->nroots > UINT16_MAX)
+		return FERRY_EINVALID;
 	ferry__rlist *rl = ferry__calloc(1, sizeof(*rl));
 	if (!rl)
 		return FERRY_ENOMEM;
 	ferry__arena_init(&rl->arena);
 	rl->sf = sf;
-	rl->scan = scan;
-	rl->ex = ex;
-	rl->dest = ferry__strdup(dest);
-	if (!rl->dest) {
-		ferry__rlist_free(rl);
-		return FERRY_ENOMEM;
-	}
-	if ((error = ferry__sftp_stat(sf, dest, stat_cb, rl))) {
+	rl->o = *o;
+	if ((error = new_roots(rl, o))) {
 		ferry__rlist_free(rl);
 		return error;
 	}
-	rl->pending++;
-	if ((error = submit_dir(rl, SIZE_MAX, "", 0))) {
-		/* The STAT is in flight: let it complete, report the error. */
-		set_error(rl, error);
+	for (size_t i = 0; i < rl->nroots; i++) {
+		stat_job *sj = ferry__calloc(1, sizeof(*sj));
+		if (!sj) {
+			error = FERRY_ENOMEM;
+			break;
+		}
+		sj->rl = rl;
+		sj->root = (unsigned)i;
+		if ((error = ferry__sftp_stat(sf, rl->roots[i].path, stat_cb,
+		                              sj))) {
+			ferry__free(sj);
+			break;
+		}
+		rl->pending++;
+		dir_job *j = ferry__calloc(1, sizeof(*j));
+		if (!j || !(j->rel = ferry__strdup(rl->roots[i].prefix))) {
+			ferry__free(j);
+			error = FERRY_ENOMEM;
+			break;
+		}
+		j->rl = rl;
+		j->idx = SIZE_MAX;
+		j->root = (unsigned)i;
+		j->rel_len = rl->roots[i].prefix_len;
+		if ((error = submit_dir(rl, j))) {
+			job_free(j);
+			break;
+		}
 	}
+	if (!error)
+		error = submit_guesses(rl);
+	if (error && !rl->pending) {
+		ferry__rlist_free(rl);
+		return error;
+	}
+	/* What is in flight completes; the error is reported then. */
+	if (error)
+		set_error(rl, error);
 	*out = rl;
 	return 0;
+}
+
+/* A root's state from its STAT and its listing; a named root (prefix)
+ * becomes an entry of its own. */
+static void settle_root(ferry__rlist *rl, unsigned i)
+{
+	ferry__rroot *r = &rl->roots[i];
+	int st = r->stat_state;
+	if (r->list_state > 0)
+		r->state = FERRY__ROOT_DIR;
+	else if (st == FERRY__ROOT_MISSING ||
+	         (st == 0 && r->list_code == FERRY_ENOTFOUND))
+		r->state = FERRY__ROOT_MISSING;
+	else if (st == FERRY__ROOT_NOTDIR)
+		r->state = FERRY__ROOT_NOTDIR;
+	else {
+		r->state = FERRY__ROOT_ERROR;
+		if (st != FERRY__ROOT_ERROR) {
+			r->code = r->list_code ? r->list_code : FERRY_EPROTO;
+			snprintf(r->msg, sizeof(r->msg), "%s", r->list_msg);
+		}
+	}
+	if (!r->prefix_len || rl->error ||
+	    (r->state != FERRY__ROOT_DIR && r->state != FERRY__ROOT_NOTDIR))
+		return;
+	ferry__sftp_dirent d = {.name = r->prefix,
+	                        .name_len = r->prefix_len,
+	                        .attrs = r->attrs};
+	if (r->state == FERRY__ROOT_DIR && st != FERRY__ROOT_DIR) {
+		/* Listed, but the STAT said otherwise (or failed): a
+		 * directory of unknown attributes. */
+		d.attrs.flags = FERRY__ATTR_PERMISSIONS;
+		d.attrs.perm = S_IFDIR | 0755;
+	}
+	dir_job top = {.rl = rl, .root = i, .rel = (char *)"", .rel_len = 0};
+	size_t idx;
+	int rc = add_entry(rl, &top, &d, &idx);
+	if (rc < 0)
+		set_error(rl, rc);
+	else if (rc == 0)
+		rl->e[idx].listed = r->state == FERRY__ROOT_DIR;
 }
 
 int ferry__rlist_done(void *ctx)
@@ -426,24 +791,10 @@ int ferry__rlist_done(void *ctx)
 	ferry__rlist *rl = ctx;
 	if (rl->pending)
 		return 0;
-	if (rl->root == FERRY__ROOT_PENDING) {
-		int st = rl->stat_state;
-		if (rl->list_state > 0)
-			rl->root = FERRY__ROOT_DIR;
-		else if (st == FERRY__ROOT_MISSING ||
-		         (st == 0 && rl->list_code == FERRY_ENOTFOUND))
-			rl->root = FERRY__ROOT_MISSING;
-		else if (st == FERRY__ROOT_NOTDIR)
-			rl->root = FERRY__ROOT_NOTDIR;
-		else {
-			rl->root = FERRY__ROOT_ERROR;
-			if (st != FERRY__ROOT_ERROR) {
-				rl->root_code = rl->list_code ? rl->list_code
-				                              : FERRY_EPROTO;
-				snprintf(rl->root_msg, sizeof(rl->root_msg),
-				         "%s", rl->list_msg);
-			}
-		}
+	if (!rl->finished) {
+		rl->finished = 1;
+		for (size_t i = 0; i < rl->nroots; i++)
+			settle_root(rl, (unsigned)i);
 	}
 	return 1;
 }
@@ -458,6 +809,9 @@ void ferry__rlist_sort(ferry__rlist *rl)
 {
 	if (rl->n > 1)
 		qsort(rl->e, rl->n, sizeof(*rl->e), rentry_cmp);
+	for (size_t i = 1; rl->o.strict && i < rl->n; i++)
+		if (!rentry_cmp(&rl->e[i - 1], &rl->e[i]))
+			rl->e[i - 1].dup = rl->e[i].dup = 1;
 }
 
 const ferry__rentry *ferry__rlist_find(const ferry__rlist *rl, const char *path,
@@ -478,17 +832,30 @@ const ferry__rentry *ferry__rlist_find(const ferry__rlist *rl, const char *path,
 	return NULL;
 }
 
+static void fails_free(ferry__rfail *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		ferry__free(v[i].path);
+		ferry__free(v[i].msg);
+	}
+	ferry__free(v);
+}
+
 void ferry__rlist_free(ferry__rlist *rl)
 {
 	if (!rl)
 		return;
-	for (size_t i = 0; i < rl->nfail; i++) {
-		ferry__free(rl->fail[i].path);
-		ferry__free(rl->fail[i].msg);
+	fails_free(rl->fail, rl->nfail);
+	fails_free(rl->bad, rl->nbad);
+	for (size_t i = 0; i < rl->nguess; i++)
+		job_free(rl->guess[i]);
+	ferry__free(rl->guess);
+	for (size_t i = 0; rl->roots && i < rl->nroots; i++) {
+		ferry__free(rl->roots[i].path);
+		ferry__free(rl->roots[i].prefix);
 	}
-	ferry__free(rl->fail);
+	ferry__free(rl->roots);
 	ferry__free(rl->e);
 	ferry__arena_free(&rl->arena);
-	ferry__free(rl->dest);
 	ferry__free(rl);
 }

@@ -2,14 +2,18 @@
  * temporary names, the identity marker (.ferry-id), and the listing of the
  * destination tree that verification compares with the local plan.
  *
- * Listing.  ferry__rlist_start submits a STAT of the destination and the
- * listing of its root; each directory listed submits the listings of its
- * subdirectories (and a READLINK per symlink) from its own callback, so
- * the walk is pipelined level by level: about two round trips per level of
- * depth, whatever the number of directories.  A directory is entered only
- * when it lies in the sync set's scope (a "dir/" source: everything; a
- * "dir" source: DEST/dir and below) and is not excluded, so a destination
- * such as the login directory is never walked whole. */
+ * Listing (one walker for both directions).  ferry__rlist_start submits a
+ * STAT and the listing of every root (a push: its destination; a pull:
+ * its sources), and the listings of the directories the caller expects
+ * (a pull: those it has locally); each directory listed submits the
+ * listings of its subdirectories not listed already (and a READLINK per
+ * symlink) from its own callback, so the walk is pipelined level by
+ * level: about two round trips per level of depth, whatever the number of
+ * directories, and two in all for a tree whose directories were expected.
+ * A directory is entered only when it lies in the scope (a push's "dir/"
+ * source: everything; a "dir" source: DEST/dir and below) and is not
+ * excluded, so a destination such as the login directory is never walked
+ * whole. */
 #ifndef FERRY_SYNC_REMOTE_H
 #define FERRY_SYNC_REMOTE_H
 
@@ -34,6 +38,9 @@ char *ferry__rpath(const char *dest, const char *rel, size_t n);
  * ".NAME.ferry-XXXXXX" (NAME cut to fit NAME_MAX), as a remote path.
  * NULL on ENOMEM or when no random bytes could be had. */
 char *ferry__rtemp(const char *dest, const char *rel, size_t n);
+/* The same for one name (n bytes, no '/'), as a name: a pull's local
+ * temporary file. */
+char *ferry__temp_name(const char *name, size_t n);
 /* 1 when a file name (n bytes) has the form of a temporary name. */
 int ferry__rtemp_name(const char *name, size_t n);
 /* 1 when path is one ferry__rtemp(dest, ...) could have made: dest, then
@@ -59,65 +66,112 @@ typedef struct ferry__rentry {
 	uint32_t path_len;
 	uint8_t type; /* FERRY__T_FILE/DIR/LINK; FERRY__T_NONE: other kind */
 	uint8_t temp; /* its name is a temporary name */
+	uint8_t reserved; /* ferry's own: the marker, a ".ferry-" name */
 	uint8_t link_state;
 	uint8_t listed; /* a directory whose listing succeeded */
-	uint32_t mode;  /* permission bits */
-	uint32_t mtime; /* seconds */
+	uint8_t dup;    /* strict: the path was listed twice (sort marks) */
+	uint16_t root;  /* the root it was found under */
+	uint32_t attr_flags; /* FERRY__ATTR_* the server sent */
+	uint32_t mode;       /* permission bits */
+	uint32_t mtime;      /* seconds */
 	uint64_t size;
 	const char *link; /* symlink target once FERRY__RL_DONE */
 	uint32_t link_len;
 } ferry__rentry;
 
-/* ferry__rlist.root */
+/* ferry__rroot.state */
 enum {
 	FERRY__ROOT_PENDING = 0,
 	FERRY__ROOT_DIR,     /* listed */
 	FERRY__ROOT_MISSING, /* no such file: a cold push */
-	FERRY__ROOT_NOTDIR,  /* exists and is not a directory */
-	FERRY__ROOT_ERROR    /* could not be read (root_msg) */
+	FERRY__ROOT_NOTDIR,  /* exists and is not a directory (attrs) */
+	FERRY__ROOT_ERROR    /* could not be read (msg) */
 };
 
+typedef struct ferry__rroot {
+	char *path;   /* the remote path listed */
+	char *prefix; /* its destination path: "" (its contents), or a name */
+	size_t prefix_len;
+	int state; /* FERRY__ROOT_* once the walk is done */
+	int code;
+	char msg[600];
+	ferry__sftp_attrs attrs; /* the STAT of a DIR or NOTDIR root */
+	uint64_t entries;        /* names listed directly in it */
+	/* while the walk runs */
+	int stat_state, list_state, list_code;
+	char list_msg[600];
+} ferry__rroot;
+
 typedef struct ferry__rfail {
-	char *path; /* relative */
+	char *path; /* relative (a NUL from the server shown as '?') */
 	int code;
 	char *msg;
 } ferry__rfail;
 
+typedef struct ferry__rlist_opts {
+	/* The roots: remote paths and their destination paths (prefixes[i]
+	 * "" puts the contents of paths[i] at the top; else one name). */
+	const char *const *paths;
+	const char *const *prefixes;
+	size_t nroots;
+	/* Enter only directories in the scope of these sources (a push:
+	 * "dir/" everything, "dir" DEST/dir and below); NULL: everything. */
+	const ferry__scan *scope;
+	const ferry__excludes *ex;
+	/* Destination paths of directories expected to exist (a pull: the
+	 * local ones): listed at once, with the roots, and used when their
+	 * parent's listing shows them as directories; otherwise dropped. */
+	const char *const *guess;
+	size_t nguess;
+	/* A name no file system can hold (empty, ".", "..", '/' or NUL
+	 * inside, above NAME_MAX) is refused into bad[] (a pull); without
+	 * strict it is ignored (a push never writes one). */
+	int strict;
+} ferry__rlist_opts;
+
+typedef struct ferry__rjob ferry__rjob; /* private */
+
 typedef struct ferry__rlist {
 	ferry__sftp *sf;
-	char *dest; /* remote path of the destination */
-	const ferry__scan *scan;
-	const ferry__excludes *ex;
+	ferry__rlist_opts o;
+	ferry__rroot *roots;
+	size_t nroots;
 	ferry__rentry *e; /* unsorted until ferry__rlist_sort */
 	size_t n, cap;
 	ferry__arena arena;
-	int root;
-	int root_code;
-	char root_msg[600];
-	int stat_state; /* 0 pending, else FERRY__ROOT_* of the STAT */
-	int list_state; /* 0 pending, 1 ok, -1 failed */
-	int list_code;
-	char list_msg[600];
-	size_t pending;     /* listings and readlinks in flight */
+	size_t pending;     /* stats, listings and readlinks in flight */
 	ferry__rfail *fail; /* subdirectories that could not be listed */
 	size_t nfail;
+	ferry__rfail *bad; /* strict: names refused */
+	size_t nbad;
+	ferry__rjob **guess; /* by destination path */
+	size_t nguess;
 	int error; /* FERRY_ENOMEM or the client's death: the walk stopped */
-	uint64_t dirs_listed;
+	uint64_t dirs_listed, guesses_used;
+	int finished;
 } ferry__rlist;
 
-/* Start walking dest (a remote path).  scan gives the scope (its sources
- * must be open; it need not have run) and ex the exclusions.  0 or
- * FERRY_E* (nothing submitted then). */
-int ferry__rlist_start(ferry__rlist **out, ferry__sftp *sf, const char *dest,
-                       const ferry__scan *scan, const ferry__excludes *ex);
+/* Start walking.  The scope, when given, must have its sources open (it
+ * need not have run).  0 or FERRY_E* (nothing submitted then). */
+int ferry__rlist_start(ferry__rlist **out, ferry__sftp *sf,
+                       const ferry__rlist_opts *o);
 /* 1 when the walk is over (ferry__sftp_run predicate). */
 int ferry__rlist_done(void *rl);
-/* Sort the entries in tree order (after the walk). */
+/* Sort the entries in tree order (after the walk); strict: a path listed
+ * twice is marked dup (every copy). */
 void ferry__rlist_sort(ferry__rlist *rl);
 /* The entry at path after sorting, or NULL. */
 const ferry__rentry *ferry__rlist_find(const ferry__rlist *rl, const char *path,
                                        size_t n);
 void ferry__rlist_free(ferry__rlist *rl);
+/* The remote path of destination path rel (n bytes) under root r, or NULL
+ * (ENOMEM, or rel is not under it).  Caller frees. */
+char *ferry__rlist_rpath(const ferry__rlist *rl, unsigned r, const char *rel,
+                         size_t n);
+
+/* 1 when a name (n bytes) is ferry's own: the marker, or one starting
+ * with ".ferry-" or of the form of a temporary name. */
+int ferry__reserved_name(const char *name, size_t n);
 
 /* 1 when a directory at dest-relative path (n bytes) is within the scope of
  * the scan's sources (n == 0: the destination itself). */

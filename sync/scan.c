@@ -204,6 +204,7 @@ int ferry__scan_new(ferry__scan **out, const ferry__scan_opts *o, char *err,
 	s->log = o->log;
 	s->log_ctx = o->log_ctx;
 	s->report = o->report;
+	s->all_links = o->all_links;
 	s->src = ferry__calloc(o->source_count, sizeof(*s->src));
 	s->w = ferry__calloc(1, sizeof(*s->w));
 	if (!s->src || !s->w) {
@@ -495,6 +496,8 @@ static int check_link(ferry__scan *s, unsigned si, int dirfd, const char *name,
 	it->link_len = (size_t)n;
 	if (memchr(w->link, '\0', (size_t)n)) /* cannot happen; be safe */
 		return -1;
+	if (s->all_links)
+		return 0;
 	/* The link's directory relative to the source root. */
 	size_t skip = src->prefix_len ? src->prefix_len + 1 : 0;
 	const char *dir = plen > skip ? w->path + skip : "";

@@ -87,6 +87,10 @@ typedef struct ferry__scan_opts {
 	ferry_log_fn log;
 	void *log_ctx;
 	ferry_sync_report *report; /* per-file errors appended; may be NULL */
+	/* Report every symlink, wherever it points (a pull's walk of its
+	 * destination: links there are replaced or deleted, never
+	 * followed). */
+	int all_links;
 } ferry__scan_opts;
 
 /* Racily clean entries (sync/plan.h).  A file changed after the scan
@@ -141,6 +145,7 @@ typedef struct ferry__scan {
 	ferry_log_fn log;
 	void *log_ctx;
 	ferry_sync_report *report;
+	int all_links;
 	ferry__scan_walk *w;
 } ferry__scan;
 

@@ -443,7 +443,7 @@ int ferry__verify_plan(ferry__plan *p, ferry__manifest *m,
 		                    p->a[i].entry.path_len, i))
 			goto nomem;
 
-	int root_missing = rl->root != FERRY__ROOT_DIR;
+	int root_missing = rl->roots[0].state != FERRY__ROOT_DIR;
 	const char *kill = NULL;
 	size_t killn = 0;
 	for (size_t i = 0; !root_missing && i < rl->n; i++)

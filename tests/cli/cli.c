@@ -492,3 +492,104 @@ Test(cli, exclude_from_file_and_patterns)
 	fx_sh("rm -rf %s", dir);
 	free(dir);
 }
+
+/* ---- ferry pull ---- */
+
+/* A pull through the CLI from the shared server: DIR/src (a remote path)
+ * into DIR/dst. */
+static int pull_cli(const char *dir, const char *extra, char **out, char **err)
+{
+	const fx_sshd *sv = fx_shared();
+	return ferry_run(out, err,
+	                 "pull -p %d -i %s --known-hosts %s %s "
+	                 "127.0.0.1:%s/src/ %s/dst",
+	                 sv->port, sv->key_ed25519, sv->known_hosts, extra, dir,
+	                 dir);
+}
+
+Test(cli, pull_itemizes_every_kind_of_change_and_json)
+{
+	char *dir = tree_dir("pitem",
+	                     "mkdir -p src/d && echo a > src/d/f && echo b > "
+	                     "src/g && echo c > src/h && echo e > src/k && ln "
+	                     "-s g src/l && ln -s /etc/passwd src/out");
+	char *out = NULL, *err = NULL;
+	cr_assert_eq(pull_cli(dir, "--itemize-changes", &out, &err), 0, "%s",
+	             err);
+	cr_assert(strstr(out, "cd+++++++++ d/\n"), "%s", out);
+	cr_assert(strstr(out, ">f+++++++++ d/f\n"), "%s", out);
+	cr_assert(strstr(out, "cL+++++++++ l -> g\n"), "%s", out);
+	cr_assert(strstr(out, "pulled into"), "%s", out);
+	cr_assert(strstr(err, "out: skipping symlink"), "%s", err);
+	free(out);
+	free(err);
+	cr_assert_eq(fx_sh("cd %s && echo longer >> src/g && touch -d "
+	                   "'2002-01-01' src/g && touch -d '2001-01-01' src/h "
+	                   "&& chmod 600 src/k && rm src/d/f",
+	                   dir),
+	             0);
+	/* A dry run first: it says, and changes nothing. */
+	cr_assert_eq(pull_cli(dir, "-n -v --delete", &out, &err), 0, "%s", err);
+	cr_assert(strstr(out, "*deleting   d/f\n") && strstr(out, "would pull"),
+	          "%s", out);
+	cr_assert_eq(fx_sh("test -f %s/dst/d/f", dir), 0);
+	free(out);
+	free(err);
+	cr_assert_eq(pull_cli(dir, "--itemize-changes --delete", &out, &err), 0,
+	             "%s", err);
+	cr_assert(strstr(out, ">f.st...... g\n"), "%s", out);
+	cr_assert(strstr(out, ">f..t...... h\n"), "%s", out);
+	cr_assert(strstr(out, ".f...p..... k\n"), "%s", out);
+	cr_assert(strstr(out, "*deleting   d/f\n"), "%s", out);
+	free(out);
+	free(err);
+	cr_assert_eq(fx_sh("diff -r %s/src %s/dst >/dev/null 2>&1 || test $? "
+	                   "= 1",
+	                   dir, dir),
+	             0);
+	/* Nothing changed: --json says so. */
+	cr_assert_eq(pull_cli(dir, "--json", &out, &err), 0, "%s", err);
+	cr_assert_eq(fx_json_text_holds(dir, out,
+	                                " assert d[\"command\"]==\"pull\", d;"
+	                                " assert d[\"result\"]==\"ok\", d;"
+	                                " assert d[\"files_uploaded\"]==0, d;"
+	                                " assert d[\"changes\"]==[], d;"
+	                                " assert d[\"round_trips\"]<=5, d",
+	                                NULL),
+	             0, "%s", out);
+	free(out);
+	free(err);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
+
+Test(cli, pull_exit_statuses)
+{
+	char *dir = tree_dir("pexit", "mkdir -p src empty && echo a > src/a");
+	const fx_sshd *sv = fx_shared();
+	char conn[1400];
+	snprintf(conn, sizeof(conn), "-p %d -i %s --known-hosts %s", sv->port,
+	         sv->key_ed25519, sv->known_hosts);
+	expect_usage("pull 127.0.0.1:/tmp");
+	expect_usage("pull /tmp/a /tmp/b");
+	expect_usage("pull 127.0.0.1:/a other:/b /tmp/x");
+	expect_usage("pull 127.0.0.1:/a 127.0.0.1:/tmp");
+	expect_usage("pull --verify 127.0.0.1:/a /tmp/x");
+	free(expect_exit(1, "refusing --delete: the remote source",
+	                 "pull %s --delete 127.0.0.1:%s/empty/ %s/dst", conn,
+	                 dir, dir));
+	free(expect_exit(1, "missing",
+	                 "pull %s --delete 127.0.0.1:%s/nothing/ %s/dst", conn,
+	                 dir, dir));
+	/* A missing source among others: partial. */
+	free(expect_exit(23, "no such file",
+	                 "pull %s 127.0.0.1:%s/src/a :%s/nothing %s/dst", conn,
+	                 dir, dir, dir));
+	cr_assert_eq(fx_sh("test -f %s/dst/a", dir), 0);
+	free(expect_exit(255, "connect",
+	                 "pull -p 1 -i %s --known-hosts %s 127.0.0.1:%s/src/ "
+	                 "%s/dst",
+	                 sv->key_ed25519, sv->known_hosts, dir, dir));
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}

@@ -66,6 +66,29 @@ static void list_cb(void *ctx, int err, const char *msg,
 	(void)sink;
 }
 
+static int dl_opened(void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+static int dl_data(void *ctx, uint64_t off, const uint8_t *p, size_t n)
+{
+	(void)ctx;
+	volatile size_t sink = (size_t)off;
+	if (n)
+		sink += p[0] + p[n - 1];
+	(void)sink;
+	return 0;
+}
+
+static void dl_done(void *ctx, const ferry__sftp_download_result *r)
+{
+	(void)ctx;
+	volatile size_t sink = strlen(r->message);
+	(void)sink;
+}
+
 static void parse_all(const uint8_t *p, size_t n)
 {
 	static const uint8_t types[] = {
@@ -157,6 +180,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ferry__sftp_upload(sf, &u);                               /* 17 */
 	ferry__sftp_read_small(sf, "marker", 64, small_cb, NULL); /* 18 */
 	ferry__sftp_list(sf, "dir", list_cb, NULL);               /* 19 */
+	ferry__sftp_download_opts dl = {.path = "got",
+	                                .size = 70000,
+	                                .window = 40000,
+	                                .opened = dl_opened,
+	                                .data = dl_data,
+	                                .done = dl_done};
+	ferry__sftp_download(sf, &dl); /* 20 */
 
 	ferry__sftp_run(sf, NULL, NULL, 0);
 	if (have_handle && !ferry__sftp_dead(sf)) {

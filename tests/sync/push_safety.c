@@ -21,6 +21,7 @@
 #include <xxhash.h>
 
 #include "push_env.h"
+#include "safety.h"
 #include "session.h"
 #include "sftp.h"
 #include "sftp_test.h"
@@ -29,115 +30,31 @@
 #include "sync/scan.h"
 #include "sync/target.h"
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-/* Open the session's SFTP channel with a delay on every message, so that
- * a push takes long enough to be watched or interrupted. */
-static void slow_channel(ferry_session *s, int latency_ms)
-{
-	ferry__sftp_opts so;
-	memset(&so, 0, sizeof(so));
-	fx_sftp_latency(&so, latency_ms);
-	ferry__sftp *sf = NULL;
-	cr_assert_eq(ferry__session_sftp_ex(s, &so, &sf), 0, "sftp: %s",
-	             ferry_session_errmsg(s));
-}
-
-/* ---- credentials are never readable by others ---- */
-
-typedef struct watcher {
-	char dir[1024];
-	atomic_int stop;
-	int events, violations, checks;
-	char bad[512];
-} watcher;
-
-static int is_cred_name(const char *n)
-{
-	return strstr(n, "token.json") || strstr(n, "id_key") ||
-	       strstr(n, ".netrc");
-}
-
-static void check_entry(watcher *w, int dfd, const char *name)
-{
-	struct stat st;
-	if (!is_cred_name(name) || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
-		return;
-	w->checks++;
-	if (st.st_mode & 077) {
-		w->violations++;
-		snprintf(w->bad, sizeof(w->bad), "%s mode %04o", name,
-		         (unsigned)(st.st_mode & 07777));
-	}
-}
-
-static void *watch_main(void *arg)
-{
-	watcher *w = arg;
-	int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (in < 0 || dfd < 0 ||
-	    inotify_add_watch(in, w->dir,
-	                      IN_CREATE | IN_ATTRIB | IN_MOVED_TO | IN_MODIFY |
-	                              IN_CLOSE_WRITE) < 0) {
-		w->violations = -1;
-		return NULL;
-	}
-	char buf[65536] __attribute__((aligned(8)));
-	while (!atomic_load(&w->stop)) {
-		/* Events, and a polling pass over every entry between them. */
-		ssize_t n = read(in, buf, sizeof(buf));
-		for (ssize_t off = 0; n > 0 && off < n;) {
-			struct inotify_event *ev = (void *)(buf + off);
-			if (ev->len) {
-				w->events++;
-				check_entry(w, dfd, ev->name);
-			}
-			off += (ssize_t)sizeof(*ev) + ev->len;
-		}
-		DIR *d = fdopendir(dup(dfd));
-		if (d) {
-			struct dirent *de;
-			while ((de = readdir(d)))
-				check_entry(w, dirfd(d), de->d_name);
-			closedir(d);
-		}
-	}
-	close(in);
-	close(dfd);
-	return NULL;
-}
-
 Test(push_safety, credentials_never_readable_by_others, PH_ENV)
 {
 	ph_skills_tree(e.src, 30, 11);
 	/* The remote credentials directory exists, so it can be watched from
 	 * the first request on. */
 	fx_sh("mkdir -p '%s/creds' && chmod 0700 '%s/creds'", e.dst, e.dst);
-	slow_channel(e.s, 15);
+	sf_slow_channel(e.s, 15);
 	for (int round = 0; round < 2; round++) {
-		watcher w;
+		sf_watcher w;
 		memset(&w, 0, sizeof(w));
 		snprintf(w.dir, sizeof(w.dir), "%s/creds", e.dst);
 		pthread_t th;
-		cr_assert_eq(pthread_create(&th, NULL, watch_main, &w), 0);
+		cr_assert_eq(pthread_create(&th, NULL, sf_watch_main, &w), 0);
 		usleep(20000);
 		ferry_sync_report r;
-		double t0 = now_ms();
+		double t0 = sf_now_ms();
 		int rc = ph_push(&e, &r);
-		double ms = now_ms() - t0;
+		double ms = sf_now_ms() - t0;
 		usleep(20000);
 		atomic_store(&w.stop, 1);
 		pthread_join(th, NULL);
 		cr_assert_eq(rc, 0, "%s", ferry_session_errmsg(e.s));
 		cr_assert_geq(w.violations, 0, "inotify unavailable");
 		cr_assert_eq(w.violations, 0, "round %d: %s", round, w.bad);
-		cr_assert_gt(w.events, 3, "the watcher saw nothing");
+		cr_assert_gt(w.events, 3, "the sf_watcher saw nothing");
 		cr_assert_gt(ms, 60, "the push was not slowed (%.1f ms)", ms);
 		ferry_sync_report_free(&r);
 		ph_assert_same(e.src, e.dst);
@@ -149,49 +66,17 @@ Test(push_safety, credentials_never_readable_by_others, PH_ENV)
 	}
 }
 
-/* ---- fsync ---- */
-
-/* A private server whose SFTP server logs its requests to a file. */
-static void logging_sshd(fx_sshd *sv, char **log)
-{
-	char *dir = fx_tmpdir("ps-sftplog");
-	cr_assert(dir);
-	char *wrapper = ph_path(dir, "sftp-wrapper.sh");
-	*log = ph_path(dir, "sftp.log");
-	char script[2048];
-	snprintf(script, sizeof(script),
-	         "#!/bin/sh\nexec /usr/lib/openssh/sftp-server -e -l DEBUG3 "
-	         "2>>'%s'\n",
-	         *log);
-	cr_assert_eq(fx_write_file(wrapper, script, strlen(script), 0755), 0);
-	char cfg[1200];
-	snprintf(cfg, sizeof(cfg), "ForceCommand %s\n", wrapper);
-	cr_assert_eq(fx_sshd_start(sv, cfg), 0);
-	free(wrapper);
-	free(dir);
-}
-
-static int count_in_file(const char *path, const char *needle)
-{
-	char *c = fx_read_file(path, NULL);
-	int n = 0;
-	for (char *p = c; p && (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	free(c);
-	return n;
-}
-
 Test(push_safety, fsync_for_owner_only_files)
 {
 	fx_sshd sv;
 	char *log = NULL;
-	logging_sshd(&sv, &log);
+	sf_logging_sshd(&sv, &log);
 	ph_init_on(&e, "ps-fsync", &sv, 1);
 	ph_skills_tree(e.src, 20, 12);
 	ferry_sync_report r;
 	int rc = ph_push(&e, &r);
 	ferry_sync_report_free(&r);
-	int n1 = count_in_file(log, ": fsync");
+	int n1 = sf_count_in_file(log, ": fsync");
 	/* --fsync: every file. */
 	fx_sh("cd '%s' && for f in creds/README creds/token.json; do echo x "
 	      ">> $f; done",
@@ -199,8 +84,8 @@ Test(push_safety, fsync_for_owner_only_files)
 	e.o.fsync_all = 1;
 	int rc2 = ph_push(&e, &r);
 	ferry_sync_report_free(&r);
-	int n2 = count_in_file(log, ": fsync") - n1;
-	int opens = count_in_file(log, "open \"");
+	int n2 = sf_count_in_file(log, ": fsync") - n1;
+	int opens = sf_count_in_file(log, "open \"");
 	ph_fini(&e);
 	fx_sshd_stop(&sv);
 	cr_assert_eq(rc, 0);
@@ -213,113 +98,27 @@ Test(push_safety, fsync_for_owner_only_files)
 
 /* ---- SIGKILL at random moments ---- */
 
-static int children(pid_t parent, int kill_them);
-static pid_t sshd_pid(const fx_sshd *sv);
-
-/* Wait until the server has finished with every connection: requests a
- * killed client sent are still executed by its sftp-server. */
-static void wait_server_idle(pid_t master)
-{
-	for (int i = 0; i < 500 && children(master, 0) > 0; i++)
-		usleep(10000);
-	cr_assert_eq(children(master, 0), 0, "the server is still busy");
-}
-
-static void version_tree(const char *dir, int v)
-{
-	/* Every file changes between versions (size too); one file only in
-	 * version 1, one only in version 0. */
-	fx_sh("rm -rf '%s'/* '%s'/.[!.]* 2>/dev/null", dir, dir);
-	ph_mkdir(dir, "creds", 0700);
-	ph_mkdir(dir, "s", 0755);
-	ph_mkdir(dir, "s/t", 0755);
-	char name[64], content[8192];
-	for (int i = 0; i < 60; i++) {
-		snprintf(name, sizeof(name), "%s/f%02d",
-		         i % 3 == 0 ? "s/t" : (i % 3 == 1 ? "s" : "creds"), i);
-		int len = snprintf(content, sizeof(content),
-		                   "version %d of %s\n", v, name);
-		for (int k = len; k < 200 + 37 * i + 11 * v; k++)
-			content[k] = (char)('a' + (k + v) % 26);
-		content[200 + 37 * i + 11 * v] = '\0';
-		ph_write(dir, name, content, i % 3 == 2 ? 0600 : 0644,
-		         1700000000L + i + v);
-	}
-	ph_write(dir, v ? "only1" : "only0", "x\n", 0644, 1700000000L);
-}
-
-/* Every regular file under the remote is one of the versions, whole. */
-static int check_versions(const char *dst, const char *v0, const char *v1,
-                          char *why, size_t whysz)
-{
-	char *l = ph_tree_listing(dst);
-	int ok = 1;
-	for (char *line = strtok(l, "\n"); line && ok;
-	     line = strtok(NULL, "\n")) {
-		char path[512];
-		char type;
-		if (sscanf(line, "%511s %c", path, &type) != 2 || type != 'f')
-			continue;
-		const char *base = strrchr(path, '/');
-		base = base ? base + 1 : path;
-		if (base[0] == '.' && strstr(base, ".ferry-"))
-			continue; /* a leftover temporary name */
-		char *rc = ph_read(dst, path);
-		char *c0 = ph_read(v0, path), *c1 = ph_read(v1, path);
-		if (!rc ||
-		    ((!c0 || strcmp(rc, c0)) && (!c1 || strcmp(rc, c1)))) {
-			ok = 0;
-			snprintf(why, whysz, "%s is neither version", path);
-		}
-		free(rc);
-		free(c0);
-		free(c1);
-	}
-	free(l);
-	return ok;
-}
-
-static int child_push_slow(void)
-{
-	ferry_session_opts o;
-	fx_opts(e.sv, &o);
-	ferry_session *s = NULL;
-	if (ferry_session_open(&s, &o))
-		_exit(2);
-	ferry__sftp_opts so;
-	memset(&so, 0, sizeof(so));
-	fx_sftp_latency(&so, 3);
-	ferry__sftp *sf;
-	if (ferry__session_sftp_ex(s, &so, &sf))
-		_exit(3);
-	ferry_sync_report r;
-	memset(&r, 0, sizeof(r));
-	e.o.log = NULL;
-	int rc = ferry_sync(s, &e.o, &r);
-	_exit(rc ? 1 : 0);
-}
-
 Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 {
 	fx_sshd sv;
 	cr_assert_eq(fx_sshd_start(&sv, NULL), 0);
-	pid_t master = sshd_pid(&sv);
+	pid_t master = sf_sshd_pid(&sv);
 	ph_init_on(&e, "ps-kill", &sv, 0);
 	char *v0 = ph_path(e.base, "v0"), *v1 = ph_path(e.base, "v1");
 	cr_assert_eq(mkdir(v0, 0755), 0);
 	cr_assert_eq(mkdir(v1, 0755), 0);
-	version_tree(v0, 0);
-	version_tree(v1, 1);
+	sf_version_tree(v0, 0);
+	sf_version_tree(v1, 1);
 	e.o.delete_extraneous = 1;
 	/* How long a whole push takes in a child. */
 	fx_sh("cp -a '%s'/. '%s'/", v0, e.src);
-	double t0 = now_ms();
+	double t0 = sf_now_ms();
 	pid_t pid = fork();
 	if (pid == 0)
-		child_push_slow();
+		sf_child_slow(&e, 0);
 	int st;
 	waitpid(pid, &st, 0);
-	double full = now_ms() - t0;
+	double full = sf_now_ms() - t0;
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "first push failed");
 	srand(12345);
 	int killed_mid = 0, leftovers_seen = 0;
@@ -330,15 +129,15 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 		double at = (double)rand() / RAND_MAX * full * 1.1;
 		pid = fork();
 		if (pid == 0)
-			child_push_slow();
+			sf_child_slow(&e, 0);
 		usleep((useconds_t)(at * 1000));
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
 		if (WIFSIGNALED(st))
 			killed_mid++;
-		wait_server_idle(master);
+		sf_wait_server_idle(master);
 		char why[600] = "";
-		cr_assert(check_versions(e.dst, v0, v1, why, sizeof(why)),
+		cr_assert(sf_check_versions(e.dst, v0, v1, why, sizeof(why)),
 		          "iteration %d (kill at %.1f ms of %.1f): %s", it, at,
 		          full, why);
 		leftovers_seen += ph_count_temps(e.dst) > 0;
@@ -371,63 +170,12 @@ typedef struct cutter {
 	int killed;
 } cutter;
 
-/* The processes whose parent is parent: with kill_them, kill each (and
- * first, its own children: the connection's own sshd, its sftp-server)
- * by pid and count them; else count those not yet reaped (no zombies). */
-static int children(pid_t parent, int kill_them)
-{
-	int n = 0;
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		char *end;
-		long pid = strtol(de->d_name, &end, 10);
-		if (*end || pid <= 0)
-			continue;
-		char path[64], buf[512];
-		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
-		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[len] = '\0';
-		char *rp = strrchr(buf, ')');
-		long ppid = 0;
-		char state = 0;
-		if (!rp || sscanf(rp + 2, "%c %ld", &state, &ppid) != 2 ||
-		    ppid != parent)
-			continue;
-		if (kill_them) {
-			n += children((pid_t)pid, 1);
-			kill((pid_t)pid, SIGKILL);
-			n++;
-		} else {
-			n += state != 'Z';
-		}
-	}
-	if (d)
-		closedir(d);
-	return n;
-}
-
 static void *cut_main(void *arg)
 {
 	cutter *c = arg;
 	usleep((useconds_t)c->delay_ms * 1000);
-	c->killed = children(c->master, 1);
+	c->killed = sf_children(c->master, 1);
 	return NULL;
-}
-
-static pid_t sshd_pid(const fx_sshd *sv)
-{
-	char *p = ph_path(sv->dir, "sshd.pid");
-	char *c = fx_read_file(p, NULL);
-	free(p);
-	cr_assert(c);
-	pid_t pid = (pid_t)strtol(c, NULL, 10);
-	free(c);
-	return pid;
 }
 
 Test(push_safety, connection_cut_mid_push)
@@ -437,8 +185,8 @@ Test(push_safety, connection_cut_mid_push)
 	ph_init_on(&e, "ps-cut", &sv, 1);
 	ph_skills_tree(e.src, 200, 13);
 	e.o.delete_extraneous = 1;
-	slow_channel(e.s, 10);
-	cutter c = {sshd_pid(&sv), 35, 0};
+	sf_slow_channel(e.s, 10);
+	cutter c = {sf_sshd_pid(&sv), 35, 0};
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, cut_main, &c), 0);
 	ferry_sync_report r;

@@ -1,0 +1,591 @@
+#include "sync/fetch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "hash.h"
+#include "os.h"
+#include "sync/ltree.h"
+#include "sync/path.h"
+#include "sync/report.h"
+
+#define NS 1000000000LL
+
+typedef struct fetch {
+	const ferry__fetch_opts *o;
+	ferry__fetch_result *res;
+	ferry__ldir *dc;
+	size_t next;            /* next action to look at for fetching */
+	size_t running, budget; /* downloads in flight, at most */
+	int stopping;           /* the local disk is full: start no more */
+	int cancelling;         /* the run failed: what is left is not done */
+	ferry_progress prog;
+} fetch;
+
+typedef struct fjob {
+	fetch *f;
+	ferry__action *a;
+	int dirfd, fd;
+	char *temp;
+	ferry__hasher h;
+	int lerr; /* a local failure, lmsg says which */
+	char lmsg[600];
+} fjob;
+
+int ferry__pull_wait(ferry__sftp *sf, int (*done)(void *ctx), void *ctx)
+{
+	for (;;) {
+		ferry__sftp_stats st0, st1;
+		ferry__sftp_stats_get(sf, &st0);
+		int rc = ferry__sftp_run(sf, done, ctx,
+		                         ferry__now_ms() + FERRY__STALL_MS);
+		if (rc != FERRY_ETIMEOUT)
+			return rc;
+		ferry__sftp_stats_get(sf, &st1);
+		if (st1.replies == st0.replies) {
+			ferry__sftp_seterr(sf, FERRY_ETIMEOUT,
+			                   "no reply from the server for %d s",
+			                   FERRY__STALL_MS / 1000);
+			return FERRY_ETIMEOUT;
+		}
+	}
+}
+
+static void fail(fetch *f, ferry__action *a, int code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void fail(fetch *f, ferry__action *a, int code, const char *fmt, ...)
+{
+	char msg[FERRY_ERRMSG_SIZE];
+	FERRY__FORMAT(msg, fmt);
+	ferry__action_fail(a, code);
+	f->res->failed++;
+	ferry__report_error(f->o->report, f->o->o->log, f->o->o->ctx,
+	                    a->entry.path, a->entry.path_len, code, "%s", msg);
+}
+
+static void fail_errno(fetch *f, ferry__action *a, const char *what)
+{
+	int e = errno;
+	fail(f, a, ferry__errno_code(e), "%s: %s", what, strerror(e));
+}
+
+static const char *base_of(const ferry__action *a, size_t *dl)
+{
+	*dl = ferry__path_dirlen(a->entry.path, a->entry.path_len);
+	return a->entry.path + (*dl ? *dl + 1 : 0);
+}
+
+/* The directory holding a's path; -1 (reported) when it cannot be had. */
+static int parent_fd(fetch *f, ferry__action *a, const char **name)
+{
+	size_t dl;
+	*name = base_of(a, &dl);
+	int fd = ferry__ldir_get(f->dc, a->entry.path, dl);
+	if (fd < 0)
+		fail_errno(f, a, "cannot open its local directory");
+	return fd;
+}
+
+static int has_mtime(const ferry__action *a)
+{
+	return !(a->entry.flags & FERRY__ME_TIMES);
+}
+
+static void times_of(const ferry__action *a, struct timespec ts[2])
+{
+	ts[0].tv_sec = 0;
+	ts[0].tv_nsec = UTIME_OMIT;
+	ts[1].tv_sec = (time_t)(a->entry.mtime_ns / NS);
+	ts[1].tv_nsec = 0;
+}
+
+/* ---- the local steps ---- */
+
+static void remove_temps(fetch *f)
+{
+	for (size_t i = 0; i < f->o->ntemps; i++) {
+		const char *t = f->o->temps[i];
+		size_t n = strlen(t), dl = ferry__path_dirlen(t, n);
+		int fd = ferry__ldir_get(f->dc, t, dl);
+		if (fd >= 0)
+			(void)unlinkat(fd, t + (dl ? dl + 1 : 0), 0);
+	}
+}
+
+static void do_remove(fetch *f, ferry__action *a)
+{
+	const char *name;
+	int fd = parent_fd(f, a, &name);
+	if (fd < 0)
+		return;
+	if (ferry__lremove(fd, name) < 0)
+		fail_errno(f, a, "cannot remove what is in the way");
+	else
+		ferry__action_commit(a);
+}
+
+static void do_mkdir(fetch *f, ferry__action *a)
+{
+	const char *name;
+	struct stat st;
+	int fd = parent_fd(f, a, &name);
+	if (fd < 0)
+		return;
+	/* The owner's rwx until the modes are set, last. */
+	if (mkdirat(fd, name, (a->entry.mode & 0777) | 0700) == 0 ||
+	    (errno == EEXIST &&
+	     fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	     S_ISDIR(st.st_mode)))
+		ferry__action_commit(a);
+	else
+		fail_errno(f, a, "cannot make the directory");
+}
+
+static void do_link(fetch *f, ferry__action *a)
+{
+	const char *name;
+	int fd = parent_fd(f, a, &name);
+	if (fd < 0)
+		return;
+	char *t = ferry__temp_name(name, strlen(name));
+	if (!t) {
+		fail(f, a, FERRY_ENOMEM, "out of memory");
+		return;
+	}
+	struct timespec ts[2];
+	times_of(a, ts);
+	if (symlinkat(a->link, fd, t) < 0) {
+		fail_errno(f, a, "cannot make the symlink");
+	} else {
+		if (has_mtime(a))
+			(void)utimensat(fd, t, ts, AT_SYMLINK_NOFOLLOW);
+		if (renameat(fd, t, fd, name) < 0) {
+			fail_errno(f, a, "cannot put the symlink in place");
+			(void)unlinkat(fd, t, 0);
+		} else {
+			ferry__action_commit(a);
+		}
+	}
+	ferry__free(t);
+}
+
+/* Mode and mtime of the file at a's path (never through a symlink). */
+static int set_file_meta(fetch *f, ferry__action *a)
+{
+	const char *name;
+	struct stat st;
+	struct timespec ts[2];
+	int dfd = parent_fd(f, a, &name);
+	if (dfd < 0)
+		return -1;
+	int fd = openat(dfd, name,
+	                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		errno = fd >= 0 ? EINVAL : errno;
+		fail_errno(f, a, "cannot open the local file");
+		return -1;
+	}
+	times_of(a, ts);
+	int rc = fchmod(fd, a->entry.mode & 0777);
+	if (rc == 0 && has_mtime(a))
+		rc = futimens(fd, ts);
+	if (rc < 0)
+		fail_errno(f, a, "cannot set its mode and mtime");
+	close(fd);
+	return rc;
+}
+
+static void do_delete(fetch *f, ferry__action *a)
+{
+	const char *name;
+	int fd = parent_fd(f, a, &name);
+	if (fd < 0)
+		return;
+	if (unlinkat(fd, name, 0) == 0 || errno == ENOENT)
+		ferry__action_commit(a);
+	else
+		fail_errno(f, a, "cannot delete");
+}
+
+static void do_rmdir(fetch *f, ferry__action *a)
+{
+	const char *name;
+	int fd = parent_fd(f, a, &name);
+	if (fd < 0)
+		return;
+	if (unlinkat(fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+		ferry__action_commit(a);
+	else if (errno == ENOTEMPTY || errno == EEXIST)
+		ferry__report_warn(f->o->o->log, f->o->o->ctx, FERRY_LOG_WARN,
+		                   a->entry.path, a->entry.path_len,
+		                   "not deleted: it holds excluded entries");
+	else
+		fail_errno(f, a, "cannot delete the directory");
+}
+
+static void do_dirmeta(fetch *f, ferry__action *a)
+{
+	struct stat st;
+	int fd = ferry__ldir_get(f->dc, a->entry.path, a->entry.path_len);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return; /* not made (reported), or gone */
+	int rc = 0;
+	uint32_t mode = a->entry.mode & 0777;
+	if ((st.st_mode & 07777) != mode)
+		rc = fchmod(fd, mode);
+	struct timespec ts[2];
+	times_of(a, ts);
+	if (rc == 0 && has_mtime(a) &&
+	    (st.st_mtim.tv_sec != ts[1].tv_sec || st.st_mtim.tv_nsec != 0))
+		rc = futimens(fd, ts);
+	if (rc < 0)
+		fail_errno(f, a, "cannot set the directory's mode and mtime");
+	else
+		ferry__action_commit(a);
+}
+
+/* ---- fetching files ---- */
+
+static void progress(fetch *f)
+{
+	const ferry_sync_opts *o = f->o->o;
+	if (o->on_progress)
+		o->on_progress(o->ctx, &f->prog);
+}
+
+static void pump(fetch *f);
+
+static void job_free(fjob *j)
+{
+	if (j->fd >= 0)
+		close(j->fd);
+	if (j->temp && j->dirfd >= 0)
+		(void)unlinkat(j->dirfd, j->temp, 0);
+	if (j->dirfd >= 0)
+		close(j->dirfd);
+	ferry__free(j->temp);
+	ferry__free(j);
+}
+
+static int local_err(fjob *j, const char *what)
+{
+	int e = errno;
+	j->lerr = ferry__errno_code(e);
+	snprintf(j->lmsg, sizeof(j->lmsg), "%s: %s", what, strerror(e));
+	if (e == ENOSPC || e == EDQUOT)
+		j->f->stopping = 1;
+	return j->lerr;
+}
+
+static int job_opened(void *ctx)
+{
+	fjob *j = ctx;
+	fetch *f = j->f;
+	ferry__action *a = j->a;
+	if (a->flags & FERRY__ACT_CHECK)
+		ferry__hasher_init(&j->h);
+	if (f->o->check_only)
+		return 0;
+	size_t dl;
+	const char *name = base_of(a, &dl);
+	int fd = ferry__ldir_get(f->dc, a->entry.path, dl);
+	if (fd < 0)
+		return local_err(j, "cannot open its local directory");
+	j->dirfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (j->dirfd < 0)
+		return local_err(j, "cannot open its local directory");
+	j->temp = ferry__temp_name(name, strlen(name));
+	if (!j->temp) {
+		errno = ENOMEM;
+		return local_err(j, "out of memory");
+	}
+	/* Created with the final mode (the umask may only take bits
+	 * away): an owner-only file is never readable by others. */
+	j->fd = openat(j->dirfd, j->temp,
+	               O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	               a->entry.mode & 0777);
+	if (j->fd < 0) {
+		int e = errno;
+		ferry__free(j->temp);
+		j->temp = NULL;
+		errno = e;
+		return local_err(j, "cannot create the local file");
+	}
+	return 0;
+}
+
+static int job_data(void *ctx, uint64_t off, const uint8_t *p, size_t n)
+{
+	fjob *j = ctx;
+	fetch *f = j->f;
+	if (j->a->flags & FERRY__ACT_CHECK)
+		ferry__hasher_update(&j->h, p, n);
+	for (size_t done = 0; j->fd >= 0 && done < n;) {
+		ssize_t w =
+		        pwrite(j->fd, p + done, n - done, (off_t)(off + done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return local_err(j, "writing the local file");
+		}
+		done += (size_t)w;
+	}
+	f->prog.bytes_done += n;
+	progress(f);
+	return 0;
+}
+
+/* The content in the temporary file: flushed, mode and mtime, renamed
+ * over the name.  0 or -1 (reported). */
+static int job_commit(fjob *j)
+{
+	fetch *f = j->f;
+	ferry__action *a = j->a;
+	struct timespec ts[2];
+	const char *name;
+	size_t dl;
+	name = base_of(a, &dl);
+	times_of(a, ts);
+	int owner_only = (a->entry.mode & 077) == 0;
+	int rc = 0;
+	if ((owner_only || f->o->o->fsync_all) && fsync(j->fd) < 0)
+		rc = local_err(j, "flushing the local file");
+	if (!rc && fchmod(j->fd, a->entry.mode & 0777) < 0)
+		rc = local_err(j, "setting the mode");
+	if (!rc && has_mtime(a) && futimens(j->fd, ts) < 0)
+		rc = local_err(j, "setting the mtime");
+	int cfd = j->fd;
+	j->fd = -1;
+	if (close(cfd) < 0 && !rc)
+		rc = local_err(j, "writing the local file");
+	if (!rc && renameat(j->dirfd, j->temp, j->dirfd, name) < 0)
+		rc = local_err(j, "cannot put the file in place");
+	if (rc) {
+		fail(f, a, j->lerr, "%s", j->lmsg);
+		return -1;
+	}
+	ferry__free(j->temp);
+	j->temp = NULL; /* renamed: nothing to remove */
+	return 0;
+}
+
+/* A CHECK whose content is the local file's: only mode (and mtime) to
+ * fix, if anything. */
+static void check_equal(fjob *j)
+{
+	ferry__action *a = j->a;
+	a->flags &= ~(uint32_t)FERRY__ACT_CHECK;
+	if (!(a->flags & FERRY_CHANGED_MODE)) {
+		a->kind = FERRY__ACT_NONE;
+		return;
+	}
+	a->kind = FERRY__ACT_META;
+	if (j->f->o->check_only || set_file_meta(j->f, a) == 0)
+		ferry__action_commit(a);
+}
+
+static void job_done(void *ctx, const ferry__sftp_download_result *r)
+{
+	fjob *j = ctx;
+	fetch *f = j->f;
+	ferry__action *a = j->a;
+	f->running--;
+	if (r->error) {
+		int lost = f->cancelling || ferry__sftp_dead(f->o->sf) ||
+		           r->error == FERRY_EINTR;
+		if (j->lerr)
+			fail(f, a, j->lerr, "%s", j->lmsg);
+		else if (lost)
+			f->res->not_done++;
+		else
+			fail(f, a, r->error, "%s", r->message);
+	} else {
+		int same = 0;
+		if (a->flags & FERRY__ACT_CHECK) {
+			ferry__hash h;
+			ferry__hasher_final(&j->h, &h);
+			same = ferry__hash_eq(&h, &a->entry.hash);
+			if (!same)
+				a->flags |= FERRY_CHANGED_CONTENT;
+		}
+		if (same)
+			check_equal(j);
+		else if (f->o->check_only || job_commit(j) == 0) {
+			ferry__action_commit(a);
+			f->res->bytes += r->bytes;
+		}
+		f->prog.files_done++;
+		progress(f);
+	}
+	job_free(j);
+	pump(f);
+}
+
+static void start_job(fetch *f, ferry__action *a)
+{
+	fjob *j = ferry__calloc(1, sizeof(*j));
+	char *rp = ferry__rlist_rpath(f->o->rl, a->src, a->entry.path,
+	                              a->entry.path_len);
+	if (!j || !rp) {
+		ferry__free(j);
+		ferry__free(rp);
+		fail(f, a, FERRY_ENOMEM, "out of memory");
+		return;
+	}
+	j->f = f;
+	j->a = a;
+	j->dirfd = j->fd = -1;
+	ferry__sftp_download_opts d = {.path = rp,
+	                               .size = a->entry.size,
+	                               .opened = job_opened,
+	                               .data = job_data,
+	                               .done = job_done,
+	                               .ctx = j};
+	int rc = ferry__sftp_download(f->o->sf, &d);
+	ferry__free(rp);
+	if (rc) {
+		ferry__free(j);
+		if (ferry__sftp_dead(f->o->sf))
+			f->res->not_done++;
+		else
+			fail(f, a, rc, "%s", ferry_strerror(rc));
+		return;
+	}
+	f->running++;
+}
+
+static int wanted(const fetch *f, const ferry__action *a)
+{
+	return a->kind == FERRY__ACT_UPLOAD && !a->error &&
+	       (!f->o->check_only || (a->flags & FERRY__ACT_CHECK));
+}
+
+/* Start downloads while the local descriptor budget allows. */
+static void pump(fetch *f)
+{
+	while (!f->stopping && !f->cancelling && !ferry__sftp_dead(f->o->sf) &&
+	       f->running < f->budget && f->next < f->o->n) {
+		ferry__action *a = &f->o->a[f->next++];
+		if (wanted(f, a))
+			start_job(f, a);
+	}
+}
+
+static int fetch_done(void *ctx)
+{
+	fetch *f = ctx;
+	return f->running == 0 && (f->stopping || f->next >= f->o->n ||
+	                           ferry__sftp_dead(f->o->sf));
+}
+
+/* Two descriptors per download (its file, its directory). */
+static size_t fd_budget(void)
+{
+	struct rlimit rl;
+	size_t n = 256;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		n = rl.rlim_cur > 160 ? (size_t)(rl.rlim_cur - 128) / 2 : 16;
+	return n < 16 ? 16 : n > 4096 ? 4096 : n;
+}
+
+static int run_fetches(fetch *f)
+{
+	const ferry__fetch_opts *o = f->o;
+	for (size_t i = 0; i < o->n; i++)
+		if (wanted(f, &o->a[i])) {
+			f->prog.files_total++;
+			f->prog.bytes_total += o->a[i].entry.size;
+		}
+	if (!f->prog.files_total)
+		return 0;
+	f->budget = fd_budget();
+	pump(f);
+	int rc = ferry__pull_wait(o->sf, fetch_done, f);
+	if (rc && !ferry__sftp_dead(o->sf)) {
+		f->cancelling = 1;
+		ferry__sftp_cancel_all(o->sf, rc); /* temps removed */
+	}
+	for (; f->next < o->n; f->next++)
+		if (wanted(f, &o->a[f->next]))
+			f->res->not_done++;
+	if (rc) {
+		const char *m = ferry__sftp_errmsg(o->sf);
+		snprintf(f->res->fatal_msg, sizeof(f->res->fatal_msg), "%s",
+		         rc == FERRY_EINTR ? "interrupted"
+		         : m && *m         ? m
+		                           : ferry_strerror(rc));
+		return rc;
+	}
+	if (f->stopping) {
+		snprintf(
+		        f->res->fatal_msg, sizeof(f->res->fatal_msg),
+		        "the local disk is full: %llu file%s not pulled, "
+		        "nothing torn",
+		        (unsigned long long)(f->res->failed + f->res->not_done),
+		        f->res->failed + f->res->not_done == 1 ? "" : "s");
+		return FERRY_ENOSPACE;
+	}
+	return 0;
+}
+
+int ferry__fetch_run(const ferry__fetch_opts *o, ferry__fetch_result *res)
+{
+	fetch f;
+	memset(res, 0, sizeof(*res));
+	memset(&f, 0, sizeof(f));
+	f.o = o;
+	f.res = res;
+	if (o->dfd >= 0 && !(f.dc = ferry__ldir_new(o->dfd))) {
+		snprintf(res->fatal_msg, sizeof(res->fatal_msg),
+		         "out of memory");
+		return res->fatal = FERRY_ENOMEM;
+	}
+	size_t i = 0;
+	if (!o->check_only) {
+		remove_temps(&f);
+		for (; i < o->n && o->a[i].phase < FERRY__PH_FETCH; i++) {
+			ferry__action *a = &o->a[i];
+			switch (a->phase) {
+			case FERRY__PH_REMOVE:
+				do_remove(&f, a);
+				break;
+			case FERRY__PH_MKDIR:
+				do_mkdir(&f, a);
+				break;
+			case FERRY__PH_LINK:
+				do_link(&f, a);
+				break;
+			default:
+				if (set_file_meta(&f, a) == 0)
+					ferry__action_commit(a);
+				break;
+			}
+		}
+	}
+	f.next = i;
+	res->fatal = run_fetches(&f);
+	for (i = 0; !o->check_only && !res->fatal && i < o->n; i++) {
+		ferry__action *a = &o->a[i];
+		if (a->phase == FERRY__PH_DIRMETA)
+			do_dirmeta(&f, a);
+		else if (!o->deletions || res->failed)
+			continue;
+		else if (a->phase == FERRY__PH_DELETE)
+			do_delete(&f, a);
+		else if (a->phase == FERRY__PH_RMDIR)
+			do_rmdir(&f, a);
+	}
+	ferry__ldir_free(f.dc);
+	return res->fatal;
+}
