@@ -325,6 +325,18 @@ int ferry__ex_chan_io(ferry__exec_op *op)
 			op->ch = NULL;
 			ferry__ex_op_acquire(op, op->kind == K_KILL);
 			return 1;
+		} else if (rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED) {
+			/* The server runs no commands at all (ProFTPD's
+			 * mod_sftp, SFTP-only servers): say so plainly. */
+			ferry__ex_op_seterr(
+			        op, FERRY_EREMOTE,
+			        "exec is not available on %s: the server "
+			        "refused "
+			        "to run a command (it offers SFTP only); push "
+			        "works, commands do not",
+			        ferry__session_target(es->s));
+			ferry__ex_op_finish(op);
+			return 1;
 		} else {
 			ferry__ex_op_fail_ssh(op, rc, "running a command");
 			ferry__ex_op_finish(op);

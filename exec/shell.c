@@ -262,14 +262,20 @@ int ferry__sh_kill(ferry_buf *out, long pgid)
 {
 	if (pgid <= 1)
 		return FERRY_EINVALID;
-	/* POSIX sh (dash has no "kill --"); the group, else the process. */
+	/* POSIX sh (dash has no "kill --"); the group, else (a server that
+	 * does not make the command's shell a group leader: Dropbear) the
+	 * process and every descendant, found with pgrep -P. */
 	ferry__buf_fmt(out,
-	               "kill -TERM -%ld 2>/dev/null || kill -TERM %ld "
-	               "2>/dev/null || exit 0; i=0; while kill -0 -%ld "
+	               "kill -TERM -%ld 2>/dev/null || { l=%ld; n=%ld; "
+	               "while [ -n \"$n\" ]; do m=; for p in $n; do "
+	               "m=\"$m $(pgrep -P $p 2>/dev/null)\"; done; "
+	               "n=$(echo $m); l=\"$l $n\"; done; "
+	               "kill -TERM $l 2>/dev/null; exit 0; }; i=0; "
+	               "while kill -0 -%ld "
 	               "2>/dev/null; do if [ $i -ge 25 ]; then kill -KILL "
 	               "-%ld 2>/dev/null; exit 0; fi; sleep 0.02; "
 	               "i=$((i+1)); done",
-	               pgid, pgid, pgid, pgid);
+	               pgid, pgid, pgid, pgid, pgid);
 	return ferry__buf_terminate(out);
 }
 
