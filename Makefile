@@ -113,7 +113,8 @@ fuzz: fuzz-build
 	@for f in $(FUZZ_BINS); do \
 	    mkdir -p $(B)/fuzz/corpus-$$(basename $$f); \
 	    echo "fuzz $$f for $(FUZZ_SECONDS)s"; \
-	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(B)/fuzz/corpus-$$(basename $$f) tests/fuzz/corpus/$$(basename $$f) 2>&1 | tail -12 || exit 1; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(B)/fuzz/ $(B)/fuzz/corpus-$$(basename $$f) tests/fuzz/corpus/$$(basename $$f) >$(B)/fuzz/$$(basename $$f).log 2>&1; \
+	    rc=$$?; tail -12 $(B)/fuzz/$$(basename $$f).log; [ $$rc -eq 0 ] || exit 1; \
 	done
 
 # ---- bench --------------------------------------------------------------------

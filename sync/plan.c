@@ -786,12 +786,46 @@ static void apply_policy(ferry__plan *p)
 	drop_marked(p);
 }
 
+/* Every directory this push makes gets its mode and times set at the
+ * end (plan.c visit_dir adds that action; a directory found missing or of
+ * another type on the remote by ferry__verify_plan gets it here). */
+static int made_dir_times(ferry__plan *p)
+{
+	ferry__pmap late;
+	memset(&late, 0, sizeof(late));
+	int error = 0;
+	size_t n0 = p->n;
+	for (size_t i = 0; i < n0 && !error; i++)
+		if (p->a[i].kind == FERRY__ACT_META &&
+		    p->a[i].entry.type == FERRY__T_DIR &&
+		    ferry__pmap_put(&late, p->a[i].entry.path,
+		                    p->a[i].entry.path_len, i))
+			error = FERRY_ENOMEM;
+	for (size_t i = 0; i < n0 && !error; i++) {
+		if (p->a[i].kind != FERRY__ACT_MKDIR ||
+		    ferry__pmap_get(&late, p->a[i].entry.path,
+		                    p->a[i].entry.path_len) != FERRY__PMAP_NONE)
+			continue;
+		ferry__mentry e = p->a[i].entry; /* add_action moves p->a */
+		ferry__action *a = add_action(
+		        p, FERRY__ACT_META, FERRY__ACT_QUIET, &e, p->a[i].src);
+		if (!a)
+			error = FERRY_ENOMEM;
+		else
+			a->entry.flags |= FERRY__ME_TIMES;
+	}
+	ferry__pmap_free(&late);
+	return error;
+}
+
 int ferry__plan_finish(ferry__plan *p)
 {
 	if (p->finished)
 		return 0;
 	apply_policy(p);
-	int error = touch_parents(p);
+	int error = made_dir_times(p);
+	if (!error)
+		error = touch_parents(p);
 	if (error)
 		return error;
 	size_t count[NPHASES] = {0}, start[NPHASES];
