@@ -23,6 +23,8 @@ static const char help[] =
         "      --verify           list the remote tree and repair it\n"
         "      --force            ignore the manifest: compare everything\n"
         "      --fsync            fsync every file (owner-only ones always)\n"
+        "      --allow-shared-dirs  write below remote directories other\n"
+        "                         accounts may write to (refused by default)\n"
         "      --state-dir DIR    where manifests live\n"
         "      --itemize-changes  one line per change, as rsync -i\n"
         "      --stats            a report for people\n"

@@ -197,6 +197,7 @@ static const struct sync_flag {
         {OPT_VERIFY, offsetof(cli_sync, o.verify)},
         {OPT_FORCE, offsetof(cli_sync, o.force)},
         {OPT_FSYNC, offsetof(cli_sync, o.fsync_all)},
+        {OPT_ALLOW_SHARED, offsetof(cli_sync, o.allow_shared_dirs)},
 };
 
 int cli_sync_option(cli_sync *cs, int opt, const char *arg)

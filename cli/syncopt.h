@@ -21,6 +21,7 @@ enum {
 	OPT_VERIFY,
 	OPT_FORCE,
 	OPT_FSYNC,
+	OPT_ALLOW_SHARED,
 	OPT_STATE_DIR,
 	OPT_SYNC_LAST_
 };
@@ -35,6 +36,7 @@ enum {
 	        {"verify", no_argument, NULL, OPT_VERIFY},                     \
 	        {"force", no_argument, NULL, OPT_FORCE},                       \
 	        {"fsync", no_argument, NULL, OPT_FSYNC},                       \
+	        {"allow-shared-dirs", no_argument, NULL, OPT_ALLOW_SHARED},    \
 	        {"state-dir", required_argument, NULL, OPT_STATE_DIR},         \
 	        {"itemize-changes", no_argument, NULL, OPT_ITEMIZE},           \
 	        {"stats", no_argument, NULL, OPT_STATS},                       \

@@ -262,12 +262,16 @@ typedef struct ferry_sync_opts {
 	 * lines and lines starting with # or ; skipped, "- " dropped). */
 	const char *const *exclude_from;
 	size_t exclude_from_count;
+	/* Write below a remote directory that other accounts may write to
+	 * (mode g+w or o+w); refused by default, as another account could
+	 * swap a directory for a symlink while the push runs. */
+	int allow_shared_dirs;
 } ferry_sync_opts;
 
 #define FERRY_SYNC_OPTS_INIT                                                   \
 	{                                                                      \
 		FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0,   \
-		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0         \
+		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0      \
 	}
 
 /* As ferry_session_opts_init, for ferry_sync_opts. */

@@ -15,9 +15,13 @@
 #include "sync/path.h"
 #include "sync/pmap.h"
 #include "sync/report.h"
+#include "sync/util.h"
 
-/* Directory states (MKDIR actions and the destination). */
-enum { ST_NONE = 0, ST_PENDING, ST_OK, ST_BAD };
+/* Directory states (MKDIR actions, checked directories, the destination).
+ * ST_REFUSED: a directory ferry will not write through, said once. */
+enum { ST_NONE = 0, ST_PENDING, ST_OK, ST_BAD, ST_REFUSED };
+/* What a parked operation does when its directory is known. */
+enum { R_PLACE = 0, R_MKDIR, R_META, R_REMOVAL };
 /* Temporary name states. */
 enum { T_NONE = 0, T_MAYBE, T_DONE };
 
@@ -37,7 +41,12 @@ typedef struct op {
 	uint8_t parked;  /* waiting for its directory's state */
 	uint8_t created; /* MKDIR: the request succeeded */
 	uint8_t remote;  /* the failure came from the remote */
-	uint8_t checks;  /* symlinks: replies before the link is known */
+	uint8_t checks;  /* symlinks: replies before the link is known;
+	                    MKDIR onto an existing name: before it is judged */
+	uint8_t resume;  /* R_*: what to do when unparked */
+	uint8_t seen_link; /* MKDIR onto an existing name: READLINK worked */
+	uint32_t seen_perm; /* ... and its LSTAT's permissions (0: none) */
+	int seen_err;       /* ... and the LSTAT's error */
 	uint8_t counted; /* in cx.to_place until placed */
 	uint8_t hash_ok, hash_broken;
 	int fd;
@@ -47,6 +56,23 @@ typedef struct op {
 	ferry__hash hash;
 	ferry__stat *st0; /* the local file when opened (uploads) */
 } op;
+
+/* A directory that existed before this push and that something of the
+ * push goes through, or the destination itself (path_len 0): checked
+ * (LSTAT and READLINK in the first flight; STAT for the destination)
+ * before anything is written below it. */
+typedef struct dchk {
+	cx *c;
+	char *rpath;
+	const char *path;
+	size_t path_len;
+	uint8_t status;  /* ST_* */
+	uint8_t replies; /* outstanding */
+	uint8_t is_link;
+	int err; /* of the LSTAT */
+	uint32_t perm;
+	char msg[200];
+} dchk;
 
 struct cx {
 	const ferry__commit_opts *o;
@@ -58,6 +84,15 @@ struct cx {
 	char marker_text[FERRY__MARKER_TEXT_LEN + 1];
 	size_t pending;   /* callbacks outstanding */
 	ferry__pmap dirs; /* MKDIR action paths -> action index */
+	ferry__pmap checked; /* checked directory paths -> index in chk */
+	dchk *chk;
+	size_t nchk, capchk;
+	dchk dest_chk;    /* the destination, for writes below it */
+	int hush;         /* failures said already (a refused directory) */
+	/* Removals keep their order (deepest first): once one waits for its
+	 * directory, those after it wait too. */
+	size_t rm_parked;
+	int rm_blocked; /* one was parked again in this unpark pass */
 	int root;         /* ST_* of the destination */
 	int root_code;
 	int stopping;
@@ -100,6 +135,7 @@ static void progress(cx *c, uint64_t bytes)
 }
 
 static void submit_times(cx *c);
+static int needs_request(const ferry__action *a);
 
 /* x will not write into its directory any more (its temporary was
  * renamed into place, or it failed): once none is left, the directories'
@@ -146,8 +182,9 @@ failv(op *x, int code, int remote, const char *fmt, va_list ap)
 	if (remote && (code == FERRY_ENOTFOUND || code == FERRY_EEXIST ||
 	               code == FERRY_EREMOTE))
 		c->res->surprises++;
-	if (c->root == ST_BAD || c->stopping)
-		return; /* said once, for the destination or the push */
+	if (c->root == ST_BAD || c->stopping || c->hush)
+		return; /* said once, for the destination, a directory or the
+		           push */
 	size_t n;
 	const char *path = op_path(x, &n);
 	const ferry_sync_opts *o = c->o->o;
@@ -199,19 +236,63 @@ static void set_attrs_meta(cx *c, ferry__sftp_attrs *a, const ferry__mentry *e,
 
 /* ---- directory states ---- */
 
+static void park(op *x);
+
+/* The state of the directories path goes through: the first that is not
+ * ST_OK (deepest first), else ST_OK. */
 static int dir_state(cx *c, const char *path, size_t n)
 {
+	int below = 0;
 	for (;;) {
 		size_t dl = ferry__path_dirlen(path, n);
-		if (dl == 0)
-			return c->root;
+		if (dl == 0) {
+			if (c->root != ST_OK || !below)
+				return c->root;
+			return c->dest_chk.status;
+		}
+		below = 1;
 		size_t i = ferry__pmap_get(&c->dirs, path, dl);
 		if (i != FERRY__PMAP_NONE) {
 			if (c->ops[i].status != ST_OK)
 				return c->ops[i].status;
+		} else if ((i = ferry__pmap_get(&c->checked, path, dl)) !=
+		           FERRY__PMAP_NONE) {
+			if (c->chk[i].status != ST_OK)
+				return c->chk[i].status;
 		}
 		n = dl;
 	}
+}
+
+static void do_gated(op *x);
+
+/* Whether x may write at its path now: 1 when it may; 0 when it waits
+ * (parked, resumed by do_gated) or failed. */
+static int gate(op *x, int resume)
+{
+	size_t n;
+	const char *path = op_path(x, &n);
+	int st = dir_state(x->c, path, n);
+	if (st == ST_OK)
+		return 1;
+	if (st == ST_PENDING) {
+		x->resume = (uint8_t)resume;
+		park(x);
+		if (resume == R_REMOVAL) {
+			x->c->rm_parked++;
+			x->c->rm_blocked = 1;
+		}
+		return 0;
+	}
+	x->c->hush = st == ST_REFUSED;
+	fail(x, st == ST_REFUSED ? FERRY_EPERM : FERRY_EREMOTE, 1,
+	     st == ST_REFUSED
+	             ? "not written: a remote directory on its way is not "
+	               "safe to write through"
+	             : "not written: its remote directory could not be "
+	               "created");
+	x->c->hush = 0;
+	return 0;
 }
 
 static void after_close(op *x);
@@ -244,10 +325,14 @@ static void unpark(cx *c)
 	op **v = c->parked;
 	c->parked = NULL;
 	c->nparked = c->capparked = 0;
+	c->rm_blocked = 0;
 	for (size_t i = 0; i < n; i++) {
 		op *x = v[i];
 		x->parked = 0;
-		if (x->ai != SIZE_MAX && act(x)->kind == FERRY__ACT_SYMLINK)
+		if (x->resume != R_PLACE)
+			do_gated(x);
+		else if (x->ai != SIZE_MAX &&
+		         act(x)->kind == FERRY__ACT_SYMLINK)
 			x->tstate == T_NONE ? submit_symlink(c, x)
 			                    : after_symlink(x);
 		else
@@ -468,7 +553,7 @@ static void do_rename(op *x)
 
 /* A temporary (file or symlink) is complete: rename it into place once
  * its directory is known to be a real directory. */
-static void rename_when_dir_ok(op *x, const char *path, size_t n)
+static void rename_when_dir_ok(op *x)
 {
 	cx *c = x->c;
 	if (c->stopping) {
@@ -476,15 +561,9 @@ static void rename_when_dir_ok(op *x, const char *path, size_t n)
 		remove_tmp(x);
 		return;
 	}
-	int st = dir_state(c, path, n);
-	if (st == ST_PENDING) {
-		park(x);
-		return;
-	}
-	if (st == ST_BAD) {
-		fail(x, FERRY_EREMOTE, 1,
-		     "not written: its remote directory could not be created");
-		remove_tmp(x);
+	if (!gate(x, R_PLACE)) {
+		if (!x->parked)
+			remove_tmp(x);
 		return;
 	}
 	do_rename(x);
@@ -492,9 +571,7 @@ static void rename_when_dir_ok(op *x, const char *path, size_t n)
 
 static void after_close(op *x)
 {
-	size_t n;
-	const char *path = op_path(x, &n);
-	rename_when_dir_ok(x, path, n);
+	rename_when_dir_ok(x);
 }
 
 static void upload_done(void *ctx, const ferry__sftp_upload_result *r)
@@ -671,8 +748,7 @@ static void place_symlink(op *x)
 
 static void after_symlink(op *x)
 {
-	ferry__action *a = act(x);
-	rename_when_dir_ok(x, a->entry.path, a->entry.path_len);
+	rename_when_dir_ok(x);
 }
 
 static void symlink_cb(void *ctx, const ferry__sftp_reply *r)
@@ -725,27 +801,88 @@ static void dir_ok(op *x)
 	dir_resolved(x, ST_OK);
 }
 
+/* Whether a remote directory that ferry did not make in this push may be
+ * written through: lerr/perm from its LSTAT (perm 0: no permissions in
+ * the reply), is_link when READLINK of it worked (a server such as
+ * ProFTPD answers LSTAT of a link with its target's attributes).  ST_OK,
+ * or ST_BAD / ST_REFUSED with *code and msg. */
+static int judge_dir(cx *c, int lerr, uint32_t perm, int is_link, int *code,
+                     char *msg, size_t size)
+{
+	const ferry_sync_opts *o = c->o->o;
+	if (lerr == FERRY_ENOTFOUND) {
+		*code = FERRY_ENOTFOUND;
+		snprintf(msg, size,
+		         "is gone from the remote: nothing written below it");
+		return ST_BAD;
+	}
+	if (lerr) {
+		*code = lerr;
+		snprintf(msg, size, "cannot be checked on the remote (%s)",
+		         ferry_strerror(lerr));
+		return ST_REFUSED;
+	}
+	if (is_link || S_ISLNK(perm) || !S_ISDIR(perm)) {
+		*code = FERRY_EEXIST;
+		snprintf(msg, size,
+		         "is %s on the remote, not a directory: nothing written "
+		         "through it",
+		         is_link || S_ISLNK(perm) ? "a symlink"
+		         : S_ISREG(perm)          ? "a file"
+		                                  : "something else");
+		return ST_BAD;
+	}
+	if ((perm & 022) && !(o && o->allow_shared_dirs)) {
+		*code = FERRY_EPERM;
+		snprintf(msg, size,
+		         "is writable by other accounts on the remote (mode "
+		         "%04o): ferry writes nothing below it "
+		         "(--allow-shared-dirs to push anyway)",
+		         (unsigned)(perm & 07777));
+		return ST_REFUSED;
+	}
+	if (perm & 022)
+		c->res->shared = 1;
+	return ST_OK;
+}
+
+/* MKDIR found the name taken: LSTAT and READLINK of it decide. */
+static void mkdir_judge(op *x)
+{
+	cx *c = x->c;
+	if (--x->checks)
+		return;
+	int code = 0;
+	char msg[200];
+	int st = judge_dir(c, x->seen_err, x->seen_perm, x->seen_link, &code,
+	                   msg, sizeof(msg));
+	if (st == ST_OK) {
+		dir_ok(x); /* there already (an interrupted push) */
+		return;
+	}
+	fail(x, code, code != FERRY_EPERM, "%s", msg);
+	dir_resolved(x, st);
+}
+
 static void mkdir_lstat_cb(void *ctx, const ferry__sftp_reply *r)
 {
 	op *x = ctx;
 	x->c->pending--;
-	if (!r->error && r->attrs && S_ISDIR(r->attrs->perm)) {
-		dir_ok(x); /* there already (an interrupted push) */
-		return;
-	}
-	if (r->error) {
-		fail(x, r->error, 1, "mkdir: %s", r->message);
-	} else {
-		const char *what = S_ISLNK(r->attrs->perm) ? "a symlink"
-		                   : S_ISREG(r->attrs->perm)
-		                           ? "a file"
-		                           : "not a directory";
-		fail(x, FERRY_EEXIST, 1,
-		     "exists on the remote as %s: nothing written through it; "
-		     "the remote is verified to repair it",
-		     what);
-	}
-	dir_resolved(x, ST_BAD);
+	if (r->error)
+		x->seen_err = r->error;
+	else if (r->attrs && (r->attrs->flags & FERRY__ATTR_PERMISSIONS))
+		x->seen_perm = r->attrs->perm;
+	else
+		x->seen_perm = 0;
+	mkdir_judge(x);
+}
+
+static void mkdir_readlink_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	op *x = ctx;
+	x->c->pending--;
+	x->seen_link = !r->error;
+	mkdir_judge(x);
 }
 
 static void mkdir_cb(void *ctx, const ferry__sftp_reply *r)
@@ -762,6 +899,14 @@ static void mkdir_cb(void *ctx, const ferry__sftp_reply *r)
 	    (r->error == FERRY_EEXIST || r->error == FERRY_EREMOTE) &&
 	    !ferry__sftp_lstat(c->sf, x->rpath, mkdir_lstat_cb, x)) {
 		c->pending++;
+		x->checks = 1;
+		x->seen_err = 0;
+		x->seen_link = 0;
+		if (!ferry__sftp_readlink(c->sf, x->rpath, mkdir_readlink_cb,
+		                          x)) {
+			c->pending++;
+			x->checks++;
+		}
 		return;
 	}
 	fail(x, r->error, 1, "%s", r->message);
@@ -771,6 +916,13 @@ static void mkdir_cb(void *ctx, const ferry__sftp_reply *r)
 static void submit_mkdir(cx *c, op *x)
 {
 	ferry__action *a = act(x);
+	/* Into a directory known to be one: made by this push, or checked. */
+	x->status = ST_PENDING;
+	if (!gate(x, R_MKDIR)) {
+		if (!x->parked)
+			dir_resolved(x, ST_BAD);
+		return;
+	}
 	ferry__sftp_attrs at;
 	memset(&at, 0, sizeof(at));
 	at.flags = FERRY__ATTR_PERMISSIONS;
@@ -783,6 +935,123 @@ static void submit_mkdir(cx *c, op *x)
 		return;
 	}
 	c->pending++;
+}
+
+/* ---- checked directories ---- */
+
+static void chk_reply(dchk *d)
+{
+	cx *c = d->c;
+	if (--d->replies)
+		return;
+	int code = 0;
+	d->status = (uint8_t)judge_dir(c, d->err, d->perm, d->is_link, &code,
+	                               d->msg, sizeof(d->msg));
+	if (d->status != ST_OK) {
+		const ferry_sync_opts *o = c->o->o;
+		if (d->status == ST_BAD) {
+			/* Not what the manifest says: verify and repair. */
+			c->res->remote_errors++;
+			c->res->surprises++;
+		}
+		if (!c->stopping)
+			ferry__report_error(c->o->report, o ? o->log : NULL,
+			                    o ? o->ctx : NULL,
+			                    d->path_len ? d->path : ".",
+			                    d->path_len ? d->path_len : 1, code,
+			                    "%s", d->msg);
+	}
+	if (c->nparked)
+		unpark(c);
+}
+
+static void chk_lstat_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	dchk *d = ctx;
+	d->c->pending--;
+	if (r->error)
+		d->err = r->error;
+	else if (r->attrs && (r->attrs->flags & FERRY__ATTR_PERMISSIONS))
+		d->perm = r->attrs->perm;
+	chk_reply(d);
+}
+
+static void chk_readlink_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	dchk *d = ctx;
+	d->c->pending--;
+	d->is_link = !r->error;
+	chk_reply(d);
+}
+
+static void submit_check(cx *c, dchk *d)
+{
+	const char *p = d->path_len ? d->rpath : c->o->dest;
+	d->replies = 1; /* until both are sent */
+	if (d->path_len) {
+		if (!ferry__sftp_lstat(c->sf, p, chk_lstat_cb, d)) {
+			c->pending++;
+			d->replies++;
+		} else {
+			d->err = FERRY_ERROR;
+		}
+		if (!ferry__sftp_readlink(c->sf, p, chk_readlink_cb, d)) {
+			c->pending++;
+			d->replies++;
+		}
+	} else if (!ferry__sftp_stat(c->sf, p, chk_lstat_cb, d)) {
+		c->pending++;
+		d->replies++;
+	} else {
+		d->err = FERRY_ERROR;
+	}
+	chk_reply(d);
+}
+
+static int add_check(cx *c, const char *path, size_t n)
+{
+	if (ferry__grow(&c->chk, &c->capchk, c->nchk + 1, sizeof(*c->chk), 16))
+		return FERRY_ENOMEM;
+	dchk *d = &c->chk[c->nchk];
+	memset(d, 0, sizeof(*d));
+	d->c = c;
+	d->path = path;
+	d->path_len = n;
+	d->status = ST_PENDING;
+	d->rpath = ferry__rpath(c->o->dest, path, n);
+	if (!d->rpath || ferry__pmap_put(&c->checked, path, n, c->nchk))
+		return FERRY_ENOMEM;
+	c->nchk++;
+	return 0;
+}
+
+/* Every directory an action goes through that this push does not make
+ * is checked, and the destination when anything is below it. */
+static int plan_checks(cx *c)
+{
+	int below = 0;
+	for (size_t i = 0; i < c->p->n; i++) {
+		const ferry__action *a = &c->p->a[i];
+		if (!needs_request(a))
+			continue;
+		const char *path = a->entry.path;
+		size_t dl = ferry__path_dirlen(path, a->entry.path_len);
+		below |= dl > 0;
+		for (; dl > 0; dl = ferry__path_dirlen(path, dl)) {
+			if (ferry__pmap_get(&c->dirs, path, dl) !=
+			    FERRY__PMAP_NONE)
+				continue;
+			if (ferry__pmap_get(&c->checked, path, dl) !=
+			    FERRY__PMAP_NONE)
+				break; /* and its parents with it */
+			if (add_check(c, path, dl))
+				return FERRY_ENOMEM;
+		}
+	}
+	c->dest_chk.c = c;
+	c->dest_chk.status =
+	        below && !c->o->dest_missing ? ST_PENDING : ST_OK;
+	return 0;
 }
 
 /* The destination and its missing parents, like mkdir -p. */
@@ -909,6 +1178,8 @@ static void submit_meta(cx *c, op *x)
 	ferry__action *a = act(x);
 	ferry__sftp_attrs at;
 	int rc;
+	if (!gate(x, R_META))
+		return;
 	set_attrs_meta(c, &at, &a->entry, a->entry.type != FERRY__T_LINK);
 	if (c->use_lsetstat)
 		rc = ferry__sftp_lsetstat(c->sf, x->rpath, &at, meta_cb, x);
@@ -929,13 +1200,26 @@ static void removal_cb(void *ctx, const ferry__sftp_reply *r)
 	progress(x->c, 0);
 }
 
-static void submit_removal(cx *c, op *x)
+static void removal_now(cx *c, op *x)
 {
 	ferry__action *a = act(x);
+	if (!gate(x, R_REMOVAL))
+		return;
 	int rc = a->kind == FERRY__ACT_RMDIR
 	                 ? ferry__sftp_rmdir(c->sf, x->rpath, removal_cb, x)
 	                 : ferry__sftp_remove(c->sf, x->rpath, removal_cb, x);
 	submitted(x, rc, "remove");
+}
+
+static void submit_removal(cx *c, op *x)
+{
+	if (c->rm_parked) { /* behind one that waits */
+		x->resume = R_REMOVAL;
+		park(x);
+		c->rm_parked++;
+		return;
+	}
+	removal_now(c, x);
 }
 
 static void submit_symlink(cx *c, op *x)
@@ -960,6 +1244,30 @@ static void submit_symlink(cx *c, op *x)
 		return;
 	}
 	c->pending++;
+}
+
+/* A parked operation whose directory state changed. */
+static void do_gated(op *x)
+{
+	switch (x->resume) {
+	case R_MKDIR:
+		submit_mkdir(x->c, x);
+		break;
+	case R_META:
+		submit_meta(x->c, x);
+		break;
+	case R_REMOVAL:
+		x->c->rm_parked--;
+		if (x->c->rm_blocked) { /* one before it waits again */
+			park(x);
+			x->c->rm_parked++;
+		} else {
+			removal_now(x->c, x);
+		}
+		break;
+	default:
+		break;
+	}
 }
 
 /* ---- running ---- */
@@ -1044,14 +1352,22 @@ static int prepare(cx *c)
 		    a->kind == FERRY__ACT_SYMLINK) {
 			x->counted = 1;
 			c->to_place++;
-			x->tpath = ferry__rtemp(o->dest, a->entry.path,
-			                        a->entry.path_len);
+			/* At the top of the destination, which is
+			 * trusted: nothing is written below a directory
+			 * before it is known to be one (the rename waits). */
+			size_t dl = ferry__path_dirlen(a->entry.path,
+			                               a->entry.path_len);
+			size_t skip = dl ? dl + 1 : 0;
+			x->tpath = ferry__rtemp(o->dest, a->entry.path + skip,
+			                        a->entry.path_len - skip);
 			if (!x->tpath ||
 			    (o->journal &&
 			     ferry__journal_add(o->journal, x->tpath)))
 				return FERRY_ENOMEM;
 		}
 	}
+	if (plan_checks(c))
+		return FERRY_ENOMEM;
 	int links = 0;
 	for (size_t i = 0; i < p->n; i++)
 		links |= p->a[i].kind == FERRY__ACT_SYMLINK &&
@@ -1125,6 +1441,10 @@ static void first_flight_requests(cx *c)
 			return;
 		}
 	}
+	if (c->dest_chk.status == ST_PENDING)
+		submit_check(c, &c->dest_chk);
+	for (size_t i = 0; i < c->nchk; i++)
+		submit_check(c, &c->chk[i]);
 	if (c->probe[0] &&
 	    !ferry__sftp_probe_symlinks(c->sf, (const char *const *)c->probe,
 	                                probe_done, c)) {
@@ -1172,6 +1492,9 @@ static int dest_touched(const cx *c)
 		return 1;
 	for (size_t i = 0; i < c->p->n; i++) {
 		const ferry__action *a = &c->p->a[i];
+		if (a->kind == FERRY__ACT_UPLOAD ||
+		    a->kind == FERRY__ACT_SYMLINK) /* temporaries */
+			return 1;
 		if (a->kind != FERRY__ACT_META &&
 		    a->kind != FERRY__ACT_RECORD &&
 		    a->kind != FERRY__ACT_NONE &&
@@ -1248,21 +1571,6 @@ static void last_flight(cx *c)
 			submit_removal(c, &c->ops[i]);
 	}
 	times_now(c);
-	/* Directories made inside one that turned out not to be ours: they
-	 * went through it; take them back, deepest first. */
-	for (size_t i = p->n; i-- > 0;) {
-		op *x = &c->ops[i];
-		ferry__action *a = &p->a[i];
-		if (a->kind != FERRY__ACT_MKDIR || !x->created ||
-		    dir_state(c, a->entry.path, a->entry.path_len) != ST_BAD)
-			continue;
-		a->committed = 0;
-		fail(x, FERRY_EREMOTE, 1,
-		     "not created: its remote parent directory could not be "
-		     "created");
-		if (!ferry__sftp_rmdir(c->sf, x->rpath, cleanup_cb, c))
-			c->pending++;
-	}
 	if (skipped) {
 		c->res->not_done += skipped;
 		const ferry_sync_opts *o = c->o->o;
@@ -1394,6 +1702,10 @@ out:
 	ferry__free(c.ops);
 	ferry__free(c.parked);
 	ferry__pmap_free(&c.dirs);
+	for (size_t i = 0; i < c.nchk; i++)
+		ferry__free(c.chk[i].rpath);
+	ferry__free(c.chk);
+	ferry__pmap_free(&c.checked);
 	return res->fatal;
 }
 

@@ -745,7 +745,7 @@ static int do_push(push *ps)
 	 * left anything undone: what the listing found (a remote-only entry,
 	 * a remote copy that differs) is known to no manifest entry. */
 	int remote_errors =
-	        (ran && (cr.remote_errors || cr.fatal)) ||
+	        (ran && (cr.remote_errors || cr.fatal || cr.shared)) ||
 	        (ps->rl && ps->rl->nfail) ||
 	        (ps->verified && (r->error_count || cr.failed || cr.not_done ||
 	                          (p->deletions_dropped &&

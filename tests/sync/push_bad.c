@@ -286,7 +286,7 @@ Test(push_bad, planted_symlinks_are_replaced_not_followed, PH_ENV)
 	cr_assert_eq(rc, 0, "rc %s: %s", ferry_strerror(rc),
 	             ferry_session_errmsg(e.s));
 	cr_assert(r.verified);
-	cr_assert(strstr(e.log, "nd: exists on the remote as a symlink"), "%s",
+	cr_assert(strstr(e.log, "nd: is a symlink on the remote"), "%s",
 	          e.log);
 	ph_assert_same(e.src, e.dst);
 	ferry_sync_report_free(&r);

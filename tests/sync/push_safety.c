@@ -38,23 +38,37 @@ Test(push_safety, credentials_never_readable_by_others, PH_ENV)
 	fx_sh("mkdir -p '%s/creds' && chmod 0700 '%s/creds'", e.dst, e.dst);
 	sf_slow_channel(e.s, 15);
 	for (int round = 0; round < 2; round++) {
-		sf_watcher w;
-		memset(&w, 0, sizeof(w));
-		snprintf(w.dir, sizeof(w.dir), "%s/creds", e.dst);
-		pthread_t th;
-		cr_assert_eq(pthread_create(&th, NULL, sf_watch_main, &w), 0);
+		/* The credentials' directory, and the top of the destination
+		 * where the temporaries are. */
+		sf_watcher w[2];
+		pthread_t th[2];
+		memset(w, 0, sizeof(w));
+		snprintf(w[0].dir, sizeof(w[0].dir), "%s/creds", e.dst);
+		snprintf(w[1].dir, sizeof(w[1].dir), "%s", e.dst);
+		for (int i = 0; i < 2; i++)
+			cr_assert_eq(pthread_create(&th[i], NULL,
+			                            sf_watch_main, &w[i]),
+			             0);
 		usleep(20000);
 		ferry_sync_report r;
 		double t0 = sf_now_ms();
 		int rc = ph_push(&e, &r);
 		double ms = sf_now_ms() - t0;
 		usleep(20000);
-		atomic_store(&w.stop, 1);
-		pthread_join(th, NULL);
+		for (int i = 0; i < 2; i++) {
+			atomic_store(&w[i].stop, 1);
+			pthread_join(th[i], NULL);
+		}
 		cr_assert_eq(rc, 0, "%s", ferry_session_errmsg(e.s));
-		cr_assert_geq(w.violations, 0, "inotify unavailable");
-		cr_assert_eq(w.violations, 0, "round %d: %s", round, w.bad);
-		cr_assert_gt(w.events, 3, "the sf_watcher saw nothing");
+		for (int i = 0; i < 2; i++) {
+			cr_assert_geq(w[i].violations, 0,
+			              "inotify unavailable");
+			cr_assert_eq(w[i].violations, 0, "round %d: %s: %s",
+			             round, w[i].dir, w[i].bad);
+			cr_assert_gt(w[i].events, i ? 3 : 2,
+			             "the sf_watcher of %s saw nothing",
+			             w[i].dir);
+		}
 		cr_assert_gt(ms, 60, "the push was not slowed (%.1f ms)", ms);
 		ferry_sync_report_free(&r);
 		ph_assert_same(e.src, e.dst);
