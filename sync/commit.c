@@ -36,18 +36,18 @@ typedef struct op {
 	size_t ai; /* action index; SIZE_MAX: the marker */
 	char *rpath, *tpath;
 	char *err;
-	uint8_t status;  /* MKDIR: ST_* */
-	uint8_t tstate;  /* T_* of tpath */
-	uint8_t parked;  /* waiting for its directory's state */
-	uint8_t created; /* MKDIR: the request succeeded */
-	uint8_t remote;  /* the failure came from the remote */
-	uint8_t checks;  /* symlinks: replies before the link is known;
-	                    MKDIR onto an existing name: before it is judged */
-	uint8_t resume;  /* R_*: what to do when unparked */
-	uint8_t seen_link; /* MKDIR onto an existing name: READLINK worked */
+	uint8_t status;     /* MKDIR: ST_* */
+	uint8_t tstate;     /* T_* of tpath */
+	uint8_t parked;     /* waiting for its directory's state */
+	uint8_t created;    /* MKDIR: the request succeeded */
+	uint8_t remote;     /* the failure came from the remote */
+	uint8_t checks;     /* symlinks: replies before the link is known;
+	                       MKDIR onto an existing name: before it is judged */
+	uint8_t resume;     /* R_*: what to do when unparked */
+	uint8_t seen_link;  /* MKDIR onto an existing name: READLINK worked */
 	uint32_t seen_perm; /* ... and its LSTAT's permissions (0: none) */
 	int seen_err;       /* ... and the LSTAT's error */
-	uint8_t counted; /* in cx.to_place until placed */
+	uint8_t counted;    /* in cx.to_place until placed */
 	uint8_t hash_ok, hash_broken;
 	int fd;
 	void *hraw; /* allocation holding h (aligned) */
@@ -82,18 +82,18 @@ struct cx {
 	op *ops;
 	op marker;
 	char marker_text[FERRY__MARKER_TEXT_LEN + 1];
-	size_t pending;   /* callbacks outstanding */
-	ferry__pmap dirs; /* MKDIR action paths -> action index */
+	size_t pending;      /* callbacks outstanding */
+	ferry__pmap dirs;    /* MKDIR action paths -> action index */
 	ferry__pmap checked; /* checked directory paths -> index in chk */
 	dchk *chk;
 	size_t nchk, capchk;
-	dchk dest_chk;    /* the destination, for writes below it */
-	int hush;         /* failures said already (a refused directory) */
+	dchk dest_chk; /* the destination, for writes below it */
+	int hush;      /* failures said already (a refused directory) */
 	/* Removals keep their order (deepest first): once one waits for its
 	 * directory, those after it wait too. */
 	size_t rm_parked;
 	int rm_blocked; /* one was parked again in this unpark pass */
-	int root;         /* ST_* of the destination */
+	int root;       /* ST_* of the destination */
 	int root_code;
 	int stopping;
 	op **parked;
@@ -824,12 +824,13 @@ static int judge_dir(cx *c, int lerr, uint32_t perm, int is_link, int *code,
 	}
 	if (is_link || S_ISLNK(perm) || !S_ISDIR(perm)) {
 		*code = FERRY_EEXIST;
-		snprintf(msg, size,
-		         "is %s on the remote, not a directory: nothing written "
-		         "through it",
-		         is_link || S_ISLNK(perm) ? "a symlink"
-		         : S_ISREG(perm)          ? "a file"
-		                                  : "something else");
+		snprintf(
+		        msg, size,
+		        "is %s on the remote, not a directory: nothing written "
+		        "through it",
+		        is_link || S_ISLNK(perm) ? "a symlink"
+		        : S_ISREG(perm)          ? "a file"
+		                                 : "something else");
 		return ST_BAD;
 	}
 	if ((perm & 022) && !(o && o->allow_shared_dirs)) {
@@ -1049,8 +1050,7 @@ static int plan_checks(cx *c)
 		}
 	}
 	c->dest_chk.c = c;
-	c->dest_chk.status =
-	        below && !c->o->dest_missing ? ST_PENDING : ST_OK;
+	c->dest_chk.status = below && !c->o->dest_missing ? ST_PENDING : ST_OK;
 	return 0;
 }
 

@@ -66,8 +66,8 @@ typedef struct ferry__commit_result {
 	int rename_fallback; /* the server lacks posix-rename */
 	int links_replaced;  /* symlinks made by remove + symlink */
 	int fsync_missing;   /* the server lacks fsync@openssh.com */
-	int shared; /* wrote below a directory others may write to
-	               (allow_shared_dirs): the manifest must not vouch */
+	int shared;          /* wrote below a directory others may write to
+	                        (allow_shared_dirs): the manifest must not vouch */
 	uint64_t bytes_sent, fsyncs;
 	/* Temporary names that may still exist on the remote. */
 	char **unresolved;

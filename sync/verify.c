@@ -405,8 +405,12 @@ static void unseen(vctx *v, ferry__action *a, int root_missing)
 		return;
 	}
 	int kind = create_kind(a->entry.type);
-	if (a->kind == FERRY__ACT_META && (a->flags & FERRY__ACT_QUIET))
-		return; /* the mode fix of a new directory */
+	/* The mode fix of a new directory goes with its MKDIR; a quiet
+	 * META alone (a directory's new mtime) is the directory's only
+	 * action, and it must be made. */
+	if (a->kind == FERRY__ACT_META && (a->flags & FERRY__ACT_QUIET) &&
+	    ferry__plan_find(v->p, a->entry.path, a->entry.path_len) != a)
+		return;
 	if (a->kind == kind && (a->flags & FERRY_CHANGED_NEW))
 		return;
 	if (a->kind != kind)

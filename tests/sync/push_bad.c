@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,8 +287,7 @@ Test(push_bad, planted_symlinks_are_replaced_not_followed, PH_ENV)
 	cr_assert_eq(rc, 0, "rc %s: %s", ferry_strerror(rc),
 	             ferry_session_errmsg(e.s));
 	cr_assert(r.verified);
-	cr_assert(strstr(e.log, "nd: is a symlink on the remote"), "%s",
-	          e.log);
+	cr_assert(strstr(e.log, "nd: is a symlink on the remote"), "%s", e.log);
 	ph_assert_same(e.src, e.dst);
 	ferry_sync_report_free(&r);
 	/* And it holds. */
@@ -348,4 +348,149 @@ Test(push_bad, concurrent_pushes_take_turns, PH_ENV)
 	cr_assert_eq(r.files_uploaded + r.files_deleted, 0);
 	cr_assert_eq(r.verified, 0);
 	ferry_sync_report_free(&r);
+}
+
+/* A directory the manifest vouches for, replaced by a symlink to a
+ * directory outside between two pushes of one session: the next push
+ * changes, chmods and deletes nothing there, says so, and the verifying
+ * second pass puts a real directory back. */
+Test(push_bad, directory_swapped_for_symlink_between_pushes, PH_ENV)
+{
+	char *out = ph_path(e.base, "outside");
+	cr_assert_eq(mkdir(out, 0755), 0);
+	ph_write(e.src, "top", "top\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "sub", 0755);
+	ph_write(e.src, "sub/a", "mine a\n", 0644, 1700000000L);
+	ph_write(e.src, "sub/b", "mine b\n", 0600, 1700000000L);
+	ph_write(e.src, "sub/gone", "going\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "sub/deep", 0755);
+	ph_write(e.src, "sub/deep/c", "mine c\n", 0644, 1700000000L);
+	e.o.delete_extraneous = 1;
+	ph_push_ok(&e, NULL);
+	/* Outside: the same names, other contents. */
+	fx_sh("cd '%s' && echo theirs > a && echo theirs > b && "
+	      "echo theirs > gone && mkdir deep && echo theirs > deep/c && "
+	      "chmod 0644 a b gone deep/c",
+	      out);
+	char *before = ph_tree_listing(out);
+	fx_sh("cd '%s' && mv sub sub.real && ln -s '%s' sub", e.dst, out);
+	/* A content change, a mode change, a deletion and a new file, all
+	 * under sub/. */
+	ph_write(e.src, "sub/a", "mine a, changed\n", 0644, 0);
+	fx_sh("chmod 0640 '%s/sub/b' && rm '%s/sub/gone' && "
+	      "echo new > '%s/sub/deep/new'",
+	      e.src, e.src, e.src);
+	ferry_sync_report r;
+	int rc = ph_push(&e, &r);
+	char *after = ph_tree_listing(out);
+	cr_assert_str_eq(before, after, "written through the symlink sub");
+	free(after);
+	cr_assert(strstr(e.log, "sub: is a symlink on the remote"), "%s",
+	          e.log);
+	cr_assert_eq(rc, 0, "the second pass repairs: %s\n%s",
+	             ferry_session_errmsg(e.s), e.log);
+	cr_assert(r.verified);
+	struct stat st;
+	char *sub = ph_path(e.dst, "sub");
+	cr_assert_eq(lstat(sub, &st), 0);
+	cr_assert(S_ISDIR(st.st_mode), "sub is a directory again");
+	free(sub);
+	ph_assert_same(e.src, e.dst);
+	ferry_sync_report_free(&r);
+	after = ph_tree_listing(out);
+	cr_assert_str_eq(before, after);
+	free(after);
+	free(before);
+	free(out);
+}
+
+/* A symlink that is only an ancestor of the write: a/b/f with a/
+ * swapped.  Nothing under it is written. */
+Test(push_bad, deeper_writes_check_every_directory_on_the_way, PH_ENV)
+{
+	char *out = ph_path(e.base, "outside");
+	cr_assert_eq(mkdir(out, 0755), 0);
+	ph_mkdir(e.src, "a", 0755);
+	ph_mkdir(e.src, "a/b", 0755);
+	ph_write(e.src, "a/b/f", "one\n", 0644, 1700000000L);
+	ph_push_ok(&e, NULL);
+	fx_sh("mkdir -p '%s/b' && echo theirs > '%s/b/f' && cd '%s' && "
+	      "mv a a.real && ln -s '%s' a",
+	      out, out, e.dst, out);
+	char *before = ph_tree_listing(out);
+	ph_write(e.src, "a/b/f", "two\n", 0644, 0);
+	ferry_sync_report r;
+	ph_push(&e, &r);
+	char *after = ph_tree_listing(out);
+	cr_assert_str_eq(before, after, "written through the symlink a");
+	cr_assert(strstr(e.log, "a: is a symlink on the remote"), "%s", e.log);
+	ferry_sync_report_free(&r);
+	free(before);
+	free(after);
+	free(out);
+}
+
+/* A destination other accounts may write to: one of them could swap a
+ * directory for a symlink between ferry's check and its write.  Nothing
+ * is written below it (here while such a swap runs in a loop) unless
+ * allow_shared_dirs; then the manifest does not vouch for the tree and the
+ * next push verifies. */
+Test(push_bad, shared_destination_is_refused_unless_allowed, PH_ENV)
+{
+	char *out = ph_path(e.base, "outside");
+	cr_assert_eq(mkdir(out, 0755), 0);
+	ph_write(e.src, "top", "top\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "sub", 0755);
+	for (int i = 0; i < 20; i++) {
+		char n[32];
+		snprintf(n, sizeof(n), "sub/f%02d", i);
+		ph_write(e.src, n, "content\n", i % 2 ? 0600 : 0644,
+		         1700000000L);
+	}
+	fx_sh("mkdir -p '%s/sub' && chmod 0777 '%s'", e.dst, e.dst);
+	char *before = ph_tree_listing(out);
+	/* The swapper: sub is a directory, then a symlink to outside. */
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		char cmd[4096];
+		snprintf(cmd, sizeof(cmd),
+		         "cd '%s' && while :; do mv -T sub sub.d 2>/dev/null "
+		         "&& ln -sT '%s' sub && rm -f sub && mv -T sub.d sub; "
+		         "done",
+		         e.dst, out);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	int refused = 0;
+	for (int i = 0; i < 20; i++) {
+		ferry_sync_report r;
+		int rc = ph_push(&e, &r);
+		refused += rc == FERRY_EPARTIAL &&
+		           strstr(e.log, "is writable by other accounts");
+		ferry_sync_report_free(&r);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	fx_sh("cd '%s' && if [ -L sub ]; then rm sub; fi && "
+	      "if [ -d sub.d ]; then mv -T sub.d sub; fi",
+	      e.dst);
+	char *after = ph_tree_listing(out);
+	cr_assert_str_eq(before, after, "written through the symlink sub");
+	free(after);
+	cr_assert_eq(refused, 20, "refused %d of 20", refused);
+	cr_assert(ph_exists(e.dst, "top"), "the top level is written");
+	cr_assert(!ph_exists(e.dst, "sub/f00"), "written below a shared "
+	                                        "directory");
+	/* Allowed: written, and never vouched for. */
+	e.o.allow_shared_dirs = 1;
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	ferry_sync_report_free(&r);
+	ph_assert_same(e.src, e.dst);
+	ph_push_ok(&e, &r);
+	cr_assert(r.verified, "the manifest vouched for a shared tree");
+	ferry_sync_report_free(&r);
+	free(before);
+	free(out);
 }

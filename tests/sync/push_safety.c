@@ -46,8 +46,8 @@ Test(push_safety, credentials_never_readable_by_others, PH_ENV)
 		snprintf(w[0].dir, sizeof(w[0].dir), "%s/creds", e.dst);
 		snprintf(w[1].dir, sizeof(w[1].dir), "%s", e.dst);
 		for (int i = 0; i < 2; i++)
-			cr_assert_eq(pthread_create(&th[i], NULL,
-			                            sf_watch_main, &w[i]),
+			cr_assert_eq(pthread_create(&th[i], NULL, sf_watch_main,
+			                            &w[i]),
 			             0);
 		usleep(20000);
 		ferry_sync_report r;
