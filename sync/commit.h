@@ -3,20 +3,26 @@
  *
  * First flight, in this order (the server executes requests in arrival
  * order): removals of leftover temporary names; mkdir -p of a missing
- * destination; removals a type change needs (deepest first); mkdirs
+ * destination; the checks of every directory the push goes through and
+ * did not make (LSTAT + READLINK; STAT of the destination when anything
+ * is below it); removals a type change needs (deepest first); mkdirs
  * (parents first, each followed by a SETSTAT of its exact mode, as the
  * server's umask applies to MKDIR); for every upload the OPEN of
- * ".NAME.ferry-XXXXXX" with CREAT|EXCL|WRITE and the final permissions;
- * SETSTATs of metadata-only updates; SYMLINKs to temporary names; the
- * marker; directory modes that keep the owner's rwx.  The upload block
- * chains WRITEs + FSETSTAT + fsync + CLOSE (second flight), and the
- * renames onto the final names follow (third flight) once the file's
- * directory is known to be a real directory.  Then, when everything
- * above succeeded, the deletions (files, then directories deepest first)
- * and the directory modes that take the owner's rwx away.
+ * ".NAME.ferry-XXXXXX" at the top of the destination with
+ * CREAT|EXCL|WRITE and the final permissions; SETSTATs of metadata-only
+ * updates; SYMLINKs to temporary names; the marker.  Nothing is sent for
+ * a path below a directory before that directory is known: made by this
+ * push (its MKDIR succeeded, and a directory's MKDIR waits for its
+ * parent's) or checked to be a real directory that other accounts cannot
+ * write to (unless allow_shared_dirs) -- until then the request waits
+ * (parked).  The upload block chains WRITEs + FSETSTAT + fsync + CLOSE
+ * (second flight), and the renames onto the final names follow (third
+ * flight).  Then, when everything above succeeded, the deletions (files,
+ * then directories deepest first) and the directories' modes and times.
  *
- * Round trips: 3 for any number of files (4 with deletions or such
- * modes); 1 for metadata-only updates; 2 for symlinks.
+ * Round trips: 3 for any number of changed files (4 with deletions); 1
+ * for metadata-only updates at the top, 2 below; 2 for symlinks; plus one
+ * per level of new directories.
  *
  * Every temporary name is added to the journal, which is saved durably
  * before the first request is sent.  The content is hashed as it is read
