@@ -23,16 +23,19 @@ static const char *kind_name(int k)
 	return k >= 0 && k < 6 ? names[k] : "?";
 }
 
-/* Names with a newline or other control bytes are printed escaped, so one
- * change is one line. */
+/* Names with a newline, other control bytes or bidi overrides are
+ * printed escaped, as itemize does, so one change is one line and reads
+ * as it is. */
 static void print_path(FILE *f, const char *p)
 {
-	for (const unsigned char *q = (const unsigned char *)p; *q; q++) {
-		if (*q < 0x20 || *q == 0x7f || *q == '\\')
-			fprintf(f, "\\%03o", *q);
-		else
-			fputc(*q, f);
-	}
+	char small[512];
+	size_t n = ferry_path_escape(small, sizeof(small), p);
+	char *e = n < sizeof(small) ? small : malloc(n + 1);
+	if (e && e != small)
+		ferry_path_escape(e, n + 1, p);
+	fputs(e ? e : "?", f);
+	if (e != small)
+		free(e);
 }
 
 static void clear_bar(cli_sync *cs)

@@ -294,6 +294,12 @@ typedef struct ferry_sync_report {
  * dir/", ">f+++++++++ path", ".f..t...... path", "*deleting   path",
  * "cL+++++++++ link -> target"); control bytes in names as \#ooo.  Writes
  * at most size bytes (NUL included), returns the full length. */
+/* path as ferry prints names: control bytes, C1 controls and the
+ * Unicode bidi marks, embeddings, overrides and isolates as \#ooo per
+ * byte (so a name cannot rewrite the terminal or reorder a line).  Writes
+ * at most size bytes (NUL included), returns the full length. */
+FERRY_API size_t ferry_path_escape(char *buf, size_t size, const char *path);
+
 FERRY_API size_t ferry_change_itemize(char *buf, size_t size,
                                       const ferry_change *c);
 

@@ -77,6 +77,11 @@ static void put_escaped(char *buf, size_t size, size_t *len, const char *s,
 	*len += need;
 }
 
+size_t ferry_path_escape(char *buf, size_t size, const char *path)
+{
+	return ferry__path_escape(buf, size, path, strlen(path));
+}
+
 size_t ferry_change_itemize(char *buf, size_t size, const ferry_change *c)
 {
 	char code[12];

@@ -59,15 +59,40 @@ int ferry__path_under(const char *p, size_t n, const char *d, size_t dn)
 	return n > dn && p[dn] == '/' && memcmp(p, d, dn) == 0;
 }
 
+/* Bytes from p[i] that encode, in UTF-8, a character a terminal would
+ * act on or that reorders text: C1 controls (U+0080-009F), the bidi
+ * marks, embeddings, overrides and isolates (U+061C, U+200E-200F,
+ * U+202A-202E, U+2066-2069); 0 for anything else. */
+static size_t hidden_seq(const unsigned char *p, size_t n)
+{
+	if (n >= 2 && p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+		return 2;
+	if (n >= 2 && p[0] == 0xd8 && p[1] == 0x9c)
+		return 2;
+	if (n < 3 || p[0] != 0xe2)
+		return 0;
+	if (p[1] == 0x80 &&
+	    ((p[2] >= 0x8e && p[2] <= 0x8f) || (p[2] >= 0xaa && p[2] <= 0xae)))
+		return 3;
+	if (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)
+		return 3;
+	return 0;
+}
+
 size_t ferry__path_escape(char *out, size_t size, const char *p, size_t n)
 {
-	size_t len = 0;
+	size_t len = 0, hidden = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
 		char tmp[5];
 		size_t k;
-		if (c < 0x20 || c == 0x7f ||
+		if (!hidden)
+			hidden =
+			        hidden_seq((const unsigned char *)p + i, n - i);
+		if (hidden || c < 0x20 || c == 0x7f ||
 		    (c == '\\' && i + 1 < n && p[i + 1] == '#')) {
+			if (hidden)
+				hidden--;
 			tmp[0] = '\\';
 			tmp[1] = '#';
 			tmp[2] = (char)('0' + (c >> 6));

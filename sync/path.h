@@ -24,8 +24,9 @@ size_t ferry__path_dirlen(const char *p, size_t n);
  * the root, which holds everything. */
 int ferry__path_under(const char *p, size_t n, const char *d, size_t dn);
 
-/* p made safe for one line of text: control bytes (and a backslash followed
- * by '#') become rsync's "\#ooo".  Writes at most size bytes with a NUL
+/* p made safe for one line of text: control bytes, UTF-8 C1 controls and
+ * bidi formatting characters (each byte), and a backslash followed by '#',
+ * become rsync's "\#ooo".  Writes at most size bytes with a NUL
  * (when size > 0); returns the length the full result needs. */
 size_t ferry__path_escape(char *out, size_t size, const char *p, size_t n);
 

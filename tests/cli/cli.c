@@ -593,3 +593,45 @@ Test(cli, pull_exit_statuses)
 	fx_sh("rm -rf %s", dir);
 	free(dir);
 }
+
+/* A remote name with a right-to-left override (and a C1 control) cannot
+ * reorder or rewrite the terminal: pull's itemize lines and its error
+ * lines show those bytes as \#ooo, like push's. */
+Test(cli, names_with_bidi_overrides_are_printed_escaped)
+{
+	char *dir = tree_dir("bidi",
+	                     "mkdir -p src && echo a > "
+	                     "\"src/$(printf 'x\\342\\200\\256txt.exe')\" "
+	                     "&& echo b > \"src/$(printf 'c1\\302\\233')\"");
+	char *out = NULL, *err = NULL;
+	cr_assert_eq(pull_cli(dir, "--itemize-changes", &out, &err), 0, "%s",
+	             err);
+	cr_assert(strstr(out, ">f+++++++++ x\\#342\\#200\\#256txt.exe\n"), "%s",
+	          out);
+	cr_assert(strstr(out, ">f+++++++++ c1\\#302\\#233\n"), "%s", out);
+	cr_assert(!strstr(out, "\xe2\x80\xae") && !strstr(out, "\xc2\x9b"),
+	          "%s", out);
+	free(out);
+	free(err);
+	/* An error line: the local copy cannot be replaced. */
+	cr_assert_eq(fx_sh("cd %s && echo changed > \"src/$(printf "
+	                   "'x\\342\\200\\256txt.exe')\" && chmod 0555 dst",
+	                   dir),
+	             0);
+	int rc =
+	        ferry_run(&out, &err,
+	                  "pull -p %d -i %s --known-hosts %s 127.0.0.1:%s/src/ "
+	                  "%s/dst",
+	                  fx_shared()->port, fx_shared()->key_ed25519,
+	                  fx_shared()->known_hosts, dir, dir);
+	fx_sh("chmod 0755 %s/dst", dir);
+	if (rc == 23) { /* root may write anyway: then no error line */
+		cr_assert(strstr(err, "x\\#342\\#200\\#256txt.exe: "), "%s",
+		          err);
+		cr_assert(!strstr(err, "\xe2\x80\xae"), "%s", err);
+	}
+	free(out);
+	free(err);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}

@@ -67,6 +67,13 @@ Test(path, parents_and_escaping)
 	size_t n = ferry__path_escape(out, sizeof(out), "a\nb\\#c\\d\x7f", 9);
 	cr_assert_str_eq(out, "a\\#012b\\#134#c\\d\\#177");
 	cr_assert_eq(n, strlen(out));
+	/* A right-to-left override and a C1 control, byte by byte; other
+	 * UTF-8 as it is. */
+	n = ferry__path_escape(out, sizeof(out),
+	                       "a\xe2\x80\xae"
+	                       "b\xc2\x9b\xc3\xa9",
+	                       9);
+	cr_assert_str_eq(out, "a\\#342\\#200\\#256b\\#302\\#233\xc3\xa9");
 	char small[4];
 	cr_assert_eq(ferry__path_escape(small, sizeof(small), "\n", 1), 5);
 	cr_assert_str_eq(small, "\\#0");
