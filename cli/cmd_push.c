@@ -16,6 +16,8 @@ static const char help[] =
         "--itemize-changes),\n"
         "                         change nothing\n"
         "      --delete           delete remote files that are not in SRC\n"
+        "      --delete-scope S   mirror (default): any such file; tracked:\n"
+        "                         only files an earlier push sent\n"
         "      --max-delete N     refuse to delete more than N (0: none)\n"
         "      --exclude PAT      skip matching paths (fnmatch, **, dir/)\n"
         "      --exclude-from F   patterns from a file, one a line\n"

@@ -212,6 +212,17 @@ int cli_sync_option(cli_sync *cs, int opt, const char *arg)
 			return 1;
 		}
 	switch (opt) {
+	case OPT_DELETE_SCOPE:
+		if (!strcmp(arg, "tracked")) {
+			cs->o.delete_scope = FERRY_DELETE_TRACKED;
+		} else if (!strcmp(arg, "mirror")) {
+			cs->o.delete_scope = FERRY_DELETE_MIRROR;
+		} else {
+			cli_error("bad --delete-scope '%s' (tracked or mirror)",
+			          arg);
+			return -1;
+		}
+		return 1;
 	case OPT_MAX_DELETE:
 		if (cli_parse_ll(arg, &v)) {
 			cli_error("bad --max-delete '%s' (a number >= 0)", arg);

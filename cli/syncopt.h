@@ -22,6 +22,7 @@ enum {
 	OPT_FORCE,
 	OPT_FSYNC,
 	OPT_ALLOW_SHARED,
+	OPT_DELETE_SCOPE,
 	OPT_STATE_DIR,
 	OPT_SYNC_LAST_
 };
@@ -30,6 +31,7 @@ enum {
 /* The transfer options exec --push takes too. */
 #define CLI_SYNC_EXEC_LONGOPTS                                                 \
 	{"delete", no_argument, NULL, OPT_DELETE},                             \
+	        {"delete-scope", required_argument, NULL, OPT_DELETE_SCOPE},   \
 	        {"exclude", required_argument, NULL, OPT_EXCLUDE},             \
 	        {"exclude-from", required_argument, NULL, OPT_EXCLUDE_FROM},   \
 	        {"checksum", no_argument, NULL, OPT_CHECKSUM},                 \

@@ -234,6 +234,25 @@ typedef struct ferry_file_error {
 
 #define FERRY_SYNC_OPTS_VERSION 1
 
+/* One entry of a mapping push (ferry_sync_opts.mappings): local, a file or
+ * a directory, lands at remote, a path relative to the destination.  A
+ * directory's contents go there ("" or "." for a directory: the
+ * destination itself); a file is written under that name.  Missing parent
+ * directories of remote are made (mode 0755).  excludes: this mapping's
+ * own patterns, matched against paths relative to local. */
+typedef struct ferry_mapping {
+	const char *local;
+	const char *remote;
+	const char *const *excludes;
+	size_t exclude_count;
+} ferry_mapping;
+
+/* ferry_sync_opts.delete_scope, with delete_extraneous. */
+#define FERRY_DELETE_MIRROR 0 /* any remote entry not in the sources */
+#define FERRY_DELETE_TRACKED                                                   \
+	1 /* only entries this manifest recorded:                              \
+	     never a remote-only file */
+
 typedef struct ferry_sync_opts {
 	unsigned int version;       /* FERRY_SYNC_OPTS_VERSION */
 	const char *const *sources; /* rsync meaning of a trailing slash */
@@ -266,12 +285,18 @@ typedef struct ferry_sync_opts {
 	 * (mode g+w or o+w); refused by default, as another account could
 	 * swap a directory for a symlink while the push runs. */
 	int allow_shared_dirs;
+	/* Instead of sources: many mappings under the one destination, one
+	 * manifest and one marker. */
+	const ferry_mapping *mappings;
+	size_t mapping_count;
+	int delete_scope; /* FERRY_DELETE_* */
 } ferry_sync_opts;
 
 #define FERRY_SYNC_OPTS_INIT                                                   \
 	{                                                                      \
 		FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0,   \
-		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0      \
+		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0,     \
+		        NULL, 0, FERRY_DELETE_MIRROR                           \
 	}
 
 /* As ferry_session_opts_init, for ferry_sync_opts. */

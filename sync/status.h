@@ -19,6 +19,11 @@ typedef struct ferry__local {
 	ferry__manifest *m; /* as loaded (empty with opts->force) */
 	ferry__scan *scan;
 	ferry__plan *plan;
+	/* A mapping push: per mapping its local path, remote path and own
+	 * excludes, as the scan takes them. */
+	const char **msrc, **mdst;
+	ferry__excludes **mex;
+	size_t nmap;
 } ferry__local;
 
 /* The stages, in order; each returns 0 or a FERRY_E* with errmsg set, and

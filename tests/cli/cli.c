@@ -635,3 +635,40 @@ Test(cli, names_with_bidi_overrides_are_printed_escaped)
 	fx_sh("rm -rf %s", dir);
 	free(dir);
 }
+
+/* --delete-scope tracked: a file made on the remote stays; one pushed
+ * before and gone locally goes.  A bad scope is a usage error. */
+Test(cli, delete_scope_tracked_keeps_remote_only_files)
+{
+	char *dir = tree_dir("scope", "mkdir -p src && echo a > src/a && "
+	                              "echo b > src/b");
+	char *out = NULL, *err = NULL;
+	cr_assert_eq(
+	        push_cli(dir, "--delete --delete-scope tracked", &out, &err), 0,
+	        "%s", err);
+	free(out);
+	free(err);
+	cr_assert_eq(fx_sh("cd %s && rm src/b && echo agent > dst/made", dir),
+	             0);
+	cr_assert_eq(push_cli(dir, "--delete --delete-scope tracked --verify",
+	                      &out, &err),
+	             0, "%s", err);
+	free(out);
+	free(err);
+	cr_assert_eq(
+	        fx_sh("test -f %s/dst/made && test ! -e %s/dst/b", dir, dir), 0,
+	        "tracked: made kept, b deleted");
+	cr_assert_eq(push_cli(dir, "--delete --delete-scope all", &out, &err),
+	             2);
+	cr_assert(strstr(err, "bad --delete-scope 'all'"), "%s", err);
+	free(out);
+	free(err);
+	cr_assert_eq(push_cli(dir, "--delete --verify", &out, &err), 0, "%s",
+	             err);
+	cr_assert_eq(fx_sh("test ! -e %s/dst/made", dir), 0,
+	             "mirror deletes it");
+	free(out);
+	free(err);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
