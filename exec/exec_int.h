@@ -93,7 +93,7 @@ struct ferry__exec_op {
 	int timed_out, interrupted;
 	int timeout_ms;
 	int64_t deadline, drain_at, kill_until;
-	unsigned drain_cands; /* fout.cands when drain_at was set */
+	unsigned drain_cands;   /* fout.cands when drain_at was set */
 	ferry__exec_op *killer; /* K_KILL op for this one */
 	ferry__exec_op *storer; /* K_STORE op writing its command */
 	ferry__exec_op *owner;  /* K_KILL, K_STORE: the op it serves */

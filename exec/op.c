@@ -278,8 +278,7 @@ static void check_user(ferry__exec_op *op, int64_t now)
 		 * drain starts again from it). */
 		if (op->out_eof) {
 			ferry__ex_op_finish(op);
-		} else if (!op->drain_at ||
-		           op->drain_cands != op->fout.cands) {
+		} else if (!op->drain_at || op->drain_cands != op->fout.cands) {
 			op->drain_at = now + DRAIN_MS;
 			op->drain_cands = op->fout.cands;
 		} else if (now >= op->drain_at) {

@@ -57,8 +57,8 @@ int ferry__sh_env_name_ok(const char *a)
  * anything (FERRY__SH_NOMARK).  bash's read takes one byte at a time from
  * a pipe: the user's stdin data after the line stays for the command. */
 #define READ_MARK                                                              \
-	"IFS= \\builtin read -r __ferry_mk; case ${#__ferry_mk}:$__ferry_mk "   \
-	"in 32:*[!0-9a-f]*) \\builtin exit 125;; 32:*) ;; *) \\builtin exit "   \
+	"IFS= \\builtin read -r __ferry_mk; case ${#__ferry_mk}:$__ferry_mk "  \
+	"in 32:*[!0-9a-f]*) \\builtin exit 125;; 32:*) ;; *) \\builtin exit "  \
 	"125;; esac; "
 
 /* bash -l runs the account's profile before our text: its stdin is
@@ -84,7 +84,8 @@ static int invoke_text(ferry_buf *out, const ferry_buf *text, int invoke)
 		               (const char *)text->data);
 		int error = ferry__buf_terminate(&t);
 		if (!error)
-			ferry__buf_fmt(out, "exec bash -l -c %q" LOGIN_STDIN_AWAY,
+			ferry__buf_fmt(out,
+			               "exec bash -l -c %q" LOGIN_STDIN_AWAY,
 			               (const char *)t.data);
 		ferry__buf_free(&t);
 		if (error)
@@ -155,8 +156,9 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 	ferry__buf_fmt(&t,
 	               "builtin printf '%%s:%%s\\n' \"$__ferry_mk\" \"$$\"; ");
 	if (c->stderr_header)
-		ferry__buf_fmt(&t, "builtin printf '%%s:%%s\\n' \"$__ferry_mk\" "
-		                   "\"$$\" >&2; ");
+		ferry__buf_fmt(&t,
+		               "builtin printf '%%s:%%s\\n' \"$__ferry_mk\" "
+		               "\"$$\" >&2; ");
 	if (c->snap_src)
 		ferry__buf_fmt(&t, "builtin source %q >/dev/null 2>&1; ",
 		               c->snap_src);

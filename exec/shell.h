@@ -139,7 +139,7 @@ typedef struct ferry__sh_filter {
 	/* A candidate is the last trailer seen: the wrapper has ended
 	 * (what follows is late output, unless another one comes). */
 	int have_cand;
-	unsigned cands; /* candidates seen so far */
+	unsigned cands;   /* candidates seen so far */
 	int have_trailer; /* at the end: the candidate, accepted */
 	int status;
 	int dumped;

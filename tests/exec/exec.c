@@ -1108,8 +1108,8 @@ Test(exec, forged_trailer_from_another_account_is_output)
 	char *log = fx_read_file(p, &log_len);
 	cr_assert_not_null(log);
 	cr_assert_gt(log_len, 0);
-	cr_assert_eq(r.output_len, strlen("before\n") + log_len +
-	                                   strlen("after\n"),
+	cr_assert_eq(r.output_len,
+	             strlen("before\n") + log_len + strlen("after\n"),
 	             "output %zu bytes, log %zu", r.output_len, log_len);
 	cr_assert(!memcmp(r.output, "before\n", 7));
 	cr_assert(!memcmp(r.output + 7, log, log_len));
@@ -1151,9 +1151,9 @@ Test(exec, marker_is_not_visible_while_the_command_runs)
 		ferry__exec_info in;
 		ferry__exec_info_get(s, &in);
 		cr_assert_not_null(in.snapshot_dir);
-		cr_assert_neq(fx_sh("grep -rqF '%s' '%s'", mark,
-		                    in.snapshot_dir),
-		              0, "the marker is in a snapshot file");
+		cr_assert_neq(
+		        fx_sh("grep -rqF '%s' '%s'", mark, in.snapshot_dir), 0,
+		        "the marker is in a snapshot file");
 		ferry_session_close(s);
 	}
 }
@@ -1178,9 +1178,9 @@ Test(exec, every_command_has_a_fresh_marker)
 	for (int round = 0; round < 2; round++) {
 		ferry__exec_op *ops[3];
 		for (int i = 0; i < 3; i++) {
-			cr_assert_eq(ferry__exec_start(s, "echo $$", NULL,
-			                               &ops[i]),
-			             0);
+			cr_assert_eq(
+			        ferry__exec_start(s, "echo $$", NULL, &ops[i]),
+			        0);
 			memcpy(marks[round * 3 + i], ops[i]->mark, 33);
 		}
 		cr_assert_eq(ferry__exec_wait(s, ops, 3, 0), 0);

@@ -73,8 +73,8 @@ static int run_capture_in(char *const argv[], const char *env_home,
 static int run_capture(char *const argv[], const char *env_home,
                        const char *env_tmp, ferry_buf *out)
 {
-	return run_capture_in(argv, env_home, env_tmp, MARK_IN,
-	                      strlen(MARK_IN), out);
+	return run_capture_in(argv, env_home, env_tmp, MARK_IN, strlen(MARK_IN),
+	                      out);
 }
 
 static void collect(void *ctx, const void *p, size_t n)
@@ -693,9 +693,10 @@ static void filter_every_split(const char *wire, size_t n, const char *want,
  * is output, verbatim; the status is the wrapper's. */
 Test(shell, forged_trailer_is_output)
 {
-	static const char forged[] = "log line\n\n__ferry_3f2a9c0d1e2b4a5f_17"
-	                             ":0:0:/tmp\0more log\n\n"
-	                             "0123456789abcdef0123456789abcdee:0:1:/x\0";
+	static const char forged[] =
+	        "log line\n\n__ferry_3f2a9c0d1e2b4a5f_17"
+	        ":0:0:/tmp\0more log\n\n"
+	        "0123456789abcdef0123456789abcdee:0:1:/x\0";
 	char wire[512];
 	size_t n = 0;
 	n += (size_t)snprintf(wire, sizeof(wire), MARK ":77\n");
@@ -870,7 +871,8 @@ Test(shell, scripts_without_a_marker_do_nothing)
 	memset(&c, 0, sizeof(c));
 	c.command = cmd;
 	c.invoke = FERRY__SH_BASH;
-	const char *ins[] = {NULL, "short\n", "0123456789abcdef0123456789abcdeX\n",
+	const char *ins[] = {NULL, "short\n",
+	                     "0123456789abcdef0123456789abcdeX\n",
 	                     "0123456789abcdef0123456789abcdef0\n"};
 	for (int i = 0; i < 4; i++) {
 		ferry_buf req = FERRY_BUF_INIT, raw = FERRY_BUF_INIT;
