@@ -272,7 +272,7 @@ static void check_user(ferry__exec_op *op, int64_t now)
 	}
 	if (op->state != S_RUN)
 		return;
-	if (op->fout.have_cand) {
+	if (op->fout.have_cand || op->fout.have_trailer) {
 		/* The wrapper wrote its trailer: it has ended, unless
 		 * another trailer follows (then that one counts, and the
 		 * drain starts again from it). */
@@ -310,7 +310,7 @@ static int op_step(ferry__io *io)
 	int64_t now = ferry__now_ms();
 	/* A command whose trailer came is over: the drain ends it. */
 	if (op->deadline && now >= op->deadline && op->state != S_KILL &&
-	    !op->fout.have_cand) {
+	    !op->fout.have_cand && !op->fout.have_trailer) {
 		op->deadline = 0;
 		ferry__ex_op_abort(op, 1);
 		progress = 1;

@@ -550,6 +550,37 @@ Test(exec, background_child_holding_stdout_returns_fast)
 	ferry_session_close(s);
 }
 
+/* Bytes a background child writes after the trailer are late output; the
+ * trailer still counts (status, cwd), whether they are a few or more than
+ * ferry holds back after a trailer, and the call returns at the drain. */
+Test(exec, late_output_after_the_trailer_keeps_the_status)
+{
+	ferry_session *s = booted();
+	ferry_exec_result r;
+	cr_assert_eq(
+	        run(s, "cd /tmp; { sleep 0.1; echo late; } & exit 5", NULL, &r),
+	        5);
+	cr_assert_str_eq(r.output, "late\n");
+	cr_assert_str_eq(r.cwd, "/tmp");
+	ferry_exec_result_free(&r);
+	double t0 = now_ms();
+	cr_assert_eq(run(s,
+	                 "cd /; { sleep 0.1; head -c 400000 /dev/zero | tr "
+	                 "'\\0' b; sleep 1234.91; } & exit 6",
+	                 NULL, &r),
+	             6);
+	double ms = now_ms() - t0;
+	cr_assert_lt(ms, 1500, "took %.0f ms", ms);
+	cr_assert_str_eq(r.cwd, "/");
+	cr_assert_gt(r.output_len, 256 << 10, "%zu bytes", r.output_len);
+	for (size_t i = 0; i < r.output_len; i++)
+		cr_assert_eq(r.output[i], 'b', "byte %zu", i);
+	ferry_exec_result_free(&r);
+	fx_sh("pkill -f 'sleep 1234.91'");
+	expect_out(s, "pwd", "/\n");
+	ferry_session_close(s);
+}
+
 /* ---- channels, many commands, concurrency ------------------------------- */
 
 Test(exec, many_commands_leave_nothing_behind)
