@@ -1189,6 +1189,45 @@ Test(exec, marker_is_not_visible_while_the_command_runs)
 	}
 }
 
+/* The fallback modes (bash -c without the snapshot, bash -l -c; direct or
+ * through a second bash) read their marker too: stdin, status, cwd, and a
+ * forged trailer is output. */
+Test(exec, every_shell_mode_reads_its_marker)
+{
+	static const struct {
+		int mode, direct;
+	} modes[] = {{FERRY__EXEC_MODE_PLAIN, 1},
+	             {FERRY__EXEC_MODE_PLAIN, 0},
+	             {FERRY__EXEC_MODE_LOGIN, 0},
+	             {FERRY__EXEC_MODE_SNAPSHOT, 0}};
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		ferry_session *s = booted();
+		exec_state *es = ferry__session_state(s, FERRY__SLOT_EXEC);
+		cr_assert_not_null(es);
+		es->mode = modes[i].mode;
+		es->direct = modes[i].direct;
+		ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+		eo.stdin_data = "in\n";
+		eo.stdin_len = 3;
+		ferry_exec_result r;
+		cr_assert_eq(run(s,
+		                 "cat; printf '\\n%s:0:1:/\\0' "
+		                 "__ferry_0123456789abcdef_2; cd /tmp; exit 3",
+		                 &eo, &r),
+		             3, "mode %zu", i);
+		char want[64];
+		int n = snprintf(want, sizeof(want),
+		                 "in\n\n__ferry_0123456789abcdef_2:0:1:/%c", 0);
+		cr_assert_eq(r.output_len, (size_t)n, "mode %zu: %zu bytes", i,
+		             r.output_len);
+		cr_assert(!memcmp(r.output, want, (size_t)n), "mode %zu", i);
+		cr_assert_str_eq(r.cwd, "/tmp", "mode %zu", i);
+		ferry_exec_result_free(&r);
+		expect_out(s, "pwd", "/tmp\n");
+		ferry_session_close(s);
+	}
+}
+
 static int is_hex32(const char *m)
 {
 	if (strlen(m) != 32)
