@@ -219,6 +219,13 @@ void ferry__ex_boot_done(ferry__exec_op *op)
 	if (ferry__sh_parse_probe(op->raw_out.data, op->raw_out.len, op->mark,
 	                          &cwd) == 0 &&
 	    cwd && !op->error) {
+		ferry__sh_boot b;
+		if (op->kind == K_PROBE &&
+		    !ferry__sh_parse_boot(op->raw_out.data, op->raw_out.len,
+		                          op->mark, &b)) {
+			es->direct = b.have_sh && b.bash;
+			ferry__sh_boot_free(&b);
+		}
 		ferry__free(es->cwd);
 		es->cwd = cwd;
 		es->mode = op->kind == K_PROBE ? FERRY__EXEC_MODE_PLAIN

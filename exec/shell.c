@@ -286,10 +286,15 @@ int ferry__sh_probe(ferry_buf *out, int login)
 {
 	ferry_buf t;
 	ferry__buf_init(&t);
+	/* What the login shell is, as the bootstrap says it: commands of the
+	 * plain fallback need no second bash when it is bash. */
 	ferry__buf_fmt(&t, READ_MARK
-	               "builtin cd -P . >/dev/null 2>&1; builtin printf "
-	               "'%%s:probe:%%s\\0' \"$__ferry_mk\" \"$PWD\"");
+	               "builtin printf '%%s:sh:%%s\\n' \"$__ferry_mk\" "
+	               "\"${__ferry_sh-}\"; builtin cd -P . >/dev/null 2>&1; "
+	               "builtin printf '%%s:probe:%%s\\0' \"$__ferry_mk\" "
+	               "\"$PWD\"");
 	ferry__buf_terminate(&t);
+	ferry__buf_fmt(out, "__ferry_sh=\"${BASH_VERSION-}:${SHELLOPTS-}\" ");
 	int error =
 	        invoke_text(out, &t, login ? FERRY__SH_LOGIN : FERRY__SH_BASH);
 	ferry__buf_free(&t);

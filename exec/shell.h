@@ -86,7 +86,9 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
                              const ferry__sh_cmd *first);
 /* Write stdin into path (umask 077): how a long command gets there. */
 int ferry__sh_store(ferry_buf *out, const char *path);
-/* A probe of bash -c (login: bash -l -c): "MARK:probe:CWD\0". */
+/* A probe of bash -c (login: bash -l -c): "MARK:sh:BASH_VERSION:
+ * SHELLOPTS\n" of the login shell, as the bootstrap prints it, then
+ * "MARK:probe:CWD\0". */
 int ferry__sh_probe(ferry_buf *out, int login);
 /* TERM to process group pgid, up to ~0.5 s for it to go, then KILL. */
 int ferry__sh_kill(ferry_buf *out, long pgid);

@@ -782,6 +782,7 @@ Test(exec, broken_login_profile_falls_back)
 	ferry__exec_info in;
 	ferry__exec_info_get(s, &in);
 	cr_assert_eq(in.mode, FERRY__EXEC_MODE_PLAIN);
+	cr_assert(in.direct, "the login shell is bash: no second bash");
 	cr_assert_null(in.snapshot_dir);
 	/* cwd is still followed; variables are not */
 	expect_out(s, "pwd; export V=1", "/tmp\n");

@@ -455,6 +455,12 @@ Test(shell, probe)
 	cr_assert_not_null(cwd);
 	cr_assert_eq(cwd[0], '/');
 	ferry__free(cwd);
+	/* it says what the login shell is (sh: not bash) */
+	ferry__sh_boot b;
+	cr_assert_eq(ferry__sh_parse_boot(out.data, out.len, MARK, &b), 0);
+	cr_assert(b.have_sh);
+	cr_assert_not(b.bash);
+	ferry__sh_boot_free(&b);
 	cr_assert_eq(ferry__sh_parse_probe("nothing", 7, MARK, &cwd), 0);
 	cr_assert_null(cwd);
 	ferry__buf_free(&req);
