@@ -566,7 +566,7 @@ Test(exec, late_output_after_the_trailer_keeps_the_status)
 	double t0 = now_ms();
 	cr_assert_eq(run(s,
 	                 "cd /; { sleep 0.1; head -c 400000 /dev/zero | tr "
-	                 "'\\0' b; sleep 1234.91; } & exit 6",
+	                 "'\\0' b; sleep 1234.97; } & exit 6",
 	                 NULL, &r),
 	             6);
 	double ms = now_ms() - t0;
@@ -576,7 +576,7 @@ Test(exec, late_output_after_the_trailer_keeps_the_status)
 	for (size_t i = 0; i < r.output_len; i++)
 		cr_assert_eq(r.output[i], 'b', "byte %zu", i);
 	ferry_exec_result_free(&r);
-	fx_sh("pkill -f 'sleep 1234.91'");
+	fx_sh("pkill -f 'sleep 1234.97'");
 	expect_out(s, "pwd", "/\n");
 	ferry_session_close(s);
 }
