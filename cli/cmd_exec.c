@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ static const char usage[] =
         "ferry exec [-p PORT] [-i KEY] [-F CONFIG] [--known-hosts FILE] "
         "[--host-key strict|accept-new|off] [--connect-timeout S] [-z] "
         "[-v|-q] [--timeout S] [--cwd DIR] [--stdin FILE|-] [--json] "
+        "[--max-output SIZE] "
         "[--push SRC... --to DEST [push options]] [USER@]HOST [--] "
         "COMMAND...";
 
@@ -31,7 +33,13 @@ static const char help[] =
         "  --cwd DIR       run in DIR (relative: to the login directory)\n"
         "  --stdin FILE    the command's standard input (- : ours); without\n"
         "                  it the command reads end-of-file\n"
-        "  --json          capture the output; print one JSON object\n"
+        "  --json          capture the output; print one JSON object.  Of\n"
+        "                  each stream it keeps at most --max-output bytes:\n"
+        "                  the first and the last half, output_truncated\n"
+        "                  true when bytes in between were dropped\n"
+        "  --max-output SIZE\n"
+        "                  with --json: bytes kept of each stream (suffix\n"
+        "                  K, M or G; default 8M; 0: everything, in memory)\n"
         "  --push SRC      push SRC first, over the same session (may be\n"
         "                  repeated); needs --to.  The command runs only\n"
         "                  when the push did not fail as a whole (a\n"
@@ -47,7 +55,18 @@ static const char help[] =
         "Exit status: the command's; 124 timed out; 130 interrupted;\n"
         "255 connection, authentication or ferry failure; 2 bad usage.\n";
 
-enum { OPT_TIMEOUT = OPT_SYNC_LAST_, OPT_CWD, OPT_STDIN, OPT_PUSH, OPT_TO };
+enum {
+	OPT_TIMEOUT = OPT_SYNC_LAST_,
+	OPT_CWD,
+	OPT_STDIN,
+	OPT_PUSH,
+	OPT_TO,
+	OPT_MAX_OUTPUT
+};
+
+/* --json keeps this much of each stream by default: memory stays bounded
+ * whatever the command prints (head and tail, as output_cap does). */
+#define JSON_MAX_OUTPUT ((size_t)8 << 20)
 
 typedef struct out_state {
 	ferry_session *s;
@@ -150,9 +169,41 @@ typedef struct exec_cmd {
 	ferry_exec_result r;
 	ferry_session *s;
 	char *command, *in;
-	int e; /* ferry_exec's return */
+	size_t max_output; /* --json: bytes kept per stream (0: all) */
+	int e;             /* ferry_exec's return */
 	out_state os;
 } exec_cmd;
+
+/* "8M", "65536", "1G": bytes; -1 when it is not a size. */
+static int parse_size(const char *s, size_t *out)
+{
+	char num[32];
+	size_t n = strlen(s), mul = 1;
+	if (!n || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n + 1);
+	switch (num[n - 1]) {
+	case 'k':
+	case 'K':
+		mul = (size_t)1 << 10;
+		break;
+	case 'm':
+	case 'M':
+		mul = (size_t)1 << 20;
+		break;
+	case 'g':
+	case 'G':
+		mul = (size_t)1 << 30;
+		break;
+	}
+	if (mul > 1)
+		num[--n] = '\0';
+	long long v;
+	if (cli_parse_ll(num, &v) || (unsigned long long)v > SIZE_MAX / mul)
+		return -1;
+	*out = (size_t)v * mul;
+	return 0;
+}
 
 /* The options of exec: its own, then the transfer options (1 consumed, 0
  * not ours, -1 bad value, -2 out of memory; messages printed). */
@@ -191,6 +242,14 @@ static int exec_option(void *ctx, int opt, char *arg)
 	case OPT_TO:
 		x->push_to = arg;
 		return 1;
+	case OPT_MAX_OUTPUT:
+		if (parse_size(arg, &x->max_output)) {
+			cli_error("bad --max-output '%s' (bytes, or with K, M "
+			          "or G)",
+			          arg);
+			return -1;
+		}
+		return 1;
 	default:
 		return cli_sync_option(&x->cs, opt, arg);
 	}
@@ -226,6 +285,7 @@ static int exec_parse(exec_cmd *x, int argc, char **argv)
 	        {"stdin", required_argument, NULL, OPT_STDIN},
 	        {"push", required_argument, NULL, OPT_PUSH},
 	        {"to", required_argument, NULL, OPT_TO},
+	        {"max-output", required_argument, NULL, OPT_MAX_OUTPUT},
 	        CLI_SYNC_EXEC_LONGOPTS,
 	        {"help", no_argument, NULL, 'h'},
 	        {0}};
@@ -283,6 +343,8 @@ static int exec_run(exec_cmd *x)
 	/* A closed stdout shows up as EPIPE, handled in on_output. */
 	signal(SIGPIPE, SIG_IGN);
 	x->eo.separate_stderr = x->cs.json;
+	if (x->cs.json)
+		x->eo.output_cap = x->max_output;
 	x->e = ferry_exec(x->s, x->command, &x->eo, r);
 	if (x->e == FERRY_EINTR && !x->os.broken) {
 		rc = r->exit_status; /* 130: Ctrl-C killed the command */
@@ -355,6 +417,7 @@ int cmd_exec(int argc, char **argv)
 	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
 	memset(&x, 0, sizeof(x));
 	x.eo = eo;
+	x.max_output = JSON_MAX_OUTPUT;
 	cli_conn_init(&x.c);
 	cli_sync_init(&x.cs, &x.c);
 	int rc = exec_parse(&x, argc, argv);

@@ -670,5 +670,80 @@ Test(cli, delete_scope_tracked_keeps_remote_only_files)
 	free(out);
 	free(err);
 	fx_sh("rm -rf %s", dir);
+
+/* exec --json holds the output in memory to print it: of each stream it
+ * keeps at most --max-output bytes (default 8 MiB), head and tail, and
+ * says so in output_truncated (issue 14 item 7: 100 MB of output took
+ * 203 MB). */
+Test(cli, exec_json_keeps_a_bounded_head_and_tail)
+{
+	const fx_sshd *sv = fx_shared();
+	char *dir = fx_tmpdir("xj");
+	char conn[1300];
+	snprintf(conn, sizeof(conn), "-p %d -i %s --known-hosts %s", sv->port,
+	         sv->key_ed25519, sv->known_hosts);
+	char *why = NULL;
+	/* a small cap: the first and last 500 bytes of stdout; stderr
+	 * within it stays whole */
+	int rc = fx_sh("%s exec %s --json --max-output 1000 127.0.0.1 -- "
+	               "'seq 1 100000; echo err >&2; exit 3' > %s/j1",
+	               fx_ferry_bin(), conn, dir);
+	cr_assert_eq(rc, 3);
+	char path[700];
+	snprintf(path, sizeof(path), "%s/j1", dir);
+	cr_assert_eq(fx_json_holds(path,
+	                           " s=''.join('%d\\n'%i for i in "
+	                           "range(1,100001));"
+	                           " assert d['stdout']==s[:500]+s[-500:], "
+	                           "d['stdout'];"
+	                           " assert d['stderr']=='err\\n', d;"
+	                           " assert d['output_truncated'] is True;"
+	                           " assert d['command_status']==3",
+	                           &why),
+	             0, "%s", why);
+	free(why);
+	why = NULL;
+	/* under the default cap: everything, not truncated */
+	rc = fx_sh("%s exec %s --json 127.0.0.1 -- 'seq 1 100000' > %s/j2",
+	           fx_ferry_bin(), conn, dir);
+	cr_assert_eq(rc, 0);
+	snprintf(path, sizeof(path), "%s/j2", dir);
+	cr_assert_eq(fx_json_holds(path,
+	                           " s=''.join('%d\\n'%i for i in "
+	                           "range(1,100001));"
+	                           " assert d['stdout']==s;"
+	                           " assert d['output_truncated'] is False",
+	                           &why),
+	             0, "%s", why);
+	free(why);
+	why = NULL;
+	/* 100 MB of output: 8 MiB kept, and ferry's memory stays far below
+	 * what it printed */
+	rc = fx_sh("/usr/bin/time -f %%M -o %s/rss %s exec %s --json "
+	           "127.0.0.1 -- 'head -c 100000000 /dev/zero | tr \"\\0\" a; "
+	           "printf z' > %s/j3",
+	           dir, fx_ferry_bin(), conn, dir);
+	cr_assert_eq(rc, 0);
+	snprintf(path, sizeof(path), "%s/j3", dir);
+	cr_assert_eq(fx_json_holds(path,
+	                           " o=d['stdout'];"
+	                           " assert len(o)==8<<20, len(o);"
+	                           " assert o[-1]=='z' and "
+	                           "o.count('a')==(8<<20)-1;"
+	                           " assert d['output_truncated'] is True",
+	                           &why),
+	             0, "%s", why);
+	free(why);
+	snprintf(path, sizeof(path), "%s/rss", dir);
+	char *rss = fx_read_file(path, NULL);
+	cr_assert_not_null(rss);
+	long kb = strtol(rss, NULL, 10);
+	const char *san = getenv("FERRY_TEST_SAN");
+	if (!san || !*san)
+		cr_assert_lt(kb, 48 * 1024, "ferry used %ld KiB", kb);
+	free(rss);
+	/* a bad size is a usage error */
+	expect_usage("exec --json --max-output lots 127.0.0.1 true");
+	fx_sh("rm -rf '%s'", dir);
 	free(dir);
 }
