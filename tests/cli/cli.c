@@ -670,6 +670,8 @@ Test(cli, delete_scope_tracked_keeps_remote_only_files)
 	free(out);
 	free(err);
 	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
 
 /* exec --json holds the output in memory to print it: of each stream it
  * keeps at most --max-output bytes (default 8 MiB), head and tail, and
