@@ -464,7 +464,7 @@ Test(exec, timeout_kills_the_process_group)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
-	eo.timeout_ms = 500;
+	eo.timeout_ms = 2000;
 	ferry_exec_result r;
 	double t0 = now_ms();
 	int st = run(s,
@@ -475,8 +475,8 @@ Test(exec, timeout_kills_the_process_group)
 	cr_assert_eq(st, 124, "status %d, output: %s", st, r.output);
 	cr_assert(r.timed_out);
 	cr_assert_not(r.interrupted);
-	cr_assert_geq(ms, 500);
-	cr_assert_lt(ms, 6000, "took %.0f ms", ms);
+	cr_assert_geq(ms, 2000);
+	cr_assert_lt(ms, 30000, "took %.0f ms", ms);
 	cr_assert_not_null(strstr(r.output, "started\n"));
 	cr_assert_not_null(strstr(r.output, "timed out"));
 	cr_assert_null(strstr(r.output, "never"));
@@ -527,7 +527,9 @@ Test(exec, interrupt_kills_the_process_group)
 	cr_assert_eq(r.exit_status, 130);
 	cr_assert(r.interrupted);
 	cr_assert_not(r.timed_out);
-	cr_assert_lt(ms, 2500, "took %.0f ms", ms);
+	/* Bounds that tell the property (the sleeps would take 1234 s),
+	 * not a speed: that is make bench's. */
+	cr_assert_lt(ms, 10000, "took %.0f ms", ms);
 	ferry_exec_result_free(&r);
 	assert_procs_gone("1234.6", 10000);
 	expect_out(s, "echo ok", "ok\n");
@@ -541,7 +543,7 @@ Test(exec, background_child_holding_stdout_returns_fast)
 	double t0 = now_ms();
 	cr_assert_eq(run(s, "sleep 1234.71 & echo $!", NULL, &r), 0);
 	double ms = now_ms() - t0;
-	cr_assert_lt(ms, 1000, "took %.0f ms", ms);
+	cr_assert_lt(ms, 10000, "took %.0f ms", ms);
 	long pid = strtol(r.output, NULL, 10);
 	cr_assert_gt(pid, 1);
 	kill((pid_t)pid, SIGTERM);
@@ -570,7 +572,7 @@ Test(exec, late_output_after_the_trailer_keeps_the_status)
 	                 NULL, &r),
 	             6);
 	double ms = now_ms() - t0;
-	cr_assert_lt(ms, 1500, "took %.0f ms", ms);
+	cr_assert_lt(ms, 10000, "took %.0f ms", ms);
 	cr_assert_str_eq(r.cwd, "/");
 	cr_assert_gt(r.output_len, 256 << 10, "%zu bytes", r.output_len);
 	for (size_t i = 0; i < r.output_len; i++)
@@ -628,7 +630,7 @@ Test(exec, four_commands_at_once)
 	for (int i = 0; i < 4; i++) {
 		char cmd[128];
 		snprintf(cmd, sizeof(cmd),
-		         "sleep 0.4; echo cmd%d; echo e%d >&2; exit %d", i, i,
+		         "sleep 1.5; echo cmd%d; echo e%d >&2; exit %d", i, i,
 		         10 + i);
 		ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
 		eo.separate_stderr = 1;
@@ -636,7 +638,8 @@ Test(exec, four_commands_at_once)
 	}
 	cr_assert_eq(ferry__exec_wait(s, ops, 4, 0), 0);
 	double ms = now_ms() - t0;
-	cr_assert_lt(ms, 1200, "took %.0f ms: not concurrent", ms);
+	/* One after the other would take 6 s. */
+	cr_assert_lt(ms, 5000, "took %.0f ms: not concurrent", ms);
 	for (int i = 0; i < 4; i++) {
 		cr_assert(ferry__exec_done(ops[i]));
 		cr_assert_eq(ferry__exec_finish(ops[i], &r), 0);
@@ -734,8 +737,9 @@ Test(exec, runs_while_a_push_is_in_flight)
 		cr_assert_str_eq(r.output, "x");
 		ferry_exec_result_free(&r);
 	}
-	cr_assert_not(u.done, "exec waited for the upload");
-	cr_assert_lt(worst, 300, "an exec took %.0f ms", worst);
+	/* Not waiting for the upload is the property; how long a command
+	 * takes on a loaded machine is make bench's business. */
+	cr_assert_not(u.done, "exec waited for the upload (%.0f ms)", worst);
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), 0);
 	cr_assert(u.done);
 	cr_assert_eq(u.error, 0);
@@ -842,7 +846,7 @@ Test(exec, sftp_only_account)
 	/* fails fast the second time */
 	t0 = now_ms();
 	cr_assert_eq(ferry_exec(s, "echo hi", NULL, &r), FERRY_EREMOTE);
-	cr_assert_lt(now_ms() - t0, 50);
+	cr_assert_lt(now_ms() - t0, 1000); /* no network wait */
 	ferry_exec_result_free(&r);
 	/* the push side works on the same session */
 	ferry__sftp *sf = sftp_of(s);
@@ -921,7 +925,7 @@ Test(exec, lost_connection_fails_cleanly)
 	t0 = now_ms();
 	rc = ferry_exec(s, "true", NULL, &r);
 	cr_assert(rc == FERRY_ECONN || rc == FERRY_EEOF, "rc %d", rc);
-	cr_assert_lt(now_ms() - t0, 50);
+	cr_assert_lt(now_ms() - t0, 1000); /* no network wait */
 	ferry_exec_result_free(&r);
 	ferry_session_close(s);
 }
