@@ -346,6 +346,19 @@ static int exec_run(exec_cmd *x)
 	if (x->cs.json)
 		x->eo.output_cap = x->max_output;
 	x->e = ferry_exec(x->s, x->command, &x->eo, r);
+	/* The library leaves the command's streams alone; what ferry did
+	 * is said here, and what was killed only when it was seen gone. */
+	if (r->timed_out && !x->cs.json)
+		fprintf(stderr, "%s: command timed out after %.6g s; %s\n",
+		        cli_prog, x->eo.timeout_ms / 1000.0,
+		        r->killed ? "its remote process group was killed"
+		                  : "ferry could not confirm that its remote "
+		                    "processes are gone");
+	else if (r->interrupted && !r->killed && !x->cs.json)
+		fprintf(stderr,
+		        "%s: interrupted; ferry could not confirm that the "
+		        "remote processes are gone\n",
+		        cli_prog);
 	if (x->e == FERRY_EINTR && !x->os.broken) {
 		rc = r->exit_status; /* 130: Ctrl-C killed the command */
 	} else if (x->e && !x->os.broken) {
@@ -378,6 +391,7 @@ static void exec_json(exec_cmd *x, int rc)
 		json_int(&j, "command_status", r->exit_status);
 		json_bool(&j, "timed_out", r->timed_out);
 		json_bool(&j, "interrupted", r->interrupted);
+		json_bool(&j, "killed", r->killed);
 		json_num(&j, "duration_ms", r->duration_ms);
 		json_str(&j, "cwd", r->cwd);
 		json_strn(&j, "stdout", r->output ? r->output : "",

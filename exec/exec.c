@@ -356,6 +356,8 @@ int ferry__exec_finish(ferry__exec_op *op, ferry_exec_result *result)
 		result->exit_status = op->exit_status;
 		result->timed_out = op->timed_out;
 		result->interrupted = op->interrupted;
+		result->killed = (op->timed_out || op->interrupted) &&
+		                 op->kill_confirmed;
 		result->duration_ms = op->duration_ms;
 		int rc = 0;
 		if (!op->on_output) {

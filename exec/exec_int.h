@@ -100,6 +100,8 @@ struct ferry__exec_op {
 	int cmd_slot;           /* "DIR/cN" holding a long command, or -1 */
 	int carrier;            /* runs inside the bootstrap (first command) */
 	int kill_done;
+	int kill_confirmed; /* the killer saw the command's processes gone */
+	int confirmed;      /* K_KILL: its script said so (exit 0) */
 
 	int exit_status;
 	int error;

@@ -223,19 +223,15 @@ void ferry__ex_op_abort(ferry__exec_op *op, int timeout)
 	}
 	/* What the command printed so far is its output. */
 	ferry__sh_filter_flush(&op->fout, filter_emit, &op->ec_out);
-	if (timeout) {
-		char note[160];
-		int n = snprintf(note, sizeof(note),
-		                 "ferry: command timed out after %.6g s; its "
-		                 "remote process group was killed\n",
-		                 op->timeout_ms / 1000.0);
-		user_emit(op, 2, note, n > 0 ? (size_t)n : 0);
+	/* Flags of the result; the command's streams get nothing of
+	 * ferry's (the CLI says what happened). */
+	if (timeout)
 		op->timed_out = 1;
-	} else {
+	else
 		op->interrupted = 1;
-	}
 	if (!op->req_sent) {
 		/* It never reached the remote: nothing to kill. */
+		op->kill_confirmed = 1;
 		ferry__ex_op_finish(op);
 		return;
 	}
@@ -452,6 +448,10 @@ void ferry__ex_op_finish(ferry__exec_op *op)
 	}
 	if (op->kind == K_USER)
 		finish_user(op);
+	/* The kill script exits 0 only when nothing of the command is left
+	 * (exec/shell.c ferry__sh_kill). */
+	if (op->kind == K_KILL)
+		op->confirmed = ferry__ex_channel_status(op) == 0;
 	ferry__ex_op_drop_channel(op);
 	op->state = S_DONE;
 	op->duration_ms = ferry__now_ms_f() - op->t0;
@@ -463,6 +463,7 @@ void ferry__ex_op_finish(ferry__exec_op *op)
 	ferry__ex_op_unlink(op);
 	if (op->kind == K_KILL && op->owner) {
 		op->owner->kill_done = 1;
+		op->owner->kill_confirmed = op->confirmed;
 		op->owner->killer = NULL;
 	}
 	if (op->kind == K_STORE && op->owner)

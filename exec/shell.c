@@ -308,17 +308,27 @@ int ferry__sh_kill(ferry_buf *out, long pgid)
 	/* POSIX sh (dash has no "kill --"); the group, else (a server that
 	 * does not make the command's shell a group leader: Dropbear) the
 	 * process and every descendant, found with pgrep -P. */
+	/* Exit 0 only when nothing is left: the group (or every process
+	 * found) is checked after TERM, and after KILL at the end; a zombie
+	 * (state Z in /proc: a parent that does not reap, such as a
+	 * container's init) counts as gone. */
 	ferry__buf_fmt(out,
-	               "kill -TERM -%ld 2>/dev/null || { l=%ld; n=%ld; "
+	               "l=-%ld; kill -TERM -%ld 2>/dev/null || { l=%ld; n=%ld; "
 	               "while [ -n \"$n\" ]; do m=; for p in $n; do "
 	               "m=\"$m $(pgrep -P $p 2>/dev/null)\"; done; "
 	               "n=$(echo $m); l=\"$l $n\"; done; "
-	               "kill -TERM $l 2>/dev/null; exit 0; }; i=0; "
-	               "while kill -0 -%ld "
-	               "2>/dev/null; do if [ $i -ge 25 ]; then kill -KILL "
-	               "-%ld 2>/dev/null; exit 0; fi; sleep 0.02; "
-	               "i=$((i+1)); done",
-	               pgid, pgid, pgid, pgid, pgid);
+	               "kill -TERM $l 2>/dev/null; }; "
+	               "alive() { for p in $l; do case $p in -*) s=$(pgrep -g "
+	               "${p#-} 2>/dev/null) || { kill -0 $p 2>/dev/null && "
+	               "return 0; continue; };; *) s=$p;; esac; for q in $s; "
+	               "do if [ -r /proc/$q/stat ]; then case $(sed 's/.*) //' "
+	               "/proc/$q/stat 2>/dev/null) in Z*|'');; *) return 0;; "
+	               "esac; elif kill -0 $q 2>/dev/null; then return 0; fi; "
+	               "done; done; return 1; }; i=0; "
+	               "while alive; do if [ $i -ge 25 ]; then kill -KILL $l "
+	               "2>/dev/null; sleep 0.1; alive && exit 1; exit 0; fi; "
+	               "sleep 0.02; i=$((i+1)); done; exit 0",
+	               pgid, pgid, pgid, pgid);
 	return ferry__buf_terminate(out);
 }
 

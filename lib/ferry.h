@@ -415,6 +415,9 @@ typedef struct ferry_exec_result {
 	char *cwd; /* session cwd after the command */
 	int timed_out, interrupted;
 	double duration_ms;
+	/* timed_out or interrupted: the remote command and its children were
+	 * seen gone after ferry killed them (0: not confirmed). */
+	int killed;
 } ferry_exec_result;
 
 FERRY_API int ferry_exec(ferry_session *s, const char *command,
