@@ -1,5 +1,6 @@
 #include "sync/status.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +24,20 @@ void ferry__local_free(ferry__local *l)
 	ferry__excludes_free(l->ex);
 	ferry__sync_paths_free(&l->paths);
 	memset(l, 0, sizeof(*l));
+}
+
+void ferry__sync_opts_copy(ferry_sync_opts *out, const ferry_sync_opts *in)
+{
+	static const ferry_sync_opts def = FERRY_SYNC_OPTS_INIT;
+	*out = def;
+	if (!in || in->version < 1 || in->version > FERRY_SYNC_OPTS_VERSION) {
+		out->version = 0;
+		return;
+	}
+	memcpy(out, in,
+	       in->version >= 2 ? sizeof(*out)
+	                        : offsetof(ferry_sync_opts, max_dir_entries));
+	out->version = FERRY_SYNC_OPTS_VERSION;
 }
 
 int ferry__local_check(const ferry_sync_opts *o, char *errmsg,
@@ -270,8 +285,11 @@ int ferry_sync_status(const ferry_session_opts *conn,
 		error = ferry__opts_resolve(&o, &cfg, conn, msg, sizeof(msg));
 		conn = &o;
 	}
+	ferry_sync_opts oc;
+	ferry__sync_opts_copy(&oc, opts);
 	if (!error)
-		error = status_run(conn, opts, report, msg, sizeof(msg));
+		error = status_run(conn, opts ? &oc : NULL, report, msg,
+		                   sizeof(msg));
 	ferry__sshcfg_free(&cfg);
 	set_err(errmsg, errmsg_size, msg);
 	ferry__last_errmsg_set("%s",
