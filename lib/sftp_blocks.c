@@ -763,8 +763,9 @@ static void list_add(list_job *j, const ferry__sftp_reply *r)
 			char m[160];
 			snprintf(m, sizeof(m),
 			         "the server listed more than %llu entries in "
-			         "this directory (the limit of entries per "
-			         "directory)",
+			         "this directory (a limit of what ferry holds "
+			         "from a listing: entries per directory, or "
+			         "in all)",
 			         (unsigned long long)j->max_ents);
 			list_err(j, "readdir", FERRY_ELIMIT, m);
 			return;
@@ -773,7 +774,8 @@ static void list_add(list_job *j, const ferry__sftp_reply *r)
 			char m[160];
 			snprintf(m, sizeof(m),
 			         "the server listed more than %llu bytes of "
-			         "names (the limit of bytes of names)",
+			         "names (a limit of what ferry holds from a "
+			         "listing: bytes of names)",
 			         (unsigned long long)j->max_name_bytes);
 			list_err(j, "readdir", FERRY_ELIMIT, m);
 			return;

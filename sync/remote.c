@@ -586,9 +586,14 @@ static int submit_dir(ferry__rlist *rl, dir_job *j)
 	char *rp = ferry__rlist_rpath(rl, j->root, j->rel, j->rel_len);
 	if (!rp)
 		return FERRY_ENOMEM;
+	/* One listing holds at most what is left of the totals: a listing
+	 * that never ends is stopped by the first bound it meets. */
 	uint64_t maxb = max_or(rl->o.max_name_bytes, FERRY__LIST_MAX_NAME_BYTES);
+	uint64_t maxe = max_or(rl->o.max_entries, FERRY__RLIST_MAX_ENTRIES);
+	uint64_t maxd = max_or(rl->o.max_dir_entries, FERRY__LIST_MAX_ENTRIES);
+	uint64_t left = maxe > rl->n ? maxe - rl->n : 1;
 	ferry__sftp_list_limits lim = {
-	        .max_entries = rl->o.max_dir_entries,
+	        .max_entries = maxd < left ? maxd : left,
 	        .max_name_bytes = maxb > rl->name_bytes ? maxb - rl->name_bytes
 	                                                : 1};
 	int rc = ferry__sftp_list_ex(rl->sf, rp, &lim, list_cb, j);
