@@ -303,6 +303,11 @@ def main():
                         write_all(sys.stdout.fileno(),
                                   struct.pack(">I", 300000) + pkt)
                         continue
+                if t == VERSION:
+                    # its "id" is the version: not a request's
+                    write_all(sys.stdout.fileno(),
+                              struct.pack(">I", len(pkt)) + pkt)
+                    continue
                 rid = struct.unpack_from(">I", pkt, 1)[0] if len(pkt) >= 5 else 0
                 if rid in opened and t == HANDLE:
                     h, _ = sstr(pkt, 5)
