@@ -51,7 +51,7 @@ extern "C" {
 	X(FERRY_EPARTIAL, -16, "some files could not be transferred")          \
 	X(FERRY_ENOSPACE, -17, "no space left on the remote")                  \
 	X(FERRY_EEOF, -18, "connection closed by the remote")                  \
-	X(FERRY_ELOCKED, -19, "target is locked by another process")          \
+	X(FERRY_ELOCKED, -19, "target is locked by another process")           \
 	X(FERRY_ELIMIT, -20, "the remote sent more than ferry's limits allow")
 
 enum ferry_error {

@@ -136,8 +136,7 @@ static void hp_clear(ferry__sftp *sf)
 
 /* The n-th string of a request packet (after length, type and id), or
  * NULL when the packet was not kept or is too short. */
-static const uint8_t *pkt_string(const ferry__sftp_req *r, int nth,
-                                 size_t *len)
+static const uint8_t *pkt_string(const ferry__sftp_req *r, int nth, size_t *len)
 {
 	size_t off = 9;
 	for (;;) {
@@ -1100,7 +1099,8 @@ static void io_expired(ferry__sftp *sf)
 	int secs = (sf->io_timeout + 999) / 1000;
 	if (!sf->table_count) {
 		die(sf, FERRY_ETIMEOUT,
-		    "SFTP: no VERSION reply to INIT for %d s (I/O timeout): the "
+		    "SFTP: no VERSION reply to INIT for %d s (I/O timeout): "
+		    "the "
 		    "server stopped answering; the SFTP channel was closed",
 		    secs);
 		return;
@@ -1111,7 +1111,7 @@ static void io_expired(ferry__sftp *sf)
 	size_t i = 0;
 	for (; tn[i] && i + 1 < sizeof(what); i++)
 		what[i] = (char)(tn[i] >= 'a' && tn[i] <= 'z' ? tn[i] - 32
-		                                               : tn[i]);
+		                                              : tn[i]);
 	what[i] = '\0';
 	size_t en;
 	const uint8_t *e;

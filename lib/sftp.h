@@ -74,7 +74,7 @@ typedef struct ferry__sftp_opts {
 	struct ferry__sftp_transport *(*wrap)(
 	        struct ferry__sftp_transport *inner, void *ctx);
 	void *wrap_ctx;
-	int timeout_ms;      /* the _wait calls; 0: 120000; < 0: none */
+	int timeout_ms; /* the _wait calls; 0: 120000; < 0: none */
 	/* No byte moved on the channel for this long while a request (or
 	 * INIT) is outstanding: the client dies with FERRY_ETIMEOUT naming
 	 * the oldest request and its path.  0: the session's

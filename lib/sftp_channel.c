@@ -27,7 +27,7 @@ typedef struct chan_tr {
 	 * libssh2 (this channel's or another's): then nothing more arrives
 	 * until we write, so the loop must not wait in poll for it. */
 	int window_wait;
-	int closing; /* the client died: the channel is being closed */
+	int closing;        /* the client died: the channel is being closed */
 	char err_text[256]; /* what the server wrote on stderr */
 	size_t err_len;
 } chan_tr;

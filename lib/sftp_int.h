@@ -106,7 +106,7 @@ struct ferry__sftp {
 	/* The I/O deadline: requests outstanding (or INIT) and no byte moved
 	 * either way for io_timeout ms kill the client (0: none). */
 	int io_timeout;
-	int64_t progress_ms; /* when a byte last moved, or work began */
+	int64_t progress_ms;   /* when a byte last moved, or work began */
 	ferry__sftp_hpath *hp; /* open handles, oldest first */
 	size_t hp_n, hp_cap;
 	uint32_t hp_next;

@@ -303,10 +303,9 @@ static int remote_walk(pull *p)
 	if (rl->error) {
 		if (ferry__sftp_dead(p->sf))
 			return sftp_error(p, ferry__sftp_dead(p->sf));
-		return ferry__seterr(p->s, rl->error,
-		                     "listing the remote sources: %s",
-		                     rl->errmsg[0] ? rl->errmsg
-		                                   : ferry_strerror(rl->error));
+		return ferry__seterr(
+		        p->s, rl->error, "listing the remote sources: %s",
+		        rl->errmsg[0] ? rl->errmsg : ferry_strerror(rl->error));
 	}
 	for (size_t i = 0; i < rl->nbad; i++) {
 		p->refused = 1;

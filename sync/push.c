@@ -389,10 +389,9 @@ static int wait_listing(push *ps)
 	if (rl->error) {
 		if (ferry__sftp_dead(ps->sf))
 			return sftp_error(ps, ferry__sftp_dead(ps->sf));
-		return ferry__seterr(ps->s, rl->error,
-		                     "listing the remote destination: %s",
-		                     rl->errmsg[0] ? rl->errmsg
-		                                   : ferry_strerror(rl->error));
+		return ferry__seterr(
+		        ps->s, rl->error, "listing the remote destination: %s",
+		        rl->errmsg[0] ? rl->errmsg : ferry_strerror(rl->error));
 	}
 	switch (rl->roots[0].state) {
 	case FERRY__ROOT_NOTDIR:

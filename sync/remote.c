@@ -365,7 +365,8 @@ static int add_entry(ferry__rlist *rl, const dir_job *j,
 		return 1; /* never an entry: a push ignores it */
 	}
 	uint64_t max = max_or(rl->o.max_entries, FERRY__RLIST_MAX_ENTRIES);
-	uint64_t maxb = max_or(rl->o.max_name_bytes, FERRY__LIST_MAX_NAME_BYTES);
+	uint64_t maxb =
+	        max_or(rl->o.max_name_bytes, FERRY__LIST_MAX_NAME_BYTES);
 	if (rl->n >= max || nl > maxb - rl->name_bytes) {
 		char m[500];
 		int over = rl->n >= max;
@@ -373,7 +374,8 @@ static int add_entry(ferry__rlist *rl, const dir_job *j,
 		snprintf(m, sizeof(m),
 		         "readdir %s: the server listed more than %llu %s in "
 		         "all (the limit of %s): stopped",
-		         rp ? rp : j->rel, (unsigned long long)(over ? max : maxb),
+		         rp ? rp : j->rel,
+		         (unsigned long long)(over ? max : maxb),
 		         over ? "entries" : "bytes of names",
 		         over ? "total entries" : "bytes of names");
 		ferry__free(rp);
@@ -588,14 +590,15 @@ static int submit_dir(ferry__rlist *rl, dir_job *j)
 		return FERRY_ENOMEM;
 	/* One listing holds at most what is left of the totals: a listing
 	 * that never ends is stopped by the first bound it meets. */
-	uint64_t maxb = max_or(rl->o.max_name_bytes, FERRY__LIST_MAX_NAME_BYTES);
+	uint64_t maxb =
+	        max_or(rl->o.max_name_bytes, FERRY__LIST_MAX_NAME_BYTES);
 	uint64_t maxe = max_or(rl->o.max_entries, FERRY__RLIST_MAX_ENTRIES);
 	uint64_t maxd = max_or(rl->o.max_dir_entries, FERRY__LIST_MAX_ENTRIES);
 	uint64_t left = maxe > rl->n ? maxe - rl->n : 1;
 	ferry__sftp_list_limits lim = {
 	        .max_entries = maxd < left ? maxd : left,
-	        .max_name_bytes = maxb > rl->name_bytes ? maxb - rl->name_bytes
-	                                                : 1};
+	        .max_name_bytes =
+	                maxb > rl->name_bytes ? maxb - rl->name_bytes : 1};
 	int rc = ferry__sftp_list_ex(rl->sf, rp, &lim, list_cb, j);
 	ferry__free(rp);
 	if (rc)

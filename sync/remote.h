@@ -134,7 +134,7 @@ typedef struct ferry__rlist_opts {
 	uint64_t max_dir_entries, max_entries, max_name_bytes;
 } ferry__rlist_opts;
 
-#define FERRY__RLIST_MAX_ENTRIES    10000000u
+#define FERRY__RLIST_MAX_ENTRIES 10000000u
 
 typedef struct ferry__rjob ferry__rjob; /* private */
 
@@ -156,7 +156,7 @@ typedef struct ferry__rlist {
 	ferry__rjob **guess; /* by destination path */
 	size_t nguess;
 	int error; /* FERRY_ENOMEM or the client's death: the walk stopped */
-	char errmsg[600]; /* why, when more than ferry_strerror says */
+	char errmsg[600];    /* why, when more than ferry_strerror says */
 	uint64_t name_bytes; /* of the entries held */
 	uint64_t dirs_listed, guesses_used;
 	int finished;

@@ -19,8 +19,8 @@
 
 static char ctl[600];
 static const char *const argv_h[] = {"/usr/bin/python3",
-                               FERRY_SRCDIR "/tests/hostile_sftp.py",
-                               "--control", ctl, NULL};
+                                     FERRY_SRCDIR "/tests/hostile_sftp.py",
+                                     "--control", ctl, NULL};
 
 static void setup(void)
 {

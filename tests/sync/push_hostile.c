@@ -113,8 +113,7 @@ static void converges(void)
 	ferry_sync_report_free(&r);
 }
 
-Test(push_hostile, a_server_that_stops_answering_fails_the_push,
-     .timeout = 120)
+Test(push_hostile, a_server_that_stops_answering_fails_the_push, .timeout = 120)
 {
 	hs_start("push-hold");
 	ph_write(h.src, "a.txt", "alpha\n", 0644, 1700000000L);
@@ -146,8 +145,7 @@ Test(push_hostile, a_server_that_stops_answering_fails_the_push,
 	hs_stop();
 }
 
-Test(push_hostile, a_reply_shorter_than_promised_fails_the_push,
-     .timeout = 120)
+Test(push_hostile, a_reply_shorter_than_promised_fails_the_push, .timeout = 120)
 {
 	hs_start("push-trunc");
 	ph_write(h.src, "a.txt", "alpha\n", 0644, 1700000000L);
@@ -205,8 +203,7 @@ static long rss_kib(void)
 	return ru.ru_maxrss;
 }
 
-Test(push_hostile, a_listing_that_never_ends_stops_at_a_bound,
-     .timeout = 120)
+Test(push_hostile, a_listing_that_never_ends_stops_at_a_bound, .timeout = 120)
 {
 	hs_start("push-endless");
 	/* Without a bound this grows until it is killed. */
@@ -235,8 +232,8 @@ Test(push_hostile, a_listing_that_never_ends_stops_at_a_bound,
 	rc = hs_push(&r, &took);
 	m = ferry_session_errmsg(h.s);
 	cr_assert_eq(rc, FERRY_ELIMIT, "%s: %s", ferry_strerror(rc), m);
-	cr_assert(strstr(m, "endless-d: the server listed more than 499"),
-	          "%s", m);
+	cr_assert(strstr(m, "endless-d: the server listed more than 499"), "%s",
+	          m);
 	ferry_sync_report_free(&r);
 	long after = rss_kib();
 	cr_assert_lt(after - before, 64 * 1024, "RSS grew by %ld KiB",
@@ -270,8 +267,11 @@ Test(push_hostile, a_name_listed_twice_is_taken_once, .timeout = 120)
 	size_t twice = 0;
 	for (size_t i = 0; i < r.error_count; i++)
 		twice += strstr(r.errors[i].message, "twice") != NULL;
-	cr_assert_eq(twice, 1, "%zu errors about it (%zu in all; %llu deleted; rc %d)\nlog: %s", twice,
-	             r.error_count, (unsigned long long)r.files_deleted, rc, h.log);
+	cr_assert_eq(twice, 1,
+	             "%zu errors about it (%zu in all; %llu deleted; rc "
+	             "%d)\nlog: %s",
+	             twice, r.error_count, (unsigned long long)r.files_deleted,
+	             rc, h.log);
 	cr_assert(!ph_exists(h.dst, "x-extra") || r.files_deleted == 0);
 	ferry_sync_report_free(&r);
 	hs_stop();
