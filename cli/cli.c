@@ -187,6 +187,15 @@ int cli_conn_option(cli_conn *c, int opt, const char *arg)
 			return -1;
 		}
 		return 1;
+	case OPT_IO_TIMEOUT:
+		/* 0: no deadline (the library's 0 is its default). */
+		if (cli_parse_ms(arg, 1, &c->o.io_timeout_ms)) {
+			cli_error("bad --io-timeout '%s' (seconds >= 0)", arg);
+			return -1;
+		}
+		if (!c->o.io_timeout_ms)
+			c->o.io_timeout_ms = -1;
+		return 1;
 	default:
 		return 0;
 	}

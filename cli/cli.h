@@ -24,6 +24,7 @@ enum {
 	OPT_KNOWN_HOSTS = 1000,
 	OPT_HOST_KEY,
 	OPT_CONNECT_TIMEOUT,
+	OPT_IO_TIMEOUT,
 	OPT_CONN_LAST_
 };
 
@@ -38,9 +39,10 @@ enum {
 	        {"quiet", no_argument, NULL, 'q'},                             \
 	        {"known-hosts", required_argument, NULL, OPT_KNOWN_HOSTS},     \
 	        {"host-key", required_argument, NULL, OPT_HOST_KEY},           \
+	        {"connect-timeout", required_argument, NULL,                   \
+	         OPT_CONNECT_TIMEOUT},                                         \
 	{                                                                      \
-		"connect-timeout", required_argument, NULL,                    \
-		        OPT_CONNECT_TIMEOUT                                    \
+		"io-timeout", required_argument, NULL, OPT_IO_TIMEOUT          \
 	}
 
 typedef struct cli_conn {

@@ -16,7 +16,9 @@
 
 static const char usage[] =
         "ferry exec [-p PORT] [-i KEY] [-F CONFIG] [--known-hosts FILE] "
-        "[--host-key strict|accept-new|off] [--connect-timeout S] [-z] "
+        "[--host-key strict|accept-new|off] [--connect-timeout S] "
+        "[--io-timeout S] "
+        "[-z] "
         "[-v|-q] [--timeout S] [--cwd DIR] [--stdin FILE|-] [--json] "
         "[--max-output SIZE] "
         "[--push SRC... --to DEST [push options]] [USER@]HOST [--] "

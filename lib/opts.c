@@ -32,8 +32,9 @@ static int opts_init(void *opts, const void *def, const size_t *sizes,
 int ferry_session_opts_init(ferry_session_opts *opts, unsigned int version)
 {
 	static const ferry_session_opts def = FERRY_SESSION_OPTS_INIT;
-	static const size_t sizes[] = {offsetof(ferry_session_opts, ssh_config),
-	                               sizeof def};
+	static const size_t sizes[] = {
+	        offsetof(ferry_session_opts, ssh_config),
+	        offsetof(ferry_session_opts, io_timeout_ms), sizeof def};
 	return opts_init(opts, &def, sizes, "ferry_session_opts", version,
 	                 FERRY_SESSION_OPTS_VERSION);
 }
@@ -41,7 +42,8 @@ int ferry_session_opts_init(ferry_session_opts *opts, unsigned int version)
 int ferry_sync_opts_init(ferry_sync_opts *opts, unsigned int version)
 {
 	static const ferry_sync_opts def = FERRY_SYNC_OPTS_INIT;
-	static const size_t sizes[] = {sizeof def};
+	static const size_t sizes[] = {
+	        offsetof(ferry_sync_opts, max_dir_entries), sizeof def};
 	return opts_init(opts, &def, sizes, "ferry_sync_opts", version,
 	                 FERRY_SYNC_OPTS_VERSION);
 }

@@ -1,5 +1,6 @@
 #include "sync/status.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -78,6 +79,20 @@ static int check_mappings(const ferry_sync_opts *o, char *errmsg,
 		return FERRY_EINVALID;
 	}
 	return 0;
+}
+
+void ferry__sync_opts_copy(ferry_sync_opts *out, const ferry_sync_opts *in)
+{
+	static const ferry_sync_opts def = FERRY_SYNC_OPTS_INIT;
+	*out = def;
+	if (!in || in->version < 1 || in->version > FERRY_SYNC_OPTS_VERSION) {
+		out->version = 0;
+		return;
+	}
+	memcpy(out, in,
+	       in->version >= 2 ? sizeof(*out)
+	                        : offsetof(ferry_sync_opts, max_dir_entries));
+	out->version = FERRY_SYNC_OPTS_VERSION;
 }
 
 int ferry__local_check(const ferry_sync_opts *o, char *errmsg,
@@ -373,8 +388,11 @@ int ferry_sync_status(const ferry_session_opts *conn,
 		error = ferry__opts_resolve(&o, &cfg, conn, msg, sizeof(msg));
 		conn = &o;
 	}
+	ferry_sync_opts oc;
+	ferry__sync_opts_copy(&oc, opts);
 	if (!error)
-		error = status_run(conn, opts, report, msg, sizeof(msg));
+		error = status_run(conn, opts ? &oc : NULL, report, msg,
+		                   sizeof(msg));
 	ferry__sshcfg_free(&cfg);
 	set_err(errmsg, errmsg_size, msg);
 	ferry__last_errmsg_set("%s",

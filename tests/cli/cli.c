@@ -87,6 +87,11 @@ Test(cli, malformed_command_lines_are_usage_errors)
 	expect_usage("ping --host-key maybe h");
 	expect_usage("ping --connect-timeout -1 h");
 	expect_usage("ping --connect-timeout abc h");
+	expect_usage("ping --io-timeout abc h");
+	expect_usage("ping --io-timeout -2 h");
+	expect_usage("status --max-dir-entries 0 /tmp h:d");
+	expect_usage("status --max-entries x /tmp h:d");
+	expect_usage("pull --max-name-bytes -1 h:s /tmp/d");
 	expect_usage("ping 'h:path'");
 	expect_usage("ping '[::1'");
 	expect_usage("ping '@h'");
@@ -462,7 +467,9 @@ Test(cli, new_connection_round_trips)
 	cr_assert_eq(push_cli(dir, "--json", &out, &err), 0, "%s", err);
 	fx_write_file(path, out, strlen(out), 0600);
 	rt = fx_sh_out("%s < %s", get, path);
-	cr_assert(rt && strtol(rt, NULL, 10) <= 4, "no-op push: %s rt", rt);
+	/* 2 for the channel, then the marker: LSTAT with INIT (a fifo or
+	 * anything but a regular file is never opened), OPEN, READ + CLOSE. */
+	cr_assert(rt && strtol(rt, NULL, 10) <= 5, "no-op push: %s rt", rt);
 	free(rt);
 	free(out);
 	free(err);
@@ -747,5 +754,37 @@ Test(cli, exec_json_keeps_a_bounded_head_and_tail)
 	/* a bad size is a usage error */
 	expect_usage("exec --json --max-output lots 127.0.0.1 true");
 	fx_sh("rm -rf '%s'", dir);
+	free(dir);
+}
+
+/* --io-timeout: a server that stops answering (tests/hostile_sftp.py told
+ * to hold every reply from the first request naming the destination on)
+ * fails the push at the deadline, exit 1, naming the request and path. */
+Test(cli, io_timeout_fails_a_push_the_server_stops_answering)
+{
+	if (fx_sh("test -x /usr/lib/openssh/sftp-server && test -x "
+	          "/usr/bin/python3") != 0)
+		cr_skip_test("needs python3 and OpenSSH's sftp-server");
+	char *dir = tree_dir("iot", "mkdir -p src && echo a > src/a && "
+	                            "echo 'hold /dst' > control");
+	char cfg[1600];
+	snprintf(cfg, sizeof(cfg),
+	         "Subsystem sftp /usr/bin/python3 %s/tests/hostile_sftp.py "
+	         "--control %s/control\n",
+	         FERRY_SRCDIR, dir);
+	fx_sshd sv;
+	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
+	char *err = NULL;
+	int rc = ferry_run(NULL, &err,
+	                   "push -p %d -i %s --known-hosts %s --state-dir "
+	                   "%s/state --io-timeout 1 %s/src/ 127.0.0.1:%s/dst",
+	                   sv.port, sv.key_ed25519, sv.known_hosts, dir, dir,
+	                   dir);
+	cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+	cr_assert(strstr(err, "no reply for 1 s (I/O timeout) to "), "%s", err);
+	cr_assert(strstr(err, "/dst"), "%s", err);
+	free(err);
+	fx_sshd_stop(&sv);
+	fx_sh("rm -rf %s", dir);
 	free(dir);
 }
