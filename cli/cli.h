@@ -24,6 +24,7 @@ enum {
 	OPT_KNOWN_HOSTS = 1000,
 	OPT_HOST_KEY,
 	OPT_CONNECT_TIMEOUT,
+	OPT_PERSIST,
 	OPT_CONN_LAST_
 };
 
@@ -38,6 +39,7 @@ enum {
 	        {"quiet", no_argument, NULL, 'q'},                             \
 	        {"known-hosts", required_argument, NULL, OPT_KNOWN_HOSTS},     \
 	        {"host-key", required_argument, NULL, OPT_HOST_KEY},           \
+	        {"persist", optional_argument, NULL, OPT_PERSIST},             \
 	{                                                                      \
 		"connect-timeout", required_argument, NULL,                    \
 		        OPT_CONNECT_TIMEOUT                                    \
@@ -49,8 +51,9 @@ typedef struct cli_conn {
 	size_t identity_count;
 	const char *config_file;
 	int verbose, quiet;
-	char *user, *host; /* parsed from [USER@]HOST */
-	char *owned[16];   /* strings to free */
+	int persist_set, persist_s; /* --persist[=S] (0: no) */
+	char *user, *host;          /* parsed from [USER@]HOST */
+	char *owned[16];            /* strings to free */
 	size_t owned_count;
 } cli_conn;
 
@@ -67,7 +70,10 @@ int cli_conn_option(cli_conn *c, int opt, const char *arg);
 int cli_conn_target(cli_conn *c, const char *arg, int want_path, char **path);
 /* Open a session (Ctrl-C and SIGTERM interrupt it, and later calls on
  * it); prints the error on failure and returns the exit code
- * (255 for connection, host key and auth failures). */
+ * (255 for connection, host key and auth failures).  With --persist the
+ * whole command may run in a holder instead: then *out is NULL and the
+ * return value is the command's exit status (callers: `if (rc || !s)
+ * return rc`).  In a holder, the held session. */
 int cli_connect(cli_conn *c, ferry_session **out);
 /* Close a session from cli_connect (Ctrl-C then ends the process). */
 void cli_disconnect(ferry_session *s);
@@ -95,5 +101,6 @@ int cmd_push(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_master(int argc, char **argv);
 
 #endif
