@@ -1,6 +1,5 @@
 /* cli.c - what every subcommand shares. */
 #include "cli.h"
-#include "persist.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -78,6 +78,23 @@ int cli_connect(cli_conn *c, ferry_session **out);
 /* Close a session from cli_connect (Ctrl-C then ends the process). */
 void cli_disconnect(ferry_session *s);
 
+/* --persist (persist.c, holder.c; see persist.h). */
+/* Seconds a holder for c waits for a client: --persist, else
+ * $FERRY_PERSIST; 0 when neither asks for one. */
+int cli_persist_seconds(const cli_conn *c);
+/* Parse a --persist / FERRY_PERSIST value: "" or "yes": the default; "no"
+ * or "0": off; else whole seconds.  -1 when malformed. */
+int cli_persist_parse(const char *v, int *secs);
+/* Client: run this command through the holder of c's target, starting
+ * one when none runs.  1: it ran, *status is the exit status (errors
+ * were printed); 0: connect directly (said with -v). */
+int cli_persist_run(cli_conn *c, int secs, int *status);
+/* In a holder process (1) or not (0). */
+int cli_holder_active(void);
+/* The holder's session for a command's cli_connect: 0, or an exit status
+ * (message printed) when c names another target. */
+int cli_holder_connect(cli_conn *c, ferry_session **out);
+
 /* Messages: "ferry: ..." on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

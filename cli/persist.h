@@ -22,12 +22,6 @@ extern char **cli_argv;
 /* main's dispatch: argv[0] "ferry", argv[1] the subcommand. */
 int cli_main(int argc, char **argv);
 
-/* Seconds a holder for c waits for a client: --persist, else
- * $FERRY_PERSIST; 0 when neither asks for one. */
-int cli_persist_seconds(const cli_conn *c);
-/* Parse a --persist / FERRY_PERSIST value: "" or "yes": the default; "no"
- * or "0": off; else whole seconds.  -1 when malformed. */
-int cli_persist_parse(const char *v, int *secs);
 /* The directory of the holder sockets, made if missing and checked to be a
  * directory of ours that no one else may enter: $XDG_RUNTIME_DIR/ferry,
  * else STATE/run (STATE: $XDG_STATE_HOME/ferry or ~/.local/state/ferry).
@@ -42,18 +36,9 @@ int cli_persist_path(char *buf, size_t size, const char *dir, const char *key,
 /* 1 when lock (a holder's lock file) is held: a holder lives or starts. */
 int cli_persist_locked(const char *lockpath);
 
-/* Client: run this command (cli_argv) through the holder of c's target,
- * starting one when none runs.  1: it ran, *status is the exit status
- * (errors were printed); 0: connect directly (said with -v). */
-int cli_persist_run(cli_conn *c, int secs, int *status);
 /* Connect to a holder socket (1 s at most); the fd or -1 with errno. */
 int cli_persist_dial(const char *sockpath);
 
-/* In a holder process (1) or not (0). */
-int cli_holder_active(void);
-/* The holder's session for a command's cli_connect: 0, or an exit status
- * (message printed) when c names another target. */
-int cli_holder_connect(cli_conn *c, ferry_session **out);
 /* The holder process: opens the session with c's options, reports on
  * readyfd ("0 PID" or "STATUS PID MESSAGE"), serves sockpath until idle
  * for secs, the connection dies or `ferry master stop`.  Keeps lockfd
@@ -61,8 +46,5 @@ int cli_holder_connect(cli_conn *c, ferry_session **out);
 void cli_holder_main(cli_conn *c, const char *sockpath, const char *key,
                      int lockfd, int readyfd, int secs)
         __attribute__((noreturn));
-
-/* ferry master status | stop [TARGET|--all] */
-int cmd_master(int argc, char **argv);
 
 #endif
