@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -459,6 +460,20 @@ static int run_one(hclient *c)
 	return st;
 }
 
+/* ps and pgrep show "ferry holder TARGET", not the command line of the
+ * client that started us (whose remote command may be looked for). */
+static void set_title(void)
+{
+	if (!cli_argv || cli_argc < 1)
+		return;
+	char *start = cli_argv[-1];
+	char *end = cli_argv[cli_argc - 1] + strlen(cli_argv[cli_argc - 1]);
+	size_t room = (size_t)(end - start);
+	memset(start, 0, room);
+	snprintf(start, room + 1, "ferry holder %s", H.target);
+	prctl(PR_SET_NAME, "ferry-holder", 0, 0, 0);
+}
+
 static void report_ready(int readyfd, int status, const char *msg)
 {
 	char line[FERRY_ERRMSG_SIZE + 64];
@@ -544,6 +559,7 @@ void cli_holder_main(cli_conn *c, const char *sockpath, const char *key,
 	ferry_session_info in;
 	if (ferry_session_info_get(&in, s) == 0 && in.target)
 		snprintf(H.target, sizeof(H.target), "%s", in.target);
+	set_title(); /* c's strings (in argv) are no longer needed */
 	H.ssh_fd = find_tcp_socket();
 	H.listen_fd = listen_on(sockpath);
 	struct stat sb;

@@ -1,6 +1,7 @@
 /* main.c - ferry: dispatch to one cmd_<verb>.c per subcommand, and the
  * option loop they share. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -102,8 +103,18 @@ int cli_main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(verb, commands[i].name)) {
+			/* As given: option parsing reorders argv and replaces
+			 * operands; a holder gets the original. */
+			static char **copy;
+			free(copy);
+			copy = malloc(((size_t)argc + 1) * sizeof(*copy));
+			if (!copy) {
+				fprintf(stderr, "ferry: out of memory\n");
+				return FERRY_EXIT_ERROR;
+			}
+			memcpy(copy, argv, ((size_t)argc + 1) * sizeof(*copy));
 			cli_argc = argc - 1;
-			cli_argv = argv + 1;
+			cli_argv = copy + 1;
 			return commands[i].run(argc - 1, argv + 1);
 		}
 	fprintf(stderr, "ferry: unknown command '%s'\n", verb);

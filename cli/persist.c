@@ -326,7 +326,8 @@ static int std_fds(int fds[3], int *opened)
 
 /* The command through a connected holder: 1 it ran (*status), 0 it did
  * not (try directly), the reason in why. */
-static int run_via(int fd, int secs, int *status, char *why, size_t whysz)
+static int run_via(cli_conn *c, int fd, int secs, int *status, char *why,
+                   size_t whysz)
 {
 	sbuf b = {0};
 	int fds[3], opened = 0, started = 0, rc = 0;
@@ -394,6 +395,13 @@ static int run_via(int fd, int secs, int *status, char *why, size_t whysz)
 		case FR_QUEUED:
 			hpid = (pid_t)strtol(pl, NULL, 10);
 			deadline = 0; /* alive: wait for our turn */
+			if (c->verbose) {
+				char line[64];
+				snprintf(line, sizeof(line),
+				         "through the holder (pid %d)",
+				         (int)hpid);
+				cli_log(c, FERRY_LOG_INFO, line);
+			}
 			break;
 		case FR_START:
 			started = 1;
@@ -486,9 +494,14 @@ static int spawn(cli_conn *c, const char *sockpath, const char *key, int lockfd,
 	}
 	long hpid = strtol(end, &end, 10);
 	if (st == 0) {
-		if (c->verbose)
-			cli_log(c, FERRY_LOG_INFO, "started a holder");
-		(void)hpid;
+		if (c->verbose) {
+			char line[128];
+			snprintf(line, sizeof(line),
+			         "started a holder (pid %ld); it keeps the "
+			         "session for %d s without a client",
+			         hpid, secs);
+			cli_log(c, FERRY_LOG_INFO, line);
+		}
 		return 1;
 	}
 	while (*end == ' ')
@@ -528,7 +541,7 @@ int cli_persist_run(cli_conn *c, int secs, int *status)
 	for (;;) {
 		int fd = cli_persist_dial(sock);
 		if (fd >= 0) {
-			int r = run_via(fd, secs, status, why, sizeof(why));
+			int r = run_via(c, fd, secs, status, why, sizeof(why));
 			close(fd);
 			if (r)
 				return 1;
