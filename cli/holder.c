@@ -334,8 +334,9 @@ static void *io_thread(void *arg)
 		}
 		size_t k = 0;
 		pf[k++] = (struct pollfd){.fd = H.wake[0], .events = POLLIN};
-		pf[k++] = (struct pollfd){.fd = H.stopping ? -1 : H.listen_fd,
-		                          .events = POLLIN};
+		/* While stopping (a command still runs) a new client is
+		 * still answered: refused, it connects directly at once. */
+		pf[k++] = (struct pollfd){.fd = H.listen_fd, .events = POLLIN};
 		pf[k++] = (struct pollfd){.fd = H.ssh_fd, .events = POLLRDHUP};
 		for (hclient *c = H.clients; c; c = c->next) {
 			if (c->done || c->gone)
