@@ -17,10 +17,8 @@
 static const char usage[] =
         "ferry exec [-p PORT] [-i KEY] [-F CONFIG] [--known-hosts FILE] "
         "[--host-key strict|accept-new|off] [--connect-timeout S] "
-        "[--io-timeout S] "
-        "[-z] "
-        "[-v|-q] [--timeout S] [--cwd DIR] [--stdin FILE|-] [--json] "
-        "[--max-output SIZE] "
+        "[--io-timeout S] [-z] [-v|-q] [--persist[=S]] [--timeout S] "
+        "[--cwd DIR] [--stdin FILE|-] [--json] [--max-output SIZE] "
         "[--push SRC... --to DEST [push options]] [USER@]HOST [--] "
         "COMMAND...";
 
@@ -53,6 +51,10 @@ static const char help[] =
         "  --force, --fsync, --allow-shared-dirs, --state-dir DIR,\n"
         "  --itemize-changes, --stats:\n"
         "                  as for ferry push (their output goes to stderr)\n"
+        "  --persist[=S]   run in a holder that keeps the session (as for\n"
+        "                  ferry ping); the working directory and exported\n"
+        "                  variables a command leaves then carry over to\n"
+        "                  the next call through the same holder\n"
         "  Ctrl-C          kills the remote command, exit 130\n\n"
         "Exit status: the command's; 124 timed out; 130 interrupted;\n"
         "255 connection, authentication or ferry failure; 2 bad usage.\n";
@@ -314,7 +316,14 @@ static int exec_parse(exec_cmd *x, int argc, char **argv)
 		cli_error("out of memory");
 		return FERRY_EXIT_ERROR;
 	}
-	return x->stdin_file ? read_stdin(x) : -1;
+	/* A missing --stdin FILE is bad usage before anything connects; it
+	 * is read once connected (in the holder, with --persist). */
+	if (x->stdin_file && strcmp(x->stdin_file, "-") &&
+	    access(x->stdin_file, R_OK) < 0) {
+		cli_error("--stdin %s: %s", x->stdin_file, strerror(errno));
+		return FERRY_EXIT_USAGE;
+	}
+	return -1;
 }
 
 /* --push, over the session: -1 when the command is to run (the push
@@ -437,8 +446,10 @@ int cmd_exec(int argc, char **argv)
 	cli_conn_init(&x.c);
 	cli_sync_init(&x.cs, &x.c);
 	int rc = exec_parse(&x, argc, argv);
-	if (rc < 0 && !(rc = cli_connect(&x.c, &x.s))) {
-		rc = exec_session(&x);
+	if (rc < 0 && !(rc = cli_connect(&x.c, &x.s)) && x.s) {
+		rc = x.stdin_file ? read_stdin(&x) : -1;
+		if (rc < 0)
+			rc = exec_session(&x);
 		cli_disconnect(x.s);
 	}
 	ferry_exec_result_free(&x.r);

@@ -39,7 +39,7 @@ static const char help[] =
         "                         directory (default 1000000), in all\n"
         "                         (10000000), bytes of names (1 GiB)\n"
         "  -p PORT, -i KEY, -F CONFIG, --known-hosts FILE, --host-key POLICY,\n"
-        "  --connect-timeout S, -z, -v, -q: as for ferry ping\n"
+        "  --connect-timeout S, -z, -v, -q, --persist[=S]: as for ferry ping\n"
         "\n"
         "Exit: 0 done, 1 error, 2 usage, 23 partial, 255 connection.\n";
 
@@ -47,8 +47,8 @@ static int push(cli_conn *c, cli_sync *cs, ferry_sync_report *r)
 {
 	ferry_session *s = NULL;
 	int rc = cli_connect(c, &s);
-	if (rc)
-		return rc;
+	if (rc || !s)
+		return rc; /* failed, or ran in a holder */
 	if (cs->o.dry_run)
 		cs->itemize = 1; /* rsync -n -i: the plan, line by line */
 	int sr = ferry_sync(s, &cs->o, r);
