@@ -291,7 +291,8 @@ char *ph_tree_listing(const char *dir)
 {
 	lines l = {0};
 	walk(dir, "", &l);
-	qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+	if (l.n)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_str);
 	size_t total = 1;
 	for (size_t i = 0; i < l.n; i++)
 		total += strlen(l.v[i]) + 1;
