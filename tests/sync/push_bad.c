@@ -461,6 +461,7 @@ Test(push_bad, shared_destination_is_refused_unless_allowed, PH_ENV)
 	pid_t pid = fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
+		setpgid(0, 0); /* killed as a group: no mv or ln outlives it */
 		char cmd[4096];
 		snprintf(cmd, sizeof(cmd),
 		         "cd '%s' && while :; do mv -T sub sub.d 2>/dev/null "
@@ -475,6 +476,7 @@ Test(push_bad, shared_destination_is_refused_unless_allowed, PH_ENV)
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
+	setpgid(pid, pid);
 	int refused = 0;
 	for (int i = 0; i < 20; i++) {
 		ferry_sync_report r;
@@ -483,8 +485,10 @@ Test(push_bad, shared_destination_is_refused_unless_allowed, PH_ENV)
 		           strstr(e.log, "is writable by other accounts");
 		ferry_sync_report_free(&r);
 	}
+	kill(-pid, SIGKILL);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
+	usleep(100000); /* the group's last process, if any, is gone */
 	fx_sh("cd '%s' && if [ -L sub ]; then rm sub; fi && "
 	      "if [ -d sub.d ]; then mv -T sub.d sub; fi",
 	      e.dst);
