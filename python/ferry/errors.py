@@ -37,7 +37,7 @@ class InvalidArgumentError(Error, ValueError):
     code, name = -2, "FERRY_EINVALID"
 
 
-class NoMemoryError(Error, MemoryError):
+class NoMemoryError(Error):
     code, name = -3, "FERRY_ENOMEM"
 
 

@@ -4,8 +4,8 @@ import ctypes
 import dataclasses
 import os
 import threading
-import time
-from typing import Callable, List, Optional
+
+from typing import List, Optional
 
 from . import _lib
 from ._lib import lib
@@ -313,7 +313,9 @@ class Session:
         if self._connected:
             return
         try:
-            self._call(lib.ferry_session_connect)
+            rc = self._call(lib.ferry_session_connect)
+            if rc:
+                self._raise(rc)
         except BaseException:
             self.close()
             raise
