@@ -88,6 +88,9 @@ class RemoteEnvironment:
         """Run command; {"output": str, "returncode": int}.  ferry's own
         failures (connection lost, ...) come back as returncode 255 with
         the message as output, as ssh reports them."""
+        if self._session.closed:
+            raise Error("ferry.agent: execute after cleanup(): the session "
+                        "is closed")
         t = self.timeout if timeout is None else timeout
         try:
             r = self._session.exec(command, cwd=self._expand(cwd) or None,
