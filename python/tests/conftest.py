@@ -20,6 +20,11 @@ sys.path.insert(0, PYDIR)
 if "FERRY_TEST_TMP" not in os.environ:  # run.sh sets its own
     os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="ferry-py-state.")
 os.environ.pop("SSH_AUTH_SOCK", None)
+# Under make asan the sanitizer runtime is preloaded for the library under
+# test; this process has it now, and the tools the tests run (sshd, pgrep,
+# ssh-keygen, pip) must not (pgrep hangs under it): only the Python
+# children that load libferry get it back (preload_env).
+PRELOAD = os.environ.pop("LD_PRELOAD", None)
 
 
 class Sshd:
@@ -39,16 +44,32 @@ class Sshd:
         return o
 
 
+def plain_env():
+    """The environment for tools (sshd, pip): no sanitizer options."""
+    e = dict(os.environ)
+    e.pop("ASAN_OPTIONS", None)
+    return e
+
+
+def preload_env():
+    """The environment for a Python child that loads libferry."""
+    e = dict(os.environ)
+    if PRELOAD:
+        e["LD_PRELOAD"] = PRELOAD
+    return e
+
+
 def start_sshd(d):
     out = subprocess.run([SSHD_SH, "start", d], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, env=plain_env())
     if out.returncode:
         raise RuntimeError(f"tests/sshd.sh start {d}: {out.stderr}")
     return Sshd(d)
 
 
 def stop_sshd(d):
-    subprocess.run([SSHD_SH, "stop", d], capture_output=True, timeout=60)
+    subprocess.run([SSHD_SH, "stop", d], capture_output=True, timeout=60,
+                   env=plain_env())
 
 
 @pytest.fixture(scope="session")

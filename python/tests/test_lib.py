@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import PYDIR, SRC
+from conftest import PYDIR, SRC, plain_env, preload_env
 
 import ferry
 from ferry import _lib
@@ -18,7 +18,7 @@ PY = sys.executable
 
 
 def py(code, env=None, cwd=None, path=PYDIR):
-    e = dict(os.environ)
+    e = preload_env()
     e.pop("FERRY_LIB", None)
     if path:
         e["PYTHONPATH"] = path
@@ -108,7 +108,8 @@ def test_pip_installs_the_package_offline(tmp_path):
         [PY, "-m", "pip", "install", "--quiet", "--no-index",
          "--no-build-isolation", "--no-deps", "--target", str(target),
          str(build)],
-        capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+        capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+        env=plain_env())
     if r.returncode and "No module named pip" in r.stderr:
         pytest.skip("pip is not installed")
     assert r.returncode == 0, r.stderr
