@@ -153,8 +153,8 @@ install: all
 	ln -sf libferry.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libferry.so
 	install -m 644 lib/ferry.h $(DESTDIR)$(INCDIR)/ferry.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' lib/ferry.pc.in > $(B)/ferry.pc.tmp
-	install -m 644 $(B)/ferry.pc.tmp $(DESTDIR)$(PKGDIR)/ferry.pc && rm -f $(B)/ferry.pc.tmp
+	    -e 's|@VERSION@|$(VERSION)|' lib/ferry.pc.in > $(DESTDIR)$(PKGDIR)/ferry.pc.tmp
+	chmod 644 $(DESTDIR)$(PKGDIR)/ferry.pc.tmp && mv -f $(DESTDIR)$(PKGDIR)/ferry.pc.tmp $(DESTDIR)$(PKGDIR)/ferry.pc
 	if [ -f cli/ferry.1 ]; then install -m 644 cli/ferry.1 $(DESTDIR)$(MANDIR)/man1/ferry.1; fi
 
 uninstall:

@@ -40,6 +40,7 @@ TOOLS = {
     "ferry-held": "ferry, held session (libferry)",
     "ferry-lib": "ferry library: open + exec + close",
     "ferry-cli": "ferry CLI (one process, new connection)",
+    "ferry-persist": "ferry CLI through a holder (--persist)",
     "rsync-cm": "rsync --delete via ssh ControlMaster (push -az, pull -a)",
     "rsync-new": "rsync --delete, new ssh connection (push -az, pull -a)",
     "ssh-cm": "ssh true via ControlMaster",
@@ -56,6 +57,7 @@ TOOL_ORDER = list(TOOLS)
 SERIES = [
     ("ferry held session / library", {"ferry-held", "ferry-lib"}, "#1b7837"),
     ("ferry CLI process", {"ferry-cli"}, "#a6dba0"),
+    ("ferry CLI through a holder", {"ferry-persist"}, "#762a83"),
     ("rsync/ssh via ControlMaster", {"rsync-cm", "ssh-cm"}, "#4575b4"),
     ("rsync/ssh new connection", {"rsync-new", "ssh-new"}, "#f46d43"),
     ("ssh cat (256 MiB)", {"ssh-cat"}, "#fee090"),
@@ -133,6 +135,11 @@ def throughput(limit_ratio, lvls):
 PAIRS = [
     ("cold", "ferry-held", "rsync-cm", rt_max(6, below())),
     ("cold", "ferry-cli", "rsync-new", None),
+    ("cold", "ferry-persist", "rsync-cm", None),
+    ("noop", "ferry-persist", "rsync-cm", rt_max(0)),
+    ("noop", "ferry-persist", "stat-find", None),
+    ("change5", "ferry-persist", "rsync-cm", rt_max(3)),
+    ("exec", "ferry-persist", "ssh-cm", None),
     ("noop", "ferry-held", "stat-find", rt_max(0, within(1.5))),
     ("noop", "ferry-held", "stat-inproc", None),
     ("noop", "ferry-held", "rsync-cm", None),
@@ -202,7 +209,7 @@ def load(raw_path, meta_path):
 def na_reason(meta, tool, case):
     kind = ("exec" if case in ("exec", "connect") else
             "pull" if case.startswith("p") else None)
-    if tool == "ferry-cli":
+    if tool in ("ferry-cli", "ferry-persist"):
         key = "na_ferry_cli_" + (kind or "push")
     else:
         key = "na_ferry_held_" + (kind or "sync")
@@ -501,7 +508,7 @@ def main():
     # Where ferry's time goes: medians of the phase times ferry reports.
     phase_rows = []
     for case, clabel in CASES:
-        for tool in ("ferry-held", "ferry-cli"):
+        for tool in ("ferry-held", "ferry-cli", "ferry-persist"):
             for l in levels:
                 c = cells.get((l, case, tool))
                 if not c or c["median"] is None or not c["extra"]:

@@ -25,6 +25,11 @@
 #   OUT       results directory (default bench/results)
 #   KEEP      1 keeps the work directory
 #
+# Tools: ferry-held (bench/held.c, one session), ferry-cli (a process and a
+# connection per call), ferry-persist (the same CLI through a holder:
+# --persist, started by the first warm-up run), rsync/ssh new or through a
+# ControlMaster.
+#
 # Runs alternate between tools round-robin (A B C A B C ...) so drift hits
 # every tool alike.  Each ferry cell is measured only when that part of
 # ferry works (probed first); otherwise it is reported as n/a with the reason.
@@ -58,6 +63,11 @@ META=$W/meta.tsv
 : >"$RAW"
 : >"$META"
 export XDG_STATE_HOME=$W/state
+# ferry --persist: the holders of this run (stopped at the end of each
+# level and in cleanup).
+export XDG_RUNTIME_DIR=$W/run
+mkdir -m 700 "$XDG_RUNTIME_DIR"
+PERSIST=--persist=600
 unset SSH_AUTH_SOCK
 PIDS=()
 CMS=()
@@ -74,8 +84,11 @@ H=127.0.0.1
 log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
 
+holders_stop() { "$FERRY_BIN" master stop --all >/dev/null 2>&1; }
+
 cleanup() {
 	held_stop
+	holders_stop
 	for cm in "${CMS[@]}"; do ssh -o ControlPath="$cm" -O exit x >/dev/null 2>&1; done
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	"$src/tests/sshd.sh" stop "$W/sshd" >/dev/null 2>&1
@@ -137,7 +150,7 @@ meta tree "$tree_info"
 # Levels of directories below the top (the pull's round-trip target).
 meta tree_depth "$(find "$W/tree" -mindepth 1 -type d -printf '%d\n' | sort -n | tail -1)"
 log "tree: $tree_info"
-TOOLS_PUSH="ferry-cli ferry-held rsync-new rsync-cm"
+TOOLS_PUSH="ferry-cli ferry-persist ferry-held rsync-new rsync-cm"
 mkdir -p "$W/src"
 for t in $TOOLS_PUSH; do cp -a "$W/tree" "$W/src/$t"; done
 big_needed=0
@@ -366,7 +379,7 @@ record() {
 
 tool_na() { # TOOL CASE -> reason or empty
 	case $1 in
-	ferry-cli) case $2 in exec | connect) echo "$NA_CLI_EXEC" ;; p*) echo "$NA_CLI_PULL" ;; *) echo "$NA_CLI_PUSH" ;; esac ;;
+	ferry-cli | ferry-persist) case $2 in exec | connect) echo "$NA_CLI_EXEC" ;; p*) echo "$NA_CLI_PULL" ;; *) echo "$NA_CLI_PUSH" ;; esac ;;
 	ferry-held) case $2 in exec | connect) echo "$NA_HELD_EXEC" ;; p*) echo "$NA_HELD_PULL" ;; *) echo "$NA_HELD_SYNC" ;; esac ;;
 	ferry-lib) echo "$NA_HELD_EXEC" ;;
 	esac
@@ -400,9 +413,11 @@ json_extra() { # ferry push --json -> the same fields the held driver reports
 push_run() { # CASE TOOL RUN SRC DEST
 	local c=$1 t=$2 n=$3 s=$4 d=$5 out
 	case $t in
-	ferry-cli)
+	ferry-cli | ferry-persist)
+		# ferry-persist: the same command through a holder (the first
+		# warm-up run starts it)
 		out=$("$BIN/tm" -o "$W/run.out" -e "$W/run.err" -- "$FERRY_BIN" push -p "$P" -i "$KEY" \
-			--known-hosts "$KH" --delete --json "$s" "$H:$d")
+			--known-hosts "$KH" $([ $t = ferry-persist ] && echo "$PERSIST") --delete --json "$s" "$H:$d")
 		record_tm "$c" "$t" "$n" "$out" "$(json_rt "$W/run.out")" "$(json_extra "$W/run.out")"
 		;;
 	ferry-held)
@@ -469,8 +484,9 @@ check_copy() { # CASE TOOL RUN SRC DEST
 exec_run() { # CASE TOOL RUN
 	local c=$1 t=$2 n=$3 out
 	case $t in
-	ferry-cli)
-		out=$("$BIN/tm" -e "$W/run.err" -- "$FERRY_BIN" exec -p "$P" -i "$KEY" --known-hosts "$KH" "$H" -- true)
+	ferry-cli | ferry-persist)
+		out=$("$BIN/tm" -e "$W/run.err" -- "$FERRY_BIN" exec -p "$P" -i "$KEY" --known-hosts "$KH" \
+			$([ $t = ferry-persist ] && echo "$PERSIST") "$H" -- true)
 		record_tm "$c" "$t" "$n" "$out"
 		;;
 	ferry-held)
@@ -626,9 +642,9 @@ run_level() { # RTT
 		fi
 	fi
 
-	has_case cold && run_case cold "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
-	has_case noop && run_case noop "$RUNS" ferry-held ferry-cli rsync-cm rsync-new stat-find hash-xxh3 stat-inproc hash-inproc
-	has_case change5 && run_case change5 "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
+	has_case cold && run_case cold "$RUNS" ferry-held ferry-cli ferry-persist rsync-cm rsync-new
+	has_case noop && run_case noop "$RUNS" ferry-held ferry-cli ferry-persist rsync-cm rsync-new stat-find hash-xxh3 stat-inproc hash-inproc
+	has_case change5 && run_case change5 "$RUNS" ferry-held ferry-cli ferry-persist rsync-cm rsync-new
 	has_case touch5 && run_case touch5 "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
 	if has_case pcold || has_case pnoop || has_case pchange5; then
 		rm -rf "$R/L$LVL"/psrc* "$W/pull/L$LVL"
@@ -637,7 +653,7 @@ run_level() { # RTT
 	has_case pcold && run_case pcold "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
 	has_case pnoop && run_case pnoop "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
 	has_case pchange5 && run_case pchange5 "$RUNS" ferry-held ferry-cli rsync-cm rsync-new
-	has_case exec && run_case exec "$RUNS" ferry-held ferry-cli ssh-cm ssh-new
+	has_case exec && run_case exec "$RUNS" ferry-held ferry-cli ferry-persist ssh-cm ssh-new
 	has_case connect && run_case connect "$RUNS" ferry-lib ferry-cli ssh-new
 	if has_case big; then
 		local w=$WARM
@@ -654,6 +670,7 @@ run_level() { # RTT
 		rm -rf "$W/tree100k" "$R/L$LVL"/steady100k-*
 	fi
 	held_stop
+	holders_stop
 	cm_stop
 	if [ "$LVL" != 0 ] && [ "$SIM" = relay ]; then kill "$RELAY_PID" 2>/dev/null; fi
 	wire_stop

@@ -179,6 +179,14 @@ int cli_conn_option(cli_conn *c, int opt, const char *arg)
 			return -1;
 		}
 		return 1;
+	case OPT_PERSIST:
+		if (cli_persist_parse(arg ? arg : "", &c->persist_s) < 0) {
+			cli_error("bad --persist '%s' (seconds, yes or no)",
+			          arg);
+			return -1;
+		}
+		c->persist_set = 1;
+		return 1;
 	case OPT_CONNECT_TIMEOUT:
 		if (cli_parse_ms(arg, 1, &c->o.connect_timeout_ms) ||
 		    c->o.connect_timeout_ms == 0) {
@@ -186,6 +194,15 @@ int cli_conn_option(cli_conn *c, int opt, const char *arg)
 			          arg);
 			return -1;
 		}
+		return 1;
+	case OPT_IO_TIMEOUT:
+		/* 0: no deadline (the library's 0 is its default). */
+		if (cli_parse_ms(arg, 1, &c->o.io_timeout_ms)) {
+			cli_error("bad --io-timeout '%s' (seconds >= 0)", arg);
+			return -1;
+		}
+		if (!c->o.io_timeout_ms)
+			c->o.io_timeout_ms = -1;
 		return 1;
 	default:
 		return 0;
@@ -276,6 +293,11 @@ static void on_signal(int sig)
 int cli_connect(cli_conn *c, ferry_session **out)
 {
 	*out = NULL;
+	if (cli_holder_active())
+		return cli_holder_connect(c, out);
+	int secs = cli_persist_seconds(c), status;
+	if (secs > 0 && cli_persist_run(c, secs, &status))
+		return status;
 	ferry_session *s = NULL;
 	int rc = ferry_session_new(&s, &c->o);
 	if (rc) {
@@ -303,6 +325,8 @@ int cli_connect(cli_conn *c, ferry_session **out)
 
 void cli_disconnect(ferry_session *s)
 {
+	if (cli_holder_active())
+		return; /* the holder keeps it */
 	cli_current = NULL;
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);

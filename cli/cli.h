@@ -24,6 +24,8 @@ enum {
 	OPT_KNOWN_HOSTS = 1000,
 	OPT_HOST_KEY,
 	OPT_CONNECT_TIMEOUT,
+	OPT_IO_TIMEOUT,
+	OPT_PERSIST,
 	OPT_CONN_LAST_
 };
 
@@ -38,9 +40,11 @@ enum {
 	        {"quiet", no_argument, NULL, 'q'},                             \
 	        {"known-hosts", required_argument, NULL, OPT_KNOWN_HOSTS},     \
 	        {"host-key", required_argument, NULL, OPT_HOST_KEY},           \
+	        {"connect-timeout", required_argument, NULL,                   \
+	         OPT_CONNECT_TIMEOUT},                                         \
+	        {"persist", optional_argument, NULL, OPT_PERSIST},             \
 	{                                                                      \
-		"connect-timeout", required_argument, NULL,                    \
-		        OPT_CONNECT_TIMEOUT                                    \
+		"io-timeout", required_argument, NULL, OPT_IO_TIMEOUT          \
 	}
 
 typedef struct cli_conn {
@@ -49,8 +53,9 @@ typedef struct cli_conn {
 	size_t identity_count;
 	const char *config_file;
 	int verbose, quiet;
-	char *user, *host; /* parsed from [USER@]HOST */
-	char *owned[16];   /* strings to free */
+	int persist_set, persist_s; /* --persist[=S] (0: no) */
+	char *user, *host;          /* parsed from [USER@]HOST */
+	char *owned[16];            /* strings to free */
 	size_t owned_count;
 } cli_conn;
 
@@ -67,10 +72,30 @@ int cli_conn_option(cli_conn *c, int opt, const char *arg);
 int cli_conn_target(cli_conn *c, const char *arg, int want_path, char **path);
 /* Open a session (Ctrl-C and SIGTERM interrupt it, and later calls on
  * it); prints the error on failure and returns the exit code
- * (255 for connection, host key and auth failures). */
+ * (255 for connection, host key and auth failures).  With --persist the
+ * whole command may run in a holder instead: then *out is NULL and the
+ * return value is the command's exit status (callers: `if (rc || !s)
+ * return rc`).  In a holder, the held session. */
 int cli_connect(cli_conn *c, ferry_session **out);
 /* Close a session from cli_connect (Ctrl-C then ends the process). */
 void cli_disconnect(ferry_session *s);
+
+/* --persist (persist.c, holder.c; see persist.h). */
+/* Seconds a holder for c waits for a client: --persist, else
+ * $FERRY_PERSIST; 0 when neither asks for one. */
+int cli_persist_seconds(const cli_conn *c);
+/* Parse a --persist / FERRY_PERSIST value: "" or "yes": the default; "no"
+ * or "0": off; else whole seconds.  -1 when malformed. */
+int cli_persist_parse(const char *v, int *secs);
+/* Client: run this command through the holder of c's target, starting
+ * one when none runs.  1: it ran, *status is the exit status (errors
+ * were printed); 0: connect directly (said with -v). */
+int cli_persist_run(cli_conn *c, int secs, int *status);
+/* In a holder process (1) or not (0). */
+int cli_holder_active(void);
+/* The holder's session for a command's cli_connect: 0, or an exit status
+ * (message printed) when c names another target. */
+int cli_holder_connect(cli_conn *c, ferry_session **out);
 
 /* Messages: "ferry: ..." on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -95,5 +120,6 @@ int cmd_push(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_master(int argc, char **argv);
 
 #endif

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,9 @@
 
 static const char usage[] =
         "ferry exec [-p PORT] [-i KEY] [-F CONFIG] [--known-hosts FILE] "
-        "[--host-key strict|accept-new|off] [--connect-timeout S] [-z] "
-        "[-v|-q] [--timeout S] [--cwd DIR] [--stdin FILE|-] [--json] "
+        "[--host-key strict|accept-new|off] [--connect-timeout S] "
+        "[--io-timeout S] [-z] [-v|-q] [--persist[=S]] [--timeout S] "
+        "[--cwd DIR] [--stdin FILE|-] [--json] [--max-output SIZE] "
         "[--push SRC... --to DEST [push options]] [USER@]HOST [--] "
         "COMMAND...";
 
@@ -31,22 +33,44 @@ static const char help[] =
         "  --cwd DIR       run in DIR (relative: to the login directory)\n"
         "  --stdin FILE    the command's standard input (- : ours); without\n"
         "                  it the command reads end-of-file\n"
-        "  --json          capture the output; print one JSON object\n"
+        "  --json          capture the output; print one JSON object.  Of\n"
+        "                  each stream it keeps at most --max-output bytes:\n"
+        "                  the first and the last half, output_truncated\n"
+        "                  true when bytes in between were dropped\n"
+        "  --max-output SIZE\n"
+        "                  with --json: bytes kept of each stream (suffix\n"
+        "                  K, M or G; default 8M; 0: everything, in memory)\n"
         "  --push SRC      push SRC first, over the same session (may be\n"
         "                  repeated); needs --to.  The command runs only\n"
         "                  when the push did not fail as a whole (a\n"
         "                  partial push is reported and the command\n"
         "                  still runs)\n"
         "  --to DEST       the remote directory of --push\n"
-        "  --delete, --exclude PAT, --exclude-from F, --checksum, --verify,\n"
+        "  --delete, --delete-scope S, --exclude PAT, --exclude-from F,\n"
+        "  --checksum, --verify,\n"
         "  --force, --fsync, --allow-shared-dirs, --state-dir DIR,\n"
         "  --itemize-changes, --stats:\n"
         "                  as for ferry push (their output goes to stderr)\n"
+        "  --persist[=S]   run in a holder that keeps the session (as for\n"
+        "                  ferry ping); the working directory and exported\n"
+        "                  variables a command leaves then carry over to\n"
+        "                  the next call through the same holder\n"
         "  Ctrl-C          kills the remote command, exit 130\n\n"
         "Exit status: the command's; 124 timed out; 130 interrupted;\n"
         "255 connection, authentication or ferry failure; 2 bad usage.\n";
 
-enum { OPT_TIMEOUT = OPT_SYNC_LAST_, OPT_CWD, OPT_STDIN, OPT_PUSH, OPT_TO };
+enum {
+	OPT_TIMEOUT = OPT_SYNC_LAST_,
+	OPT_CWD,
+	OPT_STDIN,
+	OPT_PUSH,
+	OPT_TO,
+	OPT_MAX_OUTPUT
+};
+
+/* --json keeps this much of each stream by default: memory stays bounded
+ * whatever the command prints (head and tail, as output_cap does). */
+#define JSON_MAX_OUTPUT ((size_t)8 << 20)
 
 typedef struct out_state {
 	ferry_session *s;
@@ -149,9 +173,41 @@ typedef struct exec_cmd {
 	ferry_exec_result r;
 	ferry_session *s;
 	char *command, *in;
-	int e; /* ferry_exec's return */
+	size_t max_output; /* --json: bytes kept per stream (0: all) */
+	int e;             /* ferry_exec's return */
 	out_state os;
 } exec_cmd;
+
+/* "8M", "65536", "1G": bytes; -1 when it is not a size. */
+static int parse_size(const char *s, size_t *out)
+{
+	char num[32];
+	size_t n = strlen(s), mul = 1;
+	if (!n || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n + 1);
+	switch (num[n - 1]) {
+	case 'k':
+	case 'K':
+		mul = (size_t)1 << 10;
+		break;
+	case 'm':
+	case 'M':
+		mul = (size_t)1 << 20;
+		break;
+	case 'g':
+	case 'G':
+		mul = (size_t)1 << 30;
+		break;
+	}
+	if (mul > 1)
+		num[--n] = '\0';
+	long long v;
+	if (cli_parse_ll(num, &v) || (unsigned long long)v > SIZE_MAX / mul)
+		return -1;
+	*out = (size_t)v * mul;
+	return 0;
+}
 
 /* The options of exec: its own, then the transfer options (1 consumed, 0
  * not ours, -1 bad value, -2 out of memory; messages printed). */
@@ -190,6 +246,14 @@ static int exec_option(void *ctx, int opt, char *arg)
 	case OPT_TO:
 		x->push_to = arg;
 		return 1;
+	case OPT_MAX_OUTPUT:
+		if (parse_size(arg, &x->max_output)) {
+			cli_error("bad --max-output '%s' (bytes, or with K, M "
+			          "or G)",
+			          arg);
+			return -1;
+		}
+		return 1;
 	default:
 		return cli_sync_option(&x->cs, opt, arg);
 	}
@@ -225,6 +289,7 @@ static int exec_parse(exec_cmd *x, int argc, char **argv)
 	        {"stdin", required_argument, NULL, OPT_STDIN},
 	        {"push", required_argument, NULL, OPT_PUSH},
 	        {"to", required_argument, NULL, OPT_TO},
+	        {"max-output", required_argument, NULL, OPT_MAX_OUTPUT},
 	        CLI_SYNC_EXEC_LONGOPTS,
 	        {"help", no_argument, NULL, 'h'},
 	        {0}};
@@ -251,7 +316,14 @@ static int exec_parse(exec_cmd *x, int argc, char **argv)
 		cli_error("out of memory");
 		return FERRY_EXIT_ERROR;
 	}
-	return x->stdin_file ? read_stdin(x) : -1;
+	/* A missing --stdin FILE is bad usage before anything connects; it
+	 * is read once connected (in the holder, with --persist). */
+	if (x->stdin_file && strcmp(x->stdin_file, "-") &&
+	    access(x->stdin_file, R_OK) < 0) {
+		cli_error("--stdin %s: %s", x->stdin_file, strerror(errno));
+		return FERRY_EXIT_USAGE;
+	}
+	return -1;
 }
 
 /* --push, over the session: -1 when the command is to run (the push
@@ -282,7 +354,22 @@ static int exec_run(exec_cmd *x)
 	/* A closed stdout shows up as EPIPE, handled in on_output. */
 	signal(SIGPIPE, SIG_IGN);
 	x->eo.separate_stderr = x->cs.json;
+	if (x->cs.json)
+		x->eo.output_cap = x->max_output;
 	x->e = ferry_exec(x->s, x->command, &x->eo, r);
+	/* The library leaves the command's streams alone; what ferry did
+	 * is said here, and what was killed only when it was seen gone. */
+	if (r->timed_out && !x->cs.json)
+		fprintf(stderr, "%s: command timed out after %.6g s; %s\n",
+		        cli_prog, x->eo.timeout_ms / 1000.0,
+		        r->killed ? "its remote process group was killed"
+		                  : "ferry could not confirm that its remote "
+		                    "processes are gone");
+	else if (r->interrupted && !r->killed && !x->cs.json)
+		fprintf(stderr,
+		        "%s: interrupted; ferry could not confirm that the "
+		        "remote processes are gone\n",
+		        cli_prog);
 	if (x->e == FERRY_EINTR && !x->os.broken) {
 		rc = r->exit_status; /* 130: Ctrl-C killed the command */
 	} else if (x->e && !x->os.broken) {
@@ -315,6 +402,7 @@ static void exec_json(exec_cmd *x, int rc)
 		json_int(&j, "command_status", r->exit_status);
 		json_bool(&j, "timed_out", r->timed_out);
 		json_bool(&j, "interrupted", r->interrupted);
+		json_bool(&j, "killed", r->killed);
 		json_num(&j, "duration_ms", r->duration_ms);
 		json_str(&j, "cwd", r->cwd);
 		json_strn(&j, "stdout", r->output ? r->output : "",
@@ -354,11 +442,14 @@ int cmd_exec(int argc, char **argv)
 	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
 	memset(&x, 0, sizeof(x));
 	x.eo = eo;
+	x.max_output = JSON_MAX_OUTPUT;
 	cli_conn_init(&x.c);
 	cli_sync_init(&x.cs, &x.c);
 	int rc = exec_parse(&x, argc, argv);
-	if (rc < 0 && !(rc = cli_connect(&x.c, &x.s))) {
-		rc = exec_session(&x);
+	if (rc < 0 && !(rc = cli_connect(&x.c, &x.s)) && x.s) {
+		rc = x.stdin_file ? read_stdin(&x) : -1;
+		if (rc < 0)
+			rc = exec_session(&x);
 		cli_disconnect(x.s);
 	}
 	ferry_exec_result_free(&x.r);

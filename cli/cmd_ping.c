@@ -8,11 +8,25 @@
 static const char usage[] =
         "ferry ping [-p PORT] [-i KEY] [-F CONFIG] [--known-hosts FILE] "
         "[--host-key strict|accept-new|off] [--connect-timeout S] [-z] "
-        "[USER@]HOST";
+        "[--persist[=S]] [USER@]HOST";
 
-static const char help[] = "Connect, verify the host key, authenticate; "
-                           "print the negotiated algorithms and the time of "
-                           "each step.\n";
+static const char help[] =
+        "Connect, verify the host key, authenticate; print the negotiated\n"
+        "algorithms and the time of each step.\n"
+        "\n"
+        "Connection options (every subcommand):\n"
+        "  -p PORT, -i KEY (repeatable), -F CONFIG, --known-hosts FILE,\n"
+        "  --host-key strict|accept-new|off, --connect-timeout S,\n"
+        "  -z (compression), -v, -q\n"
+        "  --persist[=S]   keep the session in a background holder for S\n"
+        "                  seconds without a client (default 300; no: off;\n"
+        "                  also $FERRY_PERSIST): later calls for the same\n"
+        "                  target (user, host, port, keys, host-key and\n"
+        "                  known_hosts settings) run in it without a new\n"
+        "                  connection, one command at a time.  When the\n"
+        "                  holder is gone or its connection lost, the call\n"
+        "                  connects directly (-v says so).  ferry master\n"
+        "                  lists and stops holders.\n";
 
 int cmd_ping(int argc, char **argv)
 {
@@ -33,7 +47,7 @@ int cmd_ping(int argc, char **argv)
 		goto out;
 	}
 	ferry_session *s = NULL;
-	if ((rc = cli_connect(&c, &s)))
+	if ((rc = cli_connect(&c, &s)) || !s)
 		goto out;
 	ferry_session_info in;
 	ferry_session_info_get(&in, s);

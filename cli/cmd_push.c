@@ -16,6 +16,8 @@ static const char help[] =
         "--itemize-changes),\n"
         "                         change nothing\n"
         "      --delete           delete remote files that are not in SRC\n"
+        "      --delete-scope S   mirror (default): any such file; tracked:\n"
+        "                         only files an earlier push sent\n"
         "      --max-delete N     refuse to delete more than N (0: none)\n"
         "      --exclude PAT      skip matching paths (fnmatch, **, dir/)\n"
         "      --exclude-from F   patterns from a file, one a line\n"
@@ -30,8 +32,14 @@ static const char help[] =
         "      --stats            a report for people\n"
         "      --json             one JSON object on stdout\n"
         "      --progress         a progress bar on a terminal\n"
+        "      --io-timeout S     fail when the server answers nothing for S\n"
+        "                         seconds (default 30; 0: wait forever)\n"
+        "      --max-dir-entries N, --max-entries N, --max-name-bytes N\n"
+        "                         bound a remote listing: entries in one\n"
+        "                         directory (default 1000000), in all\n"
+        "                         (10000000), bytes of names (1 GiB)\n"
         "  -p PORT, -i KEY, -F CONFIG, --known-hosts FILE, --host-key POLICY,\n"
-        "  --connect-timeout S, -z, -v, -q: as for ferry ping\n"
+        "  --connect-timeout S, -z, -v, -q, --persist[=S]: as for ferry ping\n"
         "\n"
         "Exit: 0 done, 1 error, 2 usage, 23 partial, 255 connection.\n";
 
@@ -39,8 +47,8 @@ static int push(cli_conn *c, cli_sync *cs, ferry_sync_report *r)
 {
 	ferry_session *s = NULL;
 	int rc = cli_connect(c, &s);
-	if (rc)
-		return rc;
+	if (rc || !s)
+		return rc; /* failed, or ran in a holder */
 	if (cs->o.dry_run)
 		cs->itemize = 1; /* rsync -n -i: the plan, line by line */
 	int sr = ferry_sync(s, &cs->o, r);

@@ -1,9 +1,11 @@
 /* main.c - ferry: dispatch to one cmd_<verb>.c per subcommand, and the
  * option loop they share. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "persist.h"
 
 const char *cli_prog = "ferry";
 
@@ -20,6 +22,7 @@ static const command commands[] = {
         {"exec", cmd_exec, "run a command on the remote over the session"},
         {"ping", cmd_ping,
          "connect, authenticate, show algorithms and timings"},
+        {"master", cmd_master, "list or stop the session holders of --persist"},
 };
 
 int cli_parse_options(cli_conn *c, int argc, char **argv, const char *shortopts,
@@ -28,7 +31,7 @@ int cli_parse_options(cli_conn *c, int argc, char **argv, const char *shortopts,
                       int (*more)(void *ctx, int opt, char *arg), void *ctx)
 {
 	int opt;
-	optind = 1;
+	optind = 0; /* glibc: a full reset (a holder parses many times) */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) !=
 	       -1) {
@@ -62,6 +65,11 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	return cli_main(argc, argv);
+}
+
+int cli_main(int argc, char **argv)
+{
 	if (argc < 2) {
 		fprintf(stderr, "ferry: no command given\n");
 		usage(stderr);
@@ -90,12 +98,25 @@ int main(int argc, char **argv)
 				return commands[i].run(2, hargv);
 			}
 		return cli_usage_error("ferry help COMMAND (push, pull, "
-		                       "status, exec, ping)",
+		                       "status, exec, ping, master)",
 		                       "unknown command '%s'", verb);
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(verb, commands[i].name))
+		if (!strcmp(verb, commands[i].name)) {
+			/* As given: option parsing reorders argv and replaces
+			 * operands; a holder gets the original. */
+			static char **copy;
+			free(copy);
+			copy = malloc(((size_t)argc + 1) * sizeof(*copy));
+			if (!copy) {
+				fprintf(stderr, "ferry: out of memory\n");
+				return FERRY_EXIT_ERROR;
+			}
+			memcpy(copy, argv, ((size_t)argc + 1) * sizeof(*copy));
+			cli_argc = argc - 1;
+			cli_argv = copy + 1;
 			return commands[i].run(argc - 1, argv + 1);
+		}
 	fprintf(stderr, "ferry: unknown command '%s'\n", verb);
 	usage(stderr);
 	return FERRY_EXIT_USAGE;

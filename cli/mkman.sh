@@ -21,6 +21,7 @@ ferry \\- keep a remote copy of local files current over SSH, and run commands t
 .B ferry status [OPTIONS] SRC... [USER@]HOST:DEST
 .B ferry exec [OPTIONS] [USER@]HOST [\\-\\-] COMMAND...
 .B ferry ping [OPTIONS] [USER@]HOST
+.B ferry master status | stop [TARGET|\\-\\-all]
 .B ferry help COMMAND
 .fi
 .SH DESCRIPTION
@@ -33,7 +34,7 @@ sshd's SFTP subsystem (and bash for
 Each command below is shown with the text of
 .BR "ferry help COMMAND" .
 EOF2
-for cmd in push pull status exec ping; do
+for cmd in push pull status exec ping master; do
 	printf '.SH %s\n.nf\n' "$(echo "$cmd" | tr a-z A-Z)"
 	"$ferry" help "$cmd" | esc
 	printf '.fi\n'
@@ -62,6 +63,13 @@ ssh-agent, tried before identity files
 .TP
 .B XDG_STATE_HOME
 manifests live in $XDG_STATE_HOME/ferry (default ~/.local/state/ferry)
+.TP
+.B FERRY_PERSIST
+as \\-\\-persist on every call: yes (300 s), no, or seconds
+.TP
+.B XDG_RUNTIME_DIR
+holder sockets live in $XDG_RUNTIME_DIR/ferry (else
+~/.local/state/ferry/run), a directory only the user may enter
 .SH FILES
 .TP
 .I ~/.ssh/known_hosts

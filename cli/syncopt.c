@@ -212,6 +212,17 @@ int cli_sync_option(cli_sync *cs, int opt, const char *arg)
 			return 1;
 		}
 	switch (opt) {
+	case OPT_DELETE_SCOPE:
+		if (!strcmp(arg, "tracked")) {
+			cs->o.delete_scope = FERRY_DELETE_TRACKED;
+		} else if (!strcmp(arg, "mirror")) {
+			cs->o.delete_scope = FERRY_DELETE_MIRROR;
+		} else {
+			cli_error("bad --delete-scope '%s' (tracked or mirror)",
+			          arg);
+			return -1;
+		}
+		return 1;
 	case OPT_MAX_DELETE:
 		if (cli_parse_ll(arg, &v)) {
 			cli_error("bad --max-delete '%s' (a number >= 0)", arg);
@@ -243,6 +254,22 @@ int cli_sync_option(cli_sync *cs, int opt, const char *arg)
 		               : 1;
 	case OPT_STATE_DIR:
 		cs->o.state_dir = arg;
+		return 1;
+	case OPT_MAX_DIR_ENTRIES:
+	case OPT_MAX_ENTRIES:
+	case OPT_MAX_NAME_BYTES:
+		if (cli_parse_ll(arg, &v) || v <= 0) {
+			cli_error("bad --%s '%s' (a number > 0)",
+			          opt == OPT_MAX_DIR_ENTRIES ? "max-dir-entries"
+			          : opt == OPT_MAX_ENTRIES   ? "max-entries"
+			                                     : "max-name-bytes",
+			          arg);
+			return -1;
+		}
+		*(opt == OPT_MAX_DIR_ENTRIES ? &cs->o.max_dir_entries
+		  : opt == OPT_MAX_ENTRIES   ? &cs->o.max_entries
+		                             : &cs->o.max_name_bytes) =
+		        (uint64_t)v;
 		return 1;
 	default:
 		return 0;
@@ -500,6 +527,7 @@ static int sync_parse(cli_conn *c, cli_sync *cs, int argc, char **argv,
 	        {"dry-run", no_argument, NULL, 'n'},
 	        {"max-delete", required_argument, NULL, OPT_MAX_DELETE},
 	        {"progress", no_argument, NULL, OPT_PROGRESS},
+	        CLI_SYNC_LIMIT_LONGOPTS,
 	        {"help", no_argument, NULL, 'h'},
 	        {0}};
 	char *dest = NULL;

@@ -22,7 +22,11 @@ enum {
 	OPT_FORCE,
 	OPT_FSYNC,
 	OPT_ALLOW_SHARED,
+	OPT_DELETE_SCOPE,
 	OPT_STATE_DIR,
+	OPT_MAX_DIR_ENTRIES,
+	OPT_MAX_ENTRIES,
+	OPT_MAX_NAME_BYTES,
 	OPT_SYNC_LAST_
 };
 
@@ -30,6 +34,7 @@ enum {
 /* The transfer options exec --push takes too. */
 #define CLI_SYNC_EXEC_LONGOPTS                                                 \
 	{"delete", no_argument, NULL, OPT_DELETE},                             \
+	        {"delete-scope", required_argument, NULL, OPT_DELETE_SCOPE},   \
 	        {"exclude", required_argument, NULL, OPT_EXCLUDE},             \
 	        {"exclude-from", required_argument, NULL, OPT_EXCLUDE_FROM},   \
 	        {"checksum", no_argument, NULL, OPT_CHECKSUM},                 \
@@ -43,9 +48,17 @@ enum {
 	{                                                                      \
 		"json", no_argument, NULL, OPT_JSON                            \
 	}
+/* The bounds of a remote listing (push, status, pull). */
+#define CLI_SYNC_LIMIT_LONGOPTS                                                \
+	{"max-dir-entries", required_argument, NULL, OPT_MAX_DIR_ENTRIES},     \
+	        {"max-entries", required_argument, NULL, OPT_MAX_ENTRIES},     \
+	{                                                                      \
+		"max-name-bytes", required_argument, NULL, OPT_MAX_NAME_BYTES  \
+	}
 /* Those of push and status. */
 #define CLI_SYNC_LONGOPTS                                                      \
-	CLI_SYNC_EXEC_LONGOPTS, {"dry-run", no_argument, NULL, 'n'},           \
+	CLI_SYNC_EXEC_LONGOPTS, CLI_SYNC_LIMIT_LONGOPTS,                       \
+	        {"dry-run", no_argument, NULL, 'n'},                           \
 	        {"max-delete", required_argument, NULL, OPT_MAX_DELETE},       \
 	{                                                                      \
 		"progress", no_argument, NULL, OPT_PROGRESS                    \

@@ -72,13 +72,24 @@ void ferry__ex_carrier_retry(ferry__exec_op *op)
 	op->in_off = 0;
 	op->drain_at = 0;
 	op->status = -1;
+	op->drain_cands = 0;
 	ferry__sh_filter_free(&op->fout);
 	ferry__sh_filter_free(&op->ferr);
-	ferry__sh_filter_init(&op->fout, op->mark, 1);
-	ferry__sh_filter_init(&op->ferr, op->mark, 0);
 	op->carrier = 0;
 	op->state = S_WAIT_SHELL;
 	es->boot = NULL;
+	/* The command runs again: under a fresh marker. */
+	if (ferry__ex_op_new_mark(op)) {
+		memset(&op->fout, 0, sizeof(op->fout));
+		memset(&op->ferr, 0, sizeof(op->ferr));
+		ferry__ex_op_seterr(op, FERRY_EIO,
+		                    "exec: no randomness for the command's "
+		                    "secret marker (getrandom failed)");
+		ferry__ex_op_finish(op);
+		return;
+	}
+	ferry__sh_filter_init(&op->fout, op->mark, 1);
+	ferry__sh_filter_init(&op->ferr, op->mark, 0);
 	es_boot_next(es, K_PROBE);
 }
 
@@ -208,6 +219,13 @@ void ferry__ex_boot_done(ferry__exec_op *op)
 	if (ferry__sh_parse_probe(op->raw_out.data, op->raw_out.len, op->mark,
 	                          &cwd) == 0 &&
 	    cwd && !op->error) {
+		ferry__sh_boot b;
+		if (op->kind == K_PROBE &&
+		    !ferry__sh_parse_boot(op->raw_out.data, op->raw_out.len,
+		                          op->mark, &b)) {
+			es->direct = b.have_sh && b.bash;
+			ferry__sh_boot_free(&b);
+		}
 		ferry__free(es->cwd);
 		es->cwd = cwd;
 		es->mode = op->kind == K_PROBE ? FERRY__EXEC_MODE_PLAIN
@@ -228,13 +246,13 @@ void ferry__ex_boot_done(ferry__exec_op *op)
 static void es_boot_next(exec_state *es, int kind)
 {
 	ferry__exec_op *op = ferry__ex_op_new(es, kind);
-	int rc = op ? 0 : FERRY_ENOMEM;
+	int rc = op ? ferry__ex_op_new_mark(op) : FERRY_ENOMEM;
 	if (!rc && kind == K_BOOT) {
 		char name[40];
 		snprintf(name, sizeof(name), "ferry-%s", es->sid);
-		rc = ferry__sh_bootstrap(&op->req, op->mark, name);
+		rc = ferry__sh_bootstrap(&op->req, name);
 	} else if (!rc) {
-		rc = ferry__sh_probe(&op->req, op->mark, kind == K_LPROBE);
+		rc = ferry__sh_probe(&op->req, kind == K_LPROBE);
 	}
 	if (rc) {
 		if (op) {
@@ -247,8 +265,15 @@ static void es_boot_next(exec_state *es, int kind)
 		es->mode = FERRY__EXEC_MODE_NONE;
 		for (ferry__exec_op *u = es->ops; u; u = u->next)
 			if (u->kind == K_USER && u->state == S_WAIT_SHELL) {
-				ferry__ex_op_seterr(u, FERRY_ENOMEM,
-				                    "out of memory");
+				if (rc == FERRY_EIO)
+					ferry__ex_op_seterr(
+					        u, rc,
+					        "exec: no randomness for the "
+					        "shell's secret marker "
+					        "(getrandom failed)");
+				else
+					ferry__ex_op_seterr(u, FERRY_ENOMEM,
+					                    "out of memory");
 				ferry__ex_op_finish(u);
 			}
 		return;
@@ -276,7 +301,6 @@ int ferry__ex_op_launch_carrier(ferry__exec_op *op)
 	char name[40];
 	ferry__sh_cmd c;
 	memset(&c, 0, sizeof(c));
-	c.mark = op->mark;
 	c.command = op->command;
 	c.cwd = op->cwd_opt; /* relative: to the login directory */
 	c.env = (const char *const *)op->env;
@@ -284,7 +308,7 @@ int ferry__ex_op_launch_carrier(ferry__exec_op *op)
 	c.stderr_header = 1;
 	c.snap_dst_boot = "1";
 	snprintf(name, sizeof(name), "ferry-%s", es->sid);
-	if (ferry__sh_bootstrap_with(&op->req, op->mark, name, &c) ||
+	if (ferry__sh_bootstrap_with(&op->req, name, &c) ||
 	    op->req.len > REQ_MAX) {
 		ferry__buf_reset(&op->req);
 		return -1;

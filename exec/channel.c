@@ -244,30 +244,42 @@ static int read_streams(ferry__exec_op *op)
 	return progress;
 }
 
-/* Once the request is out: stdin as the window allows, then EOF. */
+/* Once the request is out: the marker line, stdin as the window allows,
+ * then EOF.  Sent without waiting for the request's reply: the marker
+ * costs no round trip. */
 static int write_stdin(ferry__exec_op *op)
 {
 	int progress = 0;
-	while (op->in_off < op->in_len) {
-		size_t chunk = op->in_len - op->in_off;
+	while (op->pre_off < op->pre_len || op->in_off < op->in_len) {
+		int pre = op->pre_off < op->pre_len;
+		const char *p = pre ? op->pre + op->pre_off
+		                    : (const char *)op->in + op->in_off;
+		size_t chunk = pre ? op->pre_len - op->pre_off
+		                   : op->in_len - op->in_off;
 		if (chunk > 32768)
 			chunk = 32768;
-		ssize_t w = libssh2_channel_write(
-		        op->ch, (const char *)op->in + op->in_off, chunk);
+		ssize_t w = libssh2_channel_write(op->ch, p, chunk);
 		if (w > 0) {
-			op->in_off += (size_t)w;
+			if (pre)
+				op->pre_off += (size_t)w;
+			else
+				op->in_off += (size_t)w;
 			op->window_wait = 0;
 			progress = 1;
 			continue;
 		}
-		if (w < 0 && !ferry__ssh_transient((int)w))
-			op->in_off = op->in_len; /* stdin is gone */
-		else
+		if (w < 0 && !ferry__ssh_transient((int)w)) {
+			/* stdin is gone */
+			op->pre_off = op->pre_len;
+			op->in_off = op->in_len;
+		} else {
 			op->window_wait =
 			        libssh2_channel_window_write(op->ch) == 0;
+		}
 		break;
 	}
-	if (op->in_off >= op->in_len && !op->eof_sent) {
+	if (op->pre_off >= op->pre_len && op->in_off >= op->in_len &&
+	    !op->eof_sent) {
 		int rc = libssh2_channel_send_eof(op->ch);
 		if (rc == 0 || !ferry__ssh_transient(rc)) {
 			op->eof_sent = 1;
@@ -297,6 +309,7 @@ int ferry__ex_chan_io(ferry__exec_op *op)
 		op->req_sent = 0;
 		op->eof_sent = 0;
 		op->in_off = 0;
+		op->pre_off = 0;
 		ferry__ex_op_acquire(op, op->kind == K_KILL);
 		return 1;
 	}

@@ -43,7 +43,8 @@ static int es_get(ferry_session *s, exec_state **out)
 		return ferry__seterr(s, FERRY_ENOMEM, "out of memory");
 	uint8_t r[8];
 	if (ferry__random_bytes(r, sizeof(r))) {
-		/* Uniqueness, not secrecy, is what the marker needs. */
+		/* The directory's name: uniqueness, not secrecy (the markers
+		 * are secret, and fresh per command: op.c). */
 		uint64_t v = (uint64_t)ferry__now_ms() ^ (uint64_t)getpid()
 		                                                 << 32;
 		memcpy(r, &v, sizeof(r));
@@ -135,6 +136,8 @@ static int op_take_opts(ferry__exec_op *op, const char *command,
 		}
 	}
 	if (!error)
+		error = ferry__ex_op_new_mark(op);
+	if (!error)
 		error = ferry__sh_filter_init(&op->fout, op->mark, 1);
 	if (!error)
 		error = ferry__sh_filter_init(&op->ferr, op->mark, 0);
@@ -163,6 +166,11 @@ int ferry__exec_start(ferry_session *s, const char *command,
 		ferry__ex_op_unlink(op);
 		ferry__io_remove(s, &op->io);
 		ferry__ex_op_free(op);
+		if (error == FERRY_EIO)
+			return ferry__seterr(s, error,
+			                     "exec: no randomness for the "
+			                     "command's secret marker "
+			                     "(getrandom failed): not run");
 		return ferry__seterr(s, error, "exec: %s",
 		                     ferry_strerror(error));
 	}
@@ -348,6 +356,8 @@ int ferry__exec_finish(ferry__exec_op *op, ferry_exec_result *result)
 		result->exit_status = op->exit_status;
 		result->timed_out = op->timed_out;
 		result->interrupted = op->interrupted;
+		result->killed = (op->timed_out || op->interrupted) &&
+		                 op->kill_confirmed;
 		result->duration_ms = op->duration_ms;
 		int rc = 0;
 		if (!op->on_output) {

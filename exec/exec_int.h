@@ -62,7 +62,11 @@ struct ferry__exec_op {
 	int kind, state;
 	LIBSSH2_CHANNEL *ch;
 	ferry_buf req;
-	char mark[64];
+	/* The secret marker (shell.h), and the stdin line that carries it,
+	 * sent before in[] (pre_len 0: none). */
+	char mark[FERRY__SH_MARK_LEN + 1];
+	char pre[FERRY__SH_MARK_LEN + 1];
+	size_t pre_len, pre_off;
 	int req_sent, exec_ok, eof_sent, out_eof, closed;
 	int need_close; /* wait for the channel close: exit status */
 	int retries;    /* channels found dead before the exec reply */
@@ -89,12 +93,15 @@ struct ferry__exec_op {
 	int timed_out, interrupted;
 	int timeout_ms;
 	int64_t deadline, drain_at, kill_until;
+	unsigned drain_cands;   /* fout.cands when drain_at was set */
 	ferry__exec_op *killer; /* K_KILL op for this one */
 	ferry__exec_op *storer; /* K_STORE op writing its command */
 	ferry__exec_op *owner;  /* K_KILL, K_STORE: the op it serves */
 	int cmd_slot;           /* "DIR/cN" holding a long command, or -1 */
 	int carrier;            /* runs inside the bootstrap (first command) */
 	int kill_done;
+	int kill_confirmed; /* the killer saw the command's processes gone */
+	int confirmed;      /* K_KILL: its script said so (exit 0) */
 
 	int exit_status;
 	int error;
@@ -113,7 +120,7 @@ struct exec_state {
 	int mode;
 	int direct;
 	char sid[17];
-	uint64_t seq, commands;
+	uint64_t commands;
 	char *dir, *cwd;
 	int cur_slot;
 	unsigned slot_refs[SLOTS];
@@ -201,6 +208,11 @@ int ferry__ex_op_launch_carrier(ferry__exec_op *op);
 
 /* A new op of kind K_*, linked into es->ops, its io registered. */
 ferry__exec_op *ferry__ex_op_new(exec_state *es, int kind);
+
+/* A fresh secret marker for op (128 random bits), sent as the first line
+ * of its stdin.  0, or FERRY_EIO when there is no randomness: the op must
+ * not run (a guessable marker would make its results forgeable). */
+int ferry__ex_op_new_mark(ferry__exec_op *op);
 
 /* Out of es->ops (ferry__ex_op_free frees it). */
 void ferry__ex_op_unlink(ferry__exec_op *op);

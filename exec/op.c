@@ -44,8 +44,6 @@ ferry__exec_op *ferry__ex_op_new(exec_state *es, int kind)
 	op->ec_err.op = op;
 	op->ec_err.stream = 2;
 	op->t0 = ferry__now_ms_f();
-	snprintf(op->mark, sizeof(op->mark), "__ferry_%s_%llu", es->sid,
-	         (unsigned long long)++es->seq);
 	ferry__ex_sink_init(&op->out, 0);
 	ferry__ex_sink_init(&op->err, 0);
 	op->next = es->ops;
@@ -54,6 +52,28 @@ ferry__exec_op *ferry__ex_op_new(exec_state *es, int kind)
 	es->ops = op;
 	ferry__io_add(es->s, &op->io);
 	return op;
+}
+
+int ferry__ex_op_new_mark(ferry__exec_op *op)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t r[FERRY__SH_MARK_LEN / 2];
+	if (ferry__random_bytes(r, sizeof(r))) {
+		memset(op->mark, 0, sizeof(op->mark));
+		op->pre_len = 0;
+		return FERRY_EIO;
+	}
+	for (size_t i = 0; i < sizeof(r); i++) {
+		op->mark[2 * i] = hex[r[i] >> 4];
+		op->mark[2 * i + 1] = hex[r[i] & 15];
+	}
+	op->mark[FERRY__SH_MARK_LEN] = '\0';
+	explicit_bzero(r, sizeof(r));
+	memcpy(op->pre, op->mark, FERRY__SH_MARK_LEN);
+	op->pre[FERRY__SH_MARK_LEN] = '\n';
+	op->pre_len = FERRY__SH_MARK_LEN + 1;
+	op->pre_off = 0;
+	return 0;
 }
 
 void ferry__ex_op_unlink(ferry__exec_op *op)
@@ -85,6 +105,8 @@ void ferry__ex_op_free(ferry__exec_op *op)
 	ferry__buf_free(&op->raw_out);
 	ferry__buf_free(&op->raw_err);
 	ferry__free(op->errmsg);
+	explicit_bzero(op->mark, sizeof(op->mark));
+	explicit_bzero(op->pre, sizeof(op->pre));
 	ferry__free(op);
 }
 
@@ -201,19 +223,15 @@ void ferry__ex_op_abort(ferry__exec_op *op, int timeout)
 	}
 	/* What the command printed so far is its output. */
 	ferry__sh_filter_flush(&op->fout, filter_emit, &op->ec_out);
-	if (timeout) {
-		char note[160];
-		int n = snprintf(note, sizeof(note),
-		                 "ferry: command timed out after %.6g s; its "
-		                 "remote process group was killed\n",
-		                 op->timeout_ms / 1000.0);
-		user_emit(op, 2, note, n > 0 ? (size_t)n : 0);
+	/* Flags of the result; the command's streams get nothing of
+	 * ferry's (the CLI says what happened). */
+	if (timeout)
 		op->timed_out = 1;
-	} else {
+	else
 		op->interrupted = 1;
-	}
 	if (!op->req_sent) {
 		/* It never reached the remote: nothing to kill. */
+		op->kill_confirmed = 1;
 		ferry__ex_op_finish(op);
 		return;
 	}
@@ -250,11 +268,15 @@ static void check_user(ferry__exec_op *op, int64_t now)
 	}
 	if (op->state != S_RUN)
 		return;
-	if (op->fout.have_trailer) {
+	if (op->fout.have_cand || op->fout.have_trailer) {
+		/* The wrapper wrote its trailer: it has ended, unless
+		 * another trailer follows (then that one counts, and the
+		 * drain starts again from it). */
 		if (op->out_eof) {
 			ferry__ex_op_finish(op);
-		} else if (!op->drain_at) {
+		} else if (!op->drain_at || op->drain_cands != op->fout.cands) {
 			op->drain_at = now + DRAIN_MS;
+			op->drain_cands = op->fout.cands;
 		} else if (now >= op->drain_at) {
 			ferry__log(op->es->s, FERRY_LOG_DEBUG,
 			           "exec: output still open %d ms after the "
@@ -282,7 +304,9 @@ static int op_step(ferry__io *io)
 	if (op->state == S_DONE)
 		return 0;
 	int64_t now = ferry__now_ms();
-	if (op->deadline && now >= op->deadline && op->state != S_KILL) {
+	/* A command whose trailer came is over: the drain ends it. */
+	if (op->deadline && now >= op->deadline && op->state != S_KILL &&
+	    !op->fout.have_cand && !op->fout.have_trailer) {
 		op->deadline = 0;
 		ferry__ex_op_abort(op, 1);
 		progress = 1;
@@ -312,7 +336,8 @@ static int op_pending(ferry__io *io)
 		return 0;
 	if (!op->exec_ok)
 		return -1; /* inside libssh2's exec request */
-	if (op->window_wait && op->in_off < op->in_len &&
+	if (op->window_wait &&
+	    (op->pre_off < op->pre_len || op->in_off < op->in_len) &&
 	    libssh2_channel_window_write(op->ch) > 0)
 		return 1; /* the window opened: write stdin now */
 	if (libssh2_poll_channel_read(op->ch, 1) > 0)
@@ -361,8 +386,16 @@ static void finish_user(ferry__exec_op *op)
 			es->cur_slot = op->dst_slot;
 	} else if (!op->error) {
 		int st = ferry__ex_channel_status(op);
+		int ran = op->fout.have_header || op->ferr.have_header;
 		op->exit_status = st >= 0 ? st : 255;
-		if (!op->fout.have_header && !op->ferr.have_header && st != 126)
+		if (!ran && st == FERRY__SH_NOMARK)
+			ferry__ex_op_seterr(
+			        op, FERRY_EREMOTE,
+			        "%s: the command did not run: its wrapper did "
+			        "not read its marker from stdin (does a "
+			        "startup file of the account read stdin?)",
+			        ferry__session_target(es->s));
+		else if (!ran && st != 126)
 			ferry__log(es->s, FERRY_LOG_DEBUG,
 			           "exec: the wrapper did not run (status %d)",
 			           st);
@@ -415,6 +448,10 @@ void ferry__ex_op_finish(ferry__exec_op *op)
 	}
 	if (op->kind == K_USER)
 		finish_user(op);
+	/* The kill script exits 0 only when nothing of the command is left
+	 * (exec/shell.c ferry__sh_kill). */
+	if (op->kind == K_KILL)
+		op->confirmed = ferry__ex_channel_status(op) == 0;
 	ferry__ex_op_drop_channel(op);
 	op->state = S_DONE;
 	op->duration_ms = ferry__now_ms_f() - op->t0;
@@ -426,6 +463,7 @@ void ferry__ex_op_finish(ferry__exec_op *op)
 	ferry__ex_op_unlink(op);
 	if (op->kind == K_KILL && op->owner) {
 		op->owner->kill_done = 1;
+		op->owner->kill_confirmed = op->confirmed;
 		op->owner->killer = NULL;
 	}
 	if (op->kind == K_STORE && op->owner)
@@ -478,7 +516,6 @@ void ferry__ex_op_launch(ferry__exec_op *op)
 	char *cwd = op->cwd_opt ? join_cwd(es->cwd, op->cwd_opt) : NULL;
 	ferry__sh_cmd c;
 	memset(&c, 0, sizeof(c));
-	c.mark = op->mark;
 	c.command = op->command;
 	c.cwd = cwd ? cwd : es->cwd;
 	c.env = (const char *const *)op->env;

@@ -20,6 +20,8 @@
 
 #define NOISE_MAX   ((size_t)64 << 10)
 #define TRAILER_MAX ((size_t)16 << 10)
+/* Bytes held after a candidate trailer (late output) before it stands. */
+#define LATE_MAX ((size_t)256 << 10)
 
 /* The state the snapshot keeps: exported variables, functions (exported
  * ones marked again by export -pf), aliases, and the options every
@@ -50,18 +52,48 @@ int ferry__sh_env_name_ok(const char *a)
 	       strncmp(a, "__ferry_", 8) != 0;
 }
 
+/* The marker, the first line of stdin (shell.h), into $__ferry_mk; a
+ * script without a well-formed one stops before it prints or runs
+ * anything (FERRY__SH_NOMARK).  bash's read takes one byte at a time from
+ * a pipe: the user's stdin data after the line stays for the command. */
+#define READ_MARK                                                              \
+	"IFS= \\builtin read -r __ferry_mk; case ${#__ferry_mk}:$__ferry_mk "  \
+	"in 32:*[!0-9a-f]*) \\builtin exit 125;; 32:*) ;; *) \\builtin exit "  \
+	"125;; esac; "
+
+/* bash -l runs the account's profile before our text: its stdin is
+ * /dev/null (the channel's waits on fd 3), so that a profile that reads
+ * stdin takes neither the marker nor the user's data; our text puts the
+ * channel back first.  "command exec" (not "builtin exec") keeps the
+ * redirections. */
+#define LOGIN_STDIN_BACK "\\command exec 0<&3 3<&-; "
+#define LOGIN_STDIN_AWAY " 3<&0 0</dev/null"
+
 /* Wrap text (a C string) for the login shell according to invoke; out is
  * NUL-terminated. */
 static int invoke_text(ferry_buf *out, const ferry_buf *text, int invoke)
 {
 	if (text->error)
 		return text->error;
-	if (invoke == FERRY__SH_DIRECT)
+	if (invoke == FERRY__SH_DIRECT) {
 		ferry__buf_put(out, text->data, text->len);
-	else
-		ferry__buf_fmt(out, "exec bash %s -c %q",
-		               invoke == FERRY__SH_LOGIN ? "-l" : "--norc",
+	} else if (invoke == FERRY__SH_LOGIN) {
+		ferry_buf t;
+		ferry__buf_init(&t);
+		ferry__buf_fmt(&t, LOGIN_STDIN_BACK "%s",
 		               (const char *)text->data);
+		int error = ferry__buf_terminate(&t);
+		if (!error)
+			ferry__buf_fmt(out,
+			               "exec bash -l -c %q" LOGIN_STDIN_AWAY,
+			               (const char *)t.data);
+		ferry__buf_free(&t);
+		if (error)
+			return error;
+	} else {
+		ferry__buf_fmt(out, "exec bash --norc -c %q",
+		               (const char *)text->data);
+	}
 	return ferry__buf_terminate(out);
 }
 
@@ -119,15 +151,17 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 	ferry__buf_init(&trap);
 	/* One line: bash parses it whole before the snapshot is sourced, so
 	 * aliases from the snapshot apply to the command, not to us. */
-	ferry__buf_fmt(&t, "builtin printf '%%s:%%s\\n' %q \"$$\"; ", c->mark);
+	if (!c->have_mark)
+		ferry__buf_fmt(&t, READ_MARK);
+	ferry__buf_fmt(&t,
+	               "builtin printf '%%s:%%s\\n' \"$__ferry_mk\" \"$$\"; ");
 	if (c->stderr_header)
 		ferry__buf_fmt(&t,
-		               "builtin printf '%%s:%%s\\n' %q \"$$\" >&2; ",
-		               c->mark);
+		               "builtin printf '%%s:%%s\\n' \"$__ferry_mk\" "
+		               "\"$$\" >&2; ");
 	if (c->snap_src)
 		ferry__buf_fmt(&t, "builtin source %q >/dev/null 2>&1; ",
 		               c->snap_src);
-	ferry__buf_fmt(&t, "__ferry_mk=%q; ", c->mark);
 	if (c->snap_dst)
 		ferry__buf_fmt(&t, "__ferry_dst=%q; ", c->snap_dst);
 	else if (c->snap_dst_boot)
@@ -156,8 +190,13 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 }
 
 /* The bootstrap's bash -l script, before the first command. */
-static void boot_script(ferry_buf *t, const char *mark, const char *name)
+static void boot_script(ferry_buf *t, const char *name)
 {
+	/* The marker, then what the login shell was (its BASH_VERSION and
+	 * SHELLOPTS come in $__ferry_sh, not secret). */
+	ferry__buf_fmt(t, LOGIN_STDIN_BACK READ_MARK
+	               "\\builtin printf '%%s:sh:%%s\\n' \"$__ferry_mk\" "
+	               "\"${__ferry_sh-}\"; \\builtin unset __ferry_sh; ");
 	/* The directory: a tmpfs when there is one (writing the snapshot
 	 * after every command costs a third of a millisecond on ext4, a
 	 * tenth on tmpfs), else $TMPDIR.  mkdir fails on an existing name,
@@ -192,17 +231,17 @@ static void boot_script(ferry_buf *t, const char *mark, const char *name)
 	        "\\builtin exit 98; \\command mv -f -- "
 	        "\"$__ferry_d/boot.tmp\" \"$__ferry_d/0\" || "
 	        "\\builtin exit 98; \\builtin cd -P . >/dev/null "
-	        "2>&1; \\builtin printf '%%s:boot:%%s\\0%%s\\0' %q "
-	        "\"$__ferry_d\" \"$PWD\"",
-	        name, mark);
+	        "2>&1; \\builtin printf '%%s:boot:%%s\\0%%s\\0' "
+	        "\"$__ferry_mk\" \"$__ferry_d\" \"$PWD\"",
+	        name);
 }
 
-int ferry__sh_bootstrap_with(ferry_buf *out, const char *mark, const char *name,
+int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
                              const ferry__sh_cmd *first)
 {
 	ferry_buf t;
 	ferry__buf_init(&t);
-	boot_script(&t, mark, name);
+	boot_script(&t, name);
 	int error = t.error;
 	if (!error && first) {
 		/* The command runs in this login bash: the snapshot source
@@ -211,6 +250,7 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *mark, const char *name,
 		ferry__sh_cmd c = *first;
 		ferry__buf_init(&w);
 		c.invoke = FERRY__SH_DIRECT;
+		c.have_mark = 1;
 		c.snap_src = NULL;
 		c.snap_dst = NULL;
 		error = ferry__sh_wrapper(&w, &c);
@@ -220,21 +260,20 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *mark, const char *name,
 	}
 	error = error ? error : ferry__buf_terminate(&t);
 	/* The login shell itself says whether it is bash (then commands need
-	 * no second bash), before starting the login bash. */
+	 * no second bash); the login bash prints it after the marker. */
 	if (!error)
-		ferry__buf_fmt(
-		        out,
-		        "printf '%%s:sh:%%s:%%s\\n' %q \"${BASH_VERSION-}\" "
-		        "\"${SHELLOPTS-}\"; exec bash -l -c %q",
-		        mark, (const char *)t.data);
+		ferry__buf_fmt(out,
+		               "__ferry_sh=\"${BASH_VERSION-}:${SHELLOPTS-}\" "
+		               "exec bash -l -c %q" LOGIN_STDIN_AWAY,
+		               (const char *)t.data);
 	error = error ? error : ferry__buf_terminate(out);
 	ferry__buf_free(&t);
 	return error;
 }
 
-int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name)
+int ferry__sh_bootstrap(ferry_buf *out, const char *name)
 {
-	return ferry__sh_bootstrap_with(out, mark, name, NULL);
+	return ferry__sh_bootstrap_with(out, name, NULL);
 }
 
 int ferry__sh_store(ferry_buf *out, const char *path)
@@ -243,15 +282,19 @@ int ferry__sh_store(ferry_buf *out, const char *path)
 	return ferry__buf_terminate(out);
 }
 
-int ferry__sh_probe(ferry_buf *out, const char *mark, int login)
+int ferry__sh_probe(ferry_buf *out, int login)
 {
 	ferry_buf t;
 	ferry__buf_init(&t);
-	ferry__buf_fmt(&t,
-	               "builtin cd -P . >/dev/null 2>&1; builtin printf "
-	               "'%%s:probe:%%s\\0' %q \"$PWD\"",
-	               mark);
+	/* What the login shell is, as the bootstrap says it: commands of the
+	 * plain fallback need no second bash when it is bash. */
+	ferry__buf_fmt(&t, READ_MARK
+	               "builtin printf '%%s:sh:%%s\\n' \"$__ferry_mk\" "
+	               "\"${__ferry_sh-}\"; builtin cd -P . >/dev/null 2>&1; "
+	               "builtin printf '%%s:probe:%%s\\0' \"$__ferry_mk\" "
+	               "\"$PWD\"");
 	ferry__buf_terminate(&t);
+	ferry__buf_fmt(out, "__ferry_sh=\"${BASH_VERSION-}:${SHELLOPTS-}\" ");
 	int error =
 	        invoke_text(out, &t, login ? FERRY__SH_LOGIN : FERRY__SH_BASH);
 	ferry__buf_free(&t);
@@ -265,17 +308,27 @@ int ferry__sh_kill(ferry_buf *out, long pgid)
 	/* POSIX sh (dash has no "kill --"); the group, else (a server that
 	 * does not make the command's shell a group leader: Dropbear) the
 	 * process and every descendant, found with pgrep -P. */
+	/* Exit 0 only when nothing is left: the group (or every process
+	 * found) is checked after TERM, and after KILL at the end; a zombie
+	 * (state Z in /proc: a parent that does not reap, such as a
+	 * container's init) counts as gone. */
 	ferry__buf_fmt(out,
-	               "kill -TERM -%ld 2>/dev/null || { l=%ld; n=%ld; "
+	               "l=-%ld; kill -TERM -%ld 2>/dev/null || { l=%ld; n=%ld; "
 	               "while [ -n \"$n\" ]; do m=; for p in $n; do "
 	               "m=\"$m $(pgrep -P $p 2>/dev/null)\"; done; "
 	               "n=$(echo $m); l=\"$l $n\"; done; "
-	               "kill -TERM $l 2>/dev/null; exit 0; }; i=0; "
-	               "while kill -0 -%ld "
-	               "2>/dev/null; do if [ $i -ge 25 ]; then kill -KILL "
-	               "-%ld 2>/dev/null; exit 0; fi; sleep 0.02; "
-	               "i=$((i+1)); done",
-	               pgid, pgid, pgid, pgid, pgid);
+	               "kill -TERM $l 2>/dev/null; }; "
+	               "alive() { for p in $l; do case $p in -*) s=$(pgrep -g "
+	               "${p#-} 2>/dev/null) || { kill -0 $p 2>/dev/null && "
+	               "return 0; continue; };; *) s=$p;; esac; for q in $s; "
+	               "do if [ -r /proc/$q/stat ]; then case $(sed 's/.*) //' "
+	               "/proc/$q/stat 2>/dev/null) in Z*|'');; *) return 0;; "
+	               "esac; elif kill -0 $q 2>/dev/null; then return 0; fi; "
+	               "done; done; return 1; }; i=0; "
+	               "while alive; do if [ $i -ge 25 ]; then kill -KILL $l "
+	               "2>/dev/null; sleep 0.1; alive && exit 1; exit 0; fi; "
+	               "sleep 0.02; i=$((i+1)); done; exit 0",
+	               pgid, pgid, pgid, pgid);
 	return ferry__buf_terminate(out);
 }
 
@@ -379,6 +432,7 @@ int ferry__sh_filter_init(ferry__sh_filter *f, const char *mark,
 	f->pgid = -1;
 	f->status = -1;
 	f->hold.max = (size_t)-1;
+	f->cand.max = (size_t)-1;
 	return 0;
 }
 
@@ -386,7 +440,10 @@ void ferry__sh_filter_free(ferry__sh_filter *f)
 {
 	ferry__buf_free(&f->hold);
 	ferry__buf_free(&f->noise);
+	ferry__buf_free(&f->cand);
+	ferry__free(f->cand_cwd);
 	ferry__free(f->cwd);
+	f->cand_cwd = NULL;
 	f->cwd = NULL;
 }
 
@@ -446,34 +503,39 @@ static int take_header(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
 	return 0;
 }
 
-/* Parse "STATUS:DUMPED:CWD\0" at the start of hold.  1 complete, 0 wait,
- * -1 not a trailer, -2 out of memory. */
-static int take_trailer(ferry__sh_filter *f)
+/* "STATUS:DUMPED:CWD\0" at p (after "\n" MARK ":"): 1 complete (*used:
+ * its bytes with the NUL), 0 not complete yet, -1 not a trailer.  STATUS
+ * 0-255, DUMPED 0 or 1, CWD absolute. */
+static int parse_trailer(const char *p, size_t n, int *st, int *dumped,
+                         size_t *used)
 {
-	const char *h = (const char *)f->hold.data;
-	size_t n = f->hold.len;
-	const char *z = n ? memchr(h, 0, n) : NULL;
-	if (!z)
-		return n > TRAILER_MAX ? -1 : 0;
-	const char *q = h;
-	int st = 0, digits = 0;
-	while (q < z && *q >= '0' && *q <= '9' && digits < 4) {
-		st = st * 10 + (*q - '0');
-		q++;
-		digits++;
-	}
-	if (!digits || st > 255 || q + 3 > z || q[0] != ':' ||
-	    (q[1] != '0' && q[1] != '1') || q[2] != ':')
+	size_t i = 0;
+	int v = 0;
+	while (i < n && i < 3 && p[i] >= '0' && p[i] <= '9')
+		v = v * 10 + (p[i++] - '0');
+	if (i == n)
+		return 0;
+	if (!i || v > 255 || p[i] != ':')
 		return -1;
-	char *cwd = ferry__strndup(q + 3, (size_t)(z - q - 3));
-	if (!cwd)
-		return -2;
-	f->status = st;
-	f->dumped = q[1] == '1';
-	f->cwd = cwd;
-	f->have_trailer = 1;
-	f->hold.off = (size_t)(z + 1 - h);
-	ferry__buf_compact(&f->hold);
+	if (++i == n)
+		return 0;
+	if (p[i] != '0' && p[i] != '1')
+		return -1;
+	int d = p[i] == '1';
+	if (++i == n)
+		return 0;
+	if (p[i] != ':')
+		return -1;
+	if (++i == n)
+		return 0;
+	if (p[i] != '/')
+		return -1;
+	const char *z = memchr(p + i, 0, n - i);
+	if (!z)
+		return n - i > TRAILER_MAX ? -1 : 0;
+	*st = v;
+	*dumped = d;
+	*used = (size_t)(z + 1 - p);
 	return 1;
 }
 
@@ -487,11 +549,79 @@ static size_t prefix_tail(const char *p, size_t n, const char *pat, size_t m)
 	return 0;
 }
 
+/* The first complete trailer in p[0..n): 1 (*at where its pattern
+ * starts, *end after its NUL, values out), or 0 with *keep the bytes at
+ * the end that may yet become one (all of p from *keep on). */
+static int next_trailer(const ferry__sh_filter *f, const char *p, size_t n,
+                        size_t *at, size_t *end, int *st, int *dumped,
+                        size_t *keep)
+{
+	size_t off = 0;
+	for (;;) {
+		const char *q = find(p + off, n - off, f->pat, f->pat_len);
+		if (!q) {
+			*keep = n - prefix_tail(p + off, n - off, f->pat,
+			                        f->pat_len);
+			return 0;
+		}
+		size_t a = (size_t)(q - p), used = 0;
+		size_t b = a + f->pat_len;
+		int r = parse_trailer(p + b, n - b, st, dumped, &used);
+		if (r == 1) {
+			*at = a;
+			*end = b + used;
+			return 1;
+		}
+		if (r == 0) {
+			*keep = a;
+			return 0;
+		}
+		off = b; /* not a trailer: the pattern is the user's */
+	}
+}
+
+/* p[at..end) is a trailer: the candidate now. */
+static int set_cand(ferry__sh_filter *f, const char *p, size_t at, size_t end,
+                    int st, int dumped)
+{
+	/* STATUS ":" DUMPED ":" CWD "\0", as parse_trailer checked */
+	const char *c = memchr(p + at + f->pat_len, ':', end - at - f->pat_len);
+	char *cwd = ferry__strndup(c + 3, (size_t)(p + end - 1 - (c + 3)));
+	if (!cwd)
+		return FERRY_ENOMEM;
+	ferry__buf_reset(&f->cand);
+	if (ferry__buf_put(&f->cand, p + at, end - at)) {
+		ferry__free(cwd);
+		return FERRY_ENOMEM;
+	}
+	ferry__free(f->cand_cwd);
+	f->cand_cwd = cwd;
+	f->cand_status = st;
+	f->cand_dumped = dumped;
+	f->have_cand = 1;
+	f->cands++;
+	return 0;
+}
+
+/* The candidate is the trailer. */
+static void accept_cand(ferry__sh_filter *f)
+{
+	f->have_trailer = 1;
+	f->status = f->cand_status;
+	f->dumped = f->cand_dumped;
+	ferry__free(f->cwd);
+	f->cwd = f->cand_cwd;
+	f->cand_cwd = NULL;
+	f->have_cand = 0;
+	ferry__buf_reset(&f->cand);
+}
+
 static int run(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
 {
 	for (;;) {
 		const char *h = (const char *)f->hold.data;
-		size_t n = f->hold.len;
+		size_t n = f->hold.len, at = 0, end = 0, keep = 0;
+		int st = 0, dumped = 0;
 		switch (f->state) {
 		case FERRY__SHF_PRE: {
 			int r = take_header(f, emit, ctx);
@@ -501,38 +631,45 @@ static int run(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
 				return 0;
 			continue;
 		}
-		case FERRY__SHF_BODY: {
-			const char *at =
-			        n ? find(h, n, f->pat, f->pat_len) : NULL;
-			if (at) {
-				emit_some(emit, ctx, h, (size_t)(at - h));
-				f->hold.off = (size_t)(at - h) + f->pat_len;
+		case FERRY__SHF_BODY:
+			if (!next_trailer(f, h, n, &at, &end, &st, &dumped,
+			                  &keep)) {
+				emit_some(emit, ctx, h, keep);
+				f->hold.off = keep;
 				ferry__buf_compact(&f->hold);
-				f->state = FERRY__SHF_TRAILER;
-				continue;
-			}
-			size_t k = prefix_tail(h, n, f->pat, f->pat_len);
-			emit_some(emit, ctx, h, n - k);
-			f->hold.off = n - k;
-			ferry__buf_compact(&f->hold);
-			return 0;
-		}
-		case FERRY__SHF_TRAILER: {
-			int r = take_trailer(f);
-			if (r == 0)
 				return 0;
-			if (r == -2)
+			}
+			/* The "\n" before it is the wrapper's. */
+			emit_some(emit, ctx, h, at);
+			if (set_cand(f, h, at, end, st, dumped))
 				return FERRY_ENOMEM;
-			if (r < 0) {
-				/* Not ours after all: the bytes are the
-				 * user's. */
-				emit_some(emit, ctx, f->pat, f->pat_len);
-				f->state = FERRY__SHF_BODY;
+			f->hold.off = end;
+			ferry__buf_compact(&f->hold);
+			f->state = FERRY__SHF_CAND;
+			continue;
+		case FERRY__SHF_CAND:
+			if (next_trailer(f, h, n, &at, &end, &st, &dumped,
+			                 &keep)) {
+				/* Another one: the first was not the last
+				 * thing the wrapper wrote, so it and what
+				 * followed it are output. */
+				emit_some(emit, ctx, f->cand.data, f->cand.len);
+				emit_some(emit, ctx, h, at);
+				if (set_cand(f, h, at, end, st, dumped))
+					return FERRY_ENOMEM;
+				f->hold.off = end;
+				ferry__buf_compact(&f->hold);
 				continue;
 			}
-			f->state = FERRY__SHF_AFTER;
-			continue;
-		}
+			if (n > LATE_MAX) {
+				/* A background child writing on: the
+				 * candidate stands, the rest passes. */
+				accept_cand(f);
+				emit_some(emit, ctx, h, n);
+				ferry__buf_reset(&f->hold);
+				f->state = FERRY__SHF_AFTER;
+			}
+			return 0;
 		default:
 			emit_some(emit, ctx, h, n);
 			ferry__buf_reset(&f->hold);
@@ -559,17 +696,20 @@ int ferry__sh_filter_feed(ferry__sh_filter *f, const void *p, size_t n,
 void ferry__sh_filter_flush(ferry__sh_filter *f, ferry__sh_emit_fn emit,
                             void *ctx)
 {
-	if (f->state != FERRY__SHF_BODY)
+	if (f->state != FERRY__SHF_BODY && f->state != FERRY__SHF_CAND)
 		return;
 	emit_some(emit, ctx, f->hold.data, f->hold.len);
 	ferry__buf_reset(&f->hold);
+	ferry__buf_reset(&f->cand);
+	f->have_cand = 0;
+	f->state = FERRY__SHF_BODY;
 }
 
 int ferry__sh_filter_finish(ferry__sh_filter *f, ferry__sh_emit_fn emit,
                             void *ctx)
 {
-	if (f->state == FERRY__SHF_TRAILER)
-		emit_some(emit, ctx, f->pat, f->pat_len);
+	if (f->state == FERRY__SHF_CAND)
+		accept_cand(f);
 	emit_some(emit, ctx, f->hold.data, f->hold.len);
 	ferry__buf_reset(&f->hold);
 	f->state = FERRY__SHF_AFTER;

@@ -4,16 +4,26 @@
  * wrapper's header and trailer out of the output.  Pure functions: no
  * SSH here, so tests run the scripts with a local bash.
  *
- * The wire format (MARK is per session and per command, e.g.
- * "__ferry_3f2a9c0d1e2b4a5f_17"):
+ * MARK is a secret, fresh for every script ferry runs: 32 lowercase hex
+ * digits of 128 random bits.  It is never part of a script's text (the
+ * exec request is in every account's ps); it travels as the first line of
+ * the channel's stdin, before the user's stdin data, and each script reads
+ * it with bash's read builtin (which takes exactly one line from a pipe).
+ * A script that gets no well-formed MARK exits FERRY__SH_NOMARK before
+ * printing or running anything.
  *
+ * The wire format:
+ *
+ *   stdin   MARK "\n" <user's stdin data> EOF
  *   stdout  <noise> MARK ":" PGID "\n" <user bytes> "\n" MARK ":" STATUS
  *           ":" DUMPED ":" CWD "\0" <late bytes of background children>
  *   stderr  <noise> MARK ":" PGID "\n" <user bytes>    (separate mode only)
  *
  * <noise> is whatever the login shell's startup files print before the
  * wrapper runs; it is dropped.  The "\n" before the trailer is the
- * wrapper's own, so the user's bytes come out exact.
+ * wrapper's own, so the user's bytes come out exact.  The trailer that
+ * counts is the last one carrying MARK: one followed by another is the
+ * user's output, verbatim (only the command itself can know MARK).
  */
 #ifndef FERRY_EXEC_SHELL_H
 #define FERRY_EXEC_SHELL_H
@@ -22,6 +32,11 @@
 #include <stdint.h>
 
 #include "buf.h"
+
+/* Hex digits of a marker (128 bits), and the status of a script that did
+ * not get one on stdin. */
+#define FERRY__SH_MARK_LEN 32
+#define FERRY__SH_NOMARK   125
 
 /* "NAME" of a "NAME=value" environment addition is a shell identifier. */
 int ferry__sh_env_name_ok(const char *assignment);
@@ -34,7 +49,9 @@ enum {
 };
 
 typedef struct ferry__sh_cmd {
-	const char *mark;    /* this command's marker */
+	/* The marker is in $__ferry_mk already (the bootstrap read it):
+	 * the wrapper does not read stdin for it. */
+	int have_mark;
 	const char *command; /* the user's command, eval'd */
 	/* Instead of command: a remote file holding it, sourced (commands
 	 * too long for one SSH packet are written there first). */
@@ -52,23 +69,27 @@ typedef struct ferry__sh_cmd {
 	int invoke;        /* FERRY__SH_* */
 } ferry__sh_cmd;
 
-/* The exec request for one command (NUL-terminated in out). */
+/* The exec request for one command (NUL-terminated in out); MARK on its
+ * stdin. */
 int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c);
-/* The bootstrap: reports the login shell ("MARK:sh:BASH_VERSION:
- * SHELLOPTS\n"), then a bash -l makes the private directory NAME under
- * $TMPDIR (or /tmp), writes the snapshot "0" in it (temp then mv) and
- * prints "MARK:boot:DIR\0CWD\0". */
-int ferry__sh_bootstrap(ferry_buf *out, const char *mark, const char *name);
+/* The bootstrap: a bash -l (its profile with stdin on /dev/null, so that
+ * it cannot take MARK or the user's stdin) reports the login shell
+ * ("MARK:sh:BASH_VERSION:SHELLOPTS\n" of the login shell), makes the
+ * private directory NAME under $TMPDIR (or /tmp), writes the snapshot "0"
+ * in it (temp then mv) and prints "MARK:boot:DIR\0CWD\0". */
+int ferry__sh_bootstrap(ferry_buf *out, const char *name);
 /* The same, then (only when the snapshot was written) the first command
  * in that login bash itself: one exec request for both, so the first
- * command of a session costs one round trip less.  first->mark must be
- * mark; first->invoke is ignored. */
-int ferry__sh_bootstrap_with(ferry_buf *out, const char *mark, const char *name,
+ * command of a session costs one round trip less.  first->invoke and
+ * first->have_mark are ignored. */
+int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
                              const ferry__sh_cmd *first);
 /* Write stdin into path (umask 077): how a long command gets there. */
 int ferry__sh_store(ferry_buf *out, const char *path);
-/* A probe of bash -c (login: bash -l -c): "MARK:probe:CWD\0". */
-int ferry__sh_probe(ferry_buf *out, const char *mark, int login);
+/* A probe of bash -c (login: bash -l -c): "MARK:sh:BASH_VERSION:
+ * SHELLOPTS\n" of the login shell, as the bootstrap prints it, then
+ * "MARK:probe:CWD\0". */
+int ferry__sh_probe(ferry_buf *out, int login);
 /* TERM to process group pgid, up to ~0.5 s for it to go, then KILL. */
 int ferry__sh_kill(ferry_buf *out, long pgid);
 /* Remove the snapshot directory. */
@@ -90,13 +111,17 @@ int ferry__sh_parse_probe(const void *p, size_t n, const char *mark,
 
 /* ---- output filter -------------------------------------------------------
  * Fed with one stream's bytes as they arrive; passes the user's bytes to
- * emit and keeps back only what could be the start of the trailer. */
+ * emit and keeps back only what could be the start of the trailer.  A
+ * complete trailer carrying MARK is a candidate: the bytes after it are
+ * held (up to a bound) until the stream ends, when it becomes the
+ * trailer and they are late output; another candidate after it makes it
+ * and them the user's output. */
 typedef void (*ferry__sh_emit_fn)(void *ctx, const void *p, size_t n);
 
 enum {
 	FERRY__SHF_PRE = 0, /* before the header */
 	FERRY__SHF_BODY,
-	FERRY__SHF_TRAILER,
+	FERRY__SHF_CAND, /* a candidate trailer, then hold: bytes after it */
 	FERRY__SHF_AFTER
 };
 
@@ -105,12 +130,19 @@ typedef struct ferry__sh_filter {
 	size_t pat_len;
 	int state;
 	int want_trailer;
-	ferry_buf hold;  /* noise, a possible trailer prefix, or the trailer */
+	ferry_buf hold;  /* noise, a possible trailer, or bytes after one */
 	ferry_buf noise; /* what came before the header (bounded) */
+	ferry_buf cand;  /* the candidate's own bytes, "\n" MARK ... "\0" */
+	int cand_status, cand_dumped;
+	char *cand_cwd;
 	/* Results */
 	int have_header;
 	long pgid;
-	int have_trailer;
+	/* A candidate is the last trailer seen: the wrapper has ended
+	 * (what follows is late output, unless another one comes). */
+	int have_cand;
+	unsigned cands;   /* candidates seen so far */
+	int have_trailer; /* at the end: the candidate, accepted */
 	int status;
 	int dumped;
 	char *cwd;
@@ -120,8 +152,9 @@ int ferry__sh_filter_init(ferry__sh_filter *f, const char *mark,
                           int want_trailer);
 int ferry__sh_filter_feed(ferry__sh_filter *f, const void *p, size_t n,
                           ferry__sh_emit_fn emit, void *ctx);
-/* Emit what is held back as a possible trailer start (the command is
- * being killed: it will not come). */
+/* Emit what is held back as a possible trailer start, or after a
+ * candidate (the command is being killed: no trailer will be accepted;
+ * a candidate's own bytes are ferry's and dropped). */
 void ferry__sh_filter_flush(ferry__sh_filter *f, ferry__sh_emit_fn emit,
                             void *ctx);
 /* End of stream: what was held back and is not a trailer is emitted. */

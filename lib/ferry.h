@@ -51,13 +51,14 @@ extern "C" {
 	X(FERRY_EPARTIAL, -16, "some files could not be transferred")          \
 	X(FERRY_ENOSPACE, -17, "no space left on the remote")                  \
 	X(FERRY_EEOF, -18, "connection closed by the remote")                  \
-	X(FERRY_ELOCKED, -19, "target is locked by another process")
+	X(FERRY_ELOCKED, -19, "target is locked by another process")           \
+	X(FERRY_ELIMIT, -20, "the remote sent more than ferry's limits allow")
 
 enum ferry_error {
 #define FERRY_X_(name, value, text) name = value,
 	FERRY_ERROR_TABLE(FERRY_X_)
 #undef FERRY_X_
-	        FERRY_ERROR_LAST_ = -20
+	        FERRY_ERROR_LAST_ = -21
 };
 
 /* Static text for a FERRY_E* code; never NULL. */
@@ -105,7 +106,8 @@ enum ferry_struct {
 	FERRY_STRUCT_PROGRESS = 6,
 	FERRY_STRUCT_FILE_ERROR = 7,
 	FERRY_STRUCT_SYNC_REPORT = 8,
-	FERRY_STRUCT_EXEC_RESULT = 9
+	FERRY_STRUCT_EXEC_RESULT = 9,
+	FERRY_STRUCT_MAPPING = 10
 };
 
 /* sizeof the struct `which` as this library was built, so that a binding
@@ -130,9 +132,10 @@ enum { FERRY_LOG_DEBUG = 0, FERRY_LOG_INFO = 1, FERRY_LOG_WARN = 2 };
 
 typedef void (*ferry_log_fn)(void *ctx, int level, const char *msg);
 
-/* Version 2 added ssh_config; a version-1 struct (without it) is accepted
- * everywhere a ferry_session_opts is. */
-#define FERRY_SESSION_OPTS_VERSION 2
+/* Version 2 added ssh_config, version 3 io_timeout_ms; a struct of an
+ * older version (without them) is accepted everywhere a
+ * ferry_session_opts is. */
+#define FERRY_SESSION_OPTS_VERSION 3
 
 /* Every field left zero takes its documented default. */
 typedef struct ferry_session_opts {
@@ -160,13 +163,20 @@ typedef struct ferry_session_opts {
 	 * host_key_policy is left at accept-new), ConnectTimeout.  A field set
 	 * here wins over the file. */
 	const char *ssh_config;
+	/* Version 3.  The I/O deadline of the SFTP channel: when a request
+	 * (or INIT) is outstanding and no byte moved on the channel for this
+	 * long, the call fails with FERRY_ETIMEOUT naming the request and
+	 * its path, and the channel is closed (keepalives do not count: a
+	 * server that answers them but not SFTP is caught).  0: 30000;
+	 * < 0: none. */
+	int io_timeout_ms;
 } ferry_session_opts;
 
 #define FERRY_SESSION_OPTS_INIT                                                \
 	{                                                                      \
 		FERRY_SESSION_OPTS_VERSION, NULL, 0, NULL, NULL, 0, NULL,      \
 		        NULL, FERRY_HOSTKEY_ACCEPT_NEW, 0, 0, 0, 0, 0, NULL,   \
-		        NULL, NULL                                             \
+		        NULL, NULL, 0                                          \
 	}
 
 /* Fill *opts with the defaults of the given struct version (pass
@@ -254,7 +264,28 @@ typedef struct ferry_file_error {
 	char *message;
 } ferry_file_error;
 
-#define FERRY_SYNC_OPTS_VERSION 1
+/* Version 2 added the listing limits; a version-1 struct is accepted
+ * everywhere a ferry_sync_opts is. */
+#define FERRY_SYNC_OPTS_VERSION 2
+
+/* One entry of a mapping push (ferry_sync_opts.mappings): local, a file or
+ * a directory, lands at remote, a path relative to the destination.  A
+ * directory's contents go there ("" or "." for a directory: the
+ * destination itself); a file is written under that name.  Missing parent
+ * directories of remote are made (mode 0755).  excludes: this mapping's
+ * own patterns, matched against paths relative to local. */
+typedef struct ferry_mapping {
+	const char *local;
+	const char *remote;
+	const char *const *excludes;
+	size_t exclude_count;
+} ferry_mapping;
+
+/* ferry_sync_opts.delete_scope, with delete_extraneous. */
+#define FERRY_DELETE_MIRROR 0 /* any remote entry not in the sources */
+#define FERRY_DELETE_TRACKED                                                   \
+	1 /* only entries this manifest recorded:                              \
+	     never a remote-only file */
 
 typedef struct ferry_sync_opts {
 	unsigned int version;       /* FERRY_SYNC_OPTS_VERSION */
@@ -284,16 +315,31 @@ typedef struct ferry_sync_opts {
 	 * lines and lines starting with # or ; skipped, "- " dropped). */
 	const char *const *exclude_from;
 	size_t exclude_from_count;
-	/* Write below a remote directory that other accounts may write to
-	 * (mode g+w or o+w); refused by default, as another account could
-	 * swap a directory for a symlink while the push runs. */
+	/* Version 2.  What a remote listing may make ferry hold (a server
+	 * that never ends a listing must not exhaust memory): entries in
+	 * one directory (0: 1,000,000), entries in all (0: 10,000,000),
+	 * bytes of names in all (0: 1 GiB).  Beyond one, the listing stops
+	 * and the push or pull fails with FERRY_ELIMIT naming the
+	 * directory. */
+	uint64_t max_dir_entries;
+	uint64_t max_entries;
+	uint64_t max_name_bytes;
+	/* Version 2 too.  Write below a remote directory that other accounts
+	 * may write to (mode g+w or o+w); refused by default, as another
+	 * account could swap a directory for a symlink while the push runs. */
 	int allow_shared_dirs;
+	/* Instead of sources: many mappings under the one destination, one
+	 * manifest and one marker. */
+	const ferry_mapping *mappings;
+	size_t mapping_count;
+	int delete_scope; /* FERRY_DELETE_* */
 } ferry_sync_opts;
 
 #define FERRY_SYNC_OPTS_INIT                                                   \
 	{                                                                      \
 		FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0,   \
-		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0      \
+		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0,  \
+		        0, 0, NULL, 0, FERRY_DELETE_MIRROR                     \
 	}
 
 /* As ferry_session_opts_init, for ferry_sync_opts. */
@@ -412,6 +458,9 @@ typedef struct ferry_exec_result {
 	char *cwd; /* session cwd after the command */
 	int timed_out, interrupted;
 	double duration_ms;
+	/* timed_out or interrupted: the remote command and its children were
+	 * seen gone after ferry killed them (0: not confirmed). */
+	int killed;
 } ferry_exec_result;
 
 FERRY_API int ferry_exec(ferry_session *s, const char *command,

@@ -33,8 +33,11 @@ static int opts_init(void *opts, const void *def, const size_t *sizes,
  * opts_init copies and ferry_struct_size reports.  A new version adds its
  * size here. */
 static const size_t session_opts_sizes[] = {
-        offsetof(ferry_session_opts, ssh_config), sizeof(ferry_session_opts)};
-static const size_t sync_opts_sizes[] = {sizeof(ferry_sync_opts)};
+        offsetof(ferry_session_opts, ssh_config),
+        offsetof(ferry_session_opts, io_timeout_ms),
+        sizeof(ferry_session_opts)};
+static const size_t sync_opts_sizes[] = {
+        offsetof(ferry_sync_opts, max_dir_entries), sizeof(ferry_sync_opts)};
 static const size_t exec_opts_sizes[] = {sizeof(ferry_exec_opts)};
 
 int ferry_session_opts_init(ferry_session_opts *opts, unsigned int version)
@@ -84,6 +87,8 @@ size_t ferry_struct_size(int which, unsigned int version)
 		return version ? 0 : sizeof(ferry_sync_report);
 	case FERRY_STRUCT_EXEC_RESULT:
 		return version ? 0 : sizeof(ferry_exec_result);
+	case FERRY_STRUCT_MAPPING:
+		return version ? 0 : sizeof(ferry_mapping);
 	default:
 		return 0;
 	}

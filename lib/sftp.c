@@ -18,6 +18,7 @@
 #define RECV_CHUNK         ((size_t)128 << 10)
 #define RECV_PER_STEP      ((size_t)8 << 20)
 #define WRITE_HDR(hlen)    (4 + 1 + 4 + 4 + (size_t)(hlen) + 8 + 4)
+#define DEFAULT_IO_TIMEOUT 30000
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -72,6 +73,86 @@ static ferry__sftp_req *q_pop(ferry__sftp_queue *q)
 	return r;
 }
 
+/* ---- open handles and their paths ---------------------------------------- */
+
+/* The key of the open handle (data, n), 0 when unknown.  Newest first: a
+ * request on a handle mostly follows its OPEN's reply. */
+static uint32_t hp_find(const ferry__sftp *sf, const uint8_t *data, size_t n)
+{
+	for (size_t i = sf->hp_n; i-- > 0;)
+		if (sf->hp[i].h.len == n && !memcmp(sf->hp[i].h.data, data, n))
+			return sf->hp[i].key;
+	return 0;
+}
+
+static void hp_add(ferry__sftp *sf, const ferry__sftp_handle *h,
+                   const uint8_t *path, size_t n)
+{
+	if (sf->hp_n == sf->hp_cap) {
+		size_t ncap = sf->hp_cap ? sf->hp_cap * 2 : 16;
+		ferry__sftp_hpath *v =
+		        ferry__reallocarray(sf->hp, ncap, sizeof(*v));
+		if (!v)
+			return; /* only a vaguer message */
+		sf->hp = v;
+		sf->hp_cap = ncap;
+	}
+	char *p = ferry__strndup((const char *)path, n);
+	if (!p)
+		return;
+	ferry__sftp_hpath *e = &sf->hp[sf->hp_n++];
+	e->h = *h;
+	e->key = ++sf->hp_next ? sf->hp_next : ++sf->hp_next;
+	e->path = p;
+}
+
+static void hp_del(ferry__sftp *sf, uint32_t key)
+{
+	for (size_t i = 0; key && i < sf->hp_n; i++) {
+		if (sf->hp[i].key != key)
+			continue;
+		ferry__free(sf->hp[i].path);
+		memmove(&sf->hp[i], &sf->hp[i + 1],
+		        (sf->hp_n - i - 1) * sizeof(*sf->hp));
+		sf->hp_n--;
+		return;
+	}
+}
+
+static const char *hp_path(const ferry__sftp *sf, uint32_t key)
+{
+	for (size_t i = 0; key && i < sf->hp_n; i++)
+		if (sf->hp[i].key == key)
+			return sf->hp[i].path;
+	return NULL;
+}
+
+static void hp_clear(ferry__sftp *sf)
+{
+	for (size_t i = 0; i < sf->hp_n; i++)
+		ferry__free(sf->hp[i].path);
+	sf->hp_n = 0;
+}
+
+/* The n-th string of a request packet (after length, type and id), or
+ * NULL when the packet was not kept or is too short. */
+static const uint8_t *pkt_string(const ferry__sftp_req *r, int nth, size_t *len)
+{
+	size_t off = 9;
+	for (;;) {
+		if (r->pkt_len < off + 4)
+			return NULL;
+		uint32_t n = ferry__peek_u32(r->pkt + off);
+		if (n > r->pkt_len - off - 4)
+			return NULL;
+		if (!nth--) {
+			*len = n;
+			return r->pkt + off + 4;
+		}
+		off += 4 + (size_t)n;
+	}
+}
+
 /* ---- the in-flight table ------------------------------------------------ */
 
 static void table_grow(ferry__sftp *sf)
@@ -98,6 +179,8 @@ static void table_insert(ferry__sftp *sf, ferry__sftp_req *r)
 {
 	if (sf->table_count >= sf->table_size * 2)
 		table_grow(sf);
+	if (!sf->table_count && sf->state != SFTP_INIT_SENT)
+		sf->progress_ms = ferry__now_ms(); /* the clock starts */
 	size_t i = r->id & (sf->table_size - 1);
 	r->hnext = sf->table[i];
 	sf->table[i] = r;
@@ -142,10 +225,20 @@ static ferry__sftp_req *table_remove(ferry__sftp *sf, uint32_t id)
 static void message_of(char *dst, size_t size, const ferry__sftp_parsed *pr,
                        uint32_t status)
 {
-	if (pr && pr->msg_len)
+	int known = status == FERRY__FX_LOCAL ||
+	            strcmp(ferry__sftp_status_name(status), "SSH_FX_unknown");
+	if (pr && pr->msg_len) {
 		ferry__sftp_sanitize(dst, size, pr->msg, pr->msg_len);
-	else
+		if (!known) {
+			size_t n = strlen(dst);
+			snprintf(dst + n, size - n,
+			         " (unknown SFTP status code %u)", status);
+		}
+	} else if (!known) {
+		snprintf(dst, size, "unknown SFTP status code %u", status);
+	} else {
 		snprintf(dst, size, "%s", ferry__sftp_status_name(status));
+	}
 }
 
 /* Call r's callback and free r. */
@@ -322,6 +415,7 @@ static void die(ferry__sftp *sf, int code, const char *fmt, ...)
 	sf->if_head = sf->if_tail = NULL;
 	sf->inflight_bytes = 0;
 	sf->slots_used = 0;
+	hp_clear(sf);
 }
 
 void ferry__sftp__die(ferry__sftp *sf, int code, const char *fmt, ...)
@@ -408,6 +502,12 @@ int ferry__sftp__submit(ferry__sftp *sf, ferry__sftp_enc *e, uint8_t type,
 	r->subj_off = e->subj_off;
 	r->subj_len = e->subj_len;
 	r->io_len = read_len;
+	if (flags & REQF_HANDLE) {
+		size_t hl;
+		const uint8_t *h =
+		        pkt_string(r, type == FERRY__FXP_EXTENDED, &hl);
+		r->hkey = h ? hp_find(sf, h, hl) : 0;
+	}
 	r->cost = len + reply_cost;
 	r->cb = cb;
 	r->ctx = ctx;
@@ -526,6 +626,7 @@ int ferry__sftp__send_write(ferry__sftp *sf, uint64_t gen,
 	sf->next_id++;
 	r->type = FERRY__FXP_WRITE;
 	r->io_len = (uint32_t)len;
+	r->hkey = hp_find(sf, h->data, h->len);
 	r->flags = REQF_HANDLE;
 	r->cost = cost;
 	r->cb = cb;
@@ -590,6 +691,7 @@ static int do_send(ferry__sftp *sf)
 			return -1;
 		}
 		sf->out.off += (size_t)w;
+		sf->progress_ms = ferry__now_ms();
 		progress = 1;
 	}
 	if (sf->out.off == sf->out.len)
@@ -738,8 +840,17 @@ static void dispatch(ferry__sftp *sf, const uint8_t *p, size_t n)
 	/* Handle slots. */
 	if ((r->flags & REQF_SLOT) && (error || pr.type != FERRY__FXP_HANDLE))
 		sf->slots_used -= sf->slots_used ? 1 : 0;
-	if (r->flags & REQF_CLOSE)
+	if (r->flags & REQF_CLOSE) {
 		sf->slots_used -= sf->slots_used ? 1 : 0;
+		hp_del(sf, r->hkey);
+	}
+	if (!error && pr.type == FERRY__FXP_HANDLE &&
+	    (r->type == FERRY__FXP_OPEN || r->type == FERRY__FXP_OPENDIR)) {
+		size_t pl;
+		const uint8_t *path = pkt_string(r, 0, &pl);
+		if (path)
+			hp_add(sf, &pr.handle, path, pl);
+	}
 	if (error == FERRY_ENOMEM) {
 		complete(sf, r, NULL, error, FERRY__FX_LOCAL,
 		         "SFTP: out of memory reading a reply", r->gen);
@@ -876,6 +987,20 @@ static void process_in(ferry__sftp *sf)
 			/* The first packet must be VERSION: anything else
 			 * is text some login script printed. */
 			uint32_t len = ferry__peek_u32(p);
+			if (p[4] == FERRY__FXP_VERSION &&
+			    (len < 5 || len > 256 * 1024)) {
+				/* A VERSION packet, of a length no version
+				 * reply has: not text from a login script. */
+				die(sf, FERRY_EPROTO,
+				    "SFTP init: the server's VERSION reply "
+				    "claims %u bytes (%s; a VERSION reply "
+				    "holds 5 to 262144)",
+				    len,
+				    len < 5 ? "too short to hold the version "
+				              "number"
+				            : "too long");
+				return;
+			}
 			if (len < 5 || len > 256 * 1024 ||
 			    p[4] != FERRY__FXP_VERSION) {
 				init_garbage(sf, p, avail);
@@ -934,10 +1059,78 @@ static int do_recv(ferry__sftp *sf)
 		}
 		got += (size_t)n;
 		sf->stats.bytes_in += (uint64_t)n;
+		sf->progress_ms = ferry__now_ms();
 		progress = 1;
 		process_in(sf);
 	}
 	return sf->dead ? -1 : progress;
+}
+
+int64_t ferry__sftp_io_deadline(const ferry__sftp *sf)
+{
+	if (sf->dead || !sf->io_timeout ||
+	    (!sf->table_count && sf->state != SFTP_INIT_SENT))
+		return 0;
+	return sf->progress_ms + sf->io_timeout;
+}
+
+/* What request r is about, for a message: its path, or the path its
+ * handle was opened on; "" when unknown. */
+static void req_subject(const ferry__sftp *sf, const ferry__sftp_req *r,
+                        char *dst, size_t size)
+{
+	size_t n = 0;
+	const uint8_t *p = NULL;
+	const char *hpath = hp_path(sf, r->hkey);
+	dst[0] = '\0';
+	if (hpath) {
+		p = (const uint8_t *)hpath;
+		n = strlen(hpath);
+	} else if (!(r->flags & REQF_HANDLE)) {
+		p = pkt_string(r, r->type == FERRY__FXP_EXTENDED, &n);
+	}
+	if (p)
+		ferry__sftp_sanitize(dst, size, p, n);
+}
+
+/* The deadline passed: say which request the server left unanswered. */
+static void io_expired(ferry__sftp *sf)
+{
+	int secs = (sf->io_timeout + 999) / 1000;
+	if (!sf->table_count) {
+		die(sf, FERRY_ETIMEOUT,
+		    "SFTP: no VERSION reply to INIT for %d s (I/O timeout): "
+		    "the "
+		    "server stopped answering; the SFTP channel was closed",
+		    secs);
+		return;
+	}
+	const ferry__sftp_req *r = sf->if_head;
+	char what[64], path[300], ext[80] = "";
+	const char *tn = ferry__sftp_type_name(r->type);
+	size_t i = 0;
+	for (; tn[i] && i + 1 < sizeof(what); i++)
+		what[i] = (char)(tn[i] >= 'a' && tn[i] <= 'z' ? tn[i] - 32
+		                                              : tn[i]);
+	what[i] = '\0';
+	size_t en;
+	const uint8_t *e;
+	if (r->type == FERRY__FXP_EXTENDED && (e = pkt_string(r, 0, &en)))
+		ferry__sftp_sanitize(ext, sizeof(ext), e, en);
+	req_subject(sf, r, path, sizeof(path));
+	die(sf, FERRY_ETIMEOUT,
+	    "SFTP: no reply for %d s (I/O timeout) to %s%s%s%s%s%s "
+	    "(request id %u, %zu in flight): the server stopped answering; "
+	    "the SFTP channel was closed",
+	    secs, what, ext[0] ? " " : "", ext, path[0] ? " of \"" : "", path,
+	    path[0] ? "\"" : "", r->id, sf->table_count);
+}
+
+static void io_check(ferry__sftp *sf)
+{
+	int64_t at = ferry__sftp_io_deadline(sf);
+	if (at && ferry__now_ms() >= at)
+		io_expired(sf);
 }
 
 int ferry__sftp_step(ferry__sftp *sf)
@@ -957,6 +1150,10 @@ int ferry__sftp_step(ferry__sftp *sf)
 		/* Replies may have queued follow-ups: out with them now. */
 		flush(sf);
 		if ((rc = do_send(sf)) < 0)
+			return 1;
+	} else {
+		io_check(sf);
+		if (sf->dead)
 			return 1;
 	}
 	return progress;
@@ -990,6 +1187,13 @@ int ferry__sftp_new(ferry__sftp **out, ferry__sftp_transport *t,
 	if (opts)
 		sf->opts = *opts;
 	sf->rt = s ? &s->round_trips : &sf->own_rt;
+	sf->io_timeout = sf->opts.io_timeout_ms;
+	if (!sf->io_timeout && s)
+		sf->io_timeout = s->opts.io_timeout_ms;
+	if (!sf->io_timeout)
+		sf->io_timeout = DEFAULT_IO_TIMEOUT;
+	if (sf->io_timeout < 0)
+		sf->io_timeout = 0;
 	sf->window =
 	        sf->opts.window_bytes ? sf->opts.window_bytes : DEFAULT_WINDOW;
 	sf->next_id = 1;
@@ -1020,6 +1224,7 @@ int ferry__sftp_start(ferry__sftp *sf)
 	if ((error = ferry__buf_put(&sf->out, init, sizeof(init))))
 		return error;
 	sf->state = SFTP_INIT_SENT;
+	sf->progress_ms = ferry__now_ms();
 	sf->init_gen = ferry__sftp__next_gen(sf);
 	/* Requests submitted while the channel was opening go out right
 	 * behind INIT: their answers complete INIT's round trip, not an
@@ -1078,6 +1283,8 @@ void ferry__sftp_free(ferry__sftp *sf)
 		ferry__free(r);
 	if (sf->t)
 		sf->t->free(sf->t);
+	hp_clear(sf);
+	ferry__free(sf->hp);
 	ferry__free(sf->table);
 	ferry__buf_free(&sf->out);
 	ferry__buf_free(&sf->in);

@@ -74,7 +74,12 @@ typedef struct ferry__sftp_opts {
 	struct ferry__sftp_transport *(*wrap)(
 	        struct ferry__sftp_transport *inner, void *ctx);
 	void *wrap_ctx;
-	int timeout_ms;      /* the _wait calls; 0: 120000; < 0: none */
+	int timeout_ms; /* the _wait calls; 0: 120000; < 0: none */
+	/* No byte moved on the channel for this long while a request (or
+	 * INIT) is outstanding: the client dies with FERRY_ETIMEOUT naming
+	 * the oldest request and its path.  0: the session's
+	 * io_timeout_ms, else 30000; < 0: none. */
+	int io_timeout_ms;
 	int init_timeout_ms; /* channel open + INIT; 0: 15000 */
 } ferry__sftp_opts;
 
@@ -123,6 +128,9 @@ int ferry__sftp_kicked(const ferry__sftp *sf);
 /* The transport's next timer (ferry__sftp_transport.next_timer), 0 when
  * none. */
 int64_t ferry__sftp_next_timer(const ferry__sftp *sf);
+/* When the I/O deadline falls (absolute ferry__now_ms(); 0: nothing is
+ * outstanding or there is none): a transport's loop must step by then. */
+int64_t ferry__sftp_io_deadline(const ferry__sftp *sf);
 /* Error text without side effects (for transports); returns code. */
 int ferry__sftp_seterr(ferry__sftp *sf, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -370,8 +378,10 @@ typedef struct ferry__sftp_upload_opts {
  * this returns 0. */
 int ferry__sftp_upload(ferry__sftp *sf, const ferry__sftp_upload_opts *o);
 
-/* A small file's content: OPEN; READ + CLOSE.  2 round trips.  max <=
- * the server's max read.  err FERRY_ENOTFOUND when it does not exist.
+/* A small file's content: LSTAT; OPEN; READ + CLOSE.  3 round trips.
+ * max <= the server's max read.  err FERRY_ENOTFOUND when it does not
+ * exist, FERRY_EEXIST when it is not a regular file (a fifo, a device, a
+ * symlink...: never opened, so a fifo cannot block the server).
  * truncated: the file holds more than max bytes. */
 typedef void (*ferry__sftp_small_cb)(void *ctx, int err, const char *msg,
                                      const uint8_t *data, size_t len,
@@ -397,6 +407,19 @@ typedef void (*ferry__sftp_list_cb)(void *ctx, int err, const char *msg,
                                     const ferry__sftp_dirent *ents, size_t n);
 int ferry__sftp_list(ferry__sftp *sf, const char *path, ferry__sftp_list_cb cb,
                      void *ctx);
+/* The same, holding at most max_entries entries and max_name_bytes bytes
+ * of names (0 or lim NULL: the defaults below): beyond them the listing
+ * stops (the handle closed) and fails with FERRY_ELIMIT, "readdir PATH:
+ * the server listed more than N ...". */
+#define FERRY__LIST_MAX_ENTRIES    1000000u
+#define FERRY__LIST_MAX_NAME_BYTES ((uint64_t)1 << 30)
+typedef struct ferry__sftp_list_limits {
+	uint64_t max_entries;
+	uint64_t max_name_bytes;
+} ferry__sftp_list_limits;
+int ferry__sftp_list_ex(ferry__sftp *sf, const char *path,
+                        const ferry__sftp_list_limits *lim,
+                        ferry__sftp_list_cb cb, void *ctx);
 
 /* The content of one file of a known size, for a caller that writes it
  * somewhere: OPEN; then READs of the server's maximum size covering

@@ -596,6 +596,58 @@ static void small_open_cb(void *ctx, const ferry__sftp_reply *r)
 		small_finish(j);
 }
 
+/* What a file type is called, for "not a regular file (a fifo)". */
+static const char *kind_name(const ferry__sftp_attrs *a)
+{
+	if (!(a->flags & FERRY__ATTR_PERMISSIONS))
+		return "of a type the server did not say";
+	switch (a->perm & 0170000) {
+	case 0010000:
+		return "a fifo";
+	case 0020000:
+		return "a character device";
+	case 0040000:
+		return "a directory";
+	case 0060000:
+		return "a block device";
+	case 0120000:
+		return "a symlink";
+	case 0140000:
+		return "a socket";
+	default:
+		return "of an unknown type";
+	}
+}
+
+/* The LSTAT before the OPEN: a file ferry only reads is opened only when
+ * it is a regular file (sftp-server's open() of a fifo or a device would
+ * block it, or do worse). */
+static void small_lstat_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	small_job *j = ctx;
+	j->pending--;
+	if (r->error) {
+		small_err(j, "lstat", r->error, r->message);
+	} else if (!r->attrs || !(r->attrs->flags & FERRY__ATTR_PERMISSIONS) ||
+	           (r->attrs->perm & 0170000) != 0100000) {
+		char m[160];
+		ferry__sftp_attrs none;
+		memset(&none, 0, sizeof(none));
+		snprintf(m, sizeof(m), "not a regular file (%s): not opened",
+		         kind_name(r->attrs ? r->attrs : &none));
+		small_err(j, "lstat", FERRY_EEXIST, m);
+	} else {
+		int err = ferry__sftp_open(j->sf, j->path, FERRY__FXF_READ,
+		                           NULL, small_open_cb, j);
+		if (err)
+			small_err(j, "open", err, ferry_strerror(err));
+		else
+			j->pending++;
+	}
+	if (!j->pending)
+		small_finish(j);
+}
+
 int ferry__sftp_read_small(ferry__sftp *sf, const char *path, uint32_t max,
                            ferry__sftp_small_cb cb, void *ctx)
 {
@@ -611,8 +663,7 @@ int ferry__sftp_read_small(ferry__sftp *sf, const char *path, uint32_t max,
 	j->ctx = ctx;
 	j->max = max;
 	j->path = ferry__strdup(path);
-	int error = j->path ? ferry__sftp_open(sf, path, FERRY__FXF_READ, NULL,
-	                                       small_open_cb, j)
+	int error = j->path ? ferry__sftp_lstat(sf, path, small_lstat_cb, j)
 	                    : FERRY_ENOMEM;
 	if (error) {
 		ferry__free(j->path);
@@ -642,6 +693,7 @@ typedef struct list_job {
 	size_t n, cap;
 	int pending, eof, err, closed, big, opened;
 	int selves; /* "." (1) and ".." (2) seen */
+	uint64_t max_ents, max_name_bytes, name_bytes;
 	char msg[JOB_MSG];
 } list_job;
 
@@ -651,6 +703,7 @@ static void list_clear(list_job *j)
 		ferry__free(j->ents[i].name);
 	j->n = 0;
 	j->selves = 0;
+	j->name_bytes = 0;
 }
 
 static void list_finish(list_job *j)
@@ -704,6 +757,30 @@ static void list_add(list_job *j, const ferry__sftp_reply *r)
 		const ferry__sftp_name *nm = &r->names[i];
 		if (list_self(j, nm))
 			continue;
+		/* A server can list without end: what it makes us hold is
+		 * bounded. */
+		if (j->n >= j->max_ents) {
+			char m[160];
+			snprintf(m, sizeof(m),
+			         "the server listed more than %llu entries in "
+			         "this directory (a limit of what ferry holds "
+			         "from a listing: entries per directory, or "
+			         "in all)",
+			         (unsigned long long)j->max_ents);
+			list_err(j, "readdir", FERRY_ELIMIT, m);
+			return;
+		}
+		if (nm->name_len > j->max_name_bytes - j->name_bytes) {
+			char m[160];
+			snprintf(m, sizeof(m),
+			         "the server listed more than %llu bytes of "
+			         "names (a limit of what ferry holds from a "
+			         "listing: bytes of names)",
+			         (unsigned long long)j->max_name_bytes);
+			list_err(j, "readdir", FERRY_ELIMIT, m);
+			return;
+		}
+		j->name_bytes += nm->name_len;
 		if (j->n == j->cap) {
 			size_t ncap = j->cap ? j->cap * 2 : 64;
 			ferry__sftp_dirent *ne =
@@ -816,11 +893,23 @@ static void list_open_cb(void *ctx, const ferry__sftp_reply *r)
 int ferry__sftp_list(ferry__sftp *sf, const char *path, ferry__sftp_list_cb cb,
                      void *ctx)
 {
+	return ferry__sftp_list_ex(sf, path, NULL, cb, ctx);
+}
+
+int ferry__sftp_list_ex(ferry__sftp *sf, const char *path,
+                        const ferry__sftp_list_limits *lim,
+                        ferry__sftp_list_cb cb, void *ctx)
+{
 	if (!path || !cb)
 		return FERRY_EINVALID;
 	list_job *j = ferry__calloc(1, sizeof(*j));
 	if (!j)
 		return FERRY_ENOMEM;
+	j->max_ents = lim && lim->max_entries ? lim->max_entries
+	                                      : FERRY__LIST_MAX_ENTRIES;
+	j->max_name_bytes = lim && lim->max_name_bytes
+	                            ? lim->max_name_bytes
+	                            : FERRY__LIST_MAX_NAME_BYTES;
 	j->sf = sf;
 	j->cb = cb;
 	j->ctx = ctx;

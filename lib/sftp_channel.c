@@ -27,6 +27,7 @@ typedef struct chan_tr {
 	 * libssh2 (this channel's or another's): then nothing more arrives
 	 * until we write, so the loop must not wait in poll for it. */
 	int window_wait;
+	int closing;        /* the client died: the channel is being closed */
 	char err_text[256]; /* what the server wrote on stderr */
 	size_t err_len;
 } chan_tr;
@@ -108,13 +109,27 @@ static ssize_t chan_recv(ferry__sftp_transport *t, void *p, size_t n)
 	                          said[0] ? "\")" : "");
 }
 
+/* A dead client (an I/O timeout, a protocol error) gives its channel back
+ * at once: sshd then closes the server's input, so nothing stays behind
+ * waiting on it.  Non-blocking; tried again on later steps. */
+static void chan_close(chan_tr *c)
+{
+	if (!c->ch || c->closing > 1 || c->s->dead)
+		return;
+	int rc = libssh2_channel_close(c->ch);
+	c->closing = rc == LIBSSH2_ERROR_EAGAIN ? 1 : 2;
+}
+
 static int chan_step(ferry__io *io)
 {
 	chan_tr *c = chan_of(io);
 	ferry__sftp *sf = c->t.sf;
 	int rc;
-	if (sf->dead)
+	if (sf->dead) {
+		if (c->phase == CH_OPEN)
+			chan_close(c);
 		return 0;
+	}
 	switch (c->phase) {
 	case CH_OPENING:
 		c->ch = ferry__channel_open(c->s, &c->io, CHAN_WINDOW,
@@ -157,7 +172,9 @@ static int chan_step(ferry__io *io)
 		return 1;
 	default:
 		rc = ferry__sftp_step(sf);
-		if (!sf->dead && drain_stderr(c))
+		if (sf->dead)
+			chan_close(c);
+		else if (drain_stderr(c))
 			rc = 1;
 		return rc;
 	}
@@ -184,6 +201,12 @@ static int chan_pending(ferry__io *io)
 	if (avail > 0 || libssh2_channel_eof(c->ch))
 		return 1;
 	return 0;
+}
+
+static int64_t chan_next_timer(ferry__io *io)
+{
+	ferry__sftp *sf = chan_of(io)->t.sf;
+	return sf ? ferry__sftp_io_deadline(sf) : 0;
 }
 
 static int chan_run(ferry__sftp_transport *t, int (*done)(void *ctx), void *ctx,
@@ -261,6 +284,7 @@ int ferry__session_sftp_begin(ferry_session *s, const ferry__sftp_opts *opts,
 	c->t.free = chan_free;
 	c->io.step = chan_step;
 	c->io.pending = chan_pending;
+	c->io.next_timer = chan_next_timer;
 	if ((error = ferry__sftp_new(&sf, &c->t, s, opts)))
 		return ferry__seterr(s, error, "SFTP init: %s",
 		                     ferry_strerror(error));

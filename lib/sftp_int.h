@@ -36,6 +36,7 @@ struct ferry__sftp_req {
 	uint8_t type, ext_kind, flags;
 	uint32_t io_len; /* READ: bytes asked; WRITE: bytes carried */
 	uint32_t subj_off, subj_len; /* REQF_CREATE: the path in pkt */
+	uint32_t hkey;               /* handle requests: its hpath entry */
 	size_t cost;                 /* window bytes */
 	ferry__sftp_cb cb;
 	void *ctx;
@@ -50,6 +51,14 @@ typedef struct ferry__sftp_queue {
 } ferry__sftp_queue;
 
 enum { SFTP_NEW = 0, SFTP_INIT_SENT, SFTP_READY };
+
+/* An open handle and the path it was opened on: what a request on the
+ * handle is about, for the I/O deadline's message. */
+typedef struct ferry__sftp_hpath {
+	ferry__sftp_handle h;
+	uint32_t key;
+	char *path;
+} ferry__sftp_hpath;
 
 struct ferry__sftp {
 	ferry__sftp_transport *t;
@@ -93,6 +102,14 @@ struct ferry__sftp {
 
 	ferry__sftp_stats stats;
 	int blocked_window, blocked_slot; /* to count each wait once */
+
+	/* The I/O deadline: requests outstanding (or INIT) and no byte moved
+	 * either way for io_timeout ms kill the client (0: none). */
+	int io_timeout;
+	int64_t progress_ms;   /* when a byte last moved, or work began */
+	ferry__sftp_hpath *hp; /* open handles, oldest first */
+	size_t hp_n, hp_cap;
+	uint32_t hp_next;
 
 	uint8_t garbage[64]; /* first bytes when INIT read garbage */
 	size_t garbage_len;

@@ -290,8 +290,9 @@ int ferry__opts_resolve(ferry_session_opts *out, ferry__sshcfg *store,
 	memset(store, 0, sizeof(*store));
 	memset(out, 0, sizeof(*out));
 	memcpy(out, in,
-	       in->version >= 2 ? sizeof(*out)
-	                        : offsetof(ferry_session_opts, ssh_config));
+	       in->version >= 3   ? sizeof(*out)
+	       : in->version == 2 ? offsetof(ferry_session_opts, io_timeout_ms)
+	                          : offsetof(ferry_session_opts, ssh_config));
 	out->version = FERRY_SESSION_OPTS_VERSION;
 	if (!out->ssh_config)
 		return 0;

@@ -451,7 +451,9 @@ static int plan_deletions(ferry__plan *p)
 		}
 		if (ferry__excludes_match_tree(p->o.excludes, e->path,
 		                               e->path_len,
-		                               e->type == FERRY__T_DIR)) {
+		                               e->type == FERRY__T_DIR) ||
+		    ferry__scan_excluded(p->scan, e->path, e->path_len,
+		                         e->type == FERRY__T_DIR)) {
 			/* Protected: its directories must stay too. */
 			for (size_t k = 0; k < depth; k++)
 				p->a[stack[k]].flags |= ACT_DROP;
@@ -605,9 +607,12 @@ int ferry__plan_add_delete(ferry__plan *p, const char *path, size_t n, int type,
 	e.path_len = (uint32_t)n;
 	e.type = (uint8_t)type;
 	if (!(flags & FERRY_CHANGED_TYPE)) {
-		if (!p->o.delete_extraneous || !in_scope(p, path, n) ||
+		if (!p->o.delete_extraneous || p->o.delete_tracked ||
+		    !in_scope(p, path, n) ||
 		    ferry__excludes_match_tree(p->o.excludes, path, n,
-		                               type == FERRY__T_DIR))
+		                               type == FERRY__T_DIR) ||
+		    ferry__scan_excluded(p->scan, path, n,
+		                         type == FERRY__T_DIR))
 			return 0;
 		flags |= FERRY__ACT_EXTRANEOUS | FERRY__ACT_REMOTE_ONLY;
 	}

@@ -64,6 +64,8 @@
 typedef struct ferry__plan_opts {
 	int checksum;          /* hash every file that has an entry */
 	int delete_extraneous; /* --delete */
+	int delete_tracked;    /* only what the manifest recorded: never a
+	                          remote-only entry (FERRY_DELETE_TRACKED) */
 	long long max_delete;  /* 0: no limit; > 0: refuse more; < 0: none */
 	int keep_unchanged;    /* record FERRY__ACT_NONE actions (verify) */
 	const ferry__excludes *excludes; /* protect excluded remote paths */

@@ -34,6 +34,7 @@
 #include "sync/ltree.h"
 #include "sync/path.h"
 #include "sync/remote.h"
+#include "sync/status.h"
 #include "sync/report.h"
 #include "sync/scan.h"
 #include "sync/target.h"
@@ -284,7 +285,10 @@ static int remote_walk(pull *p)
 	                        .ex = p->ex,
 	                        .guess = guess,
 	                        .nguess = ng,
-	                        .strict = 1};
+	                        .strict = 1,
+	                        .max_dir_entries = p->o->max_dir_entries,
+	                        .max_entries = p->o->max_entries,
+	                        .max_name_bytes = p->o->max_name_bytes};
 	error = ferry__rlist_start(&p->rl, p->sf, &lo);
 	ferry__free(guess);
 	if (error)
@@ -299,9 +303,9 @@ static int remote_walk(pull *p)
 	if (rl->error) {
 		if (ferry__sftp_dead(p->sf))
 			return sftp_error(p, ferry__sftp_dead(p->sf));
-		return ferry__seterr(p->s, rl->error,
-		                     "listing the remote sources: %s",
-		                     ferry_strerror(rl->error));
+		return ferry__seterr(
+		        p->s, rl->error, "listing the remote sources: %s",
+		        rl->errmsg[0] ? rl->errmsg : ferry_strerror(rl->error));
 	}
 	for (size_t i = 0; i < rl->nbad; i++) {
 		p->refused = 1;
@@ -958,6 +962,10 @@ int ferry_pull(ferry_session *s, const ferry_sync_opts *opts,
 	memset(report, 0, sizeof(*report));
 	if (!s)
 		return FERRY_EINVALID;
+	ferry_sync_opts oc;
+	ferry__sync_opts_copy(&oc, opts);
+	if (opts)
+		opts = &oc;
 	double t0 = ferry__now_ms_f();
 	uint64_t rt0 = ferry__session_round_trips(s);
 	ferry__sftp *sf0 = ferry__session_sftp_peek(s);

@@ -129,7 +129,8 @@ typedef struct push {
 	char *dest_r; /* remote path of the destination */
 	/* remote check */
 	int marker_sent;
-	int marker_state; /* 0 pending, 1 read, 2 absent, 3 unreadable */
+	int marker_state; /* 0 pending, 1 read, 2 absent, 3 unreadable,
+	                     4 not a regular file (never opened) */
 	uint8_t remote_id[FERRY__MARKER_ID_LEN];
 	char marker_msg[300];
 	size_t leftovers; /* journal REMOVEs in flight */
@@ -253,6 +254,9 @@ static void marker_cb(void *ctx, int err, const char *msg, const uint8_t *data,
 		ps->marker_state = 1;
 	} else if (err == FERRY_ENOTFOUND) {
 		ps->marker_state = 2;
+	} else if (err == FERRY_EEXIST) {
+		ps->marker_state = 4;
+		snprintf(ps->marker_msg, sizeof(ps->marker_msg), "%s", msg);
 	} else {
 		ps->marker_state = 3;
 		snprintf(ps->marker_msg, sizeof(ps->marker_msg), "%s",
@@ -363,7 +367,10 @@ static int start_listing(push *ps)
 	ferry__rlist_opts lo = {.paths = paths,
 	                        .nroots = 1,
 	                        .scope = ps->l.scan,
-	                        .ex = ps->l.ex};
+	                        .ex = ps->l.ex,
+	                        .max_dir_entries = ps->o->max_dir_entries,
+	                        .max_entries = ps->o->max_entries,
+	                        .max_name_bytes = ps->o->max_name_bytes};
 	int rc = ferry__rlist_start(&ps->rl, ps->sf, &lo);
 	if (rc)
 		return sftp_error(ps, rc);
@@ -382,9 +389,9 @@ static int wait_listing(push *ps)
 	if (rl->error) {
 		if (ferry__sftp_dead(ps->sf))
 			return sftp_error(ps, ferry__sftp_dead(ps->sf));
-		return ferry__seterr(ps->s, rl->error,
-		                     "listing the remote destination: %s",
-		                     ferry_strerror(rl->error));
+		return ferry__seterr(
+		        ps->s, rl->error, "listing the remote destination: %s",
+		        rl->errmsg[0] ? rl->errmsg : ferry_strerror(rl->error));
 	}
 	switch (rl->roots[0].state) {
 	case FERRY__ROOT_NOTDIR:
@@ -406,6 +413,10 @@ static int wait_listing(push *ps)
 		                    "cannot list the remote directory: %s",
 		                    rl->fail[i].msg);
 	ferry__rlist_sort(rl);
+	for (size_t i = 0; i < rl->nbad; i++)
+		ferry__report_error(ps->r, ps->o->log, ps->o->ctx,
+		                    rl->bad[i].path, strlen(rl->bad[i].path),
+		                    rl->bad[i].code, "%s", rl->bad[i].msg);
 	return 0;
 }
 
@@ -518,6 +529,13 @@ static int remote_check(push *ps, int need_list, size_t errors_before,
 		abandon(ps, error);
 		return sftp_error(ps, error);
 	}
+	if (ps->marker_state == 4)
+		return ferry__seterr(
+		        ps->s, FERRY_EEXIST,
+		        "the remote marker %s/%s is not ferry's (%s): "
+		        "refusing to push; whoever put it there can write in "
+		        "the destination, remove it if it is yours",
+		        ps->dest_r, FERRY__MARKER_NAME, ps->marker_msg);
 	if (ps->marker_state == 3)
 		plog(ps, FERRY_LOG_WARN,
 		     "the remote marker %s/%s is unreadable (%s): "
@@ -816,6 +834,10 @@ int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
 	memset(report, 0, sizeof(*report));
 	if (!s)
 		return FERRY_EINVALID;
+	ferry_sync_opts oc;
+	ferry__sync_opts_copy(&oc, opts);
+	if (opts)
+		opts = &oc;
 	uint64_t rt0 = ferry__session_round_trips(s);
 	ferry__sftp *sf0 = ferry__session_sftp_peek(s);
 	ferry__sftp_stats st0;

@@ -238,6 +238,19 @@ static void set_error(ferry__rlist *rl, int code)
 		rl->error = code;
 }
 
+static void set_error_msg(ferry__rlist *rl, int code, const char *msg)
+{
+	if (rl->error)
+		return;
+	rl->error = code;
+	snprintf(rl->errmsg, sizeof(rl->errmsg), "%s", msg);
+}
+
+static uint64_t max_or(uint64_t v, uint64_t def)
+{
+	return v ? v : def;
+}
+
 static void add_fail(ferry__rlist *rl, ferry__rfail **list, size_t *count,
                      const char *rel, size_t n, int code, const char *msg)
 {
@@ -351,6 +364,24 @@ static int add_entry(ferry__rlist *rl, const dir_job *j,
 			refuse_name(rl, j, d->name, nl, why);
 		return 1; /* never an entry: a push ignores it */
 	}
+	uint64_t max = max_or(rl->o.max_entries, FERRY__RLIST_MAX_ENTRIES);
+	uint64_t maxb =
+	        max_or(rl->o.max_name_bytes, FERRY__LIST_MAX_NAME_BYTES);
+	if (rl->n >= max || nl > maxb - rl->name_bytes) {
+		char m[500];
+		int over = rl->n >= max;
+		char *rp = ferry__rlist_rpath(rl, j->root, j->rel, rn);
+		snprintf(m, sizeof(m),
+		         "readdir %s: the server listed more than %llu %s in "
+		         "all (the limit of %s): stopped",
+		         rp ? rp : j->rel,
+		         (unsigned long long)(over ? max : maxb),
+		         over ? "entries" : "bytes of names",
+		         over ? "total entries" : "bytes of names");
+		ferry__free(rp);
+		set_error_msg(rl, FERRY_ELIMIT, m);
+		return FERRY_ELIMIT;
+	}
 	if (ferry__grow(&rl->e, &rl->cap, rl->n + 1, sizeof(*rl->e), 256))
 		return FERRY_ENOMEM;
 	char *p = ferry__arena_alloc(&rl->arena, pl + 1, 1);
@@ -378,6 +409,7 @@ static int add_entry(ferry__rlist *rl, const dir_job *j,
 	e->mode = d->attrs.perm & 07777;
 	e->mtime = d->attrs.mtime;
 	e->size = d->attrs.size;
+	rl->name_bytes += nl;
 	*idx = rl->n++;
 	return 0;
 }
@@ -473,7 +505,9 @@ static void take(ferry__rlist *rl, dir_job *j, int err, const char *msg,
 		if (!err)
 			r->entries = n;
 	} else if (err) {
-		if (err == FERRY_ENOMEM || ferry__sftp_dead(rl->sf))
+		if (err == FERRY_ELIMIT)
+			set_error_msg(rl, err, msg);
+		else if (err == FERRY_ENOMEM || ferry__sftp_dead(rl->sf))
 			set_error(rl, err);
 		else
 			add_fail(rl, &rl->fail, &rl->nfail, j->rel, j->rel_len,
@@ -554,7 +588,18 @@ static int submit_dir(ferry__rlist *rl, dir_job *j)
 	char *rp = ferry__rlist_rpath(rl, j->root, j->rel, j->rel_len);
 	if (!rp)
 		return FERRY_ENOMEM;
-	int rc = ferry__sftp_list(rl->sf, rp, list_cb, j);
+	/* One listing holds at most what is left of the totals: a listing
+	 * that never ends is stopped by the first bound it meets. */
+	uint64_t maxb =
+	        max_or(rl->o.max_name_bytes, FERRY__LIST_MAX_NAME_BYTES);
+	uint64_t maxe = max_or(rl->o.max_entries, FERRY__RLIST_MAX_ENTRIES);
+	uint64_t maxd = max_or(rl->o.max_dir_entries, FERRY__LIST_MAX_ENTRIES);
+	uint64_t left = maxe > rl->n ? maxe - rl->n : 1;
+	ferry__sftp_list_limits lim = {
+	        .max_entries = maxd < left ? maxd : left,
+	        .max_name_bytes =
+	                maxb > rl->name_bytes ? maxb - rl->name_bytes : 1};
+	int rc = ferry__sftp_list_ex(rl->sf, rp, &lim, list_cb, j);
 	ferry__free(rp);
 	if (rc)
 		return rc;
@@ -809,9 +854,31 @@ void ferry__rlist_sort(ferry__rlist *rl)
 {
 	if (rl->n > 1)
 		qsort(rl->e, rl->n, sizeof(*rl->e), rentry_cmp);
-	for (size_t i = 1; rl->o.strict && i < rl->n; i++)
-		if (!rentry_cmp(&rl->e[i - 1], &rl->e[i]))
-			rl->e[i - 1].dup = rl->e[i].dup = 1;
+	if (rl->o.strict) {
+		for (size_t i = 1; i < rl->n; i++)
+			if (!rentry_cmp(&rl->e[i - 1], &rl->e[i]))
+				rl->e[i - 1].dup = rl->e[i].dup = 1;
+		return;
+	}
+	/* A push: one entry per path, so that nothing is deleted or
+	 * counted twice; the lie is reported once per path. */
+	size_t k = 0;
+	for (size_t i = 0; i < rl->n; i++) {
+		if (k && !rentry_cmp(&rl->e[k - 1], &rl->e[i])) {
+			ferry__rentry *e = &rl->e[k - 1];
+			if (!e->dup)
+				add_fail(rl, &rl->bad, &rl->nbad, e->path,
+				         e->path_len, FERRY_EPROTO,
+				         "the server listed this name twice in "
+				         "its directory: taken once");
+			e->dup = 1;
+			continue;
+		}
+		rl->e[k++] = rl->e[i];
+	}
+	for (size_t i = 0; i < k; i++)
+		rl->e[i].dup = 0;
+	rl->n = k;
 }
 
 const ferry__rentry *ferry__rlist_find(const ferry__rlist *rl, const char *path,

@@ -127,7 +127,14 @@ typedef struct ferry__rlist_opts {
 	 * inside, above NAME_MAX) is refused into bad[] (a pull); without
 	 * strict it is ignored (a push never writes one). */
 	int strict;
+	/* What the listing may hold (0: the defaults, ferry_sync_opts):
+	 * entries in one directory, entries in all, bytes of names in all.
+	 * Beyond one, the walk stops with FERRY_ELIMIT (errmsg names the
+	 * directory). */
+	uint64_t max_dir_entries, max_entries, max_name_bytes;
 } ferry__rlist_opts;
+
+#define FERRY__RLIST_MAX_ENTRIES 10000000u
 
 typedef struct ferry__rjob ferry__rjob; /* private */
 
@@ -142,11 +149,15 @@ typedef struct ferry__rlist {
 	size_t pending;     /* stats, listings and readlinks in flight */
 	ferry__rfail *fail; /* subdirectories that could not be listed */
 	size_t nfail;
-	ferry__rfail *bad; /* strict: names refused */
+	/* strict: names refused; else (a push) names listed twice in one
+	 * directory, each once (ferry__rlist_sort keeps one entry) */
+	ferry__rfail *bad;
 	size_t nbad;
 	ferry__rjob **guess; /* by destination path */
 	size_t nguess;
 	int error; /* FERRY_ENOMEM or the client's death: the walk stopped */
+	char errmsg[600];    /* why, when more than ferry_strerror says */
+	uint64_t name_bytes; /* of the entries held */
 	uint64_t dirs_listed, guesses_used;
 	int finished;
 } ferry__rlist;
@@ -158,7 +169,8 @@ int ferry__rlist_start(ferry__rlist **out, ferry__sftp *sf,
 /* 1 when the walk is over (ferry__sftp_run predicate). */
 int ferry__rlist_done(void *rl);
 /* Sort the entries in tree order (after the walk); strict: a path listed
- * twice is marked dup (every copy). */
+ * twice is marked dup (every copy); else one entry is kept and the path
+ * is noted once in bad[]. */
 void ferry__rlist_sort(ferry__rlist *rl);
 /* The entry at path after sorting, or NULL. */
 const ferry__rentry *ferry__rlist_find(const ferry__rlist *rl, const char *path,

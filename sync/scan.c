@@ -152,18 +152,31 @@ static int open_source(ferry__scan *s, ferry__source *src, char *err,
 	int contents = a[len - 1] == '/' || (nlen == 1 && name[0] == '.') ||
 	               (nlen == 2 && name[0] == '.' && name[1] == '.') ||
 	               (nlen == 1 && name[0] == '/');
+	/* A mapping says where it lands; rsync's slash means nothing. */
+	const char *dname = src->mapped ? src->mapped : name;
+	size_t dlen = src->mapped ? strlen(src->mapped) : nlen;
+	if (src->mapped)
+		contents = dlen == 0;
 
 	src->fd = open(a, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (src->fd >= 0) {
 		src->kind = contents ? FERRY__SRC_CONTENTS : FERRY__SRC_DIR;
-		src->prefix = ferry__strndup(contents ? "" : name,
-		                             contents ? 0 : nlen);
+		src->prefix = ferry__strndup(contents ? "" : dname,
+		                             contents ? 0 : dlen);
 		if (!src->prefix)
 			return FERRY_ENOMEM;
-		src->prefix_len = contents ? 0 : nlen;
+		src->prefix_len = contents ? 0 : dlen;
 		return 0;
 	}
 	int e = errno;
+	if (e == ENOTDIR && src->mapped && contents) {
+		s->incomplete = 1;
+		s->errors++;
+		ferry__report_error(
+		        s->report, s->log, s->log_ctx, a, len, FERRY_EINVALID,
+		        "a file needs a remote name in its mapping");
+		return 0;
+	}
 	if (e != ENOTDIR || contents) {
 		scan_error(s, a, len, e, "source");
 		return 0;
@@ -173,13 +186,13 @@ static int open_source(ferry__scan *s, ferry__source *src, char *err,
 	               : start == 1 ? ferry__strdup("/")
 	                            : ferry__strndup(a, start - 1);
 	src->name = ferry__strndup(name, nlen);
-	src->prefix = ferry__strndup(name, nlen);
+	src->prefix = ferry__strndup(dname, dlen);
 	if (!parent || !src->name || !src->prefix) {
 		ferry__free(parent);
 		return FERRY_ENOMEM;
 	}
 	src->kind = FERRY__SRC_FILE;
-	src->prefix_len = nlen;
+	src->prefix_len = dlen;
 	src->fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (src->fd < 0)
 		scan_error(s, a, len, errno, "source");
@@ -216,6 +229,8 @@ int ferry__scan_new(ferry__scan **out, const ferry__scan_opts *o, char *err,
 	s->nsrc = o->source_count;
 	for (size_t i = 0; i < o->source_count; i++) {
 		s->src[i].arg = o->sources[i] ? o->sources[i] : "";
+		s->src[i].mapped = o->mapped ? o->mapped[i] : NULL;
+		s->src[i].ex = o->src_excludes ? o->src_excludes[i] : NULL;
 		error = open_source(s, &s->src[i], err, errsz);
 		if (error)
 			goto out;
@@ -252,6 +267,24 @@ void ferry__scan_free(ferry__scan *s)
 		ferry__free(s->w);
 	}
 	ferry__free(s);
+}
+
+int ferry__scan_excluded(const ferry__scan *s, const char *path, size_t n,
+                         int is_dir)
+{
+	for (size_t i = 0; i < s->nsrc; i++) {
+		const ferry__source *r = &s->src[i];
+		if (!r->ex || r->kind == FERRY__SRC_FILE)
+			continue;
+		size_t skip = r->prefix_len ? r->prefix_len + 1 : 0;
+		if (r->prefix_len &&
+		    !ferry__path_under(path, n, r->prefix, r->prefix_len))
+			continue;
+		if (ferry__excludes_match_tree(r->ex, path + skip, n - skip,
+		                               is_dir))
+			return 1;
+	}
+	return 0;
 }
 
 int ferry__scan_source_empty(const ferry__scan *s, unsigned src)
@@ -544,6 +577,10 @@ static int stat_name(ferry__scan *s, int dirfd, const char *name, size_t len,
 	if (ferry__excludes_match(s->excludes, w->path, len,
 	                          type == FERRY__T_DIR))
 		return FERRY__T_NONE;
+	if (s->cur_ex && len > s->cur_skip &&
+	    ferry__excludes_match(s->cur_ex, w->path + s->cur_skip,
+	                          len - s->cur_skip, type == FERRY__T_DIR))
+		return FERRY__T_NONE;
 	return type;
 }
 
@@ -677,6 +714,32 @@ out:
 	return error;
 }
 
+/* The parents of a mapping's remote path ("a" and "a/b" of "a/b/c"), as
+ * directories: mode 0755, the mtime of what is mapped. */
+static int mapped_parents(ferry__scan *s, unsigned si, const ferry__stat *root,
+                          ferry__scan_fn fn, void *ctx)
+{
+	const ferry__source *src = &s->src[si];
+	for (size_t k = 0; k < src->prefix_len; k++) {
+		if (src->prefix[k] != '/')
+			continue;
+		ferry__scan_item it = {0};
+		it.path = src->prefix;
+		it.path_len = k;
+		size_t dl = ferry__path_dirlen(src->prefix, k);
+		it.name = src->prefix + (dl ? dl + 1 : 0);
+		it.dirfd = -1;
+		it.src = si;
+		it.st.type = FERRY__T_DIR;
+		it.st.mode = 0755;
+		it.st.mtime_ns = root->mtime_ns;
+		int rc = fn(ctx, &it);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static int scan_source(ferry__scan *s, unsigned si, ferry__scan_fn fn,
                        void *ctx)
 {
@@ -697,6 +760,8 @@ static int scan_source(ferry__scan *s, unsigned si, ferry__scan_fn fn,
 		w->lv[0].ino = (uint64_t)st.st_ino;
 	}
 
+	s->cur_ex = src->ex;
+	s->cur_skip = src->prefix_len ? src->prefix_len + 1 : 0;
 	if (src->kind == FERRY__SRC_CONTENTS)
 		return walk_dir(s, si, 0, fn, ctx);
 
@@ -712,6 +777,7 @@ static int scan_source(ferry__scan *s, unsigned si, ferry__scan_fn fn,
 			return 0;
 		}
 		it.dirfd = src->fd;
+		it.name = src->name; /* a mapping's remote name may differ */
 		it.follow = 1;
 		if ((uint64_t)st.st_dev != w->lv[0].dev)
 			raise_window(s, FERRY__RACY_COARSE_NS);
@@ -735,6 +801,8 @@ static int scan_source(ferry__scan *s, unsigned si, ferry__scan_fn fn,
 	                          type == FERRY__T_DIR))
 		return 0;
 	ferry__stat_from(&it.st, &st);
+	if ((error = mapped_parents(s, si, &it.st, fn, ctx)))
+		return error;
 	if (type == FERRY__T_FILE)
 		s->files++;
 	else
@@ -808,7 +876,7 @@ static const char *rel_in_source(const ferry__source *src, const char *path,
 	default:
 		if (len != src->prefix_len || memcmp(path, src->prefix, len))
 			return NULL;
-		*rlen = len;
+		*rlen = strlen(src->name); /* a mapping's may differ */
 		return src->name;
 	}
 }

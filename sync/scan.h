@@ -61,6 +61,8 @@ typedef struct ferry__source {
 	size_t prefix_len;
 	char *name;            /* FERRY__SRC_FILE: its name in fd */
 	uint64_t root_entries; /* names directly in a directory root */
+	const char *mapped; /* a mapping's remote path (not owned), or NULL */
+	const ferry__excludes *ex; /* its own, relative to the root; or NULL */
 } ferry__source;
 
 typedef struct ferry__scan_item {
@@ -91,6 +93,13 @@ typedef struct ferry__scan_opts {
 	 * destination: links there are replaced or deleted, never
 	 * followed). */
 	int all_links;
+	/* Mappings (ferry_mapping): per source, the remote path it lands at
+	 * and its own excludes (either array may be NULL).  A mapped
+	 * directory at "" is the destination itself (as "dir/"); missing
+	 * parents of a remote path are reported as directories (mode 0755,
+	 * the source's mtime) before the source. */
+	const char *const *mapped;
+	const ferry__excludes *const *src_excludes;
 } ferry__scan_opts;
 
 /* Racily clean entries (sync/plan.h).  A file changed after the scan
@@ -147,6 +156,8 @@ typedef struct ferry__scan {
 	ferry_sync_report *report;
 	int all_links;
 	ferry__scan_walk *w;
+	const ferry__excludes *cur_ex; /* the walked source's own excludes */
+	size_t cur_skip;               /* its root's path length, with '/' */
 } ferry__scan;
 
 /* Open the source roots.  A missing or unreadable source is an error in
@@ -155,6 +166,10 @@ typedef struct ferry__scan {
  * FERRY_EINVALID (no sources, empty path) and FERRY_ENOMEM, with err set. */
 int ferry__scan_new(ferry__scan **out, const ferry__scan_opts *o, char *err,
                     size_t errsz);
+/* 1 when path (destination-relative) is below a source root whose own
+ * excludes (a mapping's) match it or one of its parents. */
+int ferry__scan_excluded(const ferry__scan *s, const char *path, size_t n,
+                         int is_dir);
 /* Walk every source, calling fn for each item.  0, FERRY_ENOMEM, or what
  * fn returned. */
 int ferry__scan_run(ferry__scan *s, ferry__scan_fn fn, void *ctx);

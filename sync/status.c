@@ -1,5 +1,6 @@
 #include "sync/status.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -7,6 +8,7 @@
 #include "error.h"
 #include "os.h"
 #include "sshconfig.h"
+#include "sync/path.h"
 #include "sync/report.h"
 
 static void set_err(char *errmsg, size_t size, const char *msg)
@@ -21,8 +23,76 @@ void ferry__local_free(ferry__local *l)
 	ferry__scan_free(l->scan);
 	ferry__manifest_free(l->m);
 	ferry__excludes_free(l->ex);
+	for (size_t i = 0; i < l->nmap; i++)
+		ferry__excludes_free(l->mex[i]);
+	ferry__free(l->mex);
+	ferry__free(l->msrc);
+	ferry__free(l->mdst);
 	ferry__sync_paths_free(&l->paths);
 	memset(l, 0, sizeof(*l));
+}
+
+/* "" and "." are the destination itself; otherwise a relative path of
+ * valid names (no "..", no empty component). */
+static int remote_ok(const char *r)
+{
+	if (!*r || strcmp(r, ".") == 0)
+		return 1;
+	size_t n = strlen(r);
+	return ferry__path_valid(r, n);
+}
+
+static int check_mappings(const ferry_sync_opts *o, char *errmsg,
+                          size_t errmsg_size)
+{
+	if (!o->mappings || o->mapping_count > UINT16_MAX || !o->dest) {
+		set_err(errmsg, errmsg_size,
+		        !o->dest ? "no destination given"
+		                 : "bad mappings (NULL, or more than 65535)");
+		return FERRY_EINVALID;
+	}
+	for (size_t i = 0; i < o->mapping_count; i++) {
+		const ferry_mapping *m = &o->mappings[i];
+		const char *why = NULL;
+		if (!m->local || !*m->local)
+			why = "an empty local path";
+		else if (!m->remote || !remote_ok(m->remote))
+			why = "a remote path that is not relative to the "
+			      "destination (absolute, '..' or an empty name)";
+		else if (m->exclude_count && !m->excludes)
+			why = "exclude_count without excludes";
+		for (size_t k = 0; !why && k < m->exclude_count; k++)
+			if (!m->excludes[k] || !*m->excludes[k])
+				why = "an empty exclude pattern";
+		if (why) {
+			if (errmsg && errmsg_size)
+				snprintf(errmsg, errmsg_size,
+				         "mapping %zu (%s -> %s): %s", i,
+				         m->local ? m->local : "(null)",
+				         m->remote ? m->remote : "(null)", why);
+			return FERRY_EINVALID;
+		}
+	}
+	if (o->delete_scope != FERRY_DELETE_MIRROR &&
+	    o->delete_scope != FERRY_DELETE_TRACKED) {
+		set_err(errmsg, errmsg_size, "unknown delete_scope");
+		return FERRY_EINVALID;
+	}
+	return 0;
+}
+
+void ferry__sync_opts_copy(ferry_sync_opts *out, const ferry_sync_opts *in)
+{
+	static const ferry_sync_opts def = FERRY_SYNC_OPTS_INIT;
+	*out = def;
+	if (!in || in->version < 1 || in->version > FERRY_SYNC_OPTS_VERSION) {
+		out->version = 0;
+		return;
+	}
+	memcpy(out, in,
+	       in->version >= 2 ? sizeof(*out)
+	                        : offsetof(ferry_sync_opts, max_dir_entries));
+	out->version = FERRY_SYNC_OPTS_VERSION;
 }
 
 int ferry__local_check(const ferry_sync_opts *o, char *errmsg,
@@ -31,6 +101,10 @@ int ferry__local_check(const ferry_sync_opts *o, char *errmsg,
 	const char *why = NULL;
 	if (!o || o->version != FERRY_SYNC_OPTS_VERSION)
 		why = "ferry_sync_opts: bad version (use FERRY_SYNC_OPTS_INIT)";
+	else if (o->mapping_count && o->source_count)
+		why = "give sources or mappings, not both";
+	else if (o->mapping_count)
+		return check_mappings(o, errmsg, errmsg_size);
 	else if (!o->sources || o->source_count == 0)
 		why = "no source given";
 	else if (o->source_count > UINT16_MAX)
@@ -40,6 +114,9 @@ int ferry__local_check(const ferry_sync_opts *o, char *errmsg,
 	for (size_t i = 0; !why && i < o->source_count; i++)
 		if (!o->sources[i] || !*o->sources[i])
 			why = "empty source path";
+	if (!why && o->delete_scope != FERRY_DELETE_MIRROR &&
+	    o->delete_scope != FERRY_DELETE_TRACKED)
+		why = "unknown delete_scope";
 	if (!why)
 		return 0;
 	set_err(errmsg, errmsg_size, why);
@@ -87,6 +164,37 @@ int ferry__local_load(ferry__local *l, const ferry_sync_opts *opts,
 	return error;
 }
 
+static int map_sources(ferry__local *l, const ferry_sync_opts *o, char *errmsg,
+                       size_t errmsg_size)
+{
+	size_t n = o->mapping_count;
+	l->msrc = ferry__calloc(n, sizeof(*l->msrc));
+	l->mdst = ferry__calloc(n, sizeof(*l->mdst));
+	l->mex = ferry__calloc(n, sizeof(*l->mex));
+	if (!l->msrc || !l->mdst || !l->mex) {
+		set_err(errmsg, errmsg_size, "out of memory");
+		return FERRY_ENOMEM;
+	}
+	l->nmap = n;
+	for (size_t i = 0; i < n; i++) {
+		const ferry_mapping *m = &o->mappings[i];
+		l->msrc[i] = m->local;
+		l->mdst[i] = strcmp(m->remote, ".") == 0 ? "" : m->remote;
+		if (!m->exclude_count)
+			continue;
+		int error = ferry__excludes_new(&l->mex[i]);
+		for (size_t k = 0; !error && k < m->exclude_count; k++)
+			error = ferry__excludes_add(l->mex[i], m->excludes[k]);
+		if (error) {
+			set_err(errmsg, errmsg_size,
+			        error == FERRY_ENOMEM ? "out of memory"
+			                              : "bad exclude pattern");
+			return error;
+		}
+	}
+	return 0;
+}
+
 int ferry__local_scan(ferry__local *l, const ferry_sync_opts *opts,
                       ferry_sync_report *report, char *errmsg,
                       size_t errmsg_size)
@@ -99,6 +207,15 @@ int ferry__local_scan(ferry__local *l, const ferry_sync_opts *opts,
 	        .log_ctx = opts->ctx,
 	        .report = report,
 	};
+	if (opts->mapping_count) {
+		int error = map_sources(l, opts, errmsg, errmsg_size);
+		if (error)
+			return error;
+		so.sources = l->msrc;
+		so.source_count = l->nmap;
+		so.mapped = l->mdst;
+		so.src_excludes = (const ferry__excludes *const *)l->mex;
+	}
 	return ferry__scan_new(&l->scan, &so, errmsg, errmsg_size);
 }
 
@@ -109,6 +226,7 @@ int ferry__local_build(ferry__local *l, const ferry_sync_opts *opts,
 	ferry__plan_opts po = {
 	        .checksum = opts->checksum,
 	        .delete_extraneous = opts->delete_extraneous,
+	        .delete_tracked = opts->delete_scope == FERRY_DELETE_TRACKED,
 	        .max_delete = opts->max_delete,
 	        .keep_unchanged = keep_unchanged,
 	        .excludes = l->ex,
@@ -270,8 +388,11 @@ int ferry_sync_status(const ferry_session_opts *conn,
 		error = ferry__opts_resolve(&o, &cfg, conn, msg, sizeof(msg));
 		conn = &o;
 	}
+	ferry_sync_opts oc;
+	ferry__sync_opts_copy(&oc, opts);
 	if (!error)
-		error = status_run(conn, opts, report, msg, sizeof(msg));
+		error = status_run(conn, opts ? &oc : NULL, report, msg,
+		                   sizeof(msg));
 	ferry__sshcfg_free(&cfg);
 	set_err(errmsg, errmsg_size, msg);
 	ferry__last_errmsg_set("%s",

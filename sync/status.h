@@ -19,6 +19,11 @@ typedef struct ferry__local {
 	ferry__manifest *m; /* as loaded (empty with opts->force) */
 	ferry__scan *scan;
 	ferry__plan *plan;
+	/* A mapping push: per mapping its local path, remote path and own
+	 * excludes, as the scan takes them. */
+	const char **msrc, **mdst;
+	ferry__excludes **mex;
+	size_t nmap;
 } ferry__local;
 
 /* The stages, in order; each returns 0 or a FERRY_E* with errmsg set, and
@@ -29,6 +34,10 @@ typedef struct ferry__local {
  * ferry__local_plan, so both get the same checks, messages and plan. */
 int ferry__local_check(const ferry_sync_opts *opts, char *errmsg,
                        size_t errmsg_size);
+/* The caller's options as the current version (an older struct's later
+ * fields at their defaults); out->version is 0 when in is NULL or of a
+ * version this library does not know, so that the checks refuse it. */
+void ferry__sync_opts_copy(ferry_sync_opts *out, const ferry_sync_opts *in);
 /* Target paths (user/host/port as ferry__target_string takes them) and
  * the compiled excludes.  Clears *l first. */
 int ferry__local_open(ferry__local *l, const char *user, const char *host,

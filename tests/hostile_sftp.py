@@ -23,6 +23,27 @@ on a directory called "hostile-MODE": those are rewritten by MODE.
 
 The extra entries are regular files of 4 bytes.  Nothing else changes:
 what is read is what the real server has.
+
+With --control FILE (read once, when the subsystem starts, so a test
+changes the behaviour of the next session by rewriting it; a missing or
+empty file means none), each line "MODE [ARG]" misbehaves further.  A
+request "names" ARG when its path, or the path its handle was opened on,
+contains ARG:
+
+  hold ARG        from the first request naming ARG on, no reply is sent
+                  (requests are still read: the channel and the SSH
+                  connection stay alive, keepalives are answered)
+  holdh ARG       the same, from the first request on a handle opened on
+                  a path naming ARG (its OPEN is answered)
+  truncate ARG    the reply to the first request naming ARG promises 1000
+                  bytes more than it holds; nothing is sent after it
+  endless ARG     READDIR of a directory naming ARG never ends: 100 new
+                  names of 200 bytes in every reply
+  status ARG      every request naming ARG is answered with the status
+                  code 77 (no such code exists) and the text "odd refusal"
+  version empty   the VERSION reply is a packet of one byte (its type)
+  version big     the VERSION reply claims 300000 bytes
+  pidfile PATH    this wrapper's pid is written to PATH
 """
 import os
 import select
@@ -32,6 +53,9 @@ import sys
 
 SERVER = "/usr/lib/openssh/sftp-server"
 OPENDIR, READDIR, HANDLE, NAME = 11, 12, 102, 104
+OPEN, VERSION, STATUS, EXTENDED = 3, 2, 101, 200
+PATH_REQS = (3, 7, 9, 11, 13, 14, 15, 16, 17, 18, 19, 20)
+HANDLE_REQS = (4, 5, 6, 8, 10, 12)
 S_IFMT, S_IFREG, S_IFDIR = 0o170000, 0o100000, 0o040000
 A_SIZE, A_UIDGID, A_PERM, A_TIME, A_EXT = 1, 2, 4, 8, 0x80000000
 
@@ -145,7 +169,64 @@ def write_all(fd, data):
         data = data[n:]
 
 
+def read_control(argv):
+    ctl = {}
+    if "--control" in argv:
+        i = argv.index("--control")
+        try:
+            with open(argv[i + 1]) as f:
+                for line in f:
+                    w = line.split(None, 1)
+                    if w:
+                        ctl[w[0]] = w[1].strip() if len(w) > 1 else ""
+        except OSError:
+            pass
+    if "pidfile" in ctl:
+        with open(ctl["pidfile"], "w") as f:
+            f.write("%d\n" % os.getpid())
+    return ctl
+
+
+def strings_of(pkt):
+    """The first two strings after type and id (what may be a path)."""
+    out, o = [], 5
+    for _ in range(2):
+        if len(pkt) < o + 4:
+            break
+        n = struct.unpack_from(">I", pkt, o)[0]
+        if len(pkt) < o + 4 + n:
+            break
+        out.append(pkt[o + 4:o + 4 + n])
+        o += 4 + n
+    return out
+
+
+def names_arg(pkt, hpath, arg):
+    if not arg:
+        return False
+    a = arg.encode()
+    t = pkt[0]
+    ss = strings_of(pkt)
+    if t in PATH_REQS:
+        return any(a in x for x in ss)
+    if t in HANDLE_REQS and ss:
+        return a in hpath.get(ss[0], b"")
+    if t == EXTENDED and len(ss) > 1:
+        return a in ss[1] or a in hpath.get(ss[1], b"")
+    return False
+
+
+def endless_names(serial):
+    out = struct.pack(">I", 100)
+    for i in range(100):
+        n = b"e%09d-" % (serial + i) + b"x" * 189
+        out += sput(n) + sput(b"-rw-r--r-- 1 x x 4 lie") + \
+            attrs_put(file_attrs())
+    return out
+
+
 def main():
+    ctl = read_control(sys.argv)
     child = subprocess.Popen([SERVER], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, bufsize=0)
     cin, cout = sys.stdin.buffer.raw, child.stdout
@@ -153,6 +234,13 @@ def main():
     opendir = {}   # request id -> path
     handles = {}   # handle -> mode
     readdir = {}   # request id -> mode
+    opened = {}    # OPEN/OPENDIR request id -> path
+    hpath = {}     # handle -> the path it was opened on
+    named = {}     # request id -> the control mode it triggers
+    endless = {}   # READDIR request id -> True
+    held = False   # hold/truncate: no reply goes out any more
+    serial = [0]
+    first = True
     while True:
         r, _, _ = select.select([cin, cout], [], [])
         if cin in r:
@@ -166,6 +254,23 @@ def main():
                     break
                 pkt, up = up[4:4 + n], up[4 + n:]
                 t = pkt[0]
+                rid0 = struct.unpack_from(">I", pkt, 1)[0] \
+                    if len(pkt) >= 5 else 0
+                if t in (OPEN, OPENDIR):
+                    ss = strings_of(pkt)
+                    if ss:
+                        opened[rid0] = ss[0]
+                for mode in ("hold", "truncate", "status"):
+                    if mode in ctl and names_arg(pkt, hpath, ctl[mode]):
+                        named[rid0] = mode
+                if "holdh" in ctl and t in HANDLE_REQS and \
+                        names_arg(pkt, hpath, ctl["holdh"]):
+                    named[rid0] = "hold"
+                if t == READDIR and "endless" in ctl and \
+                        names_arg(pkt, hpath, ctl["endless"]):
+                    endless[rid0] = True
+                if named.get(rid0) == "hold":
+                    held = True
                 if t in (OPENDIR, READDIR) and len(pkt) >= 5:
                     rid = struct.unpack_from(">I", pkt, 1)[0]
                     s, _ = sstr(pkt, 5)
@@ -187,7 +292,43 @@ def main():
                     break
                 pkt, down = down[4:4 + n], down[4 + n:]
                 t = pkt[0]
+                if first and t == VERSION:
+                    first = False
+                    v = ctl.get("version")
+                    if v == "empty":
+                        write_all(sys.stdout.fileno(),
+                                  struct.pack(">IB", 1, VERSION))
+                        continue
+                    if v == "big":
+                        write_all(sys.stdout.fileno(),
+                                  struct.pack(">I", 300000) + pkt)
+                        continue
+                if t == VERSION:
+                    # its "id" is the version: not a request's
+                    write_all(sys.stdout.fileno(),
+                              struct.pack(">I", len(pkt)) + pkt)
+                    continue
                 rid = struct.unpack_from(">I", pkt, 1)[0] if len(pkt) >= 5 else 0
+                if rid in opened and t == HANDLE:
+                    h, _ = sstr(pkt, 5)
+                    hpath[h] = opened[rid]
+                opened.pop(rid, None)
+                if endless.pop(rid, None):
+                    serial[0] += 100
+                    pkt = struct.pack(">BI", NAME, rid) + \
+                        endless_names(serial[0])
+                trigger = named.pop(rid, None)
+                if trigger == "status":
+                    msg = b"odd refusal"
+                    pkt = struct.pack(">BII", STATUS, rid, 77) + sput(msg) + \
+                        sput(b"en")
+                if held and trigger != "truncate":
+                    continue
+                if trigger == "truncate":
+                    held = True
+                    write_all(sys.stdout.fileno(),
+                              struct.pack(">I", len(pkt) + 1000) + pkt)
+                    continue
                 mode = readdir.pop(rid, None)
                 if rid in opendir:
                     # handles are reused: each OPENDIR says what its is

@@ -87,6 +87,11 @@ Test(cli, malformed_command_lines_are_usage_errors)
 	expect_usage("ping --host-key maybe h");
 	expect_usage("ping --connect-timeout -1 h");
 	expect_usage("ping --connect-timeout abc h");
+	expect_usage("ping --io-timeout abc h");
+	expect_usage("ping --io-timeout -2 h");
+	expect_usage("status --max-dir-entries 0 /tmp h:d");
+	expect_usage("status --max-entries x /tmp h:d");
+	expect_usage("pull --max-name-bytes -1 h:s /tmp/d");
 	expect_usage("ping 'h:path'");
 	expect_usage("ping '[::1'");
 	expect_usage("ping '@h'");
@@ -462,7 +467,9 @@ Test(cli, new_connection_round_trips)
 	cr_assert_eq(push_cli(dir, "--json", &out, &err), 0, "%s", err);
 	fx_write_file(path, out, strlen(out), 0600);
 	rt = fx_sh_out("%s < %s", get, path);
-	cr_assert(rt && strtol(rt, NULL, 10) <= 4, "no-op push: %s rt", rt);
+	/* 2 for the channel, then the marker: LSTAT with INIT (a fifo or
+	 * anything but a regular file is never opened), OPEN, READ + CLOSE. */
+	cr_assert(rt && strtol(rt, NULL, 10) <= 5, "no-op push: %s rt", rt);
 	free(rt);
 	free(out);
 	free(err);
@@ -632,6 +639,152 @@ Test(cli, names_with_bidi_overrides_are_printed_escaped)
 	}
 	free(out);
 	free(err);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
+
+/* --delete-scope tracked: a file made on the remote stays; one pushed
+ * before and gone locally goes.  A bad scope is a usage error. */
+Test(cli, delete_scope_tracked_keeps_remote_only_files)
+{
+	char *dir = tree_dir("scope", "mkdir -p src && echo a > src/a && "
+	                              "echo b > src/b");
+	char *out = NULL, *err = NULL;
+	cr_assert_eq(
+	        push_cli(dir, "--delete --delete-scope tracked", &out, &err), 0,
+	        "%s", err);
+	free(out);
+	free(err);
+	cr_assert_eq(fx_sh("cd %s && rm src/b && echo agent > dst/made", dir),
+	             0);
+	cr_assert_eq(push_cli(dir, "--delete --delete-scope tracked --verify",
+	                      &out, &err),
+	             0, "%s", err);
+	free(out);
+	free(err);
+	cr_assert_eq(
+	        fx_sh("test -f %s/dst/made && test ! -e %s/dst/b", dir, dir), 0,
+	        "tracked: made kept, b deleted");
+	cr_assert_eq(push_cli(dir, "--delete --delete-scope all", &out, &err),
+	             2);
+	cr_assert(strstr(err, "bad --delete-scope 'all'"), "%s", err);
+	free(out);
+	free(err);
+	cr_assert_eq(push_cli(dir, "--delete --verify", &out, &err), 0, "%s",
+	             err);
+	cr_assert_eq(fx_sh("test ! -e %s/dst/made", dir), 0,
+	             "mirror deletes it");
+	free(out);
+	free(err);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
+
+/* exec --json holds the output in memory to print it: of each stream it
+ * keeps at most --max-output bytes (default 8 MiB), head and tail, and
+ * says so in output_truncated (issue 14 item 7: 100 MB of output took
+ * 203 MB). */
+Test(cli, exec_json_keeps_a_bounded_head_and_tail)
+{
+	const fx_sshd *sv = fx_shared();
+	char *dir = fx_tmpdir("xj");
+	char conn[1300];
+	snprintf(conn, sizeof(conn), "-p %d -i %s --known-hosts %s", sv->port,
+	         sv->key_ed25519, sv->known_hosts);
+	char *why = NULL;
+	/* a small cap: the first and last 500 bytes of stdout; stderr
+	 * within it stays whole */
+	int rc = fx_sh("%s exec %s --json --max-output 1000 127.0.0.1 -- "
+	               "'seq 1 100000; echo err >&2; exit 3' > %s/j1",
+	               fx_ferry_bin(), conn, dir);
+	cr_assert_eq(rc, 3);
+	char path[700];
+	snprintf(path, sizeof(path), "%s/j1", dir);
+	cr_assert_eq(fx_json_holds(path,
+	                           " s=''.join('%d\\n'%i for i in "
+	                           "range(1,100001));"
+	                           " assert d['stdout']==s[:500]+s[-500:], "
+	                           "d['stdout'];"
+	                           " assert d['stderr']=='err\\n', d;"
+	                           " assert d['output_truncated'] is True;"
+	                           " assert d['command_status']==3",
+	                           &why),
+	             0, "%s", why);
+	free(why);
+	why = NULL;
+	/* under the default cap: everything, not truncated */
+	rc = fx_sh("%s exec %s --json 127.0.0.1 -- 'seq 1 100000' > %s/j2",
+	           fx_ferry_bin(), conn, dir);
+	cr_assert_eq(rc, 0);
+	snprintf(path, sizeof(path), "%s/j2", dir);
+	cr_assert_eq(fx_json_holds(path,
+	                           " s=''.join('%d\\n'%i for i in "
+	                           "range(1,100001));"
+	                           " assert d['stdout']==s;"
+	                           " assert d['output_truncated'] is False",
+	                           &why),
+	             0, "%s", why);
+	free(why);
+	why = NULL;
+	/* 100 MB of output: 8 MiB kept, and ferry's memory stays far below
+	 * what it printed */
+	rc = fx_sh("/usr/bin/time -f %%M -o %s/rss %s exec %s --json "
+	           "127.0.0.1 -- 'head -c 100000000 /dev/zero | tr \"\\0\" a; "
+	           "printf z' > %s/j3",
+	           dir, fx_ferry_bin(), conn, dir);
+	cr_assert_eq(rc, 0);
+	snprintf(path, sizeof(path), "%s/j3", dir);
+	cr_assert_eq(fx_json_holds(path,
+	                           " o=d['stdout'];"
+	                           " assert len(o)==8<<20, len(o);"
+	                           " assert o[-1]=='z' and "
+	                           "o.count('a')==(8<<20)-1;"
+	                           " assert d['output_truncated'] is True",
+	                           &why),
+	             0, "%s", why);
+	free(why);
+	snprintf(path, sizeof(path), "%s/rss", dir);
+	char *rss = fx_read_file(path, NULL);
+	cr_assert_not_null(rss);
+	long kb = strtol(rss, NULL, 10);
+	const char *san = getenv("FERRY_TEST_SAN");
+	if (!san || !*san)
+		cr_assert_lt(kb, 48 * 1024, "ferry used %ld KiB", kb);
+	free(rss);
+	/* a bad size is a usage error */
+	expect_usage("exec --json --max-output lots 127.0.0.1 true");
+	fx_sh("rm -rf '%s'", dir);
+	free(dir);
+}
+
+/* --io-timeout: a server that stops answering (tests/hostile_sftp.py told
+ * to hold every reply from the first request naming the destination on)
+ * fails the push at the deadline, exit 1, naming the request and path. */
+Test(cli, io_timeout_fails_a_push_the_server_stops_answering)
+{
+	if (fx_sh("test -x /usr/lib/openssh/sftp-server && test -x "
+	          "/usr/bin/python3") != 0)
+		cr_skip_test("needs python3 and OpenSSH's sftp-server");
+	char *dir = tree_dir("iot", "mkdir -p src && echo a > src/a && "
+	                            "echo 'hold /dst' > control");
+	char cfg[1600];
+	snprintf(cfg, sizeof(cfg),
+	         "Subsystem sftp /usr/bin/python3 %s/tests/hostile_sftp.py "
+	         "--control %s/control\n",
+	         FERRY_SRCDIR, dir);
+	fx_sshd sv;
+	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
+	char *err = NULL;
+	int rc = ferry_run(NULL, &err,
+	                   "push -p %d -i %s --known-hosts %s --state-dir "
+	                   "%s/state --io-timeout 1 %s/src/ 127.0.0.1:%s/dst",
+	                   sv.port, sv.key_ed25519, sv.known_hosts, dir, dir,
+	                   dir);
+	cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+	cr_assert(strstr(err, "no reply for 1 s (I/O timeout) to "), "%s", err);
+	cr_assert(strstr(err, "/dst"), "%s", err);
+	free(err);
+	fx_sshd_stop(&sv);
 	fx_sh("rm -rf %s", dir);
 	free(dir);
 }

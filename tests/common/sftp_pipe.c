@@ -118,6 +118,9 @@ static int pipe_run(ferry__sftp_transport *t, int (*done)(void *ctx), void *ctx,
 		int64_t until = deadline_ms, timer = ferry__sftp_next_timer(sf);
 		if (timer && (!until || timer < until))
 			until = timer;
+		timer = ferry__sftp_io_deadline(sf);
+		if (timer && (!until || timer < until))
+			until = timer;
 		int timeout = -1;
 		if (until) {
 			int64_t left = until - now;

@@ -102,10 +102,12 @@ Test(cli_exec, timeout_is_124_with_a_note)
 {
 	char *out, *err;
 	cr_assert_eq(fexec(&out, &err, NULL,
-	                   "--timeout 0.4 127.0.0.1 'echo a; sleep 1234.91'"),
+	                   "--timeout 2 127.0.0.1 'echo a; sleep 1234.91'"),
 	             124);
+	/* 2 s: the login shell's start (root's profile here) must not eat
+	 * the command's time on a loaded machine. */
 	cr_assert_str_eq(out, "a\n");
-	cr_assert_not_null(strstr(err, "timed out after 0.4 s"), "%s", err);
+	cr_assert_not_null(strstr(err, "timed out after 2 s"), "%s", err);
 	free(out);
 	free(err);
 	/* Gone, not merely signalled: a loaded machine may take a moment to
@@ -197,7 +199,7 @@ Test(cli_exec, ctrl_c_kills_the_remote_command)
 	        (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
 	cr_assert(WIFEXITED(st));
 	cr_assert_eq(WEXITSTATUS(st), 130);
-	cr_assert_lt(ms, 2500, "took %.0f ms", ms);
+	cr_assert_lt(ms, 10000, "took %.0f ms", ms);
 	char *n = fx_sh_out("ps -eo stat=,args= | awk '$1 !~ /Z/' | grep -F "
 	                    "'sleep 1234.92' | grep -v -e grep -e awk | wc -l");
 	cr_assert_eq(strtol(n, NULL, 10), 0);

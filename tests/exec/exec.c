@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "exec/exec.h"
+#include "exec/exec_int.h" /* op->mark: what no other account may see */
 #include "ferry.h"
 #include "fixture.h"
 #include "alloc.h"
@@ -463,7 +464,7 @@ Test(exec, timeout_kills_the_process_group)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
-	eo.timeout_ms = 500;
+	eo.timeout_ms = 2000;
 	ferry_exec_result r;
 	double t0 = now_ms();
 	int st = run(s,
@@ -474,11 +475,11 @@ Test(exec, timeout_kills_the_process_group)
 	cr_assert_eq(st, 124, "status %d, output: %s", st, r.output);
 	cr_assert(r.timed_out);
 	cr_assert_not(r.interrupted);
-	cr_assert_geq(ms, 500);
-	cr_assert_lt(ms, 6000, "took %.0f ms", ms);
-	cr_assert_not_null(strstr(r.output, "started\n"));
-	cr_assert_not_null(strstr(r.output, "timed out"));
-	cr_assert_null(strstr(r.output, "never"));
+	cr_assert_geq(ms, 2000);
+	cr_assert_lt(ms, 30000, "took %.0f ms", ms);
+	cr_assert_str_eq(r.output, "started\n",
+	                 "the command's output, and nothing of ferry's");
+	cr_assert(r.killed, "the kill was not confirmed");
 	ferry_exec_result_free(&r);
 	assert_procs_gone("1234.5", 10000);
 	/* the session is fine afterwards */
@@ -525,8 +526,11 @@ Test(exec, interrupt_kills_the_process_group)
 	cr_assert_eq(rc, FERRY_EINTR, "rc %d", rc);
 	cr_assert_eq(r.exit_status, 130);
 	cr_assert(r.interrupted);
+	cr_assert(r.killed, "the kill was not confirmed");
 	cr_assert_not(r.timed_out);
-	cr_assert_lt(ms, 2500, "took %.0f ms", ms);
+	/* Bounds that tell the property (the sleeps would take 1234 s),
+	 * not a speed: that is make bench's. */
+	cr_assert_lt(ms, 10000, "took %.0f ms", ms);
 	ferry_exec_result_free(&r);
 	assert_procs_gone("1234.6", 10000);
 	expect_out(s, "echo ok", "ok\n");
@@ -540,12 +544,43 @@ Test(exec, background_child_holding_stdout_returns_fast)
 	double t0 = now_ms();
 	cr_assert_eq(run(s, "sleep 1234.71 & echo $!", NULL, &r), 0);
 	double ms = now_ms() - t0;
-	cr_assert_lt(ms, 1000, "took %.0f ms", ms);
+	cr_assert_lt(ms, 10000, "took %.0f ms", ms);
 	long pid = strtol(r.output, NULL, 10);
 	cr_assert_gt(pid, 1);
 	kill((pid_t)pid, SIGTERM);
 	ferry_exec_result_free(&r);
 	expect_out(s, "echo next", "next\n");
+	ferry_session_close(s);
+}
+
+/* Bytes a background child writes after the trailer are late output; the
+ * trailer still counts (status, cwd), whether they are a few or more than
+ * ferry holds back after a trailer, and the call returns at the drain. */
+Test(exec, late_output_after_the_trailer_keeps_the_status)
+{
+	ferry_session *s = booted();
+	ferry_exec_result r;
+	cr_assert_eq(
+	        run(s, "cd /tmp; { sleep 0.1; echo late; } & exit 5", NULL, &r),
+	        5);
+	cr_assert_str_eq(r.output, "late\n");
+	cr_assert_str_eq(r.cwd, "/tmp");
+	ferry_exec_result_free(&r);
+	double t0 = now_ms();
+	cr_assert_eq(run(s,
+	                 "cd /; { sleep 0.1; head -c 400000 /dev/zero | tr "
+	                 "'\\0' b; sleep 1234.97; } & exit 6",
+	                 NULL, &r),
+	             6);
+	double ms = now_ms() - t0;
+	cr_assert_lt(ms, 10000, "took %.0f ms", ms);
+	cr_assert_str_eq(r.cwd, "/");
+	cr_assert_gt(r.output_len, 256 << 10, "%zu bytes", r.output_len);
+	for (size_t i = 0; i < r.output_len; i++)
+		cr_assert_eq(r.output[i], 'b', "byte %zu", i);
+	ferry_exec_result_free(&r);
+	fx_sh("pkill -f 'sleep 1234.97'");
+	expect_out(s, "pwd", "/\n");
 	ferry_session_close(s);
 }
 
@@ -596,7 +631,7 @@ Test(exec, four_commands_at_once)
 	for (int i = 0; i < 4; i++) {
 		char cmd[128];
 		snprintf(cmd, sizeof(cmd),
-		         "sleep 0.4; echo cmd%d; echo e%d >&2; exit %d", i, i,
+		         "sleep 1.5; echo cmd%d; echo e%d >&2; exit %d", i, i,
 		         10 + i);
 		ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
 		eo.separate_stderr = 1;
@@ -604,7 +639,8 @@ Test(exec, four_commands_at_once)
 	}
 	cr_assert_eq(ferry__exec_wait(s, ops, 4, 0), 0);
 	double ms = now_ms() - t0;
-	cr_assert_lt(ms, 1200, "took %.0f ms: not concurrent", ms);
+	/* One after the other would take 6 s. */
+	cr_assert_lt(ms, 5000, "took %.0f ms: not concurrent", ms);
 	for (int i = 0; i < 4; i++) {
 		cr_assert(ferry__exec_done(ops[i]));
 		cr_assert_eq(ferry__exec_finish(ops[i], &r), 0);
@@ -702,8 +738,9 @@ Test(exec, runs_while_a_push_is_in_flight)
 		cr_assert_str_eq(r.output, "x");
 		ferry_exec_result_free(&r);
 	}
-	cr_assert_not(u.done, "exec waited for the upload");
-	cr_assert_lt(worst, 300, "an exec took %.0f ms", worst);
+	/* Not waiting for the upload is the property; how long a command
+	 * takes on a loaded machine is make bench's business. */
+	cr_assert_not(u.done, "exec waited for the upload (%.0f ms)", worst);
 	cr_assert_eq(ferry__sftp_run(sf, NULL, NULL, 0), 0);
 	cr_assert(u.done);
 	cr_assert_eq(u.error, 0);
@@ -750,6 +787,7 @@ Test(exec, broken_login_profile_falls_back)
 	ferry__exec_info in;
 	ferry__exec_info_get(s, &in);
 	cr_assert_eq(in.mode, FERRY__EXEC_MODE_PLAIN);
+	cr_assert(in.direct, "the login shell is bash: no second bash");
 	cr_assert_null(in.snapshot_dir);
 	/* cwd is still followed; variables are not */
 	expect_out(s, "pwd; export V=1", "/tmp\n");
@@ -809,7 +847,7 @@ Test(exec, sftp_only_account)
 	/* fails fast the second time */
 	t0 = now_ms();
 	cr_assert_eq(ferry_exec(s, "echo hi", NULL, &r), FERRY_EREMOTE);
-	cr_assert_lt(now_ms() - t0, 50);
+	cr_assert_lt(now_ms() - t0, 1000); /* no network wait */
 	ferry_exec_result_free(&r);
 	/* the push side works on the same session */
 	ferry__sftp *sf = sftp_of(s);
@@ -888,7 +926,7 @@ Test(exec, lost_connection_fails_cleanly)
 	t0 = now_ms();
 	rc = ferry_exec(s, "true", NULL, &r);
 	cr_assert(rc == FERRY_ECONN || rc == FERRY_EEOF, "rc %d", rc);
-	cr_assert_lt(now_ms() - t0, 50);
+	cr_assert_lt(now_ms() - t0, 1000); /* no network wait */
 	ferry_exec_result_free(&r);
 	ferry_session_close(s);
 }
@@ -1011,4 +1049,256 @@ Test(exec, prepare_and_close_leave_no_directory)
 	fx_sshd_stop(&sv);
 	fx_sh("rm -rf '%s'", run_dir);
 	free(run_dir);
+}
+
+/* ---- results cannot be forged (issue 14, item 2) ------------------------- */
+
+/* Processes whose command line (and environment, with env) holds needle,
+ * as root sees them: every account's. */
+static int procs_holding(const char *needle, int env)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+	cr_assert_not_null(d);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		static const char *const files[] = {"cmdline", "environ"};
+		for (int i = 0; i < 1 + !!env; i++) {
+			char p[300];
+			size_t len = 0;
+			snprintf(p, sizeof(p), "/proc/%s/%s", e->d_name,
+			         files[i]);
+			char *b = fx_read_file(p, &len);
+			if (b && len && memmem(b, len, needle, strlen(needle)))
+				n++;
+			free(b);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* Run the loop (the op goes on) until a process whose command line
+ * holds needle is alive, up to 5 s. */
+static void wait_running(ferry_session *s, ferry__exec_op *op,
+                         const char *needle)
+{
+	for (int i = 0; i < 100 && !procs_holding(needle, 0); i++) {
+		ferry__exec_wait(s, &op, 1, (int64_t)ferry__now_ms() + 50);
+		cr_assert_not(ferry__exec_done(op), "ended early: %s",
+		              ferry_session_errmsg(s));
+	}
+	cr_assert_gt(procs_holding(needle, 0), 0, "'%s' never ran", needle);
+}
+
+/* The attack of the issue: another account reads the marker from ps and
+ * writes a trailer into a log the command prints, to turn its exit 2 into
+ * 0 and move the session to /tmp.  Here "nobody" (when we are root) scans
+ * every process's command line while the command waits, and writes a
+ * trailer for each marker-like word it finds, plus a guess in ferry's
+ * old format.  The status stays 2, the cwd stays, every byte of the log
+ * is output. */
+Test(exec, forged_trailer_from_another_account_is_output)
+{
+	ferry_session *s = booted();
+	char *home = out_of(s, "pwd");
+	home[strcspn(home, "\n")] = '\0';
+	char tmpl[] = "/tmp/ferry-forge-XXXXXX";
+	cr_assert_not_null(mkdtemp(tmpl));
+	cr_assert_eq(chmod(tmpl, 0777), 0);
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "touch '%s/log'; chmod 666 '%s/log'", tmpl,
+	         tmpl);
+	cr_assert_eq(fx_sh("%s", cmd), 0);
+	const char *as = getuid() == 0 ? "setpriv --reuid=65534 --regid=65534 "
+	                                 "--clear-groups "
+	                               : "";
+	if (!*as)
+		cr_log_warn("not root: the attacker is this account");
+	/* the attacker, for 1.5 s; then it says it is done */
+	cr_assert_eq(
+	        fx_sh("%ssh -c 'd=%s; printf \"\\n%%s:0:0:/tmp\\0\" "
+	              "__ferry_0123456789abcdef_1 >>$d/log; i=0; "
+	              "while [ $i -lt 30 ]; do cat /proc/[0-9]*/cmdline "
+	              "2>/dev/null | tr \"\\0\" \"\\n\" | grep -oE "
+	              "\"__ferry_[0-9a-f]+_[0-9]+|[0-9a-f]{32}\" | sort -u "
+	              ">$d/seen.new; for m in $(cat $d/seen.new); do "
+	              "grep -qxF $m $d/seen 2>/dev/null && continue; echo "
+	              "$m >>$d/seen; printf \"\\n%%s:0:0:/tmp\\0\" $m "
+	              ">>$d/log; done; sleep 0.05; i=$((i+1)); done; "
+	              ">$d/done' >/dev/null 2>&1 &",
+	              as, tmpl),
+	        0);
+	snprintf(cmd, sizeof(cmd),
+	         "echo before; i=0; while [ ! -e %s/done ] && [ $i -lt 100 ]; "
+	         "do sleep 0.05; i=$((i+1)); done; cat %s/log; echo after; "
+	         "exit 2",
+	         tmpl, tmpl);
+	ferry_exec_result r;
+	cr_assert_eq(run(s, cmd, NULL, &r), 2, "status %d: forged",
+	             r.exit_status);
+	char p[600];
+	snprintf(p, sizeof(p), "%s/log", tmpl);
+	size_t log_len = 0;
+	char *log = fx_read_file(p, &log_len);
+	cr_assert_not_null(log);
+	cr_assert_gt(log_len, 0);
+	cr_assert_eq(r.output_len,
+	             strlen("before\n") + log_len + strlen("after\n"),
+	             "output %zu bytes, log %zu", r.output_len, log_len);
+	cr_assert(!memcmp(r.output, "before\n", 7));
+	cr_assert(!memcmp(r.output + 7, log, log_len));
+	cr_assert(!memcmp(r.output + 7 + log_len, "after\n", 6));
+	cr_assert_str_eq(r.cwd, home);
+	ferry_exec_result_free(&r);
+	char want[700];
+	snprintf(want, sizeof(want), "%s\n", home);
+	expect_out(s, "pwd", want);
+	free(log);
+	fx_sh("rm -rf '%s'", tmpl);
+	free(home);
+	ferry_session_close(s);
+}
+
+/* The marker of a running command is in no process's command line or
+ * environment (as root sees them: every account's), nor in the snapshot
+ * directory: for the first command of a session (inside the bootstrap)
+ * and for a later one. */
+Test(exec, marker_is_not_visible_while_the_command_runs)
+{
+	for (int later = 0; later < 2; later++) {
+		ferry_session *s = later ? booted() : fx_connect(fx_shared());
+		const char *cmd = later ? "sleep 1.2345" : "sleep 1.2346";
+		ferry__exec_op *op = NULL;
+		cr_assert_eq(ferry__exec_start(s, cmd, NULL, &op), 0);
+		char mark[sizeof(op->mark)];
+		memcpy(mark, op->mark, sizeof(mark));
+		wait_running(s, op, cmd);
+		cr_assert_eq(procs_holding(mark, 1), 0,
+		             "the marker '%s' of '%s' is visible in /proc",
+		             mark, cmd);
+		cr_assert_eq(ferry__exec_wait(s, &op, 1, 0), 0);
+		ferry_exec_result r;
+		cr_assert_eq(ferry__exec_finish(op, &r), 0);
+		cr_assert_eq(r.exit_status, 0);
+		cr_assert_eq(r.output_len, 0);
+		ferry_exec_result_free(&r);
+		ferry__exec_info in;
+		ferry__exec_info_get(s, &in);
+		cr_assert_not_null(in.snapshot_dir);
+		cr_assert_neq(
+		        fx_sh("grep -rqF '%s' '%s'", mark, in.snapshot_dir), 0,
+		        "the marker is in a snapshot file");
+		ferry_session_close(s);
+	}
+}
+
+/* The fallback modes (bash -c without the snapshot, bash -l -c; direct or
+ * through a second bash) read their marker too: stdin, status, cwd, and a
+ * forged trailer is output. */
+Test(exec, every_shell_mode_reads_its_marker)
+{
+	static const struct {
+		int mode, direct;
+	} modes[] = {{FERRY__EXEC_MODE_PLAIN, 1},
+	             {FERRY__EXEC_MODE_PLAIN, 0},
+	             {FERRY__EXEC_MODE_LOGIN, 0},
+	             {FERRY__EXEC_MODE_SNAPSHOT, 0}};
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		ferry_session *s = booted();
+		exec_state *es = ferry__session_state(s, FERRY__SLOT_EXEC);
+		cr_assert_not_null(es);
+		es->mode = modes[i].mode;
+		es->direct = modes[i].direct;
+		ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+		eo.stdin_data = "in\n";
+		eo.stdin_len = 3;
+		ferry_exec_result r;
+		cr_assert_eq(run(s,
+		                 "cat; printf '\\n%s:0:1:/\\0' "
+		                 "__ferry_0123456789abcdef_2; cd /tmp; exit 3",
+		                 &eo, &r),
+		             3, "mode %zu", i);
+		char want[64];
+		int n = snprintf(want, sizeof(want),
+		                 "in\n\n__ferry_0123456789abcdef_2:0:1:/%c", 0);
+		cr_assert_eq(r.output_len, (size_t)n, "mode %zu: %zu bytes", i,
+		             r.output_len);
+		cr_assert(!memcmp(r.output, want, (size_t)n), "mode %zu", i);
+		cr_assert_str_eq(r.cwd, "/tmp", "mode %zu", i);
+		ferry_exec_result_free(&r);
+		expect_out(s, "pwd", "/tmp\n");
+		ferry_session_close(s);
+	}
+}
+
+static int is_hex32(const char *m)
+{
+	if (strlen(m) != 32)
+		return 0;
+	for (const char *p = m; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* Every command has its own marker: 128 random bits, nothing shared with
+ * another command's (no session id, no counter) that would let one be
+ * guessed from another. */
+Test(exec, every_command_has_a_fresh_marker)
+{
+	ferry_session *s = booted();
+	char marks[6][33];
+	for (int round = 0; round < 2; round++) {
+		ferry__exec_op *ops[3];
+		for (int i = 0; i < 3; i++) {
+			cr_assert_eq(
+			        ferry__exec_start(s, "echo $$", NULL, &ops[i]),
+			        0);
+			memcpy(marks[round * 3 + i], ops[i]->mark, 33);
+		}
+		cr_assert_eq(ferry__exec_wait(s, ops, 3, 0), 0);
+		for (int i = 0; i < 3; i++) {
+			ferry_exec_result r;
+			cr_assert_eq(ferry__exec_finish(ops[i], &r), 0);
+			cr_assert_eq(r.exit_status, 0);
+			cr_assert_gt(strtol(r.output, NULL, 10), 1);
+			ferry_exec_result_free(&r);
+		}
+	}
+	for (int i = 0; i < 6; i++) {
+		cr_assert(is_hex32(marks[i]), "marker '%s'", marks[i]);
+		for (int j = 0; j < i; j++) {
+			size_t k = 0;
+			while (k < 32 && marks[i][k] == marks[j][k])
+				k++;
+			cr_assert_lt(k, 8, "'%s' and '%s' share a prefix",
+			             marks[i], marks[j]);
+		}
+	}
+	ferry_session_close(s);
+}
+
+/* The first command of a session (it rides in the bootstrap) gets the
+ * user's stdin exactly, after the marker line. */
+Test(exec, first_command_reads_its_stdin_after_the_marker)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	const char in[] = "line one\n0123456789abcdef0123456789abcdef\nend";
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.stdin_data = in;
+	eo.stdin_len = sizeof(in) - 1;
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "cat", &eo, &r), 0);
+	cr_assert_eq(r.output_len, sizeof(in) - 1);
+	cr_assert(!memcmp(r.output, in, sizeof(in) - 1));
+	ferry_exec_result_free(&r);
+	cr_assert_eq(run(s, "read -r a; read -r b; echo \"$b|$a\"", &eo, &r),
+	             0);
+	cr_assert_str_eq(r.output,
+	                 "0123456789abcdef0123456789abcdef|line one\n");
+	ferry_exec_result_free(&r);
+	ferry_session_close(s);
 }

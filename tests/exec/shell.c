@@ -16,16 +16,21 @@
 #include "exec/shell.h"
 #include "fixture.h"
 
-#define MARK "__ferry_0123456789abcdef_7"
+#define MARK "0123456789abcdef0123456789abcdef"
+/* The marker as the scripts get it: the first line of stdin. */
+#define MARK_IN MARK "\n"
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Run argv with input on stdin, collect stdout; returns exit status. */
-static int run_capture(char *const argv[], const char *env_home,
-                       const char *env_tmp, ferry_buf *out)
+/* Run argv with in (NULL: /dev/null) on stdin, collect stdout; returns
+ * exit status. */
+static int run_capture_in(char *const argv[], const char *env_home,
+                          const char *env_tmp, const char *in, size_t in_len,
+                          ferry_buf *out)
 {
-	int pout[2];
+	int pout[2], pin[2];
 	cr_assert_eq(pipe(pout), 0);
+	cr_assert_eq(pipe(pin), 0);
 	pid_t pid = fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
@@ -33,7 +38,9 @@ static int run_capture(char *const argv[], const char *env_home,
 		close(pout[0]);
 		close(pout[1]);
 		int devnull = open("/dev/null", O_RDWR);
-		dup2(devnull, 0);
+		dup2(in ? pin[0] : devnull, 0);
+		close(pin[0]);
+		close(pin[1]);
 		dup2(devnull, 2);
 		if (env_home)
 			setenv("HOME", env_home, 1);
@@ -47,6 +54,11 @@ static int run_capture(char *const argv[], const char *env_home,
 		_exit(127);
 	}
 	close(pout[1]);
+	close(pin[0]);
+	/* a pipe holds 64 KiB: enough for what the tests send */
+	if (in)
+		cr_assert_eq(write(pin[1], in, in_len), (ssize_t)in_len);
+	close(pin[1]);
 	char buf[65536];
 	ssize_t n;
 	while ((n = read(pout[0], buf, sizeof(buf))) > 0)
@@ -55,6 +67,14 @@ static int run_capture(char *const argv[], const char *env_home,
 	int st = 0;
 	waitpid(pid, &st, 0);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Scripts get MARK on stdin, as ferry sends it. */
+static int run_capture(char *const argv[], const char *env_home,
+                       const char *env_tmp, ferry_buf *out)
+{
+	return run_capture_in(argv, env_home, env_tmp, MARK_IN, strlen(MARK_IN),
+	                      out);
 }
 
 static void collect(void *ctx, const void *p, size_t n)
@@ -100,14 +120,16 @@ Test(shell, quote_round_trips_through_bash)
 		cr_assert_eq(ferry__buf_terminate(&q), 0);
 		char *argv[] = {"bash", "-c", (char *)q.data, NULL};
 		ferry_buf out = FERRY_BUF_INIT;
-		cr_assert_eq(run_capture(argv, NULL, NULL, &out), 0);
+		cr_assert_eq(run_capture_in(argv, NULL, NULL, NULL, 0, &out),
+		             0);
 		cr_assert_eq(out.len, strlen(nasty[i]), "case %zu", i);
 		cr_assert(!out.len || !memcmp(out.data, nasty[i], out.len),
 		          "case %zu", i);
 		/* dash too: the kill and cleanup scripts are POSIX sh */
 		char *argv2[] = {"sh", "-c", (char *)q.data, NULL};
 		ferry__buf_reset(&out);
-		cr_assert_eq(run_capture(argv2, NULL, NULL, &out), 0);
+		cr_assert_eq(run_capture_in(argv2, NULL, NULL, NULL, 0, &out),
+		             0);
 		cr_assert_eq(out.len, strlen(nasty[i]), "sh case %zu", i);
 		ferry__buf_free(&q);
 		ferry__buf_free(&out);
@@ -235,7 +257,6 @@ static void local_run(local *l, const char *command, const char *cwd,
 	char s[600], d[600];
 	ferry__sh_cmd c;
 	memset(&c, 0, sizeof(c));
-	c.mark = MARK;
 	c.command = command;
 	c.cwd = cwd;
 	if (src) {
@@ -372,7 +393,7 @@ Test(shell, bootstrap_snapshots_the_login_environment)
 	                      "echo profile noise\n";
 	cr_assert_eq(fx_write_in(home, ".bash_profile", profile, 0644), 0);
 	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
-	cr_assert_eq(ferry__sh_bootstrap(&req, MARK, "ferry-test"), 0);
+	cr_assert_eq(ferry__sh_bootstrap(&req, "ferry-test"), 0);
 	char *argv[] = {"bash", "-c", (char *)req.data, NULL};
 	cr_assert_eq(run_capture(argv, home, tmp, &out), 0);
 	ferry__sh_boot b;
@@ -426,7 +447,7 @@ Test(shell, bootstrap_snapshots_the_login_environment)
 Test(shell, probe)
 {
 	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
-	cr_assert_eq(ferry__sh_probe(&req, MARK, 0), 0);
+	cr_assert_eq(ferry__sh_probe(&req, 0), 0);
 	char *argv[] = {"sh", "-c", (char *)req.data, NULL};
 	cr_assert_eq(run_capture(argv, NULL, NULL, &out), 0);
 	char *cwd = NULL;
@@ -434,6 +455,12 @@ Test(shell, probe)
 	cr_assert_not_null(cwd);
 	cr_assert_eq(cwd[0], '/');
 	ferry__free(cwd);
+	/* it says what the login shell is (sh: not bash) */
+	ferry__sh_boot b;
+	cr_assert_eq(ferry__sh_parse_boot(out.data, out.len, MARK, &b), 0);
+	cr_assert(b.have_sh);
+	cr_assert_not(b.bash);
+	ferry__sh_boot_free(&b);
 	cr_assert_eq(ferry__sh_parse_probe("nothing", 7, MARK, &cwd), 0);
 	cr_assert_null(cwd);
 	ferry__buf_free(&req);
@@ -495,12 +522,11 @@ Test(shell, bootstrap_with_the_first_command)
 	             0);
 	ferry__sh_cmd c;
 	memset(&c, 0, sizeof(c));
-	c.mark = MARK;
 	c.command = "printf '%s' \"$PV\"; export NEW=1; cd /tmp";
 	c.snap_dst_boot = "1";
 	c.stderr_header = 1;
 	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
-	cr_assert_eq(ferry__sh_bootstrap_with(&req, MARK, "ferry-t2", &c), 0);
+	cr_assert_eq(ferry__sh_bootstrap_with(&req, "ferry-t2", &c), 0);
 	char *argv[] = {"dash", "-c", (char *)req.data, NULL};
 	cr_assert_eq(run_capture(argv, home, tmp, &out), 0);
 	ferry__sh_filter f;
@@ -621,7 +647,7 @@ Test(shell, bootstrap_removes_directories_of_dead_sessions)
 		}
 	}
 	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
-	cr_assert_eq(ferry__sh_bootstrap(&req, MARK, "ferry-new"), 0);
+	cr_assert_eq(ferry__sh_bootstrap(&req, "ferry-new"), 0);
 	char *argv[] = {"bash", "-c", (char *)req.data, NULL};
 	setenv("HOSTNAME", host, 1);
 	cr_assert_eq(run_capture(argv, home, tmp, &out), 0);
@@ -640,4 +666,289 @@ Test(shell, bootstrap_removes_directories_of_dead_sessions)
 	free(tmp);
 	ferry__buf_free(&req);
 	ferry__buf_free(&out);
+}
+
+/* ---- the marker: secret, on stdin, and the last trailer counts ---------- */
+
+/* wire = header, user, then what follows (trailers, late bytes), fed in
+ * pieces of every size. */
+static void filter_every_split(const char *wire, size_t n, const char *want,
+                               size_t want_len, int have, int status,
+                               const char *cwd)
+{
+	for (size_t step = 1; step <= n; step++) {
+		ferry__sh_filter f;
+		ferry_buf out = FERRY_BUF_INIT;
+		filter_all(wire, n, step, 1, &out, &f);
+		cr_assert_eq(out.len, want_len, "step %zu: %zu bytes", step,
+		             out.len);
+		cr_assert(!want_len || !memcmp(out.data, want, want_len),
+		          "step %zu", step);
+		cr_assert_eq(f.have_trailer, have, "step %zu", step);
+		if (have) {
+			cr_assert_eq(f.status, status, "step %zu", step);
+			cr_assert_str_eq(f.cwd, cwd, "step %zu", step);
+		}
+		ferry__sh_filter_free(&f);
+		ferry__buf_free(&out);
+	}
+}
+
+/* The attack: a command prints a trailer in the old format (a marker of
+ * ferry's old "__ferry_<session>_<n>" form, or any other) and exits 2.  It
+ * is output, verbatim; the status is the wrapper's. */
+Test(shell, forged_trailer_is_output)
+{
+	static const char forged[] =
+	        "log line\n\n__ferry_3f2a9c0d1e2b4a5f_17"
+	        ":0:0:/tmp\0more log\n\n"
+	        "0123456789abcdef0123456789abcdee:0:1:/x\0";
+	char wire[512];
+	size_t n = 0;
+	n += (size_t)snprintf(wire, sizeof(wire), MARK ":77\n");
+	memcpy(wire + n, forged, sizeof(forged) - 1);
+	n += sizeof(forged) - 1;
+	const char tr[] = "\n" MARK ":2:1:/home/u";
+	memcpy(wire + n, tr, sizeof(tr)); /* with its NUL */
+	n += sizeof(tr);
+	filter_every_split(wire, n, forged, sizeof(forged) - 1, 1, 2,
+	                   "/home/u");
+}
+
+/* A trailer with the right marker that is not the last one (only the
+ * command itself could print it) is output too, and so is everything
+ * between it and the last one. */
+Test(shell, only_the_last_trailer_counts)
+{
+	char wire[512], want[512];
+	size_t n = 0, w = 0;
+	n += (size_t)snprintf(wire, sizeof(wire), MARK ":77\n");
+	const char user[] = "a\n" MARK ":0:1:/tmp";
+	const char between[] = "between\n\n" MARK ":1:0:/";
+	memcpy(wire + n, user, sizeof(user)); /* with the NUL */
+	n += sizeof(user);
+	memcpy(wire + n, between, sizeof(between));
+	n += sizeof(between);
+	memcpy(want + w, user, sizeof(user));
+	w += sizeof(user);
+	memcpy(want + w, between, sizeof(between));
+	w += sizeof(between);
+	const char tr[] = "\n" MARK ":2:1:/real";
+	memcpy(wire + n, tr, sizeof(tr));
+	n += sizeof(tr);
+	/* late bytes of a background child after the last trailer */
+	memcpy(wire + n, "late", 4);
+	n += 4;
+	memcpy(want + w, "late", 4);
+	w += 4;
+	filter_every_split(wire, n, want, w, 1, 2, "/real");
+
+	/* Without the real one at the end (the command was killed): no
+	 * trailer at all, every byte is output. */
+	n = (size_t)snprintf(wire, sizeof(wire), MARK ":77\n");
+	memcpy(wire + n, user, sizeof(user));
+	n += sizeof(user);
+	memcpy(wire + n, "x", 1);
+	n += 1;
+	ferry__sh_filter f;
+	ferry_buf out = FERRY_BUF_INIT;
+	filter_all(wire, n, 3, 1, &out, &f);
+	cr_assert(f.have_trailer); /* it was the last: it stands */
+	cr_assert_eq(f.status, 0);
+	cr_assert_eq(out.len, 1 + strlen("a"));
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
+	/* killed while a candidate was held: no trailer, late bytes out */
+	cr_assert_eq(ferry__sh_filter_init(&f, MARK, 1), 0);
+	cr_assert_eq(ferry__sh_filter_feed(&f, wire, n, collect, &out), 0);
+	cr_assert(f.have_cand);
+	ferry__sh_filter_flush(&f, collect, &out);
+	cr_assert_eq(ferry__sh_filter_finish(&f, collect, &out), 0);
+	cr_assert_not(f.have_trailer);
+	cr_assert_eq(out.len, 2);
+	cr_assert(!memcmp(out.data, "ax", 2));
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
+}
+
+/* A header in the noise with another marker is noise, not ours: the pgid
+ * (what a timeout kills) comes from the real one. */
+Test(shell, forged_header_is_noise)
+{
+	char wire[256];
+	int n = snprintf(wire, sizeof(wire),
+	                 "motd\n__ferry_3f2a9c0d1e2b4a5f_17:1\n"
+	                 "0123456789abcdef0123456789abcdee:1\n" MARK ":4242\n"
+	                 "out");
+	filter_every_split(wire, (size_t)n, "out", 3, 0, 0, NULL);
+	ferry__sh_filter f;
+	ferry_buf out = FERRY_BUF_INIT;
+	filter_all(wire, (size_t)n, 5, 1, &out, &f);
+	cr_assert_eq(f.pgid, 4242);
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
+}
+
+/* No script ferry sends holds its marker: it comes on stdin. */
+Test(shell, marker_is_not_in_any_script)
+{
+	ferry__sh_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.command = "true";
+	c.cwd = "/tmp";
+	c.snap_src = "/d/0";
+	c.snap_dst = "/d/1";
+	c.stderr_header = 1;
+	for (int inv = 0; inv < 3; inv++) {
+		ferry_buf req = FERRY_BUF_INIT;
+		c.invoke = inv;
+		cr_assert_eq(ferry__sh_wrapper(&req, &c), 0);
+		cr_assert_null(strstr((char *)req.data, MARK));
+		cr_assert_null(strstr((char *)req.data, "__ferry_mk=\""));
+		ferry__buf_free(&req);
+	}
+	ferry_buf req = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_bootstrap_with(&req, "ferry-x", &c), 0);
+	cr_assert_null(strstr((char *)req.data, MARK));
+	ferry__buf_free(&req);
+}
+
+/* The wrapper run by bash, the marker and then the user's stdin on its
+ * stdin: the command gets the user's bytes exactly; a forged trailer in
+ * its output, with any marker, or even its own, does not change its
+ * status or cwd. */
+Test(shell, wrapper_reads_the_marker_then_the_user_stdin)
+{
+	local l;
+	local_init(&l);
+	char in[256];
+	int k = snprintf(in, sizeof(in), MARK_IN "user line\nno newline");
+	ferry__sh_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.command = "cat; exit 3";
+	c.cwd = "/";
+	c.invoke = FERRY__SH_BASH;
+	ferry_buf req = FERRY_BUF_INIT, raw = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_wrapper(&req, &c), 0);
+	char *argv[] = {"sh", "-c", (char *)req.data, NULL};
+	cr_assert_eq(run_capture_in(argv, NULL, NULL, in, (size_t)k, &raw), 3);
+	ferry__sh_filter f;
+	ferry_buf out = FERRY_BUF_INIT;
+	filter_all((const char *)raw.data, raw.len, 1, 1, &out, &f);
+	cr_assert(f.have_trailer);
+	cr_assert_eq(f.status, 3);
+	cr_assert_eq(out.len, strlen("user line\nno newline"));
+	cr_assert(!memcmp(out.data, "user line\nno newline", out.len));
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
+	ferry__buf_free(&req);
+	ferry__buf_free(&raw);
+
+	/* forged: the old format with a guessed marker, and our own */
+	local_run(&l,
+	          "printf 'x\\n%s:0:0:/tmp\\0' __ferry_0123456789abcdef_7; "
+	          "printf '\\n%s:0:1:/tmp\\0' \"$__ferry_mk\"; printf y; "
+	          "exit 2",
+	          "/", "0", "1", NULL, 0);
+	cr_assert_eq(l.status, 2);
+	cr_assert(l.f.have_trailer);
+	cr_assert_eq(l.f.status, 2);
+	cr_assert_str_eq(l.f.cwd, "/");
+	char want[200];
+	int w = snprintf(want, sizeof(want),
+	                 "x\n__ferry_0123456789abcdef_7:0:0:/tmp%c\n" MARK
+	                 ":0:1:/tmp%cy",
+	                 0, 0);
+	cr_assert_eq(l.out.len, (size_t)w);
+	cr_assert(!memcmp(l.out.data, want, (size_t)w));
+	local_free(&l);
+}
+
+/* Without its marker on stdin (a startup file read it), no script runs
+ * anything or prints anything: it exits FERRY__SH_NOMARK. */
+Test(shell, scripts_without_a_marker_do_nothing)
+{
+	char *tmp = fx_tmpdir("nomark");
+	char flag[700];
+	snprintf(flag, sizeof(flag), "%s/ran", tmp);
+	char cmd[800];
+	snprintf(cmd, sizeof(cmd), "touch '%s'", flag);
+	ferry__sh_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.command = cmd;
+	c.invoke = FERRY__SH_BASH;
+	const char *ins[] = {NULL, "short\n",
+	                     "0123456789abcdef0123456789abcdeX\n",
+	                     "0123456789abcdef0123456789abcdef0\n"};
+	for (int i = 0; i < 4; i++) {
+		ferry_buf req = FERRY_BUF_INIT, raw = FERRY_BUF_INIT;
+		cr_assert_eq(ferry__sh_wrapper(&req, &c), 0);
+		char *argv[] = {"sh", "-c", (char *)req.data, NULL};
+		int st = run_capture_in(argv, NULL, NULL, ins[i],
+		                        ins[i] ? strlen(ins[i]) : 0, &raw);
+		cr_assert_eq(st, FERRY__SH_NOMARK, "case %d: %d", i, st);
+		cr_assert_eq(raw.len, 0, "case %d", i);
+		cr_assert_neq(access(flag, F_OK), 0, "case %d ran", i);
+		ferry__buf_free(&req);
+		ferry__buf_free(&raw);
+	}
+	fx_sh("rm -rf '%s'", tmp);
+	free(tmp);
+}
+
+/* bash -l (the bootstrap, the login fallback) runs the profile with stdin
+ * on /dev/null: a profile that reads stdin takes neither the marker nor
+ * the user's data. */
+Test(shell, login_profile_cannot_read_the_marker)
+{
+	char *home = fx_tmpdir("home");
+	char *tmp = fx_tmpdir("tmp");
+	cr_assert_eq(fx_write_in(home, ".bash_profile",
+	                         "read -r stolen; export STOLEN=\"x$stolen\"\n",
+	                         0644),
+	             0);
+	ferry__sh_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.command = "printf '%s|' \"$STOLEN\"; cat";
+	c.snap_dst_boot = "1";
+	ferry_buf req = FERRY_BUF_INIT, raw = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_bootstrap_with(&req, "ferry-t3", &c), 0);
+	char *argv[] = {"dash", "-c", (char *)req.data, NULL};
+	const char in[] = MARK_IN "data";
+	cr_assert_eq(run_capture_in(argv, home, tmp, in, strlen(in), &raw), 0);
+	ferry__sh_filter f;
+	ferry_buf out = FERRY_BUF_INIT;
+	filter_all((const char *)raw.data, raw.len, 4, 1, &out, &f);
+	cr_assert(f.have_trailer);
+	cr_assert_eq(out.len, strlen("x|data"));
+	cr_assert(!memcmp(out.data, "x|data", out.len));
+	ferry__sh_boot b;
+	cr_assert_eq(ferry__sh_parse_boot(f.noise.data, f.noise.len, MARK, &b),
+	             0);
+	cr_assert_not_null(b.dir);
+	cr_assert(b.have_sh);
+	fx_sh("rm -rf '%s'", b.dir);
+	ferry__sh_boot_free(&b);
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
+
+	/* the login fallback's wrapper too */
+	memset(&c, 0, sizeof(c));
+	c.command = "printf '%s|' \"$STOLEN\"; cat";
+	c.invoke = FERRY__SH_LOGIN;
+	ferry__buf_reset(&req);
+	ferry__buf_reset(&raw);
+	cr_assert_eq(ferry__sh_wrapper(&req, &c), 0);
+	cr_assert_eq(run_capture_in(argv, home, tmp, in, strlen(in), &raw), 0);
+	filter_all((const char *)raw.data, raw.len, 4, 1, &out, &f);
+	cr_assert(f.have_trailer);
+	cr_assert_eq(out.len, strlen("x|data"));
+	cr_assert(!memcmp(out.data, "x|data", out.len));
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
+	ferry__buf_free(&req);
+	ferry__buf_free(&raw);
+	fx_sh("rm -rf '%s' '%s'", home, tmp);
+	free(home);
+	free(tmp);
 }

@@ -69,12 +69,18 @@ Test(api, struct_sizes_match_the_header)
 	             sizeof(ferry_sync_report));
 	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_EXEC_RESULT, 0),
 	             sizeof(ferry_exec_result));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_MAPPING, 0),
+	             sizeof(ferry_mapping));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SYNC_OPTS, 1),
+	             offsetof(ferry_sync_opts, max_dir_entries));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SESSION_OPTS, 2),
+	             offsetof(ferry_session_opts, io_timeout_ms));
 }
 
 Test(api, struct_size_is_0_for_unknown_structs_and_versions)
 {
 	cr_assert_eq(ferry_struct_size(0, 0), 0);
-	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_EXEC_RESULT + 1, 0), 0);
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_MAPPING + 1, 0), 0);
 	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SYNC_OPTS, 0), 0);
 	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SYNC_OPTS,
 	                               FERRY_SYNC_OPTS_VERSION + 1),

@@ -367,7 +367,7 @@ Test(session, silent_port_times_out_within_deadline)
 	double t0 = now_ms();
 	cr_assert_eq(try_open(&o, err, sizeof(err)), FERRY_ETIMEOUT);
 	double el = now_ms() - t0;
-	cr_assert(el >= 650 && el < 2000, "took %.0f ms", el);
+	cr_assert(el >= 650 && el < 5000, "took %.0f ms", el);
 	cr_assert(strstr(err, "handshake") != NULL, "%s", err);
 	close(lfd);
 }
@@ -389,7 +389,7 @@ Test(session, interrupt_during_connect)
 	double el = now_ms() - t0;
 	fx_interrupt_join(&t);
 	cr_assert_eq(rc, FERRY_EINTR, "%s", ferry_session_errmsg(s));
-	cr_assert(el < 2000, "took %.0f ms", el);
+	cr_assert(el < 8000, "took %.0f ms", el); /* not the 10 s deadline */
 	ferry_session_close(s);
 	close(lfd);
 }

@@ -506,7 +506,8 @@ Test(sftp_ops, read_small)
 	uint64_t rt0 = ferry__sftp_round_trips(sf);
 	cr_assert_eq(ferry__sftp_read_small_wait(sf, P("m"), 4096, &out, &n),
 	             0);
-	cr_assert_eq(ferry__sftp_round_trips(sf) - rt0, 2);
+	/* LSTAT; OPEN; READ + CLOSE */
+	cr_assert_eq(ferry__sftp_round_trips(sf) - rt0, 3);
 	cr_assert_eq(n, 16);
 	cr_assert_str_eq(out, "0123456789abcdef");
 	ferry__free(out);
@@ -520,9 +521,22 @@ Test(sftp_ops, read_small)
 	ferry__free(out);
 	cr_assert_eq(ferry__sftp_read_small_wait(sf, P("none"), 10, &out, &n),
 	             FERRY_ENOTFOUND);
-	cr_assert(strstr(ferry__sftp_errmsg(sf), "open "), "%s",
+	cr_assert(strstr(ferry__sftp_errmsg(sf), "lstat "), "%s",
 	          ferry__sftp_errmsg(sf));
 	cr_assert_null(out);
+	/* Neither a fifo nor a symlink is opened: sftp-server would block
+	 * in open() of a fifo with no writer. */
+	cr_assert_eq(mkfifo(P("fifo"), 0644), 0);
+	cr_assert_eq(ferry__sftp_read_small_wait(sf, P("fifo"), 10, &out, &n),
+	             FERRY_EEXIST);
+	cr_assert(strstr(ferry__sftp_errmsg(sf), "not a regular file (a fifo)"),
+	          "%s", ferry__sftp_errmsg(sf));
+	cr_assert_null(out);
+	cr_assert_eq(symlink("m", P("link")), 0);
+	cr_assert_eq(ferry__sftp_read_small_wait(sf, P("link"), 10, &out, &n),
+	             FERRY_EEXIST);
+	cr_assert(strstr(ferry__sftp_errmsg(sf), "a symlink"), "%s",
+	          ferry__sftp_errmsg(sf));
 }
 
 static void list_case(size_t count)
