@@ -7,7 +7,7 @@ ferry.agent.RemoteEnvironment."""
 from ._lib import LibraryError, lib as _clib, path as library_path
 from .errors import (AuthError, ConnectionClosedError, ConnectionError,
                      Error, ExistsError, HostKeyError, InputOutputError,
-                     InterruptedError, InvalidArgumentError, LockedError,
+                     InterruptedError, InvalidArgumentError, LimitError, LockedError,
                      NoMemoryError, NoSpaceError, NotFoundError, PartialError,
                      PermissionError, ProtocolError, RemoteError,
                      TimeoutError, UnsupportedError, from_code)
@@ -24,6 +24,6 @@ __all__ = [
     "InterruptedError", "InvalidArgumentError", "NotFoundError",
     "RemoteError", "PermissionError", "ExistsError", "InputOutputError",
     "ProtocolError", "UnsupportedError", "NoSpaceError", "NoMemoryError",
-    "LockedError", "LibraryError", "from_code", "library_path",
+    "LockedError", "LimitError", "LibraryError", "from_code", "library_path",
     "library_version",
 ]

@@ -23,7 +23,7 @@ LOG_FN = ctypes.CFUNCTYPE(None, c_void_p, c_int, c_char_p)
 
 
 class SessionOpts(ctypes.Structure):
-    VERSION = 2
+    VERSION = 3
     _fields_ = [
         ("version", c_uint),
         ("host", c_char_p),
@@ -42,6 +42,7 @@ class SessionOpts(ctypes.Structure):
         ("log", LOG_FN),
         ("log_ctx", c_void_p),
         ("ssh_config", c_char_p),
+        ("io_timeout_ms", c_int),  # version 3
     ]
 
 
@@ -75,12 +76,21 @@ class FileError(ctypes.Structure):
     _fields_ = [("path", c_char_p), ("code", c_int), ("message", c_char_p)]
 
 
+class Mapping(ctypes.Structure):
+    _fields_ = [
+        ("local", c_char_p),
+        ("remote", c_char_p),
+        ("excludes", POINTER(c_char_p)),
+        ("exclude_count", c_size_t),
+    ]
+
+
 CHANGE_FN = ctypes.CFUNCTYPE(None, c_void_p, POINTER(Change))
 PROGRESS_FN = ctypes.CFUNCTYPE(None, c_void_p, POINTER(Progress))
 
 
 class SyncOpts(ctypes.Structure):
-    VERSION = 1
+    VERSION = 2
     _fields_ = [
         ("version", c_uint),
         ("sources", POINTER(c_char_p)),
@@ -102,7 +112,14 @@ class SyncOpts(ctypes.Structure):
         ("ctx", c_void_p),
         ("exclude_from", POINTER(c_char_p)),
         ("exclude_from_count", c_size_t),
+        # version 2
+        ("max_dir_entries", c_uint64),
+        ("max_entries", c_uint64),
+        ("max_name_bytes", c_uint64),
         ("allow_shared_dirs", c_int),
+        ("mappings", POINTER(Mapping)),
+        ("mapping_count", c_size_t),
+        ("delete_scope", c_int),
     ]
 
 
@@ -151,6 +168,7 @@ class ExecResult(ctypes.Structure):
         ("timed_out", c_int),
         ("interrupted", c_int),
         ("duration_ms", c_double),
+        ("killed", c_int),
     ]
 
 
@@ -165,6 +183,7 @@ STRUCTS = [
     (7, FileError, 0),
     (8, SyncReport, 0),
     (9, ExecResult, 0),
+    (10, Mapping, 0),
 ]
 
 # ---- finding and loading the library ----------------------------------------

@@ -5,26 +5,15 @@ SSH environment expects, over one held ferry session.
     env.execute("export X=1; cd /srv")          # state persists
     env.execute("echo $X; pwd")                 # {"output": "1\\n/srv\\n", ...}
     env.sync([("~/.agent/skills", "skills"),    # directory -> remote dir
-              ("~/.agent/creds/token", "creds/token")], "~/.agent")
+              ("~/.agent/creds.json", "creds/token.json")],  # file, renamed
+             "~/.agent")
     env.cleanup()
 """
 
 import os
-import posixpath
-import re
-import threading
-from collections import defaultdict
 
-from .errors import Error, InvalidArgumentError, NotFoundError, PartialError
+from .errors import Error, InvalidArgumentError, NotFoundError
 from .session import Session
-
-# The library writes this note into the command's stderr on a timeout
-# (issue 17 item 8 will make it a result flag only); the runtime adds its
-# own text, so it is removed from the output here.
-# TODO(issue 17 item 8): drop once ferry_exec no longer writes the note.
-_TIMEOUT_NOTE = re.compile(
-    rb"ferry: command timed out after [0-9.e+-]+ s; its remote process "
-    rb"group was killed\n\Z")
 
 
 class RemoteEnvironment:
@@ -49,7 +38,6 @@ class RemoteEnvironment:
         self.timeout = timeout
         self._session = Session(host, user=user or None, port=port,
                                 key_path=key_path or None, **options)
-        self._lock = threading.Lock()
         try:
             # The first command starts the session shell and tells where
             # "~" is (ferry_exec takes "~" literally: issue 17 item 7).
@@ -100,8 +88,6 @@ class RemoteEnvironment:
         except Error as e:
             return {"output": f"ferry: {e}\n", "returncode": 255}
         out = r.output
-        if r.timed_out:
-            out = _TIMEOUT_NOTE.sub(b"", out)
         if r.cwd:
             self.cwd = r.cwd
         return {"output": out.decode("utf-8", "replace"),
@@ -114,68 +100,28 @@ class RemoteEnvironment:
 
     # -- files
 
-    def sync(self, mappings, base, delete=False, excludes=(), **options):
-        """Push (local path, remote path relative to base) pairs.
+    def sync(self, mappings, base, delete=True, delete_scope="tracked",
+             excludes=(), **options):
+        """Push the runtime's file set: mappings is a list of (local path,
+        remote path relative to base) pairs, or (local, remote, excludes):
+        a file lands under the remote name given, a directory's contents
+        at the remote path.  One ferry_sync with ferry_mapping entries:
+        one manifest and one marker for the whole set under base.
 
-        Until ferry_sync takes mappings (TODO: ferry_mapping in
-        ferry_sync_opts, issue 17 item 1), the pairs are grouped into
-        ferry_sync calls, one per remote directory: a local directory
-        mapped to a remote directory becomes the source "dir/" of that
-        directory; a file whose remote name is its own basename joins the
-        call of its remote parent directory.  A file mapped to another
-        name cannot be expressed yet: NotImplementedError names it.  With
-        delete=True each remote directory is mirrored (today's only scope,
-        not the runtime's tracked deletion: a remote-only file there is
-        deleted too), and a mapping below another one's remote directory
-        is refused (the outer mirror would delete it).
-
-        Returns the list of SyncReports, one per remote directory; raises
-        PartialError (its .reports: all of them) when files failed."""
-        groups = defaultdict(list)  # remote dir -> local sources
-        for local, remote in mappings:
-            local = os.path.expanduser(os.fspath(local))
-            rel = posixpath.normpath(remote.strip("/")) if remote.strip(
-                "/") else "."
-            if rel.startswith("..") or posixpath.isabs(remote):
-                raise InvalidArgumentError(
-                    f"ferry.agent: remote path {remote!r} of {local!r} must "
-                    f"be relative to the base and stay inside it")
-            if os.path.isdir(local):
-                groups[rel].append(local.rstrip("/") + "/")
-                continue
-            name = posixpath.basename(rel)
-            if rel == "." or name != os.path.basename(local):
-                # TODO(issue 17 item 1): a ferry_mapping {local, remote}
-                # in ferry_sync_opts expresses this; use it once it lands.
-                raise NotImplementedError(
-                    f"ferry.agent: cannot sync {local!r} to {remote!r} yet: "
-                    f"a file whose remote name differs from its own needs "
-                    f"ferry_sync mappings (issue 17 item 1)")
-            groups[posixpath.dirname(rel) or "."].append(local)
-        if delete:
-            dirs = sorted(groups)
-            for a in dirs:
-                for b in dirs:
-                    if a != b and (a == "." or b.startswith(a + "/")):
-                        raise NotImplementedError(
-                            f"ferry.agent: with delete, remote directory "
-                            f"{b!r} inside {a!r} would be deleted by the "
-                            f"mirror of {a!r}; map them apart or sync "
-                            f"without delete")
-        reports, partial = [], None
-        for rel, sources in sorted(groups.items()):
-            dest = base if rel == "." else posixpath.join(base, rel)
-            try:
-                reports.append(self._session.sync(
-                    sources, dest, delete=delete, excludes=excludes,
-                    **options))
-            except PartialError as e:
-                reports.append(e.report)
-                partial = partial or e
-        if partial:
-            partial.reports = reports
-            raise partial
-        return reports
+        Deletion is tracked by default: what an earlier sync uploaded and
+        is gone locally is deleted, never a file the agent made on the
+        remote (those come home by pull).  delete_scope="mirror" makes
+        every mapped directory an exact copy; delete=False deletes
+        nothing.  options: ferry.Session.sync's (checksum, verify, dry_run,
+        on_change, ...).  Returns the SyncReport; raises PartialError
+        (with .report) when some files failed."""
+        mappings = [tuple(m) if not hasattr(m, "keys") else m
+                    for m in mappings]
+        if not mappings:
+            raise InvalidArgumentError("ferry.agent: sync of no mappings")
+        return self._session.sync(None, base, mappings=mappings,
+                                  delete=delete, delete_scope=delete_scope,
+                                  excludes=excludes, **options)
 
     def pull(self, sources, dest, **options):
         """Bring remote sources (relative to the login directory, or

@@ -111,12 +111,17 @@ class LockedError(Error):
     code, name = -19, "FERRY_ELOCKED"
 
 
+class LimitError(Error):
+    """The remote sent more than the listing bounds allow (max_entries...)."""
+    code, name = -20, "FERRY_ELIMIT"
+
+
 _BY_CODE = {c.code: c for c in (
     Error, InvalidArgumentError, NoMemoryError, ConnectionError,
     TimeoutError, HostKeyError, AuthError, RemoteError, InterruptedError,
     NotFoundError, InputOutputError, ExistsError, PermissionError,
     ProtocolError, UnsupportedError, PartialError, NoSpaceError,
-    ConnectionClosedError, LockedError)}
+    ConnectionClosedError, LockedError, LimitError)}
 
 
 def from_code(code, message, name=None, report=None):

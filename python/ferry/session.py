@@ -15,6 +15,7 @@ EINTR = -9
 EPARTIAL = -16
 
 HOST_KEY_POLICIES = {"accept-new": 0, "strict": 1, "off": 2}
+DELETE_SCOPES = {"mirror": 0, "tracked": 1}
 CHANGE_KINDS = ("mkdir", "upload", "update", "symlink", "delete", "rmdir")
 
 
@@ -134,6 +135,7 @@ class ExecResult:
     interrupted: bool
     duration: float  # seconds
     output_truncated: bool = False
+    killed: bool = False  # timed out/interrupted: its processes seen gone
 
     @property
     def returncode(self):
@@ -248,8 +250,9 @@ class Session:
     ~/.ssh/known_hosts; host_key_policy is "accept-new" (default), "strict"
     or "off" (tests only); connect_timeout, keepalive and idle_timeout are
     in seconds (None: the library's defaults, 15 s, 15 s, four keepalives;
-    keepalive=0 or idle_timeout=0 turn them off); ssh_config names a file
-    read as `ssh -F FILE` would for the alias `host`.
+    keepalive=0 or idle_timeout=0 turn them off); io_timeout (seconds,
+    default 30, 0: none) fails an SFTP request no byte moved for; ssh_config
+    names a file read as `ssh -F FILE` would for the alias `host`.
 
     One call at a time runs on a session (the library is not thread-safe):
     calls from several threads are serialized by a lock.  interrupt() is
@@ -260,7 +263,7 @@ class Session:
                  known_hosts=None, host_key_policy="accept-new",
                  connect_timeout=None, keepalive=None, idle_timeout=None,
                  compress=False, use_agent=True, passphrase=None,
-                 ssh_config=None, log=None, connect=True):
+                 ssh_config=None, io_timeout=None, log=None, connect=True):
         self._s = None
         self._lock = threading.Lock()
         self._state = threading.Lock()  # _busy and _s against interrupt()
@@ -293,6 +296,7 @@ class Session:
         o.log = self._cbs.log(log)
         o.ssh_config = _b(os.path.expanduser(ssh_config)
                           if ssh_config else None)
+        o.io_timeout_ms = _off_or(io_timeout, _ms)
         self._opts = o  # the strings must outlive connect
         handle = ctypes.c_void_p()
         rc = lib.ferry_session_new(ctypes.byref(handle), ctypes.byref(o))
@@ -416,7 +420,9 @@ class Session:
     def _sync_opts(self, sources, dest, delete, excludes, exclude_from,
                    checksum, verify, dry_run, force, fsync, max_delete,
                    state_dir, allow_shared_dirs, on_change, on_progress, log,
-                   cbs):
+                   cbs, mappings=None, delete_scope="mirror",
+                   max_dir_entries=None, max_entries=None,
+                   max_name_bytes=None):
         o = _lib.SyncOpts()
         if lib.ferry_sync_opts_init(ctypes.byref(o), o.VERSION):
             raise InvalidArgumentError(lib.ferry_last_errmsg().decode())
@@ -440,6 +446,25 @@ class Session:
         o.fsync_all = int(bool(fsync))
         o.state_dir = _b(os.path.expanduser(state_dir) if state_dir else None)
         o.allow_shared_dirs = int(bool(allow_shared_dirs))
+        if delete_scope not in DELETE_SCOPES:
+            raise InvalidArgumentError(
+                f"delete_scope {delete_scope!r}: use one of "
+                + ", ".join(DELETE_SCOPES))
+        o.delete_scope = DELETE_SCOPES[delete_scope]
+        o.max_dir_entries = int(max_dir_entries or 0)
+        o.max_entries = int(max_entries or 0)
+        o.max_name_bytes = int(max_name_bytes or 0)
+        if mappings:
+            maps = (_lib.Mapping * len(mappings))()
+            for m, spec in zip(maps, mappings):
+                local, remote, ex = _mapping(spec)
+                m.local = _b(os.path.expanduser(os.fspath(local)))
+                m.remote = _b(remote)
+                exv, m.exclude_count = _strv(_as_list(ex))
+                m.excludes = exv
+                keep.append(exv)
+            o.mappings, o.mapping_count = maps, len(mappings)
+            keep.append(maps)
         o.on_change = cbs.wrap(_lib.CHANGE_FN, None if on_change is None else
                                (lambda ctx, cp: on_change(_change_from_c(cp))))
         o.on_progress = cbs.wrap(
@@ -452,7 +477,7 @@ class Session:
         return o, keep
 
     def _transfer(self, fn, sources, dest, dry_run, **kw):
-        if not _as_list(sources):
+        if not _as_list(sources) and not kw.get("mappings"):
             raise InvalidArgumentError("ferry: no sources given")
         cbs = _Callbacks(self)
         o, keep = self._sync_opts(sources, dest, dry_run=dry_run, cbs=cbs,
@@ -474,24 +499,36 @@ class Session:
              verify=False, dry_run=False, force=False, fsync=False,
              max_delete=None, exclude_from=(), state_dir=None,
              allow_shared_dirs=False, on_change=None, on_progress=None,
-             log=None):
+             log=None, mappings=None, delete_scope="mirror",
+             max_dir_entries=None, max_entries=None, max_name_bytes=None):
         """Push local sources (rsync's meaning of a trailing slash: "dir/"
         puts dir's contents into dest, "dir" puts dir at dest/dir) to the
         remote directory dest (relative to the login directory unless
         absolute; "~/" is the login directory).  Returns a SyncReport;
         raises PartialError (with .report) when some files failed, another
         ferry.Error when the push failed as a whole.  on_change(Change) is
-        called per change, on_progress(Progress) as bytes go out."""
+        called per change, on_progress(Progress) as bytes go out.
+
+        mappings (instead of sources, which is then None or empty): a list
+        of (local, remote) or (local, remote, excludes): a file or a
+        directory's contents at a path relative to dest, all under one
+        manifest and one marker.  delete_scope "tracked" (with delete)
+        deletes only what this manifest recorded, never a remote-only
+        file; "mirror" (default) anything the sources lack."""
         return self._transfer(
             lib.ferry_sync, sources, dest, dry_run, delete=delete,
             excludes=excludes, exclude_from=exclude_from, checksum=checksum,
             verify=verify, force=force, fsync=fsync, max_delete=max_delete,
             state_dir=state_dir, allow_shared_dirs=allow_shared_dirs,
-            on_change=on_change, on_progress=on_progress, log=log)
+            on_change=on_change, on_progress=on_progress, log=log,
+            mappings=mappings, delete_scope=delete_scope,
+            max_dir_entries=max_dir_entries, max_entries=max_entries,
+            max_name_bytes=max_name_bytes)
 
     def pull(self, sources, dest, delete=False, excludes=(), checksum=False,
              dry_run=False, fsync=False, max_delete=None, exclude_from=(),
-             on_change=None, on_progress=None, log=None):
+             on_change=None, on_progress=None, log=None,
+             max_dir_entries=None, max_entries=None, max_name_bytes=None):
         """The reverse of sync: remote sources (same trailing-slash rule)
         into the local directory dest.  In the report files_uploaded counts
         the files brought home and bytes_sent the bytes written locally."""
@@ -501,7 +538,9 @@ class Session:
             exclude_from=exclude_from, checksum=checksum, verify=False,
             force=False, fsync=fsync, max_delete=max_delete, state_dir=None,
             allow_shared_dirs=False, on_change=on_change,
-            on_progress=on_progress, log=log)
+            on_progress=on_progress, log=log,
+            max_dir_entries=max_dir_entries, max_entries=max_entries,
+            max_name_bytes=max_name_bytes)
 
     # -- commands
 
@@ -556,7 +595,8 @@ class Session:
                 cwd=_s(r.cwd), timed_out=bool(r.timed_out),
                 interrupted=bool(r.interrupted),
                 duration=r.duration_ms / 1000.0,
-                output_truncated=bool(r.output_truncated))
+                output_truncated=bool(r.output_truncated),
+                killed=bool(r.killed))
         finally:
             lib.ferry_exec_result_free(ctypes.byref(r))
         cbs.reraise()
@@ -572,6 +612,20 @@ class Session:
         rc = self._call(lib.ferry_exec_prepare)
         if rc:
             self._raise(rc)
+
+
+def _mapping(spec):
+    """(local, remote[, excludes]) or {"local":, "remote":, "excludes":}."""
+    if hasattr(spec, "keys"):
+        return spec["local"], spec["remote"], spec.get("excludes", ())
+    spec = tuple(spec)
+    if len(spec) == 2:
+        return spec[0], spec[1], ()
+    if len(spec) == 3:
+        return spec
+    raise InvalidArgumentError(
+        f"ferry: a mapping is (local, remote) or (local, remote, excludes), "
+        f"not {spec!r}")
 
 
 def _ms(seconds):

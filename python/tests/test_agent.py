@@ -56,7 +56,7 @@ def test_timeout_is_124_and_kills_the_remote_process_group(env):
                     timeout=1)
     assert time.monotonic() - t0 < 5
     assert r["returncode"] == 124
-    assert r["output"] == "begun\n", "ferry's own note is not the output"
+    assert r["output"] == "begun\n", "nothing of ferry's in the output"
     time.sleep(0.2)
     assert pgrep(f"sleep {tag}") == []
 
@@ -130,62 +130,71 @@ def test_concurrent_calls_are_serialized_and_both_answered(env):
     assert waited > 0.5
 
 
-def test_sync_groups_mappings_per_remote_directory(env, tmp_path):
-    home = tmp_path / "local"
+def agent_tree(home):
     write(f"{home}/skills/git/SKILL.md", "git\n")
     write(f"{home}/skills/py/SKILL.md", "py\n")
+    write(f"{home}/skills/py/cache.pyc", "junk\n")
     write(f"{home}/creds/token", "t0k3n\n", mode=0o600)
-    write(f"{home}/creds/other.json", "{}\n", mode=0o600)
+
+
+def test_sync_pushes_mappings_under_one_base(env, tmp_path):
+    home = tmp_path / "local"
+    agent_tree(home)
     base = str(tmp_path / "remote")
-    mappings = [(f"{home}/skills", "skills"),
-                (f"{home}/creds/token", "credentials/token"),
-                (f"{home}/creds/other.json", "credentials/other.json")]
-    reports = env.sync(mappings, base)
-    assert len(reports) == 2
-    assert sum(r.files_uploaded for r in reports) == 4
+    mappings = [(f"{home}/skills", "skills", ["*.pyc"]),
+                (f"{home}/creds/token", "credentials/api-token")]
+    r = env.sync(mappings, base)
+    assert isinstance(r, ferry.SyncReport)
+    assert r.files_uploaded == 3 and r.errors == []
     assert read(f"{base}/skills/git/SKILL.md") == "git\n"
-    assert read(f"{base}/credentials/token") == "t0k3n\n"
-    assert os.stat(f"{base}/credentials/token").st_mode & 0o777 == 0o600
+    assert not os.path.exists(f"{base}/skills/py/cache.pyc")
+    assert read(f"{base}/credentials/api-token") == "t0k3n\n"
+    assert os.stat(f"{base}/credentials/api-token").st_mode & 0o777 == 0o600
     again = env.sync(mappings, base)
-    assert [r.round_trips for r in again] == [0, 0]
-    assert sum(r.files_uploaded for r in again) == 0
-    # delete mirrors each mapped directory
+    assert (again.files_uploaded, again.round_trips) == (0, 0)
+
+
+def test_sync_deletes_tracked_files_only(env, tmp_path):
+    home = tmp_path / "local"
+    agent_tree(home)
+    base = str(tmp_path / "remote")
+    mappings = [(f"{home}/skills", "skills")]
+    env.sync(mappings, base)
+    write(f"{base}/skills/made-by-agent.txt", "keep me\n")
     os.remove(f"{home}/skills/py/SKILL.md")
-    reports = env.sync(mappings, base, delete=True)
-    assert sum(r.files_deleted for r in reports) == 1
+    r = env.sync(mappings, base)
+    assert r.files_deleted == 1
     assert not os.path.exists(f"{base}/skills/py/SKILL.md")
-
-
-def test_sync_of_a_renamed_file_is_not_implemented_yet(env, tmp_path):
-    write(f"{tmp_path}/creds.json", "{}\n")
-    with pytest.raises(NotImplementedError) as e:
-        env.sync([(f"{tmp_path}/creds.json", "credentials/token.json")],
-                 str(tmp_path / "remote"))
-    assert "creds.json" in str(e.value) and "token.json" in str(e.value)
-    assert not os.path.exists(tmp_path / "remote")
-
-
-def test_sync_with_delete_refuses_nested_remote_directories(env, tmp_path):
-    write(f"{tmp_path}/skills/a", "a\n")
-    write(f"{tmp_path}/x/b", "b\n")
-    with pytest.raises(NotImplementedError, match="skills/x"):
-        env.sync([(f"{tmp_path}/skills", "skills"),
-                  (f"{tmp_path}/x/b", "skills/x/b")],
-                 str(tmp_path / "remote"), delete=True)
+    assert read(f"{base}/skills/made-by-agent.txt") == "keep me\n"
+    # a verifying push (it lists the remote) keeps it too
+    r = env.sync(mappings, base, verify=True)
+    assert r.verified and os.path.exists(f"{base}/skills/made-by-agent.txt")
+    # mirror, with the listing that finds remote-only files: it goes
+    r = env.sync(mappings, base, delete_scope="mirror", verify=True)
+    assert not os.path.exists(f"{base}/skills/made-by-agent.txt")
+    # no deletion at all
+    os.remove(f"{home}/skills/git/SKILL.md")
+    env.sync(mappings, base, delete=False)
+    assert os.path.exists(f"{base}/skills/git/SKILL.md")
 
 
 def test_sync_refuses_a_remote_path_outside_the_base(env, tmp_path):
     write(f"{tmp_path}/a", "a\n")
-    with pytest.raises(ferry.InvalidArgumentError, match="inside"):
+    with pytest.raises(ferry.InvalidArgumentError, match="mapping 0"):
         env.sync([(f"{tmp_path}/a", "../a")], str(tmp_path / "remote"))
+    assert not os.path.exists(tmp_path / "remote")
+    with pytest.raises(ferry.InvalidArgumentError):
+        env.sync([], str(tmp_path / "remote"))
 
 
-def test_sync_reports_partial_failures_with_every_report(env, tmp_path):
+def test_sync_reports_partial_failures(env, tmp_path):
     write(f"{tmp_path}/ok/a", "a\n")
     with pytest.raises(ferry.PartialError) as e:
         env.sync([(f"{tmp_path}/ok", "ok"),
                   (f"{tmp_path}/gone", "gone")], str(tmp_path / "remote"))
-    assert len(e.value.reports) == 2
+    rep = e.value.report
+    assert [x.name for x in rep.errors] == ["FERRY_ENOTFOUND"]
+    assert rep.errors[0].path.endswith("/gone")
     assert read(f"{tmp_path}/remote/ok/a") == "a\n"
 
 

@@ -123,7 +123,7 @@ def test_pip_installs_the_package_offline(tmp_path):
 
 
 def test_error_classes_follow_the_code_table():
-    for code in range(-1, -20, -1):
+    for code in range(-1, -21, -1):
         e = ferry.from_code(code, "msg")
         assert isinstance(e, ferry.Error)
         assert e.code == code

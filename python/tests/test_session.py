@@ -176,7 +176,8 @@ def test_timeout_is_124_and_kills_the_remote_group(session, tmp_path):
                      timeout=0.5)
     assert time.monotonic() - t0 < 5
     assert r.exit_status == 124 and r.timed_out and not r.interrupted
-    assert b"not-reached" not in r.output
+    assert r.killed
+    assert r.output == b"", "the library writes nothing into the output"
     time.sleep(0.2)
     assert pgrep(f"sleep {tag}") == []
 
@@ -188,7 +189,7 @@ def test_interrupt_from_another_thread_is_130_and_kills(session):
     r = session.exec(f"echo started; sleep {tag}; echo not-reached")
     assert time.monotonic() - t0 < 5
     assert r.exit_status == 130 and r.interrupted and not r.timed_out
-    assert r.text == "started\n"
+    assert r.text == "started\n" and r.killed
     time.sleep(0.2)
     assert pgrep(f"sleep {tag}") == []
     assert session.exec("echo next").text == "next\n"
@@ -375,3 +376,22 @@ def test_pull_of_a_missing_source_with_delete_is_refused(session, tmp_path):
         session.pull([str(tmp_path / "gone") + "/"], str(local), delete=True)
     assert "gone" in str(e.value) or e.value.report.errors
     assert (local / "keep").exists()
+
+
+def test_sync_of_mappings_with_their_own_excludes(session, tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    tree(src)
+    r = session.sync(None, str(dst), mappings=[
+        (f"{src}/sub", "lib", ["*.log"]),
+        {"local": f"{src}/secret", "remote": "keys/the-secret"}])
+    assert r.files_uploaded == 2
+    assert read(dst / "lib" / "b.txt") == "beta\n"
+    assert not (dst / "lib" / "c.log").exists()
+    assert read(dst / "keys" / "the-secret") == "s3\n"
+    with pytest.raises(ferry.InvalidArgumentError, match="delete_scope"):
+        session.sync(None, str(dst), mappings=[(f"{src}/a.txt", "a")],
+                     delete=True, delete_scope="some")
+    with pytest.raises(ferry.InvalidArgumentError, match="mapping is"):
+        session.sync(None, str(dst), mappings=[(f"{src}/a.txt",)])
+    with pytest.raises(ferry.InvalidArgumentError, match="no sources"):
+        session.sync([], str(dst))
