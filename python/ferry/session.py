@@ -86,8 +86,7 @@ class SyncReport:
 
     @classmethod
     def _from_c(cls, r, dry_run):
-        kw = {f.name: getattr(r, f.name) for f in dataclasses.fields(cls)
-              if f.name not in ("errors", "dry_run")}
+        kw = {n: getattr(r, n) for n in _REPORT_FIELDS}
         kw["verified"] = bool(kw["verified"])
         errors = []
         for i in range(r.error_count):
@@ -96,6 +95,10 @@ class SyncReport:
                                     lib.ferry_error_name(e.code).decode(),
                                     _s(e.message) or ""))
         return cls(errors=errors, dry_run=dry_run, **kw)
+
+
+_REPORT_FIELDS = tuple(f.name for f in dataclasses.fields(SyncReport)
+                       if f.name not in ("errors", "dry_run"))
 
 
 @dataclasses.dataclass
