@@ -59,6 +59,8 @@ class RemoteEnvironment:
 
     def _expand(self, path):
         """A leading ~ or ~/ -> the remote login directory."""
+        if not isinstance(path, str):
+            return path
         if path == "~":
             return self.home or "."
         if path.startswith("~/") and self.home:

@@ -213,7 +213,7 @@ class _Callbacks:
         if fn is None:
             return _lib.LOG_FN()
         return self.wrap(_lib.LOG_FN, lambda ctx, level, msg:
-                         fn(level, msg.decode("utf-8", "replace")))
+                         fn(level, (msg or b"").decode("utf-8", "replace")))
 
     def reraise(self):
         if self.exc is not None:

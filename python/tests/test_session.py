@@ -395,3 +395,15 @@ def test_sync_of_mappings_with_their_own_excludes(session, tmp_path):
         session.sync(None, str(dst), mappings=[(f"{src}/a.txt",)])
     with pytest.raises(ferry.InvalidArgumentError, match="no sources"):
         session.sync([], str(dst))
+
+
+def test_the_log_callback_gets_the_library_s_warnings(sshd, tmp_path):
+    logs = []
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    tree(src)
+    os.symlink("/etc/passwd", src / "outside")
+    with ferry.Session(H, **sshd.conn(
+            log=lambda level, text: logs.append((level, text)))) as s:
+        s.sync([f"{src}/"], str(dst))
+    assert any("outside" in t for _, t in logs), logs
+    assert not (dst / "outside").exists()
