@@ -184,7 +184,8 @@ def test_timeout_is_124_and_kills_the_remote_group(session, tmp_path):
 
 def test_interrupt_from_another_thread_is_130_and_kills(session):
     tag = f"32{os.getpid()}.5"
-    threading.Timer(0.5, session.interrupt).start()
+    session.exec("true")  # the login shell has started: the echo is quick
+    threading.Timer(1.0, session.interrupt).start()
     t0 = time.monotonic()
     r = session.exec(f"echo started; sleep {tag}; echo not-reached")
     assert time.monotonic() - t0 < 5
@@ -217,6 +218,7 @@ class Boom(Exception):
 
 def test_an_exception_in_on_output_is_raised_after_the_call(session):
     tag = f"33{os.getpid()}.5"
+    session.exec("true")
 
     def cb(stream, data):
         raise Boom(data)
