@@ -409,3 +409,20 @@ def test_the_log_callback_gets_the_library_s_warnings(sshd, tmp_path):
         s.sync([f"{src}/"], str(dst))
     assert any("outside" in t for _, t in logs), logs
     assert not (dst / "outside").exists()
+
+
+def test_an_exception_in_on_progress_is_raised_after_the_sync(session,
+                                                              tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    tree(src)
+    calls = []
+
+    def cb(p):
+        calls.append(p)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        session.sync([f"{src}/"], str(dst), on_progress=cb)
+    assert len(calls) == 1, "no callback after the first exception"
+    r = session.sync([f"{src}/"], str(dst))
+    assert read(dst / "sub" / "b.txt") == "beta\n" and r.errors == []
