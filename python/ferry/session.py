@@ -333,6 +333,9 @@ class Session:
         interrupted first).  Idempotent."""
         if not self._s:
             return
+        if self._owner == threading.get_ident():
+            raise Error("ferry: close() from inside a callback of a call on "
+                        "the same session")
         if not self._lock.acquire(blocking=False):
             self.interrupt()
             self._lock.acquire()

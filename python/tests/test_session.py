@@ -426,3 +426,21 @@ def test_an_exception_in_on_progress_is_raised_after_the_sync(session,
     assert len(calls) == 1, "no callback after the first exception"
     r = session.sync([f"{src}/"], str(dst))
     assert read(dst / "sub" / "b.txt") == "beta\n" and r.errors == []
+
+
+def test_close_from_another_thread_interrupts_the_running_call(sshd):
+    s = ferry.Session(H, **sshd.conn())
+    s.exec("true")
+    out = {}
+
+    def run():
+        out["r"] = s.exec("sleep 30")
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    s.close()
+    t.join(10)
+    assert time.monotonic() - t0 < 5 and not t.is_alive()
+    assert out["r"].exit_status == 130 and s.closed
