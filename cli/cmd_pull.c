@@ -26,16 +26,8 @@ static const char help[] =
         "      --itemize-changes  one line per change, as rsync -i\n"
         "      --stats            a report for people\n"
         "      --json             one JSON object on stdout\n"
-        "      --progress         a progress bar on a terminal\n"
-        "      --io-timeout S     fail when the server answers nothing for S\n"
-        "                         seconds (default 30; 0: wait forever)\n"
-        "      --max-dir-entries N, --max-entries N, --max-name-bytes N\n"
-        "                         bound a remote listing: entries in one\n"
-        "                         directory (default 1000000), in all\n"
-        "                         (10000000), bytes of names (1 GiB)\n"
-        "  -p PORT, -i KEY, -F CONFIG, --known-hosts FILE, --host-key POLICY,\n"
-        "  --connect-timeout S, -z, -v, -q, --persist[=S]: as for ferry ping\n"
-        "\n"
+        "      --progress         a progress bar on a "
+        "terminal\n" CLI_SYNC_HELP_COMMON "\n"
         "Exit: 0 done, 1 error, 2 usage, 23 partial, 255 connection.\n";
 
 static int pull(cli_conn *c, cli_sync *cs, ferry_sync_report *r)

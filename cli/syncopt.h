@@ -31,6 +31,20 @@ enum {
 };
 
 #define CLI_SYNC_SHORTOPTS "n"
+/* The end of push's and pull's help: the remote's bounds, the
+ * connection. */
+#define CLI_SYNC_HELP_COMMON                                                   \
+	"      --io-timeout S     fail when the server answers nothing for "   \
+	"S\n"                                                                  \
+	"                         seconds (default 30; 0: wait forever)\n"     \
+	"      --max-dir-entries N, --max-entries N, --max-name-bytes N\n"     \
+	"                         bound a remote listing: entries in one\n"    \
+	"                         directory (default 1000000), in all\n"       \
+	"                         (10000000), bytes of names (1 GiB)\n"        \
+	"  -p PORT, -i KEY, -F CONFIG, --known-hosts FILE, --host-key "        \
+	"POLICY,\n"                                                            \
+	"  --connect-timeout S, -z, -v, -q, --persist[=S]: as for ferry "      \
+	"ping\n"
 /* The transfer options exec --push takes too. */
 #define CLI_SYNC_EXEC_LONGOPTS                                                 \
 	{"delete", no_argument, NULL, OPT_DELETE},                             \

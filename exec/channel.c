@@ -321,6 +321,7 @@ int ferry__ex_chan_io(ferry__exec_op *op)
 			/* Another channel's request awaits its reply. */
 		} else if (rc == 0) {
 			op->exec_ok = op->req_sent = 1;
+			es->exec_seen = 1;
 			progress = 1;
 		} else if (rc == LIBSSH2_ERROR_EAGAIN) {
 			/* Sent in full (libssh2 waits for the reply now)
@@ -356,7 +357,7 @@ int ferry__ex_chan_io(ferry__exec_op *op)
 			return 1;
 		}
 	}
-	if (op->req_sent)
+	if (op->req_sent && (op->exec_ok || es->exec_seen))
 		progress |= write_stdin(op);
 	progress |= read_streams(op);
 	if (op->out_eof && !op->closed && op->need_close) {

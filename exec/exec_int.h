@@ -137,6 +137,11 @@ struct exec_state {
 	ferry__exec_op *ops;       /* live ops */
 	ferry__exec_op *graveyard; /* done internal ops, freed later */
 	int closing_session;
+	/* The server ran a command on this session: stdin (the marker
+	 * first) may go out with the exec request from now on.  Before, it
+	 * waits for the answer: a server that runs none (ProFTPD) may close
+	 * the connection on data for a refused channel. */
+	int exec_seen;
 };
 
 /* ---- sink.c ------------------------------------------------------- */

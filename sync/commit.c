@@ -36,18 +36,15 @@ typedef struct op {
 	size_t ai; /* action index; SIZE_MAX: the marker */
 	char *rpath, *tpath;
 	char *err;
-	uint8_t status;     /* MKDIR: ST_* */
-	uint8_t tstate;     /* T_* of tpath */
-	uint8_t parked;     /* waiting for its directory's state */
-	uint8_t created;    /* MKDIR: the request succeeded */
-	uint8_t remote;     /* the failure came from the remote */
-	uint8_t checks;     /* symlinks: replies before the link is known;
-	                       MKDIR onto an existing name: before it is judged */
-	uint8_t resume;     /* R_*: what to do when unparked */
-	uint8_t seen_link;  /* MKDIR onto an existing name: READLINK worked */
-	uint32_t seen_perm; /* ... and its LSTAT's permissions (0: none) */
-	int seen_err;       /* ... and the LSTAT's error */
-	uint8_t counted;    /* in cx.to_place until placed */
+	uint8_t status;      /* MKDIR: ST_* */
+	uint8_t tstate;      /* T_* of tpath */
+	uint8_t parked;      /* waiting for its directory's state */
+	uint8_t created;     /* MKDIR: the request succeeded */
+	uint8_t remote;      /* the failure came from the remote */
+	uint8_t checks;      /* symlinks: replies before the link is known */
+	uint8_t resume;      /* R_*: what to do when unparked */
+	struct dchk *mk_chk; /* MKDIR found the name taken: its check */
+	uint8_t counted;     /* in cx.to_place until placed */
 	uint8_t hash_ok, hash_broken;
 	int fd;
 	void *hraw; /* allocation holding h (aligned) */
@@ -63,6 +60,7 @@ typedef struct op {
  * before anything is written below it. */
 typedef struct dchk {
 	cx *c;
+	op *mk; /* the MKDIR whose name was taken, or NULL (rpath is its) */
 	char *rpath;
 	const char *path;
 	size_t path_len;
@@ -71,6 +69,7 @@ typedef struct dchk {
 	uint8_t is_link;
 	int err; /* of the LSTAT */
 	uint32_t perm;
+	int code; /* of a failed judgement */
 	char msg[200];
 } dchk;
 
@@ -847,44 +846,7 @@ static int judge_dir(cx *c, int lerr, uint32_t perm, int is_link, int *code,
 	return ST_OK;
 }
 
-/* MKDIR found the name taken: LSTAT and READLINK of it decide. */
-static void mkdir_judge(op *x)
-{
-	cx *c = x->c;
-	if (--x->checks)
-		return;
-	int code = 0;
-	char msg[200];
-	int st = judge_dir(c, x->seen_err, x->seen_perm, x->seen_link, &code,
-	                   msg, sizeof(msg));
-	if (st == ST_OK) {
-		dir_ok(x); /* there already (an interrupted push) */
-		return;
-	}
-	fail(x, code, code != FERRY_EPERM, "%s", msg);
-	dir_resolved(x, st);
-}
-
-static void mkdir_lstat_cb(void *ctx, const ferry__sftp_reply *r)
-{
-	op *x = ctx;
-	x->c->pending--;
-	if (r->error)
-		x->seen_err = r->error;
-	else if (r->attrs && (r->attrs->flags & FERRY__ATTR_PERMISSIONS))
-		x->seen_perm = r->attrs->perm;
-	else
-		x->seen_perm = 0;
-	mkdir_judge(x);
-}
-
-static void mkdir_readlink_cb(void *ctx, const ferry__sftp_reply *r)
-{
-	op *x = ctx;
-	x->c->pending--;
-	x->seen_link = !r->error;
-	mkdir_judge(x);
-}
+static void submit_check(cx *c, struct dchk *d);
 
 static void mkdir_cb(void *ctx, const ferry__sftp_reply *r)
 {
@@ -896,18 +858,19 @@ static void mkdir_cb(void *ctx, const ferry__sftp_reply *r)
 		dir_ok(x);
 		return;
 	}
+	/* The name is taken: checked as any directory the push did not
+	 * make (there already: an interrupted push). */
 	if (!ferry__sftp_dead(c->sf) &&
 	    (r->error == FERRY_EEXIST || r->error == FERRY_EREMOTE) &&
-	    !ferry__sftp_lstat(c->sf, x->rpath, mkdir_lstat_cb, x)) {
-		c->pending++;
-		x->checks = 1;
-		x->seen_err = 0;
-		x->seen_link = 0;
-		if (!ferry__sftp_readlink(c->sf, x->rpath, mkdir_readlink_cb,
-		                          x)) {
-			c->pending++;
-			x->checks++;
-		}
+	    (x->mk_chk = ferry__calloc(1, sizeof(*x->mk_chk)))) {
+		dchk *d = x->mk_chk;
+		d->c = c;
+		d->mk = x;
+		d->rpath = x->rpath;
+		d->path = act(x)->entry.path;
+		d->path_len = act(x)->entry.path_len;
+		d->status = ST_PENDING;
+		submit_check(c, d);
 		return;
 	}
 	fail(x, r->error, 1, "%s", r->message);
@@ -945,9 +908,19 @@ static void chk_reply(dchk *d)
 	cx *c = d->c;
 	if (--d->replies)
 		return;
-	int code = 0;
-	d->status = (uint8_t)judge_dir(c, d->err, d->perm, d->is_link, &code,
+	d->status = (uint8_t)judge_dir(c, d->err, d->perm, d->is_link, &d->code,
 	                               d->msg, sizeof(d->msg));
+	int code = d->code;
+	if (d->mk) {
+		op *x = d->mk;
+		if (d->status == ST_OK) {
+			dir_ok(x);
+			return;
+		}
+		fail(x, code, code != FERRY_EPERM, "%s", d->msg);
+		dir_resolved(x, d->status);
+		return;
+	}
 	if (d->status != ST_OK) {
 		const ferry_sync_opts *o = c->o->o;
 		if (d->status == ST_BAD) {
@@ -1624,6 +1597,7 @@ static int add_unresolved(ferry__commit_result *res, const char *name)
 static void op_free(op *x)
 {
 	close_local(x);
+	ferry__free(x->mk_chk);
 	ferry__free(x->rpath);
 	ferry__free(x->tpath);
 	ferry__free(x->err);

@@ -449,16 +449,29 @@ Test(push_bad, shared_destination_is_refused_unless_allowed, PH_ENV)
 	}
 	fx_sh("mkdir -p '%s/sub' && chmod 0777 '%s'", e.dst, e.dst);
 	char *before = ph_tree_listing(out);
-	/* The swapper: sub is a directory, then a symlink to outside. */
+	/* The swapper: sub is a directory, then a symlink to outside; it
+	 * leaves a flag once it has swapped.  As root the tests make it
+	 * another account, which may search the directories down to DEST. */
+	char flag[700];
+	snprintf(flag, sizeof(flag), "%s/swapped", e.dst);
+	if (geteuid() == 0)
+		fx_sh("d='%s'; while [ \"$d\" != / ]; do chmod o+x \"$d\"; "
+		      "d=$(dirname \"$d\"); done",
+		      e.dst);
 	pid_t pid = fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
 		char cmd[4096];
 		snprintf(cmd, sizeof(cmd),
 		         "cd '%s' && while :; do mv -T sub sub.d 2>/dev/null "
-		         "&& ln -sT '%s' sub && rm -f sub && mv -T sub.d sub; "
-		         "done",
-		         e.dst, out);
+		         "&& ln -sT '%s' sub && : > '%s' && rm -f sub && "
+		         "mv -T sub.d sub; done",
+		         e.dst, out, flag);
+		/* Another account (nobody) when the tests run as root. */
+		if (geteuid() == 0)
+			execl("/usr/bin/setpriv", "setpriv", "--reuid=65534",
+			      "--regid=65534", "--clear-groups", "/bin/sh",
+			      "-c", cmd, (char *)NULL);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
@@ -479,6 +492,8 @@ Test(push_bad, shared_destination_is_refused_unless_allowed, PH_ENV)
 	cr_assert_str_eq(before, after, "written through the symlink sub");
 	free(after);
 	cr_assert_eq(refused, 20, "refused %d of 20", refused);
+	cr_assert(ph_exists(e.dst, "swapped"), "the swapper never swapped");
+	fx_sh("rm -f '%s'", flag);
 	cr_assert(ph_exists(e.dst, "top"), "the top level is written");
 	cr_assert(!ph_exists(e.dst, "sub/f00"), "written below a shared "
 	                                        "directory");
