@@ -18,6 +18,8 @@
 #   BIG_RUNS  runs for the 256 MiB case (default RUNS); BIG_MIB (256)
 #   CASES     subset of: cold noop change5 touch5 exec connect big noop100k
 #             pcold pnoop pchange5 (pulls of the tree into a local directory)
+#             python (bench/python_bench.py: the Python package's rows, on
+#             loopback with its own sshd; results in OUT/python/latest.md)
 #   TREE100K  0 skips the 100,000-file no-op case (loopback only)
 #   FERRY     0 marks every ferry cell n/a without trying (peers only)
 #   OUT       results directory (default bench/results)
@@ -43,7 +45,7 @@ WARM=${WARM:-2}
 BIG_RUNS=${BIG_RUNS:-$RUNS}
 BIG_MIB=${BIG_MIB:-256}
 TREE100K=${TREE100K:-1}
-CASES=${CASES:-cold noop change5 touch5 exec connect big noop100k pcold pnoop pchange5}
+CASES=${CASES:-cold noop change5 touch5 exec connect big noop100k pcold pnoop pchange5 python}
 FERRY=${FERRY:-1}
 OUT=${OUT:-$src/bench/results}
 FERRY_BIN=$B/ferry
@@ -715,3 +717,8 @@ mkdir -p "$OUT"
 stamp=$(date -u +%Y%m%d-%H%M%S)
 python3 "$src/bench/report.py" --raw "$RAW" --meta "$META" --out "$OUT" --stamp "$stamp" || exit 1
 log "results: $OUT/latest.md, $OUT/latest.json, $OUT/latest.png (also bench-$stamp.*)"
+if has_case python; then
+	log "python rows (bench/python_bench.py)"
+	RUNS=$RUNS WARM=$WARM /usr/bin/python3 "$src/bench/python_bench.py" --build "$B" \
+		--out "$OUT/python" || log "bench/python_bench.py failed"
+fi

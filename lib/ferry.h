@@ -94,6 +94,29 @@ enum ferry_exit_status {
 /* Library version as a string, e.g. "0.1.0". */
 FERRY_API const char *ferry_version(void);
 
+/* ---- struct sizes, for bindings --------------------------------------- */
+
+/* The structs of this header, for ferry_struct_size. */
+enum ferry_struct {
+	FERRY_STRUCT_SESSION_OPTS = 1, /* versioned */
+	FERRY_STRUCT_SYNC_OPTS = 2,    /* versioned */
+	FERRY_STRUCT_EXEC_OPTS = 3,    /* versioned */
+	FERRY_STRUCT_SESSION_INFO = 4,
+	FERRY_STRUCT_CHANGE = 5,
+	FERRY_STRUCT_PROGRESS = 6,
+	FERRY_STRUCT_FILE_ERROR = 7,
+	FERRY_STRUCT_SYNC_REPORT = 8,
+	FERRY_STRUCT_EXEC_RESULT = 9,
+	FERRY_STRUCT_MAPPING = 10
+};
+
+/* sizeof the struct `which` as this library was built, so that a binding
+ * that declares the layouts itself (ctypes) can refuse to run against a
+ * library whose structs differ.  For an option struct, the size of its
+ * given version (1 to its FERRY_*_OPTS_VERSION); for the others version
+ * must be 0.  0 for an unknown struct or version. */
+FERRY_API size_t ferry_struct_size(int which, unsigned int version);
+
 /* ---- session ----------------------------------------------------------- */
 
 typedef struct ferry_session ferry_session;

@@ -4,7 +4,7 @@
 pkgs="build-essential clang libssh2-1-dev libxxhash-dev zlib1g-dev libcriterion-dev
 pkg-config openssh-server openssh-client rsync gnuplot-nox inotify-tools python3
 clang-format dropbear-bin strace gesftpserver proftpd-core proftpd-mod-crypto
-python3-asyncssh python3-paramiko procps"
+python3-asyncssh python3-paramiko procps python3-pytest python3-setuptools"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -53,6 +53,48 @@ for t in "$B"/tests/test-*; do
 	fi
 done
 
+# The Python package's tests (python/tests, pytest from Debian's
+# python3-pytest), against the same sshd and this build's libferry.so.
+python_tests() {
+	local py=${PYTHON:-/usr/bin/python3} rt= out rc sum p f e
+	local pyenv=(FERRY_LIB="$B/libferry.so" PYTHONDONTWRITEBYTECODE=1)
+	if ! "$py" -c 'import pytest' 2>/dev/null; then
+		echo "run.sh: $py has no pytest (apt-get install python3-pytest, or make deps)"
+		failed=$((failed + 1)); status=1; return
+	fi
+	# A sanitized library needs its runtime loaded first; Python's own
+	# allocations are not ours to check for leaks.
+	case ${SAN:-} in
+	*address*) rt=libasan.so; pyenv+=(ASAN_OPTIONS=detect_leaks=0) ;;
+	*undefined*) rt=libubsan.so ;;
+	esac
+	if [ -n "$rt" ]; then
+		rt=$(${CC:-cc} -print-file-name=$rt)
+		if [ ! -e "$rt" ]; then
+			echo "run.sh: python tests skipped: ${CC:-cc} has no sanitizer runtime $rt to preload"
+			return
+		fi
+		pyenv+=(LD_PRELOAD="$rt")
+	fi
+	out=$(env "${pyenv[@]}" "$py" -m pytest -q -p no:cacheprovider \
+		${PYTEST_ARGS:-} "$src/python/tests" 2>&1); rc=$?
+	if [ "$rc" = 0 ]; then
+		printf '%s\n' "$out" | tail -n 3
+	else
+		printf '%s\n' "$out" | tail -n 200
+	fi
+	sum=$(printf '%s\n' "$out" | grep -E '^(=+ )?[0-9]+ (passed|failed|error)' | tail -1)
+	p=$(printf '%s' "$sum" | sed -n 's/.*\b\([0-9][0-9]*\) passed.*/\1/p')
+	f=$(printf '%s' "$sum" | sed -n 's/.*\b\([0-9][0-9]*\) failed.*/\1/p')
+	e=$(printf '%s' "$sum" | sed -n 's/.*\b\([0-9][0-9]*\) error.*/\1/p')
+	passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0}))
+	[ "$rc" = 0 ] || { status=1; [ -z "$sum" ] && failed=$((failed + 1)); }
+}
+if [ -d "$src/python/tests" ] && [ -z "${SKIP_PYTHON:-}" ]; then
+	echo "== python (pytest)"
+	python_tests
+fi
+
 if [ "$FUZZ_SECONDS" -gt 0 ] && command -v clang >/dev/null && ls "$src"/tests/fuzz/*.c >/dev/null 2>&1; then
 	echo "== fuzz (${FUZZ_SECONDS}s each)"
 	if make -s -C "$src" B="$B" FUZZ_SECONDS="$FUZZ_SECONDS" fuzz >"$FERRY_TEST_TMP/fuzz.log" 2>&1; then

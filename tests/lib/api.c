@@ -43,3 +43,47 @@ Test(api, error_names_follow_the_table)
 	cr_assert_str_eq(ferry_error_name(FERRY_ELOCKED), "FERRY_ELOCKED");
 	cr_assert_str_eq(ferry_error_name(12345), "FERRY_EUNKNOWN");
 }
+
+Test(api, struct_sizes_match_the_header)
+{
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SESSION_OPTS,
+	                               FERRY_SESSION_OPTS_VERSION),
+	             sizeof(ferry_session_opts));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SESSION_OPTS, 1),
+	             offsetof(ferry_session_opts, ssh_config));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SYNC_OPTS,
+	                               FERRY_SYNC_OPTS_VERSION),
+	             sizeof(ferry_sync_opts));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_EXEC_OPTS,
+	                               FERRY_EXEC_OPTS_VERSION),
+	             sizeof(ferry_exec_opts));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SESSION_INFO, 0),
+	             sizeof(ferry_session_info));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_CHANGE, 0),
+	             sizeof(ferry_change));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_PROGRESS, 0),
+	             sizeof(ferry_progress));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_FILE_ERROR, 0),
+	             sizeof(ferry_file_error));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SYNC_REPORT, 0),
+	             sizeof(ferry_sync_report));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_EXEC_RESULT, 0),
+	             sizeof(ferry_exec_result));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_MAPPING, 0),
+	             sizeof(ferry_mapping));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SYNC_OPTS, 1),
+	             offsetof(ferry_sync_opts, max_dir_entries));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SESSION_OPTS, 2),
+	             offsetof(ferry_session_opts, io_timeout_ms));
+}
+
+Test(api, struct_size_is_0_for_unknown_structs_and_versions)
+{
+	cr_assert_eq(ferry_struct_size(0, 0), 0);
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_MAPPING + 1, 0), 0);
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SYNC_OPTS, 0), 0);
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SYNC_OPTS,
+	                               FERRY_SYNC_OPTS_VERSION + 1),
+	             0);
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_CHANGE, 1), 0);
+}
