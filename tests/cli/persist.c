@@ -389,9 +389,9 @@ Test(persist, ctrl_c_kills_the_remote_command_and_only_that_one)
 	world_init(&w, fx_shared(), "pst8");
 	free(conn_of(&w, "--persist=60"));
 	/* A: runs (sleep, then says so); B: waits its turn behind A. */
-	cr_assert_eq(fx_sh("cd %s && { %s %s exec --persist=60 %s 127.0.0.1 "
+	cr_assert_eq(fx_sh("cd %s && { { %s %s exec --persist=60 %s 127.0.0.1 "
 	                   "-- 'sleep 2; echo A-done' > a.out 2>&1; echo $? "
-	                   "> a.rc; } & echo $! > a.pid",
+	                   "> a.rc; } & echo $! > a.pid; }",
 	                   w.dir, w.env, fx_ferry_bin(), w.conn),
 	             0);
 	usleep(300000);
