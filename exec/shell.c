@@ -454,6 +454,19 @@ static void emit_some(ferry__sh_emit_fn emit, void *ctx, const void *p,
 		emit(ctx, p, n);
 }
 
+/* The first n bytes of hold, without a first "\n" emitted already. */
+static void emit_hold(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx,
+                      size_t n)
+{
+	const char *h = (const char *)f->hold.data;
+	if (n && f->nl_out) {
+		h++;
+		n--;
+		f->nl_out = 0;
+	}
+	emit_some(emit, ctx, h, n);
+}
+
 /* Header "MARK:PGID\n" in hold (the noise before it is dropped, a copy
  * kept in noise).  1 found (hold then holds what followed), 0 not yet, -1
  * out of memory. */
@@ -634,13 +647,14 @@ static int run(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
 		case FERRY__SHF_BODY:
 			if (!next_trailer(f, h, n, &at, &end, &st, &dumped,
 			                  &keep)) {
-				emit_some(emit, ctx, h, keep);
+				emit_hold(f, emit, ctx, keep);
 				f->hold.off = keep;
 				ferry__buf_compact(&f->hold);
 				return 0;
 			}
 			/* The "\n" before it is the wrapper's. */
-			emit_some(emit, ctx, h, at);
+			emit_hold(f, emit, ctx, at);
+			f->nl_out = 0;
 			if (set_cand(f, h, at, end, st, dumped))
 				return FERRY_ENOMEM;
 			f->hold.off = end;
@@ -693,12 +707,25 @@ int ferry__sh_filter_feed(ferry__sh_filter *f, const void *p, size_t n,
 	return run(f, emit, ctx);
 }
 
+void ferry__sh_filter_release(ferry__sh_filter *f, ferry__sh_emit_fn emit,
+                              void *ctx)
+{
+	if (f->state != FERRY__SHF_BODY || f->nl_out || f->hold.len != 1 ||
+	    f->hold.data[0] != '\n')
+		return;
+	emit(ctx, "\n", 1);
+	f->nl_out = 1;
+}
+
 void ferry__sh_filter_flush(ferry__sh_filter *f, ferry__sh_emit_fn emit,
                             void *ctx)
 {
 	if (f->state != FERRY__SHF_BODY && f->state != FERRY__SHF_CAND)
 		return;
-	emit_some(emit, ctx, f->hold.data, f->hold.len);
+	if (f->state == FERRY__SHF_BODY)
+		emit_hold(f, emit, ctx, f->hold.len);
+	else
+		emit_some(emit, ctx, f->hold.data, f->hold.len);
 	ferry__buf_reset(&f->hold);
 	ferry__buf_reset(&f->cand);
 	f->have_cand = 0;
@@ -710,7 +737,10 @@ int ferry__sh_filter_finish(ferry__sh_filter *f, ferry__sh_emit_fn emit,
 {
 	if (f->state == FERRY__SHF_CAND)
 		accept_cand(f);
-	emit_some(emit, ctx, f->hold.data, f->hold.len);
+	if (f->state == FERRY__SHF_BODY)
+		emit_hold(f, emit, ctx, f->hold.len);
+	else
+		emit_some(emit, ctx, f->hold.data, f->hold.len);
 	ferry__buf_reset(&f->hold);
 	f->state = FERRY__SHF_AFTER;
 	return 0;

@@ -146,12 +146,21 @@ typedef struct ferry__sh_filter {
 	int status;
 	int dumped;
 	char *cwd;
+	/* hold's first byte, a "\n", was emitted already (released for the
+	 * other stream's output): it still counts for a trailer after it. */
+	int nl_out;
 } ferry__sh_filter;
 
 int ferry__sh_filter_init(ferry__sh_filter *f, const char *mark,
                           int want_trailer);
 int ferry__sh_filter_feed(ferry__sh_filter *f, const void *p, size_t n,
                           ferry__sh_emit_fn emit, void *ctx);
+/* Merged streams: the other stream is about to emit.  A line end held
+ * back as the possible start of a trailer (hold is exactly "\n") is
+ * emitted now, so the lines keep their order; a trailer right after it
+ * still counts (the output then keeps the wrapper's "\n"). */
+void ferry__sh_filter_release(ferry__sh_filter *f, ferry__sh_emit_fn emit,
+                              void *ctx);
 /* Emit what is held back as a possible trailer start, or after a
  * candidate (the command is being killed: no trailer will be accepted;
  * a candidate's own bytes are ferry's and dropped). */

@@ -136,9 +136,6 @@ def test_stdout_and_stderr_merge_in_arrival_order(session):
     assert r.stderr is None
 
 
-@pytest.mark.xfail(reason="exec/ holds back a stdout line's final newline "
-                   "(it could start the trailer) until more stdout comes, "
-                   "so stderr written in between lands before it")
 def test_lines_of_stdout_and_stderr_merge_in_arrival_order(session):
     r = session.exec("echo 1; sleep 0.1; echo 2 >&2; sleep 0.1; echo 3; "
                      "sleep 0.1; echo 4 >&2")

@@ -1302,3 +1302,22 @@ Test(exec, first_command_reads_its_stdin_after_the_marker)
 	ferry_exec_result_free(&r);
 	ferry_session_close(s);
 }
+
+/* Merged output keeps the order of lines across the two streams: a line
+ * end on stdout (which could start the wrapper's trailer) is not held
+ * back behind stderr's next line; the trailer after it still counts. */
+Test(exec, lines_of_stdout_and_stderr_merge_in_arrival_order)
+{
+	ferry_session *s = booted();
+	expect_out(s,
+	           "echo 1; sleep 0.1; echo 2 >&2; sleep 0.1; echo 3; sleep "
+	           "0.1; echo 4 >&2",
+	           "1\n2\n3\n4\n");
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "cd /tmp; echo a; echo b >&2; exit 3", NULL, &r),
+	             3);
+	cr_assert_str_eq(r.output, "a\nb\n");
+	cr_assert_str_eq(r.cwd, "/tmp");
+	ferry_exec_result_free(&r);
+	ferry_session_close(s);
+}
