@@ -499,7 +499,9 @@ static int free_slot(const exec_state *es)
 
 static char *join_cwd(const char *base, const char *rel)
 {
-	if (rel[0] == '/' || !base)
+	/* Absolute, or "~" / "~/x": the script's cd reads those itself. */
+	if (rel[0] == '/' || !base ||
+	    (rel[0] == '~' && (rel[1] == '\0' || rel[1] == '/')))
 		return ferry__strdup(rel);
 	return ferry__asprintf("%s%s%s", base,
 	                       base[strlen(base) - 1] == '/' ? "" : "/", rel);

@@ -170,11 +170,15 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 	put_env(&t, c);
 	/* cd sets OLDPWD; keep the user's so that "cd -" works across
 	 * commands. */
+	/* "~" and "~/x" are the login directory, as a shell reads them (the
+	 * session's own cwd is always absolute). */
+	int home = c->cwd && c->cwd[0] == '~' &&
+	           (c->cwd[1] == '\0' || c->cwd[1] == '/');
 	if (c->cwd)
 		ferry__buf_fmt(&t,
-		               "__ferry_op=${OLDPWD-}; builtin cd -- %q || "
+		               "__ferry_op=${OLDPWD-}; builtin cd -- %s%q || "
 		               "builtin exit 126; OLDPWD=$__ferry_op; ",
-		               c->cwd);
+		               home ? "\"$HOME\"" : "", c->cwd + home);
 	build_trap(&trap, c);
 	int error = trap.error;
 	if (!error)

@@ -424,8 +424,9 @@ FERRY_API int ferry_pull(ferry_session *s, const ferry_sync_opts *opts,
 
 typedef struct ferry_exec_opts {
 	unsigned int version; /* FERRY_EXEC_OPTS_VERSION */
-	const char *cwd;      /* NULL: the session's current directory */
-	int timeout_ms;       /* 0: none; on expiry exit status 124 */
+	const char *cwd; /* NULL: the session's current directory; relative:
+	                    to it; "~" and "~/x": the login directory */
+	int timeout_ms;  /* 0: none; on expiry exit status 124 */
 	const void *stdin_data;
 	size_t stdin_len;
 	/* Output as it arrives; stream is 1 (stdout) or 2 (stderr). */

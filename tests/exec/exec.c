@@ -1321,3 +1321,37 @@ Test(exec, lines_of_stdout_and_stderr_merge_in_arrival_order)
 	ferry_exec_result_free(&r);
 	ferry_session_close(s);
 }
+
+/* opts.cwd "~" and "~/x" are the login directory (issue 17 item 7); a
+ * name that merely starts with "~" is taken as it is. */
+Test(exec, cwd_tilde_is_the_login_directory)
+{
+	ferry_session *s = booted();
+	char *home = out_of(s, "builtin cd ~ && pwd -P");
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	ferry_exec_result r;
+	eo.cwd = "~";
+	int st = run(s, "pwd -P", &eo, &r);
+	cr_assert_eq(st, 0, "exit %d: %s", st, r.output);
+	cr_assert_str_eq(r.output, home);
+	ferry_exec_result_free(&r);
+	char *dir = fx_tmpdir("tilde");
+	char *rel = NULL;
+	size_t hl = strlen(home);
+	while (hl && home[hl - 1] == '\n')
+		home[--hl] = '\0';
+	fx_sh("mkdir -p '%s/.ferry-tilde-test/a b'", home);
+	eo.cwd = "~/.ferry-tilde-test/a b";
+	cr_assert_eq(run(s, "pwd -P", &eo, &r), 0);
+	cr_assert(asprintf(&rel, "%s/.ferry-tilde-test/a b\n", home) > 0);
+	cr_assert_str_eq(r.output, rel);
+	ferry_exec_result_free(&r);
+	eo.cwd = "~no-such-user-dir";
+	cr_assert_eq(run(s, "pwd", &eo, &r), 126, "taken literally");
+	ferry_exec_result_free(&r);
+	fx_sh("rm -rf '%s/.ferry-tilde-test' '%s'", home, dir);
+	free(rel);
+	free(dir);
+	free(home);
+	ferry_session_close(s);
+}
