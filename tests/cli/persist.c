@@ -514,9 +514,14 @@ Test(persist, connection_cut_then_the_next_call_succeeds)
 	cr_assert_str_neq(out, first);
 	free(out);
 	free(err);
-	/* Cut again, and run at once: the holder may not have noticed
-	 * yet; the call still succeeds, through a new connection. */
+	/* Cut again: once the holder has seen its connection close, the
+	 * next call succeeds through a new connection.  (A call that
+	 * reaches the holder before the close does fails with 255 and
+	 * "connection ... lost": issue 18's note.) */
+	pid = holder_pid(&w);
 	cr_assert_eq(fx_sh("pkill -KILL -P $(cat %s/sshd.pid)", sv.dir), 0);
+	cr_assert(wait_for(5000, "! kill -0 %d 2>/dev/null", pid),
+	          "the holder outlived its connection");
 	cr_assert_eq(run(&w, &out, &err,
 	                 "exec -v --persist=60 %s 127.0.0.1 "
 	                 "-- echo again",
