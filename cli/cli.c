@@ -282,12 +282,24 @@ int cli_conn_target(cli_conn *c, const char *arg, int want_path, char **path)
 /* The session Ctrl-C interrupts: the library stops what it is doing (a
  * remote command is killed remotely) instead of the process dying. */
 static ferry_session *volatile cli_current;
+/* Ctrl-C came: the library drops an interrupt sent between its calls, so
+ * the next call is not made. */
+static volatile sig_atomic_t cli_sigint;
 
 static void on_signal(int sig)
 {
 	(void)sig;
+	cli_sigint = 1;
 	if (cli_current)
 		ferry_interrupt(cli_current);
+}
+
+int cli_interrupted(void)
+{
+	if (!cli_sigint)
+		return 0;
+	cli_error("interrupted");
+	return 1;
 }
 
 int cli_connect(cli_conn *c, ferry_session **out)

@@ -79,6 +79,9 @@ int cli_conn_target(cli_conn *c, const char *arg, int want_path, char **path);
 int cli_connect(cli_conn *c, ferry_session **out);
 /* Close a session from cli_connect (Ctrl-C then ends the process). */
 void cli_disconnect(ferry_session *s);
+/* 1 (and says so) when Ctrl-C came before the next library call: do not
+ * make it, exit FERRY_EXIT_INTERRUPTED. */
+int cli_interrupted(void);
 
 /* --persist (persist.c, holder.c; see persist.h). */
 /* Seconds a holder for c waits for a client: --persist, else

@@ -335,6 +335,8 @@ static int exec_push(exec_cmd *x)
 	ferry_exec_prepare(x->s);
 	cli_sync_finish(cs, x->push_src, x->push_n, x->push_to);
 	cs->to_stderr = 1;
+	if (cli_interrupted())
+		return FERRY_EXIT_INTERRUPTED;
 	x->push_rc = ferry_sync(x->s, &cs->o, &x->pr);
 	x->pushed = 1;
 	if (!cs->json && (x->push_rc || cs->stats || x->c.verbose))
@@ -356,6 +358,10 @@ static int exec_run(exec_cmd *x)
 	x->eo.separate_stderr = x->cs.json;
 	if (x->cs.json)
 		x->eo.output_cap = x->max_output;
+	if (cli_interrupted()) {
+		r->exit_status = FERRY_EXIT_INTERRUPTED;
+		return FERRY_EXIT_INTERRUPTED;
+	}
 	x->e = ferry_exec(x->s, x->command, &x->eo, r);
 	/* The library leaves the command's streams alone; what ferry did
 	 * is said here, and what was killed only when it was seen gone. */

@@ -36,6 +36,10 @@ static int pull(cli_conn *c, cli_sync *cs, ferry_sync_report *r)
 	int rc = cli_connect(c, &s);
 	if (rc || !s)
 		return rc; /* failed, or ran in a holder */
+	if (cli_interrupted()) {
+		cli_disconnect(s);
+		return FERRY_EXIT_INTERRUPTED;
+	}
 	int pr = ferry_pull(s, &cs->o, r);
 	rc = cli_sync_report(cs, "pull", pr, r, ferry_session_errmsg(s));
 	if (pr == FERRY_EINTR)

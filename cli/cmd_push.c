@@ -43,6 +43,10 @@ static int push(cli_conn *c, cli_sync *cs, ferry_sync_report *r)
 		return rc; /* failed, or ran in a holder */
 	if (cs->o.dry_run)
 		cs->itemize = 1; /* rsync -n -i: the plan, line by line */
+	if (cli_interrupted()) {
+		cli_disconnect(s);
+		return FERRY_EXIT_INTERRUPTED;
+	}
 	int sr = ferry_sync(s, &cs->o, r);
 	rc = cli_sync_report(cs, "push", sr, r, ferry_session_errmsg(s));
 	if (sr == FERRY_EINTR)

@@ -394,11 +394,17 @@ int ferry_exec(ferry_session *s, const char *command,
 		memset(result, 0, sizeof(*result));
 		result->exit_status = 255;
 	}
+	if (s)
+		ferry__session_call_begin(s);
 	int error = ferry__exec_start(s, command, opts, &op);
-	if (error)
+	if (error) {
+		if (s)
+			ferry__session_call_end(s);
 		return error;
+	}
 	int rc = wait_flags(s, &op, 1, 0, 0);
 	error = ferry__exec_finish(op, result);
+	ferry__session_call_end(s);
 	return error ? error : rc;
 }
 

@@ -218,6 +218,11 @@ void ferry__ex_op_abort(ferry__exec_op *op, int timeout)
 {
 	if (op->state == S_DONE || op->timed_out || op->interrupted)
 		return;
+	/* The command ran to its end (its trailer came; the drain is on): an
+	 * interrupt now does not make it "interrupted". */
+	if (!timeout && op->kind == K_USER &&
+	    (op->fout.have_cand || op->fout.have_trailer))
+		return;
 	if (op->kind != K_USER) {
 		ferry__ex_op_seterr(op, timeout ? FERRY_ETIMEOUT : FERRY_EINTR,
 		                    timeout ? "timed out" : "interrupted");

@@ -218,8 +218,11 @@ FERRY_API int ferry_session_info_get(ferry_session_info *out,
                                      const ferry_session *s);
 /* Wire round trips waited for on this session's SFTP channel so far. */
 FERRY_API uint64_t ferry_session_round_trips(const ferry_session *s);
-/* Make the running (or next) blocking call return FERRY_EINTR as soon as it
- * can.  Async-signal-safe and thread-safe. */
+/* Make the running blocking call return FERRY_EINTR as soon as it can
+ * (ferry_session_connect included).  For ferry_sync, ferry_pull and
+ * ferry_exec an interrupt sent while none of them runs is dropped, and a
+ * command that ran to its end is not reported as interrupted.
+ * Async-signal-safe and thread-safe. */
 FERRY_API void ferry_interrupt(ferry_session *s);
 
 /* ---- sync -------------------------------------------------------------- */

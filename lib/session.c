@@ -85,6 +85,18 @@ int ferry__session_take_interrupt(ferry_session *s)
 	return 1;
 }
 
+void ferry__session_call_begin(ferry_session *s)
+{
+	if (atomic_fetch_add(&s->calls, 1) == 0)
+		(void)ferry__session_take_interrupt(s); /* sent while idle */
+}
+
+void ferry__session_call_end(ferry_session *s)
+{
+	if (atomic_fetch_sub(&s->calls, 1) == 1)
+		(void)ferry__session_take_interrupt(s); /* came too late */
+}
+
 /* ---- waiting ----------------------------------------------------------- */
 
 int ferry__session_wait_fd(ferry_session *s, int fd, short events,

@@ -61,6 +61,7 @@ struct ferry_session {
 	int fd;
 	int intr_pipe[2];
 	atomic_int interrupted;
+	atomic_int calls; /* public calls running (ferry__session_call_*) */
 	char errmsg[FERRY_ERRMSG_SIZE];
 
 	char *host, *user, *target; /* target: user@host:port */
@@ -150,6 +151,11 @@ int ferry__channel_startup(ferry_session *s, const void *owner,
 
 /* Consume a pending interrupt: 1 when one was requested. */
 int ferry__session_take_interrupt(ferry_session *s);
+/* Around every public call that can be interrupted: an interrupt sent
+ * while no call runs (or after the call's work was done) is dropped, so
+ * it never hits the next call. */
+void ferry__session_call_begin(ferry_session *s);
+void ferry__session_call_end(ferry_session *s);
 
 void *ferry__session_state(const ferry_session *s, ferry__slot slot);
 void ferry__session_set_state(ferry_session *s, ferry__slot slot, void *state,

@@ -953,8 +953,8 @@ static void pull_free(pull *p)
 	ferry__arena_free(&p->arena);
 }
 
-int ferry_pull(ferry_session *s, const ferry_sync_opts *opts,
-               ferry_sync_report *report)
+static int pull_run(ferry_session *s, const ferry_sync_opts *opts,
+                    ferry_sync_report *report)
 {
 	ferry_sync_report tmp;
 	if (!report)
@@ -993,4 +993,15 @@ int ferry_pull(ferry_session *s, const ferry_sync_opts *opts,
 	if (report == &tmp)
 		ferry_sync_report_free(&tmp);
 	return error;
+}
+
+int ferry_pull(ferry_session *s, const ferry_sync_opts *opts,
+               ferry_sync_report *report)
+{
+	if (!s)
+		return pull_run(s, opts, report);
+	ferry__session_call_begin(s);
+	int rc = pull_run(s, opts, report);
+	ferry__session_call_end(s);
+	return rc;
 }

@@ -823,8 +823,8 @@ static int one_pass(ferry_session *s, const ferry_sync_opts *opts,
 	return error;
 }
 
-int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
-               ferry_sync_report *report)
+static int sync_run(ferry_session *s, const ferry_sync_opts *opts,
+                    ferry_sync_report *report)
 {
 	ferry_sync_report tmp;
 	double t0 = ferry__now_ms_f(), t_remote = 0;
@@ -874,4 +874,15 @@ int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
 	if (report == &tmp)
 		ferry_sync_report_free(&tmp);
 	return error;
+}
+
+int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
+               ferry_sync_report *report)
+{
+	if (!s)
+		return sync_run(s, opts, report);
+	ferry__session_call_begin(s);
+	int rc = sync_run(s, opts, report);
+	ferry__session_call_end(s);
+	return rc;
 }

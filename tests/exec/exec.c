@@ -1355,3 +1355,30 @@ Test(exec, cwd_tilde_is_the_login_directory)
 	free(home);
 	ferry_session_close(s);
 }
+
+/* ferry_interrupt applies to the call running when it is sent (issue 17
+ * item 4): one sent while nothing runs does not hit the next call, which
+ * runs to its end and is not reported as interrupted. */
+Test(exec, an_interrupt_while_idle_does_not_hit_the_next_call)
+{
+	ferry_session *s = booted();
+	ferry_interrupt(s);
+	ferry_exec_result r;
+	int rc = ferry_exec(s, "echo ran > /dev/null; echo ok", NULL, &r);
+	cr_assert_eq(rc, 0, "%s: %s", ferry_strerror(rc),
+	             ferry_session_errmsg(s));
+	cr_assert_eq(r.exit_status, 0);
+	cr_assert_not(r.interrupted);
+	cr_assert_str_eq(r.output, "ok\n");
+	ferry_exec_result_free(&r);
+	/* And one sent during a call still stops that call. */
+	fx_interrupter th;
+	fx_interrupt_after(&th, s, 300);
+	rc = ferry_exec(s, "sleep 1234.81", NULL, &r);
+	fx_interrupt_join(&th);
+	cr_assert_eq(rc, FERRY_EINTR, "rc %d", rc);
+	cr_assert(r.interrupted);
+	ferry_exec_result_free(&r);
+	expect_out(s, "echo after", "after\n");
+	ferry_session_close(s);
+}
