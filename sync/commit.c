@@ -39,7 +39,6 @@ typedef struct op {
 	uint8_t status;      /* MKDIR: ST_* */
 	uint8_t tstate;      /* T_* of tpath */
 	uint8_t parked;      /* waiting for its directory's state */
-	uint8_t created;     /* MKDIR: the request succeeded */
 	uint8_t remote;      /* the failure came from the remote */
 	uint8_t checks;      /* symlinks: replies before the link is known */
 	uint8_t resume;      /* R_*: what to do when unparked */
@@ -854,7 +853,6 @@ static void mkdir_cb(void *ctx, const ferry__sftp_reply *r)
 	cx *c = x->c;
 	c->pending--;
 	if (!r->error) {
-		x->created = 1;
 		dir_ok(x);
 		return;
 	}

@@ -45,10 +45,9 @@ static int remote_ok(const char *r)
 static int check_mappings(const ferry_sync_opts *o, char *errmsg,
                           size_t errmsg_size)
 {
-	if (!o->mappings || o->mapping_count > UINT16_MAX || !o->dest) {
+	if (!o->mappings || o->mapping_count > UINT16_MAX) {
 		set_err(errmsg, errmsg_size,
-		        !o->dest ? "no destination given"
-		                 : "bad mappings (NULL, or more than 65535)");
+		        "bad mappings (NULL, or more than 65535)");
 		return FERRY_EINVALID;
 	}
 	for (size_t i = 0; i < o->mapping_count; i++) {
@@ -72,11 +71,6 @@ static int check_mappings(const ferry_sync_opts *o, char *errmsg,
 				         m->remote ? m->remote : "(null)", why);
 			return FERRY_EINVALID;
 		}
-	}
-	if (o->delete_scope != FERRY_DELETE_MIRROR &&
-	    o->delete_scope != FERRY_DELETE_TRACKED) {
-		set_err(errmsg, errmsg_size, "unknown delete_scope");
-		return FERRY_EINVALID;
 	}
 	return 0;
 }
@@ -103,20 +97,20 @@ int ferry__local_check(const ferry_sync_opts *o, char *errmsg,
 		why = "ferry_sync_opts: bad version (use FERRY_SYNC_OPTS_INIT)";
 	else if (o->mapping_count && o->source_count)
 		why = "give sources or mappings, not both";
-	else if (o->mapping_count)
-		return check_mappings(o, errmsg, errmsg_size);
-	else if (!o->sources || o->source_count == 0)
+	else if (!o->mapping_count && (!o->sources || o->source_count == 0))
 		why = "no source given";
 	else if (o->source_count > UINT16_MAX)
 		why = "too many sources";
 	else if (!o->dest)
 		why = "no destination given";
+	else if (o->delete_scope != FERRY_DELETE_MIRROR &&
+	         o->delete_scope != FERRY_DELETE_TRACKED)
+		why = "unknown delete_scope";
+	else if (o->mapping_count)
+		return check_mappings(o, errmsg, errmsg_size);
 	for (size_t i = 0; !why && i < o->source_count; i++)
 		if (!o->sources[i] || !*o->sources[i])
 			why = "empty source path";
-	if (!why && o->delete_scope != FERRY_DELETE_MIRROR &&
-	    o->delete_scope != FERRY_DELETE_TRACKED)
-		why = "unknown delete_scope";
 	if (!why)
 		return 0;
 	set_err(errmsg, errmsg_size, why);
