@@ -170,9 +170,6 @@ void ferry__ex_deliver(ferry__exec_op *op, int stream, const char *p, size_t n)
 		ferry__buf_put(b, p, n < room ? n : room);
 		return;
 	}
-	/* Merged: stdout's held line end goes first (shell.h). */
-	if (stream && !op->separate)
-		ferry__sh_filter_release(&op->fout, filter_emit, &op->ec_out);
 	int rc = stream ? ferry__sh_filter_feed(&op->ferr, p, n, filter_emit,
 	                                        &op->ec_err)
 	                : ferry__sh_filter_feed(&op->fout, p, n, filter_emit,

@@ -121,7 +121,7 @@ static void build_trap(ferry_buf *t, const ferry__sh_cmd *c)
 	else
 		ferry__buf_fmt(t, "__ferry_ok=0; ");
 	ferry__buf_fmt(t, "builtin cd -P . >/dev/null 2>&1; builtin printf "
-	                  "'\\n%%s:%%s:%%s:%%s\\0' \"$__ferry_mk\" "
+	                  "'%%s:%%s:%%s:%%s\\0' \"$__ferry_mk\" "
 	                  "\"$__ferry_st\" \"$__ferry_ok\" \"$PWD\"; "
 	                  "builtin exit \"$__ferry_st\"");
 	ferry__buf_terminate(t);
@@ -428,8 +428,8 @@ int ferry__sh_filter_init(ferry__sh_filter *f, const char *mark,
                           int want_trailer)
 {
 	memset(f, 0, sizeof(*f));
-	int n = snprintf(f->pat, sizeof(f->pat), "\n%s:", mark);
-	if (n < 3 || (size_t)n >= sizeof(f->pat))
+	int n = snprintf(f->pat, sizeof(f->pat), "%s:", mark);
+	if (n < 2 || (size_t)n >= sizeof(f->pat))
 		return FERRY_EINVALID;
 	f->pat_len = (size_t)n;
 	f->want_trailer = want_trailer;
@@ -456,19 +456,6 @@ static void emit_some(ferry__sh_emit_fn emit, void *ctx, const void *p,
 {
 	if (n)
 		emit(ctx, p, n);
-}
-
-/* The first n bytes of hold, without a first "\n" emitted already. */
-static void emit_hold(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx,
-                      size_t n)
-{
-	const char *h = (const char *)f->hold.data;
-	if (n && f->nl_out) {
-		h++;
-		n--;
-		f->nl_out = 0;
-	}
-	emit_some(emit, ctx, h, n);
 }
 
 /* Header "MARK:PGID\n" in hold (the noise before it is dropped, a copy
@@ -651,14 +638,12 @@ static int run(ferry__sh_filter *f, ferry__sh_emit_fn emit, void *ctx)
 		case FERRY__SHF_BODY:
 			if (!next_trailer(f, h, n, &at, &end, &st, &dumped,
 			                  &keep)) {
-				emit_hold(f, emit, ctx, keep);
+				emit_some(emit, ctx, h, keep);
 				f->hold.off = keep;
 				ferry__buf_compact(&f->hold);
 				return 0;
 			}
-			/* The "\n" before it is the wrapper's. */
-			emit_hold(f, emit, ctx, at);
-			f->nl_out = 0;
+			emit_some(emit, ctx, h, at);
 			if (set_cand(f, h, at, end, st, dumped))
 				return FERRY_ENOMEM;
 			f->hold.off = end;
@@ -711,25 +696,12 @@ int ferry__sh_filter_feed(ferry__sh_filter *f, const void *p, size_t n,
 	return run(f, emit, ctx);
 }
 
-void ferry__sh_filter_release(ferry__sh_filter *f, ferry__sh_emit_fn emit,
-                              void *ctx)
-{
-	if (f->state != FERRY__SHF_BODY || f->nl_out || f->hold.len != 1 ||
-	    f->hold.data[0] != '\n')
-		return;
-	emit(ctx, "\n", 1);
-	f->nl_out = 1;
-}
-
 void ferry__sh_filter_flush(ferry__sh_filter *f, ferry__sh_emit_fn emit,
                             void *ctx)
 {
 	if (f->state != FERRY__SHF_BODY && f->state != FERRY__SHF_CAND)
 		return;
-	if (f->state == FERRY__SHF_BODY)
-		emit_hold(f, emit, ctx, f->hold.len);
-	else
-		emit_some(emit, ctx, f->hold.data, f->hold.len);
+	emit_some(emit, ctx, f->hold.data, f->hold.len);
 	ferry__buf_reset(&f->hold);
 	ferry__buf_reset(&f->cand);
 	f->have_cand = 0;
@@ -741,10 +713,7 @@ int ferry__sh_filter_finish(ferry__sh_filter *f, ferry__sh_emit_fn emit,
 {
 	if (f->state == FERRY__SHF_CAND)
 		accept_cand(f);
-	if (f->state == FERRY__SHF_BODY)
-		emit_hold(f, emit, ctx, f->hold.len);
-	else
-		emit_some(emit, ctx, f->hold.data, f->hold.len);
+	emit_some(emit, ctx, f->hold.data, f->hold.len);
 	ferry__buf_reset(&f->hold);
 	f->state = FERRY__SHF_AFTER;
 	return 0;

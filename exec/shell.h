@@ -126,13 +126,13 @@ enum {
 };
 
 typedef struct ferry__sh_filter {
-	char pat[80]; /* "\n" MARK ":" */
+	char pat[80]; /* MARK ":" */
 	size_t pat_len;
 	int state;
 	int want_trailer;
 	ferry_buf hold;  /* noise, a possible trailer, or bytes after one */
 	ferry_buf noise; /* what came before the header (bounded) */
-	ferry_buf cand;  /* the candidate's own bytes, "\n" MARK ... "\0" */
+	ferry_buf cand;  /* the candidate's own bytes, MARK ... "\0" */
 	int cand_status, cand_dumped;
 	char *cand_cwd;
 	/* Results */
@@ -146,21 +146,12 @@ typedef struct ferry__sh_filter {
 	int status;
 	int dumped;
 	char *cwd;
-	/* hold's first byte, a "\n", was emitted already (released for the
-	 * other stream's output): it still counts for a trailer after it. */
-	int nl_out;
 } ferry__sh_filter;
 
 int ferry__sh_filter_init(ferry__sh_filter *f, const char *mark,
                           int want_trailer);
 int ferry__sh_filter_feed(ferry__sh_filter *f, const void *p, size_t n,
                           ferry__sh_emit_fn emit, void *ctx);
-/* Merged streams: the other stream is about to emit.  A line end held
- * back as the possible start of a trailer (hold is exactly "\n") is
- * emitted now, so the lines keep their order; a trailer right after it
- * still counts (the output then keeps the wrapper's "\n"). */
-void ferry__sh_filter_release(ferry__sh_filter *f, ferry__sh_emit_fn emit,
-                              void *ctx);
 /* Emit what is held back as a possible trailer start, or after a
  * candidate (the command is being killed: no trailer will be accepted;
  * a candidate's own bytes are ferry's and dropped). */

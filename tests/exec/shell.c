@@ -167,7 +167,7 @@ Test(shell, filter_exact_bytes_at_every_split)
 	n += (size_t)snprintf(wire + n, sizeof(wire) - n, MARK ":4242\n");
 	memcpy(wire + n, user, sizeof(user) - 1);
 	n += sizeof(user) - 1;
-	const char trailer[] = "\n" MARK ":3:1:/tmp/a b\n c";
+	const char trailer[] = MARK ":3:1:/tmp/a b\n c";
 	memcpy(wire + n, trailer, sizeof(trailer) - 1);
 	n += sizeof(trailer) - 1;
 	wire[n++] = '\0';
@@ -189,6 +189,40 @@ Test(shell, filter_exact_bytes_at_every_split)
 		ferry__sh_filter_free(&f);
 		ferry__buf_free(&out);
 	}
+}
+
+/* A line end is never held back (the trailer does not start with one:
+ * bash's line-buffered printf would write a leading "\n" by itself, and
+ * merged output could not tell the user's from the wrapper's), so a line
+ * is out as soon as it came, before the other stream's next bytes. */
+Test(shell, filter_holds_no_line_end)
+{
+	ferry__sh_filter f;
+	ferry_buf out = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_filter_init(&f, MARK, 1), 0);
+	const char head[] = MARK ":9\n";
+	cr_assert_eq(
+	        ferry__sh_filter_feed(&f, head, strlen(head), collect, &out),
+	        0);
+	const char *lines[] = {"1\n", "\n", "x\n\n"};
+	size_t want = 0;
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(ferry__sh_filter_feed(&f, lines[i],
+		                                   strlen(lines[i]), collect,
+		                                   &out),
+		             0);
+		want += strlen(lines[i]);
+		cr_assert_eq(out.len, want, "line %zu held back", i);
+	}
+	const char tr[] = MARK ":0:0:/";
+	cr_assert_eq(ferry__sh_filter_feed(&f, tr, sizeof(tr), collect, &out),
+	             0);
+	cr_assert_eq(ferry__sh_filter_finish(&f, collect, &out), 0);
+	cr_assert(f.have_trailer);
+	cr_assert_eq(out.len, strlen("1\n\nx\n\n"));
+	cr_assert(!memcmp(out.data, "1\n\nx\n\n", out.len));
+	ferry__sh_filter_free(&f);
+	ferry__buf_free(&out);
 }
 
 Test(shell, filter_without_trailer_or_header)
@@ -584,7 +618,7 @@ Test(shell, filter_random_property)
 		ferry__buf_put(&wire, "noise", 5);
 		ferry__buf_put(&wire, MARK ":77\n", strlen(MARK ":77\n"));
 		ferry__buf_put(&wire, user.data, user.len);
-		const char tr[] = "\n" MARK ":0:1:/x";
+		const char tr[] = MARK ":0:1:/x";
 		ferry__buf_put(&wire, tr, sizeof(tr)); /* with its NUL */
 		ferry__buf_put(&wire, "late", 4);
 		ferry__sh_filter f;
@@ -708,7 +742,7 @@ Test(shell, forged_trailer_is_output)
 	n += (size_t)snprintf(wire, sizeof(wire), MARK ":77\n");
 	memcpy(wire + n, forged, sizeof(forged) - 1);
 	n += sizeof(forged) - 1;
-	const char tr[] = "\n" MARK ":2:1:/home/u";
+	const char tr[] = MARK ":2:1:/home/u";
 	memcpy(wire + n, tr, sizeof(tr)); /* with its NUL */
 	n += sizeof(tr);
 	filter_every_split(wire, n, forged, sizeof(forged) - 1, 1, 2,
@@ -733,7 +767,7 @@ Test(shell, only_the_last_trailer_counts)
 	w += sizeof(user);
 	memcpy(want + w, between, sizeof(between));
 	w += sizeof(between);
-	const char tr[] = "\n" MARK ":2:1:/real";
+	const char tr[] = MARK ":2:1:/real";
 	memcpy(wire + n, tr, sizeof(tr));
 	n += sizeof(tr);
 	/* late bytes of a background child after the last trailer */
@@ -755,7 +789,7 @@ Test(shell, only_the_last_trailer_counts)
 	filter_all(wire, n, 3, 1, &out, &f);
 	cr_assert(f.have_trailer); /* it was the last: it stands */
 	cr_assert_eq(f.status, 0);
-	cr_assert_eq(out.len, 1 + strlen("a"));
+	cr_assert_eq(out.len, strlen("a\n") + 1);
 	ferry__sh_filter_free(&f);
 	ferry__buf_free(&out);
 	/* killed while a candidate was held: no trailer, late bytes out */
@@ -765,8 +799,8 @@ Test(shell, only_the_last_trailer_counts)
 	ferry__sh_filter_flush(&f, collect, &out);
 	cr_assert_eq(ferry__sh_filter_finish(&f, collect, &out), 0);
 	cr_assert_not(f.have_trailer);
-	cr_assert_eq(out.len, 2);
-	cr_assert(!memcmp(out.data, "ax", 2));
+	cr_assert_eq(out.len, 3);
+	cr_assert(!memcmp(out.data, "a\nx", 3));
 	ferry__sh_filter_free(&f);
 	ferry__buf_free(&out);
 }
