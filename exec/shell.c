@@ -121,7 +121,7 @@ static void build_trap(ferry_buf *t, const ferry__sh_cmd *c)
 	else
 		ferry__buf_fmt(t, "__ferry_ok=0; ");
 	ferry__buf_fmt(t, "builtin cd -P . >/dev/null 2>&1; builtin printf "
-	                  "'%%s:%%s:%%s:%%s\\0' \"$__ferry_mk\" "
+	                  "'\\036%%s:%%s:%%s:%%s\\0' \"$__ferry_mk\" "
 	                  "\"$__ferry_st\" \"$__ferry_ok\" \"$PWD\"; "
 	                  "builtin exit \"$__ferry_st\"");
 	ferry__buf_terminate(t);
@@ -428,8 +428,8 @@ int ferry__sh_filter_init(ferry__sh_filter *f, const char *mark,
                           int want_trailer)
 {
 	memset(f, 0, sizeof(*f));
-	int n = snprintf(f->pat, sizeof(f->pat), "%s:", mark);
-	if (n < 2 || (size_t)n >= sizeof(f->pat))
+	int n = snprintf(f->pat, sizeof(f->pat), "\036%s:", mark);
+	if (n < 3 || (size_t)n >= sizeof(f->pat))
 		return FERRY_EINVALID;
 	f->pat_len = (size_t)n;
 	f->want_trailer = want_trailer;

@@ -126,13 +126,13 @@ enum {
 };
 
 typedef struct ferry__sh_filter {
-	char pat[80]; /* MARK ":" */
+	char pat[80]; /* "\036" MARK ":" */
 	size_t pat_len;
 	int state;
 	int want_trailer;
 	ferry_buf hold;  /* noise, a possible trailer, or bytes after one */
 	ferry_buf noise; /* what came before the header (bounded) */
-	ferry_buf cand;  /* the candidate's own bytes, MARK ... "\0" */
+	ferry_buf cand;  /* the candidate's own bytes, "\036" MARK ... "\0" */
 	int cand_status, cand_dumped;
 	char *cand_cwd;
 	/* Results */

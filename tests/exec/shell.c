@@ -167,7 +167,7 @@ Test(shell, filter_exact_bytes_at_every_split)
 	n += (size_t)snprintf(wire + n, sizeof(wire) - n, MARK ":4242\n");
 	memcpy(wire + n, user, sizeof(user) - 1);
 	n += sizeof(user) - 1;
-	const char trailer[] = MARK ":3:1:/tmp/a b\n c";
+	const char trailer[] = "\036" MARK ":3:1:/tmp/a b\n c";
 	memcpy(wire + n, trailer, sizeof(trailer) - 1);
 	n += sizeof(trailer) - 1;
 	wire[n++] = '\0';
@@ -214,7 +214,7 @@ Test(shell, filter_holds_no_line_end)
 		want += strlen(lines[i]);
 		cr_assert_eq(out.len, want, "line %zu held back", i);
 	}
-	const char tr[] = MARK ":0:0:/";
+	const char tr[] = "\036" MARK ":0:0:/";
 	cr_assert_eq(ferry__sh_filter_feed(&f, tr, sizeof(tr), collect, &out),
 	             0);
 	cr_assert_eq(ferry__sh_filter_finish(&f, collect, &out), 0);
@@ -600,7 +600,7 @@ Test(shell, filter_random_property)
 {
 	static const char *pieces[] = {"\n", "\0",      MARK,
 	                               ":",  "\n" MARK, "__ferry_",
-	                               "x",  "12",      "\n" MARK ":"};
+	                               "x",  "12",      "\036" MARK ":"};
 	uint32_t seed = 12345;
 	for (int iter = 0; iter < 300; iter++) {
 		ferry_buf user = FERRY_BUF_INIT, wire = FERRY_BUF_INIT;
@@ -618,7 +618,7 @@ Test(shell, filter_random_property)
 		ferry__buf_put(&wire, "noise", 5);
 		ferry__buf_put(&wire, MARK ":77\n", strlen(MARK ":77\n"));
 		ferry__buf_put(&wire, user.data, user.len);
-		const char tr[] = MARK ":0:1:/x";
+		const char tr[] = "\036" MARK ":0:1:/x";
 		ferry__buf_put(&wire, tr, sizeof(tr)); /* with its NUL */
 		ferry__buf_put(&wire, "late", 4);
 		ferry__sh_filter f;
@@ -742,7 +742,7 @@ Test(shell, forged_trailer_is_output)
 	n += (size_t)snprintf(wire, sizeof(wire), MARK ":77\n");
 	memcpy(wire + n, forged, sizeof(forged) - 1);
 	n += sizeof(forged) - 1;
-	const char tr[] = MARK ":2:1:/home/u";
+	const char tr[] = "\036" MARK ":2:1:/home/u";
 	memcpy(wire + n, tr, sizeof(tr)); /* with its NUL */
 	n += sizeof(tr);
 	filter_every_split(wire, n, forged, sizeof(forged) - 1, 1, 2,
@@ -757,8 +757,8 @@ Test(shell, only_the_last_trailer_counts)
 	char wire[512], want[512];
 	size_t n = 0, w = 0;
 	n += (size_t)snprintf(wire, sizeof(wire), MARK ":77\n");
-	const char user[] = "a\n" MARK ":0:1:/tmp";
-	const char between[] = "between\n\n" MARK ":1:0:/";
+	const char user[] = "a\n\036" MARK ":0:1:/tmp";
+	const char between[] = "between\n\n\036" MARK ":1:0:/";
 	memcpy(wire + n, user, sizeof(user)); /* with the NUL */
 	n += sizeof(user);
 	memcpy(wire + n, between, sizeof(between));
@@ -767,7 +767,7 @@ Test(shell, only_the_last_trailer_counts)
 	w += sizeof(user);
 	memcpy(want + w, between, sizeof(between));
 	w += sizeof(between);
-	const char tr[] = MARK ":2:1:/real";
+	const char tr[] = "\036" MARK ":2:1:/real";
 	memcpy(wire + n, tr, sizeof(tr));
 	n += sizeof(tr);
 	/* late bytes of a background child after the last trailer */
