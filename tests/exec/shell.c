@@ -191,10 +191,11 @@ Test(shell, filter_exact_bytes_at_every_split)
 	}
 }
 
-/* A line end is never held back (the trailer does not start with one:
- * bash's line-buffered printf would write a leading "\n" by itself, and
- * merged output could not tell the user's from the wrapper's), so a line
- * is out as soon as it came, before the other stream's next bytes. */
+/* A line end or a hex digit is never held back (the trailer starts with
+ * 036, not "\n": bash's line-buffered printf would write a leading "\n"
+ * by itself, and merged output could not tell the user's from the
+ * wrapper's), so output is out as soon as it came, before the other
+ * stream's next bytes. */
 Test(shell, filter_holds_no_line_end)
 {
 	ferry__sh_filter f;
@@ -204,9 +205,10 @@ Test(shell, filter_holds_no_line_end)
 	cr_assert_eq(
 	        ferry__sh_filter_feed(&f, head, strlen(head), collect, &out),
 	        0);
-	const char *lines[] = {"1\n", "\n", "x\n\n"};
+	/* "0": the marker's first digit, printed last without a newline */
+	const char *lines[] = {"1\n", "\n", "x\n\n", "0"};
 	size_t want = 0;
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < 4; i++) {
 		cr_assert_eq(ferry__sh_filter_feed(&f, lines[i],
 		                                   strlen(lines[i]), collect,
 		                                   &out),
@@ -219,8 +221,8 @@ Test(shell, filter_holds_no_line_end)
 	             0);
 	cr_assert_eq(ferry__sh_filter_finish(&f, collect, &out), 0);
 	cr_assert(f.have_trailer);
-	cr_assert_eq(out.len, strlen("1\n\nx\n\n"));
-	cr_assert(!memcmp(out.data, "1\n\nx\n\n", out.len));
+	cr_assert_eq(out.len, strlen("1\n\nx\n\n0"));
+	cr_assert(!memcmp(out.data, "1\n\nx\n\n0", out.len));
 	ferry__sh_filter_free(&f);
 	ferry__buf_free(&out);
 }
