@@ -103,6 +103,15 @@ static int add_temp(vctx *v, const ferry__rentry *r)
 	}
 	v->res->temps = nt;
 	nt[v->res->ntemps++] = rp;
+	/* Removing it changes its directory's mtime: set it again after. */
+	size_t dl = ferry__path_dirlen(r->path, r->path_len);
+	ferry__action *d = dl ? ferry__plan_find(v->p, r->path, dl) : NULL;
+	if (d && d->entry.type == FERRY__T_DIR &&
+	    (d->kind == FERRY__ACT_NONE || d->kind == FERRY__ACT_RECORD)) {
+		ferry__plan_promote(v->p, d, FERRY__ACT_META,
+		                    FERRY_CHANGED_MTIME | FERRY__ACT_QUIET);
+		d->entry.flags |= FERRY__ME_TIMES;
+	}
 	return 0;
 }
 

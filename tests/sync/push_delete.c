@@ -205,9 +205,14 @@ Test(push_delete, rebuilt_remote_with_other_marker_is_verified, SMALL)
 
 Test(push_delete, leftover_temps_removed_by_verify, SMALL)
 {
+	/* sub's mtime is in the past, so removing the temp in it changes it
+	 * for certain; the temp is planted with that mtime kept, as when
+	 * both fall in one second. */
+	fx_sh("touch -d @1000000000 '%s/sub'", e.src);
 	ph_push_ok(&e, NULL);
 	ph_write(e.dst, ".a.ferry-Ab3dE9", "x\n", 0644, 0);
 	ph_write(e.dst, "sub/.c.ferry-zzzzzz", "y\n", 0644, 0);
+	fx_sh("touch -d @1000000000 '%s/sub'", e.dst);
 	cr_assert_eq(ph_count_temps(e.dst), 2);
 	e.o.verify = 1;
 	ph_push_ok(&e, NULL);
