@@ -339,7 +339,21 @@ typedef struct ferry__sftp_upload_result {
 	int renamed;
 	int rename_fallback; /* no posix-rename: remove + rename */
 	int removed;         /* after a failure the file was removed */
+	/* Delta (opts.base): bytes copied on the server by copy-data; 1 when
+	 * the old file could not be used and every byte was written, with
+	 * delta_why saying why (static text, or NULL). */
+	uint64_t copied;
+	int delta_fallback;
+	const char *delta_why;
 } ferry__sftp_upload_result;
+
+/* One range of a delta upload's new content: len bytes at off, either
+ * copied on the server from the old file at base_off (copy) or written
+ * from the reader. */
+typedef struct ferry__sftp_piece {
+	uint64_t off, len, base_off;
+	int copy;
+} ferry__sftp_piece;
 
 typedef struct ferry__sftp_upload_opts {
 	const char *path; /* the file to create (copied) */
@@ -363,6 +377,21 @@ typedef struct ferry__sftp_upload_opts {
 	ferry__sftp_attrs attrs;
 	int fsync; /* fsync@openssh.com before CLOSE (skipped without) */
 	const char *rename_to; /* after CLOSE succeeded: replace this path */
+	/* Delta: build the file from the old one at base (copied), which is
+	 * trusted only when it is a regular file of base_size bytes with
+	 * mtime base_mtime (seconds), seen by LSTAT before it is opened and
+	 * by FSTAT on its handle before and after the copies.  pieces
+	 * (npieces, copied; in order, together exactly [0, size)) say what
+	 * is copied and what is written; only the written ranges are read.
+	 * When base cannot be trusted, a copy fails, the server has no
+	 * copy-data or fewer than 2 handles: every byte is written instead
+	 * (result.delta_fallback).  Needs rename_to and a reader (read or
+	 * fd). */
+	const char *base;
+	uint64_t base_size;
+	uint32_t base_mtime;
+	const ferry__sftp_piece *pieces;
+	size_t npieces;
 	int remove_on_error;   /* remove path when a step after OPEN failed */
 	void (*done)(void *ctx, const ferry__sftp_upload_result *r);
 	/* Optional: after each acknowledged WRITE, the file's total so far. */
@@ -372,7 +401,9 @@ typedef struct ferry__sftp_upload_opts {
 
 /* OPEN; then WRITEs of the server's maximum size, generated as the window
  * opens; FSETSTAT; fsync; CLOSE; then (only when everything succeeded)
- * the rename.  A write failure stops the remaining writes; FAILURE at
+ * the rename.  With base (delta): OPEN and LSTAT base; OPEN base and the
+ * WRITEs; FSTAT base, COPY-DATAs, FSTAT base, CLOSE base, FSETSTAT, fsync
+ * and CLOSE; the rename: 4 round trips.  A write failure stops the remaining writes; FAILURE at
  * write/close is checked against statvfs to report FERRY_ENOSPACE.
  * Round trips: 2, or 3 with rename_to.  done is called exactly once when
  * this returns 0. */

@@ -33,6 +33,7 @@
 #include "ferry.h"
 #include "hash.h"
 #include "sync/arena.h"
+#include "sync/chunk.h"
 
 #define FERRY__MANIFEST_VERSION 1
 
@@ -50,6 +51,11 @@ typedef struct ferry__mentry {
 	uint64_t size, ino, dev;
 	int64_t mtime_ns, ctime_ns;
 	ferry__hash hash; /* content; for a symlink, of its target */
+	/* Files of FERRY__DELTA_MIN_SIZE and up whose content is hashed: the
+	 * chunk list of that content (sync/chunk.h), else NULL and 0.  Owned
+	 * by the manifest, or by the plan for an action's entry. */
+	const ferry__chunk *chunks;
+	uint32_t nchunks;
 	uint32_t path_len;
 	uint16_t mode; /* permission bits */
 	uint8_t type;  /* FERRY__T_* */
