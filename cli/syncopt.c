@@ -313,6 +313,9 @@ static const struct counter {
         {"bytes_sent", offsetof(ferry_sync_report, bytes_sent)},
         {"round_trips", offsetof(ferry_sync_report, round_trips)},
         {"requests", offsetof(ferry_sync_report, requests)},
+        {"files_delta", offsetof(ferry_sync_report, files_delta)},
+        {"bytes_copied", offsetof(ferry_sync_report, bytes_copied)},
+        {"bytes_saved", offsetof(ferry_sync_report, bytes_saved)},
 };
 
 void cli_sync_json_fields(cli_sync *cs, json *j, int rc,
@@ -385,6 +388,14 @@ static void print_stats(FILE *f, const ferry_sync_report *r, int dry, int pull)
 	        (unsigned long long)r->symlinks_created);
 	fprintf(f, "Bytes %s:        %llu\n", pull ? "written" : "sent:  ",
 	        (unsigned long long)r->bytes_sent);
+	if (!pull) {
+		fprintf(f, "Delta uploads:        %llu\n",
+		        (unsigned long long)r->files_delta);
+		fprintf(f, "Bytes copied remotely: %llu\n",
+		        (unsigned long long)r->bytes_copied);
+		fprintf(f, "Bytes saved:          %llu\n",
+		        (unsigned long long)r->bytes_saved);
+	}
 	fprintf(f, "Round trips:          %llu\n",
 	        (unsigned long long)r->round_trips);
 	fprintf(f, "Requests:             %llu\n",

@@ -244,6 +244,9 @@ typedef enum ferry_change_kind {
 #define FERRY_CHANGED_MODE    0x10u
 #define FERRY_CHANGED_TYPE    0x20u /* a file became a directory, or back */
 #define FERRY_CHANGED_DIR     0x40u /* the path is a directory */
+/* An upload rebuilt on the server from the old remote file's unchanged
+ * chunks (copy-data), with only the changed chunks sent: a delta. */
+#define FERRY_CHANGED_DELTA 0x80u
 
 typedef struct ferry_change {
 	ferry_change_kind kind;
@@ -359,11 +362,20 @@ typedef struct ferry_sync_report {
 	double ms_scan, ms_plan, ms_transfer, ms_manifest, ms_total;
 	size_t error_count;
 	ferry_file_error *errors;
+	/* Delta uploads (FERRY_CHANGED_DELTA): how many, and the bytes the
+	 * server copied from the old files instead of receiving them. */
+	uint64_t files_delta, bytes_copied;
+	/* Content bytes not sent thanks to what ferry knew: bytes_copied
+	 * plus the sizes of files whose content was found unchanged (only
+	 * their metadata was updated). */
+	uint64_t bytes_saved;
 } ferry_sync_report;
 
 /* One rsync --itemize-changes line for c, without newline ("cd+++++++++
  * dir/", ">f+++++++++ path", ".f..t...... path", "*deleting   path",
- * "cL+++++++++ link -> target"); control bytes in names as \#ooo.  Writes
+ * "cL+++++++++ link -> target"; a delta upload has 'D' in the last
+ * column, rsync's xattr column: ">fcst.....D path"); control bytes in
+ * names as \#ooo.  Writes
  * at most size bytes (NUL included), returns the full length. */
 /* path as ferry prints names: control bytes, C1 controls and the
  * Unicode bidi marks, embeddings, overrides and isolates as \#ooo per

@@ -104,7 +104,9 @@ static inline void ferry__action_done(ferry__action *a)
 	a->committed = 1;
 }
 /* An upload committed: h is the hash of what was sent, when it is known
- * to be the planned file's (else NULL: the next push hashes it again). */
+ * to be the planned file's (else NULL: the next push hashes it again, and
+ * the entry's chunk list goes).  The chunk list is the caller's to set
+ * (ferry__plan_keep_chunks). */
 static inline void ferry__action_uploaded(ferry__action *a,
                                           const ferry__hash *h)
 {
@@ -114,6 +116,8 @@ static inline void ferry__action_uploaded(ferry__action *a,
 		a->entry.flags |= FERRY__ME_HASHED;
 		a->flags &= ~(uint32_t)FERRY__ACT_UNHASHED;
 	} else {
+		a->entry.chunks = NULL;
+		a->entry.nchunks = 0;
 		a->flags |= FERRY__ACT_UNHASHED;
 	}
 }

@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 #include "hash.h"
+#include "sync/chunk.h"
 #include "sync/path.h"
 #include "sync/plan_int.h"
 
@@ -34,6 +35,8 @@ void ferry__action_read_done(ferry__action *a, const ferry__hash *h,
 		a->flags &= ~FERRY__ACT_UNHASHED;
 	} else {
 		a->entry.flags &= (uint8_t)~FERRY__ME_HASHED;
+		a->entry.chunks = NULL;
+		a->entry.nchunks = 0;
 		a->flags |= FERRY__ACT_UNHASHED;
 	}
 }
@@ -50,14 +53,38 @@ int ferry__action_hash_local(ferry__plan *p, ferry__action *a)
 		return error;
 	ferry__hash h;
 	uint64_t nread = 0;
-	error = ferry__hash_fd(&h, &nread, fd, NULL, 0);
+	ferry__chunk *ck = NULL;
+	uint32_t nck = 0;
+	int big = (uint64_t)before.st_size >= FERRY__DELTA_MIN_SIZE;
+	error = ferry__chunk_fd(&h, &nread, fd, NULL, 0, big ? &ck : NULL,
+	                        &nck);
 	if (!error && fstat(fd, &after) < 0)
 		error = FERRY_EIO;
 	close(fd);
-	if (error)
+	if (error) {
+		ferry__free(ck);
 		return error;
+	}
 	ferry__action_read_done(a, &h, &before, &after, nread);
+	ferry__plan_keep_chunks(p, a, ck, nck);
 	return 0;
+}
+
+void ferry__plan_keep_chunks(ferry__plan *p, ferry__action *a,
+                             ferry__chunk *ck, uint32_t n)
+{
+	a->entry.chunks = NULL;
+	a->entry.nchunks = 0;
+	if (ck && n && (a->entry.flags & FERRY__ME_HASHED)) {
+		ferry__chunk *v =
+		        ferry__arena_alloc(&p->arena, (size_t)n * sizeof(*v), 8);
+		if (v) { /* else no delta for it next time: not an error */
+			memcpy(v, ck, (size_t)n * sizeof(*v));
+			a->entry.chunks = v;
+			a->entry.nchunks = n;
+		}
+	}
+	ferry__free(ck);
 }
 
 int ferry__plan_needs_save(const ferry__plan *p)

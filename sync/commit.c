@@ -51,7 +51,20 @@ typedef struct op {
 	uint64_t hashed;
 	ferry__hash hash;
 	ferry__stat *st0; /* the local file when opened (uploads) */
+	struct big *big;  /* files of FERRY__DELTA_MIN_SIZE and up, or NULL */
 } op;
+
+/* A large upload: its chunks cut as it is read (when the plan has none),
+ * or, for a delta upload, the pieces built from the old file's chunks
+ * (then only the written pieces are read, and the plan's hash and chunks
+ * stand once the file is seen unchanged since it was hashed). */
+typedef struct big {
+	ferry__chunker ck;
+	int chunking;
+	int delta;
+	ferry__sftp_piece *pieces;
+	size_t npieces;
+} big;
 
 /* A directory that existed before this push and that something of the
  * push goes through, or the destination itself (path_len 0): checked
@@ -103,6 +116,7 @@ struct cx {
 	int in_first;    /* first_flight is submitting */
 	int times_sent;  /* directory modes and times submitted */
 	char *probe[FERRY__PROBE_NAMES];
+	int whole_said; /* -v: "sent whole" said once */
 	uint32_t now_s;
 	ferry_progress prog;
 };
@@ -420,13 +434,36 @@ static int open_local(op *x)
 	return 0;
 }
 
+static void big_free(op *x)
+{
+	if (!x->big)
+		return;
+	ferry__chunker_free(&x->big->ck);
+	ferry__free(x->big->pieces);
+	ferry__free(x->big);
+	x->big = NULL;
+}
+
+static int delta(const op *x)
+{
+	return x->big && x->big->delta;
+}
+
+/* Sequential reads of a large file feed its chunker. */
+static void chunk_feed(op *x, const void *buf, size_t n)
+{
+	big *b = x->big;
+	if (b && b->chunking && ferry__chunker_update(&b->ck, buf, n))
+		b->chunking = 0; /* out of memory: recorded without chunks */
+}
+
 static int read_cb(void *rctx, void *buf, size_t n, uint64_t off)
 {
 	op *x = rctx;
 	ferry__action *a = act(x);
 	int error;
 	if (x->fd < 0) {
-		if (off != 0)
+		if (off != 0 && !delta(x))
 			return FERRY_EIO;
 		if ((error = open_local(x)))
 			return error;
@@ -451,10 +488,13 @@ static int read_cb(void *rctx, void *buf, size_t n, uint64_t off)
 		}
 		done += (size_t)r;
 	}
+	if (delta(x))
+		return 0; /* only the new pieces: checked at the end */
 	if (off != x->hashed || x->hash_broken) {
 		x->hash_broken = 1;
 	} else if (off == 0 && n == a->entry.size) {
 		ferry__hash_buf(&x->hash, buf, n);
+		chunk_feed(x, buf, n);
 		x->hashed = n;
 		x->hash_ok = 1;
 	} else {
@@ -470,6 +510,7 @@ static int read_cb(void *rctx, void *buf, size_t n, uint64_t off)
 			ferry__hasher_init(x->h);
 		}
 		ferry__hasher_update(x->h, buf, n);
+		chunk_feed(x, buf, n);
 		x->hashed += n;
 		if (x->hashed == a->entry.size) {
 			ferry__hasher_final(x->h, &x->hash);
@@ -495,8 +536,27 @@ check:
 
 static void commit_upload(op *x)
 {
-	ferry__action_uploaded(act(x),
-	                       x->hash_ok && !x->hash_broken ? &x->hash : NULL);
+	ferry__action *a = act(x);
+	big *b = x->big;
+	if (delta(x)) {
+		/* Seen unchanged since the plan hashed it (upload_done). */
+		ferry__action_uploaded(a, &a->entry.hash);
+		return;
+	}
+	int ok = x->hash_ok && !x->hash_broken;
+	/* The plan's chunks are the content's when the hashes agree. */
+	int keep = ok && a->entry.chunks && (a->entry.flags & FERRY__ME_HASHED) &&
+	           ferry__hash_eq(&a->entry.hash, &x->hash);
+	ferry__action_uploaded(a, ok ? &x->hash : NULL);
+	if (keep || !ok)
+		return;
+	if (b && b->chunking && !ferry__chunker_final(&b->ck)) {
+		ferry__plan_keep_chunks(x->c->p, a, b->ck.v, (uint32_t)b->ck.n);
+		b->ck.v = NULL;
+		b->ck.n = 0;
+	} else {
+		ferry__plan_keep_chunks(x->c->p, a, NULL, 0);
+	}
 }
 
 static void rename_cb(void *ctx, const ferry__sftp_reply *r)
@@ -572,11 +632,57 @@ static void after_close(op *x)
 	rename_when_dir_ok(x);
 }
 
+/* A delta upload's local file is still what the plan hashed and chunked
+ * (its stat then): else the pieces may not be its content. */
+static int local_moved(op *x)
+{
+	const ferry__mentry *e = &act(x)->entry;
+	struct stat st;
+	if (x->fd < 0 && open_local(x))
+		return 1; /* said */
+	if (fstat(x->fd, &st) < 0 || stat_moved(x->st0, &st) ||
+	    x->st0->size != e->size || x->st0->ino != e->ino ||
+	    x->st0->mtime_ns != e->mtime_ns || x->st0->ctime_ns != e->ctime_ns) {
+		fail(x, FERRY_EIO, 0,
+		     "changed while it was sent: left for the next push");
+		return 1;
+	}
+	return 0;
+}
+
+static void say_whole(cx *c, const op *x, const char *why)
+{
+	const ferry_sync_opts *o = c->o->o;
+	if (c->whole_said || !o || !o->log)
+		return;
+	c->whole_said = 1;
+	char msg[FERRY_ERRMSG_SIZE];
+	size_t n;
+	const char *path = op_path(x, &n);
+	snprintf(msg, sizeof(msg), "%.*s: sent whole, not as a delta: %s",
+	         (int)n, path, why);
+	o->log(o->ctx, FERRY_LOG_INFO, msg);
+}
+
 static void upload_done(void *ctx, const ferry__sftp_upload_result *r)
 {
 	op *x = ctx;
 	cx *c = x->c;
 	c->pending--;
+	if (delta(x)) {
+		c->res->bytes_copied += r->copied;
+		if (r->delta_fallback)
+			say_whole(c, x, r->delta_why ? r->delta_why
+			                             : "the old file was not usable");
+		else if (r->copied && !r->error)
+			act(x)->flags |= FERRY_CHANGED_DELTA;
+		if (!r->error && local_moved(x)) {
+			close_local(x);
+			x->tstate = T_MAYBE;
+			remove_tmp(x);
+			return;
+		}
+	}
 	close_local(x);
 	if (r->fsynced)
 		c->res->fsyncs++;
@@ -600,6 +706,130 @@ static void upload_done(void *ctx, const ferry__sftp_upload_result *r)
 	after_close(x);
 }
 
+static uint32_t mtime_s(int64_t ns)
+{
+	int64_t s = ns / 1000000000;
+	if (ns < 0 && ns % 1000000000)
+		s--;
+	return (uint32_t)s;
+}
+
+static uint64_t chunk_key(const ferry__chunk *k)
+{
+	return ferry__peek_u32(k->hash.b) | (uint64_t)ferry__peek_u32(k->hash.b + 4)
+	                                            << 32;
+}
+
+/* The pieces of the new content (chunks, n) from the old (oc, on): each
+ * chunk found in the old file by hash and length is copied from it, the
+ * rest written; neighbours of one kind (and, for copies, contiguous in
+ * the old file) merged.  0 or FERRY_ENOMEM; *np 0 when nothing is found. */
+static int build_pieces(const ferry__chunk *nc, uint32_t n,
+                        const ferry__chunk *oc, uint32_t on,
+                        ferry__sftp_piece **out, size_t *np)
+{
+	size_t size = 16, k = 0, copies = 0;
+	while (size < 2 * (size_t)on)
+		size *= 2;
+	uint32_t *tab = ferry__calloc(size, sizeof(*tab));
+	ferry__sftp_piece *v = ferry__reallocarray(NULL, n, sizeof(*v));
+	if (!tab || !v) {
+		ferry__free(tab);
+		ferry__free(v);
+		return FERRY_ENOMEM;
+	}
+	for (uint32_t i = 0; i < on; i++) {
+		size_t h = (size_t)chunk_key(&oc[i]) & (size - 1);
+		while (tab[h])
+			h = (h + 1) & (size - 1);
+		tab[h] = i + 1;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const ferry__chunk *ch = &nc[i];
+		const ferry__chunk *hit = NULL;
+		for (size_t h = (size_t)chunk_key(ch) & (size - 1); tab[h];
+		     h = (h + 1) & (size - 1)) {
+			const ferry__chunk *o = &oc[tab[h] - 1];
+			if (o->len == ch->len && ferry__hash_eq(&o->hash, &ch->hash)) {
+				hit = o;
+				break;
+			}
+		}
+		ferry__sftp_piece *last = k ? &v[k - 1] : NULL;
+		if (hit && last && last->copy &&
+		    last->base_off + last->len == hit->off) {
+			last->len += ch->len;
+		} else if (!hit && last && !last->copy) {
+			last->len += ch->len;
+		} else {
+			v[k].off = ch->off;
+			v[k].len = ch->len;
+			v[k].base_off = hit ? hit->off : 0;
+			v[k].copy = hit != NULL;
+			k++;
+		}
+		copies += hit != NULL;
+	}
+	ferry__free(tab);
+	if (!copies) {
+		ferry__free(v);
+		v = NULL;
+		k = 0;
+	}
+	*out = v;
+	*np = k;
+	return 0;
+}
+
+/* A changed large file whose old version the manifest vouches for, with
+ * chunk lists for both: rebuilt from the old remote file (delta).  Not
+ * with checksum or verify (the user does not trust the remote copy, and
+ * neither looks at its content), nor for a file the plan could not hash. */
+static void plan_delta(cx *c, op *x, ferry__sftp_upload_opts *u)
+{
+	ferry__action *a = act(x);
+	const ferry_sync_opts *so = c->o->o;
+	if (a->entry.size < FERRY__DELTA_MIN_SIZE)
+		return;
+	if (!x->big && !(x->big = ferry__calloc(1, sizeof(*x->big))))
+		return;
+	big *b = x->big;
+	const ferry__mentry *old = NULL;
+	if (a->entry.chunks && (a->entry.flags & FERRY__ME_HASHED) &&
+	    !(a->flags & (FERRY_CHANGED_NEW | FERRY_CHANGED_TYPE |
+	                  FERRY__ACT_UNHASHED)))
+		old = ferry__manifest_find(c->p->m, a->entry.path,
+		                           a->entry.path_len);
+	if (!old || old->type != FERRY__T_FILE ||
+	    !(old->flags & FERRY__ME_HASHED) || !old->nchunks) {
+		/* No delta: chunk it as it is read, when the plan did not. */
+		if (!a->entry.chunks && !ferry__chunker_init(&b->ck))
+			b->chunking = 1;
+		return;
+	}
+	if (so && (so->checksum || so->verify)) {
+		say_whole(c, x, so->checksum ? "--checksum does not trust the "
+		                               "remote copy"
+		                             : "--verify does not trust the "
+		                               "remote copy");
+		return;
+	}
+	if (!ferry__sftp_has(c->sf, FERRY__EXT_COPY_DATA)) {
+		say_whole(c, x, "the server has no copy-data extension");
+		return;
+	}
+	if (build_pieces(a->entry.chunks, a->entry.nchunks, old->chunks,
+	                 old->nchunks, &b->pieces, &b->npieces) ||
+	    !b->npieces)
+		return;
+	b->delta = 1;
+	u->base = x->rpath;
+	u->base_size = old->size;
+	u->base_mtime = mtime_s(old->mtime_ns);
+	u->pieces = b->pieces;
+	u->npieces = b->npieces;
+}
+
 static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
                           int fsync_it, const ferry__mentry *e)
 {
@@ -621,6 +851,8 @@ static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
 		u.has_attrs = 1;
 		set_attrs_meta(c, &u.attrs, e, 1);
 	}
+	if (!data)
+		plan_delta(c, x, &u);
 	u.fsync = fsync_it;
 	u.remove_on_error = 1;
 	u.done = upload_done;
@@ -1595,6 +1827,7 @@ static int add_unresolved(ferry__commit_result *res, const char *name)
 static void op_free(op *x)
 {
 	close_local(x);
+	big_free(x);
 	ferry__free(x->mk_chk);
 	ferry__free(x->rpath);
 	ferry__free(x->tpath);

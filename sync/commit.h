@@ -24,6 +24,14 @@
  * for metadata-only updates at the top, 2 below; 2 for symlinks; plus one
  * per level of new directories.
  *
+ * A changed file of FERRY__DELTA_MIN_SIZE bytes or more whose old version
+ * the manifest vouches for (with chunk lists for both) is a delta upload
+ * (lib/sftp.h): its temporary is rebuilt from the old remote file by
+ * copy-data for every chunk found again, and only the new chunks are
+ * read and written; 4 round trips.  The plan's hash and chunks are
+ * recorded once the local file is seen unchanged since it was hashed.
+ * Not with checksum or verify, which do not trust the remote copy.
+ *
  * Every temporary name is added to the journal, which is saved durably
  * before the first request is sent.  The content is hashed as it is read
  * for the upload, so the manifest records the hash of exactly what was
@@ -75,6 +83,7 @@ typedef struct ferry__commit_result {
 	int shared;          /* wrote below a directory others may write to
 	                        (allow_shared_dirs): the manifest must not vouch */
 	uint64_t bytes_sent, fsyncs;
+	uint64_t bytes_copied; /* by copy-data, for delta uploads */
 	/* Temporary names that may still exist on the remote. */
 	char **unresolved;
 	size_t nunresolved;

@@ -37,6 +37,10 @@ void ferry__action_count(const ferry__action *a, ferry_sync_report *r)
 	        [FERRY__ACT_DELETE] = &r->files_deleted,
 	};
 	size_t k = a->kind;
+	if (a->kind == FERRY__ACT_META && a->entry.type == FERRY__T_FILE)
+		r->bytes_saved += a->entry.size; /* the content was the same */
+	if (a->flags & FERRY_CHANGED_DELTA)
+		r->files_delta++;
 	if (k < sizeof(count) / sizeof(count[0]) && count[k])
 		(*count[k])++;
 	else
@@ -119,6 +123,9 @@ size_t ferry_change_itemize(char *buf, size_t size, const ferry_change *c)
 			code[4] = 't';
 		if (f & FERRY_CHANGED_MODE)
 			code[5] = 'p';
+		/* rsync's xattr column, which ferry never uses: a delta. */
+		if (f & FERRY_CHANGED_DELTA)
+			code[10] = 'D';
 		break;
 	}
 	put(buf, size, &len, code, 11);

@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 #include "hash.h"
+#include "sync/chunk.h"
 #include "sync/path.h"
 #include "sync/pmap.h"
 #include "sync/report.h"
@@ -167,7 +168,8 @@ static int same_stat(const ferry__mentry *e, const ferry__stat *st)
 /* Hash the item's file.  *cur gets the stat of what was read and *stable
  * whether it stayed the same while it was read. */
 static int hash_item(ferry__plan *p, const ferry__scan_item *it,
-                     ferry__stat *cur, ferry__hash *h, int *stable)
+                     ferry__stat *cur, ferry__hash *h, int *stable,
+                     ferry__chunk **ck, uint32_t *nck)
 {
 	struct stat st;
 	int fd, error;
@@ -191,14 +193,21 @@ static int hash_item(ferry__plan *p, const ferry__scan_item *it,
 		p->hashbuf_size = want;
 	}
 	uint64_t nread = 0;
-	error = ferry__hash_fd(h, &nread, fd, p->hashbuf, p->hashbuf_size);
+	*ck = NULL;
+	*nck = 0;
+	error = ferry__chunk_fd(h, &nread, fd, p->hashbuf, p->hashbuf_size,
+	                        before.size >= FERRY__DELTA_MIN_SIZE ? ck : NULL,
+	                        nck);
 	if (!error && fstat(fd, &st) < 0)
 		error = FERRY_EIO;
 	int e = errno;
 	close(fd);
 	errno = e;
-	if (error)
+	if (error) {
+		ferry__free(*ck);
+		*ck = NULL;
 		return error;
+	}
 	ferry__stat_from(&after, &st);
 	*cur = before;
 	*stable = ferry__stat_eq(&before, &after) && nread == before.size;
@@ -218,6 +227,22 @@ static int keep_none(ferry__plan *p, const ferry__scan_item *it,
 		return FERRY_ENOMEM;
 	a->entry.hash = e->hash;
 	a->entry.flags = e->flags & FERRY__ME_DISK_FLAGS;
+	a->entry.chunks = e->chunks;
+	a->entry.nchunks = e->nchunks;
+	return 0;
+}
+
+/* An action for a hashed file, with its chunks (taken over). */
+static int add_hashed(ferry__plan *p, int kind, unsigned flags,
+                      const ferry__scan_item *it, const ferry__stat *st,
+                      const ferry__hash *h, ferry__chunk *ck, uint32_t nck)
+{
+	ferry__action *a = add_item_action(p, kind, flags, it, st, h);
+	if (!a) {
+		ferry__free(ck);
+		return FERRY_ENOMEM;
+	}
+	ferry__plan_keep_chunks(p, a, ck, nck);
 	return 0;
 }
 
@@ -243,7 +268,9 @@ static int visit_file(ferry__plan *p, const ferry__scan_item *it,
 	ferry__stat cur;
 	ferry__hash h;
 	int stable = 0;
-	int error = hash_item(p, it, &cur, &h, &stable);
+	ferry__chunk *ck = NULL;
+	uint32_t nck = 0;
+	int error = hash_item(p, it, &cur, &h, &stable, &ck, &nck);
 	if (error == FERRY_ENOMEM)
 		return error;
 	if (error) {
@@ -268,13 +295,13 @@ static int visit_file(ferry__plan *p, const ferry__scan_item *it,
 			 * be racily clean. */
 			if (same_stat(e, &cur) &&
 			    ferry__racy(cur.mtime_ns, cur.ctime_ns,
-			                p->scan->start_ns, p->scan->racy_ns))
+			                p->scan->start_ns, p->scan->racy_ns)) {
+				ferry__free(ck);
 				return keep_none(p, it, e);
+			}
 			kind = FERRY__ACT_RECORD;
 		}
-		return add_item_action(p, kind, fl, it, &cur, &h)
-		               ? 0
-		               : FERRY_ENOMEM;
+		return add_hashed(p, kind, fl, it, &cur, &h, ck, nck);
 	}
 	unsigned fl = FERRY_CHANGED_CONTENT;
 	if (cur.size != e->size)
@@ -286,10 +313,8 @@ static int visit_file(ferry__plan *p, const ferry__scan_item *it,
 	if (!stable)
 		fl |= FERRY__ACT_UNHASHED;
 	p->bytes_upload += cur.size;
-	return add_item_action(p, FERRY__ACT_UPLOAD, fl, it, &cur,
-	                       stable ? &h : NULL)
-	               ? 0
-	               : FERRY_ENOMEM;
+	return add_hashed(p, FERRY__ACT_UPLOAD, fl, it, &cur,
+	                  stable ? &h : NULL, ck, nck);
 }
 
 /* A directory's mode and times, set once its children are written (phase

@@ -690,6 +690,8 @@ static int run_commit(push *ps, int write_marker, const uint8_t *id,
 		ferry__free(ps->j.names[--ps->j.n]);
 	ps->t_remote += ferry__now_ms_f() - t;
 	r->bytes_sent += cr->bytes_sent;
+	r->bytes_copied += cr->bytes_copied;
+	r->bytes_saved += cr->bytes_copied;
 	if (cr->rename_fallback)
 		plog(ps, FERRY_LOG_WARN,
 		     "the server lacks posix-rename@openssh.com: files "
@@ -799,6 +801,9 @@ static void merge_reports(ferry_sync_report *r, ferry_sync_report *first)
 	r->dirs_deleted += first->dirs_deleted;
 	r->symlinks_created += first->symlinks_created;
 	r->bytes_sent += first->bytes_sent;
+	r->files_delta += first->files_delta;
+	r->bytes_copied += first->bytes_copied;
+	r->bytes_saved += first->bytes_saved;
 	r->ms_scan += first->ms_scan;
 	r->ms_plan += first->ms_plan;
 	r->ms_manifest += first->ms_manifest;

@@ -132,6 +132,9 @@ class SyncReport(ctypes.Structure):
             "ms_scan", "ms_plan", "ms_transfer", "ms_manifest", "ms_total")] + [
         ("error_count", c_size_t),
         ("errors", POINTER(FileError)),
+        ("files_delta", c_uint64),
+        ("bytes_copied", c_uint64),
+        ("bytes_saved", c_uint64),
     ]
 
 

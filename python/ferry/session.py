@@ -81,6 +81,9 @@ class SyncReport:
     ms_transfer: float = 0.0
     ms_manifest: float = 0.0
     ms_total: float = 0.0
+    files_delta: int = 0
+    bytes_copied: int = 0
+    bytes_saved: int = 0
     errors: List[FileError] = dataclasses.field(default_factory=list)
     dry_run: bool = False
 
