@@ -295,6 +295,25 @@ def test_sync_report_then_a_no_op_costs_no_round_trip(session, tmp_path):
     assert (r.files_uploaded, r.files_updated, r.round_trips) == (0, 0, 0)
 
 
+def test_sync_large_file_change_is_a_delta(session, tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    os.makedirs(src)
+    data = bytearray(os.urandom(3 << 20))
+    (src / "big").write_bytes(data)
+    r = session.sync([f"{src}/"], str(dst))
+    assert r.bytes_sent == len(data) and r.files_delta == 0
+    data[1 << 20:(1 << 20) + 100] = os.urandom(100)
+    (src / "big").write_bytes(data)
+    os.utime(src / "big", (1700000000, 1700000000))
+    changes = []
+    r = session.sync([f"{src}/"], str(dst), on_change=changes.append)
+    assert r.files_delta == 1 and r.bytes_copied > 2 << 20
+    assert r.bytes_sent + r.bytes_copied == len(data)
+    assert r.bytes_saved == r.bytes_copied
+    assert [c.itemize for c in changes] == [">fc.t.....D big"]
+    assert (dst / "big").read_bytes() == bytes(data)
+
+
 def test_sync_options_delete_excludes_dry_run_checksum(session, tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     tree(src)
