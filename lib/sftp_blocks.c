@@ -704,6 +704,7 @@ static void delta_retry(upload_job *j)
 	upload_delta *d = j->d;
 	int err;
 	d->mode = DELTA_OFF;
+	d->untrusted = 0; /* the new temp owes nothing to the base */
 	d->stale = 1;
 	j->res.delta_fallback = 1;
 	j->res.delta_why = d->why ? d->why
