@@ -34,6 +34,7 @@ typedef struct upload_delta {
 	int remove_pending; /* the REMOVE of the first temp (fallback) */
 	int stale;          /* the first temp may still exist */
 	const char *why;    /* why the base is not used */
+	struct upload_job *next; /* in sf's list of deltas not started */
 } upload_delta;
 
 /* Kept small: the push executor may have thousands of these at once. */
@@ -78,12 +79,45 @@ static void job_seen(upload_job *j, const ferry__sftp_reply *r)
 		j->gen = r->gen;
 }
 
-/* The job no longer waits for its base's handle. */
+static int job_start(upload_job *j);
+static void job_finish(upload_job *j);
+
+/* Room for one more delta that may hold its temp's handle while it waits
+ * for its base's: at least one slot is then held by someone who gives it
+ * back without needing another. */
+static int delta_room(const ferry__sftp *sf)
+{
+	return sf->delta_waiting + 1 < sf->slots_max;
+}
+
+/* The job no longer waits for its base's handle: the deltas held back
+ * start while there is room (a start that fails ends its job). */
 static void delta_unwait(upload_job *j)
 {
-	if (j->d && j->d->waiting) {
-		j->d->waiting = 0;
-		j->sf->delta_waiting--;
+	ferry__sftp *sf = j->sf;
+	if (!j->d || !j->d->waiting)
+		return;
+	j->d->waiting = 0;
+	sf->delta_waiting--;
+	while (sf->delta_first && delta_room(sf)) {
+		upload_job *n = sf->delta_first;
+		sf->delta_first = n->d->next;
+		if (!sf->delta_first)
+			sf->delta_last = NULL;
+		n->d->next = NULL;
+		n->d->waiting = 1;
+		sf->delta_waiting++;
+		int err = job_start(n);
+		if (err) {
+			/* Ended here, not by recursion through its finish. */
+			n->d->waiting = 0;
+			sf->delta_waiting--;
+			job_record(n, "open", err, FERRY__FX_LOCAL,
+			           ferry__sftp_errmsg(sf)[0]
+			                   ? ferry__sftp_errmsg(sf)
+			                   : ferry_strerror(err));
+			job_finish(n);
+		}
 	}
 }
 
@@ -669,6 +703,10 @@ static void delta_decide(upload_job *j)
 		delta_off(j, "the server has no copy-data");
 	} else if (l.max_handles < 2) {
 		delta_off(j, "the server allows fewer than 2 open handles");
+	} else if (sf->delta_waiting > sf->slots_max - 1) {
+		/* Let in before the server's limits were known. */
+		delta_off(j, "too many delta uploads at once for the "
+		             "server's handle limit");
 	} else if (!d->base_ok) {
 		delta_off(j, d->why ? d->why
 		                    : "the old file could not be looked at "
@@ -833,8 +871,6 @@ static int delta_setup(upload_job *j, const ferry__sftp_upload_opts *o)
 		why = "the server has no copy-data";
 	else if (sf->state == SFTP_READY && l.max_handles < 2)
 		why = "the server allows fewer than 2 open handles";
-	else if (sf->delta_waiting + 1 >= sf->slots_max)
-		why = "too many delta uploads wait for a handle of the server";
 	if (why) {
 		j->res.delta_fallback = 1;
 		j->res.delta_why = why;
@@ -868,8 +904,25 @@ static int delta_setup(upload_job *j, const ferry__sftp_upload_opts *o)
 			d->pieces[d->npieces].base_off = 0;
 		d->npieces++;
 	}
-	d->waiting = 1;
-	sf->delta_waiting++;
+	return 0;
+}
+
+/* OPEN of the temp (and its LSTAT), with a delta the LSTAT of base: the
+ * first flight.  0, or the error of the OPEN (nothing sent then). */
+static int job_start(upload_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	int error = job_open_temp(j);
+	if (error || !j->d)
+		return error;
+	/* The old file's LSTAT in the same flight: it is opened only when
+	 * it is the regular file the caller expects. */
+	if (!ferry__sftp_lstat(sf, j->d->base, job_base_lstat_cb, j)) {
+		j->outstanding++;
+		j->d->blstat_pending = 1;
+	} else {
+		j->d->why = "the old file could not be looked at on the remote";
+	}
 	return 0;
 }
 
@@ -896,19 +949,25 @@ int ferry__sftp_upload(ferry__sftp *sf, const ferry__sftp_upload_opts *o)
 	}
 	j->o.path = j->path;
 	j->o.rename_to = j->rename_to;
-	if ((error = delta_setup(j, o)) || (error = job_open_temp(j)))
+	if ((error = delta_setup(j, o)))
 		goto fail;
-	/* The old file's LSTAT in the same flight: it is opened only when
-	 * it is the regular file the caller expects. */
-	if (j->d) {
-		if (!ferry__sftp_lstat(sf, j->d->base, job_base_lstat_cb, j)) {
-			j->outstanding++;
-			j->d->blstat_pending = 1;
-		} else {
-			j->d->why = "the old file could not be looked at on "
-			            "the remote";
-		}
+	if (j->d && !delta_room(sf)) {
+		/* Held back until a delta waiting for its handles is done:
+		 * it starts from that one's callback. */
+		if (sf->delta_last)
+			((upload_job *)sf->delta_last)->d->next = j;
+		else
+			sf->delta_first = j;
+		sf->delta_last = j;
+		sf->jobs++;
+		return 0;
 	}
+	if (j->d) {
+		j->d->waiting = 1;
+		sf->delta_waiting++;
+	}
+	if ((error = job_start(j)))
+		goto fail;
 	sf->jobs++;
 	return 0;
 fail:

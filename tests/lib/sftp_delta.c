@@ -481,6 +481,7 @@ Test(sftp_delta, many_at_once_on_few_handles)
 	}
 	cr_assert_eq(ferry__sftp_run(few, NULL, NULL, ferry__now_ms() + 30000),
 	             0, "%s", ferry__sftp_errmsg(few));
+	fprintf(stderr, "[sftp delta] %d of %d at once on 4 handles wrote every byte\n", m.fallbacks, MANY);
 	cr_assert_eq(m.done, MANY);
 	cr_assert_eq(m.failed, 0);
 	cr_assert_lt(m.fallbacks, MANY);
@@ -495,4 +496,39 @@ Test(sftp_delta, many_at_once_on_few_handles)
 		free(got);
 	}
 	ferry__sftp_free(few);
+}
+
+/* Deltas held back for a handle when the client goes away: each is told
+ * once. */
+Test(sftp_delta, held_back_deltas_end_with_the_client)
+{
+	ferry__sftp_opts so = {.max_handles = 3};
+	ferry__sftp *few = sh_pipe(&so);
+	char old[4096];
+	sh_fill(old, sizeof(old), 3);
+	many_ctx m = {0};
+	ferry__sftp_piece pieces[3] = {{0, 100, 0, 0},
+	                               {100, sizeof(old), 0, 1},
+	                               {100 + sizeof(old), 100, 0, 0}};
+	cr_assert_eq(fx_write_file(P("old"), old, sizeof(old), 0644), 0);
+	set_mtime(P("old"), BASE_MTIME);
+	for (int i = 0; i < MANY; i++) {
+		ferry__sftp_upload_opts o = {.path = P(".new%d.tmp", i),
+		                             .rename_to = P("new%d", i),
+		                             .read = many_read,
+		                             .rctx = old,
+		                             .size = sizeof(old) + 200,
+		                             .base = P("old"),
+		                             .base_size = sizeof(old),
+		                             .base_mtime = BASE_MTIME,
+		                             .pieces = pieces,
+		                             .npieces = 3,
+		                             .done = many_done,
+		                             .ctx = &m};
+		cr_assert_eq(ferry__sftp_upload(few, &o), 0);
+	}
+	cr_assert_eq(ferry__sftp_pending(few) >= MANY, 1);
+	ferry__sftp_free(few);
+	cr_assert_eq(m.done, MANY);
+	cr_assert_eq(m.failed, MANY);
 }
