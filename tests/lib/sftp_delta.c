@@ -343,6 +343,29 @@ Test(sftp_delta, old_file_changed_after_lstat_starts_again)
 	free_case(&c);
 }
 
+/* Nothing to write: the copies alone, no generator, the reader unused. */
+Test(sftp_delta, only_copies)
+{
+	delta_case c = {0};
+	make_base(&c, P("old"));
+	c.size = BASE_SIZE - 10;
+	c.content = malloc(c.size);
+	memcpy(c.content, c.base + 10, c.size);
+	add_piece(&c, 0, c.size, 10, 1);
+	ferry__sftp_upload_opts o = case_opts(&c);
+	uint64_t rt0 = ferry__sftp_round_trips(sf);
+	ferry__sftp_upload_result r;
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), 0, "%s",
+	             ferry__sftp_errmsg(sf));
+	cr_assert_eq(ferry__sftp_round_trips(sf) - rt0, 4);
+	check_result(&c);
+	cr_assert(!r.delta_fallback, "%s", r.delta_why);
+	cr_assert_eq(r.copied, c.size);
+	cr_assert_eq(r.bytes, 0);
+	cr_assert_eq(c.read_bytes, 0);
+	free_case(&c);
+}
+
 Test(sftp_delta, no_copy_piece_is_a_plain_upload)
 {
 	delta_case c = {0};
