@@ -221,6 +221,63 @@ Test(sftp_delta, copies_the_old_file_in_four_round_trips)
 	free_case(&c);
 }
 
+/* A small window and big write pieces: the generator still makes WRITEs
+ * when the base's OPEN answers; the copies and the temp's CLOSE go
+ * behind every one of them. */
+Test(sftp_delta, writes_still_generated_when_the_base_opens)
+{
+	ferry__sftp_opts so = {.window_bytes = 96 * 1024, .max_write = 32768};
+	ferry__sftp *small = sh_pipe(&so);
+	delta_case c = {0};
+	make_base(&c, P("old"));
+	uint64_t ins = 3 * MiB; /* inserted at the start */
+	c.size = ins + BASE_SIZE;
+	c.content = malloc(c.size);
+	cr_assert_not_null(c.content);
+	sh_fill(c.content, ins, 11);
+	memcpy(c.content + ins, c.base, BASE_SIZE);
+	add_piece(&c, 0, ins, 0, 0);
+	add_piece(&c, ins, BASE_SIZE - MiB, 0, 1);
+	sh_fill(c.content + ins + BASE_SIZE - MiB, MiB, 12);
+	add_piece(&c, ins + BASE_SIZE - MiB, MiB, 0, 0);
+	ferry__sftp_upload_opts o = case_opts(&c);
+	uint64_t rt0 = ferry__sftp_round_trips(small);
+	ferry__sftp_upload_result r;
+	cr_assert_eq(ferry__sftp_upload_wait(small, &o, &r), 0, "%s",
+	             ferry__sftp_errmsg(small));
+	check_result(&c);
+	cr_assert(!r.delta_fallback, "%s", r.delta_why);
+	cr_assert_eq(r.copied, c.copy_bytes);
+	cr_assert_eq(r.bytes, c.write_bytes);
+	cr_assert(!c.read_outside);
+	/* Waiting for the window is flow control, not a round trip. */
+	cr_assert_eq(ferry__sftp_round_trips(small) - rt0, 4);
+	ferry__sftp_stats st;
+	ferry__sftp_stats_get(small, &st);
+	cr_assert_gt(st.window_waits, 0);
+	ferry__sftp_free(small);
+	free_case(&c);
+}
+
+/* The server dies in the middle of a delta: done once, with the error. */
+Test(sftp_delta, server_dies_during_the_writes)
+{
+	delta_case c = {0};
+	make_base(&c, P("old"));
+	make_case(&c);
+	sh_killer k = {.pid = ferry__sftp_pipe_pid(sf), .at = 0};
+	ferry__sftp_upload_opts o = case_opts(&c);
+	o.read = sh_kill_reader;
+	o.rctx = &k;
+	ferry__sftp_upload_result r;
+	int rc = ferry__sftp_upload_wait(sf, &o, &r);
+	cr_assert(k.killed);
+	cr_assert_neq(rc, 0);
+	cr_assert(!r.renamed);
+	cr_assert_neq(access(P("new"), F_OK), 0);
+	free_case(&c);
+}
+
 Test(sftp_delta, old_file_with_another_mtime_is_not_used)
 {
 	delta_case c = {0};
