@@ -16,6 +16,7 @@
 #include "os.h"
 #include "sftp.h"
 #include "sftp_helpers.h"
+#include "sftp_int.h"
 
 #define MiB        (1u << 20)
 #define BASE_SIZE  (4 * MiB)
@@ -212,6 +213,7 @@ Test(sftp_delta, copies_the_old_file_in_four_round_trips)
 	cr_assert_eq(r.bytes, c.write_bytes);
 	cr_assert_eq(c.read_bytes, c.write_bytes);
 	cr_assert(!c.read_outside);
+	cr_assert_eq(sf->slots_used, 0);
 	/* The old file is untouched. */
 	size_t n;
 	char *old = fx_read_file(P("old"), &n);
@@ -274,6 +276,34 @@ Test(sftp_delta, server_dies_during_the_writes)
 	cr_assert(k.killed);
 	cr_assert_neq(rc, 0);
 	cr_assert(!r.renamed);
+	cr_assert_neq(access(P("new"), F_OK), 0);
+	free_case(&c);
+}
+
+static int fail_read(void *rctx, void *buf, size_t n, uint64_t off)
+{
+	(void)rctx;
+	(void)buf;
+	(void)n;
+	(void)off;
+	return FERRY_EIO;
+}
+
+/* A failing reader: the temp removed, both handles given back. */
+Test(sftp_delta, read_failure_closes_both_handles)
+{
+	delta_case c = {0};
+	make_base(&c, P("old"));
+	make_case(&c);
+	ferry__sftp_upload_opts o = case_opts(&c);
+	o.read = fail_read;
+	ferry__sftp_upload_result r;
+	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), FERRY_EIO);
+	cr_assert_str_eq(r.step, "read");
+	cr_assert(r.removed);
+	cr_assert_eq(sf->slots_used, 0);
+	cr_assert_eq(sf->delta_waiting, 0);
+	cr_assert_neq(access(P(".new.ferry-tmp"), F_OK), 0);
 	cr_assert_neq(access(P("new"), F_OK), 0);
 	free_case(&c);
 }
@@ -397,6 +427,7 @@ Test(sftp_delta, old_file_changed_after_lstat_starts_again)
 	struct stat st;
 	cr_assert_eq(stat(P("new"), &st), 0);
 	cr_assert_eq(st.st_mode & 07777, 0600);
+	cr_assert_eq(sf->slots_used, 0);
 	free_case(&c);
 }
 
@@ -566,7 +597,10 @@ Test(sftp_delta, many_at_once_on_few_handles)
 	fprintf(stderr, "[sftp delta] %d of %d at once on 4 handles wrote every byte\n", m.fallbacks, MANY);
 	cr_assert_eq(m.done, MANY);
 	cr_assert_eq(m.failed, 0);
-	cr_assert_lt(m.fallbacks, MANY);
+	cr_assert_eq(m.fallbacks, 0);
+	cr_assert_eq(few->slots_used, 0);
+	cr_assert_eq(few->delta_waiting, 0);
+	cr_assert_null(few->delta_first);
 	cr_assert_eq(m.copied, (uint64_t)(MANY - m.fallbacks) * sizeof(old));
 	for (int i = 0; i < MANY; i++) {
 		size_t n;
