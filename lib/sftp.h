@@ -330,7 +330,7 @@ typedef struct ferry__sftp_upload_result {
 	int error;           /* 0 or FERRY_E* */
 	const char *step;    /* NULL, or where it failed: "open", "read",
 	                        "write", "fsetstat", "fsync", "close",
-	                        "rename" */
+	                        "rename"; a delta's also "copy", "remove" */
 	const char *message; /* never NULL */
 	uint64_t bytes;      /* written and acknowledged */
 	uint64_t gen;        /* round trip of its last reply */
@@ -401,12 +401,36 @@ typedef struct ferry__sftp_upload_opts {
 
 /* OPEN; then WRITEs of the server's maximum size, generated as the window
  * opens; FSETSTAT; fsync; CLOSE; then (only when everything succeeded)
- * the rename.  With base (delta): OPEN and LSTAT base; OPEN base and the
- * WRITEs; FSTAT base, COPY-DATAs, FSTAT base, CLOSE base, FSETSTAT, fsync
- * and CLOSE; the rename: 4 round trips.  A write failure stops the remaining writes; FAILURE at
+ * the rename.  A write failure stops the remaining writes; FAILURE at
  * write/close is checked against statvfs to report FERRY_ENOSPACE.
  * Round trips: 2, or 3 with rename_to.  done is called exactly once when
- * this returns 0. */
+ * this returns 0.
+ *
+ * Delta (base; FERRY_EINVALID unless rename_to, a reader, and pieces in
+ * order, contiguous, none empty, exactly [0, size), every copy inside
+ * [0, base_size)).  Adjacent pieces of one kind are merged (copies when
+ * their old ranges follow on too).  No copy piece: a plain upload
+ * (copied 0, not a fallback).  Round trips:
+ *   1. OPEN temp (+ its LSTAT with confirm_perm), LSTAT base;
+ *   2. when all three answered and base is a regular file of base_size
+ *      bytes with mtime base_mtime: OPEN base (READ only) and the WRITEs
+ *      of the write pieces only (the reader is asked only for them);
+ *      otherwise (also: the server lacks copy-data or allows fewer than 2
+ *      handles) base is never opened, every byte is written and the
+ *      plain path follows (3 round trips, delta_fallback);
+ *   3. when the base OPEN answered: FSTAT base, the COPY-DATAs, FSTAT
+ *      base, CLOSE base, FSETSTAT, fsync, CLOSE temp, all handle requests
+ *      queued behind the WRITEs still to be generated, so the server
+ *      copies and writes before FSETSTAT sets the times;
+ *   4. the rename, only when both FSTATs saw base_size and base_mtime and
+ *      every COPY-DATA succeeded (copied: the copy pieces' bytes).
+ * Otherwise the temp is not trusted: REMOVE it and OPEN it again (+ its
+ * LSTAT) in one flight, then the plain path writes every byte (bytes
+ * counts from 0 again; delta_fallback, 3 more round trips).  Steps of a
+ * delta's failures also: "copy", "remove".  A delta holds two handles:
+ * those that could hold the temp's while waiting for the base's are kept
+ * below the handle limit, the uploads beyond start (their first flight)
+ * as earlier ones get their base's handle. */
 int ferry__sftp_upload(ferry__sftp *sf, const ferry__sftp_upload_opts *o);
 
 /* A small file's content: LSTAT; OPEN; READ + CLOSE.  3 round trips.

@@ -15,13 +15,35 @@
 /* ---- upload ----------------------------------------------------------------
  */
 
+enum { DELTA_UNDECIDED = 0, DELTA_ON, DELTA_OFF };
+
+/* A delta upload's state, allocated only for one (upload_job.d). */
+typedef struct upload_delta {
+	char *base;
+	ferry__sftp_piece *pieces; /* the caller's, adjacent ones merged */
+	size_t npieces;
+	size_t wi;           /* the write piece the generator is in */
+	uint64_t copy_total; /* bytes of the copy pieces */
+	ferry__sftp_handle bh;
+	int mode;           /* DELTA_* */
+	int waiting;        /* counted in sf->delta_waiting */
+	int blstat_pending; /* the LSTAT of base is unanswered */
+	int base_ok;        /* that LSTAT saw what the caller expects */
+	int fstats_ok;      /* FSTATs of the base handle that matched */
+	int untrusted;      /* the copies cannot be trusted: start again */
+	int remove_pending; /* the REMOVE of the first temp (fallback) */
+	int stale;          /* the first temp may still exist */
+	const char *why;    /* why the base is not used */
+	struct upload_job *next; /* in sf's list of deltas not started */
+} upload_delta;
+
 /* Kept small: the push executor may have thousands of these at once. */
 typedef struct upload_job {
 	ferry__sftp *sf;
 	ferry__sftp_upload_opts o;
 	char *path, *rename_to;
 	ferry__sftp_handle h;
-	int opened;
+	int opened, open_pending;
 	uint64_t next_off, acked;
 	unsigned outstanding;
 	int gen_active, closed, post_close;
@@ -34,6 +56,7 @@ typedef struct upload_job {
 	int lstat_pending; /* the LSTAT behind the OPEN is unanswered */
 	int lstat_mode;    /* the mode it saw, -1: none */
 	uint64_t gen;
+	upload_delta *d; /* NULL: a plain upload */
 	ferry__sftp_upload_result res;
 } upload_job;
 
@@ -56,6 +79,59 @@ static void job_seen(upload_job *j, const ferry__sftp_reply *r)
 		j->gen = r->gen;
 }
 
+static int job_start(upload_job *j);
+static void job_finish(upload_job *j);
+
+/* Room for one more delta that may hold its temp's handle while it waits
+ * for its base's: at least one slot is then held by someone who gives it
+ * back without needing another. */
+static int delta_room(const ferry__sftp *sf)
+{
+	return sf->delta_waiting + 1 < sf->slots_max;
+}
+
+/* The job no longer waits for its base's handle: the deltas held back
+ * start while there is room (a start that fails ends its job). */
+static void delta_unwait(upload_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	if (!j->d || !j->d->waiting)
+		return;
+	j->d->waiting = 0;
+	sf->delta_waiting--;
+	while (sf->delta_first && delta_room(sf)) {
+		upload_job *n = sf->delta_first;
+		sf->delta_first = n->d->next;
+		if (!sf->delta_first)
+			sf->delta_last = NULL;
+		n->d->next = NULL;
+		n->d->waiting = 1;
+		sf->delta_waiting++;
+		int err = job_start(n);
+		if (err) {
+			/* Ended here, not by recursion through its finish. */
+			n->d->waiting = 0;
+			sf->delta_waiting--;
+			job_record(n, "open", err, FERRY__FX_LOCAL,
+			           ferry__sftp_errmsg(sf)[0]
+			                   ? ferry__sftp_errmsg(sf)
+			                   : ferry_strerror(err));
+			job_finish(n);
+		}
+	}
+}
+
+static void delta_free(upload_job *j)
+{
+	if (!j->d)
+		return;
+	delta_unwait(j);
+	ferry__free(j->d->base);
+	ferry__free(j->d->pieces);
+	ferry__free(j->d);
+	j->d = NULL;
+}
+
 static void job_finish(upload_job *j)
 {
 	ferry__sftp_upload_result *r = &j->res;
@@ -65,6 +141,7 @@ static void job_finish(upload_job *j)
 	r->message = !j->error ? "ok" : j->msg ? j->msg : no_text;
 	r->bytes = j->acked;
 	r->gen = j->gen;
+	delta_free(j);
 	if (j->o.done)
 		j->o.done(j->o.ctx, r);
 	ferry__free(j->msg);
@@ -76,6 +153,7 @@ static void job_finish(upload_job *j)
 
 static void job_after_error(upload_job *j);
 static void job_maybe_post_close(upload_job *j);
+static void delta_retry(upload_job *j);
 
 static void job_remove_cb(void *ctx, const ferry__sftp_reply *r)
 {
@@ -88,7 +166,8 @@ static void job_remove_cb(void *ctx, const ferry__sftp_reply *r)
 
 static void job_after_error(upload_job *j)
 {
-	if (j->o.remove_on_error && j->opened &&
+	int exists = j->opened || (j->d && j->d->stale);
+	if (j->o.remove_on_error && exists &&
 	    !ferry__sftp_remove(j->sf, j->path, job_remove_cb, j)) {
 		j->outstanding++;
 		return;
@@ -141,6 +220,17 @@ static void job_maybe_post_close(upload_job *j)
 {
 	if (!j->closed || j->outstanding || j->gen_active || j->post_close)
 		return;
+	upload_delta *d = j->d;
+	if (d && d->mode == DELTA_ON && !j->error) {
+		/* The copies are trusted only when both FSTATs of the base
+		 * saw what the caller expects and every copy succeeded;
+		 * else the temp's content may be wrong: start again. */
+		if (d->untrusted || d->fstats_ok < 2) {
+			delta_retry(j);
+			return;
+		}
+		j->res.copied = d->copy_total;
+	}
 	j->post_close = 1;
 	if (j->error) {
 		/* OpenSSH says FAILURE for ENOSPC: ask statvfs. */
@@ -268,22 +358,42 @@ static void gen_done(upload_job *j)
 		job_maybe_post_close(j);
 }
 
+/* The generator of a delta moves to the first write piece at or after
+ * index i (d->wi == npieces: none left). */
+static void delta_seek(upload_job *j, size_t i)
+{
+	upload_delta *d = j->d;
+	while (i < d->npieces && d->pieces[i].copy)
+		i++;
+	d->wi = i;
+	if (i < d->npieces)
+		j->next_off = d->pieces[i].off;
+}
+
 static int job_emit(ferry__sftp *sf, void *ctx, uint64_t gen)
 {
 	upload_job *j = ctx;
-	if (j->error || j->next_off >= j->o.size) {
+	upload_delta *d = j->d && j->d->mode == DELTA_ON ? j->d : NULL;
+	uint64_t end = j->o.size;
+	if (d)
+		end = d->wi < d->npieces
+		              ? d->pieces[d->wi].off + d->pieces[d->wi].len
+		              : 0;
+	if (j->error || j->next_off >= end) {
 		gen_done(j);
 		return 2;
 	}
 	ferry__sftp_limits_info l;
 	ferry__sftp_limits_get(sf, &l);
-	uint64_t left = j->o.size - j->next_off;
+	uint64_t left = end - j->next_off;
 	size_t len = left < l.max_write ? (size_t)left : (size_t)l.max_write;
 	int rc = ferry__sftp__send_write(sf, gen, &j->h, j->next_off, len,
 	                                 job_fill, j, job_write_cb, j);
 	if (rc == 1) {
 		j->next_off += len;
 		j->outstanding++;
+		if (d && j->next_off >= end)
+			delta_seek(j, d->wi + 1);
 		return 1;
 	}
 	if (rc == 0)
@@ -373,21 +483,34 @@ static void job_after_open(upload_job *j)
 	job_confirm(j);
 }
 
+/* One reply of the OPEN's flight (OPEN, its LSTAT; with a delta the LSTAT
+ * of base, or the REMOVE of the first temp) is in: when the last one is,
+ * go on (any server order). */
+static void job_open_step(upload_job *j)
+{
+	upload_delta *d = j->d;
+	if (j->open_pending || j->lstat_pending ||
+	    (d && (d->blstat_pending || d->remove_pending)))
+		return;
+	if (j->opened)
+		job_after_open(j);
+	else
+		job_after_error(j); /* the OPEN failed */
+}
+
 static void job_open_cb(void *ctx, const ferry__sftp_reply *r)
 {
 	upload_job *j = ctx;
 	job_seen(j, r);
 	j->outstanding--;
+	j->open_pending = 0;
 	if (r->error) {
 		job_record(j, "open", r->error, r->status, r->message);
-		if (!j->lstat_pending) /* else its reply finishes */
-			job_finish(j);
-		return;
+	} else {
+		j->h = *r->handle;
+		j->opened = 1;
 	}
-	j->h = *r->handle;
-	j->opened = 1;
-	if (!j->lstat_pending)
-		job_after_open(j);
+	job_open_step(j);
 }
 
 static void job_lstat_cb(void *ctx, const ferry__sftp_reply *r)
@@ -399,28 +522,260 @@ static void job_lstat_cb(void *ctx, const ferry__sftp_reply *r)
 	if (!r->error && r->attrs &&
 	    (r->attrs->flags & FERRY__ATTR_PERMISSIONS))
 		j->lstat_mode = (int)(r->attrs->perm & 07777);
-	if (j->opened)
-		job_after_open(j);
-	else if (j->error)
-		job_finish(j); /* the OPEN failed */
-	/* else the OPEN is still to answer (a server that reorders) */
+	job_open_step(j);
 }
 
-/* The writes, FSETSTAT, fsync and CLOSE behind a (confirmed) OPEN; with an
- * error recorded only the CLOSE. */
-static void job_body(upload_job *j)
+/* Submit the temp's OPEN and (confirm_perm) its LSTAT in one flight. */
+static int job_open_temp(upload_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	ferry__sftp_attrs a;
+	memset(&a, 0, sizeof(a));
+	if (j->o.has_perm) {
+		a.flags = FERRY__ATTR_PERMISSIONS;
+		a.perm = j->o.perm;
+	}
+	uint32_t pflags = j->o.pflags ? j->o.pflags
+	                              : FERRY__FXF_WRITE | FERRY__FXF_CREAT |
+	                                        FERRY__FXF_EXCL;
+	int error = ferry__sftp_open(sf, j->path, pflags, &a, job_open_cb, j);
+	if (error)
+		return error;
+	j->outstanding++;
+	j->open_pending = 1;
+	j->lstat_mode = -1;
+	/* In the same flight: the mode the OPEN gave, seen by the time its
+	 * reply is, so a confirmed mode costs no round trip. */
+	if (j->o.confirm_perm && j->o.has_perm &&
+	    !ferry__sftp_lstat(sf, j->path, job_lstat_cb, j)) {
+		j->outstanding++;
+		j->lstat_pending = 1;
+	}
+	return 0;
+}
+
+/* ---- delta: the old file copied on the server ---- */
+
+static int attrs_match(const upload_job *j, const ferry__sftp_attrs *a)
+{
+	unsigned want = FERRY__ATTR_SIZE | FERRY__ATTR_ACMODTIME;
+	return a && (a->flags & want) == want &&
+	       a->size == j->o.base_size && a->mtime == j->o.base_mtime;
+}
+
+static void job_base_lstat_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	upload_delta *d = j->d;
+	const ferry__sftp_attrs *a = r->error ? NULL : r->attrs;
+	job_seen(j, r);
+	j->outstanding--;
+	d->blstat_pending = 0;
+	if (r->error == FERRY_ENOTFOUND)
+		d->why = "the old file is gone from the remote";
+	else if (!a)
+		d->why = "the old file could not be looked at on the remote";
+	else if (!(a->flags & FERRY__ATTR_PERMISSIONS) ||
+	         (a->perm & 0170000) != 0100000)
+		d->why = "the old file is not a regular file on the remote";
+	else if (!attrs_match(j, a))
+		d->why = "the old file changed on the remote (size or mtime "
+		         "differs)";
+	else
+		d->base_ok = 1;
+	job_open_step(j);
+}
+
+/* Every byte is written, why (NULL: not a fallback) says why. */
+static void delta_off(upload_job *j, const char *why)
+{
+	j->d->mode = DELTA_OFF;
+	delta_unwait(j);
+	if (why) {
+		j->res.delta_fallback = 1;
+		j->res.delta_why = why;
+	}
+}
+
+static void job_tail(upload_job *j);
+
+static void job_base_fstat_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	upload_delta *d = j->d;
+	job_seen(j, r);
+	j->outstanding--;
+	if (!r->error && attrs_match(j, r->attrs)) {
+		d->fstats_ok++;
+	} else if (!d->untrusted) {
+		d->untrusted = 1;
+		d->why = "the old file changed on the remote while it was "
+		         "copied (size or mtime differs)";
+	}
+	job_maybe_post_close(j);
+}
+
+static void job_copy_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	upload_delta *d = j->d;
+	job_seen(j, r);
+	j->outstanding--;
+	if (r->error && !d->untrusted) {
+		d->untrusted = 1;
+		d->why = "a copy-data from the old file failed on the remote";
+	}
+	job_maybe_post_close(j);
+}
+
+static void job_base_close_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	job_seen(j, r);
+	j->outstanding--; /* a failing close of a file read changes nothing */
+	job_maybe_post_close(j);
+}
+
+/* The base is open: FSTAT, the COPY-DATAs, FSTAT again and its CLOSE (with
+ * an error recorded only the CLOSE).  They are handle requests, queued
+ * behind the generator: the server sees them after the writes. */
+static void delta_copies(upload_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	upload_delta *d = j->d;
+	int err = 0;
+	if (!j->error) {
+		if (!(err = ferry__sftp_fstat(sf, &d->bh, job_base_fstat_cb,
+		                              j)))
+			j->outstanding++;
+		for (size_t i = 0; !err && i < d->npieces; i++) {
+			const ferry__sftp_piece *p = &d->pieces[i];
+			if (!p->copy)
+				continue;
+			if (!(err = ferry__sftp_copy_data(sf, &d->bh,
+			                                  p->base_off, p->len,
+			                                  &j->h, p->off,
+			                                  job_copy_cb, j)))
+				j->outstanding++;
+		}
+		if (!err && !(err = ferry__sftp_fstat(sf, &d->bh,
+		                                      job_base_fstat_cb, j)))
+			j->outstanding++;
+		if (err)
+			job_record(j, "copy", err, FERRY__FX_LOCAL,
+			           ferry_strerror(err));
+	}
+	/* Always: the handle must go back (when even this cannot be
+	 * queued, the client is dying and the handle with it). */
+	if (!ferry__sftp_close(sf, &d->bh, job_base_close_cb, j))
+		j->outstanding++;
+}
+
+static void job_base_open_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	upload_delta *d = j->d;
+	job_seen(j, r);
+	j->outstanding--;
+	delta_unwait(j);
+	if (r->error) {
+		d->untrusted = 1;
+		d->why = "the old file could not be opened on the remote";
+	} else {
+		d->bh = *r->handle;
+		delta_copies(j);
+	}
+	job_tail(j);
+}
+
+/* The temp's OPEN flight is in: copy from the base when the LSTAT saw
+ * it as expected (OPEN base, READ only: never a fifo), else write every
+ * byte. */
+static void delta_decide(upload_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	upload_delta *d = j->d;
+	ferry__sftp_limits_info l;
+	ferry__sftp_limits_get(sf, &l);
+	if (j->error) {
+		delta_off(j, NULL);
+	} else if (!ferry__sftp_has(sf, FERRY__EXT_COPY_DATA)) {
+		delta_off(j, "the server has no copy-data");
+	} else if (l.max_handles < 2) {
+		delta_off(j, "the server allows fewer than 2 open handles");
+	} else if (sf->delta_waiting > sf->slots_max - 1) {
+		/* Let in before the server's limits were known. */
+		delta_off(j, "too many delta uploads at once for the "
+		             "server's handle limit");
+	} else if (!d->base_ok) {
+		delta_off(j, d->why ? d->why
+		                    : "the old file could not be looked at "
+		                      "on the remote");
+	} else if (ferry__sftp_open(sf, d->base, FERRY__FXF_READ, NULL,
+	                            job_base_open_cb, j)) {
+		delta_off(j, "the old file could not be opened on the remote");
+	} else {
+		j->outstanding++;
+		d->mode = DELTA_ON;
+	}
+}
+
+static void delta_retry_remove_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	upload_job *j = ctx;
+	upload_delta *d = j->d;
+	job_seen(j, r);
+	j->outstanding--;
+	d->remove_pending = 0;
+	if (!r->error || r->error == FERRY_ENOTFOUND)
+		d->stale = 0;
+	else
+		job_record(j, "remove", r->error, r->status, r->message);
+	job_open_step(j);
+}
+
+/* What was copied cannot be trusted (everything is answered, the temp
+ * closed): REMOVE the temp and OPEN it again in one flight, then write
+ * every byte as a plain upload does. */
+static void delta_retry(upload_job *j)
+{
+	upload_delta *d = j->d;
+	int err;
+	d->mode = DELTA_OFF;
+	d->untrusted = 0; /* the new temp owes nothing to the base */
+	d->stale = 1;
+	j->res.delta_fallback = 1;
+	j->res.delta_why = d->why ? d->why
+	                          : "the old file could not be used on the "
+	                            "remote";
+	j->acked = j->next_off = 0;
+	j->opened = j->closed = 0;
+	j->confirm_tries = 0;
+	memset(&j->h, 0, sizeof(j->h));
+	if ((err = ferry__sftp_remove(j->sf, j->path, delta_retry_remove_cb,
+	                              j))) {
+		job_record(j, "remove", err, FERRY__FX_LOCAL,
+		           ferry_strerror(err));
+		job_after_error(j);
+		return;
+	}
+	j->outstanding++;
+	d->remove_pending = 1;
+	if ((err = job_open_temp(j)))
+		job_record(j, "open", err, FERRY__FX_LOCAL,
+		           ferry_strerror(err));
+	/* the REMOVE's reply moves on (job_open_step) */
+}
+
+/* FSETSTAT, fsync and CLOSE of the temp (with an error recorded only the
+ * CLOSE); handle requests, so behind every WRITE the generator makes. */
+static void job_tail(upload_job *j)
 {
 	ferry__sftp *sf = j->sf;
 	int err;
-	if (j->o.size && !j->error) {
-		ferry__sftp_gen g = {job_emit, job_gen_fail, j};
-		if ((err = ferry__sftp__add_gen(sf, &g)))
-			job_record(j, "write", err, FERRY__FX_LOCAL,
-			           ferry_strerror(err));
-		else
-			j->gen_active = 1;
-	}
-	if (j->o.has_attrs && !j->error) {
+	/* Copies that cannot be trusted: the temp is made again anyway. */
+	int skip = j->error || (j->d && j->d->untrusted);
+	if (j->o.has_attrs && !skip) {
 		if ((err = ferry__sftp_fsetstat(sf, &j->h, &j->o.attrs,
 		                                job_fsetstat_cb, j)))
 			job_record(j, "fsetstat", err, FERRY__FX_LOCAL,
@@ -428,7 +783,7 @@ static void job_body(upload_job *j)
 		else
 			j->outstanding++;
 	}
-	if (j->o.fsync && !j->error) {
+	if (j->o.fsync && !skip && !j->error) {
 		if (!ferry__sftp_has(sf, FERRY__EXT_FSYNC))
 			j->res.fsync_skipped = 1;
 		else if ((err = ferry__sftp_fsync(sf, &j->h, job_fsync_cb, j)))
@@ -448,12 +803,137 @@ static void job_body(upload_job *j)
 	j->outstanding++;
 }
 
+/* The writes, FSETSTAT, fsync and CLOSE behind a (confirmed) OPEN; with an
+ * error recorded only the CLOSE.  A delta opens its base first (so that
+ * the OPEN is not queued behind the writes) and the rest waits for it. */
+static void job_body(upload_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	upload_delta *d = j->d;
+	int err;
+	if (d && d->mode == DELTA_UNDECIDED)
+		delta_decide(j);
+	int delta = d && d->mode == DELTA_ON;
+	if (delta)
+		delta_seek(j, 0);
+	if (j->o.size && !j->error && (!delta || d->wi < d->npieces)) {
+		ferry__sftp_gen g = {job_emit, job_gen_fail, j};
+		if ((err = ferry__sftp__add_gen(sf, &g)))
+			job_record(j, "write", err, FERRY__FX_LOCAL,
+			           ferry_strerror(err));
+		else
+			j->gen_active = 1;
+	}
+	if (!delta)
+		job_tail(j);
+	/* else job_base_open_cb sends the tail */
+}
+
+/* Check a delta's pieces: in order, contiguous, not empty, exactly
+ * [0, size), copies inside [0, base_size). */
+static int delta_check(const ferry__sftp_upload_opts *o)
+{
+	if (!o->base)
+		return o->pieces || o->npieces ? FERRY_EINVALID : 0;
+	if (!o->rename_to || o->data || !(o->read || o->use_fd) ||
+	    (o->npieces && !o->pieces))
+		return FERRY_EINVALID;
+	uint64_t at = 0;
+	for (size_t i = 0; i < o->npieces; i++) {
+		const ferry__sftp_piece *p = &o->pieces[i];
+		if (!p->len || p->off != at || p->len > o->size - at)
+			return FERRY_EINVALID;
+		if (p->copy && (p->base_off > o->base_size ||
+		                p->len > o->base_size - p->base_off))
+			return FERRY_EINVALID;
+		at += p->len;
+	}
+	return at == o->size ? 0 : FERRY_EINVALID;
+}
+
+/* A delta's state, or (no copy piece, a server without copy-data, too
+ * many deltas waiting for a handle) none: a plain upload. */
+static int delta_setup(upload_job *j, const ferry__sftp_upload_opts *o)
+{
+	ferry__sftp *sf = j->sf;
+	const char *why = NULL;
+	size_t ncopy = 0;
+	for (size_t i = 0; i < o->npieces; i++)
+		ncopy += o->pieces[i].copy != 0;
+	j->o.base = NULL;
+	j->o.pieces = NULL;
+	j->o.npieces = 0;
+	if (!o->base || !ncopy)
+		return 0;
+	ferry__sftp_limits_info l;
+	ferry__sftp_limits_get(sf, &l);
+	if (sf->state == SFTP_READY && !ferry__sftp_has(sf, FERRY__EXT_COPY_DATA))
+		why = "the server has no copy-data";
+	else if (sf->state == SFTP_READY && l.max_handles < 2)
+		why = "the server allows fewer than 2 open handles";
+	if (why) {
+		j->res.delta_fallback = 1;
+		j->res.delta_why = why;
+		return 0;
+	}
+	upload_delta *d = ferry__calloc(1, sizeof(*d));
+	if (!d)
+		return FERRY_ENOMEM;
+	j->d = d;
+	d->base = ferry__strdup(o->base);
+	d->pieces = ferry__reallocarray(NULL, o->npieces, sizeof(*d->pieces));
+	if (!d->base || !d->pieces)
+		return FERRY_ENOMEM;
+	for (size_t i = 0; i < o->npieces; i++) {
+		const ferry__sftp_piece *p = &o->pieces[i];
+		ferry__sftp_piece *last =
+		        d->npieces ? &d->pieces[d->npieces - 1] : NULL;
+		int copy = p->copy != 0;
+		if (copy)
+			d->copy_total += p->len;
+		/* Neighbours of one kind become one request (copies only
+		 * when their old ranges follow on too). */
+		if (last && last->copy == copy &&
+		    (!copy || last->base_off + last->len == p->base_off)) {
+			last->len += p->len;
+			continue;
+		}
+		d->pieces[d->npieces] = *p;
+		d->pieces[d->npieces].copy = copy;
+		if (!copy)
+			d->pieces[d->npieces].base_off = 0;
+		d->npieces++;
+	}
+	return 0;
+}
+
+/* OPEN of the temp (and its LSTAT), with a delta the LSTAT of base: the
+ * first flight.  0, or the error of the OPEN (nothing sent then). */
+static int job_start(upload_job *j)
+{
+	ferry__sftp *sf = j->sf;
+	int error = job_open_temp(j);
+	if (error || !j->d)
+		return error;
+	/* The old file's LSTAT in the same flight: it is opened only when
+	 * it is the regular file the caller expects. */
+	if (!ferry__sftp_lstat(sf, j->d->base, job_base_lstat_cb, j)) {
+		j->outstanding++;
+		j->d->blstat_pending = 1;
+	} else {
+		j->d->why = "the old file could not be looked at on the remote";
+	}
+	return 0;
+}
+
 int ferry__sftp_upload(ferry__sftp *sf, const ferry__sftp_upload_opts *o)
 {
 	int sources = (o->data != NULL) + (o->use_fd != 0) + (o->read != NULL);
 	int error;
 	if (!o->path || !o->done || sources > 1 || (o->size && !sources))
 		return FERRY_EINVALID;
+	if ((error = delta_check(o)))
+		return error;
 	if (sf->dead)
 		return sf->dead;
 	upload_job *j = ferry__calloc(1, sizeof(*j));
@@ -469,29 +949,29 @@ int ferry__sftp_upload(ferry__sftp *sf, const ferry__sftp_upload_opts *o)
 	}
 	j->o.path = j->path;
 	j->o.rename_to = j->rename_to;
-	ferry__sftp_attrs a;
-	memset(&a, 0, sizeof(a));
-	if (o->has_perm) {
-		a.flags = FERRY__ATTR_PERMISSIONS;
-		a.perm = o->perm;
-	}
-	uint32_t pflags = o->pflags ? o->pflags
-	                            : FERRY__FXF_WRITE | FERRY__FXF_CREAT |
-	                                      FERRY__FXF_EXCL;
-	if ((error = ferry__sftp_open(sf, j->path, pflags, &a, job_open_cb, j)))
+	if ((error = delta_setup(j, o)))
 		goto fail;
-	j->outstanding = 1;
-	j->lstat_mode = -1;
-	/* In the same flight: the mode the OPEN gave, seen by the time its
-	 * reply is, so a confirmed mode costs no round trip. */
-	if (o->confirm_perm && o->has_perm &&
-	    !ferry__sftp_lstat(sf, j->path, job_lstat_cb, j)) {
-		j->outstanding++;
-		j->lstat_pending = 1;
+	if (j->d && !delta_room(sf)) {
+		/* Held back until a delta waiting for its handles is done:
+		 * it starts from that one's callback. */
+		if (sf->delta_last)
+			((upload_job *)sf->delta_last)->d->next = j;
+		else
+			sf->delta_first = j;
+		sf->delta_last = j;
+		sf->jobs++;
+		return 0;
 	}
+	if (j->d) {
+		j->d->waiting = 1;
+		sf->delta_waiting++;
+	}
+	if ((error = job_start(j)))
+		goto fail;
 	sf->jobs++;
 	return 0;
 fail:
+	delta_free(j);
 	ferry__free(j->path);
 	ferry__free(j->rename_to);
 	ferry__free(j);

@@ -99,6 +99,12 @@ struct ferry__sftp {
 	uint64_t cur_gen; /* generation of the reply being delivered */
 	int cancelling;   /* submissions fail with this meanwhile */
 	size_t jobs;      /* building blocks running (for pending) */
+	/* Delta uploads that may hold their temp's handle while their base's
+	 * OPEN is still to come (lib/sftp_blocks.c): kept below slots_max so
+	 * that they cannot take every slot and wait for each other; the
+	 * uploads beyond wait in a list (upload jobs) until one is done. */
+	unsigned delta_waiting;
+	void *delta_first, *delta_last;
 
 	ferry__sftp_stats stats;
 	int blocked_window, blocked_slot; /* to count each wait once */
