@@ -385,8 +385,8 @@ typedef struct ferry__sftp_upload_opts {
 	 * is copied and what is written; only the written ranges are read.
 	 * When base cannot be trusted, a copy fails, the server has no
 	 * copy-data or fewer than 2 handles: every byte is written instead
-	 * (result.delta_fallback).  Needs rename_to and a reader (read or
-	 * fd). */
+	 * (result.delta_fallback).  Needs a reader (read or fd); the
+	 * caller may do the rename itself (no rename_to). */
 	const char *base;
 	uint64_t base_size;
 	uint32_t base_mtime;

@@ -835,7 +835,7 @@ static int delta_check(const ferry__sftp_upload_opts *o)
 {
 	if (!o->base)
 		return o->pieces || o->npieces ? FERRY_EINVALID : 0;
-	if (!o->rename_to || o->data || !(o->read || o->use_fd) ||
+	if (o->data || !(o->read || o->use_fd) ||
 	    (o->npieces && !o->pieces))
 		return FERRY_EINVALID;
 	uint64_t at = 0;

@@ -503,10 +503,7 @@ Test(sftp_delta, bad_pieces_are_refused)
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), FERRY_EINVALID);
 	o.pieces = c.pieces;
 	o.npieces = c.npieces;
-	/* No rename, no reader, memory. */
-	o.rename_to = NULL;
-	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), FERRY_EINVALID);
-	o.rename_to = P("new");
+	/* No reader, memory. */
 	o.read = NULL;
 	o.data = c.content;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), FERRY_EINVALID);
