@@ -130,6 +130,18 @@ int ferry__chunker_init(ferry__chunker *c)
 /* Close the current chunk of c->cur bytes. */
 static int cut(ferry__chunker *c)
 {
+	if (c->n >= FERRY__CHUNKS_MAX) {
+		/* Too many for a manifest: the list is dropped (its memory
+		 * stays bounded), the cutting goes on. */
+		ferry__free(c->v);
+		c->v = NULL;
+		c->cap = 0;
+		c->n = (size_t)FERRY__CHUNKS_MAX + 1;
+		ferry__hasher_init(c->h);
+		c->cur = 0;
+		c->gear = 0;
+		return 0;
+	}
 	if (ferry__grow(&c->v, &c->cap, c->n + 1, sizeof(*c->v), 64)) {
 		c->oom = 1;
 		return FERRY_ENOMEM;

@@ -48,7 +48,8 @@ typedef struct ferry__chunk {
 
 /* Streaming chunker: feed the file's bytes in order, in pieces of any
  * size; the chunk list grows in v (ferry__malloc'd; the caller takes it
- * over after _final, or frees it with _free). */
+ * over after _final, or frees it with _free).  Past FERRY__CHUNKS_MAX
+ * chunks the list is dropped: v NULL, n FERRY__CHUNKS_MAX + 1. */
 typedef struct ferry__chunker {
 	uint64_t gear; /* rolling hash */
 	uint64_t off;  /* bytes fed so far */

@@ -356,3 +356,23 @@ Test(chunk, allocation_failures_are_clean)
 	free(d);
 	free(p);
 }
+
+Test(chunk, a_list_past_the_maximum_is_dropped)
+{
+	/* White-box: a chunker that already holds FERRY__CHUNKS_MAX chunks
+	 * (faked: 2^24 real ones need 256 GiB of input). */
+	ferry__chunker c;
+	cr_assert_eq(ferry__chunker_init(&c), 0);
+	c.v = ferry__malloc(sizeof(*c.v));
+	c.n = c.cap = FERRY__CHUNKS_MAX;
+	uint8_t *p = calloc(1, 3 * FERRY__CHUNK_MAX);
+	cr_assert_eq(ferry__chunker_update(&c, p, 3 * FERRY__CHUNK_MAX), 0);
+	cr_assert_null(c.v);
+	cr_assert_eq(c.n, (size_t)FERRY__CHUNKS_MAX + 1);
+	cr_assert_eq(ferry__chunker_update(&c, p, 5), 0);
+	cr_assert_eq(ferry__chunker_final(&c), 0);
+	cr_assert_null(c.v);
+	cr_assert_eq(c.n, (size_t)FERRY__CHUNKS_MAX + 1);
+	ferry__chunker_free(&c);
+	free(p);
+}
