@@ -178,6 +178,32 @@ static void keep_old(merge *g)
 	g->out[g->k++] = e;
 }
 
+/* The chunk list of cur, an action's entry about to replace the old entry
+ * m->e[i] (have_old) or to be added: a list the plan holds is copied into
+ * m's memory (the plan dies first); a file whose content is the old
+ * entry's (same hash and size) without a list of its own keeps the old
+ * one (already m's); a file whose hash is unknown has none. */
+static int own_chunks(merge *g, ferry__mentry *cur, int have_old)
+{
+	if (cur->type != FERRY__T_FILE || !(cur->flags & FERRY__ME_HASHED)) {
+		cur->chunks = NULL;
+		cur->nchunks = 0;
+		return 0;
+	}
+	if (cur->chunks && cur->nchunks)
+		return ferry__manifest_own_chunks(g->m, cur);
+	cur->chunks = NULL;
+	cur->nchunks = 0;
+	const ferry__mentry *old = have_old ? &g->m->e[g->i] : NULL;
+	if (old && old->type == FERRY__T_FILE &&
+	    (old->flags & FERRY__ME_HASHED) && old->chunks &&
+	    old->size == cur->size && ferry__hash_eq(&old->hash, &cur->hash)) {
+		cur->chunks = old->chunks;
+		cur->nchunks = old->nchunks;
+	}
+	return 0;
+}
+
 /* The effects on one path (the next of eff; have_old: m->e[i] is the same
  * path): the last one wins, a removal drops the entry. */
 static int apply_path(merge *g, int have_old)
@@ -216,6 +242,9 @@ static int apply_path(merge *g, int have_old)
 			cur.mode = (uint16_t)put_a->create_mode;
 		if (put_a->flags & FERRY__ACT_UNHASHED)
 			cur.flags &= (uint8_t)~FERRY__ME_HASHED;
+		int error = own_chunks(g, &cur, have_old);
+		if (error)
+			return error;
 	}
 	if (have_old)
 		g->i++;

@@ -26,6 +26,10 @@
 /* After the path: type, flags, mode, five u64, hash, chunk count. */
 #define ENTRY_FIXED (1 + 1 + 2 + 5 * 8 + FERRY__HASH_LEN + 4)
 #define ENTRY_MIN   (4 + 1 + ENTRY_FIXED)
+/* A chunk record: u32 length, hash. */
+#define CHUNK_REC (4 + FERRY__HASH_LEN)
+/* Chunk records encoded per buffer reservation. */
+#define CHUNK_BATCH 4096u
 #define TRAILER     8
 #define IO_BUF      ((size_t)256 << 10)
 /* Misses of the in-order hint answered by binary search before a hash
@@ -93,17 +97,51 @@ void ferry__manifest_adopt(ferry__manifest *m, ferry__mentry *e, size_t n,
 	drop_index(m);
 }
 
+int ferry__manifest_own_chunks(ferry__manifest *m, ferry__mentry *e)
+{
+	/* A list beyond the maximum is none (such a file is not chunked). */
+	if (!e->chunks || e->nchunks == 0 || e->nchunks > FERRY__CHUNKS_MAX) {
+		e->chunks = NULL;
+		e->nchunks = 0;
+		return 0;
+	}
+	size_t n = (size_t)e->nchunks * sizeof(ferry__chunk);
+	ferry__chunk *v = ferry__arena_alloc(&m->arena, n, 8);
+	if (!v)
+		return FERRY_ENOMEM;
+	memcpy(v, e->chunks, n);
+	e->chunks = v;
+	return 0;
+}
+
+int ferry__manifest_chunks_valid(const ferry__mentry *e)
+{
+	if (!e->chunks || e->nchunks == 0)
+		return e->nchunks == 0;
+	if (e->type != FERRY__T_FILE || !(e->flags & FERRY__ME_HASHED) ||
+	    e->nchunks > FERRY__CHUNKS_MAX)
+		return 0;
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < e->nchunks; i++) {
+		uint32_t len = e->chunks[i].len;
+		if (len == 0 || len > FERRY__CHUNK_MAX)
+			return 0;
+		sum += len;
+	}
+	return sum == e->size;
+}
+
 int ferry__manifest_append(ferry__manifest *m, const ferry__mentry *e)
 {
 	if (m->n == m->cap && m->cap * 2 >= NO_INDEX)
 		return FERRY_ENOMEM;
 	if (ferry__grow(&m->e, &m->cap, m->n + 1, sizeof(*m->e), 64))
 		return FERRY_ENOMEM;
-	char *p = ferry__arena_strndup(&m->arena, e->path, e->path_len);
-	if (!p)
+	ferry__mentry x = *e;
+	x.path = ferry__arena_strndup(&m->arena, e->path, e->path_len);
+	if (!x.path || ferry__manifest_own_chunks(m, &x))
 		return FERRY_ENOMEM;
-	m->e[m->n] = *e;
-	m->e[m->n].path = p;
+	m->e[m->n] = x;
 	m->n++;
 	drop_index(m);
 	return 0;
@@ -319,7 +357,8 @@ static int rd_string(rd *r, const char *want, char **copy)
  * and counts.  *mp gets the new manifest (also on error: caller frees). */
 static int parse_header(rd *r, uint64_t body_len, ferry__manifest **mp,
                         const char *target, const char *dest, uint64_t *count,
-                        uint64_t *path_bytes, char *why, size_t whysz)
+                        uint64_t *path_bytes, uint32_t *versionp, char *why,
+                        size_t whysz)
 {
 	int error = 0;
 	if (rd_need(r, MAGIC_LEN + 8) || memcmp(r->p, MAGIC, MAGIC_LEN))
@@ -327,9 +366,11 @@ static int parse_header(rd *r, uint64_t body_len, ferry__manifest **mp,
 	uint32_t version = ferry__peek_u32(r->p + MAGIC_LEN);
 	uint32_t hflags = ferry__peek_u32(r->p + MAGIC_LEN + 4);
 	rd_skip(r, MAGIC_LEN + 8);
-	if (version != FERRY__MANIFEST_VERSION)
-		WHY("format version %u (this ferry reads %u)", version,
-		    FERRY__MANIFEST_VERSION);
+	if (version < FERRY__MANIFEST_VERSION_MIN ||
+	    version > FERRY__MANIFEST_VERSION)
+		WHY("format version %u (this ferry reads %u to %u)", version,
+		    FERRY__MANIFEST_VERSION_MIN, FERRY__MANIFEST_VERSION);
+	*versionp = version;
 	if (hflags & ~1u)
 		WHY("unknown header flags");
 	ferry__manifest *m = *mp = ferry__calloc(1, sizeof(*m));
@@ -362,8 +403,10 @@ out:
 	return error;
 }
 
-/* The fixed part of an entry (f: ENTRY_FIXED bytes) into e; 0 or why. */
-static const char *read_entry(ferry__mentry *e, const uint8_t *f)
+/* The fixed part of an entry (f: ENTRY_FIXED bytes) into e, its chunk
+ * count into *chunks; 0 or why. */
+static const char *read_entry(ferry__mentry *e, const uint8_t *f,
+                              uint32_t *chunks)
 {
 	e->type = f[0];
 	e->flags = f[1];
@@ -374,18 +417,71 @@ static const char *read_entry(ferry__mentry *e, const uint8_t *f)
 	e->ino = get64(f + 28);
 	e->dev = get64(f + 36);
 	memcpy(e->hash.b, f + 44, FERRY__HASH_LEN);
-	uint32_t chunks = ferry__peek_u32(f + 44 + FERRY__HASH_LEN);
-	if (chunks != 0)
-		return "chunk lists are not supported";
+	e->chunks = NULL;
+	e->nchunks = 0;
+	*chunks = ferry__peek_u32(f + 44 + FERRY__HASH_LEN);
 	if (e->flags & FERRY__ME_MEMORY_FLAGS)
 		return "bad entry flags";
 	return NULL;
 }
 
+/* The chunk list of e (count records, read one at a time: the reader's
+ * window is bounded) into m->arena.  0, FERRY_EPROTO with *bad, or
+ * FERRY_ENOMEM. */
+static int read_chunks(rd *r, ferry__manifest *m, ferry__mentry *e,
+                       uint32_t count, uint32_t version, const char **bad)
+{
+	*bad = "bad chunk list";
+	if (version < 2) {
+		*bad = "bad chunk list (none in version 1)";
+		return FERRY_EPROTO;
+	}
+	if (e->type != FERRY__T_FILE || !(e->flags & FERRY__ME_HASHED)) {
+		*bad = "bad chunk list (not on a hashed file)";
+		return FERRY_EPROTO;
+	}
+	/* Every record must be in the file: no allocation beyond what its
+	 * bytes can fill. */
+	if (count > FERRY__CHUNKS_MAX ||
+	    count > ((uint64_t)r->avail + r->left) / CHUNK_REC) {
+		*bad = "bad chunk list (count)";
+		return FERRY_EPROTO;
+	}
+	ferry__chunk *v =
+	        ferry__arena_alloc(&m->arena, (size_t)count * sizeof(*v), 8);
+	if (!v)
+		return FERRY_ENOMEM;
+	uint64_t off = 0;
+	for (uint32_t k = 0; k < count; k++) {
+		if (rd_need(r, CHUNK_REC)) {
+			*bad = "truncated";
+			return FERRY_EPROTO;
+		}
+		uint32_t len = ferry__peek_u32(r->p);
+		if (len == 0 || len > FERRY__CHUNK_MAX) {
+			*bad = "bad chunk list (chunk length)";
+			return FERRY_EPROTO;
+		}
+		v[k].off = off;
+		v[k].len = len;
+		memcpy(v[k].hash.b, r->p + 4, FERRY__HASH_LEN);
+		rd_skip(r, CHUNK_REC);
+		off += len; /* < 2^24 * 2^18: no overflow */
+	}
+	if (off != e->size) {
+		*bad = "bad chunk list (lengths do not add up to the size)";
+		return FERRY_EPROTO;
+	}
+	e->chunks = v;
+	e->nchunks = count;
+	return 0;
+}
+
 /* count entries into m (m->e and m->blob allocated), checked in tree order
  * by t. */
 static int parse_entries(rd *r, ferry__manifest *m, treechk *t, uint64_t count,
-                         uint64_t path_bytes, char *why, size_t whysz)
+                         uint64_t path_bytes, uint32_t version, char *why,
+                         size_t whysz)
 {
 	int error = 0;
 	uint64_t used = 0; /* of blob */
@@ -406,10 +502,18 @@ static int parse_entries(rd *r, ferry__manifest *m, treechk *t, uint64_t count,
 		ferry__mentry *e = &m->e[i];
 		e->path = path;
 		e->path_len = plen;
-		const char *bad = read_entry(e, r->p + plen);
+		uint32_t nchunks = 0;
+		const char *bad = read_entry(e, r->p + plen, &nchunks);
 		rd_skip(r, plen + ENTRY_FIXED);
 		if (bad)
 			WHY("entry %zu: %s", i, bad);
+		if (nchunks) {
+			error = read_chunks(r, m, e, nchunks, version, &bad);
+			if (error == FERRY_EPROTO)
+				WHY("entry %zu: %s", i, bad);
+			if (error)
+				goto out;
+		}
 		m->n = i + 1;
 		const char *w = tree_step(t, m->e, i);
 		if (w)
@@ -428,9 +532,10 @@ static int parse_body(rd *r, uint64_t body_len, ferry__manifest **out,
 	ferry__manifest *m = NULL;
 	treechk *t = NULL;
 	uint64_t count = 0, path_bytes = 0;
+	uint32_t version = 0;
 	*out = NULL;
 	int error = parse_header(r, body_len, &m, target, dest, &count,
-	                         &path_bytes, why, whysz);
+	                         &path_bytes, &version, why, whysz);
 	if (!error && count) {
 		m->e = ferry__reallocarray(NULL, (size_t)count, sizeof(*m->e));
 		m->blob = ferry__malloc((size_t)(path_bytes + count));
@@ -442,7 +547,8 @@ static int parse_body(rd *r, uint64_t body_len, ferry__manifest **out,
 			t->depth = 0;
 	}
 	if (!error)
-		error = parse_entries(r, m, t, count, path_bytes, why, whysz);
+		error = parse_entries(r, m, t, count, path_bytes, version, why,
+		                      whysz);
 	ferry__free(t);
 	if (error) {
 		ferry__manifest_free(m);
@@ -573,6 +679,7 @@ typedef struct enc {
 	ferry_buf *b;
 	size_t start; /* first byte of the manifest in b */
 	int fd;       /* >= 0: flush to it whenever b holds IO_BUF */
+	int strict;   /* write an invalid chunk list as none */
 	XXH3_state_t h;
 	int werrno;
 } enc;
@@ -636,11 +743,35 @@ static int put_header(ferry_buf *b, const ferry__manifest *m)
 	return error;
 }
 
+/* The chunk records of x (n of them). */
+static int put_chunks(enc *e, const ferry__mentry *x, uint32_t n)
+{
+	int error = 0;
+	for (uint32_t k = 0; !error && k < n;) {
+		uint32_t batch = n - k < CHUNK_BATCH ? n - k : CHUNK_BATCH;
+		uint8_t *p;
+		error = ferry__buf_reserve(e->b, (size_t)batch * CHUNK_REC, &p);
+		if (error)
+			break;
+		for (uint32_t j = 0; j < batch; j++, k++) {
+			ferry__poke_u32(p, x->chunks[k].len);
+			memcpy(p + 4, x->chunks[k].hash.b, FERRY__HASH_LEN);
+			p += CHUNK_REC;
+		}
+		if (e->fd >= 0 && e->b->len >= IO_BUF)
+			error = enc_flush(e);
+	}
+	return error;
+}
+
 static int encode(const ferry__manifest *m, enc *e)
 {
 	int error = put_header(e->b, m);
 	for (size_t i = 0; !error && i < m->n; i++) {
 		const ferry__mentry *x = &m->e[i];
+		uint32_t nchunks = x->chunks ? x->nchunks : 0;
+		if (e->strict && !ferry__manifest_chunks_valid(x))
+			nchunks = 0;
 		uint8_t *p;
 		error = ferry__buf_reserve(e->b, 4 + x->path_len + ENTRY_FIXED,
 		                           &p);
@@ -659,8 +790,10 @@ static int encode(const ferry__manifest *m, enc *e)
 		put64(p + 28, x->ino);
 		put64(p + 36, x->dev);
 		memcpy(p + 44, x->hash.b, FERRY__HASH_LEN);
-		ferry__poke_u32(p + 44 + FERRY__HASH_LEN, 0);
-		if (e->fd >= 0 && e->b->len >= IO_BUF)
+		ferry__poke_u32(p + 44 + FERRY__HASH_LEN, nchunks);
+		if (nchunks)
+			error = put_chunks(e, x, nchunks);
+		if (!error && e->fd >= 0 && e->b->len >= IO_BUF)
 			error = enc_flush(e);
 	}
 	if (!error)
@@ -755,7 +888,7 @@ int ferry__manifest_save(ferry__manifest *m, const char *path, char *err,
 		goto out;
 	}
 	m->written_ns = ferry__sync_realtime_ns();
-	enc e = {.b = &b, .fd = fd};
+	enc e = {.b = &b, .fd = fd, .strict = 1};
 	XXH3_INITSTATE(&e.h);
 	XXH3_64bits_reset(&e.h);
 	error = encode(m, &e);

@@ -2,7 +2,7 @@
  * plus remote destination): one entry per file, directory and symlink,
  * with the local stat it had and the XXH3-128 of its content.
  *
- * File format (version 1; integers big-endian, strings = u32 length and
+ * File format (version 2; integers big-endian, strings = u32 length and
  * bytes):
  *
  *   header   "\x7f" "ferrymf"  u32 version  u32 flags (bit 0: marker set)
@@ -11,14 +11,22 @@
  *            u64 total path bytes
  *   entries  string path  u8 type  u8 flags  u16 mode
  *            u64 size  i64 mtime_ns  i64 ctime_ns  u64 ino  u64 dev
- *            hash[16]  u32 chunk count (0: chunk lists come with delta)
+ *            hash[16]  u32 chunk count
+ *            chunk count x (u32 len  hash[16])
  *   trailer  u64 XXH3-64 of every byte before it
  *
  * Entries are unique, in tree order (sync/path.h), with valid relative
  * paths, and every entry's parent directory is itself an entry of type
- * directory (top-level entries have none).  Anything else (a flipped byte,
- * a truncation, another version or target) makes the loader treat the
- * file as absent, with a warning.
+ * directory (top-level entries have none).  A chunk list (sync/chunk.h;
+ * the offsets are the running sums of the lengths) belongs only to a file
+ * entry whose hash is known (FERRY__ME_HASHED), has at most
+ * FERRY__CHUNKS_MAX chunks of 1..FERRY__CHUNK_MAX bytes each, and its
+ * lengths add up to the entry's size.  Anything else (a flipped byte, a
+ * truncation, a bad chunk list, another version or target) makes the
+ * loader treat the file as absent, with a warning.
+ *
+ * Version 1 is version 2 without chunk lists (every chunk count 0): the
+ * loader reads both; saving always writes version 2.
  *
  * Writing is atomic: a temporary file in the same directory (mode 0600),
  * fsync, rename, fsync of the directory.  Writers hold the target's lock
@@ -35,7 +43,9 @@
 #include "sync/arena.h"
 #include "sync/chunk.h"
 
-#define FERRY__MANIFEST_VERSION 1
+#define FERRY__MANIFEST_VERSION 2
+/* The oldest version the loader reads. */
+#define FERRY__MANIFEST_VERSION_MIN 1
 
 /* ferry__mentry.flags */
 #define FERRY__ME_HASHED 0x1u /* hash is the content's (else unknown) */
@@ -73,9 +83,10 @@ typedef struct ferry__manifest {
 	int64_t stat_ns;
 	ferry__mentry *e; /* tree order */
 	size_t n, cap;
-	char *blob;         /* paths of a loaded manifest */
-	ferry__arena arena; /* paths added since */
-	uint32_t *index;    /* lazy hash index of e (UINT32_MAX: empty) */
+	char *blob; /* paths of a loaded manifest */
+	/* Paths added since, and every chunk list (loaded or added). */
+	ferry__arena arena;
+	uint32_t *index; /* lazy hash index of e (UINT32_MAX: empty) */
 	size_t index_mask;
 	size_t cursor; /* find() tries here first */
 } ferry__manifest;
@@ -99,8 +110,10 @@ int ferry__manifest_load(ferry__manifest **out, const char *path,
                          const char *target, const char *dest, ferry_log_fn log,
                          void *log_ctx);
 
-/* The file bytes of m, appended to out (tests, fuzzing).  0 or
- * FERRY_ENOMEM / FERRY_EINVALID. */
+/* The file bytes of m, appended to out (tests, fuzzing): chunk lists as
+ * they are, even invalid ones (ferry__manifest_save writes an invalid
+ * list as none, so that the file still loads).  0 or FERRY_ENOMEM /
+ * FERRY_EINVALID. */
 int ferry__manifest_serialize(const ferry__manifest *m, ferry_buf *out);
 /* Write m to path atomically (see above), creating the directory (0700)
  * when missing.  written_ns is set to the time of writing.  0, FERRY_EIO,
@@ -112,9 +125,16 @@ int ferry__manifest_save(ferry__manifest *m, const char *path, char *err,
 /* The entry at path, or NULL.  Fast when called in tree order. */
 ferry__mentry *ferry__manifest_find(ferry__manifest *m, const char *path,
                                     size_t n);
-/* Append an entry (path copied) at the end; the caller keeps tree order
- * and uniqueness (ferry__manifest_check verifies them).  0 or ENOMEM. */
+/* Append an entry (path and chunk list copied) at the end; the caller
+ * keeps tree order and uniqueness (ferry__manifest_check verifies them).
+ * 0 or ENOMEM. */
 int ferry__manifest_append(ferry__manifest *m, const ferry__mentry *e);
+/* Point e->chunks (when set; e.g. an action's entry, owned by the plan)
+ * at a copy in m's memory; NULL/0 when there is none (or more than
+ * FERRY__CHUNKS_MAX).  0 or FERRY_ENOMEM (e unchanged). */
+int ferry__manifest_own_chunks(ferry__manifest *m, ferry__mentry *e);
+/* 1 when e's chunk list is one the loader accepts (see above). */
+int ferry__manifest_chunks_valid(const ferry__mentry *e);
 /* Replace m's entry array by e (n entries, cap allocated, from
  * ferry__malloc; taken over).  Their paths must be owned by m. */
 void ferry__manifest_adopt(ferry__manifest *m, ferry__mentry *e, size_t n,

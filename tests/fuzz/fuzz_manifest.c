@@ -2,9 +2,9 @@
  *
  * Built with -DFERRY_FUZZ, which makes the loader ignore a checksum
  * mismatch so that the parser behind it is reached.  Whatever parses must
- * be a valid manifest (ferry__manifest_check), must serialize, and must
- * read back identical (with its checksum now right); lookups of every
- * entry must find it. */
+ * be a valid manifest (ferry__manifest_check, and every chunk list valid),
+ * must serialize, and must read back identical, chunk lists included
+ * (with its checksum now right); lookups of every entry must find it. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,8 +40,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    x->size != y->size || x->mtime_ns != y->mtime_ns ||
 		    x->ctime_ns != y->ctime_ns || x->ino != y->ino ||
 		    x->dev != y->dev ||
-		    memcmp(x->hash.b, y->hash.b, sizeof(x->hash.b)))
+		    memcmp(x->hash.b, y->hash.b, sizeof(x->hash.b)) ||
+		    x->nchunks != y->nchunks)
 			abort();
+		/* A loaded list is valid, and reads back the same. */
+		if (!ferry__manifest_chunks_valid(x))
+			abort();
+		for (uint32_t k = 0; k < x->nchunks; k++)
+			if (x->chunks[k].off != y->chunks[k].off ||
+			    x->chunks[k].len != y->chunks[k].len ||
+			    memcmp(x->chunks[k].hash.b, y->chunks[k].hash.b,
+			           sizeof(x->chunks[k].hash.b)))
+				abort();
 		if (ferry__manifest_find(back, x->path, x->path_len) != y)
 			abort();
 	}

@@ -21,6 +21,8 @@
 
 #define TARGET "u@h.example:22"
 #define DEST   "dst"
+/* A chunk record in the file: u32 length, hash. */
+#define CHUNK_REC_LEN 20
 
 static ferry__mentry ent(const char *path, int type, uint64_t seed)
 {
@@ -40,7 +42,23 @@ static ferry__mentry ent(const char *path, int type, uint64_t seed)
 	return e;
 }
 
-/* A small valid manifest: a/, a/x, a/y -> link, b. */
+/* A chunk list of n chunks (lengths from seed, 1..FERRY__CHUNK_MAX) in
+ * v; their sum. */
+static uint64_t make_chunks(ferry__chunk *v, size_t n, uint64_t seed)
+{
+	uint64_t off = 0;
+	for (size_t i = 0; i < n; i++) {
+		v[i].off = off;
+		v[i].len = (uint32_t)(1 + (seed * 2654435761u + i * 40503u) %
+		                                  FERRY__CHUNK_MAX);
+		uint64_t k = seed << 32 | i;
+		ferry__hash_buf(&v[i].hash, &k, sizeof(k));
+		off += v[i].len;
+	}
+	return off;
+}
+
+/* A small valid manifest: a/, a/x (two chunks), a/y -> link, b. */
 static ferry__manifest *small(void)
 {
 	ferry__manifest *m;
@@ -48,6 +66,10 @@ static ferry__manifest *small(void)
 	ferry__mentry v[] = {
 	        ent("a", FERRY__T_DIR, 1), ent("a/x", FERRY__T_FILE, 2),
 	        ent("a/y", FERRY__T_LINK, 3), ent("b", FERRY__T_FILE, 4)};
+	ferry__chunk ch[2];
+	v[1].size = make_chunks(ch, 2, 2);
+	v[1].chunks = ch;
+	v[1].nchunks = 2;
 	for (size_t i = 0; i < 4; i++)
 		cr_assert_eq(ferry__manifest_append(m, &v[i]), 0);
 	memset(m->marker, 0xab, 16);
@@ -80,6 +102,14 @@ static void assert_same(const ferry__manifest *a, const ferry__manifest *b)
 		cr_assert_eq(x->flags & FERRY__ME_DISK_FLAGS,
 		             y->flags & FERRY__ME_DISK_FLAGS);
 		cr_assert_eq(memcmp(x->hash.b, y->hash.b, 16), 0);
+		cr_assert_eq(x->nchunks, y->nchunks, "entry %zu", i);
+		cr_assert_eq(x->chunks == NULL, y->chunks == NULL);
+		for (uint32_t k = 0; k < x->nchunks; k++) {
+			cr_assert_eq(x->chunks[k].off, y->chunks[k].off);
+			cr_assert_eq(x->chunks[k].len, y->chunks[k].len);
+			cr_assert(ferry__hash_eq(&x->chunks[k].hash,
+			                         &y->chunks[k].hash));
+		}
 	}
 }
 
@@ -240,15 +270,24 @@ Test(manifest, wrong_target_destination_or_version_is_absent)
 	                                   why, sizeof(why)),
 	             FERRY_EPROTO);
 	cr_assert(strstr(why, "another destination"), "%s", why);
-	/* version 2 with a correct checksum */
-	b.data[11] = 2;
+	/* version 3 with a correct checksum */
+	b.data[11] = 3;
 	uint64_t sum = XXH3_64bits(b.data, b.len - 8);
 	for (int i = 0; i < 8; i++)
 		b.data[b.len - 8 + i] = (uint8_t)(sum >> (56 - 8 * i));
 	cr_assert_eq(ferry__manifest_parse(&back, b.data, b.len, TARGET, DEST,
 	                                   why, sizeof(why)),
 	             FERRY_EPROTO);
-	cr_assert(strstr(why, "format version 2"), "%s", why);
+	cr_assert(strstr(why, "format version 3"), "%s", why);
+	/* and version 0 */
+	b.data[11] = 0;
+	sum = XXH3_64bits(b.data, b.len - 8);
+	for (int i = 0; i < 8; i++)
+		b.data[b.len - 8 + i] = (uint8_t)(sum >> (56 - 8 * i));
+	cr_assert_eq(ferry__manifest_parse(&back, b.data, b.len, TARGET, DEST,
+	                                   why, sizeof(why)),
+	             FERRY_EPROTO);
+	cr_assert(strstr(why, "format version 0"), "%s", why);
 	ferry__buf_free(&b);
 	ferry__manifest_free(m);
 }
@@ -362,6 +401,301 @@ Test(manifest, hostile_entries_rejected_even_with_a_good_checksum)
 	const char *ok[] = {"a", "a/x", "a.txt"};
 	int okt[] = {FERRY__T_DIR, FERRY__T_FILE, FERRY__T_FILE};
 	cr_assert_eq(parse_entries(ok, okt, 3, why, sizeof(why)), 0, "%s", why);
+}
+
+static void fix_checksum(uint8_t *c, size_t len)
+{
+	put_be64(c + len - 8, XXH3_64bits(c, len - 8));
+}
+
+static uint8_t *read_whole(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f);
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	uint8_t *p = malloc((size_t)n + 1);
+	cr_assert_eq(fread(p, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return p;
+}
+
+Test(manifest, chunk_lists_round_trip_through_a_file)
+{
+	char *d = st_dir("manifest-chunks");
+	char *path = st_path(d, "m");
+	ferry__manifest *m;
+	cr_assert_eq(ferry__manifest_new(&m, TARGET, DEST), 0);
+	/* 30000 records (600 KB) need many refills of the reader's 256 KiB
+	 * window; a list of one; a file without a list between them. */
+	size_t counts[] = {30000, 0, 1, 3};
+	const char *names[] = {"big", "c", "d", "e"};
+	ferry__chunk *v = malloc(30000 * sizeof(*v));
+	for (size_t k = 0; k < 4; k++) {
+		ferry__mentry e = ent(names[k], FERRY__T_FILE, k + 10);
+		if (counts[k]) {
+			e.size = make_chunks(v, counts[k], k + 10);
+			e.chunks = v;
+			e.nchunks = (uint32_t)counts[k];
+		}
+		cr_assert_eq(ferry__manifest_append(m, &e), 0);
+		/* the manifest holds a copy */
+		memset(v, 0, 30000 * sizeof(*v));
+		cr_assert(e.chunks == NULL || m->e[k].chunks != e.chunks);
+	}
+	cr_assert_eq(m->e[0].chunks[29999].off + m->e[0].chunks[29999].len,
+	             m->e[0].size);
+	char why[256], err[256];
+	cr_assert_eq(ferry__manifest_save(m, path, err, sizeof(err)), 0, "%s",
+	             err);
+	ferry__manifest *back = NULL;
+	cr_assert_eq(
+	        ferry__manifest_load(&back, path, TARGET, DEST, NULL, NULL), 0);
+	cr_assert(back->loaded);
+	assert_same(m, back);
+	ferry__manifest_free(back);
+	ferry_buf b = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__manifest_serialize(m, &b), 0);
+	size_t flen;
+	uint8_t *file = read_whole(path, &flen);
+	/* the same bytes but written_ns (set by save) */
+	cr_assert_eq(flen, b.len);
+	cr_assert_eq(ferry__manifest_parse(&back, b.data, b.len, TARGET, DEST,
+	                                   why, sizeof(why)),
+	             0, "%s", why);
+	assert_same(m, back);
+	cr_assert_eq(b.data[11], FERRY__MANIFEST_VERSION);
+	cr_assert_eq(FERRY__MANIFEST_VERSION, 2);
+	ferry__manifest_free(back);
+	free(file);
+	ferry__buf_free(&b);
+	ferry__manifest_free(m);
+	free(v);
+	free(path);
+	free(d);
+}
+
+Test(manifest, version_1_loads_and_is_saved_as_version_2)
+{
+	char *d = st_dir("manifest-v1");
+	char *path = st_path(d, "m");
+	ferry__manifest *m;
+	cr_assert_eq(ferry__manifest_new(&m, TARGET, DEST), 0);
+	ferry__mentry v[] = {ent("a", FERRY__T_DIR, 1),
+	                     ent("a/x", FERRY__T_FILE, 2)};
+	for (size_t i = 0; i < 2; i++)
+		cr_assert_eq(ferry__manifest_append(m, &v[i]), 0);
+	/* A version 1 file is a version 2 file without chunk lists. */
+	ferry_buf b = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__manifest_serialize(m, &b), 0);
+	b.data[11] = 1;
+	fix_checksum(b.data, b.len);
+	cr_assert_eq(fx_write_file(path, b.data, b.len, 0600), 0);
+	ferry__manifest *back = NULL;
+	logbuf lb = {0};
+	cr_assert_eq(
+	        ferry__manifest_load(&back, path, TARGET, DEST, log_count, &lb),
+	        0);
+	cr_assert(back->loaded, "%s", lb.last);
+	cr_assert_eq(lb.warnings, 0);
+	assert_same(m, back);
+	char err[256];
+	cr_assert_eq(ferry__manifest_save(back, path, err, sizeof(err)), 0);
+	size_t flen;
+	uint8_t *file = read_whole(path, &flen);
+	cr_assert_eq(ferry__peek_u32(file + 8), 2);
+	free(file);
+	ferry__manifest_free(back);
+	cr_assert_eq(
+	        ferry__manifest_load(&back, path, TARGET, DEST, NULL, NULL), 0);
+	cr_assert(back->loaded);
+	assert_same(m, back);
+	ferry__manifest_free(back);
+	ferry__buf_free(&b);
+	/* a chunk list in a version 1 file is damage */
+	ferry__manifest *c = small();
+	cr_assert_eq(ferry__manifest_serialize(c, &b), 0);
+	b.data[11] = 1;
+	fix_checksum(b.data, b.len);
+	char why[256];
+	cr_assert_eq(ferry__manifest_parse(&back, b.data, b.len, TARGET, DEST,
+	                                   why, sizeof(why)),
+	             FERRY_EPROTO);
+	cr_assert(strstr(why, "entry 1: bad chunk list"), "%s", why);
+	ferry__manifest_free(c);
+	ferry__buf_free(&b);
+	ferry__manifest_free(m);
+	free(path);
+	free(d);
+}
+
+/* The bytes of a manifest of one top-level entry e (serialized as is),
+ * its chunk count at *count_at. */
+static void one_entry_bytes(const ferry__mentry *e, ferry_buf *b,
+                            size_t *count_at)
+{
+	ferry__manifest *m;
+	cr_assert_eq(ferry__manifest_new(&m, TARGET, DEST), 0);
+	m->e = calloc(1, sizeof(*m->e));
+	m->e[0] = *e;
+	m->n = m->cap = 1;
+	cr_assert_eq(ferry__manifest_serialize(m, b), 0);
+	size_t hdr =
+	        8 + 4 + 4 + 4 + strlen(TARGET) + 4 + strlen(DEST) + 16 + 32;
+	*count_at = hdr + 4 + e->path_len + 60;
+	if (e->chunks)
+		cr_assert_eq(ferry__peek_u32(b->data + *count_at), e->nchunks);
+	ferry__manifest_free(m);
+}
+
+/* Parse and load (from a file: the streaming reader) must both refuse. */
+static void assert_refused(const uint8_t *data, size_t len, const char *what,
+                           const char *tag)
+{
+	char why[256];
+	ferry__manifest *back = NULL;
+	cr_assert_eq(ferry__manifest_parse(&back, data, len, TARGET, DEST, why,
+	                                   sizeof(why)),
+	             FERRY_EPROTO, "%s accepted", tag);
+	cr_assert_null(back);
+	cr_assert(strstr(why, what), "%s: %s", tag, why);
+	char *d = st_dir("manifest-badchunks");
+	char *path = st_path(d, "m");
+	cr_assert_eq(fx_write_file(path, data, len, 0600), 0);
+	logbuf lb = {0};
+	cr_assert_eq(
+	        ferry__manifest_load(&back, path, TARGET, DEST, log_count, &lb),
+	        0);
+	cr_assert_not(back->loaded, "%s loaded", tag);
+	cr_assert_eq(back->n, 0);
+	cr_assert_eq(lb.warnings, 1);
+	cr_assert(strstr(lb.last, what), "%s: %s", tag, lb.last);
+	ferry__manifest_free(back);
+	free(path);
+	free(d);
+}
+
+Test(manifest, bad_chunk_lists_refused_even_with_a_good_checksum)
+{
+	ferry__chunk v[4];
+	struct {
+		const char *tag;
+		int type;
+		int hashed;
+		uint32_t len1; /* 0: as made */
+		int64_t dsize; /* added to the sum for the size */
+		const char *why;
+	} cases[] = {
+	        {"len 0", FERRY__T_FILE, 1, UINT32_MAX, 0, "chunk length"},
+	        {"len > max", FERRY__T_FILE, 1, FERRY__CHUNK_MAX + 1, 0,
+	         "chunk length"},
+	        {"sum < size", FERRY__T_FILE, 1, 0, 1, "add up"},
+	        {"sum > size", FERRY__T_FILE, 1, 0, -1, "add up"},
+	        {"on a dir", FERRY__T_DIR, 1, 0, 0, "not on a hashed file"},
+	        {"on a link", FERRY__T_LINK, 1, 0, 0, "not on a hashed file"},
+	        {"unhashed", FERRY__T_FILE, 0, 0, 0, "not on a hashed file"},
+	};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		ferry__mentry e = ent("f", cases[k].type, 5);
+		if (!cases[k].hashed)
+			e.flags = 0;
+		uint64_t sum = make_chunks(v, 4, 5);
+		if (cases[k].len1 == UINT32_MAX) {
+			sum -= v[1].len;
+			v[1].len = 0;
+		} else if (cases[k].len1) {
+			sum += cases[k].len1 - v[1].len;
+			v[1].len = cases[k].len1;
+		}
+		e.size = sum + (uint64_t)cases[k].dsize;
+		e.chunks = v;
+		e.nchunks = 4;
+		cr_assert_not(ferry__manifest_chunks_valid(&e), "%s",
+		              cases[k].tag);
+		ferry_buf b = FERRY_BUF_INIT;
+		size_t at;
+		one_entry_bytes(&e, &b, &at);
+		assert_refused(b.data, b.len, "entry 0: bad chunk list",
+		               cases[k].tag);
+		assert_refused(b.data, b.len, cases[k].why, cases[k].tag);
+		ferry__buf_free(&b);
+	}
+	/* Counts the file cannot hold: no allocation for them. */
+	ferry__mentry e = ent("f", FERRY__T_FILE, 6);
+	e.size = make_chunks(v, 4, 6);
+	e.chunks = v;
+	e.nchunks = 4;
+	cr_assert(ferry__manifest_chunks_valid(&e));
+	ferry_buf b = FERRY_BUF_INIT;
+	size_t at;
+	one_entry_bytes(&e, &b, &at);
+	uint32_t counts[] = {5, 1000000, FERRY__CHUNKS_MAX,
+	                     FERRY__CHUNKS_MAX + 1, UINT32_MAX};
+	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+		uint8_t *c = malloc(b.len);
+		memcpy(c, b.data, b.len);
+		ferry__poke_u32(c + at, counts[k]);
+		fix_checksum(c, b.len);
+		char tag[32];
+		snprintf(tag, sizeof(tag), "count %u", counts[k]);
+		assert_refused(c, b.len, "bad chunk list", tag);
+		free(c);
+	}
+	/* fewer records than the lengths need: the size does not add up */
+	uint8_t *c = malloc(b.len);
+	memcpy(c, b.data, b.len);
+	ferry__poke_u32(c + at, 3);
+	/* the last record becomes trailing bytes: cut it off */
+	size_t len = b.len - CHUNK_REC_LEN;
+	memmove(c + len - 8, c + b.len - 8, 8);
+	fix_checksum(c, len);
+	assert_refused(c, len, "add up", "count 3 of 4");
+	free(c);
+	/* the same bytes unpatched load */
+	char why[256];
+	ferry__manifest *back = NULL;
+	cr_assert_eq(ferry__manifest_parse(&back, b.data, b.len, TARGET, DEST,
+	                                   why, sizeof(why)),
+	             0, "%s", why);
+	cr_assert_eq(back->e[0].nchunks, 4);
+	ferry__manifest_free(back);
+	ferry__buf_free(&b);
+}
+
+Test(manifest, save_writes_an_invalid_chunk_list_as_none)
+{
+	char *d = st_dir("manifest-savebad");
+	char *path = st_path(d, "m");
+	ferry__manifest *m;
+	cr_assert_eq(ferry__manifest_new(&m, TARGET, DEST), 0);
+	ferry__chunk v[3];
+	ferry__mentry e = ent("f", FERRY__T_FILE, 7);
+	e.size = make_chunks(v, 3, 7) + 1; /* does not add up */
+	e.chunks = v;
+	e.nchunks = 3;
+	cr_assert_eq(ferry__manifest_append(m, &e), 0);
+	ferry__mentry g = ent("g", FERRY__T_FILE, 8);
+	g.size = make_chunks(v, 3, 8);
+	g.chunks = v;
+	g.nchunks = 3;
+	cr_assert_eq(ferry__manifest_append(m, &g), 0);
+	char err[256];
+	cr_assert_eq(ferry__manifest_save(m, path, err, sizeof(err)), 0);
+	ferry__manifest *back = NULL;
+	cr_assert_eq(
+	        ferry__manifest_load(&back, path, TARGET, DEST, NULL, NULL), 0);
+	cr_assert(back->loaded);
+	cr_assert_eq(back->n, 2);
+	cr_assert_eq(back->e[0].nchunks, 0);
+	cr_assert_null(back->e[0].chunks);
+	cr_assert_eq(back->e[1].nchunks, 3);
+	cr_assert_eq(back->e[1].chunks[2].len, v[2].len);
+	ferry__manifest_free(back);
+	ferry__manifest_free(m);
+	free(path);
+	free(d);
 }
 
 Test(manifest, hostile_names_survive_scan_manifest_load)

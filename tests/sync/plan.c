@@ -607,3 +607,84 @@ Test(plan, executor_read_hash_kept_only_when_the_file_held_still)
 	free(p);
 	teardown();
 }
+
+/* The entry of m at path (asserted). */
+static const ferry__mentry *entry_at(ferry__manifest *m, const char *path)
+{
+	const ferry__mentry *e = ferry__manifest_find(m, path, strlen(path));
+	cr_assert_not_null(e, "%s", path);
+	return e;
+}
+
+Test(plan, chunk_lists_are_copied_kept_with_the_content_and_dropped)
+{
+	FRESH("t/", "t/", "t/a=0123456789", "t/b=bb");
+	st_set_mtime(x.root, "t/a", 1600000000, 0);
+	ferry__local l;
+	ferry_sync_report r = {0};
+	st_plan(&x.t, &l, &r);
+	/* The plan's list for a (as the executor would make it). */
+	ferry__chunk *v = malloc(2 * sizeof(*v));
+	v[0] = (ferry__chunk){.off = 0, .len = 4};
+	v[1] = (ferry__chunk){.off = 4, .len = 6};
+	ferry__hash_buf(&v[0].hash, "0123", 4);
+	ferry__hash_buf(&v[1].hash, "456789", 6);
+	for (size_t i = 0; i < l.plan->n; i++) {
+		ferry__action *a = &l.plan->a[i];
+		a->committed = 1;
+		if (a->kind == FERRY__ACT_UPLOAD)
+			ferry__action_hash_local(l.plan, a);
+		if (!strcmp(a->entry.path, "a")) {
+			a->entry.chunks = v;
+			a->entry.nchunks = 2;
+		}
+	}
+	cr_assert_eq(ferry__plan_apply(l.plan, l.m), 0);
+	const ferry__mentry *e = entry_at(l.m, "a");
+	cr_assert_eq(e->nchunks, 2);
+	cr_assert_neq(e->chunks, v, "the manifest's own copy");
+	cr_assert_eq(e->chunks[1].len, 6);
+	cr_assert_null(entry_at(l.m, "b")->chunks);
+	memset(v, 0xee, 2 * sizeof(*v));
+	free(v);
+	l.m->stat_ns += ST_HOUR;
+	char err[256];
+	cr_assert_eq(
+	        ferry__manifest_save(l.m, l.paths.manifest, err, sizeof(err)),
+	        0, "%s", err);
+	plan_free(&l, &r);
+
+	/* a touched: a META action with the same content keeps the list */
+	st_set_mtime(x.root, "t/a", 1600000100, 0);
+	st_plan(&x.t, &l, &r);
+	for (size_t i = 0; i < l.plan->n; i++)
+		l.plan->a[i].committed = 1;
+	cr_assert_eq(ferry__plan_apply(l.plan, l.m), 0);
+	e = entry_at(l.m, "a");
+	cr_assert_eq(e->mtime_ns, (int64_t)1600000100 * ST_SECOND);
+	cr_assert_eq(e->nchunks, 2);
+	cr_assert_eq(e->chunks[0].len, 4);
+	l.m->stat_ns += ST_HOUR;
+	cr_assert_eq(
+	        ferry__manifest_save(l.m, l.paths.manifest, err, sizeof(err)),
+	        0, "%s", err);
+	plan_free(&l, &r);
+
+	/* new content of the same size: the old list is not the content's */
+	st_write(x.root, "t/a", "abcdefghij", 0644);
+	st_set_mtime(x.root, "t/a", 1600000200, 0);
+	st_plan(&x.t, &l, &r);
+	for (size_t i = 0; i < l.plan->n; i++) {
+		ferry__action *a = &l.plan->a[i];
+		a->committed = 1;
+		if (a->kind == FERRY__ACT_UPLOAD)
+			ferry__action_hash_local(l.plan, a);
+	}
+	cr_assert_eq(ferry__plan_apply(l.plan, l.m), 0);
+	e = entry_at(l.m, "a");
+	cr_assert(e->flags & FERRY__ME_HASHED);
+	cr_assert_eq(e->nchunks, 0);
+	cr_assert_null(e->chunks);
+	plan_free(&l, &r);
+	teardown();
+}
