@@ -626,7 +626,8 @@ def main():
 
     # Where ferry's time goes: medians of the phase times ferry reports.
     phase_rows = []
-    for case, clabel in CASES:
+    for case, _ in CASES:
+        clabel = CASE_LABEL[case]
         for tool in ("ferry-held", "ferry-cli", "ferry-persist"):
             for l in levels:
                 c = cells.get((l, case, tool))
