@@ -441,10 +441,10 @@ record() {
 		"${wb% *}" "${wb#* }" >>"$RAW"
 }
 
-# The last row of RAW gets STATUS (e.g. "differs": the copy is wrong, so the
-# run does not count).
+# The last row of RAW, when it says the run succeeded, gets STATUS instead
+# (e.g. "differs": the copy is wrong, so the run does not count).
 record_fail_last() { # STATUS
-	awk -F'\t' -v OFS='\t' -v st="$1" 'NR == FNR {n = NR; next} FNR == n {$8 = st} 1' \
+	awk -F'\t' -v OFS='\t' -v st="$1" 'NR == FNR {n = NR; next} FNR == n && $8 == "0" {$8 = st} 1' \
 		"$RAW" "$RAW" >"$RAW.tmp" && mv "$RAW.tmp" "$RAW"
 }
 
