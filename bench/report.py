@@ -686,7 +686,7 @@ def main():
         c = cells.get((l, "big", "ssh-cat"))
         here = "%.0f" % (big_mib / (c["median"] / 1000.0)) if c and c["median"] else "–"
         tx.append("%s / %s MiB/s" % (here, DESIGN_MIBS.get(l, "–")))
-    md.append("| 256 MiB file | ssh cat (throughput) | %s |" % " | ".join(tx))
+    md.append("| %s | ssh cat (throughput) | %s |" % (CASE_LABEL["big"], " | ".join(tx)))
     md.append("")
     if png_ok:
         md.append("![latency per case and round trip](bench-%s.png)\n" % a.stamp)
