@@ -510,8 +510,9 @@ push_run() { # CASE TOOL RUN SRC DEST
 	rsync-inplace | rsync-plain)
 		# the delta case: rsync's own delta transfer (no -z: the data is
 		# incompressible), a new connection with rsync-new's ssh options
-		out=$("$BIN/tm" -e "$W/run.err" -- rsync -a $([ $t = rsync-inplace ] && echo --inplace) \
-			-e "$SSHC" "$s" "$H:$d/")
+		local how=()
+		[ $t = rsync-inplace ] && how=(--inplace)
+		out=$("$BIN/tm" -e "$W/run.err" -- rsync -a "${how[@]}" -e "$SSHC" "$s" "$H:$d/")
 		record_tm "$c" "$t" "$n" "$out"
 		;;
 	esac
