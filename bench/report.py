@@ -506,11 +506,15 @@ def main():
     methods = {k[len("wire_bytes_method_"):]: v for k, v in meta.items()
                if k.startswith("wire_bytes_method_")}
     if methods and any(c.get("wire_bytes") is not None for c in cells.values()):
-        how = {"lo": "`lo`'s tx bytes (each loopback packet counted once; both directions)",
+        lo_own = meta.get("netns", "").startswith("own")
+        lo_note = ("; the bench runs in a network namespace of its own, so `lo` carries "
+                   "only its traffic" if lo_own else
+                   "; **`lo` is the machine's, shared with whatever else runs here**")
+        how = {"lo": "`lo`'s tx bytes (each loopback packet counted once; both directions)" + lo_note,
                "tun": "the TUN device of the wire on the client side (tx: client→server, "
                       "rx: server→client), used by nothing but the bench",
                "relay": "`lo`'s tx bytes / 2 (the relay carries each byte over two "
-                        "loopback connections)"}
+                        "loopback connections)" + lo_note}
         parts = []
         for lvl in levels:
             m = methods.get(str(lvl), "").split()

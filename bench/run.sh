@@ -23,6 +23,10 @@
 #             loopback with its own sshd; results in OUT/python/latest.md)
 #   TREE100K  0 skips the 100,000-file no-op case (loopback only)
 #   FERRY     0 marks every ferry cell n/a without trying (peers only)
+#   NETNS     1 (default): as root, the bench re-runs itself in a network
+#             namespace of its own (unshare -n), so lo carries nothing but
+#             the bench's traffic (the bytes on the wire of the big and delta
+#             cases count lo); 0 stays in the machine's namespace
 #   OUT       results directory (default bench/results)
 #   KEEP      1 keeps the work directory
 #
@@ -63,6 +67,15 @@ done
 for t in rsync ssh gnuplot; do
 	command -v $t >/dev/null || { echo "bench: $t not installed (make deps)" >&2; exit 1; }
 done
+
+# A network namespace of our own: lo (and so its counters, the bytes on the
+# wire) is the bench's alone; same kernel, same loopback, same TCP settings.
+NETNS=${NETNS:-1}
+if [ "$NETNS" = 1 ] && [ -z "${FERRY_BENCH_IN_NETNS:-}" ] && [ "$(id -u)" = 0 ] &&
+	command -v unshare >/dev/null && unshare -n true 2>/dev/null; then
+	export FERRY_BENCH_IN_NETNS=1
+	exec unshare -n -- bash -c 'ip link set lo up || exit 1; exec "$@"' bench-netns "$0" "$@"
+fi
 
 W=$(mktemp -d /tmp/ferry-bench.XXXXXX)
 RAW=$W/raw.tsv
@@ -133,6 +146,11 @@ add_known_host() { # HOST PORT SSHD_DIR
 
 # ---- machine and tools -----------------------------------------------------
 meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+if [ -n "${FERRY_BENCH_IN_NETNS:-}" ]; then
+	meta netns "own (unshare -n): lo carries only the bench's traffic"
+else
+	meta netns "the machine's: lo is shared with whatever else runs here"
+fi
 meta machine "$(uname -srm), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
 meta ssh "$(ssh -V 2>&1)"
 meta rsync "$(rsync --version | head -1 | sed 's/  */ /g')"
