@@ -11,6 +11,12 @@
  *   gentree touch DIR -k K [-s SEED] [--mtime-only]
  *       rewrite K files chosen by SEED among DIR's regular files (content
  *       changes by a few bytes, mtime set to now), or set only their mtime.
+ *   gentree patch FILE [-k KIB] [-s SEED]
+ *       overwrite KIB KiB (default 1024) of FILE in place with fresh PRNG
+ *       bytes at an offset near the middle chosen by SEED (byte-granular,
+ *       within +-1/16 of the size around the middle); the size stays, the
+ *       mtime is set to now (at least 1 s later than before).  Prints
+ *       "patch FILE offset OFF bytes LEN".
  *
  * Same arguments, same bytes: the PRNG is splitmix64 seeded from SEED.
  */
@@ -344,6 +350,51 @@ static int cmd_big(const char *file, long mib, uint64_t seed)
 	return 0;
 }
 
+static int cmd_patch(const char *file, long kib, uint64_t seed)
+{
+	int fd = open(file, O_WRONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0)
+		die("open", file);
+	uint64_t size = (uint64_t)st.st_size;
+	uint64_t len = (uint64_t)kib << 10;
+	if (len > size)
+		len = size;
+	rng_seed(seed, 9000);
+	/* the middle, moved by up to +-size/16, clamped into the file */
+	uint64_t span = size / 8 + 1;
+	int64_t off = (int64_t)(size / 2) - (int64_t)(len / 2) +
+	              (int64_t)rng_below(span) - (int64_t)(span / 2);
+	if (off < 0)
+		off = 0;
+	if ((uint64_t)off + len > size)
+		off = (int64_t)(size - len);
+	size_t blk = 1 << 20;
+	uint64_t *buf = xmalloc(blk);
+	for (uint64_t done = 0; done < len;) {
+		size_t n = len - done < blk ? (size_t)(len - done) : blk;
+		for (size_t i = 0; i < blk / 8; i++)
+			buf[i] = rng_next();
+		if (lseek(fd, off + (off_t)done, SEEK_SET) < 0 ||
+		    write_all(fd, buf, n) != 0)
+			die("write", file);
+		done += n;
+	}
+	free(buf);
+	if (close(fd) != 0)
+		die("close", file);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (now.tv_sec <= st.st_mtim.tv_sec)
+		now.tv_sec = st.st_mtim.tv_sec + 1;
+	struct timespec tv[2] = {now, now};
+	if (utimensat(AT_FDCWD, file, tv, 0) != 0)
+		die("utimensat", file);
+	printf("patch %s offset %lld bytes %llu\n", file, (long long)off,
+	       (unsigned long long)len);
+	return 0;
+}
+
 struct pathlist {
 	char **v;
 	size_t n, cap;
@@ -448,7 +499,8 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: gentree create DIR [-n FILES] [-s SEED]\n"
 	        "       gentree big FILE [-m MIB] [-s SEED]\n"
-	        "       gentree touch DIR -k K [-s SEED] [--mtime-only]\n");
+	        "       gentree touch DIR -k K [-s SEED] [--mtime-only]\n"
+	        "       gentree patch FILE [-k KIB] [-s SEED]\n");
 	exit(2);
 }
 
@@ -497,6 +549,8 @@ int main(int argc, char **argv)
 		return cmd_create(target, n, seed);
 	if (!strcmp(cmd, "big"))
 		return cmd_big(target, mib, seed);
+	if (!strcmp(cmd, "patch"))
+		return cmd_patch(target, k >= 0 ? k : 1024, seed);
 	if (!strcmp(cmd, "touch") && k >= 0)
 		return cmd_touch(target, k, seed, mtime_only);
 	usage();

@@ -4,8 +4,10 @@
     report.py --raw RAW.tsv --meta META.tsv --out DIR --stamp STAMP
 
 RAW rows: level case tool run ms round_trips maxrss_kb status extra
-(run is 1..N for measured runs, wN for warm-ups, "na" for a cell that could
-not be measured).  Writes DIR/bench-STAMP.{md,json,png,raw.tsv,meta.tsv} and
+[wire_bytes up:down] (run is 1..N for measured runs, wN for warm-ups, "na"
+for a cell that could not be measured; wire_bytes, where measured (big,
+delta), counts both directions of the push's IP packets, "-" elsewhere;
+up:down splits it where the counter can tell, else "-").  Writes DIR/bench-STAMP.{md,json,png,raw.tsv,meta.tsv} and
 copies them to DIR/latest.*; the two .tsv files regenerate the rest.  Standard library only (Debian's python3) + gnuplot.
 """
 import argparse
@@ -24,6 +26,7 @@ CASES = [
     ("exec", "`exec true`"),
     ("connect", "new connection to first command"),
     ("big", "256 MiB file"),
+    ("delta", "1 MiB changed in a 512 MiB file"),
     ("noop100k", "100,000-file tree, no-op"),
     ("pcold", "cold pull (tree)"),
     ("pnoop", "no-op pull"),
@@ -32,7 +35,7 @@ CASES = [
 CASE_LABEL = dict(CASES)
 SHORT = {"cold": "cold", "noop": "no-op", "change5": "5 changed",
          "touch5": "5 touched", "exec": "exec true",
-         "connect": "connect+cmd", "big": "256 MiB",
+         "connect": "connect+cmd", "big": "256 MiB", "delta": "1 MiB delta",
          "noop100k": "100k no-op", "pcold": "pull cold",
          "pnoop": "pull no-op", "pchange5": "pull 5 chg"}
 
@@ -43,6 +46,8 @@ TOOLS = {
     "ferry-persist": "ferry CLI through a holder (--persist)",
     "rsync-cm": "rsync --delete via ssh ControlMaster (push -az, pull -a)",
     "rsync-new": "rsync --delete, new ssh connection (push -az, pull -a)",
+    "rsync-inplace": "rsync -a --inplace, new ssh connection",
+    "rsync-plain": "rsync -a (temp file + rename), new ssh connection",
     "ssh-cm": "ssh true via ControlMaster",
     "ssh-new": "ssh true, new connection",
     "ssh-cat": "ssh 'cat >/dev/null', new connection",
@@ -59,7 +64,7 @@ SERIES = [
     ("ferry CLI process", {"ferry-cli"}, "#a6dba0"),
     ("ferry CLI through a holder", {"ferry-persist"}, "#762a83"),
     ("rsync/ssh via ControlMaster", {"rsync-cm", "ssh-cm"}, "#4575b4"),
-    ("rsync/ssh new connection", {"rsync-new", "ssh-new"}, "#f46d43"),
+    ("rsync/ssh new connection", {"rsync-new", "ssh-new", "rsync-inplace"}, "#f46d43"),
     ("ssh cat (256 MiB)", {"ssh-cat"}, "#fee090"),
     ("local stat walk (find)", {"stat-find"}, "#969696"),
 ]
@@ -152,10 +157,14 @@ PAIRS = [
     ("exec", "ferry-cli", "ssh-new", None),
     ("connect", "ferry-lib", "ssh-new", below()),
     ("connect", "ferry-cli", "ssh-new", below()),
-    ("big", "ferry-cli", "ssh-cat", throughput(0.9, {0})),
-    ("big", "ferry-held", "ssh-cat", throughput(0.9, {0})),
-    ("big", "ferry-cli", "rsync-new", throughput(1.0, {50})),
-    ("big", "ferry-held", "rsync-new", throughput(1.0, {50})),
+    ("big", "ferry-cli", "ssh-cat", throughput(1.0, {0})),
+    ("big", "ferry-held", "ssh-cat", None),
+    ("big", "ferry-cli", "rsync-new", throughput(2.0, {50})),
+    ("big", "ferry-held", "rsync-new", throughput(2.0, {50})),
+    ("delta", "ferry-held", "rsync-inplace", within(0.5)),
+    ("delta", "ferry-cli", "rsync-inplace", within(0.5)),
+    ("delta", "ferry-held", "rsync-plain", None),
+    ("delta", "ferry-cli", "rsync-plain", None),
     ("noop100k", "ferry-held", "stat-find", within(1.5)),
     ("noop100k", "ferry-cli", "stat-find", None),
     ("noop100k", "ferry-cli", "rsync-cm", None),
@@ -165,6 +174,16 @@ PAIRS = [
     ("pnoop", "ferry-cli", "rsync-new", None),
     ("pchange5", "ferry-held", "rsync-cm", below()),
     ("pchange5", "ferry-cli", "rsync-new", None),
+]
+
+# The same, on the medians of the bytes on the wire per push.
+BYTE_PAIRS = [
+    ("delta", "ferry-held", "rsync-inplace", within(1.5)),
+    ("delta", "ferry-cli", "rsync-inplace", within(1.5)),
+    ("delta", "ferry-held", "rsync-plain", None),
+    ("delta", "ferry-cli", "rsync-plain", None),
+    ("big", "ferry-cli", "ssh-cat", None),
+    ("big", "ferry-cli", "rsync-new", None),
 ]
 
 
@@ -199,7 +218,9 @@ def load(raw_path, meta_path):
             rows.append({"level": float(p[0]), "case": p[1], "tool": p[2],
                          "run": p[3], "ms": float(p[4] or 0),
                          "rt": p[5], "rss": p[6], "status": p[7],
-                         "extra": p[8] if len(p) > 8 else ""})
+                         "extra": p[8] if len(p) > 8 else "",
+                         "wire": int(p[9]) if len(p) > 9 and p[9].isdigit() else None,
+                         "updown": p[10] if len(p) > 10 and ":" in p[10] else None})
     for r in rows:
         if r["level"] == int(r["level"]):
             r["level"] = int(r["level"])
@@ -224,17 +245,26 @@ def summarise(meta, rows):
                                    "tool": r["tool"], "runs_ms": [],
                                    "rts": [], "rss": [], "failed": 0,
                                    "warmup_ms": [], "na": None,
-                                   "extra": []})
+                                   "extra": [], "wire": [], "updown": [],
+                                   "warmup_wire": [], "differs": 0})
         if r["status"] == "na":
             c["na"] = na_reason(meta, r["tool"], r["case"])
             continue
+        if r["status"] == "differs":
+            c["differs"] += 1
         if r["run"].startswith("w"):
             if r["status"] == "0":
                 c["warmup_ms"].append(r["ms"])
+                if r["wire"] is not None:
+                    c["warmup_wire"].append(r["wire"])
             continue
         if r["status"] != "0":
             c["failed"] += 1
             continue
+        if r["wire"] is not None:
+            c["wire"].append(r["wire"])
+        if r["updown"]:
+            c["updown"].append(r["updown"])
         c["runs_ms"].append(r["ms"])
         if r["rt"].isdigit():
             c["rts"].append(int(r["rt"]))
@@ -253,6 +283,15 @@ def summarise(meta, rows):
             c["round_trips"] = int(c["round_trips"])
         c["round_trips_range"] = [min(c["rts"]), max(c["rts"])] if c["rts"] else None
         c["max_rss_kb"] = max(c["rss"]) if c["rss"] else None
+        w = c["wire"]
+        c["wire_bytes"] = statistics.median(w) if w else None
+        c["wire_bytes_range"] = [min(w), max(w)] if w else None
+        if c["updown"]:
+            ups = [int(x.split(":")[0]) for x in c["updown"]]
+            downs = [int(x.split(":")[1]) for x in c["updown"]]
+            c["wire_up_down"] = [statistics.median(ups), statistics.median(downs)]
+        else:
+            c["wire_up_down"] = None
         if c["failed"] and not v and not c["na"]:
             err = meta.get("error_err-%s-%s-%s" % (fmt_level(c["level"]), c["case"], c["tool"]), "")
             c["na"] = "all %d runs failed: %s" % (c["failed"], err[:200] or "see log")
@@ -271,10 +310,14 @@ def cell_text(c, big_mib):
     t = "%s (%s–%s)" % (fnum(c["median"]), fnum(c["min"]), fnum(c["max"]))
     if c["case"] == "big":
         t += " · %.0f MiB/s" % (big_mib / (c["median"] / 1000.0))
+    if c.get("wire_bytes") is not None:
+        t += " (%s MiB on the wire)" % fnum(c["wire_bytes"] / 1048576.0)
     if c["round_trips"] is not None:
         rr = c["round_trips_range"]
         t += " · %s rt" % (c["round_trips"] if rr[0] == rr[1] else "%s–%s" % tuple(rr))
-    if c["failed"]:
+    if c["differs"]:
+        t += " · **%d copies differ**" % c["differs"]
+    elif c["failed"]:
         t += " · %d failed" % c["failed"]
     return t
 
@@ -296,6 +339,27 @@ def ratios(cells, levels):
                 if target:
                     met, txt = target(r, fc, pc, lvl)
                     item["met"], item["target"] = met, txt
+            elif fc.get("na"):
+                item["na"] = fc["na"]
+            out.append(item)
+    return out
+
+
+def byte_ratios(cells, levels):
+    out = []
+    for case, f, p, target in BYTE_PAIRS:
+        for lvl in levels:
+            fc, pc = cells.get((lvl, case, f)), cells.get((lvl, case, p))
+            if not fc or not pc:
+                continue
+            item = {"case": case, "ferry": f, "peer": p, "level": lvl,
+                    "metric": "wire_bytes", "ratio": None, "met": None,
+                    "target": target(1.0, {}, {}, lvl)[1] if target else None}
+            fb, pb = fc.get("wire_bytes"), pc.get("wire_bytes")
+            if fb is not None and pb:
+                item["ratio"] = fb / pb
+                if target:
+                    item["met"], item["target"] = target(item["ratio"], fc, pc, lvl)
             elif fc.get("na"):
                 item["na"] = fc["na"]
             out.append(item)
@@ -369,7 +433,10 @@ def main():
     cells = summarise(meta, rows)
     levels = sorted({k[0] for k in cells})
     big_mib = float(meta.get("big_mib", 256))
+    CASE_LABEL["big"] = "%s MiB file" % meta.get("big_mib", "256")
+    CASE_LABEL["delta"] = "1 MiB changed in a %s MiB file" % meta.get("delta_mib", "512")
     rat = ratios(cells, levels)
+    brat = byte_ratios(cells, levels)
     base = os.path.join(a.out, "bench-%s" % a.stamp)
     png_ok = write_plot(cells, levels, base + ".png", meta)
 
@@ -422,11 +489,49 @@ def main():
                   "packet-delayed path.")
     else:
         md.append("- Round trips: loopback only.")
-    md.append("- Method: %s warm-up rounds, then %s rounds (256 MiB: %s) alternating the tools "
+    md.append("- Method: %s warm-up rounds, then %s rounds (big file: %s) alternating the tools "
               "round-robin (A B C A B C …); median (min–max) in ms; `rt` = wire round trips "
               "ferry reported (`--json` `round_trips`, or ferry_sync_report); every push is "
               "checked against the source after each run (untimed)." % (
                   meta.get("warm"), meta.get("runs"), meta.get("big_runs", meta.get("runs"))))
+    if any(k[1] == "delta" for k in cells):
+        md.append("- Delta case: a %s MiB file of PRNG bytes, pushed once (cold, the warm-up, "
+                  "not counted) by each tool to its own destination; each of %s measured "
+                  "rounds first overwrites 1 MiB near the middle of each tool's source copy "
+                  "with fresh PRNG bytes (`gentree patch`, a new offset and new bytes each "
+                  "round, the same for every tool in a round; size kept, mtime bumped), then "
+                  "times that tool's push; every copy is compared byte for byte (`cmp`) with "
+                  "its source after each push, and a difference stops the case." % (
+                      meta.get("delta_mib", "512"), meta.get("delta_runs", "?")))
+    methods = {k[len("wire_bytes_method_"):]: v for k, v in meta.items()
+               if k.startswith("wire_bytes_method_")}
+    if methods and any(c.get("wire_bytes") is not None for c in cells.values()):
+        lo_own = meta.get("netns", "").startswith("own")
+        lo_note = ("; the bench runs in a network namespace of its own, so `lo` carries "
+                   "only its traffic" if lo_own else
+                   "; **`lo` is the machine's, shared with whatever else runs here**")
+        how = {"lo": "`lo`'s tx bytes (each loopback packet counted once; both directions)" + lo_note,
+               "tun": "the TUN device of the wire on the client side (tx: client→server, "
+                      "rx: server→client), used by nothing but the bench",
+               "relay": "`lo`'s tx bytes / 2 (the relay carries each byte over two "
+                        "loopback connections)" + lo_note}
+        parts = []
+        for lvl in levels:
+            m = methods.get(str(lvl), "").split()
+            if m:
+                idle = meta.get("wire_idle_bytes_2s_%s" % lvl)
+                parts.append("%s: %s%s" % (level_name(lvl), how.get(m[0], m[0]),
+                                           "; idle before the case: %s B in 2 s" % idle
+                                           if idle is not None else ""))
+        md.append("- MiB on the wire (big, delta): the interface counters (`/proc/net/dev`) "
+                  "of the path the bench's ssh traffic takes, read just before and just "
+                  "after each push while the bench runs nothing else — the same for every "
+                  "tool: IP packets with their TCP/IP headers, both directions, ACKs and a "
+                  "new connection's ssh handshake included. %s." % "; ".join(parts))
+    for lvl in levels:
+        if meta.get("delta_failed_%s" % lvl):
+            md.append("- **DELTA CASE FAILED at %s: %s**" % (level_name(lvl),
+                                                             meta["delta_failed_%s" % lvl]))
     if meta.get("mismatches"):
         md.append("- **%s runs left a remote copy that differs from the source** (see the log)" %
                   meta["mismatches"])
@@ -458,7 +563,8 @@ def main():
     md.append("| case | tool | " + " | ".join(level_name(l) for l in levels) + " |")
     md.append("| --- | --- | " + " | ".join("---:" for _ in levels) + " |")
     notes = {}
-    for case, clabel in CASES:
+    for case, _ in CASES:
+        clabel = CASE_LABEL[case]
         for tool in TOOL_ORDER:
             cs = [cells.get((l, case, tool)) for l in levels]
             if not any(cs):
@@ -503,11 +609,29 @@ def main():
                 mark = "" if i["met"] is None else (" ✓" if i["met"] else " ✗")
                 tx.append("%.2f×%s" % (i["ratio"], mark))
         md.append("| %s | %s | %s | %s | %s |" % (CASE_LABEL[case], f, p, " | ".join(tx), ttxt or "–"))
+    for case, f, p, target in BYTE_PAIRS:
+        items = {i["level"]: i for i in brat if i["case"] == case and i["ferry"] == f and i["peer"] == p}
+        if not items:
+            continue
+        tx = []
+        for l in levels:
+            i = items.get(l)
+            if not i:
+                tx.append("")
+            elif i["ratio"] is None:
+                tx.append("n/a")
+            else:
+                mark = "" if i["met"] is None else (" ✓" if i["met"] else " ✗")
+                tx.append("%.2f×%s" % (i["ratio"], mark))
+        md.append("| %s — **bytes on the wire** | %s | %s | %s | %s |" % (
+            CASE_LABEL[case], f, p, " | ".join(tx),
+            next((i["target"] for i in items.values() if i["target"]), None) or "–"))
     md.append("")
 
     # Where ferry's time goes: medians of the phase times ferry reports.
     phase_rows = []
-    for case, clabel in CASES:
+    for case, _ in CASES:
+        clabel = CASE_LABEL[case]
         for tool in ("ferry-held", "ferry-cli", "ferry-persist"):
             for l in levels:
                 c = cells.get((l, case, tool))
@@ -566,7 +690,7 @@ def main():
         c = cells.get((l, "big", "ssh-cat"))
         here = "%.0f" % (big_mib / (c["median"] / 1000.0)) if c and c["median"] else "–"
         tx.append("%s / %s MiB/s" % (here, DESIGN_MIBS.get(l, "–")))
-    md.append("| 256 MiB file | ssh cat (throughput) | %s |" % " | ".join(tx))
+    md.append("| %s | ssh cat (throughput) | %s |" % (CASE_LABEL["big"], " | ".join(tx)))
     md.append("")
     if png_ok:
         md.append("![latency per case and round trip](bench-%s.png)\n" % a.stamp)
@@ -578,9 +702,11 @@ def main():
            "results": [
                {k: c[k] for k in ("level", "case", "tool", "n", "median", "min", "max",
                                   "round_trips", "round_trips_range", "max_rss_kb",
-                                  "failed", "na", "runs_ms", "warmup_ms", "extra")}
+                                  "failed", "na", "runs_ms", "warmup_ms", "extra",
+                                  "wire_bytes", "wire_bytes_range", "wire_up_down",
+                                  "wire", "warmup_wire", "differs")}
                for c in sorted(cells.values(), key=lambda c: (c["level"], c["case"], c["tool"]))],
-           "ratios": rat}
+           "ratios": rat, "byte_ratios": brat}
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=1, ensure_ascii=False)
     if os.path.abspath(a.raw) != os.path.abspath(base + ".raw.tsv"):

@@ -16,12 +16,17 @@
 #   RUNS      measured runs per tool and case (default 10, at least 10 for
 #             a committed result); WARM warm-up rounds (default 2)
 #   BIG_RUNS  runs for the 256 MiB case (default RUNS); BIG_MIB (256)
-#   CASES     subset of: cold noop change5 touch5 exec connect big noop100k
+#   DELTA_RUNS runs for the delta case (default 5); DELTA_MIB its file (512)
+#   CASES     subset of: cold noop change5 touch5 exec connect big delta noop100k
 #             pcold pnoop pchange5 (pulls of the tree into a local directory)
 #             python (bench/python_bench.py: the Python package's rows, on
 #             loopback with its own sshd; results in OUT/python/latest.md)
 #   TREE100K  0 skips the 100,000-file no-op case (loopback only)
 #   FERRY     0 marks every ferry cell n/a without trying (peers only)
+#   NETNS     1 (default): as root, the bench re-runs itself in a network
+#             namespace of its own (unshare -n), so lo carries nothing but
+#             the bench's traffic (the bytes on the wire of the big and delta
+#             cases count lo); 0 stays in the machine's namespace
 #   OUT       results directory (default bench/results)
 #   KEEP      1 keeps the work directory
 #
@@ -44,8 +49,14 @@ RUNS=${RUNS:-10}
 WARM=${WARM:-2}
 BIG_RUNS=${BIG_RUNS:-$RUNS}
 BIG_MIB=${BIG_MIB:-256}
+DELTA_RUNS=${DELTA_RUNS:-5}
+DELTA_MIB=${DELTA_MIB:-512}
+CASE_ABORT=
+WB0=
+WB_DEV=lo
+WB_MODE=lo
 TREE100K=${TREE100K:-1}
-CASES=${CASES:-cold noop change5 touch5 exec connect big noop100k pcold pnoop pchange5 python}
+CASES=${CASES:-cold noop change5 touch5 exec connect big delta noop100k pcold pnoop pchange5 python}
 FERRY=${FERRY:-1}
 OUT=${OUT:-$src/bench/results}
 FERRY_BIN=$B/ferry
@@ -56,6 +67,15 @@ done
 for t in rsync ssh gnuplot; do
 	command -v $t >/dev/null || { echo "bench: $t not installed (make deps)" >&2; exit 1; }
 done
+
+# A network namespace of our own: lo (and so its counters, the bytes on the
+# wire) is the bench's alone; same kernel, same loopback, same TCP settings.
+NETNS=${NETNS:-1}
+if [ "$NETNS" = 1 ] && [ -z "${FERRY_BENCH_IN_NETNS:-}" ] && [ "$(id -u)" = 0 ] &&
+	command -v unshare >/dev/null && unshare -n true 2>/dev/null; then
+	export FERRY_BENCH_IN_NETNS=1
+	exec unshare -n -- bash -c 'ip link set lo up || exit 1; exec "$@"' bench-netns "$0" "$@"
+fi
 
 W=$(mktemp -d /tmp/ferry-bench.XXXXXX)
 RAW=$W/raw.tsv
@@ -126,6 +146,11 @@ add_known_host() { # HOST PORT SSHD_DIR
 
 # ---- machine and tools -----------------------------------------------------
 meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+if [ -n "${FERRY_BENCH_IN_NETNS:-}" ]; then
+	meta netns "own (unshare -n): lo carries only the bench's traffic"
+else
+	meta netns "the machine's: lo is shared with whatever else runs here"
+fi
 meta machine "$(uname -srm), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
 meta ssh "$(ssh -V 2>&1)"
 meta rsync "$(rsync --version | head -1 | sed 's/  */ /g')"
@@ -136,6 +161,8 @@ meta runs "$RUNS"
 meta warm "$WARM"
 meta big_mib "$BIG_MIB"
 meta big_runs "$BIG_RUNS"
+meta delta_mib "$DELTA_MIB"
+meta delta_runs "$DELTA_RUNS"
 bashrc_ms=$("$BIN/tm" -- bash -c '. ~/.bashrc' | cut -d' ' -f1)
 meta bashrc_ms "$bashrc_ms"
 # ferry's session shell starts with one `bash -l` (the login-environment
@@ -159,6 +186,13 @@ if [ $big_needed = 1 ]; then
 	mkdir -p "$W/big"
 	"$BIN/gentree" big "$W/big/big.bin" -m "$BIG_MIB" >/dev/null || exit 1
 fi
+case " $CASES " in
+*" delta "*)
+	# the delta case's original; each level copies it once per tool
+	mkdir -p "$W/delta"
+	"$BIN/gentree" big "$W/delta/delta.bin" -m "$DELTA_MIB" -s 2 >/dev/null || exit 1
+	;;
+esac
 
 # ---- the ways to reach the server at one round trip --------------------------
 # Sets P (port), SSHC (ssh command for this port), SSHCM (through the master).
@@ -371,10 +405,65 @@ probe_ferry() {
 	log "ferry push CLI: ${NA_CLI_PUSH:-measured}; ferry exec CLI: ${NA_CLI_EXEC:-measured}; held sync: ${NA_HELD_SYNC:-measured}; held exec: ${NA_HELD_EXEC:-measured}"
 }
 
+# ---- bytes on the wire -----------------------------------------------------------
+# Interface counters (/proc/net/dev) of the path the bench's traffic takes,
+# read just before and just after one push, while the bench runs nothing
+# else; the same for every tool (IP packets with their TCP/IP headers, both
+# directions, ACKs, ssh handshake of a new connection included):
+#   loopback level: lo's tx bytes (on lo each packet is sent once and
+#     received once; tx counts it once; both directions together)
+#   wire: the TUN device of this namespace (fbA...), which nothing but the
+#     bench uses: tx = client->server, rx = server->client
+#   relay: lo's tx bytes / 2 (the relay carries each byte over two
+#     loopback connections: client->relay and relay->sshd)
+wire_setup_counters() { # sets WB_DEV WB_MODE for this level
+	if [ "$LVL" = 0 ]; then
+		WB_DEV=lo WB_MODE=lo
+	elif [ "$SIM" = wire ]; then
+		WB_DEV=$TA WB_MODE=tun
+	else
+		WB_DEV=lo WB_MODE=relay
+	fi
+	meta "wire_bytes_method_$LVL" "$WB_MODE $WB_DEV"
+}
+wire_counters() { # -> "RX TX" of WB_DEV
+	awk -v d="$WB_DEV:" '{sub(/^ +/, "")} $1 == d {print $2, $10; exit} \
+		index($1, d) == 1 && length($1) > length(d) {sub(/^[^:]*:/, ""); print $1, $9; exit}' /proc/net/dev
+}
+wire_delta() { # "RX TX" at the start -> "TOTAL UP:DOWN" (UP:DOWN "-" when unknown)
+	local rx0 tx0 rx1 tx1
+	read -r rx0 tx0 <<<"$1"
+	read -r rx1 tx1 <<<"$(wire_counters)"
+	case $WB_MODE in
+	lo) echo "$((tx1 - tx0)) -" ;;
+	relay) echo "$(((tx1 - tx0) / 2)) -" ;;
+	tun) echo "$((tx1 - tx0 + rx1 - rx0)) $((tx1 - tx0)):$((rx1 - rx0))" ;;
+	esac
+}
+# Idle traffic on the counted device over 2 s, for the report: what else
+# (other processes of this machine) would add to a push's count.
+wire_idle() {
+	local c
+	c=$(wire_counters)
+	sleep 2
+	meta "wire_idle_bytes_2s_$LVL" "$(wire_delta "$c" | cut -d' ' -f1)"
+}
+
 # ---- one timed run ------------------------------------------------------------
-# record CASE TOOL RUN MS RT RSS STATUS [EXTRA]
+# record CASE TOOL RUN MS RT RSS STATUS [EXTRA]; with WB0 set (the counters
+# before the push), also the bytes on the wire: WIRE_BYTES UP:DOWN.
 record() {
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LVL" "$1" "$2" "$3" "$4" "$5" "$6" "$7" "${8:-}" >>"$RAW"
+	local wb="- -"
+	[ -n "$WB0" ] && wb=$(wire_delta "$WB0")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LVL" "$1" "$2" "$3" "$4" "$5" "$6" "$7" "${8:-}" \
+		"${wb% *}" "${wb#* }" >>"$RAW"
+}
+
+# The last row of RAW, when it says the run succeeded, gets STATUS instead
+# (e.g. "differs": the copy is wrong, so the run does not count).
+record_fail_last() { # STATUS
+	awk -F'\t' -v OFS='\t' -v st="$1" 'NR == FNR {n = NR; next} FNR == n && $8 == "0" {$8 = st} 1' \
+		"$RAW" "$RAW" >"$RAW.tmp" && mv "$RAW.tmp" "$RAW"
 }
 
 tool_na() { # TOOL CASE -> reason or empty
@@ -434,6 +523,14 @@ push_run() { # CASE TOOL RUN SRC DEST
 		local e=$SSHC
 		[ $t = rsync-cm ] && e=$SSHCM
 		out=$("$BIN/tm" -e "$W/run.err" -- rsync -az --delete -e "$e" "$s" "$H:$d/")
+		record_tm "$c" "$t" "$n" "$out"
+		;;
+	rsync-inplace | rsync-plain)
+		# the delta case: rsync's own delta transfer (no -z: the data is
+		# incompressible), a new connection with rsync-new's ssh options
+		local how=()
+		[ $t = rsync-inplace ] && how=(--inplace)
+		out=$("$BIN/tm" -e "$W/run.err" -- rsync -a "${how[@]}" -e "$SSHC" "$s" "$H:$d/")
 		record_tm "$c" "$t" "$n" "$out"
 		;;
 	esac
@@ -549,11 +646,16 @@ run_case() { # CASE ROUNDS TOOLS...
 	[ ${#tools[@]} -gt 0 ] || return 0
 	log "$LVL ms: $c (${tools[*]}), $WARM warm-up + $rounds rounds"
 	local i n
+	CASE_ABORT=
 	for ((i = 1; i <= WARM + rounds; i++)); do
 		n=$((i - WARM))
 		[ $i -le $WARM ] && n=w$i
-		for t in "${tools[@]}"; do one_run "$c" "$t" "$n" "$i"; done
+		for t in "${tools[@]}"; do
+			one_run "$c" "$t" "$n" "$i"
+			[ -n "$CASE_ABORT" ] && break 2
+		done
 	done
+	CASE_ABORT=
 }
 
 one_run() { # CASE TOOL RUN INDEX
@@ -598,13 +700,38 @@ one_run() { # CASE TOOL RUN INDEX
 	exec | connect) exec_run "$c" "$t" "$n" ;;
 	big)
 		d=$R/L$LVL/big-$t-$i
+		WB0=$(wire_counters)
 		if [ $t = ssh-cat ]; then
 			record_tm big ssh-cat "$n" "$("$BIN/tm" -i "$W/big/big.bin" -e "$W/run.err" -- $SSHC "$H" 'cat >/dev/null')"
+			WB0=
 		else
 			push_run big "$t" "$n" "$W/big/big.bin" "$d"
+			WB0=
 			check_copy big "$t" "$n" "$W/big/big.bin" "$d"
 		fi
 		rm -rf "$d"
+		;;
+	delta)
+		# Each tool has its own source copy and destination; the first
+		# (warm-up) push is cold, each measured round first overwrites
+		# 1 MiB near the middle (the same seed for every tool in a round:
+		# the same bytes at the same offset), size kept, mtime bumped.
+		local s=$W/delta/L$LVL/$t/delta.bin
+		d=$R/L$LVL/delta-$t
+		case $n in
+		w*) ;;
+		*) "$BIN/gentree" patch "$s" -s $((LVL * 1000 + i)) >/dev/null || { log "gentree patch failed"; CASE_ABORT=1; return; } ;;
+		esac
+		WB0=$(wire_counters)
+		push_run delta "$t" "$n" "$s" "$d"
+		WB0=
+		if ! check_copy delta "$t" "$n" "$s" "$d"; then
+			record_fail_last differs
+			log "ERROR: $LVL ms delta $t run $n: the remote copy is not byte-identical to the source; the delta case stops here"
+			meta "delta_failed_$LVL" "$t run $n: the remote copy differs from the source"
+			DELTA_FAILED=1
+			CASE_ABORT=1
+		fi
 		;;
 	noop100k)
 		case $t in
@@ -632,6 +759,7 @@ run_level() { # RTT
 		relay_start "$LVL"
 	fi
 	SSHC=$(ssh_base "$P")
+	wire_setup_counters
 	sim_check "$LVL"
 	cm_start "$LVL" || return 1
 	mkdir -p "$R/L$LVL"
@@ -660,6 +788,18 @@ run_level() { # RTT
 		WARM=1
 		run_case big "$BIG_RUNS" ferry-held ferry-cli ssh-cat rsync-new
 		WARM=$w
+	fi
+	if has_case delta; then
+		local w=$WARM t
+		for t in ferry-held ferry-cli rsync-inplace rsync-plain; do
+			mkdir -p "$W/delta/L$LVL/$t"
+			cp -a "$W/delta/delta.bin" "$W/delta/L$LVL/$t/delta.bin"
+		done
+		wire_idle
+		WARM=1
+		run_case delta "$DELTA_RUNS" ferry-held ferry-cli rsync-inplace rsync-plain
+		WARM=$w
+		rm -rf "$W/delta/L$LVL" "$R/L$LVL"/delta-*
 	fi
 	if [ "$LVL" = 0 ] && has_case noop100k && [ "$TREE100K" != 0 ]; then
 		log "generating the 100,000-file tree"
@@ -709,6 +849,7 @@ done
 meta duration_s "$(($(date +%s) - start))"
 meta load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 [ -s "$W/mismatch.tsv" ] && meta mismatches "$(wc -l <"$W/mismatch.tsv")"
+DELTA_FAILED=${DELTA_FAILED:-0}
 for f in "$W"/err-*.txt; do
 	[ -f "$f" ] && meta "error_$(basename "$f" .txt)" "$(head -c 300 "$f" | tr '\n\t' '  ')"
 done
@@ -721,4 +862,8 @@ if has_case python; then
 	log "python rows (bench/python_bench.py)"
 	RUNS=$RUNS WARM=$WARM /usr/bin/python3 "$src/bench/python_bench.py" --build "$B" \
 		--out "$OUT/python" || log "bench/python_bench.py failed"
+fi
+if [ "$DELTA_FAILED" = 1 ]; then
+	log "ERROR: the delta case left a remote copy that differs from its source (see the report)"
+	exit 1
 fi
