@@ -7,7 +7,7 @@
 #include "sync/path.h"
 #include "sync/plan.h"
 
-#define PUBLIC_FLAGS 0x7fu
+#define PUBLIC_FLAGS 0xffu
 
 int ferry__action_visible(const ferry__action *a)
 {
