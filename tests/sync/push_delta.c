@@ -136,10 +136,11 @@ Test(push_delta, one_mib_changed_in_512_mib, PH_ENV)
 	cr_assert_not_null(last_change_line);
 	cr_assert_str_eq(change_line, ">fc.t.....D big.bin");
 	cr_log_info("1 MiB changed in 512 MiB: sent %llu, copied %llu, %llu "
-	            "round trips, %.0f ms (plan %.0f)",
+	            "round trips, %.0f ms (scan %.0f, plan %.0f, transfer %.0f)",
 	            (unsigned long long)r.bytes_sent,
 	            (unsigned long long)r.bytes_copied,
-	            (unsigned long long)r.round_trips, r.ms_total, r.ms_plan);
+	            (unsigned long long)r.round_trips, r.ms_total, r.ms_scan,
+	            r.ms_plan, r.ms_transfer);
 	ferry_sync_report_free(&r);
 	/* The manifest vouches for the new version: nothing to do. */
 	ph_push_ok(&e, &r);
