@@ -352,6 +352,8 @@ void ferry_session_close(ferry_session *s)
 	for (int i = 0; i < FERRY__SLOT_COUNT; i++)
 		if (s->state_free[i] && s->state[i])
 			s->state_free[i](s->state[i]);
+	if (s->streams_free && s->streams)
+		s->streams_free(s->streams);
 	if (s->sftp_free && s->sftp)
 		s->sftp_free(s->sftp);
 	if (s->ssh) {

@@ -87,6 +87,10 @@ struct ferry_session {
 	 * state (exec/).  The free functions are set by their owners. */
 	void *sftp;
 	void (*sftp_free)(void *);
+	/* The extra SFTP clients of ferry__session_sftp_streams (each on its
+	 * own channel), freed before the shared one. */
+	void *streams;
+	void (*streams_free)(void *);
 	void *state[FERRY__SLOT_COUNT]; /* sync/: what was verified; exec/ */
 	void (*state_free[FERRY__SLOT_COUNT])(void *);
 	uint64_t round_trips;      /* maintained by the SFTP client */
