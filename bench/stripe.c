@@ -4,7 +4,7 @@
  * measured before a push uses it.
  *
  *   stripe -h HOST -p PORT -i KEY -k KNOWN_HOSTS [-u USER]
- *          -f FILE -d REMOTE_DIR [-s STREAMS] [-n RUNS]
+ *          -f FILE -d REMOTE_DIR [-s STREAMS] [-n RUNS] [-b SNDBUF]
  *
  * STREAMS (default 4): the number of channels, the shared one included;
  * 0 is the plain one-channel upload (ferry__sftp_upload) for comparison.
@@ -15,13 +15,14 @@
  * REMOTE_DIR/stripe-S-I.  One line per run:
  *   ok S=S bytes=N ms=MS mibs=MIB_PER_S streams_ms=MS path=FINAL
  * (streams_ms: opening the extra channels, once per process, not timed in
- * ms).  Failures: "err CODE MESSAGE", exit 1.
+ * ms; sndbuf: the socket's send buffer, fixed by -b, else autotuned).  Failures: "err CODE MESSAGE", exit 1.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -197,6 +198,7 @@ int main(int argc, char **argv)
 	ferry_session_opts o = FERRY_SESSION_OPTS_INIT;
 	const char *identity[1] = {NULL}, *file = NULL, *dir = NULL;
 	unsigned S = 4, runs = 1;
+	int sndbuf = 0;
 	o.host = "127.0.0.1";
 	o.host_key_policy = FERRY_HOSTKEY_STRICT;
 	o.no_agent = 1;
@@ -217,6 +219,8 @@ int main(int argc, char **argv)
 			dir = argv[i + 1];
 		else if (!strcmp(argv[i], "-s"))
 			S = (unsigned)strtoul(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "-b"))
+			sndbuf = (int)strtol(argv[i + 1], NULL, 10);
 		else if (!strcmp(argv[i], "-n"))
 			runs = (unsigned)strtoul(argv[i + 1], NULL, 10);
 		else
@@ -242,6 +246,14 @@ int main(int argc, char **argv)
 	int rc = ferry_session_open_ex(&s, &o, err, sizeof(err));
 	if (rc)
 		return die_err(rc, err);
+	/* -b: a fixed send buffer (the kernel doubles it, up to twice
+	 * net.core.wmem_max) instead of autotuning's tcp_wmem maximum. */
+	if (sndbuf > 0)
+		setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
+		           sizeof(sndbuf));
+	int got = 0;
+	socklen_t gl = sizeof(got);
+	getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &got, &gl);
 	ferry__sftp *sf[FERRY__SFTP_STREAMS_MAX + 1];
 	if ((rc = ferry__session_sftp(s, &sf[0])))
 		return die_err(rc, ferry_session_errmsg(s));
@@ -260,9 +272,9 @@ int main(int argc, char **argv)
 		if (rc)
 			return die_err(rc, ferry_session_errmsg(s));
 		printf("ok S=%u bytes=%llu ms=%.1f mibs=%.1f streams_ms=%.1f "
-		       "path=%s\n",
+		       "sndbuf=%d path=%s\n",
 		       S, (unsigned long long)size, ms,
-		       (double)size / (1 << 20) / (ms / 1e3), streams_ms,
+		       (double)size / (1 << 20) / (ms / 1e3), streams_ms, got,
 		       final);
 		fflush(stdout);
 	}

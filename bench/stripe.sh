@@ -3,6 +3,7 @@
 # rsync, on loopback and through bench/wire (as bench/run.sh sets it up).
 #
 #   B=build RTT="0 50" STREAMS="0 1 2 4 8" MIB=256 RUNS=3 bench/stripe.sh
+#   STRIPE_ARGS="-b 4194304" ...   arguments for every bench/stripe run
 #
 # One Markdown table on stdout: median MiB/s (min-max) per tool and level.
 # Every upload is compared (cmp) with the source, then removed.
@@ -120,7 +121,7 @@ for LVL in $RTT; do
 	log "level $LVL ms: $($SSHC "$H" true && echo ssh ok)"
 	for run in $(seq "$RUNS"); do
 		for S in $STREAMS; do
-			out=$("$BIN/stripe" -h "$H" -p "$P" -i "$KEY" -k "$KH" -f "$W/big.bin" -d "$R" -s "$S" -n 1) ||
+			out=$("$BIN/stripe" -h "$H" -p "$P" -i "$KEY" -k "$KH" -f "$W/big.bin" -d "$R" -s "$S" -n 1 ${STRIPE_ARGS:-}) ||
 				{ log "stripe S=$S: $out"; continue; }
 			m=$(printf '%s\n' "$out" | sed -n 's/.* mibs=\([0-9.]*\).*/\1/p')
 			f=$(printf '%s\n' "$out" | sed -n 's/.* path=\(.*\)$/\1/p')
@@ -144,6 +145,7 @@ for LVL in $RTT; do
 	done
 	[ "$LVL" != 0 ] && wire_stop
 done
+[ -s "$W/wire.log" ] && sed 's/^/wire: /' "$W/wire.log" >&2
 
 med() { # values -> "median (min-max)"
 	printf '%s\n' $1 | sort -n | awk '{v[NR]=$1} END{if(!NR){print "n/a"; exit} printf "%s (%s-%s)", v[int((NR+1)/2)], v[1], v[NR]}'
