@@ -500,12 +500,20 @@ int ferry__sftp_download(ferry__sftp *sf, const ferry__sftp_download_opts *o);
  * sftp-server), besides the shared one: out[0..n-1].  Opened on first use
  * (all begun together, then waited for together, so that the opens
  * overlap on the loop) and kept with the session, which frees them; a
- * later call gets the same clients (a dead one is replaced).  They run on
+ * later call gets the same clients (a dead one is replaced).  Waits at
+ * most the session's connect timeout (15 s without).  They run on
  * the session's loop: ferry__sftp_run on any client of the session also
  * moves the others' requests.  On failure the clients that did not become
  * ready are freed and the error text is on the session. */
 int ferry__session_sftp_streams(ferry_session *s, unsigned n,
                                 ferry__sftp **out);
+/* The same without waiting (as ferry__session_sftp_begin): the channels
+ * open as the loop runs, so their (n + 2) round trips (libssh2 opens one
+ * channel at a time) can overlap other work; requests submitted meanwhile
+ * go out right behind INIT.  A failure to open kills that client: its
+ * callbacks get the error. */
+int ferry__session_sftp_streams_begin(ferry_session *s, unsigned n,
+                                      ferry__sftp **out);
 
 /* Write [off, off + len) of the existing file path (OPEN with WRITE only,
  * never CREAT: another client created it with its final mode), WRITEs of

@@ -381,8 +381,8 @@ static int streams_settled(void *ctx)
 	return 1;
 }
 
-int ferry__session_sftp_streams(ferry_session *s, unsigned n,
-                                ferry__sftp **out)
+int ferry__session_sftp_streams_begin(ferry_session *s, unsigned n,
+                                      ferry__sftp **out)
 {
 	if (!n || n > FERRY__SFTP_STREAMS_MAX)
 		return ferry__seterr(s, FERRY_EINVALID,
@@ -414,9 +414,6 @@ int ferry__session_sftp_streams(ferry_session *s, unsigned n,
 	/* Every missing (or dead) client is begun before any is waited for:
 	 * their channel opens, subsystem requests and INITs overlap on the
 	 * loop. */
-	ferry__sftp *fresh[FERRY__SFTP_STREAMS_MAX];
-	unsigned nfresh = 0;
-	int error = 0;
 	for (unsigned i = 0; i < n; i++) {
 		if (st->sf[i] && !ferry__sftp_dead(st->sf[i]))
 			continue;
@@ -424,34 +421,44 @@ int ferry__session_sftp_streams(ferry_session *s, unsigned n,
 			ferry__sftp_free(st->sf[i]);
 			st->sf[i] = NULL;
 		}
-		if ((error = chan_new(s, NULL, &st->sf[i])))
-			break;
-		fresh[nfresh++] = st->sf[i];
+		int error = chan_new(s, NULL, &st->sf[i]);
+		if (error)
+			return error;
 	}
-	if (!error && nfresh) {
-		streams_wait w = {fresh, nfresh};
-		int tmo = s->opts.connect_timeout_ms ? s->opts.connect_timeout_ms
-		                                     : 15000;
+	for (unsigned i = 0; i < n; i++)
+		out[i] = st->sf[i];
+	return 0;
+}
+
+int ferry__session_sftp_streams(ferry_session *s, unsigned n,
+                                ferry__sftp **out)
+{
+	ferry__sftp *sf[FERRY__SFTP_STREAMS_MAX];
+	int error = ferry__session_sftp_streams_begin(s, n, sf);
+	if (error)
+		return error;
+	streams_wait w = {sf, n};
+	int tmo = s->opts.connect_timeout_ms ? s->opts.connect_timeout_ms
+	                                     : 15000;
+	if (!streams_settled(&w)) {
 		error = ferry__session_run(s, streams_settled, &w,
 		                           ferry__now_ms() + tmo, 0);
 		if (error == FERRY_ETIMEOUT)
 			ferry__seterr(s, error,
-			              "SFTP streams: %u channels not ready in "
-			              "%d ms",
-			              nfresh, tmo);
-		for (unsigned i = 0; !error && i < nfresh; i++)
-			if (ferry__sftp_dead(fresh[i])) {
-				error = ferry__sftp_dead(fresh[i]);
-				char msg[sizeof(s->errmsg)];
-				ferry__sftp__textcpy(msg, sizeof(msg),
-				                     fresh[i]->errmsg);
-				ferry__seterr(s, error, "SFTP streams: %s",
-				              msg[0] ? msg
-				                     : ferry_strerror(error));
-			}
+			              "SFTP streams: channels not ready in %d ms",
+			              tmo);
 	}
+	for (unsigned i = 0; !error && i < n; i++)
+		if (ferry__sftp_dead(sf[i])) {
+			error = ferry__sftp_dead(sf[i]);
+			char msg[sizeof(s->errmsg)];
+			ferry__sftp__textcpy(msg, sizeof(msg), sf[i]->errmsg);
+			ferry__seterr(s, error, "SFTP streams: %s",
+			              msg[0] ? msg : ferry_strerror(error));
+		}
 	if (error) {
 		/* The clients not ready are given up (ready ones are kept). */
+		sftp_streams *st = s->streams;
 		for (unsigned i = 0; i < n; i++)
 			if (st->sf[i] && !ferry__sftp_ready(st->sf[i])) {
 				ferry__sftp_free(st->sf[i]);
@@ -460,6 +467,6 @@ int ferry__session_sftp_streams(ferry_session *s, unsigned n,
 		return error;
 	}
 	for (unsigned i = 0; i < n; i++)
-		out[i] = st->sf[i];
+		out[i] = sf[i];
 	return 0;
 }

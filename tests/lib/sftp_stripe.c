@@ -265,3 +265,48 @@ Test(sftp_stripe, error_on_one_stream)
 	free(src);
 	ferry_session_close(s);
 }
+
+/* Ranges submitted to streams still opening go out behind their INIT. */
+Test(sftp_stripe, begin_without_waiting)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry__sftp *m = main_of(s);
+	char *src = sh_make_file((size_t)3 << 20, 11);
+	file_reader fr = {open(src, O_RDONLY), 0};
+	char tmp[1024];
+	snprintf(tmp, sizeof(tmp), "%s", P("early"));
+	ferry__sftp_handle h;
+	cr_assert_eq(ferry__sftp_open_wait(m, tmp,
+	                                   FERRY__FXF_WRITE | FERRY__FXF_CREAT |
+	                                           FERRY__FXF_EXCL,
+	                                   NULL, &h),
+	             0);
+	ferry__sftp *st[2];
+	cr_assert_eq(ferry__session_sftp_streams_begin(s, 2, st), 0);
+	cr_assert_not(ferry__sftp_ready(st[0]));
+	range_res res[3];
+	memset(res, 0, sizeof(res));
+	ferry__sftp *by[3] = {m, st[0], st[1]};
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(ferry__sftp_write_range(by[i], tmp,
+		                                     (uint64_t)i << 20, 1 << 20,
+		                                     file_read, &fr, range_done,
+		                                     &res[i]),
+		             0);
+	all_ctx all = {res, 3};
+	cr_assert_eq(ferry__sftp_run(m, all_called, &all,
+	                             ferry__now_ms() + 60000),
+	             0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(res[i].err, 0, "%s", res[i].msg);
+	cr_assert_eq(ferry__sftp_close_wait(m, &h), 0);
+	cr_assert(sh_hash_eq(sh_hash_file(src), sh_hash_file(tmp)));
+	/* Now ready: the waiting call returns the same two. */
+	ferry__sftp *again[2];
+	streams_of(s, 2, again);
+	cr_assert_eq(again[0], st[0]);
+	cr_assert_eq(again[1], st[1]);
+	close(fr.fd);
+	free(src);
+	ferry_session_close(s);
+}
