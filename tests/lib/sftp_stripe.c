@@ -3,6 +3,7 @@
  * (ferry__sftp_write_range). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,4 +310,75 @@ Test(sftp_stripe, begin_without_waiting)
 	close(fr.fd);
 	free(src);
 	ferry_session_close(s);
+}
+
+/* One stream's sftp-server killed mid-range: that range fails, the others
+ * finish, nothing hangs; the next call replaces only the dead stream. */
+Test(sftp_stripe, dead_stream)
+{
+	char cfg[2048];
+	sh_killer k = {0, "", 2 << 20, 0};
+	snprintf(k.pidfile, sizeof(k.pidfile), "%s/sftp.pid", sh_dir);
+	/* Each channel's server writes its pid: the file ends up naming the
+	 * last stream opened. */
+	snprintf(cfg, sizeof(cfg),
+	         "ForceCommand echo $$ > %s; exec " SFTP_SERVER "\n",
+	         k.pidfile);
+	fx_sshd sv;
+	cr_assert_eq(fx_sshd_start(&sv, cfg), 0);
+	ferry_session *s = fx_connect(&sv);
+	ferry__sftp *sf[3];
+	sf[0] = main_of(s);
+	streams_of(s, 2, sf + 1);
+	char tmp[1024];
+	snprintf(tmp, sizeof(tmp), "%s", P("victim"));
+	ferry__sftp_handle h;
+	cr_assert_eq(ferry__sftp_open_wait(sf[0], tmp,
+	                                   FERRY__FXF_WRITE | FERRY__FXF_CREAT |
+	                                           FERRY__FXF_EXCL,
+	                                   NULL, &h),
+	             0);
+	range_res res[3];
+	memset(res, 0, sizeof(res));
+	uint64_t each = (uint64_t)16 << 20;
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(ferry__sftp_write_range(sf[i], tmp, each * i, each,
+		                                     sh_kill_reader, &k,
+		                                     range_done, &res[i]),
+		             0);
+	all_ctx all = {res, 3};
+	double t0 = sh_now_ms();
+	cr_assert_eq(ferry__sftp_run(sf[0], all_called, &all,
+	                             ferry__now_ms() + 60000),
+	             0, "%s", ferry_session_errmsg(s));
+	cr_assert_lt(sh_now_ms() - t0, 20000);
+	cr_assert(k.killed);
+	int dead = -1;
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(res[i].called, 1);
+		if (res[i].err) {
+			cr_assert_eq(dead, -1, "two ranges failed");
+			cr_assert(res[i].err == FERRY_EEOF ||
+			                  res[i].err == FERRY_ECONN,
+			          "%s", res[i].msg);
+			dead = i;
+		} else {
+			cr_assert_eq(res[i].bytes, each);
+		}
+	}
+	cr_assert_geq(dead, 1, "the killed server was a stream's");
+	cr_assert(ferry__sftp_dead(sf[dead]));
+	cr_assert_eq(ferry__sftp_pending(sf[dead]), 0);
+	cr_assert_eq(ferry__sftp_close_wait(sf[0], &h), 0);
+	ferry__sftp *again[2];
+	streams_of(s, 2, again);
+	for (int i = 0; i < 2; i++) {
+		if (i + 1 == dead)
+			cr_assert_neq(again[i], sf[i + 1]);
+		else
+			cr_assert_eq(again[i], sf[i + 1]);
+		cr_assert(ferry__sftp_ready(again[i]));
+	}
+	ferry_session_close(s);
+	fx_sshd_stop(&sv);
 }
