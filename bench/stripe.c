@@ -15,7 +15,8 @@
  * REMOTE_DIR/stripe-S-I.  One line per run:
  *   ok S=S bytes=N ms=MS mibs=MIB_PER_S streams_ms=MS path=FINAL
  * (streams_ms: opening the extra channels, once per process, not timed in
- * ms; sndbuf: the socket's send buffer, fixed by -b, else autotuned).  Failures: "err CODE MESSAGE", exit 1.
+ * ms; sndbuf: the socket's send buffer, fixed by -b, else autotuned). Failures:
+ * "err CODE MESSAGE", exit 1.
  */
 #include <errno.h>
 #include <fcntl.h>

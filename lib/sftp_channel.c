@@ -430,23 +430,23 @@ int ferry__session_sftp_streams_begin(ferry_session *s, unsigned n,
 	return 0;
 }
 
-int ferry__session_sftp_streams(ferry_session *s, unsigned n,
-                                ferry__sftp **out)
+int ferry__session_sftp_streams(ferry_session *s, unsigned n, ferry__sftp **out)
 {
 	ferry__sftp *sf[FERRY__SFTP_STREAMS_MAX];
 	int error = ferry__session_sftp_streams_begin(s, n, sf);
 	if (error)
 		return error;
 	streams_wait w = {sf, n};
-	int tmo = s->opts.connect_timeout_ms ? s->opts.connect_timeout_ms
-	                                     : 15000;
+	int tmo =
+	        s->opts.connect_timeout_ms ? s->opts.connect_timeout_ms : 15000;
 	if (!streams_settled(&w)) {
 		error = ferry__session_run(s, streams_settled, &w,
 		                           ferry__now_ms() + tmo, 0);
 		if (error == FERRY_ETIMEOUT)
-			ferry__seterr(s, error,
-			              "SFTP streams: channels not ready in %d ms",
-			              tmo);
+			ferry__seterr(
+			        s, error,
+			        "SFTP streams: channels not ready in %d ms",
+			        tmo);
 	}
 	for (unsigned i = 0; !error && i < n; i++)
 		if (ferry__sftp_dead(sf[i])) {

@@ -133,10 +133,9 @@ Test(sftp_stripe, four_channels_write_one_file)
 	range_res res[4];
 	memset(res, 0, sizeof(res));
 	for (int i = 0; i < 4; i++)
-		cr_assert_eq(ferry__sftp_write_range(sf[i], tmp, cut[i],
-		                                     cut[i + 1] - cut[i],
-		                                     file_read, &fr, range_done,
-		                                     &res[i]),
+		cr_assert_eq(ferry__sftp_write_range(
+		                     sf[i], tmp, cut[i], cut[i + 1] - cut[i],
+		                     file_read, &fr, range_done, &res[i]),
 		             0);
 	all_ctx all = {res, 4};
 	/* The main client's loop moves every channel. */
@@ -239,10 +238,9 @@ Test(sftp_stripe, error_on_one_stream)
 	memset(res, 0, sizeof(res));
 	for (int i = 0; i < 3; i++) {
 		uint64_t off = (uint64_t)i << 21;
-		cr_assert_eq(ferry__sftp_write_range(sf[i], tmp, off, 2 << 20,
-		                                     file_read,
-		                                     i == 1 ? &bad : &ok,
-		                                     range_done, &res[i]),
+		cr_assert_eq(ferry__sftp_write_range(
+		                     sf[i], tmp, off, 2 << 20, file_read,
+		                     i == 1 ? &bad : &ok, range_done, &res[i]),
 		             0);
 	}
 	all_ctx all = {res, 3};
@@ -252,8 +250,7 @@ Test(sftp_stripe, error_on_one_stream)
 	cr_assert_eq(res[0].err, 0, "%s", res[0].msg);
 	cr_assert_eq(res[2].err, 0, "%s", res[2].msg);
 	cr_assert_eq(res[1].err, FERRY_EIO);
-	cr_assert(strstr(res[1].msg, "read ") == res[1].msg, "%s",
-	          res[1].msg);
+	cr_assert(strstr(res[1].msg, "read ") == res[1].msg, "%s", res[1].msg);
 	cr_assert_lt(res[1].bytes, 2 << 20);
 	for (int i = 0; i < 3; i++) {
 		cr_assert_eq(res[i].called, 1);
@@ -289,15 +286,14 @@ Test(sftp_stripe, begin_without_waiting)
 	memset(res, 0, sizeof(res));
 	ferry__sftp *by[3] = {m, st[0], st[1]};
 	for (int i = 0; i < 3; i++)
-		cr_assert_eq(ferry__sftp_write_range(by[i], tmp,
-		                                     (uint64_t)i << 20, 1 << 20,
-		                                     file_read, &fr, range_done,
-		                                     &res[i]),
+		cr_assert_eq(ferry__sftp_write_range(
+		                     by[i], tmp, (uint64_t)i << 20, 1 << 20,
+		                     file_read, &fr, range_done, &res[i]),
 		             0);
 	all_ctx all = {res, 3};
-	cr_assert_eq(ferry__sftp_run(m, all_called, &all,
-	                             ferry__now_ms() + 60000),
-	             0);
+	cr_assert_eq(
+	        ferry__sftp_run(m, all_called, &all, ferry__now_ms() + 60000),
+	        0);
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(res[i].err, 0, "%s", res[i].msg);
 	cr_assert_eq(ferry__sftp_close_wait(m, &h), 0);
