@@ -252,9 +252,6 @@ int main(int argc, char **argv)
 	if (sndbuf > 0)
 		setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
 		           sizeof(sndbuf));
-	int got = 0;
-	socklen_t gl = sizeof(got);
-	getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &got, &gl);
 	ferry__sftp *sf[FERRY__SFTP_STREAMS_MAX + 1];
 	if ((rc = ferry__session_sftp(s, &sf[0])))
 		return die_err(rc, ferry_session_errmsg(s));
@@ -262,6 +259,9 @@ int main(int argc, char **argv)
 	if (S > 1 && (rc = ferry__session_sftp_streams(s, S - 1, sf + 1)))
 		return die_err(rc, ferry_session_errmsg(s));
 	double streams_ms = now_ms() - t0;
+	int got = 0; /* after the streams, which may have grown it */
+	socklen_t gl = sizeof(got);
+	getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &got, &gl);
 	for (unsigned r = 0; r < runs; r++) {
 		char tmp[4096], final[4096];
 		snprintf(tmp, sizeof(tmp), "%s/.stripe-%u-%u.tmp", dir, S, r);

@@ -148,6 +148,45 @@ int ferry__session_wait(ferry_session *s, int64_t deadline_ms, unsigned flags)
 	return rc;
 }
 
+/* The third number of /proc/sys/net/ipv4/tcp_wmem, or 0. */
+static long tcp_wmem_max(void)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+	long lo = 0, def = 0, max = 0;
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld %ld %ld", &lo, &def, &max) != 3)
+		max = 0;
+	fclose(f);
+	return max;
+}
+
+int ferry__session_grow_sndbuf(ferry_session *s, int bytes)
+{
+	if (s->fd < 0 || bytes <= 0)
+		return 0;
+	long autotune = tcp_wmem_max();
+	int cur = 0;
+	socklen_t len = sizeof(cur);
+	if (autotune <= 0 || autotune >= bytes ||
+	    getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &cur, &len) ||
+	    cur >= bytes)
+		return 0;
+	/* The kernel doubles what it is given (bookkeeping) and caps it. */
+	int ask = bytes / 2;
+	if (setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &ask, sizeof(ask)))
+		return 0;
+	len = sizeof(cur);
+	if (getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &cur, &len) == 0 &&
+	    cur < autotune) {
+		/* Capped below what autotuning reached: give it back. */
+		ask = (int)(autotune / 2);
+		setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &ask, sizeof(ask));
+	}
+	ferry__log(s, FERRY_LOG_DEBUG, "socket send buffer: %d bytes", cur);
+	return 1;
+}
+
 /* ---- the event loop ---------------------------------------------------- */
 
 void ferry__io_add(ferry_session *s, ferry__io *io)

@@ -153,6 +153,14 @@ int ferry__channel_startup(ferry_session *s, const void *owner,
                            LIBSSH2_CHANNEL *ch, const char *req,
                            const char *msg, unsigned msg_len);
 
+/* Let the socket's send buffer reach bytes (the kernel's cap: twice
+ * net.core.wmem_max) when autotuning would stop lower (tcp_wmem's
+ * maximum, 4 MiB by default: at 50 ms that caps one connection near
+ * 70 MiB/s, which several channels reach).  Fixing the size ends
+ * autotuning, so nothing is changed when the fixed size would not be
+ * larger.  1 when changed. */
+int ferry__session_grow_sndbuf(ferry_session *s, int bytes);
+
 /* Consume a pending interrupt: 1 when one was requested. */
 int ferry__session_take_interrupt(ferry_session *s);
 /* Around every public call that can be interrupted: an interrupt sent

@@ -351,9 +351,13 @@ int ferry__session_sftp(ferry_session *s, ferry__sftp **out)
 
 /* ---- extra clients: one channel (one sftp-server) each ------------------ */
 
+/* The socket send buffer asked for once streams are used. */
+#define FERRY__STREAMS_SNDBUF (8 << 20)
+
 typedef struct sftp_streams {
 	unsigned n;
 	ferry__sftp **sf;
+	int sndbuf_grown;
 } sftp_streams;
 
 static void streams_free(void *p)
@@ -424,6 +428,11 @@ int ferry__session_sftp_streams_begin(ferry_session *s, unsigned n,
 		int error = chan_new(s, NULL, &st->sf[i]);
 		if (error)
 			return error;
+	}
+	/* Several channels fill what autotuning allows one connection. */
+	if (!st->sndbuf_grown) {
+		st->sndbuf_grown = 1;
+		ferry__session_grow_sndbuf(s, FERRY__STREAMS_SNDBUF);
 	}
 	for (unsigned i = 0; i < n; i++)
 		out[i] = st->sf[i];
