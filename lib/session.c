@@ -148,41 +148,41 @@ int ferry__session_wait(ferry_session *s, int64_t deadline_ms, unsigned flags)
 	return rc;
 }
 
-/* The third number of /proc/sys/net/ipv4/tcp_wmem, or 0. */
-static long tcp_wmem_max(void)
+/* The last number in a /proc/sys file (tcp_wmem's maximum, wmem_max), or
+ * 0. */
+static long sysctl_last(const char *path)
 {
-	FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
-	long lo = 0, def = 0, max = 0;
+	FILE *f = fopen(path, "r");
+	long v = 0, last = 0;
 	if (!f)
 		return 0;
-	if (fscanf(f, "%ld %ld %ld", &lo, &def, &max) != 3)
-		max = 0;
+	while (fscanf(f, "%ld", &v) == 1)
+		last = v;
 	fclose(f);
-	return max;
+	return last;
 }
 
 int ferry__session_grow_sndbuf(ferry_session *s, int bytes)
 {
 	if (s->fd < 0 || bytes <= 0)
 		return 0;
-	long autotune = tcp_wmem_max();
+	long autotune = sysctl_last("/proc/sys/net/ipv4/tcp_wmem");
+	long cap = 2 * sysctl_last("/proc/sys/net/core/wmem_max");
+	if (cap > bytes)
+		cap = bytes;
 	int cur = 0;
 	socklen_t len = sizeof(cur);
-	if (autotune <= 0 || autotune >= bytes ||
-	    getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &cur, &len) ||
-	    cur >= bytes)
+	/* A fixed size only where it beats autotuning's maximum. */
+	if (autotune <= 0 || cap <= autotune ||
+	    getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &cur, &len) || cur >= cap)
 		return 0;
 	/* The kernel doubles what it is given (bookkeeping) and caps it. */
-	int ask = bytes / 2;
+	int ask = (int)(cap / 2);
 	if (setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &ask, sizeof(ask)))
 		return 0;
 	len = sizeof(cur);
-	if (getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &cur, &len) == 0 &&
-	    cur < autotune) {
-		/* Capped below what autotuning reached: give it back. */
-		ask = (int)(autotune / 2);
-		setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &ask, sizeof(ask));
-	}
+	if (getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &cur, &len))
+		cur = 0;
 	ferry__log(s, FERRY_LOG_DEBUG, "socket send buffer: %d bytes", cur);
 	return 1;
 }
