@@ -148,6 +148,45 @@ int ferry__session_wait(ferry_session *s, int64_t deadline_ms, unsigned flags)
 	return rc;
 }
 
+/* The last number in a /proc/sys file (tcp_wmem's maximum, wmem_max), or
+ * 0. */
+static long sysctl_last(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = 0, last = 0;
+	if (!f)
+		return 0;
+	while (fscanf(f, "%ld", &v) == 1)
+		last = v;
+	fclose(f);
+	return last;
+}
+
+int ferry__session_grow_sndbuf(ferry_session *s, int bytes)
+{
+	if (s->fd < 0 || bytes <= 0)
+		return 0;
+	long autotune = sysctl_last("/proc/sys/net/ipv4/tcp_wmem");
+	long cap = 2 * sysctl_last("/proc/sys/net/core/wmem_max");
+	if (cap > bytes)
+		cap = bytes;
+	int cur = 0;
+	socklen_t len = sizeof(cur);
+	/* A fixed size only where it beats autotuning's maximum. */
+	if (autotune <= 0 || cap <= autotune ||
+	    getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &cur, &len) || cur >= cap)
+		return 0;
+	/* The kernel doubles what it is given (bookkeeping) and caps it. */
+	int ask = (int)(cap / 2);
+	if (setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &ask, sizeof(ask)))
+		return 0;
+	len = sizeof(cur);
+	if (getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &cur, &len))
+		cur = 0;
+	ferry__log(s, FERRY_LOG_DEBUG, "socket send buffer: %d bytes", cur);
+	return 1;
+}
+
 /* ---- the event loop ---------------------------------------------------- */
 
 void ferry__io_add(ferry_session *s, ferry__io *io)
@@ -352,6 +391,8 @@ void ferry_session_close(ferry_session *s)
 	for (int i = 0; i < FERRY__SLOT_COUNT; i++)
 		if (s->state_free[i] && s->state[i])
 			s->state_free[i](s->state[i]);
+	if (s->streams_free && s->streams)
+		s->streams_free(s->streams);
 	if (s->sftp_free && s->sftp)
 		s->sftp_free(s->sftp);
 	if (s->ssh) {

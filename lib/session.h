@@ -87,6 +87,10 @@ struct ferry_session {
 	 * state (exec/).  The free functions are set by their owners. */
 	void *sftp;
 	void (*sftp_free)(void *);
+	/* The extra SFTP clients of ferry__session_sftp_streams (each on its
+	 * own channel), freed before the shared one. */
+	void *streams;
+	void (*streams_free)(void *);
 	void *state[FERRY__SLOT_COUNT]; /* sync/: what was verified; exec/ */
 	void (*state_free[FERRY__SLOT_COUNT])(void *);
 	uint64_t round_trips;      /* maintained by the SFTP client */
@@ -148,6 +152,14 @@ LIBSSH2_CHANNEL *ferry__channel_open(ferry_session *s, const void *owner,
 int ferry__channel_startup(ferry_session *s, const void *owner,
                            LIBSSH2_CHANNEL *ch, const char *req,
                            const char *msg, unsigned msg_len);
+
+/* Let the socket's send buffer reach bytes (the kernel's cap: twice
+ * net.core.wmem_max) when autotuning would stop lower (tcp_wmem's
+ * maximum, 4 MiB by default: at 50 ms that caps one connection near
+ * 70 MiB/s, which several channels reach).  Fixing the size ends
+ * autotuning, so nothing is changed when the fixed size would not be
+ * larger.  1 when changed. */
+int ferry__session_grow_sndbuf(ferry_session *s, int bytes);
 
 /* Consume a pending interrupt: 1 when one was requested. */
 int ferry__session_take_interrupt(ferry_session *s);

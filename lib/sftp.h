@@ -512,4 +512,47 @@ typedef struct ferry__sftp_download_opts {
 /* done is called exactly once when this returns 0. */
 int ferry__sftp_download(ferry__sftp *sf, const ferry__sftp_download_opts *o);
 
+/* ---- several channels: striped uploads (lib/sftp_stripe.c) ---------------
+ * One channel moves at most its window per round trip (sshd: 2 MiB), so a
+ * large file goes faster over several channels of the session, each
+ * writing its own range of the same file.
+ */
+
+#define FERRY__SFTP_STREAMS_MAX 32u
+
+/* n more SFTP clients on the session, each on its own channel (its own
+ * sftp-server), besides the shared one: out[0..n-1].  Opened on first use
+ * (all begun together, then waited for together, so that the opens
+ * overlap on the loop) and kept with the session, which frees them; a
+ * later call gets the same clients (a dead one is replaced).  Waits at
+ * most the session's connect timeout (15 s without).  They run on
+ * the session's loop: ferry__sftp_run on any client of the session also
+ * moves the others' requests.  On failure the clients that did not become
+ * ready are freed and the error text is on the session. */
+int ferry__session_sftp_streams(ferry_session *s, unsigned n,
+                                ferry__sftp **out);
+/* The same without waiting (as ferry__session_sftp_begin): the channels
+ * open as the loop runs, so their (n + 2) round trips (libssh2 opens one
+ * channel at a time) can overlap other work; requests submitted meanwhile
+ * go out right behind INIT.  A failure to open kills that client: its
+ * callbacks get the error. */
+int ferry__session_sftp_streams_begin(ferry_session *s, unsigned n,
+                                      ferry__sftp **out);
+
+/* Write [off, off + len) of the existing file path (OPEN with WRITE only,
+ * never CREAT: another client created it with its final mode), WRITEs of
+ * the server's maximum size generated as the window opens, then CLOSE.
+ * read(rctx, buf, n, at) fills buf with the n bytes at file offset at (0
+ * or a FERRY_E*).  done(ctx, err, msg, bytes) exactly once when this
+ * returns 0, with the bytes acknowledged; err 0 or the first FERRY_E*
+ * (msg "STEP PATH: WHY"); an error stops the writes and still closes the
+ * handle.  2 round trips, plus the window's transfer time. */
+typedef void (*ferry__sftp_range_cb)(void *ctx, int err, const char *msg,
+                                     uint64_t bytes);
+int ferry__sftp_write_range(ferry__sftp *sf, const char *path, uint64_t off,
+                            uint64_t len,
+                            int (*read)(void *rctx, void *buf, size_t n,
+                                        uint64_t off),
+                            void *rctx, ferry__sftp_range_cb done, void *ctx);
+
 #endif

@@ -252,6 +252,33 @@ static int ready(void *ctx)
 	return ferry__sftp_ready(ctx);
 }
 
+/* A client on a new channel, registered on the loop: the channel opens
+ * (and INIT goes out) as the loop runs. */
+static int chan_new(ferry_session *s, const ferry__sftp_opts *opts,
+                    ferry__sftp **out)
+{
+	int error;
+	*out = NULL;
+	chan_tr *c = ferry__calloc(1, sizeof(*c));
+	if (!c)
+		return ferry__seterr(s, FERRY_ENOMEM,
+		                     "SFTP init: out of memory");
+	c->s = s;
+	c->t.session = s;
+	c->t.send = chan_send;
+	c->t.recv = chan_recv;
+	c->t.run = chan_run;
+	c->t.free = chan_free;
+	c->io.step = chan_step;
+	c->io.pending = chan_pending;
+	c->io.next_timer = chan_next_timer;
+	if ((error = ferry__sftp_new(out, &c->t, s, opts)))
+		return ferry__seterr(s, error, "SFTP init: %s",
+		                     ferry_strerror(error));
+	ferry__io_add(s, &c->io);
+	return 0;
+}
+
 int ferry__session_sftp_begin(ferry_session *s, const ferry__sftp_opts *opts,
                               ferry__sftp **out)
 {
@@ -272,23 +299,8 @@ int ferry__session_sftp_begin(ferry_session *s, const ferry__sftp_opts *opts,
 		s->sftp = NULL;
 		ferry__sftp_free(old);
 	}
-	chan_tr *c = ferry__calloc(1, sizeof(*c));
-	if (!c)
-		return ferry__seterr(s, FERRY_ENOMEM,
-		                     "SFTP init: out of memory");
-	c->s = s;
-	c->t.session = s;
-	c->t.send = chan_send;
-	c->t.recv = chan_recv;
-	c->t.run = chan_run;
-	c->t.free = chan_free;
-	c->io.step = chan_step;
-	c->io.pending = chan_pending;
-	c->io.next_timer = chan_next_timer;
-	if ((error = ferry__sftp_new(&sf, &c->t, s, opts)))
-		return ferry__seterr(s, error, "SFTP init: %s",
-		                     ferry_strerror(error));
-	ferry__io_add(s, &c->io);
+	if ((error = chan_new(s, opts, &sf)))
+		return error;
 	s->sftp = sf;
 	s->sftp_free = sftp_free_void;
 	*out = sf;
@@ -335,4 +347,135 @@ int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
 int ferry__session_sftp(ferry_session *s, ferry__sftp **out)
 {
 	return ferry__session_sftp_ex(s, NULL, out);
+}
+
+/* ---- extra clients: one channel (one sftp-server) each ------------------ */
+
+/* The socket send buffer asked for once streams are used. */
+#define FERRY__STREAMS_SNDBUF (8 << 20)
+
+typedef struct sftp_streams {
+	unsigned n;
+	ferry__sftp **sf;
+	int sndbuf_grown;
+} sftp_streams;
+
+static void streams_free(void *p)
+{
+	sftp_streams *st = p;
+	for (unsigned i = 0; i < st->n; i++)
+		if (st->sf[i])
+			ferry__sftp_free(st->sf[i]);
+	ferry__free(st->sf);
+	ferry__free(st);
+}
+
+typedef struct streams_wait {
+	ferry__sftp **sf;
+	unsigned n;
+} streams_wait;
+
+/* Every new client is ready or dead. */
+static int streams_settled(void *ctx)
+{
+	streams_wait *w = ctx;
+	for (unsigned i = 0; i < w->n; i++)
+		if (!ferry__sftp_ready(w->sf[i]) && !ferry__sftp_dead(w->sf[i]))
+			return 0;
+	return 1;
+}
+
+int ferry__session_sftp_streams_begin(ferry_session *s, unsigned n,
+                                      ferry__sftp **out)
+{
+	if (!n || n > FERRY__SFTP_STREAMS_MAX)
+		return ferry__seterr(s, FERRY_EINVALID,
+		                     "SFTP streams: %u asked (1 to %u)", n,
+		                     FERRY__SFTP_STREAMS_MAX);
+	if (s->dead)
+		return ferry__seterr(s, FERRY_ECONN,
+		                     "SFTP: the connection to %s was lost "
+		                     "earlier",
+		                     s->target ? s->target : "the server");
+	sftp_streams *st = s->streams;
+	if (!st) {
+		if (!(st = ferry__calloc(1, sizeof(*st))))
+			return ferry__seterr(s, FERRY_ENOMEM,
+			                     "SFTP streams: out of memory");
+		s->streams = st;
+		s->streams_free = streams_free;
+	}
+	if (st->n < n) {
+		ferry__sftp **g = ferry__realloc(st->sf, n * sizeof(*g));
+		if (!g)
+			return ferry__seterr(s, FERRY_ENOMEM,
+			                     "SFTP streams: out of memory");
+		for (unsigned i = st->n; i < n; i++)
+			g[i] = NULL;
+		st->sf = g;
+		st->n = n;
+	}
+	/* Every missing (or dead) client is begun before any is waited for:
+	 * their channel opens, subsystem requests and INITs overlap on the
+	 * loop. */
+	for (unsigned i = 0; i < n; i++) {
+		if (st->sf[i] && !ferry__sftp_dead(st->sf[i]))
+			continue;
+		if (st->sf[i]) {
+			ferry__sftp_free(st->sf[i]);
+			st->sf[i] = NULL;
+		}
+		int error = chan_new(s, NULL, &st->sf[i]);
+		if (error)
+			return error;
+	}
+	/* Several channels fill what autotuning allows one connection. */
+	if (!st->sndbuf_grown) {
+		st->sndbuf_grown = 1;
+		ferry__session_grow_sndbuf(s, FERRY__STREAMS_SNDBUF);
+	}
+	for (unsigned i = 0; i < n; i++)
+		out[i] = st->sf[i];
+	return 0;
+}
+
+int ferry__session_sftp_streams(ferry_session *s, unsigned n, ferry__sftp **out)
+{
+	ferry__sftp *sf[FERRY__SFTP_STREAMS_MAX];
+	int error = ferry__session_sftp_streams_begin(s, n, sf);
+	if (error)
+		return error;
+	streams_wait w = {sf, n};
+	int tmo =
+	        s->opts.connect_timeout_ms ? s->opts.connect_timeout_ms : 15000;
+	if (!streams_settled(&w)) {
+		error = ferry__session_run(s, streams_settled, &w,
+		                           ferry__now_ms() + tmo, 0);
+		if (error == FERRY_ETIMEOUT)
+			ferry__seterr(
+			        s, error,
+			        "SFTP streams: channels not ready in %d ms",
+			        tmo);
+	}
+	for (unsigned i = 0; !error && i < n; i++)
+		if (ferry__sftp_dead(sf[i])) {
+			error = ferry__sftp_dead(sf[i]);
+			char msg[sizeof(s->errmsg)];
+			ferry__sftp__textcpy(msg, sizeof(msg), sf[i]->errmsg);
+			ferry__seterr(s, error, "SFTP streams: %s",
+			              msg[0] ? msg : ferry_strerror(error));
+		}
+	if (error) {
+		/* The clients not ready are given up (ready ones are kept). */
+		sftp_streams *st = s->streams;
+		for (unsigned i = 0; i < n; i++)
+			if (st->sf[i] && !ferry__sftp_ready(st->sf[i])) {
+				ferry__sftp_free(st->sf[i]);
+				st->sf[i] = NULL;
+			}
+		return error;
+	}
+	for (unsigned i = 0; i < n; i++)
+		out[i] = sf[i];
+	return 0;
 }
