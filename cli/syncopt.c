@@ -255,6 +255,13 @@ int cli_sync_option(cli_sync *cs, int opt, const char *arg)
 	case OPT_STATE_DIR:
 		cs->o.state_dir = arg;
 		return 1;
+	case OPT_STREAMS:
+		if (cli_parse_ll(arg, &v) || v < 1 || v > 32) {
+			cli_error("bad --streams '%s' (1 to 32)", arg);
+			return -1;
+		}
+		cs->o.streams = (unsigned)v;
+		return 1;
 	case OPT_MAX_DIR_ENTRIES:
 	case OPT_MAX_ENTRIES:
 	case OPT_MAX_NAME_BYTES:

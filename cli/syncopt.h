@@ -27,6 +27,7 @@ enum {
 	OPT_MAX_DIR_ENTRIES,
 	OPT_MAX_ENTRIES,
 	OPT_MAX_NAME_BYTES,
+	OPT_STREAMS,
 	OPT_SYNC_LAST_
 };
 
@@ -55,6 +56,7 @@ enum {
 	        {"verify", no_argument, NULL, OPT_VERIFY},                     \
 	        {"force", no_argument, NULL, OPT_FORCE},                       \
 	        {"fsync", no_argument, NULL, OPT_FSYNC},                       \
+	        {"streams", required_argument, NULL, OPT_STREAMS},             \
 	        {"allow-shared-dirs", no_argument, NULL, OPT_ALLOW_SHARED},    \
 	        {"state-dir", required_argument, NULL, OPT_STATE_DIR},         \
 	        {"itemize-changes", no_argument, NULL, OPT_ITEMIZE},           \

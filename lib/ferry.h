@@ -270,9 +270,9 @@ typedef struct ferry_file_error {
 	char *message;
 } ferry_file_error;
 
-/* Version 2 added the listing limits; a version-1 struct is accepted
- * everywhere a ferry_sync_opts is. */
-#define FERRY_SYNC_OPTS_VERSION 2
+/* Version 2 added the listing limits, version 3 streams; older structs
+ * are accepted everywhere a ferry_sync_opts is. */
+#define FERRY_SYNC_OPTS_VERSION 3
 
 /* One entry of a mapping push (ferry_sync_opts.mappings): local, a file or
  * a directory, lands at remote, a path relative to the destination.  A
@@ -339,13 +339,20 @@ typedef struct ferry_sync_opts {
 	const ferry_mapping *mappings;
 	size_t mapping_count;
 	int delete_scope; /* FERRY_DELETE_* */
+	/* Version 3.  SFTP channels a large upload (32 MiB and up) may be
+	 * striped over: one channel moves at most its window (2 MiB with
+	 * OpenSSH) per round trip.  0: automatic (4 when the connection's
+	 * round trip is 2 ms or more, else 1: on a fast link the limit is
+	 * the cipher on one core, and more channels only cost their
+	 * opening); 1: never striped. */
+	unsigned int streams;
 } ferry_sync_opts;
 
 #define FERRY_SYNC_OPTS_INIT                                                   \
 	{                                                                      \
 		FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0,   \
 		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0,  \
-		        0, 0, NULL, 0, FERRY_DELETE_MIRROR                     \
+		        0, 0, NULL, 0, FERRY_DELETE_MIRROR, 0                  \
 	}
 
 /* As ferry_session_opts_init, for ferry_sync_opts. */

@@ -392,6 +392,18 @@ typedef struct ferry__sftp_upload_opts {
 	uint32_t base_mtime;
 	const ferry__sftp_piece *pieces;
 	size_t npieces;
+	/* Striping: other clients of the same session (each its own channel,
+	 * ferry__session_sftp_streams; valid until done).  A plain upload
+	 * (not a delta) with a reader (read) of at least 2 *
+	 * FERRY__STRIPE_RANGE bytes is cut into up to nstreams + 1 ranges of
+	 * at least that size: this client writes the first, each stream one
+	 * more (ferry__sftp_write_range, after the OPEN made the file); the
+	 * FSETSTAT, fsync and CLOSE wait for all of them.  One channel moves
+	 * at most its window per round trip: this multiplies it.  The reader
+	 * is then called at several offsets at once.  A stream that is
+	 * dead is not used; one that fails fails the upload. */
+	ferry__sftp *const *streams;
+	unsigned nstreams;
 	int remove_on_error;   /* remove path when a step after OPEN failed */
 	void (*done)(void *ctx, const ferry__sftp_upload_result *r);
 	/* Optional: after each acknowledged WRITE, the file's total so far. */
@@ -519,6 +531,8 @@ int ferry__sftp_download(ferry__sftp *sf, const ferry__sftp_download_opts *o);
  */
 
 #define FERRY__SFTP_STREAMS_MAX 32u
+/* The least a striped upload gives each channel (ferry__sftp_upload). */
+#define FERRY__STRIPE_RANGE ((uint64_t)8 << 20)
 
 /* n more SFTP clients on the session, each on its own channel (its own
  * sftp-server), besides the shared one: out[0..n-1].  Opened on first use

@@ -57,8 +57,16 @@ typedef struct upload_job {
 	int lstat_mode;    /* the mode it saw, -1: none */
 	uint64_t gen;
 	upload_delta *d; /* NULL: a plain upload */
+	struct upload_stripe *st; /* NULL: not striped */
 	ferry__sftp_upload_result res;
 } upload_job;
+
+/* A striped upload's state: this job writes [0, main_end), the streams
+ * the rest; pending: their ranges not yet done. */
+typedef struct upload_stripe {
+	uint64_t main_end;
+	unsigned pending;
+} upload_stripe;
 
 static const char no_text[] = "out of memory (writing the error text)";
 
@@ -142,6 +150,8 @@ static void job_finish(upload_job *j)
 	r->bytes = j->acked;
 	r->gen = j->gen;
 	delta_free(j);
+	ferry__free(j->st);
+	j->st = NULL;
 	if (j->o.done)
 		j->o.done(j->o.ctx, r);
 	ferry__free(j->msg);
@@ -374,7 +384,7 @@ static int job_emit(ferry__sftp *sf, void *ctx, uint64_t gen)
 {
 	upload_job *j = ctx;
 	upload_delta *d = j->d && j->d->mode == DELTA_ON ? j->d : NULL;
-	uint64_t end = j->o.size;
+	uint64_t end = j->st ? j->st->main_end : j->o.size;
 	if (d)
 		end = d->wi < d->npieces
 		              ? d->pieces[d->wi].off + d->pieces[d->wi].len
@@ -803,6 +813,62 @@ static void job_tail(upload_job *j)
 	j->outstanding++;
 }
 
+static void stripe_cb(void *ctx, int err, const char *msg, uint64_t bytes)
+{
+	upload_job *j = ctx;
+	j->outstanding--;
+	j->acked += bytes;
+	if (err && !j->error) {
+		j->error = err;
+		j->step = "write";
+		j->err_status = FERRY__FX_FAILURE;
+		j->msg = ferry__strdup(msg);
+	}
+	if (!err && j->o.progress)
+		j->o.progress(j->o.ctx, j->acked);
+	if (--j->st->pending == 0)
+		job_tail(j);
+}
+
+/* Give the ranges after the first to the streams (see the opts); 1 when
+ * the upload is striped (its tail then waits for them). */
+static int stripe_start(upload_job *j)
+{
+	const ferry__sftp_upload_opts *o = &j->o;
+	if (!o->nstreams || !o->read || j->error ||
+	    o->size < 2 * FERRY__STRIPE_RANGE)
+		return 0;
+	uint64_t s = o->size / FERRY__STRIPE_RANGE;
+	if (s > (uint64_t)o->nstreams + 1)
+		s = (uint64_t)o->nstreams + 1;
+	for (unsigned i = 0; i + 1 < s; i++)
+		if (!o->streams[i] || ferry__sftp_dead(o->streams[i]))
+			return 0;
+	ferry__sftp_limits_info l;
+	ferry__sftp_limits_get(j->sf, &l);
+	uint64_t w = l.max_write ? l.max_write : 32768;
+	uint64_t range = (o->size + s - 1) / s;
+	range = (range + w - 1) / w * w;
+	if (!j->st && !(j->st = ferry__calloc(1, sizeof(*j->st))))
+		return 0;
+	j->st->main_end = range;
+	for (uint64_t i = 1; i < s && range * i < o->size; i++) {
+		uint64_t off = range * i;
+		uint64_t len = o->size - off < range ? o->size - off : range;
+		int err = ferry__sftp_write_range(o->streams[i - 1], j->path,
+		                                  off, len, o->read, o->rctx,
+		                                  stripe_cb, j);
+		if (err) {
+			job_record(j, "write", err, FERRY__FX_LOCAL,
+			           ferry_strerror(err));
+			break;
+		}
+		j->st->pending++;
+		j->outstanding++;
+	}
+	return 1;
+}
+
 /* The writes, FSETSTAT, fsync and CLOSE behind a (confirmed) OPEN; with an
  * error recorded only the CLOSE.  A delta opens its base first (so that
  * the OPEN is not queued behind the writes) and the rest waits for it. */
@@ -814,6 +880,7 @@ static void job_body(upload_job *j)
 	if (d && d->mode == DELTA_UNDECIDED)
 		delta_decide(j);
 	int delta = d && d->mode == DELTA_ON;
+	int striped = !delta && stripe_start(j);
 	if (delta)
 		delta_seek(j, 0);
 	if (j->o.size && !j->error && (!delta || d->wi < d->npieces)) {
@@ -824,6 +891,8 @@ static void job_body(upload_job *j)
 		else
 			j->gen_active = 1;
 	}
+	if (striped && j->st->pending)
+		return; /* the last stripe sends the tail */
 	if (!delta)
 		job_tail(j);
 	/* else job_base_open_cb sends the tail */

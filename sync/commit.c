@@ -62,6 +62,7 @@ typedef struct big {
 	ferry__chunker ck;
 	int chunking;
 	int delta;
+	int striped; /* read at several offsets: the plan's hash stands */
 	ferry__sftp_piece *pieces;
 	size_t npieces;
 } big;
@@ -117,6 +118,9 @@ struct cx {
 	int times_sent;  /* directory modes and times submitted */
 	char *probe[FERRY__PROBE_NAMES];
 	int whole_said; /* -v: "sent whole" said once */
+	/* Extra SFTP clients large uploads are striped over. */
+	ferry__sftp *streams[FERRY__SFTP_STREAMS_MAX];
+	unsigned nstreams;
 	uint32_t now_s;
 	ferry_progress prog;
 };
@@ -449,6 +453,14 @@ static int delta(const op *x)
 	return x->big && x->big->delta;
 }
 
+/* Read out of order (a delta's pieces, a striped upload's ranges): not
+ * hashed as sent; the plan's hash and chunks stand when the file is seen
+ * unchanged since the plan read it (local_moved). */
+static int planned(const op *x)
+{
+	return x->big && (x->big->delta || x->big->striped);
+}
+
 /* Sequential reads of a large file feed its chunker. */
 static void chunk_feed(op *x, const void *buf, size_t n)
 {
@@ -463,7 +475,7 @@ static int read_cb(void *rctx, void *buf, size_t n, uint64_t off)
 	ferry__action *a = act(x);
 	int error;
 	if (x->fd < 0) {
-		if (off != 0 && !delta(x))
+		if (off != 0 && !planned(x))
 			return FERRY_EIO;
 		if ((error = open_local(x)))
 			return error;
@@ -488,8 +500,8 @@ static int read_cb(void *rctx, void *buf, size_t n, uint64_t off)
 		}
 		done += (size_t)r;
 	}
-	if (delta(x))
-		return 0; /* only the new pieces: checked at the end */
+	if (planned(x))
+		return 0; /* out of order: checked at the end */
 	if (off != x->hashed || x->hash_broken) {
 		x->hash_broken = 1;
 	} else if (off == 0 && n == a->entry.size) {
@@ -538,7 +550,7 @@ static void commit_upload(op *x)
 {
 	ferry__action *a = act(x);
 	big *b = x->big;
-	if (delta(x)) {
+	if (planned(x)) {
 		/* Seen unchanged since the plan hashed it (upload_done). */
 		ferry__action_uploaded(a, &a->entry.hash);
 		return;
@@ -676,12 +688,12 @@ static void upload_done(void *ctx, const ferry__sftp_upload_result *r)
 			                             : "the old file was not usable");
 		else if (r->copied && !r->error)
 			act(x)->flags |= FERRY_CHANGED_DELTA;
-		if (!r->error && local_moved(x)) {
-			close_local(x);
-			x->tstate = T_MAYBE;
-			remove_tmp(x);
-			return;
-		}
+	}
+	if (planned(x) && !r->error && local_moved(x)) {
+		close_local(x);
+		x->tstate = T_MAYBE;
+		remove_tmp(x);
+		return;
 	}
 	close_local(x);
 	if (r->fsynced)
@@ -830,6 +842,31 @@ static void plan_delta(cx *c, op *x, ferry__sftp_upload_opts *u)
 	u->npieces = b->npieces;
 }
 
+/* A large upload striped over the session's extra channels, with the
+ * plan's hash (taken now when the plan has none: the ranges are read out
+ * of order). */
+static void plan_stripes(cx *c, op *x, ferry__sftp_upload_opts *u)
+{
+	ferry__action *a = act(x);
+	if (!c->nstreams || a->entry.size < FERRY__STRIPE_MIN)
+		return;
+	if (!x->big && !(x->big = ferry__calloc(1, sizeof(*x->big))))
+		return;
+	if (!(a->entry.flags & FERRY__ME_HASHED) ||
+	    (a->flags & FERRY__ACT_UNHASHED)) {
+		if (ferry__action_hash_local(c->p, a) ||
+		    !(a->entry.flags & FERRY__ME_HASHED))
+			return; /* sent in order, hashed as it goes */
+	}
+	if (x->big->chunking) {
+		ferry__chunker_free(&x->big->ck);
+		x->big->chunking = 0;
+	}
+	x->big->striped = 1;
+	u->streams = c->streams;
+	u->nstreams = c->nstreams;
+}
+
 static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
                           int fsync_it, const ferry__mentry *e)
 {
@@ -851,8 +888,11 @@ static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
 		u.has_attrs = 1;
 		set_attrs_meta(c, &u.attrs, e, 1);
 	}
-	if (!data)
+	if (!data) {
 		plan_delta(c, x, &u);
+		if (!u.base)
+			plan_stripes(c, x, &u);
+	}
 	u.fsync = fsync_it;
 	u.remove_on_error = 1;
 	u.done = upload_done;
@@ -1834,6 +1874,43 @@ static void op_free(op *x)
 	ferry__free(x->err);
 }
 
+/* Extra channels for striping, when an upload is large enough and the
+ * round trip long enough for one channel's window to be the limit
+ * (ferry_sync_opts.streams).  Opened before the first flight (their
+ * round trips overlap nothing else; n + 2 with libssh2), kept with the
+ * session. */
+static void open_streams(cx *c)
+{
+	const ferry_sync_opts *so = c->o->o;
+	unsigned want = so ? so->streams : 0;
+	int large = 0;
+	for (size_t i = 0; i < c->p->n && !large; i++)
+		large = c->p->a[i].kind == FERRY__ACT_UPLOAD &&
+		        c->p->a[i].entry.size >= FERRY__STRIPE_MIN;
+	if (!large || !c->o->s || want == 1 || (so && so->dry_run))
+		return;
+	if (want == 0) {
+		ferry_session_info info;
+		if (ferry_session_info_get(&info, c->o->s) ||
+		    info.ms_resolve_connect < FERRY__STRIPE_RTT_MS)
+			return;
+		want = FERRY__STREAMS_AUTO;
+	}
+	if (want > FERRY__SFTP_STREAMS_MAX)
+		want = FERRY__SFTP_STREAMS_MAX;
+	if (ferry__session_sftp_streams(c->o->s, want - 1, c->streams)) {
+		if (so && so->log) {
+			char msg[FERRY_ERRMSG_SIZE];
+			snprintf(msg, sizeof(msg),
+			         "no more SFTP channels (%s): one channel",
+			         ferry_session_errmsg(c->o->s));
+			so->log(so->ctx, FERRY_LOG_INFO, msg);
+		}
+		return;
+	}
+	c->nstreams = want - 1;
+}
+
 int ferry__commit_run(const ferry__commit_opts *o, ferry__commit_result *res)
 {
 	int error = 0;
@@ -1866,6 +1943,7 @@ int ferry__commit_run(const ferry__commit_opts *o, ferry__commit_result *res)
 	}
 	if ((error = prepare(&c)))
 		goto fatal;
+	open_streams(&c);
 	/* The names go to disk before any of them can exist remotely. */
 	if (o->journal && o->journal->n &&
 	    (error = ferry__journal_save(o->journal, err, sizeof(err)))) {

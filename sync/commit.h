@@ -48,6 +48,13 @@
 #include "sync/plan.h"
 #include "sync/remote.h"
 
+/* Uploads of this size and up are striped over several SFTP channels
+ * (ferry_sync_opts.streams); automatically FERRY__STREAMS_AUTO of them
+ * when the connection took FERRY__STRIPE_RTT_MS or more. */
+#define FERRY__STRIPE_MIN    ((uint64_t)32 << 20)
+#define FERRY__STREAMS_AUTO  4u
+#define FERRY__STRIPE_RTT_MS 2.0
+
 typedef struct ferry__commit_opts {
 	ferry__sftp *sf;
 	ferry_session *s;   /* errors; may be NULL */

@@ -84,8 +84,9 @@ void ferry__sync_opts_copy(ferry_sync_opts *out, const ferry_sync_opts *in)
 		return;
 	}
 	memcpy(out, in,
-	       in->version >= 2 ? sizeof(*out)
-	                        : offsetof(ferry_sync_opts, max_dir_entries));
+	       in->version >= 3   ? sizeof(*out)
+	       : in->version == 2 ? offsetof(ferry_sync_opts, streams)
+	                          : offsetof(ferry_sync_opts, max_dir_entries));
 	out->version = FERRY_SYNC_OPTS_VERSION;
 }
 

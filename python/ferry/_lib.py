@@ -90,7 +90,7 @@ PROGRESS_FN = ctypes.CFUNCTYPE(None, c_void_p, POINTER(Progress))
 
 
 class SyncOpts(ctypes.Structure):
-    VERSION = 2
+    VERSION = 3
     _fields_ = [
         ("version", c_uint),
         ("sources", POINTER(c_char_p)),
@@ -120,6 +120,8 @@ class SyncOpts(ctypes.Structure):
         ("mappings", POINTER(Mapping)),
         ("mapping_count", c_size_t),
         ("delete_scope", c_int),
+        # version 3
+        ("streams", c_uint),
     ]
 
 

@@ -431,7 +431,7 @@ class Session:
                    state_dir, allow_shared_dirs, on_change, on_progress, log,
                    cbs, mappings=None, delete_scope="mirror",
                    max_dir_entries=None, max_entries=None,
-                   max_name_bytes=None):
+                   max_name_bytes=None, streams=None):
         o = _lib.SyncOpts()
         if lib.ferry_sync_opts_init(ctypes.byref(o), o.VERSION):
             raise InvalidArgumentError(lib.ferry_last_errmsg().decode())
@@ -463,6 +463,7 @@ class Session:
         o.max_dir_entries = int(max_dir_entries or 0)
         o.max_entries = int(max_entries or 0)
         o.max_name_bytes = int(max_name_bytes or 0)
+        o.streams = int(streams or 0)
         if mappings:
             maps = (_lib.Mapping * len(mappings))()
             for m, spec in zip(maps, mappings):
@@ -509,7 +510,8 @@ class Session:
              max_delete=None, exclude_from=(), state_dir=None,
              allow_shared_dirs=False, on_change=None, on_progress=None,
              log=None, mappings=None, delete_scope="mirror",
-             max_dir_entries=None, max_entries=None, max_name_bytes=None):
+             max_dir_entries=None, max_entries=None, max_name_bytes=None,
+             streams=None):
         """Push local sources (rsync's meaning of a trailing slash: "dir/"
         puts dir's contents into dest, "dir" puts dir at dest/dir) to the
         remote directory dest (relative to the login directory unless
@@ -523,7 +525,8 @@ class Session:
         directory's contents at a path relative to dest, all under one
         manifest and one marker.  delete_scope "tracked" (with delete)
         deletes only what this manifest recorded, never a remote-only
-        file; "mirror" (default) anything the sources lack."""
+        file; "mirror" (default) anything the sources lack.  streams: SFTP
+        channels a large upload may be striped over (None: automatic)."""
         return self._transfer(
             lib.ferry_sync, sources, dest, dry_run, delete=delete,
             excludes=excludes, exclude_from=exclude_from, checksum=checksum,
@@ -532,7 +535,7 @@ class Session:
             on_change=on_change, on_progress=on_progress, log=log,
             mappings=mappings, delete_scope=delete_scope,
             max_dir_entries=max_dir_entries, max_entries=max_entries,
-            max_name_bytes=max_name_bytes)
+            max_name_bytes=max_name_bytes, streams=streams)
 
     def pull(self, sources, dest, delete=False, excludes=(), checksum=False,
              dry_run=False, fsync=False, max_delete=None, exclude_from=(),

@@ -392,3 +392,45 @@ Test(push_delta, sigkill_leaves_old_or_new)
 	ph_fini(&e);
 	fx_sshd_stop(&sv);
 }
+
+/* ---- striping over several channels ---- */
+
+/* A large file goes over 4 channels (4 sftp-servers), byte-identical;
+ * the plan's hash and chunks are recorded, so its next change is a
+ * delta. */
+Test(push_delta, large_file_striped_over_four_channels)
+{
+	fx_sshd sv;
+	char *log = NULL;
+	sf_logging_sshd(&sv, &log);
+	ph_init_on(&e, "pd-stripe", &sv, 1);
+	uint64_t size = 40 * MIB;
+	write_big("big", size, 40, 1700000000L);
+	ph_write(e.src, "small", "small\n", 0644, 1700000000L);
+	e.o.streams = 4;
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.bytes_sent, size + 6);
+	ferry_sync_report_free(&r);
+	ph_assert_same(e.src, e.dst);
+	cr_assert_eq(ph_count_temps(e.dst), 0);
+	int servers = sf_count_in_file(log, "session opened");
+	cr_assert_eq(servers, 4, "sftp-servers: %d", servers);
+	ferry__manifest *m = ph_load_manifest(&e);
+	const ferry__mentry *b = ferry__manifest_find(m, "big", 3);
+	cr_assert(b && (b->flags & FERRY__ME_HASHED) && b->nchunks > 100,
+	          "no hash or chunks recorded");
+	ferry__manifest_free(m);
+	overwrite("big", 20 * MIB, 4096, 41, 1700001100L);
+	push_delta(2 * FERRY__CHUNK_MAX, &r);
+	ferry_sync_report_free(&r);
+	/* streams 1: one channel, nothing more opened. */
+	e.o.streams = 1;
+	write_big("big2", size, 42, 1700000000L);
+	ph_push_ok(&e, NULL);
+	ph_assert_same(e.src, e.dst);
+	cr_assert_eq(sf_count_in_file(log, "session opened"), 4);
+	ph_fini(&e);
+	fx_sshd_stop(&sv);
+	free(log);
+}
