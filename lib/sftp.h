@@ -404,7 +404,7 @@ typedef struct ferry__sftp_upload_opts {
 	 * dead is not used; one that fails fails the upload. */
 	ferry__sftp *const *streams;
 	unsigned nstreams;
-	int remove_on_error;   /* remove path when a step after OPEN failed */
+	int remove_on_error; /* remove path when a step after OPEN failed */
 	void (*done)(void *ctx, const ferry__sftp_upload_result *r);
 	/* Optional: after each acknowledged WRITE, the file's total so far. */
 	void (*progress)(void *ctx, uint64_t bytes_acked);

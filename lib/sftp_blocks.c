@@ -25,15 +25,15 @@ typedef struct upload_delta {
 	size_t wi;           /* the write piece the generator is in */
 	uint64_t copy_total; /* bytes of the copy pieces */
 	ferry__sftp_handle bh;
-	int mode;           /* DELTA_* */
-	int waiting;        /* counted in sf->delta_waiting */
-	int blstat_pending; /* the LSTAT of base is unanswered */
-	int base_ok;        /* that LSTAT saw what the caller expects */
-	int fstats_ok;      /* FSTATs of the base handle that matched */
-	int untrusted;      /* the copies cannot be trusted: start again */
-	int remove_pending; /* the REMOVE of the first temp (fallback) */
-	int stale;          /* the first temp may still exist */
-	const char *why;    /* why the base is not used */
+	int mode;                /* DELTA_* */
+	int waiting;             /* counted in sf->delta_waiting */
+	int blstat_pending;      /* the LSTAT of base is unanswered */
+	int base_ok;             /* that LSTAT saw what the caller expects */
+	int fstats_ok;           /* FSTATs of the base handle that matched */
+	int untrusted;           /* the copies cannot be trusted: start again */
+	int remove_pending;      /* the REMOVE of the first temp (fallback) */
+	int stale;               /* the first temp may still exist */
+	const char *why;         /* why the base is not used */
 	struct upload_job *next; /* in sf's list of deltas not started */
 } upload_delta;
 
@@ -56,7 +56,7 @@ typedef struct upload_job {
 	int lstat_pending; /* the LSTAT behind the OPEN is unanswered */
 	int lstat_mode;    /* the mode it saw, -1: none */
 	uint64_t gen;
-	upload_delta *d; /* NULL: a plain upload */
+	upload_delta *d;          /* NULL: a plain upload */
 	struct upload_stripe *st; /* NULL: not striped */
 	ferry__sftp_upload_result res;
 } upload_job;
@@ -569,8 +569,8 @@ static int job_open_temp(upload_job *j)
 static int attrs_match(const upload_job *j, const ferry__sftp_attrs *a)
 {
 	unsigned want = FERRY__ATTR_SIZE | FERRY__ATTR_ACMODTIME;
-	return a && (a->flags & want) == want &&
-	       a->size == j->o.base_size && a->mtime == j->o.base_mtime;
+	return a && (a->flags & want) == want && a->size == j->o.base_size &&
+	       a->mtime == j->o.base_mtime;
 }
 
 static void job_base_lstat_cb(void *ctx, const ferry__sftp_reply *r)
@@ -662,10 +662,9 @@ static void delta_copies(upload_job *j)
 			const ferry__sftp_piece *p = &d->pieces[i];
 			if (!p->copy)
 				continue;
-			if (!(err = ferry__sftp_copy_data(sf, &d->bh,
-			                                  p->base_off, p->len,
-			                                  &j->h, p->off,
-			                                  job_copy_cb, j)))
+			if (!(err = ferry__sftp_copy_data(
+			              sf, &d->bh, p->base_off, p->len, &j->h,
+			              p->off, job_copy_cb, j)))
 				j->outstanding++;
 		}
 		if (!err && !(err = ferry__sftp_fstat(sf, &d->bh,
@@ -904,8 +903,7 @@ static int delta_check(const ferry__sftp_upload_opts *o)
 {
 	if (!o->base)
 		return o->pieces || o->npieces ? FERRY_EINVALID : 0;
-	if (o->data || !(o->read || o->use_fd) ||
-	    (o->npieces && !o->pieces))
+	if (o->data || !(o->read || o->use_fd) || (o->npieces && !o->pieces))
 		return FERRY_EINVALID;
 	uint64_t at = 0;
 	for (size_t i = 0; i < o->npieces; i++) {
@@ -936,7 +934,8 @@ static int delta_setup(upload_job *j, const ferry__sftp_upload_opts *o)
 		return 0;
 	ferry__sftp_limits_info l;
 	ferry__sftp_limits_get(sf, &l);
-	if (sf->state == SFTP_READY && !ferry__sftp_has(sf, FERRY__EXT_COPY_DATA))
+	if (sf->state == SFTP_READY &&
+	    !ferry__sftp_has(sf, FERRY__EXT_COPY_DATA))
 		why = "the server has no copy-data";
 	else if (sf->state == SFTP_READY && l.max_handles < 2)
 		why = "the server allows fewer than 2 open handles";

@@ -70,14 +70,14 @@ int ferry__action_hash_local(ferry__plan *p, ferry__action *a)
 	return 0;
 }
 
-void ferry__plan_keep_chunks(ferry__plan *p, ferry__action *a,
-                             ferry__chunk *ck, uint32_t n)
+void ferry__plan_keep_chunks(ferry__plan *p, ferry__action *a, ferry__chunk *ck,
+                             uint32_t n)
 {
 	a->entry.chunks = NULL;
 	a->entry.nchunks = 0;
 	if (ck && n && (a->entry.flags & FERRY__ME_HASHED)) {
-		ferry__chunk *v =
-		        ferry__arena_alloc(&p->arena, (size_t)n * sizeof(*v), 8);
+		ferry__chunk *v = ferry__arena_alloc(&p->arena,
+		                                     (size_t)n * sizeof(*v), 8);
 		if (v) { /* else no delta for it next time: not an error */
 			memcpy(v, ck, (size_t)n * sizeof(*v));
 			a->entry.chunks = v;

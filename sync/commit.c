@@ -557,7 +557,8 @@ static void commit_upload(op *x)
 	}
 	int ok = x->hash_ok && !x->hash_broken;
 	/* The plan's chunks are the content's when the hashes agree. */
-	int keep = ok && a->entry.chunks && (a->entry.flags & FERRY__ME_HASHED) &&
+	int keep = ok && a->entry.chunks &&
+	           (a->entry.flags & FERRY__ME_HASHED) &&
 	           ferry__hash_eq(&a->entry.hash, &x->hash);
 	ferry__action_uploaded(a, ok ? &x->hash : NULL);
 	if (keep || !ok)
@@ -654,7 +655,8 @@ static int local_moved(op *x)
 		return 1; /* said */
 	if (fstat(x->fd, &st) < 0 || stat_moved(x->st0, &st) ||
 	    x->st0->size != e->size || x->st0->ino != e->ino ||
-	    x->st0->mtime_ns != e->mtime_ns || x->st0->ctime_ns != e->ctime_ns) {
+	    x->st0->mtime_ns != e->mtime_ns ||
+	    x->st0->ctime_ns != e->ctime_ns) {
 		fail(x, FERRY_EIO, 0,
 		     "changed while it was sent: left for the next push");
 		return 1;
@@ -684,8 +686,9 @@ static void upload_done(void *ctx, const ferry__sftp_upload_result *r)
 	if (delta(x)) {
 		c->res->bytes_copied += r->copied;
 		if (r->delta_fallback)
-			say_whole(c, x, r->delta_why ? r->delta_why
-			                             : "the old file was not usable");
+			say_whole(c, x,
+			          r->delta_why ? r->delta_why
+			                       : "the old file was not usable");
 		else if (r->copied && !r->error)
 			act(x)->flags |= FERRY_CHANGED_DELTA;
 	}
@@ -728,8 +731,8 @@ static uint32_t mtime_s(int64_t ns)
 
 static uint64_t chunk_key(const ferry__chunk *k)
 {
-	return ferry__peek_u32(k->hash.b) | (uint64_t)ferry__peek_u32(k->hash.b + 4)
-	                                            << 32;
+	return ferry__peek_u32(k->hash.b) |
+	       (uint64_t)ferry__peek_u32(k->hash.b + 4) << 32;
 }
 
 /* The pieces of the new content (chunks, n) from the old (oc, on): each
@@ -762,7 +765,8 @@ static int build_pieces(const ferry__chunk *nc, uint32_t n,
 		for (size_t h = (size_t)chunk_key(ch) & (size - 1); tab[h];
 		     h = (h + 1) & (size - 1)) {
 			const ferry__chunk *o = &oc[tab[h] - 1];
-			if (o->len == ch->len && ferry__hash_eq(&o->hash, &ch->hash)) {
+			if (o->len == ch->len &&
+			    ferry__hash_eq(&o->hash, &ch->hash)) {
 				hit = o;
 				break;
 			}
@@ -808,8 +812,8 @@ static void plan_delta(cx *c, op *x, ferry__sftp_upload_opts *u)
 	big *b = x->big;
 	const ferry__mentry *old = NULL;
 	if (a->entry.chunks && (a->entry.flags & FERRY__ME_HASHED) &&
-	    !(a->flags & (FERRY_CHANGED_NEW | FERRY_CHANGED_TYPE |
-	                  FERRY__ACT_UNHASHED)))
+	    !(a->flags &
+	      (FERRY_CHANGED_NEW | FERRY_CHANGED_TYPE | FERRY__ACT_UNHASHED)))
 		old = ferry__manifest_find(c->p->m, a->entry.path,
 		                           a->entry.path_len);
 	if (!old || old->type != FERRY__T_FILE ||
@@ -820,10 +824,11 @@ static void plan_delta(cx *c, op *x, ferry__sftp_upload_opts *u)
 		return;
 	}
 	if (so && (so->checksum || so->verify)) {
-		say_whole(c, x, so->checksum ? "--checksum does not trust the "
-		                               "remote copy"
-		                             : "--verify does not trust the "
-		                               "remote copy");
+		say_whole(c, x,
+		          so->checksum ? "--checksum does not trust the "
+		                         "remote copy"
+		                       : "--verify does not trust the "
+		                         "remote copy");
 		return;
 	}
 	if (!ferry__sftp_has(c->sf, FERRY__EXT_COPY_DATA)) {

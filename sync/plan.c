@@ -195,9 +195,9 @@ static int hash_item(ferry__plan *p, const ferry__scan_item *it,
 	uint64_t nread = 0;
 	*ck = NULL;
 	*nck = 0;
-	error = ferry__chunk_fd(h, &nread, fd, p->hashbuf, p->hashbuf_size,
-	                        before.size >= FERRY__DELTA_MIN_SIZE ? ck : NULL,
-	                        nck);
+	error = ferry__chunk_fd(
+	        h, &nread, fd, p->hashbuf, p->hashbuf_size,
+	        before.size >= FERRY__DELTA_MIN_SIZE ? ck : NULL, nck);
 	if (!error && fstat(fd, &st) < 0)
 		error = FERRY_EIO;
 	int e = errno;

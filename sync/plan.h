@@ -159,8 +159,8 @@ int ferry__action_hash_local(ferry__plan *p, ferry__action *a);
 /* Give a (hashed: FERRY__ME_HASHED) the chunk list ck of n chunks, copied
  * into the plan; ck (ferry__malloc'd, may be NULL) is freed.  An action
  * without a hash gets none. */
-void ferry__plan_keep_chunks(ferry__plan *p, ferry__action *a,
-                             ferry__chunk *ck, uint32_t n);
+void ferry__plan_keep_chunks(ferry__plan *p, ferry__action *a, ferry__chunk *ck,
+                             uint32_t n);
 
 /* 1 when ferry__plan_apply would change the manifest: an action was
  * committed, or a RECORD refreshes an entry. */

@@ -51,7 +51,7 @@ typedef struct delta_case {
 	size_t npieces;
 	uint64_t copy_bytes, write_bytes;
 	uint64_t read_bytes;
-	int read_outside; /* a read outside the write pieces */
+	int read_outside;  /* a read outside the write pieces */
 	const char *touch; /* the reader changes this file's mtime once */
 	int touched;
 } delta_case;
@@ -496,8 +496,9 @@ Test(sftp_delta, bad_pieces_are_refused)
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), FERRY_EINVALID);
 	o.size = c.size;
 	/* An empty piece. */
-	ferry__sftp_piece empty[3] = {
-	        {0, INSERT, 0, 0}, {INSERT, 0, 0, 1}, {INSERT, BASE_SIZE, 0, 1}};
+	ferry__sftp_piece empty[3] = {{0, INSERT, 0, 0},
+	                              {INSERT, 0, 0, 1},
+	                              {INSERT, BASE_SIZE, 0, 1}};
 	o.pieces = empty;
 	o.npieces = 3;
 	cr_assert_eq(ferry__sftp_upload_wait(sf, &o, &r), FERRY_EINVALID);
@@ -569,9 +570,9 @@ Test(sftp_delta, many_at_once_on_few_handles)
 	                               {100, sizeof(old), 0, 1},
 	                               {100 + sizeof(old), 100, 0, 0}};
 	for (int i = 0; i < MANY; i++) {
-		cr_assert_eq(fx_write_file(P("old%d", i), old, sizeof(old),
-		                           0644),
-		             0);
+		cr_assert_eq(
+		        fx_write_file(P("old%d", i), old, sizeof(old), 0644),
+		        0);
 		set_mtime(P("old%d", i), BASE_MTIME);
 	}
 	for (int i = 0; i < MANY; i++) {
@@ -591,7 +592,9 @@ Test(sftp_delta, many_at_once_on_few_handles)
 	}
 	cr_assert_eq(ferry__sftp_run(few, NULL, NULL, ferry__now_ms() + 30000),
 	             0, "%s", ferry__sftp_errmsg(few));
-	fprintf(stderr, "[sftp delta] %d of %d at once on 4 handles wrote every byte\n", m.fallbacks, MANY);
+	fprintf(stderr,
+	        "[sftp delta] %d of %d at once on 4 handles wrote every byte\n",
+	        m.fallbacks, MANY);
 	cr_assert_eq(m.done, MANY);
 	cr_assert_eq(m.failed, 0);
 	cr_assert_eq(m.fallbacks, 0);

@@ -135,12 +135,13 @@ Test(push_delta, one_mib_changed_in_512_mib, PH_ENV)
 	              (unsigned long long)r.round_trips);
 	cr_assert_not_null(last_change_line);
 	cr_assert_str_eq(change_line, ">fc.t.....D big.bin");
-	cr_log_info("1 MiB changed in 512 MiB: sent %llu, copied %llu, %llu "
-	            "round trips, %.0f ms (scan %.0f, plan %.0f, transfer %.0f)",
-	            (unsigned long long)r.bytes_sent,
-	            (unsigned long long)r.bytes_copied,
-	            (unsigned long long)r.round_trips, r.ms_total, r.ms_scan,
-	            r.ms_plan, r.ms_transfer);
+	cr_log_info(
+	        "1 MiB changed in 512 MiB: sent %llu, copied %llu, %llu "
+	        "round trips, %.0f ms (scan %.0f, plan %.0f, transfer %.0f)",
+	        (unsigned long long)r.bytes_sent,
+	        (unsigned long long)r.bytes_copied,
+	        (unsigned long long)r.round_trips, r.ms_total, r.ms_scan,
+	        r.ms_plan, r.ms_transfer);
 	ferry_sync_report_free(&r);
 	/* The manifest vouches for the new version: nothing to do. */
 	ph_push_ok(&e, &r);
@@ -168,7 +169,8 @@ Test(push_delta, insert_append_truncate, PH_ENV)
 	      "@1700000300 f",
 	      e.src);
 	push_delta(13 * MIB / 10, &r);
-	cr_log_info("append 1 MiB: sent %llu", (unsigned long long)r.bytes_sent);
+	cr_log_info("append 1 MiB: sent %llu",
+	            (unsigned long long)r.bytes_sent);
 	ferry_sync_report_free(&r);
 	/* Truncated to half: at most one chunk (the new last one). */
 	fx_sh("cd '%s' && truncate -s 16777216 f && touch -d @1700000400 f",
@@ -372,9 +374,10 @@ Test(push_delta, sigkill_leaves_old_or_new)
 		killed_mid += WIFSIGNALED(st);
 		sf_wait_server_idle(master);
 		char why[600] = "";
-		cr_assert(sf_check_versions(e.dst, v[0], v[1], why, sizeof(why)),
-		          "iteration %d (kill at %.1f ms of %.1f): %s", it, at,
-		          full, why);
+		cr_assert(
+		        sf_check_versions(e.dst, v[0], v[1], why, sizeof(why)),
+		        "iteration %d (kill at %.1f ms of %.1f): %s", it, at,
+		        full, why);
 		ph_reconnect(&e);
 		ferry_sync_report r;
 		ph_push_ok(&e, &r);
