@@ -45,8 +45,10 @@ int ferry__hash_eq(const ferry__hash *a, const ferry__hash *b)
 	return memcmp(a->b, b->b, sizeof(a->b)) == 0;
 }
 
-int ferry__hash_fd(ferry__hash *out, uint64_t *nread, int fd, void *buf,
-                   size_t bufsize)
+int ferry__hash_fd_each(ferry__hash *out, uint64_t *nread, int fd, void *buf,
+                        size_t bufsize,
+                        int (*each)(void *ctx, const void *p, size_t n),
+                        void *ctx)
 {
 	int error = 0;
 	uint8_t *own = NULL;
@@ -69,12 +71,16 @@ int ferry__hash_fd(ferry__hash *out, uint64_t *nread, int fd, void *buf,
 	if ((size_t)r < bufsize) {
 		ferry__hash_buf(out, buf, (size_t)r);
 		total = (uint64_t)r;
+		if (each && r > 0)
+			error = each(ctx, buf, (size_t)r);
 		goto out;
 	}
 	ferry__hasher_init(&h);
 	for (;;) {
 		ferry__hasher_update(&h, buf, (size_t)r);
 		total += (uint64_t)r;
+		if (each && (error = each(ctx, buf, (size_t)r)))
+			goto out;
 		if ((size_t)r < bufsize)
 			break;
 		r = ferry__read_full(fd, buf, bufsize);
@@ -95,6 +101,12 @@ out:
 	if (!error && nread)
 		*nread = total;
 	return error;
+}
+
+int ferry__hash_fd(ferry__hash *out, uint64_t *nread, int fd, void *buf,
+                   size_t bufsize)
+{
+	return ferry__hash_fd_each(out, nread, fd, buf, bufsize, NULL, NULL);
 }
 
 int ferry__hash_file_at(ferry__hash *out, uint64_t *nread, int dirfd,

@@ -44,6 +44,13 @@ int ferry__hash_eq(const ferry__hash *a, const ferry__hash *b);
 int ferry__hash_fd(ferry__hash *out, uint64_t *nread, int fd, void *buf,
                    size_t bufsize);
 
+/* The same, passing every block read to each(ctx, p, n) in order (a
+ * nonzero return stops with that error). */
+int ferry__hash_fd_each(ferry__hash *out, uint64_t *nread, int fd, void *buf,
+                        size_t bufsize,
+                        int (*each)(void *ctx, const void *p, size_t n),
+                        void *ctx);
+
 /* Open name relative to dirfd (O_NOFOLLOW) and hash it as above.  0,
  * FERRY_ENOTFOUND, FERRY_EPERM, FERRY_EIO or FERRY_ENOMEM; errno kept. */
 int ferry__hash_file_at(ferry__hash *out, uint64_t *nread, int dirfd,

@@ -234,83 +234,41 @@ void ferry__chunker_free(ferry__chunker *c)
 	c->n = c->cap = 0;
 }
 
+/* A block of ferry__chunk_fd's read; beyond FERRY__CHUNKS_MAX the list
+ * is dropped and only the hash goes on. */
+static int chunk_block(void *ctx, const void *p, size_t n)
+{
+	ferry__chunker *c = ctx;
+	if (!c->hraw)
+		return 0; /* dropped */
+	int error = ferry__chunker_update(c, p, n);
+	if (!error && c->n > FERRY__CHUNKS_MAX)
+		ferry__chunker_free(c);
+	return error;
+}
+
 int ferry__chunk_fd(ferry__hash *out, uint64_t *nread, int fd, void *buf,
                     size_t bufsize, ferry__chunk **chunks, uint32_t *nchunks)
 {
-	int error = 0, chunking = chunks != NULL;
-	uint8_t *own = NULL;
-	uint64_t total = 0;
+	if (!chunks)
+		return ferry__hash_fd(out, nread, fd, buf, bufsize);
+	*chunks = NULL;
+	*nchunks = 0;
 	ferry__chunker c;
-	ferry__hasher h;
 	memset(&c, 0, sizeof(c));
-	if (chunks) {
-		*chunks = NULL;
-		*nchunks = 0;
-	}
-	if (!buf || bufsize == 0) {
-		bufsize = FERRY__HASH_BUFSIZE;
-		buf = own = ferry__malloc(bufsize);
-		if (!own)
-			return FERRY_ENOMEM;
-	}
-	if (chunking && ferry__chunker_init(&c)) {
-		error = FERRY_ENOMEM;
-		goto out;
-	}
-	/* As ferry__hash_fd: one read and the one-shot hash for a small
-	 * file, else the streaming state (the same value either way). */
-	ssize_t r = ferry__read_full(fd, buf, bufsize);
-	if (r < 0) {
-		error = FERRY_EIO;
-		goto out;
-	}
-	if ((size_t)r < bufsize) {
-		ferry__hash_buf(out, buf, (size_t)r);
-		total = (uint64_t)r;
-		if (chunking)
-			error = ferry__chunker_update(&c, buf, (size_t)r);
-		goto out;
-	}
-	ferry__hasher_init(&h);
-	for (;;) {
-		ferry__hasher_update(&h, buf, (size_t)r);
-		total += (uint64_t)r;
-		if (chunking) {
-			error = ferry__chunker_update(&c, buf, (size_t)r);
-			if (error)
-				goto out;
-			if (c.n > FERRY__CHUNKS_MAX) {
-				/* Too many: hash only. */
-				ferry__chunker_free(&c);
-				chunking = 0;
-			}
-		}
-		if ((size_t)r < bufsize)
-			break;
-		r = ferry__read_full(fd, buf, bufsize);
-		if (r < 0) {
-			error = FERRY_EIO;
-			goto out;
-		}
-		if (r == 0)
-			break;
-	}
-	ferry__hasher_final(&h, out);
-out:
-	if (!error && chunking)
+	if (ferry__chunker_init(&c))
+		return FERRY_ENOMEM;
+	int error = ferry__hash_fd_each(out, nread, fd, buf, bufsize,
+	                                chunk_block, &c);
+	if (!error && c.hraw)
 		error = ferry__chunker_final(&c);
-	if (!error && chunking && c.n > 0 && c.n <= FERRY__CHUNKS_MAX) {
+	if (!error && c.hraw && c.n > 0 && c.n <= FERRY__CHUNKS_MAX) {
 		*chunks = c.v;
 		*nchunks = (uint32_t)c.n;
 		c.v = NULL;
 	}
-	{
-		int e = errno;
-		ferry__chunker_free(&c);
-		ferry__free(own);
-		errno = e;
-	}
-	if (!error && nread)
-		*nread = total;
+	int e = errno;
+	ferry__chunker_free(&c);
+	errno = e;
 	return error;
 }
