@@ -189,12 +189,28 @@ int ferry__chunker_update(ferry__chunker *c, const void *p, size_t n)
 			k = left;
 		const uint8_t *s = q, *e = q + k;
 		int found = 0;
-		while (q < e) {
-			g = (g << 1) + gear[*q++];
+		/* Two bytes a step: the gear after both depends on the one
+		 * before them by one shift and one add (the table loads are
+		 * off that chain); the one between is checked too. */
+		while (e - q >= 2) {
+			uint64_t a = gear[q[0]], b = gear[q[1]];
+			uint64_t g1 = (g << 1) + a;
+			g = (g << 2) + (a << 1) + b;
+			if (!(g1 & GEAR_MASK)) {
+				g = g1;
+				q++;
+				found = 1;
+				break;
+			}
+			q += 2;
 			if (!(g & GEAR_MASK)) {
 				found = 1;
 				break;
 			}
+		}
+		if (!found && q < e) {
+			g = (g << 1) + gear[*q++];
+			found = !(g & GEAR_MASK);
 		}
 		cur += (uint32_t)(q - s);
 		if (found || cur == FERRY__CHUNK_MAX) {
