@@ -398,6 +398,33 @@ static void check_change(const kind *k)
 	server_stop(sv);
 }
 
+/* 4 KiB changed in the middle of the 3 MiB file: a delta where the server
+ * has copy-data (only the changed chunks sent: OpenSSH's sftp-server,
+ * also under Dropbear), else sent whole (gesftpserver, ProFTPD, asyncssh,
+ * paramiko); right either way. */
+static void check_delta(const kind *k)
+{
+	server *sv = server_start(k);
+	pushed_tree(sv, "delta");
+	cr_assert_eq(fx_sh("cd '%s/src' && head -c 4096 /dev/urandom | dd "
+	                   "of=big3 bs=4096 seek=300 conv=notrunc 2>/dev/null "
+	                   "&& touch -d @1700000000 big3",
+	                   sv->work),
+	             0);
+	push_expect(
+	        sv, "src", "delta", "",
+	        "assert d['files_uploaded'] == 1, d['changes']\n"
+	        "assert d['bytes_sent'] + d['bytes_copied'] == 3145728, d\n"
+	        "assert d['files_delta'] == 0 or d['bytes_sent'] <= 524288,"
+	        " d\n"
+	        "assert d['files_delta'] == 1 or d['bytes_sent'] == 3145728,"
+	        " d",
+	        "the push of a changed large file");
+	expect_same_tree(sv, "src", "delta", "a delta");
+	expect_nothing_to_do(sv, "src", "delta", "", "a delta");
+	server_stop(sv);
+}
+
 /* Files, a link and a directory tree removed locally: --delete removes
  * them remotely. */
 static void check_delete(const kind *k)
@@ -579,6 +606,7 @@ static void check_exec_interrupt(const kind *k)
 	SERVER_CHECK(server, noop, K)                                          \
 	SERVER_CHECK(server, touch, K)                                         \
 	SERVER_CHECK(server, change, K)                                        \
+	SERVER_CHECK(server, delta, K)                                         \
 	SERVER_CHECK(server, delete, K)                                        \
 	SERVER_CHECK(server, verify, K)                                        \
 	SERVER_CHECK(server, exec, K)                                          \
