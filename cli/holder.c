@@ -433,6 +433,16 @@ static int run_one(hclient *c)
 		setenv("XDG_STATE_HOME", state, 1);
 	else
 		unsetenv("XDG_STATE_HOME");
+	if (ferry_session_alive(H.s)) {
+		/* Cut before the holder saw it: nothing was sent, so the
+		 * client runs the command over a connection of its own. */
+		const char *why = "its connection to the server is gone";
+		for (int i = 0; i < c->nfds; i++)
+			close(c->fds[i]);
+		c->nfds = 0;
+		fr_send(c->fd, FR_REFUSE, why, strlen(why), NULL, 0);
+		return -1;
+	}
 	for (int i = 0; i < 3; i++)
 		dup2(c->fds[i], i);
 	for (int i = 0; i < c->nfds; i++)
@@ -609,17 +619,20 @@ void cli_holder_main(cli_conn *c, const char *sockpath, const char *key,
 		int st = run_one(cl);
 
 		pthread_mutex_lock(&H.mu);
-		send_num(cl->fd, FR_EXIT, st);
-		/* A connection error may have left the session dead, an
-		 * interrupt that came too late may still be pending: the
-		 * next call then gets a new holder. */
-		if (st == FERRY_EXIT_CONN ||
+		if (st >= 0)
+			send_num(cl->fd, FR_EXIT, st);
+		/* A connection error may have left the session dead (or it
+		 * was found dead: st < 0, refused), an interrupt that came
+		 * too late may still be pending: the next call then gets a
+		 * new holder. */
+		if (st < 0 || st == FERRY_EXIT_CONN ||
 		    (cl->intr_sent && st != FERRY_EXIT_INTERRUPTED))
 			H.stopping = 1;
 		cl->running = 0;
 		cl->done = 1;
 		H.running = NULL;
-		H.served++;
+		if (st >= 0)
+			H.served++;
 		H.last_active = fr_now_ms();
 		pthread_mutex_unlock(&H.mu);
 		wake_io();

@@ -216,6 +216,11 @@ FERRY_API void ferry_session_close(ferry_session *s);
 FERRY_API const char *ferry_session_errmsg(const ferry_session *s);
 FERRY_API int ferry_session_info_get(ferry_session_info *out,
                                      const ferry_session *s);
+/* 0 when the connection shows no sign of having ended: a look at the
+ * socket (closed by the peer, reset, an error), no round trip; else
+ * FERRY_ECONN (also for a session already known dead).  A connection cut
+ * silently shows nothing until a call times out. */
+FERRY_API int ferry_session_alive(const ferry_session *s);
 /* Wire round trips waited for on this session's SFTP channel so far. */
 FERRY_API uint64_t ferry_session_round_trips(const ferry_session *s);
 /* Make the running blocking call return FERRY_EINTR as soon as it can

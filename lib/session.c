@@ -458,6 +458,27 @@ int ferry__session_port(const ferry_session *s)
 	return s->port;
 }
 
+int ferry_session_alive(const ferry_session *s)
+{
+	if (!s || s->dead || !s->ssh || s->fd < 0)
+		return FERRY_ECONN;
+	struct pollfd p = {.fd = s->fd, .events = POLLIN | POLLRDHUP};
+	int n;
+	while ((n = poll(&p, 1, 0)) < 0 && errno == EINTR)
+		;
+	if (n < 0 || (p.revents & (POLLERR | POLLHUP | POLLNVAL | POLLRDHUP)))
+		return FERRY_ECONN;
+	if (p.revents & POLLIN) {
+		/* Data or the end: an end reads as 0 (or a reset). */
+		char c;
+		ssize_t r = recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN &&
+		               errno != EWOULDBLOCK && errno != EINTR))
+			return FERRY_ECONN;
+	}
+	return 0;
+}
+
 int ferry__session_dead(const ferry_session *s)
 {
 	return s->dead;

@@ -471,3 +471,29 @@ Test(session, aead_ciphers_have_an_implicit_mac)
 		cr_assert_str_neq(info.mac_cs, "<implicit>");
 	ferry_session_close(s);
 }
+
+/* ferry_session_alive sees a connection the server ended, with no round
+ * trip (what the --persist holder checks before it runs a command). */
+Test(session, alive_until_the_server_ends_the_connection)
+{
+	fx_sshd sv;
+	cr_assert_eq(fx_sshd_start(&sv, NULL), 0);
+	ferry_session *s = fx_connect(&sv);
+	cr_assert_eq(ferry_session_alive(s), 0);
+	ferry_exec_result r;
+	cr_assert_eq(ferry_exec(s, "true", NULL, &r), 0);
+	ferry_exec_result_free(&r);
+	cr_assert_eq(ferry_session_alive(s), 0, "alive after a command");
+	/* The server's side of this connection only. */
+	cr_assert_eq(fx_sh("pkill -KILL -P $(cat %s/sshd.pid)", sv.dir), 0);
+	int dead = 0;
+	for (int i = 0; i < 200 && !dead; i++) {
+		dead = ferry_session_alive(s) == FERRY_ECONN;
+		if (!dead)
+			usleep(10000);
+	}
+	cr_assert(dead, "the ended connection still looks alive");
+	ferry_session_close(s);
+	cr_assert_eq(ferry_session_alive(NULL), FERRY_ECONN);
+	fx_sshd_stop(&sv);
+}
