@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "ferry.h"
+#include "util.h"
 
 static double now_ms(void)
 {
@@ -151,17 +152,7 @@ int main(int argc, char **argv)
 	o.host_key_policy = FERRY_HOSTKEY_STRICT;
 	o.no_agent = 1;
 	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "-h"))
-			o.host = argv[i + 1];
-		else if (!strcmp(argv[i], "-p"))
-			o.port = (int)strtol(argv[i + 1], NULL, 10);
-		else if (!strcmp(argv[i], "-i"))
-			identity[0] = argv[i + 1];
-		else if (!strcmp(argv[i], "-k"))
-			o.known_hosts = argv[i + 1];
-		else if (!strcmp(argv[i], "-u"))
-			o.user = argv[i + 1];
-		else {
+		if (!conn_flag(&o, &identity[0], argv[i], argv[i + 1])) {
 			fprintf(stderr, "usage: held -h HOST -p PORT -i KEY "
 			                "-k KNOWN_HOSTS [-u USER]\n");
 			return 2;

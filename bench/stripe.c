@@ -32,6 +32,7 @@
 #include "os.h"
 #include "session.h"
 #include "sftp.h"
+#include "util.h"
 
 static double now_ms(void)
 {
@@ -204,17 +205,9 @@ int main(int argc, char **argv)
 	o.host_key_policy = FERRY_HOSTKEY_STRICT;
 	o.no_agent = 1;
 	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "-h"))
-			o.host = argv[i + 1];
-		else if (!strcmp(argv[i], "-p"))
-			o.port = (int)strtol(argv[i + 1], NULL, 10);
-		else if (!strcmp(argv[i], "-i"))
-			identity[0] = argv[i + 1];
-		else if (!strcmp(argv[i], "-k"))
-			o.known_hosts = argv[i + 1];
-		else if (!strcmp(argv[i], "-u"))
-			o.user = argv[i + 1];
-		else if (!strcmp(argv[i], "-f"))
+		if (conn_flag(&o, &identity[0], argv[i], argv[i + 1]))
+			continue;
+		if (!strcmp(argv[i], "-f"))
 			file = argv[i + 1];
 		else if (!strcmp(argv[i], "-d"))
 			dir = argv[i + 1];

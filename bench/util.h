@@ -1,14 +1,19 @@
-/* util.h - what the bench's small programs (relay, wire, rttprobe) share:
- * the clock, a sleep deadline for ppoll, a loopback listener. Header-only:
- * each bench program is one .c file. */
+/* util.h - what the bench's small programs (relay, wire, rttprobe, held,
+ * stripe) share: the clock, a sleep deadline for ppoll, a loopback
+ * listener, the connection flags. Header-only: each bench program is one
+ * .c file. */
 #ifndef FERRY_BENCH_UTIL_H
 #define FERRY_BENCH_UTIL_H
 
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#include "ferry.h"
 
 static inline int64_t now_ns(void)
 {
@@ -52,6 +57,26 @@ static inline int listen_tcp(struct in_addr addr, int port, int backlog,
 	}
 	*bound = sa;
 	return lfd;
+}
+
+/* The connection flags of held and stripe (-h HOST -p PORT -i KEY
+ * -k KNOWN_HOSTS -u USER) into o and *identity; 1 when flag is one. */
+static inline int conn_flag(ferry_session_opts *o, const char **identity,
+                            const char *flag, const char *val)
+{
+	if (!strcmp(flag, "-h"))
+		o->host = val;
+	else if (!strcmp(flag, "-p"))
+		o->port = (int)strtol(val, NULL, 10);
+	else if (!strcmp(flag, "-i"))
+		*identity = val;
+	else if (!strcmp(flag, "-k"))
+		o->known_hosts = val;
+	else if (!strcmp(flag, "-u"))
+		o->user = val;
+	else
+		return 0;
+	return 1;
 }
 
 #endif

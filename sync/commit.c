@@ -241,11 +241,8 @@ static void set_attrs_meta(cx *c, ferry__sftp_attrs *a, const ferry__mentry *e,
 	a->flags = FERRY__ATTR_PERMISSIONS;
 	a->perm = e->mode & 07777u;
 	if (times) {
-		int64_t s = e->mtime_ns / 1000000000;
-		if (e->mtime_ns < 0 && e->mtime_ns % 1000000000)
-			s--;
 		a->flags |= FERRY__ATTR_ACMODTIME;
-		a->mtime = (uint32_t)s;
+		a->mtime = ferry__mtime_s(e->mtime_ns);
 		a->atime = c->now_s;
 	}
 }
@@ -721,14 +718,6 @@ static void upload_done(void *ctx, const ferry__sftp_upload_result *r)
 	after_close(x);
 }
 
-static uint32_t mtime_s(int64_t ns)
-{
-	int64_t s = ns / 1000000000;
-	if (ns < 0 && ns % 1000000000)
-		s--;
-	return (uint32_t)s;
-}
-
 static uint64_t chunk_key(const ferry__chunk *k)
 {
 	return ferry__peek_u32(k->hash.b) |
@@ -807,9 +796,6 @@ static void plan_delta(cx *c, op *x, ferry__sftp_upload_opts *u)
 	const ferry_sync_opts *so = c->o->o;
 	if (a->entry.size < FERRY__DELTA_MIN_SIZE)
 		return;
-	if (!x->big && !(x->big = ferry__calloc(1, sizeof(*x->big))))
-		return;
-	big *b = x->big;
 	const ferry__mentry *old = NULL;
 	if (a->entry.chunks && (a->entry.flags & FERRY__ME_HASHED) &&
 	    !(a->flags &
@@ -817,12 +803,8 @@ static void plan_delta(cx *c, op *x, ferry__sftp_upload_opts *u)
 		old = ferry__manifest_find(c->p->m, a->entry.path,
 		                           a->entry.path_len);
 	if (!old || old->type != FERRY__T_FILE ||
-	    !(old->flags & FERRY__ME_HASHED) || !old->nchunks) {
-		/* No delta: chunk it as it is read, when the plan did not. */
-		if (!a->entry.chunks && !ferry__chunker_init(&b->ck))
-			b->chunking = 1;
+	    !(old->flags & FERRY__ME_HASHED) || !old->nchunks)
 		return;
-	}
 	if (so && (so->checksum || so->verify)) {
 		say_whole(c, x,
 		          so->checksum ? "--checksum does not trust the "
@@ -835,6 +817,9 @@ static void plan_delta(cx *c, op *x, ferry__sftp_upload_opts *u)
 		say_whole(c, x, "the server has no copy-data extension");
 		return;
 	}
+	if (!x->big && !(x->big = ferry__calloc(1, sizeof(*x->big))))
+		return;
+	big *b = x->big;
 	if (build_pieces(a->entry.chunks, a->entry.nchunks, old->chunks,
 	                 old->nchunks, &b->pieces, &b->npieces) ||
 	    !b->npieces)
@@ -842,7 +827,7 @@ static void plan_delta(cx *c, op *x, ferry__sftp_upload_opts *u)
 	b->delta = 1;
 	u->base = x->rpath;
 	u->base_size = old->size;
-	u->base_mtime = mtime_s(old->mtime_ns);
+	u->base_mtime = ferry__mtime_s(old->mtime_ns);
 	u->pieces = b->pieces;
 	u->npieces = b->npieces;
 }
@@ -863,13 +848,22 @@ static void plan_stripes(cx *c, op *x, ferry__sftp_upload_opts *u)
 		    !(a->entry.flags & FERRY__ME_HASHED))
 			return; /* sent in order, hashed as it goes */
 	}
-	if (x->big->chunking) {
-		ferry__chunker_free(&x->big->ck);
-		x->big->chunking = 0;
-	}
 	x->big->striped = 1;
 	u->streams = c->streams;
 	u->nstreams = c->nstreams;
+}
+
+/* A large file sent in order without chunks from the plan (a new one):
+ * cut as it is read, for its manifest entry. */
+static void plan_chunking(op *x)
+{
+	ferry__action *a = act(x);
+	if (a->entry.size < FERRY__DELTA_MIN_SIZE || a->entry.chunks ||
+	    planned(x))
+		return;
+	if (!x->big && !(x->big = ferry__calloc(1, sizeof(*x->big))))
+		return;
+	x->big->chunking = !ferry__chunker_init(&x->big->ck);
 }
 
 static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
@@ -897,6 +891,7 @@ static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
 		plan_delta(c, x, &u);
 		if (!u.base)
 			plan_stripes(c, x, &u);
+		plan_chunking(x);
 	}
 	u.fsync = fsync_it;
 	u.remove_on_error = 1;

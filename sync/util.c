@@ -23,3 +23,11 @@ int ferry__grow(void *pv, size_t *cap, size_t need, size_t elem, size_t first)
 	*cap = ncap;
 	return 0;
 }
+
+uint32_t ferry__mtime_s(int64_t ns)
+{
+	int64_t s = ns / 1000000000;
+	if (ns < 0 && ns % 1000000000)
+		s--;
+	return (uint32_t)s;
+}

@@ -138,19 +138,11 @@ static void demote_record(vctx *v, ferry__action *a)
 		(void)ferry__action_hash_local(v->p, a);
 }
 
-static uint32_t mtime_s(int64_t ns)
-{
-	int64_t s = ns / 1000000000;
-	if (ns < 0 && ns % 1000000000)
-		s--;
-	return (uint32_t)s;
-}
-
 static void compare_file(vctx *v, ferry__action *a, const ferry__rentry *r)
 {
 	const ferry__mentry *e = &a->entry;
 	int ssize = r->size == e->size;
-	int smtime = r->mtime == mtime_s(e->mtime_ns);
+	int smtime = r->mtime == ferry__mtime_s(e->mtime_ns);
 	int smode = r->mode == e->mode;
 	unsigned fl = FERRY_CHANGED_CONTENT;
 	if (!ssize)
@@ -175,7 +167,8 @@ static void compare_file(vctx *v, ferry__action *a, const ferry__rentry *r)
 		const ferry__mentry *old =
 		        ferry__manifest_find(v->m, e->path, e->path_len);
 		if (!old || old->type != FERRY__T_FILE ||
-		    r->size != old->size || r->mtime != mtime_s(old->mtime_ns))
+		    r->size != old->size ||
+		    r->mtime != ferry__mtime_s(old->mtime_ns))
 			promote(v, a, FERRY__ACT_UPLOAD, fl);
 		break;
 	}
@@ -198,7 +191,7 @@ static void compare_file(vctx *v, ferry__action *a, const ferry__rentry *r)
 static void compare_dir(vctx *v, ferry__action *a, const ferry__rentry *r)
 {
 	int smode = r->mode == a->entry.mode;
-	int smtime = r->mtime == mtime_s(a->entry.mtime_ns);
+	int smtime = r->mtime == ferry__mtime_s(a->entry.mtime_ns);
 	unsigned fl = (smode ? 0 : FERRY_CHANGED_MODE) |
 	              (smtime ? 0 : FERRY_CHANGED_MTIME);
 	if (fl == FERRY_CHANGED_MTIME)
