@@ -167,10 +167,7 @@ static void es_fail(exec_state *es)
 	        why);
 	/* No spare channel for commands that will never run. */
 	es->want_spare = 0;
-	if (es->spare) {
-		ferry__ex_es_dispose_channel(es, es->spare);
-		es->spare = NULL;
-	}
+	ferry__ex_es_drop_spare(es);
 }
 
 void ferry__ex_boot_done(ferry__exec_op *op)

@@ -56,6 +56,58 @@ static void op_take_channel(ferry__exec_op *op, LIBSSH2_CHANNEL *ch)
 	op->state = op->state == S_KILL ? S_KILL : S_RUN;
 }
 
+void ferry__ex_es_drop_spare(exec_state *es)
+{
+	if (!es->spare)
+		return;
+	/* Nobody waits for its reader's reply now. */
+	ferry__channel_startup_pass(es->s, &es->io, NULL);
+	ferry__ex_es_dispose_channel(es, es->spare);
+	es->spare = NULL;
+	es->spare_req = 0;
+}
+
+/* The reader's exec request for the session's shell mode. */
+static const ferry_buf *es_reader(exec_state *es)
+{
+	int invoke = es->mode == FERRY__EXEC_MODE_LOGIN ? FERRY__SH_LOGIN
+	             : es->direct                       ? FERRY__SH_DIRECT
+	                                                : FERRY__SH_BASH;
+	if (es->reader.len && es->reader_invoke == invoke)
+		return &es->reader;
+	ferry__buf_reset(&es->reader);
+	es->reader_invoke = invoke;
+	if (ferry__sh_reader(&es->reader, invoke)) {
+		ferry__buf_reset(&es->reader);
+		return NULL;
+	}
+	return &es->reader;
+}
+
+/* Commands of a known shell go through the reader. */
+static int es_shell_known(const exec_state *es)
+{
+	return es->mode == FERRY__EXEC_MODE_SNAPSHOT ||
+	       es->mode == FERRY__EXEC_MODE_PLAIN ||
+	       es->mode == FERRY__EXEC_MODE_LOGIN;
+}
+
+int ferry__ex_op_use_reader(ferry__exec_op *op)
+{
+	if (!op->pre_len && ferry__ex_op_new_mark(op))
+		return FERRY_EIO;
+	size_t at = FERRY__SH_MARK_LEN + 1;
+	int n = snprintf(op->pre + at, sizeof(op->pre) - at, "%zu\n",
+	                 op->req.len);
+	if (n <= 0 || (size_t)n >= sizeof(op->pre) - at)
+		return FERRY_EINVALID;
+	op->pre_len = at + (size_t)n;
+	op->pre_off = 0;
+	op->text_off = 0;
+	op->reader = 1;
+	return 0;
+}
+
 void ferry__ex_wq_remove(exec_state *es, ferry__exec_op *op)
 {
 	if (!op->queued)
@@ -83,12 +135,19 @@ void ferry__ex_op_acquire(ferry__exec_op *op, int front)
 		/* closed by the server while idle */
 		ferry__log(es->s, FERRY_LOG_DEBUG,
 		           "exec: the server closed the spare channel");
-		ferry__ex_es_dispose_channel(es, es->spare);
-		es->spare = NULL;
+		ferry__ex_es_drop_spare(es);
 	}
-	if (es->spare) {
+	/* A spare whose reader was asked for serves only an op that goes
+	 * through the reader; it inherits the request. */
+	if (es->spare && (op->reader || !es->spare_req)) {
 		LIBSSH2_CHANNEL *ch = es->spare;
 		es->spare = NULL;
+		if (es->spare_req) {
+			op->req_sent = 1;
+			op->exec_ok = es->spare_req == 2;
+			ferry__channel_startup_pass(es->s, &es->io, &op->io);
+		}
+		es->spare_req = 0;
 		op_take_channel(op, ch);
 		return;
 	}
@@ -113,10 +172,12 @@ static void es_got_channel(exec_state *es, LIBSSH2_CHANNEL *ch)
 {
 	ferry__exec_op *op = es->wq_head;
 	if (!op) {
-		if (es->spare || es->closing_session)
+		if (es->spare || es->closing_session) {
 			ferry__ex_es_dispose_channel(es, ch);
-		else
+		} else {
 			es->spare = ch;
+			es->spare_req = 0;
+		}
 		return;
 	}
 	ferry__ex_wq_remove(es, op);
@@ -140,6 +201,42 @@ static void es_open_failed(exec_state *es, int rc)
 }
 
 /* ---- the session-level io: opener and closers --------------------------- */
+
+/* Start the reader on the spare ahead of need: the next command then
+ * finds its channel's window open and costs one round trip. */
+static int es_prime(exec_state *es)
+{
+	if (!es->spare || es->spare_req == 2 || !es_shell_known(es) ||
+	    es->closing_session)
+		return 0;
+	const ferry_buf *r = es_reader(es);
+	if (!r)
+		return 0;
+	LIBSSH2_SESSION *ssh = ferry__session_ssh(es->s);
+	int rc =
+	        ferry__channel_startup(es->s, &es->io, es->spare, "exec",
+	                               (const char *)r->data, (unsigned)r->len);
+	if (rc == FERRY__BUSY)
+		return 0;
+	if (rc == 0) {
+		es->spare_req = 2;
+		es->exec_seen = 1;
+		return 1;
+	}
+	if (rc == LIBSSH2_ERROR_EAGAIN) {
+		int was = es->spare_req;
+		if (!(libssh2_session_block_directions(ssh) &
+		      LIBSSH2_SESSION_BLOCK_OUTBOUND))
+			es->spare_req = 1;
+		return !was && es->spare_req;
+	}
+	/* Refused or gone: the next command takes a fresh channel. */
+	ferry__log(es->s, FERRY_LOG_DEBUG,
+	           "exec: starting the reader on the spare channel failed: %s",
+	           ferry__ssh_msg(ssh));
+	ferry__ex_es_drop_spare(es);
+	return 1;
+}
 
 int ferry__ex_es_step(ferry__io *io)
 {
@@ -171,6 +268,7 @@ int ferry__ex_es_step(ferry__io *io)
 			}
 		}
 	}
+	progress |= es_prime(es);
 	for (size_t i = 0; i < es->nclosing;) {
 		int rc = libssh2_channel_free(es->closing[i]);
 		if (rc && ferry__ssh_transient(rc)) {
@@ -188,7 +286,7 @@ int ferry__ex_es_pending(ferry__io *io)
 	exec_state *es = CONTAINER(io, exec_state, io);
 	if (ferry__session_dead(es->s))
 		return 0;
-	if (es->opening || es->nclosing)
+	if (es->opening || es->nclosing || (es->spare && es->spare_req == 1))
 		return -1;
 	return 0;
 }
@@ -202,9 +300,14 @@ void ferry__ex_op_drop_channel(ferry__exec_op *op)
 	op->ch = NULL;
 	if (!ch)
 		return;
-	if (!op->req_sent && !es->spare && !es->closing_session &&
+	/* Never used: still as good as new (a reader that got no byte of
+	 * its script is still waiting for one). */
+	int unused = op->reader ? !op->pre_off && (!op->req_sent || op->exec_ok)
+	                        : !op->req_sent;
+	if (unused && !es->spare && !es->closing_session &&
 	    !ferry__session_dead(es->s)) {
-		es->spare = ch; /* never used: still as good as new */
+		es->spare = ch;
+		es->spare_req = op->reader && op->exec_ok ? 2 : 0;
 		return;
 	}
 	if (!ferry__session_dead(es->s))
@@ -244,26 +347,53 @@ static int read_streams(ferry__exec_op *op)
 	return progress;
 }
 
+/* What stdin has left to send: the marker line (and for the reader the
+ * script's length), the script, the user's data. */
+static const char *stdin_next(const ferry__exec_op *op, size_t *len)
+{
+	if (op->pre_off < op->pre_len) {
+		*len = op->pre_len - op->pre_off;
+		return op->pre + op->pre_off;
+	}
+	if (op->reader && op->text_off < op->req.len) {
+		*len = op->req.len - op->text_off;
+		return (const char *)op->req.data + op->text_off;
+	}
+	*len = op->in_len - op->in_off;
+	return (const char *)op->in + op->in_off;
+}
+
+static void stdin_sent(ferry__exec_op *op, size_t n)
+{
+	if (op->pre_off < op->pre_len)
+		op->pre_off += n;
+	else if (op->reader && op->text_off < op->req.len)
+		op->text_off += n;
+	else
+		op->in_off += n;
+}
+
+int ferry__ex_stdin_left(const ferry__exec_op *op)
+{
+	size_t n;
+	stdin_next(op, &n);
+	return n > 0;
+}
+
 /* Once the request is out: the marker line, stdin as the window allows,
  * then EOF.  Sent without waiting for the request's reply: the marker
  * costs no round trip. */
 static int write_stdin(ferry__exec_op *op)
 {
 	int progress = 0;
-	while (op->pre_off < op->pre_len || op->in_off < op->in_len) {
-		int pre = op->pre_off < op->pre_len;
-		const char *p = pre ? op->pre + op->pre_off
-		                    : (const char *)op->in + op->in_off;
-		size_t chunk = pre ? op->pre_len - op->pre_off
-		                   : op->in_len - op->in_off;
+	size_t chunk;
+	const char *p;
+	while ((p = stdin_next(op, &chunk)), chunk) {
 		if (chunk > 32768)
 			chunk = 32768;
 		ssize_t w = libssh2_channel_write(op->ch, p, chunk);
 		if (w > 0) {
-			if (pre)
-				op->pre_off += (size_t)w;
-			else
-				op->in_off += (size_t)w;
+			stdin_sent(op, (size_t)w);
 			op->window_wait = 0;
 			progress = 1;
 			continue;
@@ -271,6 +401,7 @@ static int write_stdin(ferry__exec_op *op)
 		if (w < 0 && !ferry__ssh_transient((int)w)) {
 			/* stdin is gone */
 			op->pre_off = op->pre_len;
+			op->text_off = op->req.len;
 			op->in_off = op->in_len;
 		} else {
 			op->window_wait =
@@ -278,8 +409,7 @@ static int write_stdin(ferry__exec_op *op)
 		}
 		break;
 	}
-	if (op->pre_off >= op->pre_len && op->in_off >= op->in_len &&
-	    !op->eof_sent) {
+	if (!chunk && !op->eof_sent) {
 		int rc = libssh2_channel_send_eof(op->ch);
 		if (rc == 0 || !ferry__ssh_transient(rc)) {
 			op->eof_sent = 1;
@@ -294,8 +424,13 @@ int ferry__ex_chan_io(ferry__exec_op *op)
 	exec_state *es = op->es;
 	LIBSSH2_SESSION *ssh = ferry__session_ssh(es->s);
 	int progress = 0, rc;
-	if (op->kind == K_USER && !op->exec_ok && !op->rx_bytes &&
-	    op->retries < 2 && libssh2_channel_eof(op->ch) == 1) {
+	/* Nothing ran yet: a reader prints only what a login prints before
+	 * the wrapper's header; a plain request, nothing before it. */
+	int unstarted = op->reader
+	                        ? !op->fout.have_header && !op->ferr.have_header
+	                        : !op->exec_ok && !op->rx_bytes;
+	if (op->kind == K_USER && unstarted && op->retries < 2 &&
+	    libssh2_channel_eof(op->ch) == 1) {
 		/* The channel was closed under us before our request was
 		 * answered (a server's ChannelTimeout on the spare): nothing
 		 * ran, since a wrapper that runs always prints its header
@@ -308,15 +443,23 @@ int ferry__ex_chan_io(ferry__exec_op *op)
 		op->ch = NULL;
 		op->req_sent = 0;
 		op->eof_sent = 0;
+		op->exec_ok = 0;
 		op->in_off = 0;
 		op->pre_off = 0;
+		op->text_off = 0;
 		ferry__ex_op_acquire(op, op->kind == K_KILL);
 		return 1;
 	}
 	if (!op->exec_ok) {
+		const ferry_buf *r = op->reader ? es_reader(es) : &op->req;
+		if (!r) {
+			ferry__ex_op_seterr(op, FERRY_ENOMEM, "out of memory");
+			ferry__ex_op_finish(op);
+			return 1;
+		}
 		rc = ferry__channel_startup(es->s, &op->io, op->ch, "exec",
-		                            (const char *)op->req.data,
-		                            (unsigned)op->req.len);
+		                            (const char *)r->data,
+		                            (unsigned)r->len);
 		if (rc == FERRY__BUSY) {
 			/* Another channel's request awaits its reply. */
 		} else if (rc == 0) {

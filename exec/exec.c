@@ -282,6 +282,7 @@ static void es_fail_all(exec_state *es, int rc)
 	es->closing_session = 0;
 	/* A dead session's channels are left to libssh2_session_free. */
 	es->spare = NULL;
+	es->spare_req = 0;
 	es->nclosing = 0;
 	es->opening = 0;
 }
@@ -429,6 +430,7 @@ void ferry__exec_info_get(ferry_session *s, ferry__exec_info *out)
 	out->snapshot_dir = es->dir;
 	out->cwd = es->cwd;
 	out->spare = es->spare != NULL;
+	out->spare_reader = es->spare && es->spare_req == 2;
 	out->closing = (unsigned)es->nclosing;
 	out->commands = es->commands;
 	out->channels =
@@ -501,7 +503,8 @@ static void es_free(void *p)
 		es_settle(es, until);
 		if (es->dir && dir_is_ours(es)) {
 			ferry__exec_op *op = ferry__ex_op_new(es, K_CLEANUP);
-			if (op && !ferry__sh_cleanup(&op->req, es->dir)) {
+			if (op && !ferry__sh_cleanup(&op->req, es->dir) &&
+			    !ferry__ex_op_use_reader(op)) {
 				op->need_close = 1;
 				ferry__ex_op_acquire(op, 0);
 			} else if (op) {
@@ -517,10 +520,7 @@ static void es_free(void *p)
 				ferry__ex_op_finish(op);
 			op = next;
 		}
-		if (es->spare) {
-			ferry__ex_es_dispose_channel(es, es->spare);
-			es->spare = NULL;
-		}
+		ferry__ex_es_drop_spare(es);
 		while (!ferry__session_dead(s) &&
 		       (es->nclosing || es->opening) &&
 		       ferry__now_ms() < until) {
@@ -545,6 +545,7 @@ static void es_free(void *p)
 	ferry__free(es->cwd);
 	ferry__free(es->fail_msg);
 	ferry__buf_free(&es->diag);
+	ferry__buf_free(&es->reader);
 	ferry__free(es);
 	ferry__session_set_state(s, FERRY__SLOT_EXEC, NULL, NULL);
 }

@@ -67,6 +67,7 @@ typedef struct ferry__exec_info {
 	unsigned channels;        /* channels held: spare, running, closing */
 	unsigned closing;         /* of which being closed */
 	int spare;                /* a spare channel is open */
+	int spare_reader;         /* its reader runs remotely, waiting */
 	uint64_t commands;        /* commands started */
 } ferry__exec_info;
 

@@ -63,10 +63,15 @@ struct ferry__exec_op {
 	LIBSSH2_CHANNEL *ch;
 	ferry_buf req;
 	/* The secret marker (shell.h), and the stdin line that carries it,
-	 * sent before in[] (pre_len 0: none). */
+	 * sent before in[] (pre_len 0: none); for an op through the reader,
+	 * the length line of its script too. */
 	char mark[FERRY__SH_MARK_LEN + 1];
-	char pre[FERRY__SH_MARK_LEN + 1];
+	char pre[FERRY__SH_MARK_LEN + 24];
 	size_t pre_len, pre_off;
+	/* Through the session's reader (shell.h): the request is es->reader
+	 * and req holds the script, sent on stdin after pre. */
+	int reader;
+	size_t text_off;
 	int req_sent, exec_ok, eof_sent, out_eof, closed;
 	int need_close; /* wait for the channel close: exit status */
 	int retries;    /* channels found dead before the exec reply */
@@ -131,6 +136,11 @@ struct exec_state {
 	ferry__exec_op *boot;
 	LIBSSH2_CHANNEL *spare;
 	int want_spare, opening;
+	/* The reader on the spare: 0 not asked, 1 asked (the request is
+	 * out or going), 2 running. */
+	int spare_req;
+	ferry_buf reader; /* its exec request, for reader_invoke */
+	int reader_invoke;
 	ferry__exec_op *wq_head, *wq_tail;
 	LIBSSH2_CHANNEL **closing;
 	size_t nclosing, capclosing;
@@ -168,6 +178,13 @@ void ferry__ex_wq_remove(exec_state *es, ferry__exec_op *op);
 /* A channel for op: the spare at once, else queued (kill ops first). */
 void ferry__ex_op_acquire(ferry__exec_op *op, int front);
 
+/* op goes through the reader: its script (req) on stdin after MARK and
+ * the length.  0, or FERRY_EIO (no randomness for a marker). */
+int ferry__ex_op_use_reader(ferry__exec_op *op);
+
+/* The spare channel let go (closed in the background). */
+void ferry__ex_es_drop_spare(exec_state *es);
+
 /* The session-level io: channel opens, the spare, background closes. */
 int ferry__ex_es_step(ferry__io *io);
 
@@ -179,6 +196,9 @@ void ferry__ex_op_drop_channel(ferry__exec_op *op);
 /* One step of op's channel: exec request, stdin, both streams, the
  * close.  Nonzero when anything moved (or op changed channel or ended). */
 int ferry__ex_chan_io(ferry__exec_op *op);
+
+/* 1 while some of op's stdin (marker, script, data) is still to go. */
+int ferry__ex_stdin_left(const ferry__exec_op *op);
 
 /* Exit status the channel reported (signal: 128 + number). */
 int ferry__ex_channel_status(ferry__exec_op *op);

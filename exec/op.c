@@ -184,7 +184,8 @@ static void spawn_kill(ferry__exec_op *op, long pgid)
 {
 	exec_state *es = op->es;
 	ferry__exec_op *k = ferry__ex_op_new(es, K_KILL);
-	if (k && ferry__sh_kill(&k->req, pgid)) {
+	if (k &&
+	    (ferry__sh_kill(&k->req, pgid) || ferry__ex_op_use_reader(k))) {
 		ferry__ex_op_unlink(k);
 		ferry__io_remove(es->s, &k->io);
 		ferry__ex_op_free(k);
@@ -234,7 +235,11 @@ void ferry__ex_op_abort(ferry__exec_op *op, int timeout)
 		op->timed_out = 1;
 	else
 		op->interrupted = 1;
-	if (!op->req_sent) {
+	/* Through the reader, a script runs once all of it is sent. */
+	int reached = op->reader ? op->pre_off >= op->pre_len &&
+	                                   op->text_off >= op->req.len
+	                         : op->req_sent;
+	if (!reached) {
 		/* It never reached the remote: nothing to kill. */
 		op->kill_confirmed = 1;
 		ferry__ex_op_finish(op);
@@ -341,8 +346,7 @@ static int op_pending(ferry__io *io)
 		return 0;
 	if (!op->exec_ok)
 		return -1; /* inside libssh2's exec request */
-	if (op->window_wait &&
-	    (op->pre_off < op->pre_len || op->in_off < op->in_len) &&
+	if (op->window_wait && ferry__ex_stdin_left(op) &&
 	    libssh2_channel_window_write(op->ch) > 0)
 		return 1; /* the window opened: write stdin now */
 	if (libssh2_poll_channel_read(op->ch, 1) > 0)
@@ -528,9 +532,9 @@ void ferry__ex_op_launch(ferry__exec_op *op)
 	c.env = (const char *const *)op->env;
 	c.env_count = op->env_count;
 	c.stderr_header = 1;
-	c.invoke = es->mode == FERRY__EXEC_MODE_LOGIN ? FERRY__SH_LOGIN
-	           : es->direct                       ? FERRY__SH_DIRECT
-	                                              : FERRY__SH_BASH;
+	/* The reader (shell.h) has read the marker and runs the text. */
+	c.have_mark = 1;
+	c.invoke = FERRY__SH_DIRECT;
 	if (es->mode == FERRY__EXEC_MODE_SNAPSHOT && !op->no_snapshot)
 		op_take_slots(op, &c, src, dst, sizeof(src));
 	int rc = (op->cwd_opt && !cwd) ? FERRY_ENOMEM
@@ -559,6 +563,13 @@ void ferry__ex_op_launch(ferry__exec_op *op)
 		}
 	}
 	ferry__free(cwd);
+	if (rc) {
+		ferry__ex_op_seterr(op, rc, "cannot build the command: %s",
+		                    ferry_strerror(rc));
+		ferry__ex_op_finish(op);
+		return;
+	}
+	rc = ferry__ex_op_use_reader(op);
 	if (rc) {
 		ferry__ex_op_seterr(op, rc, "cannot build the command: %s",
 		                    ferry_strerror(rc));
@@ -600,7 +611,8 @@ static void op_store_command(ferry__exec_op *op, const char *cfile, int k)
 {
 	exec_state *es = op->es;
 	ferry__exec_op *st = ferry__ex_op_new(es, K_STORE);
-	if (!st || ferry__sh_store(&st->req, cfile)) {
+	if (!st || ferry__sh_store(&st->req, cfile) ||
+	    ferry__ex_op_use_reader(st)) {
 		if (st) {
 			ferry__ex_op_unlink(st);
 			ferry__io_remove(es->s, &st->io);

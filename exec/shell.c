@@ -61,6 +61,21 @@ int ferry__sh_env_name_ok(const char *a)
 	"in 32:*[!0-9a-f]*) \\builtin exit 125;; 32:*) ;; *) \\builtin exit "  \
 	"125;; esac; "
 
+/* The reader's second step: the length of the script, then the script
+ * itself, read in bytes (LC_ALL=C for the read and its check, then the
+ * account's locale back), then eval'd: the wrapper reads one line before
+ * it runs, as under bash -c, so aliases from its snapshot apply to the
+ * command and not to it.  A short or malformed script runs nothing. */
+#define READ_TEXT                                                              \
+	"IFS= \\builtin read -r __ferry_n; case $__ferry_n in ''|*[!0-9]*) "   \
+	"\\builtin exit 125;; esac; __ferry_lc=${LC_ALL+1}:${LC_ALL-}; "       \
+	"LC_ALL=C; IFS= \\builtin read -r -d '' -n \"$__ferry_n\" __ferry_w; " \
+	"case ${#__ferry_w} in \"$__ferry_n\") ;; *) \\builtin exit 125;; "    \
+	"esac; case $__ferry_lc in 1:*) LC_ALL=${__ferry_lc#1:};; *) "         \
+	"\\builtin unset LC_ALL;; esac; \\builtin unset __ferry_lc "           \
+	"__ferry_n; \\builtin eval \"\\\\builtin unset __ferry_w; "            \
+	"$__ferry_w\""
+
 /* bash -l runs the account's profile before our text: its stdin is
  * /dev/null (the channel's waits on fd 3), so that a profile that reads
  * stdin takes neither the marker nor the user's data; our text puts the
@@ -278,6 +293,17 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
 int ferry__sh_bootstrap(ferry_buf *out, const char *name)
 {
 	return ferry__sh_bootstrap_with(out, name, NULL);
+}
+
+int ferry__sh_reader(ferry_buf *out, int invoke)
+{
+	ferry_buf t;
+	ferry__buf_init(&t);
+	ferry__buf_fmt(&t, READ_MARK READ_TEXT);
+	int error = ferry__buf_terminate(&t);
+	error = error ? error : invoke_text(out, &t, invoke);
+	ferry__buf_free(&t);
+	return error;
 }
 
 int ferry__sh_store(ferry_buf *out, const char *path)

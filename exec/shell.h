@@ -12,9 +12,19 @@
  * A script that gets no well-formed MARK exits FERRY__SH_NOMARK before
  * printing or running anything.
  *
+ * Every script after the bootstrap reaches bash through the reader
+ * (ferry__sh_reader), which a channel may run ahead of need: its exec
+ * request is the same for the whole session and carries nothing of the
+ * command; the script comes on stdin after MARK as a decimal byte count
+ * and that many bytes, and the reader evals it.  A channel whose reader
+ * already runs costs a command one round trip: OpenSSH opens a session
+ * channel's window only once it has started the command, so stdin sent
+ * with the request waits a round trip for that.
+ *
  * The wire format:
  *
- *   stdin   MARK "\n" <user's stdin data> EOF
+ *   stdin   MARK "\n" [LEN "\n" <LEN bytes of script>] <user's stdin data>
+ *           EOF
  *   stdout  <noise> MARK ":" PGID "\n" <user bytes> "\n" MARK ":" STATUS
  *           ":" DUMPED ":" CWD "\0" <late bytes of background children>
  *   stderr  <noise> MARK ":" PGID "\n" <user bytes>    (separate mode only)
@@ -84,6 +94,10 @@ int ferry__sh_bootstrap(ferry_buf *out, const char *name);
  * first->have_mark are ignored. */
 int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
                              const ferry__sh_cmd *first);
+/* The reader: MARK, LEN and the script from stdin, then eval of the
+ * script (a malformed or short one runs nothing: FERRY__SH_NOMARK); the
+ * rest of stdin is the script's.  invoke as for a command. */
+int ferry__sh_reader(ferry_buf *out, int invoke);
 /* Write stdin into path (umask 077): how a long command gets there. */
 int ferry__sh_store(ferry_buf *out, const char *path);
 /* A probe of bash -c (login: bash -l -c): "MARK:sh:BASH_VERSION:

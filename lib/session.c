@@ -250,6 +250,13 @@ int ferry__channel_startup(ferry_session *s, const void *owner,
 	return rc;
 }
 
+void ferry__channel_startup_pass(ferry_session *s, const void *from,
+                                 const void *to)
+{
+	if (s->startup_owner && s->startup_owner == from)
+		s->startup_owner = to;
+}
+
 /* One pass over the ios; a list changed by a step restarts the pass. */
 static int run_pass(ferry_session *s)
 {

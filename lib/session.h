@@ -152,6 +152,10 @@ LIBSSH2_CHANNEL *ferry__channel_open(ferry_session *s, const void *owner,
 int ferry__channel_startup(ferry_session *s, const void *owner,
                            LIBSSH2_CHANNEL *ch, const char *req,
                            const char *msg, unsigned msg_len);
+/* The request in flight of owner from (if any) goes on as to's: the
+ * channel changed hands before its reply came (to NULL: abandoned). */
+void ferry__channel_startup_pass(ferry_session *s, const void *from,
+                                 const void *to);
 
 /* Let the socket's send buffer reach bytes (the kernel's cap: twice
  * net.core.wmem_max) when autotuning would stop lower (tcp_wmem's

@@ -988,3 +988,43 @@ Test(shell, login_profile_cannot_read_the_marker)
 	free(home);
 	free(tmp);
 }
+
+/* The reader (what a spare channel runs ahead of need) takes the marker,
+ * the script's byte count and the script from stdin and evals it; the
+ * rest of stdin is the script's.  Bytes, not characters, in a UTF-8
+ * locale; a short or malformed count runs nothing. */
+Test(shell, reader_runs_the_script_from_stdin_and_leaves_the_rest)
+{
+	ferry_buf req = FERRY_BUF_INIT, raw = FERRY_BUF_INIT;
+	cr_assert_eq(ferry__sh_reader(&req, FERRY__SH_BASH), 0);
+	const char *script = "echo \"h\xc3\xa9: $__ferry_mk\"; cat; exit 4";
+	char in[512];
+	int k = snprintf(in, sizeof(in), MARK_IN "%zu\n%srest \xc3\xa9\n",
+	                 strlen(script), script);
+	char *argv[] = {"sh", "-c", (char *)req.data, NULL};
+	setenv("LC_ALL", "C.UTF-8", 1);
+	int st = run_capture_in(argv, NULL, NULL, in, (size_t)k, &raw);
+	unsetenv("LC_ALL");
+	cr_assert_eq(st, 4);
+	const char *want = "h\xc3\xa9: " MARK "\nrest \xc3\xa9\n";
+	cr_assert_eq(raw.len, strlen(want), "got '%.*s'", (int)raw.len,
+	             (const char *)raw.data);
+	cr_assert(!memcmp(raw.data, want, raw.len));
+	static const char *const bad[] = {
+	        MARK_IN "40\necho ran\n", /* short */
+	        MARK_IN "x\necho ran\n",  /* not a count */
+	        MARK_IN "\necho ran\n",   /* empty */
+	        "0123\n9\necho ran\n",    /* no marker */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ferry__buf_reset(&raw);
+		st = run_capture_in(argv, NULL, NULL, bad[i], strlen(bad[i]),
+		                    &raw);
+		cr_assert_eq(st, FERRY__SH_NOMARK, "case %zu: status %d", i,
+		             st);
+		cr_assert_eq(raw.len, 0, "case %zu printed '%.*s'", i,
+		             (int)raw.len, (const char *)raw.data);
+	}
+	ferry__buf_free(&req);
+	ferry__buf_free(&raw);
+}
