@@ -91,8 +91,15 @@ void ferry__session_call_begin(ferry_session *s)
 		(void)ferry__session_take_interrupt(s); /* sent while idle */
 }
 
+static int run_pass(ferry_session *s);
+
 void ferry__session_call_end(ferry_session *s)
 {
+	/* What is already in the socket moves the background work on (a
+	 * spare channel's open, its reader's request) before the caller goes
+	 * idle: a few passes that never wait. */
+	for (int i = 0; i < 4 && !s->dead && s->ssh && run_pass(s); i++)
+		;
 	if (atomic_fetch_sub(&s->calls, 1) == 1)
 		(void)ferry__session_take_interrupt(s); /* came too late */
 }
