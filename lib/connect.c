@@ -116,8 +116,16 @@ static int session_new(ferry_session **out, const ferry_session_opts *o)
 	ferry_session *s = ferry__calloc(1, sizeof(*s));
 	if (!s)
 		return FERRY_ENOMEM;
+	static atomic_uint_fast64_t ids;
+	s->id = atomic_fetch_add(&ids, 1) + 1;
 	s->fd = -1;
 	s->intr_pipe[0] = s->intr_pipe[1] = -1;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&s->mu, NULL);
 	*out = s;
 	int rc = ferry__opts_resolve(&s->opts, &s->sshcfg, o, s->errmsg,
 	                             sizeof(s->errmsg));
@@ -295,12 +303,14 @@ int ferry_session_connect(ferry_session *s)
 	if (s->ssh || s->fd >= 0)
 		return ferry__seterr(s, FERRY_EINVALID,
 		                     "session already connected");
+	ferry__session_call_begin(s);
 	int error = session_setup(s, &s->opts);
 	if (error) {
 		s->dead = 1;
 		if (!s->errmsg[0])
 			ferry__seterr(s, error, "%s", ferry_strerror(error));
 	}
+	ferry__session_call_end(s);
 	return error;
 }
 

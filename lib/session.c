@@ -20,14 +20,39 @@
 #include "alloc.h"
 #include "error.h"
 
+/* This thread's call on a session (calls on one session nest; a thread
+ * is in a call on one session at a time), and the last error this
+ * thread got from a session: with several threads on a session each
+ * reads its own. */
+static _Thread_local struct {
+	const ferry_session *s;
+	unsigned gen; /* intr_gen when the call began or took one */
+	int depth;
+	uint64_t err_id; /* the session's id: an address may be reused */
+	char errmsg[FERRY_ERRMSG_SIZE];
+} tl_call;
+
+static int in_call(const ferry_session *s)
+{
+	return s && tl_call.s == s && tl_call.depth > 0;
+}
+
 int ferry__seterr(ferry_session *s, int code, const char *fmt, ...)
 {
 	if (!s)
 		return code;
+	char msg[FERRY_ERRMSG_SIZE];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(s->errmsg, msg, sizeof(s->errmsg));
+	if (in_call(s)) {
+		memcpy(tl_call.errmsg, msg, sizeof(tl_call.errmsg));
+		tl_call.err_id = s->id;
+	} else if (tl_call.err_id == s->id) {
+		tl_call.err_id = 0; /* the session's own message is newer */
+	}
 	return code;
 }
 
@@ -54,6 +79,8 @@ const char *ferry_session_errmsg(const ferry_session *s)
 {
 	if (!s)
 		return "no session";
+	if (tl_call.err_id == s->id && tl_call.errmsg[0])
+		return tl_call.errmsg;
 	return s->errmsg[0] ? s->errmsg : "no error";
 }
 
@@ -67,7 +94,7 @@ void ferry_interrupt(ferry_session *s)
 	if (!s)
 		return;
 	int saved = errno;
-	atomic_store(&s->interrupted, 1);
+	atomic_fetch_add(&s->intr_gen, 1);
 	if (s->intr_pipe[1] >= 0) {
 		ssize_t r = write(s->intr_pipe[1], "i", 1);
 		(void)r;
@@ -75,33 +102,110 @@ void ferry_interrupt(ferry_session *s)
 	errno = saved;
 }
 
+int ferry__session_interrupt_pending(const ferry_session *s)
+{
+	return in_call(s) && atomic_load(&s->intr_gen) != tl_call.gen;
+}
+
 int ferry__session_take_interrupt(ferry_session *s)
 {
-	if (!atomic_exchange(&s->interrupted, 0))
+	if (!ferry__session_interrupt_pending(s))
 		return 0;
-	char buf[64];
-	while (read(s->intr_pipe[0], buf, sizeof(buf)) > 0)
-		;
+	tl_call.gen = atomic_load(&s->intr_gen);
 	return 1;
+}
+
+/* The driver's poll wakes: another thread has work for the loop, or an
+ * interrupt came. */
+static void wake_driver(ferry_session *s)
+{
+	if (s->intr_pipe[1] >= 0) {
+		ssize_t r = write(s->intr_pipe[1], "w", 1);
+		(void)r;
+	}
+}
+
+static void drain_wakes(ferry_session *s)
+{
+	char buf[64];
+	while (s->intr_pipe[0] >= 0 &&
+	       read(s->intr_pipe[0], buf, sizeof(buf)) > 0)
+		;
 }
 
 void ferry__session_call_begin(ferry_session *s)
 {
-	if (atomic_fetch_add(&s->calls, 1) == 0)
-		(void)ferry__session_take_interrupt(s); /* sent while idle */
+	if (in_call(s)) {
+		tl_call.depth++;
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	tl_call.s = s;
+	tl_call.depth = 1;
+	/* An interrupt sent before the call began is not the call's. */
+	tl_call.gen = atomic_load(&s->intr_gen);
 }
 
 static int run_pass(ferry_session *s);
 
 void ferry__session_call_end(ferry_session *s)
 {
+	if (!in_call(s))
+		return;
+	if (--tl_call.depth)
+		return;
 	/* What is already in the socket moves the background work on (a
 	 * spare channel's open, its reader's request) before the caller goes
-	 * idle: a few passes that never wait. */
+	 * idle: a few passes that never wait (the session is ours: a driver
+	 * elsewhere is in poll, outside libssh2). */
+	int moved = 0;
 	for (int i = 0; i < 4 && !s->dead && s->ssh && run_pass(s); i++)
-		;
-	if (atomic_fetch_sub(&s->calls, 1) == 1)
-		(void)ferry__session_take_interrupt(s); /* came too late */
+		moved = 1;
+	if (moved)
+		pthread_cond_broadcast(&s->cv);
+	tl_call.s = NULL;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Wait on cv (the session released meanwhile) until deadline_ms (0:
+ * a while); 0, or FERRY_ETIMEOUT once the deadline passed. */
+static int wait_turn(ferry_session *s, int64_t deadline_ms)
+{
+	int64_t now = ferry__now_ms();
+	if (deadline_ms && now >= deadline_ms)
+		return FERRY_ETIMEOUT;
+	int64_t until = deadline_ms ? deadline_ms : now + 1000;
+	if (until > now + 1000)
+		until = now + 1000;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t ms = until - now;
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	return 0;
+}
+
+int ferry__session_sftp_turn_begin(ferry_session *s)
+{
+	while (in_call(s) && s->sftp_busy) {
+		if (ferry__session_take_interrupt(s))
+			return ferry__seterr(s, FERRY_EINTR, "interrupted");
+		wait_turn(s, 0);
+	}
+	s->sftp_busy = 1;
+	return 0;
+}
+
+void ferry__session_sftp_turn_end(ferry_session *s)
+{
+	s->sftp_busy = 0;
+	if (in_call(s))
+		pthread_cond_broadcast(&s->cv);
 }
 
 /* ---- waiting ----------------------------------------------------------- */
@@ -122,7 +226,7 @@ int ferry__session_wait_fd(ferry_session *s, int fd, short events,
 				return FERRY_ETIMEOUT;
 			timeout = left > 60000 ? 60000 : (int)left;
 		}
-		int n = poll(p, (flags & FERRY__RUN_NOINTR) ? 1 : 2, timeout);
+		int n = poll(p, 2, timeout);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -130,6 +234,13 @@ int ferry__session_wait_fd(ferry_session *s, int fd, short events,
 			                     strerror(errno));
 		if (n == 0)
 			continue; /* re-check the deadline */
+		if (p[1].revents) {
+			/* An interrupt (checked above, next turn) or another
+			 * thread's work: the loop looks again. */
+			drain_wakes(s);
+			*revents = p[0].revents;
+			return 0;
+		}
 		if (p[0].revents) {
 			*revents = p[0].revents;
 			return 0;
@@ -318,20 +429,21 @@ static int64_t wake_cap(const ferry_session *s, int64_t now, int opaque,
 	return cap;
 }
 
-int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
-                       int64_t deadline_ms, unsigned flags)
+/* The loop, driven by this thread until done (held: the calling
+ * thread's call holds the session, which is let go while it polls). */
+static int drive(ferry_session *s, int (*done)(void *ctx), void *ctx,
+                 int64_t deadline_ms, unsigned flags, int held)
 {
-	if (s->dead)
-		return ferry__seterr(s, FERRY_ECONN,
-		                     "the connection to %s was lost earlier",
-		                     s->target);
 	s->last_rx_ms = ferry__now_ms();
 	int64_t next_keepalive = 0;
 	for (;;) {
 		if (done(ctx))
 			return 0;
-		if (run_pass(s))
+		if (run_pass(s)) {
+			if (held)
+				pthread_cond_broadcast(&s->cv);
 			continue;
+		}
 		if (done(ctx))
 			return 0;
 		int opaque = 0;
@@ -369,8 +481,12 @@ int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
 		short rev = 0;
 		int one = 1;
 		setsockopt(s->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		if (held)
+			pthread_mutex_unlock(&s->mu);
 		int rc = ferry__session_wait_fd(s, s->fd, ev, until, flags,
 		                                &rev);
+		if (held)
+			pthread_mutex_lock(&s->mu);
 		if (rc == FERRY_ETIMEOUT && capped)
 			continue;
 		if (rc == FERRY_ETIMEOUT)
@@ -388,6 +504,45 @@ int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
 			}
 		}
 	}
+}
+
+int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
+                       int64_t deadline_ms, unsigned flags)
+{
+	int held = in_call(s), woke = 0;
+	for (;;) {
+		if (s->dead)
+			return ferry__seterr(s, FERRY_ECONN,
+			                     "the connection to %s was lost "
+			                     "earlier",
+			                     s->target);
+		if (done(ctx))
+			return 0;
+		if (!held || !s->driving ||
+		    pthread_equal(s->driver, pthread_self()))
+			break;
+		/* Another thread drives: it steps our work too, and says
+		 * when anything moved. */
+		if (!(flags & FERRY__RUN_NOINTR) &&
+		    ferry__session_take_interrupt(s))
+			return ferry__seterr(s, FERRY_EINTR, "interrupted");
+		if (!woke) {
+			wake_driver(s);
+			woke = 1;
+		}
+		if (wait_turn(s, deadline_ms))
+			return ferry__seterr(s, FERRY_ETIMEOUT, "timed out");
+	}
+	int was = s->driving;
+	pthread_t prev = s->driver;
+	s->driving = 1;
+	s->driver = pthread_self();
+	int rc = drive(s, done, ctx, deadline_ms, flags, held);
+	s->driving = was;
+	s->driver = prev;
+	if (held)
+		pthread_cond_broadcast(&s->cv);
+	return rc;
 }
 
 int ferry_session_info_get(ferry_session_info *out, const ferry_session *s)
@@ -426,6 +581,8 @@ void ferry_session_close(ferry_session *s)
 	for (size_t i = 0;
 	     i < sizeof(s->info_strings) / sizeof(s->info_strings[0]); i++)
 		ferry__free(s->info_strings[i]);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
 	ferry__sshcfg_free(&s->sshcfg);
 	ferry__free(s->host);
 	ferry__free(s->user);
@@ -501,11 +658,6 @@ int ferry__session_dead(const ferry_session *s)
 void ferry__session_mark_dead(ferry_session *s)
 {
 	s->dead = 1;
-}
-
-int ferry__session_interrupt_pending(const ferry_session *s)
-{
-	return atomic_load(&s->interrupted) != 0;
 }
 
 uint64_t ferry__session_round_trips(const ferry_session *s)

@@ -16,6 +16,7 @@
 #define FERRY_SESSION_H
 
 #include <libssh2.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -60,8 +61,20 @@ struct ferry_session {
 	LIBSSH2_SESSION *ssh;
 	int fd;
 	int intr_pipe[2];
-	atomic_int interrupted;
-	atomic_int calls; /* public calls running (ferry__session_call_*) */
+	/* ferry_interrupt() counts here; a call is interrupted when the
+	 * count moved since it began (or since it last took one). */
+	atomic_uint intr_gen;
+	/* Threads: a public call holds mu, except while it waits.  One
+	 * thread at a time drives the loop (driving, driver); the others
+	 * wait on cv, which the driver signals whenever anything moved.
+	 * sftp_busy: a push or pull holds the SFTP client (they take
+	 * turns). */
+	uint64_t id; /* unique in the process (nonzero) */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int driving;
+	pthread_t driver;
+	int sftp_busy;
 	char errmsg[FERRY_ERRMSG_SIZE];
 
 	char *host, *user, *target; /* target: user@host:port */
@@ -165,13 +178,20 @@ void ferry__channel_startup_pass(ferry_session *s, const void *from,
  * larger.  1 when changed. */
 int ferry__session_grow_sndbuf(ferry_session *s, int bytes);
 
-/* Consume a pending interrupt: 1 when one was requested. */
+/* Consume an interrupt for the calling thread's call: 1 when one was
+ * sent since the call began (or last took one). */
 int ferry__session_take_interrupt(ferry_session *s);
-/* Around every public call that can be interrupted: an interrupt sent
- * while no call runs (or after the call's work was done) is dropped, so
- * it never hits the next call. */
+/* Around every public call on a session: the call holds the session
+ * (other threads' calls run while it waits, each driving the loop in
+ * turn), and only an interrupt sent while it runs applies to it.
+ * Calls nest on one thread (a callback's call on the same session). */
 void ferry__session_call_begin(ferry_session *s);
 void ferry__session_call_end(ferry_session *s);
+/* Around a push or pull inside its call: one at a time per session
+ * (the SFTP client's requests and handles are one conversation).
+ * begin waits for the turn; FERRY_EINTR when interrupted first. */
+int ferry__session_sftp_turn_begin(ferry_session *s);
+void ferry__session_sftp_turn_end(ferry_session *s);
 
 void *ferry__session_state(const ferry_session *s, ferry__slot slot);
 void ferry__session_set_state(ferry_session *s, ferry__slot slot, void *state,

@@ -887,7 +887,15 @@ int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
 	if (!s)
 		return sync_run(s, opts, report);
 	ferry__session_call_begin(s);
-	int rc = sync_run(s, opts, report);
+	/* Pushes and pulls on one session take turns (commands do not wait
+	 * for them). */
+	int rc = ferry__session_sftp_turn_begin(s);
+	if (!rc) {
+		rc = sync_run(s, opts, report);
+		ferry__session_sftp_turn_end(s);
+	} else if (report) {
+		memset(report, 0, sizeof(*report));
+	}
 	ferry__session_call_end(s);
 	return rc;
 }

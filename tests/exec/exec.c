@@ -1419,3 +1419,190 @@ Test(exec, an_interrupt_while_idle_does_not_hit_the_next_call)
 	expect_out(s, "echo after", "after\n");
 	ferry_session_close(s);
 }
+
+/* ---- several threads on one session (issue 17, item 5) ------------------ */
+
+typedef struct conc_call {
+	ferry_session *s;
+	char *cmd;
+	int rc;
+	ferry_exec_result r;
+	double ms;
+} conc_call;
+
+static void *conc_exec(void *p)
+{
+	conc_call *c = p;
+	double t0 = ferry__now_ms_f();
+	c->rc = ferry_exec(c->s, c->cmd, NULL, &c->r);
+	c->ms = ferry__now_ms_f() - t0;
+	return NULL;
+}
+
+/* A command from a second thread runs while the first thread's command
+ * runs, each on its own channel, and both results are right; the
+ * session's state (cwd) is what the last command left. */
+Test(exec, commands_from_two_threads_run_at_once)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	free(out_of(s, "true"));
+	conc_call slow = {s, strdup("sleep 2; echo slow"), 0, {0}, 0};
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, conc_exec, &slow), 0);
+	usleep(300 * 1000);
+	conc_call fast[8];
+	for (int i = 0; i < 8; i++) {
+		char cmd[64];
+		snprintf(cmd, sizeof(cmd), "echo fast%d", i);
+		fast[i] = (conc_call){s, strdup(cmd), 0, {0}, 0};
+		conc_exec(&fast[i]);
+		cr_assert_eq(fast[i].rc, 0, "%s", ferry_session_errmsg(s));
+		char want[32];
+		snprintf(want, sizeof(want), "fast%d\n", i);
+		cr_assert_str_eq(fast[i].r.output, want);
+		/* not behind the sleep: the slow one still runs */
+		cr_assert_lt(fast[i].ms, 1500, "echo took %.0f ms", fast[i].ms);
+		ferry_exec_result_free(&fast[i].r);
+		free(fast[i].cmd);
+	}
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(slow.rc, 0, "%s", ferry_session_errmsg(s));
+	cr_assert_str_eq(slow.r.output, "slow\n");
+	cr_assert_eq(slow.r.exit_status, 0);
+	ferry_exec_result_free(&slow.r);
+	free(slow.cmd);
+	ferry_session_close(s);
+}
+
+/* Many threads at once, each its own commands: every output is its
+ * own, nothing is lost or crossed. */
+Test(exec, many_threads_each_get_their_own_output)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	free(out_of(s, "true"));
+	enum { N = 6 };
+	conc_call c[N];
+	pthread_t th[N];
+	for (int i = 0; i < N; i++) {
+		char cmd[96];
+		snprintf(cmd, sizeof(cmd),
+		         "sleep 0.$((RANDOM %% 3)); printf 'thread%d\\n'; "
+		         "exit %d",
+		         i, i + 1);
+		c[i] = (conc_call){s, strdup(cmd), 0, {0}, 0};
+		cr_assert_eq(pthread_create(&th[i], NULL, conc_exec, &c[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(pthread_join(th[i], NULL), 0);
+		char want[32];
+		snprintf(want, sizeof(want), "thread%d\n", i);
+		cr_assert_eq(c[i].rc, 0, "thread %d: %s", i,
+		             ferry_session_errmsg(s));
+		cr_assert_str_eq(c[i].r.output, want);
+		cr_assert_eq(c[i].r.exit_status, i + 1);
+		ferry_exec_result_free(&c[i].r);
+		free(c[i].cmd);
+	}
+	ferry_session_close(s);
+}
+
+/* ferry_interrupt stops the calls running when it is sent, in every
+ * thread, and none that starts after it. */
+Test(exec, interrupt_applies_to_the_calls_running_then)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	free(out_of(s, "true"));
+	conc_call a = {s, strdup("sleep 30.0417"), 0, {0}, 0};
+	conc_call b = {s, strdup("sleep 31.0417"), 0, {0}, 0};
+	pthread_t ta, tb;
+	cr_assert_eq(pthread_create(&ta, NULL, conc_exec, &a), 0);
+	cr_assert_eq(pthread_create(&tb, NULL, conc_exec, &b), 0);
+	for (int i = 0; i < 100 && (!procs_holding("30.0417", 0) ||
+	                            !procs_holding("31.0417", 0));
+	     i++)
+		usleep(50 * 1000);
+	ferry_interrupt(s);
+	cr_assert_eq(pthread_join(ta, NULL), 0);
+	cr_assert_eq(pthread_join(tb, NULL), 0);
+	cr_assert_eq(a.rc, FERRY_EINTR);
+	cr_assert_eq(b.rc, FERRY_EINTR);
+	cr_assert_eq(a.r.exit_status, 130);
+	cr_assert_eq(b.r.exit_status, 130);
+	cr_assert(a.r.interrupted && b.r.interrupted);
+	ferry_exec_result_free(&a.r);
+	ferry_exec_result_free(&b.r);
+	free(a.cmd);
+	free(b.cmd);
+	/* the next call is not interrupted */
+	char *o = out_of(s, "echo after");
+	cr_assert_str_eq(o, "after\n");
+	free(o);
+	ferry_session_close(s);
+}
+
+typedef struct conc_sync {
+	ferry_session *s;
+	const char *src, *dest;
+	int rc;
+	uint64_t uploaded;
+	double ms;
+} conc_sync;
+
+static void *conc_push(void *p)
+{
+	conc_sync *c = p;
+	const char *srcs[] = {c->src};
+	ferry_sync_opts o = FERRY_SYNC_OPTS_INIT;
+	o.sources = srcs;
+	o.source_count = 1;
+	o.dest = c->dest;
+	ferry_sync_report rep;
+	double t0 = ferry__now_ms_f();
+	c->rc = ferry_sync(c->s, &o, &rep);
+	c->ms = ferry__now_ms_f() - t0;
+	c->uploaded = rep.files_uploaded;
+	ferry_sync_report_free(&rep);
+	return NULL;
+}
+
+/* A push runs while a command runs, and two pushes take turns: each
+ * lands whole. */
+Test(exec, a_push_runs_beside_a_command)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	free(out_of(s, "true"));
+	char src[] = "/tmp/ferry-conc-XXXXXX";
+	cr_assert_not_null(mkdtemp(src));
+	cr_assert_eq(fx_sh("cd %s && mkdir -p a/b && for i in $(seq 50); do "
+	                   "echo $i > a/b/f$i; done",
+	                   src),
+	             0);
+	char dest[300], dest2[300], srcd[300];
+	snprintf(srcd, sizeof(srcd), "%s/a/", src);
+	snprintf(dest, sizeof(dest), "%s/out1", src);
+	snprintf(dest2, sizeof(dest2), "%s/out2", src);
+	conc_call slow = {s, strdup("sleep 2"), 0, {0}, 0};
+	pthread_t th, p1, p2;
+	cr_assert_eq(pthread_create(&th, NULL, conc_exec, &slow), 0);
+	usleep(300 * 1000);
+	conc_sync a = {s, srcd, dest, 0, 0, 0}, b = {s, srcd, dest2, 0, 0, 0};
+	cr_assert_eq(pthread_create(&p1, NULL, conc_push, &a), 0);
+	cr_assert_eq(pthread_create(&p2, NULL, conc_push, &b), 0);
+	cr_assert_eq(pthread_join(p1, NULL), 0);
+	cr_assert_eq(pthread_join(p2, NULL), 0);
+	cr_assert_eq(a.rc, 0, "%s", ferry_session_errmsg(s));
+	cr_assert_eq(b.rc, 0, "%s", ferry_session_errmsg(s));
+	cr_assert_eq(a.uploaded, 50);
+	cr_assert_eq(b.uploaded, 50);
+	cr_assert_lt(a.ms, 1500, "push took %.0f ms", a.ms);
+	cr_assert_eq(fx_sh("diff -r -x '.ferry*' %s %s && diff -r -x "
+	                   "'.ferry*' %s %s",
+	                   srcd, dest, srcd, dest2),
+	             0);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(slow.rc, 0);
+	ferry_exec_result_free(&slow.r);
+	free(slow.cmd);
+	ferry_session_close(s);
+	fx_sh("rm -rf %s", src);
+}
