@@ -77,7 +77,11 @@ size_t ferry_struct_size(int which, unsigned int version)
 		sizes = exec_opts_sizes, count = FERRY_EXEC_OPTS_VERSION;
 		break;
 	case FERRY_STRUCT_SESSION_INFO:
-		return version ? 0 : sizeof(ferry_session_info);
+		if (version == 1)
+			return offsetof(ferry_session_info, home);
+		return version == 0 || version == FERRY_SESSION_INFO_VERSION
+		               ? sizeof(ferry_session_info)
+		               : 0;
 	case FERRY_STRUCT_CHANGE:
 		return version ? 0 : sizeof(ferry_change);
 	case FERRY_STRUCT_PROGRESS:

@@ -176,6 +176,7 @@ class SessionInfo:
     ms_handshake: float
     ms_hostkey: float
     ms_auth: float
+    home: Optional[str] = None  # the login directory, once known
 
 
 # ---- callbacks -------------------------------------------------------------------
@@ -411,13 +412,24 @@ class Session:
     def info(self):
         """The negotiated algorithms, host key and step times."""
         i = _lib.SessionInfo()
-        rc = self._call(lambda s: lib.ferry_session_info_get(
-            ctypes.byref(i), s))
+        rc = self._call(lambda s: lib.ferry_session_info_get_v(
+            ctypes.byref(i), i.VERSION, s))
         if rc:
             self._raise(rc)
         return SessionInfo(**{
             n: (_s(getattr(i, n)) if t is ctypes.c_char_p else getattr(i, n))
             for n, t in _lib.SessionInfo._fields_})
+
+    @property
+    def home(self):
+        """The remote login directory (str): known without a round trip
+        once a command or a sync ran, else asked over SFTP (REALPATH ".").
+        """
+        p = ctypes.c_char_p()
+        rc = self._call(lambda s: lib.ferry_session_home(s, ctypes.byref(p)))
+        if rc:
+            self._raise(rc)
+        return _s(p.value)
 
     @property
     def round_trips(self):

@@ -32,6 +32,20 @@ def test_connects_with_ssh_options_and_reports_the_session(sshd):
         s.exec("true")
 
 
+def test_home_is_the_login_directory_from_sftp_or_the_first_command(sshd):
+    want = os.path.realpath(os.environ["HOME"])
+    with ferry.Session(H, **sshd.conn()) as s:
+        assert s.info().home is None
+        assert s.home == want  # a REALPATH "." riding with SFTP's INIT
+        assert s.round_trips == 3  # channel open, subsystem, INIT
+        assert s.info().home == want
+    with ferry.Session(H, **sshd.conn()) as s:
+        s.exec("true", cwd="/tmp")
+        assert s.home == want and s.info().home == want
+        assert s.round_trips == 0  # the command told it: no SFTP at all
+        assert s.exec("pwd", cwd="~").text == f"{want}\n"
+
+
 def test_a_key_the_server_does_not_accept_is_an_auth_error(sshd, tmp_path):
     key = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
