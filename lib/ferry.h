@@ -305,9 +305,9 @@ typedef struct ferry_file_error {
 	char *message;
 } ferry_file_error;
 
-/* Version 2 added the listing limits, version 3 streams; older structs
- * are accepted everywhere a ferry_sync_opts is. */
-#define FERRY_SYNC_OPTS_VERSION 3
+/* Version 2 added the listing limits, version 3 streams, version 4
+ * marker; older structs are accepted everywhere a ferry_sync_opts is. */
+#define FERRY_SYNC_OPTS_VERSION 4
 
 /* One entry of a mapping push (ferry_sync_opts.mappings): local, a file or
  * a directory, lands at remote, a path relative to the destination.  A
@@ -381,13 +381,29 @@ typedef struct ferry_sync_opts {
 	 * the cipher on one core, and more channels only cost their
 	 * opening); 1: never striped. */
 	unsigned int streams;
+	/* Version 4.  The name of ferry's identity marker, the file at the
+	 * top of the destination whose random id the manifest records: a
+	 * push that finds it missing or different (the destination wiped,
+	 * replaced, or pushed by someone else) lists the remote tree
+	 * instead of trusting the manifest.  NULL or "": ".ferry-id", the
+	 * name every earlier version wrote.  One name: not "." or "..", no
+	 * '/', not of ferry's temporary form (".ferry-" first, or
+	 * ".NAME.ferry-XXXXXX"), at most 255 bytes.  Like ".ferry-id"
+	 * (which stays reserved whatever this says) it is never pushed from
+	 * the sources, never deleted (any delete_scope, any exclude) and
+	 * never brought home by a pull of the tree when the pull is given
+	 * the same name.  It is always inside the destination: SFTP version
+	 * 3 shows no inode or file id, so only a file in the destination
+	 * goes away with it; kept elsewhere, it could not tell a wiped
+	 * destination from an unchanged one. */
+	const char *marker;
 } ferry_sync_opts;
 
 #define FERRY_SYNC_OPTS_INIT                                                   \
 	{                                                                      \
 		FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0,   \
 		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0,  \
-		        0, 0, NULL, 0, FERRY_DELETE_MIRROR, 0                  \
+		        0, 0, NULL, 0, FERRY_DELETE_MIRROR, 0, NULL            \
 	}
 
 /* As ferry_session_opts_init, for ferry_sync_opts. */

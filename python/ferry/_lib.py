@@ -92,7 +92,7 @@ PROGRESS_FN = ctypes.CFUNCTYPE(None, c_void_p, POINTER(Progress))
 
 
 class SyncOpts(ctypes.Structure):
-    VERSION = 3
+    VERSION = 4
     _fields_ = [
         ("version", c_uint),
         ("sources", POINTER(c_char_p)),
@@ -124,6 +124,8 @@ class SyncOpts(ctypes.Structure):
         ("delete_scope", c_int),
         # version 3
         ("streams", c_uint),
+        # version 4
+        ("marker", c_char_p),
     ]
 
 

@@ -386,6 +386,29 @@ def test_an_exception_in_on_change_is_raised_after_the_sync(session,
     assert read(dst / "a.txt") == "alpha\n"
 
 
+def test_sync_and_pull_with_a_marker_name_of_ones_own(sshd, tmp_path):
+    src, dst, back = tmp_path / "src", tmp_path / "dst", tmp_path / "back"
+    tree(src)
+    with ferry.Session(H, **sshd.conn()) as s:
+        s.sync([f"{src}/"], str(dst), marker=".agent-sync", delete=True)
+    assert (dst / ".agent-sync").is_file()
+    assert not (dst / ".ferry-id").exists()
+    with ferry.Session(H, **sshd.conn()) as s:
+        r = s.sync([f"{src}/"], str(dst), marker=".agent-sync")
+        assert r.verified == 0  # the marker vouches for the manifest
+        r = s.pull([f"{dst}/"], str(back), marker=".agent-sync")
+        assert r.files_uploaded == 4
+        assert not (back / ".agent-sync").exists()
+        with pytest.raises(ferry.InvalidArgumentError, match="one name"):
+            s.sync([f"{src}/"], str(dst), marker="../outside")
+    # wiped and made again: the next session notices and restores
+    subprocess.run(["rm", "-rf", str(dst)], check=True)
+    os.mkdir(dst)
+    with ferry.Session(H, **sshd.conn()) as s:
+        r = s.sync([f"{src}/"], str(dst), marker=".agent-sync")
+        assert r.verified and r.files_uploaded == 4
+
+
 def test_pull_brings_the_remote_tree_home(session, tmp_path):
     remote, local = tmp_path / "remote", tmp_path / "local"
     tree(remote)
