@@ -117,8 +117,8 @@ Test(push_marker, delete_and_excludes_never_remove_it, MARKER)
 	ferry_sync_report r;
 	for (int scope = 0; scope < 2; scope++) {
 		e.o.verify = 1;
-		e.o.delete_scope = scope ? FERRY_DELETE_TRACKED
-		                         : FERRY_DELETE_MIRROR;
+		e.o.delete_scope =
+		        scope ? FERRY_DELETE_TRACKED : FERRY_DELETE_MIRROR;
 		ph_push_ok(&e, &r);
 		cr_assert(r.verified);
 		cr_assert_eq(r.files_deleted, 0);
@@ -153,8 +153,8 @@ Test(push_marker, delete_and_excludes_never_remove_it, MARKER)
 Test(push_marker, pull_never_brings_it_home, MARKER)
 {
 	ph_write(e.src, MK, "0123456789abcdef0123456789abcdef\n", 0644, 0);
-	ph_write(e.src, ".ferry-id", "0123456789abcdef0123456789abcdef\n",
-	         0644, 0);
+	ph_write(e.src, ".ferry-id", "0123456789abcdef0123456789abcdef\n", 0644,
+	         0);
 	pl_pull_ok(&e, NULL);
 	cr_assert(ph_exists(e.dst, "sub/c"));
 	cr_assert(!ph_exists(e.dst, ".ferry-id"));
@@ -170,8 +170,8 @@ Test(push_marker, pull_never_brings_it_home, MARKER)
 
 Test(push_marker, a_name_outside_the_destination_is_refused, MARKER)
 {
-	static const char *const bad[] = {"..",        ".",
-	                                  "state/id",  "/var/lib/ferry/id",
+	static const char *const bad[] = {"..",         ".",
+	                                  "state/id",   "/var/lib/ferry/id",
 	                                  ".ferry-id2", ".x.ferry-AbC123"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		e.o.marker = bad[i];
