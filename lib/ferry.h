@@ -251,6 +251,17 @@ FERRY_API int ferry_session_home(ferry_session *s, const char **out);
  * FERRY_ECONN (also for a session already known dead).  A connection cut
  * silently shows nothing until a call times out. */
 FERRY_API int ferry_session_alive(const ferry_session *s);
+/* What the ssh_config file says for the alias host about keeping a
+ * connection for later calls (ssh's connection sharing), read as
+ * ferry_session_opts.ssh_config is (Host patterns, Match all, first value
+ * wins): *master 1 when ControlMaster is yes, auto, ask or autoask (ferry
+ * never asks), else 0 (no, or not given); *persist_s ControlPersist in
+ * seconds (ssh's time formats: 90, 10m, 1h30m), -1 for yes or 0 (no time
+ * limit), 0 for no or when not given.  ControlPath is not read.  No I/O
+ * but the file.  0, or FERRY_EINVALID naming the file and line
+ * (ferry_last_errmsg). */
+FERRY_API int ferry_ssh_config_control(const char *ssh_config, const char *host,
+                                       int *master, long long *persist_s);
 /* Wire round trips waited for on this session's SFTP channel so far. */
 FERRY_API uint64_t ferry_session_round_trips(const ferry_session *s);
 /* Make the running blocking call return FERRY_EINTR as soon as it can
