@@ -1262,8 +1262,11 @@ int ferry__sftp_start(ferry__sftp *sf)
 			sf->limits_pending = 1;
 	}
 	/* The login directory (ferry_session_info.home), in the same round
-	 * trip: every SFTP v3 server has REALPATH. */
-	return error ? error : ferry__sftp_ask_home(sf);
+	 * trip: every SFTP v3 server has REALPATH.  Not having it is no
+	 * failure of the channel (ferry_session_home asks again). */
+	if (!error)
+		(void)ferry__sftp_ask_home(sf);
+	return error;
 }
 
 static int init_done(void *ctx)

@@ -184,10 +184,9 @@ void ferry__rlist_free(ferry__rlist *rl);
 char *ferry__rlist_rpath(const ferry__rlist *rl, unsigned r, const char *rel,
                          size_t n);
 
-/* 1 when a name (n bytes) is ferry's own: the marker, or one starting
- * with ".ferry-" or of the form of a temporary name. */
-/* A name ferry keeps for itself, in any directory: ".ferry-id", marker
- * (the configured marker's name, or NULL), a temporary name. */
+/* 1 when a name (n bytes) is ferry's own, in any directory: ".ferry-id",
+ * marker (the configured marker's name, or NULL), one starting with
+ * ".ferry-" or of the form of a temporary name. */
 int ferry__reserved_name(const char *name, size_t n, const char *marker);
 /* The marker's name: ferry_sync_opts.marker, else FERRY__MARKER_NAME. */
 const char *ferry__marker_name(const ferry_sync_opts *o);
