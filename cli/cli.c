@@ -187,6 +187,10 @@ int cli_conn_option(cli_conn *c, int opt, const char *arg)
 		}
 		c->persist_set = 1;
 		return 1;
+	case OPT_NO_PERSIST:
+		c->persist_s = 0;
+		c->persist_set = 1;
+		return 1;
 	case OPT_CONNECT_TIMEOUT:
 		if (cli_parse_ms(arg, 1, &c->o.connect_timeout_ms) ||
 		    c->o.connect_timeout_ms == 0) {

@@ -26,6 +26,7 @@ enum {
 	OPT_CONNECT_TIMEOUT,
 	OPT_IO_TIMEOUT,
 	OPT_PERSIST,
+	OPT_NO_PERSIST,
 	OPT_CONN_LAST_
 };
 
@@ -43,6 +44,7 @@ enum {
 	        {"connect-timeout", required_argument, NULL,                   \
 	         OPT_CONNECT_TIMEOUT},                                         \
 	        {"persist", optional_argument, NULL, OPT_PERSIST},             \
+	        {"no-persist", no_argument, NULL, OPT_NO_PERSIST},             \
 	{                                                                      \
 		"io-timeout", required_argument, NULL, OPT_IO_TIMEOUT          \
 	}

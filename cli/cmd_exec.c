@@ -49,6 +49,7 @@ static const char help[] =
         "  --delete, --delete-scope S, --exclude PAT, --exclude-from F,\n"
         "  --checksum, --verify,\n"
         "  --force, --fsync, --allow-shared-dirs, --state-dir DIR,\n"
+        "  --marker NAME,\n"
         "  --itemize-changes, --stats:\n"
         "                  as for ferry push (their output goes to stderr)\n"
         "  --persist[=S]   run in a holder that keeps the session (as for\n"

@@ -26,7 +26,15 @@ static const char help[] =
         "                  connection, one command at a time.  When the\n"
         "                  holder is gone or its connection lost, the call\n"
         "                  connects directly (-v says so).  ferry master\n"
-        "                  lists and stops holders.\n";
+        "                  lists and stops holders.\n"
+        "  --no-persist    no holder (as --persist=no), whatever\n"
+        "                  $FERRY_PERSIST or the ssh_config says\n"
+        "  ssh_config: ControlMaster auto (yes, ask, autoask) with\n"
+        "                  ControlPersist S (10m...; yes: no idle exit)\n"
+        "                  for the host is --persist=S, unless --persist,\n"
+        "                  --no-persist or $FERRY_PERSIST says otherwise;\n"
+        "                  ControlPath is not used (ferry's socket is its\n"
+        "                  own)\n";
 
 int cmd_ping(int argc, char **argv)
 {

@@ -23,6 +23,8 @@ static const char help[] =
         "      --exclude-from F   patterns from a file, one a line\n"
         "      --checksum         compare the content of same-size files\n"
         "      --fsync            fsync every file (owner-only ones always)\n"
+        "      --marker NAME      the --marker of the pushes to SRC: never\n"
+        "                         brought home (.ferry-id never is)\n"
         "      --itemize-changes  one line per change, as rsync -i\n"
         "      --stats            a report for people\n"
         "      --json             one JSON object on stdout\n"

@@ -34,10 +34,30 @@ int cli_persist_parse(const char *v, int *secs)
 		return 0;
 	}
 	long long n;
-	if (cli_parse_ll(v, &n) || n > 86400 * 365)
+	if (cli_parse_ll(v, &n) || n > CLI_PERSIST_MAX_S)
 		return -1;
 	*secs = (int)n;
 	return 0;
+}
+
+/* ssh_config's ControlMaster auto (yes, ask, autoask) with ControlPersist
+ * (not no) for the target: its seconds (yes: no idle limit), else 0.  A
+ * file the library cannot read says so when the call connects. */
+static int config_seconds(const cli_conn *c)
+{
+	int master = 0;
+	long long s = 0;
+	if (!c->config_file || !c->o.host ||
+	    ferry_ssh_config_control(c->config_file, c->o.host, &master, &s) ||
+	    !master || !s)
+		return 0;
+	int secs = s < 0 || s > CLI_PERSIST_MAX_S ? CLI_PERSIST_MAX_S : (int)s;
+	if (c->verbose)
+		fprintf(stderr,
+		        "ferry: %s: ControlMaster and ControlPersist for %s: "
+		        "persist %d s\n",
+		        c->config_file, c->o.host, secs);
+	return secs;
 }
 
 int cli_persist_seconds(const cli_conn *c)
@@ -52,7 +72,7 @@ int cli_persist_seconds(const cli_conn *c)
 		         e);
 		return 0;
 	}
-	return secs;
+	return e && *e ? secs : config_seconds(c);
 }
 
 /* mkdir -p of an absolute path, the new directories 0700. */

@@ -13,7 +13,11 @@
 #include "cli.h"
 
 #define CLI_PERSIST_DEFAULT_S 300
-#define CLI_KEY_LEN           16
+/* The longest idle time, and what ssh_config's ControlPersist yes gets:
+ * a year, no idle exit in practice (the holder still ends with its
+ * connection and on ferry master stop). */
+#define CLI_PERSIST_MAX_S (86400 * 365)
+#define CLI_KEY_LEN       16
 
 /* The subcommand's command line (argv[0] the subcommand), set by main:
  * what a client sends to a holder. */

@@ -255,6 +255,10 @@ int cli_sync_option(cli_sync *cs, int opt, const char *arg)
 	case OPT_STATE_DIR:
 		cs->o.state_dir = arg;
 		return 1;
+	case OPT_MARKER:
+		/* The library says what a name may be (ferry_sync_opts). */
+		cs->o.marker = arg;
+		return 1;
 	case OPT_STREAMS:
 		if (cli_parse_ll(arg, &v) || v < 1 || v > 32) {
 			cli_error("bad --streams '%s' (1 to 32)", arg);
@@ -545,6 +549,7 @@ static int sync_parse(cli_conn *c, cli_sync *cs, int argc, char **argv,
 	        {"dry-run", no_argument, NULL, 'n'},
 	        {"max-delete", required_argument, NULL, OPT_MAX_DELETE},
 	        {"progress", no_argument, NULL, OPT_PROGRESS},
+	        {"marker", required_argument, NULL, OPT_MARKER},
 	        CLI_SYNC_LIMIT_LONGOPTS,
 	        {"help", no_argument, NULL, 'h'},
 	        {0}};

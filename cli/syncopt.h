@@ -28,6 +28,7 @@ enum {
 	OPT_MAX_ENTRIES,
 	OPT_MAX_NAME_BYTES,
 	OPT_STREAMS,
+	OPT_MARKER,
 	OPT_SYNC_LAST_
 };
 
@@ -59,6 +60,7 @@ enum {
 	        {"streams", required_argument, NULL, OPT_STREAMS},             \
 	        {"allow-shared-dirs", no_argument, NULL, OPT_ALLOW_SHARED},    \
 	        {"state-dir", required_argument, NULL, OPT_STATE_DIR},         \
+	        {"marker", required_argument, NULL, OPT_MARKER},               \
 	        {"itemize-changes", no_argument, NULL, OPT_ITEMIZE},           \
 	        {"stats", no_argument, NULL, OPT_STATS},                       \
 	{                                                                      \

@@ -26,6 +26,8 @@ void ferry__ex_carrier_boot(ferry__exec_op *op)
 	                         op->mark, &b))
 		return;
 	es->direct = b.have_sh && b.bash;
+	if (b.cwd) /* before the command's cd */
+		ferry__session_learn_home(es->s, b.cwd, strlen(b.cwd));
 	if (b.dir && b.cwd && !es->dir) {
 		ferry__free(es->cwd);
 		es->dir = b.dir;
@@ -194,6 +196,7 @@ void ferry__ex_boot_done(ferry__exec_op *op)
 		                              op->mark, &b);
 		es->direct = !rc && b.have_sh && b.bash;
 		if (!rc && !op->error && b.dir && b.cwd) {
+			ferry__session_learn_home(es->s, b.cwd, strlen(b.cwd));
 			ferry__free(es->dir);
 			ferry__free(es->cwd);
 			es->dir = b.dir;
@@ -223,6 +226,7 @@ void ferry__ex_boot_done(ferry__exec_op *op)
 			es->direct = b.have_sh && b.bash;
 			ferry__sh_boot_free(&b);
 		}
+		ferry__session_learn_home(es->s, cwd, strlen(cwd));
 		ferry__free(es->cwd);
 		es->cwd = cwd;
 		es->mode = op->kind == K_PROBE ? FERRY__EXEC_MODE_PLAIN

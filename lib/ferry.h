@@ -101,7 +101,7 @@ enum ferry_struct {
 	FERRY_STRUCT_SESSION_OPTS = 1, /* versioned */
 	FERRY_STRUCT_SYNC_OPTS = 2,    /* versioned */
 	FERRY_STRUCT_EXEC_OPTS = 3,    /* versioned */
-	FERRY_STRUCT_SESSION_INFO = 4,
+	FERRY_STRUCT_SESSION_INFO = 4, /* versioned; 0: the current version */
 	FERRY_STRUCT_CHANGE = 5,
 	FERRY_STRUCT_PROGRESS = 6,
 	FERRY_STRUCT_FILE_ERROR = 7,
@@ -113,8 +113,9 @@ enum ferry_struct {
 /* sizeof the struct `which` as this library was built, so that a binding
  * that declares the layouts itself (ctypes) can refuse to run against a
  * library whose structs differ.  For an option struct, the size of its
- * given version (1 to its FERRY_*_OPTS_VERSION); for the others version
- * must be 0.  0 for an unknown struct or version. */
+ * given version (1 to its FERRY_*_OPTS_VERSION); ferry_session_info's
+ * likewise (1 to FERRY_SESSION_INFO_VERSION, 0 for the current one); for
+ * the others version must be 0.  0 for an unknown struct or version. */
 FERRY_API size_t ferry_struct_size(int which, unsigned int version);
 
 /* ---- session ----------------------------------------------------------- */
@@ -187,7 +188,13 @@ typedef struct ferry_session_opts {
 FERRY_API int ferry_session_opts_init(ferry_session_opts *opts,
                                       unsigned int version);
 
-/* What ferry ping prints. Strings live as long as the session. */
+/* Version 2 added home.  ferry_session_info_get (a macro since version 2)
+ * fills the version of this header; a program built before it calls the
+ * function of that name, which fills version 1 only. */
+#define FERRY_SESSION_INFO_VERSION 2
+
+/* What ferry ping prints, and the login directory.  Strings live as long
+ * as the session. */
 typedef struct ferry_session_info {
 	const char *kex, *hostkey_type, *cipher_cs, *cipher_sc, *mac_cs,
 	        *mac_sc, *comp_cs, *comp_sc;
@@ -195,6 +202,14 @@ typedef struct ferry_session_info {
 	const char *auth_method;         /* "agent" or "publickey <file>" */
 	const char *target;              /* user@host:port */
 	double ms_resolve_connect, ms_handshake, ms_hostkey, ms_auth;
+	/* Version 2.  The remote login directory (where sshd starts the
+	 * login shell and sftp-server: what a relative exec cwd, "~", and a
+	 * relative sync destination are relative to), absolute, once it is
+	 * known: the session's first command learns it (the login shell's
+	 * `cd -P .`), and so does the SFTP channel's start (a REALPATH "."
+	 * sent behind INIT), neither with a round trip of its own.  NULL
+	 * before either ran; ferry_session_home learns it then. */
+	const char *home;
 } ferry_session_info;
 
 /* Connect, verify the host key, authenticate.  On failure *out is NULL and,
@@ -214,13 +229,39 @@ FERRY_API int ferry_session_open_ex(ferry_session **out,
                                     char *errmsg, size_t errmsg_size);
 FERRY_API void ferry_session_close(ferry_session *s);
 FERRY_API const char *ferry_session_errmsg(const ferry_session *s);
+/* Fill the fields of *out up to the given version (1 to
+ * FERRY_SESSION_INFO_VERSION); FERRY_EINVALID for another version.  No
+ * I/O. */
+FERRY_API int ferry_session_info_get_v(ferry_session_info *out,
+                                       unsigned int version,
+                                       const ferry_session *s);
+/* Version 1's fields only: for programs built before version 2. */
 FERRY_API int ferry_session_info_get(ferry_session_info *out,
                                      const ferry_session *s);
+#define ferry_session_info_get(out, s)                                         \
+	ferry_session_info_get_v((out), FERRY_SESSION_INFO_VERSION, (s))
+/* The remote login directory (ferry_session_info.home) in *out, valid as
+ * long as the session: no I/O once a command or the SFTP channel learnt
+ * it, else the SFTP channel is started (if it was not) and asked (REALPATH
+ * "."; one round trip, riding with INIT's when the channel starts here).
+ * A blocking call: ferry_interrupt stops it. */
+FERRY_API int ferry_session_home(ferry_session *s, const char **out);
 /* 0 when the connection shows no sign of having ended: a look at the
  * socket (closed by the peer, reset, an error), no round trip; else
  * FERRY_ECONN (also for a session already known dead).  A connection cut
  * silently shows nothing until a call times out. */
 FERRY_API int ferry_session_alive(const ferry_session *s);
+/* What the ssh_config file says for the alias host about keeping a
+ * connection for later calls (ssh's connection sharing), read as
+ * ferry_session_opts.ssh_config is (Host patterns, Match all, first value
+ * wins): *master 1 when ControlMaster is yes, auto, ask or autoask (ferry
+ * never asks), else 0 (no, or not given); *persist_s ControlPersist in
+ * seconds (ssh's time formats: 90, 10m, 1h30m), -1 for yes or 0 (no time
+ * limit), 0 for no or when not given.  ControlPath is not read.  No I/O
+ * but the file.  0, or FERRY_EINVALID naming the file and line
+ * (ferry_last_errmsg). */
+FERRY_API int ferry_ssh_config_control(const char *ssh_config, const char *host,
+                                       int *master, long long *persist_s);
 /* Wire round trips waited for on this session's SFTP channel so far. */
 FERRY_API uint64_t ferry_session_round_trips(const ferry_session *s);
 /* Make the running blocking call return FERRY_EINTR as soon as it can
@@ -275,9 +316,9 @@ typedef struct ferry_file_error {
 	char *message;
 } ferry_file_error;
 
-/* Version 2 added the listing limits, version 3 streams; older structs
- * are accepted everywhere a ferry_sync_opts is. */
-#define FERRY_SYNC_OPTS_VERSION 3
+/* Version 2 added the listing limits, version 3 streams, version 4
+ * marker; older structs are accepted everywhere a ferry_sync_opts is. */
+#define FERRY_SYNC_OPTS_VERSION 4
 
 /* One entry of a mapping push (ferry_sync_opts.mappings): local, a file or
  * a directory, lands at remote, a path relative to the destination.  A
@@ -351,13 +392,29 @@ typedef struct ferry_sync_opts {
 	 * the cipher on one core, and more channels only cost their
 	 * opening); 1: never striped. */
 	unsigned int streams;
+	/* Version 4.  The name of ferry's identity marker, the file at the
+	 * top of the destination whose random id the manifest records: a
+	 * push that finds it missing or different (the destination wiped,
+	 * replaced, or pushed by someone else) lists the remote tree
+	 * instead of trusting the manifest.  NULL or "": ".ferry-id", the
+	 * name every earlier version wrote.  One name: not "." or "..", no
+	 * '/', not of ferry's temporary form (".ferry-" first, or
+	 * ".NAME.ferry-XXXXXX"), at most 255 bytes.  Like ".ferry-id"
+	 * (which stays reserved whatever this says) it is never pushed from
+	 * the sources, never deleted (any delete_scope, any exclude) and
+	 * never brought home by a pull of the tree when the pull is given
+	 * the same name.  It is always inside the destination: SFTP version
+	 * 3 shows no inode or file id, so only a file in the destination
+	 * goes away with it; kept elsewhere, it could not tell a wiped
+	 * destination from an unchanged one. */
+	const char *marker;
 } ferry_sync_opts;
 
 #define FERRY_SYNC_OPTS_INIT                                                   \
 	{                                                                      \
 		FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0,   \
 		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0,  \
-		        0, 0, NULL, 0, FERRY_DELETE_MIRROR, 0                  \
+		        0, 0, NULL, 0, FERRY_DELETE_MIRROR, 0, NULL            \
 	}
 
 /* As ferry_session_opts_init, for ferry_sync_opts. */

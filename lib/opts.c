@@ -38,7 +38,8 @@ static const size_t session_opts_sizes[] = {
         sizeof(ferry_session_opts)};
 static const size_t sync_opts_sizes[] = {
         offsetof(ferry_sync_opts, max_dir_entries),
-        offsetof(ferry_sync_opts, streams), sizeof(ferry_sync_opts)};
+        offsetof(ferry_sync_opts, streams), offsetof(ferry_sync_opts, marker),
+        sizeof(ferry_sync_opts)};
 static const size_t exec_opts_sizes[] = {sizeof(ferry_exec_opts)};
 
 int ferry_session_opts_init(ferry_session_opts *opts, unsigned int version)
@@ -77,7 +78,11 @@ size_t ferry_struct_size(int which, unsigned int version)
 		sizes = exec_opts_sizes, count = FERRY_EXEC_OPTS_VERSION;
 		break;
 	case FERRY_STRUCT_SESSION_INFO:
-		return version ? 0 : sizeof(ferry_session_info);
+		if (version == 1)
+			return offsetof(ferry_session_info, home);
+		return version == 0 || version == FERRY_SESSION_INFO_VERSION
+		               ? sizeof(ferry_session_info)
+		               : 0;
 	case FERRY_STRUCT_CHANGE:
 		return version ? 0 : sizeof(ferry_change);
 	case FERRY_STRUCT_PROGRESS:

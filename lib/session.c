@@ -545,12 +545,28 @@ int ferry__session_run(ferry_session *s, int (*done)(void *ctx), void *ctx,
 	return rc;
 }
 
-int ferry_session_info_get(ferry_session_info *out, const ferry_session *s)
+int ferry_session_info_get_v(ferry_session_info *out, unsigned int version,
+                             const ferry_session *s)
 {
-	if (!out || !s)
+	size_t n = ferry_struct_size(FERRY_STRUCT_SESSION_INFO, version);
+	if (!out || !s || !version || !n)
 		return FERRY_EINVALID;
-	*out = s->info;
+	memcpy(out, &s->info, n);
 	return 0;
+}
+
+/* The function under the macro: programs built before version 2. */
+int(ferry_session_info_get)(ferry_session_info *out, const ferry_session *s)
+{
+	return ferry_session_info_get_v(out, 1, s);
+}
+
+void ferry__session_learn_home(ferry_session *s, const char *path, size_t len)
+{
+	if (s->home || !len || path[0] != '/' || memchr(path, '\0', len))
+		return;
+	if ((s->home = ferry__strndup(path, len)))
+		s->info.home = s->home;
 }
 
 void ferry_session_close(ferry_session *s)
@@ -584,6 +600,7 @@ void ferry_session_close(ferry_session *s)
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	ferry__sshcfg_free(&s->sshcfg);
+	ferry__free(s->home);
 	ferry__free(s->host);
 	ferry__free(s->user);
 	ferry__free(s->target);

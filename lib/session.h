@@ -94,6 +94,9 @@ struct ferry_session {
 	/* info for ping */
 	char *info_strings[10];
 	ferry_session_info info;
+	/* info.home: set once by ferry__session_learn_home */
+	char *home;
+	int home_asked; /* a REALPATH "." of the shared client is in flight */
 
 	/* Per-session state of other modules, created on first use and freed
 	 * by the session: the shared SFTP client (lib/sftp) and the exec
@@ -202,6 +205,11 @@ const char *ferry__session_target(const ferry_session *s);
 const char *ferry__session_user(const ferry_session *s);
 const char *ferry__session_host(const ferry_session *s);
 int ferry__session_port(const ferry_session *s);
+/* The login directory, as the login shell's `cd -P .` or SFTP's REALPATH
+ * "." gave it (len bytes; not NUL-terminated): kept when it is the first
+ * absolute one, else ignored (it is learnt once).  ENOMEM is not an
+ * error: the directory is just not known. */
+void ferry__session_learn_home(ferry_session *s, const char *path, size_t len);
 /* 1 once the connection failed: every later call fails at once. */
 int ferry__session_dead(const ferry_session *s);
 void ferry__session_mark_dead(ferry_session *s);

@@ -761,6 +761,26 @@ static void limits_cb(void *ctx, const ferry__sftp_reply *r)
 		apply_limits(sf, r->limits);
 }
 
+static void home_cb(void *ctx, const ferry__sftp_reply *r)
+{
+	ferry_session *s = ((ferry__sftp *)ctx)->session;
+	s->home_asked = 0;
+	if (!r->error && r->count >= 1 && r->names)
+		ferry__session_learn_home(s, r->names[0].name,
+		                          r->names[0].name_len);
+}
+
+int ferry__sftp_ask_home(ferry__sftp *sf)
+{
+	ferry_session *s = sf->session;
+	if (!s || s->home || s->home_asked)
+		return 0;
+	int error = ferry__sftp_realpath(sf, ".", home_cb, sf);
+	if (!error)
+		s->home_asked = 1;
+	return error;
+}
+
 static void got_version(ferry__sftp *sf, const uint8_t *p, size_t n)
 {
 	ferry__sftp_version v;
@@ -1241,6 +1261,11 @@ int ferry__sftp_start(ferry__sftp *sf)
 		if (!error)
 			sf->limits_pending = 1;
 	}
+	/* The login directory (ferry_session_info.home), in the same round
+	 * trip: every SFTP v3 server has REALPATH.  Not having it is no
+	 * failure of the channel (ferry_session_home asks again). */
+	if (!error)
+		(void)ferry__sftp_ask_home(sf);
 	return error;
 }
 

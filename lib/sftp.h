@@ -245,6 +245,11 @@ int ferry__sftp_mkdir(ferry__sftp *sf, const char *path,
                       const ferry__sftp_attrs *a, ferry__sftp_cb cb, void *ctx);
 int ferry__sftp_rmdir(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
                       void *ctx);
+/* A REALPATH "." whose answer becomes the session's login directory
+ * (ferry__session_learn_home), unless it is known or asked already; a
+ * client of no session asks nothing.  ferry__sftp_start sends it behind
+ * INIT. */
+int ferry__sftp_ask_home(ferry__sftp *sf);
 int ferry__sftp_realpath(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
                          void *ctx);
 int ferry__sftp_readlink(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,

@@ -479,3 +479,41 @@ int ferry__session_sftp_streams(ferry_session *s, unsigned n, ferry__sftp **out)
 		out[i] = sf[i];
 	return 0;
 }
+
+/* ---- the login directory ------------------------------------------------ */
+
+static int home_settled(void *ctx)
+{
+	const ferry_session *s = ctx;
+	return s->home || !s->home_asked;
+}
+
+int ferry_session_home(ferry_session *s, const char **out)
+{
+	if (!s || !out)
+		return FERRY_EINVALID;
+	*out = s->home;
+	if (s->home)
+		return 0;
+	ferry__session_call_begin(s);
+	ferry__sftp *sf = NULL;
+	/* A new channel sends REALPATH "." behind INIT (ferry__sftp_start). */
+	int error = ferry__session_sftp(s, &sf);
+	if (!error)
+		error = ferry__sftp_ask_home(sf);
+	if (!error && !home_settled(s)) {
+		error = ferry__sftp_run(sf, home_settled, s, 0);
+		if (error)
+			ferry__seterr(s, error, "SFTP REALPATH \".\": %s",
+			              ferry__sftp_errmsg(sf));
+	}
+	if (!error && !s->home)
+		error = ferry__seterr(
+		        s, FERRY_EREMOTE,
+		        "SFTP REALPATH \".\" on %s gave no absolute "
+		        "login directory",
+		        s->target);
+	ferry__session_call_end(s);
+	*out = s->home;
+	return error;
+}

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "error.h"
 #include "os.h"
 
 #define MAX_FILE (1u << 20)
@@ -95,6 +97,54 @@ static int number(const char *v, long lo, long hi, long *out)
 	return 0;
 }
 
+/* sshd_config(5)'s TIME FORMATS: a sequence of NUMBER[smhdw] ("90",
+ * "10m", "1h30m"), case-insensitive; the seconds, or -1. */
+static long long seconds(const char *v)
+{
+	long long total = 0;
+	if (!*v)
+		return -1;
+	while (*v) {
+		char *end;
+		errno = 0;
+		long long n = strtoll(v, &end, 10);
+		if (errno || end == v || n < 0 || *v == '+' || *v == '-')
+			return -1;
+		long long mul = 1;
+		switch (*end) {
+		case '\0':
+			break;
+		case 's':
+		case 'S':
+			end++;
+			break;
+		case 'm':
+		case 'M':
+			mul = 60, end++;
+			break;
+		case 'h':
+		case 'H':
+			mul = 3600, end++;
+			break;
+		case 'd':
+		case 'D':
+			mul = 86400, end++;
+			break;
+		case 'w':
+		case 'W':
+			mul = 7 * 86400, end++;
+			break;
+		default:
+			return -1;
+		}
+		if (n > (INT32_MAX - total) / mul)
+			return -1; /* ssh's limit too */
+		total += n * mul;
+		v = end;
+	}
+	return total;
+}
+
 static int policy(const char *v, ferry_hostkey_policy *out)
 {
 	if (!strcasecmp(v, "yes") || !strcasecmp(v, "ask"))
@@ -151,6 +201,34 @@ static int keyword(parser *p, const char *kw, char *val)
 			return bad(p, "bad ConnectTimeout", val);
 		if (!c->connect_timeout_ms)
 			c->connect_timeout_ms = (int)n * 1000;
+		return 0;
+	}
+	if (!strcasecmp(kw, "ControlMaster")) {
+		int m;
+		if (!strcasecmp(val, "yes") || !strcasecmp(val, "true") ||
+		    !strcasecmp(val, "auto") || !strcasecmp(val, "ask") ||
+		    !strcasecmp(val, "autoask"))
+			m = 1;
+		else if (!strcasecmp(val, "no") || !strcasecmp(val, "false"))
+			m = 0;
+		else
+			return bad(p, "bad ControlMaster", val);
+		if (!c->have_master++)
+			c->control_master = m;
+		return 0;
+	}
+	if (!strcasecmp(kw, "ControlPersist")) {
+		long long s;
+		if (!strcasecmp(val, "yes") || !strcasecmp(val, "true"))
+			s = -1;
+		else if (!strcasecmp(val, "no") || !strcasecmp(val, "false"))
+			s = 0;
+		else if ((s = seconds(val)) < 0)
+			return bad(p, "bad ControlPersist", val);
+		else if (s == 0)
+			s = -1; /* ssh: 0 keeps the master open for ever */
+		if (!c->have_persist++)
+			c->control_persist = s;
 		return 0;
 	}
 	if (!strcasecmp(kw, "StrictHostKeyChecking")) {
@@ -324,4 +402,30 @@ int ferry__opts_resolve(ferry_session_opts *out, ferry__sshcfg *store,
 		out->identity_count = n;
 	}
 	return 0;
+}
+
+int ferry_ssh_config_control(const char *ssh_config, const char *host,
+                             int *master, long long *persist_s)
+{
+	if (master)
+		*master = 0;
+	if (persist_s)
+		*persist_s = 0;
+	if (!ssh_config || !host || !master || !persist_s) {
+		ferry__last_errmsg_set("ferry_ssh_config_control: NULL "
+		                       "argument");
+		return FERRY_EINVALID;
+	}
+	ferry__sshcfg c;
+	char err[FERRY_ERRMSG_SIZE];
+	int rc = ferry__sshcfg_read(&c, ssh_config, host, err, sizeof(err));
+	if (!rc) {
+		*master = c.control_master;
+		*persist_s = c.control_persist;
+		ferry__last_errmsg_set(NULL);
+	} else {
+		ferry__last_errmsg_set("%s", err);
+	}
+	ferry__sshcfg_free(&c);
+	return rc;
 }

@@ -20,6 +20,11 @@ typedef struct ferry__sshcfg {
 	ferry_hostkey_policy policy;
 	char *identities[FERRY__SSHCFG_IDS];
 	size_t identity_count;
+	/* ControlMaster (1: yes, auto, ask, autoask), ControlPersist in
+	 * seconds (-1: yes or 0, no time limit; 0: no) */
+	int have_master, control_master;
+	int have_persist;
+	long long control_persist;
 	/* For ferry__opts_resolve: the caller's identity files, then these. */
 	const char *ids[2 * FERRY__SSHCFG_IDS];
 } ferry__sshcfg;
@@ -27,7 +32,8 @@ typedef struct ferry__sshcfg {
 /* Parse text (len bytes, need not be NUL-terminated) named name for alias:
  * Host patterns with *, ? and ! (first value wins per keyword), Match all;
  * HostName (%h), User, Port, IdentityFile (~, %h), UserKnownHostsFile,
- * StrictHostKeyChecking (yes, accept-new, no, ask = yes), ConnectTimeout.
+ * StrictHostKeyChecking (yes, accept-new, no, ask = yes), ConnectTimeout,
+ * ControlMaster and ControlPersist (for ferry_ssh_config_control).
  * Other keywords are ignored.  0, FERRY_EINVALID with "NAME line N: ..." in
  * err, or FERRY_ENOMEM.  *out is always safe to free. */
 int ferry__sshcfg_parse(ferry__sshcfg *out, const char *text, size_t len,

@@ -135,8 +135,9 @@ static ferry__action *act(const op *x)
 static const char *op_path(const op *x, size_t *n)
 {
 	if (x->ai == SIZE_MAX) {
-		*n = sizeof(FERRY__MARKER_NAME) - 1;
-		return FERRY__MARKER_NAME;
+		const char *name = ferry__marker_name(x->c->o->o);
+		*n = strlen(name);
+		return name;
 	}
 	*n = act(x)->entry.path_len;
 	return act(x)->entry.path;
@@ -1634,10 +1635,9 @@ static int prepare(cx *c)
 		ferry__marker_text(c->marker_text, o->marker);
 		x->counted = 1;
 		c->to_place++;
-		x->rpath = ferry__rpath(o->dest, FERRY__MARKER_NAME,
-		                        sizeof(FERRY__MARKER_NAME) - 1);
-		x->tpath = ferry__rtemp(o->dest, FERRY__MARKER_NAME,
-		                        sizeof(FERRY__MARKER_NAME) - 1);
+		const char *name = ferry__marker_name(o->o);
+		x->rpath = ferry__rpath(o->dest, name, strlen(name));
+		x->tpath = ferry__rtemp(o->dest, name, strlen(name));
 		if (!x->rpath || !x->tpath ||
 		    (o->journal && ferry__journal_add(o->journal, x->tpath)))
 			return FERRY_ENOMEM;

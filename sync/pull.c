@@ -107,6 +107,8 @@ static int check_opts(pull *p)
 		why = "too many sources";
 	else if (!o->dest || !*o->dest)
 		why = "no destination given";
+	else
+		why = ferry__marker_check(o->marker);
 	for (size_t i = 0; !why && i < o->source_count; i++)
 		if (!o->sources[i])
 			why = "a source is NULL";
@@ -184,7 +186,7 @@ static int scan_item(void *ctx, const ferry__scan_item *it)
 	size_t nl = strlen(it->name);
 	if (ferry__rtemp_name(it->name, nl) && it->st.type == FERRY__T_FILE)
 		return add_temp(p, it->path, it->path_len);
-	if (ferry__reserved_name(it->name, nl) ||
+	if (ferry__reserved_name(it->name, nl, p->o->marker) ||
 	    !in_scope(p, it->path, it->path_len))
 		return dir ? FERRY__SCAN_PRUNE : 0;
 	if (ferry__grow(&p->l, &p->lcap, p->nl + 1, sizeof(*p->l), 256))
@@ -288,7 +290,8 @@ static int remote_walk(pull *p)
 	                        .strict = 1,
 	                        .max_dir_entries = p->o->max_dir_entries,
 	                        .max_entries = p->o->max_entries,
-	                        .max_name_bytes = p->o->max_name_bytes};
+	                        .max_name_bytes = p->o->max_name_bytes,
+	                        .marker = p->o->marker};
 	error = ferry__rlist_start(&p->rl, p->sf, &lo);
 	ferry__free(guess);
 	if (error)

@@ -370,7 +370,8 @@ static int start_listing(push *ps)
 	                        .ex = ps->l.ex,
 	                        .max_dir_entries = ps->o->max_dir_entries,
 	                        .max_entries = ps->o->max_entries,
-	                        .max_name_bytes = ps->o->max_name_bytes};
+	                        .max_name_bytes = ps->o->max_name_bytes,
+	                        .marker = ps->o->marker};
 	int rc = ferry__rlist_start(&ps->rl, ps->sf, &lo);
 	if (rc)
 		return sftp_error(ps, rc);
@@ -441,16 +442,16 @@ static void dest_attrs(const ferry__scan *scan, ferry__commit_opts *co)
 	}
 }
 
-static void reserve_marker_name(push *ps)
+/* The marker's name, and ".ferry-id" whatever the marker is called. */
+static void reserve_marker_name(push *ps, const char *name)
 {
-	ferry__action *a = ferry__plan_find(ps->l.plan, FERRY__MARKER_NAME,
-	                                    sizeof(FERRY__MARKER_NAME) - 1);
+	ferry__action *a = ferry__plan_find(ps->l.plan, name, strlen(name));
 	if (!a || a->kind == FERRY__ACT_DELETE || a->kind == FERRY__ACT_RMDIR)
 		return;
 	a->error = FERRY_EINVALID;
 	a->kind = FERRY__ACT_NONE; /* never sent, never recorded */
-	ferry__report_error(ps->r, ps->o->log, ps->o->ctx, FERRY__MARKER_NAME,
-	                    sizeof(FERRY__MARKER_NAME) - 1, FERRY_EINVALID,
+	ferry__report_error(ps->r, ps->o->log, ps->o->ctx, name, strlen(name),
+	                    FERRY_EINVALID,
 	                    "this name is reserved for ferry's marker at the "
 	                    "top of the destination: not pushed");
 }
@@ -492,8 +493,8 @@ static int first_flight(push *ps, int need_list)
 	 * go out with INIT. */
 	if ((error = ferry__session_sftp_begin(ps->s, NULL, &ps->sf)))
 		return error;
-	char *mp = ferry__rpath(ps->dest_r, FERRY__MARKER_NAME,
-	                        sizeof(FERRY__MARKER_NAME) - 1);
+	const char *mname = ferry__marker_name(ps->o);
+	char *mp = ferry__rpath(ps->dest_r, mname, strlen(mname));
 	if (!mp)
 		return ferry__seterr(ps->s, FERRY_ENOMEM, "out of memory");
 	error = ferry__sftp_read_small(ps->sf, mp, MARKER_READ_MAX, marker_cb,
@@ -535,12 +536,12 @@ static int remote_check(push *ps, int need_list, size_t errors_before,
 		        "the remote marker %s/%s is not ferry's (%s): "
 		        "refusing to push; whoever put it there can write in "
 		        "the destination, remove it if it is yours",
-		        ps->dest_r, FERRY__MARKER_NAME, ps->marker_msg);
+		        ps->dest_r, ferry__marker_name(o), ps->marker_msg);
 	if (ps->marker_state == 3)
 		plog(ps, FERRY_LOG_WARN,
 		     "the remote marker %s/%s is unreadable (%s): "
 		     "verifying and writing a new one",
-		     ps->dest_r, FERRY__MARKER_NAME, ps->marker_msg);
+		     ps->dest_r, ferry__marker_name(o), ps->marker_msg);
 	if (ps->marker_state == 1) {
 		*have_id = 1;
 		memcpy(id, ps->remote_id, FERRY__MARKER_ID_LEN);
@@ -601,7 +602,9 @@ static int check_and_plan(push *ps, int *trusted_out, int *have_id, uint8_t *id)
 	    (error = remote_check(ps, need_list, errors_before, have_id, id)))
 		return error;
 
-	reserve_marker_name(ps);
+	reserve_marker_name(ps, FERRY__MARKER_NAME);
+	if (strcmp(ferry__marker_name(ps->o), FERRY__MARKER_NAME))
+		reserve_marker_name(ps, ferry__marker_name(ps->o));
 	if ((error = ferry__local_finish(&ps->l, ps->r, ps->err,
 	                                 sizeof(ps->err))))
 		return ferry__seterr(ps->s, error, "%s", ps->err);

@@ -184,12 +184,36 @@ int ferry__scope_dir(const ferry__scan *scan, const char *path, size_t n)
 /* ---- listing --------------------------------------------------------------
  */
 
-int ferry__reserved_name(const char *name, size_t n)
+int ferry__reserved_name(const char *name, size_t n, const char *marker)
 {
 	return (n == sizeof(FERRY__MARKER_NAME) - 1 &&
 	        !memcmp(name, FERRY__MARKER_NAME, n)) ||
+	       (marker && strlen(marker) == n && !memcmp(name, marker, n)) ||
 	       (n >= TEMP_TAG_LEN && !memcmp(name, TEMP_TAG, TEMP_TAG_LEN)) ||
 	       ferry__rtemp_name(name, n);
+}
+
+const char *ferry__marker_name(const ferry_sync_opts *o)
+{
+	return o->marker && *o->marker ? o->marker : FERRY__MARKER_NAME;
+}
+
+const char *ferry__marker_check(const char *name)
+{
+	if (!name || !*name)
+		return NULL;
+	size_t n = strlen(name);
+	if (n > 255)
+		return "the marker's name is longer than 255 bytes";
+	if (!strcmp(name, ".") || !strcmp(name, "..") || strchr(name, '/'))
+		return "the marker must be one name inside the destination "
+		       "(not \".\", \"..\" or a path with '/'): a marker kept "
+		       "elsewhere could not tell a wiped destination";
+	if ((n >= TEMP_TAG_LEN && !memcmp(name, TEMP_TAG, TEMP_TAG_LEN)) ||
+	    ferry__rtemp_name(name, n))
+		return "the marker's name has the form of ferry's temporary "
+		       "names";
+	return NULL;
 }
 
 /* A directory listing: of a root (idx SIZE_MAX), of a directory found by
@@ -405,7 +429,7 @@ static int add_entry(ferry__rlist *rl, const dir_job *j,
 	                  ? (uint8_t)type_of(d->attrs.perm)
 	                  : FERRY__T_NONE;
 	e->temp = (uint8_t)ferry__rtemp_name(d->name, nl);
-	e->reserved = (uint8_t)ferry__reserved_name(d->name, nl);
+	e->reserved = (uint8_t)ferry__reserved_name(d->name, nl, rl->o.marker);
 	e->mode = d->attrs.perm & 07777;
 	e->mtime = d->attrs.mtime;
 	e->size = d->attrs.size;

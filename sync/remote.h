@@ -132,6 +132,9 @@ typedef struct ferry__rlist_opts {
 	 * Beyond one, the walk stops with FERRY_ELIMIT (errmsg names the
 	 * directory). */
 	uint64_t max_dir_entries, max_entries, max_name_bytes;
+	/* The configured marker's name (reserved, as ".ferry-id" is), or
+	 * NULL. */
+	const char *marker;
 } ferry__rlist_opts;
 
 #define FERRY__RLIST_MAX_ENTRIES 10000000u
@@ -181,9 +184,15 @@ void ferry__rlist_free(ferry__rlist *rl);
 char *ferry__rlist_rpath(const ferry__rlist *rl, unsigned r, const char *rel,
                          size_t n);
 
-/* 1 when a name (n bytes) is ferry's own: the marker, or one starting
- * with ".ferry-" or of the form of a temporary name. */
-int ferry__reserved_name(const char *name, size_t n);
+/* 1 when a name (n bytes) is ferry's own, in any directory: ".ferry-id",
+ * marker (the configured marker's name, or NULL), one starting with
+ * ".ferry-" or of the form of a temporary name. */
+int ferry__reserved_name(const char *name, size_t n, const char *marker);
+/* The marker's name: ferry_sync_opts.marker, else FERRY__MARKER_NAME. */
+const char *ferry__marker_name(const ferry_sync_opts *o);
+/* NULL when name (NULL: the default) can be a marker's name, else why
+ * not. */
+const char *ferry__marker_check(const char *name);
 
 /* 1 when a directory at dest-relative path (n bytes) is within the scope of
  * the scan's sources (n == 0: the destination itself). */

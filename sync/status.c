@@ -9,6 +9,7 @@
 #include "os.h"
 #include "sshconfig.h"
 #include "sync/path.h"
+#include "sync/remote.h"
 #include "sync/report.h"
 
 static void set_err(char *errmsg, size_t size, const char *msg)
@@ -83,10 +84,7 @@ void ferry__sync_opts_copy(ferry_sync_opts *out, const ferry_sync_opts *in)
 		out->version = 0;
 		return;
 	}
-	memcpy(out, in,
-	       in->version >= 3   ? sizeof(*out)
-	       : in->version == 2 ? offsetof(ferry_sync_opts, streams)
-	                          : offsetof(ferry_sync_opts, max_dir_entries));
+	memcpy(out, in, ferry_struct_size(FERRY_STRUCT_SYNC_OPTS, in->version));
 	out->version = FERRY_SYNC_OPTS_VERSION;
 }
 
@@ -107,6 +105,8 @@ int ferry__local_check(const ferry_sync_opts *o, char *errmsg,
 	else if (o->delete_scope != FERRY_DELETE_MIRROR &&
 	         o->delete_scope != FERRY_DELETE_TRACKED)
 		why = "unknown delete_scope";
+	else if ((why = ferry__marker_check(o->marker)))
+		;
 	else if (o->mapping_count)
 		return check_mappings(o, errmsg, errmsg_size);
 	for (size_t i = 0; !why && i < o->source_count; i++)

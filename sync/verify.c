@@ -360,9 +360,11 @@ static int visit_remote(vctx *v, const ferry__rentry *r, const char **kill,
 			break;
 		v->next--;
 	}
-	if (n == sizeof(FERRY__MARKER_NAME) - 1 &&
-	    memcmp(path, FERRY__MARKER_NAME, n) == 0)
-		return 0;
+	const char *mk = v->rl->o.marker;
+	if ((n == sizeof(FERRY__MARKER_NAME) - 1 &&
+	     memcmp(path, FERRY__MARKER_NAME, n) == 0) ||
+	    (mk && strlen(mk) == n && memcmp(path, mk, n) == 0))
+		return 0; /* the marker (or an old .ferry-id) */
 	size_t ai = creation_at(v, path, n);
 	if (r->temp && ai == NONE_IDX && ri == NONE_IDX)
 		return r->type == FERRY__T_DIR ? 0 : add_temp(v, r);

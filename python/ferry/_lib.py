@@ -47,11 +47,13 @@ class SessionOpts(ctypes.Structure):
 
 
 class SessionInfo(ctypes.Structure):
+    VERSION = 2
     _fields_ = [(n, c_char_p) for n in (
         "kex", "hostkey_type", "cipher_cs", "cipher_sc", "mac_cs", "mac_sc",
         "comp_cs", "comp_sc", "hostkey_fingerprint", "auth_method", "target")
     ] + [(n, c_double) for n in (
-        "ms_resolve_connect", "ms_handshake", "ms_hostkey", "ms_auth")]
+        "ms_resolve_connect", "ms_handshake", "ms_hostkey", "ms_auth")
+    ] + [("home", c_char_p)]  # version 2
 
 
 class Change(ctypes.Structure):
@@ -90,7 +92,7 @@ PROGRESS_FN = ctypes.CFUNCTYPE(None, c_void_p, POINTER(Progress))
 
 
 class SyncOpts(ctypes.Structure):
-    VERSION = 3
+    VERSION = 4
     _fields_ = [
         ("version", c_uint),
         ("sources", POINTER(c_char_p)),
@@ -122,6 +124,8 @@ class SyncOpts(ctypes.Structure):
         ("delete_scope", c_int),
         # version 3
         ("streams", c_uint),
+        # version 4
+        ("marker", c_char_p),
     ]
 
 
@@ -182,7 +186,7 @@ STRUCTS = [
     (1, SessionOpts, SessionOpts.VERSION),
     (2, SyncOpts, SyncOpts.VERSION),
     (3, ExecOpts, ExecOpts.VERSION),
-    (4, SessionInfo, 0),
+    (4, SessionInfo, SessionInfo.VERSION),
     (5, Change, 0),
     (6, Progress, 0),
     (7, FileError, 0),
@@ -249,7 +253,9 @@ def _declare(lib):
         "ferry_session_connect": (c_int, [S]),
         "ferry_session_close": (None, [S]),
         "ferry_session_errmsg": (c_char_p, [S]),
-        "ferry_session_info_get": (c_int, [POINTER(SessionInfo), S]),
+        "ferry_session_info_get_v": (c_int, [POINTER(SessionInfo), c_uint,
+                                             S]),
+        "ferry_session_home": (c_int, [S, POINTER(c_char_p)]),
         "ferry_session_round_trips": (c_uint64, [S]),
         "ferry_interrupt": (None, [S]),
         "ferry_sync": (c_int, [S, POINTER(SyncOpts), POINTER(SyncReport)]),

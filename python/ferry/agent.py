@@ -39,18 +39,18 @@ class RemoteEnvironment:
         self._session = Session(host, user=user or None, port=port,
                                 key_path=key_path or None, **options)
         try:
-            # The first command starts the session shell and tells where
-            # "~" is (ferry_exec takes "~" literally: issue 17 item 7).
-            r = self._session.exec('builtin printf "%s" "$HOME"')
-            self.home = r.output.decode("utf-8", "surrogateescape") or None
+            # The first command starts the session shell, enters cwd ("~"
+            # and "~/x" are the login directory) and, on the way, tells
+            # the session its login directory (Session.home, no round
+            # trip of its own).
+            r = self._session.exec(":", cwd=cwd if cwd and cwd != "~"
+                                   else None)
+            if r.exit_status == 126:
+                raise NotFoundError(
+                    f"ferry.agent: cannot enter the working directory "
+                    f"{cwd!r} on {host}: {r.text.strip()}")
             self.cwd = r.cwd
-            if cwd and cwd != "~":
-                r = self._session.exec(":", cwd=self._expand(cwd))
-                if r.exit_status == 126:
-                    raise NotFoundError(
-                        f"ferry.agent: cannot enter the working directory "
-                        f"{cwd!r} on {host}: {r.text.strip()}")
-                self.cwd = r.cwd
+            self.home = self._session.home
         except BaseException:
             self._session.close()
             raise
@@ -83,7 +83,7 @@ class RemoteEnvironment:
                         "is closed")
         t = self.timeout if timeout is None else timeout
         try:
-            r = self._session.exec(command, cwd=self._expand(cwd) or None,
+            r = self._session.exec(command, cwd=cwd or None,
                                    timeout=t or None, stdin=stdin_data)
         except InvalidArgumentError:
             raise

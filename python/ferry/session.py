@@ -176,6 +176,7 @@ class SessionInfo:
     ms_handshake: float
     ms_hostkey: float
     ms_auth: float
+    home: Optional[str] = None  # the login directory, once known
 
 
 # ---- callbacks -------------------------------------------------------------------
@@ -411,13 +412,24 @@ class Session:
     def info(self):
         """The negotiated algorithms, host key and step times."""
         i = _lib.SessionInfo()
-        rc = self._call(lambda s: lib.ferry_session_info_get(
-            ctypes.byref(i), s))
+        rc = self._call(lambda s: lib.ferry_session_info_get_v(
+            ctypes.byref(i), i.VERSION, s))
         if rc:
             self._raise(rc)
         return SessionInfo(**{
             n: (_s(getattr(i, n)) if t is ctypes.c_char_p else getattr(i, n))
             for n, t in _lib.SessionInfo._fields_})
+
+    @property
+    def home(self):
+        """The remote login directory (str): known without a round trip
+        once a command or a sync ran, else asked over SFTP (REALPATH ".").
+        """
+        p = ctypes.c_char_p()
+        rc = self._call(lambda s: lib.ferry_session_home(s, ctypes.byref(p)))
+        if rc:
+            self._raise(rc)
+        return _s(p.value)
 
     @property
     def round_trips(self):
@@ -431,7 +443,7 @@ class Session:
                    state_dir, allow_shared_dirs, on_change, on_progress, log,
                    cbs, mappings=None, delete_scope="mirror",
                    max_dir_entries=None, max_entries=None,
-                   max_name_bytes=None, streams=None):
+                   max_name_bytes=None, streams=None, marker=None):
         o = _lib.SyncOpts()
         if lib.ferry_sync_opts_init(ctypes.byref(o), o.VERSION):
             raise InvalidArgumentError(lib.ferry_last_errmsg().decode())
@@ -464,6 +476,7 @@ class Session:
         o.max_entries = int(max_entries or 0)
         o.max_name_bytes = int(max_name_bytes or 0)
         o.streams = int(streams or 0)
+        o.marker = _b(marker) if marker else None
         if mappings:
             maps = (_lib.Mapping * len(mappings))()
             for m, spec in zip(maps, mappings):
@@ -511,7 +524,7 @@ class Session:
              allow_shared_dirs=False, on_change=None, on_progress=None,
              log=None, mappings=None, delete_scope="mirror",
              max_dir_entries=None, max_entries=None, max_name_bytes=None,
-             streams=None):
+             streams=None, marker=None):
         """Push local sources (rsync's meaning of a trailing slash: "dir/"
         puts dir's contents into dest, "dir" puts dir at dest/dir) to the
         remote directory dest (relative to the login directory unless
@@ -526,7 +539,9 @@ class Session:
         manifest and one marker.  delete_scope "tracked" (with delete)
         deletes only what this manifest recorded, never a remote-only
         file; "mirror" (default) anything the sources lack.  streams: SFTP
-        channels a large upload may be striped over (None: automatic)."""
+        channels a large upload may be striped over (None: automatic).
+        marker: the name of ferry's identity marker at the top of dest
+        (None: ".ferry-id"); give a pull of the tree the same name."""
         return self._transfer(
             lib.ferry_sync, sources, dest, dry_run, delete=delete,
             excludes=excludes, exclude_from=exclude_from, checksum=checksum,
@@ -535,15 +550,18 @@ class Session:
             on_change=on_change, on_progress=on_progress, log=log,
             mappings=mappings, delete_scope=delete_scope,
             max_dir_entries=max_dir_entries, max_entries=max_entries,
-            max_name_bytes=max_name_bytes, streams=streams)
+            max_name_bytes=max_name_bytes, streams=streams, marker=marker)
 
     def pull(self, sources, dest, delete=False, excludes=(), checksum=False,
              dry_run=False, fsync=False, max_delete=None, exclude_from=(),
              on_change=None, on_progress=None, log=None,
-             max_dir_entries=None, max_entries=None, max_name_bytes=None):
+             max_dir_entries=None, max_entries=None, max_name_bytes=None,
+             marker=None):
         """The reverse of sync: remote sources (same trailing-slash rule)
         into the local directory dest.  In the report files_uploaded counts
-        the files brought home and bytes_sent the bytes written locally."""
+        the files brought home and bytes_sent the bytes written locally.
+        ferry's marker (".ferry-id", and marker: the name given to the
+        sync) and temporary names are never brought home."""
         return self._transfer(
             lib.ferry_pull, sources, os.path.expanduser(os.fspath(dest)),
             dry_run, delete=delete, excludes=excludes,
@@ -552,7 +570,7 @@ class Session:
             allow_shared_dirs=False, on_change=on_change,
             on_progress=on_progress, log=log,
             max_dir_entries=max_dir_entries, max_entries=max_entries,
-            max_name_bytes=max_name_bytes)
+            max_name_bytes=max_name_bytes, marker=marker)
 
     # -- commands
 

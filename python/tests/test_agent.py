@@ -47,6 +47,8 @@ def test_cd_into_a_missing_directory_is_126_and_keeps_the_cwd(env, tmp_path):
     assert env.execute("pwd")["output"] == f"{tmp_path}\n"
     r = env.execute("pwd", cwd="~")
     assert r["output"] == f"{env.home}\n"
+    assert env.home == os.path.realpath(os.environ["HOME"])
+    assert env.home == env.session.home
 
 
 def test_timeout_is_124_and_kills_the_remote_process_group(env):

@@ -32,6 +32,20 @@ def test_connects_with_ssh_options_and_reports_the_session(sshd):
         s.exec("true")
 
 
+def test_home_is_the_login_directory_from_sftp_or_the_first_command(sshd):
+    want = os.path.realpath(os.environ["HOME"])
+    with ferry.Session(H, **sshd.conn()) as s:
+        assert s.info().home is None
+        assert s.home == want  # a REALPATH "." riding with SFTP's INIT
+        assert s.round_trips == 3  # channel open, subsystem, INIT
+        assert s.info().home == want
+    with ferry.Session(H, **sshd.conn()) as s:
+        s.exec("true", cwd="/tmp")
+        assert s.home == want and s.info().home == want
+        assert s.round_trips == 0  # the command told it: no SFTP at all
+        assert s.exec("pwd", cwd="~").text == f"{want}\n"
+
+
 def test_a_key_the_server_does_not_accept_is_an_auth_error(sshd, tmp_path):
     key = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
@@ -370,6 +384,29 @@ def test_an_exception_in_on_change_is_raised_after_the_sync(session,
     # the session still works, and a new push converges
     session.sync([f"{src}/"], str(dst))
     assert read(dst / "a.txt") == "alpha\n"
+
+
+def test_sync_and_pull_with_a_marker_name_of_ones_own(sshd, tmp_path):
+    src, dst, back = tmp_path / "src", tmp_path / "dst", tmp_path / "back"
+    tree(src)
+    with ferry.Session(H, **sshd.conn()) as s:
+        s.sync([f"{src}/"], str(dst), marker=".agent-sync", delete=True)
+    assert (dst / ".agent-sync").is_file()
+    assert not (dst / ".ferry-id").exists()
+    with ferry.Session(H, **sshd.conn()) as s:
+        r = s.sync([f"{src}/"], str(dst), marker=".agent-sync")
+        assert r.verified == 0  # the marker vouches for the manifest
+        r = s.pull([f"{dst}/"], str(back), marker=".agent-sync")
+        assert r.files_uploaded == 4
+        assert not (back / ".agent-sync").exists()
+        with pytest.raises(ferry.InvalidArgumentError, match="one name"):
+            s.sync([f"{src}/"], str(dst), marker="../outside")
+    # wiped and made again: the next session notices and restores
+    subprocess.run(["rm", "-rf", str(dst)], check=True)
+    os.mkdir(dst)
+    with ferry.Session(H, **sshd.conn()) as s:
+        r = s.sync([f"{src}/"], str(dst), marker=".agent-sync")
+        assert r.verified and r.files_uploaded == 4
 
 
 def test_pull_brings_the_remote_tree_home(session, tmp_path):

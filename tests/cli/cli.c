@@ -680,6 +680,38 @@ Test(cli, delete_scope_tracked_keeps_remote_only_files)
 	free(dir);
 }
 
+/* --marker NAME: the marker under that name, no .ferry-id; a pull with the
+ * same name does not bring it home; a name outside DEST is refused. */
+Test(cli, marker_name_for_push_and_pull)
+{
+	char *dir = tree_dir("mk", "mkdir -p src && echo a > src/a");
+	char *out = NULL, *err = NULL;
+	cr_assert_eq(push_cli(dir, "--marker .agent-sync", &out, &err), 0, "%s",
+	             err);
+	free(out);
+	free(err);
+	cr_assert_eq(fx_sh("cd %s/dst && test -s .agent-sync && test ! -e "
+	                   ".ferry-id && test -f a",
+	                   dir),
+	             0);
+	/* pull_cli pulls src/ into dst: pull the pushed tree instead */
+	cr_assert_eq(fx_sh("cd %s && rm -rf src && mv dst src", dir), 0);
+	cr_assert_eq(pull_cli(dir, "--marker .agent-sync", &out, &err), 0, "%s",
+	             err);
+	free(out);
+	free(err);
+	cr_assert_eq(
+	        fx_sh("cd %s/dst && test -f a && test ! -e .agent-sync", dir),
+	        0, "the marker came home");
+	int rc = push_cli(dir, "--marker ../elsewhere", &out, &err);
+	cr_assert_eq(rc, 2, "%d %s", rc, err);
+	cr_assert(strstr(err, "one name inside the destination"), "%s", err);
+	free(out);
+	free(err);
+	fx_sh("rm -rf %s", dir);
+	free(dir);
+}
+
 /* exec --json holds the output in memory to print it: of each stream it
  * keeps at most --max-output bytes (default 8 MiB), head and tail, and
  * says so in output_truncated (issue 14 item 7: 100 MB of output took

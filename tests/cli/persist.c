@@ -205,6 +205,68 @@ Test(persist, holder_exits_after_its_idle_seconds)
 	world_end(&w);
 }
 
+/* ssh_config's ControlMaster auto + ControlPersist is --persist for that
+ * host; ControlMaster no changes nothing; --no-persist and
+ * FERRY_PERSIST=no override the file. */
+Test(persist, ssh_config_control_master_and_persist_are_persist)
+{
+	world w;
+	world_init(&w, fx_shared(), "pstcfg");
+	cr_assert_eq(fx_write_in(w.dir, "auto.cfg",
+	                         "Host 127.0.0.1\n  ControlMaster auto\n"
+	                         "  ControlPersist 30\n",
+	                         0644),
+	             0);
+	cr_assert_eq(fx_write_in(w.dir, "no.cfg",
+	                         "Host 127.0.0.1\n  ControlMaster no\n"
+	                         "  ControlPersist 30\n",
+	                         0644),
+	             0);
+	char *first = conn_of(&w, "-F auto.cfg");
+	cr_assert_eq(holders(&w), 1, "no holder from the config");
+	char *again = conn_of(&w, "-F auto.cfg");
+	cr_assert_str_eq(again, first, "the second call did not reuse it");
+	free(again);
+	char *out = NULL;
+	cr_assert_eq(run(&w, &out, NULL, "master status"), 0);
+	char *l = strchr(out, '\n');
+	char tgt[600], state[32];
+	int pid = 0, served = 0, persist = 0;
+	double idle = 0;
+	cr_assert(l && sscanf(l + 1, "%599s %d %lf %d %d %31s", tgt, &pid,
+	                      &idle, &served, &persist, state) == 6,
+	          "%s", out);
+	cr_assert_eq(persist, 30, "%s", out);
+	cr_assert_eq(served, 2, "%s", out);
+	free(out);
+	/* Overrides: a connection of its own each. */
+	char *direct = conn_of(&w, "-F auto.cfg --no-persist");
+	cr_assert_str_neq(direct, first);
+	free(direct);
+	direct = conn_of(&w, "-F auto.cfg --persist=no");
+	cr_assert_str_neq(direct, first);
+	free(direct);
+	cr_assert_eq(fx_sh_capture(&direct, NULL,
+	                           "cd %s && %s FERRY_PERSIST=no %s exec %s -F "
+	                           "auto.cfg 127.0.0.1 -- 'echo "
+	                           "$SSH_CONNECTION'",
+	                           w.dir, w.env, fx_ferry_bin(), w.conn),
+	             0);
+	cr_assert_str_neq(direct, first, "FERRY_PERSIST=no did not win");
+	free(direct);
+	cr_assert_eq(holders(&w), 1);
+	cr_assert_eq(run(&w, NULL, NULL, "master stop --all"), 0);
+	/* ControlMaster no: each call connects, no holder starts. */
+	char *a = conn_of(&w, "-F no.cfg");
+	char *b = conn_of(&w, "-F no.cfg");
+	cr_assert_str_neq(a, b);
+	cr_assert_eq(holders(&w), 0);
+	free(a);
+	free(b);
+	free(first);
+	world_end(&w);
+}
+
 Test(persist, master_stop_and_status)
 {
 	world w;

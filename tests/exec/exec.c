@@ -211,6 +211,36 @@ Test(exec, printf_is_exact_and_state_persists)
 	ferry_session_close(s);
 }
 
+/* The first command tells the session its login directory (the login
+ * shell's cd -P .), with no SFTP channel and no round trip of its own;
+ * "~" as a cwd is that directory. */
+Test(exec, first_command_learns_the_login_directory)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_session_info in;
+	cr_assert_eq(ferry_session_info_get(&in, s), 0);
+	cr_assert_null(in.home);
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	eo.cwd = "/tmp";
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "true", &eo, &r), 0);
+	ferry_exec_result_free(&r);
+	cr_assert_eq(ferry_session_info_get(&in, s), 0);
+	char want[4096];
+	cr_assert_not_null(realpath(getenv("HOME"), want));
+	cr_assert_not_null(in.home);
+	cr_assert_str_eq(in.home, want);
+	const char *home = NULL;
+	cr_assert_eq(ferry_session_home(s, &home), 0);
+	cr_assert_eq(home, in.home);
+	cr_assert_eq(ferry_session_round_trips(s), 0, "SFTP was asked");
+	eo.cwd = "~";
+	cr_assert_eq(run(s, "true", &eo, &r), 0);
+	cr_assert_str_eq(r.cwd, want);
+	ferry_exec_result_free(&r);
+	ferry_session_close(s);
+}
+
 Test(exec, exit_status_signal_and_exec)
 {
 	ferry_session *s = fx_connect(fx_shared());

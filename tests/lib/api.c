@@ -59,6 +59,14 @@ Test(api, struct_sizes_match_the_header)
 	             sizeof(ferry_exec_opts));
 	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SESSION_INFO, 0),
 	             sizeof(ferry_session_info));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SESSION_INFO,
+	                               FERRY_SESSION_INFO_VERSION),
+	             sizeof(ferry_session_info));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SESSION_INFO, 1),
+	             offsetof(ferry_session_info, home));
+	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_SESSION_INFO,
+	                               FERRY_SESSION_INFO_VERSION + 1),
+	             0);
 	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_CHANGE, 0),
 	             sizeof(ferry_change));
 	cr_assert_eq(ferry_struct_size(FERRY_STRUCT_PROGRESS, 0),

@@ -95,6 +95,44 @@ Test(session, info_reports_algorithms_and_steps)
 	ferry_session_close(s);
 }
 
+/* The login directory: unknown right after connect, then a REALPATH "."
+ * riding with the SFTP channel's INIT; known for free from then on.
+ * A program built before version 2 of the info struct (the function
+ * under the macro) gets version 1's bytes only. */
+Test(session, home_is_learnt_with_the_sftp_start)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	ferry_session_info in;
+	cr_assert_eq(ferry_session_info_get(&in, s), 0);
+	cr_assert_null(in.home);
+	const char *home = NULL;
+	cr_assert_eq(ferry_session_home(s, &home), 0, "%s",
+	             ferry_session_errmsg(s));
+	char want[4096];
+	cr_assert_not_null(realpath(getenv("HOME"), want));
+	cr_assert_str_eq(home, want);
+	/* INIT's round trip only: REALPATH rode with it */
+	/* the channel's open, its subsystem request and INIT: REALPATH rode
+	 * with INIT */
+	cr_assert_eq(ferry_session_round_trips(s), 3, "%llu",
+	             (unsigned long long)ferry_session_round_trips(s));
+	cr_assert_eq(ferry_session_info_get(&in, s), 0);
+	cr_assert_eq(in.home, home);
+	const char *again = NULL;
+	cr_assert_eq(ferry_session_home(s, &again), 0);
+	cr_assert_eq(again, home);
+	cr_assert_eq(ferry_session_round_trips(s), 3);
+
+	memset(&in, 0x5a, sizeof(in));
+	cr_assert_eq((ferry_session_info_get)(&in, s), 0);
+	const unsigned char *tail = (const unsigned char *)&in.home;
+	for (size_t i = 0; i < sizeof(in.home); i++)
+		cr_assert_eq(tail[i], 0x5a, "version 1 wrote past its end");
+	cr_assert_eq(ferry_session_info_get_v(&in, 3, s), FERRY_EINVALID);
+	cr_assert_eq(ferry_session_info_get_v(&in, 0, s), FERRY_EINVALID);
+	ferry_session_close(s);
+}
+
 Test(session, accept_new_appends_exactly_one_line)
 {
 	const fx_sshd *sv = fx_shared();

@@ -147,3 +147,54 @@ Test(sshconfig, version_1_options_are_accepted_and_never_read_past)
 	cr_assert_eq(ferry_session_opts_init(o, 1), 0);
 	cr_assert_eq(o->version, 1);
 }
+
+/* ControlMaster / ControlPersist as ferry_ssh_config_control reports
+ * them (what the CLI maps onto --persist). */
+static void control_of(const char *text, const char *alias, int rc_want,
+                       int master_want, long long persist_want)
+{
+	char *dir = fx_tmpdir("ctl");
+	cr_assert_eq(fx_write_in(dir, "cfg", text, 0644), 0);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/cfg", dir);
+	int master = -5;
+	long long persist = -5;
+	int rc = ferry_ssh_config_control(path, alias, &master, &persist);
+	cr_assert_eq(rc, rc_want, "%s: %d %s", text, rc, ferry_last_errmsg());
+	cr_assert_eq(master, master_want, "%s: master %d", text, master);
+	cr_assert_eq(persist, persist_want, "%s: persist %lld", text, persist);
+	if (rc)
+		cr_assert(strstr(ferry_last_errmsg(), "line "), "%s",
+		          ferry_last_errmsg());
+	fx_sh("rm -rf '%s'", dir);
+	free(dir);
+}
+
+Test(sshconfig, control_master_and_persist)
+{
+	control_of("Host h\n ControlMaster auto\n ControlPersist 30\n", "h", 0,
+	           1, 30);
+	control_of("Host h\n ControlMaster auto\n ControlPersist 30\n", "x", 0,
+	           0, 0);
+	control_of("Host *\n ControlMaster autoask\n ControlPersist 10m\n", "h",
+	           0, 1, 600);
+	control_of("ControlMaster yes\nControlPersist 1h30m\n", "h", 0, 1,
+	           5400);
+	control_of("ControlMaster ask\nControlPersist yes\n", "h", 0, 1, -1);
+	control_of("ControlMaster auto\nControlPersist 0\n", "h", 0, 1, -1);
+	control_of("ControlMaster no\nControlPersist 30\n", "h", 0, 0, 30);
+	control_of("ControlMaster auto\nControlPersist no\n", "h", 0, 1, 0);
+	control_of("ControlMaster auto\n", "h", 0, 1, 0);
+	control_of("Host h\n ControlMaster no\nHost *\n ControlMaster auto\n",
+	           "h", 0, 0, 0);
+	control_of("ControlPath ~/.ssh/cm-%r@%h:%p\n", "h", 0, 0, 0);
+	control_of("ControlMaster sometimes\n", "h", FERRY_EINVALID, 0, 0);
+	control_of("ControlPersist 10x\n", "h", FERRY_EINVALID, 0, 0);
+	control_of("ControlPersist -5\n", "h", FERRY_EINVALID, 0, 0);
+	control_of("ControlPersist 99999999999\n", "h", FERRY_EINVALID, 0, 0);
+	int m;
+	long long p;
+	cr_assert_eq(ferry_ssh_config_control("/nonexistent/cfg", "h", &m, &p),
+	             FERRY_EINVALID);
+	cr_assert(strstr(ferry_last_errmsg(), "/nonexistent/cfg"));
+}

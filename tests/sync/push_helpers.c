@@ -227,6 +227,8 @@ static void lines_add(lines *l, char *s)
 	l->v[l->n++] = s;
 }
 
+const char *ph_marker;
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -241,7 +243,8 @@ static void walk(const char *root, const char *rel, lines *out)
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (!rel[0] && !strcmp(de->d_name, ".ferry-id"))
+		if (!rel[0] && (!strcmp(de->d_name, ".ferry-id") ||
+		                (ph_marker && !strcmp(de->d_name, ph_marker))))
 			continue;
 		char *r = NULL;
 		if (rel[0])

@@ -61,8 +61,11 @@ void ph_skills_tree(const char *dir, int nfiles, unsigned seed);
 /* One line per entry of a tree (sorted): path, type, mode, mtime (files
  * and directories, as rsync -a keeps them), size and XXH3 of files,
  * symlink targets.  The top-level
- * .ferry-id is left out.  Caller frees. */
+ * .ferry-id (and ph_marker, when set) is left out.  Caller frees. */
 char *ph_tree_listing(const char *dir);
+/* A marker name of the test's (ferry_sync_opts.marker) that
+ * ph_tree_listing leaves out too; NULL: none. */
+extern const char *ph_marker;
 /* Assert that dst holds exactly the tree src. */
 void ph_assert_same(const char *src, const char *dst);
 /* Temporary names (".NAME.ferry-XXXXXX") anywhere under dir. */
