@@ -28,8 +28,9 @@ class RemoteEnvironment:
     not hold the call.  options go to ferry.Session (known_hosts,
     host_key_policy, connect_timeout, ssh_config, ...).
 
-    The session runs one call at a time: execute() from two threads at
-    once is serialized (the second waits for the first).
+    execute() from several threads runs the commands at once, each on its
+    own channel, in one session shell: what one leaves (cwd, exports) is
+    what the next one to start sees.
     """
 
     def __init__(self, host, user, cwd="~", timeout=60, port=22,
@@ -96,8 +97,8 @@ class RemoteEnvironment:
                 "returncode": r.exit_status}
 
     def interrupt(self):
-        """Stop the running execute() (from another thread): it returns
-        130 once the remote process group is killed."""
+        """Stop the running execute() calls (from another thread): they
+        return 130 once their remote process groups are killed."""
         self._session.interrupt()
 
     # -- files

@@ -261,9 +261,9 @@ class Session:
     default 30, 0: none) fails an SFTP request no byte moved for; ssh_config
     names a file read as `ssh -F FILE` would for the alias `host`.
 
-    One call at a time runs on a session (the library is not thread-safe):
-    calls from several threads are serialized by a lock.  interrupt() is
-    the exception: from any thread it stops the call running then.
+    Calls from several threads run at once (commands each on their own
+    channel; pushes and pulls take turns).  interrupt() from any thread
+    stops the calls running then.
     """
 
     def __init__(self, host, user=None, port=22, key_path=None,
@@ -272,10 +272,13 @@ class Session:
                  compress=False, use_agent=True, passphrase=None,
                  ssh_config=None, io_timeout=None, log=None, connect=True):
         self._s = None
-        self._lock = threading.Lock()
-        self._state = threading.Lock()  # _busy and _s against interrupt()
-        self._busy = False
-        self._owner = None
+        # Calls run at once from several threads (the library's session
+        # is thread-safe); close() waits for them.  _owners: the threads
+        # inside a call (a callback's call on the same session is refused).
+        self._cv = threading.Condition()
+        self._calls = 0
+        self._closing = False
+        self._owners = set()
         self._log = log
         self._cbs = _Callbacks(self)
         if host_key_policy not in HOST_KEY_POLICIES:
@@ -337,19 +340,21 @@ class Session:
         interrupted first).  Idempotent."""
         if not self._s:
             return
-        if self._owner == threading.get_ident():
+        if threading.get_ident() in self._owners:
             raise Error("ferry: close() from inside a callback of a call on "
                         "the same session")
-        if not self._lock.acquire(blocking=False):
-            self.interrupt()
-            self._lock.acquire()
-        try:
-            with self._state:
-                handle, self._s = self._s, None
-            if handle:
-                lib.ferry_session_close(handle)
-        finally:
-            self._lock.release()
+        with self._cv:
+            if not self._s:
+                return
+            self._closing = True
+            if self._calls:
+                lib.ferry_interrupt(self._s)
+            while self._calls:
+                self._cv.wait()
+            handle, self._s = self._s, None
+            self._closing = False
+        if handle:
+            lib.ferry_session_close(handle)
 
     def __enter__(self):
         return self
@@ -370,28 +375,30 @@ class Session:
     # -- the one way into C
 
     def _call(self, fn, *args, cbs=None):
-        """Run one blocking library call under the session's lock; raise
-        what a callback raised, then the error the code maps to."""
+        """Run one blocking library call (others may run beside it, from
+        other threads); raise what a callback raised, then the error the
+        code maps to."""
         me = threading.get_ident()
-        if self._owner == me:
-            raise Error("ferry: a session call made from inside a callback "
-                        "of another call on the same session")
-        with self._lock:
-            if not self._s:
+        with self._cv:
+            if me in self._owners:
+                raise Error("ferry: a session call made from inside a "
+                            "callback of another call on the same session")
+            if not self._s or self._closing:
                 raise Error("ferry: the session is closed")
-            self._owner = me
-            with self._state:
-                self._busy = True
-            try:
-                rc = fn(self._s, *args)
-            finally:
-                with self._state:
-                    self._busy = False
-                self._owner = None
-            if cbs:
-                cbs.reraise()
-            self._cbs.reraise()  # the session's log callback
-            return rc
+            self._calls += 1
+            self._owners.add(me)
+            handle = self._s
+        try:
+            rc = fn(handle, *args)
+        finally:
+            with self._cv:
+                self._calls -= 1
+                self._owners.discard(me)
+                self._cv.notify_all()
+        if cbs:
+            cbs.reraise()
+        self._cbs.reraise()  # the session's log callback
+        return rc
 
     def _raise(self, rc, report=None):
         msg = lib.ferry_session_errmsg(self._s) if self._s else None
@@ -403,8 +410,8 @@ class Session:
         """Stop the call running on this session now (from any thread):
         it returns as interrupted (a command is killed remotely first, exit
         130).  Does nothing when no call is running."""
-        with self._state:
-            if self._s and self._busy:
+        with self._cv:
+            if self._s and self._calls:
                 lib.ferry_interrupt(self._s)
 
     # -- introspection
