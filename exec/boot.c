@@ -13,6 +13,7 @@
 static void diag_line(exec_state *es, const char *what, ferry__exec_op *op);
 static void es_boot_next(exec_state *es, int kind);
 static void es_resolved(exec_state *es);
+static void es_took_back(exec_state *es);
 
 /* The first command ran inside the bootstrap: what the bootstrap said is
  * in the noise before the command's header. */
@@ -172,6 +173,38 @@ static void es_fail(exec_state *es)
 	ferry__ex_es_drop_spare(es);
 }
 
+/* After a bootstrap on a connection made again: the shell's state is
+ * back when its old directory was taken back (the snapshot, and the cwd
+ * with it); else the session starts from the login environment, said. */
+static void es_took_back(exec_state *es)
+{
+	if (es->keep_dir) {
+		int back = es->dir && !strcmp(es->dir, es->keep_dir);
+		if (back && es->keep_cwd) {
+			ferry__free(es->cwd);
+			es->cwd = es->keep_cwd;
+			es->keep_cwd = NULL;
+		}
+		if (back)
+			ferry__log(es->s, FERRY_LOG_INFO,
+			           "exec: connected again to %s; the session "
+			           "shell's state is restored",
+			           ferry__session_target(es->s));
+		else
+			ferry__log(
+			        es->s, FERRY_LOG_WARN,
+			        "exec: connected again to %s; the session "
+			        "shell's state did not survive there (its "
+			        "directory is gone): commands start from the "
+			        "login environment",
+			        ferry__session_target(es->s));
+		es->restored = back;
+	}
+	ferry__free(es->keep_dir);
+	ferry__free(es->keep_cwd);
+	es->keep_dir = es->keep_cwd = NULL;
+}
+
 void ferry__ex_boot_done(ferry__exec_op *op)
 {
 	exec_state *es = op->es;
@@ -203,6 +236,7 @@ void ferry__ex_boot_done(ferry__exec_op *op)
 			es->cwd = b.cwd;
 			es->cur_slot = 0;
 			es->mode = FERRY__EXEC_MODE_SNAPSHOT;
+			es_took_back(es);
 			es_resolved(es);
 			return;
 		}
@@ -231,6 +265,13 @@ void ferry__ex_boot_done(ferry__exec_op *op)
 		es->cwd = cwd;
 		es->mode = op->kind == K_PROBE ? FERRY__EXEC_MODE_PLAIN
 		                               : FERRY__EXEC_MODE_LOGIN;
+		/* No snapshot in these modes: the cwd is all the state. */
+		if (es->keep_cwd) {
+			ferry__free(es->cwd);
+			es->cwd = es->keep_cwd;
+			es->keep_cwd = NULL;
+		}
+		es_took_back(es);
 		es_resolved(es);
 		return;
 	}
@@ -250,8 +291,17 @@ static void es_boot_next(exec_state *es, int kind)
 	int rc = op ? ferry__ex_op_new_mark(op) : FERRY_ENOMEM;
 	if (!rc && kind == K_BOOT) {
 		char name[40];
-		snprintf(name, sizeof(name), "ferry-%s", es->sid);
-		rc = ferry__sh_bootstrap(&op->req, name);
+		/* A directory made after a reconnect has a name of its own:
+		 * the one printed then says whether the old one came back. */
+		if (es->keep_dir)
+			snprintf(name, sizeof(name), "ferry-%s-%d", es->sid,
+			         es->reconnects);
+		else
+			snprintf(name, sizeof(name), "ferry-%s", es->sid);
+		rc = es->keep_dir ? ferry__sh_bootstrap_keep(&op->req, name,
+		                                             es->keep_dir,
+		                                             es->keep_slot)
+		                  : ferry__sh_bootstrap(&op->req, name);
 	} else if (!rc) {
 		rc = ferry__sh_probe(&op->req, kind == K_LPROBE);
 	}

@@ -30,6 +30,7 @@
 
 static int64_t es_io_next_timer(ferry__io *io);
 static void es_free(void *p);
+static void es_reset(void *p);
 static int64_t es_next_timer(const exec_state *es);
 
 static int es_get(ferry_session *s, exec_state **out)
@@ -57,6 +58,7 @@ static int es_get(ferry_session *s, exec_state **out)
 	es->io.next_timer = es_io_next_timer;
 	ferry__io_add(s, &es->io);
 	ferry__session_set_state(s, FERRY__SLOT_EXEC, es, es_free);
+	ferry__session_set_reset(s, FERRY__SLOT_EXEC, es_reset);
 	*out = es;
 	return 0;
 }
@@ -176,7 +178,7 @@ int ferry__exec_start(ferry_session *s, const char *command,
 	}
 	op->state = S_WAIT_SHELL;
 	if (es->mode == FERRY__EXEC_MODE_NONE && !op->no_snapshot &&
-	    ferry__ex_op_launch_carrier(op) == 0) {
+	    !es->keep_dir && ferry__ex_op_launch_carrier(op) == 0) {
 		*out = op;
 		return 0;
 	}
@@ -285,6 +287,38 @@ static void es_fail_all(exec_state *es, int rc)
 	es->spare_req = 0;
 	es->nclosing = 0;
 	es->opening = 0;
+}
+
+/* The connection was made again (ferry_session_reconnect): what belonged
+ * to the old one is gone; the shell's state is taken back by the next
+ * bootstrap when its directory survived. */
+static void es_reset(void *p)
+{
+	exec_state *es = p;
+	es_fail_all(es, FERRY_ECONN);
+	ferry__ex_es_bury(es);
+	ferry__free(es->keep_dir);
+	ferry__free(es->keep_cwd);
+	es->keep_dir = es->keep_cwd = NULL;
+	if (es->mode == FERRY__EXEC_MODE_SNAPSHOT && es->dir) {
+		es->keep_dir = es->dir;
+		es->keep_slot = es->cur_slot;
+		es->dir = NULL;
+	}
+	if (es->mode != FERRY__EXEC_MODE_FAILED && es->cwd) {
+		es->keep_cwd = es->cwd;
+		es->cwd = NULL;
+	}
+	/* Slots and command files belonged to the old directory. */
+	memset(es->slot_refs, 0, sizeof(es->slot_refs));
+	memset(es->cmd_refs, 0, sizeof(es->cmd_refs));
+	es->cur_slot = 0;
+	es->mode = FERRY__EXEC_MODE_NONE;
+	es->boot = NULL;
+	es->want_spare = 0;
+	es->exec_seen = 0;
+	es->reconnects++;
+	es->restored = 0;
 }
 
 static int wait_flags(ferry_session *s, ferry__exec_op *const *ops, size_t n,
@@ -431,6 +465,8 @@ void ferry__exec_info_get(ferry_session *s, ferry__exec_info *out)
 	out->cwd = es->cwd;
 	out->spare = es->spare != NULL;
 	out->spare_reader = es->spare && es->spare_req == 2;
+	out->reconnects = es->reconnects;
+	out->restored = es->restored;
 	out->closing = (unsigned)es->nclosing;
 	out->commands = es->commands;
 	out->channels =
@@ -546,6 +582,8 @@ static void es_free(void *p)
 	ferry__free(es->fail_msg);
 	ferry__buf_free(&es->diag);
 	ferry__buf_free(&es->reader);
+	ferry__free(es->keep_dir);
+	ferry__free(es->keep_cwd);
 	ferry__free(es);
 	ferry__session_set_state(s, FERRY__SLOT_EXEC, NULL, NULL);
 }

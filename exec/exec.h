@@ -68,7 +68,9 @@ typedef struct ferry__exec_info {
 	unsigned closing;         /* of which being closed */
 	int spare;                /* a spare channel is open */
 	int spare_reader;         /* its reader runs remotely, waiting */
-	uint64_t commands;        /* commands started */
+	int reconnects;           /* times the connection was made again */
+	int restored; /* after the last: the shell's state was taken back */
+	uint64_t commands; /* commands started */
 } ferry__exec_info;
 
 /* Fills out (strings valid until the next call on the session); zeros

@@ -127,6 +127,12 @@ struct exec_state {
 	char sid[17];
 	uint64_t commands;
 	char *dir, *cwd;
+	/* After the connection was made again: the old directory to take
+	 * back (its slot keep_slot), and the cwd the shell had. */
+	char *keep_dir, *keep_cwd;
+	int keep_slot;
+	int reconnects; /* connections made again under this state */
+	int restored;   /* the last one took the shell's state back */
 	int cur_slot;
 	unsigned slot_refs[SLOTS];
 	unsigned cmd_refs[SLOTS]; /* "DIR/cN" files of long commands */

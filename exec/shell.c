@@ -209,7 +209,8 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 }
 
 /* The bootstrap's bash -l script, before the first command. */
-static void boot_script(ferry_buf *t, const char *name)
+static void boot_script(ferry_buf *t, const char *name, const char *keep,
+                        int slot)
 {
 	/* The marker, then what the login shell was (its BASH_VERSION and
 	 * SHELLOPTS come in $__ferry_sh, not secret). */
@@ -220,6 +221,27 @@ static void boot_script(ferry_buf *t, const char *name)
 	 * after every command costs a third of a millisecond on ext4, a
 	 * tenth on tmpfs), else $TMPDIR.  mkdir fails on an existing name,
 	 * so nothing planted there is ever used. */
+	/* A session that connected again takes its old directory back when
+	 * it is still there and ours (its snapshot slot is the state the
+	 * last command left): its pid file names the new sshd first, so
+	 * the clean-up below leaves it. */
+	ferry__buf_fmt(t, "__ferry_a=; ");
+	if (keep)
+		ferry__buf_fmt(
+		        t,
+		        "\\builtin umask 077; __ferry_k=%q; "
+		        "[ -d \"$__ferry_k\" ] && [ ! -L \"$__ferry_k\" ] "
+		        "&& [ -O \"$__ferry_k\" ] && [ -f "
+		        "\"$__ferry_k/%ld\" ] && [ ! -L \"$__ferry_k/%ld\" ] "
+		        "&& [ -O \"$__ferry_k/%ld\" ] && \\builtin "
+		        "printf '%%s %%s\\n' \"$PPID\" \"${HOSTNAME-}\" "
+		        ">\"$__ferry_k/pid\" 2>/dev/null && { [ %ld = 0 ] "
+		        "|| \\command mv -f -- \"$__ferry_k/%ld\" "
+		        "\"$__ferry_k/0\"; } && __ferry_a=1; ",
+		        keep, (long)slot, (long)slot, (long)slot, (long)slot,
+		        (long)slot);
+	ferry__buf_fmt(t,
+	               "case ${__ferry_a-} in 1) __ferry_d=$__ferry_k;; *) ");
 	ferry__buf_fmt(
 	        t,
 	        "\\builtin umask 077; __ferry_d=; for __ferry_b "
@@ -229,7 +251,7 @@ static void boot_script(ferry_buf *t, const char *name)
 	        "&& [ -w \"$__ferry_b\" ] || continue; "
 	        /* Directories of sessions that ended without cleaning up
 	         * (connection lost, process killed): their sshd, on this
-	         * host, is gone. */
+	         * host, is gone... */
 	        "for __ferry_o in \"${__ferry_b%%/}\"/ferry-*; do "
 	        "[ -O \"$__ferry_o\" ] && [ -f \"$__ferry_o/pid\" ] "
 	        "|| continue; __ferry_p=; __ferry_h=; \\builtin read "
@@ -239,7 +261,13 @@ static void boot_script(ferry_buf *t, const char *name)
 	        "if [ -d /proc/self ]; "
 	        "then [ -d \"/proc/$__ferry_p\" ] && continue; else "
 	        "\\builtin kill -0 \"$__ferry_p\" 2>/dev/null && "
-	        "continue; fi; \\command rm -rf -- \"$__ferry_o\"; "
+	        "continue; fi; "
+	        /* ...and nothing in it changed for 10 minutes: a session
+	         * whose connection was lost may still connect again and
+	         * take it back (ferry_session_reconnect). */
+	        "[ -n \"$(\\command find \"$__ferry_o\" -mmin -10 -print "
+	        "2>/dev/null)\" ] && continue; "
+	        "\\command rm -rf -- \"$__ferry_o\"; "
 	        "done; __ferry_d=${__ferry_b%%/}/%q; \\command mkdir -m 700 "
 	        "-- \"$__ferry_d\" 2>/dev/null && break; __ferry_d=; done; "
 	        "[ -n \"$__ferry_d\" ] || \\builtin exit 97; "
@@ -249,7 +277,7 @@ static void boot_script(ferry_buf *t, const char *name)
 	        "{ " DUMP_BODY "; } >\"$__ferry_d/boot.tmp\" 2>/dev/null || "
 	        "\\builtin exit 98; \\command mv -f -- "
 	        "\"$__ferry_d/boot.tmp\" \"$__ferry_d/0\" || "
-	        "\\builtin exit 98; \\builtin cd -P . >/dev/null "
+	        "\\builtin exit 98;; esac; \\builtin cd -P . >/dev/null "
 	        "2>&1; \\builtin printf '%%s:boot:%%s\\0%%s\\0' "
 	        "\"$__ferry_mk\" \"$__ferry_d\" \"$PWD\"",
 	        name);
@@ -260,7 +288,7 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
 {
 	ferry_buf t;
 	ferry__buf_init(&t);
-	boot_script(&t, name);
+	boot_script(&t, name, NULL, 0);
 	int error = t.error;
 	if (!error && first) {
 		/* The command runs in this login bash: the snapshot source
@@ -293,6 +321,23 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
 int ferry__sh_bootstrap(ferry_buf *out, const char *name)
 {
 	return ferry__sh_bootstrap_with(out, name, NULL);
+}
+
+int ferry__sh_bootstrap_keep(ferry_buf *out, const char *name, const char *keep,
+                             int slot)
+{
+	ferry_buf t;
+	ferry__buf_init(&t);
+	boot_script(&t, name, keep, slot);
+	int error = ferry__buf_terminate(&t);
+	if (!error)
+		ferry__buf_fmt(out,
+		               "__ferry_sh=\"${BASH_VERSION-}:${SHELLOPTS-}\" "
+		               "exec bash -l -c %q" LOGIN_STDIN_AWAY,
+		               (const char *)t.data);
+	error = error ? error : ferry__buf_terminate(out);
+	ferry__buf_free(&t);
+	return error;
 }
 
 int ferry__sh_reader(ferry_buf *out, int invoke)

@@ -98,6 +98,12 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
  * script (a malformed or short one runs nothing: FERRY__SH_NOMARK); the
  * rest of stdin is the script's.  invoke as for a command. */
 int ferry__sh_reader(ferry_buf *out, int invoke);
+/* The bootstrap of a session that connected again: the directory keep
+ * (the old session's) is taken back when it is still there and ours,
+ * its snapshot slot becoming "0"; else as ferry__sh_bootstrap.  The
+ * directory printed says which. */
+int ferry__sh_bootstrap_keep(ferry_buf *out, const char *name, const char *keep,
+                             int slot);
 /* Write stdin into path (umask 077): how a long command gets there. */
 int ferry__sh_store(ferry_buf *out, const char *path);
 /* A probe of bash -c (login: bash -l -c): "MARK:sh:BASH_VERSION:

@@ -314,6 +314,70 @@ int ferry_session_connect(ferry_session *s)
 	return error;
 }
 
+int ferry__session_reconnect_locked(ferry_session *s)
+{
+	if (!s->dead && s->ssh && ferry_session_alive(s) == 0)
+		return 0;
+	/* What belonged to the old connection goes first: the modules'
+	 * channels and handles, then libssh2's session (bounded, as in
+	 * close: the peer is gone). */
+	s->dead = 1;
+	for (int i = 0; i < FERRY__SLOT_COUNT; i++)
+		if (s->state_reset[i] && s->state[i])
+			s->state_reset[i](s->state[i]);
+	if (s->streams_free && s->streams)
+		s->streams_free(s->streams);
+	s->streams = NULL;
+	if (s->sftp_free && s->sftp)
+		s->sftp_free(s->sftp);
+	s->sftp = NULL;
+	if (s->ssh) {
+		libssh2_session_set_timeout(s->ssh, 1000);
+		libssh2_session_set_blocking(s->ssh, 1);
+		libssh2_session_free(s->ssh);
+		s->ssh = NULL;
+	}
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	for (size_t i = 0;
+	     i < sizeof(s->info_strings) / sizeof(s->info_strings[0]); i++) {
+		ferry__free(s->info_strings[i]);
+		s->info_strings[i] = NULL;
+	}
+	/* The old strings (cipher names...) were libssh2's. */
+	memset(&s->info, 0, sizeof(s->info));
+	s->info.home = s->home;
+	s->open_owner = s->startup_owner = NULL;
+	s->errmsg[0] = '\0';
+	s->dead = 0;
+	int error = session_setup(s, &s->opts);
+	if (error) {
+		s->dead = 1;
+		if (!s->errmsg[0])
+			ferry__seterr(s, error, "%s", ferry_strerror(error));
+	}
+	return error;
+}
+
+int ferry_session_reconnect(ferry_session *s)
+{
+	if (!s)
+		return FERRY_EINVALID;
+	if (!s->ssh && s->fd < 0 && !s->dead)
+		return ferry__seterr(s, FERRY_EINVALID,
+		                     "reconnect: the session was never "
+		                     "connected");
+	ferry__session_call_begin(s);
+	int error = s->ncalls > 1
+	                    ? ferry__seterr(s, FERRY_EINVALID,
+	                                    "reconnect: another call runs on "
+	                                    "the session")
+	                    : ferry__session_reconnect_locked(s);
+	ferry__session_call_end(s);
+	return error;
+}
+
 /* The message of a failed open goes to errmsg and to the thread's last
  * error (ferry_last_errmsg), where ferry_session_open leaves it too. */
 int ferry_session_open_ex(ferry_session **out, const ferry_session_opts *o,

@@ -133,10 +133,10 @@ enum { FERRY_LOG_DEBUG = 0, FERRY_LOG_INFO = 1, FERRY_LOG_WARN = 2 };
 
 typedef void (*ferry_log_fn)(void *ctx, int level, const char *msg);
 
-/* Version 2 added ssh_config, version 3 io_timeout_ms; a struct of an
- * older version (without them) is accepted everywhere a
- * ferry_session_opts is. */
-#define FERRY_SESSION_OPTS_VERSION 3
+/* Version 2 added ssh_config, version 3 io_timeout_ms, version 4
+ * reconnect; a struct of an older version (without them) is accepted
+ * everywhere a ferry_session_opts is. */
+#define FERRY_SESSION_OPTS_VERSION 4
 
 /* Every field left zero takes its documented default. */
 typedef struct ferry_session_opts {
@@ -171,13 +171,18 @@ typedef struct ferry_session_opts {
 	 * server that answers them but not SFTP is caught).  0: 30000;
 	 * < 0: none. */
 	int io_timeout_ms;
+	/* Version 4.  1: a call on a session whose connection was lost
+	 * connects again first (ferry_session_reconnect), when no other call
+	 * runs on it; the strings given must then stay valid as long as the
+	 * session. */
+	int reconnect;
 } ferry_session_opts;
 
 #define FERRY_SESSION_OPTS_INIT                                                \
 	{                                                                      \
 		FERRY_SESSION_OPTS_VERSION, NULL, 0, NULL, NULL, 0, NULL,      \
 		        NULL, FERRY_HOSTKEY_ACCEPT_NEW, 0, 0, 0, 0, 0, NULL,   \
-		        NULL, NULL, 0                                          \
+		        NULL, NULL, 0, 0                                       \
 	}
 
 /* Fill *opts with the defaults of the given struct version (pass
@@ -251,6 +256,19 @@ FERRY_API int ferry_session_home(ferry_session *s, const char **out);
  * FERRY_ECONN (also for a session already known dead).  A connection cut
  * silently shows nothing until a call times out. */
 FERRY_API int ferry_session_alive(const ferry_session *s);
+/* After the connection was lost (a call failed with FERRY_ECONN,
+ * FERRY_EEOF, or FERRY_ETIMEOUT for a dead peer): connect again with the
+ * options the session was made with (their strings must still be valid),
+ * keeping what the session knew.  The session shell's state (exported
+ * variables, functions, aliases, the working directory) comes back on the
+ * next command when its snapshot survived on the remote (ferry keeps it
+ * in a private directory there; a reboot or a cleaned tmpfs loses it, and
+ * then commands start from the login environment, with a warning in the
+ * log); destinations the session had verified stay trusted, so a push
+ * whose manifest vouches for its tree stays cheap.  Not while another call
+ * runs on the session.  0; an error as ferry_session_connect's; 0 with
+ * nothing done when the connection is alive. */
+FERRY_API int ferry_session_reconnect(ferry_session *s);
 /* What the ssh_config file says for the alias host about keeping a
  * connection for later calls (ssh's connection sharing), read as
  * ferry_session_opts.ssh_config is (Host patterns, Match all, first value

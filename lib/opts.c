@@ -35,7 +35,7 @@ static int opts_init(void *opts, const void *def, const size_t *sizes,
 static const size_t session_opts_sizes[] = {
         offsetof(ferry_session_opts, ssh_config),
         offsetof(ferry_session_opts, io_timeout_ms),
-        sizeof(ferry_session_opts)};
+        offsetof(ferry_session_opts, reconnect), sizeof(ferry_session_opts)};
 static const size_t sync_opts_sizes[] = {
         offsetof(ferry_sync_opts, max_dir_entries),
         offsetof(ferry_sync_opts, streams), offsetof(ferry_sync_opts, marker),

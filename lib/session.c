@@ -144,6 +144,12 @@ void ferry__session_call_begin(ferry_session *s)
 	tl_call.depth = 1;
 	/* An interrupt sent before the call began is not the call's. */
 	tl_call.gen = atomic_load(&s->intr_gen);
+	s->ncalls++;
+	/* Opted in: a lost connection (known, or seen on the socket now, no
+	 * round trip) is made again before the call. */
+	if (s->opts.reconnect && s->ncalls == 1 && (s->ssh || s->dead) &&
+	    (s->dead || ferry_session_alive(s)))
+		(void)ferry__session_reconnect_locked(s);
 }
 
 static int run_pass(ferry_session *s);
@@ -163,6 +169,7 @@ void ferry__session_call_end(ferry_session *s)
 		moved = 1;
 	if (moved)
 		pthread_cond_broadcast(&s->cv);
+	s->ncalls--;
 	tl_call.s = NULL;
 	pthread_mutex_unlock(&s->mu);
 }
@@ -619,6 +626,12 @@ void ferry__session_set_state(ferry_session *s, ferry__slot slot, void *state,
 {
 	s->state[slot] = state;
 	s->state_free[slot] = free_fn;
+}
+
+void ferry__session_set_reset(ferry_session *s, ferry__slot slot,
+                              void (*reset_fn)(void *))
+{
+	s->state_reset[slot] = reset_fn;
 }
 
 LIBSSH2_SESSION *ferry__session_ssh(const ferry_session *s)

@@ -109,6 +109,10 @@ struct ferry_session {
 	void (*streams_free)(void *);
 	void *state[FERRY__SLOT_COUNT]; /* sync/: what was verified; exec/ */
 	void (*state_free[FERRY__SLOT_COUNT])(void *);
+	/* The connection was made again: drop what belonged to the old one
+	 * (NULL: nothing to drop). */
+	void (*state_reset[FERRY__SLOT_COUNT])(void *);
+	int ncalls;                /* public calls in progress (under mu) */
 	uint64_t round_trips;      /* maintained by the SFTP client */
 	const void *open_owner;    /* who drives libssh2's one channel-open */
 	const void *startup_owner; /* whose channel request awaits its reply */
@@ -190,6 +194,8 @@ int ferry__session_take_interrupt(ferry_session *s);
  * Calls nest on one thread (a callback's call on the same session). */
 void ferry__session_call_begin(ferry_session *s);
 void ferry__session_call_end(ferry_session *s);
+/* ferry_session_reconnect inside a call (connect.c). */
+int ferry__session_reconnect_locked(ferry_session *s);
 /* Around a push or pull inside its call: one at a time per session
  * (the SFTP client's requests and handles are one conversation).
  * begin waits for the turn; FERRY_EINTR when interrupted first. */
@@ -197,6 +203,8 @@ int ferry__session_sftp_turn_begin(ferry_session *s);
 void ferry__session_sftp_turn_end(ferry_session *s);
 
 void *ferry__session_state(const ferry_session *s, ferry__slot slot);
+void ferry__session_set_reset(ferry_session *s, ferry__slot slot,
+                              void (*reset_fn)(void *));
 void ferry__session_set_state(ferry_session *s, ferry__slot slot, void *state,
                               void (*free_fn)(void *));
 LIBSSH2_SESSION *ferry__session_ssh(const ferry_session *s);

@@ -23,7 +23,7 @@ LOG_FN = ctypes.CFUNCTYPE(None, c_void_p, c_int, c_char_p)
 
 
 class SessionOpts(ctypes.Structure):
-    VERSION = 3
+    VERSION = 4
     _fields_ = [
         ("version", c_uint),
         ("host", c_char_p),
@@ -43,6 +43,7 @@ class SessionOpts(ctypes.Structure):
         ("log_ctx", c_void_p),
         ("ssh_config", c_char_p),
         ("io_timeout_ms", c_int),  # version 3
+        ("reconnect", c_int),  # version 4
     ]
 
 
@@ -256,6 +257,7 @@ def _declare(lib):
         "ferry_session_info_get_v": (c_int, [POINTER(SessionInfo), c_uint,
                                              S]),
         "ferry_session_home": (c_int, [S, POINTER(c_char_p)]),
+        "ferry_session_reconnect": (c_int, [S]),
         "ferry_session_round_trips": (c_uint64, [S]),
         "ferry_interrupt": (None, [S]),
         "ferry_sync": (c_int, [S, POINTER(SyncOpts), POINTER(SyncReport)]),

@@ -259,7 +259,9 @@ class Session:
     in seconds (None: the library's defaults, 15 s, 15 s, four keepalives;
     keepalive=0 or idle_timeout=0 turn them off); io_timeout (seconds,
     default 30, 0: none) fails an SFTP request no byte moved for; ssh_config
-    names a file read as `ssh -F FILE` would for the alias `host`.
+    names a file read as `ssh -F FILE` would for the alias `host`;
+    reconnect=True makes a call on a lost connection connect again first
+    (see reconnect()).
 
     Calls from several threads run at once (commands each on their own
     channel; pushes and pulls take turns).  interrupt() from any thread
@@ -270,7 +272,8 @@ class Session:
                  known_hosts=None, host_key_policy="accept-new",
                  connect_timeout=None, keepalive=None, idle_timeout=None,
                  compress=False, use_agent=True, passphrase=None,
-                 ssh_config=None, io_timeout=None, log=None, connect=True):
+                 ssh_config=None, io_timeout=None, log=None, connect=True,
+                 reconnect=False):
         self._s = None
         # Calls run at once from several threads (the library's session
         # is thread-safe); close() waits for them.  _owners: the threads
@@ -307,6 +310,7 @@ class Session:
         o.ssh_config = _b(os.path.expanduser(ssh_config)
                           if ssh_config else None)
         o.io_timeout_ms = _off_or(io_timeout, _ms)
+        o.reconnect = int(bool(reconnect))
         self._opts = o  # the strings must outlive connect
         handle = ctypes.c_void_p()
         rc = lib.ferry_session_new(ctypes.byref(handle), ctypes.byref(o))
@@ -334,6 +338,16 @@ class Session:
             self.close()
             raise
         self._connected = True
+
+    def reconnect(self):
+        """After the connection was lost: connect again, keeping the
+        session shell's state (exports, functions, aliases, cwd: back on
+        the next command when its snapshot survived on the remote) and the
+        destinations already verified.  Does nothing while the connection
+        is alive.  With reconnect=True the next call does this itself."""
+        rc = self._call(lib.ferry_session_reconnect)
+        if rc:
+            self._raise(rc)
 
     def close(self):
         """Close the session (a call running in another thread is

@@ -239,3 +239,21 @@ def test_a_lost_connection_is_255_with_the_reason(tmp_path):
     finally:
         e.cleanup()
         stop_sshd(str(tmp_path / "sshd"))
+
+
+def test_reconnect_keeps_the_shell_state(sshd):
+    e = make_env(sshd, reconnect=True)
+    try:
+        e.execute("cd /tmp && export KEPT=yes && greet() { echo hi; }")
+        sshd_pid = int(e.execute("echo $PPID")["output"])
+        os.kill(sshd_pid, 9)
+        for _ in range(100):
+            try:
+                os.kill(sshd_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
+        r = e.execute("echo $KEPT; greet; pwd")
+        assert r == {"output": "yes\nhi\n/tmp\n", "returncode": 0}
+    finally:
+        e.cleanup()

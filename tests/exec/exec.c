@@ -1576,6 +1576,7 @@ typedef struct conc_sync {
 	int rc;
 	uint64_t uploaded;
 	double ms;
+	int verified;
 } conc_sync;
 
 static void *conc_push(void *p)
@@ -1591,6 +1592,7 @@ static void *conc_push(void *p)
 	c->rc = ferry_sync(c->s, &o, &rep);
 	c->ms = ferry__now_ms_f() - t0;
 	c->uploaded = rep.files_uploaded;
+	c->verified = rep.verified;
 	ferry_sync_report_free(&rep);
 	return NULL;
 }
@@ -1615,7 +1617,8 @@ Test(exec, a_push_runs_beside_a_command)
 	pthread_t th, p1, p2;
 	cr_assert_eq(pthread_create(&th, NULL, conc_exec, &slow), 0);
 	usleep(300 * 1000);
-	conc_sync a = {s, srcd, dest, 0, 0, 0}, b = {s, srcd, dest2, 0, 0, 0};
+	conc_sync a = {s, srcd, dest, 0, 0, 0, 0},
+	          b = {s, srcd, dest2, 0, 0, 0, 0};
 	cr_assert_eq(pthread_create(&p1, NULL, conc_push, &a), 0);
 	cr_assert_eq(pthread_create(&p2, NULL, conc_push, &b), 0);
 	cr_assert_eq(pthread_join(p1, NULL), 0);
@@ -1633,6 +1636,122 @@ Test(exec, a_push_runs_beside_a_command)
 	cr_assert_eq(slow.rc, 0);
 	ferry_exec_result_free(&slow.r);
 	free(slow.cmd);
+	ferry_session_close(s);
+	fx_sh("rm -rf %s", src);
+}
+
+/* ---- a connection made again (issue 17, item 6) ------------------------- */
+
+/* The shell's state set up before the connection was lost. */
+static void shell_state(ferry_session *s)
+{
+	ferry_exec_result r;
+	cr_assert_eq(run(s,
+	                 "cd /tmp && export FERRY_KEPT=kept && "
+	                 "ferry_fn() { echo fn; } && alias ferry_al='echo al'",
+	                 NULL, &r),
+	             0);
+	ferry_exec_result_free(&r);
+}
+
+static void cut(ferry_session *s)
+{
+	long sshd = sshd_pid(s);
+	cr_assert_eq(kill((pid_t)sshd, SIGKILL), 0);
+	for (int i = 0; i < 100 && kill((pid_t)sshd, 0) == 0; i++)
+		usleep(20 * 1000);
+}
+
+Test(exec, reconnect_restores_the_session_shell)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	shell_state(s);
+	cut(s);
+	ferry_exec_result r;
+	int rc = ferry_exec(s, "echo lost", NULL, &r);
+	cr_assert_neq(rc, 0, "a call on the cut connection succeeded");
+	ferry_exec_result_free(&r);
+	cr_assert_eq(ferry_session_reconnect(s), 0, "%s",
+	             ferry_session_errmsg(s));
+	cr_assert_eq(
+	        run(s, "echo $FERRY_KEPT; ferry_fn; ferry_al; pwd", NULL, &r),
+	        0);
+	cr_assert_str_eq(r.output, "kept\nfn\nal\n/tmp\n");
+	cr_assert_str_eq(r.cwd, "/tmp");
+	ferry_exec_result_free(&r);
+	ferry__exec_info in;
+	ferry__exec_info_get(s, &in);
+	cr_assert_eq(in.reconnects, 1);
+	cr_assert(in.restored);
+	/* alive: nothing to do */
+	cr_assert_eq(ferry_session_reconnect(s), 0);
+	ferry__exec_info_get(s, &in);
+	cr_assert_eq(in.reconnects, 1);
+	ferry_session_close(s);
+}
+
+/* Opted in, the next call connects again by itself; a snapshot that did
+ * not survive on the remote leaves commands working from the login
+ * environment. */
+Test(exec, reconnect_option_connects_on_the_next_call)
+{
+	ferry_session_opts o;
+	fx_opts(fx_shared(), &o);
+	o.reconnect = 1;
+	ferry_session *s = NULL;
+	cr_assert_eq(ferry_session_open(&s, &o), 0, "%s", ferry_last_errmsg());
+	shell_state(s);
+	cut(s);
+	ferry_exec_result r;
+	cr_assert_eq(run(s, "echo $FERRY_KEPT; pwd", NULL, &r), 0, "%s",
+	             ferry_session_errmsg(s));
+	cr_assert_str_eq(r.output, "kept\n/tmp\n");
+	ferry_exec_result_free(&r);
+	/* the snapshot removed remotely: the state is gone, commands run */
+	ferry__exec_info in;
+	ferry__exec_info_get(s, &in);
+	cr_assert_not_null(in.snapshot_dir);
+	cr_assert_eq(fx_sh("rm -rf '%s'", in.snapshot_dir), 0);
+	cut(s);
+	cr_assert_eq(run(s, "echo \"[${FERRY_KEPT-}]\"", NULL, &r), 0, "%s",
+	             ferry_session_errmsg(s));
+	cr_assert_str_eq(r.output, "[]\n");
+	ferry_exec_result_free(&r);
+	ferry__exec_info_get(s, &in);
+	cr_assert_eq(in.reconnects, 2);
+	cr_assert_not(in.restored);
+	ferry_session_close(s);
+}
+
+/* The manifest still vouches after a reconnect: an unchanged tree is not
+ * listed again, and a change is pushed. */
+Test(exec, reconnect_keeps_the_manifest_vouching)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	char src[] = "/tmp/ferry-recon-XXXXXX";
+	cr_assert_not_null(mkdtemp(src));
+	cr_assert_eq(fx_sh("cd %s && mkdir -p a/b && for i in $(seq 20); do "
+	                   "echo $i > a/b/f$i; done",
+	                   src),
+	             0);
+	char dest[300], srcd[300];
+	snprintf(srcd, sizeof(srcd), "%s/a/", src);
+	snprintf(dest, sizeof(dest), "%s/out", src);
+	conc_sync p = {s, srcd, dest, 0, 0, 0, 0};
+	conc_push(&p);
+	cr_assert_eq(p.rc, 0, "%s", ferry_session_errmsg(s));
+	cr_assert_eq(p.uploaded, 20);
+	cut(s);
+	cr_assert_eq(ferry_session_reconnect(s), 0, "%s",
+	             ferry_session_errmsg(s));
+	conc_push(&p);
+	cr_assert_eq(p.rc, 0, "%s", ferry_session_errmsg(s));
+	cr_assert_eq(p.uploaded, 0);
+	cr_assert_not(p.verified, "the tree was listed again");
+	cr_assert_eq(fx_sh("echo new > %s/a/b/f3", src), 0);
+	conc_push(&p);
+	cr_assert_eq(p.rc, 0, "%s", ferry_session_errmsg(s));
+	cr_assert_eq(fx_sh("cmp %s/a/b/f3 %s/b/f3", src, dest), 0);
 	ferry_session_close(s);
 	fx_sh("rm -rf %s", src);
 }

@@ -658,15 +658,17 @@ Test(shell, bootstrap_removes_directories_of_dead_sessions)
 	char host[256] = "";
 	gethostname(host, sizeof(host) - 1);
 	char p[900];
-	/* dead: a pid that cannot exist; alive: ours; foreign host; and
-	 * one without a pid file (an older ferry, or being created) */
+	/* dead: a pid that cannot exist; alive: ours; foreign host; one
+	 * without a pid file (an older ferry, or being created); and dead but
+	 * used a minute ago (its session may connect again and take it
+	 * back) */
 	const char *names[] = {"ferry-dead", "ferry-alive", "ferry-otherhost",
-	                       "ferry-nopid"};
-	for (int i = 0; i < 4; i++) {
+	                       "ferry-nopid", "ferry-deadrecent"};
+	for (int i = 0; i < 5; i++) {
 		snprintf(p, sizeof(p), "%s/%s", tmp, names[i]);
 		cr_assert_eq(mkdir(p, 0700), 0);
 		char content[300];
-		if (i == 0)
+		if (i == 0 || i == 4)
 			snprintf(content, sizeof(content), "999999999 %s\n",
 			         host);
 		else if (i == 1)
@@ -675,19 +677,29 @@ Test(shell, bootstrap_removes_directories_of_dead_sessions)
 		else if (i == 2)
 			snprintf(content, sizeof(content),
 			         "999999999 not-this-host\n");
-		if (i < 3) {
+		if (i < 3 || i == 4) {
 			snprintf(p, sizeof(p), "%s/%s/pid", tmp, names[i]);
 			cr_assert_eq(fx_write_file(p, content, strlen(content),
 			                           0600),
 			             0);
 		}
 	}
+	/* all but the recent one last changed 20 minutes ago */
+	cr_assert_eq(fx_sh("cd '%s' && touch -d '20 minutes ago' ferry-dead "
+	                   "ferry-dead/pid ferry-alive ferry-alive/pid "
+	                   "ferry-otherhost ferry-otherhost/pid ferry-nopid",
+	                   tmp),
+	             0);
+	cr_assert_eq(fx_sh("cd '%s' && touch -d '1 minute ago' "
+	                   "ferry-deadrecent ferry-deadrecent/pid",
+	                   tmp),
+	             0);
 	ferry_buf req = FERRY_BUF_INIT, out = FERRY_BUF_INIT;
 	cr_assert_eq(ferry__sh_bootstrap(&req, "ferry-new"), 0);
 	char *argv[] = {"bash", "-c", (char *)req.data, NULL};
 	setenv("HOSTNAME", host, 1);
 	cr_assert_eq(run_capture(argv, home, tmp, &out), 0);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		snprintf(p, sizeof(p), "%s/%s", tmp, names[i]);
 		cr_assert_eq(access(p, F_OK) == 0, i != 0, "%s", names[i]);
 	}
