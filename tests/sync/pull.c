@@ -104,6 +104,42 @@ Test(pull, cold_pull_fetches_beside_the_walk, PH_ENV)
 	free(wdst);
 }
 
+/* A walk that fails (a listing above the bound) while files of the
+ * directories listed before are coming: the error, no temporary name
+ * left, and whatever was written is whole. */
+Test(pull, walk_failing_beside_early_fetches_leaves_nothing_torn, PH_ENV)
+{
+	char name[64], text[64];
+	for (int i = 0; i < 10; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		snprintf(text, sizeof(text), "file %d\n", i);
+		ph_write(e.src, name, text, 0644, 1700000000L);
+	}
+	ph_mkdir(e.src, "big", 0755);
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof(name), "big/g%02d", i);
+		ph_write(e.src, name, "g\n", 0644, 1700000000L);
+	}
+	e.o.max_entries = 30;
+	ferry_sync_report r;
+	int rc = pl_pull(&e, &r);
+	cr_assert_eq(rc, FERRY_ELIMIT, "%s", ferry_strerror(rc));
+	cr_assert_eq(ph_count_temps(e.dst), 0);
+	for (int i = 0; i < 10; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		snprintf(text, sizeof(text), "file %d\n", i);
+		char *got =
+		        ph_exists(e.dst, name) ? ph_read(e.dst, name) : NULL;
+		cr_assert(!got || !strcmp(got, text), "%s torn: %s", name, got);
+		free(got);
+	}
+	ferry_sync_report_free(&r);
+	/* Within the bound again: the next pull converges. */
+	e.o.max_entries = 0;
+	pl_pull_ok(&e, NULL);
+	ph_assert_same(e.src, e.dst);
+}
+
 Test(pull, changed_files_are_fetched_in_few_round_trips, PH_ENV)
 {
 	ph_skills_tree(e.src, 60, 3);
