@@ -46,7 +46,19 @@ int ferry__sftp_seterr(ferry__sftp *sf, int code, const char *fmt, ...)
 
 uint64_t ferry__sftp__next_gen(const ferry__sftp *sf)
 {
-	return sf->in_cb ? sf->cur_gen + 1 : *sf->rt + 1;
+	if (sf->in_cb)
+		return sf->cur_gen + 1;
+	return (sf->base_gen ? sf->base_gen : *sf->rt) + 1;
+}
+
+uint64_t ferry__sftp_gen_now(const ferry__sftp *sf)
+{
+	return sf->in_cb ? sf->cur_gen : *sf->rt;
+}
+
+void ferry__sftp_gen_base(ferry__sftp *sf, uint64_t gen)
+{
+	sf->base_gen = gen;
 }
 
 static void q_push(ferry__sftp_queue *q, ferry__sftp_req *r)

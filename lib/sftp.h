@@ -182,6 +182,14 @@ int ferry__sftp_has(const ferry__sftp *sf, unsigned ext);
 void ferry__sftp_limits_get(const ferry__sftp *sf,
                             ferry__sftp_limits_info *out);
 uint64_t ferry__sftp_round_trips(const ferry__sftp *sf);
+/* The generation of the reply being delivered (in a callback), else the
+ * round trips counted. */
+uint64_t ferry__sftp_gen_now(const ferry__sftp *sf);
+/* Requests submitted outside callbacks from now on depend on a reply of
+ * generation gen only (a plan made from a walk whose last reply was of
+ * generation gen, while other replies came in): they get gen + 1, not
+ * the count + 1.  0 restores the rule. */
+void ferry__sftp_gen_base(ferry__sftp *sf, uint64_t gen);
 
 typedef struct ferry__sftp_stats {
 	uint64_t requests; /* sent */

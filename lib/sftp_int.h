@@ -94,11 +94,12 @@ struct ferry__sftp {
 	int first_framed; /* the first packet (VERSION) was framed */
 
 	uint64_t own_rt;
-	uint64_t *rt;     /* own_rt, or the session's counter */
-	int in_cb;        /* depth of callbacks running */
-	uint64_t cur_gen; /* generation of the reply being delivered */
-	int cancelling;   /* submissions fail with this meanwhile */
-	size_t jobs;      /* building blocks running (for pending) */
+	uint64_t *rt;      /* own_rt, or the session's counter */
+	int in_cb;         /* depth of callbacks running */
+	uint64_t cur_gen;  /* generation of the reply being delivered */
+	uint64_t base_gen; /* ferry__sftp_gen_base, else 0 */
+	int cancelling;    /* submissions fail with this meanwhile */
+	size_t jobs;       /* building blocks running (for pending) */
 	/* Delta uploads that may hold their temp's handle while their base's
 	 * OPEN is still to come (lib/sftp_blocks.c): kept below slots_max so
 	 * that they cannot take every slot and wait for each other; the

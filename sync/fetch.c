@@ -18,9 +18,10 @@
 
 #define NS 1000000000LL
 
-typedef struct fetch {
+typedef struct ferry__fetch {
 	const ferry__fetch_opts *o;
-	ferry__fetch_result *res;
+	ferry__fetch_result *res; /* &own until the run copies it out */
+	ferry__fetch_result own;
 	ferry__ldir *dc;
 	size_t next;            /* next action to look at for fetching */
 	size_t running, budget; /* downloads in flight, at most */
@@ -131,21 +132,39 @@ static void do_remove(fetch *f, ferry__action *a)
 		ferry__action_commit(a);
 }
 
+/* Make the directory name in fd (or find it there); 0 or -1 (errno). */
+static int make_dir(int fd, const char *name, uint32_t mode)
+{
+	struct stat st;
+	/* The owner's rwx until the modes are set, last. */
+	if (mkdirat(fd, name, (mode & 0777) | 0700) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -1;
+	if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -1;
+	errno = EEXIST;
+	return S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
 static void do_mkdir(fetch *f, ferry__action *a)
 {
 	const char *name;
-	struct stat st;
 	int fd = parent_fd(f, a, &name);
 	if (fd < 0)
 		return;
-	/* The owner's rwx until the modes are set, last. */
-	if (mkdirat(fd, name, (a->entry.mode & 0777) | 0700) == 0 ||
-	    (errno == EEXIST &&
-	     fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	     S_ISDIR(st.st_mode)))
+	if (make_dir(fd, name, a->entry.mode) == 0)
 		ferry__action_commit(a);
 	else
 		fail_errno(f, a, "cannot make the directory");
+}
+
+int ferry__fetch_mkdir(ferry__fetch *f, const char *path, size_t n,
+                       uint32_t mode)
+{
+	size_t dl = ferry__path_dirlen(path, n);
+	int fd = ferry__ldir_get(f->dc, path, dl);
+	return fd < 0 ? -1 : make_dir(fd, path + (dl ? dl + 1 : 0), mode);
 }
 
 static void do_link(fetch *f, ferry__action *a)
@@ -432,7 +451,8 @@ static void job_done(void *ctx, const ferry__sftp_download_result *r)
 	pump(f);
 }
 
-static void start_job(fetch *f, ferry__action *a)
+/* 1 started (running), 0 not (failed: reported, or not done). */
+static int start_job(fetch *f, ferry__action *a)
 {
 	fjob *j = ferry__calloc(1, sizeof(*j));
 	char *rp = ferry__rlist_rpath(f->o->rl, a->src, a->entry.path,
@@ -441,7 +461,7 @@ static void start_job(fetch *f, ferry__action *a)
 		ferry__free(j);
 		ferry__free(rp);
 		fail(f, a, FERRY_ENOMEM, "out of memory");
-		return;
+		return 0;
 	}
 	j->f = f;
 	j->a = a;
@@ -460,22 +480,41 @@ static void start_job(fetch *f, ferry__action *a)
 			f->res->not_done++;
 		else
 			fail(f, a, rc, "%s", ferry_strerror(rc));
-		return;
+		return 0;
 	}
 	f->running++;
+	return 1;
 }
 
 static int wanted(const fetch *f, const ferry__action *a)
 {
 	return a->kind == FERRY__ACT_UPLOAD && !a->error &&
+	       !(a->flags & FERRY__ACT_EARLY) &&
 	       (!f->o->check_only || (a->flags & FERRY__ACT_CHECK));
+}
+
+static int can_start(const fetch *f)
+{
+	return !f->stopping && !f->cancelling && !ferry__sftp_dead(f->o->sf) &&
+	       f->running < f->budget;
+}
+
+int ferry__fetch_early(ferry__fetch *f, ferry__action *a)
+{
+	if (!can_start(f))
+		return 0;
+	int started = start_job(f, a);
+	if (started) {
+		f->prog.files_total++;
+		f->prog.bytes_total += a->entry.size;
+	}
+	return started;
 }
 
 /* Start downloads while the local descriptor budget allows. */
 static void pump(fetch *f)
 {
-	while (!f->stopping && !f->cancelling && !ferry__sftp_dead(f->o->sf) &&
-	       f->running < f->budget && f->next < f->o->n) {
+	while (can_start(f) && f->next < f->o->n) {
 		ferry__action *a = &f->o->a[f->next++];
 		if (wanted(f, a))
 			start_job(f, a);
@@ -507,9 +546,8 @@ static int run_fetches(fetch *f)
 			f->prog.files_total++;
 			f->prog.bytes_total += o->a[i].entry.size;
 		}
-	if (!f->prog.files_total)
+	if (!f->prog.files_total && !f->running)
 		return 0;
-	f->budget = fd_budget();
 	pump(f);
 	int rc = ferry__pull_wait(o->sf, fetch_done, f);
 	if (rc && !ferry__sftp_dead(o->sf)) {
@@ -539,53 +577,76 @@ static int run_fetches(fetch *f)
 	return 0;
 }
 
-int ferry__fetch_run(const ferry__fetch_opts *o, ferry__fetch_result *res)
+int ferry__fetch_new(ferry__fetch **out, const ferry__fetch_opts *o)
 {
-	fetch f;
-	memset(res, 0, sizeof(*res));
-	memset(&f, 0, sizeof(f));
-	f.o = o;
-	f.res = res;
-	if (o->dfd >= 0 && !(f.dc = ferry__ldir_new(o->dfd))) {
-		snprintf(res->fatal_msg, sizeof(res->fatal_msg),
-		         "out of memory");
-		return res->fatal = FERRY_ENOMEM;
+	fetch *f = ferry__calloc(1, sizeof(*f));
+	*out = NULL;
+	if (!f)
+		return FERRY_ENOMEM;
+	f->o = o;
+	f->res = &f->own;
+	f->budget = fd_budget();
+	if (o->dfd >= 0 && !(f->dc = ferry__ldir_new(o->dfd))) {
+		ferry__free(f);
+		return FERRY_ENOMEM;
 	}
+	*out = f;
+	return 0;
+}
+
+void ferry__fetch_free(ferry__fetch *f)
+{
+	if (!f)
+		return;
+	if (f->running) {
+		/* A pull that stopped before its run: what is in flight is
+		 * not done (its temporary files go with it). */
+		f->cancelling = 1;
+		if (!ferry__sftp_dead(f->o->sf))
+			ferry__sftp_cancel_all(f->o->sf, FERRY_EINTR);
+	}
+	ferry__ldir_free(f->dc);
+	ferry__free(f);
+}
+
+int ferry__fetch_run(ferry__fetch *f, ferry__fetch_result *res)
+{
+	const ferry__fetch_opts *o = f->o;
 	size_t i = 0;
 	if (!o->check_only) {
-		remove_temps(&f);
+		remove_temps(f);
 		for (; i < o->n && o->a[i].phase < FERRY__PH_FETCH; i++) {
 			ferry__action *a = &o->a[i];
 			switch (a->phase) {
 			case FERRY__PH_REMOVE:
-				do_remove(&f, a);
+				do_remove(f, a);
 				break;
 			case FERRY__PH_MKDIR:
-				do_mkdir(&f, a);
+				do_mkdir(f, a);
 				break;
 			case FERRY__PH_LINK:
-				do_link(&f, a);
+				do_link(f, a);
 				break;
 			default:
-				if (set_file_meta(&f, a) == 0)
+				if (set_file_meta(f, a) == 0)
 					ferry__action_commit(a);
 				break;
 			}
 		}
 	}
-	f.next = i;
-	res->fatal = run_fetches(&f);
-	for (i = 0; !o->check_only && !res->fatal && i < o->n; i++) {
+	f->next = i;
+	f->res->fatal = run_fetches(f);
+	for (i = 0; !o->check_only && !f->res->fatal && i < o->n; i++) {
 		ferry__action *a = &o->a[i];
 		if (a->phase == FERRY__PH_DIRMETA)
-			do_dirmeta(&f, a);
-		else if (!o->deletions || res->failed)
+			do_dirmeta(f, a);
+		else if (!o->deletions || f->res->failed)
 			continue;
 		else if (a->phase == FERRY__PH_DELETE)
-			do_delete(&f, a);
+			do_delete(f, a);
 		else if (a->phase == FERRY__PH_RMDIR)
-			do_rmdir(&f, a);
+			do_rmdir(f, a);
 	}
-	ferry__ldir_free(f.dc);
+	*res = f->own;
 	return res->fatal;
 }

@@ -11,7 +11,12 @@
  * (or fsync_all), its mode and mtime set on the descriptor, then renamed
  * over its name; then, when nothing failed, the deletions (files, then
  * directories deepest first); last the modes and mtimes of directories,
- * deepest first.  Every path is reached through sync/ltree.h. */
+ * deepest first.  Every path is reached through sync/ltree.h.
+ *
+ * Files may be fetched early, while the remote walk runs (a cold pull:
+ * the files of a directory as soon as its listing is in): the executor
+ * lives from ferry__fetch_new, before the plan, and the run waits for
+ * those too; the plan marks their actions FERRY__ACT_EARLY. */
 #ifndef FERRY_SYNC_FETCH_H
 #define FERRY_SYNC_FETCH_H
 
@@ -38,11 +43,12 @@ enum {
 
 /* ferry__action.flags of a pull, beyond action.h's */
 #define FERRY__ACT_CHECK 0x1000u /* same size and mtime: compare content */
+#define FERRY__ACT_EARLY 0x2000u /* fetched by ferry__fetch_early: skip */
 
 typedef struct ferry__fetch_opts {
 	ferry__sftp *sf;
 	int dfd;          /* the destination */
-	ferry__action *a; /* in execution order */
+	ferry__action *a; /* in execution order (set before the run) */
 	size_t n;
 	const ferry__rlist *rl; /* remote paths of the files */
 	char *const *temps;     /* leftover temporary names to remove */
@@ -67,9 +73,26 @@ typedef struct ferry__fetch_result {
 #define FERRY__STALL_MS 120000
 int ferry__pull_wait(ferry__sftp *sf, int (*done)(void *ctx), void *ctx);
 
-/* Run it.  Actions get committed or error set (per-file errors to the
- * report and log); a CHECK found equal becomes META or NONE.  0 or
- * res->fatal. */
-int ferry__fetch_run(const ferry__fetch_opts *o, ferry__fetch_result *res);
+typedef struct ferry__fetch ferry__fetch;
+
+/* The executor on o (which must outlive it; a, n and what follows them
+ * are read by the run).  0 or FERRY_ENOMEM. */
+int ferry__fetch_new(ferry__fetch **out, const ferry__fetch_opts *o);
+/* Make the directory at destination path (n bytes, NUL-terminated) in
+ * its parent, or find it there (mode: as a MKDIR's, owner rwx added).
+ * 0, or -1 with errno. */
+int ferry__fetch_mkdir(ferry__fetch *f, const char *path, size_t n,
+                       uint32_t mode);
+/* Start fetching the file of upload a now (a stays where it is until the
+ * run is over): 1 started, 0 not (no room: the caller leaves it to the
+ * plan; or failed, a->error set and reported). */
+int ferry__fetch_early(ferry__fetch *f, ferry__action *a);
+/* Run the plan.  Actions get committed or error set (per-file errors to
+ * the report and log); a CHECK found equal becomes META or NONE.  Every
+ * fetch, early ones too, is over when it returns.  0 or res->fatal. */
+int ferry__fetch_run(ferry__fetch *f, ferry__fetch_result *res);
+/* What is still in flight (a pull that failed before its run) is
+ * cancelled, its temporary files removed. */
+void ferry__fetch_free(ferry__fetch *f);
 
 #endif

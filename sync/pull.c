@@ -9,6 +9,11 @@
  *  3. The remote walk (sync/remote.h), strict: the roots, and at once the
  *     directories the destination holds (so an unchanged tree is listed in
  *     two round trips whatever its depth), the others level by level.
+ *     The files new to the destination start coming as soon as their
+ *     directory is listed (made locally then), beside the rest of the
+ *     walk: a cold pull of depth d costs 2 (d + 1) + 2 round trips at
+ *     most (OPENDIR then READDIR per level, OPEN then READ for the
+ *     deepest files), not the walk and then the fetches.
  *  4. The plan: the sorted listing merged with the sorted local walk;
  *     every remote entry judged first (refused names, duplicates, missing
  *     attributes, symlinks that leave the destination).
@@ -66,6 +71,10 @@ typedef struct pull {
 	ferry__arena arena;
 	ferry__rlist *rl;
 	ferry__sftp *sf;
+	ferry__fetch_opts fo;
+	ferry__fetch *fx;      /* the executor; from the walk when early */
+	ferry__action **early; /* fetched during the walk (by path after) */
+	size_t nearly, ecap;
 	ferry__action *a; /* tree order, then execution order */
 	size_t na, acap;
 	const char *last_dup;
@@ -271,6 +280,177 @@ static int sftp_error(pull *p, int rc)
 	return ferry__seterr(p->s, rc, "%s", ferry_strerror(rc));
 }
 
+/* ---- early fetches: while the walk runs ---- */
+
+enum { MARK_DIR = 1, MARK_DUP = 2 };
+
+static const lentry *find_local(const pull *p, const char *path, size_t n)
+{
+	size_t lo = 0, hi = p->nl;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = ferry__path_cmp(p->l[mid].path, p->l[mid].path_len,
+		                        path, n);
+		if (c == 0)
+			return &p->l[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int rentry_ptr_cmp(const void *x, const void *y)
+{
+	const ferry__rentry *a = *(const ferry__rentry *const *)x;
+	const ferry__rentry *b = *(const ferry__rentry *const *)y;
+	return ferry__path_cmp(a->path, a->path_len, b->path, b->path_len);
+}
+
+/* A name listed twice in one listing: MARK_DUP on every copy (the plan
+ * refuses them).  0 or FERRY_ENOMEM. */
+static int mark_dups(ferry__rlist *rl, size_t first, size_t end)
+{
+	size_t n = end - first;
+	if (n < 2)
+		return 0;
+	ferry__rentry **v = ferry__calloc(n, sizeof(*v));
+	if (!v)
+		return FERRY_ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		v[i] = &rl->e[first + i];
+	qsort(v, n, sizeof(*v), rentry_ptr_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (!rentry_ptr_cmp(&v[i - 1], &v[i]))
+			v[i - 1]->mark = v[i]->mark = MARK_DUP;
+	ferry__free(v);
+	return 0;
+}
+
+static void set_remote(ferry__action *a, const ferry__rentry *re);
+
+/* The file of re, new to the destination: fetched now. */
+static void fetch_early(pull *p, const ferry__rentry *re)
+{
+	if (ferry__grow(&p->early, &p->ecap, p->nearly + 1, sizeof(*p->early),
+	                64))
+		return;
+	ferry__action *a = ferry__calloc(1, sizeof(*a));
+	if (!a)
+		return;
+	a->kind = FERRY__ACT_UPLOAD;
+	a->phase = FERRY__PH_FETCH;
+	a->entry.path = re->path;
+	a->entry.path_len = re->path_len;
+	a->entry.type = FERRY__T_FILE;
+	set_remote(a, re);
+	a->flags = FERRY_CHANGED_NEW;
+	if (ferry__fetch_early(p->fx, a) || a->error)
+		p->early[p->nearly++] = a;
+	else
+		ferry__free(a);
+}
+
+/* A directory's listing is in (its parents' were before): when the plan
+ * will take it as it is, it is made locally (if new) and its new files
+ * fetched at once; its subdirectories that qualify are marked for their
+ * own turn.  What is judged here is what judge() and plan() will find
+ * (one root only: across roots a name can be listed twice); anything
+ * else, and every file the destination already holds, is left to the
+ * plan. */
+static void on_listed(void *ctx, ferry__rlist *rl, size_t dir, unsigned root,
+                      size_t first, size_t end)
+{
+	pull *p = ctx;
+	const char *path;
+	size_t n;
+	uint32_t mode = 0700;
+	p->fo.rl = rl;
+	if (dir == SIZE_MAX) {
+		const ferry__rroot *rt = &rl->roots[root];
+		path = rt->prefix;
+		n = rt->prefix_len;
+		if (n && (ferry__rtemp_name(path, n) ||
+		          ferry__reserved_name(path, n, p->o->marker) ||
+		          ferry__excludes_match(p->ex, path, n, 1)))
+			return;
+	} else {
+		const ferry__rentry *d = &rl->e[dir];
+		if (d->mark != MARK_DIR)
+			return;
+		path = d->path;
+		n = d->path_len;
+		mode = d->mode;
+	}
+	if (n) {
+		const lentry *le = find_local(p, path, n);
+		if (le && le->st.type != FERRY__T_DIR)
+			return; /* replaced by the plan, or refused */
+		if (!le && ferry__fetch_mkdir(p->fx, path, n, mode) < 0)
+			return; /* the plan's MKDIR reports it */
+	}
+	if (mark_dups(rl, first, end))
+		return;
+	const uint32_t need = FERRY__ATTR_PERMISSIONS | FERRY__ATTR_SIZE |
+	                      FERRY__ATTR_ACMODTIME;
+	for (size_t i = first; i < end; i++) {
+		ferry__rentry *e = &rl->e[i];
+		int isdir = e->type == FERRY__T_DIR;
+		if (e->mark == MARK_DUP || e->temp || e->reserved ||
+		    (!isdir && e->type != FERRY__T_FILE) ||
+		    ferry__excludes_match(p->ex, e->path, e->path_len, isdir))
+			continue;
+		if (isdir)
+			e->mark = MARK_DIR;
+		else if ((e->attr_flags & need) == need &&
+		         !find_local(p, e->path, e->path_len))
+			fetch_early(p, e);
+	}
+}
+
+static int early_cmp(const void *x, const void *y)
+{
+	const ferry__action *a = *(ferry__action *const *)x;
+	const ferry__action *b = *(ferry__action *const *)y;
+	return ferry__path_cmp(a->entry.path, a->entry.path_len, b->entry.path,
+	                       b->entry.path_len);
+}
+
+static ferry__action *find_early(const pull *p, const ferry__action *a)
+{
+	size_t lo = 0, hi = p->nearly;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = early_cmp(&p->early[mid], &a);
+		if (c == 0)
+			return p->early[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* The executor, from the start of the walk when files may come early:
+ * not for a dry run, nor when the run may still refuse everything
+ * (--max-delete), nor across several roots. */
+static int fetch_start(pull *p, int early)
+{
+	p->fo.sf = p->sf;
+	p->fo.dfd = p->dfd;
+	p->fo.o = p->o;
+	p->fo.report = p->r;
+	if (early) {
+		const ferry_sync_opts *o = p->o;
+		if (o->dry_run || p->dfd < 0 || p->nsrc != 1 ||
+		    (o->delete_extraneous && o->max_delete > 0))
+			return 0;
+	}
+	return ferry__fetch_new(&p->fx, &p->fo);
+}
+
 static int remote_walk(pull *p)
 {
 	int error;
@@ -291,7 +471,9 @@ static int remote_walk(pull *p)
 	                        .max_dir_entries = p->o->max_dir_entries,
 	                        .max_entries = p->o->max_entries,
 	                        .max_name_bytes = p->o->max_name_bytes,
-	                        .marker = p->o->marker};
+	                        .marker = p->o->marker,
+	                        .on_listed = p->fx ? on_listed : NULL,
+	                        .ctx = p};
 	error = ferry__rlist_start(&p->rl, p->sf, &lo);
 	ferry__free(guess);
 	if (error)
@@ -324,6 +506,8 @@ static int remote_walk(pull *p)
 		     rl->fail[i].code, msg);
 	}
 	ferry__rlist_sort(rl);
+	if (p->nearly > 1)
+		qsort(p->early, p->nearly, sizeof(*p->early), early_cmp);
 	return 0;
 }
 
@@ -858,20 +1042,37 @@ static void report_planned(pull *p)
 
 static int execute(pull *p, int deletions, int check_only)
 {
-	ferry__fetch_opts fo = {.sf = p->sf,
-	                        .dfd = p->dfd,
-	                        .a = p->a,
-	                        .n = p->na,
-	                        .rl = p->rl,
-	                        .temps = p->temps,
-	                        .ntemps = p->ntemps,
-	                        .deletions = deletions,
-	                        .check_only = check_only,
-	                        .bytes_total = p->bytes_total,
-	                        .o = p->o,
-	                        .report = p->r};
+	ferry__fetch_opts *fo = &p->fo;
+	fo->a = p->a;
+	fo->n = p->na;
+	fo->rl = p->rl;
+	fo->temps = p->temps;
+	fo->ntemps = p->ntemps;
+	fo->deletions = deletions;
+	fo->check_only = check_only;
+	fo->bytes_total = p->bytes_total;
+	if (!p->fx && fetch_start(p, 0))
+		return ferry__seterr(p->s, FERRY_ENOMEM, "out of memory");
+	/* The files fetched during the walk: their outcome is theirs. */
+	for (size_t i = 0; p->nearly && i < p->na; i++)
+		if (p->a[i].kind == FERRY__ACT_UPLOAD &&
+		    find_early(p, &p->a[i]))
+			p->a[i].flags |= FERRY__ACT_EARLY;
 	ferry__fetch_result fr;
-	int error = ferry__fetch_run(&fo, &fr);
+	/* The plan's requests wait for the walk only, not for the early
+	 * fetches' replies that came in beside its last ones. */
+	ferry__sftp_gen_base(p->sf, p->rl->gen);
+	int error = ferry__fetch_run(p->fx, &fr);
+	ferry__sftp_gen_base(p->sf, 0);
+	for (size_t i = 0; i < p->na; i++) {
+		ferry__action *a = &p->a[i];
+		const ferry__action *e;
+		if (!(a->flags & FERRY__ACT_EARLY) || !(e = find_early(p, a)))
+			continue;
+		a->flags &= ~(uint32_t)FERRY__ACT_EARLY;
+		a->committed = e->committed;
+		a->error = e->error;
+	}
 	p->r->bytes_sent += fr.bytes;
 	if (error)
 		return ferry__seterr(p->s, error, "%s", fr.fatal_msg);
@@ -893,6 +1094,8 @@ static int do_pull(pull *p)
 		return error;
 	if ((error = local_walk(p)))
 		return error;
+	if ((error = fetch_start(p, 1)))
+		return ferry__seterr(p->s, error, "out of memory");
 	double t = ferry__now_ms_f();
 	error = remote_walk(p);
 	p->r->ms_transfer += ferry__now_ms_f() - t;
@@ -937,6 +1140,10 @@ static void pull_free(pull *p)
 	if (p->sf && p->rl && !ferry__rlist_done(p->rl) &&
 	    !ferry__sftp_dead(p->sf))
 		ferry__sftp_cancel_all(p->sf, FERRY_EINTR);
+	ferry__fetch_free(p->fx);
+	for (size_t i = 0; i < p->nearly; i++)
+		ferry__free(p->early[i]);
+	ferry__free(p->early);
 	ferry__rlist_free(p->rl);
 	ferry__scan_free(p->scan);
 	ferry__excludes_free(p->ex);

@@ -311,12 +311,20 @@ static void job_free(dir_job *j)
 
 static int submit_dir(ferry__rlist *rl, dir_job *j);
 
+static void saw_reply(ferry__rlist *rl)
+{
+	uint64_t g = ferry__sftp_gen_now(rl->sf);
+	if (g > rl->gen)
+		rl->gen = g;
+}
+
 static void link_cb(void *ctx, const ferry__sftp_reply *r)
 {
 	link_job *j = ctx;
 	ferry__rlist *rl = j->rl;
 	ferry__rentry *e = &rl->e[j->idx];
 	rl->pending--;
+	saw_reply(rl);
 	if (r->error || r->count < 1) {
 		e->link_state = FERRY__RL_FAIL;
 	} else {
@@ -541,6 +549,9 @@ static void take(ferry__rlist *rl, dir_job *j, int err, const char *msg,
 	}
 	if (!err)
 		rl->dirs_listed++;
+	/* The entries first (contiguous), then what they lead to: the
+	 * listings of subdirectories may be taken at once (a guess held). */
+	size_t first = rl->n;
 	for (size_t i = 0; !err && !rl->error && i < n; i++) {
 		size_t idx;
 		int rc = add_entry(rl, j, &ents[i], &idx);
@@ -548,8 +559,11 @@ static void take(ferry__rlist *rl, dir_job *j, int err, const char *msg,
 			set_error(rl, rc);
 			break;
 		}
-		if (rc > 0)
-			continue;
+	}
+	size_t end = rl->n;
+	if (!err && !rl->error && rl->o.on_listed)
+		rl->o.on_listed(rl->o.ctx, rl, j->idx, j->root, first, end);
+	for (size_t idx = first; !err && !rl->error && idx < end; idx++) {
 		ferry__rentry *e = &rl->e[idx];
 		int skip = e->temp || (rl->o.strict && e->reserved);
 		if (e->type == FERRY__T_DIR && !skip &&
@@ -598,6 +612,7 @@ static void list_cb(void *ctx, int err, const char *msg,
 	dir_job *j = ctx;
 	ferry__rlist *rl = j->rl;
 	rl->pending--;
+	saw_reply(rl);
 	if (j->guess && !j->confirmed) {
 		hold(j, err, msg, ents, n);
 		return;
@@ -643,6 +658,7 @@ static void stat_cb(void *ctx, const ferry__sftp_reply *r)
 	ferry__rroot *rt = &rl->roots[sj->root];
 	ferry__free(sj);
 	rl->pending--;
+	saw_reply(rl);
 	if (!r->error && r->attrs) {
 		rt->attrs = *r->attrs;
 		rt->stat_state = type_of(r->attrs->perm) == FERRY__T_DIR

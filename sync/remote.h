@@ -71,6 +71,7 @@ typedef struct ferry__rentry {
 	uint8_t listed; /* a directory whose listing succeeded */
 	uint8_t dup;    /* strict: the path was listed twice (sort marks) */
 	uint16_t root;  /* the root it was found under */
+	uint8_t mark;   /* the caller's (on_listed), 0 when added */
 	uint32_t attr_flags; /* FERRY__ATTR_* the server sent */
 	uint32_t mode;       /* permission bits */
 	uint32_t mtime;      /* seconds */
@@ -108,6 +109,8 @@ typedef struct ferry__rfail {
 	char *msg;
 } ferry__rfail;
 
+struct ferry__rlist;
+
 typedef struct ferry__rlist_opts {
 	/* The roots: remote paths and their destination paths (prefixes[i]
 	 * "" puts the contents of paths[i] at the top; else one name). */
@@ -135,6 +138,13 @@ typedef struct ferry__rlist_opts {
 	/* The configured marker's name (reserved, as ".ferry-id" is), or
 	 * NULL. */
 	const char *marker;
+	/* Called once per directory listed, as its answer is taken and
+	 * before any of its subdirectories' (so always after its parent's):
+	 * dir is its entry (SIZE_MAX: root's own listing), its entries are
+	 * e[first..end).  A pull starts fetching from here. */
+	void (*on_listed)(void *ctx, struct ferry__rlist *rl, size_t dir,
+	                  unsigned root, size_t first, size_t end);
+	void *ctx;
 } ferry__rlist_opts;
 
 #define FERRY__RLIST_MAX_ENTRIES 10000000u
@@ -162,6 +172,7 @@ typedef struct ferry__rlist {
 	char errmsg[600];    /* why, when more than ferry_strerror says */
 	uint64_t name_bytes; /* of the entries held */
 	uint64_t dirs_listed, guesses_used;
+	uint64_t gen; /* the round trip of the walk's last reply */
 	int finished;
 } ferry__rlist;
 

@@ -242,7 +242,9 @@ def test_a_lost_connection_is_255_with_the_reason(tmp_path):
 
 
 def test_reconnect_keeps_the_shell_state(sshd):
-    e = make_env(sshd, reconnect=True)
+    logs = []
+    e = make_env(sshd, reconnect=True,
+                 log=lambda level, text: logs.append(text))
     try:
         e.execute("cd /tmp && export KEPT=yes && greet() { echo hi; }")
         sshd_pid = int(e.execute("echo $PPID")["output"])
@@ -254,6 +256,6 @@ def test_reconnect_keeps_the_shell_state(sshd):
                 break
             time.sleep(0.02)
         r = e.execute("echo $KEPT; greet; pwd")
-        assert r == {"output": "yes\nhi\n/tmp\n", "returncode": 0}
+        assert r == {"output": "yes\nhi\n/tmp\n", "returncode": 0}, logs
     finally:
         e.cleanup()

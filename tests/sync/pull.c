@@ -51,6 +51,95 @@ Test(pull, unchanged_tree_in_depth_plus_two_round_trips, PH_ENV)
 	ferry_sync_report_free(&r);
 }
 
+/* The files of a directory come as soon as its listing is in, beside the
+ * rest of the walk: a cold pull costs the walk's round trips (OPENDIR,
+ * then READDIR + CLOSE: 2 per level) when the deepest level holds no
+ * file, not the walk and then the fetches (2 more). */
+Test(pull, cold_pull_fetches_beside_the_walk, PH_ENV)
+{
+	char name[64];
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "top-%02d.txt", i);
+		ph_write(e.src, name, "at the top\n", i == 3 ? 0600 : 0644,
+		         1700000000L + i);
+	}
+	ph_mkdir(e.src, "a", 0755);
+	ph_mkdir(e.src, "a/b", 0700);
+	ph_mkdir(e.src, "a/b/c", 0755);
+	ph_write(e.src, "a/one.txt", "level one\n", 0644, 1700000100L);
+	ph_write(e.src, "a/b/two.txt", "level two\n", 0640, 1700000200L);
+	ph_write(e.src, "a/b/c/three.txt", "level three\n", 0644, 1700000300L);
+	ph_mkdir(e.src, "a/b/c/d", 0750); /* depth 4, empty */
+	/* The SFTP channel open first: the count is the pull's own. */
+	char *warm = ph_path(e.base, "warm"), *wdst = ph_path(e.base, "wdst");
+	char *warg = NULL;
+	cr_assert_eq(mkdir(warm, 0755), 0);
+	ph_write(warm, "w", "w\n", 0644, 0);
+	cr_assert(asprintf(&warg, "%s/", warm) > 0);
+	const char *dest = e.o.dest;
+	e.sources[0] = warg;
+	e.o.dest = wdst;
+	pl_pull_ok(&e, NULL);
+	e.sources[0] = e.srcarg;
+	e.o.dest = dest;
+	ferry_sync_report r;
+	pl_pull_ok(&e, &r);
+	ph_assert_same(e.src, e.dst);
+	cr_assert_eq(ph_count_temps(e.dst), 0);
+	cr_assert_eq(r.files_uploaded, 43, "%llu",
+	             (unsigned long long)r.files_uploaded);
+	cr_assert_eq(r.dirs_created, 4, "%llu",
+	             (unsigned long long)r.dirs_created);
+	/* 5 levels of listing (the top, a, a/b, a/b/c, a/b/c/d): 10. */
+	cr_assert_leq(r.round_trips, 10, "round trips %llu",
+	              (unsigned long long)r.round_trips);
+	struct stat st;
+	char *p = ph_path(e.dst, "top-03.txt");
+	cr_assert_eq(stat(p, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+	free(p);
+	ferry_sync_report_free(&r);
+	free(warg);
+	free(warm);
+	free(wdst);
+}
+
+/* A walk that fails (a listing above the bound) while files of the
+ * directories listed before are coming: the error, no temporary name
+ * left, and whatever was written is whole. */
+Test(pull, walk_failing_beside_early_fetches_leaves_nothing_torn, PH_ENV)
+{
+	char name[64], text[64];
+	for (int i = 0; i < 10; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		snprintf(text, sizeof(text), "file %d\n", i);
+		ph_write(e.src, name, text, 0644, 1700000000L);
+	}
+	ph_mkdir(e.src, "big", 0755);
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof(name), "big/g%02d", i);
+		ph_write(e.src, name, "g\n", 0644, 1700000000L);
+	}
+	e.o.max_entries = 30;
+	ferry_sync_report r;
+	int rc = pl_pull(&e, &r);
+	cr_assert_eq(rc, FERRY_ELIMIT, "%s", ferry_strerror(rc));
+	cr_assert_eq(ph_count_temps(e.dst), 0);
+	for (int i = 0; i < 10; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		snprintf(text, sizeof(text), "file %d\n", i);
+		char *got =
+		        ph_exists(e.dst, name) ? ph_read(e.dst, name) : NULL;
+		cr_assert(!got || !strcmp(got, text), "%s torn: %s", name, got);
+		free(got);
+	}
+	ferry_sync_report_free(&r);
+	/* Within the bound again: the next pull converges. */
+	e.o.max_entries = 0;
+	pl_pull_ok(&e, NULL);
+	ph_assert_same(e.src, e.dst);
+}
+
 Test(pull, changed_files_are_fetched_in_few_round_trips, PH_ENV)
 {
 	ph_skills_tree(e.src, 60, 3);
