@@ -64,7 +64,7 @@ typedef struct ferry__sftp_reply {
 typedef void (*ferry__sftp_cb)(void *ctx, const ferry__sftp_reply *r);
 
 typedef struct ferry__sftp_opts {
-	size_t window_bytes;  /* bytes in flight; 0: 8 MiB */
+	size_t window_bytes;  /* bytes in flight, fixed; 0: follows the path */
 	unsigned max_handles; /* 0: the server's limit (64 without limits) */
 	uint32_t max_write;   /* 0: the server's limit (32 KiB without) */
 	unsigned ignore_ext;  /* FERRY__EXT_* to treat as absent (tests) */
