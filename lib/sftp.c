@@ -1382,6 +1382,35 @@ int ferry__sftp_run(ferry__sftp *sf, int (*done)(void *ctx), void *ctx,
 	return error ? error : FERRY_ERROR;
 }
 
+void ferry__sftp_trim(ferry__sftp *sf)
+{
+	if (!sf)
+		return;
+	if (!sf->hp_n) {
+		ferry__free(sf->hp);
+		sf->hp = NULL;
+		sf->hp_cap = 0;
+	}
+	if (!sf->table_count && sf->table_size > 256) {
+		ferry__sftp_req **t = ferry__calloc(256, sizeof(*t));
+		if (t) {
+			ferry__free(sf->table);
+			sf->table = t;
+			sf->table_size = 256;
+		}
+	}
+	if (!ferry__buf_avail(&sf->out) && sf->out.cap > RECV_CHUNK) {
+		size_t max = sf->out.max;
+		ferry__buf_free(&sf->out);
+		sf->out.max = max;
+	}
+	if (!ferry__buf_avail(&sf->in) && sf->in.cap > RECV_CHUNK) {
+		size_t max = sf->in.max;
+		ferry__buf_free(&sf->in);
+		sf->in.max = max;
+	}
+}
+
 size_t ferry__sftp_pending(const ferry__sftp *sf)
 {
 	return sf->qpath.count + sf->qhandle.count + sf->table_count + sf->jobs;

@@ -151,6 +151,11 @@ int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
 
 /* ---- running ------------------------------------------------------------ */
 
+/* Between calls: give back what the last call grew and no longer holds
+ * (the open-handle list, the in-flight table, empty I/O buffers), so that
+ * a held session keeps nothing in proportion to its largest push. */
+void ferry__sftp_trim(ferry__sftp *sf);
+
 /* Run until done(ctx) holds (checked first), the deadline (absolute
  * ferry__now_ms(); 0: none) passes, or the client dies.  done NULL: until
  * nothing is queued or in flight.  0; FERRY_ETIMEOUT / FERRY_EINTR

@@ -1002,6 +1002,8 @@ int ferry_pull(ferry_session *s, const ferry_sync_opts *opts,
 		return pull_run(s, opts, report);
 	ferry__session_call_begin(s);
 	int rc = pull_run(s, opts, report);
+	ferry__sftp_trim(ferry__session_sftp_peek(s));
 	ferry__session_call_end(s);
+	ferry__alloc_release(); /* a held session keeps no push's peak */
 	return rc;
 }
