@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static atomic_ulong alloc_count;
 static atomic_ulong alloc_fail_at; /* absolute count that fails; 0 = never */
@@ -19,6 +22,13 @@ void ferry__alloc_fail_at(unsigned long n)
 unsigned long ferry__alloc_count(void)
 {
 	return atomic_load(&alloc_count);
+}
+
+void ferry__alloc_release(void)
+{
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
 }
 
 static int should_fail(void)

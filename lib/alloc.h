@@ -19,6 +19,12 @@ void ferry__free_secret(void *p, size_t n);
 char *ferry__asprintf(const char *fmt, ...)
         __attribute__((format(printf, 1, 2)));
 
+/* Give the heap's free pages back to the system (glibc keeps what a large
+ * call freed, so a held session's RSS would stay at its largest push's
+ * peak); nothing elsewhere.  Called at the end of the sync calls, after
+ * ferry__sftp_trim. */
+void ferry__alloc_release(void);
+
 /* Tests: make the n-th allocation from now fail (1 = the next one); 0 turns
  * injection off.  Returns the number of allocations counted so far. */
 void ferry__alloc_fail_at(unsigned long n);

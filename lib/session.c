@@ -446,7 +446,12 @@ static int drive(ferry_session *s, int (*done)(void *ctx), void *ctx,
 	for (;;) {
 		if (done(ctx))
 			return 0;
+		/* Progress is life: a busy loop reads the socket in its passes
+		 * and may not reach the poll (whose POLLIN is the other sign)
+		 * for longer than the idle timeout (issue 19: a loaded server
+		 * taken for a dead one). */
 		if (run_pass(s)) {
+			s->last_rx_ms = ferry__now_ms();
 			if (held)
 				pthread_cond_broadcast(&s->cv);
 			continue;
@@ -455,8 +460,10 @@ static int drive(ferry_session *s, int (*done)(void *ctx), void *ctx,
 			return 0;
 		int opaque = 0;
 		int64_t timer = 0;
-		if (ios_pending(s, &opaque, &timer))
+		if (ios_pending(s, &opaque, &timer)) {
+			s->last_rx_ms = ferry__now_ms();
 			continue;
+		}
 
 		int64_t now = ferry__now_ms();
 		if (s->keepalive_s > 0 && now >= next_keepalive) {

@@ -12,6 +12,9 @@
 #include "sftp_int.h"
 
 #define DEFAULT_WINDOW     ((size_t)8 << 20)
+#define WINDOW_FLOOR       ((size_t)1 << 20)
+#define RATE_MIN_US        10000  /* a delivery-rate sample spans >= 10 ms */
+#define FLOOR_RATE         100.0  /* bytes per us: 100 MB/s */
 #define DEFAULT_IO_SIZE    32768u /* draft-02: every server takes 32 KiB */
 #define DEFAULT_MAX_PACKET 34000u
 #define DEFAULT_HANDLES    64u
@@ -25,6 +28,13 @@
 int64_t ferry__sftp__now(void)
 {
 	return ferry__now_ms();
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void vset_err(ferry__sftp *sf, const char *fmt, va_list ap)
@@ -566,12 +576,53 @@ static void sent(ferry__sftp *sf, ferry__sftp_req *r, size_t len)
 	    ++sf->slots_used > sf->stats.max_handles_used)
 		sf->stats.max_handles_used = sf->slots_used;
 	table_insert(sf, r);
+	r->sent_us = now_us();
+	if (!sf->rate_start_us)
+		sf->rate_start_us = r->sent_us;
 	sf->inflight_bytes += r->cost;
 	if (sf->inflight_bytes > sf->stats.max_bytes_in_flight)
 		sf->stats.max_bytes_in_flight = sf->inflight_bytes;
 	sf->stats.requests++;
 	sf->stats.bytes_out += len;
 	sf->blocked_window = sf->blocked_slot = 0;
+}
+
+/* r was answered.  The default window is twice the bytes the path held
+ * in the last sample (delivery rate x the least round trip seen), at most
+ * DEFAULT_WINDOW, at least a floor of WINDOW_FLOOR plus what FLOOR_RATE
+ * fills in the least round trip.  At loopback that is about 1 MiB, so
+ * requests do not queue up in the server (OpenSSH's sftp-server copies its
+ * input buffer each time it grows, and the first time it grows each copy
+ * is a fresh mmap: a window of 8 MiB made the first push of 10,000 files
+ * cost the server 4x the CPU of later ones, issue 19); at a long round trip
+ * the floor is larger from the first reply on, and the window doubles each
+ * sample while it is the limit.  A sample that spans idle time lowers the
+ * window at most to the floor. */
+static void adapt_window(ferry__sftp *sf, const ferry__sftp_req *r)
+{
+	if (sf->window_fixed)
+		return;
+	int64_t t = now_us();
+	int64_t rtt = t - r->sent_us;
+	if (rtt < 1)
+		rtt = 1;
+	if (!sf->min_rtt_us || rtt < sf->min_rtt_us)
+		sf->min_rtt_us = rtt;
+	double floor = (double)WINDOW_FLOOR + FLOOR_RATE * sf->min_rtt_us;
+	if (floor > (double)DEFAULT_WINDOW)
+		floor = (double)DEFAULT_WINDOW;
+	if ((double)sf->window < floor)
+		sf->window = (size_t)floor;
+	sf->rate_bytes += r->cost;
+	int64_t span = t - sf->rate_start_us;
+	if (span < RATE_MIN_US || span < 2 * sf->min_rtt_us)
+		return;
+	double w = 2.0 * sf->rate_bytes * sf->min_rtt_us / span;
+	sf->window = w >= (double)DEFAULT_WINDOW ? DEFAULT_WINDOW
+	             : w <= floor                ? (size_t)floor
+	                                         : (size_t)w;
+	sf->rate_start_us = sf->inflight_bytes ? t : 0;
+	sf->rate_bytes = 0;
 }
 
 /* Move r (popped from its queue) to the wire buffer. */
@@ -863,6 +914,7 @@ static void dispatch(ferry__sftp *sf, const uint8_t *p, size_t n)
 	}
 	sf->inflight_bytes -=
 	        r->cost < sf->inflight_bytes ? r->cost : sf->inflight_bytes;
+	adapt_window(sf, r);
 	int error = ferry__sftp_parse_reply(p, n, r->type, r->ext_kind, &pr);
 	if (!error && r->type == FERRY__FXP_READ &&
 	    pr.type == FERRY__FXP_DATA && pr.data_len > r->io_len)
@@ -1226,8 +1278,8 @@ int ferry__sftp_new(ferry__sftp **out, ferry__sftp_transport *t,
 		sf->io_timeout = DEFAULT_IO_TIMEOUT;
 	if (sf->io_timeout < 0)
 		sf->io_timeout = 0;
-	sf->window =
-	        sf->opts.window_bytes ? sf->opts.window_bytes : DEFAULT_WINDOW;
+	sf->window_fixed = sf->opts.window_bytes != 0;
+	sf->window = sf->window_fixed ? sf->opts.window_bytes : WINDOW_FLOOR;
 	sf->next_id = 1;
 	ferry__sftp_limits_info none = {0, 0, 0, 0};
 	apply_limits(sf, &none);
@@ -1365,6 +1417,35 @@ int ferry__sftp_run(ferry__sftp *sf, int (*done)(void *ctx), void *ctx,
 	if (sf->dead)
 		return sf->dead;
 	return error ? error : FERRY_ERROR;
+}
+
+void ferry__sftp_trim(ferry__sftp *sf)
+{
+	if (!sf)
+		return;
+	if (!sf->hp_n) {
+		ferry__free(sf->hp);
+		sf->hp = NULL;
+		sf->hp_cap = 0;
+	}
+	if (!sf->table_count && sf->table_size > 256) {
+		ferry__sftp_req **t = ferry__calloc(256, sizeof(*t));
+		if (t) {
+			ferry__free(sf->table);
+			sf->table = t;
+			sf->table_size = 256;
+		}
+	}
+	if (!ferry__buf_avail(&sf->out) && sf->out.cap > RECV_CHUNK) {
+		size_t max = sf->out.max;
+		ferry__buf_free(&sf->out);
+		sf->out.max = max;
+	}
+	if (!ferry__buf_avail(&sf->in) && sf->in.cap > RECV_CHUNK) {
+		size_t max = sf->in.max;
+		ferry__buf_free(&sf->in);
+		sf->in.max = max;
+	}
 }
 
 size_t ferry__sftp_pending(const ferry__sftp *sf)

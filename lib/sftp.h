@@ -64,7 +64,7 @@ typedef struct ferry__sftp_reply {
 typedef void (*ferry__sftp_cb)(void *ctx, const ferry__sftp_reply *r);
 
 typedef struct ferry__sftp_opts {
-	size_t window_bytes;  /* bytes in flight; 0: 8 MiB */
+	size_t window_bytes;  /* bytes in flight, fixed; 0: follows the path */
 	unsigned max_handles; /* 0: the server's limit (64 without limits) */
 	uint32_t max_write;   /* 0: the server's limit (32 KiB without) */
 	unsigned ignore_ext;  /* FERRY__EXT_* to treat as absent (tests) */
@@ -150,6 +150,11 @@ int ferry__session_sftp_ex(ferry_session *s, const ferry__sftp_opts *opts,
                            ferry__sftp **out);
 
 /* ---- running ------------------------------------------------------------ */
+
+/* Between calls: give back what the last call grew and no longer holds
+ * (the open-handle list, the in-flight table, empty I/O buffers), so that
+ * a held session keeps nothing in proportion to its largest push. */
+void ferry__sftp_trim(ferry__sftp *sf);
 
 /* Run until done(ctx) holds (checked first), the deadline (absolute
  * ferry__now_ms(); 0: none) passes, or the client dies.  done NULL: until

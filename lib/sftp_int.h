@@ -38,6 +38,7 @@ struct ferry__sftp_req {
 	uint32_t subj_off, subj_len; /* REQF_CREATE: the path in pkt */
 	uint32_t hkey;               /* handle requests: its hpath entry */
 	size_t cost;                 /* window bytes */
+	int64_t sent_us;             /* when it went to the wire buffer */
 	ferry__sftp_cb cb;
 	void *ctx;
 	ferry__sftp_gen gen_fn; /* REQF_GEN */
@@ -79,6 +80,12 @@ struct ferry__sftp {
 	int limits_pending;             /* the speculative limits request */
 	ferry__sftp_limits_info limits; /* in force */
 	size_t window;
+	/* The default window follows the path (adapt_window in sftp.c);
+	 * opts.window_bytes fixes it instead. */
+	int window_fixed;
+	int64_t min_rtt_us;    /* 0: no sample yet */
+	int64_t rate_start_us; /* the delivery-rate sample began */
+	size_t rate_bytes;     /* window bytes answered since */
 	unsigned slots_max, slots_used;
 
 	uint32_t next_id;

@@ -895,10 +895,12 @@ int ferry_sync(ferry_session *s, const ferry_sync_opts *opts,
 	int rc = ferry__session_sftp_turn_begin(s);
 	if (!rc) {
 		rc = sync_run(s, opts, report);
+		ferry__sftp_trim(ferry__session_sftp_peek(s));
 		ferry__session_sftp_turn_end(s);
 	} else if (report) {
 		memset(report, 0, sizeof(*report));
 	}
 	ferry__session_call_end(s);
+	ferry__alloc_release(); /* a held session keeps no push's peak */
 	return rc;
 }

@@ -535,3 +535,56 @@ Test(session, alive_until_the_server_ends_the_connection)
 	cr_assert_eq(ferry_session_alive(NULL), FERRY_ECONN);
 	fx_sshd_stop(&sv);
 }
+
+/* A loop busy past the idle timeout is not a dead connection (issue 19): an
+ * io that progresses for 3 idle timeouts, then waits 100 ms (half the
+ * timeout), then is done.  Before, the first pass without progress found
+ * the last POLLIN older than the timeout and declared the connection
+ * dead. */
+typedef struct busy_io {
+	ferry__io io;
+	int64_t busy_until, done_at;
+} busy_io;
+
+static int busy_step(ferry__io *io)
+{
+	busy_io *b = (busy_io *)io;
+	return ferry__now_ms() < b->busy_until;
+}
+
+static int64_t busy_timer(ferry__io *io)
+{
+	busy_io *b = (busy_io *)io;
+	return ferry__now_ms() < b->busy_until ? 0 : b->done_at;
+}
+
+static int busy_done(void *ctx)
+{
+	busy_io *b = ctx;
+	return ferry__now_ms() >= b->done_at;
+}
+
+Test(session, busy_loop_is_not_idle)
+{
+	ferry_session_opts o;
+	fx_opts(fx_shared(), &o);
+	o.keepalive_s = -1;
+	o.idle_timeout_ms = 200;
+	ferry_session *s = NULL;
+	char err[512] = "";
+	cr_assert_eq(ferry_session_open_ex(&s, &o, err, sizeof(err)), 0, "%s",
+	             err);
+	busy_io b;
+	memset(&b, 0, sizeof(b));
+	b.io.step = busy_step;
+	b.io.next_timer = busy_timer;
+	int64_t t0 = ferry__now_ms();
+	b.busy_until = t0 + 600;
+	b.done_at = t0 + 700;
+	ferry__io_add(s, &b.io);
+	int rc = ferry__session_run(s, busy_done, &b, t0 + 5000, 0);
+	ferry__io_remove(s, &b.io);
+	cr_assert_eq(rc, 0, "%s: %s", ferry_strerror(rc),
+	             ferry_session_errmsg(s));
+	ferry_session_close(s);
+}

@@ -242,7 +242,9 @@ Test(sftp_pipeline, upload_256_mib_verified)
 {
 	size_t n = (size_t)256 << 20;
 	char *src = sh_make_file(n, 256);
-	ferry__sftp *sf = sh_pipe(NULL);
+	/* A fixed window: the default one follows the path (below). */
+	ferry__sftp_opts so = {.window_bytes = (size_t)8 << 20};
+	ferry__sftp *sf = sh_pipe(&so);
 	ferry__sftp_upload_opts o = {.has_perm = 1, .perm = 0600, .fsync = 1};
 	double ms = sh_upload_big(sf, src, n, &o, "via pipe");
 	ferry__sftp_stats st;
@@ -260,6 +262,35 @@ Test(sftp_pipeline, upload_256_mib_verified)
 	unlink(P("big"));
 	free(src);
 	ferry__sftp_free(sf);
+}
+
+/* The default window follows the path: at a round trip of 40 ms it grows
+ * past its 1 MiB floor (a 1 MiB window would move 25 MiB/s), never past
+ * 8 MiB; on the pipe it stays near the floor, so requests do not queue up
+ * in the server (OpenSSH's sftp-server copies its input buffer as it grows:
+ * issue 19, the slow first push). */
+Test(sftp_pipeline, window_follows_the_path)
+{
+	size_t n = (size_t)32 << 20;
+	char *src = sh_make_file(n, 257);
+	ferry__sftp_opts so = {0};
+	fx_sftp_latency(&so, 20);
+	ferry__sftp *sf = sh_pipe(&so);
+	ferry__sftp_upload_opts o = {.has_perm = 1, .perm = 0600};
+	sh_upload_big(sf, src, n, &o, "RTT 40 ms");
+	ferry__sftp_stats st;
+	ferry__sftp_stats_get(sf, &st);
+	cr_assert_gt(st.max_bytes_in_flight, (size_t)2 << 20);
+	cr_assert_leq(st.max_bytes_in_flight, (size_t)8 << 20);
+	ferry__sftp_free(sf);
+	sf = sh_pipe(NULL);
+	sh_upload_big(sf, src, n, &o, "via pipe, default window");
+	ferry__sftp_stats_get(sf, &st);
+	cr_assert_leq(st.max_bytes_in_flight, (size_t)4 << 20);
+	ferry__sftp_free(sf);
+	unlink(src);
+	unlink(P("big"));
+	free(src);
 }
 
 Test(sftp_pipeline, small_window_and_writes_stay_bounded)
@@ -458,7 +489,8 @@ Test(sftp_pipeline, cancel_all_then_late_replies)
  * connection dying under them, is linear. */
 Test(sftp_pipeline, cancel_many_in_flight)
 {
-	ferry__sftp *sf = sh_pipe(NULL);
+	ferry__sftp_opts so = {.window_bytes = (size_t)64 << 20};
+	ferry__sftp *sf = sh_pipe(&so);
 	counter c = {0};
 	int n = 40000;
 	pid_t pid = ferry__sftp_pipe_pid(sf);

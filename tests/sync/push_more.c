@@ -422,3 +422,70 @@ Test(push_more, directory_times_follow_the_source, PH_ENV)
 	cr_assert_eq(r.requests, 0, "set once");
 	ferry_sync_report_free(&r);
 }
+
+#ifdef __GLIBC__
+#include <malloc.h>
+
+static size_t heap_in_use(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+	return mi.uordblks + mi.hblkhd;
+}
+
+static long rss_kb(void)
+{
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6))
+			kb = strtol(line + 6, NULL, 10);
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* A held session keeps no state per file between pushes (issue 19): the
+ * memory in use grows by less than 256 bytes per file of a cold push, does
+ * not grow across no-op pushes, and the heap's free pages go back to the
+ * system at the end of each push (RSS falls back below the push's peak). */
+Test(push_more, held_session_memory_is_bounded, PH_ENV)
+{
+	enum { N = 3000, NOOPS = 200 };
+	ph_write(e.src, "one", "1\n", 0644, 1700000000);
+	ph_push_ok(&e, NULL); /* the SFTP client and its buffers exist */
+	size_t m0 = heap_in_use();
+	long rss0 = rss_kb();
+	char *big = ph_path(e.base, "bigsrc");
+	cr_assert_eq(mkdir(big, 0755), 0);
+	ph_skills_tree(big, N, 77);
+	snprintf(e.srcarg, sizeof(e.srcarg), "%s/", big);
+	char *dst2 = ph_path(e.base, "remote/dst2");
+	e.o.dest = dst2;
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	size_t m1 = heap_in_use();
+	long rss1 = rss_kb();
+	cr_log_info("in use %zu -> %zu bytes (%zd per file); RSS %ld -> %ld "
+	            "kB",
+	            m0, m1, ((ssize_t)m1 - (ssize_t)m0) / N, rss0, rss1);
+	cr_assert_lt((ssize_t)m1 - (ssize_t)m0, (ssize_t)256 * N,
+	             "held memory grew %zd bytes for %d files",
+	             (ssize_t)m1 - (ssize_t)m0, N);
+	cr_assert_lt(rss1 - rss0, 256L * N / 1024 + 2048, "RSS %ld -> %ld kB",
+	             rss0, rss1);
+	for (int i = 0; i < NOOPS; i++) {
+		ph_push_ok(&e, &r);
+		cr_assert_eq(r.files_uploaded + r.files_updated +
+		                     r.files_deleted,
+		             0);
+	}
+	size_t m2 = heap_in_use();
+	cr_log_info("after %d no-op pushes: %zu bytes in use", NOOPS, m2);
+	cr_assert_lt((ssize_t)m2 - (ssize_t)m1, 64 * 1024,
+	             "%d no-op pushes grew the heap by %zd bytes", NOOPS,
+	             (ssize_t)m2 - (ssize_t)m1);
+	free(dst2);
+	free(big);
+}
+#endif
