@@ -28,6 +28,11 @@ typedef struct ferry__fetch {
 	int stopping;           /* the local disk is full: start no more */
 	int cancelling;         /* the run failed: what is left is not done */
 	ferry_progress prog;
+	/* Jobs whose remote file is open and whose local temporary is still
+	 * to be made: made between passes of the loop, once the pass that
+	 * took the OPEN replies has sent their READs, so that the local
+	 * file system's work overlaps the wait for the data. */
+	struct fjob *to_create;
 } fetch;
 
 typedef struct fjob {
@@ -38,6 +43,8 @@ typedef struct fjob {
 	ferry__hasher h;
 	int lerr; /* a local failure, lmsg says which */
 	char lmsg[600];
+	int need_create; /* on f->to_create */
+	struct fjob *cnext;
 } fjob;
 
 int ferry__pull_wait(ferry__sftp *sf, int (*done)(void *ctx), void *ctx)
@@ -283,8 +290,22 @@ static void progress(fetch *f)
 
 static void pump(fetch *f);
 
+static void create_unlist(fjob *j)
+{
+	if (!j->need_create)
+		return;
+	j->need_create = 0;
+	for (fjob **pp = &j->f->to_create; *pp; pp = &(*pp)->cnext)
+		if (*pp == j) {
+			*pp = j->cnext;
+			break;
+		}
+	j->cnext = NULL;
+}
+
 static void job_free(fjob *j)
 {
+	create_unlist(j);
 	if (j->fd >= 0)
 		close(j->fd);
 	if (j->temp && j->dirfd >= 0)
@@ -305,15 +326,13 @@ static int local_err(fjob *j, const char *what)
 	return j->lerr;
 }
 
-static int job_opened(void *ctx)
+/* The local temporary of j, once (j->lerr says why not). */
+static int job_create(fjob *j)
 {
-	fjob *j = ctx;
 	fetch *f = j->f;
 	ferry__action *a = j->a;
-	if (a->flags & FERRY__ACT_CHECK)
-		ferry__hasher_init(&j->h);
-	if (f->o->check_only)
-		return 0;
+	if (j->lerr)
+		return j->lerr;
 	size_t dl;
 	const char *name = base_of(a, &dl);
 	int fd = ferry__ldir_get(f->dc, a->entry.path, dl);
@@ -342,12 +361,48 @@ static int job_opened(void *ctx)
 	return 0;
 }
 
+/* Made now if it was still to be made. */
+static int ensure_created(fjob *j)
+{
+	if (!j->need_create)
+		return j->lerr;
+	create_unlist(j);
+	return job_create(j);
+}
+
+static void create_pending(fetch *f)
+{
+	while (f->to_create) {
+		fjob *j = f->to_create;
+		f->to_create = j->cnext;
+		j->cnext = NULL;
+		j->need_create = 0;
+		(void)job_create(j); /* a failure stops it at its data */
+	}
+}
+
+static int job_opened(void *ctx)
+{
+	fjob *j = ctx;
+	fetch *f = j->f;
+	if (j->a->flags & FERRY__ACT_CHECK)
+		ferry__hasher_init(&j->h);
+	if (f->o->check_only)
+		return 0;
+	j->need_create = 1;
+	j->cnext = f->to_create;
+	f->to_create = j;
+	return 0;
+}
+
 static int job_data(void *ctx, uint64_t off, const uint8_t *p, size_t n)
 {
 	fjob *j = ctx;
 	fetch *f = j->f;
 	if (j->a->flags & FERRY__ACT_CHECK)
 		ferry__hasher_update(&j->h, p, n);
+	if (!f->o->check_only && ensure_created(j))
+		return j->lerr;
 	for (size_t done = 0; j->fd >= 0 && done < n;) {
 		ssize_t w =
 		        pwrite(j->fd, p + done, n - done, (off_t)(off + done));
@@ -440,6 +495,8 @@ static void job_done(void *ctx, const ferry__sftp_download_result *r)
 		}
 		if (same)
 			check_equal(j);
+		else if (!f->o->check_only && ensure_created(j))
+			fail(f, a, j->lerr, "%s", j->lmsg);
 		else if (f->o->check_only || job_commit(j) == 0) {
 			ferry__action_commit(a);
 			f->res->bytes += r->bytes;
@@ -524,6 +581,8 @@ static void pump(fetch *f)
 static int fetch_done(void *ctx)
 {
 	fetch *f = ctx;
+	/* Between passes: the READs of the files just opened are out. */
+	create_pending(f);
 	return f->running == 0 && (f->stopping || f->next >= f->o->n ||
 	                           ferry__sftp_dead(f->o->sf));
 }
