@@ -83,7 +83,7 @@ static int start_problem(ferry_session *s, const char *command,
 {
 	if (!command)
 		return ferry__seterr(s, FERRY_EINVALID, "exec: no command");
-	if (o->version != FERRY_EXEC_OPTS_VERSION)
+	if (!ferry_struct_size(FERRY_STRUCT_EXEC_OPTS, o->version))
 		return ferry__seterr(s, FERRY_EINVALID,
 		                     "exec: unknown options version %u",
 		                     o->version);
@@ -116,6 +116,7 @@ static int op_take_opts(ferry__exec_op *op, const char *command,
 	op->separate = o->separate_stderr || o->on_output;
 	op->no_snapshot = o->no_snapshot;
 	op->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 0;
+	op->stop = o->version >= 2 ? o->stop : NULL;
 	op->in = o->stdin_data;
 	op->in_len = o->stdin_len;
 	ferry__ex_sink_init(&op->out, o->output_cap);

@@ -97,6 +97,8 @@ struct ferry__exec_op {
 	sink out, err;
 	int timed_out, interrupted;
 	int timeout_ms;
+	const volatile int *stop; /* the caller's own stop (ferry_exec_opts) */
+	int stop_seen;
 	int64_t deadline, drain_at, kill_until;
 	unsigned drain_cands;   /* fout.cands when drain_at was set */
 	ferry__exec_op *killer; /* K_KILL op for this one */

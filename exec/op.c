@@ -313,6 +313,13 @@ static int op_step(ferry__io *io)
 	int progress = 0;
 	if (op->state == S_DONE)
 		return 0;
+	if (op->stop && *op->stop && op->kind == K_USER && !op->stop_seen) {
+		op->stop_seen = 1;
+		ferry__ex_op_abort(op, 0);
+		progress = 1;
+		if (op->state == S_DONE)
+			return 1;
+	}
 	int64_t now = ferry__now_ms();
 	/* A command whose trailer came is over: the drain ends it. */
 	if (op->deadline && now >= op->deadline && op->state != S_KILL &&

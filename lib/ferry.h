@@ -288,6 +288,9 @@ FERRY_API uint64_t ferry_session_round_trips(const ferry_session *s);
  * command that ran to its end is not reported as interrupted.
  * Async-signal-safe and thread-safe. */
 FERRY_API void ferry_interrupt(ferry_session *s);
+/* Make the session look at the calls' stop flags (ferry_exec_opts.stop)
+ * now.  Safe from a signal handler or any thread. */
+FERRY_API void ferry_session_wake(ferry_session *s);
 
 /* ---- sync -------------------------------------------------------------- */
 
@@ -522,7 +525,8 @@ FERRY_API int ferry_pull(ferry_session *s, const ferry_sync_opts *opts,
 
 /* ---- exec -------------------------------------------------------------- */
 
-#define FERRY_EXEC_OPTS_VERSION 1
+/* Version 2 added stop; a version-1 struct is accepted. */
+#define FERRY_EXEC_OPTS_VERSION 2
 
 typedef struct ferry_exec_opts {
 	unsigned int version; /* FERRY_EXEC_OPTS_VERSION */
@@ -539,12 +543,18 @@ typedef struct ferry_exec_opts {
 	const char *const *env; /* "NAME=value" additions */
 	size_t env_count;
 	int no_snapshot; /* plain bash -c, no session-shell state */
+	/* Version 2.  This command's own stop: once *stop is nonzero and
+	 * ferry_session_wake() was called (both safe in a signal handler),
+	 * the command alone is interrupted as ferry_interrupt() would (exit
+	 * 130, its remote process group killed, FERRY_EINTR); other calls on
+	 * the session go on.  NULL: none. */
+	const volatile int *stop;
 } ferry_exec_opts;
 
 #define FERRY_EXEC_OPTS_INIT                                                   \
 	{                                                                      \
 		FERRY_EXEC_OPTS_VERSION, NULL, 0, NULL, 0, NULL, NULL, 0, 0,   \
-		        NULL, 0, 0                                             \
+		        NULL, 0, 0, NULL                                       \
 	}
 
 /* As ferry_session_opts_init, for ferry_exec_opts. */

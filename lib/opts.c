@@ -40,7 +40,8 @@ static const size_t sync_opts_sizes[] = {
         offsetof(ferry_sync_opts, max_dir_entries),
         offsetof(ferry_sync_opts, streams), offsetof(ferry_sync_opts, marker),
         sizeof(ferry_sync_opts)};
-static const size_t exec_opts_sizes[] = {sizeof(ferry_exec_opts)};
+static const size_t exec_opts_sizes[] = {offsetof(ferry_exec_opts, stop),
+                                         sizeof(ferry_exec_opts)};
 
 int ferry_session_opts_init(ferry_session_opts *opts, unsigned int version)
 {

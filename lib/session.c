@@ -102,6 +102,17 @@ void ferry_interrupt(ferry_session *s)
 	errno = saved;
 }
 
+static void wake_driver(ferry_session *s);
+
+void ferry_session_wake(ferry_session *s)
+{
+	if (!s)
+		return;
+	int saved = errno;
+	wake_driver(s);
+	errno = saved;
+}
+
 int ferry__session_interrupt_pending(const ferry_session *s)
 {
 	return in_call(s) && atomic_load(&s->intr_gen) != tl_call.gen;

@@ -1755,3 +1755,51 @@ Test(exec, reconnect_keeps_the_manifest_vouching)
 	ferry_session_close(s);
 	fx_sh("rm -rf %s", src);
 }
+
+typedef struct stop_call {
+	ferry_session *s;
+	const char *cmd;
+	volatile int stop;
+	int rc;
+	ferry_exec_result r;
+} stop_call;
+
+static void *stop_exec(void *p)
+{
+	stop_call *c = p;
+	ferry_exec_opts o = FERRY_EXEC_OPTS_INIT;
+	o.stop = &c->stop;
+	c->rc = ferry_exec(c->s, c->cmd, &o, &c->r);
+	return NULL;
+}
+
+/* A command's own stop interrupts it alone: the other thread's command
+ * runs to its end. */
+Test(exec, a_commands_own_stop_leaves_the_others_running)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	free(out_of(s, "true"));
+	stop_call a = {s, "sleep 30.0613", 0, 0, {0}};
+	stop_call b = {s, "sleep 1.0613; echo b", 0, 0, {0}};
+	pthread_t ta, tb;
+	cr_assert_eq(pthread_create(&ta, NULL, stop_exec, &a), 0);
+	cr_assert_eq(pthread_create(&tb, NULL, stop_exec, &b), 0);
+	for (int i = 0; i < 100 && (!procs_holding("30.0613", 0) ||
+	                            !procs_holding("1.0613", 0));
+	     i++)
+		usleep(20 * 1000);
+	a.stop = 1;
+	ferry_session_wake(s);
+	cr_assert_eq(pthread_join(ta, NULL), 0);
+	cr_assert_eq(a.rc, FERRY_EINTR, "%s", ferry_session_errmsg(s));
+	cr_assert_eq(a.r.exit_status, 130);
+	cr_assert(a.r.interrupted);
+	cr_assert_eq(pthread_join(tb, NULL), 0);
+	cr_assert_eq(b.rc, 0, "%s", ferry_session_errmsg(s));
+	cr_assert_str_eq(b.r.output, "b\n");
+	cr_assert_not(b.r.interrupted);
+	cr_assert_eq(procs_holding("30.0613", 0), 0, "the stopped one runs");
+	ferry_exec_result_free(&a.r);
+	ferry_exec_result_free(&b.r);
+	ferry_session_close(s);
+}
