@@ -283,6 +283,20 @@ static void boot_script(ferry_buf *t, const char *name, const char *keep,
 	        name);
 }
 
+/* The bootstrap's text t for the login bash: the login shell itself says
+ * whether it is bash (then commands need no second bash); the login bash
+ * prints it after the marker. */
+static int login_bash(ferry_buf *out, ferry_buf *t)
+{
+	int error = ferry__buf_terminate(t);
+	if (!error)
+		ferry__buf_fmt(out,
+		               "__ferry_sh=\"${BASH_VERSION-}:${SHELLOPTS-}\" "
+		               "exec bash -l -c %q" LOGIN_STDIN_AWAY,
+		               (const char *)t->data);
+	return error ? error : ferry__buf_terminate(out);
+}
+
 int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
                              const ferry__sh_cmd *first)
 {
@@ -305,15 +319,7 @@ int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
 			ferry__buf_fmt(&t, "; %s", (const char *)w.data);
 		ferry__buf_free(&w);
 	}
-	error = error ? error : ferry__buf_terminate(&t);
-	/* The login shell itself says whether it is bash (then commands need
-	 * no second bash); the login bash prints it after the marker. */
-	if (!error)
-		ferry__buf_fmt(out,
-		               "__ferry_sh=\"${BASH_VERSION-}:${SHELLOPTS-}\" "
-		               "exec bash -l -c %q" LOGIN_STDIN_AWAY,
-		               (const char *)t.data);
-	error = error ? error : ferry__buf_terminate(out);
+	error = error ? error : login_bash(out, &t);
 	ferry__buf_free(&t);
 	return error;
 }
@@ -329,13 +335,7 @@ int ferry__sh_bootstrap_keep(ferry_buf *out, const char *name, const char *keep,
 	ferry_buf t;
 	ferry__buf_init(&t);
 	boot_script(&t, name, keep, slot);
-	int error = ferry__buf_terminate(&t);
-	if (!error)
-		ferry__buf_fmt(out,
-		               "__ferry_sh=\"${BASH_VERSION-}:${SHELLOPTS-}\" "
-		               "exec bash -l -c %q" LOGIN_STDIN_AWAY,
-		               (const char *)t.data);
-	error = error ? error : ferry__buf_terminate(out);
+	int error = login_bash(out, &t);
 	ferry__buf_free(&t);
 	return error;
 }
