@@ -105,12 +105,7 @@ struct cx {
 	 * directory, those after it wait too. */
 	size_t rm_parked;
 	int rm_blocked; /* one was parked again in this unpark pass */
-	/* A directory state changed: the parked operations move on once the
-	 * replies at hand are taken (all_done), not at every one: a cold push
-	 * of many directories would go over every parked operation for each
-	 * MKDIR answer. */
-	int unpark_due;
-	int root; /* ST_* of the destination */
+	int root;       /* ST_* of the destination */
 	int root_code;
 	int stopping;
 	op **parked;
@@ -1044,7 +1039,8 @@ static void symlink_cb(void *ctx, const ferry__sftp_reply *r)
 static void dir_resolved(op *x, int status)
 {
 	x->status = (uint8_t)status;
-	x->c->unpark_due = 1;
+	if (x->c->nparked)
+		unpark(x->c);
 }
 
 static void mkdir_setstat_cb(void *ctx, const ferry__sftp_reply *r)
@@ -1210,7 +1206,8 @@ static void chk_reply(dchk *d)
 			                    d->path_len ? d->path_len : 1, code,
 			                    "%s", d->msg);
 	}
-	c->unpark_due = 1;
+	if (c->nparked)
+		unpark(c);
 }
 
 static void chk_lstat_cb(void *ctx, const ferry__sftp_reply *r)
@@ -1328,7 +1325,8 @@ static void dest_mkdir_cb(void *ctx, const ferry__sftp_reply *r)
 				         r->message);
 			}
 		}
-		c->unpark_due = 1;
+		if (c->nparked)
+			unpark(c);
 	}
 	ferry__free(d->path);
 	ferry__free(d);
@@ -1521,11 +1519,6 @@ static void do_gated(op *x)
 static int all_done(void *ctx)
 {
 	cx *c = ctx;
-	if (c->unpark_due) {
-		c->unpark_due = 0;
-		if (c->nparked)
-			unpark(c);
-	}
 	return c->pending == 0;
 }
 
@@ -1659,7 +1652,8 @@ static void probe_done(void *ctx, int finished)
 		c->pending--;
 		c->probing = 0;
 	}
-	c->unpark_due = 1;
+	if (c->nparked)
+		unpark(c);
 }
 
 static void first_flight_requests(cx *c);
