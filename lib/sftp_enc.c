@@ -219,7 +219,7 @@ int ferry__sftp_opendir(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
 int ferry__sftp_readdir(ferry__sftp *sf, const ferry__sftp_handle *h,
                         ferry__sftp_cb cb, void *ctx)
 {
-	return handle_req(sf, FERRY__FXP_READDIR, h, 0, 32768, cb, ctx);
+	return handle_req(sf, FERRY__FXP_READDIR, h, 0, 8192, cb, ctx);
 }
 
 int ferry__sftp_remove(ferry__sftp *sf, const char *path, ferry__sftp_cb cb,
