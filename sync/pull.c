@@ -1208,20 +1208,5 @@ static int pull_run(ferry_session *s, const ferry_sync_opts *opts,
 int ferry_pull(ferry_session *s, const ferry_sync_opts *opts,
                ferry_sync_report *report)
 {
-	if (!s)
-		return pull_run(s, opts, report);
-	ferry__session_call_begin(s);
-	/* Pushes and pulls on one session take turns (commands do not wait
-	 * for them). */
-	int rc = ferry__session_sftp_turn_begin(s);
-	if (!rc) {
-		rc = pull_run(s, opts, report);
-		ferry__sftp_trim(ferry__session_sftp_peek(s));
-		ferry__session_sftp_turn_end(s);
-	} else if (report) {
-		memset(report, 0, sizeof(*report));
-	}
-	ferry__session_call_end(s);
-	ferry__alloc_release(); /* a held session keeps no push's peak */
-	return rc;
+	return ferry__sftp_call(s, opts, report, pull_run);
 }

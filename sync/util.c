@@ -6,6 +6,8 @@
 
 #include "alloc.h"
 #include "ferry.h"
+#include "session.h"
+#include "sftp.h"
 
 int ferry__grow(void *pv, size_t *cap, size_t need, size_t elem, size_t first)
 {
@@ -30,4 +32,25 @@ uint32_t ferry__mtime_s(int64_t ns)
 	if (ns < 0 && ns % 1000000000)
 		s--;
 	return (uint32_t)s;
+}
+
+int ferry__sftp_call(ferry_session *s, const ferry_sync_opts *opts,
+                     ferry_sync_report *report,
+                     int (*run)(ferry_session *s, const ferry_sync_opts *opts,
+                                ferry_sync_report *report))
+{
+	if (!s)
+		return run(s, opts, report);
+	ferry__session_call_begin(s);
+	int rc = ferry__session_sftp_turn_begin(s);
+	if (!rc) {
+		rc = run(s, opts, report);
+		ferry__sftp_trim(ferry__session_sftp_peek(s));
+		ferry__session_sftp_turn_end(s);
+	} else if (report) {
+		memset(report, 0, sizeof(*report));
+	}
+	ferry__session_call_end(s);
+	ferry__alloc_release();
+	return rc;
 }

@@ -1458,13 +1458,16 @@ typedef struct conc_call {
 	int rc;
 	ferry_exec_result r;
 	double ms;
+	volatile int stop; /* the command's own (ferry_exec_opts.stop) */
 } conc_call;
 
 static void *conc_exec(void *p)
 {
 	conc_call *c = p;
+	ferry_exec_opts o = FERRY_EXEC_OPTS_INIT;
+	o.stop = &c->stop;
 	double t0 = ferry__now_ms_f();
-	c->rc = ferry_exec(c->s, c->cmd, NULL, &c->r);
+	c->rc = ferry_exec(c->s, c->cmd, &o, &c->r);
 	c->ms = ferry__now_ms_f() - t0;
 	return NULL;
 }
@@ -1476,7 +1479,7 @@ Test(exec, commands_from_two_threads_run_at_once)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	free(out_of(s, "true"));
-	conc_call slow = {s, strdup("sleep 2; echo slow"), 0, {0}, 0};
+	conc_call slow = {s, strdup("sleep 2; echo slow"), 0, {0}, 0, 0};
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, conc_exec, &slow), 0);
 	usleep(300 * 1000);
@@ -1484,7 +1487,7 @@ Test(exec, commands_from_two_threads_run_at_once)
 	for (int i = 0; i < 8; i++) {
 		char cmd[64];
 		snprintf(cmd, sizeof(cmd), "echo fast%d", i);
-		fast[i] = (conc_call){s, strdup(cmd), 0, {0}, 0};
+		fast[i] = (conc_call){s, strdup(cmd), 0, {0}, 0, 0};
 		conc_exec(&fast[i]);
 		cr_assert_eq(fast[i].rc, 0, "%s", ferry_session_errmsg(s));
 		char want[32];
@@ -1519,7 +1522,7 @@ Test(exec, many_threads_each_get_their_own_output)
 		         "sleep 0.$((RANDOM %% 3)); printf 'thread%d\\n'; "
 		         "exit %d",
 		         i, i + 1);
-		c[i] = (conc_call){s, strdup(cmd), 0, {0}, 0};
+		c[i] = (conc_call){s, strdup(cmd), 0, {0}, 0, 0};
 		cr_assert_eq(pthread_create(&th[i], NULL, conc_exec, &c[i]), 0);
 	}
 	for (int i = 0; i < N; i++) {
@@ -1542,8 +1545,8 @@ Test(exec, interrupt_applies_to_the_calls_running_then)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	free(out_of(s, "true"));
-	conc_call a = {s, strdup("sleep 30.0417"), 0, {0}, 0};
-	conc_call b = {s, strdup("sleep 31.0417"), 0, {0}, 0};
+	conc_call a = {s, strdup("sleep 30.0417"), 0, {0}, 0, 0};
+	conc_call b = {s, strdup("sleep 31.0417"), 0, {0}, 0, 0};
 	pthread_t ta, tb;
 	cr_assert_eq(pthread_create(&ta, NULL, conc_exec, &a), 0);
 	cr_assert_eq(pthread_create(&tb, NULL, conc_exec, &b), 0);
@@ -1613,7 +1616,7 @@ Test(exec, a_push_runs_beside_a_command)
 	snprintf(srcd, sizeof(srcd), "%s/a/", src);
 	snprintf(dest, sizeof(dest), "%s/out1", src);
 	snprintf(dest2, sizeof(dest2), "%s/out2", src);
-	conc_call slow = {s, strdup("sleep 2"), 0, {0}, 0};
+	conc_call slow = {s, strdup("sleep 2"), 0, {0}, 0, 0};
 	pthread_t th, p1, p2;
 	cr_assert_eq(pthread_create(&th, NULL, conc_exec, &slow), 0);
 	usleep(300 * 1000);
@@ -1756,34 +1759,17 @@ Test(exec, reconnect_keeps_the_manifest_vouching)
 	fx_sh("rm -rf %s", src);
 }
 
-typedef struct stop_call {
-	ferry_session *s;
-	const char *cmd;
-	volatile int stop;
-	int rc;
-	ferry_exec_result r;
-} stop_call;
-
-static void *stop_exec(void *p)
-{
-	stop_call *c = p;
-	ferry_exec_opts o = FERRY_EXEC_OPTS_INIT;
-	o.stop = &c->stop;
-	c->rc = ferry_exec(c->s, c->cmd, &o, &c->r);
-	return NULL;
-}
-
 /* A command's own stop interrupts it alone: the other thread's command
  * runs to its end. */
 Test(exec, a_commands_own_stop_leaves_the_others_running)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	free(out_of(s, "true"));
-	stop_call a = {s, "sleep 30.0613", 0, 0, {0}};
-	stop_call b = {s, "sleep 1.0613; echo b", 0, 0, {0}};
+	conc_call a = {s, strdup("sleep 30.0613"), 0, {0}, 0, 0};
+	conc_call b = {s, strdup("sleep 1.0613; echo b"), 0, {0}, 0, 0};
 	pthread_t ta, tb;
-	cr_assert_eq(pthread_create(&ta, NULL, stop_exec, &a), 0);
-	cr_assert_eq(pthread_create(&tb, NULL, stop_exec, &b), 0);
+	cr_assert_eq(pthread_create(&ta, NULL, conc_exec, &a), 0);
+	cr_assert_eq(pthread_create(&tb, NULL, conc_exec, &b), 0);
 	for (int i = 0; i < 100 && (!procs_holding("30.0613", 0) ||
 	                            !procs_holding("1.0613", 0));
 	     i++)
@@ -1801,5 +1787,7 @@ Test(exec, a_commands_own_stop_leaves_the_others_running)
 	cr_assert_eq(procs_holding("30.0613", 0), 0, "the stopped one runs");
 	ferry_exec_result_free(&a.r);
 	ferry_exec_result_free(&b.r);
+	free(a.cmd);
+	free(b.cmd);
 	ferry_session_close(s);
 }
