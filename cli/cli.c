@@ -17,13 +17,48 @@ static char *own(cli_conn *c, char *s)
 	return s;
 }
 
-/* "ferry: [prefix]message\n" on stderr. */
+static _Thread_local struct {
+	FILE *out, *err;
+	int in_fd; /* + 1: 0 is "not set" */
+	volatile int *stop;
+} tl_cmd;
+
+void cli_thread_set(FILE *out, FILE *err, int in_fd, volatile int *stop)
+{
+	tl_cmd.out = out;
+	tl_cmd.err = err;
+	tl_cmd.in_fd = in_fd + 1;
+	tl_cmd.stop = stop;
+}
+
+FILE *cli_out(void)
+{
+	return tl_cmd.out ? tl_cmd.out : stdout;
+}
+
+FILE *cli_err(void)
+{
+	return tl_cmd.err ? tl_cmd.err : stderr;
+}
+
+int cli_in_fd(void)
+{
+	return tl_cmd.in_fd > 0 ? tl_cmd.in_fd - 1 : 0;
+}
+
+volatile int *cli_stop(void)
+{
+	return tl_cmd.stop;
+}
+
+/* "ferry: [prefix]message\n" on cli_err(). */
 __attribute__((format(printf, 2, 0))) static void
 say(const char *prefix, const char *fmt, va_list ap)
 {
-	fprintf(stderr, "%s: %s", cli_prog, prefix);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	FILE *e = cli_err();
+	fprintf(e, "%s: %s", cli_prog, prefix);
+	vfprintf(e, fmt, ap);
+	fputc('\n', e);
 }
 
 void cli_error(const char *fmt, ...)
@@ -49,13 +84,13 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
 	say("", fmt, ap);
 	va_end(ap);
 	if (usage)
-		fprintf(stderr, "usage: %s\n", usage);
+		fprintf(cli_err(), "usage: %s\n", usage);
 	return FERRY_EXIT_USAGE;
 }
 
 int cli_usage_line(const char *usage)
 {
-	fprintf(stderr, "usage: %s\n", usage);
+	fprintf(cli_err(), "usage: %s\n", usage);
 	return FERRY_EXIT_USAGE;
 }
 
@@ -87,7 +122,7 @@ void cli_log(void *ctx, int level, const char *msg)
 		return;
 	if (c && c->quiet && level < FERRY_LOG_WARN)
 		return;
-	fprintf(stderr, "%s: %s%s\n", cli_prog,
+	fprintf(cli_err(), "%s: %s%s\n", cli_prog,
 	        level == FERRY_LOG_WARN ? "warning: " : "", msg);
 }
 
@@ -300,7 +335,7 @@ static void on_signal(int sig)
 
 int cli_interrupted(void)
 {
-	if (!cli_sigint)
+	if (!cli_sigint && !(tl_cmd.stop && *tl_cmd.stop))
 		return 0;
 	cli_error("interrupted");
 	return 1;

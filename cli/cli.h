@@ -5,6 +5,7 @@
 
 #include <getopt.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "ferry.h"
 
@@ -102,7 +103,29 @@ int cli_holder_active(void);
  * (message printed) when c names another target. */
 int cli_holder_connect(cli_conn *c, ferry_session **out);
 
-/* Messages: "ferry: ..." on stderr. */
+/* This thread's command: its streams, stdin and stop flag.  A holder
+ * runs the commands of several clients at once, each thread with its
+ * client's own; elsewhere (NULL, -1, NULL) they are stdout, stderr, fd 0
+ * and none.  A command raises *stop itself when its output is gone. */
+void cli_thread_set(FILE *out, FILE *err, int in_fd, volatile int *stop);
+FILE *cli_out(void);
+FILE *cli_err(void);
+int cli_in_fd(void);
+volatile int *cli_stop(void);
+
+/* ferry exec in two steps, for a holder: the command line parsed and
+ * connected (on the thread that may chdir), then run (on any thread).
+ * cli_exec_begin: -1 and *job to go on, else the exit status (messages
+ * printed).  cli_exec_alone: 1 when the run touches nothing of the
+ * process but its streams (no --push, whose local paths need the cwd;
+ * no -v, whose session log goes to the process's stderr).
+ * cli_exec_end: runs it, frees it, returns the exit status. */
+typedef struct exec_cmd cli_exec_job;
+int cli_exec_begin(int argc, char **argv, cli_exec_job **job);
+int cli_exec_alone(const cli_exec_job *job);
+int cli_exec_end(cli_exec_job *job);
+
+/* Messages: "ferry: ..." on cli_err(). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Bad usage: the message and one usage line; returns EXIT_USAGE. */

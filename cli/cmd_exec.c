@@ -73,9 +73,13 @@ enum {
  * whatever the command prints (head and tail, as output_cap does). */
 #define JSON_MAX_OUTPUT ((size_t)8 << 20)
 
+/* Where the output goes: fixed when the command starts, since a holder's
+ * session may deliver it on another client's thread. */
 typedef struct out_state {
 	ferry_session *s;
-	int broken; /* a write failed (closed pipe): stop the command */
+	int out_fd, err_fd;
+	volatile int *stop; /* the command's own (ferry_exec_opts.stop) */
+	int broken;         /* a write failed (closed pipe): stop the command */
 } out_state;
 
 static int write_all(int fd, const void *data, size_t n)
@@ -98,11 +102,12 @@ static void on_output(void *ctx, int stream, const void *data, size_t len)
 	out_state *o = ctx;
 	if (o->broken)
 		return;
-	if (write_all(stream == 2 ? 2 : 1, data, len) < 0) {
+	if (write_all(stream == 2 ? o->err_fd : o->out_fd, data, len) < 0) {
 		/* Like a pipeline member whose reader went away: stop the
 		 * remote command instead of running it for nobody. */
 		o->broken = 1;
-		ferry_interrupt(o->s);
+		*o->stop = 1;
+		ferry_session_wake(o->s);
 	}
 }
 
@@ -162,7 +167,7 @@ static char *join_args(int argc, char **argv)
 }
 
 /* One ferry exec: its options, then what happened. */
-typedef struct exec_cmd {
+struct exec_cmd {
 	cli_conn c;
 	cli_sync cs;
 	char **push_src;
@@ -176,8 +181,11 @@ typedef struct exec_cmd {
 	char *command, *in;
 	size_t max_output; /* --json: bytes kept per stream (0: all) */
 	int e;             /* ferry_exec's return */
+	int stdin_fd;      /* --stdin: -1 none, else what to read */
+	volatile int own_stop;
 	out_state os;
-} exec_cmd;
+};
+typedef struct exec_cmd exec_cmd;
 
 /* "8M", "65536", "1G": bytes; -1 when it is not a size. */
 static int parse_size(const char *s, size_t *out)
@@ -260,21 +268,32 @@ static int exec_option(void *ctx, int opt, char *arg)
 	}
 }
 
-/* --stdin FILE (- : ours) into memory, for eo.stdin_data. */
+/* --stdin FILE (- : ours) opened, where the cwd is the command's. */
+static int open_stdin(exec_cmd *x)
+{
+	int fd = strcmp(x->stdin_file, "-")
+	                 ? open(x->stdin_file, O_RDONLY | O_CLOEXEC)
+	                 : dup(cli_in_fd());
+	if (fd < 0) {
+		cli_error("--stdin %s: %s", x->stdin_file, strerror(errno));
+		return FERRY_EXIT_USAGE;
+	}
+	x->stdin_fd = fd;
+	return -1;
+}
+
+/* --stdin into memory, for eo.stdin_data. */
 static int read_stdin(exec_cmd *x)
 {
 	size_t len = 0;
-	int fd = strcmp(x->stdin_file, "-")
-	                 ? open(x->stdin_file, O_RDONLY | O_CLOEXEC)
-	                 : 0;
-	if (fd < 0 || read_fd(fd, &x->in, &len) < 0) {
-		cli_error("--stdin %s: %s", x->stdin_file, strerror(errno));
-		if (fd > 0)
-			close(fd);
+	int rc = read_fd(x->stdin_fd, &x->in, &len);
+	int e = errno;
+	close(x->stdin_fd);
+	x->stdin_fd = -1;
+	if (rc < 0) {
+		cli_error("--stdin %s: %s", x->stdin_file, strerror(e));
 		return FERRY_EXIT_USAGE;
 	}
-	if (fd > 0)
-		close(fd);
 	x->eo.stdin_data = x->in;
 	x->eo.stdin_len = len;
 	return -1;
@@ -367,13 +386,13 @@ static int exec_run(exec_cmd *x)
 	/* The library leaves the command's streams alone; what ferry did
 	 * is said here, and what was killed only when it was seen gone. */
 	if (r->timed_out && !x->cs.json)
-		fprintf(stderr, "%s: command timed out after %.6g s; %s\n",
+		fprintf(cli_err(), "%s: command timed out after %.6g s; %s\n",
 		        cli_prog, x->eo.timeout_ms / 1000.0,
 		        r->killed ? "its remote process group was killed"
 		                  : "ferry could not confirm that its remote "
 		                    "processes are gone");
 	else if (r->interrupted && !r->killed && !x->cs.json)
-		fprintf(stderr,
+		fprintf(cli_err(),
 		        "%s: interrupted; ferry could not confirm that the "
 		        "remote processes are gone\n",
 		        cli_prog);
@@ -399,7 +418,7 @@ static void exec_json(exec_cmd *x, int rc)
 	const ferry_exec_result *r = &x->r;
 	const char *errmsg = ferry_session_errmsg(x->s);
 	json j;
-	json_begin(&j, stdout);
+	json_begin(&j, cli_out());
 	json_str(&j, "command", "exec");
 	json_int(&j, "exit_status", rc);
 	json_str(&j, "target", x->c.host);
@@ -430,6 +449,10 @@ static int exec_session(exec_cmd *x)
 {
 	int rc = -1;
 	x->os.s = x->s;
+	fflush(cli_out());
+	fflush(cli_err());
+	x->os.out_fd = fileno(cli_out());
+	x->os.err_fd = fileno(cli_err());
 	if (!x->cs.json) {
 		x->eo.on_output = on_output;
 		x->eo.ctx = &x->os;
@@ -443,28 +466,69 @@ static int exec_session(exec_cmd *x)
 	return rc;
 }
 
+static void exec_free(exec_cmd *x)
+{
+	if (x->stdin_fd >= 0)
+		close(x->stdin_fd);
+	ferry_exec_result_free(&x->r);
+	ferry_sync_report_free(&x->pr);
+	cli_sync_free(&x->cs);
+	free(x->push_src);
+	free(x->command);
+	free(x->in);
+	cli_conn_free(&x->c);
+	free(x);
+}
+
+int cli_exec_begin(int argc, char **argv, cli_exec_job **job)
+{
+	*job = NULL;
+	exec_cmd *x = calloc(1, sizeof(*x));
+	if (!x) {
+		cli_error("out of memory");
+		return FERRY_EXIT_ERROR;
+	}
+	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
+	x->eo = eo;
+	x->max_output = JSON_MAX_OUTPUT;
+	x->stdin_fd = -1;
+	/* Ctrl-C of a holder's client raises its flag; a closed output
+	 * raises ours. */
+	x->os.stop = cli_stop() ? cli_stop() : &x->own_stop;
+	x->eo.stop = x->os.stop;
+	cli_conn_init(&x->c);
+	cli_sync_init(&x->cs, &x->c);
+	int rc = exec_parse(x, argc, argv);
+	if (rc < 0 && !(rc = cli_connect(&x->c, &x->s)) && x->s) {
+		rc = x->stdin_file ? open_stdin(x) : -1;
+		if (rc < 0) {
+			*job = x;
+			return -1;
+		}
+		cli_disconnect(x->s);
+	}
+	exec_free(x);
+	return rc;
+}
+
+int cli_exec_alone(const cli_exec_job *x)
+{
+	return !x->push_n && !x->c.verbose;
+}
+
+int cli_exec_end(cli_exec_job *x)
+{
+	int rc = x->stdin_file ? read_stdin(x) : -1;
+	if (rc < 0)
+		rc = exec_session(x);
+	cli_disconnect(x->s);
+	exec_free(x);
+	return rc;
+}
+
 int cmd_exec(int argc, char **argv)
 {
-	exec_cmd x;
-	ferry_exec_opts eo = FERRY_EXEC_OPTS_INIT;
-	memset(&x, 0, sizeof(x));
-	x.eo = eo;
-	x.max_output = JSON_MAX_OUTPUT;
-	cli_conn_init(&x.c);
-	cli_sync_init(&x.cs, &x.c);
-	int rc = exec_parse(&x, argc, argv);
-	if (rc < 0 && !(rc = cli_connect(&x.c, &x.s)) && x.s) {
-		rc = x.stdin_file ? read_stdin(&x) : -1;
-		if (rc < 0)
-			rc = exec_session(&x);
-		cli_disconnect(x.s);
-	}
-	ferry_exec_result_free(&x.r);
-	ferry_sync_report_free(&x.pr);
-	cli_sync_free(&x.cs);
-	free(x.push_src);
-	free(x.command);
-	free(x.in);
-	cli_conn_free(&x.c);
-	return rc;
+	cli_exec_job *x;
+	int rc = cli_exec_begin(argc, argv, &x);
+	return rc < 0 ? cli_exec_end(x) : rc;
 }

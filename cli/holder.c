@@ -1,15 +1,18 @@
 /* holder.c - the holder process of --persist: one ferry_session kept open,
- * subcommands of clients run in it one at a time (the session is not
- * thread-safe), in arrival order.
+ * subcommands of clients run in it in arrival order, commands of exec at
+ * the same time as everything else.
  *
- * Two threads.  The I/O thread accepts clients (SO_PEERCRED: our uid
- * only), reads their frames, queues RUN requests, turns a client's
- * interrupt or hang-up into ferry_interrupt for its running command,
- * watches the SSH socket for the server closing it, and decides when to
- * exit (idle for the persist time, connection lost, `ferry master stop`,
- * SIGTERM, socket removed).  The main thread runs queued commands: the
- * client's cwd and environment, its stdin/stdout/stderr (passed over the
- * socket) on fds 0-2, then the same code as the ferry program. */
+ * The I/O thread accepts clients (SO_PEERCRED: our uid only), reads their
+ * frames, queues RUN requests, turns a client's interrupt or hang-up into
+ * its running command's own stop flag (the session's other commands go
+ * on), watches the SSH socket for the server closing it, and decides when
+ * to exit (idle for the persist time, connection lost, `ferry master
+ * stop`, SIGTERM, socket removed).  The main thread takes queued commands
+ * one at a time, in the client's cwd and environment, with the same code
+ * as the ferry program.  A command of exec is parsed there, then runs on
+ * a thread of its own that writes to the client's stdout and stderr
+ * (passed over the socket) directly; any other command runs on the main
+ * thread with them on fds 0-2, while those threads go on. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -33,13 +36,15 @@ typedef struct hclient {
 	char *req;
 	size_t req_len;
 	int queued, running, done, gone, intr_sent;
+	volatile int stop; /* the running command's own stop flag */
 	struct hclient *next, *qnext;
 } hclient;
 
 static struct holder {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	hclient *clients, *qhead, *qtail, *running;
+	hclient *clients, *qhead, *qtail;
+	int nrunning;
 	int stopping, exit_now;
 	int64_t last_active;
 	int persist_ms;
@@ -157,12 +162,12 @@ static void send_info(int fd)
 	for (hclient *c = H.qhead; c; c = c->qnext)
 		q++;
 	char line[1400];
-	int n = snprintf(line, sizeof(line),
-	                 "%s\t%d\t%.1f\t%llu\t%d\t%d\t%zu\t%s", H.target,
-	                 (int)H.pid,
-	                 H.running ? 0.0 : (double)(now - H.last_active) / 1000,
-	                 (unsigned long long)H.served, H.persist_ms / 1000,
-	                 H.running != NULL, q, H.typed);
+	int n = snprintf(
+	        line, sizeof(line), "%s\t%d\t%.1f\t%llu\t%d\t%d\t%zu\t%s",
+	        H.target, (int)H.pid,
+	        H.nrunning ? 0.0 : (double)(now - H.last_active) / 1000,
+	        (unsigned long long)H.served, H.persist_ms / 1000, H.nrunning,
+	        q, H.typed);
 	fr_send(fd, FR_INFO, line, (size_t)n, NULL, 0);
 }
 
@@ -180,7 +185,8 @@ static void client_input(hclient *c)
 		c->gone = 1;
 		if (c->running && !c->intr_sent) {
 			c->intr_sent = 1;
-			ferry_interrupt(H.s);
+			c->stop = 1;
+			ferry_session_wake(H.s);
 		} else if (c->queued) {
 			queue_remove(c);
 			c->done = 1;
@@ -227,7 +233,8 @@ static void client_input(hclient *c)
 	case FR_INTR:
 		if (c->running && !c->intr_sent) {
 			c->intr_sent = 1;
-			ferry_interrupt(H.s);
+			c->stop = 1;
+			ferry_session_wake(H.s);
 		} else if (c->queued) {
 			queue_remove(c);
 			send_num(c->fd, FR_EXIT, FERRY_EXIT_INTERRUPTED);
@@ -302,7 +309,7 @@ static void *io_thread(void *arg)
 		}
 		if (got_term)
 			H.stopping = 1;
-		if (H.stopping && !H.running) {
+		if (H.stopping && !H.nrunning) {
 			/* Stop listening first: a client that comes now
 			 * finds no socket and connects directly. */
 			if (socket_is_ours())
@@ -368,7 +375,7 @@ static void *io_thread(void *arg)
 				client_input(who[i]);
 		int64_t now = fr_now_ms();
 		pthread_mutex_lock(&H.mu);
-		if (!H.running && !H.qhead &&
+		if (!H.nrunning && !H.qhead &&
 		    now - H.last_active >= H.persist_ms)
 			H.stopping = 1;
 		if (now - last_check >= 1000) {
@@ -383,7 +390,124 @@ static void *io_thread(void *arg)
 	return NULL;
 }
 
-/* One queued command, on this (the main) thread: its exit status. */
+/* A command done (st: its exit status, or < 0 refused): said to the
+ * client, counted. */
+static void finish_one(hclient *c, int st)
+{
+	pthread_mutex_lock(&H.mu);
+	if (st >= 0)
+		send_num(c->fd, FR_EXIT, st);
+	/* A connection error may have left the session dead (or it was
+	 * found dead: st < 0, refused): the next call gets a new holder. */
+	if (st < 0 || st == FERRY_EXIT_CONN)
+		H.stopping = 1;
+	c->running = 0;
+	c->done = 1;
+	H.nrunning--;
+	if (st >= 0)
+		H.served++;
+	H.last_active = fr_now_ms();
+	pthread_mutex_unlock(&H.mu);
+	wake_io();
+}
+
+/* A command of exec on a thread of its own: its client's streams. */
+typedef struct exec_run {
+	hclient *c;
+	cli_exec_job *job;
+	FILE *out, *err;
+	int in;
+} exec_run;
+
+static void exec_streams_close(FILE *out, FILE *err, int in)
+{
+	/* The client's pipes see their end only when our copies close. */
+	if (out)
+		fclose(out);
+	if (err)
+		fclose(err);
+	if (in >= 0)
+		close(in);
+}
+
+static void *exec_thread(void *arg)
+{
+	exec_run *w = arg;
+	cli_thread_set(w->out, w->err, w->in, &w->c->stop);
+	int st = cli_exec_end(w->job);
+	cli_thread_set(NULL, NULL, -1, NULL);
+	exec_streams_close(w->out, w->err, w->in);
+	finish_one(w->c, st);
+	free(w);
+	return NULL;
+}
+
+/* ferry exec: parsed here (in the client's cwd), then run on a thread
+ * of its own when it needs nothing of the process but its streams; its
+ * exit status, or -2 when that thread has it. */
+static int run_exec(hclient *c, int argc, char **argv, const char *cwd)
+{
+	FILE *out = fdopen(c->fds[1], "w"), *err = fdopen(c->fds[2], "w");
+	int in = c->fds[0];
+	if (!out || !err) {
+		if (out)
+			fclose(out);
+		else
+			close(c->fds[1]);
+		if (err)
+			fclose(err);
+		else
+			close(c->fds[2]);
+		close(in);
+		c->nfds = 0;
+		return FERRY_EXIT_ERROR;
+	}
+	c->nfds = 0; /* the streams have them */
+	setvbuf(out, NULL, isatty(fileno(out)) ? _IOLBF : _IOFBF, 0);
+	setvbuf(err, NULL, _IONBF, 0);
+	send_num(c->fd, FR_START, H.pid);
+	cli_thread_set(out, err, in, &c->stop);
+	cli_exec_job *job = NULL;
+	int st;
+	if (chdir(cwd) < 0) {
+		cli_error("cannot enter %s: %s", cwd, strerror(errno));
+		st = FERRY_EXIT_ERROR;
+	} else {
+		st = cli_exec_begin(argc - 1, argv + 1, &job);
+	}
+	if (job && cli_exec_alone(job)) {
+		exec_run *w = malloc(sizeof(*w));
+		pthread_t th;
+		pthread_attr_t at;
+		int started = 0;
+		if (w && !pthread_attr_init(&at)) {
+			*w = (exec_run){c, job, out, err, in};
+			pthread_attr_setdetachstate(&at,
+			                            PTHREAD_CREATE_DETACHED);
+			started = !pthread_create(&th, &at, exec_thread, w);
+			pthread_attr_destroy(&at);
+		}
+		if (started) {
+			cli_thread_set(NULL, NULL, -1, NULL);
+			if (chdir("/") < 0) {
+				/* nothing depends on it */
+			}
+			return -2;
+		}
+		free(w); /* no thread: it runs here */
+	}
+	if (job)
+		st = cli_exec_end(job);
+	cli_thread_set(NULL, NULL, -1, NULL);
+	exec_streams_close(out, err, in);
+	if (chdir("/") < 0) {
+		/* nothing depends on it */
+	}
+	return st;
+}
+
+/* One queued command, on this (the main) thread: its exit status, or -2
+ * when a thread of its own runs it. */
 static int run_one(hclient *c)
 {
 	char *argv[4096 + 2];
@@ -443,6 +567,8 @@ static int run_one(hclient *c)
 		fr_send(c->fd, FR_REFUSE, why, strlen(why), NULL, 0);
 		return -1;
 	}
+	if (argc >= 2 && !strcmp(argv[1], "exec"))
+		return run_exec(c, argc, argv, cwd);
 	for (int i = 0; i < 3; i++)
 		dup2(c->fds[i], i);
 	for (int i = 0; i < c->nfds; i++)
@@ -458,7 +584,9 @@ static int run_one(hclient *c)
 		cli_error("cannot enter %s: %s", cwd, strerror(errno));
 		st = FERRY_EXIT_ERROR;
 	} else {
+		cli_thread_set(NULL, NULL, -1, &c->stop);
 		st = cli_main(argc, argv);
+		cli_thread_set(NULL, NULL, -1, NULL);
 	}
 	fflush(stdout);
 	fflush(stderr);
@@ -613,29 +741,12 @@ void cli_holder_main(cli_conn *c, const char *sockpath, const char *key,
 		hclient *cl = H.qhead;
 		queue_remove(cl);
 		cl->running = 1;
-		H.running = cl;
+		H.nrunning++;
 		pthread_mutex_unlock(&H.mu);
 
 		int st = run_one(cl);
-
-		pthread_mutex_lock(&H.mu);
-		if (st >= 0)
-			send_num(cl->fd, FR_EXIT, st);
-		/* A connection error may have left the session dead (or it
-		 * was found dead: st < 0, refused), an interrupt that came
-		 * too late may still be pending: the next call then gets a
-		 * new holder. */
-		if (st < 0 || st == FERRY_EXIT_CONN ||
-		    (cl->intr_sent && st != FERRY_EXIT_INTERRUPTED))
-			H.stopping = 1;
-		cl->running = 0;
-		cl->done = 1;
-		H.running = NULL;
-		if (st >= 0)
-			H.served++;
-		H.last_active = fr_now_ms();
-		pthread_mutex_unlock(&H.mu);
-		wake_io();
+		if (st != -2)
+			finish_one(cl, st);
 	}
 	pthread_join(th, NULL);
 	ferry_session_close(s);

@@ -36,7 +36,7 @@ int cli_parse_options(cli_conn *c, int argc, char **argv, const char *shortopts,
 	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) !=
 	       -1) {
 		if (opt == 'h') {
-			printf("usage: %s\n\n%s", usage, help);
+			fprintf(cli_out(), "usage: %s\n\n%s", usage, help);
 			return FERRY_EXIT_OK;
 		}
 		int k = cli_conn_option(c, opt, optarg);

@@ -41,7 +41,7 @@ static void print_path(FILE *f, const char *p)
 static void clear_bar(cli_sync *cs)
 {
 	if (cs->bar_shown) {
-		fputs("\r\033[K", stderr);
+		fputs("\r\033[K", cli_err());
 		cs->bar_shown = 0;
 	}
 }
@@ -77,9 +77,9 @@ static void on_change(void *ctx, const ferry_change *c)
 	}
 	if (c->error) {
 		clear_bar(cs);
-		fprintf(stderr, "%s: ", cli_prog);
-		print_path(stderr, c->path);
-		fprintf(stderr, ": %s\n",
+		fprintf(cli_err(), "%s: ", cli_prog);
+		print_path(cli_err(), c->path);
+		fprintf(cli_err(), ": %s\n",
 		        c->errmsg ? c->errmsg : ferry_strerror(c->error));
 		return;
 	}
@@ -90,12 +90,13 @@ static void on_change(void *ctx, const ferry_change *c)
 		char *big = malloc(ll + 1);
 		if (big) {
 			ferry_change_itemize(big, ll + 1, c);
-			fprintf(cs->to_stderr ? stderr : stdout, "%s\n", big);
+			fprintf(cs->to_stderr ? cli_err() : cli_out(), "%s\n",
+			        big);
 			free(big);
 			return;
 		}
 	}
-	fprintf(cs->to_stderr ? stderr : stdout, "%s\n", line);
+	fprintf(cs->to_stderr ? cli_err() : cli_out(), "%s\n", line);
 }
 
 static void human(char *buf, size_t n, double v)
@@ -134,7 +135,7 @@ static void on_progress(void *ctx, const ferry_progress *p)
 	for (int i = 0; i < 20; i++)
 		bar[i] = i < pct / 5 ? '#' : '-';
 	bar[20] = '\0';
-	fprintf(stderr,
+	fprintf(cli_err(),
 	        "\r\033[K[%s] %3d%% %s/%s  %llu/%llu files  %s/s  ETA %d:%02d",
 	        bar, pct, done, total, (unsigned long long)p->files_done,
 	        (unsigned long long)p->files_total, rate, (int)eta / 60,
@@ -156,6 +157,7 @@ void cli_sync_init(cli_sync *cs, const cli_conn *conn)
 	ferry_sync_opts init = FERRY_SYNC_OPTS_INIT;
 	memset(cs, 0, sizeof(*cs));
 	cs->o = init;
+	cs->o.stop = cli_stop(); /* a holder's client's Ctrl-C */
 	cs->conn = conn;
 }
 
@@ -424,11 +426,11 @@ int cli_sync_report(cli_sync *cs, const char *command, int rc,
                     const ferry_sync_report *r, const char *errmsg)
 {
 	clear_bar(cs);
-	FILE *out = cs->to_stderr ? stderr : stdout;
+	FILE *out = cs->to_stderr ? cli_err() : cli_out();
 	int status = rc == 0 ? FERRY_EXIT_OK : cli_exit_for(rc);
 	if (cs->json) {
 		json j;
-		json_begin(&j, stdout);
+		json_begin(&j, cli_out());
 		json_str(&j, "command", command);
 		json_int(&j, "exit_status", status);
 		cli_sync_json_fields(cs, &j, rc, r, errmsg);
@@ -436,9 +438,9 @@ int cli_sync_report(cli_sync *cs, const char *command, int rc,
 		return status;
 	}
 	for (size_t i = 0; i < r->error_count; i++) {
-		fprintf(stderr, "%s: ", cli_prog);
-		print_path(stderr, r->errors[i].path);
-		fprintf(stderr, ": %s\n", r->errors[i].message);
+		fprintf(cli_err(), "%s: ", cli_prog);
+		print_path(cli_err(), r->errors[i].path);
+		fprintf(cli_err(), ": %s\n", r->errors[i].message);
 	}
 	if (rc && rc != FERRY_EPARTIAL)
 		cli_error("%s",

@@ -338,8 +338,9 @@ typedef struct ferry_file_error {
 } ferry_file_error;
 
 /* Version 2 added the listing limits, version 3 streams, version 4
- * marker; older structs are accepted everywhere a ferry_sync_opts is. */
-#define FERRY_SYNC_OPTS_VERSION 4
+ * marker, version 5 stop; older structs are accepted everywhere a
+ * ferry_sync_opts is. */
+#define FERRY_SYNC_OPTS_VERSION 5
 
 /* One entry of a mapping push (ferry_sync_opts.mappings): local, a file or
  * a directory, lands at remote, a path relative to the destination.  A
@@ -429,13 +430,19 @@ typedef struct ferry_sync_opts {
 	 * goes away with it; kept elsewhere, it could not tell a wiped
 	 * destination from an unchanged one. */
 	const char *marker;
+	/* Version 5.  This push's or pull's own stop, as
+	 * ferry_exec_opts.stop: once *stop is nonzero and
+	 * ferry_session_wake() was called, it alone is interrupted
+	 * (FERRY_EINTR, as ferry_interrupt would); other calls on the
+	 * session go on.  NULL: none. */
+	const volatile int *stop;
 } ferry_sync_opts;
 
 #define FERRY_SYNC_OPTS_INIT                                                   \
 	{                                                                      \
 		FERRY_SYNC_OPTS_VERSION, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0,   \
 		        0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0,  \
-		        0, 0, NULL, 0, FERRY_DELETE_MIRROR, 0, NULL            \
+		        0, 0, NULL, 0, FERRY_DELETE_MIRROR, 0, NULL, NULL      \
 	}
 
 /* As ferry_session_opts_init, for ferry_sync_opts. */

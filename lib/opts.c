@@ -39,7 +39,7 @@ static const size_t session_opts_sizes[] = {
 static const size_t sync_opts_sizes[] = {
         offsetof(ferry_sync_opts, max_dir_entries),
         offsetof(ferry_sync_opts, streams), offsetof(ferry_sync_opts, marker),
-        sizeof(ferry_sync_opts)};
+        offsetof(ferry_sync_opts, stop), sizeof(ferry_sync_opts)};
 static const size_t exec_opts_sizes[] = {offsetof(ferry_exec_opts, stop),
                                          sizeof(ferry_exec_opts)};
 

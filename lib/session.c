@@ -26,7 +26,8 @@
  * reads its own. */
 static _Thread_local struct {
 	const ferry_session *s;
-	unsigned gen; /* intr_gen when the call began or took one */
+	unsigned gen;             /* intr_gen when the call began or took one */
+	const volatile int *stop; /* the call's own stop flag, or NULL */
 	int depth;
 	uint64_t err_id; /* the session's id: an address may be reused */
 	char errmsg[FERRY_ERRMSG_SIZE];
@@ -115,15 +116,23 @@ void ferry_session_wake(ferry_session *s)
 
 int ferry__session_interrupt_pending(const ferry_session *s)
 {
-	return in_call(s) && atomic_load(&s->intr_gen) != tl_call.gen;
+	return in_call(s) && (atomic_load(&s->intr_gen) != tl_call.gen ||
+	                      (tl_call.stop && *tl_call.stop));
 }
 
 int ferry__session_take_interrupt(ferry_session *s)
 {
 	if (!ferry__session_interrupt_pending(s))
 		return 0;
+	/* A stop flag stays raised: the call stays stopped. */
 	tl_call.gen = atomic_load(&s->intr_gen);
 	return 1;
+}
+
+void ferry__session_call_stop(const ferry_session *s, const volatile int *stop)
+{
+	if (in_call(s))
+		tl_call.stop = stop;
 }
 
 /* The driver's poll wakes: another thread has work for the loop, or an
@@ -182,6 +191,7 @@ void ferry__session_call_end(ferry_session *s)
 		pthread_cond_broadcast(&s->cv);
 	s->ncalls--;
 	tl_call.s = NULL;
+	tl_call.stop = NULL;
 	pthread_mutex_unlock(&s->mu);
 }
 

@@ -42,6 +42,8 @@ int ferry__sftp_call(ferry_session *s, const ferry_sync_opts *opts,
 	if (!s)
 		return run(s, opts, report);
 	ferry__session_call_begin(s);
+	if (opts && opts->version >= 5)
+		ferry__session_call_stop(s, opts->stop);
 	int rc = ferry__session_sftp_turn_begin(s);
 	if (!rc) {
 		rc = run(s, opts, report);

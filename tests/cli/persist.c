@@ -445,38 +445,59 @@ Test(persist, exit_statuses_are_the_same_with_and_without)
 	world_end(&w);
 }
 
-Test(persist, ctrl_c_kills_the_remote_command_and_only_that_one)
+Test(persist, concurrent_execs_and_ctrl_c_of_one_leaves_the_other)
 {
 	world w;
 	world_init(&w, fx_shared(), "pst8");
 	free(conn_of(&w, "--persist=60"));
-	/* A: runs (sleep, then says so); B: waits its turn behind A. */
+	/* A: runs a while, then says so. */
 	cr_assert_eq(fx_sh("cd %s && { { %s %s exec --persist=60 %s 127.0.0.1 "
-	                   "-- 'sleep 2; echo A-done' > a.out 2>&1; echo $? "
+	                   "-- 'sleep 6; echo A-done' > a.out 2>&1; echo $? "
 	                   "> a.rc; } & echo $! > a.pid; }",
 	                   w.dir, w.env, fx_ferry_bin(), w.conn),
 	             0);
-	usleep(300000);
+	cr_assert(wait_for(5000, "pgrep -f '^sleep 6$' >/dev/null"));
+	/* B, while A runs: it does not wait for A. */
+	char *out = NULL;
+	cr_assert_eq(run(&w, &out, NULL,
+	                 "exec --persist=60 %s 127.0.0.1 -- echo B-ran",
+	                 w.conn),
+	             0);
+	cr_assert_str_eq(out, "B-ran\n");
+	free(out);
+	cr_assert_neq(fx_sh("test -s %s/a.rc", w.dir), 0,
+	              "B waited for A to end");
+	/* C, while A runs, interrupted: 130, its remote sleep gone, A
+	 * untouched. */
 	cr_assert_eq(fx_sh("cd %s && { %s %s exec --persist=60 %s 127.0.0.1 "
-	                   "-- 'echo B-ran' > b.out 2>&1 & echo $! > b.pid; "
-	                   "wait $!; echo $? > b.rc; } &",
+	                   "-- 'sleep 3128; echo C-done' > c.out 2>&1 & echo "
+	                   "$! > c.pid; wait $!; echo $? > c.rc; } &",
 	                   w.dir, w.env, fx_ferry_bin(), w.conn),
 	             0);
-	cr_assert(wait_for(3000, "test -s %s/b.pid", w.dir));
-	usleep(300000);
-	cr_assert_eq(fx_sh("kill -INT $(cat %s/b.pid)", w.dir), 0);
-	cr_assert(wait_for(3000, "test -s %s/b.rc", w.dir));
-	cr_assert_eq(fx_sh("test $(cat %s/b.rc) = 130 && ! grep -q B-ran "
-	                   "%s/b.out",
+	cr_assert(wait_for(5000, "pgrep -f '^sleep 3128$' >/dev/null"));
+	cr_assert_eq(fx_sh("kill -INT $(cat %s/c.pid)", w.dir), 0);
+	cr_assert(wait_for(5000, "test -s %s/c.rc", w.dir));
+	cr_assert_eq(fx_sh("test $(cat %s/c.rc) = 130 && ! grep -q C-done "
+	                   "%s/c.out",
 	                   w.dir, w.dir),
-	             0, "B: %s",
-	             fx_sh_out("cat %s/b.rc %s/b.out", w.dir, w.dir));
-	cr_assert(wait_for(6000, "test -s %s/a.rc", w.dir));
+	             0, "C: %s",
+	             fx_sh_out("cat %s/c.rc %s/c.out", w.dir, w.dir));
+	cr_assert(wait_for(3000, "! pgrep -f '^sleep 3128$' >/dev/null"),
+	          "C's remote sleep survived");
+	cr_assert(wait_for(10000, "test -s %s/a.rc", w.dir));
 	cr_assert_eq(fx_sh("test $(cat %s/a.rc) = 0 && grep -q A-done "
 	                   "%s/a.out",
 	                   w.dir, w.dir),
 	             0, "A: %s",
 	             fx_sh_out("cat %s/a.rc %s/a.out", w.dir, w.dir));
+	world_end(&w);
+}
+
+Test(persist, ctrl_c_kills_the_remote_command_and_only_that_one)
+{
+	world w;
+	world_init(&w, fx_shared(), "pst8b");
+	free(conn_of(&w, "--persist=60"));
 	/* Ctrl-C of the running command: 130, the remote sleep is gone. */
 	cr_assert_eq(fx_sh("cd %s && { %s %s exec --persist=60 %s 127.0.0.1 "
 	                   "-- 'sleep 3127; echo C-done' > c.out 2>&1 & echo "

@@ -1580,6 +1580,7 @@ typedef struct conc_sync {
 	uint64_t uploaded;
 	double ms;
 	int verified;
+	volatile int stop; /* the push's own (ferry_sync_opts.stop) */
 } conc_sync;
 
 static void *conc_push(void *p)
@@ -1590,6 +1591,7 @@ static void *conc_push(void *p)
 	o.sources = srcs;
 	o.source_count = 1;
 	o.dest = c->dest;
+	o.stop = &c->stop;
 	ferry_sync_report rep;
 	double t0 = ferry__now_ms_f();
 	c->rc = ferry_sync(c->s, &o, &rep);
@@ -1598,6 +1600,44 @@ static void *conc_push(void *p)
 	c->verified = rep.verified;
 	ferry_sync_report_free(&rep);
 	return NULL;
+}
+
+/* A push's own stop ends that push alone: the command beside it runs to
+ * its end, and the next push (its flag down) is not interrupted. */
+Test(exec, a_pushs_own_stop_leaves_the_command_beside_it)
+{
+	ferry_session *s = fx_connect(fx_shared());
+	free(out_of(s, "true"));
+	char src[] = "/tmp/ferry-conc-XXXXXX";
+	cr_assert_not_null(mkdtemp(src));
+	cr_assert_eq(fx_sh("cd %s && mkdir a && for i in $(seq 20); do "
+	                   "echo $i > a/f$i; done",
+	                   src),
+	             0);
+	char dest[300], srcd[300];
+	snprintf(srcd, sizeof(srcd), "%s/a/", src);
+	snprintf(dest, sizeof(dest), "%s/out", src);
+	conc_call slow = {s, strdup("sleep 1.0717; echo slow"), 0, {0}, 0, 0};
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, conc_exec, &slow), 0);
+	for (int i = 0; i < 100 && !procs_holding("1.0717", 0); i++)
+		usleep(20 * 1000);
+	conc_sync a = {s, srcd, dest, 0, 0, 0, 0, 1};
+	conc_push(&a);
+	cr_assert_eq(a.rc, FERRY_EINTR, "rc %d: %s", a.rc,
+	             ferry_session_errmsg(s));
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(slow.rc, 0, "%s", ferry_session_errmsg(s));
+	cr_assert_str_eq(slow.r.output, "slow\n");
+	cr_assert_not(slow.r.interrupted);
+	a.stop = 0;
+	conc_push(&a);
+	cr_assert_eq(a.rc, 0, "%s", ferry_session_errmsg(s));
+	cr_assert_eq(a.uploaded, 20);
+	ferry_exec_result_free(&slow.r);
+	free(slow.cmd);
+	fx_sh("rm -rf %s", src);
+	ferry_session_close(s);
 }
 
 /* A push runs while a command runs, and two pushes take turns: each
@@ -1620,8 +1660,8 @@ Test(exec, a_push_runs_beside_a_command)
 	pthread_t th, p1, p2;
 	cr_assert_eq(pthread_create(&th, NULL, conc_exec, &slow), 0);
 	usleep(300 * 1000);
-	conc_sync a = {s, srcd, dest, 0, 0, 0, 0},
-	          b = {s, srcd, dest2, 0, 0, 0, 0};
+	conc_sync a = {s, srcd, dest, 0, 0, 0, 0, 0},
+	          b = {s, srcd, dest2, 0, 0, 0, 0, 0};
 	cr_assert_eq(pthread_create(&p1, NULL, conc_push, &a), 0);
 	cr_assert_eq(pthread_create(&p2, NULL, conc_push, &b), 0);
 	cr_assert_eq(pthread_join(p1, NULL), 0);
@@ -1740,7 +1780,7 @@ Test(exec, reconnect_keeps_the_manifest_vouching)
 	char dest[300], srcd[300];
 	snprintf(srcd, sizeof(srcd), "%s/a/", src);
 	snprintf(dest, sizeof(dest), "%s/out", src);
-	conc_sync p = {s, srcd, dest, 0, 0, 0, 0};
+	conc_sync p = {s, srcd, dest, 0, 0, 0, 0, 0};
 	conc_push(&p);
 	cr_assert_eq(p.rc, 0, "%s", ferry_session_errmsg(s));
 	cr_assert_eq(p.uploaded, 20);
