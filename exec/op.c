@@ -541,6 +541,7 @@ void ferry__ex_op_launch(ferry__exec_op *op)
 	c.stderr_header = 1;
 	/* The reader (shell.h) has read the marker and runs the text. */
 	c.have_mark = 1;
+	c.reader_traps = 1;
 	c.invoke = FERRY__SH_DIRECT;
 	if (es->mode == FERRY__EXEC_MODE_SNAPSHOT && !op->no_snapshot)
 		op_take_slots(op, &c, src, dst, sizeof(src));

@@ -194,11 +194,21 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 		               "__ferry_op=${OLDPWD-}; builtin cd -- %s%q || "
 		               "builtin exit 126; OLDPWD=$__ferry_op; ",
 		               home ? "\"$HOME\"" : "", c->cwd + home);
-	build_trap(&trap, c);
-	int error = trap.error;
+	int error = 0;
+	if (c->reader_traps && !c->env_count) {
+		/* bash reads the script a byte at a time: the reader's copy
+		 * of the trap saves most of it. */
+		ferry__buf_fmt(&t, "builtin trap -- \"$__ferry_tr%zu\" EXIT; ",
+		               (size_t)(c->snap_dst || c->snap_dst_boot));
+	} else {
+		build_trap(&trap, c);
+		error = trap.error;
+		if (!error)
+			ferry__buf_fmt(&t, "builtin trap %q EXIT; ",
+			               (const char *)trap.data);
+	}
 	if (!error)
-		ferry__buf_fmt(&t, "builtin trap %q EXIT; builtin %s %q",
-		               (const char *)trap.data,
+		ferry__buf_fmt(&t, "builtin %s %q",
 		               c->command_file ? "source" : "eval",
 		               c->command_file ? c->command_file : c->command);
 	error = error ? error : ferry__buf_terminate(&t);
@@ -342,8 +352,23 @@ int ferry__sh_bootstrap_keep(ferry_buf *out, const char *name, const char *keep,
 
 int ferry__sh_reader(ferry_buf *out, int invoke)
 {
-	ferry_buf t;
+	ferry_buf t, trap;
 	ferry__buf_init(&t);
+	/* The traps of a command without environment additions, with the
+	 * state dumped (1) or not (0): see reader_traps. */
+	for (size_t dump = 0; dump < 2; dump++) {
+		ferry__sh_cmd c;
+		memset(&c, 0, sizeof(c));
+		c.snap_dst = dump ? "" : NULL;
+		ferry__buf_init(&trap);
+		build_trap(&trap, &c);
+		if (!trap.error)
+			ferry__buf_fmt(&t, "__ferry_tr%zu=%q; ", dump,
+			               (const char *)trap.data);
+		else
+			ferry__buf_fail(&t, trap.error);
+		ferry__buf_free(&trap);
+	}
 	ferry__buf_fmt(&t, READ_MARK READ_TEXT);
 	int error = ferry__buf_terminate(&t);
 	error = error ? error : invoke_text(out, &t, invoke);

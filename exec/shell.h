@@ -76,7 +76,10 @@ typedef struct ferry__sh_cmd {
 	const char *const *env; /* "NAME=value", for this command only */
 	size_t env_count;
 	int stderr_header; /* stderr is read apart: mark it too */
-	int invoke;        /* FERRY__SH_* */
+	/* Run by the reader, which set the trap texts of a command without
+	 * environment additions in variables: the script names them. */
+	int reader_traps;
+	int invoke; /* FERRY__SH_* */
 } ferry__sh_cmd;
 
 /* The exec request for one command (NUL-terminated in out); MARK on its
