@@ -28,7 +28,7 @@ With --control FILE (read once, when the subsystem starts, so a test
 changes the behaviour of the next session by rewriting it; a missing or
 empty file means none), each line "MODE [ARG]" misbehaves further.  A
 request "names" ARG when its path, or the path its handle was opened on,
-contains ARG:
+contains ARG from the start of a component ("/ARG"):
 
   hold ARG        from the first request naming ARG on, no reply is sent
                   (requests are still read: the channel and the SSH
@@ -205,14 +205,22 @@ def names_arg(pkt, hpath, arg):
     if not arg:
         return False
     a = arg.encode()
+    # ARG from the start of a path component ("endless-d" names
+    # DEST/endless-d, not a test directory ".../ferry-push-endless-dX3f/").
+    if not a.startswith(b"/"):
+        a = b"/" + a
+
+    def hit(path):
+        return a in b"/" + path
+
     t = pkt[0]
     ss = strings_of(pkt)
     if t in PATH_REQS:
-        return any(a in x for x in ss)
+        return any(hit(x) for x in ss)
     if t in HANDLE_REQS and ss:
-        return a in hpath.get(ss[0], b"")
+        return hit(hpath.get(ss[0], b""))
     if t == EXTENDED and len(ss) > 1:
-        return a in ss[1] or a in hpath.get(ss[1], b"")
+        return hit(ss[1]) or hit(hpath.get(ss[1], b""))
     return False
 
 
