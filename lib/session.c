@@ -28,6 +28,7 @@ static _Thread_local struct {
 	const ferry_session *s;
 	unsigned gen;             /* intr_gen when the call began or took one */
 	const volatile int *stop; /* the call's own stop flag, or NULL */
+	int stop_taken;           /* ... seen once: it acted as an interrupt */
 	int depth;
 	uint64_t err_id; /* the session's id: an address may be reused */
 	char errmsg[FERRY_ERRMSG_SIZE];
@@ -116,23 +117,29 @@ void ferry_session_wake(ferry_session *s)
 
 int ferry__session_interrupt_pending(const ferry_session *s)
 {
-	return in_call(s) && (atomic_load(&s->intr_gen) != tl_call.gen ||
-	                      (tl_call.stop && *tl_call.stop));
+	return in_call(s) &&
+	       (atomic_load(&s->intr_gen) != tl_call.gen ||
+	        (tl_call.stop && *tl_call.stop && !tl_call.stop_taken));
 }
 
 int ferry__session_take_interrupt(ferry_session *s)
 {
 	if (!ferry__session_interrupt_pending(s))
 		return 0;
-	/* A stop flag stays raised: the call stays stopped. */
+	/* Taken once, as an interrupt is: what the call does to stop
+	 * cleanly (the replies in flight, its temporaries) may still wait. */
 	tl_call.gen = atomic_load(&s->intr_gen);
+	if (tl_call.stop && *tl_call.stop)
+		tl_call.stop_taken = 1;
 	return 1;
 }
 
 void ferry__session_call_stop(const ferry_session *s, const volatile int *stop)
 {
-	if (in_call(s))
+	if (in_call(s)) {
 		tl_call.stop = stop;
+		tl_call.stop_taken = 0;
+	}
 }
 
 /* The driver's poll wakes: another thread has work for the loop, or an
@@ -192,6 +199,7 @@ void ferry__session_call_end(ferry_session *s)
 	s->ncalls--;
 	tl_call.s = NULL;
 	tl_call.stop = NULL;
+	tl_call.stop_taken = 0;
 	pthread_mutex_unlock(&s->mu);
 }
 

@@ -224,9 +224,9 @@ void ferry__session_mark_dead(ferry_session *s);
 /* Non-consuming look at a pending ferry_interrupt. */
 int ferry__session_interrupt_pending(const ferry_session *s);
 /* The running call's own stop flag (ferry_sync_opts.stop): once *stop is
- * nonzero the call is interrupted as by ferry_interrupt, other calls go
- * on; ferry_session_wake makes a waiting call look.  Until the call
- * ends. */
+ * nonzero the call is interrupted as by ferry_interrupt (taken once),
+ * other calls go on; ferry_session_wake makes a waiting call look.  Until
+ * the call ends. */
 void ferry__session_call_stop(const ferry_session *s, const volatile int *stop);
 /* Round trips waited for on this session (maintained by the SFTP client). */
 uint64_t ferry__session_round_trips(const ferry_session *s);

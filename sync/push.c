@@ -628,6 +628,38 @@ static int finish_journal(push *ps, const ferry__commit_result *cr)
 	return 0;
 }
 
+static int leftovers_done(void *ctx)
+{
+	return ((push *)ctx)->leftovers == 0;
+}
+
+/* How long a failed push waits for the removal of its temporaries. */
+#define LEFTOVER_WAIT_MS 5000
+
+/* A failed push's temporaries (the journal) are removed at once when the
+ * connection still works, over a new SFTP channel when the push's was
+ * closed (an I/O deadline); what stays is removed by the next push.  The
+ * push's own error message stays. */
+static void remove_leftovers_now(push *ps)
+{
+	if (!ps->j.n || ferry_session_alive(ps->s))
+		return;
+	char msg[FERRY_ERRMSG_SIZE];
+	snprintf(msg, sizeof(msg), "%s", ferry_session_errmsg(ps->s));
+	if (ps->sf && ferry__sftp_dead(ps->sf))
+		ps->sf = NULL;
+	if ((ps->sf || !ferry__session_sftp(ps->s, &ps->sf)) &&
+	    !submit_leftovers(ps)) {
+		if (ferry__sftp_run(ps->sf, leftovers_done, ps,
+		                    ferry__now_ms() + LEFTOVER_WAIT_MS) &&
+		    ps->leftovers && !ferry__sftp_dead(ps->sf))
+			ferry__sftp_cancel_all(ps->sf, FERRY_ETIMEOUT);
+		compact_leftovers(ps);
+		finish_journal(ps, NULL);
+	}
+	ferry__seterr(ps->s, 0, "%s", msg);
+}
+
 static int save_manifest(push *ps, int have_id, const uint8_t *id,
                          int remote_errors)
 {
@@ -778,6 +810,8 @@ static int do_push(push *ps)
 	int saved = save_manifest(ps, have_id, id, remote_errors);
 	if (!saved)
 		finish_journal(ps, ran ? &cr : NULL);
+	if (!saved && ran)
+		remove_leftovers_now(ps);
 	if (!saved && have_id && !remote_errors)
 		known_set(s, &ps->key, id);
 	else

@@ -43,7 +43,8 @@ contains ARG from the start of a component ("/ARG"):
                   code 77 (no such code exists) and the text "odd refusal"
   version empty   the VERSION reply is a packet of one byte (its type)
   version big     the VERSION reply claims 300000 bytes
-  pidfile PATH    this wrapper's pid is written to PATH
+  pidfile PATH    this wrapper's pid is added to PATH, a line for each
+                  wrapper started
 """
 import os
 import select
@@ -182,7 +183,7 @@ def read_control(argv):
         except OSError:
             pass
     if "pidfile" in ctl:
-        with open(ctl["pidfile"], "w") as f:
+        with open(ctl["pidfile"], "a") as f:
             f.write("%d\n" % os.getpid())
     return ctl
 

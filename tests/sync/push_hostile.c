@@ -74,6 +74,7 @@ static int hs_push(ferry_sync_report *r, int64_t *took)
 }
 
 /* The wrapper whose pid is in pidf has exited (within 5 s). */
+/* The first SFTP server of the test is gone (its pid: the first line). */
 static int proxy_gone(void)
 {
 	char *t = fx_read_file(pidf, NULL);
@@ -141,6 +142,10 @@ Test(push_hostile, a_server_that_stops_answering_fails_the_push, .timeout = 120)
 	/* The channel was closed: the server went away with it, though
 	 * the session is still open. */
 	cr_assert(proxy_gone(), "the SFTP server is still there");
+	/* The connection still works: the push's temporaries are gone
+	 * already, over a new channel (a second server), not only at the
+	 * next push. */
+	cr_assert_eq(ph_count_temps(h.dst), 0, "temporaries left");
 	converges();
 	hs_stop();
 }

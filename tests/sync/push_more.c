@@ -188,6 +188,8 @@ Test(push_more, interrupt_stops_and_next_push_converges, PH_ENV)
 	cr_assert_eq(rc, FERRY_EINTR, "%s: %s", ferry_strerror(rc),
 	             ferry_session_errmsg(e.s));
 	ferry_sync_report_free(&r);
+	/* Its temporaries are gone already: the connection still works. */
+	cr_assert_eq(ph_count_temps(e.dst), 0, "temporaries left");
 	/* The same session goes on, and converges. */
 	ph_push_ok(&e, &r);
 	cr_assert(r.verified);
