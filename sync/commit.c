@@ -30,6 +30,12 @@ enum { T_NONE = 0, T_MAYBE, T_DONE };
 #define STOP_GRACE_MS 5000
 
 typedef struct cx cx;
+struct op;
+
+/* The operations waiting for one directory's state (FIFO). */
+typedef struct waitq {
+	struct op *head, *tail;
+} waitq;
 
 typedef struct op {
 	cx *c;
@@ -52,6 +58,8 @@ typedef struct op {
 	ferry__hash hash;
 	ferry__stat *st0; /* the local file when opened (uploads) */
 	struct big *big;  /* files of FERRY__DELTA_MIN_SIZE and up, or NULL */
+	struct op *pnext; /* in the waitq it is parked on */
+	waitq wq;         /* MKDIR: the operations waiting for it */
 } op;
 
 /* A large upload: its chunks cut as it is read (when the plan has none),
@@ -84,6 +92,7 @@ typedef struct dchk {
 	uint32_t perm;
 	int code; /* of a failed judgement */
 	char msg[200];
+	waitq wq; /* the operations waiting for it */
 } dchk;
 
 struct cx {
@@ -105,6 +114,7 @@ struct cx {
 	 * directory, those after it wait too. */
 	size_t rm_parked;
 	int rm_blocked; /* one was parked again in this unpark pass */
+	waitq root_wq;  /* waiting for the destination's MKDIR */
 	int root;       /* ST_* of the destination */
 	int root_code;
 	int stopping;
@@ -251,28 +261,36 @@ static void set_attrs_meta(cx *c, ferry__sftp_attrs *a, const ferry__mentry *e,
 /* ---- directory states ---- */
 
 static void park(op *x);
+static void park_on(waitq *q, op *x);
 
 /* The state of the directories path goes through: the first that is not
- * ST_OK (deepest first), else ST_OK. */
-static int dir_state(cx *c, const char *path, size_t n)
+ * ST_OK (deepest first), else ST_OK; *q: the queue of that directory. */
+static int dir_state(cx *c, const char *path, size_t n, waitq **q)
 {
 	int below = 0;
 	for (;;) {
 		size_t dl = ferry__path_dirlen(path, n);
 		if (dl == 0) {
-			if (c->root != ST_OK || !below)
+			if (c->root != ST_OK || !below) {
+				*q = &c->root_wq;
 				return c->root;
+			}
+			*q = &c->dest_chk.wq;
 			return c->dest_chk.status;
 		}
 		below = 1;
 		size_t i = ferry__pmap_get(&c->dirs, path, dl);
 		if (i != FERRY__PMAP_NONE) {
-			if (c->ops[i].status != ST_OK)
+			if (c->ops[i].status != ST_OK) {
+				*q = &c->ops[i].wq;
 				return c->ops[i].status;
+			}
 		} else if ((i = ferry__pmap_get(&c->checked, path, dl)) !=
 		           FERRY__PMAP_NONE) {
-			if (c->chk[i].status != ST_OK)
+			if (c->chk[i].status != ST_OK) {
+				*q = &c->chk[i].wq;
 				return c->chk[i].status;
+			}
 		}
 		n = dl;
 	}
@@ -285,16 +303,20 @@ static void do_gated(op *x);
 static int gate(op *x, int resume)
 {
 	size_t n;
+	waitq *q = NULL;
 	const char *path = op_path(x, &n);
-	int st = dir_state(x->c, path, n);
+	int st = dir_state(x->c, path, n, &q);
 	if (st == ST_OK)
 		return 1;
 	if (st == ST_PENDING) {
 		x->resume = (uint8_t)resume;
-		park(x);
 		if (resume == R_REMOVAL) {
+			/* In order (deepest first): with every removal. */
+			park(x);
 			x->c->rm_parked++;
 			x->c->rm_blocked = 1;
+		} else {
+			park_on(q, x);
 		}
 		return 0;
 	}
@@ -332,7 +354,33 @@ static void park(op *x)
 	c->parked[c->nparked++] = x;
 }
 
-/* A directory state changed: move the parked operations on. */
+/* Parked on one directory's queue (gate): moved on when that directory's
+ * state is known, not at every other directory's answer. */
+static void park_on(waitq *q, op *x)
+{
+	x->parked = 1;
+	x->pnext = NULL;
+	if (q->tail)
+		q->tail->pnext = x;
+	else
+		q->head = x;
+	q->tail = x;
+}
+
+static void resume_op(cx *c, op *x)
+{
+	x->parked = 0;
+	if (x->resume != R_PLACE)
+		do_gated(x);
+	else if (x->ai != SIZE_MAX && act(x)->kind == FERRY__ACT_SYMLINK)
+		x->tstate == T_NONE ? submit_symlink(c, x) : after_symlink(x);
+	else
+		after_close(x);
+}
+
+/* A directory state changed: move the operations parked without a queue
+ * on (removals, in their order; links waiting for the server's symlink
+ * probe). */
 static void unpark(cx *c)
 {
 	size_t n = c->nparked;
@@ -340,19 +388,27 @@ static void unpark(cx *c)
 	c->parked = NULL;
 	c->nparked = c->capparked = 0;
 	c->rm_blocked = 0;
-	for (size_t i = 0; i < n; i++) {
-		op *x = v[i];
-		x->parked = 0;
-		if (x->resume != R_PLACE)
-			do_gated(x);
-		else if (x->ai != SIZE_MAX &&
-		         act(x)->kind == FERRY__ACT_SYMLINK)
-			x->tstate == T_NONE ? submit_symlink(c, x)
-			                    : after_symlink(x);
-		else
-			after_close(x);
-	}
+	for (size_t i = 0; i < n; i++)
+		if (v[i]->parked) /* not failed since */
+			resume_op(c, v[i]);
 	ferry__free(v);
+}
+
+/* The state of q's directory is known: its operations move on (each may
+ * park again, deeper), then those parked without a queue. */
+static void unpark_q(cx *c, waitq *q)
+{
+	op *x = q->head;
+	q->head = q->tail = NULL;
+	while (x) {
+		op *next = x->pnext;
+		x->pnext = NULL;
+		if (x->parked)
+			resume_op(c, x);
+		x = next;
+	}
+	if (c->nparked)
+		unpark(c);
 }
 
 /* ---- temporary names ---- */
@@ -1039,8 +1095,7 @@ static void symlink_cb(void *ctx, const ferry__sftp_reply *r)
 static void dir_resolved(op *x, int status)
 {
 	x->status = (uint8_t)status;
-	if (x->c->nparked)
-		unpark(x->c);
+	unpark_q(x->c, &x->wq);
 }
 
 static void mkdir_setstat_cb(void *ctx, const ferry__sftp_reply *r)
@@ -1206,8 +1261,7 @@ static void chk_reply(dchk *d)
 			                    d->path_len ? d->path_len : 1, code,
 			                    "%s", d->msg);
 	}
-	if (c->nparked)
-		unpark(c);
+	unpark_q(c, &d->wq);
 }
 
 static void chk_lstat_cb(void *ctx, const ferry__sftp_reply *r)
@@ -1325,8 +1379,7 @@ static void dest_mkdir_cb(void *ctx, const ferry__sftp_reply *r)
 				         r->message);
 			}
 		}
-		if (c->nparked)
-			unpark(c);
+		unpark_q(c, &c->root_wq);
 	}
 	ferry__free(d->path);
 	ferry__free(d);
@@ -1543,20 +1596,33 @@ static int run(cx *c)
 		         : m && *m         ? m
 		                           : ferry_strerror(rc));
 	}
-	/* Anything still parked will not move any more. */
-	while (c->nparked) {
-		op **v = c->parked;
-		size_t n = c->nparked;
-		c->parked = NULL;
-		c->nparked = c->capparked = 0;
-		for (size_t i = 0; i < n; i++) {
-			op *x = v[i];
+	/* Anything still parked will not move any more (a failure may
+	 * resume another: until none is left). */
+	for (int again = 1; again;) {
+		again = 0;
+		for (size_t i = 0; i <= c->p->n; i++) {
+			op *x = i < c->p->n ? &c->ops[i] : &c->marker;
+			if (!x->parked)
+				continue;
 			x->parked = 0;
 			fail(x, FERRY_ERROR, 0,
 			     "not written: the push stopped");
+			again = 1;
 		}
-		ferry__free(v);
 	}
+	ferry__free(c->parked);
+	c->parked = NULL;
+	c->nparked = c->capparked = 0;
+	/* The queues are empty now: no stale link may lead into another. */
+	for (size_t i = 0; i <= c->p->n; i++) {
+		op *x = i < c->p->n ? &c->ops[i] : &c->marker;
+		x->pnext = NULL;
+		x->wq.head = x->wq.tail = NULL;
+	}
+	for (size_t i = 0; i < c->nchk; i++)
+		c->chk[i].wq.head = c->chk[i].wq.tail = NULL;
+	c->dest_chk.wq.head = c->dest_chk.wq.tail = NULL;
+	c->root_wq.head = c->root_wq.tail = NULL;
 	return rc;
 }
 
