@@ -651,6 +651,10 @@ int ferry__fetch_run(ferry__fetch *f, ferry__fetch_result *res)
 	}
 	f->next = i;
 	f->res->fatal = run_fetches(f);
+	/* The directories the walk asked the writer for too: made before
+	 * the deletions and the modes of directories, last. */
+	if (f->lw)
+		ferry__lw_drain(f->lw);
 	for (i = 0; !o->check_only && !f->res->fatal && i < o->n; i++) {
 		ferry__action *a = &o->a[i];
 		if (a->phase == FERRY__PH_DIRMETA)

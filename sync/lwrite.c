@@ -60,6 +60,7 @@ struct ferry__lw {
 	op *head, **tail;
 	size_t queued_bytes;
 	size_t ending; /* files whose last op is queued */
+	size_t inq;    /* ops queued or being done */
 	ferry__lwfile *done_head, **done_tail;
 	int quit, started, inline_only;
 	pthread_t th;
@@ -180,36 +181,40 @@ static void do_mkdir(ferry__lw *w, const op *o)
 static void process(ferry__lw *w, op *o)
 {
 	ferry__lwfile *f = o->f;
-	switch (o->kind) {
+	int kind = o->kind;
+	size_t n = o->n;
+	switch (kind) {
 	case OP_MKDIR:
 		do_mkdir(w, o);
 		break;
 	case OP_CREATE:
 		do_create(w, f);
-		return;
+		break;
 	case OP_DATA:
 		do_data(w, f, o);
 		break;
 	default:
-		if (o->kind == OP_COMMIT)
+		if (kind == OP_COMMIT)
 			do_commit(w, f);
 		file_close(f);
-		pthread_mutex_lock(&w->mu);
+		break;
+	}
+	if (kind == OP_MKDIR || kind == OP_DATA)
+		ferry__free(o); /* free() only: nothing counted */
+	pthread_mutex_lock(&w->mu);
+	w->inq--;
+	if (kind == OP_DATA)
+		w->queued_bytes -= n;
+	if (kind == OP_COMMIT || kind == OP_ABORT) {
+		/* f is the caller's from here on. */
 		w->ending--;
 		f->done_next = NULL;
 		*w->done_tail = f;
 		w->done_tail = &f->done_next;
-		pthread_cond_broadcast(&w->over);
-		pthread_mutex_unlock(&w->mu);
-		return;
 	}
-	if (o->kind == OP_DATA) {
-		pthread_mutex_lock(&w->mu);
-		w->queued_bytes -= o->n;
+	if (kind != OP_CREATE || !w->inq)
 		pthread_cond_broadcast(&w->over);
-		pthread_mutex_unlock(&w->mu);
-	}
-	ferry__free(o); /* free() only: nothing counted */
+	pthread_mutex_unlock(&w->mu);
 }
 
 static void *writer_main(void *arg)
@@ -253,22 +258,21 @@ static void enqueue(ferry__lw *w, op *o)
 {
 	if (!w->started && !w->inline_only)
 		start(w);
-	if (!w->started) {
-		if (o->kind == OP_COMMIT || o->kind == OP_ABORT)
-			w->ending++;
-		if (o->kind == OP_DATA)
-			w->queued_bytes += o->n;
-		process(w, o);
-		return;
-	}
 	o->next = NULL;
 	pthread_mutex_lock(&w->mu);
+	w->inq++;
 	if (o->kind == OP_COMMIT || o->kind == OP_ABORT)
 		w->ending++;
-	*w->tail = o;
-	w->tail = &o->next;
-	pthread_cond_signal(&w->work);
+	if (w->started) {
+		*w->tail = o;
+		w->tail = &o->next;
+		pthread_cond_signal(&w->work);
+	} else if (o->kind == OP_DATA) {
+		w->queued_bytes += o->n; /* as ferry__lw_data does */
+	}
 	pthread_mutex_unlock(&w->mu);
+	if (!w->started)
+		process(w, o);
 }
 
 ferry__lw *ferry__lw_new(int rootfd)
@@ -348,7 +352,8 @@ ferry__lwfile *ferry__lw_create(ferry__lw *w, const ferry__lwfile_opts *fo)
 	if (!f)
 		return NULL;
 	f->path = ferry__strndup(fo->path, fo->path_len);
-	f->temp = ferry__temp_name(name, fo->path_len - (size_t)(name - fo->path));
+	f->temp = ferry__temp_name(name,
+	                           fo->path_len - (size_t)(name - fo->path));
 	if (!f->path || !f->temp) {
 		ferry__free(f->path);
 		ferry__free(f->temp);
@@ -443,6 +448,14 @@ void ferry__lw_wait(ferry__lw *w)
 {
 	pthread_mutex_lock(&w->mu);
 	while (!w->done_head && w->ending)
+		pthread_cond_wait(&w->over, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+}
+
+void ferry__lw_drain(ferry__lw *w)
+{
+	pthread_mutex_lock(&w->mu);
+	while (w->inq)
 		pthread_cond_wait(&w->over, &w->mu);
 	pthread_mutex_unlock(&w->mu);
 }

@@ -71,6 +71,8 @@ size_t ferry__lw_reap(ferry__lw *w,
                       void (*cb)(void *ctx, int err, const char *msg));
 /* Waits until a file is over, or none is on its way to be. */
 void ferry__lw_wait(ferry__lw *w);
+/* Waits until everything queued is done (the directories too). */
+void ferry__lw_drain(ferry__lw *w);
 /* The local disk said it is full (ENOSPC, EDQUOT). */
 int ferry__lw_full(ferry__lw *w);
 
