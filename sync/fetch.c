@@ -13,6 +13,7 @@
 #include "hash.h"
 #include "os.h"
 #include "sync/ltree.h"
+#include "sync/lwrite.h"
 #include "sync/path.h"
 #include "sync/report.h"
 
@@ -23,28 +24,28 @@ typedef struct ferry__fetch {
 	ferry__fetch_result *res; /* &own until the run copies it out */
 	ferry__fetch_result own;
 	ferry__ldir *dc;
+	/* The local writes of the files (sync/lwrite.h): the session's
+	 * thread only sends and receives meanwhile. */
+	ferry__lw *lw;
 	size_t next;            /* next action to look at for fetching */
-	size_t running, budget; /* downloads in flight, at most */
+	size_t running, budget; /* jobs not over (descriptors), at most */
+	size_t net;             /* of them, downloads in flight */
 	int stopping;           /* the local disk is full: start no more */
 	int cancelling;         /* the run failed: what is left is not done */
 	ferry_progress prog;
-	/* Jobs whose remote file is open and whose local temporary is still
-	 * to be made: made between passes of the loop, once the pass that
-	 * took the OPEN replies has sent their READs, so that the local
-	 * file system's work overlaps the wait for the data. */
-	struct fjob *to_create;
 } fetch;
 
+/* One file fetched: over when its download is done and its local file
+ * (wf, NULL once reaped or without one) is over. */
 typedef struct fjob {
 	fetch *f;
-	ferry__action *a;
-	int dirfd, fd;
-	char *temp;
+	ferry__action *a; /* NULL: its outcome was told already */
+	ferry__lwfile *wf;
 	ferry__hasher h;
-	int lerr; /* a local failure, lmsg says which */
-	char lmsg[600];
-	int need_create; /* on f->to_create */
-	struct fjob *cnext;
+	int rerr, lost; /* the download's error; lost: not done */
+	char rmsg[FERRY_ERRMSG_SIZE];
+	int settled;    /* a CHECK found equal: nothing to put in place */
+	uint64_t bytes; /* given by the download */
 } fjob;
 
 int ferry__pull_wait(ferry__sftp *sf, int (*done)(void *ctx), void *ctx)
@@ -139,28 +140,13 @@ static void do_remove(fetch *f, ferry__action *a)
 		ferry__action_commit(a);
 }
 
-/* Make the directory name in fd (or find it there); 0 or -1 (errno). */
-static int make_dir(int fd, const char *name, uint32_t mode)
-{
-	struct stat st;
-	/* The owner's rwx until the modes are set, last. */
-	if (mkdirat(fd, name, (mode & 0777) | 0700) == 0)
-		return 0;
-	if (errno != EEXIST)
-		return -1;
-	if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -1;
-	errno = EEXIST;
-	return S_ISDIR(st.st_mode) ? 0 : -1;
-}
-
 static void do_mkdir(fetch *f, ferry__action *a)
 {
 	const char *name;
 	int fd = parent_fd(f, a, &name);
 	if (fd < 0)
 		return;
-	if (make_dir(fd, name, a->entry.mode) == 0)
+	if (ferry__lmkdir(fd, name, a->entry.mode) == 0)
 		ferry__action_commit(a);
 	else
 		fail_errno(f, a, "cannot make the directory");
@@ -169,9 +155,15 @@ static void do_mkdir(fetch *f, ferry__action *a)
 int ferry__fetch_mkdir(ferry__fetch *f, const char *path, size_t n,
                        uint32_t mode)
 {
-	size_t dl = ferry__path_dirlen(path, n);
-	int fd = ferry__ldir_get(f->dc, path, dl);
-	return fd < 0 ? -1 : make_dir(fd, path + (dl ? dl + 1 : 0), mode);
+	if (!f->lw) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (ferry__lw_mkdir(f->lw, path, n, mode)) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
 }
 
 static void do_link(fetch *f, ferry__action *a)
@@ -290,108 +282,62 @@ static void progress(fetch *f)
 
 static void pump(fetch *f);
 
-static void create_unlist(fjob *j)
-{
-	if (!j->need_create)
-		return;
-	j->need_create = 0;
-	for (fjob **pp = &j->f->to_create; *pp; pp = &(*pp)->cnext)
-		if (*pp == j) {
-			*pp = j->cnext;
-			break;
-		}
-	j->cnext = NULL;
-}
-
 static void job_free(fjob *j)
 {
-	create_unlist(j);
-	if (j->fd >= 0)
-		close(j->fd);
-	if (j->temp && j->dirfd >= 0)
-		(void)unlinkat(j->dirfd, j->temp, 0);
-	if (j->dirfd >= 0)
-		close(j->dirfd);
-	ferry__free(j->temp);
+	fetch *f = j->f;
 	ferry__free(j);
+	f->running--;
 }
 
-static int local_err(fjob *j, const char *what)
-{
-	int e = errno;
-	j->lerr = ferry__errno_code(e);
-	snprintf(j->lmsg, sizeof(j->lmsg), "%s: %s", what, strerror(e));
-	if (e == ENOSPC || e == EDQUOT)
-		j->f->stopping = 1;
-	return j->lerr;
-}
-
-/* The local temporary of j, once (j->lerr says why not). */
-static int job_create(fjob *j)
+/* Both halves of j are over (the download, and the local file): its
+ * outcome.  lerr and lmsg: the local file's (the writer's), which goes
+ * before the download's own error (a "write" step that said no). */
+static void job_finish(fjob *j, int lerr, const char *lmsg)
 {
 	fetch *f = j->f;
 	ferry__action *a = j->a;
-	if (j->lerr)
-		return j->lerr;
-	size_t dl;
-	const char *name = base_of(a, &dl);
-	int fd = ferry__ldir_get(f->dc, a->entry.path, dl);
-	if (fd < 0)
-		return local_err(j, "cannot open its local directory");
-	j->dirfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (j->dirfd < 0)
-		return local_err(j, "cannot open its local directory");
-	j->temp = ferry__temp_name(name, strlen(name));
-	if (!j->temp) {
-		errno = ENOMEM;
-		return local_err(j, "out of memory");
+	if (a && j->rerr) {
+		if (lerr)
+			fail(f, a, lerr, "%s", lmsg);
+		else if (j->lost)
+			f->res->not_done++;
+		else
+			fail(f, a, j->rerr, "%s", j->rmsg);
+	} else if (a) {
+		if (!j->settled) {
+			if (lerr) {
+				fail(f, a, lerr, "%s", lmsg);
+			} else {
+				ferry__action_commit(a);
+				f->res->bytes += j->bytes;
+			}
+		}
+		f->prog.files_done++;
+		progress(f);
 	}
-	/* Created with the final mode (the umask may only take bits
-	 * away): an owner-only file is never readable by others. */
-	j->fd = openat(j->dirfd, j->temp,
-	               O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	               a->entry.mode & 0777);
-	if (j->fd < 0) {
-		int e = errno;
-		ferry__free(j->temp);
-		j->temp = NULL;
-		errno = e;
-		return local_err(j, "cannot create the local file");
-	}
-	return 0;
+	job_free(j);
 }
 
-/* Made now if it was still to be made. */
-static int ensure_created(fjob *j)
+static void reaped(void *ctx, int err, const char *msg)
 {
-	if (!j->need_create)
-		return j->lerr;
-	create_unlist(j);
-	return job_create(j);
+	fjob *j = ctx;
+	j->wf = NULL;
+	job_finish(j, err, msg);
 }
 
-static void create_pending(fetch *f)
+/* The local files over since the last look: their outcomes, and room
+ * for more downloads. */
+static void reap(fetch *f)
 {
-	while (f->to_create) {
-		fjob *j = f->to_create;
-		f->to_create = j->cnext;
-		j->cnext = NULL;
-		j->need_create = 0;
-		(void)job_create(j); /* a failure stops it at its data */
-	}
+	if (f->lw && ferry__lw_reap(f->lw, reaped))
+		pump(f);
 }
 
 static int job_opened(void *ctx)
 {
 	fjob *j = ctx;
-	fetch *f = j->f;
 	if (j->a->flags & FERRY__ACT_CHECK)
 		ferry__hasher_init(&j->h);
-	if (f->o->check_only)
-		return 0;
-	j->need_create = 1;
-	j->cnext = f->to_create;
-	f->to_create = j;
 	return 0;
 }
 
@@ -401,56 +347,13 @@ static int job_data(void *ctx, uint64_t off, const uint8_t *p, size_t n)
 	fetch *f = j->f;
 	if (j->a->flags & FERRY__ACT_CHECK)
 		ferry__hasher_update(&j->h, p, n);
-	if (!f->o->check_only && ensure_created(j))
-		return j->lerr;
-	for (size_t done = 0; j->fd >= 0 && done < n;) {
-		ssize_t w =
-		        pwrite(j->fd, p + done, n - done, (off_t)(off + done));
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = EIO;
-			return local_err(j, "writing the local file");
-		}
-		done += (size_t)w;
+	if (j->wf) {
+		int rc = ferry__lw_data(f->lw, j->wf, off, p, n);
+		if (rc)
+			return rc; /* the writer's message says why */
 	}
 	f->prog.bytes_done += n;
 	progress(f);
-	return 0;
-}
-
-/* The content in the temporary file: flushed, mode and mtime, renamed
- * over the name.  0 or -1 (reported). */
-static int job_commit(fjob *j)
-{
-	fetch *f = j->f;
-	ferry__action *a = j->a;
-	struct timespec ts[2];
-	const char *name;
-	size_t dl;
-	name = base_of(a, &dl);
-	times_of(a, ts);
-	int owner_only = (a->entry.mode & 077) == 0;
-	int rc = 0;
-	if ((owner_only || f->o->o->fsync_all) && fsync(j->fd) < 0)
-		rc = local_err(j, "flushing the local file");
-	if (!rc && fchmod(j->fd, a->entry.mode & 0777) < 0)
-		rc = local_err(j, "setting the mode");
-	if (!rc && has_mtime(a) && futimens(j->fd, ts) < 0)
-		rc = local_err(j, "setting the mtime");
-	int cfd = j->fd;
-	j->fd = -1;
-	if (close(cfd) < 0 && !rc)
-		rc = local_err(j, "writing the local file");
-	if (!rc && renameat(j->dirfd, j->temp, j->dirfd, name) < 0)
-		rc = local_err(j, "cannot put the file in place");
-	if (rc) {
-		fail(f, a, j->lerr, "%s", j->lmsg);
-		return -1;
-	}
-	ferry__free(j->temp);
-	j->temp = NULL; /* renamed: nothing to remove */
 	return 0;
 }
 
@@ -474,16 +377,12 @@ static void job_done(void *ctx, const ferry__sftp_download_result *r)
 	fjob *j = ctx;
 	fetch *f = j->f;
 	ferry__action *a = j->a;
-	f->running--;
+	f->net--;
 	if (r->error) {
-		int lost = f->cancelling || ferry__sftp_dead(f->o->sf) ||
-		           r->error == FERRY_EINTR;
-		if (j->lerr)
-			fail(f, a, j->lerr, "%s", j->lmsg);
-		else if (lost)
-			f->res->not_done++;
-		else
-			fail(f, a, r->error, "%s", r->message);
+		j->rerr = r->error;
+		j->lost = f->cancelling || ferry__sftp_dead(f->o->sf) ||
+		          r->error == FERRY_EINTR;
+		snprintf(j->rmsg, sizeof(j->rmsg), "%s", r->message);
 	} else {
 		int same = 0;
 		if (a->flags & FERRY__ACT_CHECK) {
@@ -493,18 +392,20 @@ static void job_done(void *ctx, const ferry__sftp_download_result *r)
 			if (!same)
 				a->flags |= FERRY_CHANGED_CONTENT;
 		}
-		if (same)
+		j->bytes = r->bytes;
+		if (same) {
 			check_equal(j);
-		else if (!f->o->check_only && ensure_created(j))
-			fail(f, a, j->lerr, "%s", j->lmsg);
-		else if (f->o->check_only || job_commit(j) == 0) {
-			ferry__action_commit(a);
-			f->res->bytes += r->bytes;
+			j->settled = 1;
 		}
-		f->prog.files_done++;
-		progress(f);
 	}
-	job_free(j);
+	if (!j->wf) {
+		job_finish(j, 0, "");
+	} else if (j->rerr || j->settled) {
+		ferry__lw_abort(f->lw, j->wf);
+	} else {
+		ferry__lw_commit(f->lw, j->wf);
+	}
+	reap(f);
 	pump(f);
 }
 
@@ -514,7 +415,22 @@ static int start_job(fetch *f, ferry__action *a)
 	fjob *j = ferry__calloc(1, sizeof(*j));
 	char *rp = ferry__rlist_rpath(f->o->rl, a->src, a->entry.path,
 	                              a->entry.path_len);
-	if (!j || !rp) {
+	if (j && rp && !f->o->check_only) {
+		ferry__lwfile_opts lo = {
+		        .path = a->entry.path,
+		        .path_len = a->entry.path_len,
+		        .mode = a->entry.mode & 0777,
+		        .set_mtime = has_mtime(a),
+		        .mtime_s = a->entry.mtime_ns / NS,
+		        /* An owner-only file is flushed before its name
+		         * shows it (or every file, with fsync_all). */
+		        .flush = (a->entry.mode & 077) == 0 ||
+		                 f->o->o->fsync_all,
+		        .ctx = j};
+		/* Made now, while the OPEN is on its way. */
+		j->wf = f->lw ? ferry__lw_create(f->lw, &lo) : NULL;
+	}
+	if (!j || !rp || (!f->o->check_only && !j->wf)) {
 		ferry__free(j);
 		ferry__free(rp);
 		fail(f, a, FERRY_ENOMEM, "out of memory");
@@ -522,24 +438,28 @@ static int start_job(fetch *f, ferry__action *a)
 	}
 	j->f = f;
 	j->a = a;
-	j->dirfd = j->fd = -1;
 	ferry__sftp_download_opts d = {.path = rp,
 	                               .size = a->entry.size,
 	                               .opened = job_opened,
 	                               .data = job_data,
 	                               .done = job_done,
 	                               .ctx = j};
+	f->running++;
 	int rc = ferry__sftp_download(f->o->sf, &d);
 	ferry__free(rp);
 	if (rc) {
-		ferry__free(j);
 		if (ferry__sftp_dead(f->o->sf))
 			f->res->not_done++;
 		else
 			fail(f, a, rc, "%s", ferry_strerror(rc));
+		j->a = NULL; /* told */
+		if (j->wf)
+			ferry__lw_abort(f->lw, j->wf);
+		else
+			job_free(j);
 		return 0;
 	}
-	f->running++;
+	f->net++;
 	return 1;
 }
 
@@ -550,14 +470,17 @@ static int wanted(const fetch *f, const ferry__action *a)
 	       (!f->o->check_only || (a->flags & FERRY__ACT_CHECK));
 }
 
-static int can_start(const fetch *f)
+static int can_start(fetch *f)
 {
+	if (f->lw && ferry__lw_full(f->lw))
+		f->stopping = 1;
 	return !f->stopping && !f->cancelling && !ferry__sftp_dead(f->o->sf) &&
 	       f->running < f->budget;
 }
 
 int ferry__fetch_early(ferry__fetch *f, ferry__action *a)
 {
+	reap(f);
 	if (!can_start(f))
 		return 0;
 	int started = start_job(f, a);
@@ -578,13 +501,15 @@ static void pump(fetch *f)
 	}
 }
 
+/* Between passes of the loop: what the writer finished, then whether the
+ * network has more to do.  Done when no download is in flight and none
+ * can start now (the rest waits for the writer, or there is no more). */
 static int fetch_done(void *ctx)
 {
 	fetch *f = ctx;
-	/* Between passes: the READs of the files just opened are out. */
-	create_pending(f);
-	return f->running == 0 && (f->stopping || f->next >= f->o->n ||
-	                           ferry__sftp_dead(f->o->sf));
+	reap(f);
+	return f->net == 0 && (f->next >= f->o->n || !can_start(f) ||
+	                       ferry__sftp_dead(f->o->sf));
 }
 
 /* Two descriptors per download (its file, its directory). */
@@ -595,6 +520,39 @@ static size_t fd_budget(void)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
 		n = rl.rlim_cur > 160 ? (size_t)(rl.rlim_cur - 128) / 2 : 16;
 	return n < 16 ? 16 : n > 4096 ? 4096 : n;
+}
+
+/* Until every job is over: the network's part in the loop, the rest
+ * from the writer. */
+static int wait_all(fetch *f)
+{
+	for (;;) {
+		int rc = ferry__pull_wait(f->o->sf, fetch_done, f);
+		if (rc || !f->running)
+			return rc;
+		if (!f->net) {
+			/* Only local work left (or the budget waits for
+			 * it): a file over, then on. */
+			ferry__lw_wait(f->lw);
+			if (!ferry__lw_reap(f->lw, reaped))
+				return 0; /* nothing more will come */
+			pump(f);
+		}
+	}
+}
+
+/* After a failure: what is in flight is cancelled (its temporaries
+ * removed), what the writer still holds is waited for. */
+static void cancel_all(fetch *f, int rc)
+{
+	f->cancelling = 1;
+	if (f->net && !ferry__sftp_dead(f->o->sf))
+		ferry__sftp_cancel_all(f->o->sf, rc);
+	while (f->lw && f->running) {
+		ferry__lw_wait(f->lw);
+		if (!ferry__lw_reap(f->lw, reaped))
+			break;
+	}
 }
 
 static int run_fetches(fetch *f)
@@ -608,11 +566,9 @@ static int run_fetches(fetch *f)
 	if (!f->prog.files_total && !f->running)
 		return 0;
 	pump(f);
-	int rc = ferry__pull_wait(o->sf, fetch_done, f);
-	if (rc && !ferry__sftp_dead(o->sf)) {
-		f->cancelling = 1;
-		ferry__sftp_cancel_all(o->sf, rc); /* temps removed */
-	}
+	int rc = wait_all(f);
+	if (rc)
+		cancel_all(f, rc);
 	for (; f->next < o->n; f->next++)
 		if (wanted(f, &o->a[f->next]))
 			f->res->not_done++;
@@ -645,7 +601,9 @@ int ferry__fetch_new(ferry__fetch **out, const ferry__fetch_opts *o)
 	f->o = o;
 	f->res = &f->own;
 	f->budget = fd_budget();
-	if (o->dfd >= 0 && !(f->dc = ferry__ldir_new(o->dfd))) {
+	if (o->dfd >= 0 && (!(f->dc = ferry__ldir_new(o->dfd)) ||
+	                    !(f->lw = ferry__lw_new(o->dfd)))) {
+		ferry__ldir_free(f->dc);
 		ferry__free(f);
 		return FERRY_ENOMEM;
 	}
@@ -657,13 +615,11 @@ void ferry__fetch_free(ferry__fetch *f)
 {
 	if (!f)
 		return;
-	if (f->running) {
-		/* A pull that stopped before its run: what is in flight is
-		 * not done (its temporary files go with it). */
-		f->cancelling = 1;
-		if (!ferry__sftp_dead(f->o->sf))
-			ferry__sftp_cancel_all(f->o->sf, FERRY_EINTR);
-	}
+	/* A pull that stopped before its run: what is in flight is not
+	 * done (its temporary files go with it). */
+	if (f->running)
+		cancel_all(f, FERRY_EINTR);
+	ferry__lw_free(f->lw);
 	ferry__ldir_free(f->dc);
 	ferry__free(f);
 }
@@ -695,6 +651,10 @@ int ferry__fetch_run(ferry__fetch *f, ferry__fetch_result *res)
 	}
 	f->next = i;
 	f->res->fatal = run_fetches(f);
+	/* The directories the walk asked the writer for too: made before
+	 * the deletions and the modes of directories, last. */
+	if (f->lw)
+		ferry__lw_drain(f->lw);
 	for (i = 0; !o->check_only && !f->res->fatal && i < o->n; i++) {
 		ferry__action *a = &o->a[i];
 		if (a->phase == FERRY__PH_DIRMETA)

@@ -9,7 +9,9 @@
  * number of files), each written to a temporary name in its directory
  * created O_EXCL|O_NOFOLLOW with its final mode, flushed when owner-only
  * (or fsync_all), its mode and mtime set on the descriptor, then renamed
- * over its name; then, when nothing failed, the deletions (files, then
+ * over its name -- all of that by the writer thread of sync/lwrite.h,
+ * the temporary made as the OPEN goes out; then, when every file is over
+ * and nothing failed, the deletions (files, then
  * directories deepest first); last the modes and mtimes of directories,
  * deepest first.  Every path is reached through sync/ltree.h.
  *
@@ -79,8 +81,10 @@ typedef struct ferry__fetch ferry__fetch;
  * are read by the run).  0 or FERRY_ENOMEM. */
 int ferry__fetch_new(ferry__fetch **out, const ferry__fetch_opts *o);
 /* Make the directory at destination path (n bytes, NUL-terminated) in
- * its parent, or find it there (mode: as a MKDIR's, owner rwx added).
- * 0, or -1 with errno. */
+ * its parent, or find it there (mode: as a MKDIR's, owner rwx added):
+ * queued to the writer, before the files fetched in it; a failure is the
+ * plan's MKDIR's to report (the files fail too).  0, or -1 with errno
+ * (ENOMEM). */
 int ferry__fetch_mkdir(ferry__fetch *f, const char *path, size_t n,
                        uint32_t mode);
 /* Start fetching the file of upload a now (a stays where it is until the

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -111,6 +112,19 @@ fail:;
 	}
 	errno = err;
 	return -1;
+}
+
+int ferry__lmkdir(int dirfd, const char *name, unsigned mode)
+{
+	struct stat st;
+	if (mkdirat(dirfd, name, (mode & 0777) | 0700) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -1;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -1;
+	errno = EEXIST;
+	return S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
 int ferry__lremove(int dfd, const char *name)

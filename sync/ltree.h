@@ -19,6 +19,11 @@ void ferry__ldir_free(ferry__ldir *c);
  * -1 with errno (ELOOP or ENOTDIR: a component is not a directory). */
 int ferry__ldir_get(ferry__ldir *c, const char *dir, size_t n);
 
+/* Make the directory name in dirfd, or find it there: the owner's rwx
+ * added to mode (the modes of directories are set last).  0, or -1 with
+ * errno (EEXIST: something else is there). */
+int ferry__lmkdir(int dirfd, const char *name, unsigned mode);
+
 /* Remove name in dirfd and, for a directory, everything below it, without
  * following any symlink.  0 or -1 with errno (ENOENT counts as done). */
 int ferry__lremove(int dirfd, const char *name);

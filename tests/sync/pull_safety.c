@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -105,6 +106,44 @@ Test(pull_safety, local_disk_full_leaves_everything_whole, PH_ENV)
 	ferry_sync_report_free(&r);
 	free(keep);
 	free(small);
+}
+
+/* A local write that fails (here the file size limit: EFBIG) happens on
+ * the writer thread, after its download went out: the file is reported
+ * by name with the step that failed, its temporary removed, nothing torn,
+ * the other files pulled; the next pull converges. */
+Test(pull_safety, local_write_error_is_reported_by_name, PH_ENV)
+{
+	ph_write(e.src, "small", "small\n", 0644, 1700000000L);
+	ph_mkdir(e.src, "d", 0755);
+	fx_sh("head -c 20000 /dev/urandom > '%s/d/big'", e.src);
+	ph_write(e.src, "d/after", "after\n", 0644, 1700000000L);
+	signal(SIGXFSZ, SIG_IGN); /* the write fails with EFBIG instead */
+	struct rlimit old, lim;
+	cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 8192;
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	ferry_sync_report r;
+	int rc = pl_pull(&e, &r);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	cr_assert_eq(rc, FERRY_EPARTIAL, "%s: %s", ferry_strerror(rc),
+	             ferry_session_errmsg(e.s));
+	cr_assert_eq(r.error_count, 1, "%zu errors", r.error_count);
+	cr_assert(strstr(r.errors[0].path, "d/big"), "%s", r.errors[0].path);
+	cr_assert(strstr(r.errors[0].message, "writing the local file"), "%s",
+	          r.errors[0].message);
+	cr_assert_eq(ph_count_temps(e.dst), 0, "temporary files left behind");
+	cr_assert(!ph_exists(e.dst, "d/big"), "a torn file");
+	char *small = ph_read(e.dst, "small"),
+	     *after = ph_read(e.dst, "d/after");
+	cr_assert_str_eq(small, "small\n");
+	cr_assert_str_eq(after, "after\n");
+	free(small);
+	free(after);
+	ferry_sync_report_free(&r);
+	pl_pull_ok(&e, NULL);
+	ph_assert_same(e.src, e.dst);
 }
 
 Test(pull_safety, sigkill_at_random_moments, .timeout = 240)
