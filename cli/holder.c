@@ -450,15 +450,11 @@ static int run_exec(hclient *c, int argc, char **argv, const char *cwd)
 	FILE *out = fdopen(c->fds[1], "w"), *err = fdopen(c->fds[2], "w");
 	int in = c->fds[0];
 	if (!out || !err) {
-		if (out)
-			fclose(out);
-		else
+		if (!out)
 			close(c->fds[1]);
-		if (err)
-			fclose(err);
-		else
+		if (!err)
 			close(c->fds[2]);
-		close(in);
+		exec_streams_close(out, err, in);
 		c->nfds = 0;
 		return FERRY_EXIT_ERROR;
 	}

@@ -648,9 +648,12 @@ static void remove_leftovers_now(push *ps)
 	snprintf(msg, sizeof(msg), "%s", ferry_session_errmsg(ps->s));
 	if (ps->sf && ferry__sftp_dead(ps->sf))
 		ps->sf = NULL;
-	if ((ps->sf || !ferry__session_sftp(ps->s, &ps->sf)) &&
-	    !submit_leftovers(ps)) {
-		if (ferry__sftp_run(ps->sf, leftovers_done, ps,
+	if (ps->sf || !ferry__session_sftp(ps->s, &ps->sf)) {
+		/* What was submitted is waited for (or cancelled) even when
+		 * submitting failed half-way: its callbacks point here. */
+		(void)submit_leftovers(ps);
+		if (ps->leftovers &&
+		    ferry__sftp_run(ps->sf, leftovers_done, ps,
 		                    ferry__now_ms() + LEFTOVER_WAIT_MS) &&
 		    ps->leftovers && !ferry__sftp_dead(ps->sf))
 			ferry__sftp_cancel_all(ps->sf, FERRY_ETIMEOUT);

@@ -1609,6 +1609,13 @@ static void *conc_push(void *p)
 	return NULL;
 }
 
+/* A new directory from the template src, filled by the shell text mk. */
+static void conc_tree(char *src, const char *mk)
+{
+	cr_assert_not_null(mkdtemp(src));
+	cr_assert_eq(fx_sh("cd %s && %s", src, mk), 0);
+}
+
 /* A push's own stop ends that push alone: the command beside it runs to
  * its end, and the next push (its flag down) is not interrupted. */
 Test(exec, a_pushs_own_stop_leaves_the_command_beside_it)
@@ -1616,11 +1623,8 @@ Test(exec, a_pushs_own_stop_leaves_the_command_beside_it)
 	ferry_session *s = fx_connect(fx_shared());
 	free(out_of(s, "true"));
 	char src[] = "/tmp/ferry-conc-XXXXXX";
-	cr_assert_not_null(mkdtemp(src));
-	cr_assert_eq(fx_sh("cd %s && mkdir a && for i in $(seq 20); do "
-	                   "echo $i > a/f$i; done",
-	                   src),
-	             0);
+	conc_tree(src, "mkdir a && for i in $(seq 20); do echo $i > a/f$i; "
+	               "done");
 	char dest[300], srcd[300];
 	snprintf(srcd, sizeof(srcd), "%s/a/", src);
 	snprintf(dest, sizeof(dest), "%s/out", src);
@@ -1654,11 +1658,8 @@ Test(exec, a_push_runs_beside_a_command)
 	ferry_session *s = fx_connect(fx_shared());
 	free(out_of(s, "true"));
 	char src[] = "/tmp/ferry-conc-XXXXXX";
-	cr_assert_not_null(mkdtemp(src));
-	cr_assert_eq(fx_sh("cd %s && mkdir -p a/b && for i in $(seq 50); do "
-	                   "echo $i > a/b/f$i; done",
-	                   src),
-	             0);
+	conc_tree(src, "mkdir -p a/b && for i in $(seq 50); do echo $i > "
+	               "a/b/f$i; done");
 	char dest[300], dest2[300], srcd[300];
 	snprintf(srcd, sizeof(srcd), "%s/a/", src);
 	snprintf(dest, sizeof(dest), "%s/out1", src);
@@ -1779,11 +1780,8 @@ Test(exec, reconnect_keeps_the_manifest_vouching)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	char src[] = "/tmp/ferry-recon-XXXXXX";
-	cr_assert_not_null(mkdtemp(src));
-	cr_assert_eq(fx_sh("cd %s && mkdir -p a/b && for i in $(seq 20); do "
-	                   "echo $i > a/b/f$i; done",
-	                   src),
-	             0);
+	conc_tree(src, "mkdir -p a/b && for i in $(seq 20); do echo $i > "
+	               "a/b/f$i; done");
 	char dest[300], srcd[300];
 	snprintf(srcd, sizeof(srcd), "%s/a/", src);
 	snprintf(dest, sizeof(dest), "%s/out", src);
