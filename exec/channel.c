@@ -96,10 +96,11 @@ int ferry__ex_op_use_reader(ferry__exec_op *op)
 {
 	if (!op->pre_len && ferry__ex_op_new_mark(op))
 		return FERRY_EIO;
-	size_t at = FERRY__SH_MARK_LEN + 1;
-	int n = snprintf(op->pre + at, sizeof(op->pre) - at, "%zu\n",
+	/* The reader's head (shell.h): marker, space, ten digits, newline. */
+	size_t at = FERRY__SH_MARK_LEN;
+	int n = snprintf(op->pre + at, sizeof(op->pre) - at, " %010zu\n",
 	                 op->req.len);
-	if (n <= 0 || (size_t)n >= sizeof(op->pre) - at)
+	if (n != 12)
 		return FERRY_EINVALID;
 	op->pre_len = at + (size_t)n;
 	op->pre_off = 0;

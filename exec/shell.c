@@ -61,20 +61,29 @@ int ferry__sh_env_name_ok(const char *a)
 	"in 32:*[!0-9a-f]*) \\builtin exit 125;; 32:*) ;; *) \\builtin exit "  \
 	"125;; esac; "
 
-/* The reader's second step: the length of the script, then the script
- * itself, read in bytes (LC_ALL=C for the read and its check, then the
+/* The reader's head (shell.h): the marker, a space, the length of the
+ * script in ten digits and a newline, 44 bytes read in one read(2) (bash's
+ * read -N takes what it asks for from a pipe at once, where read -n or a
+ * line takes one byte at a time), then the script itself the same way,
+ * both in bytes (LC_ALL=C for the reads and their checks, then the
  * account's locale back), then eval'd: the wrapper reads one line before
  * it runs, as under bash -c, so aliases from its snapshot apply to the
- * command and not to it.  A short or malformed script runs nothing. */
-#define READ_TEXT                                                              \
-	"IFS= \\builtin read -r __ferry_n; case $__ferry_n in ''|*[!0-9]*) "   \
-	"\\builtin exit 125;; esac; __ferry_lc=${LC_ALL+1}:${LC_ALL-}; "       \
-	"LC_ALL=C; IFS= \\builtin read -r -d '' -n \"$__ferry_n\" __ferry_w; " \
-	"case ${#__ferry_w} in \"$__ferry_n\") ;; *) \\builtin exit 125;; "    \
-	"esac; case $__ferry_lc in 1:*) LC_ALL=${__ferry_lc#1:};; *) "         \
-	"\\builtin unset LC_ALL;; esac; \\builtin unset __ferry_lc "           \
-	"__ferry_n; \\builtin eval \"\\\\builtin unset __ferry_w; "            \
-	"$__ferry_w\""
+ * command and not to it.  A malformed head or a short script runs
+ * nothing (FERRY__SH_NOMARK); the user's stdin data after the script
+ * stays for the command. */
+#define READ_HEAD_TEXT                                                         \
+	"__ferry_lc=${LC_ALL+1}:${LC_ALL-}; LC_ALL=C; IFS= \\builtin read "    \
+	"-r -N 44 __ferry_w; __ferry_mk=${__ferry_w:0:32}; "                   \
+	"__ferry_n=${__ferry_w:33:10}; case "                                  \
+	"${#__ferry_w}${__ferry_w:32:1}${__ferry_w:43} in \"44 \"$'\\n') ;; "  \
+	"*) \\builtin exit 125;; esac; case $__ferry_mk in *[!0-9a-f]*) "      \
+	"\\builtin exit 125;; esac; case $__ferry_n in *[!0-9]*) "             \
+	"\\builtin exit 125;; esac; __ferry_n=$((10#$__ferry_n)); IFS= "       \
+	"\\builtin read -r -N \"$__ferry_n\" __ferry_w; case ${#__ferry_w} "   \
+	"in \"$__ferry_n\") ;; *) \\builtin exit 125;; esac; case "            \
+	"$__ferry_lc in 1:*) LC_ALL=${__ferry_lc#1:};; *) \\builtin unset "    \
+	"LC_ALL;; esac; \\builtin unset __ferry_lc __ferry_n; \\builtin "      \
+	"eval \"\\\\builtin unset __ferry_w; $__ferry_w\""
 
 /* bash -l runs the account's profile before our text: its stdin is
  * /dev/null (the channel's waits on fd 3), so that a profile that reads
@@ -369,7 +378,7 @@ int ferry__sh_reader(ferry_buf *out, int invoke)
 			ferry__buf_fail(&t, trap.error);
 		ferry__buf_free(&trap);
 	}
-	ferry__buf_fmt(&t, READ_MARK READ_TEXT);
+	ferry__buf_fmt(&t, READ_HEAD_TEXT);
 	int error = ferry__buf_terminate(&t);
 	error = error ? error : invoke_text(out, &t, invoke);
 	ferry__buf_free(&t);

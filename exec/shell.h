@@ -15,17 +15,20 @@
  * Every script after the bootstrap reaches bash through the reader
  * (ferry__sh_reader), which a channel may run ahead of need: its exec
  * request is the same for the whole session and carries nothing of the
- * command; the script comes on stdin after MARK as a decimal byte count
- * and that many bytes, and the reader evals it.  A channel whose reader
+ * command; MARK comes with the script's byte count in a head of fixed
+ * length (MARK, a space, ten decimal digits, a newline: 44 bytes, one
+ * read(2) for bash's read -N, where a line takes 33), then that many
+ * bytes of script, and the reader evals it.  A channel whose reader
  * already runs costs a command one round trip: OpenSSH opens a session
  * channel's window only once it has started the command, so stdin sent
  * with the request waits a round trip for that.
  *
  * The wire format:
  *
- *   stdin   MARK "\n" [LEN "\n" <LEN bytes of script>] <user's stdin data>
- *           EOF
- *   stdout  <noise> MARK ":" PGID "\n" <user bytes> "\n" MARK ":" STATUS
+ *   stdin   MARK "\n" <user's stdin data> EOF                 (bootstrap,
+ * probes) MARK " " LEN10 "\n" <LEN bytes of script> <user's stdin data> EOF
+ * (through the reader) stdout  <noise> MARK ":" PGID "\n" <user bytes> "\n"
+ * MARK ":" STATUS
  *           ":" DUMPED ":" CWD "\0" <late bytes of background children>
  *   stderr  <noise> MARK ":" PGID "\n" <user bytes>    (separate mode only)
  *
@@ -97,8 +100,8 @@ int ferry__sh_bootstrap(ferry_buf *out, const char *name);
  * first->have_mark are ignored. */
 int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
                              const ferry__sh_cmd *first);
-/* The reader: MARK, LEN and the script from stdin, then eval of the
- * script (a malformed or short one runs nothing: FERRY__SH_NOMARK); the
+/* The reader: the head (MARK, LEN10) and the script from stdin, then eval of
+ * the script (a malformed or short one runs nothing: FERRY__SH_NOMARK); the
  * rest of stdin is the script's.  invoke as for a command. */
 int ferry__sh_reader(ferry_buf *out, int invoke);
 /* The bootstrap of a session that connected again: the directory keep

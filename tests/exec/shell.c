@@ -1001,17 +1001,18 @@ Test(shell, login_profile_cannot_read_the_marker)
 	free(tmp);
 }
 
-/* The reader (what a spare channel runs ahead of need) takes the marker,
- * the script's byte count and the script from stdin and evals it; the
- * rest of stdin is the script's.  Bytes, not characters, in a UTF-8
- * locale; a short or malformed count runs nothing. */
+/* The reader (what a spare channel runs ahead of need) takes its head
+ * (the marker, a space, the script's byte count in ten digits, a newline)
+ * and the script from stdin and evals it; the rest of stdin is the
+ * script's.  Bytes, not characters, in a UTF-8 locale; a short script or
+ * a malformed head runs nothing. */
 Test(shell, reader_runs_the_script_from_stdin_and_leaves_the_rest)
 {
 	ferry_buf req = FERRY_BUF_INIT, raw = FERRY_BUF_INIT;
 	cr_assert_eq(ferry__sh_reader(&req, FERRY__SH_BASH), 0);
 	const char *script = "echo \"h\xc3\xa9: $__ferry_mk\"; cat; exit 4";
 	char in[512];
-	int k = snprintf(in, sizeof(in), MARK_IN "%zu\n%srest \xc3\xa9\n",
+	int k = snprintf(in, sizeof(in), MARK " %010zu\n%srest \xc3\xa9\n",
 	                 strlen(script), script);
 	char *argv[] = {"sh", "-c", (char *)req.data, NULL};
 	setenv("LC_ALL", "C.UTF-8", 1);
@@ -1023,10 +1024,14 @@ Test(shell, reader_runs_the_script_from_stdin_and_leaves_the_rest)
 	             (const char *)raw.data);
 	cr_assert(!memcmp(raw.data, want, raw.len));
 	static const char *const bad[] = {
-	        MARK_IN "40\necho ran\n", /* short */
-	        MARK_IN "x\necho ran\n",  /* not a count */
-	        MARK_IN "\necho ran\n",   /* empty */
-	        "0123\n9\necho ran\n",    /* no marker */
+	        MARK " 0000000040\necho ran\n", /* short */
+	        MARK " 00000000x9\necho ran\n", /* not a count */
+	        MARK " 9\necho ran; echo ran; echo ran; echo ran\n", /* width */
+	        MARK "_0000000009\necho ran\n", /* no space */
+	        MARK " 0000000009 echo ran\n",  /* no newline */
+	        "0123456789ABCDEF0123456789abcdef 0000000009\necho ran\n",
+	        MARK "\n9\necho ran\n",        /* the old head */
+	        "0123 0000000009\necho ran\n", /* no marker */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ferry__buf_reset(&raw);
