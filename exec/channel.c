@@ -65,19 +65,25 @@ void ferry__ex_es_drop_spare(exec_state *es)
 	ferry__ex_es_dispose_channel(es, es->spare);
 	es->spare = NULL;
 	es->spare_req = 0;
+	es->pre_slot = -1;
 }
 
 /* The reader's exec request for the session's shell mode. */
-static const ferry_buf *es_reader(exec_state *es)
+static const ferry_buf *es_reader(exec_state *es, int pre)
 {
 	int invoke = es->mode == FERRY__EXEC_MODE_LOGIN ? FERRY__SH_LOGIN
 	             : es->direct                       ? FERRY__SH_DIRECT
 	                                                : FERRY__SH_BASH;
-	if (es->reader.len && es->reader_invoke == invoke)
+	if (es->reader.len && es->reader_invoke == invoke &&
+	    es->reader_pre == pre)
 		return &es->reader;
 	ferry__buf_reset(&es->reader);
 	es->reader_invoke = invoke;
-	if (ferry__sh_reader(&es->reader, invoke)) {
+	es->reader_pre = pre;
+	char path[4096];
+	if (pre >= 0)
+		snprintf(path, sizeof(path), "%s/%d", es->dir, pre);
+	if (ferry__sh_reader(&es->reader, invoke, pre >= 0 ? path : NULL)) {
 		ferry__buf_reset(&es->reader);
 		return NULL;
 	}
@@ -138,11 +144,22 @@ void ferry__ex_op_acquire(ferry__exec_op *op, int front)
 		           "exec: the server closed the spare channel");
 		ferry__ex_es_drop_spare(es);
 	}
+	/* A reader that loaded a snapshot the session has left is of no use. */
+	if (es->spare && es->pre_slot >= 0 && es->pre_slot != es->cur_slot)
+		ferry__ex_es_drop_spare(es);
 	/* A spare whose reader was asked for serves only an op that goes
-	 * through the reader; it inherits the request. */
-	if (es->spare && (op->reader || !es->spare_req)) {
+	 * through the reader; it inherits the request.  One whose reader
+	 * loaded a snapshot serves only the command that sources it, and the
+	 * directory's removal (which runs rm by its full path, past the
+	 * user's functions): no other internal op or command without the
+	 * session's state runs in it. */
+	if (es->spare && (op->reader || !es->spare_req) &&
+	    (es->pre_slot < 0 || op->kind == K_CLEANUP ||
+	     (op->kind == K_USER && op->src_slot == es->pre_slot))) {
 		LIBSSH2_CHANNEL *ch = es->spare;
 		es->spare = NULL;
+		op->pre_slot = es->pre_slot;
+		es->pre_slot = -1;
 		if (es->spare_req) {
 			op->req_sent = 1;
 			op->exec_ok = es->spare_req == 2;
@@ -178,6 +195,7 @@ static void es_got_channel(exec_state *es, LIBSSH2_CHANNEL *ch)
 		} else {
 			es->spare = ch;
 			es->spare_req = 0;
+			es->pre_slot = -1;
 		}
 		return;
 	}
@@ -203,14 +221,54 @@ static void es_open_failed(exec_state *es, int rc)
 
 /* ---- the session-level io: opener and closers --------------------------- */
 
+/* A user command runs remotely (its output has not ended): 1; one is
+ * live at all (its source slot may not be the session's): 2; else 0. */
+static int es_user_ops(const exec_state *es)
+{
+	int live = 0;
+	for (const ferry__exec_op *o = es->ops; o; o = o->next) {
+		if (o->kind != K_USER || o->state == S_DONE)
+			continue;
+		if (o->state == S_RUN && !o->out_eof)
+			return 1;
+		live = 2;
+	}
+	return live;
+}
+
 /* Start the reader on the spare ahead of need: the next command then
- * finds its channel's window open and costs one round trip. */
+ * finds its channel's window open and costs one round trip.  Not while a
+ * command runs: the server's fork and the reader's start would take the
+ * remote CPU from it (on OpenSSH the session process forks in its one
+ * loop, which also carries the command's output).  A command issued
+ * within a round trip of the last one waits for the reader either way.
+ * With no command about, the reader also loads the session's snapshot,
+ * which the next command would otherwise source first (0.6 ms of bash
+ * for a login environment with a few functions). */
 static int es_prime(exec_state *es)
 {
-	if (!es->spare || es->spare_req == 2 || !es_shell_known(es) ||
-	    es->closing_session)
+	if (es->spare && es->pre_slot >= 0 && es->pre_slot != es->cur_slot) {
+		/* the session's state moved on: a fresh reader */
+		ferry__ex_es_drop_spare(es);
+		return 1;
+	}
+	if (!es->spare || es->spare_req == 2 || !es_shell_known(es))
 		return 0;
-	const ferry_buf *r = es_reader(es);
+	/* A request already out is seen through: other channels' requests
+	 * wait for it. */
+	if (es->closing_session && !es->spare_req)
+		return 0;
+	if (!es->spare_req) {
+		int busy = es_user_ops(es);
+		if (busy == 1)
+			return 0;
+		es->pre_slot =
+		        !busy && es->dir &&
+		                        es->mode == FERRY__EXEC_MODE_SNAPSHOT
+		                ? es->cur_slot
+		                : -1;
+	}
+	const ferry_buf *r = es_reader(es, es->pre_slot);
 	if (!r)
 		return 0;
 	LIBSSH2_SESSION *ssh = ferry__session_ssh(es->s);
@@ -309,6 +367,7 @@ void ferry__ex_op_drop_channel(ferry__exec_op *op)
 	    !ferry__session_dead(es->s)) {
 		es->spare = ch;
 		es->spare_req = op->reader && op->exec_ok ? 2 : 0;
+		es->pre_slot = op->pre_slot;
 		return;
 	}
 	if (!ferry__session_dead(es->s))
@@ -452,7 +511,8 @@ int ferry__ex_chan_io(ferry__exec_op *op)
 		return 1;
 	}
 	if (!op->exec_ok) {
-		const ferry_buf *r = op->reader ? es_reader(es) : &op->req;
+		const ferry_buf *r =
+		        op->reader ? es_reader(es, op->pre_slot) : &op->req;
 		if (!r) {
 			ferry__ex_op_seterr(op, FERRY_ENOMEM, "out of memory");
 			ferry__ex_op_finish(op);

@@ -53,6 +53,7 @@ static int es_get(ferry_session *s, exec_state **out)
 	for (size_t i = 0; i < sizeof(r); i++)
 		snprintf(es->sid + 2 * i, 3, "%02x", r[i]);
 	es->s = s;
+	es->pre_slot = -1;
 	es->io.step = ferry__ex_es_step;
 	es->io.pending = ferry__ex_es_pending;
 	es->io.next_timer = es_io_next_timer;
@@ -286,6 +287,7 @@ static void es_fail_all(exec_state *es, int rc)
 	/* A dead session's channels are left to libssh2_session_free. */
 	es->spare = NULL;
 	es->spare_req = 0;
+	es->pre_slot = -1;
 	es->nclosing = 0;
 	es->opening = 0;
 }

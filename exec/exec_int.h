@@ -92,6 +92,7 @@ struct ferry__exec_op {
 	void *ctx;
 	int separate;
 	int src_slot, dst_slot; /* -1: none */
+	int pre_slot; /* the slot its channel's reader loaded, -1: none */
 	ferry__sh_filter fout, ferr;
 	emit_ctx ec_out, ec_err;
 	sink out, err;
@@ -147,8 +148,12 @@ struct exec_state {
 	/* The reader on the spare: 0 not asked, 1 asked (the request is
 	 * out or going), 2 running. */
 	int spare_req;
-	ferry_buf reader; /* its exec request, for reader_invoke */
-	int reader_invoke;
+	ferry_buf reader; /* its exec request, for reader_invoke/reader_pre */
+	int reader_invoke, reader_pre;
+	/* The snapshot slot the spare's reader loads ahead of need (-1:
+	 * none): the spare then serves only the snapshot command whose
+	 * source it is, and is let go once the session's slot moved on. */
+	int pre_slot;
 	ferry__exec_op *wq_head, *wq_tail;
 	LIBSSH2_CHANNEL **closing;
 	size_t nclosing, capclosing;

@@ -33,6 +33,7 @@ ferry__exec_op *ferry__ex_op_new(exec_state *es, int kind)
 	op->state = S_NEW;
 	op->src_slot = op->dst_slot = -1;
 	op->cmd_slot = -1;
+	op->pre_slot = -1;
 	op->status = -1;
 	op->exit_status = 255;
 	op->io.step = op_step;

@@ -183,7 +183,17 @@ int ferry__sh_wrapper(ferry_buf *out, const ferry__sh_cmd *c)
 		ferry__buf_fmt(&t,
 		               "builtin printf '%%s:%%s\\n' \"$__ferry_mk\" "
 		               "\"$$\" >&2; ");
-	if (c->snap_src)
+	/* A reader that loaded this snapshot ahead of need (its preload,
+	 * ferry__sh_reader) set $__ferry_pre to its name: only aliases are
+	 * left to switch on. */
+	if (c->snap_src && c->reader_traps)
+		ferry__buf_fmt(
+		        &t,
+		        "case ${__ferry_pre-} in %q) builtin shopt -s "
+		        "expand_aliases;; *) builtin source %q >/dev/null "
+		        "2>&1;; esac; builtin unset __ferry_pre; ",
+		        c->snap_src, c->snap_src);
+	else if (c->snap_src)
 		ferry__buf_fmt(&t, "builtin source %q >/dev/null 2>&1; ",
 		               c->snap_src);
 	if (c->snap_dst)
@@ -359,10 +369,19 @@ int ferry__sh_bootstrap_keep(ferry_buf *out, const char *name, const char *keep,
 	return error;
 }
 
-int ferry__sh_reader(ferry_buf *out, int invoke)
+int ferry__sh_reader(ferry_buf *out, int invoke, const char *preload)
 {
 	ferry_buf t, trap;
 	ferry__buf_init(&t);
+	/* The snapshot the next command will source, loaded while the reader
+	 * waits (its stdin is the head's, so not for the snapshot); aliases
+	 * stay off until the wrapper's line has been parsed. */
+	if (preload)
+		ferry__buf_fmt(
+		        &t,
+		        "builtin source %q </dev/null >/dev/null 2>&1; "
+		        "builtin shopt -u expand_aliases; __ferry_pre=%q; ",
+		        preload, preload);
 	/* The traps of a command without environment additions, with the
 	 * state dumped (1) or not (0): see reader_traps. */
 	for (size_t dump = 0; dump < 2; dump++) {
@@ -443,7 +462,8 @@ int ferry__sh_kill(ferry_buf *out, long pgid)
 
 int ferry__sh_cleanup(ferry_buf *out, const char *dir)
 {
-	ferry__buf_fmt(out, "rm -rf -- %q", dir);
+	/* The system's rm, whatever functions or PATH the shell has. */
+	ferry__buf_fmt(out, "\\command -p rm -rf -- %q", dir);
 	return ferry__buf_terminate(out);
 }
 

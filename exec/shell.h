@@ -100,10 +100,13 @@ int ferry__sh_bootstrap(ferry_buf *out, const char *name);
  * first->have_mark are ignored. */
 int ferry__sh_bootstrap_with(ferry_buf *out, const char *name,
                              const ferry__sh_cmd *first);
-/* The reader: the head (MARK, LEN10) and the script from stdin, then eval of
+/* The reader: with preload (a snapshot's name, or NULL) that snapshot
+ * sourced first and $__ferry_pre set to its name, so that a wrapper
+ * whose snap_src it is skips its own source (reader_traps); then the head
+ * (MARK, LEN10) and the script from stdin, then eval of
  * the script (a malformed or short one runs nothing: FERRY__SH_NOMARK); the
  * rest of stdin is the script's.  invoke as for a command. */
-int ferry__sh_reader(ferry_buf *out, int invoke);
+int ferry__sh_reader(ferry_buf *out, int invoke, const char *preload);
 /* The bootstrap of a session that connected again: the directory keep
  * (the old session's) is taken back when it is still there and ours,
  * its snapshot slot becoming "0"; else as ferry__sh_bootstrap.  The

@@ -618,34 +618,71 @@ Test(exec, late_output_after_the_trailer_keeps_the_status)
 
 /* A spare channel's reader starts ahead of need, so a command costs one
  * round trip (no wait for the server to open the channel's window): the
- * next command runs in the shell that was already waiting. */
+ * next command runs in the shell that was already waiting.  The reader
+ * starts once the command before has ended (not beside it), and loads the
+ * session's snapshot while it waits: the next command sources nothing. */
 Test(exec, the_next_command_runs_in_a_shell_started_ahead)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	long sshd = sshd_pid(s);
 	ferry_exec_result r;
-	/* time for the spare to open and its reader to start */
-	cr_assert_eq(run(s, "sleep 0.3", NULL, &r), 0);
+	cr_assert_eq(run(s, "sleep 0.3; export FERRY_AHEAD=0", NULL, &r), 0);
 	ferry_exec_result_free(&r);
+	/* the reader was asked for before run() returned: it starts with
+	 * nobody driving the session */
+	long waiting = 0;
+	for (int i = 0; i < 100 && waiting <= 1; i++) {
+		usleep(20000);
+		char *kids =
+		        fx_sh_out("ps -o pid= --ppid %ld | tr -d ' '", sshd);
+		waiting = strtol(kids, NULL, 10);
+		free(kids);
+	}
+	cr_assert_gt(waiting, 1, "no waiting shell under sshd %ld", sshd);
 	ferry__exec_info in;
 	ferry__exec_info_get(s, &in);
-	cr_assert(in.spare_reader, "no reader waits on the spare channel");
-	char *kids = fx_sh_out("ps -o pid= --ppid %ld | tr -d ' '", sshd);
-	long waiting = strtol(kids, NULL, 10);
-	cr_assert_gt(waiting, 1, "no waiting shell under sshd %ld: '%s'", sshd,
-	             kids);
-	free(kids);
-	char *pid = out_of(s, "echo $$");
-	cr_assert_eq(strtol(pid, NULL, 10), waiting,
-	             "the command ran in %s, not in the waiting shell %ld", pid,
-	             waiting);
+	cr_assert(in.spare, "no spare channel");
+	/* It has loaded the snapshot: the command's wrapper does not source
+	 * it again (a snapshot changed behind its back now goes unseen). */
+	cr_assert_not_null(in.snapshot_dir);
+	usleep(100000);
+	fx_sh("for f in '%s'/[0-9]; do echo 'export FERRY_AHEAD=again' "
+	      ">\"$f\"; "
+	      "done",
+	      in.snapshot_dir);
+	char *pid =
+	        out_of(s, "echo $$ ${FERRY_AHEAD-unset} ${__ferry_pre-none}");
+	char want[64];
+	snprintf(want, sizeof(want), "%ld 0 none\n", waiting);
+	cr_assert_str_eq(
+	        pid, want,
+	        "the command ran as '%s', not in the waiting shell %ld "
+	        "with the session's state",
+	        pid, waiting);
 	free(pid);
 	/* and it kept the session's state like any other command */
-	cr_assert_eq(run(s, "cd /tmp && export FERRY_AHEAD=1", NULL, &r), 0);
+	cr_assert_eq(run(s,
+	                 "cd /tmp && export FERRY_AHEAD=1 && f() { echo f$1; }",
+	                 NULL, &r),
+	             0);
 	ferry_exec_result_free(&r);
-	cr_assert_eq(run(s, "echo $FERRY_AHEAD", NULL, &r), 0);
-	cr_assert_str_eq(r.output, "1\n");
+	usleep(200000);
+	cr_assert_eq(
+	        run(s, "echo $FERRY_AHEAD; f 2; unset FERRY_AHEAD; unset -f f",
+	            NULL, &r),
+	        0);
+	cr_assert_str_eq(r.output, "1\nf2\n");
 	cr_assert_str_eq(r.cwd, "/tmp");
+	ferry_exec_result_free(&r);
+	usleep(200000);
+	/* what the last command removed is gone from the next one's shell,
+	 * loaded ahead or not */
+	cr_assert_eq(run(s,
+	                 "echo ${FERRY_AHEAD-unset}; type f >/dev/null 2>&1 "
+	                 "|| echo nof",
+	                 NULL, &r),
+	             0);
+	cr_assert_str_eq(r.output, "unset\nnof\n");
 	ferry_exec_result_free(&r);
 	ferry_session_close(s);
 }

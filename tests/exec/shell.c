@@ -1009,7 +1009,7 @@ Test(shell, login_profile_cannot_read_the_marker)
 Test(shell, reader_runs_the_script_from_stdin_and_leaves_the_rest)
 {
 	ferry_buf req = FERRY_BUF_INIT, raw = FERRY_BUF_INIT;
-	cr_assert_eq(ferry__sh_reader(&req, FERRY__SH_BASH), 0);
+	cr_assert_eq(ferry__sh_reader(&req, FERRY__SH_BASH, NULL), 0);
 	const char *script = "echo \"h\xc3\xa9: $__ferry_mk\"; cat; exit 4";
 	char in[512];
 	int k = snprintf(in, sizeof(in), MARK " %010zu\n%srest \xc3\xa9\n",
