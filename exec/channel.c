@@ -221,27 +221,41 @@ static void es_open_failed(exec_state *es, int rc)
 
 /* ---- the session-level io: opener and closers --------------------------- */
 
-/* A user command runs remotely (its output has not ended): 1; one is
- * live at all (its source slot may not be the session's): 2; else 0. */
+/* A user command started less than PRIME_DEFER_MS ago runs remotely
+ * (its output has not ended): 1; one is live at all (its source slot may
+ * not be the session's): 2; else 0. */
 static int es_user_ops(const exec_state *es)
 {
 	int live = 0;
+	double now = ferry__now_ms_f();
 	for (const ferry__exec_op *o = es->ops; o; o = o->next) {
 		if (o->kind != K_USER || o->state == S_DONE)
 			continue;
-		if (o->state == S_RUN && !o->out_eof)
+		if (ferry__ex_op_holds_prime(o, now))
 			return 1;
 		live = 2;
 	}
 	return live;
 }
 
+double ferry__ex_op_holds_prime(const ferry__exec_op *op, double now)
+{
+	const exec_state *es = op->es;
+	if (op->kind != K_USER || op->state != S_RUN || op->out_eof ||
+	    !es->spare || es->spare_req)
+		return 0;
+	double until = op->t0 + PRIME_DEFER_MS;
+	return until > now ? until : 0;
+}
+
 /* Start the reader on the spare ahead of need: the next command then
  * finds its channel's window open and costs one round trip.  Not while a
  * command runs: the server's fork and the reader's start would take the
  * remote CPU from it (on OpenSSH the session process forks in its one
- * loop, which also carries the command's output).  A command issued
- * within a round trip of the last one waits for the reader either way.
+ * loop, which also carries the command's output); beside a command that
+ * runs longer than PRIME_DEFER_MS it starts then (a timer).  A command
+ * issued within a round trip of the last one waits for the reader either
+ * way.
  * With no command about, the reader also loads the session's snapshot,
  * which the next command would otherwise source first (0.6 ms of bash
  * for a login environment with a few functions). */

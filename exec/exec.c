@@ -254,10 +254,12 @@ static int64_t es_next_timer(const exec_state *es)
 	for (const ferry__exec_op *op = es->ops; op; op = op->next) {
 		if (op->state == S_DONE)
 			continue;
-		int64_t c[3] = {op->state != S_KILL ? op->deadline : 0,
+		double prime = ferry__ex_op_holds_prime(op, ferry__now_ms_f());
+		int64_t c[4] = {op->state != S_KILL ? op->deadline : 0,
 		                op->drain_at,
-		                op->state == S_KILL ? op->kill_until : 0};
-		for (int i = 0; i < 3; i++)
+		                op->state == S_KILL ? op->kill_until : 0,
+		                prime ? (int64_t)prime + 1 : 0};
+		for (int i = 0; i < 4; i++)
 			if (c[i] && (!t || c[i] < t))
 				t = c[i];
 	}

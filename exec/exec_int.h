@@ -13,6 +13,7 @@
 #include "shell.h"
 
 #define DRAIN_MS        300   /* output after the wrapper exited */
+#define PRIME_DEFER_MS  50    /* a new command holds off the spare's reader */
 #define KILL_WAIT_MS    3000  /* the whole kill phase of one command */
 #define BOOT_TIMEOUT_MS 30000 /* a login profile that hangs */
 #define CLOSE_WAIT_MS   1500  /* session close: kill, cleanup, channels */
@@ -194,6 +195,10 @@ void ferry__ex_op_acquire(ferry__exec_op *op, int front);
 /* op goes through the reader: its script (req) on stdin after MARK and
  * the length.  0, or FERRY_EIO (no randomness for a marker). */
 int ferry__ex_op_use_reader(ferry__exec_op *op);
+
+/* The time (ms, ferry__now_ms_f) until which op, a command just started,
+ * holds off the spare's reader; 0: it does not. */
+double ferry__ex_op_holds_prime(const ferry__exec_op *op, double now);
 
 /* The spare channel let go (closed in the background). */
 void ferry__ex_es_drop_spare(exec_state *es);

@@ -619,14 +619,15 @@ Test(exec, late_output_after_the_trailer_keeps_the_status)
 /* A spare channel's reader starts ahead of need, so a command costs one
  * round trip (no wait for the server to open the channel's window): the
  * next command runs in the shell that was already waiting.  The reader
- * starts once the command before has ended (not beside it), and loads the
- * session's snapshot while it waits: the next command sources nothing. */
+ * starts once the command before has ended (not beside it, unless that
+ * one runs long), and loads the session's snapshot while it waits: the
+ * next command sources nothing. */
 Test(exec, the_next_command_runs_in_a_shell_started_ahead)
 {
 	ferry_session *s = fx_connect(fx_shared());
 	long sshd = sshd_pid(s);
 	ferry_exec_result r;
-	cr_assert_eq(run(s, "sleep 0.3; export FERRY_AHEAD=0", NULL, &r), 0);
+	cr_assert_eq(run(s, "export FERRY_AHEAD=0", NULL, &r), 0);
 	ferry_exec_result_free(&r);
 	/* the reader was asked for before run() returned: it starts with
 	 * nobody driving the session */
@@ -1527,6 +1528,11 @@ Test(exec, commands_from_two_threads_run_at_once)
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, conc_exec, &slow), 0);
 	usleep(300 * 1000);
+	/* the spare's reader started beside the running command (the slow
+	 * thread drives the session), so the next one costs one round trip */
+	ferry__exec_info in;
+	ferry__exec_info_get(s, &in);
+	cr_assert(in.spare_reader, "no reader on the spare beside a command");
 	conc_call fast[8];
 	for (int i = 0; i < 8; i++) {
 		char cmd[64];
