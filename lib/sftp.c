@@ -572,6 +572,12 @@ static int window_allows(const ferry__sftp *sf, size_t cost)
 
 static void sent(ferry__sftp *sf, ferry__sftp_req *r, size_t len)
 {
+	/* The first to leave after the queue was held back (a handle slot,
+	 * the window), once its generation's round trip was over: the caller
+	 * waited for the server's answers that freed it, one more round
+	 * trip (what follows it counts from it). */
+	if ((sf->blocked_window || sf->blocked_slot) && r->gen <= *sf->rt)
+		r->gen = *sf->rt + 1;
 	if ((r->flags & REQF_SLOT) &&
 	    ++sf->slots_used > sf->stats.max_handles_used)
 		sf->stats.max_handles_used = sf->slots_used;

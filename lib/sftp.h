@@ -26,8 +26,12 @@
  * of its request's generation, and the counter (ferry__sftp_round_trips,
  * and s->round_trips on a session) is the highest generation completed.
  * So OPEN; WRITEs + FSETSTAT + CLOSE; rename is 3 for one file and for a
- * thousand submitted together.  Waiting for window space is flow control
- * ("transfer") and is counted in the stats, not as a round trip.
+ * thousand submitted together when the window and the server's handles
+ * hold them.  The first request to leave after the queue waited for a
+ * handle slot or for window space (which replies free), when its
+ * generation's round trip is over by then, takes the next generation: the
+ * counter says how often the caller waited for the server, whatever for
+ * (the stats say why: handle_waits, window_waits).
  */
 #ifndef FERRY_SFTP_H
 #define FERRY_SFTP_H

@@ -453,7 +453,7 @@ static long rss_kb(void)
  * system at the end of each push (RSS falls back below the push's peak). */
 Test(push_more, held_session_memory_is_bounded, PH_ENV)
 {
-	enum { N = 3000, NOOPS = 200 };
+	enum { N = 3000, NOOPS = 1000 };
 	ph_write(e.src, "one", "1\n", 0644, 1700000000);
 	ph_push_ok(&e, NULL); /* the SFTP client and its buffers exist */
 	size_t m0 = heap_in_use();
