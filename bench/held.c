@@ -17,16 +17,20 @@
  *     -> "ok MS ROUND_TRIPS EXIT_STATUS"
  *   connect COMMAND... a new session: open, one ferry_exec, close
  *     -> "ok MS OPEN_MS EXEC_MS CLOSE_MS EXIT_STATUS"
- *   rss                -> "ok MAXRSS_KB"
+ *   rss                -> "ok MAXRSS_KB RSS_KB HEAP_BYTES": the peak and
+ *     the present resident set, and the bytes malloc holds in use
+ *     (mallinfo2: arena plus mmapped chunks)
  *   quit
  * Any failure answers "err CODE MESSAGE" and the driver goes on.
  * MS is wall time around the library call (CLOCK_MONOTONIC).
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ferry.h"
 #include "util.h"
@@ -191,7 +195,17 @@ int main(int argc, char **argv)
 		else if (!strcmp(line, "rss")) {
 			struct rusage ru;
 			getrusage(RUSAGE_SELF, &ru);
-			printf("ok %ld\n", ru.ru_maxrss);
+			long pages = -1, rss = -1;
+			FILE *f = fopen("/proc/self/statm", "r");
+			if (f) {
+				if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+					rss = -1;
+				fclose(f);
+			}
+			struct mallinfo2 mi = mallinfo2();
+			printf("ok %ld %ld %zu\n", ru.ru_maxrss,
+			       rss < 0 ? -1L : rss * (sysconf(_SC_PAGESIZE) / 1024),
+			       mi.uordblks + mi.hblkhd);
 			fflush(stdout);
 		} else if (!strcmp(line, "quit"))
 			break;

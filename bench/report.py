@@ -27,7 +27,10 @@ CASES = [
     ("connect", "new connection to first command"),
     ("big", "256 MiB file"),
     ("delta", "1 MiB changed in a 512 MiB file"),
-    ("noop100k", "100,000-file tree, no-op"),
+    ("cold10k", "10,000 files, cold"),
+    ("noop10k", "10,000 files, no-op"),
+    ("cold100k", "100,000 files, cold"),
+    ("noop100k", "100,000 files, no-op"),
     ("pcold", "cold pull (tree)"),
     ("pnoop", "no-op pull"),
     ("pchange5", "pull, 5 files changed"),
@@ -36,6 +39,7 @@ CASE_LABEL = dict(CASES)
 SHORT = {"cold": "cold", "noop": "no-op", "change5": "5 changed",
          "touch5": "5 touched", "exec": "exec true",
          "connect": "connect+cmd", "big": "256 MiB", "delta": "1 MiB delta",
+         "cold10k": "10k cold", "noop10k": "10k no-op", "cold100k": "100k cold",
          "noop100k": "100k no-op", "pcold": "pull cold",
          "pnoop": "pull no-op", "pchange5": "pull 5 chg"}
 
@@ -127,6 +131,14 @@ def exec_target(r, f, p, lvl):
     return ok, "≤ 1 RTT + 2 ms and < 1×"
 
 
+def at(lvls, check):
+    def inner(r, f, p, lvl):
+        if lvl not in lvls:
+            return None, "(no target at this RTT)"
+        return check(r, f, p, lvl)
+    return inner
+
+
 def throughput(limit_ratio, lvls):
     def check(r, f, p, lvl):
         if lvl not in lvls:
@@ -165,9 +177,19 @@ PAIRS = [
     ("delta", "ferry-cli", "rsync-inplace", within(0.5)),
     ("delta", "ferry-held", "rsync-plain", None),
     ("delta", "ferry-cli", "rsync-plain", None),
+    ("cold10k", "ferry-held", "rsync-new", at({20}, within(0.8))),
+    ("cold10k", "ferry-cli", "rsync-new", at({20}, within(0.8))),
+    ("cold10k", "ferry-held", "rsync-cm", below()),
+    ("cold10k", "ferry-cli", "rsync-cm", None),
+    ("noop10k", "ferry-held", "rsync-cm", rt_max(0)),
+    ("noop10k", "ferry-cli", "rsync-new", None),
+    ("cold100k", "ferry-held", "rsync-new", at({0}, within(1.0))),
+    ("cold100k", "ferry-cli", "rsync-new", at({0}, within(1.0))),
+    ("cold100k", "ferry-held", "rsync-cm", None),
     ("noop100k", "ferry-held", "stat-find", within(1.5)),
+    ("noop100k", "ferry-held", "rsync-cm", rt_max(0)),
     ("noop100k", "ferry-cli", "stat-find", None),
-    ("noop100k", "ferry-cli", "rsync-cm", None),
+    ("noop100k", "ferry-cli", "rsync-new", None),
     ("pcold", "ferry-held", "rsync-cm", below()),
     ("pcold", "ferry-cli", "rsync-new", None),
     ("pnoop", "ferry-held", "rsync-cm", rt_depth(below())),
@@ -246,7 +268,8 @@ def summarise(meta, rows):
                                    "rts": [], "rss": [], "failed": 0,
                                    "warmup_ms": [], "na": None,
                                    "extra": [], "wire": [], "updown": [],
-                                   "warmup_wire": [], "differs": 0})
+                                   "warmup_wire": [], "warmup_rows": [],
+                                   "differs": 0})
         if r["status"] == "na":
             c["na"] = na_reason(meta, r["tool"], r["case"])
             continue
@@ -255,6 +278,7 @@ def summarise(meta, rows):
         if r["run"].startswith("w"):
             if r["status"] == "0":
                 c["warmup_ms"].append(r["ms"])
+                c["warmup_rows"].append(r)
                 if r["wire"] is not None:
                     c["warmup_wire"].append(r["wire"])
             continue
@@ -296,6 +320,84 @@ def summarise(meta, rows):
             err = meta.get("error_err-%s-%s-%s" % (fmt_level(c["level"]), c["case"], c["tool"]), "")
             c["na"] = "all %d runs failed: %s" % (c["failed"], err[:200] or "see log")
     return cells
+
+
+SCALE = ("cold10k", "noop10k", "cold100k", "noop100k")
+SCALE_TOOLS = ("ferry-held", "ferry-cli", "rsync-new", "rsync-cm", "stat-find")
+
+
+def tree_files(meta, case):
+    t = meta.get("tree" + case[4:], "").split()
+    n = dict(zip(t[::2], t[1::2])).get("files")
+    return int(n) if n and n.isdigit() else None
+
+
+def scale_section(cells, levels, meta):
+    """The scale cases: the first push (the warm-up round: each tool's first
+    push of the case; the held driver is new for each case, so it is the
+    first push in its process; in a no-op case it is the cold push into
+    the copy) apart from the later ones, round trips, peak RSS, and what
+    the held session keeps per file."""
+    if not any(cells.get((l, c, t)) for l in levels for c in SCALE for t in SCALE_TOOLS):
+        return []
+    md = ["## Scale: 10,000 and 100,000 files\n",
+          "Each scale case has a held driver of its own, so the held session's first push "
+          "(the warm-up round, shown apart) is the first in its process; in a no-op case "
+          "the first push is the cold push into the copy. ms: median of the later runs "
+          "(min–max); peak RSS: the client process (rsync, ferry CLI) or the held "
+          "driver's peak so far in the case.\n",
+          "| case | RTT | tool | first push | later runs | first / later | rt (first; later) | peak RSS MiB |",
+          "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    checks = []
+    for case in SCALE:
+        for l in levels:
+            for tool in SCALE_TOOLS:
+                c = cells.get((l, case, tool))
+                if not c or c["median"] is None:
+                    continue
+                w = c["warmup_rows"][0] if c["warmup_rows"] else None
+                first = w["ms"] if w else None
+                rts = "%s; %s" % (w["rt"] if w else "–",
+                                  c["round_trips"] if c["round_trips"] is not None else "–")
+                rss = [int(x["rss"]) for x in c["warmup_rows"] if x["rss"].isdigit()]
+                rss += c["rss"]
+                md.append("| %s | %s | %s | %s | %s (%s–%s) | %s | %s | %s |" % (
+                    SHORT[case], level_name(l), tool, fnum(first), fnum(c["median"]),
+                    fnum(c["min"]), fnum(c["max"]),
+                    "%.2f×" % (first / c["median"]) if first and case.startswith("cold") else "–",
+                    rts if tool.startswith("ferry") else "–",
+                    "%.0f" % (max(rss) / 1024.0) if rss else "–"))
+            h = cells.get((l, case, "ferry-held"))
+            cli = cells.get((l, case, "ferry-cli"))
+            if h and h["median"] and h["warmup_rows"] and case.startswith("cold"):
+                r = h["warmup_rows"][0]["ms"] / h["median"]
+                checks.append("%s, %s: held first push / later = %.2f× (target ≤ 1.2×) %s" % (
+                    SHORT[case], level_name(l), r, "✓" if r <= 1.2 else "✗"))
+            setup = meta.get("held_open_ms_%s" % l)
+            if h and h["median"] and cli and cli["median"] and setup:
+                base = h["median"] + float(setup)
+                r = cli["median"] / base
+                checks.append("%s, %s: CLI / (held + connection set-up %s ms) = %.2f× "
+                              "(target ≤ 1.2×) %s" % (SHORT[case], level_name(l), fnum(float(setup)),
+                                                       r, "✓" if r <= 1.2 else "✗"))
+    md.append("")
+    for l in levels:
+        for case in ("noop10k", "noop100k"):
+            a = meta.get("held_mem_start_%s_%s" % (l, case), "").split()
+            b = meta.get("held_mem_end_%s_%s" % (l, case), "").split()
+            n = tree_files(meta, case)
+            if len(a) == 3 and len(b) == 3 and n:
+                per = (int(b[2]) - int(a[2])) / float(n)
+                checks.append("%s, %s: held session's heap %.1f → %.1f MiB after a cold and "
+                              "%s no-op pushes of %d files: %.0f bytes per file kept "
+                              "(target ≤ 256) %s; RSS %.0f MiB, peak %.0f MiB" % (
+                                  SHORT[case], level_name(l), int(a[2]) / 1048576.0,
+                                  int(b[2]) / 1048576.0, meta.get("scale_runs", "?"), n, per,
+                                  "✓" if per <= 256 else "✗", int(b[1]) / 1024.0,
+                                  int(b[0]) / 1024.0))
+    if checks:
+        md += ["- " + x for x in checks] + [""]
+    return md
 
 
 def fmt_level(lvl):
@@ -453,11 +555,12 @@ def main():
                   "median %s B (%s B – %s B), depth ≤ %s, incl. 3 owner-only credential files" % (
                       tree.get("files"), tree.get("dirs"), int(tree.get("bytes", 0)) / 1e6,
                       tree.get("median"), tree.get("min"), tree.get("max"), tree.get("maxdepth")))
-    if "tree100k" in meta:
-        t = meta["tree100k"].split()
-        t = dict(zip(t[::2], t[1::2]))
-        md.append("- 100k tree: %s files in %s directories, %.0f MB" % (
-            t.get("files"), t.get("dirs"), int(t.get("bytes", 0)) / 1e6))
+    for k in ("10k", "100k"):
+        if "tree" + k in meta:
+            t = meta["tree" + k].split()
+            t = dict(zip(t[::2], t[1::2]))
+            md.append("- %s tree (seed 2): %s files in %s directories, %.0f MB" % (
+                k, t.get("files"), t.get("dirs"), int(t.get("bytes", 0)) / 1e6))
     md.append("- Big file: %s MiB of PRNG bytes (incompressible), a cold upload each run; "
               "MiB/s counts the whole command, connection setup included" % meta.get("big_mib", "256"))
     md.append("- Remote: private sshd on 127.0.0.1 (tests/sshd.sh), destination on a %s" %
@@ -581,8 +684,6 @@ def main():
         for reason, tools in notes.items():
             md.append("- %s: %s" % (", ".join(sorted(tools)), reason))
         md.append("")
-    if "held_rss_kb_100k" in meta:
-        md.append("Held driver peak RSS after the 100k-file runs: %s KiB\n" % meta["held_rss_kb_100k"])
 
     md.append("## ferry / peer (ratio of medians; < 1 means ferry is faster)\n")
     md.append("| case | ferry | peer | " + " | ".join(level_name(l) for l in levels) +
@@ -627,6 +728,8 @@ def main():
             CASE_LABEL[case], f, p, " | ".join(tx),
             next((i["target"] for i in items.values() if i["target"]), None) or "–"))
     md.append("")
+
+    md += scale_section(cells, levels, meta)
 
     # Where ferry's time goes: medians of the phase times ferry reports.
     phase_rows = []

@@ -17,11 +17,18 @@
 #             a committed result); WARM warm-up rounds (default 2)
 #   BIG_RUNS  runs for the 256 MiB case (default RUNS); BIG_MIB (256)
 #   DELTA_RUNS runs for the delta case (default 5); DELTA_MIB its file (512)
-#   CASES     subset of: cold noop change5 touch5 exec connect big delta noop100k
+#   CASES     subset of: cold noop change5 touch5 exec connect big delta
 #             pcold pnoop pchange5 (pulls of the tree into a local directory)
+#             scale (= cold10k noop10k cold100k noop100k: cold and no-op
+#             pushes of 10,000 and 100,000 files, each case with a held
+#             driver of its own, so its first push is the first in its
+#             process; at loopback and at the SCALE_RTT levels)
 #             python (bench/python_bench.py: the Python package's rows, on
 #             loopback with its own sshd; results in OUT/python/latest.md)
-#   TREE100K  0 skips the 100,000-file no-op case (loopback only)
+#   TREE100K  0 skips the 100,000-file cases
+#   SCALE_RUNS measured runs of the scale cases (default 3, one warm-up:
+#             the first push, reported apart); SCALE_RTT the RTTs besides
+#             loopback where they run (default 20; only those in RTT)
 #   FERRY     0 marks every ferry cell n/a without trying (peers only)
 #   NETNS     1 (default): as root, the bench re-runs itself in a network
 #             namespace of its own (unshare -n), so lo carries nothing but
@@ -56,7 +63,10 @@ WB0=
 WB_DEV=lo
 WB_MODE=lo
 TREE100K=${TREE100K:-1}
-CASES=${CASES:-cold noop change5 touch5 exec connect big delta noop100k pcold pnoop pchange5 python}
+CASES=${CASES:-cold noop change5 touch5 exec connect big delta pcold pnoop pchange5 scale python}
+CASES=${CASES/scale/cold10k noop10k cold100k noop100k}
+SCALE_RUNS=${SCALE_RUNS:-3}
+SCALE_RTT=${SCALE_RTT:-20}
 FERRY=${FERRY:-1}
 OUT=${OUT:-$src/bench/results}
 FERRY_BIN=$B/ferry
@@ -159,6 +169,7 @@ meta ferry_commit "$(git -C "$src" log -1 --format='%h %s' 2>/dev/null | cut -c1
 meta load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta runs "$RUNS"
 meta warm "$WARM"
+meta scale_runs "$SCALE_RUNS"
 meta big_mib "$BIG_MIB"
 meta big_runs "$BIG_RUNS"
 meta delta_mib "$DELTA_MIB"
@@ -512,8 +523,14 @@ push_run() { # CASE TOOL RUN SRC DEST
 	ferry-held)
 		if held_cmd sync "$d" "$s"; then
 			set -- $REPLY
-			record "$c" "$t" "$n" "$2" "$3" - 0 \
-				"up=$4 upd=$5 del=$6 bytes=$7 verified=$8 scan=$9 plan=${10} transfer=${11} manifest=${12}"
+			# the scale cases: the driver's peak RSS so far (it is
+			# started anew for each case) and the heap it holds now
+			local rss=- heap=
+			case $c in
+			*10k | *100k) held_cmd rss && { read -r _ rss _ heap <<<"$REPLY"; heap=" heap=$heap"; } ;;
+			esac
+			record "$c" "$t" "$n" "$2" "$3" "$rss" 0 \
+				"up=$4 upd=$5 del=$6 bytes=$7 verified=$8 scan=$9 plan=${10} transfer=${11} manifest=${12}$heap"
 		else
 			echo "$REPLY" >"$W/err-$LVL-$c-$t.txt"
 			record "$c" "$t" "$n" 0 - - 1
@@ -733,16 +750,56 @@ one_run() { # CASE TOOL RUN INDEX
 			CASE_ABORT=1
 		fi
 		;;
-	noop100k)
+	cold10k | cold100k)
+		d=$R/L$LVL/$c-$t-$i
+		push_run "$c" "$t" "$n" "$W/t${c#cold}/" "$d"
+		check_copy "$c" "$t" "$n" "$W/t${c#cold}/" "$d"
+		rm -rf "$d"
+		;;
+	noop10k | noop100k)
+		# the warm-up round is each tool's cold push into its copy
 		case $t in
-		stat-* | hash-*) floor_run "$c" "$t" "$n" "$W/tree100k"; return ;;
+		stat-* | hash-*) floor_run "$c" "$t" "$n" "$W/t${c#noop}"; return ;;
 		esac
-		push_run noop100k "$t" "$n" "$W/tree100k/" "$R/L$LVL/steady100k-$t"
+		d=$R/L$LVL/$c-$t
+		push_run "$c" "$t" "$n" "$W/t${c#noop}/" "$d"
+		check_copy "$c" "$t" "$n" "$W/t${c#noop}/" "$d"
 		;;
 	esac
 }
 
 has_case() { case " $CASES " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# The scale cases: trees of 10,000 and 100,000 files (3 of them the
+# credentials), made once; each case gets a held driver of its own, and
+# the driver's heap is read before its first push and after its last.
+scale_level() {
+	local k c w=$WARM
+	for k in 10k 100k; do
+		has_case cold$k || has_case noop$k || continue
+		[ $k = 100k ] && [ "$TREE100K" = 0 ] && continue
+		if [ ! -d "$W/t$k" ]; then
+			log "generating the ${k}-file tree"
+			meta tree$k "$("$BIN/gentree" create "$W/t$k" -n $((${k%k} * 1000 - 3)) -s 2)"
+		fi
+		for c in cold$k noop$k; do
+			has_case $c || continue
+			if [ -z "$NA_HELD_SYNC" ]; then
+				held_stop
+				held_start && held_cmd rss && meta "held_mem_start_${LVL}_$c" "${REPLY#ok }"
+			fi
+			WARM=1
+			if [ $c = noop$k ]; then
+				run_case $c "$SCALE_RUNS" ferry-held ferry-cli rsync-new rsync-cm stat-find
+			else
+				run_case $c "$SCALE_RUNS" ferry-held ferry-cli rsync-new rsync-cm
+			fi
+			WARM=$w
+			[ -n "$HPID" ] && held_cmd rss && meta "held_mem_end_${LVL}_$c" "${REPLY#ok }"
+			rm -rf "$R/L$LVL/$c"-*
+		done
+	done
+}
 
 run_level() { # RTT
 	LVL=$1
@@ -801,14 +858,7 @@ run_level() { # RTT
 		WARM=$w
 		rm -rf "$W/delta/L$LVL" "$R/L$LVL"/delta-*
 	fi
-	if [ "$LVL" = 0 ] && has_case noop100k && [ "$TREE100K" != 0 ]; then
-		log "generating the 100,000-file tree"
-		meta tree100k "$("$BIN/gentree" create "$W/tree100k" -n 99997 -s 2)"
-		# The first warm-up round is each tool's cold push of the big tree.
-		run_case noop100k "$RUNS" ferry-held ferry-cli rsync-cm stat-find stat-inproc
-		if [ -n "$HPID" ] && held_cmd rss; then meta held_rss_kb_100k "${REPLY#ok }"; fi
-		rm -rf "$W/tree100k" "$R/L$LVL"/steady100k-*
-	fi
+	case " 0 $SCALE_RTT " in *" $LVL "*) scale_level ;; esac
 	held_stop
 	holders_stop
 	cm_stop
