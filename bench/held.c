@@ -204,7 +204,8 @@ int main(int argc, char **argv)
 			}
 			struct mallinfo2 mi = mallinfo2();
 			printf("ok %ld %ld %zu\n", ru.ru_maxrss,
-			       rss < 0 ? -1L : rss * (sysconf(_SC_PAGESIZE) / 1024),
+			       rss < 0 ? -1L
+			               : rss * (sysconf(_SC_PAGESIZE) / 1024),
 			       mi.uordblks + mi.hblkhd);
 			fflush(stdout);
 		} else if (!strcmp(line, "quit"))

@@ -97,63 +97,149 @@ static ferry__sftp_req *q_pop(ferry__sftp_queue *q)
 
 /* ---- open handles and their paths ---------------------------------------- */
 
-/* The key of the open handle (data, n), 0 when unknown.  Newest first: a
- * request on a handle mostly follows its OPEN's reply. */
+/* Open handles live in slots (free ones on a list through .next), found
+ * by key, whose low bits are the slot + 1 and the rest a generation (a
+ * stale key finds nothing), and by the handle's bytes (chained buckets, a
+ * power of two, at least one per handle).  A cold push of many files holds
+ * thousands of handles open at once: each request on one looks it up. */
+#define HP_SLOT_BITS 18
+#define HP_SLOT_MAX  ((1u << HP_SLOT_BITS) - 1)
+
+static uint32_t hp_hash(const uint8_t *data, size_t n)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ data[i]) * 16777619u;
+	return h;
+}
+
+static ferry__sftp_hpath *hp_slot(const ferry__sftp *sf, uint32_t key)
+{
+	uint32_t s = key & HP_SLOT_MAX;
+	if (!s || s > sf->hp_cap || sf->hp[s - 1].key != key)
+		return NULL;
+	return &sf->hp[s - 1];
+}
+
+/* The key of the open handle (data, n), 0 when unknown. */
 static uint32_t hp_find(const ferry__sftp *sf, const uint8_t *data, size_t n)
 {
-	for (size_t i = sf->hp_n; i-- > 0;)
-		if (sf->hp[i].h.len == n && !memcmp(sf->hp[i].h.data, data, n))
-			return sf->hp[i].key;
+	if (!sf->hp_nbucket)
+		return 0;
+	uint32_t i = sf->hp_bucket[hp_hash(data, n) & (sf->hp_nbucket - 1)];
+	for (; i; i = sf->hp[i - 1].next) {
+		const ferry__sftp_hpath *e = &sf->hp[i - 1];
+		if (e->h.len == n && !memcmp(e->h.data, data, n))
+			return e->key;
+	}
 	return 0;
+}
+
+static void hp_link(ferry__sftp *sf, uint32_t slot)
+{
+	ferry__sftp_hpath *e = &sf->hp[slot - 1];
+	uint32_t *b = &sf->hp_bucket[hp_hash(e->h.data, e->h.len) &
+	                             (sf->hp_nbucket - 1)];
+	e->next = *b;
+	*b = slot;
+}
+
+/* Room for one more: a free slot and a bucket per handle.  0 when there
+ * is none (the handle goes unnamed: only a vaguer message). */
+static int hp_room(ferry__sftp *sf)
+{
+	if (!sf->hp_free) {
+		if (sf->hp_cap >= HP_SLOT_MAX)
+			return 0;
+		size_t ncap = sf->hp_cap ? sf->hp_cap * 2 : 16;
+		if (ncap > HP_SLOT_MAX)
+			ncap = HP_SLOT_MAX;
+		ferry__sftp_hpath *v =
+		        ferry__reallocarray(sf->hp, ncap, sizeof(*v));
+		if (!v)
+			return 0;
+		for (size_t i = ncap; i-- > sf->hp_cap;) {
+			v[i].key = 0;
+			v[i].path = NULL;
+			v[i].next = sf->hp_free;
+			sf->hp_free = (uint32_t)i + 1;
+		}
+		sf->hp = v;
+		sf->hp_cap = ncap;
+	}
+	if (sf->hp_n < sf->hp_nbucket)
+		return 1;
+	size_t nb = sf->hp_nbucket ? sf->hp_nbucket * 2 : 16;
+	uint32_t *b = ferry__calloc(nb, sizeof(*b));
+	if (!b)
+		return 0;
+	ferry__free(sf->hp_bucket);
+	sf->hp_bucket = b;
+	sf->hp_nbucket = nb;
+	for (size_t i = 0; i < sf->hp_cap; i++)
+		if (sf->hp[i].key)
+			hp_link(sf, (uint32_t)i + 1);
+	return 1;
 }
 
 static void hp_add(ferry__sftp *sf, const ferry__sftp_handle *h,
                    const uint8_t *path, size_t n)
 {
-	if (sf->hp_n == sf->hp_cap) {
-		size_t ncap = sf->hp_cap ? sf->hp_cap * 2 : 16;
-		ferry__sftp_hpath *v =
-		        ferry__reallocarray(sf->hp, ncap, sizeof(*v));
-		if (!v)
-			return; /* only a vaguer message */
-		sf->hp = v;
-		sf->hp_cap = ncap;
-	}
+	if (!hp_room(sf))
+		return;
 	char *p = ferry__strndup((const char *)path, n);
 	if (!p)
 		return;
-	ferry__sftp_hpath *e = &sf->hp[sf->hp_n++];
+	uint32_t slot = sf->hp_free;
+	ferry__sftp_hpath *e = &sf->hp[slot - 1];
+	sf->hp_free = e->next;
+	sf->hp_n++;
+	if (!(++sf->hp_gen & (UINT32_MAX >> HP_SLOT_BITS)))
+		sf->hp_gen = 1;
 	e->h = *h;
-	e->key = ++sf->hp_next ? sf->hp_next : ++sf->hp_next;
+	e->key = (sf->hp_gen << HP_SLOT_BITS) | slot;
 	e->path = p;
+	hp_link(sf, slot);
 }
 
 static void hp_del(ferry__sftp *sf, uint32_t key)
 {
-	for (size_t i = 0; key && i < sf->hp_n; i++) {
-		if (sf->hp[i].key != key)
-			continue;
-		ferry__free(sf->hp[i].path);
-		memmove(&sf->hp[i], &sf->hp[i + 1],
-		        (sf->hp_n - i - 1) * sizeof(*sf->hp));
-		sf->hp_n--;
+	ferry__sftp_hpath *e = hp_slot(sf, key);
+	if (!e)
 		return;
-	}
+	uint32_t slot = key & HP_SLOT_MAX;
+	uint32_t *pp = &sf->hp_bucket[hp_hash(e->h.data, e->h.len) &
+	                              (sf->hp_nbucket - 1)];
+	while (*pp && *pp != slot)
+		pp = &sf->hp[*pp - 1].next;
+	if (*pp)
+		*pp = e->next;
+	ferry__free(e->path);
+	e->path = NULL;
+	e->key = 0;
+	e->next = sf->hp_free;
+	sf->hp_free = slot;
+	sf->hp_n--;
 }
 
 static const char *hp_path(const ferry__sftp *sf, uint32_t key)
 {
-	for (size_t i = 0; key && i < sf->hp_n; i++)
-		if (sf->hp[i].key == key)
-			return sf->hp[i].path;
-	return NULL;
+	const ferry__sftp_hpath *e = hp_slot(sf, key);
+	return e ? e->path : NULL;
 }
 
+/* Forget every handle and give the memory back (the generation goes on,
+ * so a key held by a request still finds nothing). */
 static void hp_clear(ferry__sftp *sf)
 {
-	for (size_t i = 0; i < sf->hp_n; i++)
+	for (size_t i = 0; i < sf->hp_cap; i++)
 		ferry__free(sf->hp[i].path);
-	sf->hp_n = 0;
+	ferry__free(sf->hp);
+	ferry__free(sf->hp_bucket);
+	sf->hp = NULL;
+	sf->hp_bucket = NULL;
+	sf->hp_n = sf->hp_cap = sf->hp_nbucket = 0;
+	sf->hp_free = 0;
 }
 
 /* The n-th string of a request packet (after length, type and id), or
@@ -1379,7 +1465,6 @@ void ferry__sftp_free(ferry__sftp *sf)
 	if (sf->t)
 		sf->t->free(sf->t);
 	hp_clear(sf);
-	ferry__free(sf->hp);
 	ferry__free(sf->table);
 	ferry__buf_free(&sf->out);
 	ferry__buf_free(&sf->in);
@@ -1429,11 +1514,8 @@ void ferry__sftp_trim(ferry__sftp *sf)
 {
 	if (!sf)
 		return;
-	if (!sf->hp_n) {
-		ferry__free(sf->hp);
-		sf->hp = NULL;
-		sf->hp_cap = 0;
-	}
+	if (!sf->hp_n)
+		hp_clear(sf);
 	if (!sf->table_count && sf->table_size > 256) {
 		ferry__sftp_req **t = ferry__calloc(256, sizeof(*t));
 		if (t) {

@@ -57,7 +57,8 @@ enum { SFTP_NEW = 0, SFTP_INIT_SENT, SFTP_READY };
  * handle is about, for the I/O deadline's message. */
 typedef struct ferry__sftp_hpath {
 	ferry__sftp_handle h;
-	uint32_t key;
+	uint32_t key;  /* 0: a free slot */
+	uint32_t next; /* its bucket's chain, or the free list: slot + 1 */
 	char *path;
 } ferry__sftp_hpath;
 
@@ -121,9 +122,11 @@ struct ferry__sftp {
 	 * either way for io_timeout ms kill the client (0: none). */
 	int io_timeout;
 	int64_t progress_ms;   /* when a byte last moved, or work began */
-	ferry__sftp_hpath *hp; /* open handles, oldest first */
-	size_t hp_n, hp_cap;
-	uint32_t hp_next;
+	ferry__sftp_hpath *hp; /* open handles' slots (sftp.c) */
+	size_t hp_n, hp_cap;   /* in use, made */
+	uint32_t *hp_bucket;   /* slot + 1 of each chain's first, 0: none */
+	size_t hp_nbucket;
+	uint32_t hp_free, hp_gen;
 
 	uint8_t garbage[64]; /* first bytes when INIT read garbage */
 	size_t garbage_len;

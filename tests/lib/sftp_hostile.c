@@ -126,7 +126,9 @@ Test(sftp_hostile, a_reply_shorter_than_promised_times_out)
 	stall_case("truncate");
 }
 
-/* A request on a handle is named by the path the handle was opened on. */
+/* A request on a handle is named by the path the handle was opened on,
+ * among many handles opened and closed before it (the table grows, its
+ * slots and chains are reused). */
 Test(sftp_hostile, a_request_on_a_handle_names_its_path)
 {
 	char err[600];
@@ -134,6 +136,19 @@ Test(sftp_hostile, a_request_on_a_handle_names_its_path)
 	control("holdh f-held\n");
 	ferry__sftp *sf = NULL;
 	cr_assert_eq(open_h(&sf, 1000, err, sizeof(err)), 0, "%s", err);
+	enum { N = 40 };
+	ferry__sftp_handle hs[2 * N];
+	for (int i = 0; i < 2 * N; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "%c-%d", i < N ? 'f' : 'g', i);
+		cr_assert_eq(fx_write_file(P("%s", name), "y", 1, 0644), 0);
+		cr_assert_eq(ferry__sftp_open_wait(sf, P("%s", name),
+		                                   FERRY__FXF_READ, NULL,
+		                                   &hs[i]),
+		             0, "%s", ferry__sftp_errmsg(sf));
+		if (i >= N && i % 2 == 0) /* close half of the first N */
+			cr_assert_eq(ferry__sftp_close_wait(sf, &hs[i - N]), 0);
+	}
 	ferry__sftp_handle h;
 	cr_assert_eq(ferry__sftp_open_wait(sf, P("f-held"), FERRY__FXF_READ,
 	                                   NULL, &h),
