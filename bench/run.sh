@@ -781,6 +781,11 @@ scale_level() {
 		if [ ! -d "$W/t$k" ]; then
 			log "generating the ${k}-file tree"
 			meta tree$k "$("$BIN/gentree" create "$W/t$k" -n $((${k%k} * 1000 - 3)) -s 2)"
+			# written back and read once, so the first tool's first
+			# push neither competes with the writeback nor reads the
+			# disk (relatime's first atime updates included)
+			sync
+			find "$W/t$k" -type f -exec cat {} + >/dev/null
 		fi
 		for c in cold$k noop$k; do
 			has_case $c || continue
