@@ -408,10 +408,12 @@ typedef struct ferry_sync_opts {
 	size_t mapping_count;
 	int delete_scope; /* FERRY_DELETE_* */
 	/* Version 3.  SFTP channels a large upload (32 MiB and up) may be
-	 * striped over: one channel moves at most its window (2 MiB with
-	 * OpenSSH) per round trip.  0: automatic (4 when the connection's
-	 * round trip is 2 ms or more, else 1: on a fast link the limit is
-	 * the cipher on one core, and more channels only cost their
+	 * striped over, and small uploads spread over when they come to
+	 * 8 MiB or more in all (each temporary written over one channel,
+	 * every rename on the main one): one channel moves at most its
+	 * window (2 MiB with OpenSSH) per round trip.  0: automatic (4 when the
+	 * connection's round trip is 2 ms or more, else 1: on a fast link the
+	 * limit is the cipher on one core, and more channels only cost their
 	 * opening); 1: never striped. */
 	unsigned int streams;
 	/* Version 4.  The name of ferry's identity marker, the file at the

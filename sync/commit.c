@@ -51,6 +51,7 @@ typedef struct op {
 	struct dchk *mk_chk; /* MKDIR found the name taken: its check */
 	uint8_t counted;     /* in cx.to_place until placed */
 	uint8_t hash_ok, hash_broken;
+	uint8_t chan; /* uploads spread: 0 the main channel, i streams[i-1] */
 	int fd;
 	void *hraw; /* allocation holding h (aligned) */
 	ferry__hasher *h;
@@ -128,9 +129,16 @@ struct cx {
 	int times_sent;  /* directory modes and times submitted */
 	char *probe[FERRY__PROBE_NAMES];
 	int whole_said; /* -v: "sent whole" said once */
-	/* Extra SFTP clients large uploads are striped over. */
+	/* Extra SFTP clients large uploads are striped over, and small
+	 * ones spread over (spread: many bytes of small files). */
 	ferry__sftp *streams[FERRY__SFTP_STREAMS_MAX];
 	unsigned nstreams;
+	int spread;
+	unsigned next_stream;
+	/* Uploads given to a stream before the destination's MKDIR was
+	 * answered: a stream's OPEN is not ordered behind the main
+	 * channel's MKDIR (through op.pnext). */
+	waitq spread_wq;
 	uint32_t now_s;
 	ferry_progress prog;
 };
@@ -923,6 +931,26 @@ static void plan_chunking(op *x)
 	x->big->chunking = !ferry__chunker_init(&x->big->ck);
 }
 
+/* The channel a whole upload goes over: with many small files, each
+ * channel in turn (the main one and the streams), so one channel's window
+ * and one server process's handles are not the limit.  Only the
+ * temporary is written there: its rename follows its CLOSE's answer on
+ * the main channel, as always.  Deltas, stripes and texts stay on the
+ * main channel, and so does an upload whose stream is gone. */
+static unsigned next_chan(cx *c)
+{
+	return c->next_stream++ % (c->nstreams + 1);
+}
+
+static ferry__sftp *upload_sf(cx *c, const op *x,
+                              const ferry__sftp_upload_opts *u)
+{
+	if (!x->chan || u->data || u->base || u->nstreams ||
+	    ferry__sftp_dead(c->streams[x->chan - 1]))
+		return c->sf;
+	return c->streams[x->chan - 1];
+}
+
 static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
                           int fsync_it, const ferry__mentry *e)
 {
@@ -955,7 +983,7 @@ static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
 	u.done = upload_done;
 	u.ctx = x;
 	x->tstate = T_MAYBE;
-	int rc = ferry__sftp_upload(c->sf, &u);
+	int rc = ferry__sftp_upload(upload_sf(c, x, &u), &u);
 	if (rc) {
 		x->tstate = T_DONE;
 		fail_submit(x, rc, "upload");
@@ -964,7 +992,7 @@ static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
 	c->pending++;
 }
 
-static void start_upload(cx *c, op *x)
+static void upload_now(cx *c, op *x)
 {
 	ferry__action *a = act(x);
 	if (a->entry.size == 0) {
@@ -978,6 +1006,42 @@ static void start_upload(cx *c, op *x)
 	int owner_only = (a->entry.mode & 077) == 0;
 	submit_upload(c, x, NULL, a->entry.mode & 07777u,
 	              owner_only || c->o->fsync_all, &a->entry);
+}
+
+static void start_upload(cx *c, op *x)
+{
+	if (c->spread && act(x)->entry.size < FERRY__DELTA_MIN_SIZE)
+		x->chan = (uint8_t)next_chan(c);
+	if (x->chan && c->root == ST_PENDING) {
+		x->pnext = NULL;
+		if (c->spread_wq.tail)
+			c->spread_wq.tail->pnext = x;
+		else
+			c->spread_wq.head = x;
+		c->spread_wq.tail = x;
+		return;
+	}
+	upload_now(c, x);
+}
+
+/* The destination's MKDIR was answered: the uploads that waited for it
+ * go, or fail with it. */
+static void spread_go(cx *c)
+{
+	op *x = c->spread_wq.head;
+	c->spread_wq.head = c->spread_wq.tail = NULL;
+	while (x) {
+		op *next = x->pnext;
+		x->pnext = NULL;
+		if (c->stopping)
+			fail(x, FERRY_EINTR, 0, "interrupted");
+		else if (c->root != ST_OK)
+			fail(x, c->root_code ? c->root_code : FERRY_EREMOTE, 1,
+			     "the destination directory could not be made");
+		else
+			upload_now(c, x);
+		x = next;
+	}
 }
 
 /* ---- symlinks ----
@@ -1380,6 +1444,7 @@ static void dest_mkdir_cb(void *ctx, const ferry__sftp_reply *r)
 			}
 		}
 		unpark_q(c, &c->root_wq);
+		spread_go(c);
 	}
 	ferry__free(d->path);
 	ferry__free(d);
@@ -1588,6 +1653,11 @@ static int run(cx *c)
 	}
 	if (c->pending && !ferry__sftp_dead(c->sf))
 		ferry__sftp_cancel_all(c->sf, rc ? rc : FERRY_ERROR);
+	/* Uploads spread over the streams: their callbacks point here. */
+	for (unsigned i = 0; c->pending && i < c->nstreams; i++)
+		if (!ferry__sftp_dead(c->streams[i]))
+			ferry__sftp_cancel_all(c->streams[i],
+			                       rc ? rc : FERRY_ERROR);
 	if (rc && !c->res->fatal) {
 		c->res->fatal = rc;
 		const char *m = ferry__sftp_errmsg(c->sf);
@@ -1940,20 +2010,29 @@ static void op_free(op *x)
 	ferry__free(x->err);
 }
 
-/* Extra channels for striping, when an upload is large enough and the
- * round trip long enough for one channel's window to be the limit
- * (ferry_sync_opts.streams).  Opened before the first flight (their
- * round trips overlap nothing else; n + 2 with libssh2), kept with the
- * session. */
+/* Extra channels, when the round trip is long enough for one channel's
+ * window to be the limit (ferry_sync_opts.streams): for striping when an
+ * upload is large enough, and to spread small uploads over when there are
+ * FERRY__SPREAD_MIN_BYTES of them or more.  Opened before the first
+ * flight (their round trips overlap nothing else; n + 2 with libssh2),
+ * kept with the session. */
 static void open_streams(cx *c)
 {
 	const ferry_sync_opts *so = c->o->o;
 	unsigned want = so ? so->streams : 0;
 	int large = 0;
-	for (size_t i = 0; i < c->p->n && !large; i++)
-		large = c->p->a[i].kind == FERRY__ACT_UPLOAD &&
-		        c->p->a[i].entry.size >= FERRY__STRIPE_MIN;
-	if (!large || !c->o->s || want == 1 || (so && so->dry_run))
+	uint64_t small = 0;
+	for (size_t i = 0; i < c->p->n; i++) {
+		const ferry__action *a = &c->p->a[i];
+		if (a->kind != FERRY__ACT_UPLOAD)
+			continue;
+		if (a->entry.size >= FERRY__STRIPE_MIN)
+			large = 1;
+		else
+			small += a->entry.size;
+	}
+	int many = small >= FERRY__SPREAD_MIN_BYTES;
+	if ((!large && !many) || !c->o->s || want == 1 || (so && so->dry_run))
 		return;
 	if (want == 0) {
 		ferry_session_info info;
@@ -1975,6 +2054,7 @@ static void open_streams(cx *c)
 		return;
 	}
 	c->nstreams = want - 1;
+	c->spread = many;
 }
 
 int ferry__commit_run(const ferry__commit_opts *o, ferry__commit_result *res)
@@ -2043,6 +2123,8 @@ fatal:
 		         ferry_strerror(error));
 	}
 out:
+	for (unsigned i = 0; i < c.nstreams; i++)
+		ferry__sftp_trim(c.streams[i]);
 	for (size_t i = 0; c.ops && i < o->p->n; i++)
 		op_free(&c.ops[i]);
 	op_free(&c.marker);

@@ -54,6 +54,9 @@
 #define FERRY__STRIPE_MIN    ((uint64_t)32 << 20)
 #define FERRY__STREAMS_AUTO  4u
 #define FERRY__STRIPE_RTT_MS 2.0
+/* Small uploads of this many bytes in all are spread over the same
+ * channels (four of the server's 2 MiB windows). */
+#define FERRY__SPREAD_MIN_BYTES ((uint64_t)8 << 20)
 
 typedef struct ferry__commit_opts {
 	ferry__sftp *sf;

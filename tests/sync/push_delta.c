@@ -437,3 +437,121 @@ Test(push_delta, large_file_striped_over_four_channels)
 	fx_sshd_stop(&sv);
 	free(log);
 }
+
+/* ---- small files spread over several channels ---- */
+
+/* Version V of a tree of 700 files of about 12 KiB (8.4 MB: more than
+ * FERRY__SPREAD_MIN_BYTES) in 7 directories; every file differs
+ * between versions. */
+static void spread_tree(const char *dir, int v)
+{
+	fx_sh("rm -rf '%s'/* 2>/dev/null", dir);
+	static char buf[16384];
+	for (int d = 0; d < 7; d++) {
+		char name[64];
+		snprintf(name, sizeof(name), "d%d", d);
+		ph_mkdir(dir, name, 0755);
+		for (int i = 0; i < 100; i++) {
+			size_t n = 12000 + (size_t)(37 * i + 11 * v);
+			int len =
+			        snprintf(buf, sizeof(buf),
+			                 "version %d of d%d/f%03d\n", v, d, i);
+			for (size_t k = (size_t)len; k < n; k++)
+				buf[k] = (char)('a' +
+				                (k * 7 + (size_t)(i + v)) % 26);
+			buf[n] = '\0';
+			snprintf(name, sizeof(name), "d%d/f%03d", d, i);
+			ph_write(dir, name, buf, i % 5 ? 0644 : 0600,
+			         1700000000L + i + v);
+		}
+	}
+}
+
+/* Many small files go over 4 channels (4 sftp-servers): the same tree,
+ * the same manifest, no temporary left; SIGKILL at random moments leaves
+ * every file old or new, and the next push converges. */
+Test(push_delta, small_files_spread_over_four_channels, .timeout = 240)
+{
+	fx_sshd sv;
+	char *log = NULL;
+	sf_logging_sshd(&sv, &log);
+	pid_t master = sf_sshd_pid(&sv);
+	ph_init_on(&e, "pd-spread", &sv, 1);
+	char *v0 = ph_path(e.base, "v0"), *v1 = ph_path(e.base, "v1");
+	cr_assert_eq(mkdir(v0, 0755), 0);
+	cr_assert_eq(mkdir(v1, 0755), 0);
+	spread_tree(v0, 0);
+	spread_tree(v1, 1);
+	e.o.streams = 4;
+	e.o.delete_extraneous = 1;
+	fx_sh("cp -a '%s'/. '%s'/", v0, e.src);
+	ferry_sync_report r;
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded, 700);
+	ferry_sync_report_free(&r);
+	ph_assert_same(e.src, e.dst);
+	cr_assert_eq(ph_count_temps(e.dst), 0);
+	int servers = sf_count_in_file(log, "session opened");
+	cr_assert_eq(servers, 4, "sftp-servers: %d", servers);
+	/* The manifest vouches for every file: the next push is a no-op
+	 * without a request. */
+	ferry__manifest *m = ph_load_manifest(&e);
+	cr_assert(ferry__manifest_find(m, "d6/f099", 7), "d6/f099 missing");
+	ferry__manifest_free(m);
+	ph_push_ok(&e, &r);
+	cr_assert_eq(r.files_uploaded + r.files_updated, 0);
+	cr_assert_eq(r.round_trips, 0);
+	ferry_sync_report_free(&r);
+	ferry_session_close(e.s);
+	e.s = NULL;
+
+	/* How long a push of the change takes in a child. */
+	fx_sh("rm -rf '%s' && cp -a '%s' '%s'", e.src, v1, e.src);
+	double t0 = sf_now_ms();
+	pid_t pid = fork();
+	if (pid == 0)
+		sf_child_slow(&e, 0);
+	int st;
+	waitpid(pid, &st, 0);
+	double full = sf_now_ms() - t0;
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "second push failed");
+	cr_assert_gt(sf_count_in_file(log, "session opened"), servers,
+	             "the child's push opened no streams");
+	srand(4242);
+	int killed_mid = 0;
+	for (int it = 0; it < 12; it++) {
+		int v = it % 2;
+		fx_sh("rm -rf '%s' && cp -a '%s' '%s'", e.src, v ? v1 : v0,
+		      e.src);
+		double at = (double)rand() / RAND_MAX * full * 1.1;
+		pid = fork();
+		if (pid == 0)
+			sf_child_slow(&e, 0);
+		usleep((useconds_t)(at * 1000));
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		if (WIFSIGNALED(st))
+			killed_mid++;
+		sf_wait_server_idle(master);
+		char why[600] = "";
+		cr_assert(sf_check_versions(e.dst, v0, v1, why, sizeof(why)),
+		          "iteration %d (kill at %.1f ms of %.1f): %s", it, at,
+		          full, why);
+		ph_reconnect(&e);
+		ph_push_ok(&e, NULL);
+		ferry_session_close(e.s);
+		e.s = NULL;
+		sf_wait_server_idle(master);
+		ph_assert_same(e.src, e.dst);
+		cr_assert_eq(ph_count_temps(e.dst), 0,
+		             "iteration %d: temporary names left", it);
+	}
+	cr_assert_gt(killed_mid, 4, "too few kills landed: %d", killed_mid);
+	cr_log_info("spread pushes killed midway: %d of 12 (a push: %.0f ms)",
+	            killed_mid, full);
+	free(v0);
+	free(v1);
+	ph_fini(&e);
+	fx_sshd_stop(&sv);
+	free(log);
+}
