@@ -518,34 +518,7 @@ Test(push_delta, small_files_spread_over_four_channels, .timeout = 240)
 	cr_assert_gt(sf_count_in_file(log, "session opened"), servers,
 	             "the child's push opened no streams");
 	srand(4242);
-	int killed_mid = 0;
-	for (int it = 0; it < 12; it++) {
-		int v = it % 2;
-		fx_sh("rm -rf '%s' && cp -a '%s' '%s'", e.src, v ? v1 : v0,
-		      e.src);
-		double at = (double)rand() / RAND_MAX * full * 1.1;
-		pid = fork();
-		if (pid == 0)
-			sf_child_slow(&e, 0);
-		usleep((useconds_t)(at * 1000));
-		kill(pid, SIGKILL);
-		waitpid(pid, &st, 0);
-		if (WIFSIGNALED(st))
-			killed_mid++;
-		sf_wait_server_idle(master);
-		char why[600] = "";
-		cr_assert(sf_check_versions(e.dst, v0, v1, why, sizeof(why)),
-		          "iteration %d (kill at %.1f ms of %.1f): %s", it, at,
-		          full, why);
-		ph_reconnect(&e);
-		ph_push_ok(&e, NULL);
-		ferry_session_close(e.s);
-		e.s = NULL;
-		sf_wait_server_idle(master);
-		ph_assert_same(e.src, e.dst);
-		cr_assert_eq(ph_count_temps(e.dst), 0,
-		             "iteration %d: temporary names left", it);
-	}
+	int killed_mid = sf_push_kills(&e, v0, v1, 12, full, master, NULL);
 	cr_assert_gt(killed_mid, 4, "too few kills landed: %d", killed_mid);
 	cr_log_info("spread pushes killed midway: %d of 12 (a push: %.0f ms)",
 	            killed_mid, full);

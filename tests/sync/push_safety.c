@@ -142,40 +142,9 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 	double full = sf_now_ms() - t0;
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "second push failed");
 	srand(12345);
-	int killed_mid = 0, leftovers_seen = 0;
-	for (int it = 0; it < 50; it++) {
-		int v = it % 2;
-		fx_sh("rm -rf '%s' && cp -a '%s' '%s'", e.src, v ? v1 : v0,
-		      e.src);
-		double at = (double)rand() / RAND_MAX * full * 1.1;
-		pid = fork();
-		if (pid == 0)
-			sf_child_slow(&e, 0);
-		usleep((useconds_t)(at * 1000));
-		kill(pid, SIGKILL);
-		waitpid(pid, &st, 0);
-		if (WIFSIGNALED(st))
-			killed_mid++;
-		sf_wait_server_idle(master);
-		char why[600] = "";
-		cr_assert(sf_check_versions(e.dst, v0, v1, why, sizeof(why)),
-		          "iteration %d (kill at %.1f ms of %.1f): %s", it, at,
-		          full, why);
-		leftovers_seen += ph_count_temps(e.dst) > 0;
-		/* The next push converges exactly. */
-		ph_reconnect(&e);
-		ferry_sync_report r;
-		ph_push_ok(&e, &r);
-		ferry_sync_report_free(&r);
-		ferry_session_close(e.s);
-		e.s = NULL;
-		/* the server's side of the closed session may still be at its
-		 * last requests (a temp's removal) while the tree is walked */
-		sf_wait_server_idle(master);
-		ph_assert_same(e.src, e.dst);
-		cr_assert_eq(ph_count_temps(e.dst), 0,
-		             "iteration %d: temporary names left", it);
-	}
+	int leftovers_seen = 0;
+	int killed_mid =
+	        sf_push_kills(&e, v0, v1, 50, full, master, &leftovers_seen);
 	cr_assert_gt(killed_mid, 25, "too few kills landed during a push: %d",
 	             killed_mid);
 	cr_log_info("kills during a push: %d of 50; leftovers seen %d times",
