@@ -21,7 +21,7 @@
  * ST_REFUSED: a directory ferry will not write through, said once. */
 enum { ST_NONE = 0, ST_PENDING, ST_OK, ST_BAD, ST_REFUSED };
 /* What a parked operation does when its directory is known. */
-enum { R_PLACE = 0, R_MKDIR, R_META, R_REMOVAL };
+enum { R_PLACE = 0, R_MKDIR, R_META, R_REMOVAL, R_UPLOAD };
 /* Temporary name states. */
 enum { T_NONE = 0, T_MAYBE, T_DONE };
 
@@ -135,10 +135,6 @@ struct cx {
 	unsigned nstreams;
 	int spread;
 	unsigned next_stream;
-	/* Uploads given to a stream before the destination's MKDIR was
-	 * answered: a stream's OPEN is not ordered behind the main
-	 * channel's MKDIR (through op.pnext). */
-	waitq spread_wq;
 	uint32_t now_s;
 	ferry_progress prog;
 };
@@ -935,18 +931,17 @@ static void plan_chunking(op *x)
  * channel in turn (the main one and the streams), so one channel's window
  * and one server process's handles are not the limit.  Only the
  * temporary is written there: its rename follows its CLOSE's answer on
- * the main channel, as always.  Deltas, stripes and texts stay on the
- * main channel, and so does an upload whose stream is gone. */
+ * the main channel, as always.  Files below FERRY__DELTA_MIN_SIZE only
+ * (never a delta or a stripe; the marker is not one), and an upload
+ * whose stream is gone goes over the main channel. */
 static unsigned next_chan(cx *c)
 {
 	return c->next_stream++ % (c->nstreams + 1);
 }
 
-static ferry__sftp *upload_sf(cx *c, const op *x,
-                              const ferry__sftp_upload_opts *u)
+static ferry__sftp *upload_sf(cx *c, const op *x)
 {
-	if (!x->chan || u->data || u->base || u->nstreams ||
-	    ferry__sftp_dead(c->streams[x->chan - 1]))
+	if (!x->chan || ferry__sftp_dead(c->streams[x->chan - 1]))
 		return c->sf;
 	return c->streams[x->chan - 1];
 }
@@ -983,7 +978,7 @@ static void submit_upload(cx *c, op *x, const void *data, uint32_t perm,
 	u.done = upload_done;
 	u.ctx = x;
 	x->tstate = T_MAYBE;
-	int rc = ferry__sftp_upload(upload_sf(c, x, &u), &u);
+	int rc = ferry__sftp_upload(upload_sf(c, x), &u);
 	if (rc) {
 		x->tstate = T_DONE;
 		fail_submit(x, rc, "upload");
@@ -1008,40 +1003,31 @@ static void upload_now(cx *c, op *x)
 	              owner_only || c->o->fsync_all, &a->entry);
 }
 
+/* An upload given to a stream waits for the destination's MKDIR when
+ * the push makes it: a stream's OPEN is not ordered behind the main
+ * channel's requests.  Resumed (R_UPLOAD) when the MKDIR is answered. */
 static void start_upload(cx *c, op *x)
 {
 	if (c->spread && act(x)->entry.size < FERRY__DELTA_MIN_SIZE)
 		x->chan = (uint8_t)next_chan(c);
 	if (x->chan && c->root == ST_PENDING) {
-		x->pnext = NULL;
-		if (c->spread_wq.tail)
-			c->spread_wq.tail->pnext = x;
-		else
-			c->spread_wq.head = x;
-		c->spread_wq.tail = x;
+		x->resume = R_UPLOAD;
+		park_on(&c->root_wq, x);
 		return;
 	}
 	upload_now(c, x);
 }
 
-/* The destination's MKDIR was answered: the uploads that waited for it
- * go, or fail with it. */
-static void spread_go(cx *c)
+/* The destination's MKDIR an upload waited for was answered. */
+static void upload_gated(cx *c, op *x)
 {
-	op *x = c->spread_wq.head;
-	c->spread_wq.head = c->spread_wq.tail = NULL;
-	while (x) {
-		op *next = x->pnext;
-		x->pnext = NULL;
-		if (c->stopping)
-			fail(x, FERRY_EINTR, 0, "interrupted");
-		else if (c->root != ST_OK)
-			fail(x, c->root_code ? c->root_code : FERRY_EREMOTE, 1,
-			     "the destination directory could not be made");
-		else
-			upload_now(c, x);
-		x = next;
-	}
+	if (c->stopping)
+		fail(x, FERRY_EINTR, 0, "interrupted");
+	else if (c->root != ST_OK)
+		fail(x, c->root_code ? c->root_code : FERRY_EREMOTE, 1,
+		     "the destination directory could not be made");
+	else
+		upload_now(c, x);
 }
 
 /* ---- symlinks ----
@@ -1444,7 +1430,6 @@ static void dest_mkdir_cb(void *ctx, const ferry__sftp_reply *r)
 			}
 		}
 		unpark_q(c, &c->root_wq);
-		spread_go(c);
 	}
 	ferry__free(d->path);
 	ferry__free(d);
@@ -1617,6 +1602,9 @@ static void do_gated(op *x)
 		break;
 	case R_META:
 		submit_meta(x->c, x);
+		break;
+	case R_UPLOAD:
+		upload_gated(x->c, x);
 		break;
 	case R_REMOVAL:
 		x->c->rm_parked--;

@@ -176,34 +176,9 @@ Test(pull_safety, sigkill_at_random_moments, .timeout = 240)
 	double full = sf_now_ms() - t0;
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "second pull failed");
 	srand(4321);
-	int killed_mid = 0, leftovers_seen = 0;
-	for (int it = 0; it < 40; it++) {
-		int v = it % 2;
-		fx_sh("rm -rf '%s' && cp -a '%s' '%s'", e.src, v ? v1 : v0,
-		      e.src);
-		double at = (double)rand() / RAND_MAX * full * 1.1;
-		pid = fork();
-		if (pid == 0)
-			sf_child_slow(&e, 1);
-		usleep((useconds_t)(at * 1000));
-		kill(pid, SIGKILL);
-		waitpid(pid, &st, 0);
-		if (WIFSIGNALED(st))
-			killed_mid++;
-		sf_wait_server_idle(master);
-		char why[600] = "";
-		cr_assert(sf_check_versions(e.dst, v0, v1, why, sizeof(why)),
-		          "iteration %d (kill at %.1f ms of %.1f): %s", it, at,
-		          full, why);
-		leftovers_seen += ph_count_temps(e.dst) > 0;
-		ph_reconnect(&e);
-		pl_pull_ok(&e, NULL);
-		ferry_session_close(e.s);
-		e.s = NULL;
-		ph_assert_same(e.src, e.dst);
-		cr_assert_eq(ph_count_temps(e.dst), 0,
-		             "iteration %d: temporary names left", it);
-	}
+	int leftovers_seen = 0;
+	int killed_mid =
+	        sf_kills(&e, 1, v0, v1, 40, full, master, &leftovers_seen);
 	cr_assert_gt(killed_mid, 20, "too few kills landed during a pull: %d",
 	             killed_mid);
 	cr_log_info("kills during a pull: %d of 40; leftovers seen %d times",

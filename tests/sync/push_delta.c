@@ -518,7 +518,7 @@ Test(push_delta, small_files_spread_over_four_channels, .timeout = 240)
 	cr_assert_gt(sf_count_in_file(log, "session opened"), servers,
 	             "the child's push opened no streams");
 	srand(4242);
-	int killed_mid = sf_push_kills(&e, v0, v1, 12, full, master, NULL);
+	int killed_mid = sf_kills(&e, 0, v0, v1, 12, full, master, NULL);
 	cr_assert_gt(killed_mid, 4, "too few kills landed: %d", killed_mid);
 	cr_log_info("spread pushes killed midway: %d of 12 (a push: %.0f ms)",
 	            killed_mid, full);

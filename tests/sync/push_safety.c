@@ -144,7 +144,7 @@ Test(push_safety, sigkill_at_random_moments, .timeout = 240)
 	srand(12345);
 	int leftovers_seen = 0;
 	int killed_mid =
-	        sf_push_kills(&e, v0, v1, 50, full, master, &leftovers_seen);
+	        sf_kills(&e, 0, v0, v1, 50, full, master, &leftovers_seen);
 	cr_assert_gt(killed_mid, 25, "too few kills landed during a push: %d",
 	             killed_mid);
 	cr_log_info("kills during a push: %d of 50; leftovers seen %d times",

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pull_helpers.h"
 #include "session.h"
 #include "sftp.h"
 #include "sftp_test.h"
@@ -261,21 +262,21 @@ void sf_child_slow(ph_env *env, int pull)
 	_exit(rc ? 1 : 0);
 }
 
-int sf_push_kills(ph_env *e, const char *v0, const char *v1, int iterations,
-                  double full, pid_t master, int *leftovers)
+int sf_kills(ph_env *env, int pull, const char *v0, const char *v1,
+             int iterations, double full, pid_t master, int *leftovers)
 {
 	int killed_mid = 0;
 	if (leftovers)
 		*leftovers = 0;
 	for (int it = 0; it < iterations; it++) {
 		int v = it % 2;
-		fx_sh("rm -rf '%s' && cp -a '%s' '%s'", e->src, v ? v1 : v0,
-		      e->src);
+		fx_sh("rm -rf '%s' && cp -a '%s' '%s'", env->src, v ? v1 : v0,
+		      env->src);
 		double at = (double)rand() / RAND_MAX * full * 1.1;
 		int st;
 		pid_t pid = fork();
 		if (pid == 0)
-			sf_child_slow(e, 0);
+			sf_child_slow(env, pull);
 		usleep((useconds_t)(at * 1000));
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
@@ -283,21 +284,24 @@ int sf_push_kills(ph_env *e, const char *v0, const char *v1, int iterations,
 			killed_mid++;
 		sf_wait_server_idle(master);
 		char why[600] = "";
-		cr_assert(sf_check_versions(e->dst, v0, v1, why, sizeof(why)),
+		cr_assert(sf_check_versions(env->dst, v0, v1, why, sizeof(why)),
 		          "iteration %d (kill at %.1f ms of %.1f): %s", it, at,
 		          full, why);
-		if (leftovers && ph_count_temps(e->dst) > 0)
+		if (leftovers && ph_count_temps(env->dst) > 0)
 			(*leftovers)++;
-		/* The next push converges exactly. */
-		ph_reconnect(e);
-		ph_push_ok(e, NULL);
-		ferry_session_close(e->s);
-		e->s = NULL;
+		/* The next push or pull converges exactly. */
+		ph_reconnect(env);
+		if (pull)
+			pl_pull_ok(env, NULL);
+		else
+			ph_push_ok(env, NULL);
+		ferry_session_close(env->s);
+		env->s = NULL;
 		/* the server's side of the closed session may still be at its
 		 * last requests (a temp's removal) while the tree is walked */
 		sf_wait_server_idle(master);
-		ph_assert_same(e->src, e->dst);
-		cr_assert_eq(ph_count_temps(e->dst), 0,
+		ph_assert_same(env->src, env->dst);
+		cr_assert_eq(ph_count_temps(env->dst), 0,
 		             "iteration %d: temporary names left", it);
 	}
 	return killed_mid;

@@ -50,12 +50,13 @@ int sf_check_versions(const char *dst, const char *v0, const char *v1,
  * (pull 0) or pulled; exits 0 on success. */
 void sf_child_slow(ph_env *env, int pull) __attribute__((noreturn));
 
-/* ITERATIONS pushes of e->o in a child (sf_child_slow), of v0 and v1 by
- * turns copied into e->src, each killed at a random moment within 1.1 x
- * full ms: every file stays old or new, and the next push converges
- * exactly with no temporary left.  Returns the kills that landed
- * mid-push; *leftovers (may be NULL): the kills that left temporaries. */
-int sf_push_kills(ph_env *e, const char *v0, const char *v1, int iterations,
-                  double full, pid_t master, int *leftovers);
+/* ITERATIONS pushes (pull 0) or pulls of env->o in a child (sf_child_slow),
+ * of v0 and v1 by turns copied into env->src, each killed at a random
+ * moment within 1.1 x full ms: every file stays old or new, and the next
+ * push or pull converges exactly with no temporary left.  Returns the
+ * kills that landed mid-way; *leftovers (may be NULL): the kills that
+ * left temporaries. */
+int sf_kills(ph_env *env, int pull, const char *v0, const char *v1,
+             int iterations, double full, pid_t master, int *leftovers);
 
 #endif
